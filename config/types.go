@@ -1,0 +1,235 @@
+package config
+
+import (
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"time"
+)
+
+// Config is a whole Portcullis configuration file, decoded and validated.
+// A Config is never modified after Load returns it; a reload builds a new one.
+type Config struct {
+	// File is the path the configuration was read from (not a YAML key).
+	File string `yaml:"-"`
+
+	Server Server  `yaml:"server"`
+	TLS    TLS     `yaml:"tls"`
+	Log    Log     `yaml:"log"`
+	Redis  Redis   `yaml:"redis"`
+	Routes []Route `yaml:"routes"`
+}
+
+// Server configures the listeners and HTTP server hardening.
+type Server struct {
+	// Listen is the address of the main listener. Default ":8443" (":8080" when tls.mode is off).
+	Listen string `yaml:"listen"`
+	// PublicURL is the externally visible base URL (scheme https, host, optional port).
+	// Used for redirects and, later, OIDC callbacks. Default: derived from the first route host.
+	PublicURL string `yaml:"public_url"`
+	// RedirectListen, when set, is a plain-HTTP listener that redirects every request to HTTPS
+	// and answers ACME HTTP-01 challenges. Empty: no such listener.
+	RedirectListen string `yaml:"redirect_listen"`
+	// MetricsListen is the address of the Prometheus /metrics listener. Default "127.0.0.1:9090".
+	// "off" disables it.
+	MetricsListen string `yaml:"metrics_listen"`
+	// TrustedProxies lists the CIDRs whose X-Forwarded-For is believed. Default: none.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ReadHeaderTimeout bounds reading request headers. Default 10s.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request including body. Default 60s.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing a response. Default 0 (none), so long downloads and WebSockets work.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// IdleTimeout closes idle keep-alive connections. Default 120s.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes bounds the request line plus headers. Default 65536.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ShutdownTimeout bounds the graceful drain on SIGTERM. Default 15s.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// PathParams says what to do with ";" parameters in path segments: "reject" (400, default)
+	// or "strip" (remove them from every segment before matching and forwarding).
+	PathParams string `yaml:"path_params"`
+	// HSTS, when MaxAge is positive, adds Strict-Transport-Security to every HTTPS response.
+	HSTS HSTS `yaml:"hsts"`
+
+	// Parsed values, filled by Load.
+	TrustedPrefixes []netip.Prefix `yaml:"-"`
+	PublicBase      *url.URL       `yaml:"-"`
+}
+
+// HSTS configures the Strict-Transport-Security header. Zero MaxAge: no header.
+type HSTS struct {
+	MaxAge            Duration `yaml:"max_age"`
+	IncludeSubdomains bool     `yaml:"include_subdomains"`
+	Preload           bool     `yaml:"preload"`
+}
+
+// TLS modes.
+const (
+	TLSModeACME       = "acme"
+	TLSModeFiles      = "files"
+	TLSModeSelfSigned = "self_signed"
+	TLSModeOff        = "off"
+)
+
+// TLS configures how the main listener gets its certificates.
+type TLS struct {
+	// Mode is one of acme, files, self_signed, off. Required.
+	Mode string `yaml:"mode"`
+	// MinVersion is "1.2" (default) or "1.3".
+	MinVersion string `yaml:"min_version"`
+	ACME       ACME   `yaml:"acme"`
+	// CertFile and KeyFile are PEM files for mode files; they are reloaded when they change.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// SelfSignedHosts are the names put in the development certificate. Default: localhost,
+	// 127.0.0.1, ::1 and every exact route host.
+	SelfSignedHosts []string `yaml:"self_signed_hosts"`
+}
+
+// ACME configures certificate issuance with certmagic.
+type ACME struct {
+	// Domains to obtain certificates for. Required in mode acme.
+	Domains []string `yaml:"domains"`
+	// Email is the ACME account contact.
+	Email string `yaml:"email"`
+	// CA is the directory URL. Default Let's Encrypt production.
+	CA string `yaml:"ca"`
+	// CARootFile is a PEM bundle trusted for the CA's own HTTPS endpoint (private ACME servers).
+	CARootFile string `yaml:"ca_root_file"`
+	// Storage is the directory for accounts and certificates. Default "./portcullis-acme".
+	Storage string `yaml:"storage"`
+	// Challenges lists the enabled challenge types: "http-01", "tls-alpn-01". Default both.
+	Challenges []string `yaml:"challenges"`
+	// AlternateHTTPPort and AlternateTLSALPNPort are the ports the challenge solvers listen on
+	// when they differ from 80/443 (tests, port forwarding). Zero: the standard ports.
+	AlternateHTTPPort    int `yaml:"alt_http_port"`
+	AlternateTLSALPNPort int `yaml:"alt_tls_alpn_port"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	// Level is debug, info (default), warn or error.
+	Level string `yaml:"level"`
+	// Format is json (default) or text.
+	Format string `yaml:"format"`
+	// AccessLog writes one line per request. Default true.
+	AccessLog *bool `yaml:"access_log"`
+
+	SlogLevel slog.Level `yaml:"-"`
+}
+
+// Redis configures the connection to the Redis server holding sessions and memberships.
+// An empty Address means Redis is not configured (only public routes can work).
+type Redis struct {
+	Address  string `yaml:"address"`
+	Username string `yaml:"username"`
+	// Password may be given inline (${ENV} allowed) or as password_file.
+	Password Secret `yaml:"password"`
+	DB       int    `yaml:"db"`
+	// TLS enables TLS to Redis.
+	TLS bool `yaml:"tls"`
+	// KeyPrefix starts every key Portcullis writes. Default "pc".
+	KeyPrefix    string   `yaml:"key_prefix"`
+	DialTimeout  Duration `yaml:"dial_timeout"`
+	ReadTimeout  Duration `yaml:"read_timeout"`
+	WriteTimeout Duration `yaml:"write_timeout"`
+}
+
+// Path match kinds.
+const (
+	PathPrefix = "prefix"
+	PathExact  = "exact"
+)
+
+// Route is one entry in the ordered route table. The first route that matches host, path
+// and method handles the request.
+type Route struct {
+	// Name identifies the route in logs, metrics and audit events. Required, unique.
+	Name string `yaml:"name"`
+	// Hosts the route answers for: exact names or "*.example.com" (exactly one extra label).
+	// Empty: any host.
+	Hosts []string `yaml:"hosts"`
+	// Path is the path pattern, starting with "/". Default "/".
+	Path string `yaml:"path"`
+	// PathMatch is prefix (default; segment-aligned: /admin matches /admin and /admin/x, not
+	// /administrator) or exact.
+	PathMatch string `yaml:"path_match"`
+	// CaseInsensitive matches the path ignoring ASCII case; use it for portals that ignore case
+	// (IIS), so /ADMIN cannot dodge an /admin rule.
+	CaseInsensitive bool `yaml:"case_insensitive"`
+	// Methods allowed; empty means any method.
+	Methods []string `yaml:"methods"`
+	// Upstream is the portal's base URL (http or https). Required.
+	Upstream string `yaml:"upstream"`
+	// Public routes need no session. Default false (a session is required once sign-in exists).
+	Public bool `yaml:"public"`
+	// PreserveHost forwards the client's Host header instead of the upstream's host.
+	PreserveHost bool `yaml:"preserve_host"`
+	// Timeouts for the upstream connection.
+	Timeouts UpstreamTimeouts `yaml:"timeouts"`
+	// UpstreamTLS configures TLS to an https upstream.
+	UpstreamTLS UpstreamTLS `yaml:"upstream_tls"`
+	// RequestHeaders are set (or, with an empty value, removed) on the forwarded request.
+	RequestHeaders map[string]string `yaml:"request_headers"`
+	// ResponseHeaders are set (or, with an empty value, removed) on the response.
+	ResponseHeaders map[string]string `yaml:"response_headers"`
+
+	// Parsed values, filled by Load.
+	UpstreamURL *url.URL `yaml:"-"`
+	// Line and Column locate the route in the file, for messages.
+	Line, Column int `yaml:"-"`
+}
+
+// UpstreamTimeouts bound the upstream exchange. Zero values take the defaults.
+type UpstreamTimeouts struct {
+	// Dial bounds connecting to the upstream. Default 5s.
+	Dial Duration `yaml:"dial"`
+	// ResponseHeader bounds waiting for the upstream's response headers. Default 60s.
+	ResponseHeader Duration `yaml:"response_header"`
+	// IdleConn closes pooled idle upstream connections. Default 90s.
+	IdleConn Duration `yaml:"idle_conn"`
+}
+
+// UpstreamTLS configures TLS towards an https upstream.
+type UpstreamTLS struct {
+	// CAFile is a PEM bundle of roots trusted for the upstream. Default: system roots.
+	CAFile string `yaml:"ca_file"`
+	// ServerName overrides the name verified in the upstream certificate.
+	ServerName string `yaml:"server_name"`
+	// InsecureSkipVerify disables certificate verification. It MUST NOT be used in
+	// production; it is logged as a warning at start.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+}
+
+// Duration is a time.Duration written in YAML as a Go duration string ("10s", "1h30m").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Secret holds a credential. It never prints its value: String, GoString and LogValue redact.
+// In YAML a Secret key "x" may also be given as "x_file", naming a file whose contents
+// (without a trailing newline) are the value.
+type Secret string
+
+// Reveal returns the secret's value, for the one place that must use it.
+func (s Secret) Reveal() string { return string(s) }
+
+// String redacts.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString redacts.
+func (s Secret) GoString() string { return s.String() }
+
+// LogValue redacts.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText redacts, so a Secret encoded to JSON or YAML never leaks.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
