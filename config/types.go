@@ -25,7 +25,7 @@ type Server struct {
 	// Listen is the address of the main listener. Default ":8443" (":8080" when tls.mode is off).
 	Listen string `yaml:"listen"`
 	// PublicURL is the externally visible base URL (scheme https, host, optional port).
-	// Used for redirects and, later, OIDC callbacks. Default: derived from the first route host.
+	// Used for redirects and OIDC callbacks. Empty: redirects use the request's own host.
 	PublicURL string `yaml:"public_url"`
 	// RedirectListen, when set, is a plain-HTTP listener that redirects every request to HTTPS
 	// and answers ACME HTTP-01 challenges. Empty: no such listener.

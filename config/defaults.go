@@ -1,0 +1,111 @@
+package config
+
+import "time"
+
+// Default documents one default value: Key is the key path ("routes[].path" for a key of
+// every route), Value what an absent or zero key becomes.
+type Default struct {
+	Key   string
+	Value string
+}
+
+// LetsEncryptProduction is Let's Encrypt's production ACME directory, the default tls.acme.ca.
+const LetsEncryptProduction = "https://acme-v02.api.letsencrypt.org/directory"
+
+// defaultRule pairs the documentation of a default with the code that applies it, so the
+// README table and the behaviour cannot drift apart.
+type defaultRule struct {
+	Default
+	apply func(*Config)
+}
+
+// defaultRules is the one place where defaults live. Each apply sets its key only when it is
+// zero: in this schema zero always means "not given".
+var defaultRules = []defaultRule{
+	{Default{"server.listen", `":8443" (":8080" when tls.mode is off)`}, func(c *Config) {
+		if c.Server.Listen == "" {
+			c.Server.Listen = ":8443"
+			if c.TLS.Mode == TLSModeOff {
+				c.Server.Listen = ":8080"
+			}
+		}
+	}},
+	{Default{"server.metrics_listen", `"127.0.0.1:9090"`}, func(c *Config) { setString(&c.Server.MetricsListen, "127.0.0.1:9090") }},
+	{Default{"server.read_header_timeout", "10s"}, func(c *Config) { setDuration(&c.Server.ReadHeaderTimeout, 10*time.Second) }},
+	{Default{"server.read_timeout", "60s"}, func(c *Config) { setDuration(&c.Server.ReadTimeout, 60*time.Second) }},
+	{Default{"server.write_timeout", "0 (none)"}, func(*Config) {}},
+	{Default{"server.idle_timeout", "120s"}, func(c *Config) { setDuration(&c.Server.IdleTimeout, 120*time.Second) }},
+	{Default{"server.max_header_bytes", "65536"}, func(c *Config) { setInt(&c.Server.MaxHeaderBytes, 65536) }},
+	{Default{"server.shutdown_timeout", "15s"}, func(c *Config) { setDuration(&c.Server.ShutdownTimeout, 15*time.Second) }},
+	{Default{"server.path_params", `"reject"`}, func(c *Config) { setString(&c.Server.PathParams, "reject") }},
+	{Default{"tls.min_version", `"1.2"`}, func(c *Config) { setString(&c.TLS.MinVersion, "1.2") }},
+	{Default{"tls.acme.ca", `"` + LetsEncryptProduction + `"`}, func(c *Config) { setString(&c.TLS.ACME.CA, LetsEncryptProduction) }},
+	{Default{"tls.acme.storage", `"./portcullis-acme"`}, func(c *Config) { setString(&c.TLS.ACME.Storage, "./portcullis-acme") }},
+	{Default{"tls.acme.challenges", "[http-01, tls-alpn-01]"}, func(c *Config) {
+		if len(c.TLS.ACME.Challenges) == 0 {
+			c.TLS.ACME.Challenges = []string{"http-01", "tls-alpn-01"}
+		}
+	}},
+	{Default{"log.level", `"info"`}, func(c *Config) { setString(&c.Log.Level, "info") }},
+	{Default{"log.format", `"json"`}, func(c *Config) { setString(&c.Log.Format, "json") }},
+	{Default{"log.access_log", "true"}, func(c *Config) {
+		if c.Log.AccessLog == nil {
+			t := true
+			c.Log.AccessLog = &t
+		}
+	}},
+	{Default{"redis.key_prefix", `"pc"`}, func(c *Config) { setString(&c.Redis.KeyPrefix, "pc") }},
+	{Default{"redis.dial_timeout", "2s"}, func(c *Config) { setDuration(&c.Redis.DialTimeout, 2*time.Second) }},
+	{Default{"redis.read_timeout", "1s"}, func(c *Config) { setDuration(&c.Redis.ReadTimeout, time.Second) }},
+	{Default{"redis.write_timeout", "1s"}, func(c *Config) { setDuration(&c.Redis.WriteTimeout, time.Second) }},
+	{Default{"routes[].path", `"/"`}, forRoutes(func(r *Route) { setString(&r.Path, "/") })},
+	{Default{"routes[].path_match", `"prefix"`}, forRoutes(func(r *Route) { setString(&r.PathMatch, PathPrefix) })},
+	{Default{"routes[].timeouts.dial", "5s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.Dial, 5*time.Second) })},
+	{Default{"routes[].timeouts.response_header", "60s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.ResponseHeader, 60*time.Second) })},
+	{Default{"routes[].timeouts.idle_conn", "90s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.IdleConn, 90*time.Second) })},
+}
+
+// Defaults returns every default value in the order of the file's sections, for
+// documentation: a README table or "portcullis check" can print it, and it cannot disagree
+// with ApplyDefaults because both come from the same table.
+func Defaults() []Default {
+	out := make([]Default, len(defaultRules))
+	for i, r := range defaultRules {
+		out[i] = r.Default
+	}
+	return out
+}
+
+// ApplyDefaults fills every key of c that is not set with its default (see Defaults). It is
+// idempotent. Load calls it between decoding and validation.
+func ApplyDefaults(c *Config) {
+	for _, r := range defaultRules {
+		r.apply(c)
+	}
+}
+
+func setString(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+func setInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func setDuration(p *Duration, v time.Duration) {
+	if *p == 0 {
+		*p = Duration(v)
+	}
+}
+
+func forRoutes(f func(*Route)) func(*Config) {
+	return func(c *Config) {
+		for i := range c.Routes {
+			f(&c.Routes[i])
+		}
+	}
+}

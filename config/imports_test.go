@@ -1,0 +1,33 @@
+package config
+
+import (
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestNoProjectImports keeps config at the bottom of the import graph: every other package
+// depends on it, so it may depend on none of them.
+func TestNoProjectImports(t *testing.T) {
+	const module = "github.com/portcullis-proxy/portcullis"
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range files {
+		f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			path, _ := strconv.Unquote(imp.Path.Value)
+			self := path == module+"/config" && f.Name.Name == "config_test" // examples use the package itself
+			if !self && (path == module || strings.HasPrefix(path, module+"/")) {
+				t.Errorf("%s imports %s", file, path)
+			}
+		}
+	}
+}
