@@ -1,0 +1,179 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/config"
+)
+
+// upstream is one route's forwarding machinery, built once per configuration.
+type upstream struct {
+	target    *url.URL
+	basePath  string // target path without a trailing slash ("" for the root)
+	baseRaw   string
+	proxy     *httputil.ReverseProxy
+	transport *http.Transport
+}
+
+// transportKey identifies upstream connection settings; routes that share them share a pool.
+type transportKey struct {
+	scheme, host           string
+	dial, respHeader, idle time.Duration
+	caFile, serverName     string
+	insecure               bool
+}
+
+func newTransport(rt config.Route) (*http.Transport, error) {
+	t := &http.Transport{
+		Proxy: nil, // never send portal traffic through an environment proxy
+		DialContext: (&net.Dialer{
+			Timeout:   rt.Timeouts.Dial.D(),
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     rt.UpstreamURL.Scheme == "https",
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       rt.Timeouts.IdleConn.D(),
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: rt.Timeouts.ResponseHeader.D(),
+		ExpectContinueTimeout: time.Second,
+	}
+	if rt.UpstreamURL.Scheme == "https" {
+		tc := &tls.Config{
+			MinVersion:         tls.VersionTLS12,
+			ServerName:         rt.UpstreamTLS.ServerName,
+			InsecureSkipVerify: rt.UpstreamTLS.InsecureSkipVerify, //nolint:gosec // opt-in, warned about at start
+		}
+		if rt.UpstreamTLS.CAFile != "" {
+			pem, err := os.ReadFile(rt.UpstreamTLS.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("route %s: read upstream_tls.ca_file: %w", rt.Name, err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("route %s: upstream_tls.ca_file %s holds no PEM certificate", rt.Name, rt.UpstreamTLS.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		t.TLSClientConfig = tc
+	}
+	return t, nil
+}
+
+// forwardInfo is what the handler computed about a request and the forwarder needs.
+// It travels in the request context under an unexported key.
+type forwardInfo struct {
+	requestID   string
+	path        string // normalised, decoded
+	escapedPath string // normalised, as forwarded
+	xff         string
+	proto       string
+	routeLabel  string
+}
+
+type forwardInfoKey struct{}
+
+func infoFrom(r *http.Request) *forwardInfo {
+	fi, _ := r.Context().Value(forwardInfoKey{}).(*forwardInfo)
+	return fi
+}
+
+func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool) *upstream {
+	u := &upstream{
+		target:    rt.UpstreamURL,
+		basePath:  strings.TrimSuffix(rt.UpstreamURL.Path, "/"),
+		baseRaw:   strings.TrimSuffix(rt.UpstreamURL.EscapedPath(), "/"),
+		transport: tr,
+	}
+	setHeaders := make(http.Header)
+	var delHeaders []string
+	for k, v := range rt.RequestHeaders {
+		if v == "" {
+			delHeaders = append(delHeaders, k)
+		} else {
+			setHeaders.Set(k, v)
+		}
+	}
+	preserveHost := rt.PreserveHost
+	name := rt.Name
+	u.proxy = &httputil.ReverseProxy{
+		Transport:     tr,
+		FlushInterval: -1, // stream: legacy portals send server-sent events and long downloads
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			fi := infoFrom(pr.In)
+			out := pr.Out
+			out.URL.Scheme = u.target.Scheme
+			out.URL.Host = u.target.Host
+			// Forward the normalised path: the request that was matched is the one that is sent.
+			out.URL.Path = u.basePath + fi.path
+			// RawPath always set, so bytes the client sent (and we matched) are the bytes sent
+			// on, not Go's re-escaping of the decoded path.
+			out.URL.RawPath = u.baseRaw + fi.escapedPath
+			if preserveHost {
+				out.Host = pr.In.Host
+			} else {
+				out.Host = ""
+			}
+			stripManaged(out.Header, nil)
+			out.Header["X-Forwarded-For"] = []string{fi.xff}
+			out.Header["X-Forwarded-Host"] = []string{pr.In.Host}
+			out.Header["X-Forwarded-Proto"] = []string{fi.proto}
+			out.Header["X-Request-Id"] = []string{fi.requestID}
+			for _, k := range delHeaders {
+				out.Header.Del(k)
+			}
+			for k, v := range setHeaders {
+				out.Header[k] = v
+			}
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			if hstsOn {
+				// Ours wins; two HSTS headers would be ambiguous to browsers.
+				resp.Header.Del("Strict-Transport-Security")
+			}
+			for k, v := range rt.ResponseHeaders {
+				if v == "" {
+					resp.Header.Del(k)
+				} else {
+					resp.Header.Set(k, v)
+				}
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			reason := reasonUpstreamDown
+			status := http.StatusBadGateway
+			var ne net.Error
+			switch {
+			case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+				// The client went away; nobody is left to read a page.
+				s.metrics.upstream.WithLabelValues(name, "client_canceled").Inc()
+				w.WriteHeader(499)
+				return
+			case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+				reason, status = reasonUpstreamTimeout, http.StatusGatewayTimeout
+			}
+			s.metrics.upstream.WithLabelValues(name, reason).Inc()
+			s.log.LogAttrs(r.Context(), slog.LevelWarn, "upstream error",
+				slog.String("route", name), slog.String("reason", reason),
+				slog.String("request_id", infoFrom(r).requestID), slog.Any("error", err))
+			p := newProblem(status, reason)
+			p.RequestID = infoFrom(r).requestID
+			writeProblem(w, r, p)
+		},
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	return u
+}

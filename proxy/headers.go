@@ -1,0 +1,157 @@
+package proxy
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// managedHeaders are the request headers only the proxy may set, or that must never reach a
+// portal from a client because some component trusts them for routing or identity. They are
+// compared by CGI name (upper case, every non-alphanumeric byte as "_"), because CGI/WSGI/PHP
+// backends fold "X_Forwarded_For", "X.Forwarded.For" and "X-Forwarded-For" into one variable
+// while Go keeps them as distinct keys (security cases HDR-01, HDR-02, AUTHN-02).
+var managedHeaders = []string{
+	"FORWARDED",
+	"X_FORWARDED_FOR",
+	"X_FORWARDED_HOST",
+	"X_FORWARDED_PROTO",
+	"X_FORWARDED_PORT",
+	"X_FORWARDED_SERVER",
+	"X_FORWARDED_URI",
+	"X_FORWARDED_PATH",
+	"X_FORWARDED_PREFIX",
+	"X_FORWARDED_USER",
+	"X_FORWARDED_EMAIL",
+	"X_FORWARDED_GROUPS",
+	"X_ORIGINAL_URI",
+	"X_ORIGINAL_URL",
+	"X_REWRITE_URL",
+	"X_REAL_IP",
+	"X_CLIENT_IP",
+	"X_REQUEST_ID",
+	"X_AUTH_REQUEST_USER",
+	"X_AUTH_REQUEST_EMAIL",
+	"X_REMOTE_USER",
+	"REMOTE_USER",
+	"X_WEBAUTH_USER",
+}
+
+// managedPrefix catches every header of Portcullis's own namespace, whatever its spelling.
+const managedPrefix = "X_PORTCULLIS_"
+
+// cgiEqual reports whether header name h has the CGI name c (c is already upper case with "_").
+// It does not allocate: it runs for every header of every request.
+func cgiEqual(h, c string) bool {
+	if len(h) != len(c) {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if cgiByte(h[i]) != c[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func cgiHasPrefix(h, prefix string) bool {
+	return len(h) >= len(prefix) && cgiEqual(h[:len(prefix)], prefix)
+}
+
+func cgiByte(b byte) byte {
+	switch {
+	case 'a' <= b && b <= 'z':
+		return b - ('a' - 'A')
+	case 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		return b
+	default:
+		return '_'
+	}
+}
+
+// isManaged reports whether a client-sent header must be dropped before forwarding.
+func isManaged(name string, extra []string) bool {
+	if cgiHasPrefix(name, managedPrefix) {
+		return true
+	}
+	for _, c := range managedHeaders {
+		if cgiEqual(name, c) {
+			return true
+		}
+	}
+	for _, c := range extra {
+		if cgiEqual(name, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// stripManaged deletes from h every header whose CGI name is managed. extra holds additional
+// CGI names (a route's own identity headers, later issues).
+func stripManaged(h http.Header, extra []string) {
+	for name := range h {
+		if isManaged(name, extra) {
+			delete(h, name)
+		}
+	}
+}
+
+// cgiName converts a header name to its CGI form, for configuration-time use.
+func cgiName(h string) string {
+	b := []byte(h)
+	for i := range b {
+		b[i] = cgiByte(b[i])
+	}
+	return string(b)
+}
+
+// clientAddr returns the address of the client: the TCP peer, or, when the peer is a trusted
+// proxy, the right-most address in X-Forwarded-For that is not itself trusted. It also returns
+// the X-Forwarded-For chain to send upstream. Untrusted peers' forwarding headers are ignored
+// entirely (AUTHN-02: a default trust of everyone is the bug).
+func clientAddr(r *http.Request, trusted []netip.Prefix) (client netip.Addr, chain string) {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}, ""
+	}
+	client = peer.Addr().Unmap()
+	if len(trusted) == 0 || !isTrusted(client, trusted) {
+		return client, client.String()
+	}
+	prior := r.Header.Values("X-Forwarded-For")
+	var hops []netip.Addr
+	for _, v := range prior {
+		for part := range strings.SplitSeq(v, ",") {
+			a, err := netip.ParseAddr(strings.TrimSpace(part))
+			if err != nil {
+				// A garbled chain cannot be believed; fall back to the peer alone.
+				return client, client.String()
+			}
+			hops = append(hops, a.Unmap())
+		}
+	}
+	hops = append(hops, client)
+	// Walk from the right: the first untrusted hop is the client.
+	for i := len(hops) - 1; i >= 0; i-- {
+		if !isTrusted(hops[i], trusted) || i == 0 {
+			client = hops[i]
+			hops = hops[i:]
+			break
+		}
+	}
+	parts := make([]string, len(hops))
+	for i, h := range hops {
+		parts[i] = h.String()
+	}
+	return client, strings.Join(parts, ", ")
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

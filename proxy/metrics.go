@@ -1,0 +1,82 @@
+package proxy
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Route labels for requests that never reached a configured route.
+const (
+	labelNoRoute = "_none"
+	labelOwn     = "_portcullis"
+)
+
+// metrics holds the proxy's Prometheus collectors in a registry of its own, so tests and
+// several servers in one process never collide on a global registry.
+type metrics struct {
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	upstream  *prometheus.CounterVec
+	rejected  *prometheus.CounterVec
+	reloads   *prometheus.CounterVec
+	reloadTS  prometheus.Gauge
+	codeNames [600]string
+}
+
+func newMetrics(version string) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_requests_total",
+		Help: "Requests handled, by route and HTTP status.",
+	}, []string{"route", "code"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "portcullis_request_duration_seconds",
+		Help:    "Time from request received to response written, by route.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"route"})
+	m.upstream = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_upstream_errors_total",
+		Help: "Requests that failed on the way to or from the upstream, by route and reason.",
+	}, []string{"route", "reason"})
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_rejected_requests_total",
+		Help: "Requests the proxy refused before routing, by reason code.",
+	}, []string{"reason"})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_config_reloads_total",
+		Help: "Configuration reload attempts, by result (success, failure).",
+	}, []string{"result"})
+	m.reloadTS = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "portcullis_config_last_reload_success_timestamp_seconds",
+		Help: "Unix time of the last configuration successfully loaded.",
+	})
+	info := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "portcullis_build_info",
+		Help:        "Always 1; the version label says which build is running.",
+		ConstLabels: prometheus.Labels{"version": version},
+	})
+	info.Set(1)
+	m.reg.MustRegister(m.requests, m.duration, m.upstream, m.rejected, m.reloads, m.reloadTS, info,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for i := range m.codeNames {
+		m.codeNames[i] = strconv.Itoa(i)
+	}
+	return m
+}
+
+// code returns the label for a status without allocating.
+func (m *metrics) code(status int) string {
+	if status >= 0 && status < len(m.codeNames) {
+		return m.codeNames[status]
+	}
+	return strconv.Itoa(status)
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}

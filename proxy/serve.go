@@ -1,0 +1,209 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/config"
+)
+
+// Listeners are the addresses the running server is bound to, for callers that asked for
+// port 0 (tests) and for the start-up log.
+type Listeners struct {
+	Main, Redirect, Metrics net.Addr
+}
+
+// Run binds the listeners of the configuration the Server was created with and serves until
+// ctx is done, then drains in-flight requests for at most server.shutdown_timeout. ready, if
+// not nil, receives the bound addresses once every listener is up.
+func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
+	cfg := s.Config()
+	sc := cfg.Server
+	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+
+	main := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
+		ReadTimeout:       sc.ReadTimeout.D(),
+		WriteTimeout:      sc.WriteTimeout.D(),
+		IdleTimeout:       sc.IdleTimeout.D(),
+		MaxHeaderBytes:    sc.MaxHeaderBytes,
+		ErrorLog:          errLog,
+	}
+	var servers []*http.Server
+	var lns Listeners
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	serve := func(srv *http.Server, ln net.Listener, useTLS bool) {
+		servers = append(servers, srv)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if useTLS {
+				err = srv.ServeTLS(ln, "", "")
+			} else {
+				err = srv.Serve(ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+
+	// Bind before starting ACME: certmagic then answers challenges through our listeners
+	// instead of racing them for the ports.
+	ln, err := net.Listen("tcp", sc.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", sc.Listen, err)
+	}
+	lns.Main = ln.Addr()
+	var rln net.Listener
+	if sc.RedirectListen != "" {
+		if rln, err = net.Listen("tcp", sc.RedirectListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen %s (redirect_listen): %w", sc.RedirectListen, err)
+		}
+		lns.Redirect = rln.Addr()
+	}
+	ts, err := newTLSSetup(ctx, cfg.TLS, routeHosts(cfg), s.log)
+	if err != nil {
+		ln.Close()
+		if rln != nil {
+			rln.Close()
+		}
+		return fmt.Errorf("tls: %w", err)
+	}
+	defer ts.Close()
+	main.TLSConfig = ts.Config
+	if ts.Config != nil {
+		serve(main, ln, true)
+	} else {
+		serve(main, ln, false)
+	}
+
+	if rln != nil {
+		serve(&http.Server{
+			Handler:           ts.HTTPHandler(s.redirectHandler(ln.Addr())),
+			ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
+			ReadTimeout:       sc.ReadHeaderTimeout.D(),
+			WriteTimeout:      sc.ReadHeaderTimeout.D(),
+			IdleTimeout:       sc.IdleTimeout.D(),
+			MaxHeaderBytes:    sc.MaxHeaderBytes,
+			ErrorLog:          errLog,
+		}, rln, false)
+	}
+
+	if sc.MetricsListen != "" && sc.MetricsListen != "off" {
+		mln, err := net.Listen("tcp", sc.MetricsListen)
+		if err != nil {
+			shutdownAll(servers, time.Second)
+			return fmt.Errorf("listen %s (metrics_listen): %w", sc.MetricsListen, err)
+		}
+		lns.Metrics = mln.Addr()
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.MetricsHandler())
+		serve(&http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 5 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			ErrorLog:          errLog,
+		}, mln, false)
+	}
+
+	attrs := []any{slog.String("listen", lns.Main.String()), slog.String("tls_mode", cfg.TLS.Mode), slog.Int("routes", len(cfg.Routes))}
+	if lns.Redirect != nil {
+		attrs = append(attrs, slog.String("redirect_listen", lns.Redirect.String()))
+	}
+	if lns.Metrics != nil {
+		attrs = append(attrs, slog.String("metrics_listen", lns.Metrics.String()))
+	}
+	s.log.Info("portcullis serving", attrs...)
+	if ready != nil {
+		ready(lns)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	s.log.Info("shutting down", slog.Duration("drain", sc.ShutdownTimeout.D()))
+	shutdownAll(servers, sc.ShutdownTimeout.D())
+	wg.Wait()
+	return runErr
+}
+
+func shutdownAll(servers []*http.Server, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Shutdown(ctx); err != nil {
+				_ = srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// redirectHandler sends plain-HTTP requests to HTTPS, only for hosts a route answers for, so
+// the listener cannot be used to bounce browsers to arbitrary names.
+func (s *Server) redirectHandler(mainAddr net.Addr) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := s.state.Load()
+		fi := &forwardInfo{requestID: s.newRequestID(r, false)}
+		host, ok := canonicalHost(r.Host)
+		if !ok || !st.router.answersHost(host) {
+			s.reject(w, r, fi, http.StatusNotFound, reasonNotFound)
+			return
+		}
+		target := "https://" + hostWithPort(host, st.cfg, mainAddr)
+		uri := r.RequestURI
+		if !strings.HasPrefix(uri, "/") {
+			uri = "/"
+		}
+		w.Header().Set("Connection", "close")
+		http.Redirect(w, r, target+uri, http.StatusPermanentRedirect)
+	})
+}
+
+// hostWithPort gives the authority of the HTTPS side: the public URL's when it names this
+// host, else the host with the main listener's port unless that is 443.
+func hostWithPort(host string, cfg *config.Config, mainAddr net.Addr) string {
+	if pb := cfg.Server.PublicBase; pb != nil && strings.EqualFold(pb.Hostname(), host) {
+		return pb.Host
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if ta, ok := mainAddr.(*net.TCPAddr); ok && ta.Port != 443 {
+		return fmt.Sprintf("%s:%d", host, ta.Port)
+	}
+	return host
+}
+
+// routeHosts lists the exact host names of the routes, for the development certificate.
+func routeHosts(cfg *config.Config) []string {
+	var hosts []string
+	seen := map[string]bool{}
+	for _, r := range cfg.Routes {
+		for _, h := range r.Hosts {
+			if !strings.HasPrefix(h, "*.") && !seen[h] {
+				seen[h] = true
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	return hosts
+}
