@@ -491,13 +491,9 @@ func TestExpansionBounded(t *testing.T) {
 		b.WriteString("*r, ")
 	}
 	b.WriteString("]\n")
-	start := time.Now()
 	_, _, err := parse(t, b.String())
 	if err == nil || !strings.Contains(err.Error(), "expands to more than") {
 		t.Errorf("err = %.300v", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("took %v", d)
 	}
 
 	b.Reset()
@@ -505,11 +501,7 @@ func TestExpansionBounded(t *testing.T) {
 	for i := range 3000 {
 		fmt.Fprintf(&b, "- {name: r%d, hosts: [h%d.example.com], path: /p%d, methods: [GET, POST], upstream: 'http://u'}\n", i, i, i)
 	}
-	start = time.Now()
 	if _, _, err := parse(t, b.String()); err != nil {
 		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("3000 routes took %v", d)
 	}
 }

@@ -1,0 +1,266 @@
+package portcullis_test
+
+// This test keeps the package structure of DESIGN.md honest, in the manner of Tailscale's and
+// Pomerium's import tests: imports flow one way (cmd → proxy → {session, authz} → store → config,
+// audit a leaf), only store talks to Redis, and every package says what it is for. It parses
+// the tree with go/parser rather than running `go list`, so it needs no toolchain subprocess
+// and still works while an unrelated package does not compile.
+
+import (
+	"bufio"
+	"fmt"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const (
+	goRedis   = "github.com/redis/go-redis/"
+	miniredis = "github.com/alicebob/miniredis/"
+)
+
+// pkgInfo is what the rules need to know about one directory's Go files.
+type pkgInfo struct {
+	dir     string // slash-separated, relative to the module root ("." for the root)
+	name    string // package name of the non-test files
+	hasCode bool   // has non-test .go files
+	doc     string // package doc comment from a non-test file, "" if none
+	// imports maps an import path to the non-test files importing it. Test files are not
+	// recorded: they may use test helpers and drivers freely.
+	imports map[string][]string
+}
+
+func TestImportGraph(t *testing.T) {
+	module, pkgs := loadTree(t, ".")
+	for _, want := range []string{"config", "store", "internal/redistest"} {
+		if p := pkgs[want]; p == nil || !p.hasCode {
+			t.Fatalf("package %s not found: the tree walk is broken, so the rules would pass vacuously", want)
+		}
+	}
+	for _, problem := range checkGraph(module, pkgs) {
+		t.Error(problem)
+	}
+}
+
+// TestImportGraphRules checks that each rule fires, on a small tree of bad packages.
+func TestImportGraphRules(t *testing.T) {
+	root := t.TempDir()
+	write := func(name, src string) {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("go.mod", "module example.com/pc\n\ngo 1.26\n")
+	write("config/c.go", "// Package config is fine.\npackage config\n\nimport _ \"example.com/pc/store\"\n")
+	write("audit/a.go", "// Package audit is fine.\npackage audit\n\nimport _ \"example.com/pc/config\"\n")
+	write("store/s.go", "// Package store is fine.\npackage store\n\nimport (\n\t_ \"example.com/pc/session\"\n\t_ \"github.com/redis/go-redis/v9\"\n)\n")
+	write("proxy/p.go", "// Package proxy is fine.\npackage proxy\n\nimport _ \"github.com/redis/go-redis/v9\"\n")
+	write("proxy/p_test.go", "package proxy\n\nimport _ \"example.com/pc/internal/redistest\"\n")
+	write("session/s.go", "// Package session is fine.\npackage session\n\nimport (\n\t_ \"example.com/pc/proxy\"\n\t_ \"github.com/alicebob/miniredis/v2\"\n\t_ \"example.com/pc/internal/redistest\"\n)\n")
+	write("authz/a.go", "package authz\n\nimport _ \"example.com/pc/cmd/portcullis\"\n")
+	write("authz/b.go", "// Package authorisation is misnamed.\npackage authz\n")
+	write("audit/doc_test.go", "package audit\n")
+	write("nodoc/n.go", "package nodoc\n")
+	write("testdata/x/x.go", "package x\n\nimport _ \"github.com/redis/go-redis/v9\"\n")
+
+	module, pkgs := loadTree(t, root)
+	got := strings.Join(checkGraph(module, pkgs), "\n")
+	for _, want := range []string{
+		"config/c.go imports example.com/pc/store: config must import no other project package",
+		"audit/a.go imports example.com/pc/config: audit must import no other project package",
+		"store/s.go imports example.com/pc/session: store may import only config and audit",
+		"proxy/p.go imports github.com/redis/go-redis/v9: proxy must never talk to Redis directly",
+		"session/s.go imports example.com/pc/proxy: only cmd imports proxy",
+		"session/s.go imports github.com/alicebob/miniredis/v2: only internal/redistest may use miniredis",
+		"session/s.go imports example.com/pc/internal/redistest: test helpers belong in _test.go files",
+		"authz/a.go imports example.com/pc/cmd/portcullis: nothing imports a command",
+		"package authz (authz): doc comment should start",
+		"package nodoc (nodoc) has no package doc comment",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing problem %q", want)
+		}
+	}
+	for _, unwanted := range []string{"store/s.go imports github.com/redis", "p_test.go", "testdata", "package audit", "package config"} {
+		if strings.Contains(got, unwanted) {
+			t.Errorf("false alarm containing %q", unwanted)
+		}
+	}
+	if t.Failed() {
+		t.Logf("problems found:\n%s", got)
+	}
+}
+
+// checkGraph returns every violation of the package rules, one line each, naming the file.
+// Rules concern non-test files only: tests may import drivers and helpers freely.
+func checkGraph(module string, pkgs map[string]*pkgInfo) []string {
+	proj := func(imp string) (rel string, ok bool) {
+		if imp == module {
+			return ".", true
+		}
+		return strings.CutPrefix(imp, module+"/")
+	}
+	under := func(dir string, roots ...string) bool {
+		for _, root := range roots {
+			if dir == root || strings.HasPrefix(dir, root+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	for _, p := range sortedPkgs(pkgs) {
+		imps := make([]string, 0, len(p.imports))
+		for imp := range p.imports {
+			imps = append(imps, imp)
+		}
+		sort.Strings(imps)
+		for _, imp := range imps {
+			at := strings.Join(p.imports[imp], ", ")
+			target, isProj := proj(imp)
+			switch {
+			// config is the bottom of the graph: everything may depend on it, so it may depend
+			// on nothing of ours (DESIGN.md, Packages).
+			case under(p.dir, "config") && isProj && !under(target, "config"):
+				bad("%s imports %s: config must import no other project package", at, imp)
+			// audit is a leaf used by all; importing anything of ours invites cycles and lets
+			// event types depend on policy.
+			case under(p.dir, "audit") && isProj && !under(target, "audit"):
+				bad("%s imports %s: audit must import no other project package", at, imp)
+			// store sits just above config; policy and HTTP live above it.
+			case under(p.dir, "store") && isProj && !under(target, "store", "config", "audit"):
+				bad("%s imports %s: store may import only config and audit of the project", at, imp)
+			// Only store (and the test helper) speak Redis, so key names and scripts stay in
+			// one place and nobody bypasses the store's error mapping and fail-closed rules.
+			case strings.HasPrefix(imp, goRedis) && !under(p.dir, "store", "internal/redistest"):
+				if under(p.dir, "proxy") {
+					bad("%s imports %s: proxy must never talk to Redis directly; go through store", at, imp)
+				} else {
+					bad("%s imports %s: only store talks to Redis", at, imp)
+				}
+			// The in-process fallback is for tests only, and only through redistest.
+			case strings.HasPrefix(imp, miniredis) && p.dir != "internal/redistest":
+				bad("%s imports %s: only internal/redistest may use miniredis", at, imp)
+			case isProj && target == "internal/redistest":
+				bad("%s imports %s: test helpers belong in _test.go files", at, imp)
+			case isProj && under(target, "cmd"):
+				bad("%s imports %s: nothing imports a command", at, imp)
+			// Imports flow one way: cmd → proxy → {session, authz} → store → config.
+			case isProj && under(target, "proxy") && under(p.dir, "session", "authz", "store", "config", "audit"):
+				bad("%s imports %s: only cmd imports proxy (imports flow cmd → proxy → session/authz → store → config)", at, imp)
+			}
+		}
+
+		// Every package says what it is for (STYLE.md 13); readers and go doc start there.
+		if p.hasCode {
+			switch {
+			case p.doc == "":
+				bad("package %s (%s) has no package doc comment; add one (a doc.go is customary)", p.name, p.dir)
+			case p.name != "main" && !strings.HasPrefix(p.doc, "Package "+p.name+" "):
+				bad("package %s (%s): doc comment should start %q", p.name, p.dir, "Package "+p.name+" ")
+			}
+		}
+	}
+	return problems
+}
+
+// loadTree parses the imports and package docs of every Go file under root, skipping what the go
+// command skips (testdata, vendor, directories starting with "." or "_").
+func loadTree(t *testing.T, root string) (module string, pkgs map[string]*pkgInfo) {
+	t.Helper()
+	module = modulePath(t, filepath.Join(root, "go.mod"))
+	pkgs = map[string]*pkgInfo{}
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if p != root && (name == "testdata" || name == "vendor" || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_")) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(name, ".go") || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, p, nil, parser.ImportsOnly|parser.ParseComments)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		dir := path.Dir(rel)
+		pk := pkgs[dir]
+		if pk == nil {
+			pk = &pkgInfo{dir: dir, imports: map[string][]string{}}
+			pkgs[dir] = pk
+		}
+		if strings.HasSuffix(name, "_test.go") {
+			return nil
+		}
+		pk.hasCode = true
+		pk.name = f.Name.Name
+		if pk.doc == "" && f.Doc != nil {
+			pk.doc = f.Doc.Text()
+		}
+		for _, spec := range f.Imports {
+			imp, err := strconv.Unquote(spec.Path.Value)
+			if err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
+			if !slices.Contains(pk.imports[imp], rel) {
+				pk.imports[imp] = append(pk.imports[imp], rel)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", root, err)
+	}
+	return module, pkgs
+}
+
+func modulePath(t *testing.T, gomod string) string {
+	t.Helper()
+	f, err := os.Open(gomod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if m, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "module "); ok {
+			return strings.Trim(strings.TrimSpace(m), `"`)
+		}
+	}
+	t.Fatalf("%s: no module line", gomod)
+	return ""
+}
+
+func sortedPkgs(m map[string]*pkgInfo) []*pkgInfo {
+	out := make([]*pkgInfo, 0, len(m))
+	for _, p := range m {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].dir < out[j].dir })
+	return out
+}

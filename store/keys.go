@@ -1,0 +1,120 @@
+package store
+
+import (
+	"errors"
+	"strings"
+)
+
+// This file is the only place that knows Redis key names. Every key Portcullis writes is built
+// here, so the data layout can be read (and changed) in one screen.
+//
+// Layout (prefix "pc" by default; <x> marks an escaped identifier, see escape):
+//
+//	pc:{u:<user>}:sess:<id>    session record
+//	pc:{u:<user>}:sessions     set of the user's session ids (logout everywhere, offboarding)
+//	pc:{u:<user>}:orgs         set of the user's organisation ids (org picker, offboarding)
+//	pc:{o:<org>}:org           organisation record
+//	pc:{o:<org>}:mem:<user>    membership of user in org
+//	pc:{d:<domain>}:org        email domain → organisation index
+//	pc:inval                   pub/sub channel of cache invalidations
+//	pc:audit                   audit event stream
+//
+// Hash tags: Redis Cluster hashes only the part between the first "{" and the next "}". The
+// prefix may not contain braces and escaped identifiers cannot, so the tag is always exactly the
+// one written here: a person's session and indexes share {u:…}, an organisation and its
+// memberships share {o:…}, and each can be read or changed in one round trip on one slot.
+
+// DefaultKeyPrefix starts every key when the configuration names no prefix.
+const DefaultKeyPrefix = "pc"
+
+// keys builds key names under one prefix. The zero value is not usable; call newKeys.
+type keys struct {
+	prefix string // with the trailing ":"
+}
+
+// newKeys checks the prefix: letters, digits and ".-_:" only (at most 64), so it can hold no hash
+// tag and no SCAN pattern characters. Empty means DefaultKeyPrefix.
+func newKeys(prefix string) (keys, error) {
+	if prefix == "" {
+		prefix = DefaultKeyPrefix
+	}
+	if len(prefix) > 64 {
+		return keys{}, errors.New("must be at most 64 characters")
+	}
+	for _, r := range prefix {
+		if !isUnreserved(byte(r)) && r != ':' || r > 0x7f {
+			return keys{}, errors.New(`may contain only letters, digits, ".", "-", "_", "~" and ":"`)
+		}
+	}
+	return keys{prefix: prefix + ":"}, nil
+}
+
+func (k keys) userTag(user string) string { return k.prefix + "{u:" + escape(user) + "}" }
+func (k keys) orgTag(org string) string   { return k.prefix + "{o:" + escape(org) + "}" }
+
+// session is the key of one session record of user.
+func (k keys) session(user, id string) string { return k.userTag(user) + ":sess:" + escape(id) }
+
+// userSessions is the key of the set of user's session ids.
+func (k keys) userSessions(user string) string { return k.userTag(user) + ":sessions" }
+
+// userOrgs is the key of the set of organisations user is a member of.
+func (k keys) userOrgs(user string) string { return k.userTag(user) + ":orgs" }
+
+// org is the key of an organisation record.
+func (k keys) org(org string) string { return k.orgTag(org) + ":org" }
+
+// membership is the key of user's membership in org. It shares org's hash tag so the membership
+// and the organisation it depends on are read in one round trip.
+func (k keys) membership(org, user string) string { return k.orgTag(org) + ":mem:" + escape(user) }
+
+// domainOrg is the key of the index from an email domain to the organisation holding it. The
+// caller canonicalises the domain (lower case, IDNA) first: keys compare bytes.
+func (k keys) domainOrg(domain string) string { return k.prefix + "{d:" + escape(domain) + "}:org" }
+
+// invalidations is the pub/sub channel on which changes are announced to every replica's cache.
+func (k keys) invalidations() string { return k.prefix + "inval" }
+
+// audit is the key of the audit event stream.
+func (k keys) audit() string { return k.prefix + "audit" }
+
+// escape makes an identifier safe to embed in a key. RFC 3986 unreserved bytes (letters, digits,
+// "-", ".", "_", "~") stay as they are, so typical ids, session ids (base64url) and domains
+// remain readable in redis-cli; every other byte becomes %XX. The mapping is injective (distinct
+// ids give distinct keys, because "%" itself is escaped) and its output never contains "{", "}"
+// or ":" (so an id can neither end its hash tag nor fake a key segment) nor the SCAN pattern
+// characters "*", "?", "[", "]", "\" (so a key can be matched literally).
+//
+// Escaping rather than hashing keeps keys reversible for operators debugging a live system; the
+// IdP's subject is a pseudonymous identifier, not a secret. Callers reject empty identifiers
+// before they get here; escape maps "" to "".
+func escape(id string) string {
+	n := 0
+	for i := 0; i < len(id); i++ {
+		if !isUnreserved(id[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return id
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(id) + 2*n)
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if isUnreserved(c) {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&0xf])
+	}
+	return b.String()
+}
+
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
