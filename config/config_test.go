@@ -118,7 +118,7 @@ func TestDefaultsTable(t *testing.T) {
 			for _, f := range structFields(typ) {
 				if f.name == part {
 					typ = typ.Field(f.index).Type
-					if typ.Kind() == reflect.Slice {
+					if typ.Kind() == reflect.Slice || typ.Kind() == reflect.Pointer {
 						typ = typ.Elem()
 					}
 					found = true

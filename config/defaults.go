@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Default documents one default value: Key is the key path ("routes[].path" for a key of
 // every route), Value what an absent or zero key becomes.
@@ -58,11 +61,42 @@ var defaultRules = []defaultRule{
 	{Default{"redis.dial_timeout", "2s"}, func(c *Config) { setDuration(&c.Redis.DialTimeout, 2*time.Second) }},
 	{Default{"redis.read_timeout", "1s"}, func(c *Config) { setDuration(&c.Redis.ReadTimeout, time.Second) }},
 	{Default{"redis.write_timeout", "1s"}, func(c *Config) { setDuration(&c.Redis.WriteTimeout, time.Second) }},
+	{Default{"oidc.redirect_url", `server.public_url + "/.portcullis/callback"`}, func(c *Config) {
+		if c.OIDC.Issuer != "" && c.OIDC.RedirectURL == "" && c.Server.PublicURL != "" {
+			c.OIDC.RedirectURL = strings.TrimSuffix(c.Server.PublicURL, "/") + "/.portcullis/callback"
+		}
+	}},
+	{Default{"oidc.scopes", "[openid, email, profile]"}, ifOIDC(func(c *Config) {
+		if len(c.OIDC.Scopes) == 0 {
+			c.OIDC.Scopes = []string{"openid", "email", "profile"}
+		}
+	})},
+	{Default{"oidc.clock_skew", "30s"}, ifOIDC(func(c *Config) { setDuration(&c.OIDC.ClockSkew, 30*time.Second) })},
+	{Default{"oidc.require_verified_email", "true"}, ifOIDC(func(c *Config) { setBool(&c.OIDC.RequireVerifiedEmail, true) })},
+	{Default{"oidc.signing_algs", "[RS256, ES256]"}, ifOIDC(func(c *Config) {
+		if len(c.OIDC.SigningAlgs) == 0 {
+			c.OIDC.SigningAlgs = []string{"RS256", "ES256"}
+		}
+	})},
+	{Default{"session.idle_timeout", "1h"}, ifOIDC(func(c *Config) { setDuration(&c.Session.IdleTimeout, time.Hour) })},
+	{Default{"session.absolute_timeout", "12h"}, ifOIDC(func(c *Config) { setDuration(&c.Session.AbsoluteTimeout, 12*time.Hour) })},
+	{Default{"session.touch_interval", "1m"}, ifOIDC(func(c *Config) { setDuration(&c.Session.TouchInterval, time.Minute) })},
+	{Default{"session.login_timeout", "10m"}, ifOIDC(func(c *Config) { setDuration(&c.Session.LoginTimeout, 10*time.Minute) })},
 	{Default{"routes[].path", `"/"`}, forRoutes(func(r *Route) { setString(&r.Path, "/") })},
 	{Default{"routes[].path_match", `"prefix"`}, forRoutes(func(r *Route) { setString(&r.PathMatch, PathPrefix) })},
 	{Default{"routes[].timeouts.dial", "5s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.Dial, 5*time.Second) })},
 	{Default{"routes[].timeouts.response_header", "60s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.ResponseHeader, 60*time.Second) })},
 	{Default{"routes[].timeouts.idle_conn", "90s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.IdleConn, 90*time.Second) })},
+	{Default{"routes[].org.from", `"session"`}, forRoutes(func(r *Route) {
+		if r.Org != nil {
+			setString(&r.Org.From, OrgFromSession)
+		}
+	})},
+	{Default{"routes[].require.verified_email_domain", "true"}, forRoutes(func(r *Route) {
+		if r.Require != nil {
+			setBool(&r.Require.VerifiedEmailDomain, true)
+		}
+	})},
 }
 
 // Defaults returns every default value in the order of the file's sections, for
@@ -90,6 +124,12 @@ func setString(p *string, v string) {
 	}
 }
 
+func setBool(p **bool, v bool) {
+	if *p == nil {
+		*p = &v
+	}
+}
+
 func setInt(p *int, v int) {
 	if *p == 0 {
 		*p = v
@@ -99,6 +139,16 @@ func setInt(p *int, v int) {
 func setDuration(p *Duration, v time.Duration) {
 	if *p == 0 {
 		*p = Duration(v)
+	}
+}
+
+// ifOIDC applies a sign-in or session default only when sign-in is configured, so a file
+// without oidc decodes to zero values there.
+func ifOIDC(f func(*Config)) func(*Config) {
+	return func(c *Config) {
+		if c.OIDC.Issuer != "" {
+			f(c)
+		}
 	}
 }
 

@@ -41,6 +41,7 @@ func (v *validator) routes(rs []Route) {
 }
 
 func (v *validator) route(p string, r *Route) {
+	v.policy(p, r)
 	switch {
 	case r.Name == "":
 		v.errorf(p+".name", "is required")

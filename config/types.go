@@ -13,11 +13,62 @@ type Config struct {
 	// File is the path the configuration was read from (not a YAML key).
 	File string `yaml:"-"`
 
-	Server Server  `yaml:"server"`
-	TLS    TLS     `yaml:"tls"`
-	Log    Log     `yaml:"log"`
-	Redis  Redis   `yaml:"redis"`
-	Routes []Route `yaml:"routes"`
+	Server  Server  `yaml:"server"`
+	TLS     TLS     `yaml:"tls"`
+	Log     Log     `yaml:"log"`
+	Redis   Redis   `yaml:"redis"`
+	OIDC    OIDC    `yaml:"oidc"`
+	Session Session `yaml:"session"`
+	Routes  []Route `yaml:"routes"`
+}
+
+// OIDC configures sign-in with an OpenID Provider. An empty Issuer means sign-in is not
+// configured: routes that are not public then answer 401 (fail closed).
+type OIDC struct {
+	// Issuer is the provider's issuer URL, exactly as in its discovery document. https is
+	// required, except for a loopback host (development).
+	Issuer string `yaml:"issuer"`
+	// ClientID and ClientSecret identify Portcullis at the provider. ClientSecret may be given
+	// as client_secret_file; empty means a public client (PKCE only).
+	ClientID     string `yaml:"client_id"`
+	ClientSecret Secret `yaml:"client_secret"`
+	// RedirectURL is the callback registered at the provider. Default: server.public_url +
+	// "/.portcullis/callback". Its path must be /.portcullis/callback.
+	RedirectURL string `yaml:"redirect_url"`
+	// Scopes requested. Default [openid, email, profile]; openid is always included.
+	Scopes []string `yaml:"scopes"`
+	// ExtraParams are added to every authorisation request (e.g. a tenant hint). They cannot
+	// override the protocol's own parameters.
+	ExtraParams map[string]string `yaml:"extra_params"`
+	// ClockSkew is the tolerance on token times. Default 30s, at most 5m.
+	ClockSkew Duration `yaml:"clock_skew"`
+	// RequireVerifiedEmail refuses sign-in when the ID token does not say email_verified:
+	// true. Default true.
+	RequireVerifiedEmail *bool `yaml:"require_verified_email"`
+	// SigningAlgs are the accepted ID token algorithms. Default [RS256, ES256]. Never "none"
+	// or an HMAC algorithm.
+	SigningAlgs []string `yaml:"signing_algs"`
+	// CARootFile is a PEM bundle trusted for the provider's HTTPS endpoints (a private CA).
+	// Default: the system roots.
+	CARootFile string `yaml:"ca_root_file"`
+
+	// Parsed values, filled by Load.
+	IssuerURL   *url.URL `yaml:"-"`
+	RedirectURI *url.URL `yaml:"-"`
+}
+
+// Session configures the server-side sessions kept in Redis.
+type Session struct {
+	// IdleTimeout ends a session nobody used for this long. Default 1h.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// AbsoluteTimeout ends a session this long after sign-in, used or not. Default 12h.
+	AbsoluteTimeout Duration `yaml:"absolute_timeout"`
+	// TouchInterval is how stale the stored last-seen time may get before a request writes
+	// it again; it coalesces writes (not one per request). Default 1m; below IdleTimeout.
+	TouchInterval Duration `yaml:"touch_interval"`
+	// LoginTimeout is how long a started sign-in (state, nonce, PKCE verifier) stays valid.
+	// Default 10m.
+	LoginTimeout Duration `yaml:"login_timeout"`
 }
 
 // Server configures the listeners and HTTP server hardening.
@@ -175,11 +226,54 @@ type Route struct {
 	RequestHeaders map[string]string `yaml:"request_headers"`
 	// ResponseHeaders are set (or, with an empty value, removed) on the response.
 	ResponseHeaders map[string]string `yaml:"response_headers"`
+	// Org says where the organisation a request acts for comes from. Setting it, or Require,
+	// makes the route org-scoped; otherwise a non-public route needs a session only.
+	Org *OrgSource `yaml:"org"`
+	// Require lists what the membership in that organisation must hold.
+	Require *Require `yaml:"require"`
 
 	// Parsed values, filled by Load.
 	UpstreamURL *url.URL `yaml:"-"`
 	// Line and Column locate the route in the file, for messages.
 	Line, Column int `yaml:"-"`
+}
+
+// Organisation sources.
+const (
+	OrgFromHost    = "host"
+	OrgFromPath    = "path"
+	OrgFromHeader  = "header"
+	OrgFromSession = "session"
+)
+
+// OrgSource locates the active organisation of a request.
+type OrgSource struct {
+	// From is host, path, header or session (default: the session's choice from the org
+	// picker).
+	From string `yaml:"from"`
+	// Host is a pattern with one {org} label, such as "{org}.portal.example.com" (from: host).
+	Host string `yaml:"host"`
+	// PathSegment is the 1-based index of the path segment naming the org (from: path):
+	// 2 in /orgs/{org}/invoices.
+	PathSegment int `yaml:"path_segment"`
+	// Header names the header carrying the org id (from: header). It is believed only from
+	// server.trusted_proxies; from anyone else the request is refused.
+	Header string `yaml:"header"`
+}
+
+// Require is what a membership must hold for an org-scoped route. Empty lists require nothing
+// of that kind.
+type Require struct {
+	// Roles: the membership must hold at least one of these roles.
+	Roles []string `yaml:"roles"`
+	// Purposes: the membership must hold an unexpired grant for at least one of these.
+	Purposes []string `yaml:"purposes"`
+	// Kinds: the membership's kind must be one of these (employee, partner, reseller,
+	// support, service).
+	Kinds []string `yaml:"kinds"`
+	// VerifiedEmailDomain requires the person's email domain to be currently verified for the
+	// organisation. Default true.
+	VerifiedEmailDomain *bool `yaml:"verified_email_domain"`
 }
 
 // UpstreamTimeouts bound the upstream exchange. Zero values take the defaults.

@@ -102,6 +102,8 @@ func (v *validator) config(c *Config) {
 	v.tls(&c.TLS)
 	v.log(&c.Log)
 	v.redis(&c.Redis)
+	v.oidc(c)
+	v.session(c)
 	v.routes(c.Routes)
 }
 

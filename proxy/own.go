@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,10 @@ func (s *Server) serveOwn(w http.ResponseWriter, r *http.Request, path string, f
 		}
 		s.serveReady(w, r)
 	default:
+		if h, ok := s.opts.Endpoints[strings.TrimPrefix(path, ownPrefix)]; ok {
+			h.ServeHTTP(w, r)
+			return
+		}
 		s.reject(w, r, fi, http.StatusNotFound, reasonNotFound)
 	}
 }

@@ -18,11 +18,11 @@ import (
 )
 
 // Gate admits or refuses a request to a route that is not public. It writes the refusal
-// itself (a sign-in redirect, a 401, a 403 page) and returns false, or returns true and lets
-// the request through. A nil Gate refuses every non-public route: until sign-in is wired in,
-// nothing protected is reachable (fail closed).
+// itself (a sign-in redirect, a 401, a 403 page) and returns false, or returns true with the
+// request to forward, whose context may carry what the gate learnt (the session). A nil Gate
+// refuses every non-public route: without sign-in, nothing protected is reachable.
 type Gate interface {
-	Admit(w http.ResponseWriter, r *http.Request, route *config.Route) bool
+	Admit(w http.ResponseWriter, r *http.Request, route *config.Route) (*http.Request, bool)
 }
 
 // ReadyCheck reports whether a dependency is usable; the error is logged, never shown.
@@ -36,6 +36,9 @@ type Options struct {
 	Gate    Gate
 	// ReadyChecks are run by /.portcullis/readyz, by name.
 	ReadyChecks map[string]ReadyCheck
+	// Endpoints are further own endpoints, keyed by their name under /.portcullis/ ("login"
+	// serves /.portcullis/login). They see the normalised path; nothing there is forwarded.
+	Endpoints map[string]http.Handler
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -318,7 +321,8 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, st *state, fi *f
 			writeProblem(w, r, p)
 			return
 		}
-		if !s.opts.Gate.Admit(w, r, route) {
+		var ok bool
+		if r, ok = s.opts.Gate.Admit(w, r, route); !ok {
 			return
 		}
 	}

@@ -20,6 +20,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+
 	"github.com/portcullis-proxy/portcullis/config"
 )
 
@@ -172,9 +174,9 @@ func get(target string) string {
 	return "GET " + target + " HTTP/1.1\r\nHost: portal.example.test\r\nConnection: close\r\n\r\n"
 }
 
-func decodeProblem(t *testing.T, resp *http.Response) problem {
+func decodeProblem(t *testing.T, resp *http.Response) problem.Problem {
 	t.Helper()
-	var p problem
+	var p problem.Problem
 	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
 		t.Fatalf("body is not a JSON problem: %v", err)
 	}
@@ -453,7 +455,7 @@ routes:
 		if resp.StatusCode != tc.status {
 			t.Errorf("%s: status %d, want %d", tc.path, resp.StatusCode, tc.status)
 		}
-		var p problem
+		var p problem.Problem
 		if err := json.Unmarshal(body, &p); err != nil || p.Reason != tc.reason {
 			t.Errorf("%s: body %s", tc.path, body)
 		}

@@ -1,0 +1,178 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// CallbackPath is where the provider sends the browser back after sign-in.
+const CallbackPath = "/.portcullis/callback"
+
+// Membership kinds, as stored with each membership.
+var MembershipKinds = []string{"employee", "partner", "reseller", "support", "service"}
+
+// oidc checks sign-in; it needs Redis (sessions live there) and a redirect URL.
+func (v *validator) oidc(c *Config) {
+	o := &c.OIDC
+	if o.Issuer == "" {
+		for _, k := range []string{"client_id", "client_secret", "redirect_url", "ca_root_file"} {
+			if _, ok := v.d.valPos["oidc."+k]; ok {
+				v.errorf("oidc."+k, "is set but oidc.issuer is not")
+				break
+			}
+		}
+		return
+	}
+	o.IssuerURL = v.endpointURL("oidc.issuer", o.Issuer)
+	if o.IssuerURL != nil && (o.IssuerURL.RawQuery != "" || o.IssuerURL.Fragment != "") {
+		v.errorf("oidc.issuer", "must not have a query or fragment")
+	}
+	if o.ClientID == "" {
+		v.errorf("oidc.client_id", "is required when oidc.issuer is set")
+	}
+	if c.Redis.Address == "" {
+		v.errorf("redis.address", "is required when oidc is configured: sessions are kept in Redis")
+	}
+	switch {
+	case o.RedirectURL == "":
+		v.errorf("oidc.redirect_url", "is required when server.public_url is not set")
+	default:
+		if u := v.endpointURL("oidc.redirect_url", o.RedirectURL); u != nil {
+			if u.Path != CallbackPath || u.RawQuery != "" || u.Fragment != "" {
+				v.errorf("oidc.redirect_url", "must end in %s with no query or fragment", CallbackPath)
+			} else {
+				o.RedirectURI = u
+			}
+		}
+	}
+	if !slices.Contains(o.Scopes, "openid") {
+		o.Scopes = append([]string{"openid"}, o.Scopes...)
+	}
+	for k := range o.ExtraParams {
+		switch k {
+		case "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge",
+			"code_challenge_method", "response_mode", "request", "request_uri":
+			v.keyErrorf("oidc.extra_params."+k, "cannot be overridden: Portcullis sets it")
+		}
+	}
+	if o.ClockSkew.D() > 5*time.Minute {
+		v.errorf("oidc.clock_skew", "must be at most 5m")
+	}
+	v.nonNegative("oidc.clock_skew", o.ClockSkew)
+	for i, alg := range o.SigningAlgs {
+		p := fmt.Sprintf("oidc.signing_algs[%d]", i)
+		switch alg {
+		case "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA":
+		default:
+			v.errorf(p, "%s is not an accepted signing algorithm (asymmetric algorithms only; never none or HS*)", v.show(p, alg))
+		}
+	}
+	if o.CARootFile != "" {
+		v.fileExists("oidc.ca_root_file", o.CARootFile)
+	}
+}
+
+// endpointURL accepts an https URL, or http for a loopback host (a development provider).
+func (v *validator) endpointURL(p, raw string) *url.URL {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Opaque != "" || u.Host == "":
+		v.errorf(p, "must be an absolute URL such as \"https://idp.example.com\"")
+	case u.User != nil:
+		v.errorf(p, "must not contain user information")
+	case u.Scheme == "https":
+		return u
+	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
+		return u
+	default:
+		v.errorf(p, "must use https (http is accepted for a loopback host only)")
+	}
+	return nil
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (v *validator) session(c *Config) {
+	if c.OIDC.Issuer == "" {
+		return
+	}
+	s := &c.Session
+	for _, k := range []struct {
+		p string
+		d Duration
+	}{{"session.idle_timeout", s.IdleTimeout}, {"session.absolute_timeout", s.AbsoluteTimeout},
+		{"session.touch_interval", s.TouchInterval}, {"session.login_timeout", s.LoginTimeout}} {
+		v.nonNegative(k.p, k.d)
+	}
+	if s.IdleTimeout > s.AbsoluteTimeout {
+		v.errorf("session.idle_timeout", "must not exceed session.absolute_timeout")
+	}
+	if s.TouchInterval >= s.IdleTimeout {
+		v.errorf("session.touch_interval", "must be shorter than session.idle_timeout")
+	}
+}
+
+// policy checks a route's organisation source and requirements.
+func (v *validator) policy(p string, r *Route) {
+	if r.Public && (r.Org != nil || r.Require != nil) {
+		v.errorf(p+".public", "a public route cannot have org or require: it has no signed-in user")
+	}
+	if o := r.Org; o != nil {
+		op := p + ".org"
+		if v.oneOf(op+".from", o.From, OrgFromHost, OrgFromPath, OrgFromHeader, OrgFromSession) {
+			switch o.From {
+			case OrgFromHost:
+				if msg := orgHostProblem(o.Host); msg != "" {
+					v.errorf(op+".host", "%s", msg)
+				}
+			case OrgFromPath:
+				if o.PathSegment < 1 {
+					v.errorf(op+".path_segment", "must be 1 or more (the segment of the path naming the org)")
+				}
+			case OrgFromHeader:
+				if !isToken(o.Header) {
+					v.errorf(op+".header", "must be a valid header name")
+				}
+			}
+		}
+	}
+	if q := r.Require; q != nil {
+		qp := p + ".require"
+		v.names(qp+".roles", q.Roles)
+		v.names(qp+".purposes", q.Purposes)
+		for i, k := range q.Kinds {
+			kp := fmt.Sprintf("%s.kinds[%d]", qp, i)
+			if !slices.Contains(MembershipKinds, k) {
+				v.errorf(kp, "must be one of %s", strings.Join(MembershipKinds, ", "))
+			}
+		}
+	}
+}
+
+func (v *validator) names(p string, list []string) {
+	for i, n := range list {
+		np := fmt.Sprintf("%s[%d]", p, i)
+		if !routeNamePattern.MatchString(n) {
+			v.errorf(np, "must be lower-case letters, digits, \"_\" and \"-\"")
+		}
+	}
+}
+
+// orgHostProblem checks a host pattern with exactly one whole leftmost {org} label.
+func orgHostProblem(h string) string {
+	rest, ok := strings.CutPrefix(h, "{org}.")
+	if !ok || strings.Contains(rest, "{") || !validDNSName(rest) {
+		return `must be "{org}." followed by a lower-case DNS name, such as "{org}.portal.example.com"`
+	}
+	return ""
+}
