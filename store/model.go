@@ -1,0 +1,98 @@
+package store
+
+import "time"
+
+// The records below are plain data: what Redis holds about organisations and memberships.
+// They carry no policy; authz decides what they mean. Times are UTC; a zero time means "not
+// set" (no expiry, no review date). JSON tags are the stored form.
+
+// Org statuses.
+const (
+	OrgActive    = "active"
+	OrgSuspended = "suspended"
+	OrgEnded     = "ended"
+)
+
+// Domain statuses.
+const (
+	DomainVerified = "verified"
+	DomainPending  = "pending"
+	DomainLapsed   = "lapsed"
+)
+
+// Membership statuses.
+const (
+	MembershipActive    = "active"
+	MembershipSuspended = "suspended"
+	MembershipRevoked   = "revoked"
+)
+
+// Membership kinds.
+const (
+	KindEmployee = "employee"
+	KindPartner  = "partner"
+	KindReseller = "reseller"
+	KindSupport  = "support"
+	KindService  = "service"
+)
+
+// Org is a customer organisation.
+type Org struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Status string `json:"status"` // OrgActive, OrgSuspended, OrgEnded
+	// ContractEnd, when set, is when the business relationship ends; after it the org is
+	// treated as ended whatever its status says.
+	ContractEnd time.Time `json:"contract_end,omitzero"`
+	// MergedInto, when set, names the org that absorbed this one; a merged org is inactive.
+	MergedInto string   `json:"merged_into,omitempty"`
+	Domains    []Domain `json:"domains,omitempty"`
+	// Contact is whom members should ask for access (shown on denial pages).
+	Contact string    `json:"contact,omitempty"`
+	Updated time.Time `json:"updated,omitzero"`
+}
+
+// Domain is an email domain an organisation claims, with the state of its verification.
+// Name is lower-case ASCII (A-labels for IDNs), without a trailing dot.
+type Domain struct {
+	Name   string    `json:"name"`
+	Status string    `json:"status"` // DomainVerified, DomainPending, DomainLapsed
+	Since  time.Time `json:"since,omitzero"`
+}
+
+// Membership is one person's relationship with one organisation. User is the person's
+// stable key (issuer + subject, see UserKey), never an email address.
+type Membership struct {
+	Org    string   `json:"org"`
+	User   string   `json:"user"`
+	Kind   string   `json:"kind"` // KindEmployee, …
+	Roles  []string `json:"roles,omitempty"`
+	Grants []Grant  `json:"grants,omitempty"`
+	Status string   `json:"status"` // MembershipActive, MembershipSuspended, MembershipRevoked
+	// ExpiresAt, when set, ends the membership.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// ReviewBy, when set, is when the membership must have been re-approved; after it the
+	// membership stops granting access until reviewed.
+	ReviewBy   time.Time `json:"review_by,omitzero"`
+	GrantedBy  string    `json:"granted_by,omitempty"`
+	ApprovedBy string    `json:"approved_by,omitempty"`
+	Created    time.Time `json:"created,omitzero"`
+	Updated    time.Time `json:"updated,omitzero"`
+	// Email is the address an invitation was sent to, kept for audit; it is not an identity.
+	Email string `json:"email,omitempty"`
+}
+
+// Grant is a purpose a membership may act for (an audit, a support case), each with its own
+// justification and expiry.
+type Grant struct {
+	Purpose    string    `json:"purpose"`
+	Reason     string    `json:"reason,omitempty"` // free text or ticket id
+	GrantedBy  string    `json:"granted_by,omitempty"`
+	ApprovedBy string    `json:"approved_by,omitempty"`
+	ExpiresAt  time.Time `json:"expires_at,omitzero"`
+}
+
+// UserKey is the stable identity of a person: the issuer and subject of their ID token. It
+// is the only thing anything is keyed by. The separator cannot occur in an issuer URL's
+// scheme-and-host start, and both parts are escaped again when they become Redis keys.
+func UserKey(issuer, subject string) string { return issuer + "|" + subject }
