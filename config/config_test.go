@@ -70,7 +70,7 @@ func TestDefaults(t *testing.T) {
 		Server: Server{
 			Listen: ":8443", MetricsListen: "127.0.0.1:9090",
 			ReadHeaderTimeout: Duration(10 * time.Second), ReadTimeout: Duration(60 * time.Second),
-			IdleTimeout: Duration(120 * time.Second), MaxHeaderBytes: 65536,
+			IdleTimeout: Duration(120 * time.Second), MaxHeaderBytes: 32768,
 			ShutdownTimeout: Duration(15 * time.Second), PathParams: "reject",
 		},
 		TLS: TLS{Mode: TLSModeSelfSigned, MinVersion: "1.2", ACME: ACME{

@@ -38,7 +38,7 @@ var defaultRules = []defaultRule{
 	{Default{"server.read_timeout", "60s"}, func(c *Config) { setDuration(&c.Server.ReadTimeout, 60*time.Second) }},
 	{Default{"server.write_timeout", "0 (none)"}, func(*Config) {}},
 	{Default{"server.idle_timeout", "120s"}, func(c *Config) { setDuration(&c.Server.IdleTimeout, 120*time.Second) }},
-	{Default{"server.max_header_bytes", "65536"}, func(c *Config) { setInt(&c.Server.MaxHeaderBytes, 65536) }},
+	{Default{"server.max_header_bytes", "32768"}, func(c *Config) { setInt(&c.Server.MaxHeaderBytes, 32768) }},
 	{Default{"server.shutdown_timeout", "15s"}, func(c *Config) { setDuration(&c.Server.ShutdownTimeout, 15*time.Second) }},
 	{Default{"server.path_params", `"reject"`}, func(c *Config) { setString(&c.Server.PathParams, "reject") }},
 	{Default{"tls.min_version", `"1.2"`}, func(c *Config) { setString(&c.TLS.MinVersion, "1.2") }},

@@ -94,7 +94,8 @@ type Server struct {
 	WriteTimeout Duration `yaml:"write_timeout"`
 	// IdleTimeout closes idle keep-alive connections. Default 120s.
 	IdleTimeout Duration `yaml:"idle_timeout"`
-	// MaxHeaderBytes bounds the request line plus headers. Default 65536.
+	// MaxHeaderBytes bounds the request line plus headers. Default 32768 (net/http allows
+	// about 4 KiB more); a portal rarely needs more, and a 64 KiB cookie is an attack.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// ShutdownTimeout bounds the graceful drain on SIGTERM. Default 15s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`

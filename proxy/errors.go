@@ -19,6 +19,7 @@ const (
 	reasonUpstreamTimeout  = "upstream_timeout"
 	reasonNotReady         = "not_ready"
 	reasonDuplicateAuthz   = "duplicate_authorization"
+	reasonURITooLong       = "uri_too_long"
 )
 
 var messages = map[string]string{
@@ -31,6 +32,7 @@ var messages = map[string]string{
 	reasonUpstreamTimeout:  "The application behind this address took too long to answer. Try again in a moment.",
 	reasonNotReady:         "The service is starting or a dependency is unavailable.",
 	reasonDuplicateAuthz:   "The request carries more than one Authorization header.",
+	reasonURITooLong:       "The address is too long.",
 }
 
 func newProblem(status int, reason string) problem.Problem {

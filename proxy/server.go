@@ -277,6 +277,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, st *state, fi *f
 		s.reject(w, r, fi, http.StatusBadRequest, reasonBadHost)
 		return
 	}
+	if len(r.RequestURI) > maxRequestTarget {
+		// Legacy portals and their logs choke on long targets long before Go's header limit.
+		s.reject(w, r, fi, http.StatusRequestURITooLong, reasonURITooLong)
+		return
+	}
 	rawPath, ok := requestPath(r)
 	if !ok {
 		s.reject(w, r, fi, http.StatusBadRequest, reasonBadRequest)
@@ -329,6 +334,10 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, st *state, fi *f
 	r = r.WithContext(context.WithValue(r.Context(), forwardInfoKey{}, fi))
 	st.upstreams[idx].proxy.ServeHTTP(w, r)
 }
+
+// maxRequestTarget bounds the request-target (path and query). 8 KiB is what common servers
+// and load balancers accept.
+const maxRequestTarget = 8 << 10
 
 // requestPath returns the raw path of the request-target exactly as sent. For an
 // absolute-form target (GET http://host/path) net/http has already made the target's host the

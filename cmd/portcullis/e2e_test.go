@@ -499,3 +499,46 @@ func TestDevRefusesNonLoopback(t *testing.T) {
 		t.Errorf("dev on 0.0.0.0: %v %s", err, out)
 	}
 }
+
+// TestE2EOversizedRequests covers DOS-01: oversized requests are refused quickly and never
+// forwarded.
+func TestE2EOversizedRequests(t *testing.T) {
+	var hits sync.Map
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Store(r.RequestURI, true)
+	}))
+	defer up.Close()
+	listen := freePort(t)
+	cfgPath := filepath.Join(t.TempDir(), "portcullis.yaml")
+	writeFile(t, cfgPath, e2eConfig(listen, freePort(t), "off", up.URL))
+	startBinary(t, cfgPath)
+	many := strings.Repeat("X-A: b\r\n", 10000)
+	for _, tc := range []struct {
+		name, req string
+		want      int
+	}{
+		{"100KiB header", "GET /app/a HTTP/1.1\r\nHost: portal.example.test\r\nX-Big: " + strings.Repeat("a", 100<<10) + "\r\n\r\n", 431},
+		{"10000 headers", "GET /app/b HTTP/1.1\r\nHost: portal.example.test\r\n" + many + "\r\n", 431},
+		{"64KiB cookie", "GET /app/c HTTP/1.1\r\nHost: portal.example.test\r\nCookie: a=" + strings.Repeat("a", 64<<10) + "\r\n\r\n", 431},
+		{"16KiB target", "GET /app/d?" + strings.Repeat("q", 16<<10) + " HTTP/1.1\r\nHost: portal.example.test\r\n\r\n", 414},
+	} {
+		conn, err := tls.Dial("tcp", listen, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		go func() { _, _ = io.WriteString(conn, tc.req) }()
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		conn.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
+	}
+	hits.Range(func(k, _ any) bool {
+		t.Errorf("upstream reached with %.40s", k)
+		return true
+	})
+}
