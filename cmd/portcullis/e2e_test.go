@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -541,4 +542,44 @@ func TestE2EOversizedRequests(t *testing.T) {
 		t.Errorf("upstream reached with %.40s", k)
 		return true
 	})
+}
+
+// TestE2ESlowHeadersAreCut covers DOS-03 (slowloris): a client that never finishes its
+// headers is disconnected at read_header_timeout, while others are served.
+func TestE2ESlowHeadersAreCut(t *testing.T) {
+	up := upstream(t, "one")
+	listen := freePort(t)
+	cfgPath := filepath.Join(t.TempDir(), "portcullis.yaml")
+	writeFile(t, cfgPath, strings.Replace(e2eConfig(listen, freePort(t), "off", up.URL),
+		"  shutdown_timeout: 5s\n", "  shutdown_timeout: 5s\n  read_header_timeout: 300ms\n", 1))
+	startBinary(t, cfgPath)
+	var slow []net.Conn
+	for range 20 {
+		conn, err := tls.Dial("tcp", listen, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, _ = io.WriteString(conn, "GET /app/x HTTP/1.1\r\nHost: portal.example.test\r\nX-Slow: ")
+		slow = append(slow, conn)
+	}
+	// A well-behaved client is served meanwhile.
+	if _, body := doGet(t, tlsClient(), "https://"+listen+"/app/x"); !strings.HasPrefix(body, "one ") {
+		t.Errorf("normal client: %q", body)
+	}
+	for i, conn := range slow {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		// The server either answers 408 or just closes; it must not wait for us.
+		b := make([]byte, 512)
+		for {
+			_, err := conn.Read(b)
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Fatalf("slow connection %d was still open after 10s", i)
+				}
+				break
+			}
+		}
+	}
 }
