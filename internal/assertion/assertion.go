@@ -1,0 +1,147 @@
+// Package assertion signs the short-lived JWT Portcullis hands to a portal with every
+// authorised request, so a portal that can verify it need not trust bare headers. Tokens are
+// ES256, carry a kid, and the public keys are published as a JWKS.
+package assertion
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	_ "crypto/sha256" // registers SHA-256 for crypto.SHA256
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// Claims are what an assertion says about one request. Audience is the route name, so a
+// token minted for one route is useless on another.
+type Claims struct {
+	Subject  string   `json:"sub"`
+	Email    string   `json:"email,omitempty"`
+	Org      string   `json:"org,omitempty"`
+	Roles    []string `json:"roles,omitempty"`
+	Purpose  string   `json:"purpose,omitempty"`
+	Kind     string   `json:"kind,omitempty"`
+	ACR      string   `json:"acr,omitempty"`
+	Audience string   `json:"-"`
+	// RequestID ties the token to one request (jti).
+	RequestID string `json:"-"`
+}
+
+// Signer mints assertions. It is safe for concurrent use.
+type Signer struct {
+	issuer   string
+	lifetime time.Duration
+	signer   jose.Signer
+	jwks     []byte
+	kid      string
+}
+
+// Lifetime of an assertion unless configured otherwise: long enough for one request to reach
+// the portal, short enough that a leaked one is soon worthless.
+const Lifetime = 60 * time.Second
+
+// New returns a signer for key (P-256). issuer is the iss claim (the public URL).
+func New(key *ecdsa.PrivateKey, issuer string, lifetime time.Duration) (*Signer, error) {
+	if key == nil || key.Curve != elliptic.P256() {
+		return nil, errors.New("assertion key must be an ECDSA P-256 key")
+	}
+	if lifetime <= 0 {
+		lifetime = Lifetime
+	}
+	pub := jose.JSONWebKey{Key: &key.PublicKey, Algorithm: string(jose.ES256), Use: "sig"}
+	tp, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("assertion key thumbprint: %w", err)
+	}
+	kid := base64.RawURLEncoding.EncodeToString(tp)[:16]
+	pub.KeyID = kid
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		return nil, fmt.Errorf("assertion signer: %w", err)
+	}
+	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}})
+	if err != nil {
+		return nil, err
+	}
+	return &Signer{issuer: issuer, lifetime: lifetime, signer: sig, jwks: jwks, kid: kid}, nil
+}
+
+// Sign returns a compact JWT for c, valid from now for the signer's lifetime.
+func (s *Signer) Sign(c Claims, now time.Time) (string, error) {
+	std := jwt.Claims{
+		Issuer:    s.issuer,
+		Subject:   c.Subject,
+		Audience:  jwt.Audience{c.Audience},
+		IssuedAt:  jwt.NewNumericDate(now),
+		NotBefore: jwt.NewNumericDate(now.Add(-5 * time.Second)),
+		Expiry:    jwt.NewNumericDate(now.Add(s.lifetime)),
+		ID:        c.RequestID,
+	}
+	return jwt.Signed(s.signer).Claims(std).Claims(c).Serialize()
+}
+
+// JWKS is the public key set, as served at /.portcullis/jwks.json.
+func (s *Signer) JWKS() []byte { return s.jwks }
+
+// KeyID is the kid of the signing key.
+func (s *Signer) KeyID() string { return s.kid }
+
+// LoadKey reads a PEM file holding an EC P-256 private key (SEC 1 or PKCS #8).
+func LoadKey(path string) (*ecdsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read assertion key: %w", err)
+	}
+	return ParseKey(b)
+}
+
+// ParseKey parses a PEM EC P-256 private key.
+func ParseKey(b []byte) (*ecdsa.PrivateKey, error) {
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, errors.New("assertion key: no PEM block")
+	}
+	var key any
+	var err error
+	switch blk.Type {
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(blk.Bytes)
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
+	default:
+		return nil, fmt.Errorf("assertion key: unexpected PEM block %q", blk.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("assertion key: %w", err)
+	}
+	ec, ok := key.(*ecdsa.PrivateKey)
+	if !ok || ec.Curve != elliptic.P256() {
+		return nil, errors.New("assertion key must be an ECDSA P-256 key")
+	}
+	return ec, nil
+}
+
+// GenerateKey makes a new P-256 key and returns it with its PEM (PKCS #8) form, for
+// development setups that keep the key in Redis.
+func GenerateKey() (*ecdsa.PrivateKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}

@@ -1,0 +1,75 @@
+package assertion
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+func TestSignVerifiesAgainstJWKS(t *testing.T) {
+	key, pemBytes, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseKey(pemBytes); err != nil {
+		t.Fatalf("round trip of the generated PEM: %v", err)
+	}
+	s, err := New(key, "https://portal.example.com", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	tok, err := s.Sign(Claims{Subject: "iss|sub", Email: "a@acme.com", Org: "acme", Roles: []string{"admin"}, Audience: "billing", RequestID: "r1"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(s.JWKS(), &set); err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Keys) != 1 || set.Keys[0].KeyID != s.KeyID() || !set.Keys[0].IsPublic() {
+		t.Fatalf("JWKS %s", s.JWKS())
+	}
+	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parsed.Headers[0].KeyID != s.KeyID() {
+		t.Errorf("kid %q", parsed.Headers[0].KeyID)
+	}
+	var std jwt.Claims
+	var c Claims
+	if err := parsed.Claims(set.Keys[0].Key, &std, &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := std.ValidateWithLeeway(jwt.Expected{Issuer: "https://portal.example.com", AnyAudience: jwt.Audience{"billing"}, Time: now.Add(59 * time.Second)}, 0); err != nil {
+		t.Errorf("validate: %v", err)
+	}
+	if err := std.ValidateWithLeeway(jwt.Expected{Time: now.Add(61 * time.Second)}, 0); err == nil {
+		t.Error("assertion still valid after 60s")
+	}
+	if err := std.ValidateWithLeeway(jwt.Expected{AnyAudience: jwt.Audience{"admin"}, Time: now}, 0); err == nil {
+		t.Error("assertion for route billing accepted for route admin")
+	}
+	if c.Org != "acme" || c.Subject != "iss|sub" || len(c.Roles) != 1 || std.ID != "r1" {
+		t.Errorf("claims %+v %+v", c, std)
+	}
+	if strings.Contains(string(s.JWKS()), `"d"`) {
+		t.Error("JWKS contains the private part")
+	}
+}
+
+func TestParseKeyRefusesOtherKeys(t *testing.T) {
+	for _, in := range []string{"", "not pem", "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"} {
+		if _, err := ParseKey([]byte(in)); err == nil {
+			t.Errorf("ParseKey(%q) accepted", in)
+		}
+	}
+	if _, err := New(nil, "x", 0); err == nil {
+		t.Error("New(nil) accepted")
+	}
+}
