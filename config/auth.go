@@ -76,6 +76,40 @@ func (v *validator) oidc(c *Config) {
 	}
 }
 
+// identity checks the identity header names and the assertion key.
+func (v *validator) identity(c *Config) {
+	v.identityHeaders("identity.headers", &c.Identity.Headers)
+	if c.Identity.AssertionKeyFile != "" {
+		v.fileExists("identity.assertion_key_file", c.Identity.AssertionKeyFile)
+	}
+	v.nonNegative("identity.assertion_lifetime", c.Identity.AssertionLifetime)
+	if c.Identity.AssertionLifetime.D() > 10*time.Minute {
+		v.errorf("identity.assertion_lifetime", "must be at most 10m: an assertion is for one request")
+	}
+	if c.Authz.CacheTTL.D() > time.Minute {
+		v.errorf("authz.cache_ttl", "must be at most 1m: it bounds how long a revocation can go unnoticed")
+	}
+	v.nonNegative("authz.cache_ttl", c.Authz.CacheTTL)
+	if c.Audit.MaxLen < 1000 {
+		v.errorf("audit.max_len", "must be at least 1000")
+	}
+}
+
+func (v *validator) identityHeaders(p string, h *IdentityHeaders) {
+	for _, f := range []struct{ key, name string }{{"user", h.User}, {"email", h.Email}, {"org", h.Org},
+		{"roles", h.Roles}, {"purpose", h.Purpose}, {"kind", h.Kind}, {"assertion", h.Assertion}} {
+		if f.name == "" {
+			continue
+		}
+		fp := p + "." + f.key
+		if !isToken(f.name) {
+			v.errorf(fp, "must be a valid header name")
+		} else if hopByHop[strings.ToLower(f.name)] || strings.EqualFold(f.name, "host") {
+			v.errorf(fp, "must not be a hop-by-hop header or Host")
+		}
+	}
+}
+
 // endpointURL accepts an https URL, or http for a loopback host (a development provider).
 func (v *validator) endpointURL(p, raw string) *url.URL {
 	u, err := url.Parse(raw)
@@ -145,6 +179,9 @@ func (v *validator) policy(p string, r *Route) {
 				}
 			}
 		}
+	}
+	if r.IdentityHeaders != nil {
+		v.identityHeaders(p+".identity_headers", r.IdentityHeaders)
 	}
 	if q := r.Require; q != nil {
 		qp := p + ".require"

@@ -79,6 +79,12 @@ func TestDefaults(t *testing.T) {
 		Log: Log{Level: "info", Format: "json", AccessLog: &yes, SlogLevel: slog.LevelInfo},
 		Redis: Redis{KeyPrefix: "pc", DialTimeout: Duration(2 * time.Second),
 			ReadTimeout: Duration(time.Second), WriteTimeout: Duration(time.Second)},
+		Identity: Identity{Headers: IdentityHeaders{
+			User: "X-Portcullis-User", Email: "X-Portcullis-Email", Org: "X-Portcullis-Org", Roles: "X-Portcullis-Roles",
+			Purpose: "X-Portcullis-Purpose", Kind: "X-Portcullis-Kind", Assertion: "X-Portcullis-Assertion",
+		}, AssertionLifetime: Duration(60 * time.Second)},
+		Authz: Authz{CacheTTL: Duration(2 * time.Second)},
+		Audit: Audit{MaxLen: 100000},
 		Routes: []Route{{
 			Name: "app", Path: "/", PathMatch: PathPrefix, Upstream: "http://10.0.0.5:8080",
 			Timeouts: UpstreamTimeouts{Dial: Duration(5 * time.Second), ResponseHeader: Duration(60 * time.Second), IdleConn: Duration(90 * time.Second)},

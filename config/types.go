@@ -13,13 +13,16 @@ type Config struct {
 	// File is the path the configuration was read from (not a YAML key).
 	File string `yaml:"-"`
 
-	Server  Server  `yaml:"server"`
-	TLS     TLS     `yaml:"tls"`
-	Log     Log     `yaml:"log"`
-	Redis   Redis   `yaml:"redis"`
-	OIDC    OIDC    `yaml:"oidc"`
-	Session Session `yaml:"session"`
-	Routes  []Route `yaml:"routes"`
+	Server   Server   `yaml:"server"`
+	TLS      TLS      `yaml:"tls"`
+	Log      Log      `yaml:"log"`
+	Redis    Redis    `yaml:"redis"`
+	OIDC     OIDC     `yaml:"oidc"`
+	Session  Session  `yaml:"session"`
+	Identity Identity `yaml:"identity"`
+	Authz    Authz    `yaml:"authz"`
+	Audit    Audit    `yaml:"audit"`
+	Routes   []Route  `yaml:"routes"`
 }
 
 // OIDC configures sign-in with an OpenID Provider. An empty Issuer means sign-in is not
@@ -55,6 +58,44 @@ type OIDC struct {
 	// Parsed values, filled by Load.
 	IssuerURL   *url.URL `yaml:"-"`
 	RedirectURI *url.URL `yaml:"-"`
+}
+
+// Identity configures what a portal receives about the person behind an authorised request.
+type Identity struct {
+	// Headers are the names of the identity headers. Every client-sent header with one of
+	// these names (in any case or _/- spelling) is removed before forwarding.
+	Headers IdentityHeaders `yaml:"headers"`
+	// AssertionKeyFile is a PEM EC P-256 private key signing the per-request JWT. Empty: a
+	// key is generated and kept in Redis (development; every replica shares it).
+	AssertionKeyFile string `yaml:"assertion_key_file"`
+	// AssertionLifetime is how long an assertion is valid. Default 60s.
+	AssertionLifetime Duration `yaml:"assertion_lifetime"`
+}
+
+// IdentityHeaders names the headers set on forwarded requests. A route may override any of
+// them; an empty name at route level keeps the global one.
+type IdentityHeaders struct {
+	User      string `yaml:"user"`      // default X-Portcullis-User (issuer|subject)
+	Email     string `yaml:"email"`     // default X-Portcullis-Email
+	Org       string `yaml:"org"`       // default X-Portcullis-Org
+	Roles     string `yaml:"roles"`     // default X-Portcullis-Roles (comma-separated)
+	Purpose   string `yaml:"purpose"`   // default X-Portcullis-Purpose
+	Kind      string `yaml:"kind"`      // default X-Portcullis-Kind
+	Assertion string `yaml:"assertion"` // default X-Portcullis-Assertion (signed JWT)
+}
+
+// Authz configures the membership lookups behind every org-scoped decision.
+type Authz struct {
+	// CacheTTL is how long a looked-up membership is reused without asking Redis. Changes
+	// are pushed to every replica over pub/sub at once; the TTL bounds staleness when a
+	// message is lost. Default 2s; 0 is not allowed (use a tiny value to measure cold cost).
+	CacheTTL Duration `yaml:"cache_ttl"`
+}
+
+// Audit configures the audit stream.
+type Audit struct {
+	// MaxLen bounds the Redis stream (approximately). Default 100000 events.
+	MaxLen int `yaml:"max_len"`
 }
 
 // Session configures the server-side sessions kept in Redis.
@@ -232,6 +273,8 @@ type Route struct {
 	Org *OrgSource `yaml:"org"`
 	// Require lists what the membership in that organisation must hold.
 	Require *Require `yaml:"require"`
+	// IdentityHeaders overrides identity.headers names for this route.
+	IdentityHeaders *IdentityHeaders `yaml:"identity_headers"`
 
 	// Parsed values, filled by Load.
 	UpstreamURL *url.URL `yaml:"-"`

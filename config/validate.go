@@ -104,6 +104,7 @@ func (v *validator) config(c *Config) {
 	v.redis(&c.Redis)
 	v.oidc(c)
 	v.session(c)
+	v.identity(c)
 	v.routes(c.Routes)
 }
 
