@@ -90,7 +90,7 @@ func infoFrom(r *http.Request) *forwardInfo {
 	return fi
 }
 
-func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool) *upstream {
+func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, identityCGI []string, names config.IdentityHeaders) *upstream {
 	u := &upstream{
 		target:    rt.UpstreamURL,
 		basePath:  strings.TrimSuffix(rt.UpstreamURL.Path, "/"),
@@ -126,7 +126,10 @@ func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool) *u
 			} else {
 				out.Host = ""
 			}
-			stripManaged(out.Header, nil)
+			stripManaged(out.Header, identityCGI)
+			if id := identityFrom(pr.In); id != nil {
+				setIdentity(out.Header, names, id)
+			}
 			out.Header["X-Forwarded-For"] = []string{fi.xff}
 			out.Header["X-Forwarded-Host"] = []string{pr.In.Host}
 			out.Header["X-Forwarded-Proto"] = []string{fi.proto}

@@ -23,6 +23,7 @@ type metrics struct {
 	duration  *prometheus.HistogramVec
 	upstream  *prometheus.CounterVec
 	rejected  *prometheus.CounterVec
+	denied    *prometheus.CounterVec
 	reloads   *prometheus.CounterVec
 	reloadTS  prometheus.Gauge
 	codeNames [600]string
@@ -47,6 +48,10 @@ func newMetrics(version string) *metrics {
 		Name: "portcullis_rejected_requests_total",
 		Help: "Requests the proxy refused before routing, by reason code.",
 	}, []string{"reason"})
+	m.denied = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_access_denied_total",
+		Help: "Requests refused by the access decision, by route and reason code.",
+	}, []string{"route", "reason"})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portcullis_config_reloads_total",
 		Help: "Configuration reload attempts, by result (success, failure).",
@@ -61,7 +66,7 @@ func newMetrics(version string) *metrics {
 		ConstLabels: prometheus.Labels{"version": version},
 	})
 	info.Set(1)
-	m.reg.MustRegister(m.requests, m.duration, m.upstream, m.rejected, m.reloads, m.reloadTS, info,
+	m.reg.MustRegister(m.requests, m.duration, m.upstream, m.rejected, m.denied, m.reloads, m.reloadTS, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for i := range m.codeNames {
 		m.codeNames[i] = strconv.Itoa(i)

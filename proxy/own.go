@@ -26,6 +26,19 @@ func (s *Server) serveOwn(w http.ResponseWriter, r *http.Request, path string, f
 			return
 		}
 		s.serveReady(w, r)
+	case ownPrefix + "orgs":
+		s.serveOrgs(w, r, s.state.Load(), fi)
+	case ownPrefix + "jwks.json":
+		if s.opts.Signer == nil {
+			s.reject(w, r, fi, http.StatusNotFound, reasonNotFound)
+			return
+		}
+		if !getOrHead(w, r, fi, s) {
+			return
+		}
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(s.opts.Signer.JWKS())
 	default:
 		if h, ok := s.opts.Endpoints[strings.TrimPrefix(path, ownPrefix)]; ok {
 			h.ServeHTTP(w, r)

@@ -14,7 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/assertion"
 )
 
 // Gate admits or refuses a request to a route that is not public. It writes the refusal
@@ -41,6 +43,12 @@ type Options struct {
 	Endpoints map[string]http.Handler
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Members answers membership lookups for org-scoped routes; nil refuses them (503).
+	Members Members
+	// Audit receives every denial; nil records nothing (tests).
+	Audit audit.Sink
+	// Signer signs the per-request assertion; nil sends none.
+	Signer *assertion.Signer
 }
 
 // Server is the Portcullis front door. It is an http.Handler; Run adds the listeners.
@@ -66,6 +74,9 @@ type state struct {
 	stripParams bool
 	hsts        string
 	accessLog   bool
+	policies    []routePolicy
+	// identityCGI are the CGI names of every identity header; client values are stripped.
+	identityCGI []string
 }
 
 // New builds a Server for cfg. cfg must come from config.Load (validated, defaults applied).
@@ -115,6 +126,9 @@ func (s *Server) build(cfg *config.Config) (*state, error) {
 		}
 		st.hsts = v
 	}
+	if st.policies, st.identityCGI, err = compilePolicies(cfg); err != nil {
+		return nil, err
+	}
 	pools := map[transportKey]*http.Transport{}
 	for _, r := range cfg.Routes {
 		k := transportKey{
@@ -131,7 +145,7 @@ func (s *Server) build(cfg *config.Config) (*state, error) {
 			pools[k] = tr
 			st.transports = append(st.transports, tr)
 		}
-		st.upstreams = append(st.upstreams, newUpstream(r, tr, s, st.hsts != ""))
+		st.upstreams = append(st.upstreams, newUpstream(r, tr, s, st.hsts != "", st.identityCGI, st.policies[len(st.upstreams)].headers))
 	}
 	return st, nil
 }
@@ -319,15 +333,8 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, st *state, fi *f
 	fi.routeLabel = route.Name
 
 	if !route.Public {
-		if s.opts.Gate == nil {
-			p := newProblem(http.StatusUnauthorized, reasonNoSession)
-			p.RequestID = fi.requestID
-			w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
-			writeProblem(w, r, p)
-			return
-		}
 		var ok bool
-		if r, ok = s.opts.Gate.Admit(w, r, route); !ok {
+		if r, ok = s.admit(w, r, st, idx, host, fi); !ok {
 			return
 		}
 	}

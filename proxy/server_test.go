@@ -605,7 +605,13 @@ func TestAccessLogHasNoQuery(t *testing.T) {
 	tp := newTestProxy(t, loadConfig(t, baseConfig(up.URL, "")), Options{})
 	resp, _ := http.Get(tp.http.URL + "/app/x?code=SECRETCODE")
 	resp.Body.Close()
-	logs := tp.logs()
+	// The access line is written after the response has gone out; wait for it.
+	var logs string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if logs = tp.logs(); strings.Contains(logs, `"msg":"request"`) {
+			break
+		}
+	}
 	if !strings.Contains(logs, `"path":"/app/x"`) || !strings.Contains(logs, `"route":"app"`) {
 		t.Errorf("access log lacks the request: %s", logs)
 	}

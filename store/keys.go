@@ -118,3 +118,49 @@ func isUnreserved(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
 		c == '-' || c == '.' || c == '_' || c == '~'
 }
+
+// Session keys (package session, store/sessions.go). A session record is found from its cookie
+// alone, before the user is known, so it cannot live under the user's tag as
+// pc:{u:<user>}:sess:<id> above suggests; it has its own tag, keyed by a hash of the cookie (the
+// caller hashes: a Redis dump then holds no usable cookie). The indexes name sessions by that
+// hash too.
+//
+//	pc:{s:<hash>}:sess              session record
+//	pc:{u:<user>}:sessions          set of the user's session hashes (see userSessions)
+//	pc:{i:<iss>:<sid>}:sessions     set of session hashes for one OIDC session at one issuer
+//	pc:{l:<hash>}:login             a started sign-in (state hash), single use
+//	pc:{j:<iss>:<jti>}:jti          a back-channel logout token id already used
+
+// sessionRecord is the key of the session record whose cookie hashes to h.
+func (k keys) sessionRecord(h string) string { return k.prefix + "{s:" + escape(h) + "}:sess" }
+
+// sidSessions is the key of the set of session hashes created from the OIDC session sid of
+// issuer iss. Both parts are escaped, so the ":" between them cannot be forged.
+func (k keys) sidSessions(iss, sid string) string {
+	return k.prefix + "{i:" + escape(iss) + ":" + escape(sid) + "}:sessions"
+}
+
+// loginState is the key of a started sign-in, by the hash of its state parameter.
+func (k keys) loginState(h string) string { return k.prefix + "{l:" + escape(h) + "}:login" }
+
+// logoutJTI is the key remembering a back-channel logout token id of issuer iss.
+func (k keys) logoutJTI(iss, jti string) string {
+	return k.prefix + "{j:" + escape(iss) + ":" + escape(jti) + "}:jti"
+}
+
+// Organisation keys (store/orgs.go), beside those in the layout above:
+//
+//	pc:{o:<org>}:members    set of user keys with a membership record in org (any status)
+//	pc:orgs                 set of every organisation id (listings, review sweeps)
+//	pc:{e:<email>}:inv      hash of pending invitations to one canonical email, field = org id
+
+// orgMembers is the key of the set of users with a membership record in org.
+func (k keys) orgMembers(org string) string { return k.orgTag(org) + ":members" }
+
+// orgIDs is the key of the set of every organisation id.
+func (k keys) orgIDs() string { return k.prefix + "orgs" }
+
+// invitations is the key of the pending invitations to email, which the caller has
+// canonicalised (lower case): an address is an attribute, so it gets its own tag and is never
+// mixed with a person's {u:…} data.
+func (k keys) invitations(email string) string { return k.prefix + "{e:" + escape(email) + "}:inv" }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/proxy"
+	"github.com/portcullis-proxy/portcullis/session"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -45,6 +46,16 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		}
 		defer st.Close()
 		opts.ReadyChecks["redis"] = st.Ping
+		if cfg.OIDC.Issuer != "" {
+			// Sign-in and sessions (config requires redis when oidc is set).
+			sm, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{Logger: log})
+			if err != nil {
+				log.Error("oidc", slog.Any("error", err))
+				return 1
+			}
+			defer sm.Close()
+			opts.Gate, opts.Endpoints = sm, sm.Endpoints()
+		}
 	}
 	srv, err := proxy.New(cfg, opts)
 	if err != nil {

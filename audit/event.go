@@ -1,0 +1,105 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Type names what happened. Values are stable: they are stored, filtered on and alerted on, so
+// a type is never renamed, only added.
+type Type string
+
+// Organisation events.
+const (
+	OrgCreated       Type = "org.created"
+	OrgStatusChanged Type = "org.status_changed"
+	DomainAdded      Type = "domain.added"
+	DomainVerified   Type = "domain.verified"
+	DomainPending    Type = "domain.pending"
+	DomainLapsed     Type = "domain.lapsed"
+)
+
+// Membership events.
+const (
+	MembershipGranted Type = "membership.granted"
+	MembershipInvited Type = "membership.invited"
+	MembershipChanged Type = "membership.changed"
+	MembershipRevoked Type = "membership.revoked"
+	// InvitationBound records an invitation turning into a membership at sign-in.
+	InvitationBound Type = "invitation.bound"
+	// InvitationExpired records an invitation dropped unused because its time ran out.
+	InvitationExpired Type = "invitation.expired"
+	PersonOffboarded  Type = "person.offboarded"
+)
+
+// Request-time events.
+const (
+	AccessDenied    Type = "access.denied"
+	RecoveryBlocked Type = "recovery.blocked"
+	StepUpGranted   Type = "stepup.granted"
+	StepUpRefused   Type = "stepup.refused"
+)
+
+// Event is one audit record. The zero value of every field but Type means "not applicable".
+//
+// Never put a secret in an event (see the package comment).
+type Event struct {
+	// ID is the event's position in the stream, assigned by the Sink when it is stored; it is
+	// ignored by Append and filled in when events are read back.
+	ID string `json:"id,omitempty"`
+	// Time is when it happened, UTC. Append fills in the current time when it is zero.
+	Time time.Time `json:"time"`
+	Type Type      `json:"type"`
+	// Actor is who made the change: an administrator's user key or name, or the user themself
+	// (sign-in binding an invitation). Empty for request-time events, whose subject is User.
+	Actor string `json:"actor,omitempty"`
+	Org   string `json:"org,omitempty"`
+	User  string `json:"user,omitempty"`
+	// Reason is why: the administrator's justification or ticket for a change, the reason code
+	// (e.g. "role_missing") for a deny.
+	Reason    string `json:"reason,omitempty"`
+	Route     string `json:"route,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+	// Before and After are the record as stored before and after a change, as JSON; Before is
+	// empty for a creation.
+	Before json.RawMessage `json:"before,omitempty"`
+	After  json.RawMessage `json:"after,omitempty"`
+	// Detail holds further facts (an invited email, the domain concerned).
+	Detail map[string]string `json:"detail,omitempty"`
+}
+
+// Sink stores events. Implementations are safe for concurrent use; Append returns only after
+// the event is durable as far as the implementation goes, and a non-nil error means the event
+// may not have been recorded.
+type Sink interface {
+	Append(ctx context.Context, e Event) error
+}
+
+// ErrInvalid is returned for an event that cannot be recorded (no type, invalid Before/After).
+var ErrInvalid = errors.New("invalid audit event")
+
+// MarshalJSON encodes the event in its stable form: fields in declaration order, Time in UTC
+// with nanoseconds, Detail keys sorted, empty fields left out. Stored events and the
+// `admin audit tail` output use it, so consumers can rely on the shape.
+func (e Event) MarshalJSON() ([]byte, error) {
+	type plain Event // no MarshalJSON method, so no recursion
+	p := plain(e)
+	p.Time = p.Time.UTC()
+	return json.Marshal(p)
+}
+
+// Check reports whether the event can be recorded: it has a Type and its Before and After, when
+// set, are valid JSON.
+func (e Event) Check() error {
+	switch {
+	case e.Type == "":
+		return errors.Join(ErrInvalid, errors.New("no type"))
+	case len(e.Before) > 0 && !json.Valid(e.Before):
+		return errors.Join(ErrInvalid, errors.New("before is not JSON"))
+	case len(e.After) > 0 && !json.Valid(e.After):
+		return errors.Join(ErrInvalid, errors.New("after is not JSON"))
+	}
+	return nil
+}

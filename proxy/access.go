@@ -1,0 +1,284 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/assertion"
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/session"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// Members looks up an organisation and a person's membership in it. store.Cache implements
+// it; an error means storage could not answer, and the request fails closed.
+type Members interface {
+	Lookup(ctx context.Context, org, user string) (*store.Org, *store.Membership, error)
+	OrgsOf(ctx context.Context, user string) ([]string, error)
+}
+
+// Reason codes of the access layer, beside authz's own.
+const (
+	reasonStoreUnavailable = "store_unavailable"
+	reasonOrgNotChosen     = "no_org"
+)
+
+// routePolicy is one route's compiled access rule.
+type routePolicy struct {
+	orgScoped bool
+	require   authz.Requirement
+	resolver  authz.OrgResolver
+	headers   config.IdentityHeaders
+}
+
+// compilePolicies prepares every route's policy and the CGI names of every identity header
+// (all routes' names), which are stripped from every request on every route.
+func compilePolicies(cfg *config.Config) ([]routePolicy, []string, error) {
+	pols := make([]routePolicy, len(cfg.Routes))
+	seen := map[string]bool{}
+	var cgi []string
+	addCGI := func(h config.IdentityHeaders) {
+		for _, n := range []string{h.User, h.Email, h.Org, h.Roles, h.Purpose, h.Kind, h.Assertion} {
+			if c := cgiName(n); n != "" && !seen[c] {
+				seen[c] = true
+				cgi = append(cgi, c)
+			}
+		}
+	}
+	addCGI(cfg.Identity.Headers)
+	for i, r := range cfg.Routes {
+		p := routePolicy{headers: mergeHeaders(cfg.Identity.Headers, r.IdentityHeaders)}
+		addCGI(p.headers)
+		if r.Org != nil || r.Require != nil {
+			p.orgScoped = true
+			p.require = authz.CompileRequire(r.Require)
+			src := r.Org
+			if src == nil {
+				src = &config.OrgSource{From: config.OrgFromSession}
+			}
+			res, err := authz.NewOrgResolver(src)
+			if err != nil {
+				return nil, nil, fmt.Errorf("route %s: %w", r.Name, err)
+			}
+			p.resolver = res
+		}
+		pols[i] = p
+	}
+	return pols, cgi, nil
+}
+
+func mergeHeaders(global config.IdentityHeaders, route *config.IdentityHeaders) config.IdentityHeaders {
+	h := global
+	if route == nil {
+		return h
+	}
+	for _, f := range []struct {
+		dst *string
+		src string
+	}{
+		{&h.User, route.User}, {&h.Email, route.Email}, {&h.Org, route.Org}, {&h.Roles, route.Roles},
+		{&h.Purpose, route.Purpose}, {&h.Kind, route.Kind}, {&h.Assertion, route.Assertion},
+	} {
+		if f.src != "" {
+			*f.dst = f.src
+		}
+	}
+	return h
+}
+
+// identity is what the portal is told about an admitted request.
+type identity struct {
+	user, email, org, purpose, kind, acr string
+	roles                                []string
+	assertion                            string
+}
+
+type identityKey struct{}
+
+func identityFrom(r *http.Request) *identity {
+	id, _ := r.Context().Value(identityKey{}).(*identity)
+	return id
+}
+
+// admit runs sign-in and then, on org-scoped routes, the membership decision. It writes the
+// refusal itself and reports whether the request may go on.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, idx int, host string, fi *forwardInfo) (*http.Request, bool) {
+	route := &st.cfg.Routes[idx]
+	if s.opts.Gate == nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
+		writeProblem(w, r, newProblem(http.StatusUnauthorized, reasonNoSession))
+		return nil, false
+	}
+	r, ok := s.opts.Gate.Admit(w, r, route)
+	if !ok {
+		return nil, false
+	}
+	sess, ok := session.FromContext(r.Context())
+	if !ok {
+		// A gate that admits without a session is a wiring mistake; refuse rather than guess.
+		s.log.Error("gate admitted a request without a session", slog.String("route", route.Name))
+		writeProblem(w, r, newProblem(http.StatusInternalServerError, "internal_error"))
+		return nil, false
+	}
+	pol := &st.policies[idx]
+	id := &identity{user: sess.UserKey, email: sess.Email, acr: sess.ACR}
+	if pol.orgScoped {
+		if !s.decide(w, r, st, route, pol, host, fi, sess, id) {
+			return nil, false
+		}
+	}
+	if s.opts.Signer != nil {
+		tok, err := s.opts.Signer.Sign(assertion.Claims{
+			Subject: id.user, Email: id.email, Org: id.org, Roles: id.roles, Purpose: id.purpose,
+			Kind: id.kind, ACR: id.acr, Audience: route.Name, RequestID: fi.requestID,
+		}, s.now())
+		if err != nil {
+			s.log.Error("sign assertion", slog.Any("error", err))
+			writeProblem(w, r, newProblem(http.StatusInternalServerError, "internal_error"))
+			return nil, false
+		}
+		id.assertion = tok
+	}
+	return r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), true
+}
+
+// decide resolves the organisation, looks up the membership and applies authz.Decide.
+func (s *Server) decide(w http.ResponseWriter, r *http.Request, st *state, route *config.Route, pol *routePolicy,
+	host string, fi *forwardInfo, sess *session.Session, id *identity) bool {
+	org, ok := pol.resolver.Resolve(host, fi.path, r.Header.Get, isTrustedPeer(r, st.trusted), sess.ActiveOrg)
+	if !ok && pol.resolver.From() == config.OrgFromSession && s.opts.Members != nil {
+		// One membership: no choice to make, so no picker (issue 4).
+		if orgs, err := s.opts.Members.OrgsOf(r.Context(), sess.UserKey); err == nil && len(orgs) == 1 {
+			org, ok = orgs[0], true
+		} else if err != nil {
+			s.storeDown(w, r, route, err)
+			return false
+		}
+	}
+	if !ok && pol.resolver.From() == config.OrgFromSession && problem.WantsHTML(r) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		http.Redirect(w, r, "/.portcullis/orgs?rd="+url.QueryEscape(returnPath(r)), http.StatusFound)
+		return false
+	}
+	in := authz.Input{User: sess.UserKey, Email: sess.Email, EmailVerified: sess.EmailVerified, OrgID: org, Require: pol.require}
+	if ok {
+		if s.opts.Members == nil {
+			s.storeDown(w, r, route, errors.New("no membership store configured"))
+			return false
+		}
+		o, m, err := s.opts.Members.Lookup(r.Context(), org, sess.UserKey)
+		if err != nil {
+			s.storeDown(w, r, route, err)
+			return false
+		}
+		in.Org, in.Membership = o, m
+	}
+	d := authz.Decide(in, s.now())
+	if !d.Allow {
+		s.deny(w, r, route, fi, sess, d)
+		return false
+	}
+	id.org, id.kind, id.roles, id.purpose = d.Org, d.Kind, d.Roles, d.Purpose
+	return true
+}
+
+func (s *Server) storeDown(w http.ResponseWriter, r *http.Request, route *config.Route, err error) {
+	s.log.LogAttrs(r.Context(), slog.LevelError, "membership store unavailable; refusing (fail closed)",
+		slog.String("route", route.Name), slog.Any("error", err))
+	s.metrics.denied.WithLabelValues(route.Name, reasonStoreUnavailable).Inc()
+	writeProblem(w, r, problem.New(http.StatusServiceUnavailable, reasonStoreUnavailable,
+		"Access cannot be checked right now, so it is refused. Try again in a moment."))
+}
+
+// deny answers a refused decision: logged, counted, audited, and a page that says what is
+// missing and whom to ask. Outsiders learn no more than not_member.
+func (s *Server) deny(w http.ResponseWriter, r *http.Request, route *config.Route, fi *forwardInfo, sess *session.Session, d authz.Decision) {
+	reason := string(d.Reason)
+	s.metrics.denied.WithLabelValues(route.Name, reason).Inc()
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "access denied",
+		slog.String("route", route.Name), slog.String("reason", reason), slog.String("org", d.Org),
+		slog.String("user", sess.UserKey), slog.String("request_id", fi.requestID))
+	if s.opts.Audit != nil {
+		ev := audit.Event{Type: audit.AccessDenied, Org: d.Org, User: sess.UserKey, Reason: reason,
+			Route: route.Name, RequestID: fi.requestID}
+		if err := s.opts.Audit.Append(r.Context(), ev); err != nil {
+			s.log.Error("audit append failed", slog.Any("error", err), slog.String("request_id", fi.requestID))
+		}
+	}
+	shown := reason
+	if !d.Member && d.Reason != authz.ReasonNoOrg {
+		shown = string(authz.ReasonNotMember)
+	}
+	p := problem.New(http.StatusForbidden, shown, denyMessage(shown, d))
+	if d.Missing.Contact != "" && d.Member {
+		p.Hint = "To get access, ask " + d.Missing.Contact + "."
+	} else if d.Reason == authz.ReasonNoOrg {
+		p.Action, p.ActionText = "/.portcullis/orgs?rd="+url.QueryEscape(returnPath(r)), "Choose an organisation"
+	}
+	writeProblem(w, r, p)
+}
+
+func denyMessage(reason string, d authz.Decision) string {
+	org := d.Org
+	switch authz.Reason(reason) {
+	case authz.ReasonNoOrg:
+		return "Choose the organisation you are acting for."
+	case authz.ReasonNotMember:
+		return fmt.Sprintf("You are not a member of the organisation %q.", org)
+	case authz.ReasonMembershipRevoked:
+		return fmt.Sprintf("Your membership of %q has been revoked.", org)
+	case authz.ReasonMembershipSuspended:
+		return fmt.Sprintf("Your membership of %q is suspended.", org)
+	case authz.ReasonMembershipExpired:
+		return fmt.Sprintf("Your membership of %q has expired.", org)
+	case authz.ReasonReviewOverdue:
+		return fmt.Sprintf("Your membership of %q is overdue for review and must be re-approved.", org)
+	case authz.ReasonOrgInactive:
+		return fmt.Sprintf("The organisation %q is no longer active.", org)
+	case authz.ReasonEmailDomainNotVerified:
+		if d.Missing.EmailUnverified {
+			return "Your email address is not verified."
+		}
+		return fmt.Sprintf("Your email domain %q is not a verified domain of %q.", d.Missing.EmailDomain, org)
+	case authz.ReasonKindNotAllowed:
+		return fmt.Sprintf("This area is for %s memberships.", strings.Join(d.Missing.Kinds, ", "))
+	case authz.ReasonRoleMissing:
+		return fmt.Sprintf("This area needs one of these roles in %q: %s.", org, strings.Join(d.Missing.Roles, ", "))
+	case authz.ReasonPurposeMissing:
+		return fmt.Sprintf("This area needs an approved purpose: %s.", strings.Join(d.Missing.Purposes, ", "))
+	case authz.ReasonPurposeExpired:
+		return fmt.Sprintf("Your grant for %s has expired.", strings.Join(d.Missing.Purposes, ", "))
+	}
+	return "You do not have access to this page."
+}
+
+// returnPath is the same-origin path and query to come back to after a detour.
+func returnPath(r *http.Request) string {
+	if strings.HasPrefix(r.RequestURI, "/") && !strings.HasPrefix(r.RequestURI, "//") {
+		return r.RequestURI
+	}
+	return "/"
+}
+
+// setIdentity writes the identity headers of an admitted request on the outbound request.
+func setIdentity(h http.Header, names config.IdentityHeaders, id *identity) {
+	set := func(name, v string) {
+		if name != "" && v != "" {
+			h[http.CanonicalHeaderKey(name)] = []string{v}
+		}
+	}
+	set(names.User, id.user)
+	set(names.Email, id.email)
+	set(names.Org, id.org)
+	set(names.Roles, strings.Join(id.roles, ","))
+	set(names.Purpose, id.purpose)
+	set(names.Kind, id.kind)
+	set(names.Assertion, id.assertion)
+}

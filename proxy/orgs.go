@@ -1,0 +1,163 @@
+package proxy
+
+import (
+	"context"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/session"
+)
+
+// OrgChooser is what the org picker needs from the session side: a CSRF token bound to the
+// session, and a way to record the organisation chosen.
+type OrgChooser interface {
+	CSRFToken(r *http.Request) string
+	CheckCSRF(r *http.Request, token string) bool
+	SetActiveOrg(ctx context.Context, r *http.Request, org string) error
+}
+
+// pickerRoute stands for the org picker in the gate, logs and metrics.
+var pickerRoute = config.Route{Name: "_orgs"}
+
+var pickerPage = template.Must(template.New("orgs").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>Choose an organisation</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1b1b1b}
+h1{font-size:1.5rem}ul{list-style:none;padding:0}li{margin:.5rem 0}
+button{font:inherit;padding:.5rem 1rem;border:1px solid #1d4ed8;background:#fff;color:#1d4ed8;border-radius:.25rem;cursor:pointer;min-width:16rem;text-align:left}
+.current{background:#1d4ed8;color:#fff}</style>
+</head><body><main>
+<h1>Choose an organisation</h1>
+{{if .Orgs}}<p>You can act for these organisations. Your choice applies to this session.</p>
+<ul>{{range .Orgs}}<li><form method="post" action="/.portcullis/orgs">
+<input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="rd" value="{{$.Return}}">
+<button name="org" value="{{.ID}}"{{if eq .ID $.Current}} class="current" aria-current="true"{{end}}>{{.Name}}</button></form></li>{{end}}</ul>
+{{else}}<p>You have no active membership in any organisation. Ask your organisation's administrator for access.</p>{{end}}
+</main></body></html>
+`))
+
+type pickerOrg struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// serveOrgs is the org picker: GET lists the person's live memberships, POST (with the
+// session's CSRF token) records the choice.
+func (s *Server) serveOrgs(w http.ResponseWriter, r *http.Request, st *state, fi *forwardInfo) {
+	chooser, _ := s.opts.Gate.(OrgChooser)
+	if s.opts.Gate == nil || chooser == nil || s.opts.Members == nil {
+		s.reject(w, r, fi, http.StatusNotFound, reasonNotFound)
+		return
+	}
+	r, ok := s.opts.Gate.Admit(w, r, &pickerRoute)
+	if !ok {
+		return
+	}
+	sess, _ := session.FromContext(r.Context())
+	orgs, err := s.liveOrgs(r.Context(), sess)
+	if err != nil {
+		s.storeDown(w, r, &pickerRoute, err)
+		return
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		rd := safeReturn(r.URL.Query().Get("rd"))
+		if problem.WantsHTML(r) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
+			_ = pickerPage.Execute(w, struct {
+				Orgs                  []pickerOrg
+				CSRF, Return, Current string
+			}{orgs, chooser.CSRFToken(r), rd, sess.ActiveOrg})
+			return
+		}
+		writeJSON(w, r, http.StatusOK, struct {
+			Orgs   []pickerOrg `json:"orgs"`
+			Active string      `json:"active,omitempty"`
+			CSRF   string      `json:"csrf"`
+		}{orgs, sess.ActiveOrg, chooser.CSRFToken(r)})
+	case http.MethodPost:
+		r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+		if err := r.ParseForm(); err != nil || !chooser.CheckCSRF(r, r.PostForm.Get("csrf")) || !sameOrigin(r) {
+			writeProblem(w, r, problem.New(http.StatusForbidden, "csrf_failed", "The form expired or came from another site. Go back and try again."))
+			return
+		}
+		org := r.PostForm.Get("org")
+		if !slices.ContainsFunc(orgs, func(o pickerOrg) bool { return o.ID == org }) {
+			writeProblem(w, r, problem.New(http.StatusForbidden, string(authz.ReasonNotMember), "You cannot act for that organisation."))
+			return
+		}
+		if err := chooser.SetActiveOrg(r.Context(), r, org); err != nil {
+			s.storeDown(w, r, &pickerRoute, err)
+			return
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "active organisation chosen", slog.String("user", sess.UserKey), slog.String("org", org))
+		http.Redirect(w, r, safeReturn(r.PostForm.Get("rd")), http.StatusSeeOther)
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		s.reject(w, r, fi, http.StatusMethodNotAllowed, reasonMethodNotAllowed)
+	}
+}
+
+// pickerRequire admits any live membership: the routes themselves apply their own rules
+// (including the email domain, which partners and support staff may not share).
+var pickerRequire = authz.CompileRequire(&config.Require{VerifiedEmailDomain: new(bool)})
+
+// liveOrgs lists the organisations the person may act for now: a live membership in an
+// active organisation.
+func (s *Server) liveOrgs(ctx context.Context, sess *session.Session) ([]pickerOrg, error) {
+	ids, err := s.opts.Members.OrgsOf(ctx, sess.UserKey)
+	if err != nil {
+		return nil, err
+	}
+	var out []pickerOrg
+	for _, id := range ids {
+		o, m, err := s.opts.Members.Lookup(ctx, id, sess.UserKey)
+		if err != nil {
+			return nil, err
+		}
+		d := authz.Decide(authz.Input{User: sess.UserKey, Email: sess.Email, EmailVerified: sess.EmailVerified,
+			OrgID: id, Org: o, Membership: m, Require: pickerRequire}, s.now())
+		if d.Allow {
+			name := o.Name
+			if name == "" {
+				name = id
+			}
+			out = append(out, pickerOrg{ID: id, Name: name})
+		}
+	}
+	return out, nil
+}
+
+// safeReturn keeps a return path only when it is a plain same-origin path.
+func safeReturn(rd string) string {
+	if rd == "" || !strings.HasPrefix(rd, "/") || strings.HasPrefix(rd, "//") || strings.ContainsAny(rd, "\\\r\n\t") {
+		return "/"
+	}
+	if u, err := url.Parse(rd); err != nil || u.Scheme != "" || u.Host != "" {
+		return "/"
+	}
+	return rd
+}
+
+// sameOrigin refuses a state-changing request that a browser marks as cross-site.
+func sameOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+		u, err := url.Parse(o)
+		return err == nil && strings.EqualFold(u.Host, r.Host)
+	}
+	return true
+}

@@ -1,0 +1,233 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// loginRecord is a started sign-in, stored under the hash of its state for login_timeout.
+type loginRecord struct {
+	// Browser is the hash of the login cookie that started it: the callback must come from the
+	// same browser (OIDC-01 c).
+	Browser  string    `json:"browser"`
+	Nonce    string    `json:"nonce"`
+	Verifier string    `json:"verifier"`
+	ReturnTo string    `json:"return_to"`
+	Started  time.Time `json:"started"`
+}
+
+// serveLogin starts a sign-in: state, nonce and PKCE verifier are kept server-side with the
+// return path, the flow is bound to this browser by a cookie, and the browser goes to the
+// provider.
+func (m *Manager) serveLogin(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
+		return
+	}
+	rp := m.current()
+	if rp == nil {
+		refuse(w, r, http.StatusServiceUnavailable, ReasonIdPUnavailable)
+		return
+	}
+	returnTo := "/"
+	if rd := r.URL.Query().Get("rd"); rd != "" {
+		if v, ok := safeRedirect(rd); ok {
+			returnTo = v
+		}
+	}
+	// One login cookie per browser, reused by concurrent sign-ins in several tabs.
+	browser, err := sessionCookie(r, LoginCookieName)
+	if err != nil || !validSecret(browser) {
+		browser = newSecret()
+	}
+	state, nonce, verifier := newSecret(), newSecret(), oauth2.GenerateVerifier()
+	rec, err := json.Marshal(loginRecord{Browser: handle(browser), Nonce: nonce, Verifier: verifier, ReturnTo: returnTo, Started: m.now()})
+	if err != nil {
+		m.log.Error("encode sign-in state", slog.String("error", err.Error()))
+		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
+		return
+	}
+	if err := m.st.SaveLogin(r.Context(), handle(state), rec, m.sc.LoginTimeout.D()); err != nil {
+		m.log.Error("session store unavailable", slog.String("op", "save sign-in state"), slog.String("error", err.Error()))
+		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+		return
+	}
+	opts := []oauth2.AuthCodeOption{oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)}
+	for k, v := range m.oc.ExtraParams {
+		opts = append(opts, oauth2.SetAuthURLParam(k, v))
+	}
+	http.SetCookie(w, cookie(LoginCookieName, browser, int(m.sc.LoginTimeout.D()/time.Second)))
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, rp.oauth.AuthCodeURL(state, opts...), http.StatusFound)
+}
+
+// errorCode is what an OAuth error code may look like to be repeated on our page.
+var errorCode = regexp.MustCompile(`^[a-z_]{1,64}$`)
+
+// serveCallback finishes a sign-in. Every failure creates no session and says why only in
+// general terms; the cause is logged.
+func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
+		return
+	}
+	rp := m.current()
+	if rp == nil {
+		refuse(w, r, http.StatusServiceUnavailable, ReasonIdPUnavailable)
+		return
+	}
+	q := r.URL.Query()
+	state := q.Get("state")
+	if len(q["state"]) != 1 || !validSecret(state) {
+		m.log.Info("sign-in refused", slog.String("reason", ReasonBadState), slog.String("cause", "missing or malformed state"))
+		refuse(w, r, http.StatusBadRequest, ReasonBadState)
+		return
+	}
+	// Consumed first, whatever follows: a state is good for one attempt (OIDC-01 d).
+	b, err := m.st.TakeLogin(r.Context(), handle(state))
+	switch {
+	case errors.Is(err, store.ErrNoLoginState):
+		m.log.Info("sign-in refused", slog.String("reason", ReasonBadState), slog.String("cause", "unknown, used or expired state"))
+		refuse(w, r, http.StatusBadRequest, ReasonBadState)
+		return
+	case err != nil:
+		m.log.Error("session store unavailable", slog.String("op", "take sign-in state"), slog.String("error", err.Error()))
+		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+		return
+	}
+	var lr loginRecord
+	if err := json.Unmarshal(b, &lr); err != nil {
+		m.log.Error("unreadable sign-in state", slog.String("error", err.Error()))
+		refuse(w, r, http.StatusBadRequest, ReasonBadState)
+		return
+	}
+	browser, err := sessionCookie(r, LoginCookieName)
+	if err != nil || !validSecret(browser) || subtle.ConstantTimeCompare([]byte(handle(browser)), []byte(lr.Browser)) != 1 {
+		m.log.Warn("sign-in refused", slog.String("reason", ReasonLoginMismatch), slog.String("cause", "login cookie missing or not the one that started this sign-in"))
+		refuse(w, r, http.StatusBadRequest, ReasonLoginMismatch)
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		code := "unknown"
+		if errorCode.MatchString(e) {
+			code = e
+		}
+		m.log.Info("sign-in refused by the identity provider", slog.String("reason", ReasonIdPError), slog.String("idp_error", code))
+		// The code was checked against a strict pattern, and the renderer escapes it anyway
+		// (OIDC-01 f). The description is the provider's free text: not repeated.
+		p := newProblem(http.StatusBadRequest, ReasonIdPError)
+		p.Message += " (" + code + ")"
+		problem.Write(w, r, p)
+		return
+	}
+	code := q.Get("code")
+	if code == "" || len(q["code"]) != 1 {
+		m.log.Info("sign-in refused", slog.String("reason", ReasonSignInFailed), slog.String("cause", "no code"))
+		refuse(w, r, http.StatusBadRequest, ReasonSignInFailed)
+		return
+	}
+	ctx, cancel := context.WithTimeout(m.ctx(r.Context()), providerCallLimit)
+	defer cancel()
+	tok, err := rp.oauth.Exchange(ctx, code, oauth2.VerifierOption(lr.Verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			m.log.Warn("sign-in refused", slog.String("reason", ReasonSignInFailed), slog.String("cause", "token endpoint refused the code"), slog.Int("status", re.Response.StatusCode), slog.String("idp_error", re.ErrorCode))
+			refuse(w, r, http.StatusBadRequest, ReasonSignInFailed)
+			return
+		}
+		m.log.Error("identity provider unavailable", slog.String("op", "token exchange"), slog.String("error", err.Error()))
+		refuse(w, r, http.StatusServiceUnavailable, ReasonIdPUnavailable)
+		return
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		m.log.Warn("sign-in refused", slog.String("reason", ReasonSignInFailed), slog.String("cause", "no id_token in the token response"))
+		refuse(w, r, http.StatusBadRequest, ReasonSignInFailed)
+		return
+	}
+	id, err := m.verifyIDToken(ctx, rp, raw, lr.Nonce)
+	if err != nil {
+		reason, status := ReasonSignInFailed, http.StatusBadRequest
+		if errors.Is(err, errEmailUnverified) {
+			reason, status = ReasonEmailUnverified, http.StatusForbidden
+		}
+		m.log.Warn("sign-in refused", slog.String("reason", reason), slog.String("cause", err.Error()))
+		refuse(w, r, status, reason)
+		return
+	}
+	m.startSession(w, r, id, raw, lr.ReturnTo)
+}
+
+// startSession creates the session with a new id and ends any session the browser presented
+// before (SESS-02: a cookie planted before sign-in never becomes an authenticated one).
+func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *identity, rawIDToken, returnTo string) {
+	ctx := r.Context()
+	for _, c := range r.CookiesNamed(CookieName) {
+		if !validSecret(c.Value) {
+			continue
+		}
+		m.endPresented(ctx, handle(c.Value))
+	}
+	now := m.now()
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	rec := &record{
+		User: id.user, Issuer: id.issuer, Subject: id.subject, Email: id.email, EmailVerified: id.emailVerified,
+		Name: id.name, ACR: id.acr, AMR: id.amr, AuthTime: id.authTime, SID: id.sid,
+		Created: now, LastSeen: now, Expires: now.Add(m.sc.AbsoluteTimeout.D()),
+		IDToken: rawIDToken, CSRFKey: key,
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		m.log.Error("encode session", slog.String("error", err.Error()))
+		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
+		return
+	}
+	secret := newSecret()
+	h := handle(secret)
+	if err := m.st.CreateSession(ctx, h, rec.User, rec.Issuer, rec.SID, b, m.ttl(rec, now), m.sc.AbsoluteTimeout.D()); err != nil {
+		m.log.Error("session store unavailable", slog.String("op", "create session"), slog.String("error", err.Error()))
+		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+		return
+	}
+	m.log.Info("signed in", slog.String("user", rec.User), slog.String("session", logID(h)), slog.String("acr", rec.ACR))
+	http.SetCookie(w, cookie(CookieName, secret, int(m.sc.AbsoluteTimeout.D()/time.Second)))
+	expire(w, LoginCookieName)
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, returnTo, http.StatusFound)
+}
+
+// endPresented deletes the session stored under h, if any. Failures are logged: the new
+// session does not depend on it, and an old session still expires by itself.
+func (m *Manager) endPresented(ctx context.Context, h string) {
+	b, err := m.st.LoadSession(ctx, h)
+	if err != nil {
+		if !errors.Is(err, store.ErrNoSession) {
+			m.log.Warn("could not end the session presented at sign-in", slog.String("session", logID(h)), slog.String("error", err.Error()))
+		}
+		return
+	}
+	var old record
+	_ = json.Unmarshal(b, &old)
+	if err := m.st.DeleteSession(ctx, h, old.User, old.Issuer, old.SID); err != nil {
+		m.log.Warn("could not end the session presented at sign-in", slog.String("session", logID(h)), slog.String("error", err.Error()))
+		return
+	}
+	m.log.Info("previous session ended at sign-in", slog.String("session", logID(h)))
+}

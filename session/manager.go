@@ -1,0 +1,280 @@
+package session
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/portcullis-proxy/portcullis/config"
+)
+
+// Store is what the session manager needs from storage. Package store implements it against
+// Redis. Methods are safe for concurrent use; a miss is store.ErrNoSession or
+// store.ErrNoLoginState, and an error wrapping store.ErrUnavailable means storage could not
+// answer (the manager then fails closed with 503 store_unavailable).
+//
+// Handles (h) are hashes of the secrets given to browsers, computed here, so storage never
+// holds a usable cookie or state.
+type Store interface {
+	SaveLogin(ctx context.Context, h string, rec []byte, ttl time.Duration) error
+	TakeLogin(ctx context.Context, h string) ([]byte, error)
+	CreateSession(ctx context.Context, h, user, iss, sid string, rec []byte, ttl, indexTTL time.Duration) error
+	LoadSession(ctx context.Context, h string) ([]byte, error)
+	UpdateSession(ctx context.Context, h string, rec []byte, ttl time.Duration) error
+	DeleteSession(ctx context.Context, h, user, iss, sid string) error
+	RevokeUser(ctx context.Context, user string) (int, error)
+	RevokeSID(ctx context.Context, iss, sid string) (int, error)
+	MarkLogoutToken(ctx context.Context, iss, jti string, ttl time.Duration) (bool, error)
+}
+
+// Options are the collaborators of a Manager. The zero value is usable.
+type Options struct {
+	// Logger receives outages and refusals (never tokens or session ids). nil discards.
+	Logger *slog.Logger
+	// Now is the clock for session expiry and token checks. nil means time.Now.
+	Now func() time.Time
+	// HTTPClient talks to the provider (discovery, keys, token endpoint). nil builds one that
+	// trusts oidc.ca_root_file when set, else the system roots.
+	HTTPClient *http.Client
+}
+
+// Discovery retry bounds: quick at first so a provider starting beside Portcullis is picked up
+// soon, capped so a long outage costs one request per half minute.
+const (
+	discoveryTimeout  = 10 * time.Second
+	retryFirst        = 250 * time.Millisecond
+	retryMax          = 30 * time.Second
+	keySetMaxAge      = 15 * time.Minute
+	providerCallLimit = 15 * time.Second
+)
+
+// Manager is the OIDC relying party and the keeper of sessions. It implements proxy.Gate
+// (Admit) and serves the sign-in endpoints (Endpoints). It is safe for concurrent use.
+//
+// If the provider cannot be discovered at start, the Manager still starts and retries in the
+// background; until discovery succeeds, sign-in and every request without a valid session
+// answer 503 idp_unavailable. Requests carrying a valid session keep working meanwhile:
+// sessions live in storage, not at the provider.
+type Manager struct {
+	log        *slog.Logger
+	now        func() time.Time
+	client     *http.Client
+	st         Store
+	oc         config.OIDC
+	sc         config.Session
+	publicBase *url.URL
+	origin     string // scheme://host of the public base, "" when unknown
+	requireEV  bool
+
+	rp atomic.Pointer[relyingParty]
+
+	stop     context.CancelFunc
+	stopped  chan struct{}
+	keysMu   sync.Mutex // serialises key set refreshes
+	closeOne sync.Once
+}
+
+// relyingParty is what discovery yields. It is replaced whole (key set refresh), never changed.
+type relyingParty struct {
+	provider   *oidc.Provider
+	verifier   *oidc.IDTokenVerifier
+	oauth      oauth2.Config
+	endSession string // end_session_endpoint, "" when not advertised
+	jwksURI    string
+	keysAt     time.Time
+}
+
+// NewManager builds a Manager for the provider oc and the session settings sc. publicBase is
+// server.public_url (nil: own endpoints use the request's host). Discovery is attempted once
+// here with a timeout; failure is logged and retried in the background, not returned. Errors
+// are configuration errors (an unreadable CA file). Call Close to stop background work.
+func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store, opts Options) (*Manager, error) {
+	if oc.Issuer == "" || oc.ClientID == "" || oc.RedirectURI == nil {
+		return nil, errors.New("session: oidc issuer, client_id and redirect_url are required (use a configuration from config.Load)")
+	}
+	if st == nil {
+		return nil, errors.New("session: a store is required")
+	}
+	m := &Manager{
+		log: opts.Logger, now: opts.Now, client: opts.HTTPClient, st: st, oc: oc, sc: sc,
+		publicBase: publicBase, stopped: make(chan struct{}),
+		requireEV: oc.RequireVerifiedEmail == nil || *oc.RequireVerifiedEmail,
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if publicBase != nil {
+		m.origin = publicBase.Scheme + "://" + publicBase.Host
+	}
+	if m.client == nil {
+		c, err := providerClient(oc.CARootFile)
+		if err != nil {
+			return nil, err
+		}
+		m.client = c
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stop = cancel
+	if err := m.discover(ctx); err != nil {
+		m.log.Warn("identity provider unavailable at start; sign-in answers 503 until it is reachable",
+			slog.String("issuer", oc.Issuer), slog.String("error", err.Error()))
+		go m.retryDiscovery(ctx)
+	} else {
+		close(m.stopped)
+	}
+	return m, nil
+}
+
+// Close stops background discovery. Handlers keep working with what was discovered.
+func (m *Manager) Close() {
+	m.closeOne.Do(func() {
+		m.stop()
+		<-m.stopped
+	})
+}
+
+func providerClient(caFile string) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("oidc ca_root_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("oidc ca_root_file %s: no PEM certificates found", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: tr, Timeout: providerCallLimit}, nil
+}
+
+// ctx returns a context whose HTTP calls to the provider use m's client.
+func (m *Manager) ctx(parent context.Context) context.Context {
+	return oidc.ClientContext(parent, m.client)
+}
+
+func (m *Manager) discover(parent context.Context) error {
+	ctx, cancel := context.WithTimeout(parent, discoveryTimeout)
+	defer cancel()
+	// go-oidc checks that the document's issuer is exactly ours (OIDC-04).
+	p, err := oidc.NewProvider(m.ctx(ctx), m.oc.Issuer)
+	if err != nil {
+		return err
+	}
+	var extra struct {
+		EndSession string `json:"end_session_endpoint"`
+		JWKSURI    string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&extra); err != nil {
+		return fmt.Errorf("read discovery document: %w", err)
+	}
+	rp := &relyingParty{
+		provider:   p,
+		endSession: extra.EndSession,
+		jwksURI:    extra.JWKSURI,
+		oauth: oauth2.Config{
+			ClientID:     m.oc.ClientID,
+			ClientSecret: m.oc.ClientSecret.Reveal(),
+			Endpoint:     p.Endpoint(),
+			RedirectURL:  m.oc.RedirectURI.String(),
+			Scopes:       m.oc.Scopes,
+		},
+	}
+	m.withKeys(rp)
+	m.rp.Store(rp)
+	m.log.Info("identity provider discovered", slog.String("issuer", m.oc.Issuer))
+	return nil
+}
+
+// withKeys gives rp a fresh remote key set and a verifier on it. go-oidc refetches keys only for
+// an unknown kid, so a key the provider withdrew would be trusted for ever; a key set that is
+// rebuilt every keySetMaxAge forgets it.
+func (m *Manager) withKeys(rp *relyingParty) {
+	// The key set's context must outlive any request: keys are fetched lazily.
+	keys := oidc.NewRemoteKeySet(m.ctx(context.Background()), rp.jwksURI)
+	skew := m.oc.ClockSkew.D()
+	rp.verifier = oidc.NewVerifier(m.oc.Issuer, keys, &oidc.Config{
+		ClientID:             m.oc.ClientID,
+		SupportedSigningAlgs: m.oc.SigningAlgs,
+		// Expiry is checked against a clock set back by the allowed skew, i.e. with tolerance.
+		Now: func() time.Time { return m.now().Add(-skew) },
+	})
+	rp.keysAt = m.now()
+}
+
+// current returns the discovered provider with a key set younger than keySetMaxAge, or nil
+// before discovery.
+func (m *Manager) current() *relyingParty {
+	rp := m.rp.Load()
+	if rp == nil || m.now().Sub(rp.keysAt) < keySetMaxAge {
+		return rp
+	}
+	m.keysMu.Lock()
+	defer m.keysMu.Unlock()
+	if rp = m.rp.Load(); m.now().Sub(rp.keysAt) < keySetMaxAge {
+		return rp
+	}
+	next := *rp
+	m.withKeys(&next)
+	m.rp.Store(&next)
+	return &next
+}
+
+func (m *Manager) retryDiscovery(ctx context.Context) {
+	defer close(m.stopped)
+	wait := retryFirst
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		err := m.discover(ctx)
+		if err == nil {
+			return
+		}
+		m.log.Warn("identity provider still unavailable", slog.String("issuer", m.oc.Issuer),
+			slog.String("error", err.Error()), slog.Duration("retry_in", min(2*wait, retryMax)))
+		wait = min(2*wait, retryMax)
+	}
+}
+
+// Endpoints returns the handlers to serve under /.portcullis/ (proxy.Options.Endpoints).
+func (m *Manager) Endpoints() map[string]http.Handler {
+	return map[string]http.Handler{
+		"login":              http.HandlerFunc(m.serveLogin),
+		"callback":           http.HandlerFunc(m.serveCallback),
+		"logout":             http.HandlerFunc(m.serveLogout),
+		"backchannel-logout": http.HandlerFunc(m.serveBackchannelLogout),
+		"whoami":             http.HandlerFunc(m.serveWhoami),
+	}
+}
+
+// RevokeUser ends every session of the person userKey (store.UserKey), on every replica at once
+// (sessions live in storage only). It returns how many sessions ended.
+func (m *Manager) RevokeUser(ctx context.Context, userKey string) (int, error) {
+	n, err := m.st.RevokeUser(ctx, userKey)
+	if err != nil {
+		return 0, fmt.Errorf("revoke user sessions: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,227 @@
+package session
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// Cookie names. The __Host- prefix makes browsers refuse them unless Secure, Path=/ and without
+// Domain, so a sibling subdomain cannot plant one (SESS-03).
+const (
+	CookieName      = "__Host-portcullis"
+	LoginCookieName = "__Host-portcullis-login"
+)
+
+// record is a session as stored. It holds the ID token only as a logout hint; it is never shown.
+type record struct {
+	User          string      `json:"user"`
+	Issuer        string      `json:"iss"`
+	Subject       string      `json:"sub"`
+	Email         string      `json:"email,omitempty"`
+	EmailVerified bool        `json:"email_verified,omitempty"`
+	Name          string      `json:"name,omitempty"`
+	ACR           string      `json:"acr,omitempty"`
+	AMR           []string    `json:"amr,omitempty"`
+	AuthTime      time.Time   `json:"auth_time,omitzero"`
+	SID           string      `json:"sid,omitempty"`
+	Created       time.Time   `json:"created"`
+	LastSeen      time.Time   `json:"last_seen"`
+	Expires       time.Time   `json:"expires"`
+	ActiveOrg     string      `json:"active_org,omitempty"`
+	Elevations    []Elevation `json:"elevations,omitempty"`
+	IDToken       string      `json:"id_token,omitempty"`
+	CSRFKey       []byte      `json:"csrf_key"`
+}
+
+// Elevation is a step-up the session earned: an acr held until a time. Filled by a later issue.
+type Elevation struct {
+	ACR   string    `json:"acr"`
+	Until time.Time `json:"until"`
+}
+
+// Session is the view of a signed-in session that Admit puts in the request context: identity
+// and timing, never the session id or tokens. FromContext hands out a copy, so changing it
+// changes nothing stored or seen by others.
+type Session struct {
+	// UserKey is the person's stable key, store.UserKey(Issuer, Subject).
+	UserKey string
+	// Issuer and Subject are the ID token's "iss" and "sub".
+	Issuer, Subject string
+	// Email is an attribute, never an identity; trust it only with EmailVerified.
+	Email         string
+	EmailVerified bool
+	Name          string
+	// ACR, AMR and AuthTime are the ID token's at sign-in; empty or zero when absent.
+	ACR      string
+	AMR      []string
+	AuthTime time.Time
+	// SID is the provider's session id; "" when absent.
+	SID string
+	// Created is the sign-in; Expires the absolute end (idle timeout may end it earlier).
+	Created, Expires time.Time
+	// ActiveOrg is the organisation the person chose to act for; "" when none.
+	ActiveOrg string
+	// Elevations are the step-ups the session holds.
+	Elevations []Elevation
+}
+
+func viewOf(r *record) Session {
+	return Session{
+		UserKey: r.User, Issuer: r.Issuer, Subject: r.Subject, Email: r.Email, EmailVerified: r.EmailVerified,
+		Name: r.Name, ACR: r.ACR, AMR: r.AMR, AuthTime: r.AuthTime, SID: r.SID, Created: r.Created,
+		Expires: r.Expires, ActiveOrg: r.ActiveOrg, Elevations: r.Elevations,
+	}
+}
+
+type ctxKey struct{}
+
+// FromContext returns a copy of the session Admit put in ctx.
+func FromContext(ctx context.Context) (*Session, bool) {
+	s, ok := ctx.Value(ctxKey{}).(*Session)
+	if !ok {
+		return nil, false
+	}
+	c := *s
+	c.AMR, c.Elevations = slices.Clone(s.AMR), slices.Clone(s.Elevations)
+	return &c, true
+}
+
+// newSecret returns 256 random bits, base64url without padding (43 characters).
+func newSecret() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand panics instead)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// validSecret reports whether v looks like a value newSecret made; anything else is not
+// looked up at all.
+func validSecret(v string) bool {
+	if len(v) != 43 {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(v)
+	return err == nil
+}
+
+// handle is what storage knows a secret by: SHA-256, so a Redis dump holds no usable cookie.
+func handle(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// logID is a short, non-reversible tag for a session in logs.
+func logID(h string) string { return h[:8] }
+
+// csrfToken binds a logout form to one session: an HMAC of the session's handle under a key
+// kept in that session's record.
+func csrfToken(key []byte, h string) string { return csrfPurpose(key, h, "logout") }
+
+// csrfFor is the token of l's session for forms of purpose; tokens of different purposes differ.
+func csrfFor(l *loaded, purpose string) string { return csrfPurpose(l.rec.CSRFKey, l.h, purpose) }
+
+func csrfPurpose(key []byte, h, purpose string) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(purpose + "\x00" + h))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// errAmbiguousCookie: two different session cookies; never guess which one counts (SESS-03).
+var errAmbiguousCookie = errors.New("several different session cookies")
+
+// sessionCookie returns the one value of the exact cookie name, "" when absent. Only the exact
+// name counts: __host-portcullis or portcullis are other cookies.
+func sessionCookie(r *http.Request, name string) (string, error) {
+	v := ""
+	for _, c := range r.CookiesNamed(name) {
+		if v != "" && c.Value != v {
+			return "", errAmbiguousCookie
+		}
+		v = c.Value
+	}
+	return v, nil
+}
+
+// loaded is a session read from storage for one request.
+type loaded struct {
+	h   string
+	rec *record
+}
+
+// errNoSession: no usable session (absent, malformed, unknown, expired).
+var errNoSession = errors.New("no session")
+
+// load finds and checks the session of r. Errors: errAmbiguousCookie, errNoSession, or a
+// storage error (wrapping store.ErrUnavailable). touch writes last-seen when it is stale.
+func (m *Manager) load(ctx context.Context, r *http.Request, touch bool) (*loaded, error) {
+	v, err := sessionCookie(r, CookieName)
+	if err != nil {
+		return nil, err
+	}
+	if !validSecret(v) {
+		return nil, errNoSession
+	}
+	h := handle(v)
+	b, err := m.st.LoadSession(ctx, h)
+	if errors.Is(err, store.ErrNoSession) {
+		return nil, errNoSession
+	}
+	if err != nil {
+		return nil, err
+	}
+	rec := new(record)
+	if err := json.Unmarshal(b, rec); err != nil {
+		m.log.Error("unreadable session record; ending it", slog.String("session", logID(h)), slog.String("error", err.Error()))
+		_ = m.st.DeleteSession(ctx, h, "", "", "")
+		return nil, errNoSession
+	}
+	now := m.now()
+	idleEnd := rec.LastSeen.Add(m.sc.IdleTimeout.D())
+	if !now.Before(rec.Expires) || !now.Before(idleEnd) {
+		// Ended by time: delete now rather than wait for the TTL, best effort.
+		if err := m.st.DeleteSession(ctx, h, rec.User, rec.Issuer, rec.SID); err != nil {
+			m.log.Warn("could not delete an expired session", slog.String("session", logID(h)), slog.String("error", err.Error()))
+		}
+		return nil, errNoSession
+	}
+	if touch && now.Sub(rec.LastSeen) >= m.sc.TouchInterval.D() {
+		rec.LastSeen = now
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return nil, fmt.Errorf("encode session: %w", err)
+		}
+		if err := m.st.UpdateSession(ctx, h, b, m.ttl(rec, now)); err != nil {
+			if errors.Is(err, store.ErrNoSession) {
+				return nil, errNoSession // revoked meanwhile
+			}
+			return nil, err
+		}
+	}
+	return &loaded{h: h, rec: rec}, nil
+}
+
+// ttl is how long storage keeps rec: until the earlier of its idle and absolute ends.
+func (m *Manager) ttl(rec *record, now time.Time) time.Duration {
+	end := min(rec.Expires.UnixNano(), rec.LastSeen.Add(m.sc.IdleTimeout.D()).UnixNano())
+	return time.Duration(end - now.UnixNano())
+}
+
+// cookie builds one of our cookies with the attributes both setting and expiring must share,
+// so a browser matches them (SESS-01).
+func cookie(name, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode}
+}
+
+// expire deletes a cookie in the browser.
+func expire(w http.ResponseWriter, name string) { http.SetCookie(w, cookie(name, "", -1)) }

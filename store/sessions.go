@@ -1,0 +1,198 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Session storage, for package session. The records are opaque bytes here: the store neither
+// reads nor judges them. Session records and started sign-ins are named by a handle the caller
+// derives from the secret it gave the browser (a hash), never by the secret itself.
+//
+// Every method is safe for concurrent use, takes the context first, and returns an error
+// wrapping ErrUnavailable when Redis does not answer.
+
+// ErrNoSession is returned when a session record does not exist (never created, expired,
+// revoked).
+var ErrNoSession = errors.New("session not found")
+
+// ErrNoLoginState is returned by TakeLogin when the sign-in state does not exist: unknown,
+// expired or already used.
+var ErrNoLoginState = errors.New("sign-in state not found")
+
+// SaveLogin stores a started sign-in under handle h for ttl. An existing entry is never
+// overwritten (handles come from 256-bit random values; a collision means a bug).
+func (s *Store) SaveLogin(ctx context.Context, h string, rec []byte, ttl time.Duration) error {
+	if err := positive("save sign-in state", ttl); err != nil {
+		return err
+	}
+	ok, err := s.rdb.SetNX(ctx, s.keys.loginState(h), rec, ttl).Result()
+	if err != nil {
+		return s.unavailable("save sign-in state", err)
+	}
+	if !ok {
+		return errors.New("save sign-in state: handle already in use")
+	}
+	return nil
+}
+
+// TakeLogin returns and deletes the sign-in stored under h in one atomic step (GETDEL), so a
+// state can be used once even by concurrent callbacks. A miss is ErrNoLoginState.
+func (s *Store) TakeLogin(ctx context.Context, h string) ([]byte, error) {
+	b, err := s.rdb.GetDel(ctx, s.keys.loginState(h)).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, ErrNoLoginState
+	case err != nil:
+		return nil, s.unavailable("take sign-in state", err)
+	}
+	return b, nil
+}
+
+// CreateSession stores a new session record under h for ttl and indexes it by user and, when
+// sid is not empty, by (iss, sid). The indexes live as long as the longest session they may
+// name (indexTTL); stale members of an index (sessions that expired on their own) are harmless,
+// because revocation deletes records, and deleting a missing record does nothing.
+//
+// The keys have different hash tags, so this is a pipeline, not a transaction: if it fails
+// half-way the caller gets an error and does not hand out the cookie, and whatever was written
+// expires by its TTL.
+func (s *Store) CreateSession(ctx context.Context, h, user, iss, sid string, rec []byte, ttl, indexTTL time.Duration) error {
+	if err := positive("create session", min(ttl, indexTTL)); err != nil {
+		return err
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		uk := s.keys.userSessions(user)
+		p.SAdd(ctx, uk, h)
+		p.Expire(ctx, uk, indexTTL)
+		if sid != "" {
+			sk := s.keys.sidSessions(iss, sid)
+			p.SAdd(ctx, sk, h)
+			p.Expire(ctx, sk, indexTTL)
+		}
+		// The record last: it is what makes the session usable.
+		p.Set(ctx, s.keys.sessionRecord(h), rec, ttl)
+		return nil
+	})
+	if err != nil {
+		return s.unavailable("create session", err)
+	}
+	return nil
+}
+
+// LoadSession returns the record stored under h, or ErrNoSession.
+func (s *Store) LoadSession(ctx context.Context, h string) ([]byte, error) {
+	b, err := s.rdb.Get(ctx, s.keys.sessionRecord(h)).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, ErrNoSession
+	case err != nil:
+		return nil, s.unavailable("load session", err)
+	}
+	return b, nil
+}
+
+// UpdateSession replaces the record under h and its TTL, only if it still exists (SET XX): a
+// session revoked meanwhile is not brought back. A missing record is ErrNoSession.
+func (s *Store) UpdateSession(ctx context.Context, h string, rec []byte, ttl time.Duration) error {
+	if err := positive("update session", ttl); err != nil {
+		return err
+	}
+	err := s.rdb.SetArgs(ctx, s.keys.sessionRecord(h), rec, redis.SetArgs{Mode: "XX", TTL: ttl}).Err()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return ErrNoSession
+	case err != nil:
+		return s.unavailable("update session", err)
+	}
+	return nil
+}
+
+// DeleteSession deletes the record under h and removes it from its indexes. Deleting a session
+// that does not exist is not an error.
+func (s *Store) DeleteSession(ctx context.Context, h, user, iss, sid string) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, s.keys.sessionRecord(h))
+		p.SRem(ctx, s.keys.userSessions(user), h)
+		if sid != "" {
+			p.SRem(ctx, s.keys.sidSessions(iss, sid), h)
+		}
+		return nil
+	})
+	if err != nil {
+		return s.unavailable("delete session", err)
+	}
+	return nil
+}
+
+// RevokeUser deletes every session of user and the index, and returns how many records existed.
+func (s *Store) RevokeUser(ctx context.Context, user string) (int, error) {
+	n, err := s.revokeIndex(ctx, s.keys.userSessions(user))
+	if err != nil {
+		return 0, fmt.Errorf("revoke sessions of user: %w", err)
+	}
+	return n, nil
+}
+
+// RevokeSID deletes every session created from the OIDC session sid of issuer iss, and returns
+// how many records existed. The sessions' entries in their user's index become stale, which is
+// harmless (see CreateSession).
+func (s *Store) RevokeSID(ctx context.Context, iss, sid string) (int, error) {
+	n, err := s.revokeIndex(ctx, s.keys.sidSessions(iss, sid))
+	if err != nil {
+		return 0, fmt.Errorf("revoke sessions of sid: %w", err)
+	}
+	return n, nil
+}
+
+// revokeIndex deletes the records an index set names, then the set. A session added to the set
+// between the two steps is also caught when its own record is deleted by a later revocation;
+// sign-in and revocation of one person racing is not a case worth a script.
+func (s *Store) revokeIndex(ctx context.Context, index string) (int, error) {
+	members, err := s.rdb.SMembers(ctx, index).Result()
+	if err != nil {
+		return 0, s.unavailable("read session index", err)
+	}
+	var dels []*redis.IntCmd
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, h := range members {
+			dels = append(dels, p.Del(ctx, s.keys.sessionRecord(h)))
+		}
+		p.Del(ctx, index)
+		return nil
+	})
+	if err != nil {
+		return 0, s.unavailable("delete sessions", err)
+	}
+	n := 0
+	for _, d := range dels {
+		n += int(d.Val())
+	}
+	return n, nil
+}
+
+// MarkLogoutToken records the id of a back-channel logout token of issuer iss for ttl and
+// reports whether it was new (SET NX). false means the token was seen before: a replay.
+func (s *Store) MarkLogoutToken(ctx context.Context, iss, jti string, ttl time.Duration) (bool, error) {
+	if err := positive("mark logout token", ttl); err != nil {
+		return false, err
+	}
+	ok, err := s.rdb.SetNX(ctx, s.keys.logoutJTI(iss, jti), 1, ttl).Result()
+	if err != nil {
+		return false, s.unavailable("mark logout token", err)
+	}
+	return ok, nil
+}
+
+// positive refuses a TTL that is not positive: go-redis reads 0 as "no expiry", which would make
+// a session or a single-use state live for ever.
+func positive(op string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("%s: ttl %v must be positive", op, ttl)
+	}
+	return nil
+}
