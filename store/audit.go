@@ -1,0 +1,161 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultAuditMaxLen is how many events the audit stream keeps when the constructor is given
+// no bound. Older events are trimmed (approximately, see Audit), so the stream cannot fill
+// Redis's memory; ship the stream elsewhere (audit tail) to keep more.
+const DefaultAuditMaxLen = 100_000
+
+// Audit is the audit event stream in Redis (XADD with MAXLEN ~ n). It implements audit.Sink and
+// is safe for concurrent use.
+//
+// The stream key is a single key outside every hash tag. Organisation changes append their
+// event inside the same MULTI/EXEC as the change (see Orgs), which a single Redis (or a
+// primary with replicas) executes atomically.
+type Audit struct {
+	s      *Store
+	maxLen int64
+}
+
+var _ audit.Sink = (*Audit)(nil)
+
+// NewAudit returns the audit stream of s, bounded to about maxLen events; maxLen <= 0 means
+// DefaultAuditMaxLen. Trimming is approximate ("~"), which lets Redis trim whole macro-nodes:
+// the stream holds at least maxLen events and rarely a few hundred more.
+func NewAudit(s *Store, maxLen int64) *Audit {
+	if maxLen <= 0 {
+		maxLen = DefaultAuditMaxLen
+	}
+	return &Audit{s: s, maxLen: maxLen}
+}
+
+// Stream entries hold two fields: the type, so an operator can filter in redis-cli, and the
+// event in its stable JSON form (audit.Event.MarshalJSON).
+const (
+	auditFieldType  = "type"
+	auditFieldEvent = "event"
+)
+
+// Append stores e. A zero e.Time becomes now (UTC); e.ID is ignored (the stream assigns one).
+// Errors wrap audit.ErrInvalid for an event that cannot be stored and ErrUnavailable when Redis
+// does not answer.
+func (a *Audit) Append(ctx context.Context, e audit.Event) error {
+	args, err := a.xadd(e, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := a.s.rdb.XAdd(ctx, args).Err(); err != nil {
+		return a.s.unavailable("audit append", err)
+	}
+	return nil
+}
+
+// xadd builds the XADD of e, for Append and for the transactions of Orgs.
+func (a *Audit) xadd(e audit.Event, now time.Time) (*redis.XAddArgs, error) {
+	if err := e.Check(); err != nil {
+		return nil, fmt.Errorf("audit append %s: %w", e.Type, err)
+	}
+	if e.Time.IsZero() {
+		e.Time = now
+	}
+	e.Time = e.Time.UTC()
+	e.ID = ""
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("audit append %s: %w: %w", e.Type, audit.ErrInvalid, err)
+	}
+	return &redis.XAddArgs{
+		Stream: a.s.keys.audit(),
+		MaxLen: a.maxLen,
+		Approx: true,
+		Values: []any{auditFieldType, string(e.Type), auditFieldEvent, b},
+	}, nil
+}
+
+// Tail returns up to count events (default 100) that follow the stream position since, and the
+// position to pass next time. since "" or "0" starts at the oldest event kept; "$" starts after
+// the newest (only events appended from now on); anything else must be a position returned
+// earlier (an event ID). With block > 0 Tail waits up to block for an event when none is there;
+// with block <= 0 it returns at once. No events is not an error: the slice is empty and the
+// position unchanged (for "$", resolved to the current end, so nothing is missed between calls).
+//
+// It serves `portcullis admin audit tail`: call it in a loop with the returned position.
+func (a *Audit) Tail(ctx context.Context, since string, count int, block time.Duration) ([]audit.Event, string, error) {
+	if count <= 0 {
+		count = 100
+	}
+	key := a.s.keys.audit()
+	switch since {
+	case "", "0":
+		since = "0-0"
+	case "$":
+		last, err := a.s.rdb.XRevRangeN(ctx, key, "+", "-", 1).Result()
+		if err != nil {
+			return nil, "", a.s.unavailable("audit tail", err)
+		}
+		since = "0-0"
+		if len(last) == 1 {
+			since = last[0].ID
+		}
+	default:
+		if !validStreamID(since) {
+			return nil, "", fmt.Errorf("audit tail: position %q: %w", since, ErrInvalid)
+		}
+	}
+	args := &redis.XReadArgs{Streams: []string{key, since}, Count: int64(count), Block: -1}
+	if block > 0 {
+		args.Block = block
+	}
+	res, err := a.s.rdb.XRead(ctx, args).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, since, nil
+	}
+	if err != nil {
+		return nil, "", a.s.unavailable("audit tail", err)
+	}
+	var out []audit.Event
+	next := since
+	for _, st := range res {
+		for _, m := range st.Messages {
+			next = m.ID
+			raw, _ := m.Values[auditFieldEvent].(string)
+			var e audit.Event
+			if err := json.Unmarshal([]byte(raw), &e); err != nil {
+				// One damaged entry must not hide the rest of the trail; say where it is.
+				e = audit.Event{Type: audit.Type(fmt.Sprint(m.Values[auditFieldType])), Detail: map[string]string{"decode_error": err.Error()}}
+			}
+			e.ID = m.ID
+			out = append(out, e)
+		}
+	}
+	return out, next, nil
+}
+
+// validStreamID accepts "<ms>-<seq>" and "<ms>", digits only.
+func validStreamID(id string) bool {
+	ms, seq, hasSeq := strings.Cut(id, "-")
+	return allDigits(ms) && (!hasSeq || allDigits(seq))
+}
+
+func allDigits(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
