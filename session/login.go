@@ -199,6 +199,13 @@ func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *ident
 		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
 		return
 	}
+	if m.onSignIn != nil {
+		if err := m.onSignIn(ctx, viewOf(rec)); err != nil {
+			m.log.Error("sign-in hook failed; refusing the sign-in", slog.String("user", rec.User), slog.String("error", err.Error()))
+			refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+			return
+		}
+	}
 	secret := newSecret()
 	h := handle(secret)
 	if err := m.st.CreateSession(ctx, h, rec.User, rec.Issuer, rec.SID, b, m.ttl(rec, now), m.sc.AbsoluteTimeout.D()); err != nil {

@@ -48,6 +48,10 @@ type Options struct {
 	// HTTPClient talks to the provider (discovery, keys, token endpoint). nil builds one that
 	// trusts oidc.ca_root_file when set, else the system roots.
 	HTTPClient *http.Client
+	// OnSignIn, when set, runs after a sign-in is verified and before the session exists:
+	// binding invitations to the person, for example. An error refuses the sign-in (503
+	// store_unavailable), since the person would otherwise arrive without their access.
+	OnSignIn func(ctx context.Context, s Session) error
 }
 
 // Discovery retry bounds: quick at first so a provider starting beside Portcullis is picked up
@@ -77,6 +81,7 @@ type Manager struct {
 	publicBase *url.URL
 	origin     string // scheme://host of the public base, "" when unknown
 	requireEV  bool
+	onSignIn   func(context.Context, Session) error
 
 	rp atomic.Pointer[relyingParty]
 
@@ -111,6 +116,7 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 		log: opts.Logger, now: opts.Now, client: opts.HTTPClient, st: st, oc: oc, sc: sc,
 		publicBase: publicBase, stopped: make(chan struct{}),
 		requireEV: oc.RequireVerifiedEmail == nil || *oc.RequireVerifiedEmail,
+		onSignIn:  opts.OnSignIn,
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)

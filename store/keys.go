@@ -164,3 +164,6 @@ func (k keys) orgIDs() string { return k.prefix + "orgs" }
 // canonicalised (lower case): an address is an attribute, so it gets its own tag and is never
 // mixed with a person's {u:…} data.
 func (k keys) invitations(email string) string { return k.prefix + "{e:" + escape(email) + "}:inv" }
+
+// assertionKey is the development signing key for request assertions, shared by replicas.
+func (k keys) assertionKey() string { return k.prefix + "assertion-key" }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -10,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/assertion"
 	"github.com/portcullis-proxy/portcullis/proxy"
 	"github.com/portcullis-proxy/portcullis/session"
 	"github.com/portcullis-proxy/portcullis/store"
@@ -38,24 +41,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	opts := proxy.Options{Logger: log, Version: version, ReadyChecks: map[string]proxy.ReadyCheck{}}
-	if cfg.Redis.Address != "" {
-		st, err := store.New(cfg.Redis)
-		if err != nil {
-			log.Error("redis", slog.Any("error", err))
-			return 1
-		}
-		defer st.Close()
-		opts.ReadyChecks["redis"] = st.Ping
-		if cfg.OIDC.Issuer != "" {
-			// Sign-in and sessions (config requires redis when oidc is set).
-			sm, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{Logger: log})
-			if err != nil {
-				log.Error("oidc", slog.Any("error", err))
-				return 1
-			}
-			defer sm.Close()
-			opts.Gate, opts.Endpoints = sm, sm.Endpoints()
-		}
+	closeAll, err := wireRedis(ctx, cfg, log, &opts)
+	defer closeAll()
+	if err != nil {
+		log.Error("start", slog.Any("error", err))
+		return 1
 	}
 	srv, err := proxy.New(cfg, opts)
 	if err != nil {
@@ -123,4 +113,86 @@ func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// wireRedis builds everything that lives in Redis: sessions, memberships (cached, with
+// invalidation), the audit stream and the assertion signer. Without redis.address it
+// leaves opts alone: only public routes can then be served.
+func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *proxy.Options) (func(), error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	if cfg.Redis.Address == "" {
+		return closeAll, nil
+	}
+	st, err := store.New(cfg.Redis)
+	if err != nil {
+		return closeAll, fmt.Errorf("redis: %w", err)
+	}
+	closers = append(closers, func() { st.Close() })
+	opts.ReadyChecks["redis"] = st.Ping
+
+	aud := store.NewAudit(st, int64(cfg.Audit.MaxLen))
+	cache := store.NewCache(st, cfg.Authz.CacheTTL.D(), log)
+	closers = append(closers, func() { _ = cache.Close() })
+	opts.Audit, opts.Members = aud, cache
+
+	signer, err := newSigner(ctx, cfg, st)
+	if err != nil {
+		return closeAll, err
+	}
+	opts.Signer = signer
+
+	if cfg.OIDC.Issuer == "" {
+		return closeAll, nil
+	}
+	orgs := store.NewOrgs(st, aud)
+	sm, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{
+		Logger: log,
+		// Access granted to an address before its owner ever signed in binds now, once, to
+		// this person (issue 4: a later owner of the address inherits nothing).
+		OnSignIn: func(ctx context.Context, s session.Session) error {
+			bound, err := orgs.BindInvitations(ctx, s.Email, s.EmailVerified, s.UserKey)
+			if len(bound) > 0 {
+				log.Info("invitations bound at sign-in", slog.String("user", s.UserKey), slog.Any("orgs", bound))
+			}
+			return err
+		},
+	})
+	if err != nil {
+		return closeAll, fmt.Errorf("oidc: %w", err)
+	}
+	closers = append(closers, sm.Close)
+	opts.Gate, opts.Endpoints = sm, sm.Endpoints()
+	return closeAll, nil
+}
+
+// newSigner loads the assertion key from identity.assertion_key_file, or, for development,
+// shares one generated key through Redis.
+func newSigner(ctx context.Context, cfg *config.Config, st *store.Store) (*assertion.Signer, error) {
+	var key *ecdsa.PrivateKey
+	var err error
+	if f := cfg.Identity.AssertionKeyFile; f != "" {
+		key, err = assertion.LoadKey(f)
+	} else {
+		var pemBytes []byte
+		pemBytes, err = st.AssertionKey(ctx, func() ([]byte, error) {
+			_, p, err := assertion.GenerateKey()
+			return p, err
+		})
+		if err == nil {
+			key, err = assertion.ParseKey(pemBytes)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("assertion key: %w", err)
+	}
+	issuer := "portcullis"
+	if cfg.Server.PublicBase != nil {
+		issuer = cfg.Server.PublicBase.String()
+	}
+	return assertion.New(key, issuer, cfg.Identity.AssertionLifetime.D())
 }
