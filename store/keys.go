@@ -10,8 +10,8 @@ import (
 //
 // Layout (prefix "pc" by default; <x> marks an escaped identifier, see escape):
 //
-//	pc:{u:<user>}:sess:<id>    session record
-//	pc:{u:<user>}:sessions     set of the user's session ids (logout everywhere, offboarding)
+//	pc:{s:<hash>}:sess         session record, by a hash of the cookie (see below)
+//	pc:{u:<user>}:sessions     set of the user's session hashes (logout everywhere, offboarding)
 //	pc:{u:<user>}:orgs         set of the user's organisation ids (org picker, offboarding)
 //	pc:{o:<org>}:org           organisation record
 //	pc:{o:<org>}:mem:<user>    membership of user in org
@@ -22,7 +22,8 @@ import (
 // Hash tags: Redis Cluster hashes only the part between the first "{" and the next "}". The
 // prefix may not contain braces and escaped identifiers cannot, so the tag is always exactly the
 // one written here: a person's session and indexes share {u:…}, an organisation and its
-// memberships share {o:…}, and each can be read or changed in one round trip on one slot.
+// memberships share {o:…}, and each can be read or changed in one round trip on one slot. A
+// session is found from its cookie alone, before the user is known, so it has a tag of its own.
 
 // DefaultKeyPrefix starts every key when the configuration names no prefix.
 const DefaultKeyPrefix = "pc"
@@ -52,8 +53,6 @@ func newKeys(prefix string) (keys, error) {
 func (k keys) userTag(user string) string { return k.prefix + "{u:" + escape(user) + "}" }
 func (k keys) orgTag(org string) string   { return k.prefix + "{o:" + escape(org) + "}" }
 
-// session is the key of one session record of user.
-func (k keys) session(user, id string) string { return k.userTag(user) + ":sess:" + escape(id) }
 
 // userSessions is the key of the set of user's session ids.
 func (k keys) userSessions(user string) string { return k.userTag(user) + ":sessions" }
@@ -119,11 +118,9 @@ func isUnreserved(c byte) bool {
 		c == '-' || c == '.' || c == '_' || c == '~'
 }
 
-// Session keys (package session, store/sessions.go). A session record is found from its cookie
-// alone, before the user is known, so it cannot live under the user's tag as
-// pc:{u:<user>}:sess:<id> above suggests; it has its own tag, keyed by a hash of the cookie (the
-// caller hashes: a Redis dump then holds no usable cookie). The indexes name sessions by that
-// hash too.
+// Session keys (package session, store/sessions.go). A session record is keyed by a hash of
+// the cookie (the caller hashes: a Redis dump then holds no usable cookie). The indexes name
+// sessions by that hash too.
 //
 //	pc:{s:<hash>}:sess              session record
 //	pc:{u:<user>}:sessions          set of the user's session hashes (see userSessions)

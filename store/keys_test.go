@@ -32,7 +32,7 @@ func mustKeys(t *testing.T, prefix string) keys {
 func TestKeyNames(t *testing.T) {
 	k := mustKeys(t, "")
 	for _, tc := range []struct{ got, want string }{
-		{k.session("alice", "Zm9v_-bar"), "pc:{u:alice}:sess:Zm9v_-bar"},
+		{k.sessionRecord("Zm9v_-bar"), "pc:{s:Zm9v_-bar}:sess"},
 		{k.userSessions("alice"), "pc:{u:alice}:sessions"},
 		{k.userOrgs("alice"), "pc:{u:alice}:orgs"},
 		{k.org("acme"), "pc:{o:acme}:org"},
@@ -42,7 +42,7 @@ func TestKeyNames(t *testing.T) {
 		{k.audit(), "pc:audit"},
 		{mustKeys(t, "pc-staging:v2").org("acme"), "pc-staging:v2:{o:acme}:org"},
 		// An IdP user id (issuer and subject) is escaped, readable where it can be.
-		{k.session("https://idp.example|248289761001", "s1"), "pc:{u:https%3A%2F%2Fidp.example%7C248289761001}:sess:s1"},
+		{k.userSessions("https://idp.example|248289761001"), "pc:{u:https%3A%2F%2Fidp.example%7C248289761001}:sessions"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %s, want %s", tc.got, tc.want)
@@ -62,8 +62,7 @@ func TestUserPartsStayInTheirHashTag(t *testing.T) {
 	k := mustKeys(t, "")
 	for _, id := range attackIDs {
 		for _, tc := range []struct{ key, tag string }{
-			{k.session(id, "s"), "u:" + escape(id)},
-			{k.session("alice", id), "u:alice"},
+			{k.sessionRecord(id), "s:" + escape(id)},
 			{k.userSessions(id), "u:" + escape(id)},
 			{k.userOrgs(id), "u:" + escape(id)},
 			{k.org(id), "o:" + escape(id)},
@@ -88,7 +87,7 @@ func TestUserPartsStayInTheirHashTag(t *testing.T) {
 		}
 	}
 	// A session of one user must never name a key of another user.
-	if k.session("alice}:sess:1", "x") == k.session("alice", "1}:sess:x") {
+	if k.sidSessions("iss}:x", "1") == k.sidSessions("iss", "x}:1") {
 		t.Error("session keys of two users collide")
 	}
 }

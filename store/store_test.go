@@ -238,16 +238,16 @@ func TestKeysInRedis(t *testing.T) {
 	ctx := ctxT(t, 5*time.Second)
 	k := mustKeys(t, redistest.Prefix(t))
 	for _, id := range attackIDs {
-		if err := c.Set(ctx, k.session(id, "s"), id, 0).Err(); err != nil {
+		if err := c.Set(ctx, k.membership("acme", id), id, 0).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, id := range attackIDs {
-		got, _, err := c.Scan(ctx, 0, k.session(id, "s"), 10000).Result()
+		got, _, err := c.Scan(ctx, 0, k.membership("acme", id), 10000).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got) != 1 || got[0] != k.session(id, "s") {
+		if len(got) != 1 || got[0] != k.membership("acme", id) {
 			t.Errorf("id %q: SCAN MATCH its key found %q", id, got)
 		}
 	}
