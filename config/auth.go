@@ -180,6 +180,32 @@ func (v *validator) policy(p string, r *Route) {
 			}
 		}
 	}
+	if su := r.StepUp; su != nil {
+		sp := p + ".step_up"
+		if r.Public {
+			v.errorf(sp, "a public route cannot demand step-up: it has no signed-in user")
+		}
+		if len(su.ACR) == 0 && len(su.AMR) == 0 {
+			v.errorf(sp, "needs acr or amr: what counts as a strong authentication")
+		}
+		if su.MaxAge <= 0 {
+			v.errorf(sp+".max_age", "is required and must be positive")
+		}
+		v.nonNegative(sp+".elevation", su.Elevation)
+		if su.MaxAge > 0 && su.Elevation > su.MaxAge {
+			v.errorf(sp+".elevation", "must not exceed max_age")
+		}
+		for i, m := range su.AMR {
+			if !routeNamePattern.MatchString(m) {
+				v.errorf(fmt.Sprintf("%s.amr[%d]", sp, i), "must be a method name such as mfa, otp or hwk")
+			}
+		}
+		for i, a := range su.ACR {
+			if a == "" || strings.ContainsAny(a, " \t\r\n\"") {
+				v.errorf(fmt.Sprintf("%s.acr[%d]", sp, i), "must be a non-empty value without spaces or quotes")
+			}
+		}
+	}
 	if r.IdentityHeaders != nil {
 		v.identityHeaders(p+".identity_headers", r.IdentityHeaders)
 	}

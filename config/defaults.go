@@ -102,6 +102,11 @@ var defaultRules = []defaultRule{
 			setString(&r.Org.From, OrgFromSession)
 		}
 	})},
+	{Default{"routes[].step_up.elevation", "step_up.max_age"}, forRoutes(func(r *Route) {
+		if r.StepUp != nil && r.StepUp.Elevation == 0 {
+			r.StepUp.Elevation = r.StepUp.MaxAge
+		}
+	})},
 	{Default{"routes[].require.verified_email_domain", "true"}, forRoutes(func(r *Route) {
 		if r.Require != nil {
 			setBool(&r.Require.VerifiedEmailDomain, true)

@@ -275,6 +275,8 @@ type Route struct {
 	Require *Require `yaml:"require"`
 	// IdentityHeaders overrides identity.headers names for this route.
 	IdentityHeaders *IdentityHeaders `yaml:"identity_headers"`
+	// StepUp demands a recent strong authentication (and grants a time-boxed elevation).
+	StepUp *StepUp `yaml:"step_up"`
 
 	// Parsed values, filled by Load.
 	UpstreamURL *url.URL `yaml:"-"`
@@ -318,6 +320,21 @@ type Require struct {
 	// VerifiedEmailDomain requires the person's email domain to be currently verified for the
 	// organisation. Default true.
 	VerifiedEmailDomain *bool `yaml:"verified_email_domain"`
+}
+
+// StepUp is a route's demand for a fresh, strong authentication. The elevation it grants
+// belongs to one session and one organisation.
+type StepUp struct {
+	// ACR lists acceptable acr values (any one). Sent to the provider as acr_values.
+	ACR []string `yaml:"acr"`
+	// AMR lists authentication methods that must all appear in the ID token's amr.
+	AMR []string `yaml:"amr"`
+	// MaxAge is how recent the strong authentication must be. Required. Sent as max_age.
+	MaxAge Duration `yaml:"max_age"`
+	// Elevation is how long a granted step-up lasts. Default and maximum: MaxAge.
+	Elevation Duration `yaml:"elevation"`
+	// PromptLogin adds prompt=login, forcing the provider to authenticate again.
+	PromptLogin bool `yaml:"prompt_login"`
 }
 
 // UpstreamTimeouts bound the upstream exchange. Zero values take the defaults.
