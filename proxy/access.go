@@ -260,12 +260,7 @@ func denyMessage(reason string, d authz.Decision) string {
 }
 
 // returnPath is the same-origin path and query to come back to after a detour.
-func returnPath(r *http.Request) string {
-	if strings.HasPrefix(r.RequestURI, "/") && !strings.HasPrefix(r.RequestURI, "//") {
-		return r.RequestURI
-	}
-	return "/"
-}
+func returnPath(r *http.Request) string { return session.SafeReturn(r.RequestURI) }
 
 // setIdentity writes the identity headers of an admitted request on the outbound request.
 func setIdentity(h http.Header, names config.IdentityHeaders, id *identity) {

@@ -68,7 +68,7 @@ func (s *Server) serveOrgs(w http.ResponseWriter, r *http.Request, st *state, fi
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		rd := safeReturn(r.URL.Query().Get("rd"))
+		rd := session.SafeReturn(r.URL.Query().Get("rd"))
 		if problem.WantsHTML(r) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Header().Set("Cache-Control", "no-store")
@@ -100,7 +100,7 @@ func (s *Server) serveOrgs(w http.ResponseWriter, r *http.Request, st *state, fi
 			return
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "active organisation chosen", slog.String("user", sess.UserKey), slog.String("org", org))
-		http.Redirect(w, r, safeReturn(r.PostForm.Get("rd")), http.StatusSeeOther)
+		http.Redirect(w, r, session.SafeReturn(r.PostForm.Get("rd")), http.StatusSeeOther)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		s.reject(w, r, fi, http.StatusMethodNotAllowed, reasonMethodNotAllowed)
@@ -135,17 +135,6 @@ func (s *Server) liveOrgs(ctx context.Context, sess *session.Session) ([]pickerO
 		}
 	}
 	return out, nil
-}
-
-// safeReturn keeps a return path only when it is a plain same-origin path.
-func safeReturn(rd string) string {
-	if rd == "" || !strings.HasPrefix(rd, "/") || strings.HasPrefix(rd, "//") || strings.ContainsAny(rd, "\\\r\n\t") {
-		return "/"
-	}
-	if u, err := url.Parse(rd); err != nil || u.Scheme != "" || u.Host != "" {
-		return "/"
-	}
-	return rd
 }
 
 // sameOrigin refuses a state-changing request that a browser marks as cross-site.

@@ -91,3 +91,12 @@ func escapeLocation(s string) string {
 	}
 	return b.String()
 }
+
+// SafeReturn is safeRedirect for other packages' detours (the org picker): rd when it is a
+// same-origin relative path every browser resolves on our origin, else "/".
+func SafeReturn(rd string) string {
+	if v, ok := safeRedirect(rd); ok {
+		return v
+	}
+	return "/"
+}
