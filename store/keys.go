@@ -53,7 +53,6 @@ func newKeys(prefix string) (keys, error) {
 func (k keys) userTag(user string) string { return k.prefix + "{u:" + escape(user) + "}" }
 func (k keys) orgTag(org string) string   { return k.prefix + "{o:" + escape(org) + "}" }
 
-
 // userSessions is the key of the set of user's session ids.
 func (k keys) userSessions(user string) string { return k.userTag(user) + ":sessions" }
 
