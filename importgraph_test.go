@@ -152,8 +152,8 @@ func checkGraph(module string, pkgs map[string]*pkgInfo) []string {
 				} else {
 					bad("%s imports %s: only store talks to Redis", at, imp)
 				}
-			// The in-process fallback is for tests only, and only through redistest.
-			case strings.HasPrefix(imp, miniredis) && p.dir != "internal/redistest":
+			// The in-process server is for tests (through redistest) and the dev demo only.
+			case strings.HasPrefix(imp, miniredis) && p.dir != "internal/redistest" && p.dir != "internal/devredis":
 				bad("%s imports %s: only internal/redistest may use miniredis", at, imp)
 			case isProj && target == "internal/redistest":
 				bad("%s imports %s: test helpers belong in _test.go files", at, imp)

@@ -155,12 +155,18 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, st *state, route
 	host string, fi *forwardInfo, sess *session.Session, id *identity) bool {
 	org, ok := pol.resolver.Resolve(host, fi.path, r.Header.Get, isTrustedPeer(r, st.trusted), sess.ActiveOrg)
 	if !ok && pol.resolver.From() == config.OrgFromSession && s.opts.Members != nil {
-		// One membership: no choice to make, so no picker (issue 4).
-		if orgs, err := s.opts.Members.OrgsOf(r.Context(), sess.UserKey); err == nil && len(orgs) == 1 {
-			org, ok = orgs[0], true
-		} else if err != nil {
+		orgs, err := s.opts.Members.OrgsOf(r.Context(), sess.UserKey)
+		switch {
+		case err != nil:
 			s.storeDown(w, r, route, err)
 			return false
+		case len(orgs) == 0:
+			// No membership anywhere: nothing to pick, and a refusal that is recorded.
+			s.deny(w, r, route, fi, sess, authz.Decision{Reason: authz.ReasonNotMember})
+			return false
+		case len(orgs) == 1:
+			// One membership: no choice to make, so no picker (issue 4).
+			org, ok = orgs[0], true
 		}
 	}
 	if !ok && pol.resolver.From() == config.OrgFromSession && problem.WantsHTML(r) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,16 +20,25 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/demoportal"
+	"github.com/portcullis-proxy/portcullis/internal/devidp"
+	"github.com/portcullis-proxy/portcullis/internal/devredis"
 	"github.com/portcullis-proxy/portcullis/proxy"
+	"github.com/portcullis-proxy/portcullis/store"
 )
 
-// cmdDev runs a self-contained demonstration: the demo portal and Portcullis in front of it,
-// with a self-signed certificate, on loopback.
+// devPassword is every demo account's password; the demo prints it.
+const devPassword = "portcullis-demo"
+
+// cmdDev runs a self-contained demonstration in one process: a Redis-compatible store
+// (embedded unless --redis is given), the development OpenID Provider with seeded people, the
+// demo portal, and Portcullis in front of it with a self-signed certificate, on loopback.
 func cmdDev(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8443", "address of the HTTPS front door")
-	anywhere := fs.Bool("insecure-listen-anywhere", false, "allow a non-loopback listen address (the demo has no real users; do not expose it)")
+	redisAddr := fs.String("redis", "", "use this Redis (host:port) instead of the embedded store; the demo writes its seed data there")
+	anywhere := fs.Bool("insecure-listen-anywhere", false, "allow a non-loopback listen address (the demo has built-in accounts; do not expose it)")
+	verbose := fs.Bool("v", false, "log every request")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -36,59 +48,208 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	log := newLogger(stderr, "text", new(slog.LevelVar))
-
-	portal := demoportal.New()
-	pln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(stderr, "portcullis dev: demo portal:", err)
+	level := new(slog.LevelVar)
+	if !*verbose {
+		level.Set(slog.LevelWarn)
+	}
+	log := newLogger(stderr, "text", level)
+	fail := func(what string, err error) int {
+		fmt.Fprintf(stderr, "portcullis dev: %s: %v\n", what, err)
 		return 1
 	}
-	psrv := &http.Server{Handler: portal, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = psrv.Serve(pln) }()
-	defer psrv.Close()
+
+	if *redisAddr == "" {
+		rs, err := devredis.Start()
+		if err != nil {
+			return fail("embedded store", err)
+		}
+		defer rs.Close()
+		*redisAddr = rs.Addr()
+	}
+
+	portal, err := serveLoopback(demoportal.New())
+	if err != nil {
+		return fail("demo portal", err)
+	}
+	defer portal.Close()
+
+	// The provider listens before it is built, because its issuer is its own URL.
+	idpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail("identity provider", err)
+	}
+	issuer := "http://" + idpLn.Addr().String()
+	publicURL := "https://" + *listen
+	secret := randomString(24)
+	totp := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString([]byte(randomString(20)))[:32]
+	idp, err := devidp.New(devidp.Config{
+		Issuer:              issuer,
+		AllowInsecureIssuer: true, // loopback only; the demo must need nothing installed
+		Clients: []devidp.Client{{ID: "portcullis-dev", Secret: secret,
+			RedirectURIs:           []string{publicURL + config.CallbackPath},
+			PostLogoutRedirectURIs: []string{publicURL + "/"}}},
+		Users:  demoUsers(totp),
+		Logger: log,
+	})
+	if err != nil {
+		return fail("identity provider", err)
+	}
+	idpSrv := &http.Server{Handler: idp.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = idpSrv.Serve(idpLn) }()
+	defer idpSrv.Close()
 
 	dir, err := os.MkdirTemp("", "portcullis-dev")
 	if err != nil {
-		fmt.Fprintln(stderr, "portcullis dev:", err)
-		return 1
+		return fail("temporary directory", err)
 	}
 	defer os.RemoveAll(dir)
 	cfgPath := filepath.Join(dir, "portcullis.yaml")
-	if err := os.WriteFile(cfgPath, []byte(devConfig(*listen, "http://"+pln.Addr().String())), 0o600); err != nil {
-		fmt.Fprintln(stderr, "portcullis dev:", err)
-		return 1
+	if err := os.WriteFile(cfgPath, []byte(devConfig(*listen, portal.URL, *redisAddr, issuer, secret)), 0o600); err != nil {
+		return fail("write configuration", err)
 	}
 	cfg, _, err := config.Load(cfgPath)
 	if err != nil {
 		printConfigError(stderr, err)
 		return 1
 	}
-	srv, err := proxy.New(cfg, proxy.Options{Logger: log, Version: version})
-	if err != nil {
-		fmt.Fprintln(stderr, "portcullis dev:", err)
-		return 1
+	if err := seedDemo(ctx, cfg.Redis, issuer); err != nil {
+		return fail("seed demo data", err)
 	}
+
+	opts := proxy.Options{Logger: log, Version: version, ReadyChecks: map[string]proxy.ReadyCheck{}}
+	closeAll, err := wireRedis(ctx, cfg, log, &opts)
+	defer closeAll()
+	if err != nil {
+		return fail("start", err)
+	}
+	srv, err := proxy.New(cfg, opts)
+	if err != nil {
+		return fail("start", err)
+	}
+	go reloadLoop(ctx, cfgPath, srv, level, log)
 	err = srv.Run(ctx, func(l proxy.Listeners) {
-		base := "https://" + l.Main.String()
-		fmt.Fprintf(stdout, `
-Portcullis demo is running (self-signed certificate: your browser will warn once).
-
-  %[1]s/                 the demo portal's home page, through Portcullis (public route)
-  %[1]s/headers          what the portal receives: X-Forwarded-*, X-Request-Id; spoofed headers removed
-  %[1]s/password/reset   the portal's forgot-password form (public)
-  %[1]s/admin/           a protected area: refused with 401 no_session until sign-in is configured
-  %[1]s/%%2e%%2e/admin/     an encoded traversal: refused with 400
-  %[1]s/.portcullis/healthz   health
-
-Route file: %[2]s (edit it: Portcullis reloads it). Ctrl-C stops.
-`, base, cfgPath)
+		fmt.Fprint(stdout, walkthrough("https://"+l.Main.String(), cfgPath, totp))
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintln(stderr, "portcullis dev:", err)
-		return 1
+		return fail("serve", err)
 	}
 	return 0
+}
+
+// walkthrough is what a newcomer reads: where to go, as whom, and what they should see.
+func walkthrough(base, cfgPath, totp string) string {
+	return fmt.Sprintf(`
+Portcullis demo is running. Open %[1]s/ (self-signed certificate: your browser warns once).
+
+Every account's password is %[4]q.
+
+  alice   Acme Corp admin (employee, roles admin+billing). Second factor: TOTP secret
+          %[3]s
+          (add it to an authenticator app: otpauth://totp/Portcullis%%20demo:alice?secret=%[3]s)
+  bob     Acme Corp member (roles viewer): /billing/ and /admin/ are refused with role_missing
+  pat     a partner acting for Acme and Globex on an incident: /support/ (org picker first)
+  frank   a former Acme employee (membership revoked): refused with not_member
+  lena    works for Oldcorp, whose domain oldcorp.example lapsed: email_domain_not_verified
+
+Pages (the portal behind Portcullis is unmodified):
+  %[1]s/                  public home
+  %[1]s/headers           any signed-in person: the identity headers the portal receives
+  %[1]s/billing/          Acme members with role billing or admin
+  %[1]s/admin/            Acme admins
+  %[1]s/support/          partners/support staff with a live "incident" purpose grant
+  %[1]s/password/reset    the portal's forgot-password form (public)
+  %[1]s/.portcullis/whoami   who you are;   %[1]s/.portcullis/orgs   choose an organisation
+  %[1]s/.portcullis/logout   sign out
+
+Route file: %[2]s (edit it: Portcullis reloads it). Ctrl-C stops; nothing is kept.
+`, base, cfgPath, totp, devPassword)
+}
+
+func demoUsers(totp string) []devidp.User {
+	u := func(name, email, full, totp string) devidp.User {
+		return devidp.User{Subject: "demo-" + name, Username: name, Password: devPassword, Email: email,
+			EmailVerified: true, Name: full, TOTPSecret: totp}
+	}
+	return []devidp.User{
+		u("alice", "alice@acme.example", "Alice Admin", totp),
+		u("bob", "bob@acme.example", "Bob Member", ""),
+		u("pat", "pat@partner.example", "Pat Partner", ""),
+		u("frank", "frank@acme.example", "Frank Former", ""),
+		u("lena", "lena@oldcorp.example", "Lena Lapsed", ""),
+	}
+}
+
+// seedDemo writes the demo's organisations and memberships through the store's one change
+// path, so the audit stream shows them too.
+func seedDemo(ctx context.Context, rc config.Redis, issuer string) error {
+	st, err := store.New(rc)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	orgs := store.NewOrgs(st, store.NewAudit(st, 0))
+	const actor, why = "portcullis-dev", "demo seed"
+	user := func(name string) string { return store.UserKey(issuer, "demo-"+name) }
+	now := time.Now().UTC()
+	for _, o := range []struct{ id, name, domain, status string }{
+		{"acme", "Acme Corp", "acme.example", store.DomainVerified},
+		{"globex", "Globex", "globex.example", store.DomainVerified},
+		{"oldcorp", "Oldcorp", "oldcorp.example", store.DomainLapsed},
+	} {
+		if _, err := orgs.CreateOrg(ctx, store.Org{ID: o.id, Name: o.name, Status: store.OrgActive,
+			Contact: "it-admin@" + o.domain}, actor, why); err != nil && !errors.Is(err, store.ErrExists) {
+			return err
+		}
+		if _, err := orgs.AddDomain(ctx, o.id, o.domain, actor, why); err != nil && !errors.Is(err, store.ErrExists) && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+		if _, err := orgs.SetDomainStatus(ctx, o.id, o.domain, o.status, actor, why); err != nil {
+			return err
+		}
+	}
+	incident := []store.Grant{{Purpose: "incident", Reason: "INC-4711", GrantedBy: "alice", ApprovedBy: "acme-secops",
+		ExpiresAt: now.Add(8 * time.Hour)}}
+	for _, m := range []store.Membership{
+		{Org: "acme", User: user("alice"), Kind: store.KindEmployee, Roles: []string{"admin", "billing"}},
+		{Org: "acme", User: user("bob"), Kind: store.KindEmployee, Roles: []string{"viewer"}},
+		{Org: "acme", User: user("frank"), Kind: store.KindEmployee, Roles: []string{"billing"}},
+		{Org: "acme", User: user("pat"), Kind: store.KindPartner, Roles: []string{"support"}, Grants: incident},
+		{Org: "globex", User: user("pat"), Kind: store.KindPartner, Roles: []string{"support"}, Grants: incident},
+		{Org: "oldcorp", User: user("lena"), Kind: store.KindEmployee, Roles: []string{"billing", "admin"}},
+	} {
+		m.Status = store.MembershipActive
+		m.GrantedBy, m.ApprovedBy = actor, actor
+		m.ReviewBy = now.Add(90 * 24 * time.Hour)
+		if _, err := orgs.Grant(ctx, m, actor, why); err != nil {
+			return fmt.Errorf("grant %s in %s: %w", m.User, m.Org, err)
+		}
+	}
+	_, err = orgs.Revoke(ctx, "acme", user("frank"), actor, "left the company (demo)")
+	return err
+}
+
+// serveLoopback serves h on a free loopback port.
+func serveLoopback(h http.Handler) (*loopbackServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &loopbackServer{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, URL: "http://" + ln.Addr().String()}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+type loopbackServer struct {
+	srv *http.Server
+	URL string
+}
+
+func (s *loopbackServer) Close() { _ = s.srv.Close() }
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)[:n]
 }
 
 // checkLoopback refuses to expose the demo beyond this machine unless asked to.
@@ -97,10 +258,7 @@ func checkLoopback(addr string, anywhere bool) error {
 	if err != nil {
 		return fmt.Errorf("--listen %q: %v", addr, err)
 	}
-	if anywhere {
-		return nil
-	}
-	if host == "localhost" {
+	if anywhere || host == "localhost" {
 		return nil
 	}
 	ip := net.ParseIP(host)
@@ -110,15 +268,22 @@ func checkLoopback(addr string, anywhere bool) error {
 	return nil
 }
 
-func devConfig(listen, portal string) string {
-	return fmt.Sprintf(`# Generated by portcullis dev.
+func devConfig(listen, portal, redisAddr, issuer, secret string) string {
+	return fmt.Sprintf(`# Generated by portcullis dev. Edit it: Portcullis reloads it.
 server:
   listen: %[1]q
+  public_url: "https://%[1]s"
   metrics_listen: "off"
 tls:
   mode: self_signed
 log:
   format: text
+redis:
+  address: %[3]q
+oidc:
+  issuer: %[4]q
+  client_id: portcullis-dev
+  client_secret: %[5]q
 routes:
   - name: home
     path: /
@@ -129,22 +294,27 @@ routes:
     path: /static
     upstream: %[2]s
     public: true
-  - name: headers
-    path: /headers
-    path_match: exact
-    upstream: %[2]s
-    public: true
   - name: recovery
     path: /password/reset
     path_match: exact
     methods: [GET, POST]
     upstream: %[2]s
     public: true
-  - name: admin
-    path: /admin
-    upstream: %[2]s
   - name: billing
     path: /billing
     upstream: %[2]s
-`, listen, portal)
+    require: {roles: [billing, admin]}
+  - name: admin
+    path: /admin
+    case_insensitive: true
+    upstream: %[2]s
+    require: {roles: [admin]}
+  - name: support
+    path: /support
+    upstream: %[2]s
+    org: {from: session}
+    require: {kinds: [partner, support], purposes: [incident], verified_email_domain: false}
+  - name: portal
+    upstream: %[2]s
+`, listen, portal, redisAddr, issuer, secret)
 }

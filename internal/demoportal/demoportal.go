@@ -25,6 +25,7 @@ func New() *Portal {
 	p.mux.HandleFunc("GET /{$}", p.page("Customer portal", "Welcome to the demo customer portal. Everything here is served by an unmodified legacy application behind Portcullis."))
 	p.mux.HandleFunc("GET /admin/", p.page("Admin console", "Manage your organisation's users. Privileged: Portcullis guards it."))
 	p.mux.HandleFunc("GET /billing/", p.page("Billing", "Invoices and payment methods."))
+	p.mux.HandleFunc("GET /support/", p.page("Support cases", "Open incidents and the partner staff working on them."))
 	p.mux.HandleFunc("GET /static/portal.css", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/css")
 		_, _ = w.Write([]byte("body{font-family:sans-serif}"))
@@ -47,7 +48,7 @@ func (p *Portal) Resets() []string {
 
 var layout = template.Must(template.New("p").Parse(`<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{{.Title}} · Demo portal</title></head><body>
-<nav><a href="/">Home</a> · <a href="/billing/">Billing</a> · <a href="/admin/">Admin</a> · <a href="/headers">Headers received</a> · <a href="/password/reset">Forgot password</a></nav>
+<nav><a href="/">Home</a> · <a href="/billing/">Billing</a> · <a href="/admin/">Admin</a> · <a href="/support/">Support</a> · <a href="/headers">Headers received</a> · <a href="/password/reset">Forgot password</a></nav>
 <h1>{{.Title}}</h1><p>{{.Text}}</p>
 {{if .User}}<p>Signed in as <strong>{{.User}}</strong>{{if .Org}} for <strong>{{.Org}}</strong>{{end}}.</p>{{end}}
 {{if .Headers}}<table>{{range .Headers}}<tr><th align="left">{{index . 0}}</th><td><code>{{index . 1}}</code></td></tr>{{end}}</table>{{end}}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/devidp/devidptest"
+)
+
+// TestE2EDev runs `portcullis dev` as a newcomer would and checks that its walkthrough is
+// true: the public page, sign-in through the embedded provider, the identity the portal gets,
+// and the refusals the walkthrough promises.
+func TestE2EDev(t *testing.T) {
+	listen := freePort(t)
+	cmd := exec.Command(binPath, "dev", "--listen", listen)
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	out := &lockedBuf{mu: &mu, b: &buf}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	output := func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(output(), "Portcullis demo is running"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("dev did not start:\n%s", output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if t.Failed() {
+		return
+	}
+	base := "https://" + listen
+
+	anon := tlsClient()
+	if resp, body := doGet(t, anon, base+"/"); resp.StatusCode != 200 || !strings.Contains(body, "demo customer portal") {
+		t.Errorf("home: %d %.200s", resp.StatusCode, body)
+	}
+	if resp, _ := doGet(t, anon, base+"/admin/"); resp.StatusCode != 401 {
+		t.Errorf("admin without a session: %d", resp.StatusCode)
+	}
+	if resp, body := doGet(t, anon, base+"/.portcullis/jwks.json"); resp.StatusCode != 200 || !strings.Contains(body, `"kty":"EC"`) {
+		t.Errorf("jwks: %d %s", resp.StatusCode, body)
+	}
+
+	browse := signIn(t, base, "bob")
+	p := browse("/headers", http.Header{"X-Portcullis-User": {"mallory"}, "X_Portcullis_Org": {"evil"}})
+	if p.status != 200 || !strings.Contains(p.body, "X-Portcullis-User") || !strings.Contains(p.body, "demo-bob") ||
+		strings.Contains(p.body, "mallory") || strings.Contains(p.body, "evil") {
+		t.Errorf("headers page as bob: %d\n%s", p.status, p.body)
+	}
+	if p := browse("/billing/", nil); p.status != 403 || !strings.Contains(p.body, "role_missing") {
+		t.Errorf("billing as bob: %d %.300s", p.status, p.body)
+	}
+	frank := signIn(t, base, "frank")
+	if p := frank("/billing/", nil); p.status != 403 || !strings.Contains(p.body, "not_member") {
+		t.Errorf("billing as frank: %d %.300s", p.status, p.body)
+	}
+	lena := signIn(t, base, "lena")
+	if p := lena("/billing/", nil); p.status != 403 || !strings.Contains(p.body, "email_domain_not_verified") {
+		t.Errorf("billing as lena: %d %.300s", p.status, p.body)
+	}
+	pat := signIn(t, base, "pat")
+	if p := pat("/support/", nil); p.status != 200 || !strings.Contains(p.body, "Choose an organisation") {
+		t.Errorf("support as pat (two orgs: picker expected): %d %.300s", p.status, p.body)
+	}
+}
+
+type devPage struct {
+	status int
+	body   string
+}
+
+// signIn signs in as user through the demo's provider and returns a browser that follows
+// redirects from a path and returns the final page.
+func signIn(t *testing.T, base, user string) func(path string, hdr http.Header) devPage {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(target string, hdr http.Header) *http.Response {
+		req, _ := http.NewRequest("GET", target, nil)
+		req.Header.Set("Accept", "text/html")
+		req.Header.Set("Sec-Fetch-Mode", "navigate")
+		for k, v := range hdr {
+			req.Header[k] = v
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", target, err)
+		}
+		return resp
+	}
+	return func(path string, hdr http.Header) devPage {
+		resp := get(base+path, hdr)
+		for range 20 {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch {
+			case resp.StatusCode/100 == 3:
+				u, _ := resp.Request.URL.Parse(resp.Header.Get("Location"))
+				resp = get(u.String(), hdr)
+			case resp.StatusCode == 200 && bytes.Contains(b, []byte("devidp-login")):
+				resp.Body = io.NopCloser(bytes.NewReader(b))
+				r, err := devidptest.Login(context.Background(), c, resp, user, devPassword, "")
+				if err != nil {
+					t.Fatalf("login as %s: %v", user, err)
+				}
+				resp = r
+			default:
+				return devPage{resp.StatusCode, string(b)}
+			}
+		}
+		t.Fatal("too many redirects")
+		return devPage{}
+	}
+}
