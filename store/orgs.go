@@ -386,3 +386,13 @@ func checkMembership(m *Membership) error {
 	}
 	return fmt.Errorf("membership %s/%s: %w: %w", m.Org, m.User, ErrInvalid, errors.Join(errs...))
 }
+
+// OrgIDs returns the ids of every organisation, sorted.
+func (s *Store) OrgIDs(ctx context.Context) ([]string, error) {
+	ids, err := s.rdb.SMembers(ctx, s.keys.orgIDs()).Result()
+	if err != nil {
+		return nil, s.unavailable("org ids", err)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}

@@ -3,6 +3,7 @@
 //	portcullis dev                   run a self-contained demo
 //	portcullis serve --config FILE   run the proxy
 //	portcullis check --config FILE   validate a configuration file and exit
+//	portcullis admin GROUP COMMAND   manage organisations, memberships and the audit stream
 //	portcullis version               print version information
 package main
 
@@ -21,6 +22,8 @@ Commands:
   dev                   run a self-contained demo on https://127.0.0.1:8443
   serve --config FILE   run the proxy
   check --config FILE   validate a configuration file; exit 1 with every error if invalid
+  admin GROUP COMMAND   manage organisations, domains, memberships and the audit stream
+                        ("portcullis admin help" lists the commands)
   version               print version information
 
 Run "portcullis <command> -h" for a command's flags.
@@ -43,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdServe(args[1:], stdout, stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "admin":
+		return cmdAdmin(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		return cmdVersion(stdout)
 	case "help", "-h", "--help":

@@ -1,0 +1,490 @@
+package main
+
+// `portcullis admin`: the operator's command line over the records in Redis (organisations,
+// domains, memberships, invitations, the audit stream).
+//
+// Every change goes through store.Orgs, the one change path that writes the record, its audit
+// event (actor, reason, before/after) and the cache invalidation in one transaction; this file
+// only parses, validates and prints. Exit codes: 0 done, 1 refused or failed (a bad flag value,
+// a missing --reason, an unknown org, Redis down: the message names the cause), 2 usage (unknown
+// command or flag, wrong number of arguments).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+const adminUsage = `Usage: portcullis admin <group> <command> [arguments] [flags]
+
+Organisations:
+  org create ID --name NAME [--contact EMAIL]
+  org show ID
+  org list
+  org suspend ID --reason WHY
+  org activate ID
+  org end ID --reason WHY [--contract-end RFC3339] [--merged-into ORG]
+
+Email domains of an organisation:
+  domain add ORG DOMAIN
+  domain verify ORG DOMAIN
+  domain pending ORG DOMAIN
+  domain lapse ORG DOMAIN --reason WHY
+
+Memberships (USER is the person's key "issuer|subject", or --issuer ISS --subject SUB):
+  member grant ORG USER --kind KIND [--role R]... [--purpose P:REASON[:EXPIRES]]...
+                        [--expires T] [--review-by T] [--approved-by WHO]
+  member invite ORG EMAIL --kind KIND [same flags as grant] [--until T]
+  member change ORG USER [--add-role R]... [--remove-role R]... [--kind KIND]
+                         [--expires T|never] [--review-by T|never] [--approved-by WHO]
+                         [--add-purpose P:REASON[:EXPIRES]]... [--remove-purpose P]...
+  member revoke ORG USER --reason WHY
+  member show ORG USER
+  member list ORG
+
+People and reviews:
+  person offboard USER --reason WHY   revoke every membership and end every session
+  review due [--within DURATION]      memberships whose review is due
+
+Audit stream:
+  audit tail [--follow] [--since ID] [--count N]
+
+Flags of every command: --config FILE (default portcullis.yaml), --actor WHO (default $USER,
+else "admin"), --json (machine-readable output); changes also take --reason WHY.
+Times T are RFC 3339 (2027-01-31T00:00:00Z) or a duration from now (90m, 12h, 30d).
+
+Run "portcullis admin <group> <command> -h" for a command's flags.
+`
+
+// cmdAdmin runs `portcullis admin …`.
+func cmdAdmin(args []string, stdout, stderr io.Writer) int {
+	return runAdmin(context.Background(), args, stdout, stderr)
+}
+
+// adminCommand is one `portcullis admin GROUP NAME` command.
+type adminCommand struct {
+	synopsis string // arguments and flags, after "portcullis admin GROUP NAME"
+	// change: the command writes (takes --reason); reasonRequired: --reason must be given.
+	change, reasonRequired bool
+	run                    func(a *adminRun) int
+}
+
+// adminCommands maps "group name" to its command.
+var adminCommands = map[string]adminCommand{
+	"org create":   {"ID --name NAME [--contact EMAIL]", true, false, adminOrgCreate},
+	"org show":     {"ID", false, false, adminOrgShow},
+	"org list":     {"", false, false, adminOrgList},
+	"org suspend":  {"ID --reason WHY", true, true, adminOrgSuspend},
+	"org activate": {"ID", true, false, adminOrgActivate},
+	"org end":      {"ID --reason WHY [--contract-end RFC3339] [--merged-into ORG]", true, true, adminOrgEnd},
+
+	"domain add":     {"ORG DOMAIN", true, false, adminDomainStatus("")},
+	"domain verify":  {"ORG DOMAIN", true, false, adminDomainStatus(store.DomainVerified)},
+	"domain pending": {"ORG DOMAIN", true, false, adminDomainStatus(store.DomainPending)},
+	"domain lapse":   {"ORG DOMAIN --reason WHY", true, true, adminDomainStatus(store.DomainLapsed)},
+
+	"member grant":  {"ORG USER --kind KIND [flags]", true, false, adminMemberGrant},
+	"member invite": {"ORG EMAIL --kind KIND [flags]", true, false, adminMemberInvite},
+	"member change": {"ORG USER [flags]", true, false, adminMemberChange},
+	"member revoke": {"ORG USER --reason WHY", true, true, adminMemberRevoke},
+	"member show":   {"ORG USER", false, false, adminMemberShow},
+	"member list":   {"ORG", false, false, adminMemberList},
+
+	"person offboard": {"USER --reason WHY", true, true, adminPersonOffboard},
+	"review due":      {"[--within DURATION]", false, false, adminReviewDue},
+	"audit tail":      {"[--follow] [--since ID] [--count N]", false, false, adminAuditTail},
+}
+
+// runAdmin is cmdAdmin with the context given: `audit tail --follow` runs until ctx ends (or
+// SIGINT), which is how tests bound it.
+func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprint(stdout, adminUsage)
+		return 0
+	}
+	if len(args) < 2 {
+		fmt.Fprint(stderr, adminUsage)
+		return 2
+	}
+	name := args[0] + " " + args[1]
+	c, ok := adminCommands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "portcullis admin: unknown command %q\n\n%s", name, adminUsage)
+		return 2
+	}
+	a := &adminRun{ctx: ctx, stdout: stdout, stderr: stderr, name: "admin " + name, cmd: c, args: args[2:]}
+	a.fs = flag.NewFlagSet(a.name, flag.ContinueOnError)
+	a.fs.SetOutput(stderr)
+	a.fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: portcullis %s %s\n\nFlags:\n", a.name, c.synopsis)
+		a.fs.PrintDefaults()
+	}
+	a.fs.StringVar(&a.configPath, "config", "portcullis.yaml", "configuration file (its redis and audit settings are used)")
+	a.fs.StringVar(&a.actor, "actor", defaultActor(), "who makes the change, recorded in the audit event")
+	a.fs.BoolVar(&a.json, "json", false, "print machine-readable JSON")
+	if c.change {
+		help := "why: a justification or ticket id, recorded in the audit event"
+		if c.reasonRequired {
+			help += " (required)"
+		}
+		a.fs.StringVar(&a.reason, "reason", "", help)
+	}
+	return c.run(a)
+}
+
+// defaultActor is $USER, else "admin".
+func defaultActor() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "admin"
+}
+
+// adminRun is one invocation of an admin command: its flags, what it found wrong, and the
+// store once opened.
+type adminRun struct {
+	ctx            context.Context
+	stdout, stderr io.Writer
+	name           string // "admin org create", the prefix of messages
+	cmd            adminCommand
+	args           []string // after GROUP NAME, until parse
+	fs             *flag.FlagSet
+
+	configPath, actor, reason string
+	json                      bool
+
+	pos      []string // positional arguments, after parse
+	problems []string // flag and argument errors, reported together
+	now      time.Time
+
+	st    *store.Store
+	orgs  *store.Orgs
+	audit *store.Audit
+}
+
+// parse parses the flags (which may come before, between or after the positional arguments)
+// and checks the number of positional arguments against names (their names for the message; a
+// name ending in "?" is optional, and a.pos holds "" for it when absent). false means a usage
+// error, already reported: exit 2.
+func (a *adminRun) parse(names ...string) bool {
+	pos, err := parseInterspersed(a.fs, a.args)
+	if err != nil {
+		return false // flag printed the error and the usage
+	}
+	required := 0
+	for _, n := range names {
+		if !strings.HasSuffix(n, "?") {
+			required++
+		}
+	}
+	if len(pos) < required || len(pos) > len(names) {
+		want := "no arguments"
+		if len(names) > 0 {
+			want = strings.ReplaceAll(strings.Join(names, " "), "?", " (optional)")
+		}
+		fmt.Fprintf(a.stderr, "portcullis %s: want %s, got %d argument(s)\n", a.name, want, len(pos))
+		a.fs.Usage()
+		return false
+	}
+	for len(pos) < len(names) {
+		pos = append(pos, "") // optional arguments not given
+	}
+	a.pos = pos
+	a.now = time.Now().UTC()
+	if strings.TrimSpace(a.actor) == "" || strings.ContainsFunc(a.actor, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		a.bad("--actor", "%q: must name who makes the change (no control characters)", a.actor)
+	}
+	if a.cmd.reasonRequired && strings.TrimSpace(a.reason) == "" {
+		a.bad("--reason", "is required for %s: say why (a sentence or a ticket id)", strings.TrimPrefix(a.name, "admin "))
+	}
+	return true
+}
+
+// parseInterspersed parses fs from args, collecting the arguments that are not flags wherever
+// they stand; everything after "--" is an argument.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if i := len(args) - len(rest) - 1; i >= 0 && args[i] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// bad records a problem with flag (or argument) what; all are reported by failed.
+func (a *adminRun) bad(what, format string, args ...any) {
+	a.problems = append(a.problems, what+" "+fmt.Sprintf(format, args...))
+}
+
+// failed prints the problems recorded since the last call and reports whether there was any
+// (exit 1).
+func (a *adminRun) failed() bool {
+	for _, p := range a.problems {
+		fmt.Fprintf(a.stderr, "portcullis %s: %s\n", a.name, p)
+	}
+	n := len(a.problems)
+	a.problems = nil
+	return n > 0
+}
+
+// open loads the configuration and connects the store. false means it failed, reported.
+func (a *adminRun) open() bool {
+	cfg, _, err := config.Load(a.configPath)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "portcullis %s: cannot use configuration %s:\n", a.name, a.configPath)
+		printConfigError(a.stderr, err)
+		return false
+	}
+	if cfg.Redis.Address == "" {
+		fmt.Fprintf(a.stderr, "portcullis %s: %s sets no redis.address: the records live in Redis\n", a.name, a.configPath)
+		return false
+	}
+	a.st, err = store.New(cfg.Redis)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "portcullis %s: redis: %v\n", a.name, err)
+		return false
+	}
+	a.audit = store.NewAudit(a.st, int64(cfg.Audit.MaxLen))
+	a.orgs = store.NewOrgs(a.st, a.audit)
+	return true
+}
+
+// close closes the store, if open.
+func (a *adminRun) close() {
+	if a.st != nil {
+		_ = a.st.Close()
+	}
+}
+
+// fail reports a store error and returns exit code 1.
+func (a *adminRun) fail(err error) int {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		msg += " (is Redis running, and are the redis settings of " + a.configPath + " right?)"
+	case errors.Is(err, store.ErrConflict):
+		msg += " (retry, or check who else is changing it)"
+	}
+	fmt.Fprintf(a.stderr, "portcullis %s: %s\n", a.name, msg)
+	return 1
+}
+
+// output prints v as indented JSON with --json, else calls human. It returns exit code 0.
+func (a *adminRun) output(v any, human func(w io.Writer)) int {
+	if a.json {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			fmt.Fprintf(a.stderr, "portcullis %s: encode output: %v\n", a.name, err)
+			return 1
+		}
+		return 0
+	}
+	human(a.stdout)
+	return 0
+}
+
+// Argument checks. The store validates too; these name the flag in the message.
+
+// checkOrgID checks an organisation id given as what (an argument or a flag).
+func (a *adminRun) checkOrgID(what, id string) {
+	if !isToken(id, 63, false) {
+		a.bad(what, "%q: want an org id, [a-z0-9-]{1,63}", id)
+	}
+}
+
+// checkToken checks a role or purpose name.
+func (a *adminRun) checkToken(what, s string) {
+	if !isToken(s, 64, true) {
+		a.bad(what, "%q: want [a-z0-9_-]{1,64}", s)
+	}
+}
+
+// checkKind checks a membership kind.
+func (a *adminRun) checkKind(what, k string) {
+	switch k {
+	case store.KindEmployee, store.KindPartner, store.KindReseller, store.KindSupport, store.KindService:
+	case "":
+		a.bad(what, "is required: employee, partner, reseller, support or service")
+	default:
+		a.bad(what, "%q: want employee, partner, reseller, support or service", k)
+	}
+}
+
+// isToken reports whether s is 1..max characters of [a-z0-9-] (and '_' when underscore).
+func isToken(s string, max int, underscore bool) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || underscore && c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// userKey returns the person's key from the positional argument arg (may be "") or from
+// --issuer/--subject, recording a problem when neither or both are given or the key is
+// malformed.
+func (a *adminRun) userKey(arg, issuer, subject string) string {
+	switch {
+	case arg != "" && (issuer != "" || subject != ""):
+		a.bad("USER", "%q: give the user key or --issuer and --subject, not both", arg)
+		return ""
+	case arg == "" && (issuer == "" || subject == ""):
+		if issuer == "" {
+			a.bad("--issuer", "is required (or give the user key issuer|subject)")
+		}
+		if subject == "" {
+			a.bad("--subject", "is required (or give the user key issuer|subject)")
+		}
+		return ""
+	case arg == "":
+		arg = store.UserKey(issuer, subject)
+	}
+	iss, sub, ok := strings.Cut(arg, "|")
+	switch {
+	case !ok || iss == "" || sub == "":
+		a.bad("USER", "%q: want a user key issuer|subject (the ID token's iss and sub), e.g. https://idp.example.com|248289761001", arg)
+	case len(arg) > 1024 || strings.ContainsFunc(arg, func(r rune) bool { return r < 0x20 || r == 0x7f || r == 0xfffd }):
+		a.bad("USER", "%q: control characters or invalid UTF-8, or longer than 1024 bytes", arg)
+	}
+	return arg
+}
+
+// Times and durations.
+
+// parseDuration is time.ParseDuration that also accepts whole days: "30d", "1d12h".
+func parseDuration(s string) (time.Duration, error) {
+	if days, rest, ok := strings.Cut(s, "d"); ok && days != "" && !strings.ContainsAny(days, ".hmsuµn") {
+		n, err := strconv.ParseInt(days, 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("bad number of days %q", days)
+		}
+		d := time.Duration(n) * 24 * time.Hour
+		if rest == "" {
+			return d, nil
+		}
+		r, err := time.ParseDuration(rest)
+		if err != nil || r < 0 || n < 0 {
+			return 0, fmt.Errorf("want a duration such as 90m, 12h, 30d or 1d12h")
+		}
+		return d + r, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("want a duration such as 90m, 12h, 30d or 1d12h")
+	}
+	return d, nil
+}
+
+// parseWhen reads an RFC 3339 time or a duration from now.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t.UTC(), nil
+	}
+	d, err := parseDuration(s)
+	if err != nil {
+		return time.Time{}, errors.New("want an RFC 3339 time (2027-01-31T00:00:00Z) or a duration from now (12h, 30d)")
+	}
+	return now.Add(d), nil
+}
+
+// future reads flag value s (RFC 3339 or duration) as a time that must be after now; "" is the
+// zero time. With clearable, "never" is the zero time too.
+func (a *adminRun) future(flagName, s string, clearable bool) time.Time {
+	if s == "" || clearable && s == "never" {
+		return time.Time{}
+	}
+	t, err := parseWhen(s, a.now)
+	if err != nil {
+		a.bad(flagName, "%q: %v", s, err)
+		return time.Time{}
+	}
+	if !t.After(a.now) {
+		a.bad(flagName, "%q: %s is not in the future", s, t.Format(time.RFC3339))
+	}
+	return t
+}
+
+// parsePurpose reads PURPOSE:REASON[:EXPIRES]. EXPIRES is an RFC 3339 time (which contains
+// colons) or a duration; it is recognised as the longest suffix after a colon that parses.
+func (a *adminRun) parsePurpose(flagName, s string) (store.Grant, bool) {
+	purpose, rest, _ := strings.Cut(s, ":")
+	g := store.Grant{Purpose: purpose, Reason: rest}
+	for i := 0; i < len(rest); i++ {
+		if rest[i] != ':' {
+			continue
+		}
+		if t, err := parseWhen(rest[i+1:], a.now); err == nil {
+			g.Reason, g.ExpiresAt = rest[:i], t
+			if !t.After(a.now) {
+				a.bad(flagName, "%q: expiry %s is not in the future", s, t.Format(time.RFC3339))
+				return g, false
+			}
+			break
+		}
+	}
+	ok := true
+	if !isToken(purpose, 64, true) {
+		a.bad(flagName, "%q: purpose %q: want [a-z0-9_-]{1,64}, as PURPOSE:REASON[:EXPIRES]", s, purpose)
+		ok = false
+	}
+	if strings.TrimSpace(g.Reason) == "" {
+		a.bad(flagName, "%q: a purpose needs its reason or ticket: PURPOSE:REASON[:EXPIRES]", s)
+		ok = false
+	}
+	return g, ok
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+var _ flag.Value = (*stringList)(nil)
+
+// Human output helpers.
+
+// when formats a time for tables: RFC 3339 UTC, "-" for zero.
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// orDash returns s, or "-" when empty.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// joinOrDash joins a list with commas, "-" when empty.
+func joinOrDash(l []string) string {
+	return orDash(strings.Join(l, ","))
+}

@@ -1,0 +1,373 @@
+package main
+
+// `portcullis admin member …`, `person offboard` and `review due`.
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/mail"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// accessFlags are the flags that describe the access given by grant and invite.
+type accessFlags struct {
+	kind, expires, reviewBy, approvedBy string
+	roles, purposes                     stringList
+}
+
+func (a *adminRun) accessFlags() *accessFlags {
+	f := &accessFlags{}
+	a.fs.StringVar(&f.kind, "kind", "", "membership kind: employee, partner, reseller, support or service (required)")
+	a.fs.Var(&f.roles, "role", "a role, [a-z0-9_-]{1,64} (repeatable)")
+	a.fs.Var(&f.purposes, "purpose", "a purpose grant PURPOSE:REASON[:EXPIRES], EXPIRES RFC 3339 or a duration (repeatable)")
+	a.fs.StringVar(&f.expires, "expires", "", "when the membership ends: RFC 3339 or a duration from now (default: never)")
+	a.fs.StringVar(&f.reviewBy, "review-by", "", "when the membership must have been re-approved: RFC 3339 or a duration")
+	a.fs.StringVar(&f.approvedBy, "approved-by", "", "who approved the access")
+	return f
+}
+
+// membership turns the flags into the membership they describe (Org and User unset),
+// recording their problems.
+func (f *accessFlags) membership(a *adminRun) store.Membership {
+	a.checkKind("--kind", f.kind)
+	m := store.Membership{Kind: f.kind, Roles: f.roles, ApprovedBy: f.approvedBy}
+	for _, r := range f.roles {
+		a.checkToken("--role", r)
+	}
+	m.Grants = a.grants("--purpose", f.purposes, f.approvedBy)
+	m.ExpiresAt = a.future("--expires", f.expires, false)
+	m.ReviewBy = a.future("--review-by", f.reviewBy, false)
+	return m
+}
+
+// grants parses purpose flags, each approved by approvedBy; a purpose given twice is a problem.
+func (a *adminRun) grants(flagName string, values []string, approvedBy string) []store.Grant {
+	var out []store.Grant
+	for _, v := range values {
+		g, ok := a.parsePurpose(flagName, v)
+		if !ok {
+			continue
+		}
+		if slices.ContainsFunc(out, func(x store.Grant) bool { return x.Purpose == g.Purpose }) {
+			a.bad(flagName, "%q: purpose %s given twice", v, g.Purpose)
+			continue
+		}
+		g.ApprovedBy = approvedBy
+		out = append(out, g)
+	}
+	return out
+}
+
+// userFlags registers --issuer and --subject, the other way to name a person.
+func (a *adminRun) userFlags() (issuer, subject *string) {
+	return a.fs.String("issuer", "", "the person's OIDC issuer (with --subject, instead of USER)"),
+		a.fs.String("subject", "", "the person's OIDC subject (with --issuer, instead of USER)")
+}
+
+func adminMemberGrant(a *adminRun) int {
+	f := a.accessFlags()
+	iss, sub := a.userFlags()
+	if !a.parse("ORG", "USER?") {
+		return 2
+	}
+	a.checkOrgID("ORG", a.pos[0])
+	m := f.membership(a)
+	m.Org, m.User = a.pos[0], a.userKey(a.pos[1], *iss, *sub)
+	if a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	out, err := a.orgs.Grant(a.ctx, m, a.actor, a.reason)
+	if err != nil {
+		return a.fail(err)
+	}
+	return a.output(out, func(w io.Writer) { printMembers(w, []store.Membership{*out}) })
+}
+
+func adminMemberInvite(a *adminRun) int {
+	f := a.accessFlags()
+	until := a.fs.String("until", "", "when the invitation lapses unused: RFC 3339 or a duration (default 14d)")
+	if !a.parse("ORG", "EMAIL") {
+		return 2
+	}
+	org, email := a.pos[0], a.pos[1]
+	a.checkOrgID("ORG", org)
+	if addr, err := mail.ParseAddress(email); err != nil || addr.Address != email {
+		a.bad("EMAIL", "%q: want a bare email address, such as alice@example.com", email)
+	}
+	m := f.membership(a)
+	inv := store.Invitation{Org: org, Email: email, Kind: m.Kind, Roles: m.Roles, Grants: m.Grants,
+		ExpiresAt: m.ExpiresAt, ReviewBy: m.ReviewBy, ApprovedBy: m.ApprovedBy,
+		Until: a.future("--until", *until, false)}
+	if a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	out, err := a.orgs.Invite(a.ctx, inv, a.actor, a.reason)
+	if err != nil {
+		return a.fail(err)
+	}
+	return a.output(out, func(w io.Writer) {
+		fmt.Fprintf(w, "invited %s to %s as %s, roles %s, purposes %s; binds at first sign-in with that verified address until %s\n",
+			out.Email, out.Org, out.Kind, joinOrDash(out.Roles), purposeList(out.Grants), when(out.Until))
+	})
+}
+
+func adminMemberChange(a *adminRun) int {
+	var addRoles, removeRoles, addPurposes, removePurposes stringList
+	a.fs.Var(&addRoles, "add-role", "add a role (repeatable)")
+	a.fs.Var(&removeRoles, "remove-role", "remove a role (repeatable)")
+	a.fs.Var(&addPurposes, "add-purpose", "add or replace a purpose grant PURPOSE:REASON[:EXPIRES] (repeatable)")
+	a.fs.Var(&removePurposes, "remove-purpose", "remove a purpose grant (repeatable)")
+	kind := a.fs.String("kind", "", "new membership kind")
+	expires := a.fs.String("expires", "", `new end of the membership: RFC 3339, a duration from now, or "never"`)
+	reviewBy := a.fs.String("review-by", "", `new review date: RFC 3339, a duration from now, or "never"`)
+	approvedBy := a.fs.String("approved-by", "", "who approved the change (also recorded on added purposes)")
+	iss, sub := a.userFlags()
+	if !a.parse("ORG", "USER?") {
+		return 2
+	}
+	org, user := a.pos[0], a.userKey(a.pos[1], *iss, *sub)
+	a.checkOrgID("ORG", org)
+	set := map[string]bool{}
+	a.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !slices.ContainsFunc([]string{"add-role", "remove-role", "add-purpose", "remove-purpose", "kind", "expires", "review-by", "approved-by"},
+		func(n string) bool { return set[n] }) {
+		fmt.Fprintf(a.stderr, "portcullis %s: nothing to change: give --add-role, --remove-role, --kind, --expires, --review-by, --approved-by, --add-purpose or --remove-purpose\n", a.name)
+		return 2
+	}
+	for _, r := range addRoles {
+		a.checkToken("--add-role", r)
+	}
+	for _, r := range removeRoles {
+		a.checkToken("--remove-role", r)
+	}
+	for _, p := range removePurposes {
+		a.checkToken("--remove-purpose", p)
+	}
+	if set["kind"] {
+		a.checkKind("--kind", *kind)
+	}
+	added := a.grants("--add-purpose", addPurposes, *approvedBy)
+	exp := a.future("--expires", *expires, true)
+	rev := a.future("--review-by", *reviewBy, true)
+	if a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	// edit may run more than once (a concurrent change forces a retry): it only changes m.
+	edit := func(m *store.Membership) error {
+		roles := slices.Clone(m.Roles)
+		for _, r := range removeRoles {
+			if !slices.Contains(roles, r) {
+				return fmt.Errorf("--remove-role %q: the membership has no such role (roles: %s)", r, joinOrDash(m.Roles))
+			}
+			roles = slices.DeleteFunc(roles, func(x string) bool { return x == r })
+		}
+		m.Roles = append(roles, addRoles...)
+		grants := slices.Clone(m.Grants)
+		for _, p := range removePurposes {
+			if !slices.ContainsFunc(grants, func(g store.Grant) bool { return g.Purpose == p }) {
+				return fmt.Errorf("--remove-purpose %q: the membership has no such purpose (purposes: %s)", p, purposeList(m.Grants))
+			}
+			grants = slices.DeleteFunc(grants, func(g store.Grant) bool { return g.Purpose == p })
+		}
+		for _, g := range added {
+			grants = slices.DeleteFunc(grants, func(x store.Grant) bool { return x.Purpose == g.Purpose })
+			grants = append(grants, g)
+		}
+		m.Grants = grants
+		if set["kind"] {
+			m.Kind = *kind
+		}
+		if set["expires"] {
+			m.ExpiresAt = exp
+		}
+		if set["review-by"] {
+			m.ReviewBy = rev
+		}
+		if set["approved-by"] {
+			m.ApprovedBy = *approvedBy
+		}
+		return nil
+	}
+	out, err := a.orgs.ChangeMembership(a.ctx, org, user, edit, a.actor, a.reason)
+	if err != nil {
+		return a.fail(err)
+	}
+	return a.output(out, func(w io.Writer) { printMembers(w, []store.Membership{*out}) })
+}
+
+func adminMemberRevoke(a *adminRun) int {
+	iss, sub := a.userFlags()
+	if !a.parse("ORG", "USER?") {
+		return 2
+	}
+	org, user := a.pos[0], a.userKey(a.pos[1], *iss, *sub)
+	if a.checkOrgID("ORG", org); a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	// Read first only to tell the operator whether anything changed (Revoke records nothing for
+	// a membership already revoked).
+	_, before, err := a.st.Lookup(a.ctx, org, user)
+	if err != nil {
+		return a.fail(err)
+	}
+	out, err := a.orgs.Revoke(a.ctx, org, user, a.actor, a.reason)
+	if err != nil {
+		return a.fail(err)
+	}
+	return a.output(out, func(w io.Writer) {
+		note := ""
+		if before != nil && before.Status == store.MembershipRevoked {
+			note = " (it already was; nothing recorded)"
+		}
+		fmt.Fprintf(w, "membership %s/%s: revoked%s\n", out.Org, out.User, note)
+	})
+}
+
+func adminMemberShow(a *adminRun) int {
+	iss, sub := a.userFlags()
+	if !a.parse("ORG", "USER?") {
+		return 2
+	}
+	org, user := a.pos[0], a.userKey(a.pos[1], *iss, *sub)
+	if a.checkOrgID("ORG", org); a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	o, m, err := a.st.Lookup(a.ctx, org, user)
+	switch {
+	case err != nil:
+		return a.fail(err)
+	case o == nil:
+		return a.fail(fmt.Errorf("org %s: %w", org, store.ErrNotFound))
+	case m == nil:
+		return a.fail(fmt.Errorf("membership %s/%s: %w", org, user, store.ErrNotFound))
+	}
+	return a.output(m, func(w io.Writer) { printMembers(w, []store.Membership{*m}) })
+}
+
+func adminMemberList(a *adminRun) int {
+	if !a.parse("ORG") {
+		return 2
+	}
+	org := a.pos[0]
+	if a.checkOrgID("ORG", org); a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	if _, err := a.st.Org(a.ctx, org); err != nil {
+		return a.fail(err)
+	}
+	ms, err := a.st.Memberships(a.ctx, org)
+	if err != nil {
+		return a.fail(err)
+	}
+	if ms == nil {
+		ms = []store.Membership{}
+	}
+	return a.output(ms, func(w io.Writer) { printMembers(w, ms) })
+}
+
+// offboardResult is what `person offboard --json` prints.
+type offboardResult struct {
+	User string `json:"user"`
+	// Orgs are the organisations whose membership was revoked, sorted.
+	Orgs          []string `json:"orgs"`
+	SessionsEnded int      `json:"sessions_ended"`
+}
+
+func adminPersonOffboard(a *adminRun) int {
+	iss, sub := a.userFlags()
+	if !a.parse("USER?") {
+		return 2
+	}
+	user := a.userKey(a.pos[0], *iss, *sub)
+	if a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	// Memberships first, then sessions: a session the person opens in between finds no
+	// membership. Sessions end even when revoking failed part-way: less access, not more.
+	orgs, offErr := a.orgs.Offboard(a.ctx, user, a.actor, a.reason)
+	n, sessErr := a.st.RevokeUser(a.ctx, user)
+	if err := errors.Join(offErr, sessErr); err != nil {
+		if offErr != nil && len(orgs) > 0 {
+			fmt.Fprintf(a.stderr, "portcullis %s: revoked in %s before the error\n", a.name, strings.Join(orgs, ","))
+		}
+		if sessErr == nil {
+			fmt.Fprintf(a.stderr, "portcullis %s: %d session(s) ended\n", a.name, n)
+		}
+		return a.fail(err)
+	}
+	res := offboardResult{User: user, Orgs: orgs, SessionsEnded: n}
+	if res.Orgs == nil {
+		res.Orgs = []string{}
+	}
+	return a.output(res, func(w io.Writer) {
+		fmt.Fprintf(w, "offboarded %s: memberships revoked in %s; %d session(s) ended\n", user, joinOrDash(res.Orgs), n)
+	})
+}
+
+func adminReviewDue(a *adminRun) int {
+	within := a.fs.String("within", "0", "also list reviews due within this duration from now (e.g. 30d)")
+	if !a.parse() {
+		return 2
+	}
+	d, err := parseDuration(*within)
+	if err != nil {
+		a.bad("--within", "%q: %v", *within, err)
+	} else if d < 0 {
+		a.bad("--within", "%q: must not be negative", *within)
+	}
+	if a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	ms, err := a.st.ReviewDue(a.ctx, a.now, d)
+	if err != nil {
+		return a.fail(err)
+	}
+	if ms == nil {
+		ms = []store.Membership{}
+	}
+	return a.output(ms, func(w io.Writer) {
+		if len(ms) == 0 {
+			fmt.Fprintf(w, "no reviews due before %s\n", when(a.now.Add(d)))
+			return
+		}
+		printMembers(w, ms)
+	})
+}
+
+// printMembers prints memberships as a table.
+func printMembers(w io.Writer, ms []store.Membership) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ORG\tUSER\tKIND\tSTATUS\tROLES\tPURPOSES\tEXPIRES\tREVIEW BY\tAPPROVED BY")
+	for _, m := range ms {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Org, m.User, m.Kind, m.Status,
+			joinOrDash(m.Roles), purposeList(m.Grants), when(m.ExpiresAt), when(m.ReviewBy), orDash(m.ApprovedBy))
+	}
+	tw.Flush()
+}
+
+// purposeList formats grants as "purpose[<until],…".
+func purposeList(gs []store.Grant) string {
+	parts := make([]string, len(gs))
+	for i, g := range gs {
+		parts[i] = g.Purpose
+		if !g.ExpiresAt.IsZero() {
+			parts[i] += "<" + g.ExpiresAt.UTC().Format(time.RFC3339)
+		}
+	}
+	return joinOrDash(parts)
+}
