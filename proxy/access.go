@@ -237,6 +237,9 @@ func denyMessage(reason string, d authz.Decision) string {
 	case authz.ReasonNoOrg:
 		return "Choose the organisation you are acting for."
 	case authz.ReasonNotMember:
+		if org == "" {
+			return "You are not a member of any organisation that can use this page."
+		}
 		return fmt.Sprintf("You are not a member of the organisation %q.", org)
 	case authz.ReasonMembershipRevoked:
 		return fmt.Sprintf("Your membership of %q has been revoked.", org)
