@@ -135,6 +135,9 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, idx in
 			return nil, false
 		}
 	}
+	if !s.stepUp(w, r, route, sess, id, fi) {
+		return nil, false
+	}
 	if s.opts.Signer != nil {
 		tok, err := s.opts.Signer.Sign(assertion.Claims{
 			Subject: id.user, Email: id.email, Org: id.org, Roles: id.roles, Purpose: id.purpose,

@@ -25,6 +25,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/devidp"
 	"github.com/portcullis-proxy/portcullis/internal/devidp/devidptest"
@@ -100,6 +101,8 @@ type envOpts struct {
 	privateRedis bool // a redis-server of the test's own (it will be stopped)
 	swap         bool // talk to the provider through tokenSwap instead of the client from ca_root_file
 	session      string
+	routes       string     // further routes (YAML list items), before the catch-all "app"
+	audit        audit.Sink // given to the manager and the proxy
 }
 
 // env is one test bed: devidp over TLS, a real redis-server, the real proxy.Server with the
@@ -128,7 +131,11 @@ var users = []devidp.User{
 	{Subject: "sub-alice", Username: "alice", Password: "alice-pw", Email: "alice@fresh.example", EmailVerified: true, Name: "Alice"},
 	{Subject: "sub-bob", Username: "bob", Password: "bob-pw", Email: "bob@fresh.example", EmailVerified: true, Name: "Bob"},
 	{Subject: "sub-eve", Username: "eve", Password: "eve-pw", Email: "eve@unverified.example", EmailVerified: false},
+	{Subject: "sub-carol", Username: "carol", Password: "carol-pw", Email: "carol@fresh.example", EmailVerified: true, Name: "Carol", TOTPSecret: carolTOTP},
 }
+
+// carolTOTP is carol's second factor (step-up tests).
+const carolTOTP = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
@@ -210,10 +217,10 @@ routes:
     path: /public
     upstream: %[9]s
     public: true
-  - name: app
+%[10]s  - name: app
     path: /
     upstream: %[9]s
-`, e.base, e.redis.Addr, e.redis.DB(t), e.idpURL, clientID, clientSecret, e.caFile, sess, up.URL)
+`, e.base, e.redis.Addr, e.redis.DB(t), e.idpURL, clientID, clientSecret, e.caFile, sess, up.URL, strings.ReplaceAll(o.routes, "UPSTREAM", up.URL))
 	cfgPath := filepath.Join(t.TempDir(), "portcullis.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -230,7 +237,7 @@ routes:
 	t.Cleanup(func() { e.st.Close() })
 
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts := session.Options{Logger: log, Now: e.clock.now}
+	opts := session.Options{Logger: log, Now: e.clock.now, Audit: o.audit}
 	if o.swap {
 		e.swap = &tokenSwap{base: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.caPool}}}
 		opts.HTTPClient = &http.Client{Transport: e.swap, Timeout: 10 * time.Second}
@@ -240,7 +247,7 @@ routes:
 		t.Fatal(err)
 	}
 	t.Cleanup(e.m.Close)
-	px, err := proxy.New(cfg, proxy.Options{Logger: log, Gate: e.m, Endpoints: e.m.Endpoints(), Now: e.clock.now})
+	px, err := proxy.New(cfg, proxy.Options{Logger: log, Gate: e.m, Endpoints: e.m.Endpoints(), Now: e.clock.now, Audit: o.audit})
 	if err != nil {
 		t.Fatal(err)
 	}

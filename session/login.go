@@ -27,6 +27,10 @@ type loginRecord struct {
 	Verifier string    `json:"verifier"`
 	ReturnTo string    `json:"return_to"`
 	Started  time.Time `json:"started"`
+	// Purpose is "" for a sign-in and purposeStepUp for a step-up of an existing session, which
+	// StepUp then describes.
+	Purpose string       `json:"purpose,omitempty"`
+	StepUp  *stepUpState `json:"step_up,omitempty"`
 }
 
 // serveLogin starts a sign-in: state, nonce and PKCE verifier are kept server-side with the
@@ -49,13 +53,22 @@ func (m *Manager) serveLogin(w http.ResponseWriter, r *http.Request) {
 			returnTo = v
 		}
 	}
+	m.beginAuth(w, r, rp, loginRecord{ReturnTo: returnTo, Started: m.now()}, nil, http.StatusFound)
+}
+
+// beginAuth starts an authorisation request for lr (a sign-in or a step-up): state, nonce and
+// PKCE verifier are stored server-side with lr, the flow is bound to this browser by the login
+// cookie, and the browser goes to the provider with extra parameters after the configured ones
+// (so a step-up's acr_values, max_age and prompt cannot be overridden by configuration).
+func (m *Manager) beginAuth(w http.ResponseWriter, r *http.Request, rp *relyingParty, lr loginRecord, extra []oauth2.AuthCodeOption, status int) {
 	// One login cookie per browser, reused by concurrent sign-ins in several tabs.
 	browser, err := sessionCookie(r, LoginCookieName)
 	if err != nil || !validSecret(browser) {
 		browser = newSecret()
 	}
 	state, nonce, verifier := newSecret(), newSecret(), oauth2.GenerateVerifier()
-	rec, err := json.Marshal(loginRecord{Browser: handle(browser), Nonce: nonce, Verifier: verifier, ReturnTo: returnTo, Started: m.now()})
+	lr.Browser, lr.Nonce, lr.Verifier = handle(browser), nonce, verifier
+	rec, err := json.Marshal(lr)
 	if err != nil {
 		m.log.Error("encode sign-in state", slog.String("error", err.Error()))
 		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
@@ -70,9 +83,10 @@ func (m *Manager) serveLogin(w http.ResponseWriter, r *http.Request) {
 	for k, v := range m.oc.ExtraParams {
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
+	opts = append(opts, extra...)
 	http.SetCookie(w, cookie(LoginCookieName, browser, int(m.sc.LoginTimeout.D()/time.Second)))
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, rp.oauth.AuthCodeURL(state, opts...), http.StatusFound)
+	http.Redirect(w, r, rp.oauth.AuthCodeURL(state, opts...), status)
 }
 
 // errorCode is what an OAuth error code may look like to be repeated on our page.
@@ -122,6 +136,27 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) {
 		refuse(w, r, http.StatusBadRequest, ReasonLoginMismatch)
 		return
 	}
+	if lr.Purpose == purposeStepUp {
+		m.stepUpCallback(w, r, rp, &lr)
+		return
+	}
+	if lr.Purpose != "" {
+		m.log.Error("sign-in state of an unknown purpose", slog.String("purpose", lr.Purpose))
+		refuse(w, r, http.StatusBadRequest, ReasonBadState)
+		return
+	}
+	id, raw, reason := m.redeem(w, r, rp, &lr)
+	if reason != "" {
+		return
+	}
+	m.startSession(w, r, id, raw, lr.ReturnTo)
+}
+
+// redeem finishes the authorisation response of r for lr: the provider's error, the code
+// exchange (with the PKCE verifier) and the ID token checks. On failure it writes the refusal
+// and returns its reason code; on success the reason is "".
+func (m *Manager) redeem(w http.ResponseWriter, r *http.Request, rp *relyingParty, lr *loginRecord) (*identity, string, string) {
+	q := r.URL.Query()
 	if e := q.Get("error"); e != "" {
 		code := "unknown"
 		if errorCode.MatchString(e) {
@@ -133,13 +168,13 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) {
 		p := newProblem(http.StatusBadRequest, ReasonIdPError)
 		p.Message += " (" + code + ")"
 		problem.Write(w, r, p)
-		return
+		return nil, "", ReasonIdPError
 	}
 	code := q.Get("code")
 	if code == "" || len(q["code"]) != 1 {
 		m.log.Info("sign-in refused", slog.String("reason", ReasonSignInFailed), slog.String("cause", "no code"))
 		refuse(w, r, http.StatusBadRequest, ReasonSignInFailed)
-		return
+		return nil, "", ReasonSignInFailed
 	}
 	ctx, cancel := context.WithTimeout(m.ctx(r.Context()), providerCallLimit)
 	defer cancel()
@@ -149,17 +184,17 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &re) {
 			m.log.Warn("sign-in refused", slog.String("reason", ReasonSignInFailed), slog.String("cause", "token endpoint refused the code"), slog.Int("status", re.Response.StatusCode), slog.String("idp_error", re.ErrorCode))
 			refuse(w, r, http.StatusBadRequest, ReasonSignInFailed)
-			return
+			return nil, "", ReasonSignInFailed
 		}
 		m.log.Error("identity provider unavailable", slog.String("op", "token exchange"), slog.String("error", err.Error()))
 		refuse(w, r, http.StatusServiceUnavailable, ReasonIdPUnavailable)
-		return
+		return nil, "", ReasonIdPUnavailable
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
 		m.log.Warn("sign-in refused", slog.String("reason", ReasonSignInFailed), slog.String("cause", "no id_token in the token response"))
 		refuse(w, r, http.StatusBadRequest, ReasonSignInFailed)
-		return
+		return nil, "", ReasonSignInFailed
 	}
 	id, err := m.verifyIDToken(ctx, rp, raw, lr.Nonce)
 	if err != nil {
@@ -169,9 +204,9 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) {
 		}
 		m.log.Warn("sign-in refused", slog.String("reason", reason), slog.String("cause", err.Error()))
 		refuse(w, r, status, reason)
-		return
+		return nil, "", reason
 	}
-	m.startSession(w, r, id, raw, lr.ReturnTo)
+	return id, raw, ""
 }
 
 // startSession creates the session with a new id and ends any session the browser presented

@@ -252,6 +252,8 @@ type whoami struct {
 	Created       time.Time `json:"created"`
 	Expires       time.Time `json:"expires"`
 	ActiveOrg     string    `json:"active_org,omitempty"`
+	// Elevations are the unexpired step-ups of the session.
+	Elevations []Elevation `json:"elevations,omitempty"`
 }
 
 // serveWhoami answers with the current session's identity as JSON, or 401.
@@ -276,6 +278,6 @@ func (m *Manager) serveWhoami(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(whoami{
 		UserKey: rec.User, Issuer: rec.Issuer, Subject: rec.Subject, Email: rec.Email, EmailVerified: rec.EmailVerified,
 		Name: rec.Name, ACR: rec.ACR, AMR: rec.AMR, AuthTime: rec.AuthTime, Created: rec.Created, Expires: rec.Expires,
-		ActiveOrg: rec.ActiveOrg,
+		ActiveOrg: rec.ActiveOrg, Elevations: liveElevations(rec.Elevations, m.now()),
 	})
 }

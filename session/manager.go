@@ -17,6 +17,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/config"
 )
 
@@ -52,6 +53,9 @@ type Options struct {
 	// binding invitations to the person, for example. An error refuses the sign-in (503
 	// store_unavailable), since the person would otherwise arrive without their access.
 	OnSignIn func(ctx context.Context, s Session) error
+	// Audit receives step-up grants and refusals (stepup.granted, stepup.refused). nil records
+	// nothing (tests); a failed append is logged.
+	Audit audit.Sink
 }
 
 // Discovery retry bounds: quick at first so a provider starting beside Portcullis is picked up
@@ -82,6 +86,7 @@ type Manager struct {
 	origin     string // scheme://host of the public base, "" when unknown
 	requireEV  bool
 	onSignIn   func(context.Context, Session) error
+	audit      audit.Sink
 
 	rp atomic.Pointer[relyingParty]
 
@@ -117,6 +122,7 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 		publicBase: publicBase, stopped: make(chan struct{}),
 		requireEV: oc.RequireVerifiedEmail == nil || *oc.RequireVerifiedEmail,
 		onSignIn:  opts.OnSignIn,
+		audit:     opts.Audit,
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -272,6 +278,7 @@ func (m *Manager) Endpoints() map[string]http.Handler {
 		"logout":             http.HandlerFunc(m.serveLogout),
 		"backchannel-logout": http.HandlerFunc(m.serveBackchannelLogout),
 		"whoami":             http.HandlerFunc(m.serveWhoami),
+		"step-up":            http.HandlerFunc(m.serveStepUp),
 	}
 }
 

@@ -54,6 +54,10 @@ func (m *Manager) SetActiveOrg(ctx context.Context, r *http.Request, org string)
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return fmt.Errorf("set active org: decode session: %w", err)
 	}
+	if rec.ActiveOrg != org {
+		// An elevation belongs to the organisation it was earned for: a switch drops them all.
+		rec.Elevations = nil
+	}
 	rec.ActiveOrg = org
 	if b, err = json.Marshal(&rec); err != nil {
 		return fmt.Errorf("set active org: %w", err)

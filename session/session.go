@@ -45,10 +45,17 @@ type record struct {
 	CSRFKey       []byte      `json:"csrf_key"`
 }
 
-// Elevation is a step-up the session earned: an acr held until a time. Filled by a later issue.
+// Elevation is a step-up the session earned for one organisation ("" for routes that are not
+// organisation-scoped): the acr and amr of the strong authentication, when it happened, when
+// the elevation was granted and until when it holds. It lives in the session record, so ending
+// the session ends it; switching the active organisation drops it (SetActiveOrg).
 type Elevation struct {
-	ACR   string    `json:"acr"`
-	Until time.Time `json:"until"`
+	ACR       string    `json:"acr,omitempty"`
+	AMR       []string  `json:"amr,omitempty"`
+	Org       string    `json:"org"`
+	AuthTime  time.Time `json:"auth_time"`
+	GrantedAt time.Time `json:"granted_at"`
+	Until     time.Time `json:"until"`
 }
 
 // Session is the view of a signed-in session that Admit puts in the request context: identity
@@ -95,6 +102,9 @@ func FromContext(ctx context.Context) (*Session, bool) {
 	}
 	c := *s
 	c.AMR, c.Elevations = slices.Clone(s.AMR), slices.Clone(s.Elevations)
+	for i := range c.Elevations {
+		c.Elevations[i].AMR = slices.Clone(c.Elevations[i].AMR)
+	}
 	return &c, true
 }
 

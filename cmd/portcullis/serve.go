@@ -152,6 +152,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	orgs := store.NewOrgs(st, aud)
 	sm, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{
 		Logger: log,
+		Audit:  aud, // step-up grants and refusals
 		// Access granted to an address before its owner ever signed in binds now, once, to
 		// this person (issue 4: a later owner of the address inherits nothing).
 		OnSignIn: func(ctx context.Context, s session.Session) error {

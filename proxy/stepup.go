@@ -1,0 +1,124 @@
+package proxy
+
+import (
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/session"
+)
+
+// StepUpper is what the step-up interstitial needs from the session side: a ticket for the
+// route's demand, bound to the session, that the interstitial's button posts to
+// /.portcullis/step-up. A gate without it gets the interstitial without a button.
+type StepUpper interface {
+	StepUpTicket(r *http.Request, c session.Challenge) string
+}
+
+// reasonStepUpRequired is the reason code of a request lacking the elevation its route needs.
+const reasonStepUpRequired = session.ReasonStepUpRequired
+
+var stepUpPage = template.Must(template.New("stepup").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>Confirm it is you</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1b1b1b}
+h1{font-size:1.5rem}code{background:#f1f1f1;padding:0 .25rem}.meta{color:#555;font-size:.9rem}.note{border-left:4px solid #b45309;padding-left:.75rem}
+button{font:inherit;padding:.5rem 1rem;background:#1d4ed8;color:#fff;border:0;border-radius:.25rem;cursor:pointer}</style>
+</head><body><main>
+<h1>Confirm it is you</h1>
+<p>The area <code>{{.Route}}</code>{{if .Org}} of the organisation <code>{{.Org}}</code>{{end}} needs a recent, stronger sign-in
+{{- if .Methods}} ({{.Methods}}){{end}}, no older than {{.MaxAge}}. Your current sign-in is not enough.</p>
+<p>Once confirmed, access is raised for this session{{if .Org}} and this organisation{{end}} for up to {{.Elevation}}.</p>
+{{if .NotReplayed}}<p class="note">Your {{.Method}} request was not sent. After confirming, repeat the action.</p>{{end}}
+{{if .Ticket}}<form id="portcullis-step-up" method="post" action="/.portcullis/step-up">
+<input type="hidden" name="ticket" value="{{.Ticket}}">
+<button type="submit">Confirm with a stronger sign-in</button>
+</form>{{end}}
+<p class="meta">Reason: <code>step_up_required</code>{{if .RequestID}} · Request ID: <code>{{.RequestID}}</code>{{end}}</p>
+</main></body></html>
+`))
+
+// stepUp enforces route's step_up for the admitted session sess acting for id.org (the
+// organisation the route's decision resolved; "" on a route that is not org-scoped). Only the
+// session's server-side elevations count; the acr of the elevation used goes to the portal in
+// id. Lacking one, it writes the challenge itself: an interstitial for browsers, an RFC 9470
+// 401 for API clients, and reports false.
+func (s *Server) stepUp(w http.ResponseWriter, r *http.Request, route *config.Route, sess *session.Session, id *identity, fi *forwardInfo) bool {
+	su := route.StepUp
+	if su == nil {
+		return true
+	}
+	org, now := id.org, s.now()
+	for i := range sess.Elevations {
+		if e := &sess.Elevations[i]; e.Satisfies(org, su, now) {
+			id.acr = e.ACR
+			return true
+		}
+	}
+	s.metrics.denied.WithLabelValues(route.Name, reasonStepUpRequired).Inc()
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "step-up required",
+		slog.String("route", route.Name), slog.String("reason", reasonStepUpRequired), slog.String("org", org),
+		slog.String("user", sess.UserKey), slog.String("request_id", fi.requestID))
+	if s.opts.Audit != nil {
+		ev := audit.Event{Type: audit.AccessDenied, Org: org, User: sess.UserKey, Reason: reasonStepUpRequired,
+			Route: route.Name, RequestID: fi.requestID}
+		if err := s.opts.Audit.Append(r.Context(), ev); err != nil {
+			s.log.Error("audit append failed", slog.Any("error", err), slog.String("request_id", fi.requestID))
+		}
+	}
+	c := session.NewChallenge(route, org, returnPath(r))
+	h := w.Header()
+	h.Set("WWW-Authenticate", stepUpChallenge(c))
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if !problem.WantsHTML(r) {
+		writeJSON(w, r, http.StatusUnauthorized, struct {
+			Error     string `json:"error"`
+			Message   string `json:"message"`
+			Route     string `json:"route"`
+			Org       string `json:"org,omitempty"`
+			ACRValues string `json:"acr_values,omitempty"`
+			AMR       string `json:"amr,omitempty"`
+			MaxAge    int64  `json:"max_age"`
+			RequestID string `json:"request_id,omitempty"`
+		}{reasonStepUpRequired, "This resource needs a recent, stronger sign-in; complete it in a browser and retry.",
+			route.Name, org, strings.Join(c.ACR, " "), strings.Join(c.AMR, " "), seconds(c.MaxAge.Seconds()), fi.requestID})
+		return false
+	}
+	ticket := ""
+	if g, ok := s.opts.Gate.(StepUpper); ok {
+		ticket = g.StepUpTicket(r, c)
+	}
+	nav := r.Method == http.MethodGet || r.Method == http.MethodHead
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	h.Set("X-Frame-Options", "DENY")
+	w.WriteHeader(http.StatusUnauthorized)
+	if r.Method == http.MethodHead {
+		return false
+	}
+	_ = stepUpPage.Execute(w, struct {
+		Route, Org, Methods, MaxAge, Elevation, Ticket, Method, RequestID string
+		NotReplayed                                                       bool
+	}{route.Name, org, strings.Join(c.AMR, ", "), c.MaxAge.String(), c.Elevation.String(), ticket, r.Method,
+		fi.requestID, !nav})
+	return false
+}
+
+// stepUpChallenge is the RFC 9470 challenge for c.
+func stepUpChallenge(c session.Challenge) string {
+	v := `Bearer error="insufficient_user_authentication", error_description="A recent, stronger authentication is required"`
+	if len(c.ACR) > 0 {
+		// Config validation keeps quotes and spaces out of acr values.
+		v += fmt.Sprintf(`, acr_values="%s"`, strings.Join(c.ACR, " "))
+	}
+	return v + ", max_age=" + strconv.FormatInt(seconds(c.MaxAge.Seconds()), 10)
+}
+
+func seconds(f float64) int64 { return int64(f) }
