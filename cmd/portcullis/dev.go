@@ -155,7 +155,7 @@ Pages (the portal behind Portcullis is unmodified):
   %[1]s/                  public home
   %[1]s/headers           any signed-in person: the identity headers the portal receives
   %[1]s/billing/          Acme members with role billing or admin
-  %[1]s/admin/            Acme admins
+  %[1]s/admin/            Acme admins, after a fresh second factor (step-up, valid 5 minutes)
   %[1]s/support/          partners/support staff with a live "incident" purpose grant
   %[1]s/password/reset    the portal's forgot-password form (public)
   %[1]s/.portcullis/whoami   who you are;   %[1]s/.portcullis/orgs   choose an organisation
@@ -309,6 +309,7 @@ routes:
     case_insensitive: true
     upstream: %[2]s
     require: {roles: [admin]}
+    step_up: {acr: ["urn:portcullis:acr:mfa"], amr: [otp], max_age: 10m, elevation: 5m}
   - name: support
     path: /support
     upstream: %[2]s

@@ -62,6 +62,14 @@ func TestE2EDev(t *testing.T) {
 	if p := browse("/billing/", nil); p.status != 403 || !strings.Contains(p.body, "role_missing") {
 		t.Errorf("billing as bob: %d %.300s", p.status, p.body)
 	}
+	alice := signIn(t, base, "alice")
+	if p := alice("/billing/", nil); p.status != 200 || !strings.Contains(p.body, "Billing") {
+		t.Errorf("billing as alice: %d %.300s", p.status, p.body)
+	}
+	// The admin area demands a fresh second factor: a page explains and offers the step-up.
+	if p := alice("/admin/", nil); p.status != 401 || !strings.Contains(p.body, "step-up") {
+		t.Errorf("admin as alice without step-up: %d %.500s", p.status, p.body)
+	}
 	frank := signIn(t, base, "frank")
 	if p := frank("/billing/", nil); p.status != 403 || !strings.Contains(p.body, "not_member") {
 		t.Errorf("billing as frank: %d %.300s", p.status, p.body)
