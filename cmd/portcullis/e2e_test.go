@@ -539,3 +539,36 @@ func TestE2ESlowHeadersAreCut(t *testing.T) {
 		}
 	}
 }
+
+func TestDemoPortalCommand(t *testing.T) {
+	addr := freePort(t)
+	cmd := exec.Command(binPath, "demo-portal", "--listen", addr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/password/reset")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !strings.Contains(string(body), "Forgot password") {
+				t.Errorf("demo portal: %d %s", resp.StatusCode, body)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo portal never answered: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestComposeConfigIsValid(t *testing.T) {
+	cmd := exec.Command(binPath, "check", "--config", "../../docker/portcullis.yaml")
+	cmd.Env = append(os.Environ(), "OIDC_CLIENT_SECRET=x")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("docker/portcullis.yaml: %v\n%s", err, out)
+	}
+}

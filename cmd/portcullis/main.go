@@ -24,6 +24,7 @@ Commands:
   check --config FILE   validate a configuration file; exit 1 with every error if invalid
   admin GROUP COMMAND   manage organisations, domains, memberships and the audit stream
                         ("portcullis admin help" lists the commands)
+  demo-portal           serve only the demo legacy portal (for docker/compose.yaml)
   version               print version information
 
 Run "portcullis <command> -h" for a command's flags.
@@ -42,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "dev":
 		return cmdDev(args[1:], stdout, stderr)
+	case "demo-portal":
+		return cmdDemoPortal(args[1:], stdout, stderr)
 	case "serve":
 		return cmdServe(args[1:], stdout, stderr)
 	case "check":
