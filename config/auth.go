@@ -206,6 +206,7 @@ func (v *validator) policy(p string, r *Route) {
 			}
 		}
 	}
+	v.recoveryGuard(p, r)
 	if r.IdentityHeaders != nil {
 		v.identityHeaders(p+".identity_headers", r.IdentityHeaders)
 	}

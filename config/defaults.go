@@ -112,6 +112,11 @@ var defaultRules = []defaultRule{
 			setBool(&r.Require.VerifiedEmailDomain, true)
 		}
 	})},
+	{Default{"routes[].recovery_guard", recoveryDefaultsDoc}, forRoutes(func(r *Route) {
+		if r.RecoveryGuard != nil {
+			applyRecoveryDefaults(r.RecoveryGuard)
+		}
+	})},
 }
 
 // Defaults returns every default value in the order of the file's sections, for

@@ -277,6 +277,9 @@ type Route struct {
 	IdentityHeaders *IdentityHeaders `yaml:"identity_headers"`
 	// StepUp demands a recent strong authentication (and grants a time-boxed elevation).
 	StepUp *StepUp `yaml:"step_up"`
+	// RecoveryGuard inspects account-recovery requests (password reset by email) on a public
+	// route and stops those that would hand an account to a stale mailbox.
+	RecoveryGuard *RecoveryGuard `yaml:"recovery_guard"`
 
 	// Parsed values, filled by Load.
 	UpstreamURL *url.URL `yaml:"-"`
@@ -335,6 +338,38 @@ type StepUp struct {
 	Elevation Duration `yaml:"elevation"`
 	// PromptLogin adds prompt=login, forcing the provider to authenticate again.
 	PromptLogin bool `yaml:"prompt_login"`
+}
+
+// RecoveryGuard is a public route's account-recovery guard (config/recovery.go has the
+// parts and the checks; package proxy applies it). Defaults: see config.Defaults.
+type RecoveryGuard struct {
+	// Methods the guard inspects. Default [POST]. A method the route accepts but the guard
+	// does not list is forwarded uninspected.
+	Methods []string `yaml:"methods"`
+	// Identifier lists where the identifier may be; at least one. A request must carry it in
+	// exactly one of them, exactly once.
+	Identifier []RecoveryIdentifier `yaml:"identifier"`
+	// Kind is email (default) or username.
+	Kind string `yaml:"kind"`
+	// BodyLimit is the most body bytes read and accepted. Default 65536, at most 1048576.
+	BodyLimit int `yaml:"body_limit"`
+	// RateLimit bounds recovery requests per identifier and per client address.
+	RateLimit RecoveryRateLimit `yaml:"rate_limit"`
+	// UnknownDomains is block (default) or allow: what to do with an address whose domain no
+	// organisation has ever verified.
+	UnknownDomains string `yaml:"unknown_domains"`
+	// MissingIdentifier is forward (default: nothing to protect) or block.
+	MissingIdentifier string `yaml:"missing_identifier"`
+	// BlockedResponse is generic (default: the same 200 page for every address, so blocking
+	// reveals nothing) or forbidden (a 403 page with the reason code).
+	BlockedResponse string `yaml:"blocked_response"`
+	// GenericBody and GenericContentType are the generic answer. Default: a short
+	// "If an account exists for that address, a reset link is on its way." as text/plain.
+	GenericBody        string `yaml:"generic_body"`
+	GenericContentType string `yaml:"generic_content_type"`
+	// IdentifierInAudit is hash (default) or mask: how the identifier appears in audit
+	// events and logs.
+	IdentifierInAudit string `yaml:"identifier_in_audit"`
 }
 
 // UpstreamTimeouts bound the upstream exchange. Zero values take the defaults.

@@ -49,6 +49,9 @@ type Options struct {
 	Audit audit.Sink
 	// Signer signs the per-request assertion; nil sends none.
 	Signer *assertion.Signer
+	// Recovery answers the recovery guard's questions (with Members for liveness); nil
+	// refuses every guarded recovery request with 503 (fail closed). See recovery.go.
+	Recovery RecoveryStore
 }
 
 // Server is the Portcullis front door. It is an http.Handler; Run adds the listeners.
@@ -335,6 +338,10 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, st *state, fi *f
 	if !route.Public {
 		var ok bool
 		if r, ok = s.admit(w, r, st, idx, host, fi); !ok {
+			return
+		}
+	} else if route.RecoveryGuard != nil {
+		if r, ok = s.guardRecovery(w, r, st, route, fi); !ok {
 			return
 		}
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 )
 
@@ -163,3 +164,40 @@ func (k keys) invitations(email string) string { return k.prefix + "{e:" + escap
 
 // assertionKey is the development signing key for request assertions, shared by replicas.
 func (k keys) assertionKey() string { return k.prefix + "assertion-key" }
+
+// Recovery guard keys (store/recovery.go). Addresses, usernames and client addresses are
+// hashed (see recoveryHash) before they become keys: a key listing then reveals neither who
+// asked for a reset nor from where.
+//
+//	pc:{p:<hash>}:person               person (user key) last signed in with one canonical email
+//	pc:{n:<hash>}:person               person a portal username belongs to (filled by an admin)
+//	pc:{ri:<hash>}:<route>:<window>    recovery requests for one identifier in one window
+//	pc:{rc:<hash>}:<route>:<window>    recovery requests from one client address in one window
+
+// personByEmail is the key of the person who signed in with the canonical address of hash h.
+func (k keys) personByEmail(h string) string { return k.prefix + "{p:" + escape(h) + "}:person" }
+
+// personByUsername is the key of the person the portal username of hash h belongs to.
+func (k keys) personByUsername(h string) string { return k.prefix + "{n:" + escape(h) + "}:person" }
+
+// recoveryIdentifierCount is the key counting recovery requests for the identifier of hash h
+// on route in window number win.
+func (k keys) recoveryIdentifierCount(h, route string, win int64) string {
+	return k.prefix + "{ri:" + escape(h) + "}:" + escape(route) + ":" + strconv.FormatInt(win, 10)
+}
+
+// recoveryClientCount is the key counting recovery requests from the client address of hash h
+// on route in window number win.
+func (k keys) recoveryClientCount(h, route string, win int64) string {
+	return k.prefix + "{rc:" + escape(h) + "}:" + escape(route) + ":" + strconv.FormatInt(win, 10)
+}
+
+// Session cache invalidations (store/session_cache.go):
+//
+//	pc:sinval    pub/sub channel: a message is the handle of a session record that changed or
+//	             ended (updated, deleted, revoked), so every replica drops its cached copy
+
+// sessionInvalidations is the pub/sub channel on which session changes are announced. It is
+// apart from invalidations (memberships), whose readers drop everything on a message they do
+// not understand.
+func (k keys) sessionInvalidations() string { return k.prefix + "sinval" }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ecdsa"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
@@ -139,6 +141,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	cache := store.NewCache(st, cfg.Authz.CacheTTL.D(), log)
 	closers = append(closers, func() { _ = cache.Close() })
 	opts.Audit, opts.Members = aud, cache
+	opts.Recovery = st // recovery guards: domain holders, person indexes, rate limits
 
 	signer, err := newSigner(ctx, cfg, st)
 	if err != nil {
@@ -160,7 +163,18 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 			if len(bound) > 0 {
 				log.Info("invitations bound at sign-in", slog.String("user", s.UserKey), slog.Any("orgs", bound))
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			// The recovery guard finds the person behind an address through this index.
+			// An address that does not canonicalise is skipped: the guard then finds nobody
+			// for it and refuses recovery, which is the safe side.
+			if s.EmailVerified && s.Email != "" {
+				if err := st.RecordPerson(ctx, s.Email, s.UserKey, time.Now(), 0); err != nil && !errors.Is(err, store.ErrInvalid) {
+					return err
+				}
+			}
+			return nil
 		},
 	})
 	if err != nil {
