@@ -157,7 +157,9 @@ Pages (the portal behind Portcullis is unmodified):
   %[1]s/billing/          Acme members with role billing or admin
   %[1]s/admin/            Acme admins, after a fresh second factor (step-up, valid 5 minutes)
   %[1]s/support/          partners/support staff with a live "incident" purpose grant
-  %[1]s/password/reset    the portal's forgot-password form (public)
+  %[1]s/password/reset    the portal's forgot-password form, guarded: bob@acme.example goes through;
+                          lena@oldcorp.example (lapsed domain), frank@acme.example (former employee)
+                          and anyone@unknown.example are stopped before the portal sees them
   %[1]s/.portcullis/whoami   who you are;   %[1]s/.portcullis/orgs   choose an organisation
   %[1]s/.portcullis/logout   sign out
 
@@ -203,8 +205,11 @@ func seedDemo(ctx context.Context, rc config.Redis, issuer string) error {
 		if _, err := orgs.AddDomain(ctx, o.id, o.domain, actor, why); err != nil && !errors.Is(err, store.ErrExists) && !errors.Is(err, store.ErrConflict) {
 			return err
 		}
-		if _, err := orgs.SetDomainStatus(ctx, o.id, o.domain, o.status, actor, why); err != nil {
-			return err
+		// Verified first, as it once was: a lapsed domain is one an organisation held.
+		for _, st := range []string{store.DomainVerified, o.status} {
+			if _, err := orgs.SetDomainStatus(ctx, o.id, o.domain, st, actor, why); err != nil {
+				return err
+			}
 		}
 	}
 	incident := []store.Grant{{Purpose: "incident", Reason: "INC-4711", GrantedBy: "alice", ApprovedBy: "acme-secops",
@@ -224,8 +229,16 @@ func seedDemo(ctx context.Context, rc config.Redis, issuer string) error {
 			return fmt.Errorf("grant %s in %s: %w", m.User, m.Org, err)
 		}
 	}
-	_, err = orgs.Revoke(ctx, "acme", user("frank"), actor, "left the company (demo)")
-	return err
+	if _, err := orgs.Revoke(ctx, "acme", user("frank"), actor, "left the company (demo)"); err != nil {
+		return err
+	}
+	// As if everyone had signed in once: the recovery guard knows whose address is whose.
+	for _, u := range demoUsers("") {
+		if err := st.RecordPerson(ctx, u.Email, user(u.Username), now, 0); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // serveLoopback serves h on a free loopback port.
@@ -300,6 +313,9 @@ routes:
     methods: [GET, POST]
     upstream: %[2]s
     public: true
+    recovery_guard:
+      identifier: [{from: form, name: email}]
+      blocked_response: forbidden   # the demo shows why; production keeps the default, generic
   - name: billing
     path: /billing
     upstream: %[2]s

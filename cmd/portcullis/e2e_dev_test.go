@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os/exec"
 	"strings"
 	"sync"
@@ -20,27 +21,7 @@ import (
 // true: the public page, sign-in through the embedded provider, the identity the portal gets,
 // and the refusals the walkthrough promises.
 func TestE2EDev(t *testing.T) {
-	listen := freePort(t)
-	cmd := exec.Command(binPath, "dev", "--listen", listen)
-	var mu sync.Mutex
-	var buf bytes.Buffer
-	out := &lockedBuf{mu: &mu, b: &buf}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	output := func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(output(), "Portcullis demo is running"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("dev did not start:\n%s", output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if t.Failed() {
-		return
-	}
-	base := "https://" + listen
+	base := startDev(t)
 
 	anon := tlsClient()
 	if resp, body := doGet(t, anon, base+"/"); resp.StatusCode != 200 || !strings.Contains(body, "demo customer portal") {
@@ -82,6 +63,29 @@ func TestE2EDev(t *testing.T) {
 	if p := pat("/support/", nil); p.status != 200 || !strings.Contains(p.body, "Choose an organisation") {
 		t.Errorf("support as pat (two orgs: picker expected): %d %.300s", p.status, p.body)
 	}
+}
+
+// startDev runs `portcullis dev` on a free port until the test ends and returns its base URL.
+func startDev(t *testing.T) string {
+	t.Helper()
+	listen := freePort(t)
+	cmd := exec.Command(binPath, "dev", "--listen", listen)
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	out := &lockedBuf{mu: &mu, b: &buf}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	output := func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(output(), "Portcullis demo is running"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("dev did not start:\n%s", output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return "https://" + listen
 }
 
 type devPage struct {
@@ -132,5 +136,34 @@ func signIn(t *testing.T, base, user string) func(path string, hdr http.Header) 
 		}
 		t.Fatal("too many redirects")
 		return devPage{}
+	}
+}
+
+// TestE2EDevRecovery checks the walkthrough's promise about the guarded forgot-password form.
+func TestE2EDevRecovery(t *testing.T) {
+	base := startDev(t)
+	c := tlsClient()
+	for _, tc := range []struct {
+		email, want string
+		status      int
+	}{
+		{"bob@acme.example", "Check your inbox", 200},
+		{"lena@oldcorp.example", "stale_domain", 403},
+		{"frank@acme.example", "no_active_membership", 403},
+		{"anyone@unknown.example", "unknown_domain", 403},
+		{"Bob <bob@acme.example>", "identifier_invalid", 400},
+	} {
+		req, _ := http.NewRequest("POST", base+"/password/reset", strings.NewReader("email="+url.QueryEscape(tc.email)))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "text/html")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.want) {
+			t.Errorf("%s: %d, want %d with %q:\n%s", tc.email, resp.StatusCode, tc.status, tc.want, body)
+		}
 	}
 }
