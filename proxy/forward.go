@@ -127,6 +127,7 @@ func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, id
 				out.Host = ""
 			}
 			stripManaged(out.Header, identityCGI)
+			stripOwnCookies(out.Header)
 			if id := identityFrom(pr.In); id != nil {
 				setIdentity(out.Header, names, id)
 			}

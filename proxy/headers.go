@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"github.com/portcullis-proxy/portcullis/session"
 )
 
 // managedHeaders are the request headers only the proxy may set, or that must never reach a
@@ -154,4 +156,61 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 		}
 	}
 	return false
+}
+
+// ownCookies are Portcullis's cookies. They are removed from what the portal receives: a
+// portal that logs or echoes its Cookie header would otherwise hold a replayable session.
+var ownCookies = []string{session.CookieName, session.LoginCookieName}
+
+// stripOwnCookies removes Portcullis's cookies (in any letter case) from the Cookie headers,
+// keeping every other cookie byte for byte.
+func stripOwnCookies(h http.Header) {
+	vals := h["Cookie"]
+	if len(vals) == 0 {
+		return
+	}
+	found := false
+	for _, v := range vals {
+		if containsFold(v, "portcullis") {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return
+	}
+	var kept []string
+	for _, v := range vals {
+		var parts []string
+		for part := range strings.SplitSeq(v, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if isOwnCookie(strings.TrimSpace(name)) {
+				continue
+			}
+			if p := strings.TrimSpace(part); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		if len(parts) > 0 {
+			kept = append(kept, strings.Join(parts, "; "))
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = kept
+}
+
+func isOwnCookie(name string) bool {
+	for _, c := range ownCookies {
+		if strings.EqualFold(name, c) {
+			return true
+		}
+	}
+	return false
+}
+
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), sub)
 }

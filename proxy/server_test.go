@@ -619,3 +619,26 @@ func TestAccessLogHasNoQuery(t *testing.T) {
 		t.Errorf("access log leaks the query: %s", logs)
 	}
 }
+
+// TestOwnCookiesNeverReachThePortal: a portal that logs its Cookie header must not end up
+// holding a usable Portcullis session; the portal's own cookies pass untouched.
+func TestOwnCookiesNeverReachThePortal(t *testing.T) {
+	up := newEcho(t)
+	tp := newTestProxy(t, loadConfig(t, baseConfig(up.URL, "")), Options{})
+	addr := tp.http.Listener.Addr().String()
+	for _, tc := range []struct{ cookies, want string }{
+		{"JSESSIONID=abc; __Host-portcullis=SECRET; theme=dark", "JSESSIONID=abc; theme=dark"},
+		{"__Host-portcullis=SECRET", ""},
+		{"__host-PORTCULLIS=SECRET;__Host-portcullis-login=SECRET2 ; a=1", "a=1"},
+		{"portcullis_pref=1", "portcullis_pref=1"},
+	} {
+		resp := raw(t, addr, "GET /app/x HTTP/1.1\r\nHost: portal.example.test\r\nCookie: "+tc.cookies+"\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		got := strings.Join(up.last(t).Header.Values("Cookie"), " | ")
+		if got != tc.want || strings.Contains(got, "SECRET") {
+			t.Errorf("Cookie %q reached the portal as %q, want %q", tc.cookies, got, tc.want)
+		}
+	}
+}

@@ -97,7 +97,10 @@ func (s *Server) stepUp(w http.ResponseWriter, r *http.Request, route *config.Ro
 	}
 	nav := r.Method == http.MethodGet || r.Method == http.MethodHead
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	// No form-action: the button posts here and is redirected on to the provider (and maybe
+	// beyond), and browsers apply form-action to every hop, which would block the step-up.
+	// The page runs no script, so there is nothing to inject a form with.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	w.WriteHeader(http.StatusUnauthorized)
 	if r.Method == http.MethodHead {

@@ -126,6 +126,16 @@ func (l *loginUI) page(id, username string) (loginPage, error) {
 		username = req.loginHint
 	}
 	u := l.st.users[username]
+	if u == nil {
+		// Relying parties send the email as login_hint (Portcullis does at step-up); find
+		// the person by address so the form asks for the right second factor.
+		for _, c := range l.st.users {
+			if c.Email != "" && strings.EqualFold(c.Email, username) {
+				u, username = c, c.Username
+				break
+			}
+		}
+	}
 	return loginPage{
 		Action:        l.issuer + pathLogin,
 		AuthRequestID: req.id,
