@@ -109,8 +109,10 @@ func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, id
 	preserveHost := rt.PreserveHost
 	name := rt.Name
 	u.proxy = &httputil.ReverseProxy{
-		Transport:     tr,
-		FlushInterval: -1, // stream: legacy portals send server-sent events and long downloads
+		Transport: tr,
+		// Zero: ReverseProxy already flushes at once for streaming responses (server-sent
+		// events, unknown length); flushing every write of ordinary pages costs CPU.
+		FlushInterval: 0,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			fi := infoFrom(pr.In)
 			out := pr.Out

@@ -15,3 +15,10 @@ func (m *Manager) VerifyIDToken(ctx context.Context, raw, nonce string) error {
 
 // SafeRedirect exposes safeRedirect.
 var SafeRedirect = safeRedirect
+
+// CacheLive reports whether the session cache's subscription is confirmed (false without a
+// cache).
+func (m *Manager) CacheLive() bool { return m.cache != nil && m.cache.live.Load() }
+
+// HandleOf exposes handle: the storage name of a session cookie value.
+var HandleOf = handle

@@ -19,6 +19,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/store"
 )
 
 // Store is what the session manager needs from storage. Package store implements it against
@@ -56,6 +57,10 @@ type Options struct {
 	// Audit receives step-up grants and refusals (stepup.granted, stepup.refused). nil records
 	// nothing (tests); a failed append is logged.
 	Audit audit.Sink
+	// CacheTTL is how long a session record is reused without reading storage again, when the
+	// store announces changes (store.Store does): 0 means DefaultCacheTTL, negative disables
+	// the cache (every request reads its session from storage).
+	CacheTTL time.Duration
 }
 
 // Discovery retry bounds: quick at first so a provider starting beside Portcullis is picked up
@@ -89,6 +94,11 @@ type Manager struct {
 	audit      audit.Sink
 
 	rp atomic.Pointer[relyingParty]
+
+	// cache holds session records between requests (nil: none); touch writes last-seen.
+	cache     *sessionCache
+	touch     func(ctx context.Context, h string, rec []byte, ttl time.Duration) error
+	stopWatch func()
 
 	stop     context.CancelFunc
 	stopped  chan struct{}
@@ -140,6 +150,19 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 		}
 		m.client = c
 	}
+	m.touch, m.stopWatch = st.UpdateSession, func() {}
+	if w, ok := st.(watcher); ok && opts.CacheTTL >= 0 {
+		ttl := opts.CacheTTL
+		if ttl == 0 {
+			ttl = DefaultCacheTTL
+		}
+		m.cache = newSessionCache(ttl)
+		m.st, m.touch = cachingStore{Store: st, c: m.cache}, w.TouchSession
+		m.stopWatch = w.WatchSessions(store.SessionEvents{
+			Changed: m.cache.forget,
+			Live:    m.cache.setLive,
+		}, m.log)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.stop = cancel
 	if err := m.discover(ctx); err != nil {
@@ -157,6 +180,7 @@ func (m *Manager) Close() {
 	m.closeOne.Do(func() {
 		m.stop()
 		<-m.stopped
+		m.stopWatch()
 	})
 }
 

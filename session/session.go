@@ -174,6 +174,11 @@ var errNoSession = errors.New("no session")
 
 // load finds and checks the session of r. Errors: errAmbiguousCookie, errNoSession, or a
 // storage error (wrapping store.ErrUnavailable). touch writes last-seen when it is stale.
+//
+// A record in the session cache is used without asking storage while it is fresh, inside both
+// timeouts and not due for a last-seen write; otherwise the record is read again, so a cached
+// copy never ends a session another replica kept alive, and last-seen is written from the
+// stored record, not from a copy.
 func (m *Manager) load(ctx context.Context, r *http.Request, touch bool) (*loaded, error) {
 	v, err := sessionCookie(r, CookieName)
 	if err != nil {
@@ -183,6 +188,14 @@ func (m *Manager) load(ctx context.Context, r *http.Request, touch bool) (*loade
 		return nil, errNoSession
 	}
 	h := handle(v)
+	start := m.now()
+	var gen uint64
+	if c := m.cache; c != nil {
+		if rec, ok := c.get(h, start); ok && m.live(rec, start) && !(touch && m.touchDue(rec, start)) {
+			return &loaded{h: h, rec: rec}, nil
+		}
+		gen = c.begin(h)
+	}
 	b, err := m.st.LoadSession(ctx, h)
 	if errors.Is(err, store.ErrNoSession) {
 		return nil, errNoSession
@@ -197,28 +210,41 @@ func (m *Manager) load(ctx context.Context, r *http.Request, touch bool) (*loade
 		return nil, errNoSession
 	}
 	now := m.now()
-	idleEnd := rec.LastSeen.Add(m.sc.IdleTimeout.D())
-	if !now.Before(rec.Expires) || !now.Before(idleEnd) {
+	if !m.live(rec, now) {
 		// Ended by time: delete now rather than wait for the TTL, best effort.
 		if err := m.st.DeleteSession(ctx, h, rec.User, rec.Issuer, rec.SID); err != nil {
 			m.log.Warn("could not delete an expired session", slog.String("session", logID(h)), slog.String("error", err.Error()))
 		}
 		return nil, errNoSession
 	}
-	if touch && now.Sub(rec.LastSeen) >= m.sc.TouchInterval.D() {
+	if touch && m.touchDue(rec, now) {
 		rec.LastSeen = now
 		b, err := json.Marshal(rec)
 		if err != nil {
 			return nil, fmt.Errorf("encode session: %w", err)
 		}
-		if err := m.st.UpdateSession(ctx, h, b, m.ttl(rec, now)); err != nil {
+		// Not announced: sliding the idle window changes nothing other replicas decide on.
+		if err := m.touch(ctx, h, b, m.ttl(rec, now)); err != nil {
 			if errors.Is(err, store.ErrNoSession) {
 				return nil, errNoSession // revoked meanwhile
 			}
 			return nil, err
 		}
 	}
+	if m.cache != nil {
+		m.cache.put(h, rec, start, gen)
+	}
 	return &loaded{h: h, rec: rec}, nil
+}
+
+// live reports whether rec is within both its absolute and its idle timeout at now.
+func (m *Manager) live(rec *record, now time.Time) bool {
+	return now.Before(rec.Expires) && now.Before(rec.LastSeen.Add(m.sc.IdleTimeout.D()))
+}
+
+// touchDue reports whether rec's last-seen is stale enough to be written.
+func (m *Manager) touchDue(rec *record, now time.Time) bool {
+	return now.Sub(rec.LastSeen) >= m.sc.TouchInterval.D()
 }
 
 // ttl is how long storage keeps rec: until the earlier of its idle and absolute ends.

@@ -312,7 +312,9 @@ func (m *Manager) stepUpCallback(w http.ResponseWriter, r *http.Request, rp *rel
 	}
 	// The record as it is now, so a change made meanwhile (an organisation switch in another
 	// tab, which drops elevations) is kept rather than undone.
-	rec := l.rec
+	// A copy: l.rec may be the session cache's, shared with concurrent requests.
+	cp := *l.rec
+	rec := &cp
 	if b, err := m.st.LoadSession(ctx, l.h); err == nil {
 		fresh := new(record)
 		if json.Unmarshal(b, fresh) == nil && fresh.User == rec.User {

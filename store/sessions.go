@@ -97,23 +97,47 @@ func (s *Store) LoadSession(ctx context.Context, h string) ([]byte, error) {
 }
 
 // UpdateSession replaces the record under h and its TTL, only if it still exists (SET XX): a
-// session revoked meanwhile is not brought back. A missing record is ErrNoSession.
+// session revoked meanwhile is not brought back. A missing record is ErrNoSession. The change is
+// announced on the session invalidation channel in the same round trip, so every replica's
+// session cache drops its copy (WatchSessions).
 func (s *Store) UpdateSession(ctx context.Context, h string, rec []byte, ttl time.Duration) error {
-	if err := positive("update session", ttl); err != nil {
+	return s.setSession(ctx, "update session", h, rec, ttl, true)
+}
+
+// TouchSession is UpdateSession without the announcement: for writes that only slide the idle
+// window (last seen), which other replicas need not hear about. A replica whose cached copy looks
+// idle-expired reads the record again before ending it.
+func (s *Store) TouchSession(ctx context.Context, h string, rec []byte, ttl time.Duration) error {
+	return s.setSession(ctx, "touch session", h, rec, ttl, false)
+}
+
+func (s *Store) setSession(ctx context.Context, op, h string, rec []byte, ttl time.Duration, announce bool) error {
+	if err := positive(op, ttl); err != nil {
 		return err
 	}
-	err := s.rdb.SetArgs(ctx, s.keys.sessionRecord(h), rec, redis.SetArgs{Mode: "XX", TTL: ttl}).Err()
+	var set *redis.StatusCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		set = p.SetArgs(ctx, s.keys.sessionRecord(h), rec, redis.SetArgs{Mode: "XX", TTL: ttl})
+		if announce {
+			p.Publish(ctx, s.keys.sessionInvalidations(), h)
+		}
+		return nil
+	})
+	if err == nil || errors.Is(err, redis.Nil) {
+		err = set.Err()
+	}
 	switch {
 	case errors.Is(err, redis.Nil):
 		return ErrNoSession
 	case err != nil:
-		return s.unavailable("update session", err)
+		return s.unavailable(op, err)
 	}
 	return nil
 }
 
-// DeleteSession deletes the record under h and removes it from its indexes. Deleting a session
-// that does not exist is not an error.
+// DeleteSession deletes the record under h and removes it from its indexes, and announces it on
+// the session invalidation channel in the same round trip. Deleting a session that does not
+// exist is not an error.
 func (s *Store) DeleteSession(ctx context.Context, h, user, iss, sid string) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, s.keys.sessionRecord(h))
@@ -121,6 +145,7 @@ func (s *Store) DeleteSession(ctx context.Context, h, user, iss, sid string) err
 		if sid != "" {
 			p.SRem(ctx, s.keys.sidSessions(iss, sid), h)
 		}
+		p.Publish(ctx, s.keys.sessionInvalidations(), h)
 		return nil
 	})
 	if err != nil {
@@ -149,7 +174,8 @@ func (s *Store) RevokeSID(ctx context.Context, iss, sid string) (int, error) {
 	return n, nil
 }
 
-// revokeIndex deletes the records an index set names, then the set. A session added to the set
+// revokeIndex deletes the records an index set names, then the set, announcing each deleted
+// handle on the session invalidation channel. A session added to the set
 // between the two steps is also caught when its own record is deleted by a later revocation;
 // sign-in and revocation of one person racing is not a case worth a script.
 func (s *Store) revokeIndex(ctx context.Context, index string) (int, error) {
@@ -161,6 +187,7 @@ func (s *Store) revokeIndex(ctx context.Context, index string) (int, error) {
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, h := range members {
 			dels = append(dels, p.Del(ctx, s.keys.sessionRecord(h)))
+			p.Publish(ctx, s.keys.sessionInvalidations(), h)
 		}
 		p.Del(ctx, index)
 		return nil

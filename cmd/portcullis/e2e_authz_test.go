@@ -792,6 +792,11 @@ func TestE2EAuthz(t *testing.T) {
 			t.Fatalf("before the outage: %d %s", r.status, r.body)
 		}
 		b.redis.Stop()
+		// Each process empties its session cache when the subscription breaks (README,
+		// Performance); wait for that rather than race it.
+		for _, px := range b.px {
+			px.proc.waitLog(t, store.SessionSubscriptionLost, 2*time.Second)
+		}
 		before := b.portal.hits.Load()
 		var wg sync.WaitGroup
 		for _, px := range b.px {

@@ -21,6 +21,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/devidp"
 	"github.com/portcullis-proxy/portcullis/internal/devidp/devidptest"
 	"github.com/portcullis-proxy/portcullis/internal/redistest"
+	"github.com/portcullis-proxy/portcullis/store"
 )
 
 // sessionBed is the real binary with sign-in configured against devidp and a private
@@ -199,6 +200,10 @@ func TestE2ESessionRedisStopped(t *testing.T) {
 		t.Fatalf("sign-in: %d %s", p.StatusCode, p.body)
 	}
 	s.redis.Stop()
+	// A stopped server closes the session cache's subscription, which empties the cache; until
+	// the process has seen that (milliseconds), a cached session may still be served (README,
+	// Performance: at most the cache TTL).
+	s.proc.waitLog(t, store.SessionSubscriptionLost, 2*time.Second)
 	start := time.Now()
 	p := s.do("GET", "/app/x", nil, http.Header{"Accept": {"application/json"}})
 	if p.StatusCode != 503 || !strings.Contains(p.body, "store_unavailable") || strings.Contains(p.body, "portal GET") {
