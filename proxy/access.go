@@ -139,7 +139,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, idx in
 		return nil, false
 	}
 	if s.opts.Signer != nil {
-		tok, err := s.opts.Signer.Sign(assertion.Claims{
+		tok, err := s.opts.Signer.Reused(assertion.Claims{
 			Subject: id.user, Email: id.email, Org: id.org, Roles: id.roles, Purpose: id.purpose,
 			Kind: id.kind, ACR: id.acr, Audience: route.Name, RequestID: fi.requestID,
 		}, s.now())

@@ -73,3 +73,44 @@ func TestParseKeyRefusesOtherKeys(t *testing.T) {
 		t.Error("New(nil) accepted")
 	}
 }
+
+func TestReusedAssertions(t *testing.T) {
+	key, _, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(key, "https://portal.example.com", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	c := Claims{Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "billing", RequestID: "r1"}
+	a, _ := s.Reused(c, now)
+	c.RequestID = "r2"
+	b, _ := s.Reused(c, now.Add(ReuseFor-time.Second))
+	if a != b {
+		t.Error("same claims within ReuseFor: a new signature")
+	}
+	if d, _ := s.Reused(c, now.Add(ReuseFor)); d == a {
+		t.Error("an assertion was reused after ReuseFor")
+	}
+	for name, other := range map[string]Claims{
+		"route":  {Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "admin"},
+		"org":    {Subject: "iss|alice", Org: "beta", Roles: []string{"admin"}, Audience: "billing"},
+		"roles":  {Subject: "iss|alice", Org: "acme", Roles: []string{"viewer"}, Audience: "billing"},
+		"person": {Subject: "iss|bob", Org: "acme", Roles: []string{"admin"}, Audience: "billing"},
+		"acr":    {Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "billing", ACR: "mfa"},
+	} {
+		if tok, _ := s.Reused(other, now.Add(time.Second)); tok == a {
+			t.Errorf("different %s got the same assertion", name)
+		}
+	}
+	parsed, err := jwt.ParseSigned(a, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var std jwt.Claims
+	if err := parsed.Claims(&key.PublicKey, &std); err != nil || std.ID != "" {
+		t.Errorf("reused assertion: %v, jti %q (want none)", err, std.ID)
+	}
+}
