@@ -32,6 +32,10 @@ const (
 	// InvitationExpired records an invitation dropped unused because its time ran out.
 	InvitationExpired Type = "invitation.expired"
 	PersonOffboarded  Type = "person.offboarded"
+	// PersonEmailRecorded and PersonUsernameSet record an operator telling the recovery guard
+	// whose address or portal username is whose (sign-in records addresses by itself).
+	PersonEmailRecorded Type = "person.email_recorded"
+	PersonUsernameSet   Type = "person.username_set"
 )
 
 // Request-time events.

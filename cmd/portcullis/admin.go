@@ -54,6 +54,8 @@ Memberships (USER is the person's key "issuer|subject", or --issuer ISS --subjec
 
 People and reviews:
   person offboard USER --reason WHY   revoke every membership and end every session
+  person email USER EMAIL --reason WHY       the recovery guard learns whose address it is
+  person username USER NAME --reason WHY     ... or whose portal username (kind: username)
   review due [--within DURATION]      memberships whose review is due
 
 Audit stream:
@@ -101,6 +103,8 @@ var adminCommands = map[string]adminCommand{
 	"member list":   {"ORG", false, false, adminMemberList},
 
 	"person offboard": {"USER --reason WHY", true, true, adminPersonOffboard},
+	"person email":    {"USER EMAIL --reason WHY", true, true, adminPersonEmail},
+	"person username": {"USER USERNAME --reason WHY", true, true, adminPersonUsername},
 	"review due":      {"[--within DURATION]", false, false, adminReviewDue},
 	"audit tail":      {"[--follow] [--since ID] [--count N]", false, false, adminAuditTail},
 }

@@ -811,3 +811,29 @@ func TestAdminHelp(t *testing.T) {
 		t.Errorf("member grant -h: exit %d\n%s", code, errOut.String())
 	}
 }
+
+func TestAdminPersonIndexes(t *testing.T) {
+	t.Parallel()
+	b := newAdminBed(t)
+	const alice = "https://idp.example.com|alice"
+	b.refused(1, []string{"--reason"}, "person", "email", alice, "alice@acme.example")
+	b.ok("person", "email", alice, "Alice@ACME.example", "--reason", "backfill before go-live")
+	p, err := b.st.PersonByEmail(b.ctx, "alice@acme.example")
+	if err != nil || p.User != alice {
+		t.Fatalf("person by email: %+v %v", p, err)
+	}
+	if e := b.lastEvent(audit.PersonEmailRecorded); e.User != alice || e.Reason != "backfill before go-live" || e.Actor == "" {
+		t.Errorf("event %+v", e)
+	}
+	for _, ev := range b.events() {
+		if strings.Contains(fmt.Sprint(ev), "acme.example") {
+			t.Errorf("an audit event names the address: %+v", ev)
+		}
+	}
+	b.ok("person", "username", alice, "ALICE01", "--reason", "portal login name")
+	if p, err := b.st.PersonByUsername(b.ctx, "ALICE01"); err != nil || p.User != alice {
+		t.Fatalf("person by username: %+v %v", p, err)
+	}
+	b.refused(1, nil, "person", "email", alice, "Alice <alice@acme.example>", "--reason", "x")
+	b.refused(2, nil, "person", "email", alice, "--reason", "x")
+}
