@@ -2,16 +2,12 @@ package store
 
 import (
 	"context"
-	"errors"
 	"hash/maphash"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // DefaultCacheTTL is the cache lifetime DESIGN.md asks for: short enough to be the backstop when
@@ -63,9 +59,7 @@ type Cache struct {
 	healthEvery time.Duration
 	cancel      context.CancelFunc
 	closeOnce   sync.Once
-	done        chan struct{}
-	psMu        sync.Mutex
-	ps          *redis.PubSub
+	watch       *channelWatch
 }
 
 type cacheKey struct{ org, user string }
@@ -108,9 +102,23 @@ func NewCache(s *Store, ttl time.Duration, log *slog.Logger) *Cache {
 		return c
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel, c.done = cancel, make(chan struct{})
-	c.ps = s.rdb.Subscribe(ctx, s.keys.invalidations())
-	go c.subscribe(ctx)
+	c.cancel = cancel
+	c.watch = &channelWatch{
+		s: s, channel: s.keys.invalidations(), every: c.healthEvery, log: log,
+		lost:      "cache: invalidation subscription lost; dropping all entries until it is back",
+		active:    "cache: invalidation subscription active",
+		onMessage: c.invalidate,
+		onLive: func(live bool) {
+			if !live {
+				c.live.Store(false)
+			}
+			c.drop(nil)
+			if live {
+				c.live.Store(true)
+			}
+		},
+	}
+	c.watch.start(ctx)
 	return c
 }
 
@@ -124,10 +132,7 @@ func (c *Cache) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.cancel()
-		c.psMu.Lock()
-		err = c.ps.Close()
-		c.psMu.Unlock()
-		<-c.done
+		err = c.watch.close()
 	})
 	return err
 }
@@ -265,66 +270,6 @@ func (c *Cache) invalidate(msg string) {
 		c.drop(func(k cacheKey) bool { return k.org == org })
 	case kind == 'u':
 		c.drop(func(k cacheKey) bool { return k.user == user })
-	}
-}
-
-// subscribe receives invalidations until Close. go-redis re-dials and re-subscribes after a
-// connection error; each (re)confirmation drops everything, since messages published while the
-// connection was down are lost.
-func (c *Cache) subscribe(ctx context.Context) {
-	defer close(c.done)
-	backoff := 50 * time.Millisecond
-	pinged := false
-	for {
-		c.psMu.Lock()
-		ps := c.ps
-		c.psMu.Unlock()
-		msg, err := ps.ReceiveTimeout(ctx, c.healthEvery)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && !pinged {
-				// Silence is normal; ask the server to prove it is still there.
-				pinged = true
-				if err := ps.Ping(ctx); err == nil {
-					continue
-				}
-			}
-			if c.live.Swap(false) {
-				c.log.Warn("cache: invalidation subscription lost; dropping all entries until it is back", "error", err)
-			}
-			c.drop(nil)
-			if pinged && errors.As(err, &ne) && ne.Timeout() {
-				// Unanswered ping: a hung server or a dead connection the kernel has not
-				// noticed. Replace the subscription rather than wait on it.
-				c.psMu.Lock()
-				c.ps.Close()
-				c.ps = c.s.rdb.Subscribe(ctx, c.s.keys.invalidations())
-				c.psMu.Unlock()
-			}
-			pinged = false
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 2*time.Second)
-			continue
-		}
-		pinged, backoff = false, 50*time.Millisecond
-		switch m := msg.(type) {
-		case *redis.Message:
-			c.invalidate(m.Payload)
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				c.drop(nil)
-				if !c.live.Swap(true) {
-					c.log.Info("cache: invalidation subscription active", "channel", m.Channel)
-				}
-			}
-		}
 	}
 }
 

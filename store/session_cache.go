@@ -2,13 +2,8 @@ package store
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"sync"
-	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // SessionEvents receives what WatchSessions hears. Both functions are called from one goroutine,
@@ -33,17 +28,19 @@ func (s *Store) WatchSessions(ev SessionEvents, log *slog.Logger) (stop func()) 
 		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &sessionWatch{s: s, ev: ev, log: log, done: make(chan struct{}), every: healthEvery}
-	w.ps = s.rdb.Subscribe(ctx, s.keys.sessionInvalidations())
-	go w.run(ctx)
+	w := &channelWatch{
+		s: s, channel: s.keys.sessionInvalidations(), every: healthEvery, log: log,
+		lost: SessionSubscriptionLost, active: "session cache: invalidation subscription active",
+		onMessage: ev.Changed, onLive: ev.Live,
+	}
+	w.start(ctx)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			cancel()
-			w.mu.Lock()
-			_ = w.ps.Close()
-			w.mu.Unlock()
-			<-w.done
+			_ = w.close()
+			// Nothing is heard any more: the cache must stop serving what it holds.
+			ev.Live(false)
 		})
 	}
 }
@@ -51,77 +48,3 @@ func (s *Store) WatchSessions(ev SessionEvents, log *slog.Logger) (stop func()) 
 // SessionSubscriptionLost is the log message of WatchSessions when the subscription breaks;
 // by then the cache behind it has been told (SessionEvents.Live(false)).
 const SessionSubscriptionLost = "session cache: invalidation subscription lost; sessions are read from Redis until it is back"
-
-type sessionWatch struct {
-	s     *Store
-	ev    SessionEvents
-	log   *slog.Logger
-	done  chan struct{}
-	every time.Duration
-	mu    sync.Mutex
-	ps    *redis.PubSub
-}
-
-// run is Cache.subscribe for the session channel: go-redis re-dials and re-subscribes after a
-// connection error, and every loss and every (re)confirmation is reported so the cache drops
-// everything.
-func (w *sessionWatch) run(ctx context.Context) {
-	defer close(w.done)
-	backoff := 50 * time.Millisecond
-	pinged, live := false, false
-	for {
-		w.mu.Lock()
-		ps := w.ps
-		w.mu.Unlock()
-		msg, err := ps.ReceiveTimeout(ctx, w.every)
-		if ctx.Err() != nil {
-			if live {
-				w.ev.Live(false)
-			}
-			return
-		}
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && !pinged {
-				pinged = true
-				if err := ps.Ping(ctx); err == nil {
-					continue
-				}
-			}
-			// The cache is emptied before the loss is logged, so whoever reads the log line
-			// knows no cached session is served any more.
-			w.ev.Live(false)
-			if live {
-				w.log.Warn(SessionSubscriptionLost, "error", err)
-			}
-			live = false
-			if pinged && errors.As(err, &ne) && ne.Timeout() {
-				w.mu.Lock()
-				_ = w.ps.Close()
-				w.ps = w.s.rdb.Subscribe(ctx, w.s.keys.sessionInvalidations())
-				w.mu.Unlock()
-			}
-			pinged = false
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 2*time.Second)
-			continue
-		}
-		pinged, backoff = false, 50*time.Millisecond
-		switch m := msg.(type) {
-		case *redis.Message:
-			w.ev.Changed(m.Payload)
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				if !live {
-					w.log.Info("session cache: invalidation subscription active", "channel", m.Channel)
-				}
-				live = true
-				w.ev.Live(true)
-			}
-		}
-	}
-}
