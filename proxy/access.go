@@ -33,6 +33,8 @@ const (
 
 // routePolicy is one route's compiled access rule.
 type routePolicy struct {
+	// recovery is the compiled recovery guard of a public route; nil without one.
+	recovery  *authz.RecoverySpec
 	orgScoped bool
 	require   authz.Requirement
 	resolver  authz.OrgResolver
@@ -57,6 +59,15 @@ func compilePolicies(cfg *config.Config) ([]routePolicy, []string, error) {
 	for i, r := range cfg.Routes {
 		p := routePolicy{headers: mergeHeaders(cfg.Identity.Headers, r.IdentityHeaders)}
 		addCGI(p.headers)
+		if r.RecoveryGuard != nil {
+			// Config validation mirrors NewRecoverySpec; should they ever disagree, the
+			// configuration is refused here rather than served without its guard.
+			spec, err := compileRecovery(r.RecoveryGuard)
+			if err != nil {
+				return nil, nil, fmt.Errorf("route %s: recovery_guard: %w", r.Name, err)
+			}
+			p.recovery = spec
+		}
 		if r.Org != nil || r.Require != nil {
 			p.orgScoped = true
 			p.require = authz.CompileRequire(r.Require)

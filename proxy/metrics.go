@@ -24,6 +24,7 @@ type metrics struct {
 	upstream  *prometheus.CounterVec
 	rejected  *prometheus.CounterVec
 	denied    *prometheus.CounterVec
+	recovery  *prometheus.CounterVec
 	reloads   *prometheus.CounterVec
 	reloadTS  prometheus.Gauge
 	codeNames [600]string
@@ -52,6 +53,10 @@ func newMetrics(version string) *metrics {
 		Name: "portcullis_access_denied_total",
 		Help: "Requests refused by the access decision, by route and reason code.",
 	}, []string{"route", "reason"})
+	m.recovery = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "portcullis_recovery_total",
+		Help: "Account-recovery requests inspected by a recovery guard, by route, result (allowed, blocked, rejected) and reason code.",
+	}, []string{"route", "result", "reason"})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "portcullis_config_reloads_total",
 		Help: "Configuration reload attempts, by result (success, failure).",
@@ -66,7 +71,7 @@ func newMetrics(version string) *metrics {
 		ConstLabels: prometheus.Labels{"version": version},
 	})
 	info.Set(1)
-	m.reg.MustRegister(m.requests, m.duration, m.upstream, m.rejected, m.denied, m.reloads, m.reloadTS, info,
+	m.reg.MustRegister(m.requests, m.duration, m.upstream, m.rejected, m.denied, m.recovery, m.reloads, m.reloadTS, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for i := range m.codeNames {
 		m.codeNames[i] = strconv.Itoa(i)

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
@@ -19,7 +18,6 @@ import (
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/store"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The recovery guard: a public route's `recovery_guard` inspects account-recovery requests
@@ -90,10 +88,10 @@ type RecoveryStore interface {
 const (
 	recoveryAllowed            = "allowed"
 	recoveryStaleDomain        = "stale_domain"
+	recoveryMisconfigured      = "guard_misconfigured"
 	recoveryUnknownDomain      = "unknown_domain"
 	recoveryNoActiveMembership = "no_active_membership"
 	recoveryRateLimited        = "rate_limited"
-	recoveryMisconfigured      = "guard_misconfigured"
 	recoveryReadError          = "body_read_error"
 )
 
@@ -103,28 +101,6 @@ const (
 	resultBlocked  = "blocked"  // refused for a fact about the account, the rate or the store
 	resultRejected = "rejected" // refused as a malformed request
 )
-
-// recoveryMetrics holds portcullis_recovery_total per Server registry. The counter lives
-// here rather than in metrics.go so the guard stays in one file; it is registered on the
-// Server's own registry the first time the guard runs.
-var recoveryMetrics sync.Map // *metrics → *prometheus.CounterVec
-
-func (s *Server) recoveryCounter() *prometheus.CounterVec {
-	if c, ok := recoveryMetrics.Load(s.metrics); ok {
-		return c.(*prometheus.CounterVec)
-	}
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "portcullis_recovery_total",
-		Help: "Account-recovery requests inspected by a recovery guard, by route, result (allowed, blocked, rejected) and reason code.",
-	}, []string{"route", "result", "reason"})
-	actual, loaded := recoveryMetrics.LoadOrStore(s.metrics, c)
-	if !loaded {
-		if err := s.metrics.reg.Register(c); err != nil {
-			s.log.Error("register recovery metric", slog.Any("error", err))
-		}
-	}
-	return actual.(*prometheus.CounterVec)
-}
 
 // recoveryCheck is one guarded request on its way through the checks.
 type recoveryCheck struct {
@@ -154,20 +130,11 @@ func compileRecovery(g *config.RecoveryGuard) (*authz.RecoverySpec, error) {
 
 // guardRecovery runs the recovery guard of a public route. It writes the refusal itself and
 // returns false, or returns the request to forward (its body restored) and true.
-func (s *Server) guardRecovery(w http.ResponseWriter, r *http.Request, st *state, route *config.Route, fi *forwardInfo) (*http.Request, bool) {
+func (s *Server) guardRecovery(w http.ResponseWriter, r *http.Request, st *state, route *config.Route, spec *authz.RecoverySpec, fi *forwardInfo) (*http.Request, bool) {
 	g := route.RecoveryGuard
 	client, _ := clientAddr(r, st.trusted)
 	c := &recoveryCheck{s: s, w: w, r: r, route: route, g: g, fi: fi, client: client.String()}
 
-	// Compiled per request: recovery requests are rare, compiling a rule costs about two
-	// microseconds, and nothing compiled outlives the configuration it came from.
-	spec, err := compileRecovery(g)
-	if err != nil {
-		// config validation mirrors NewRecoverySpec; if they ever disagree, refuse.
-		s.log.Error("recovery guard cannot be compiled; refusing", slog.String("route", route.Name), slog.Any("error", err))
-		c.finish(resultBlocked, recoveryMisconfigured, http.StatusInternalServerError, nil)
-		return nil, false
-	}
 	if !spec.Guards(r.Method) {
 		return r, true
 	}
@@ -375,7 +342,7 @@ func maskIdentifier(id authz.Identifier) string {
 }
 
 func (c *recoveryCheck) count(result, reason string) {
-	c.s.recoveryCounter().WithLabelValues(c.route.Name, result, reason).Inc()
+	c.s.metrics.recovery.WithLabelValues(c.route.Name, result, reason).Inc()
 }
 
 func (c *recoveryCheck) tooLarge() {

@@ -341,7 +341,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, st *state, fi *f
 			return
 		}
 	} else if route.RecoveryGuard != nil {
-		if r, ok = s.guardRecovery(w, r, st, route, fi); !ok {
+		if r, ok = s.guardRecovery(w, r, st, route, st.policies[idx].recovery, fi); !ok {
 			return
 		}
 	}
