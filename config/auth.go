@@ -145,8 +145,12 @@ func (v *validator) session(c *Config) {
 		p string
 		d Duration
 	}{{"session.idle_timeout", s.IdleTimeout}, {"session.absolute_timeout", s.AbsoluteTimeout},
-		{"session.touch_interval", s.TouchInterval}, {"session.login_timeout", s.LoginTimeout}} {
+		{"session.touch_interval", s.TouchInterval}, {"session.login_timeout", s.LoginTimeout},
+		{"session.cache_ttl", s.CacheTTL}} {
 		v.nonNegative(k.p, k.d)
+	}
+	if s.CacheTTL.D() > time.Minute {
+		v.errorf("session.cache_ttl", "must be at most 1m: it bounds how long a sign-out can go unnoticed")
 	}
 	if s.IdleTimeout > s.AbsoluteTimeout {
 		v.errorf("session.idle_timeout", "must not exceed session.absolute_timeout")

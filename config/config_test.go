@@ -83,8 +83,9 @@ func TestDefaults(t *testing.T) {
 			User: "X-Portcullis-User", Email: "X-Portcullis-Email", Org: "X-Portcullis-Org", Roles: "X-Portcullis-Roles",
 			Purpose: "X-Portcullis-Purpose", Kind: "X-Portcullis-Kind", Assertion: "X-Portcullis-Assertion",
 		}, AssertionLifetime: Duration(60 * time.Second)},
-		Authz: Authz{CacheTTL: Duration(2 * time.Second)},
+		Authz: Authz{Cache: &yes, CacheTTL: Duration(2 * time.Second)},
 		Audit: Audit{MaxLen: 100000},
+		Pages: Pages{ProductName: "Portcullis"},
 		Routes: []Route{{
 			Name: "app", Path: "/", PathMatch: PathPrefix, Upstream: "http://10.0.0.5:8080",
 			Timeouts: UpstreamTimeouts{Dial: Duration(5 * time.Second), ResponseHeader: Duration(60 * time.Second), IdleConn: Duration(90 * time.Second)},

@@ -22,6 +22,7 @@ type Config struct {
 	Identity Identity `yaml:"identity"`
 	Authz    Authz    `yaml:"authz"`
 	Audit    Audit    `yaml:"audit"`
+	Pages    Pages    `yaml:"pages"`
 	Routes   []Route  `yaml:"routes"`
 }
 
@@ -86,9 +87,13 @@ type IdentityHeaders struct {
 
 // Authz configures the membership lookups behind every org-scoped decision.
 type Authz struct {
+	// Cache keeps looked-up memberships in memory, kept fresh by pub/sub invalidations.
+	// Default true; false makes every org-scoped request read Redis (to measure the cold
+	// cost, or to rule the cache out while debugging).
+	Cache *bool `yaml:"cache"`
 	// CacheTTL is how long a looked-up membership is reused without asking Redis. Changes
 	// are pushed to every replica over pub/sub at once; the TTL bounds staleness when a
-	// message is lost. Default 2s; 0 is not allowed (use a tiny value to measure cold cost).
+	// message is lost. Default 2s, at most 1m.
 	CacheTTL Duration `yaml:"cache_ttl"`
 }
 
@@ -110,6 +115,28 @@ type Session struct {
 	// LoginTimeout is how long a started sign-in (state, nonce, PKCE verifier) stays valid.
 	// Default 10m.
 	LoginTimeout Duration `yaml:"login_timeout"`
+	// Cache keeps session records read from Redis in memory; every change to a session is
+	// announced over pub/sub so other replicas drop their copy. Default true; false reads
+	// Redis on every request.
+	Cache *bool `yaml:"cache"`
+	// CacheTTL is how long a cached session record is reused without reading Redis: the
+	// bound on a sign-out going unnoticed when an announcement is lost. Default 2s, at most 1m.
+	CacheTTL Duration `yaml:"cache_ttl"`
+}
+
+// Pages brands the pages Portcullis shows people itself: sign-in problems, the organisation
+// picker, access denied, step-up, blocked recovery, upstream errors.
+type Pages struct {
+	// ProductName is shown in page titles and headings instead of "Portcullis", typically the
+	// portal's own name.
+	ProductName string `yaml:"product_name"`
+	// LogoURL is an image shown at the top of every page: an https URL or a same-origin path
+	// ("/static/logo.svg"). Empty shows no logo.
+	LogoURL string `yaml:"logo_url"`
+	// SupportEmail is offered on refusals as the address to write to.
+	SupportEmail string `yaml:"support_email"`
+	// SupportURL is offered on refusals as the page where to get help (https, or a path).
+	SupportURL string `yaml:"support_url"`
 }
 
 // Server configures the listeners and HTTP server hardening.

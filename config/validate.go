@@ -105,6 +105,7 @@ func (v *validator) config(c *Config) {
 	v.oidc(c)
 	v.session(c)
 	v.identity(c)
+	v.pages(&c.Pages)
 	v.routes(c.Routes)
 }
 

@@ -138,7 +138,11 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	opts.ReadyChecks["redis"] = st.Ping
 
 	aud := store.NewAudit(st, int64(cfg.Audit.MaxLen))
-	cache := store.NewCache(st, cfg.Authz.CacheTTL.D(), log)
+	memTTL := cfg.Authz.CacheTTL.D()
+	if !*cfg.Authz.Cache {
+		memTTL = store.CacheDisabled
+	}
+	cache := store.NewCache(st, memTTL, log)
 	closers = append(closers, func() { _ = cache.Close() })
 	opts.Audit, opts.Members = aud, cache
 	opts.Recovery = st // recovery guards: domain holders, person indexes, rate limits
@@ -153,9 +157,14 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		return closeAll, nil
 	}
 	orgs := store.NewOrgs(st, aud)
+	sessTTL := cfg.Session.CacheTTL.D()
+	if !*cfg.Session.Cache {
+		sessTTL = -1 // session.Options: negative disables the cache
+	}
 	sm, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{
-		Logger: log,
-		Audit:  aud, // step-up grants and refusals
+		Logger:   log,
+		CacheTTL: sessTTL,
+		Audit:    aud, // step-up grants and refusals
 		// Access granted to an address before its owner ever signed in binds now, once, to
 		// this person (issue 4: a later owner of the address inherits nothing).
 		OnSignIn: func(ctx context.Context, s session.Session) error {
