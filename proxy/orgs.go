@@ -11,6 +11,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/page"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/session"
 )
@@ -26,22 +27,12 @@ type OrgChooser interface {
 // pickerRoute stands for the org picker in the gate, logs and metrics.
 var pickerRoute = config.Route{Name: "_orgs"}
 
-var pickerPage = template.Must(template.New("orgs").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Choose an organisation</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1b1b1b}
-h1{font-size:1.5rem}ul{list-style:none;padding:0}li{margin:.5rem 0}
-button{font:inherit;padding:.5rem 1rem;border:1px solid #1d4ed8;background:#fff;color:#1d4ed8;border-radius:.25rem;cursor:pointer;min-width:16rem;text-align:left}
-.current{background:#1d4ed8;color:#fff}</style>
-</head><body><main>
-<h1>Choose an organisation</h1>
+var pickerBody = template.Must(template.New("orgs").Parse(`<h1>Choose an organisation</h1>
 {{if .Orgs}}<p>You can act for these organisations. Your choice applies to this session.</p>
-<ul>{{range .Orgs}}<li><form method="post" action="/.portcullis/orgs">
+<ul class="choices">{{range .Orgs}}<li><form method="post" action="/.portcullis/orgs">
 <input type="hidden" name="csrf" value="{{$.CSRF}}"><input type="hidden" name="rd" value="{{$.Return}}">
 <button name="org" value="{{.ID}}"{{if eq .ID $.Current}} class="current" aria-current="true"{{end}}>{{.Name}}</button></form></li>{{end}}</ul>
-{{else}}<p>You have no active membership in any organisation. Ask your organisation's administrator for access.</p>{{end}}
-</main></body></html>
-`))
+{{else}}<p>You have no active membership in any organisation. Ask your organisation's administrator for access.</p>{{end}}`))
 
 type pickerOrg struct {
 	ID   string `json:"id"`
@@ -70,13 +61,16 @@ func (s *Server) serveOrgs(w http.ResponseWriter, r *http.Request, st *state, fi
 	case http.MethodGet, http.MethodHead:
 		rd := session.SafeReturn(r.URL.Query().Get("rd"))
 		if problem.WantsHTML(r) {
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			w.Header().Set("Cache-Control", "no-store")
-			w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
-			_ = pickerPage.Execute(w, struct {
+			body, err := page.Execute(pickerBody, struct {
 				Orgs                  []pickerOrg
 				CSRF, Return, Current string
 			}{orgs, chooser.CSRFToken(r), rd, sess.ActiveOrg})
+			if err != nil {
+				s.log.Error("org picker page", slog.Any("error", err))
+				writeProblem(w, r, newProblem(http.StatusInternalServerError, "internal_error"))
+				return
+			}
+			page.Render(w, r, page.Page{Title: "Choose an organisation", Body: body, Support: len(orgs) == 0})
 			return
 		}
 		writeJSON(w, r, http.StatusOK, struct {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/page"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/session"
 )
@@ -24,14 +25,7 @@ type StepUpper interface {
 // reasonStepUpRequired is the reason code of a request lacking the elevation its route needs.
 const reasonStepUpRequired = session.ReasonStepUpRequired
 
-var stepUpPage = template.Must(template.New("stepup").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Confirm it is you</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1b1b1b}
-h1{font-size:1.5rem}code{background:#f1f1f1;padding:0 .25rem}.meta{color:#555;font-size:.9rem}.note{border-left:4px solid #b45309;padding-left:.75rem}
-button{font:inherit;padding:.5rem 1rem;background:#1d4ed8;color:#fff;border:0;border-radius:.25rem;cursor:pointer}</style>
-</head><body><main>
-<h1>Confirm it is you</h1>
+var stepUpBody = template.Must(template.New("stepup").Parse(`<h1>Confirm it is you</h1>
 <p>The area <code>{{.Route}}</code>{{if .Org}} of the organisation <code>{{.Org}}</code>{{end}} needs a recent, stronger sign-in
 {{- if .Methods}} ({{.Methods}}){{end}}, no older than {{.MaxAge}}. Your current sign-in is not enough.</p>
 <p>Once confirmed, access is raised for this session{{if .Org}} and this organisation{{end}} for up to {{.Elevation}}.</p>
@@ -40,9 +34,7 @@ button{font:inherit;padding:.5rem 1rem;background:#1d4ed8;color:#fff;border:0;bo
 <input type="hidden" name="ticket" value="{{.Ticket}}">
 <button type="submit">Confirm with a stronger sign-in</button>
 </form>{{end}}
-<p class="meta">Reason: <code>step_up_required</code>{{if .RequestID}} · Request ID: <code>{{.RequestID}}</code>{{end}}</p>
-</main></body></html>
-`))
+<p class="meta">Reason: <code>step_up_required</code>{{if .RequestID}} · Request ID: <code>{{.RequestID}}</code>{{end}}</p>`))
 
 // stepUp enforces route's step_up for the admitted session sess acting for id.org (the
 // organisation the route's decision resolved; "" on a route that is not org-scoped). Only the
@@ -96,21 +88,19 @@ func (s *Server) stepUp(w http.ResponseWriter, r *http.Request, route *config.Ro
 		ticket = g.StepUpTicket(r, c)
 	}
 	nav := r.Method == http.MethodGet || r.Method == http.MethodHead
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	// No form-action: the button posts here and is redirected on to the provider (and maybe
-	// beyond), and browsers apply form-action to every hop, which would block the step-up.
-	// The page runs no script, so there is nothing to inject a form with.
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
-	h.Set("X-Frame-Options", "DENY")
-	w.WriteHeader(http.StatusUnauthorized)
-	if r.Method == http.MethodHead {
-		return false
-	}
-	_ = stepUpPage.Execute(w, struct {
+	body, err := page.Execute(stepUpBody, struct {
 		Route, Org, Methods, MaxAge, Elevation, Ticket, Method, RequestID string
 		NotReplayed                                                       bool
 	}{route.Name, org, strings.Join(c.AMR, ", "), c.MaxAge.String(), c.Elevation.String(), ticket, r.Method,
 		fi.requestID, !nav})
+	if err != nil {
+		s.log.Error("step-up page", slog.Any("error", err))
+	}
+	// No form-action: the button posts here and is redirected on to the provider (and maybe
+	// beyond), and browsers apply form-action to every hop, which would block the step-up.
+	// The page runs no script, so there is nothing to inject a form with.
+	page.Render(w, r, page.Page{Status: http.StatusUnauthorized, Title: "Confirm it is you", Body: body,
+		FormAction: page.NoFormAction})
 	return false
 }
 

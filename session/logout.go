@@ -11,24 +11,17 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/page"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
-var logoutPage = template.Must(template.New("logout").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Sign out</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1b1b1b}
-h1{font-size:1.5rem}button{padding:.5rem 1rem;background:#1d4ed8;color:#fff;border:0;border-radius:.25rem;font:inherit}</style>
-</head><body><main>
-{{if .SignedIn}}<h1>Sign out?</h1>
+var logoutBody = template.Must(template.New("logout").Parse(`{{if .SignedIn}}<h1>Sign out?</h1>
 <p>You are signed in{{if .Name}} as {{.Name}}{{end}}.</p>
 <form id="portcullis-logout" method="post" action="/.portcullis/logout">
 <input type="hidden" name="csrf" value="{{.CSRF}}">
 <button type="submit">Sign out</button>
 </form>{{else}}<h1>Signed out</h1>
-<p>You are not signed in.</p><p><a href="/">Home</a></p>{{end}}
-</main></body></html>
-`))
+<p>You are not signed in.</p><p><a href="/">Home</a></p>{{end}}`))
 
 // serveLogout shows a confirmation page on GET (which changes nothing, so a cross-site link
 // cannot sign anyone out, SESS-04 b) and signs out on POST with the page's CSRF token.
@@ -58,28 +51,27 @@ func (m *Manager) showLogout(w http.ResponseWriter, r *http.Request) {
 		m.refuseLoad(w, r, err, false)
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", m.logoutCSP())
-	h.Set("X-Frame-Options", "DENY")
-	if r.Method == http.MethodHead {
-		return
+	body, err := page.Execute(logoutBody, data)
+	if err != nil {
+		m.log.Error("sign-out page", slog.Any("error", err))
 	}
-	_ = logoutPage.Execute(w, data)
+	title := "Sign out"
+	if !data.SignedIn {
+		title = "Signed out"
+	}
+	page.Render(w, r, page.Page{Title: title, Body: body, FormAction: m.logoutFormAction()})
 }
 
-// logoutCSP allows the form to post here and the browser to follow our redirect to the
+// logoutFormAction allows the form to post here and the browser to follow our redirect to the
 // provider's end_session_endpoint (browsers apply form-action to redirects too).
-func (m *Manager) logoutCSP() string {
+func (m *Manager) logoutFormAction() string {
 	fa := "'self'"
 	if rp := m.rp.Load(); rp != nil && rp.endSession != "" {
 		if u, err := url.Parse(rp.endSession); err == nil && u.Host != "" {
 			fa += " " + u.Scheme + "://" + u.Host
 		}
 	}
-	return "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action " + fa
+	return fa
 }
 
 // sameOrigin checks the browser's own account of where a request came from, when it gives one.

@@ -112,6 +112,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return 1
 	}
+	applyBrand(cfg)
 	if err := seedDemo(ctx, cfg.Redis, issuer); err != nil {
 		return fail("seed demo data", err)
 	}
@@ -157,6 +158,7 @@ Pages (the portal behind Portcullis is unmodified):
   %[1]s/billing/          Acme members with role billing or admin
   %[1]s/admin/            Acme admins, after a fresh second factor (step-up, valid 5 minutes)
   %[1]s/support/          partners/support staff with a live "incident" purpose grant
+  %[1]s/reports/          a portal service that is down: Portcullis's 502 page
   %[1]s/password/reset    the portal's forgot-password form, guarded: bob@acme.example goes through;
                           lena@oldcorp.example (lapsed domain), frank@acme.example (former employee)
                           and anyone@unknown.example are stopped before the portal sees them
@@ -297,6 +299,11 @@ oidc:
   issuer: %[4]q
   client_id: portcullis-dev
   client_secret: %[5]q
+pages:
+  product_name: Acme customer portal (demo)
+  logo_url: /static/logo.svg
+  support_email: it-help@acme.example
+  support_url: /static/help.html
 routes:
   - name: home
     path: /
@@ -331,6 +338,10 @@ routes:
     upstream: %[2]s
     org: {from: session}
     require: {kinds: [partner, support], purposes: [incident], verified_email_domain: false}
+  - name: reports
+    path: /reports
+    upstream: http://127.0.0.1:9   # nothing listens there: shows the 502 page
+    timeouts: {dial: 1s}
   - name: portal
     upstream: %[2]s
 `, listen, portal, redisAddr, issuer, secret)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
+	"github.com/portcullis-proxy/portcullis/internal/page"
 	"github.com/portcullis-proxy/portcullis/proxy"
 	"github.com/portcullis-proxy/portcullis/session"
 	"github.com/portcullis-proxy/portcullis/store"
@@ -35,6 +36,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	level := new(slog.LevelVar)
 	level.Set(cfg.Log.SlogLevel)
 	log := newLogger(stdout, cfg.Log.Format, level)
+	applyBrand(cfg)
 	for _, w := range warnings {
 		log.Warn("configuration warning", slog.String("warning", w.Error()))
 	}
@@ -106,7 +108,15 @@ func reloadLoop(ctx context.Context, path string, srv *proxy.Server, level *slog
 			continue
 		}
 		level.Set(cfg.Log.SlogLevel)
+		applyBrand(cfg)
 	}
+}
+
+// applyBrand makes the configuration's pages section the look of every page Portcullis
+// renders from now on.
+func applyBrand(cfg *config.Config) {
+	p := cfg.Pages
+	page.SetBrand(page.Brand{ProductName: p.ProductName, LogoURL: p.LogoURL, SupportEmail: p.SupportEmail, SupportURL: p.SupportURL})
 }
 
 func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {

@@ -30,11 +30,21 @@ func New() *Portal {
 		w.Header().Set("Content-Type", "text/css")
 		_, _ = w.Write([]byte("body{font-family:sans-serif}"))
 	})
+	p.mux.HandleFunc("GET /static/logo.svg", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/svg+xml")
+		w.Header().Set("Cache-Control", "max-age=3600")
+		_, _ = w.Write([]byte(logoSVG))
+	})
+	p.mux.HandleFunc("GET /static/help.html", p.page("Getting help", "Write to it-help@acme.example or call the service desk. Access to Acme's portal is granted by your organisation's administrator."))
 	p.mux.HandleFunc("GET /headers", p.headers)
 	p.mux.HandleFunc("GET /password/reset", p.resetForm)
 	p.mux.HandleFunc("POST /password/reset", p.reset)
 	return p
 }
+
+// logoSVG is the demo brand's logo, shown by Portcullis's own pages (pages.logo_url).
+const logoSVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32" width="32" height="32">` +
+	`<rect width="32" height="32" rx="6" fill="#0f766e"/><path d="M8 24V8h9a5 5 0 0 1 0 10h-5v6z" fill="#fff"/></svg>`
 
 // ServeHTTP serves the portal.
 func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.mux.ServeHTTP(w, r) }

@@ -8,6 +8,8 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+
+	"github.com/portcullis-proxy/portcullis/internal/page"
 )
 
 // Problem is what the client is told. Reason is a stable code (no_session, path_traversal, …)
@@ -34,20 +36,11 @@ func New(status int, reason, message string) Problem {
 	return Problem{Status: status, Reason: reason, Message: message}
 }
 
-var page = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{{.Title}}</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1b1b1b}
-h1{font-size:1.5rem}code{background:#f1f1f1;padding:0 .25rem}.meta{color:#555;font-size:.9rem}
-a.button{display:inline-block;padding:.5rem 1rem;background:#1d4ed8;color:#fff;text-decoration:none;border-radius:.25rem}</style>
-</head><body><main>
-<h1>{{.Title}}</h1>
+var body = template.Must(template.New("problem").Parse(`<h1>{{.Title}}</h1>
 <p>{{.Message}}</p>
 {{if .Hint}}<p>{{.Hint}}</p>{{end}}
 {{if .Action}}<p><a class="button" href="{{.Action}}">{{.ActionText}}</a></p>{{end}}
-<p class="meta">Reason: <code>{{.Reason}}</code>{{if .RequestID}} · Request ID: <code>{{.RequestID}}</code>{{end}}</p>
-</main></body></html>
-`))
+<p class="meta">Reason: <code>{{.Reason}}</code>{{if .RequestID}} · Request ID: <code>{{.RequestID}}</code>{{end}}</p>`))
 
 // WantsHTML reports whether the client is a browser navigating, as opposed to an API client.
 func WantsHTML(r *http.Request) bool {
@@ -71,15 +64,15 @@ func Write(w http.ResponseWriter, r *http.Request, p Problem) {
 		h.Set("Connection", "close")
 	}
 	if r != nil && WantsHTML(r) {
-		h.Set("Content-Type", "text/html; charset=utf-8")
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
-		w.WriteHeader(p.Status)
-		if r.Method != http.MethodHead {
-			_ = page.Execute(w, struct {
-				Problem
-				Title string
-			}{p, http.StatusText(p.Status)})
+		title := http.StatusText(p.Status)
+		html, err := page.Execute(body, struct {
+			Problem
+			Title string
+		}{p, title})
+		if err != nil {
+			html = ""
 		}
+		page.Render(w, r, page.Page{Status: p.Status, Title: title, Body: html, Support: true})
 		return
 	}
 	h.Set("Content-Type", "application/json")
