@@ -30,7 +30,8 @@ import (
 // step-up with the second factor, and see a password-reset request blocked.
 //
 // Each test saves full-page PNG screenshots, always one on failure, into $PORTCULLIS_SCREENSHOTS
-// when set (created if missing), else into the test's temporary directory; every path is logged.
+// when set (created if missing), else into the test's artifact directory (kept under
+// -outputdir when go test runs with -artifacts, as .ci/run does); every path is logged.
 // Without chromium the tests skip, unless $CI is set: CI must run them.
 
 // browserStepTimeout bounds one browser step (a navigation, a form submitted and the page
@@ -66,6 +67,7 @@ func TestBrowserOrgPicker(t *testing.T) {
 	b.navigate(d.base + "/support/")
 	b.signIn("pat", devPassword, "")
 	b.waitText("Choose an organisation", "Acme Corp", "Globex")
+	b.ownPage()
 	b.shot("picker")
 	b.do("click Acme in the org picker", chromedp.Click(chromedp.CSS(`button[name="org"][value="acme"]`)))
 	b.waitText("Support cases", "demo-pat", "acme")
@@ -87,6 +89,8 @@ func TestBrowserDenied(t *testing.T) {
 	if !regexp.MustCompile(`needs one of these roles in "acme": (admin, billing|billing, admin)\.`).MatchString(text) {
 		t.Errorf("role_missing page does not say which roles are needed (admin or billing, in acme):\n%s", text)
 	}
+	b.ownPage()
+	b.supportLinks()
 	b.shot("bob-role-missing")
 	// Signed in now: the page itself is a 403.
 	if resp := b.navigateResponse(d.base + "/billing/"); resp.Status != 403 {
@@ -110,6 +114,7 @@ func TestBrowserStepUp(t *testing.T) {
 	b.navigate(d.base + "/admin/")
 	b.signIn("alice", devPassword, "") // password only: not enough for the admin area
 	b.waitText("Confirm it is you", "step_up_required")
+	b.ownPage()
 	b.shot("interstitial")
 	b.do("click the interstitial's button", chromedp.Click(chromedp.CSS(`#portcullis-step-up button[type="submit"]`)))
 
@@ -160,11 +165,115 @@ func TestBrowserRecovery(t *testing.T) {
 		!strings.Contains(text, "no longer verified") || strings.Contains(text, "Check your inbox") {
 		t.Errorf("reset for lena@oldcorp.example (lapsed domain): want the stale_domain refusal, page shows:\n%s", text)
 	}
+	b.ownPage()
 	b.shot("lena-stale-domain")
 	if text := request("frank@acme.example"); !strings.Contains(text, "no_active_membership") {
 		t.Errorf("reset for frank@acme.example (revoked): want no_active_membership, page shows:\n%s", text)
 	}
 	b.shot("frank-no-active-membership")
+}
+
+// TestBrowserStepUpRefused: alice starts a step-up but completes it at the provider as bob
+// (someone else at her desk, or a mix-up of accounts). The elevation is refused with a page
+// saying why, offering the way back; the admin area stays closed.
+func TestBrowserStepUpRefused(t *testing.T) {
+	b := newBrowser(t) // first: without chromium, skip before starting anything
+	d := startDemo(t)
+
+	b.navigate(d.base + "/admin/")
+	b.signIn("alice", devPassword, "")
+	b.waitText("Confirm it is you")
+	b.do("click the interstitial's button", chromedp.Click(chromedp.CSS(`#portcullis-step-up button[type="submit"]`)))
+	// The form was drawn for alice (login hint), so it requires a code; bob has no second
+	// factor, and devidp ignores the code of a person without one.
+	b.signIn("bob", devPassword, "000000")
+	text := b.waitText("step_up_wrong_user", "Back to the page")
+	if strings.Contains(text, "Admin console") {
+		t.Errorf("refused step-up shows the admin console:\n%s", text)
+	}
+	b.ownPage()
+	b.supportLinks()
+	b.shot("refused")
+	b.do("follow the refusal's link back", chromedp.Click(chromedp.CSS(`a.button`)))
+	b.waitText("Confirm it is you", "step_up_required") // still not elevated
+}
+
+// TestBrowserErrorPageAndSignOut: a portal service that is down gets Portcullis's 502 page
+// (branded, no Go error text, where to get help); then bob signs out through the confirmation
+// page and protected pages ask for a sign-in again.
+func TestBrowserErrorPageAndSignOut(t *testing.T) {
+	b := newBrowser(t) // first: without chromium, skip before starting anything
+	d := startDemo(t)
+
+	b.navigate(d.base + "/reports/")
+	b.signIn("bob", devPassword, "")
+	text := b.waitText("Bad Gateway", "Reason:")
+	for _, leak := range []string{"dial tcp", "connection refused", "127.0.0.1:9", "goroutine"} {
+		if strings.Contains(text, leak) {
+			t.Errorf("502 page shows %q:\n%s", leak, text)
+		}
+	}
+	b.ownPage()
+	b.supportLinks()
+	b.shot("bad-gateway")
+
+	b.navigate(d.base + "/.portcullis/logout")
+	b.waitText("Sign out?")
+	b.ownPage()
+	b.shot("sign-out")
+	b.do("confirm sign-out", chromedp.Click(chromedp.CSS(`#portcullis-logout button[type="submit"]`)))
+	b.waitText("Customer portal", "Welcome to the demo") // devidp's end-session returns to the home page
+	b.navigate(d.base + "/billing/")
+	b.do("wait for devidp's login form after signing out", chromedp.WaitVisible(chromedp.CSS(`#devidp-login`)))
+}
+
+// ownPage checks that the page on screen is one of Portcullis's own, whole: the demo's brand
+// (product name, and its logo actually loaded) and the embedded stylesheet actually applied.
+// Both are allowed by the page's Content-Security-Policy only, so a hash or source that does
+// not match what the page carries shows up here as an unstyled page or a missing logo.
+func (b *browser) ownPage() {
+	b.t.Helper()
+	b.waitText("Acme customer portal (demo)")
+	ctx, cancel := context.WithTimeout(b.ctx, browserStepTimeout)
+	defer cancel()
+	var state string
+	for {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => {
+			const img = document.querySelector("header.brand img");
+			const main = document.querySelector("main");
+			return [img && img.complete ? img.naturalWidth : -1, main ? getComputedStyle(main).maxWidth : "none"].join(" ");
+		})()`))
+		if err == nil {
+			state = s
+			if state == "32 640px" { // the logo's width; main's max-width of 40rem
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			b.t.Fatalf("own page at %s is not whole: logo width and main max-width are %q, want \"32 640px\" (stylesheet or logo blocked?)", b.location(), state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, line := range b.console {
+		if strings.Contains(line, "Content Security Policy") {
+			b.t.Errorf("the browser reports a CSP violation: %s", line)
+		}
+	}
+}
+
+// supportLinks checks the support contact the demo configures is offered on the page.
+func (b *browser) supportLinks() {
+	b.t.Helper()
+	b.waitText("Need help?", "it-help@acme.example", "the support page")
+	ctx, cancel := context.WithTimeout(b.ctx, browserStepTimeout)
+	defer cancel()
+	hrefs, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+		`[...document.querySelectorAll("footer a")].map(a => a.getAttribute("href")).join(" ")`))
+	if err != nil || hrefs != "mailto:it-help@acme.example /static/help.html" {
+		b.t.Errorf("support links are %q (%v), want the demo's mailto and help page", hrefs, err)
+	}
 }
 
 // demo is a running `portcullis dev`.
@@ -261,7 +370,7 @@ func newBrowser(t *testing.T) *browser {
 	exe := chromiumPath(t)
 	shots := os.Getenv("PORTCULLIS_SCREENSHOTS")
 	if shots == "" {
-		shots = t.TempDir()
+		shots = t.ArtifactDir()
 	} else if err := os.MkdirAll(shots, 0o755); err != nil {
 		t.Fatal(err)
 	}
