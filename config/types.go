@@ -23,26 +23,30 @@ type Config struct {
 	Authz    Authz    `yaml:"authz"`
 	Audit    Audit    `yaml:"audit"`
 	Pages    Pages    `yaml:"pages"`
-	Routes   []Route  `yaml:"routes"`
+	// Routes is the ordered route table: the first route that matches host, path and method
+	// handles the request.
+	Routes []Route `yaml:"routes"`
 }
 
-// OIDC configures sign-in with an OpenID Provider. An empty Issuer means sign-in is not
+// OIDC configures sign-in with an OpenID Provider. An empty issuer means sign-in is not
 // configured: routes that are not public then answer 401 (fail closed).
 type OIDC struct {
 	// Issuer is the provider's issuer URL, exactly as in its discovery document. https is
 	// required, except for a loopback host (development).
 	Issuer string `yaml:"issuer"`
-	// ClientID and ClientSecret identify Portcullis at the provider. ClientSecret may be given
-	// as client_secret_file; empty means a public client (PKCE only).
-	ClientID     string `yaml:"client_id"`
+	// ClientID identifies Portcullis at the provider.
+	ClientID string `yaml:"client_id"`
+	// ClientSecret authenticates Portcullis at the provider. It may be given as
+	// client_secret_file; empty means a public client (PKCE only).
 	ClientSecret Secret `yaml:"client_secret"`
 	// RedirectURL is the callback registered at the provider. Default: server.public_url +
 	// "/.portcullis/callback". Its path must be /.portcullis/callback.
 	RedirectURL string `yaml:"redirect_url"`
-	// Scopes requested. Default [openid, email, profile]; openid is always included.
+	// Scopes are the scopes requested. Default [openid, email, profile]; openid is always
+	// included.
 	Scopes []string `yaml:"scopes"`
-	// ExtraParams are added to every authorisation request (e.g. a tenant hint). They cannot
-	// override the protocol's own parameters.
+	// ExtraParams are query parameters added to every authorisation request (e.g. a tenant
+	// hint). They cannot override the protocol's own parameters.
 	ExtraParams map[string]string `yaml:"extra_params"`
 	// ClockSkew is the tolerance on token times. Default 30s, at most 5m.
 	ClockSkew Duration `yaml:"clock_skew"`
@@ -74,15 +78,23 @@ type Identity struct {
 }
 
 // IdentityHeaders names the headers set on forwarded requests. A route may override any of
-// them; an empty name at route level keeps the global one.
+// them; an empty name at route level keeps the global one. The global defaults are
+// X-Portcullis-User, -Email, -Org, -Roles, -Purpose, -Kind and -Assertion (see Defaults).
 type IdentityHeaders struct {
-	User      string `yaml:"user"`      // default X-Portcullis-User (issuer|subject)
-	Email     string `yaml:"email"`     // default X-Portcullis-Email
-	Org       string `yaml:"org"`       // default X-Portcullis-Org
-	Roles     string `yaml:"roles"`     // default X-Portcullis-Roles (comma-separated)
-	Purpose   string `yaml:"purpose"`   // default X-Portcullis-Purpose
-	Kind      string `yaml:"kind"`      // default X-Portcullis-Kind
-	Assertion string `yaml:"assertion"` // default X-Portcullis-Assertion (signed JWT)
+	// User names the header carrying the person's key, issuer|subject.
+	User string `yaml:"user"`
+	// Email names the header carrying the person's email address.
+	Email string `yaml:"email"`
+	// Org names the header carrying the organisation the request acts for.
+	Org string `yaml:"org"`
+	// Roles names the header carrying the membership's roles, comma-separated.
+	Roles string `yaml:"roles"`
+	// Purpose names the header carrying the purpose the request is granted for.
+	Purpose string `yaml:"purpose"`
+	// Kind names the header carrying the membership's kind.
+	Kind string `yaml:"kind"`
+	// Assertion names the header carrying the signed JWT that asserts all of the above.
+	Assertion string `yaml:"assertion"`
 }
 
 // Authz configures the membership lookups behind every org-scoped decision.
@@ -110,7 +122,7 @@ type Session struct {
 	// AbsoluteTimeout ends a session this long after sign-in, used or not. Default 12h.
 	AbsoluteTimeout Duration `yaml:"absolute_timeout"`
 	// TouchInterval is how stale the stored last-seen time may get before a request writes
-	// it again; it coalesces writes (not one per request). Default 1m; below IdleTimeout.
+	// it again; it coalesces writes (not one per request). Default 1m; below idle_timeout.
 	TouchInterval Duration `yaml:"touch_interval"`
 	// LoginTimeout is how long a started sign-in (state, nonce, PKCE verifier) stays valid.
 	// Default 10m.
@@ -146,8 +158,8 @@ type Server struct {
 	// PublicURL is the externally visible base URL (scheme https, host, optional port).
 	// Used for redirects and OIDC callbacks. Empty: redirects use the request's own host.
 	PublicURL string `yaml:"public_url"`
-	// RedirectListen, when set, is a plain-HTTP listener that redirects every request to HTTPS
-	// and answers ACME HTTP-01 challenges. Empty: no such listener.
+	// RedirectListen is the address of a plain-HTTP listener that redirects every request to
+	// HTTPS and answers ACME HTTP-01 challenges. Empty: no such listener.
 	RedirectListen string `yaml:"redirect_listen"`
 	// MetricsListen is the address of the Prometheus /metrics listener. Default "127.0.0.1:9090".
 	// "off" disables it.
@@ -170,7 +182,8 @@ type Server struct {
 	// PathParams says what to do with ";" parameters in path segments: "reject" (400, default)
 	// or "strip" (remove them from every segment before matching and forwarding).
 	PathParams string `yaml:"path_params"`
-	// HSTS, when MaxAge is positive, adds Strict-Transport-Security to every HTTPS response.
+	// HSTS configures the Strict-Transport-Security header added to every HTTPS response
+	// when max_age is positive.
 	HSTS HSTS `yaml:"hsts"`
 
 	// Parsed values, filled by Load.
@@ -180,9 +193,12 @@ type Server struct {
 
 // HSTS configures the Strict-Transport-Security header. Zero MaxAge: no header.
 type HSTS struct {
-	MaxAge            Duration `yaml:"max_age"`
-	IncludeSubdomains bool     `yaml:"include_subdomains"`
-	Preload           bool     `yaml:"preload"`
+	// MaxAge is how long browsers keep to HTTPS for this host (max-age). Zero: no header.
+	MaxAge Duration `yaml:"max_age"`
+	// IncludeSubdomains extends the policy to every subdomain (includeSubDomains).
+	IncludeSubdomains bool `yaml:"include_subdomains"`
+	// Preload asks for inclusion in the browsers' preload lists (preload); hard to undo.
+	Preload bool `yaml:"preload"`
 }
 
 // TLS modes.
@@ -195,14 +211,16 @@ const (
 
 // TLS configures how the main listener gets its certificates.
 type TLS struct {
-	// Mode is one of acme, files, self_signed, off. Required.
+	// Mode is how the certificates are obtained: acme, files, self_signed or off. Required.
 	Mode string `yaml:"mode"`
-	// MinVersion is "1.2" (default) or "1.3".
+	// MinVersion is the lowest TLS version accepted: "1.2" (default) or "1.3".
 	MinVersion string `yaml:"min_version"`
-	ACME       ACME   `yaml:"acme"`
-	// CertFile and KeyFile are PEM files for mode files; they are reloaded when they change.
+	// ACME configures certificate issuance in mode acme.
+	ACME ACME `yaml:"acme"`
+	// CertFile is the PEM certificate chain for mode files; it is reloaded when it changes.
 	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
+	// KeyFile is the PEM private key for mode files; it is reloaded when it changes.
+	KeyFile string `yaml:"key_file"`
 	// SelfSignedHosts are the names put in the development certificate. Default: localhost,
 	// 127.0.0.1, ::1 and every exact route host.
 	SelfSignedHosts []string `yaml:"self_signed_hosts"`
@@ -210,7 +228,7 @@ type TLS struct {
 
 // ACME configures certificate issuance with certmagic.
 type ACME struct {
-	// Domains to obtain certificates for. Required in mode acme.
+	// Domains are the names to obtain certificates for. Required in mode acme.
 	Domains []string `yaml:"domains"`
 	// Email is the ACME account contact.
 	Email string `yaml:"email"`
@@ -222,17 +240,19 @@ type ACME struct {
 	Storage string `yaml:"storage"`
 	// Challenges lists the enabled challenge types: "http-01", "tls-alpn-01". Default both.
 	Challenges []string `yaml:"challenges"`
-	// AlternateHTTPPort and AlternateTLSALPNPort are the ports the challenge solvers listen on
-	// when they differ from 80/443 (tests, port forwarding). Zero: the standard ports.
-	AlternateHTTPPort    int `yaml:"alt_http_port"`
+	// AlternateHTTPPort is the port the HTTP-01 solver listens on when it is not 80 (tests,
+	// port forwarding). Zero: port 80.
+	AlternateHTTPPort int `yaml:"alt_http_port"`
+	// AlternateTLSALPNPort is the port the TLS-ALPN-01 solver listens on when it is not 443
+	// (tests, port forwarding). Zero: port 443.
 	AlternateTLSALPNPort int `yaml:"alt_tls_alpn_port"`
 }
 
 // Log configures structured logging.
 type Log struct {
-	// Level is debug, info (default), warn or error.
+	// Level is the least severity logged: debug, info (default), warn or error.
 	Level string `yaml:"level"`
-	// Format is json (default) or text.
+	// Format is the encoding of log lines: json (default) or text.
 	Format string `yaml:"format"`
 	// AccessLog writes one line per request. Default true.
 	AccessLog *bool `yaml:"access_log"`
@@ -241,19 +261,26 @@ type Log struct {
 }
 
 // Redis configures the connection to the Redis server holding sessions and memberships.
-// An empty Address means Redis is not configured (only public routes can work).
+// An empty address means Redis is not configured (only public routes can work).
 type Redis struct {
-	Address  string `yaml:"address"`
+	// Address is the server's host:port, or unix:/path for a socket. Empty: Redis is not
+	// configured.
+	Address string `yaml:"address"`
+	// Username is the ACL user; empty authenticates with the password alone (or not at all).
 	Username string `yaml:"username"`
-	// Password may be given inline (${ENV} allowed) or as password_file.
+	// Password is the Redis password, given inline (${ENV} allowed) or as password_file.
 	Password Secret `yaml:"password"`
-	DB       int    `yaml:"db"`
+	// DB is the database number selected after connecting. Default 0.
+	DB int `yaml:"db"`
 	// TLS enables TLS to Redis.
 	TLS bool `yaml:"tls"`
 	// KeyPrefix starts every key Portcullis writes. Default "pc".
-	KeyPrefix    string   `yaml:"key_prefix"`
-	DialTimeout  Duration `yaml:"dial_timeout"`
-	ReadTimeout  Duration `yaml:"read_timeout"`
+	KeyPrefix string `yaml:"key_prefix"`
+	// DialTimeout bounds connecting to Redis. Default 2s.
+	DialTimeout Duration `yaml:"dial_timeout"`
+	// ReadTimeout bounds waiting for a reply from Redis. Default 1s.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds sending a command to Redis. Default 1s.
 	WriteTimeout Duration `yaml:"write_timeout"`
 }
 
@@ -268,39 +295,43 @@ const (
 type Route struct {
 	// Name identifies the route in logs, metrics and audit events. Required, unique.
 	Name string `yaml:"name"`
-	// Hosts the route answers for: exact names or "*.example.com" (exactly one extra label).
-	// Empty: any host.
+	// Hosts are the host names the route answers for: exact names or "*.example.com"
+	// (exactly one extra label). Empty: any host.
 	Hosts []string `yaml:"hosts"`
 	// Path is the path pattern, starting with "/". Default "/".
 	Path string `yaml:"path"`
-	// PathMatch is prefix (default; segment-aligned: /admin matches /admin and /admin/x, not
-	// /administrator) or exact.
+	// PathMatch is how the path is compared: prefix (default; segment-aligned: /admin
+	// matches /admin and /admin/x, not /administrator) or exact.
 	PathMatch string `yaml:"path_match"`
 	// CaseInsensitive matches the path ignoring ASCII case; use it for portals that ignore case
 	// (IIS), so /ADMIN cannot dodge an /admin rule.
 	CaseInsensitive bool `yaml:"case_insensitive"`
-	// Methods allowed; empty means any method.
+	// Methods are the HTTP methods the route accepts; empty means any method.
 	Methods []string `yaml:"methods"`
 	// Upstream is the portal's base URL (http or https). Required.
 	Upstream string `yaml:"upstream"`
-	// Public routes need no session. Default false (a session is required once sign-in exists).
+	// Public lets requests through without a session. Default false (a session is required
+	// once sign-in exists).
 	Public bool `yaml:"public"`
 	// PreserveHost forwards the client's Host header instead of the upstream's host.
 	PreserveHost bool `yaml:"preserve_host"`
-	// Timeouts for the upstream connection.
+	// Timeouts are the bounds on the upstream exchange.
 	Timeouts UpstreamTimeouts `yaml:"timeouts"`
 	// UpstreamTLS configures TLS to an https upstream.
 	UpstreamTLS UpstreamTLS `yaml:"upstream_tls"`
-	// RequestHeaders are set (or, with an empty value, removed) on the forwarded request.
+	// RequestHeaders are headers set (or, with an empty value, removed) on the forwarded
+	// request.
 	RequestHeaders map[string]string `yaml:"request_headers"`
-	// ResponseHeaders are set (or, with an empty value, removed) on the response.
+	// ResponseHeaders are headers set (or, with an empty value, removed) on the response.
 	ResponseHeaders map[string]string `yaml:"response_headers"`
-	// Org says where the organisation a request acts for comes from. Setting it, or Require,
+	// Org says where the organisation a request acts for comes from. Setting it, or require,
 	// makes the route org-scoped; otherwise a non-public route needs a session only.
 	Org *OrgSource `yaml:"org"`
-	// Require lists what the membership in that organisation must hold.
+	// Require lists what the membership in that organisation must hold. Setting it, or org,
+	// makes the route org-scoped.
 	Require *Require `yaml:"require"`
-	// IdentityHeaders overrides identity.headers names for this route.
+	// IdentityHeaders overrides identity.headers names for this route; a name left empty
+	// keeps the global one.
 	IdentityHeaders *IdentityHeaders `yaml:"identity_headers"`
 	// StepUp demands a recent strong authentication (and grants a time-boxed elevation).
 	StepUp *StepUp `yaml:"step_up"`
@@ -324,8 +355,8 @@ const (
 
 // OrgSource locates the active organisation of a request.
 type OrgSource struct {
-	// From is host, path, header or session (default: the session's choice from the org
-	// picker).
+	// From is where the organisation is read: host, path, header or session (default: the
+	// session's choice from the org picker).
 	From string `yaml:"from"`
 	// Host is a pattern with one {org} label, such as "{org}.portal.example.com" (from: host).
 	Host string `yaml:"host"`
@@ -361,7 +392,7 @@ type StepUp struct {
 	AMR []string `yaml:"amr"`
 	// MaxAge is how recent the strong authentication must be. Required. Sent as max_age.
 	MaxAge Duration `yaml:"max_age"`
-	// Elevation is how long a granted step-up lasts. Default and maximum: MaxAge.
+	// Elevation is how long a granted step-up lasts. Default and maximum: max_age.
 	Elevation Duration `yaml:"elevation"`
 	// PromptLogin adds prompt=login, forcing the provider to authenticate again.
 	PromptLogin bool `yaml:"prompt_login"`
@@ -370,32 +401,36 @@ type StepUp struct {
 // RecoveryGuard is a public route's account-recovery guard (config/recovery.go has the
 // parts and the checks; package proxy applies it). Defaults: see config.Defaults.
 type RecoveryGuard struct {
-	// Methods the guard inspects. Default [POST]. A method the route accepts but the guard
-	// does not list is forwarded uninspected.
+	// Methods are the HTTP methods the guard inspects. Default [POST]. A method the route
+	// accepts but the guard does not list is forwarded uninspected.
 	Methods []string `yaml:"methods"`
 	// Identifier lists where the identifier may be; at least one. A request must carry it in
 	// exactly one of them, exactly once.
 	Identifier []RecoveryIdentifier `yaml:"identifier"`
-	// Kind is email (default) or username.
+	// Kind is what the identifier is: email (default) or username.
 	Kind string `yaml:"kind"`
 	// BodyLimit is the most body bytes read and accepted. Default 65536, at most 1048576.
 	BodyLimit int `yaml:"body_limit"`
 	// RateLimit bounds recovery requests per identifier and per client address.
 	RateLimit RecoveryRateLimit `yaml:"rate_limit"`
-	// UnknownDomains is block (default) or allow: what to do with an address whose domain no
-	// organisation has ever verified.
+	// UnknownDomains is what to do with an address whose domain no organisation has ever
+	// verified: block (default) or allow.
 	UnknownDomains string `yaml:"unknown_domains"`
-	// MissingIdentifier is forward (default: nothing to protect) or block.
+	// MissingIdentifier is what to do with a request that carries no identifier: forward
+	// (default: nothing to protect) or block.
 	MissingIdentifier string `yaml:"missing_identifier"`
-	// BlockedResponse is generic (default: the same 200 page for every address, so blocking
-	// reveals nothing) or forbidden (a 403 page with the reason code).
+	// BlockedResponse is the answer to a blocked request: generic (default: the same 200
+	// page for every address, so blocking reveals nothing) or forbidden (a 403 page with the
+	// reason code).
 	BlockedResponse string `yaml:"blocked_response"`
-	// GenericBody and GenericContentType are the generic answer. Default: a short
-	// "If an account exists for that address, a reset link is on its way." as text/plain.
-	GenericBody        string `yaml:"generic_body"`
+	// GenericBody is the body of the generic answer. Default: "If an account exists for
+	// that address, a reset link is on its way."
+	GenericBody string `yaml:"generic_body"`
+	// GenericContentType is the media type of generic_body. Default "text/plain;
+	// charset=utf-8".
 	GenericContentType string `yaml:"generic_content_type"`
-	// IdentifierInAudit is hash (default) or mask: how the identifier appears in audit
-	// events and logs.
+	// IdentifierInAudit is how the identifier appears in audit events and logs: hash
+	// (default) or mask.
 	IdentifierInAudit string `yaml:"identifier_in_audit"`
 }
 
