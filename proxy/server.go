@@ -4,11 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -165,8 +165,9 @@ func (s *Server) Reload(cfg *config.Config) error {
 	old := s.state.Swap(st)
 	s.metrics.reloads.WithLabelValues("success").Inc()
 	s.metrics.reloadTS.Set(float64(s.now().Unix()))
-	if restartNeeded(old.cfg, cfg) {
-		s.log.Warn("configuration reloaded, but listener or TLS settings changed; they take effect at the next restart")
+	if keys := restartKeys(old.cfg, cfg); len(keys) > 0 {
+		s.log.Warn("configuration reloaded, but some changed settings are read only at start; they take effect at the next restart",
+			slog.Any("keys", keys))
 	}
 	// Idle pooled connections to the old upstreams are no longer reachable; in-flight
 	// requests keep theirs until done.
@@ -177,10 +178,39 @@ func (s *Server) Reload(cfg *config.Config) error {
 	return nil
 }
 
-func restartNeeded(a, b *config.Config) bool {
-	x, _ := json.Marshal([]any{a.Server.Listen, a.Server.RedirectListen, a.Server.MetricsListen, a.TLS, a.Redis.Address})
-	y, _ := json.Marshal([]any{b.Server.Listen, b.Server.RedirectListen, b.Server.MetricsListen, b.TLS, b.Redis.Address})
-	return string(x) != string(y)
+// restartKeys names the settings that differ between a and b but are read once at start: the
+// listeners and TLS (bound sockets), and what the serve command wires once (Redis, the OIDC
+// client, sessions, caches, the audit stream, the assertion key). Routes, identity headers,
+// pages and the log level apply at reload.
+func restartKeys(a, b *config.Config) []string {
+	var keys []string
+	for _, c := range []struct {
+		key  string
+		x, y any
+	}{
+		{"server.listen", a.Server.Listen, b.Server.Listen},
+		{"server.redirect_listen", a.Server.RedirectListen, b.Server.RedirectListen},
+		{"server.metrics_listen", a.Server.MetricsListen, b.Server.MetricsListen},
+		{"tls", a.TLS, b.TLS},
+		{"redis", a.Redis, b.Redis},
+		{"oidc", oidcSettings(a), oidcSettings(b)},
+		{"session", a.Session, b.Session},
+		{"authz", a.Authz, b.Authz},
+		{"audit", a.Audit, b.Audit},
+		{"identity.assertion_key_file", a.Identity.AssertionKeyFile, b.Identity.AssertionKeyFile},
+	} {
+		if !reflect.DeepEqual(c.x, c.y) {
+			keys = append(keys, c.key)
+		}
+	}
+	return keys
+}
+
+// oidcSettings is the oidc section without its parsed URLs, which are pointers.
+func oidcSettings(c *config.Config) config.OIDC {
+	o := c.OIDC
+	o.IssuerURL, o.RedirectURI = nil, nil
+	return o
 }
 
 // ReloadFailed records a rejected reload in the metrics (the caller logs the errors).
