@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strconv"
 	"strings"
 	"time"
 )
@@ -116,11 +117,22 @@ var defaultRules = []defaultRule{
 			setBool(&r.Require.VerifiedEmailDomain, true)
 		}
 	})},
-	{Default{"routes[].recovery_guard", recoveryDefaultsDoc}, forRoutes(func(r *Route) {
-		if r.RecoveryGuard != nil {
-			applyRecoveryDefaults(r.RecoveryGuard)
+	{Default{"routes[].recovery_guard.methods", "[POST]"}, forGuards(func(g *RecoveryGuard) {
+		if len(g.Methods) == 0 {
+			g.Methods = []string{"POST"}
 		}
 	})},
+	{Default{"routes[].recovery_guard.kind", `"email"`}, forGuards(func(g *RecoveryGuard) { setString(&g.Kind, RecoveryKindEmail) })},
+	{Default{"routes[].recovery_guard.body_limit", "65536"}, forGuards(func(g *RecoveryGuard) { setInt(&g.BodyLimit, DefaultRecoveryBodyLimit) })},
+	{Default{"routes[].recovery_guard.rate_limit.per_identifier", "5"}, forGuards(func(g *RecoveryGuard) { setInt(&g.RateLimit.PerIdentifier, 5) })},
+	{Default{"routes[].recovery_guard.rate_limit.per_client", "20"}, forGuards(func(g *RecoveryGuard) { setInt(&g.RateLimit.PerClient, 20) })},
+	{Default{"routes[].recovery_guard.rate_limit.window", "1h"}, forGuards(func(g *RecoveryGuard) { setDuration(&g.RateLimit.Window, time.Hour) })},
+	{Default{"routes[].recovery_guard.unknown_domains", `"block"`}, forGuards(func(g *RecoveryGuard) { setString(&g.UnknownDomains, RecoveryBlock) })},
+	{Default{"routes[].recovery_guard.missing_identifier", `"forward"`}, forGuards(func(g *RecoveryGuard) { setString(&g.MissingIdentifier, RecoveryForward) })},
+	{Default{"routes[].recovery_guard.blocked_response", `"generic"`}, forGuards(func(g *RecoveryGuard) { setString(&g.BlockedResponse, RecoveryGeneric) })},
+	{Default{"routes[].recovery_guard.generic_body", strconv.Quote(DefaultRecoveryGenericBody)}, forGuards(func(g *RecoveryGuard) { setString(&g.GenericBody, DefaultRecoveryGenericBody) })},
+	{Default{"routes[].recovery_guard.generic_content_type", `"text/plain; charset=utf-8"`}, forGuards(func(g *RecoveryGuard) { setString(&g.GenericContentType, "text/plain; charset=utf-8") })},
+	{Default{"routes[].recovery_guard.identifier_in_audit", `"hash"`}, forGuards(func(g *RecoveryGuard) { setString(&g.IdentifierInAudit, RecoveryAuditHash) })},
 }
 
 // Defaults returns every default value in the order of the file's sections, for
@@ -182,4 +194,13 @@ func forRoutes(f func(*Route)) func(*Config) {
 			f(&c.Routes[i])
 		}
 	}
+}
+
+// forGuards applies f to every route's recovery guard, where there is one.
+func forGuards(f func(*RecoveryGuard)) func(*Config) {
+	return forRoutes(func(r *Route) {
+		if r.RecoveryGuard != nil {
+			f(r.RecoveryGuard)
+		}
+	})
 }

@@ -48,7 +48,7 @@ const DefaultRecoveryGenericBody = "If an account exists for that address, a res
 
 // RecoveryIdentifier is one place the identifier may be.
 type RecoveryIdentifier struct {
-	// From is form, multipart, json or query.
+	// From is where the identifier is: form, multipart, json or query.
 	From string `yaml:"from"`
 	// Name is the field or parameter name, or for json an RFC 6901 pointer ("/user/email").
 	Name string `yaml:"name"`
@@ -63,27 +63,6 @@ type RecoveryRateLimit struct {
 	PerClient int `yaml:"per_client"`
 	// Window is the length of a window. Default 1h; from 1s to 24h.
 	Window Duration `yaml:"window"`
-}
-
-const recoveryDefaultsDoc = `methods [POST], kind email, body_limit 65536, rate_limit {per_identifier: 5, per_client: 20, window: 1h}, ` +
-	`unknown_domains block, missing_identifier forward, blocked_response generic, generic_content_type "text/plain; charset=utf-8", ` +
-	`generic_body "If an account exists for that address, a reset link is on its way.", identifier_in_audit hash`
-
-func applyRecoveryDefaults(g *RecoveryGuard) {
-	if len(g.Methods) == 0 {
-		g.Methods = []string{"POST"}
-	}
-	setString(&g.Kind, RecoveryKindEmail)
-	setInt(&g.BodyLimit, DefaultRecoveryBodyLimit)
-	setInt(&g.RateLimit.PerIdentifier, 5)
-	setInt(&g.RateLimit.PerClient, 20)
-	setDuration(&g.RateLimit.Window, time.Hour)
-	setString(&g.UnknownDomains, RecoveryBlock)
-	setString(&g.MissingIdentifier, RecoveryForward)
-	setString(&g.BlockedResponse, RecoveryGeneric)
-	setString(&g.GenericBody, DefaultRecoveryGenericBody)
-	setString(&g.GenericContentType, "text/plain; charset=utf-8")
-	setString(&g.IdentifierInAudit, RecoveryAuditHash)
 }
 
 // recoveryGuard checks a route's recovery_guard. It is called from policy.
