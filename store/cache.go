@@ -54,6 +54,8 @@ type Cache struct {
 	gen    atomic.Uint64 // bumped by every invalidation, see fill
 	shards [cacheShards]cacheShard
 
+	prefetchWarned atomic.Bool // a failed prefetch was logged (once per Cache)
+
 	live        atomic.Bool            // the subscription is confirmed
 	last        atomic.Pointer[string] // the last message applied, so tests can wait for it
 	healthEvery time.Duration
@@ -143,10 +145,20 @@ func (c *Cache) Subscribed() bool { return c.live.Load() }
 
 // Lookup is Store.Lookup through the cache: the organisation and the user's membership of it,
 // nil when absent. Errors are not cached.
+//
+// On a miss, records that the session load of this request read for exactly (org, user) (see
+// WithPrefetch) answer without asking Redis again, and are cached like a read of Lookup's own.
+// With the cache disabled they answer this request only.
 func (c *Cache) Lookup(ctx context.Context, org, user string) (*Org, *Membership, error) {
-	if c.ttl <= 0 || !validOrgID(org) || user == "" {
+	if !validOrgID(org) || user == "" {
 		// Ids that cannot exist are answered without Redis and not cached, so made-up hosts
 		// cannot fill the cache.
+		return c.s.Lookup(ctx, org, user)
+	}
+	if c.ttl <= 0 {
+		if r, ok := c.takePrefetched(ctx, org, user); ok {
+			return r.o, r.m, nil
+		}
 		return c.s.Lookup(ctx, org, user)
 	}
 	k := cacheKey{org, user}
@@ -157,6 +169,10 @@ func (c *Cache) Lookup(ctx context.Context, org, user string) (*Org, *Membership
 	sh.mu.RUnlock()
 	if ok && now-e.at < c.ttl {
 		return e.org, e.mem, nil
+	}
+	if r, ok := c.takePrefetched(ctx, org, user); ok {
+		c.keep(k, r)
+		return r.o, r.m, nil
 	}
 	return c.miss(ctx, sh, k)
 }

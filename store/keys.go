@@ -25,6 +25,15 @@ import (
 // one written here: a person's session and indexes share {u:…}, an organisation and its
 // memberships share {o:…}, and each can be read or changed in one round trip on one slot. A
 // session is found from its cookie alone, before the user is known, so it has a tag of its own.
+//
+// One exception to "one script, one slot": prefetchScript (prefetch.go) is given only the
+// session record's key, reads the user and active_org from it, and then builds and reads
+// pc:{o:<org>}:org and pc:{o:<org>}:mem:<user> itself, rebuilding escape in Lua (its output is
+// checked against these functions before anything it read is used). Reading keys a script was
+// not given is allowed on a single Redis server and behind Sentinel, which is what Portcullis
+// supports (New makes a plain client: no Cluster). On Redis Cluster the session and the
+// membership live on different slots; that would need the session keyed under its user's tag
+// or the prefetch replaced by two round trips.
 
 // DefaultKeyPrefix starts every key when the configuration names no prefix.
 const DefaultKeyPrefix = "pc"

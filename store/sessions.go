@@ -85,7 +85,20 @@ func (s *Store) CreateSession(ctx context.Context, h, user, iss, sid string, rec
 }
 
 // LoadSession returns the record stored under h, or ErrNoSession.
+//
+// When ctx was marked by Cache.WithPrefetch (for a Cache over s) and this is the first
+// LoadSession with it, the organisation and membership of the record's user are read in the
+// same round trip, for that Cache's Lookup (see prefetch.go). The result, errors included, is
+// the same as without the mark.
 func (s *Store) LoadSession(ctx context.Context, h string) ([]byte, error) {
+	if p := prefetchFrom(ctx); p != nil && p.c.s == s && p.ran.CompareAndSwap(false, true) {
+		return s.loadSessionPrefetch(ctx, h, p)
+	}
+	return s.getSession(ctx, h)
+}
+
+// getSession is LoadSession without a prefetch: one GET.
+func (s *Store) getSession(ctx context.Context, h string) ([]byte, error) {
 	b, err := s.rdb.Get(ctx, s.keys.sessionRecord(h)).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/config"
@@ -40,9 +41,10 @@ const maxPoolSize = 64
 // Store is Portcullis's Redis access. It is safe for concurrent use. The zero value is not
 // usable; call New.
 type Store struct {
-	rdb  *redis.Client
-	keys keys
-	addr string // for messages; never contains credentials
+	rdb   *redis.Client
+	keys  keys
+	addr  string // for messages; never contains credentials
+	trips *tripCounter
 }
 
 // New builds a Store from c. It checks the configuration but does not connect: Redis may start
@@ -59,7 +61,33 @@ func New(c config.Redis) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis key_prefix: %w", err)
 	}
-	return &Store{rdb: redis.NewClient(opt), keys: k, addr: c.Address}, nil
+	s := &Store{rdb: redis.NewClient(opt), keys: k, addr: c.Address, trips: &tripCounter{}}
+	s.rdb.AddHook(s.trips)
+	return s, nil
+}
+
+// RoundTrips returns how many requests this Store has sent to Redis so far: a command, a
+// pipeline, a transaction and a script count one each (so does setting up a new connection).
+// Subscriptions are not counted. It is for tests and measurements of the performance budget.
+func (s *Store) RoundTrips() uint64 { return s.trips.n.Load() }
+
+// tripCounter is the go-redis hook behind RoundTrips.
+type tripCounter struct{ n atomic.Uint64 }
+
+func (t *tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (t *tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		t.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (t *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		t.n.Add(1)
+		return next(ctx, cmds)
+	}
 }
 
 // options translates the configuration into client options, validating what go-redis would
