@@ -25,6 +25,14 @@ type Members interface {
 	OrgsOf(ctx context.Context, user string) ([]string, error)
 }
 
+// prefetcher is implemented by store.Cache: it marks a request's context so that loading its
+// session also reads the membership the decision will look up, in the same Redis round trip
+// (store.Cache.WithPrefetch). org is the organisation when the route knows it before sign-in,
+// "" for the session's choice.
+type prefetcher interface {
+	WithPrefetch(ctx context.Context, org string) context.Context
+}
+
 // Reason codes of the access layer, beside authz's own.
 const (
 	reasonStoreUnavailable = "store_unavailable"
@@ -128,6 +136,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, idx in
 		writeProblem(w, r, newProblem(http.StatusUnauthorized, reasonNoSession))
 		return nil, false
 	}
+	pol := &st.policies[idx]
+	if pol.orgScoped {
+		r = s.withPrefetch(r, st, pol, host, fi)
+	}
 	r, ok := s.opts.Gate.Admit(w, r, route)
 	if !ok {
 		return nil, false
@@ -139,7 +151,6 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, idx in
 		writeProblem(w, r, newProblem(http.StatusInternalServerError, "internal_error"))
 		return nil, false
 	}
-	pol := &st.policies[idx]
 	id := &identity{user: sess.UserKey, email: sess.Email, acr: sess.ACR}
 	if pol.orgScoped {
 		if !s.decide(w, r, st, route, pol, host, fi, sess, id) {
@@ -162,6 +173,25 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, idx in
 		id.assertion = tok
 	}
 	return r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), true
+}
+
+// withPrefetch lets the session load of an org-scoped request read its membership too, when
+// the membership store can (a cold request then costs one Redis round trip, not two). The
+// organisation is resolved here as decide will resolve it; the session's choice is left to
+// the store to read from the record. Nothing is decided here: a prefetch only answers a
+// lookup of exactly the organisation and user it read.
+func (s *Server) withPrefetch(r *http.Request, st *state, pol *routePolicy, host string, fi *forwardInfo) *http.Request {
+	pf, ok := s.opts.Members.(prefetcher)
+	if !ok {
+		return r
+	}
+	org := ""
+	if pol.resolver.From() != config.OrgFromSession {
+		if org, ok = pol.resolver.Resolve(host, fi.path, r.Header.Get, isTrustedPeer(r, st.trusted), ""); !ok {
+			return r // no organisation: nothing will be looked up
+		}
+	}
+	return r.WithContext(pf.WithPrefetch(r.Context(), org))
 }
 
 // decide resolves the organisation, looks up the membership and applies authz.Decide.
@@ -287,9 +317,15 @@ func returnPath(r *http.Request) string { return session.SafeReturn(r.RequestURI
 
 // setIdentity writes the identity headers of an admitted request on the outbound request.
 func setIdentity(h http.Header, names config.IdentityHeaders, id *identity) {
+	// One backing array for every value: this runs on every admitted request.
+	var vals []string
 	set := func(name, v string) {
 		if name != "" && v != "" {
-			h[http.CanonicalHeaderKey(name)] = []string{v}
+			if vals == nil {
+				vals = make([]string, 0, 7)
+			}
+			vals = append(vals, v)
+			h[http.CanonicalHeaderKey(name)] = vals[len(vals)-1 : len(vals) : len(vals)]
 		}
 	}
 	set(names.User, id.user)

@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/assertion"
+	"github.com/portcullis-proxy/portcullis/internal/redistest"
+	"github.com/portcullis-proxy/portcullis/session"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// BenchmarkAuthorisedWarm is the whole handler on an org-scoped route with both caches warm:
+// session, membership decision, identity headers, assertion and forwarding, as wired by
+// cmd/portcullis. Compare with BenchmarkForwardPortcullis (a public route):
+//
+//	go test -run XXX -bench 'AuthorisedWarm|ForwardPortcullis' -benchmem ./proxy
+//
+// The session is written straight into Redis in package session's record format (no provider
+// is needed to use an existing session).
+func BenchmarkAuthorisedWarm(b *testing.B) {
+	up := benchUpstream(b)
+	rs := redistest.Start(b)
+	const issuer = "https://127.0.0.1:1" // unreachable: discovery fails, sessions still work
+	yaml := fmt.Sprintf(`server:
+  public_url: https://portal.example.test
+  metrics_listen: "off"
+tls:
+  mode: "off"
+log:
+  access_log: false
+redis:
+  address: %[1]s
+oidc:
+  issuer: %[2]s
+  client_id: portcullis
+  client_secret: unit-secret
+routes:
+  - name: org
+    path: /o
+    upstream: %[3]s
+    org: {from: path, path_segment: 2}
+`, rs.Addr, issuer, up.URL)
+	p := filepath.Join(b.TempDir(), "portcullis.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cfg, _, err := config.Load(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := store.New(cfg.Redis)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	log := slog.New(slog.DiscardHandler)
+	cache := store.NewCache(st, cfg.Authz.CacheTTL.D(), log)
+	b.Cleanup(func() { cache.Close() })
+	m, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(m.Close)
+	key, _, err := assertion.GenerateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	signer, err := assertion.New(key, "https://portal.example.test", time.Minute)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := New(cfg, Options{Logger: log, Gate: m, Endpoints: m.Endpoints(), Members: cache, Signer: signer})
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	ctx := b.Context()
+	user := store.UserKey(issuer, "sub-alice")
+	orgs := store.NewOrgs(st, nil)
+	const admin = "https://idp.example|admin"
+	if _, err := orgs.CreateOrg(ctx, store.Org{ID: "acme", Name: "Acme"}, admin, ""); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := orgs.AddDomain(ctx, "acme", "acme.example", admin, ""); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := orgs.SetDomainStatus(ctx, "acme", "acme.example", store.DomainVerified, admin, ""); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := orgs.Grant(ctx, store.Membership{Org: "acme", User: user, Kind: store.KindEmployee, Roles: []string{"user"}}, admin, ""); err != nil {
+		b.Fatal(err)
+	}
+	secret := strings.Repeat("A", 43)
+	sum := sha256.Sum256([]byte(secret))
+	now := time.Now()
+	rec, _ := json.Marshal(map[string]any{"user": user, "iss": issuer, "sub": "sub-alice", "email": "alice@acme.example",
+		"email_verified": true, "created": now, "last_seen": now, "expires": now.Add(8 * time.Hour), "csrf_key": []byte("0123456789abcdef"),
+		"amr": []string{"pwd"}})
+	if err := st.CreateSession(ctx, base64.RawURLEncoding.EncodeToString(sum[:]), user, issuer, "", rec, time.Hour, time.Hour); err != nil {
+		b.Fatal(err)
+	}
+
+	do := func() {
+		req := httptest.NewRequest("GET", "/o/acme/x", nil)
+		req.Host = "portal.example.test"
+		req.RemoteAddr = "192.0.2.1:1234"
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Cookie", session.CookieName+"="+secret)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatalf("status %d %s", rec.Code, rec.Body)
+		}
+		_, _ = io.Copy(io.Discard, rec.Body)
+	}
+	// Warm: until a request asks Redis nothing (both subscriptions confirmed, both caches full).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		before := st.RoundTrips()
+		do()
+		if st.RoundTrips() == before {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("requests never became warm")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := st.RoundTrips()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			do()
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(st.RoundTrips()-before)/float64(b.N), "redis/op")
+}
