@@ -29,6 +29,10 @@ import (
 //
 // Handles (h) are hashes of the secrets given to browsers, computed here, so storage never
 // holds a usable cookie or state.
+//
+// Admit loads the session with the request's own context, so a store can read more in the same
+// round trip when the caller asked for it there (store.Cache.WithPrefetch: the membership
+// the decision needs next).
 type Store interface {
 	SaveLogin(ctx context.Context, h string, rec []byte, ttl time.Duration) error
 	TakeLogin(ctx context.Context, h string) ([]byte, error)
