@@ -11,9 +11,14 @@
 // child process of this command, so its CPU time is its own), a private redis-server (found
 // on PATH or in /usr/bin, like internal/redistest), devidp over TLS, and portcullis built with
 // `go build` and run three times: plain HTTP (tls.mode off, as behind a load balancer), TLS
-// (self_signed) and plain HTTP with the membership cache disabled (authz.cache_ttl 1ns: one
-// Redis round trip a request). A session is created by signing in through devidp's login
-// form; the organisation and membership are seeded through store.NewOrgs.
+// (self_signed) and plain HTTP with both caches off (authz.cache and session.cache false: every
+// request is a cold one, which the budget allows one Redis round trip). A session is created by
+// signing in through devidp's login form; the organisation and membership are seeded through
+// store.NewOrgs.
+//
+// Redis is measured from the server's side: round trips are the read events it processed
+// (total_reads_processed: one per command, pipeline or script a client sends), commands are
+// every command it executed, those a script runs included.
 package main
 
 import (
@@ -208,34 +213,46 @@ func waitTCP(addr string, d time.Duration) error {
 	}
 }
 
-// redisCommands returns total_commands_processed of the server at addr (a raw RESP INFO; only
-// store speaks go-redis).
-func redisCommands(addr string) (int64, error) {
+// redisStats returns total_commands_processed and total_reads_processed of the server at addr
+// (a raw RESP INFO; only store speaks go-redis).
+func redisStats(addr string) (cmds, reads int64, err error) {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
 	if _, err := io.WriteString(c, "*2\r\n$4\r\nINFO\r\n$5\r\nstats\r\n"); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	r := bufio.NewReader(c)
 	hdr, err := r.ReadString('\n')
 	if err != nil || !strings.HasPrefix(hdr, "$") {
-		return 0, fmt.Errorf("INFO: %q %v", hdr, err)
+		return 0, 0, fmt.Errorf("INFO: %q %v", hdr, err)
 	}
 	n, _ := strconv.Atoi(strings.TrimSpace(hdr[1:]))
 	body := make([]byte, n+2)
 	if _, err := io.ReadFull(r, body); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	found := 0
 	for line := range strings.Lines(string(body)) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_commands_processed:"); ok {
-			return strconv.ParseInt(v, 10, 64)
+		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+			cmds, err = strconv.ParseInt(v, 10, 64)
+			found++
+		} else if v, ok := strings.CutPrefix(line, "total_reads_processed:"); ok {
+			reads, err = strconv.ParseInt(v, 10, 64)
+			found++
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("INFO: %w", err)
 		}
 	}
-	return 0, errors.New("INFO: no total_commands_processed")
+	if found != 2 {
+		return 0, 0, errors.New("INFO: no total_commands_processed or total_reads_processed")
+	}
+	return cmds, reads, nil
 }
 
 func findRedis() (string, error) {
@@ -341,11 +358,12 @@ func run() error {
 	}
 	var procs []*proxyProc
 	for _, p := range []struct {
-		name, addr, mode, scheme, cacheTTL string
+		name, addr, mode, scheme string
+		caches                   bool
 	}{
-		{"portcullis-http", plain, "off", "http", "2s"},
-		{"portcullis-tls", tlsL, "self_signed", "https", "2s"},
-		{"portcullis-http-nocache", nocache, "off", "http", "1ns"},
+		{"portcullis-http", plain, "off", "http", true},
+		{"portcullis-tls", tlsL, "self_signed", "https", true},
+		{"portcullis-http-nocache", nocache, "off", "http", false},
 	} {
 		cfg := fmt.Sprintf(`server:
   listen: %[1]s
@@ -358,7 +376,9 @@ log:
 redis:
   address: %[3]s
 authz:
-  cache_ttl: %[4]s
+  cache: %[4]v
+session:
+  cache: %[4]v
 oidc:
   issuer: %[5]s
   client_id: portcullis
@@ -378,7 +398,7 @@ routes:
     upstream: %[8]s
     org: {from: path, path_segment: 2}
     step_up: {acr: ["urn:portcullis:acr:mfa"], amr: [otp], max_age: 10m, elevation: 10m}
-`, p.addr, p.mode, redisAddr, p.cacheTTL, issuer, secret, ca, up.URL, *accessLg, tlsL)
+`, p.addr, p.mode, redisAddr, p.caches, issuer, secret, ca, up.URL, *accessLg, tlsL)
 		path := filepath.Join(dir, p.name+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			return err
@@ -439,7 +459,7 @@ routes:
 		{"public http", procs[0].base, "/public/x", procs[0].pid, false, "bare http"},
 		{"authz warm http", procs[0].base, "/orgs/acme/x", procs[0].pid, true, "bare http"},
 		{"step-up warm http", procs[0].base, "/admin/acme/x", procs[0].pid, true, "bare http"},
-		{"authz nocache http", procs[2].base, "/orgs/acme/x", procs[2].pid, true, "bare http"},
+		{"authz cold http (caches off)", procs[2].base, "/orgs/acme/x", procs[2].pid, true, "bare http"},
 		{"bare tls", "https://" + bareTLS, "/x", bare.cmd.Process.Pid, false, ""},
 		{"public tls", procs[1].base, "/public/x", procs[1].pid, false, "bare tls"},
 		{"authz warm tls", procs[1].base, "/orgs/acme/x", procs[1].pid, true, "bare tls"},
@@ -500,8 +520,8 @@ routes:
 			if err != nil {
 				return fmt.Errorf("%s: %w", tg.name, err)
 			}
-			log.Printf("round %d %-20s %8.0f req/s  %6.1f µs CPU/req  %.2f redis cmds/req  errors %d",
-				r+1, tg.name, res.rps(), res.cpuPerReq(), res.redisPerReq(), res.errors)
+			log.Printf("round %d %-28s %8.0f req/s  %6.1f µs CPU/req  %.2f redis round trips/req  %.2f cmds/req  errors %d",
+				r+1, tg.name, res.rps(), res.cpuPerReq(), res.tripsPerReq(), res.redisPerReq(), res.errors)
 			if prev := results[tg.name]; prev != nil {
 				prev.add(res)
 			} else {
@@ -511,8 +531,8 @@ routes:
 	}
 
 	fmt.Printf("\n%d connections, 1 KiB responses, keep-alive, loopback, %d rounds × %v per target (alternating)\n\n", *conns, *rounds, per)
-	fmt.Printf("| %-20s | %9s | %8s | %8s | %11s | %11s | %8s | %8s |\n", "target", "req/s", "p50", "p99", "CPU/req", "redis/req", "rps/bare", "CPU/bare")
-	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 22), strings.Repeat("-", 11), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 13), strings.Repeat("-", 13), strings.Repeat("-", 10), strings.Repeat("-", 10))
+	fmt.Printf("| %-28s | %9s | %8s | %8s | %11s | %9s | %9s | %8s | %8s |\n", "target", "req/s", "p50", "p99", "CPU/req", "redis/req", "cmds/req", "rps/bare", "CPU/bare")
+	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 30), strings.Repeat("-", 11), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 13), strings.Repeat("-", 11), strings.Repeat("-", 11), strings.Repeat("-", 10), strings.Repeat("-", 10))
 	for _, tg := range targets {
 		res := results[tg.name]
 		if res == nil {
@@ -523,9 +543,10 @@ routes:
 			rr = fmt.Sprintf("%.2f", res.rps()/ref.rps())
 			cr = fmt.Sprintf("%.2f", res.cpuPerReq()/ref.cpuPerReq())
 		}
-		fmt.Printf("| %-20s | %9.0f | %8s | %8s | %8.1f µs | %11.2f | %8s | %8s |\n", tg.name, res.rps(),
-			fmtDur(res.pct(0.50)), fmtDur(res.pct(0.99)), res.cpuPerReq(), res.redisPerReq(), rr, cr)
+		fmt.Printf("| %-28s | %9.0f | %8s | %8s | %8.1f µs | %9.2f | %9.2f | %8s | %8s |\n", tg.name, res.rps(),
+			fmtDur(res.pct(0.50)), fmtDur(res.pct(0.99)), res.cpuPerReq(), res.tripsPerReq(), res.redisPerReq(), rr, cr)
 	}
+	fmt.Printf("\nredis/req: Redis round trips per request (read events at the server); cmds/req: commands it ran, a script's own included.\n")
 	if *revokes <= 0 {
 		return nil
 	}
@@ -771,6 +792,7 @@ type result struct {
 	elapsed    time.Duration
 	cpu        time.Duration
 	redisCmds  int64
+	redisReads int64
 	latencies  []time.Duration
 	sortedOnce bool
 }
@@ -780,12 +802,14 @@ func (r *result) cpuPerReq() float64 {
 	return float64(r.cpu) / float64(time.Microsecond) / float64(max(r.n, 1))
 }
 func (r *result) redisPerReq() float64 { return float64(r.redisCmds) / float64(max(r.n, 1)) }
+func (r *result) tripsPerReq() float64 { return float64(r.redisReads) / float64(max(r.n, 1)) }
 func (r *result) add(o *result) {
 	r.n += o.n
 	r.errors += o.errors
 	r.elapsed += o.elapsed
 	r.cpu += o.cpu
 	r.redisCmds += o.redisCmds
+	r.redisReads += o.redisReads
 	r.latencies = append(r.latencies, o.latencies...)
 	r.sortedOnce = false
 }
@@ -841,7 +865,7 @@ func measure(u string, hdr http.Header, pid int, redisAddr string, d time.Durati
 	for i := range lat {
 		lat[i] = make([]time.Duration, 0, 4096)
 	}
-	cmd0, err := redisCommands(redisAddr)
+	cmd0, reads0, err := redisStats(redisAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -857,11 +881,12 @@ func measure(u string, hdr http.Header, pid int, redisAddr string, d time.Durati
 	if err != nil {
 		return nil, err
 	}
-	cmd1, err := redisCommands(redisAddr)
+	cmd1, reads1, err := redisStats(redisAddr)
 	if err != nil {
 		return nil, err
 	}
-	res := &result{errors: errs, elapsed: elapsed, cpu: cpu1 - cpu0, redisCmds: cmd1 - cmd0 - 1} // -1: our own INFO
+	// -1: our own INFO (the first connection's close may count one more read; noise).
+	res := &result{errors: errs, elapsed: elapsed, cpu: cpu1 - cpu0, redisCmds: cmd1 - cmd0 - 1, redisReads: reads1 - reads0 - 1}
 	for _, l := range lat {
 		res.latencies = append(res.latencies, l...)
 	}
