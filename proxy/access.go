@@ -198,6 +198,7 @@ func (s *Server) withPrefetch(r *http.Request, st *state, pol *routePolicy, host
 func (s *Server) decide(w http.ResponseWriter, r *http.Request, st *state, route *config.Route, pol *routePolicy,
 	host string, fi *forwardInfo, sess *session.Session, id *identity) bool {
 	org, ok := pol.resolver.Resolve(host, fi.path, r.Header.Get, isTrustedPeer(r, st.trusted), sess.ActiveOrg)
+	autoPicked := false
 	if !ok && pol.resolver.From() == config.OrgFromSession && s.opts.Members != nil {
 		orgs, err := s.opts.Members.OrgsOf(r.Context(), sess.UserKey)
 		switch {
@@ -210,7 +211,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, st *state, route
 			return false
 		case len(orgs) == 1:
 			// One membership: no choice to make, so no picker (issue 4).
-			org, ok = orgs[0], true
+			org, ok, autoPicked = orgs[0], true, true
 		}
 	}
 	if !ok && pol.resolver.From() == config.OrgFromSession && problem.WantsHTML(r) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
@@ -236,7 +237,28 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, st *state, route
 		return false
 	}
 	id.org, id.kind, id.roles, id.purpose = d.Org, d.Kind, d.Roles, d.Purpose
+	if autoPicked {
+		s.rememberOrg(r, sess, org)
+	}
 	return true
+}
+
+// rememberOrg records an organisation picked because it was the person's only one as the
+// session's choice, so later requests neither list the person's organisations again (a Redis
+// round trip on every request) nor change organisation under them when they gain a second.
+// Failing to record it changes nothing for this request, which was decided already.
+func (s *Server) rememberOrg(r *http.Request, sess *session.Session, org string) {
+	chooser, ok := s.opts.Gate.(OrgChooser)
+	if !ok {
+		return
+	}
+	if err := chooser.SetActiveOrg(r.Context(), r, org); err != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "could not record the only organisation as the session's choice",
+			slog.String("user", sess.UserKey), slog.String("org", org), slog.Any("error", err))
+		return
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "active organisation chosen (the only one)",
+		slog.String("user", sess.UserKey), slog.String("org", org))
 }
 
 func (s *Server) storeDown(w http.ResponseWriter, r *http.Request, route *config.Route, err error) {

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -263,6 +264,37 @@ func TestColdRequestOneRoundTrip(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		grant(alice)
+	})
+
+	t.Run("only organisation is remembered", func(t *testing.T) {
+		// Bob has one organisation and never chose: the first request on the session-chosen
+		// route picks acme for him and records it, so later ones do not list his organisations
+		// again (with caches on, they cost nothing once the session is cached again).
+		if code, _ := get(bobC, on, "/s/x"); code != 200 {
+			t.Fatalf("first request: %d", code)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if code, n := get(bobC, on, "/s/x"); code == 200 && n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("bob's requests on the session-chosen route never became free")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		for i := range 5 {
+			if code, n := get(bobC, on, "/s/x"); code != 200 || n != 0 {
+				t.Errorf("warm #%d: %d in %d round trips, want 200 in 0", i, code, n)
+			}
+		}
+		if p := accDo(t, bobC, "GET", baseOn+"/.portcullis/whoami", nil, accAPI); !strings.Contains(p.body, `"active_org":"acme"`) {
+			t.Errorf("whoami after the automatic choice: %s", p.body)
+		}
+		// With caches off, the recorded choice makes it one round trip, like any other.
+		if code, n := get(bobC, off, "/s/x"); code != 200 || n != 1 {
+			t.Errorf("caches off: %d in %d round trips, want 200 in 1", code, n)
+		}
 	})
 
 	t.Run("redis down fails closed", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -54,10 +55,9 @@ func (m *Manager) SetActiveOrg(ctx context.Context, r *http.Request, org string)
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return fmt.Errorf("set active org: decode session: %w", err)
 	}
-	if rec.ActiveOrg != org {
-		// An elevation belongs to the organisation it was earned for: a switch drops them all.
-		rec.Elevations = nil
-	}
+	// An elevation belongs to the organisation it was earned for: a switch drops every other
+	// one (those earned for org, while it was used without being chosen, stay).
+	rec.Elevations = slices.DeleteFunc(rec.Elevations, func(e Elevation) bool { return e.Org != org })
 	rec.ActiveOrg = org
 	if b, err = json.Marshal(&rec); err != nil {
 		return fmt.Errorf("set active org: %w", err)
