@@ -125,22 +125,39 @@ func (m *Manager) doLogout(w http.ResponseWriter, r *http.Request) {
 	expire(w, CookieName)
 	expire(w, LoginCookieName)
 	w.Header().Set("Cache-Control", "no-store")
-	target := "/"
-	if rp := m.rp.Load(); rp != nil && rp.endSession != "" {
-		if u, err := url.Parse(rp.endSession); err == nil {
-			q := u.Query()
-			q.Set("client_id", m.oc.ClientID)
-			if l.rec.IDToken != "" {
-				q.Set("id_token_hint", l.rec.IDToken)
-			}
-			ru := m.oc.RedirectURI
-			q.Set("post_logout_redirect_uri", ru.Scheme+"://"+ru.Host+"/")
-			u.RawQuery = q.Encode()
-			target = u.String()
-		}
+	rp := m.rp.Load()
+	if rp == nil || rp.endSession == "" {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
 	}
-	http.Redirect(w, r, target, http.StatusSeeOther)
+	// RP-initiated logout at the provider. The ID token goes as id_token_hint in a form the
+	// browser posts (OIDC RP-Initiated Logout 1.0 allows POST), never in a URL: URLs end up in
+	// logs, history and Referer headers, and an ID token names the person.
+	ru := m.oc.RedirectURI
+	body, err := page.Execute(endSessionBody, struct {
+		Action, ClientID, IDToken, Return string
+	}{rp.endSession, m.oc.ClientID, l.rec.IDToken, ru.Scheme + "://" + ru.Host + "/"})
+	if err != nil {
+		m.log.Error("sign-out page", slog.Any("error", err))
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	page.Render(w, r, page.Page{Title: "Signing out", Body: body, FormAction: m.logoutFormAction(),
+		Script: endSessionScript})
 }
+
+var endSessionBody = template.Must(template.New("end-session").Parse(`<h1>Signed out</h1>
+<p>You are signed out here. Signing you out at your identity provider too…</p>
+<form id="portcullis-end-session" method="post" action="{{.Action}}">
+<input type="hidden" name="client_id" value="{{.ClientID}}">
+{{if .IDToken}}<input type="hidden" name="id_token_hint" value="{{.IDToken}}">{{end}}
+<input type="hidden" name="post_logout_redirect_uri" value="{{.Return}}">
+<button type="submit">Continue</button>
+</form>`))
+
+// endSessionScript submits the provider sign-out form at once; without script the person
+// presses Continue.
+const endSessionScript = `document.getElementById("portcullis-end-session").submit();`
 
 // backchannelEvent is the member of "events" that makes a JWT a logout token.
 const backchannelEvent = "http://schemas.openid.net/event/backchannel-logout"

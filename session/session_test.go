@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"encoding/json"
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -187,13 +188,25 @@ func TestLogout(t *testing.T) {
 		})
 	}
 	p = post(url.Values{"csrf": {token}}, http.Header{"Origin": {e.base}, "Sec-Fetch-Site": {"same-origin"}})
-	if p.StatusCode != http.StatusSeeOther {
-		t.Fatalf("logout: %d %s", p.StatusCode, p.body)
+	// RP-initiated logout: a page whose form the browser posts to the provider's end_session
+	// (at once, by its one hashed script), so the ID token is in no URL (security case 0.2 #5).
+	if p.StatusCode != http.StatusOK || p.loc() != "" {
+		t.Fatalf("logout: %d %q %s", p.StatusCode, p.loc(), p.body)
 	}
-	end, _ := url.Parse(p.loc())
-	if !strings.HasPrefix(p.loc(), e.idpURL+"/end_session?") || end.Query().Get("id_token_hint") == "" ||
-		end.Query().Get("post_logout_redirect_uri") != e.base+"/" || end.Query().Get("client_id") != clientID {
-		t.Errorf("RP-initiated logout redirect %q", p.loc())
+	end := endSessionForm(t, p.body)
+	if end.action != e.idpURL+"/end_session" || end.fields.Get("id_token_hint") == "" ||
+		end.fields.Get("post_logout_redirect_uri") != e.base+"/" || end.fields.Get("client_id") != clientID {
+		t.Errorf("RP-initiated logout form: %+v", end)
+	}
+	for k, vs := range p.Header {
+		for _, v := range vs {
+			if strings.Contains(v, end.fields.Get("id_token_hint")) {
+				t.Errorf("the ID token is in the %s header", k)
+			}
+		}
+	}
+	if csp := p.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' "+e.idpURL) || !strings.Contains(csp, "script-src 'sha256-") {
+		t.Errorf("sign-out page CSP %q: the form must be allowed to post to the provider, and only the page's script run", csp)
 	}
 	for _, name := range []string{session.CookieName, session.LoginCookieName} {
 		c := findCookie(p.Response, name)
@@ -209,10 +222,35 @@ func TestLogout(t *testing.T) {
 			t.Error("the session record survived logout")
 		}
 	}
-	// The provider accepts the hint and redirect (its end_session answers with a redirect back).
-	if p := b.do("GET", p.loc(), nil, nil); p.StatusCode/100 != 3 || !strings.HasPrefix(p.loc(), e.base+"/") {
+	// The provider accepts the posted hint and redirect (its end_session answers with a
+	// redirect back).
+	if p := b.do("POST", end.action, end.fields, nil); p.StatusCode/100 != 3 || !strings.HasPrefix(p.loc(), e.base+"/") {
 		t.Errorf("provider end_session: %d %q %s", p.StatusCode, p.loc(), p.body)
 	}
+}
+
+type htmlForm struct {
+	action string
+	fields url.Values
+}
+
+var (
+	endSessionFormRE = regexp.MustCompile(`<form id="portcullis-end-session" method="post" action="([^"]+)">`)
+	hiddenInputRE    = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
+)
+
+// endSessionForm reads the provider sign-out form of the sign-out page.
+func endSessionForm(t *testing.T, body string) htmlForm {
+	t.Helper()
+	m := endSessionFormRE.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no end-session form in:\n%s", body)
+	}
+	f := htmlForm{action: html.UnescapeString(m[1]), fields: url.Values{}}
+	for _, in := range hiddenInputRE.FindAllStringSubmatch(body, -1) {
+		f.fields.Add(in[1], html.UnescapeString(in[2]))
+	}
+	return f
 }
 
 // otherToken is a valid CSRF token of another person's session.

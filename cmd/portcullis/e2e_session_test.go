@@ -176,8 +176,11 @@ func TestE2ESessionSignInAndOut(t *testing.T) {
 		t.Errorf("logout without the token: %d", p.StatusCode)
 	}
 	p = s.do("POST", "/.portcullis/logout", url.Values{"csrf": {m[1]}}, http.Header{"Origin": {s.base}, "Sec-Fetch-Site": {"same-origin"}})
-	if p.StatusCode != http.StatusSeeOther || !strings.HasPrefix(p.Header.Get("Location"), s.idp.URL+"/end_session?") {
-		t.Fatalf("logout: %d %q", p.StatusCode, p.Header.Get("Location"))
+	// The provider's sign-out is a form posted to its end_session, the ID token in the body:
+	// no token in a Location (security case 0.2 #5).
+	if p.StatusCode != http.StatusOK || p.Header.Get("Location") != "" ||
+		!strings.Contains(p.body, `action="`+s.idp.URL+`/end_session"`) || !strings.Contains(p.body, `name="id_token_hint"`) {
+		t.Fatalf("logout: %d %q %s", p.StatusCode, p.Header.Get("Location"), p.body)
 	}
 	if p := s.do("GET", "/.portcullis/whoami", nil, nil); p.StatusCode != 401 {
 		t.Errorf("whoami after logout: %d", p.StatusCode)

@@ -67,6 +67,9 @@ type Page struct {
 	FormAction string
 	// Support shows the support contact, on pages where something went wrong.
 	Support bool
+	// Script, when set, is one constant inline script, allowed by its hash and nothing else
+	// (used only to submit a form the page also offers as a button).
+	Script string
 }
 
 // NoFormAction, as Page.FormAction, leaves form-action out of the policy: for a form posting
@@ -82,6 +85,9 @@ var layout = template.Must(template.New("layout").Parse(`<!doctype html>
 <main>
 {{.Body}}
 </main>
+{{- if .Script}}
+<script>{{.Script}}</script>
+{{- end}}
 {{- if .Support}}
 <footer><p>Need help?{{if .Email}} Write to <a href="mailto:{{.Email}}">{{.Email}}</a>{{end}}{{if and .Email .URL}} or see{{end}}{{if .URL}} <a href="{{.URL}}">the support page</a>{{end}}.</p></footer>
 {{- end}}
@@ -101,7 +107,12 @@ func Render(w http.ResponseWriter, r *http.Request, p Page) {
 	// which the CSRF checks rightly refuse. same-origin still tells a logo's or support
 	// site's host nothing about where the person was.
 	h.Set("Referrer-Policy", "same-origin")
-	h.Set("Content-Security-Policy", CSP(b, p.FormAction))
+	csp := CSP(b, p.FormAction)
+	if p.Script != "" {
+		sum := sha256.Sum256([]byte(p.Script))
+		csp += "; script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	}
+	h.Set("Content-Security-Policy", csp)
 	status := p.Status
 	if status == 0 {
 		status = http.StatusOK
@@ -114,6 +125,7 @@ func Render(w http.ResponseWriter, r *http.Request, p Page) {
 	err := layout.Execute(&buf, layoutData{
 		Title: p.Title, Product: productName(b), Logo: b.LogoURL, CSS: template.CSS(styleSheet), Body: p.Body,
 		Support: p.Support && (b.SupportEmail != "" || b.SupportURL != ""), Email: b.SupportEmail, URL: b.SupportURL,
+		Script: template.JS(p.Script), //nolint:gosec // a constant of the caller's, never request data
 	})
 	if err != nil {
 		// Only a broken template gets here; say so plainly rather than send half a page.
@@ -127,6 +139,7 @@ func Render(w http.ResponseWriter, r *http.Request, p Page) {
 type layoutData struct {
 	Title, Product, Logo, Email, URL string
 	CSS                              template.CSS
+	Script                           template.JS
 	Body                             template.HTML
 	Support                          bool
 }

@@ -133,3 +133,19 @@ func TestExecuteEscapes(t *testing.T) {
 		t.Errorf("Execute did not escape: %s", got)
 	}
 }
+
+// TestScriptAllowedByHashOnly: a page's one script runs because the CSP names its hash; no
+// other script (an injected one) could.
+func TestScriptAllowedByHashOnly(t *testing.T) {
+	const js = `document.getElementById("f").submit();`
+	w := render(t, Brand{}, Page{Title: "T", Body: `<form id="f"></form>`, Script: js}, http.MethodGet)
+	m := regexp.MustCompile(`(?s)<script>(.*?)</script>`).FindStringSubmatch(w.Body.String())
+	if m == nil || m[1] != js {
+		t.Fatalf("script not carried verbatim:\n%s", w.Body)
+	}
+	sum := sha256.Sum256([]byte(m[1]))
+	csp := w.Header().Get("Content-Security-Policy")
+	if !strings.HasSuffix(csp, "; script-src 'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'") || strings.Contains(csp, "unsafe") {
+		t.Errorf("CSP %q does not allow exactly the page's script", csp)
+	}
+}
