@@ -78,6 +78,7 @@ var (
 	listen   = flag.String("listen", "", "internal: bare proxy plain listener")
 	tlsAddr  = flag.String("tls-listen", "", "internal: bare proxy TLS listener")
 	upstream = flag.String("upstream", "", "internal: bare proxy upstream")
+	bufPool  = flag.Bool("buffer-pool", true, "internal: the bare proxy pools its copy buffers")
 )
 
 func main() {
@@ -348,6 +349,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// The same with ReverseProxy's defaults (a fresh 32 KiB copy buffer per request), the
+	// baseline the scale figures describe; shown for reference, not used for ratios.
+	defHTTP := freeAddr()
+	bareDef, err := start("bare-default", exec.Command(self, "-role", "bare", "-buffer-pool=false", "-listen", defHTTP, "-tls-listen", freeAddr(), "-upstream", up.URL), logs)
+	if err != nil {
+		return err
+	}
 
 	// devidp, and the three portcullis processes.
 	plain, tlsL, nocache := freeAddr(), freeAddr(), freeAddr()
@@ -427,7 +435,7 @@ routes:
 		}
 		procs = append(procs, &proxyProc{name: p.name, base: p.scheme + "://" + p.addr, pid: c.cmd.Process.Pid})
 	}
-	for _, a := range []string{bareHTTP, bareTLS, plain, tlsL, nocache} {
+	for _, a := range []string{bareHTTP, defHTTP, bareTLS, plain, tlsL, nocache} {
 		if err := waitTCP(a, 20*time.Second); err != nil {
 			return err
 		}
@@ -474,6 +482,7 @@ routes:
 	}
 	targets := []target{
 		{"bare http", "http://" + bareHTTP, "/x", bare.cmd.Process.Pid, false, ""},
+		{"bare http (no buffer pool)", "http://" + defHTTP, "/x", bareDef.cmd.Process.Pid, false, "bare http"},
 		{"public http", procs[0].base, "/public/x", procs[0].pid, false, "bare http"},
 		{"authz warm http", procs[0].base, "/orgs/acme/x", procs[0].pid, true, "bare http"},
 		{"step-up warm http", procs[0].base, "/admin/acme/x", procs[0].pid, true, "bare http"},
