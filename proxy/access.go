@@ -120,13 +120,6 @@ type identity struct {
 	assertion                            string
 }
 
-type identityKey struct{}
-
-func identityFrom(r *http.Request) *identity {
-	id, _ := r.Context().Value(identityKey{}).(*identity)
-	return id
-}
-
 // admit runs sign-in and then, on org-scoped routes, the membership decision. It writes the
 // refusal itself and reports whether the request may go on.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, idx int, host string, fi *forwardInfo) (*http.Request, bool) {
@@ -151,7 +144,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, idx in
 		writeProblem(w, r, newProblem(http.StatusInternalServerError, "internal_error"))
 		return nil, false
 	}
-	id := &identity{user: sess.UserKey, email: sess.Email, acr: sess.ACR}
+	// The identity lives in the request's forwardInfo (allocated once per request anyway),
+	// where the forwarding Rewrite reads it: no extra context or request copy per request.
+	fi.id = identity{user: sess.UserKey, email: sess.Email, acr: sess.ACR}
+	id := &fi.id
 	if pol.orgScoped {
 		if !s.decide(w, r, st, route, pol, host, fi, sess, id) {
 			return nil, false
@@ -172,7 +168,8 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, st *state, idx in
 		}
 		id.assertion = tok
 	}
-	return r.WithContext(context.WithValue(r.Context(), identityKey{}, id)), true
+	fi.admitted = true
+	return r, true
 }
 
 // withPrefetch lets the session load of an org-scoped request read its membership too, when

@@ -82,6 +82,9 @@ type forwardInfo struct {
 	xff         string
 	proto       string
 	routeLabel  string
+	// id is what the portal is told, once admit has admitted the request (admitted).
+	id       identity
+	admitted bool
 }
 
 type forwardInfoKey struct{}
@@ -132,13 +135,16 @@ func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, id
 			}
 			stripManaged(out.Header, identityCGI)
 			stripOwnCookies(out.Header)
-			if id := identityFrom(pr.In); id != nil {
-				setIdentity(out.Header, names, id)
+			if fi.admitted {
+				setIdentity(out.Header, names, &fi.id)
 			}
-			out.Header["X-Forwarded-For"] = []string{fi.xff}
-			out.Header["X-Forwarded-Host"] = []string{pr.In.Host}
-			out.Header["X-Forwarded-Proto"] = []string{fi.proto}
-			out.Header["X-Request-Id"] = []string{fi.requestID}
+			// One backing array for the four values (capacity-limited slices, so appending to
+			// one never writes into the next).
+			fwd := []string{fi.xff, pr.In.Host, fi.proto, fi.requestID}
+			out.Header["X-Forwarded-For"] = fwd[0:1:1]
+			out.Header["X-Forwarded-Host"] = fwd[1:2:2]
+			out.Header["X-Forwarded-Proto"] = fwd[2:3:3]
+			out.Header["X-Request-Id"] = fwd[3:4:4]
 			for _, k := range delHeaders {
 				out.Header.Del(k)
 			}
