@@ -210,3 +210,24 @@ func (k keys) recoveryClientCount(h, route string, win int64) string {
 // apart from invalidations (memberships), whose readers drop everything on a message they do
 // not understand.
 func (k keys) sessionInvalidations() string { return k.prefix + "sinval" }
+
+// Sign-in handoff keys (store/handoff.go): a browser on an organisation host H gets its session
+// from the sign-in host's session through a handoff request (named by a hash of the token in
+// the URL to the sign-in host) and a one-time code (named by a hash of the code the browser
+// posts to H). A family set names every session created from one sign-in in one browser, so
+// signing out of one ends them all.
+//
+//	pc:{hr:<hash>}:handoff     a handoff request, single use, 10 minutes
+//	pc:{hc:<hash>}:handoff     a handoff code, single use, 60 seconds
+//	pc:{f:<family>}:family     set of the session hashes of one sign-in's family
+
+// handoffRequest is the key of a handoff request, by the hash of its token.
+func (k keys) handoffRequest(h string) string { return k.prefix + "{hr:" + escape(h) + "}:handoff" }
+
+// handoffCode is the key of a handoff code, by the hash of the code.
+func (k keys) handoffCode(h string) string { return k.prefix + "{hc:" + escape(h) + "}:handoff" }
+
+// sessionFamily is the key of the set of session hashes created from one sign-in.
+func (k keys) sessionFamily(family string) string {
+	return k.prefix + "{f:" + escape(family) + "}:family"
+}
