@@ -107,6 +107,7 @@ func (v *validator) config(c *Config) {
 	v.identity(c)
 	v.pages(&c.Pages)
 	v.routes(c.Routes)
+	v.orgHosts(c)
 }
 
 func (v *validator) server(s *Server) {
