@@ -187,6 +187,11 @@ func (s cachingStore) RevokeUser(ctx context.Context, user string) (int, error) 
 	return s.Store.RevokeUser(ctx, user)
 }
 
+func (s cachingStore) EndFamily(ctx context.Context, family, user, iss, sid string) (int, error) {
+	defer s.c.forgetIf(func(r *record) bool { return r.User == user && r.Family == family })
+	return s.Store.EndFamily(ctx, family, user, iss, sid)
+}
+
 func (s cachingStore) RevokeSID(ctx context.Context, iss, sid string) (int, error) {
 	defer s.c.forgetIf(func(r *record) bool { return r.Issuer == iss && r.SID == sid })
 	return s.Store.RevokeSID(ctx, iss, sid)

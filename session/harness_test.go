@@ -237,7 +237,12 @@ routes:
 	t.Cleanup(func() { e.st.Close() })
 
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts := session.Options{Logger: log, Now: e.clock.now, Audit: o.audit}
+	// The handoff asks the proxy which hosts it serves; the proxy is built after the manager.
+	var served atomic.Pointer[proxy.Server]
+	opts := session.Options{Logger: log, Now: e.clock.now, Audit: o.audit, HostAllowed: func(h string) bool {
+		px := served.Load()
+		return px != nil && px.ServesHost(h)
+	}}
 	if o.swap {
 		e.swap = &tokenSwap{base: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.caPool}}}
 		opts.HTTPClient = &http.Client{Transport: e.swap, Timeout: 10 * time.Second}
@@ -251,6 +256,7 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
+	served.Store(px)
 	e.srv.Config.Handler = px
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)

@@ -53,6 +53,12 @@ func (m *Manager) serveLogin(w http.ResponseWriter, r *http.Request) {
 			returnTo = v
 		}
 	}
+	if m.otherHost(r) {
+		// The callback arrives on the sign-in host, which cannot read this host's cookies:
+		// sign in there and hand the session over (handoff.go).
+		m.requestHandoff(w, r, returnTo)
+		return
+	}
 	m.beginAuth(w, r, rp, loginRecord{ReturnTo: returnTo, Started: m.now()}, nil, http.StatusFound)
 }
 
@@ -222,11 +228,16 @@ func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *ident
 	now := m.now()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
+	secret := newSecret()
+	h := handle(secret)
 	rec := &record{
 		User: id.user, Issuer: id.issuer, Subject: id.subject, Email: id.email, EmailVerified: id.emailVerified,
 		Name: id.name, ACR: id.acr, AMR: id.amr, AuthTime: id.authTime, SID: id.sid,
 		Created: now, LastSeen: now, Expires: now.Add(m.sc.AbsoluteTimeout.D()),
 		IDToken: rawIDToken, CSRFKey: key,
+		// The sign-in's family is named after its first session; sessions handed off from
+		// it (handoff.go) join it.
+		Family: h,
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -241,8 +252,6 @@ func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *ident
 			return
 		}
 	}
-	secret := newSecret()
-	h := handle(secret)
 	if err := m.st.CreateSession(ctx, h, rec.User, rec.Issuer, rec.SID, b, m.ttl(rec, now), m.sc.AbsoluteTimeout.D()); err != nil {
 		m.log.Error("session store unavailable", slog.String("op", "create session"), slog.String("error", err.Error()))
 		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)

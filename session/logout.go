@@ -78,7 +78,8 @@ func (m *Manager) logoutFormAction() string {
 func (m *Manager) sameOrigin(r *http.Request) bool {
 	if o := r.Header.Get("Origin"); o != "" {
 		want := m.origin
-		if want == "" {
+		if want == "" || m.otherHost(r) {
+			// An organisation host's own forms post to it (handoff.go).
 			want = "https://" + r.Host
 		}
 		if o != want {
@@ -117,13 +118,21 @@ func (m *Manager) doLogout(w http.ResponseWriter, r *http.Request) {
 		refuse(w, r, http.StatusForbidden, ReasonCSRF)
 		return
 	}
+	// Every session of this sign-in in this browser ends: the sign-in host's and those handed
+	// off from it to organisation hosts (handoff.go), whichever of them signs out.
+	family, err := m.st.EndFamily(r.Context(), familyOf(l.rec, l.h), l.rec.User, l.rec.Issuer, l.rec.SID)
+	if err != nil {
+		m.refuseLoad(w, r, err, false)
+		return
+	}
 	if err := m.st.DeleteSession(r.Context(), l.h, l.rec.User, l.rec.Issuer, l.rec.SID); err != nil {
 		m.refuseLoad(w, r, err, false)
 		return
 	}
-	m.log.Info("signed out", slog.String("user", l.rec.User), slog.String("session", logID(l.h)))
+	m.log.Info("signed out", slog.String("user", l.rec.User), slog.String("session", logID(l.h)), slog.Int("family_sessions_ended", family))
 	expire(w, CookieName)
 	expire(w, LoginCookieName)
+	http.SetCookie(w, handoffCookie("", -1))
 	w.Header().Set("Cache-Control", "no-store")
 	rp := m.rp.Load()
 	if rp == nil || rp.endSession == "" {

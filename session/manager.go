@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,15 @@ type Store interface {
 	RevokeUser(ctx context.Context, user string) (int, error)
 	RevokeSID(ctx context.Context, iss, sid string) (int, error)
 	MarkLogoutToken(ctx context.Context, iss, jti string, ttl time.Duration) (bool, error)
+
+	// The sign-in handoff to organisation hosts (handoff.go): requests and one-time codes,
+	// misses are store.ErrNoHandoff; and the family of sessions created from one sign-in.
+	SaveHandoff(ctx context.Context, h string, rec []byte, ttl time.Duration) error
+	TakeHandoff(ctx context.Context, h string) ([]byte, error)
+	SaveHandoffCode(ctx context.Context, h string, rec []byte, ttl time.Duration) error
+	TakeHandoffCode(ctx context.Context, h string) ([]byte, error)
+	JoinFamily(ctx context.Context, family string, ttl time.Duration, hs ...string) error
+	EndFamily(ctx context.Context, family, user, iss, sid string) (int, error)
 }
 
 // Options are the collaborators of a Manager. The zero value is usable.
@@ -65,6 +75,11 @@ type Options struct {
 	// store announces changes (store.Store does): 0 means DefaultCacheTTL, negative disables
 	// the cache (every request reads its session from storage).
 	CacheTTL time.Duration
+	// HostAllowed reports whether host (a Host header, possibly with a port) is one Portcullis
+	// serves for browsers: a host some route names (proxy.Server.ServesHost). A browser on such
+	// a host other than the sign-in host (oidc.redirect_url's) signs in through a handoff from
+	// the sign-in host (handoff.go). nil allows no other host: sign-in there is refused.
+	HostAllowed func(host string) bool
 }
 
 // Discovery retry bounds: quick at first so a provider starting beside Portcullis is picked up
@@ -96,6 +111,10 @@ type Manager struct {
 	requireEV  bool
 	onSignIn   func(context.Context, Session) error
 	audit      audit.Sink
+	// signInHost is the lower-case host name of oidc.redirect_url, where the callback arrives;
+	// signInOrigin its scheme://host[:port]. hostAllowed is Options.HostAllowed.
+	signInHost, signInOrigin string
+	hostAllowed              func(string) bool
 
 	rp atomic.Pointer[relyingParty]
 
@@ -134,9 +153,12 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 	m := &Manager{
 		log: opts.Logger, now: opts.Now, client: opts.HTTPClient, st: st, oc: oc, sc: sc,
 		publicBase: publicBase, stopped: make(chan struct{}),
-		requireEV: oc.RequireVerifiedEmail == nil || *oc.RequireVerifiedEmail,
-		onSignIn:  opts.OnSignIn,
-		audit:     opts.Audit,
+		requireEV:    oc.RequireVerifiedEmail == nil || *oc.RequireVerifiedEmail,
+		onSignIn:     opts.OnSignIn,
+		audit:        opts.Audit,
+		signInHost:   strings.ToLower(oc.RedirectURI.Hostname()),
+		signInOrigin: oc.RedirectURI.Scheme + "://" + strings.ToLower(oc.RedirectURI.Host),
+		hostAllowed:  opts.HostAllowed,
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -307,6 +329,8 @@ func (m *Manager) Endpoints() map[string]http.Handler {
 		"backchannel-logout": http.HandlerFunc(m.serveBackchannelLogout),
 		"whoami":             http.HandlerFunc(m.serveWhoami),
 		"step-up":            http.HandlerFunc(m.serveStepUp),
+		"handoff/start":      http.HandlerFunc(m.serveHandoffStart),
+		"handoff":            http.HandlerFunc(m.serveHandoff),
 	}
 }
 

@@ -43,6 +43,20 @@ type record struct {
 	Elevations    []Elevation `json:"elevations,omitempty"`
 	IDToken       string      `json:"id_token,omitempty"`
 	CSRFKey       []byte      `json:"csrf_key"`
+	// Family names the sessions created from one sign-in in one browser: the sign-in host's
+	// session and those handed off from it to organisation hosts (handoff.go). Signing out of
+	// one ends them all. "" in records older than the handoff: the session's own handle.
+	Family string `json:"family,omitempty"`
+	// HandedOff is set on a session created by a handoff: the sign-in happened on another host.
+	HandedOff bool `json:"handed_off,omitempty"`
+}
+
+// familyOf is the family of the session rec stored under h.
+func familyOf(rec *record, h string) string {
+	if rec.Family != "" {
+		return rec.Family
+	}
+	return h
 }
 
 // Elevation is a step-up the session earned for one organisation ("" for routes that are not

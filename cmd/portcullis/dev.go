@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -118,7 +119,8 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	}
 
 	opts := proxy.Options{Logger: log, Version: version, ReadyChecks: map[string]proxy.ReadyCheck{}}
-	closeAll, err := wireRedis(ctx, cfg, log, &opts)
+	var served atomic.Pointer[proxy.Server]
+	closeAll, err := wireRedis(ctx, cfg, log, &opts, &served)
 	defer closeAll()
 	if err != nil {
 		return fail("start", err)
@@ -127,6 +129,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("start", err)
 	}
+	served.Store(srv)
 	go reloadLoop(ctx, cfgPath, srv, level, log)
 	err = srv.Run(ctx, func(l proxy.Listeners) {
 		fmt.Fprint(stdout, walkthrough("https://"+l.Main.String(), cfgPath, totp))

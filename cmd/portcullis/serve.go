@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,7 +46,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	opts := proxy.Options{Logger: log, Version: version, ReadyChecks: map[string]proxy.ReadyCheck{}}
-	closeAll, err := wireRedis(ctx, cfg, log, &opts)
+	var served atomic.Pointer[proxy.Server]
+	closeAll, err := wireRedis(ctx, cfg, log, &opts, &served)
 	defer closeAll()
 	if err != nil {
 		log.Error("start", slog.Any("error", err))
@@ -56,6 +58,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		log.Error("start", slog.Any("error", err))
 		return 1
 	}
+	served.Store(srv)
 	go reloadLoop(ctx, *path, srv, level, log)
 
 	if err := srv.Run(ctx, nil); err != nil {
@@ -129,8 +132,9 @@ func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
 
 // wireRedis builds everything that lives in Redis: sessions, memberships (cached, with
 // invalidation), the audit stream and the assertion signer. Without redis.address it
-// leaves opts alone: only public routes can then be served.
-func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *proxy.Options) (func(), error) {
+// leaves opts alone: only public routes can then be served. served is the server built from
+// opts, once it exists: the sign-in handoff asks it which hosts it serves.
+func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *proxy.Options, served *atomic.Pointer[proxy.Server]) (func(), error) {
 	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -174,7 +178,13 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	sm, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{
 		Logger:   log,
 		CacheTTL: sessTTL,
-		Audit:    aud, // step-up grants and refusals
+		Audit:    aud, // step-up grants and refusals, handoffs
+		// Organisation hosts sign in through a handoff from the sign-in host, only to host
+		// names a route lists (in the configuration in force, reloads included).
+		HostAllowed: func(host string) bool {
+			srv := served.Load()
+			return srv != nil && srv.ServesHost(host)
+		},
 		// Access granted to an address before its owner ever signed in binds now, once, to
 		// this person (issue 4: a later owner of the address inherits nothing).
 		OnSignIn: func(ctx context.Context, s session.Session) error {

@@ -1,0 +1,467 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/internal/page"
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// Sign-in handoff to organisation hosts.
+//
+// The session cookie is host-only (__Host-, never a Domain cookie) and the provider sends every
+// browser back to one callback on the sign-in host C (oidc.redirect_url). A browser on another
+// host H that Portcullis serves ({org}.portal.example) therefore signs in on C and has a
+// session of its own made on H from C's:
+//
+//  1. H, GET /.portcullis/login?rd=R: a handoff request {H, R, hash(N)} is stored under the hash
+//     of a random token T for handoffRequestTTL; the random nonce N goes into the
+//     __Host-portcullis-handoff cookie on H; the browser goes to C/.portcullis/handoff/start?t=T.
+//  2. C, GET /.portcullis/handoff/start?t=T: without a session on C, T is spent, the request is
+//     stored again under a fresh token T', and the ordinary sign-in runs with
+//     /.portcullis/handoff/start?t=T' as its return path. With a live session on C, T is spent
+//     and a one-time code K {C's session, H, R, hash(N)} is stored for handoffCodeTTL; the page
+//     posts K to H in a form (submitted by its one hashed script, or by a button). K is never
+//     in a URL.
+//  3. H, POST /.portcullis/handoff: K is spent; it must be for this host, and this browser must
+//     hold N (so a code minted in an attacker's browser cannot sign the victim's browser in:
+//     login CSRF); C's session must still be live. A new session is made on H: a new id, the
+//     person and authentication facts of C's, no elevation, no organisation choice, ending no
+//     later than C's; indexed like a sign-in (offboarding, back-channel logout) and joined to
+//     C's family, so signing out of either ends both (logout.go).
+//
+// Step-up on H is not offered: its callback would also arrive on C (serveStepUp refuses it
+// with step_up_host_unsupported).
+
+// HandoffCookieName is the cookie binding a handoff to the browser that asked for it. It is
+// SameSite=None: it must be sent with the cross-site form post from the sign-in host.
+const HandoffCookieName = "__Host-portcullis-handoff"
+
+// Handoff lifetimes: a request covers a whole sign-in at the provider; a code only the
+// automatic form post.
+const (
+	handoffRequestTTL = 10 * time.Minute
+	handoffCodeTTL    = 60 * time.Second
+	handoffStartPath  = "/.portcullis/handoff/start"
+	handoffPath       = "/.portcullis/handoff"
+)
+
+// Reason codes of the handoff. Stable; they appear in pages, JSON, logs and audit events.
+const (
+	ReasonHandoffInvalid   = "handoff_invalid"
+	ReasonHandoffBrowser   = "handoff_browser_mismatch"
+	ReasonHandoffHost      = "handoff_host_unknown"
+	ReasonHandoffWrongHost = "handoff_wrong_host"
+	ReasonHandoffEnded     = "handoff_session_ended"
+)
+
+// Audit event types of the handoff.
+const (
+	AuditHandoffGranted audit.Type = "session.handoff"
+	AuditHandoffRefused audit.Type = "session.handoff_refused"
+)
+
+func init() {
+	maps.Copy(messages, map[string]string{
+		ReasonHandoffInvalid:   "This sign-in link is not valid any more (used, expired or unknown). Start again.",
+		ReasonHandoffBrowser:   "This sign-in was started in another browser. Start again here.",
+		ReasonHandoffHost:      "Signing in is not offered at this address.",
+		ReasonHandoffWrongHost: "This sign-in was meant for another address. Start again from the page you wanted.",
+		ReasonHandoffEnded:     "Your sign-in ended before it could be carried over to this address. Sign in again.",
+	})
+}
+
+// handoffRequest is step 1's record, stored under the hash of T.
+type handoffRequest struct {
+	// Host is H as the browser named it (lower case, with its port if any).
+	Host     string `json:"host"`
+	ReturnTo string `json:"rd"`
+	// Browser is the hash of the nonce cookie set on H.
+	Browser string    `json:"browser"`
+	Started time.Time `json:"started"`
+}
+
+// handoffCode is step 2's record, stored under the hash of K.
+type handoffCode struct {
+	// Session is the handle of the sign-in host's session the new one is made from.
+	Session  string    `json:"session"`
+	Host     string    `json:"host"`
+	ReturnTo string    `json:"rd"`
+	Browser  string    `json:"browser"`
+	Issued   time.Time `json:"issued"`
+}
+
+// hostName is the lower-case host name of a Host header, without its port.
+func hostName(hostport string) string {
+	return strings.ToLower((&url.URL{Host: hostport}).Hostname())
+}
+
+// otherHost reports whether r arrived on a host other than the sign-in host, whose cookies the
+// callback cannot see.
+func (m *Manager) otherHost(r *http.Request) bool {
+	return m.signInHost != "" && hostName(r.Host) != m.signInHost
+}
+
+// handoffTarget reports whether host may receive a handoff: served (Options.HostAllowed) and
+// not the sign-in host itself.
+func (m *Manager) handoffTarget(host string) bool {
+	return m.hostAllowed != nil && hostName(host) != m.signInHost && m.hostAllowed(host)
+}
+
+func handoffCookie(value string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: HandoffCookieName, Value: value, Path: "/", MaxAge: maxAge, Secure: true, HttpOnly: true,
+		SameSite: http.SameSiteNoneMode}
+}
+
+// refuseHandoff writes the refusal for reason, with a way to start again where there is one,
+// logs the cause, and audits refusals that may be an attack on someone else's browser.
+func (m *Manager) refuseHandoff(w http.ResponseWriter, r *http.Request, status int, reason, cause, user string) {
+	m.log.Warn("handoff refused", slog.String("reason", reason), slog.String("cause", cause), slog.String("host", r.Host),
+		slog.String("user", user))
+	if reason == ReasonHandoffBrowser || reason == ReasonHandoffWrongHost {
+		m.auditHandoff(r.Context(), w, AuditHandoffRefused, user, reason, map[string]string{"host": r.Host})
+	}
+	p := newProblem(status, reason)
+	if reason != ReasonHandoffHost {
+		p.Action, p.ActionText = "/.portcullis/login", "Sign in"
+	}
+	problem.Write(w, r, p)
+}
+
+func (m *Manager) auditHandoff(ctx context.Context, w http.ResponseWriter, typ audit.Type, user, reason string, detail map[string]string) {
+	if m.audit == nil {
+		return
+	}
+	ev := audit.Event{Type: typ, User: user, Reason: reason, RequestID: w.Header().Get("X-Request-Id"), Detail: detail}
+	if err := m.audit.Append(context.WithoutCancel(ctx), ev); err != nil {
+		m.log.Error("audit append failed", slog.String("type", string(typ)), slog.String("error", err.Error()))
+	}
+}
+
+// requestHandoff is step 1, on H: serveLogin calls it for a host other than the sign-in host.
+func (m *Manager) requestHandoff(w http.ResponseWriter, r *http.Request, returnTo string) {
+	host := strings.ToLower(r.Host)
+	if !m.handoffTarget(host) {
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffHost, "host is not one a route names", "")
+		return
+	}
+	// One nonce per browser, reused by sign-ins started in several tabs at once.
+	nonce, err := sessionCookie(r, HandoffCookieName)
+	if err != nil || !validSecret(nonce) {
+		nonce = newSecret()
+	}
+	token := newSecret()
+	rec, err := json.Marshal(handoffRequest{Host: host, ReturnTo: returnTo, Browser: handle(nonce), Started: m.now()})
+	if err != nil {
+		m.log.Error("encode handoff request", slog.String("error", err.Error()))
+		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
+		return
+	}
+	if err := m.st.SaveHandoff(r.Context(), handle(token), rec, handoffRequestTTL); err != nil {
+		m.log.Error("session store unavailable", slog.String("op", "save handoff request"), slog.String("error", err.Error()))
+		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+		return
+	}
+	http.SetCookie(w, handoffCookie(nonce, int(handoffRequestTTL/time.Second)))
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, m.signInOrigin+handoffStartPath+"?t="+token, http.StatusFound)
+}
+
+// serveHandoffStart is step 2, on the sign-in host.
+func (m *Manager) serveHandoffStart(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
+		return
+	}
+	if m.otherHost(r) {
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "handoff start on a host other than the sign-in host", "")
+		return
+	}
+	q := r.URL.Query()
+	t := q.Get("t")
+	if len(q["t"]) != 1 || !validSecret(t) {
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "missing or malformed token", "")
+		return
+	}
+	l, err := m.load(r.Context(), r, true)
+	switch {
+	case errors.Is(err, errNoSession):
+		rp := m.current()
+		if rp == nil {
+			refuse(w, r, http.StatusServiceUnavailable, ReasonIdPUnavailable)
+			return
+		}
+		req, ok := m.takeRequest(w, r, t)
+		if !ok {
+			return
+		}
+		// The token in this URL is spent now; the sign-in returns with a fresh one that only
+		// the callback's redirect carries, so a token seen in this URL (history, a shared
+		// screen) can no longer be turned into a code for this browser's nonce.
+		next := newSecret()
+		rec, _ := json.Marshal(req)
+		left := handoffRequestTTL - m.now().Sub(req.Started)
+		if err := m.st.SaveHandoff(r.Context(), handle(next), rec, max(left, time.Second)); err != nil {
+			m.log.Error("session store unavailable", slog.String("op", "save handoff request"), slog.String("error", err.Error()))
+			refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+			return
+		}
+		m.beginAuth(w, r, rp, loginRecord{ReturnTo: handoffStartPath + "?t=" + next, Started: m.now()}, nil, http.StatusFound)
+	case err != nil:
+		m.refuseLoad(w, r, err, false)
+	default:
+		req, ok := m.takeRequest(w, r, t)
+		if !ok {
+			return
+		}
+		m.issueCode(w, r, l, req)
+	}
+}
+
+// takeRequest spends the handoff request of token t and checks it; it writes the refusal.
+func (m *Manager) takeRequest(w http.ResponseWriter, r *http.Request, t string) (*handoffRequest, bool) {
+	b, err := m.st.TakeHandoff(r.Context(), handle(t))
+	switch {
+	case errors.Is(err, store.ErrNoHandoff):
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unknown, used or expired handoff request", "")
+		return nil, false
+	case err != nil:
+		m.log.Error("session store unavailable", slog.String("op", "take handoff request"), slog.String("error", err.Error()))
+		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+		return nil, false
+	}
+	var req handoffRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unreadable handoff request", "")
+		return nil, false
+	}
+	now := m.now()
+	rd, rdOK := safeRedirect(req.ReturnTo)
+	switch {
+	case now.Sub(req.Started) > handoffRequestTTL || req.Started.After(now.Add(time.Minute)):
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "handoff request expired", "")
+		return nil, false
+	case !validSecret(req.Browser) || !rdOK:
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "malformed handoff request", "")
+		return nil, false
+	case !m.handoffTarget(req.Host):
+		// Checked again: the configuration may have changed, and a code is only ever posted
+		// to a host a route names.
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffHost, "handoff request for a host no route names", "")
+		return nil, false
+	}
+	req.ReturnTo = rd
+	return &req, true
+}
+
+var handoffBody = template.Must(template.New("handoff").Parse(`<h1>Signing you in</h1>
+<p>Continuing to {{.Host}}…</p>
+<form id="portcullis-handoff" method="post" action="{{.Action}}">
+<input type="hidden" name="code" value="{{.Code}}">
+<button type="submit">Continue</button>
+</form>`))
+
+// handoffScript submits the handoff form at once; without script the person presses Continue.
+const handoffScript = `document.getElementById("portcullis-handoff").submit();`
+
+// issueCode mints the one-time code for req from l's session and answers with the page that
+// posts it to req.Host.
+func (m *Manager) issueCode(w http.ResponseWriter, r *http.Request, l *loaded, req *handoffRequest) {
+	ctx := r.Context()
+	now := m.now()
+	if l.rec.Family == "" {
+		// A session from before handoffs existed: name its family now, so signing out of it
+		// finds the sessions handed off from it.
+		cp := *l.rec
+		cp.Family = l.h
+		b, err := json.Marshal(&cp)
+		if err == nil {
+			err = m.st.UpdateSession(ctx, l.h, b, m.ttl(&cp, now))
+		}
+		if err != nil {
+			m.refuseLoad(w, r, err, false)
+			return
+		}
+	}
+	code := newSecret()
+	rec, err := json.Marshal(handoffCode{Session: l.h, Host: req.Host, ReturnTo: req.ReturnTo, Browser: req.Browser, Issued: now})
+	if err != nil {
+		m.log.Error("encode handoff code", slog.String("error", err.Error()))
+		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
+		return
+	}
+	if err := m.st.SaveHandoffCode(ctx, handle(code), rec, handoffCodeTTL); err != nil {
+		m.log.Error("session store unavailable", slog.String("op", "save handoff code"), slog.String("error", err.Error()))
+		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+		return
+	}
+	origin := "https://" + req.Host
+	body, err := page.Execute(handoffBody, struct{ Host, Action, Code string }{req.Host, origin + handoffPath, code})
+	if err != nil {
+		m.log.Error("handoff page", slog.Any("error", err))
+		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
+		return
+	}
+	m.log.Info("handoff code issued", slog.String("user", l.rec.User), slog.String("session", logID(l.h)), slog.String("host", req.Host))
+	page.Render(w, r, page.Page{Title: "Signing you in", Body: body, FormAction: origin, Script: handoffScript})
+}
+
+// serveHandoff is step 3, on H: the code posted from the sign-in host becomes a session here.
+func (m *Manager) serveHandoff(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
+		return
+	}
+	ctx := r.Context()
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	if err := r.ParseForm(); err != nil {
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unreadable form", "")
+		return
+	}
+	code := r.PostForm.Get("code")
+	if len(r.PostForm["code"]) != 1 || !validSecret(code) {
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "missing or malformed code", "")
+		return
+	}
+	// Spent first, whatever follows: a code is good for one attempt.
+	b, err := m.st.TakeHandoffCode(ctx, handle(code))
+	switch {
+	case errors.Is(err, store.ErrNoHandoff):
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unknown, used or expired code", "")
+		return
+	case err != nil:
+		m.log.Error("session store unavailable", slog.String("op", "take handoff code"), slog.String("error", err.Error()))
+		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+		return
+	}
+	var hc handoffCode
+	if err := json.Unmarshal(b, &hc); err != nil {
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unreadable code record", "")
+		return
+	}
+	now := m.now()
+	if now.Sub(hc.Issued) > handoffCodeTTL || hc.Issued.After(now.Add(time.Minute)) {
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "code expired", "")
+		return
+	}
+	if strings.ToLower(r.Host) != hc.Host {
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffWrongHost, "code posted to another host than it was issued for", "")
+		return
+	}
+	nonce, err := sessionCookie(r, HandoffCookieName)
+	if err != nil || !validSecret(nonce) || subtle.ConstantTimeCompare([]byte(handle(nonce)), []byte(hc.Browser)) != 1 {
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffBrowser, "handoff cookie missing or not the one that asked for this code", "")
+		return
+	}
+	pb, err := m.st.LoadSession(ctx, hc.Session)
+	switch {
+	case errors.Is(err, store.ErrNoSession):
+		m.refuseHandoff(w, r, http.StatusUnauthorized, ReasonHandoffEnded, "sign-in host's session ended", "")
+		return
+	case err != nil:
+		m.log.Error("session store unavailable", slog.String("op", "load handoff session"), slog.String("error", err.Error()))
+		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+		return
+	}
+	parent := new(record)
+	if err := json.Unmarshal(pb, parent); err != nil || !m.live(parent, now) {
+		m.refuseHandoff(w, r, http.StatusUnauthorized, ReasonHandoffEnded, "sign-in host's session unreadable or expired", parent.User)
+		return
+	}
+	m.createHandedOff(w, r, parent, &hc, now)
+}
+
+// createHandedOff makes the session on this host from parent, sets its cookie and returns the
+// browser to where it was going.
+func (m *Manager) createHandedOff(w http.ResponseWriter, r *http.Request, parent *record, hc *handoffCode, now time.Time) {
+	ctx := r.Context()
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	family := familyOf(parent, hc.Session)
+	// The person and their sign-in, nothing earned since: no elevation, no organisation
+	// choice. It ends no later than the session it comes from.
+	rec := &record{
+		User: parent.User, Issuer: parent.Issuer, Subject: parent.Subject, Email: parent.Email,
+		EmailVerified: parent.EmailVerified, Name: parent.Name, ACR: parent.ACR, AMR: slices.Clone(parent.AMR),
+		AuthTime: parent.AuthTime, SID: parent.SID, IDToken: parent.IDToken,
+		Created: now, LastSeen: now, Expires: minTime(parent.Expires, now.Add(m.sc.AbsoluteTimeout.D())),
+		CSRFKey: key, Family: family, HandedOff: true,
+	}
+	ttl := m.ttl(rec, now)
+	if ttl <= 0 {
+		m.refuseHandoff(w, r, http.StatusUnauthorized, ReasonHandoffEnded, "nothing left of the sign-in host's session", rec.User)
+		return
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		m.log.Error("encode session", slog.String("error", err.Error()))
+		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
+		return
+	}
+	// Whatever session this browser held here before ends (SESS-02, SESS-04 d).
+	for _, c := range r.CookiesNamed(CookieName) {
+		if validSecret(c.Value) {
+			m.endPresented(ctx, handle(c.Value))
+		}
+	}
+	secret := newSecret()
+	h := handle(secret)
+	life := rec.Expires.Sub(now)
+	// The family first: a session that exists outside it would survive signing out elsewhere.
+	if err := m.st.JoinFamily(ctx, family, life, hc.Session, h); err != nil {
+		m.log.Error("session store unavailable", slog.String("op", "join session family"), slog.String("error", err.Error()))
+		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+		return
+	}
+	if err := m.st.CreateSession(ctx, h, rec.User, rec.Issuer, rec.SID, b, ttl, life); err != nil {
+		m.log.Error("session store unavailable", slog.String("op", "create session"), slog.String("error", err.Error()))
+		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+		return
+	}
+	// Signed out on the sign-in host meanwhile (after the family was read)? Then this one
+	// goes too rather than outlive it.
+	if _, err := m.st.LoadSession(ctx, hc.Session); err != nil {
+		_ = m.st.DeleteSession(ctx, h, rec.User, rec.Issuer, rec.SID)
+		if errors.Is(err, store.ErrNoSession) {
+			m.refuseHandoff(w, r, http.StatusUnauthorized, ReasonHandoffEnded, "sign-in host's session ended during the handoff", rec.User)
+			return
+		}
+		m.log.Error("session store unavailable", slog.String("op", "check handoff session"), slog.String("error", err.Error()))
+		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+		return
+	}
+	m.log.Info("signed in by handoff", slog.String("user", rec.User), slog.String("session", logID(h)),
+		slog.String("from_session", logID(hc.Session)), slog.String("host", hc.Host))
+	m.auditHandoff(ctx, w, AuditHandoffGranted, rec.User, "", map[string]string{"host": hc.Host})
+	http.SetCookie(w, cookie(CookieName, secret, int(life/time.Second)))
+	http.SetCookie(w, handoffCookie("", -1))
+	w.Header().Set("Cache-Control", "no-store")
+	rd, ok := safeRedirect(hc.ReturnTo)
+	if !ok {
+		rd = "/"
+	}
+	http.Redirect(w, r, rd, http.StatusSeeOther)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
