@@ -109,6 +109,15 @@ type Authz struct {
 	CacheTTL Duration `yaml:"cache_ttl"`
 }
 
+// CacheLifetime is how long the membership cache keeps an entry: authz.cache_ttl, or 0 when
+// authz.cache is false (no cache).
+func (a Authz) CacheLifetime() time.Duration {
+	if a.Cache != nil && !*a.Cache {
+		return 0
+	}
+	return a.CacheTTL.D()
+}
+
 // Audit configures the audit stream.
 type Audit struct {
 	// MaxLen bounds the Redis stream (approximately). Default 100000 events.

@@ -88,17 +88,10 @@ routes:
 	}
 	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	// As cmd/portcullis wireRedis does.
-	memTTL, sessTTL := cfg.Authz.CacheTTL.D(), cfg.Session.CacheTTL.D()
-	if !*cfg.Authz.Cache {
-		memTTL = store.CacheDisabled
-	}
-	if !*cfg.Session.Cache {
-		sessTTL = -1
-	}
-	cache := store.NewCache(st, memTTL, log)
+	// As cmd/portcullis wireRedis does: the caches follow authz.cache and session.cache.
+	cache := store.NewCache(st, cfg.Authz.CacheLifetime(), log)
 	t.Cleanup(func() { cache.Close() })
-	m, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{Logger: log, CacheTTL: sessTTL})
+	m, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,9 +71,10 @@ type Options struct {
 	// Audit receives step-up grants and refusals (stepup.granted, stepup.refused). nil records
 	// nothing (tests); a failed append is logged.
 	Audit audit.Sink
-	// CacheTTL is how long a session record is reused without reading storage again, when the
-	// store announces changes (store.Store does): 0 means DefaultCacheTTL, negative disables
-	// the cache (every request reads its session from storage).
+	// CacheTTL, when not zero, overrides the configuration's session.cache and
+	// session.cache_ttl: how long a session record is reused without reading storage again,
+	// when the store announces changes (store.Store does). Negative disables the cache (every
+	// request reads its session from storage).
 	CacheTTL time.Duration
 	// HostAllowed reports whether host (a Host header, possibly with a port) is one Portcullis
 	// serves for browsers: a host some route names (proxy.Server.ServesHost). A browser on such
@@ -177,11 +178,11 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 		m.client = c
 	}
 	m.touch, m.stopWatch = st.UpdateSession, func() {}
-	if w, ok := st.(watcher); ok && opts.CacheTTL >= 0 {
-		ttl := opts.CacheTTL
-		if ttl == 0 {
-			ttl = DefaultCacheTTL
-		}
+	ttl := opts.CacheTTL
+	if ttl == 0 {
+		ttl = cacheTTL(sc)
+	}
+	if w, ok := st.(watcher); ok && ttl > 0 {
 		m.cache = newSessionCache(ttl)
 		m.st, m.touch = cachingStore{Store: st, c: m.cache}, w.TouchSession
 		m.stopWatch = w.WatchSessions(store.SessionEvents{
@@ -342,4 +343,16 @@ func (m *Manager) RevokeUser(ctx context.Context, userKey string) (int, error) {
 		return 0, fmt.Errorf("revoke user sessions: %w", err)
 	}
 	return n, nil
+}
+
+// cacheTTL is the session cache lifetime session.cache and session.cache_ttl ask for; negative
+// when the cache is off.
+func cacheTTL(sc config.Session) time.Duration {
+	switch {
+	case sc.Cache != nil && !*sc.Cache:
+		return -1
+	case sc.CacheTTL > 0:
+		return sc.CacheTTL.D()
+	}
+	return DefaultCacheTTL
 }

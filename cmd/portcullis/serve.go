@@ -152,11 +152,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	opts.ReadyChecks["redis"] = st.Ping
 
 	aud := store.NewAudit(st, int64(cfg.Audit.MaxLen))
-	memTTL := cfg.Authz.CacheTTL.D()
-	if !*cfg.Authz.Cache {
-		memTTL = store.CacheDisabled
-	}
-	cache := store.NewCache(st, memTTL, log)
+	cache := store.NewCache(st, cfg.Authz.CacheLifetime(), log)
 	closers = append(closers, func() { _ = cache.Close() })
 	opts.Audit, opts.Members = aud, cache
 	opts.Recovery = st // recovery guards: domain holders, person indexes, rate limits
@@ -171,14 +167,9 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		return closeAll, nil
 	}
 	orgs := store.NewOrgs(st, aud)
-	sessTTL := cfg.Session.CacheTTL.D()
-	if !*cfg.Session.Cache {
-		sessTTL = -1 // session.Options: negative disables the cache
-	}
 	sm, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{
-		Logger:   log,
-		CacheTTL: sessTTL,
-		Audit:    aud, // step-up grants and refusals, handoffs
+		Logger: log,
+		Audit:  aud, // step-up grants and refusals, handoffs
 		// Organisation hosts sign in through a handoff from the sign-in host, only to host
 		// names a route lists (in the configuration in force, reloads included).
 		HostAllowed: func(host string) bool {
