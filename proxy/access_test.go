@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -175,10 +174,7 @@ func newAccBed(t *testing.T) *accBed {
 	})
 	b.issuer = idp.URL
 	dir := t.TempDir()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: idp.HTTP.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := idp.CAFile(t)
 	rs := redistest.Start(t)
 	yaml := fmt.Sprintf(`server:
   public_url: %[1]s

@@ -8,7 +8,6 @@ package proxy
 
 import (
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -122,10 +121,7 @@ func TestColdRequestOneRoundTrip(t *testing.T) {
 		Users: []devidp.User{{Subject: accAlice, Username: "alice", Password: "pw", Email: "alice@acme.example", EmailVerified: true},
 			{Subject: "sub-bob", Username: "bob", Password: "pw", Email: "bob@acme.example", EmailVerified: true}},
 	})
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: idp.HTTP.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := idp.CAFile(t)
 	rs := redistest.Start(t)
 	off := newRTProxy(t, tsOff, baseOff, rs.Addr, idp.URL, ca, up.URL, false)
 	on := newRTProxy(t, tsOn, baseOn, rs.Addr, idp.URL, ca, up.URL, true)

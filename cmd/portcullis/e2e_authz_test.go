@@ -10,14 +10,12 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -112,10 +110,7 @@ func newAZBed(t *testing.T) *azBed {
 		Users:   azUsers,
 	})
 	dir := t.TempDir()
-	ca := filepath.Join(dir, "idp-ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: b.idp.HTTP.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := b.idp.CAFile(t)
 	writeFile(t, filepath.Join(dir, "secret"), "e2e-secret\n")
 	b.redis = redistest.Start(t)
 	b.portal = newAZPortal(t)

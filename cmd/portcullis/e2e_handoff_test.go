@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -50,10 +48,7 @@ func newHandoffBed(t *testing.T) *handoffBed {
 			Email: "alice@fresh.example", EmailVerified: true, Name: "Alice"}},
 	})
 	dir := t.TempDir()
-	ca := filepath.Join(dir, "idp-ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: idp.HTTP.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := idp.CAFile(t)
 	rs := redistest.Start(t)
 	up := upstream(t, "portal")
 	cfg := fmt.Sprintf(`server:

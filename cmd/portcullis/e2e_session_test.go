@@ -5,13 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -46,10 +44,7 @@ func newSessionBed(t *testing.T) *sessionBed {
 			Email: "alice@fresh.example", EmailVerified: true, Name: "Alice"}},
 	})
 	dir := t.TempDir()
-	ca := filepath.Join(dir, "idp-ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: idp.HTTP.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := idp.CAFile(t)
 	rs := redistest.Start(t)
 	up := upstream(t, "portal")
 	cfg := fmt.Sprintf(`server:

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"html"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -65,10 +63,7 @@ func newSUBed(t *testing.T) *suBed {
 		Users: suUsers,
 	})
 	dir := t.TempDir()
-	ca := filepath.Join(dir, "idp-ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: b.idp.HTTP.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := b.idp.CAFile(t)
 	writeFile(t, filepath.Join(dir, "secret"), "e2e-secret\n")
 	rs := redistest.Start(t)
 	b.portal = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

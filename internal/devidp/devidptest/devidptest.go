@@ -5,6 +5,7 @@ package devidptest
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"html"
@@ -12,6 +13,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -47,6 +50,19 @@ func Start(t testing.TB, cfg devidp.Config) *Server {
 	}
 	srv.Config.Handler = idp.Handler()
 	return &Server{IdP: idp, HTTP: srv, URL: srv.URL}
+}
+
+// CAFile writes the provider's TLS certificate as PEM to a file of the test's temporary
+// directory and returns its path: what a relying party configured with oidc.ca_root_file needs
+// to trust this provider.
+func (s *Server) CAFile(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "idp-ca.pem")
+	block := &pem.Block{Type: "CERTIFICATE", Bytes: s.HTTP.Certificate().Raw}
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatalf("devidptest: write CA file: %v", err)
+	}
+	return path
 }
 
 // Form is the provider's login form as a client sees it.
