@@ -62,14 +62,18 @@ func (m *Manager) showLogout(w http.ResponseWriter, r *http.Request) {
 	page.Render(w, r, page.Page{Title: title, Body: body, FormAction: m.logoutFormAction()})
 }
 
-// logoutFormAction allows the form to post here and the browser to follow our redirect to the
-// provider's end_session_endpoint (browsers apply form-action to redirects too).
+// logoutFormAction allows the form to post here, the browser to follow our redirect to the
+// provider's end_session_endpoint, and the provider's redirect on to post_logout_redirect_uri,
+// the sign-in host's home page (browsers apply form-action to every redirect after a
+// submission). On an organisation host the sign-in host is another origin: without it,
+// Chromium blocks the provider's sign-out form, reporting the provider's URL.
 func (m *Manager) logoutFormAction() string {
 	fa := "'self'"
 	if rp := m.rp.Load(); rp != nil && rp.endSession != "" {
 		if u, err := url.Parse(rp.endSession); err == nil && u.Host != "" {
 			fa += " " + u.Scheme + "://" + u.Host
 		}
+		fa += " " + m.signInOrigin
 	}
 	return fa
 }
