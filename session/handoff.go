@@ -44,8 +44,7 @@ import (
 //     later than C's; indexed like a sign-in (offboarding, back-channel logout) and joined to
 //     C's family, so signing out of either ends both (logout.go).
 //
-// Step-up on H is not offered: its callback would also arrive on C (serveStepUp refuses it
-// with step_up_host_unsupported).
+// Step-up on H goes through C the same way (handoff_stepup.go).
 
 // HandoffCookieName is the cookie binding a handoff to the browser that asked for it. It is
 // SameSite=None: it must be sent with the cross-site form post from the sign-in host.
@@ -93,16 +92,27 @@ type handoffRequest struct {
 	// Browser is the hash of the nonce cookie set on H.
 	Browser string    `json:"browser"`
 	Started time.Time `json:"started"`
+	// StepUp, when set, makes the request a step-up of H's session StepUp.Session rather than
+	// a sign-in (handoff_stepup.go); PromptLogin is the route's prompt_login.
+	StepUp      *stepUpState `json:"step_up,omitempty"`
+	PromptLogin bool         `json:"prompt_login,omitempty"`
 }
 
 // handoffCode is step 2's record, stored under the hash of K.
 type handoffCode struct {
-	// Session is the handle of the sign-in host's session the new one is made from.
+	// Session is the handle of the sign-in host's session the new one is made from; for a
+	// step-up, the handle of H's session to elevate.
 	Session  string    `json:"session"`
 	Host     string    `json:"host"`
 	ReturnTo string    `json:"rd"`
 	Browser  string    `json:"browser"`
 	Issued   time.Time `json:"issued"`
+	// StepUp and Elevation, when set, make the code a step-up's: Elevation is what the sign-in
+	// host verified, to be added to Session (handoff_stepup.go).
+	StepUp    *stepUpState `json:"step_up,omitempty"`
+	Elevation *Elevation   `json:"elevation,omitempty"`
+	// Finish marks the record an elevation waiting on H for its session cookie, not a code.
+	Finish bool `json:"finish,omitempty"`
 }
 
 // hostName is the lower-case host name of a Host header, without its port.
@@ -159,13 +169,20 @@ func (m *Manager) requestHandoff(w http.ResponseWriter, r *http.Request, returnT
 		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffHost, "host is not one a route names", "")
 		return
 	}
+	m.sendHandoff(w, r, &handoffRequest{Host: host, ReturnTo: returnTo}, handoffStartPath, http.StatusFound)
+}
+
+// sendHandoff stores req, bound to this browser's nonce cookie (set or reused), under a fresh
+// token and sends the browser to the sign-in host's path with it.
+func (m *Manager) sendHandoff(w http.ResponseWriter, r *http.Request, req *handoffRequest, path string, status int) {
 	// One nonce per browser, reused by sign-ins started in several tabs at once.
 	nonce, err := sessionCookie(r, HandoffCookieName)
 	if err != nil || !validSecret(nonce) {
 		nonce = newSecret()
 	}
 	token := newSecret()
-	rec, err := json.Marshal(handoffRequest{Host: host, ReturnTo: returnTo, Browser: handle(nonce), Started: m.now()})
+	req.Browser, req.Started = handle(nonce), m.now()
+	rec, err := json.Marshal(req)
 	if err != nil {
 		m.log.Error("encode handoff request", slog.String("error", err.Error()))
 		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
@@ -178,7 +195,7 @@ func (m *Manager) requestHandoff(w http.ResponseWriter, r *http.Request, returnT
 	}
 	http.SetCookie(w, handoffCookie(nonce, int(handoffRequestTTL/time.Second)))
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, m.signInOrigin+handoffStartPath+"?t="+token, http.StatusFound)
+	http.Redirect(w, r, m.signInOrigin+path+"?t="+token, status)
 }
 
 // serveHandoffStart is step 2, on the sign-in host.
@@ -206,7 +223,7 @@ func (m *Manager) serveHandoffStart(w http.ResponseWriter, r *http.Request) {
 			refuse(w, r, http.StatusServiceUnavailable, ReasonIdPUnavailable)
 			return
 		}
-		req, ok := m.takeRequest(w, r, t)
+		req, ok := m.takeRequest(w, r, t, false)
 		if !ok {
 			return
 		}
@@ -225,7 +242,7 @@ func (m *Manager) serveHandoffStart(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		m.refuseLoad(w, r, err, false)
 	default:
-		req, ok := m.takeRequest(w, r, t)
+		req, ok := m.takeRequest(w, r, t, false)
 		if !ok {
 			return
 		}
@@ -233,8 +250,9 @@ func (m *Manager) serveHandoffStart(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// takeRequest spends the handoff request of token t and checks it; it writes the refusal.
-func (m *Manager) takeRequest(w http.ResponseWriter, r *http.Request, t string) (*handoffRequest, bool) {
+// takeRequest spends the handoff request of token t and checks it, a step-up's when stepUp, a
+// sign-in's otherwise; it writes the refusal.
+func (m *Manager) takeRequest(w http.ResponseWriter, r *http.Request, t string, stepUp bool) (*handoffRequest, bool) {
 	b, err := m.st.TakeHandoff(r.Context(), handle(t))
 	switch {
 	case errors.Is(err, store.ErrNoHandoff):
@@ -258,6 +276,9 @@ func (m *Manager) takeRequest(w http.ResponseWriter, r *http.Request, t string) 
 		return nil, false
 	case !validSecret(req.Browser) || !rdOK:
 		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "malformed handoff request", "")
+		return nil, false
+	case (req.StepUp != nil) != stepUp || stepUp && (!validSecret(req.StepUp.Session) || req.StepUp.MaxAge <= 0):
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "handoff request of another kind", "")
 		return nil, false
 	case !m.handoffTarget(req.Host):
 		// Checked again: the configuration may have changed, and a code is only ever posted
@@ -298,8 +319,15 @@ func (m *Manager) issueCode(w http.ResponseWriter, r *http.Request, l *loaded, r
 			return
 		}
 	}
+	m.postCode(w, r, &handoffCode{Session: l.h, Host: req.Host, ReturnTo: req.ReturnTo, Browser: req.Browser, Issued: now}, l.rec.User)
+}
+
+// postCode stores hc under a fresh one-time code and answers with the page that posts the
+// code to hc.Host.
+func (m *Manager) postCode(w http.ResponseWriter, r *http.Request, hc *handoffCode, user string) {
+	ctx := r.Context()
 	code := newSecret()
-	rec, err := json.Marshal(handoffCode{Session: l.h, Host: req.Host, ReturnTo: req.ReturnTo, Browser: req.Browser, Issued: now})
+	rec, err := json.Marshal(hc)
 	if err != nil {
 		m.log.Error("encode handoff code", slog.String("error", err.Error()))
 		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
@@ -310,14 +338,15 @@ func (m *Manager) issueCode(w http.ResponseWriter, r *http.Request, l *loaded, r
 		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
 		return
 	}
-	origin := "https://" + req.Host
-	body, err := page.Execute(handoffBody, struct{ Host, Action, Code string }{req.Host, origin + handoffPath, code})
+	origin := "https://" + hc.Host
+	body, err := page.Execute(handoffBody, struct{ Host, Action, Code string }{hc.Host, origin + handoffPath, code})
 	if err != nil {
 		m.log.Error("handoff page", slog.Any("error", err))
 		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
 		return
 	}
-	m.log.Info("handoff code issued", slog.String("user", l.rec.User), slog.String("session", logID(l.h)), slog.String("host", req.Host))
+	m.log.Info("handoff code issued", slog.String("user", user), slog.String("session", logID(hc.Session)), slog.String("host", hc.Host),
+		slog.Bool("step_up", hc.StepUp != nil))
 	page.Render(w, r, page.Page{Title: "Signing you in", Body: body, FormAction: origin, Script: handoffScript})
 }
 
@@ -367,6 +396,14 @@ func (m *Manager) serveHandoff(w http.ResponseWriter, r *http.Request) {
 	nonce, err := sessionCookie(r, HandoffCookieName)
 	if err != nil || !validSecret(nonce) || subtle.ConstantTimeCompare([]byte(handle(nonce)), []byte(hc.Browser)) != 1 {
 		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffBrowser, "handoff cookie missing or not the one that asked for this code", "")
+		return
+	}
+	switch {
+	case hc.Finish || (hc.StepUp == nil) != (hc.Elevation == nil):
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "not a handoff code", "")
+		return
+	case hc.StepUp != nil:
+		m.awaitSession(w, r, &hc)
 		return
 	}
 	pb, err := m.st.LoadSession(ctx, hc.Session)

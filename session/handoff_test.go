@@ -39,7 +39,11 @@ type hoEnv struct {
 
 func newHandoffEnv(t *testing.T) *hoEnv {
 	t.Helper()
-	e := newEnv(t, envOpts{routes: orgHostRoutes})
+	return wrapHandoffEnv(newEnv(t, envOpts{routes: orgHostRoutes}))
+}
+
+// wrapHandoffEnv makes e, whose routes name organisation hosts, an hoEnv.
+func wrapHandoffEnv(e *env) *hoEnv {
 	_, port, _ := net.SplitHostPort(e.srv.Listener.Addr().String())
 	return &hoEnv{env: e, port: port}
 }
@@ -402,9 +406,9 @@ func TestHandoffAttacks(t *testing.T) {
 			}
 		}
 	})
-	t.Run("step-up on an organisation host", func(t *testing.T) {
-		p := alice.do("POST", h.origin("acme.example.com")+"/.portcullis/step-up", url.Values{"ticket": {"x"}},
-			http.Header{"Origin": {h.origin("acme.example.com")}, "Accept": {"text/html"}})
+	t.Run("step-up on a host no route names", func(t *testing.T) {
+		p := alice.do("POST", h.origin("example.com")+"/.portcullis/step-up", url.Values{"ticket": {"x"}},
+			http.Header{"Origin": {h.origin("example.com")}, "Accept": {"text/html"}})
 		wantReason(t, p, 400, session.ReasonStepUpHost)
 	})
 	t.Run("wrong methods", func(t *testing.T) {
@@ -441,6 +445,13 @@ func (h *hoEnv) logout(b *browser, host string) {
 		http.Header{"Origin": {h.origin(host)}, "Sec-Fetch-Site": {"same-origin"}})
 	if p.StatusCode != http.StatusOK && p.StatusCode != http.StatusSeeOther {
 		h.t.Fatalf("sign-out on %s: %d %s", host, p.StatusCode, p.body)
+	}
+	// The provider's sign-out form: the provider redirects on to the sign-in host's home page,
+	// and browsers apply form-action to that redirect too (Chromium blocked it on organisation
+	// hosts when only 'self' and the provider were allowed).
+	if csp := p.Header.Get("Content-Security-Policy"); p.StatusCode == http.StatusOK &&
+		!regexp.MustCompile(`form-action 'self' \S+ `+regexp.QuoteMeta(h.base)+`(;|$)`).MatchString(csp) {
+		h.t.Errorf("sign-out on %s: CSP %q does not let the provider return to the sign-in host %s", host, csp, h.base)
 	}
 }
 

@@ -31,6 +31,8 @@ type loginRecord struct {
 	// StepUp then describes.
 	Purpose string       `json:"purpose,omitempty"`
 	StepUp  *stepUpState `json:"step_up,omitempty"`
+	// Handoff is, for purposeHandoffStepUp, the organisation host's request the step-up is for.
+	Handoff *handoffRequest `json:"handoff,omitempty"`
 }
 
 // serveLogin starts a sign-in: state, nonce and PKCE verifier are kept server-side with the
@@ -142,8 +144,12 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) {
 		refuse(w, r, http.StatusBadRequest, ReasonLoginMismatch)
 		return
 	}
-	if lr.Purpose == purposeStepUp {
+	switch lr.Purpose {
+	case purposeStepUp:
 		m.stepUpCallback(w, r, rp, &lr)
+		return
+	case purposeHandoffStepUp:
+		m.handoffStepUpCallback(w, r, rp, &lr)
 		return
 	}
 	if lr.Purpose != "" {

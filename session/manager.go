@@ -332,6 +332,8 @@ func (m *Manager) Endpoints() map[string]http.Handler {
 		"step-up":            http.HandlerFunc(m.serveStepUp),
 		"handoff/start":      http.HandlerFunc(m.serveHandoffStart),
 		"handoff":            http.HandlerFunc(m.serveHandoff),
+		"handoff/step-up":    http.HandlerFunc(m.serveHandoffStepUp),
+		"handoff/finish":     http.HandlerFunc(m.serveHandoffFinish),
 	}
 }
 

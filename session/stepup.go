@@ -29,7 +29,9 @@ import (
 // session's key) to /.portcullis/step-up, which starts an authorisation request with
 // acr_values, max_age and login_hint. The callback checks the ID token itself (the request
 // parameters may have been stripped on the way, SU-03), records the elevation, rotates the
-// session id and returns to the page.
+// session id and returns to the page. On an organisation host, whose callback would arrive on
+// the sign-in host, the same checks run there and the elevation is handed back
+// (handoff_stepup.go).
 
 // Reason codes of step-up. Stable; they appear in pages, JSON, logs and audit events.
 const (
@@ -199,9 +201,9 @@ func (m *Manager) serveStepUp(w http.ResponseWriter, r *http.Request) {
 		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
 		return
 	}
-	if m.otherHost(r) {
-		// The step-up's callback would arrive on the sign-in host, without this host's
-		// session or login cookie. Not offered here (yet): refused plainly, not half-done.
+	if m.otherHost(r) && !m.handoffTarget(strings.ToLower(r.Host)) {
+		// The step-up's callback arrives on the sign-in host, which hands the elevation over
+		// only to hosts a route names (handoff_stepup.go).
 		m.log.Warn("step-up refused", slog.String("reason", ReasonStepUpHost), slog.String("host", r.Host))
 		refuse(w, r, http.StatusBadRequest, ReasonStepUpHost)
 		return
@@ -235,6 +237,10 @@ func (m *Manager) serveStepUp(w http.ResponseWriter, r *http.Request) {
 	returnTo := "/"
 	if v, ok := safeRedirect(c.ReturnTo); ok {
 		returnTo = v
+	}
+	if m.otherHost(r) {
+		m.requestStepUpHandoff(w, r, l, c, returnTo)
+		return
 	}
 	lr := loginRecord{ReturnTo: returnTo, Started: m.now(), Purpose: purposeStepUp, StepUp: &stepUpState{
 		Session: l.h, Route: c.Route, Org: c.Org, ACR: c.ACR, AMR: c.AMR, MaxAge: c.MaxAge, Elevation: c.Elevation,
@@ -287,38 +293,48 @@ func (m *Manager) stepUpCallback(w http.ResponseWriter, r *http.Request, rp *rel
 		return
 	}
 	now := m.now()
-	deny := func(reason, cause string) {
+	el, reason, cause := checkStepUp(su, lr.Started, id, l.rec, now)
+	if reason != "" {
 		m.stepUpRefusedPage(ctx, w, r, l.rec.User, su, reason, cause, id, lr.ReturnTo)
+		return
 	}
+	m.grantElevation(ctx, w, r, l, su, el, lr.ReturnTo)
+}
+
+// checkStepUp checks the ID token id of a step-up started at started, for the session rec,
+// against the requirements su: the same person, an acceptable acr, every required amr, and an
+// authentication after the step-up began and within max_age. It returns the elevation to
+// grant, or the reason code and the cause of the refusal.
+func checkStepUp(su *stepUpState, started time.Time, id *identity, rec *record, now time.Time) (Elevation, string, string) {
 	switch {
-	case id.issuer != l.rec.Issuer || id.subject != l.rec.Subject:
-		deny(ReasonStepUpWrongUser, "id token names another person than the session")
-		return
+	case id.issuer != rec.Issuer || id.subject != rec.Subject:
+		return Elevation{}, ReasonStepUpWrongUser, "id token names another person than the session"
 	case !acrOK(su.ACR, id.acr):
-		deny(ReasonStepUpACR, "acr "+strconv.Quote(id.acr)+" is not acceptable")
-		return
+		return Elevation{}, ReasonStepUpACR, "acr " + strconv.Quote(id.acr) + " is not acceptable"
 	case !amrOK(su.AMR, id.amr):
-		deny(ReasonStepUpAMR, "amr "+strconv.Quote(strings.Join(id.amr, " "))+" lacks a required method")
-		return
+		return Elevation{}, ReasonStepUpAMR, "amr " + strconv.Quote(strings.Join(id.amr, " ")) + " lacks a required method"
 	case id.authTime.IsZero():
-		deny(ReasonStepUpStale, "no auth_time")
-		return
+		return Elevation{}, ReasonStepUpStale, "no auth_time"
 	// auth_time has whole seconds: the second in which the step-up began is the earliest it
 	// can say "after"; no allowance for skew beyond that.
-	case id.authTime.Before(lr.Started.Truncate(time.Second)):
-		deny(ReasonStepUpStale, "auth_time is before the step-up began")
-		return
+	case id.authTime.Before(started.Truncate(time.Second)):
+		return Elevation{}, ReasonStepUpStale, "auth_time is before the step-up began"
 	case now.Sub(id.authTime) > su.MaxAge:
-		deny(ReasonStepUpStale, "auth_time is older than max_age")
-		return
+		return Elevation{}, ReasonStepUpStale, "auth_time is older than max_age"
 	}
 	until := min(id.authTime.Add(su.MaxAge).UnixNano(), now.Add(su.Elevation).UnixNano())
 	el := Elevation{ACR: id.acr, AMR: slices.Clone(id.amr), Org: su.Org, AuthTime: id.authTime, GrantedAt: now,
 		Until: time.Unix(0, until).UTC()}
 	if !now.Before(el.Until) {
-		deny(ReasonStepUpStale, "elevation would already be over")
-		return
+		return Elevation{}, ReasonStepUpStale, "elevation would already be over"
 	}
+	return el, "", ""
+}
+
+// grantElevation adds el to the session l, rotates its id, audits the grant and returns the
+// browser to returnTo. It writes the refusal itself.
+func (m *Manager) grantElevation(ctx context.Context, w http.ResponseWriter, r *http.Request, l *loaded, su *stepUpState, el Elevation, returnTo string) {
+	now := m.now()
 	// The record as it is now, so a change made meanwhile (an organisation switch in another
 	// tab, which drops elevations) is kept rather than undone.
 	// A copy: l.rec may be the session cache's, shared with concurrent requests.
@@ -342,14 +358,14 @@ func (m *Manager) stepUpCallback(w http.ResponseWriter, r *http.Request, rp *rel
 	}
 	m.log.Info("step-up granted", slog.String("user", rec.User), slog.String("session", logID(handle(secret))),
 		slog.String("route", su.Route), slog.String("org", su.Org), slog.String("acr", el.ACR),
-		slog.Time("until", el.Until), slog.String("metric", "stepup_granted_total"))
+		slog.Time("until", el.Until), slog.String("host", r.Host), slog.String("metric", "stepup_granted_total"))
 	m.auditStepUp(ctx, w, audit.StepUpGranted, rec.User, su, "", map[string]string{
-		"acr": el.ACR, "amr": strings.Join(el.AMR, " "), "until": el.Until.Format(time.RFC3339),
+		"acr": el.ACR, "amr": strings.Join(el.AMR, " "), "until": el.Until.Format(time.RFC3339), "host": r.Host,
 	})
 	http.SetCookie(w, cookie(CookieName, secret, int(m.sc.AbsoluteTimeout.D()/time.Second)))
 	expire(w, LoginCookieName)
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, lr.ReturnTo, http.StatusFound)
+	http.Redirect(w, r, returnTo, http.StatusFound)
 }
 
 // rotate stores l.rec under a new id and deletes the old record (invariant 5: the id changes at
