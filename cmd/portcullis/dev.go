@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -168,8 +169,25 @@ Pages (the portal behind Portcullis is unmodified):
   %[1]s/.portcullis/whoami   who you are;   %[1]s/.portcullis/orgs   choose an organisation
   %[1]s/.portcullis/logout   sign out
 
+Organisation hosts: each organisation's own address, acting for it. You sign in on %[1]s
+(single sign-on: once for all of them) and signing out on any of them signs you out everywhere.
+  %[5]s/headers     as Acme: the portal receives X-Portcullis-Org: acme
+  %[5]s/admin/      Acme admins, after a fresh second factor (confirmed on the sign-in host)
+  %[6]s/headers   as Globex: alice and bob are refused with not_member
+
 Route file: %[2]s (edit it: Portcullis reloads it). Ctrl-C stops; nothing is kept.
-`, base, cfgPath, totp, devPassword)
+`, base, cfgPath, totp, devPassword, orgHostURL(base, "acme"), orgHostURL(base, "globex"))
+}
+
+// orgHostURL is the address of organisation org's host on the demo's listener (base's port):
+// {org}.localhost, which browsers resolve to loopback.
+func orgHostURL(base, org string) string {
+	u, err := url.Parse(base)
+	if err != nil {
+		return base
+	}
+	u.Host = net.JoinHostPort(org+".localhost", u.Port())
+	return u.String()
 }
 
 func demoUsers(totp string) []devidp.User {
@@ -294,6 +312,7 @@ server:
   metrics_listen: "off"
 tls:
   mode: self_signed
+  self_signed_hosts: [localhost, 127.0.0.1, "::1", acme.localhost, globex.localhost]
 log:
   format: text
 redis:
@@ -326,6 +345,22 @@ routes:
     recovery_guard:
       identifier: [{from: form, name: email}]
       blocked_response: forbidden   # the demo shows why; production keeps the default, generic
+  # Each organisation's own host name: Chromium, Firefox and curl resolve every *.localhost
+  # name to loopback, so these reach this listener. People sign in on the sign-in host
+  # (public_url) and are handed over (session/handoff.go); the organisation is the host's.
+  - name: org-admin
+    hosts: [acme.localhost, globex.localhost]
+    path: /admin
+    case_insensitive: true
+    upstream: %[2]s
+    org: {from: host, host: "{org}.localhost"}
+    require: {roles: [admin]}
+    step_up: {acr: ["urn:portcullis:acr:mfa"], amr: [otp], max_age: 10m, elevation: 5m}
+  - name: org-hosts
+    hosts: [acme.localhost, globex.localhost]
+    path: /
+    upstream: %[2]s
+    org: {from: host, host: "{org}.localhost"}
   - name: billing
     path: /billing
     upstream: %[2]s

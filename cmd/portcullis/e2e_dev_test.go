@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -65,6 +67,56 @@ func TestE2EDev(t *testing.T) {
 	}
 }
 
+// TestE2EDevOrgHosts checks the walkthrough's organisation hosts: a person opening
+// acme.localhost signs in on the sign-in host (127.0.0.1, another site) and is handed over,
+// acting for Acme; globex.localhost needs no second sign-in and refuses a non-member; signing
+// out on acme.localhost signs out on the sign-in host too.
+func TestE2EDevOrgHosts(t *testing.T) {
+	base := startDev(t)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(base, "https://"))
+	acme, globex := "https://acme.localhost:"+port, "https://globex.localhost:"+port
+
+	dc := newDevClient(t, base, "alice")
+	alice := dc.get
+	p := alice(acme+"/headers", nil)
+	if p.status != 200 || !strings.Contains(p.body, "demo-alice") || !strings.Contains(p.body, "X-Portcullis-Org</th><td><code>acme</code>") {
+		t.Fatalf("acme.localhost/headers as alice: %d\n%s", p.status, p.body)
+	}
+	if p := alice(base+"/.portcullis/whoami", http.Header{"Accept": {"application/json"}}); p.status != 200 {
+		t.Errorf("whoami on the sign-in host after the handoff: %d %s", p.status, p.body)
+	}
+	if p := alice(globex+"/headers", nil); p.status != 403 || !strings.Contains(p.body, "not_member") {
+		t.Errorf("globex.localhost/headers as alice: %d %.300s", p.status, p.body)
+	}
+	// Acme's admin area on its own host asks for a step-up (done through the sign-in host:
+	// TestBrowserHandoffStepUp, with the second factor).
+	if p := alice(acme+"/admin/", nil); p.status != 401 || !strings.Contains(p.body, "step_up_required") ||
+		!strings.Contains(p.body, `action="/.portcullis/step-up"`) {
+		t.Errorf("acme.localhost/admin/ as alice: %d %.500s", p.status, p.body)
+	}
+	bob := signIn(t, base, "bob")
+	if p := bob(globex+"/headers", nil); p.status != 403 || !strings.Contains(p.body, "not_member") {
+		t.Errorf("globex.localhost/headers as bob: %d %.300s", p.status, p.body)
+	}
+	if p := bob(acme+"/admin/", nil); p.status != 403 || !strings.Contains(p.body, "role_missing") {
+		t.Errorf("acme.localhost/admin/ as bob: %d %.300s", p.status, p.body)
+	}
+	// Sign out on acme.localhost: the confirmation page, then its form.
+	p = alice(acme+"/.portcullis/logout", nil)
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(p.body)
+	if m == nil {
+		t.Fatalf("logout page on acme.localhost: %d %s", p.status, p.body)
+	}
+	if p := dc.post(acme+"/.portcullis/logout", url.Values{"csrf": {m[1]}}); p.status != 200 || !strings.Contains(p.body, "Signed out") {
+		t.Errorf("sign out on acme.localhost: %d %.300s", p.status, p.body)
+	}
+	for _, o := range []string{base, acme, globex} {
+		if p := alice(o+"/.portcullis/whoami", http.Header{"Accept": {"application/json"}}); p.status != 401 {
+			t.Errorf("whoami on %s after signing out on acme.localhost: %d", o, p.status)
+		}
+	}
+}
+
 // startDev runs `portcullis dev` on a free port until the test ends and returns its base URL.
 func startDev(t *testing.T) string {
 	t.Helper()
@@ -94,49 +146,104 @@ type devPage struct {
 }
 
 // signIn signs in as user through the demo's provider and returns a browser that follows
-// redirects from a path and returns the final page.
+// redirects from a path (or an absolute URL) and returns the final page.
 func signIn(t *testing.T, base, user string) func(path string, hdr http.Header) devPage {
 	t.Helper()
+	return newDevClient(t, base, user).get
+}
+
+// devClient is a cookie-keeping client that signs in as user wherever it is asked to, posts the
+// sign-in handoff's code as the page's script would, and reaches the demo's organisation hosts
+// (*.localhost) on loopback, as browsers do.
+type devClient struct {
+	t          *testing.T
+	base, user string
+	c          *http.Client
+}
+
+func newDevClient(t *testing.T, base, user string) *devClient {
 	jar, _ := cookiejar.New(nil)
+	var d net.Dialer
 	c := &http.Client{Jar: jar, Timeout: 10 * time.Second,
-		Transport:     &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	get := func(target string, hdr http.Header) *http.Response {
-		req, _ := http.NewRequest("GET", target, nil)
-		req.Header.Set("Accept", "text/html")
-		req.Header.Set("Sec-Fetch-Mode", "navigate")
-		for k, v := range hdr {
-			req.Header[k] = v
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatalf("GET %s: %v", target, err)
-		}
-		return resp
-	}
-	return func(path string, hdr http.Header) devPage {
-		resp := get(base+path, hdr)
-		for range 20 {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			switch {
-			case resp.StatusCode/100 == 3:
-				u, _ := resp.Request.URL.Parse(resp.Header.Get("Location"))
-				resp = get(u.String(), hdr)
-			case resp.StatusCode == 200 && bytes.Contains(b, []byte("devidp-login")):
-				resp.Body = io.NopCloser(bytes.NewReader(b))
-				r, err := devidptest.Login(context.Background(), c, resp, user, devPassword, "")
-				if err != nil {
-					t.Fatalf("login as %s: %v", user, err)
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if h, port, err := net.SplitHostPort(addr); err == nil && strings.HasSuffix(h, ".localhost") {
+					addr = net.JoinHostPort("127.0.0.1", port)
 				}
-				resp = r
-			default:
-				return devPage{resp.StatusCode, string(b)}
-			}
-		}
-		t.Fatal("too many redirects")
-		return devPage{}
+				return d.DialContext(ctx, network, addr)
+			}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &devClient{t: t, base: base, user: user, c: c}
+}
+
+func (dc *devClient) send(method, target string, form url.Values, hdr http.Header) *http.Response {
+	dc.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
 	}
+	req, _ := http.NewRequest(method, target, body)
+	req.Header.Set("Accept", "text/html")
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	} else {
+		req.Header.Set("Sec-Fetch-Mode", "navigate")
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := dc.c.Do(req)
+	if err != nil {
+		dc.t.Fatalf("%s %s: %v", method, target, err)
+	}
+	return resp
+}
+
+// get opens path (on base) or an absolute URL and follows where it leads.
+func (dc *devClient) get(path string, hdr http.Header) devPage {
+	dc.t.Helper()
+	target := path
+	if !strings.HasPrefix(path, "https://") {
+		target = dc.base + path
+	}
+	return dc.follow(dc.send("GET", target, nil, hdr), hdr)
+}
+
+// post submits form to target, as a page of target's origin would, and follows the answer.
+func (dc *devClient) post(target string, form url.Values) devPage {
+	dc.t.Helper()
+	u, _ := url.Parse(target)
+	return dc.follow(dc.send("POST", target, form, http.Header{"Origin": {u.Scheme + "://" + u.Host},
+		"Sec-Fetch-Site": {"same-origin"}}), nil)
+}
+
+func (dc *devClient) follow(resp *http.Response, hdr http.Header) devPage {
+	dc.t.Helper()
+	for range 20 {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode/100 == 3:
+			u, _ := resp.Request.URL.Parse(resp.Header.Get("Location"))
+			resp = dc.send("GET", u.String(), nil, hdr)
+		case resp.StatusCode == 200 && e2eHandoffCode.Match(b):
+			// The sign-in host's handoff page: post the code cross-site, as its script does.
+			resp = dc.send("POST", string(e2eHandoffAction.FindSubmatch(b)[1]),
+				url.Values{"code": {string(e2eHandoffCode.FindSubmatch(b)[1])}},
+				http.Header{"Origin": {dc.base}, "Sec-Fetch-Site": {"cross-site"}})
+		case resp.StatusCode == 200 && bytes.Contains(b, []byte("devidp-login")):
+			resp.Body = io.NopCloser(bytes.NewReader(b))
+			r, err := devidptest.Login(context.Background(), dc.c, resp, dc.user, devPassword, "")
+			if err != nil {
+				dc.t.Fatalf("login as %s: %v", dc.user, err)
+			}
+			resp = r
+		default:
+			return devPage{resp.StatusCode, string(b)}
+		}
+	}
+	dc.t.Fatal("too many redirects")
+	return devPage{}
 }
 
 // TestE2EDevRecovery checks the walkthrough's promise about the guarded forgot-password form.
