@@ -512,6 +512,7 @@ routes:
 
 	per := *duration / time.Duration(*rounds)
 	results := map[string]*result{}
+	byRound := map[string][]*result{} // each round's result, for the per-round ratios
 	log.Printf("%d rounds × %d targets × %v, %d connections", *rounds, len(targets), per, *conns)
 	for r := range *rounds {
 		for _, tg := range targets {
@@ -549,6 +550,7 @@ routes:
 			}
 			log.Printf("round %d %-28s %8.0f req/s  %6.1f µs CPU/req  %.2f redis round trips/req  %.2f cmds/req  errors %d",
 				r+1, tg.name, res.rps(), res.cpuPerReq(), res.tripsPerReq(), res.redisPerReq(), res.errors)
+			byRound[tg.name] = append(byRound[tg.name], res.summary())
 			if prev := results[tg.name]; prev != nil {
 				prev.add(res)
 			} else {
@@ -558,22 +560,24 @@ routes:
 	}
 
 	fmt.Printf("\n%d connections, 1 KiB responses, keep-alive, loopback, %d rounds × %v per target (alternating)\n\n", *conns, *rounds, per)
-	fmt.Printf("| %-28s | %9s | %8s | %8s | %11s | %9s | %9s | %8s | %8s |\n", "target", "req/s", "p50", "p99", "CPU/req", "redis/req", "cmds/req", "rps/bare", "CPU/bare")
-	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 30), strings.Repeat("-", 11), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 13), strings.Repeat("-", 11), strings.Repeat("-", 11), strings.Repeat("-", 10), strings.Repeat("-", 10))
+	fmt.Printf("| %-28s | %9s | %8s | %8s | %11s | %9s | %9s | %8s | %8s | %12s |\n", "target", "req/s", "p50", "p99", "CPU/req", "redis/req", "cmds/req", "rps/bare", "CPU/bare", "CPU/bare med")
+	fmt.Printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 30), strings.Repeat("-", 11), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 13), strings.Repeat("-", 11), strings.Repeat("-", 11), strings.Repeat("-", 10), strings.Repeat("-", 10), strings.Repeat("-", 14))
 	for _, tg := range targets {
 		res := results[tg.name]
 		if res == nil {
 			continue
 		}
-		rr, cr := "1.00", "1.00"
+		rr, cr, med := "1.00", "1.00", "1.00"
 		if ref := results[tg.bareRef]; ref != nil {
 			rr = fmt.Sprintf("%.2f", res.rps()/ref.rps())
 			cr = fmt.Sprintf("%.2f", res.cpuPerReq()/ref.cpuPerReq())
+			med = fmt.Sprintf("%.2f", medianRatio(byRound[tg.name], byRound[tg.bareRef]))
 		}
-		fmt.Printf("| %-28s | %9.0f | %8s | %8s | %8.1f µs | %9.2f | %9.2f | %8s | %8s |\n", tg.name, res.rps(),
-			fmtDur(res.pct(0.50)), fmtDur(res.pct(0.99)), res.cpuPerReq(), res.tripsPerReq(), res.redisPerReq(), rr, cr)
+		fmt.Printf("| %-28s | %9.0f | %8s | %8s | %8.1f µs | %9.2f | %9.2f | %8s | %8s | %12s |\n", tg.name, res.rps(),
+			fmtDur(res.pct(0.50)), fmtDur(res.pct(0.99)), res.cpuPerReq(), res.tripsPerReq(), res.redisPerReq(), rr, cr, med)
 	}
 	fmt.Printf("\nredis/req: Redis round trips per request (read events at the server); cmds/req: commands it ran, a script's own included.\n")
+	fmt.Printf("CPU/bare med: the median over rounds of each round's CPU/req ratio to the bare proxy measured in that round (robust to a noisy neighbour slowing one round).\n")
 	if *revokes <= 0 {
 		return nil
 	}
@@ -812,6 +816,29 @@ func newClient(n int) *http.Client {
 		IdleConnTimeout:     time.Minute,
 		DisableCompression:  true,
 	}, Timeout: 10 * time.Second}
+}
+
+// medianRatio is the median over rounds of a's CPU per request over b's in the same round.
+func medianRatio(a, b []*result) float64 {
+	var rs []float64
+	for i := range min(len(a), len(b)) {
+		rs = append(rs, a[i].cpuPerReq()/b[i].cpuPerReq())
+	}
+	if len(rs) == 0 {
+		return 0
+	}
+	slices.Sort(rs)
+	if len(rs)%2 == 1 {
+		return rs[len(rs)/2]
+	}
+	return (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
+}
+
+// summary is a copy of r without its latencies, kept per round.
+func (r *result) summary() *result {
+	c := *r
+	c.latencies = nil
+	return &c
 }
 
 type result struct {
