@@ -198,21 +198,32 @@ func (m *Manager) sendHandoff(w http.ResponseWriter, r *http.Request, req *hando
 	http.Redirect(w, r, m.signInOrigin+path+"?t="+token, status)
 }
 
-// serveHandoffStart is step 2, on the sign-in host.
-func (m *Manager) serveHandoffStart(w http.ResponseWriter, r *http.Request) {
+// handoffToken checks what both step-2 endpoints on the sign-in host require (a GET, on the
+// sign-in host, with exactly one well-formed token) and returns the token; it writes the
+// refusal. what names the endpoint in the log.
+func (m *Manager) handoffToken(w http.ResponseWriter, r *http.Request, what string) (string, bool) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
-		return
+		return "", false
 	}
 	if m.otherHost(r) {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "handoff start on a host other than the sign-in host", "")
-		return
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, what+" on a host other than the sign-in host", "")
+		return "", false
 	}
 	q := r.URL.Query()
 	t := q.Get("t")
 	if len(q["t"]) != 1 || !validSecret(t) {
 		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "missing or malformed token", "")
+		return "", false
+	}
+	return t, true
+}
+
+// serveHandoffStart is step 2, on the sign-in host.
+func (m *Manager) serveHandoffStart(w http.ResponseWriter, r *http.Request) {
+	t, ok := m.handoffToken(w, r, "handoff start")
+	if !ok {
 		return
 	}
 	l, err := m.load(r.Context(), r, true)

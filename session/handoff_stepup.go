@@ -70,19 +70,8 @@ func (m *Manager) requestStepUpHandoff(w http.ResponseWriter, r *http.Request, l
 
 // serveHandoffStepUp is step 2, on the sign-in host.
 func (m *Manager) serveHandoffStepUp(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
-		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
-		return
-	}
-	if m.otherHost(r) {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "step-up handoff on a host other than the sign-in host", "")
-		return
-	}
-	q := r.URL.Query()
-	t := q.Get("t")
-	if len(q["t"]) != 1 || !validSecret(t) {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "missing or malformed token", "")
+	t, ok := m.handoffToken(w, r, "step-up handoff")
+	if !ok {
 		return
 	}
 	rp := m.current()
