@@ -103,9 +103,11 @@ func runBare() {
 		log.Fatal(err)
 	}
 	rp := &httputil.ReverseProxy{
-		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() },
-		Transport:  &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
-		BufferPool: &bufferPool{},
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() },
+		Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
+	}
+	if *bufPool {
+		rp.BufferPool = &bufferPool{}
 	}
 	cert, err := selfSigned()
 	if err != nil {
@@ -464,13 +466,14 @@ routes:
 	}
 
 	// A real session: sign in through the TLS instance and devidp's login form.
-	cookie, c, err := signIn("https://" + tlsL)
+	_, c, err := signIn("https://" + tlsL)
 	if err != nil {
 		return fmt.Errorf("sign in: %w", err)
 	}
 	// A valid elevation for acme: the step-up through devidp with the one-time code. It
 	// rotates the session id, so the new cookie is the one every target uses.
-	if cookie, err = stepUp(c, "https://"+tlsL, "/admin/acme/x"); err != nil {
+	cookie, err := stepUp(c, "https://"+tlsL, "/admin/acme/x")
+	if err != nil {
 		return fmt.Errorf("step-up: %w", err)
 	}
 
@@ -748,9 +751,9 @@ func follow(c *http.Client, base string, resp *http.Response, err error, otp str
 		resp.Body.Close()
 		switch {
 		case resp.StatusCode/100 == 3:
-			u, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
-			if err != nil {
-				return "", err
+			u, perr := resp.Request.URL.Parse(resp.Header.Get("Location"))
+			if perr != nil {
+				return "", perr
 			}
 			if strings.HasPrefix(u.String(), base+config.CallbackPath) {
 				if resp, err = get(u.String()); err != nil {
