@@ -113,7 +113,6 @@ type accBed struct {
 	logBuf  bytes.Buffer
 	issuer  string
 	cli     *http.Client
-	now     time.Time
 }
 
 type accUpstream struct {

@@ -59,7 +59,7 @@ func backchannelBed(t *testing.T) (*testbed, *logoutReceiver) {
 // (Back-Channel Logout 1.0 §2.6), with go-jose against the JWKS.
 func verifyLogoutToken(t *testing.T, tb *testbed, raw string) map[string]json.RawMessage {
 	t.Helper()
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		t.Fatalf("parse logout token: %v", err)
 	}

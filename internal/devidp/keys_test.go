@@ -46,7 +46,7 @@ func (tb *testbed) jwks(t *testing.T) jose.JSONWebKeySet {
 
 func kidOf(t *testing.T, raw string) string {
 	t.Helper()
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		t.Fatal(err)
 	}
