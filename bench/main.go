@@ -210,13 +210,25 @@ func cpu(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / clkTck, nil
 }
 
+// handedOut remembers every address freeAddr returned: a port is only free until a child
+// process binds it, and the kernel may offer the same port again in between.
+var handedOut = map[string]bool{}
+
+// freeAddr returns a loopback address with a port nothing listens on now and that no earlier
+// call returned.
 func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			log.Fatal(err)
+		}
+		a := ln.Addr().String()
+		ln.Close()
+		if !handedOut[a] {
+			handedOut[a] = true
+			return a
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func waitTCP(addr string, d time.Duration) error {
