@@ -308,9 +308,6 @@ var handoffBody = template.Must(template.New("handoff").Parse(`<h1>Signing you i
 <button type="submit">Continue</button>
 </form>`))
 
-// handoffScript submits the handoff form at once; without script the person presses Continue.
-const handoffScript = `document.getElementById("portcullis-handoff").submit();`
-
 // issueCode mints the one-time code for req from l's session and answers with the page that
 // posts it to req.Host.
 func (m *Manager) issueCode(w http.ResponseWriter, r *http.Request, l *loaded, req *handoffRequest) {
@@ -358,7 +355,7 @@ func (m *Manager) postCode(w http.ResponseWriter, r *http.Request, hc *handoffCo
 	}
 	m.log.Info("handoff code issued", slog.String("user", user), slog.String("session", logID(hc.Session)), slog.String("host", hc.Host),
 		slog.Bool("step_up", hc.StepUp != nil))
-	page.Render(w, r, page.Page{Title: "Signing you in", Body: body, FormAction: origin, Script: handoffScript})
+	page.Render(w, r, page.Page{Title: "Signing you in", Body: body, FormAction: origin, AutoSubmit: "portcullis-handoff"})
 }
 
 // serveHandoff is step 3, on H: the code posted from the sign-in host becomes a session here.

@@ -156,7 +156,7 @@ func (m *Manager) doLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page.Render(w, r, page.Page{Title: "Signing out", Body: body, FormAction: m.logoutFormAction(),
-		Script: endSessionScript})
+		AutoSubmit: "portcullis-end-session"})
 }
 
 var endSessionBody = template.Must(template.New("end-session").Parse(`<h1>Signed out</h1>
@@ -167,10 +167,6 @@ var endSessionBody = template.Must(template.New("end-session").Parse(`<h1>Signed
 <input type="hidden" name="post_logout_redirect_uri" value="{{.Return}}">
 <button type="submit">Continue</button>
 </form>`))
-
-// endSessionScript submits the provider sign-out form at once; without script the person
-// presses Continue.
-const endSessionScript = `document.getElementById("portcullis-end-session").submit();`
 
 // backchannelEvent is the member of "events" that makes a JWT a logout token.
 const backchannelEvent = "http://schemas.openid.net/event/backchannel-logout"

@@ -21,10 +21,13 @@ var styleSheet string
 
 // styleSource is the CSP source allowing the inline stylesheet, by its hash: no
 // 'unsafe-inline', so markup injected into a page could not style (or hide) anything either.
-var styleSource = func() string {
-	sum := sha256.Sum256([]byte(styleSheet))
+var styleSource = hashSource(styleSheet)
+
+// hashSource is the CSP source allowing exactly the inline element whose text is s.
+func hashSource(s string) string {
+	sum := sha256.Sum256([]byte(s))
 	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
-}()
+}
 
 // Brand is how the pages present themselves. The configuration validates the values
 // (config.Pages): links are https URLs or same-origin paths.
@@ -67,9 +70,19 @@ type Page struct {
 	FormAction string
 	// Support shows the support contact, on pages where something went wrong.
 	Support bool
-	// Script, when set, is one constant inline script, allowed by its hash and nothing else
-	// (used only to submit a form the page also offers as a button).
-	Script string
+	// AutoSubmit, when set, is the id of a form in Body that the page submits at once (the
+	// person can still press its button without script): one inline script, allowed by its
+	// hash and nothing else. Ids are the callers' constants: letters, digits and "-".
+	AutoSubmit string
+}
+
+// submitScript is the script submitting the form with the given id, or "" for an id that is
+// not a plain constant (nothing is then put in a script).
+func submitScript(id string) string {
+	if id == "" || strings.Trim(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
+		return ""
+	}
+	return `document.getElementById("` + id + `").submit();`
 }
 
 // NoFormAction, as Page.FormAction, leaves form-action out of the policy: for a form posting
@@ -108,9 +121,9 @@ func Render(w http.ResponseWriter, r *http.Request, p Page) {
 	// site's host nothing about where the person was.
 	h.Set("Referrer-Policy", "same-origin")
 	csp := CSP(b, p.FormAction)
-	if p.Script != "" {
-		sum := sha256.Sum256([]byte(p.Script))
-		csp += "; script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	script := submitScript(p.AutoSubmit)
+	if script != "" {
+		csp += "; script-src " + hashSource(script)
 	}
 	h.Set("Content-Security-Policy", csp)
 	status := p.Status
@@ -125,7 +138,7 @@ func Render(w http.ResponseWriter, r *http.Request, p Page) {
 	err := layout.Execute(&buf, layoutData{
 		Title: p.Title, Product: productName(b), Logo: b.LogoURL, CSS: template.CSS(styleSheet), Body: p.Body,
 		Support: p.Support && (b.SupportEmail != "" || b.SupportURL != ""), Email: b.SupportEmail, URL: b.SupportURL,
-		Script: template.JS(p.Script), //nolint:gosec // a constant of the caller's, never request data
+		Script: template.JS(script), //nolint:gosec // built from a checked constant id, never request data
 	})
 	if err != nil {
 		// Only a broken template gets here; say so plainly rather than send half a page.

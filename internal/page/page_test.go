@@ -138,7 +138,7 @@ func TestExecuteEscapes(t *testing.T) {
 // other script (an injected one) could.
 func TestScriptAllowedByHashOnly(t *testing.T) {
 	const js = `document.getElementById("f").submit();`
-	w := render(t, Brand{}, Page{Title: "T", Body: `<form id="f"></form>`, Script: js}, http.MethodGet)
+	w := render(t, Brand{}, Page{Title: "T", Body: `<form id="f"></form>`, AutoSubmit: "f"}, http.MethodGet)
 	m := regexp.MustCompile(`(?s)<script>(.*?)</script>`).FindStringSubmatch(w.Body.String())
 	if m == nil || m[1] != js {
 		t.Fatalf("script not carried verbatim:\n%s", w.Body)
@@ -147,5 +147,16 @@ func TestScriptAllowedByHashOnly(t *testing.T) {
 	csp := w.Header().Get("Content-Security-Policy")
 	if !strings.HasSuffix(csp, "; script-src 'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'") || strings.Contains(csp, "unsafe") {
 		t.Errorf("CSP %q does not allow exactly the page's script", csp)
+	}
+}
+
+// TestAutoSubmitOnlyPlainIDs: an id that could break out of the script's string literal gets
+// no script at all (and no script-src).
+func TestAutoSubmitOnlyPlainIDs(t *testing.T) {
+	for _, id := range []string{`f");alert(1);("`, "f g", "f\n", "f'"} {
+		w := render(t, Brand{}, Page{Title: "T", Body: `<form id="f"></form>`, AutoSubmit: id}, http.MethodGet)
+		if strings.Contains(w.Body.String(), "<script") || strings.Contains(w.Header().Get("Content-Security-Policy"), "script-src") {
+			t.Errorf("AutoSubmit %q produced a script", id)
+		}
 	}
 }
