@@ -153,13 +153,7 @@ func (m *Manager) refuseHandoff(w http.ResponseWriter, r *http.Request, status i
 }
 
 func (m *Manager) auditHandoff(ctx context.Context, w http.ResponseWriter, typ audit.Type, user, reason string, detail map[string]string) {
-	if m.audit == nil {
-		return
-	}
-	ev := audit.Event{Type: typ, User: user, Reason: reason, RequestID: w.Header().Get("X-Request-Id"), Detail: detail}
-	if err := m.audit.Append(context.WithoutCancel(ctx), ev); err != nil {
-		m.log.Error("audit append failed", slog.String("type", string(typ)), slog.String("error", err.Error()))
-	}
+	m.appendAudit(ctx, w, audit.Event{Type: typ, User: user, Reason: reason, Detail: detail})
 }
 
 // requestHandoff is step 1, on H: serveLogin calls it for a host other than the sign-in host.
@@ -377,30 +371,11 @@ func (m *Manager) serveHandoff(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Spent first, whatever follows: a code is good for one attempt.
-	b, err := m.st.TakeHandoffCode(ctx, handle(code))
-	switch {
-	case errors.Is(err, store.ErrNoHandoff):
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unknown, used or expired code", "")
-		return
-	case err != nil:
-		m.log.Error("session store unavailable", slog.String("op", "take handoff code"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return
-	}
-	var hc handoffCode
-	if err := json.Unmarshal(b, &hc); err != nil {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unreadable code record", "")
+	hc, ok := m.takeCode(w, r, code, "code")
+	if !ok || !m.codeFor(w, r, hc, "code") {
 		return
 	}
 	now := m.now()
-	if now.Sub(hc.Issued) > handoffCodeTTL || hc.Issued.After(now.Add(time.Minute)) {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "code expired", "")
-		return
-	}
-	if strings.ToLower(r.Host) != hc.Host {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffWrongHost, "code posted to another host than it was issued for", "")
-		return
-	}
 	nonce, err := sessionCookie(r, HandoffCookieName)
 	if err != nil || !validSecret(nonce) || subtle.ConstantTimeCompare([]byte(handle(nonce)), []byte(hc.Browser)) != 1 {
 		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffBrowser, "handoff cookie missing or not the one that asked for this code", "")
@@ -411,7 +386,7 @@ func (m *Manager) serveHandoff(w http.ResponseWriter, r *http.Request) {
 		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "not a handoff code", "")
 		return
 	case hc.StepUp != nil:
-		m.awaitSession(w, r, &hc)
+		m.awaitSession(w, r, hc)
 		return
 	}
 	pb, err := m.st.LoadSession(ctx, hc.Session)
@@ -429,7 +404,43 @@ func (m *Manager) serveHandoff(w http.ResponseWriter, r *http.Request) {
 		m.refuseHandoff(w, r, http.StatusUnauthorized, ReasonHandoffEnded, "sign-in host's session unreadable or expired", parent.User)
 		return
 	}
-	m.createHandedOff(w, r, parent, &hc, now)
+	m.createHandedOff(w, r, parent, hc, now)
+}
+
+// takeCode spends the code record stored under the hash of secret (a handoff code, or a
+// waiting elevation: what, for the log) and decodes it; it writes the refusal.
+func (m *Manager) takeCode(w http.ResponseWriter, r *http.Request, secret, what string) (*handoffCode, bool) {
+	b, err := m.st.TakeHandoffCode(r.Context(), handle(secret))
+	switch {
+	case errors.Is(err, store.ErrNoHandoff):
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unknown, used or expired "+what, "")
+		return nil, false
+	case err != nil:
+		m.log.Error("session store unavailable", slog.String("op", "take "+what), slog.String("error", err.Error()))
+		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+		return nil, false
+	}
+	var hc handoffCode
+	if err := json.Unmarshal(b, &hc); err != nil {
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unreadable "+what, "")
+		return nil, false
+	}
+	return &hc, true
+}
+
+// codeFor checks that hc is still young and was issued for the host r arrived on; it writes
+// the refusal.
+func (m *Manager) codeFor(w http.ResponseWriter, r *http.Request, hc *handoffCode, what string) bool {
+	now := m.now()
+	switch {
+	case now.Sub(hc.Issued) > handoffCodeTTL || hc.Issued.After(now.Add(time.Minute)):
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, what+" expired", "")
+		return false
+	case strings.ToLower(r.Host) != hc.Host:
+		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffWrongHost, what+" for another host than this one", "")
+		return false
+	}
+	return true
 }
 
 // createHandedOff makes the session on this host from parent, sets its cookie and returns the

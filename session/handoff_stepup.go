@@ -193,29 +193,18 @@ func (m *Manager) serveHandoffFinish(w http.ResponseWriter, r *http.Request) {
 		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "no waiting elevation cookie", "")
 		return
 	}
-	b, err := m.st.TakeHandoffCode(ctx, handle(secret))
-	switch {
-	case errors.Is(err, store.ErrNoHandoff):
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unknown, used or expired waiting elevation", "")
-		return
-	case err != nil:
-		m.log.Error("session store unavailable", slog.String("op", "take waiting elevation"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+	hc, ok := m.takeCode(w, r, secret, "waiting elevation")
+	if !ok {
 		return
 	}
-	var hc handoffCode
-	now := m.now()
-	switch {
-	case json.Unmarshal(b, &hc) != nil || !hc.Finish || hc.StepUp == nil || hc.Elevation == nil:
+	if !hc.Finish || hc.StepUp == nil || hc.Elevation == nil {
 		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "not a waiting elevation", "")
 		return
-	case now.Sub(hc.Issued) > handoffCodeTTL || hc.Issued.After(now.Add(time.Minute)):
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "waiting elevation expired", "")
-		return
-	case strings.ToLower(r.Host) != hc.Host:
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffWrongHost, "waiting elevation for another host", "")
+	}
+	if !m.codeFor(w, r, hc, "waiting elevation") {
 		return
 	}
+	now := m.now()
 	su := hc.StepUp
 	l, err := m.load(ctx, r, false)
 	switch {

@@ -453,12 +453,17 @@ func (m *Manager) stepUpRefusedPage(ctx context.Context, w http.ResponseWriter, 
 }
 
 func (m *Manager) auditStepUp(ctx context.Context, w http.ResponseWriter, typ audit.Type, user string, su *stepUpState, reason string, detail map[string]string) {
+	m.appendAudit(ctx, w, audit.Event{Type: typ, Org: su.Org, User: user, Reason: reason, Route: su.Route, Detail: detail})
+}
+
+// appendAudit records ev with the response's request id. The append outlives a client that
+// went away (the event happened), and a failure is logged: the answer is already decided.
+func (m *Manager) appendAudit(ctx context.Context, w http.ResponseWriter, ev audit.Event) {
 	if m.audit == nil {
 		return
 	}
-	ev := audit.Event{Type: typ, Org: su.Org, User: user, Reason: reason, Route: su.Route,
-		RequestID: w.Header().Get("X-Request-Id"), Detail: detail}
+	ev.RequestID = w.Header().Get("X-Request-Id")
 	if err := m.audit.Append(context.WithoutCancel(ctx), ev); err != nil {
-		m.log.Error("audit append failed", slog.String("type", string(typ)), slog.String("error", err.Error()))
+		m.log.Error("audit append failed", slog.String("type", string(ev.Type)), slog.String("error", err.Error()))
 	}
 }
