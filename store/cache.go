@@ -220,14 +220,27 @@ func (c *Cache) fill(ctx context.Context, sh *cacheShard, k cacheKey, f *cacheFi
 	f.org, f.mem, f.err = c.s.Lookup(ctx, k.org, k.user)
 	sh.mu.Lock()
 	delete(sh.inflight, k)
-	if f.err == nil && c.gen.Load() == gen {
-		if len(sh.m) >= maxShardEntries {
-			sh.evict(time.Since(c.start) - c.ttl)
-		}
-		sh.m[k] = cacheEntry{org: f.org, mem: f.mem, at: at}
+	if f.err == nil {
+		c.storeLocked(sh, k, cacheEntry{org: f.org, mem: f.mem, at: at}, gen)
 	}
 	sh.mu.Unlock()
 	close(f.done)
+}
+
+// storeLocked caches e, read when the invalidation generation was gen, under k in sh (whose
+// lock the caller holds): not if an invalidation arrived since (the read may predate the
+// change), nor over an entry read later than e.
+func (c *Cache) storeLocked(sh *cacheShard, k cacheKey, e cacheEntry, gen uint64) {
+	if c.gen.Load() != gen {
+		return
+	}
+	if old, ok := sh.m[k]; ok && old.at >= e.at {
+		return
+	}
+	if len(sh.m) >= maxShardEntries {
+		sh.evict(time.Since(c.start) - c.ttl)
+	}
+	sh.m[k] = e
 }
 
 // evict makes room: first entries filled before cutoff (expired), then, if none, any one.

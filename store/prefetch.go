@@ -241,14 +241,5 @@ func (c *Cache) keep(k cacheKey, r *prefetched) {
 	sh := c.shard(k.org, k.user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if c.gen.Load() != r.gen {
-		return
-	}
-	if e, ok := sh.m[k]; ok && e.at >= r.at {
-		return
-	}
-	if len(sh.m) >= maxShardEntries {
-		sh.evict(time.Since(c.start) - c.ttl)
-	}
-	sh.m[k] = cacheEntry{org: r.o, mem: r.m, at: r.at}
+	c.storeLocked(sh, k, cacheEntry{org: r.o, mem: r.m, at: r.at}, r.gen)
 }
