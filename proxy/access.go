@@ -270,17 +270,7 @@ func (s *Server) storeDown(w http.ResponseWriter, r *http.Request, route *config
 // missing and whom to ask. Outsiders learn no more than not_member.
 func (s *Server) deny(w http.ResponseWriter, r *http.Request, route *config.Route, fi *forwardInfo, sess *session.Session, d authz.Decision) {
 	reason := string(d.Reason)
-	s.metrics.denied.WithLabelValues(route.Name, reason).Inc()
-	s.log.LogAttrs(r.Context(), slog.LevelInfo, "access denied",
-		slog.String("route", route.Name), slog.String("reason", reason), slog.String("org", d.Org),
-		slog.String("user", sess.UserKey), slog.String("request_id", fi.requestID))
-	if s.opts.Audit != nil {
-		ev := audit.Event{Type: audit.AccessDenied, Org: d.Org, User: sess.UserKey, Reason: reason,
-			Route: route.Name, RequestID: fi.requestID}
-		if err := s.opts.Audit.Append(r.Context(), ev); err != nil {
-			s.log.Error("audit append failed", slog.Any("error", err), slog.String("request_id", fi.requestID))
-		}
-	}
+	s.recordDenied(r, route, fi, sess.UserKey, d.Org, reason, "access denied")
 	shown := reason
 	if !d.Member && d.Reason != authz.ReasonNoOrg {
 		shown = string(authz.ReasonNotMember)
@@ -292,6 +282,27 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, route *config.Rout
 		p.Action, p.ActionText = "/.portcullis/orgs?rd="+url.QueryEscape(returnPath(r)), "Choose an organisation"
 	}
 	writeProblem(w, r, p)
+}
+
+// recordDenied counts, logs (as msg) and audits a refusal of an admitted person: every
+// access.denied has all three.
+func (s *Server) recordDenied(r *http.Request, route *config.Route, fi *forwardInfo, user, org, reason, msg string) {
+	s.metrics.denied.WithLabelValues(route.Name, reason).Inc()
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, msg,
+		slog.String("route", route.Name), slog.String("reason", reason), slog.String("org", org),
+		slog.String("user", user), slog.String("request_id", fi.requestID))
+	s.appendAudit(r, audit.Event{Type: audit.AccessDenied, Org: org, User: user, Reason: reason,
+		Route: route.Name, RequestID: fi.requestID})
+}
+
+// appendAudit records ev; a failure is logged (the answer is decided already).
+func (s *Server) appendAudit(r *http.Request, ev audit.Event) {
+	if s.opts.Audit == nil {
+		return
+	}
+	if err := s.opts.Audit.Append(r.Context(), ev); err != nil {
+		s.log.Error("audit append failed", slog.Any("error", err), slog.String("request_id", ev.RequestID))
+	}
 }
 
 func denyMessage(reason string, d authz.Decision) string {

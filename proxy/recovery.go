@@ -418,12 +418,9 @@ func (c *recoveryCheck) finish(result, reason string, status int, write func()) 
 		}
 	}
 	s.log.LogAttrs(r.Context(), slog.LevelWarn, "recovery request blocked", attrs...)
-	if s.opts.Audit != nil && !c.quiet {
-		ev := audit.Event{Type: audit.RecoveryBlocked, Org: c.org, User: c.user, Reason: reason,
-			Route: c.route.Name, RequestID: c.fi.requestID, Detail: detail}
-		if err := s.opts.Audit.Append(r.Context(), ev); err != nil {
-			s.log.Error("audit append failed", slog.Any("error", err), slog.String("request_id", c.fi.requestID))
-		}
+	if !c.quiet {
+		s.appendAudit(r, audit.Event{Type: audit.RecoveryBlocked, Org: c.org, User: c.user, Reason: reason,
+			Route: c.route.Name, RequestID: c.fi.requestID, Detail: detail})
 	}
 	if write != nil {
 		write()

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/page"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
@@ -53,17 +52,7 @@ func (s *Server) stepUp(w http.ResponseWriter, r *http.Request, route *config.Ro
 			return true
 		}
 	}
-	s.metrics.denied.WithLabelValues(route.Name, reasonStepUpRequired).Inc()
-	s.log.LogAttrs(r.Context(), slog.LevelInfo, "step-up required",
-		slog.String("route", route.Name), slog.String("reason", reasonStepUpRequired), slog.String("org", org),
-		slog.String("user", sess.UserKey), slog.String("request_id", fi.requestID))
-	if s.opts.Audit != nil {
-		ev := audit.Event{Type: audit.AccessDenied, Org: org, User: sess.UserKey, Reason: reasonStepUpRequired,
-			Route: route.Name, RequestID: fi.requestID}
-		if err := s.opts.Audit.Append(r.Context(), ev); err != nil {
-			s.log.Error("audit append failed", slog.Any("error", err), slog.String("request_id", fi.requestID))
-		}
-	}
+	s.recordDenied(r, route, fi, sess.UserKey, org, reasonStepUpRequired, "step-up required")
 	c := session.NewChallenge(route, org, returnPath(r))
 	h := w.Header()
 	h.Set("WWW-Authenticate", stepUpChallenge(c))
