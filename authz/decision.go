@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -117,7 +118,7 @@ type Missing struct {
 // Times: a zero time is unset (no expiry, no review date, no contract end); at the instant
 // of a deadline access has ended (expired when !now.Before(deadline)).
 func Decide(in Input, now time.Time) Decision {
-	if !ValidOrgID(in.OrgID) {
+	if !syntax.OrgID(in.OrgID) {
 		return deny(ReasonNoOrg, Decision{})
 	}
 	d := Decision{Org: in.OrgID}

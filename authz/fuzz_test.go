@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -28,7 +29,7 @@ func FuzzResolve(f *testing.F) {
 		header := func(string) string { return hdr }
 		for _, r := range rs {
 			org, ok := r.Resolve(host, path, header, trusted, session)
-			if ok != (org != "") || ok && !ValidOrgID(org) {
+			if ok != (org != "") || ok && !syntax.OrgID(org) {
 				t.Fatalf("%s: Resolve = %q, %v", r.From(), org, ok)
 			}
 			if ok && r.From() == "header" && !trusted {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // This file holds the compiled form of a route's account-recovery rule (RecoverySpec) and the
@@ -139,7 +141,7 @@ func NewRecoverySpec(r RecoveryRule) (*RecoverySpec, error) {
 	}
 
 	for i, m := range r.Methods {
-		if !isToken(m) {
+		if !syntax.Token(m) {
 			bad(fmt.Sprintf("methods[%d]", i), "%q is not an HTTP method token", m)
 			continue
 		}
@@ -309,22 +311,6 @@ func parsePointer(p string) ([]string, error) {
 		parts[i] = b.String()
 	}
 	return parts, nil
-}
-
-// isToken reports whether s is a non-empty RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // ProblemCode is the stable code of a recovery request the guard could not reduce to one

@@ -7,6 +7,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
+
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // Reasons CanonicalEmail, CanonicalDomain and ValidUsername give for refusing a value. They
@@ -200,7 +202,7 @@ func CanonicalDomain(s string) (domain, reason string) {
 			return "", DomainLabel
 		}
 	}
-	if allDigits(labels[len(labels)-1]) {
+	if syntax.Digits(labels[len(labels)-1]) {
 		return "", DomainNumeric
 	}
 	tld := scriptNone
@@ -322,15 +324,6 @@ func isLDHLabel(l string) bool {
 		}
 	}
 	return true
-}
-
-func allDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return s != ""
 }
 
 func asciiFoldEqual(a, b string) bool {

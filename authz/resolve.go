@@ -7,27 +7,8 @@ import (
 	"strings"
 
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
-
-// MaxOrgIDLen is the longest organisation id: one DNS label, so any id fits a host pattern.
-const MaxOrgIDLen = 63
-
-// ValidOrgID reports whether s can be an organisation id: 1 to MaxOrgIDLen characters, each a
-// lower-case ASCII letter, a digit or "-". Everything that becomes an org id passes through
-// it, so "..", "%2e", "/", upper case, spaces and the empty string never reach a Redis key or
-// a decision.
-func ValidOrgID(s string) bool {
-	if len(s) == 0 || len(s) > MaxOrgIDLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
 
 // source is where a resolver looks; the zero value resolves nothing (fail closed).
 type source uint8
@@ -111,13 +92,13 @@ func (r OrgResolver) Header() string { return r.header }
 // Resolve does not normalise, it refuses. header reads a request header (http.Header.Get);
 // it is consulted only when fromTrustedProxy is true, because anyone else could name any org.
 // sessionOrg is the org the person chose in the org picker. Whatever the source, the result
-// is a valid org id (ValidOrgID) or nothing. Resolve allocates nothing for host, path and
+// is a valid org id (syntax.OrgID) or nothing. Resolve allocates nothing for host, path and
 // session sources.
 func (r OrgResolver) Resolve(host, path string, header func(string) string, fromTrustedProxy bool, sessionOrg string) (org string, ok bool) {
 	switch r.src {
 	case sourceHost:
 		org, ok = strings.CutSuffix(host, r.hostSuffix)
-		// ValidOrgID refuses dots, so the pattern's {org} is exactly one label.
+		// syntax.OrgID refuses dots, so the pattern's {org} is exactly one label.
 	case sourcePath:
 		org, ok = pathSegment(path, r.segment)
 	case sourceHeader:
@@ -127,7 +108,7 @@ func (r OrgResolver) Resolve(host, path string, header func(string) string, from
 	case sourceSession:
 		org, ok = sessionOrg, true
 	}
-	if !ok || !ValidOrgID(org) {
+	if !ok || !syntax.OrgID(org) {
 		return "", false
 	}
 	return org, true

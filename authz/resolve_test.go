@@ -65,20 +65,6 @@ func TestNewOrgResolver(t *testing.T) {
 	}
 }
 
-func TestValidOrgID(t *testing.T) {
-	for s, want := range map[string]bool{
-		"acme": true, "a": true, "acme-2": true, "0": true, "-": true, strings.Repeat("a", 63): true,
-		"": false, strings.Repeat("a", 64): false, "Acme": false, "ACME": false, "..": false, ".": false,
-		"a.b": false, "a/b": false, "%61cme": false, "acme%2f": false, "a_b": false, "a b": false, " acme": false,
-		"acme\n": false, "acme\x00": false, "ac\u00e9me": false, "\u212Aone": false, "a;b": false, "a:b": false,
-		"{org}": false, "*": false,
-	} {
-		if got := ValidOrgID(s); got != want {
-			t.Errorf("ValidOrgID(%q) = %v, want %v", s, got, want)
-		}
-	}
-}
-
 type resolveCase struct {
 	name       string
 	host, path string

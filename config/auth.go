@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // CallbackPath is where the provider sends the browser back after sign-in.
@@ -102,7 +104,7 @@ func (v *validator) identityHeaders(p string, h *IdentityHeaders) {
 			continue
 		}
 		fp := p + "." + f.key
-		if !isToken(f.name) {
+		if !syntax.Token(f.name) {
 			v.errorf(fp, "must be a valid header name")
 		} else if hopByHop[strings.ToLower(f.name)] || strings.EqualFold(f.name, "host") {
 			v.errorf(fp, "must not be a hop-by-hop header or Host")
@@ -178,7 +180,7 @@ func (v *validator) policy(p string, r *Route) {
 					v.errorf(op+".path_segment", "must be 1 or more (the segment of the path naming the org)")
 				}
 			case OrgFromHeader:
-				if !isToken(o.Header) {
+				if !syntax.Token(o.Header) {
 					v.errorf(op+".header", "must be a valid header name")
 				}
 			}

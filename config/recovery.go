@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // Recovery guard configuration: the parts of RecoveryGuard (types.go), its defaults and its
@@ -79,7 +81,7 @@ func (v *validator) recoveryGuard(p string, r *Route) {
 	for i, m := range g.Methods {
 		mp := fmt.Sprintf("%s.methods[%d]", gp, i)
 		switch {
-		case !isToken(m):
+		case !syntax.Token(m):
 			v.errorf(mp, "must be an HTTP method such as \"POST\", got %s", v.show(mp, m))
 		case strings.ToUpper(m) != m:
 			v.errorf(mp, "must be upper-case, got %s", v.show(mp, m))

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // routeNamePattern keeps route names usable as metric labels and in log queries.
@@ -68,7 +70,7 @@ func (v *validator) route(p string, r *Route) {
 		dup := seen[m]
 		seen[m] = true
 		switch {
-		case !isToken(m):
+		case !syntax.Token(m):
 			v.errorf(mp, "must be an HTTP method such as \"GET\", got %s", v.show(mp, m))
 		case strings.ToUpper(m) != m:
 			v.errorf(mp, "must be upper-case: methods are case-sensitive, so %s would never match", v.show(mp, m))
@@ -194,7 +196,7 @@ func (v *validator) headers(p string, h map[string]string) {
 		switch {
 		case dup:
 			v.keyErrorf(hp, "names the same header as %s (line %d): header names are case-insensitive", other, v.d.keyPos[p+"."+other].line)
-		case !isToken(name):
+		case !syntax.Token(name):
 			v.keyErrorf(hp, "is not a valid header name")
 		case lower == "host":
 			v.keyErrorf(hp, "Host cannot be set here; use preserve_host")
@@ -214,17 +216,4 @@ func (v *validator) headers(p string, h map[string]string) {
 var hopByHop = map[string]bool{
 	"connection": true, "keep-alive": true, "te": true, "trailer": true,
 	"transfer-encoding": true, "upgrade": true,
-}
-
-// isToken reports whether s is an RFC 9110 token (method and header-name syntax).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }

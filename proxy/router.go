@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // matchResult says how a request fared against the route table.
@@ -108,7 +109,7 @@ func newRouter(routes []config.Route) (*router, error) {
 			fail("path_match: %q must be %q or %q", r.PathMatch, config.PathPrefix, config.PathExact)
 		}
 		for _, m := range r.Methods {
-			if !isToken(m) {
+			if !syntax.Token(m) {
 				fail("methods: %q is not a valid HTTP method", m)
 				continue
 			}
@@ -158,22 +159,6 @@ func validPattern(p string) bool {
 		}
 	}
 	return !strings.Contains(p, "//")
-}
-
-// isToken reports whether s is a non-empty RFC 9110 token, the syntax of a method name.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
 }
 
 // match finds the first route, in file order, that matches host, path and method. host must

@@ -8,8 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // DefaultAuditMaxLen is how many events the audit stream keeps when the constructor is given
@@ -145,17 +147,5 @@ func (a *Audit) Tail(ctx context.Context, since string, count int, block time.Du
 // validStreamID accepts "<ms>-<seq>" and "<ms>", digits only.
 func validStreamID(id string) bool {
 	ms, seq, hasSeq := strings.Cut(id, "-")
-	return allDigits(ms) && (!hasSeq || allDigits(seq))
-}
-
-func allDigits(s string) bool {
-	if s == "" || len(s) > 20 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
+	return len(ms) <= 20 && syntax.Digits(ms) && (!hasSeq || len(seq) <= 20 && syntax.Digits(seq))
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // DefaultCacheTTL is the cache lifetime DESIGN.md asks for: short enough to be the backstop when
@@ -150,7 +152,7 @@ func (c *Cache) Subscribed() bool { return c.live.Load() }
 // WithPrefetch) answer without asking Redis again, and are cached like a read of Lookup's own.
 // With the cache disabled they answer this request only.
 func (c *Cache) Lookup(ctx context.Context, org, user string) (*Org, *Membership, error) {
-	if !validOrgID(org) || user == "" {
+	if !syntax.OrgID(org) || user == "" {
 		// Ids that cannot exist are answered without Redis and not cached, so made-up hosts
 		// cannot fill the cache.
 		return c.s.Lookup(ctx, org, user)

@@ -9,8 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // Orgs makes every change to organisations, memberships and invitations. Each change is one
@@ -199,7 +201,7 @@ func (o *Orgs) SetOrgStatus(ctx context.Context, id string, st OrgStatus, actor,
 	switch {
 	case st.Status != OrgActive && st.Status != OrgSuspended && st.Status != OrgEnded:
 		return nil, fmt.Errorf("set org status %s: status %q: %w", id, st.Status, ErrInvalid)
-	case st.MergedInto != "" && (!validOrgID(st.MergedInto) || st.MergedInto == id):
+	case st.MergedInto != "" && (!syntax.OrgID(st.MergedInto) || st.MergedInto == id):
 		return nil, fmt.Errorf("set org status %s: merged_into %q: %w", id, st.MergedInto, ErrInvalid)
 	}
 	return o.updateOrg(ctx, "set org status", id, actor, reason, audit.OrgStatusChanged, nil,
@@ -296,7 +298,7 @@ func (o *Orgs) updateOrg(ctx context.Context, op, id, actor, reason string, typ 
 	if err := checkActor(actor); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	if !validOrgID(id) {
+	if !syntax.OrgID(id) {
 		return nil, fmt.Errorf("%s: org id: %w", op, ErrInvalid)
 	}
 	key := o.s.keys.org(id)
@@ -332,13 +334,13 @@ func (o *Orgs) updateOrg(ctx context.Context, op, id, actor, reason string, typ 
 
 func checkOrg(org *Org) error {
 	var errs []error
-	if !validOrgID(org.ID) {
+	if !syntax.OrgID(org.ID) {
 		errs = append(errs, fmt.Errorf("id %q: want [a-z0-9-]{1,63}", org.ID))
 	}
 	if org.Status != OrgActive && org.Status != OrgSuspended && org.Status != OrgEnded {
 		errs = append(errs, fmt.Errorf("status %q: want active, suspended or ended", org.Status))
 	}
-	if org.MergedInto != "" && (!validOrgID(org.MergedInto) || org.MergedInto == org.ID) {
+	if org.MergedInto != "" && (!syntax.OrgID(org.MergedInto) || org.MergedInto == org.ID) {
 		errs = append(errs, fmt.Errorf("merged_into %q: want another org id", org.MergedInto))
 	}
 	if len(errs) == 0 {
@@ -435,7 +437,7 @@ func (o *Orgs) updateMembership(ctx context.Context, op, org, user, actor, reaso
 	if err := checkActor(actor); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	if !validOrgID(org) || !validUser(user) {
+	if !syntax.OrgID(org) || !validUser(user) {
 		return nil, fmt.Errorf("%s: org or user id: %w", op, ErrInvalid)
 	}
 	var out *Membership

@@ -24,6 +24,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // Errors of the organisation and membership methods. errors.Is finds them in returned errors.
@@ -50,7 +52,7 @@ func (s *Store) Lookup(ctx context.Context, org, user string) (*Org, *Membership
 	if !validUser(user) {
 		return nil, nil, fmt.Errorf("lookup %q: user: %w", org, ErrInvalid)
 	}
-	if !validOrgID(org) {
+	if !syntax.OrgID(org) {
 		return nil, nil, nil
 	}
 	vals, err := s.rdb.MGet(ctx, s.keys.org(org), s.keys.membership(org, user)).Result()
@@ -70,7 +72,7 @@ func (s *Store) Lookup(ctx context.Context, org, user string) (*Org, *Membership
 
 // Org returns organisation id, or ErrNotFound.
 func (s *Store) Org(ctx context.Context, id string) (*Org, error) {
-	if !validOrgID(id) {
+	if !syntax.OrgID(id) {
 		return nil, fmt.Errorf("load org %q: %w", id, ErrInvalid)
 	}
 	o, _, err := s.getOrg(ctx, s.rdb, id)
@@ -115,7 +117,7 @@ func (s *Store) OrgByDomain(ctx context.Context, domain string) (*Org, error) {
 
 // Memberships returns every membership record of org (any status), sorted by user.
 func (s *Store) Memberships(ctx context.Context, org string) ([]Membership, error) {
-	if !validOrgID(org) {
+	if !syntax.OrgID(org) {
 		return nil, fmt.Errorf("memberships of %q: %w", org, ErrInvalid)
 	}
 	users, err := s.rdb.SMembers(ctx, s.keys.orgMembers(org)).Result()
@@ -224,34 +226,6 @@ func decodeValue[T any](v any, dst **T) error {
 // Validation. Ids that come from outside (hosts, headers, admin input) are checked before they
 // become keys; hand-written so the per-request path allocates nothing.
 
-// validOrgID accepts [a-z0-9-]{1,63}: usable as a DNS label in {org}.portal.example.com.
-func validOrgID(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// validToken accepts role and purpose names: [a-z0-9_-]{1,64}.
-func validToken(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 // validUser accepts a user key (see UserKey): non-empty UTF-8 without control characters, at
 // most 1024 bytes. Escaping makes any such value safe in a key.
 func validUser(s string) bool {
@@ -354,7 +328,7 @@ func normaliseMembership(m *Membership, actor string) {
 func checkMembership(m *Membership) error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if !validOrgID(m.Org) {
+	if !syntax.OrgID(m.Org) {
 		bad("org %q: want [a-z0-9-]{1,63}", m.Org)
 	}
 	if !validUser(m.User) {
@@ -367,13 +341,13 @@ func checkMembership(m *Membership) error {
 		bad("status %q: want active, suspended or revoked", m.Status)
 	}
 	for _, r := range m.Roles {
-		if !validToken(r) {
+		if !syntax.Name(r) {
 			bad("role %q: want [a-z0-9_-]{1,64}", r)
 		}
 	}
 	seen := map[string]bool{}
 	for i, g := range m.Grants {
-		if !validToken(g.Purpose) {
+		if !syntax.Name(g.Purpose) {
 			bad("grants[%d].purpose %q: want [a-z0-9_-]{1,64}", i, g.Purpose)
 		}
 		if seen[g.Purpose] {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // Prefetch: one Redis round trip for a cold authorised request (DESIGN.md, performance budget).
@@ -119,7 +121,7 @@ type prefetched struct {
 // the prefetched records, once; any other Lookup reads as usual. Without a session load (a
 // session served from the session cache) nothing is prefetched and Lookup reads as usual.
 func (c *Cache) WithPrefetch(ctx context.Context, org string) context.Context {
-	if org != "" && !validOrgID(org) {
+	if org != "" && !syntax.OrgID(org) {
 		return ctx
 	}
 	return context.WithValue(ctx, prefetchKey{}, &prefetch{c: c, org: org})
@@ -184,7 +186,7 @@ func (s *Store) fillPrefetch(r *prefetched, p *prefetch, vals []any) error {
 	}
 	user, org, okey, mkey, present := str[2], str[3], str[4], str[5], str[6]
 	switch {
-	case !validUser(user) || !validOrgID(org) || (p.org != "" && org != p.org):
+	case !validUser(user) || !syntax.OrgID(org) || (p.org != "" && org != p.org):
 		return errors.New("prefetch script: read an unexpected organisation or user")
 	case okey != s.keys.org(org) || mkey != s.keys.membership(org, user):
 		// The Lua escape differs from escape: never trust records read under other keys.

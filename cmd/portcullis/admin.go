@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -311,14 +312,14 @@ func (a *adminRun) output(v any, human func(w io.Writer)) int {
 
 // checkOrgID checks an organisation id given as what (an argument or a flag).
 func (a *adminRun) checkOrgID(what, id string) {
-	if !isToken(id, 63, false) {
+	if !syntax.OrgID(id) {
 		a.bad(what, "%q: want an org id, [a-z0-9-]{1,63}", id)
 	}
 }
 
 // checkToken checks a role or purpose name.
 func (a *adminRun) checkToken(what, s string) {
-	if !isToken(s, 64, true) {
+	if !syntax.Name(s) {
 		a.bad(what, "%q: want [a-z0-9_-]{1,64}", s)
 	}
 }
@@ -332,20 +333,6 @@ func (a *adminRun) checkKind(what, k string) {
 	default:
 		a.bad(what, "%q: want employee, partner, reseller, support or service", k)
 	}
-}
-
-// isToken reports whether s is 1..max characters of [a-z0-9-] (and '_' when underscore).
-func isToken(s string, max int, underscore bool) bool {
-	if s == "" || len(s) > max {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || underscore && c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // userKey returns the person's key from the positional argument arg (may be "") or from
@@ -451,7 +438,7 @@ func (a *adminRun) parsePurpose(flagName, s string) (store.Grant, bool) {
 		}
 	}
 	ok := true
-	if !isToken(purpose, 64, true) {
+	if !syntax.Name(purpose) {
 		a.bad(flagName, "%q: purpose %q: want [a-z0-9_-]{1,64}, as PURPOSE:REASON[:EXPIRES]", s, purpose)
 		ok = false
 	}

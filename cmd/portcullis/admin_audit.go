@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // followBlock is how long one read of `audit tail --follow` waits for new events. The loop
@@ -135,17 +136,5 @@ func validPosition(s string) bool {
 		return true
 	}
 	ms, seq, hasSeq := strings.Cut(s, "-")
-	return allDigits(ms) && (!hasSeq || allDigits(seq))
-}
-
-func allDigits(s string) bool {
-	if s == "" || len(s) > 20 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
+	return len(ms) <= 20 && syntax.Digits(ms) && (!hasSeq || len(seq) <= 20 && syntax.Digits(seq))
 }
