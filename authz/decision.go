@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -36,17 +37,17 @@ type Input struct {
 // Decision is the outcome of Decide. Its slices and strings refer to the Input's records and
 // the route's Requirement, so producing it allocates nothing; callers must not modify them.
 type Decision struct {
-	// Allow is true only with Reason ReasonAllowed.
+	// Allow is true only with Reason reason.Allowed.
 	Allow bool
-	// Reason is why; see the Reason constants.
-	Reason Reason
+	// Reason is why: one of Reasons(), in package reason's table.
+	Reason reason.Code
 	// Member reports that a membership record for this person and organisation exists, in
 	// whatever state. When false, a page shown to the person should say no more than
 	// not_member: org_unknown and org_inactive would otherwise tell an outsider which org ids
 	// exist and what became of them. Logs and audit events keep the precise Reason.
 	Member bool
 
-	// Org is the organisation id the request was decided for ("" for ReasonNoOrg).
+	// Org is the organisation id the request was decided for ("" for reason.NoOrg).
 	Org string
 	// Kind, Roles and Purpose are set only on allow, for the identity headers and assertion:
 	// the membership's kind and roles, and the purpose whose grant satisfied the route (""
@@ -62,25 +63,25 @@ type Decision struct {
 // Missing details a denial enough for a page to say what is needed and whom to ask. Only the
 // fields that concern the Reason are set.
 type Missing struct {
-	// Roles: any one of these is needed (ReasonRoleMissing).
+	// Roles: any one of these is needed (reason.RoleMissing).
 	Roles []string
-	// Purposes: an unexpired grant for any one of these is needed (ReasonPurposeMissing,
-	// ReasonPurposeExpired).
+	// Purposes: an unexpired grant for any one of these is needed (reason.PurposeMissing,
+	// reason.PurposeExpired).
 	Purposes []string
-	// Kinds: the membership kinds the route admits (ReasonKindNotAllowed; nil when the
+	// Kinds: the membership kinds the route admits (reason.KindNotAllowed; nil when the
 	// membership's kind is simply unknown).
 	Kinds []string
 	// EmailDomain is the domain part of the person's email as written, which is not a
-	// verified domain of the organisation (ReasonEmailDomainNotVerified).
+	// verified domain of the organisation (reason.EmailDomainNotVerified).
 	EmailDomain string
 	// EmailUnverified: the email address itself is not verified by the provider
-	// (ReasonEmailDomainNotVerified).
+	// (reason.EmailDomainNotVerified).
 	EmailUnverified bool
-	// Ended is when access ended: the contract end (ReasonOrgInactive), the membership's
-	// expiry (ReasonMembershipExpired), its review date (ReasonReviewOverdue), or the last
-	// expiry of the required purpose's grants (ReasonPurposeExpired). Zero otherwise.
+	// Ended is when access ended: the contract end (reason.OrgInactive), the membership's
+	// expiry (reason.MembershipExpired), its review date (reason.ReviewOverdue), or the last
+	// expiry of the required purpose's grants (reason.PurposeExpired). Zero otherwise.
 	Ended time.Time
-	// MergedInto names the organisation that absorbed this one (ReasonOrgInactive).
+	// MergedInto names the organisation that absorbed this one (reason.OrgInactive).
 	MergedInto string
 	// Contact is whom the organisation says to ask for access (from the org record), set
 	// on every denial for which the org record is known.
@@ -119,7 +120,7 @@ type Missing struct {
 // of a deadline access has ended (expired when !now.Before(deadline)).
 func Decide(in Input, now time.Time) Decision {
 	if !syntax.OrgID(in.OrgID) {
-		return deny(ReasonNoOrg, Decision{})
+		return deny(reason.NoOrg, Decision{})
 	}
 	d := Decision{Org: in.OrgID}
 	m := in.Membership
@@ -127,37 +128,37 @@ func Decide(in Input, now time.Time) Decision {
 
 	o := in.Org
 	if o == nil || o.ID != in.OrgID {
-		return deny(ReasonOrgUnknown, d)
+		return deny(reason.OrgUnknown, d)
 	}
 	d.Missing.Contact = o.Contact
 	switch {
 	case o.Status != store.OrgActive:
-		return deny(ReasonOrgInactive, d)
+		return deny(reason.OrgInactive, d)
 	case o.MergedInto != "":
 		d.Missing.MergedInto = o.MergedInto
-		return deny(ReasonOrgInactive, d)
+		return deny(reason.OrgInactive, d)
 	case passed(o.ContractEnd, now):
 		d.Missing.Ended = o.ContractEnd
-		return deny(ReasonOrgInactive, d)
+		return deny(reason.OrgInactive, d)
 	}
 
 	if !d.Member {
-		return deny(ReasonNotMember, d)
+		return deny(reason.NotMember, d)
 	}
 	switch m.Status {
 	case store.MembershipActive:
 	case store.MembershipRevoked:
-		return deny(ReasonMembershipRevoked, d)
+		return deny(reason.MembershipRevoked, d)
 	default: // suspended, or a status this version does not know
-		return deny(ReasonMembershipSuspended, d)
+		return deny(reason.MembershipSuspended, d)
 	}
 	if passed(m.ExpiresAt, now) {
 		d.Missing.Ended = m.ExpiresAt
-		return deny(ReasonMembershipExpired, d)
+		return deny(reason.MembershipExpired, d)
 	}
 	if passed(m.ReviewBy, now) {
 		d.Missing.Ended = m.ReviewBy
-		return deny(ReasonReviewOverdue, d)
+		return deny(reason.ReviewOverdue, d)
 	}
 
 	q := &in.Require
@@ -166,20 +167,20 @@ func Decide(in Input, now time.Time) Decision {
 		switch {
 		case !in.EmailVerified:
 			d.Missing.EmailUnverified = true
-			return deny(ReasonEmailDomainNotVerified, d)
+			return deny(reason.EmailDomainNotVerified, d)
 		case !verifiedDomain(o.Domains, domain):
 			d.Missing.EmailDomain = domain
-			return deny(ReasonEmailDomainNotVerified, d)
+			return deny(reason.EmailDomainNotVerified, d)
 		}
 	}
 
 	if !knownKind(m.Kind) || (len(q.kinds) > 0 && !has(q.kinds, m.Kind)) {
 		d.Missing.Kinds = q.kinds
-		return deny(ReasonKindNotAllowed, d)
+		return deny(reason.KindNotAllowed, d)
 	}
 	if len(q.roles) > 0 && !holdsRole(m.Roles, q.roles) {
 		d.Missing.Roles = q.roles
-		return deny(ReasonRoleMissing, d)
+		return deny(reason.RoleMissing, d)
 	}
 	var purpose string
 	if len(q.purposes) > 0 {
@@ -188,16 +189,16 @@ func Decide(in Input, now time.Time) Decision {
 		if purpose == "" {
 			d.Missing.Purposes = q.purposes
 			if lastExpiry.IsZero() {
-				return deny(ReasonPurposeMissing, d)
+				return deny(reason.PurposeMissing, d)
 			}
 			d.Missing.Ended = lastExpiry
-			return deny(ReasonPurposeExpired, d)
+			return deny(reason.PurposeExpired, d)
 		}
 	}
 
 	return Decision{
 		Allow:   true,
-		Reason:  ReasonAllowed,
+		Reason:  reason.Allowed,
 		Member:  true,
 		Org:     in.OrgID,
 		Kind:    m.Kind,
@@ -208,7 +209,7 @@ func Decide(in Input, now time.Time) Decision {
 
 // deny finishes a denial. Kind, Roles and Purpose stay empty: they describe what is
 // forwarded, and nothing is.
-func deny(r Reason, d Decision) Decision {
+func deny(r reason.Code, d Decision) Decision {
 	d.Allow = false
 	d.Reason = r
 	return d

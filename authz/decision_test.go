@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -54,68 +55,68 @@ func no() *bool { b := false; return &b }
 type decideCase struct {
 	name   string
 	change func(*Input)
-	want   Reason
+	want   reason.Code
 	check  func(*testing.T, Decision)
 }
 
 func TestDecide(t *testing.T) {
 	ns := time.Nanosecond
 	cases := []decideCase{
-		{name: "allowed", want: ReasonAllowed, check: func(t *testing.T, d Decision) {
+		{name: "allowed", want: reason.Allowed, check: func(t *testing.T, d Decision) {
 			if d.Org != "acme" || d.Kind != store.KindEmployee || !slices.Equal(d.Roles, []string{"viewer", "billing"}) ||
 				d.Purpose != "" || !d.Member || !decisionEqual(Decision{Missing: d.Missing}, Decision{}) {
 				t.Errorf("allow facts: %+v", d)
 			}
 		}},
-		{name: "zero requirement: membership and verified domain only", want: ReasonAllowed,
+		{name: "zero requirement: membership and verified domain only", want: reason.Allowed,
 			change: func(in *Input) { in.Require = Requirement{}; in.Membership.Roles = nil }},
 
 		// no_org
-		{name: "no org id", want: ReasonNoOrg, change: func(in *Input) { in.OrgID = "" },
+		{name: "no org id", want: reason.NoOrg, change: func(in *Input) { in.OrgID = "" },
 			check: func(t *testing.T, d Decision) {
 				if d.Org != "" || d.Member || d.Missing.Contact != "" {
 					t.Errorf("no_org decision carries facts: %+v", d)
 				}
 			}},
-		{name: "org id upper case", want: ReasonNoOrg, change: func(in *Input) { in.OrgID = "ACME" }},
-		{name: "org id traversal", want: ReasonNoOrg, change: func(in *Input) { in.OrgID = ".." }},
-		{name: "org id too long", want: ReasonNoOrg, change: func(in *Input) { in.OrgID = string(make([]byte, 64)) }},
-		{name: "no org id and nothing else", want: ReasonNoOrg,
+		{name: "org id upper case", want: reason.NoOrg, change: func(in *Input) { in.OrgID = "ACME" }},
+		{name: "org id traversal", want: reason.NoOrg, change: func(in *Input) { in.OrgID = ".." }},
+		{name: "org id too long", want: reason.NoOrg, change: func(in *Input) { in.OrgID = string(make([]byte, 64)) }},
+		{name: "no org id and nothing else", want: reason.NoOrg,
 			change: func(in *Input) { *in = Input{} }},
 
 		// org_unknown
-		{name: "org record missing", want: ReasonOrgUnknown, change: func(in *Input) { in.Org = nil }},
-		{name: "org record for another id", want: ReasonOrgUnknown, change: func(in *Input) { in.Org.ID = "globex" }},
-		{name: "org and membership missing", want: ReasonOrgUnknown,
+		{name: "org record missing", want: reason.OrgUnknown, change: func(in *Input) { in.Org = nil }},
+		{name: "org record for another id", want: reason.OrgUnknown, change: func(in *Input) { in.Org.ID = "globex" }},
+		{name: "org and membership missing", want: reason.OrgUnknown,
 			change: func(in *Input) { in.Org, in.Membership = nil, nil }},
 
 		// org_inactive
-		{name: "org suspended", want: ReasonOrgInactive, change: func(in *Input) { in.Org.Status = store.OrgSuspended }},
-		{name: "org ended", want: ReasonOrgInactive, change: func(in *Input) { in.Org.Status = store.OrgEnded },
+		{name: "org suspended", want: reason.OrgInactive, change: func(in *Input) { in.Org.Status = store.OrgSuspended }},
+		{name: "org ended", want: reason.OrgInactive, change: func(in *Input) { in.Org.Status = store.OrgEnded },
 			check: func(t *testing.T, d Decision) {
 				if !d.Member || d.Missing.Contact != "it@acme.com" {
 					t.Errorf("member of ended org: %+v", d)
 				}
 			}},
-		{name: "org status empty", want: ReasonOrgInactive, change: func(in *Input) { in.Org.Status = "" }},
-		{name: "org status unknown", want: ReasonOrgInactive, change: func(in *Input) { in.Org.Status = "archived" }},
-		{name: "org status wrong case", want: ReasonOrgInactive, change: func(in *Input) { in.Org.Status = "Active" }},
-		{name: "org merged", want: ReasonOrgInactive, change: func(in *Input) { in.Org.MergedInto = "globex" },
+		{name: "org status empty", want: reason.OrgInactive, change: func(in *Input) { in.Org.Status = "" }},
+		{name: "org status unknown", want: reason.OrgInactive, change: func(in *Input) { in.Org.Status = "archived" }},
+		{name: "org status wrong case", want: reason.OrgInactive, change: func(in *Input) { in.Org.Status = "Active" }},
+		{name: "org merged", want: reason.OrgInactive, change: func(in *Input) { in.Org.MergedInto = "globex" },
 			check: func(t *testing.T, d Decision) {
 				if d.Missing.MergedInto != "globex" {
 					t.Errorf("MergedInto = %q", d.Missing.MergedInto)
 				}
 			}},
-		{name: "contract ends at this instant", want: ReasonOrgInactive,
+		{name: "contract ends at this instant", want: reason.OrgInactive,
 			change: func(in *Input) { in.Org.ContractEnd = now },
 			check: func(t *testing.T, d Decision) {
 				if !d.Missing.Ended.Equal(now) {
 					t.Errorf("Ended = %v", d.Missing.Ended)
 				}
 			}},
-		{name: "contract ended", want: ReasonOrgInactive, change: func(in *Input) { in.Org.ContractEnd = now.Add(-ns) }},
-		{name: "contract ends in a nanosecond", want: ReasonAllowed, change: func(in *Input) { in.Org.ContractEnd = now.Add(ns) }},
-		{name: "org inactive, not a member: page must not tell", want: ReasonOrgInactive,
+		{name: "contract ended", want: reason.OrgInactive, change: func(in *Input) { in.Org.ContractEnd = now.Add(-ns) }},
+		{name: "contract ends in a nanosecond", want: reason.Allowed, change: func(in *Input) { in.Org.ContractEnd = now.Add(ns) }},
+		{name: "org inactive, not a member: page must not tell", want: reason.OrgInactive,
 			change: func(in *Input) { in.Org.Status = store.OrgEnded; in.Membership = nil },
 			check: func(t *testing.T, d Decision) {
 				if d.Member {
@@ -124,147 +125,147 @@ func TestDecide(t *testing.T) {
 			}},
 
 		// not_member
-		{name: "no membership", want: ReasonNotMember, change: func(in *Input) { in.Membership = nil },
+		{name: "no membership", want: reason.NotMember, change: func(in *Input) { in.Membership = nil },
 			check: func(t *testing.T, d Decision) {
 				if d.Member {
 					t.Error("Member true")
 				}
 			}},
-		{name: "membership of another org", want: ReasonNotMember, change: func(in *Input) { in.Membership.Org = "globex" }},
-		{name: "membership of another person", want: ReasonNotMember,
+		{name: "membership of another org", want: reason.NotMember, change: func(in *Input) { in.Membership.Org = "globex" }},
+		{name: "membership of another person", want: reason.NotMember,
 			change: func(in *Input) { in.Membership.User = "https://idp.example.com|mallory" }},
-		{name: "same subject, other issuer", want: ReasonNotMember,
+		{name: "same subject, other issuer", want: reason.NotMember,
 			change: func(in *Input) { in.Membership.User = "https://other-idp.example.com|alice" }},
-		{name: "empty user matches no empty record", want: ReasonNotMember,
+		{name: "empty user matches no empty record", want: reason.NotMember,
 			change: func(in *Input) { in.User = ""; in.Membership.User = "" }},
 
 		// membership status
-		{name: "membership revoked", want: ReasonMembershipRevoked,
+		{name: "membership revoked", want: reason.MembershipRevoked,
 			change: func(in *Input) { in.Membership.Status = store.MembershipRevoked }},
-		{name: "membership suspended", want: ReasonMembershipSuspended,
+		{name: "membership suspended", want: reason.MembershipSuspended,
 			change: func(in *Input) { in.Membership.Status = store.MembershipSuspended }},
-		{name: "membership status empty", want: ReasonMembershipSuspended,
+		{name: "membership status empty", want: reason.MembershipSuspended,
 			change: func(in *Input) { in.Membership.Status = "" }},
-		{name: "membership status unknown", want: ReasonMembershipSuspended,
+		{name: "membership status unknown", want: reason.MembershipSuspended,
 			change: func(in *Input) { in.Membership.Status = "ACTIVE" }},
-		{name: "membership status invited", want: ReasonMembershipSuspended,
+		{name: "membership status invited", want: reason.MembershipSuspended,
 			change: func(in *Input) { in.Membership.Status = "invited" }},
 
 		// membership time
-		{name: "membership expires at this instant", want: ReasonMembershipExpired,
+		{name: "membership expires at this instant", want: reason.MembershipExpired,
 			change: func(in *Input) { in.Membership.ExpiresAt = now },
 			check: func(t *testing.T, d Decision) {
 				if !d.Missing.Ended.Equal(now) || d.Kind != "" || d.Roles != nil {
 					t.Errorf("expired decision: %+v", d)
 				}
 			}},
-		{name: "membership expires in a nanosecond", want: ReasonAllowed,
+		{name: "membership expires in a nanosecond", want: reason.Allowed,
 			change: func(in *Input) { in.Membership.ExpiresAt = now.Add(ns) }},
-		{name: "membership without expiry or review", want: ReasonAllowed,
+		{name: "membership without expiry or review", want: reason.Allowed,
 			change: func(in *Input) { in.Membership.ExpiresAt, in.Membership.ReviewBy = time.Time{}, time.Time{} }},
-		{name: "membership expiry in another zone, same instant", want: ReasonMembershipExpired,
+		{name: "membership expiry in another zone, same instant", want: reason.MembershipExpired,
 			change: func(in *Input) { in.Membership.ExpiresAt = now.In(time.FixedZone("x", 3600)) }},
-		{name: "review due at this instant", want: ReasonReviewOverdue,
+		{name: "review due at this instant", want: reason.ReviewOverdue,
 			change: func(in *Input) { in.Membership.ReviewBy = now }},
-		{name: "review overdue", want: ReasonReviewOverdue,
+		{name: "review overdue", want: reason.ReviewOverdue,
 			change: func(in *Input) { in.Membership.ReviewBy = now.Add(-time.Hour) }},
-		{name: "review due in a nanosecond", want: ReasonAllowed,
+		{name: "review due in a nanosecond", want: reason.Allowed,
 			change: func(in *Input) { in.Membership.ReviewBy = now.Add(ns) }},
 
 		// email domain
-		{name: "email not verified", want: ReasonEmailDomainNotVerified,
+		{name: "email not verified", want: reason.EmailDomainNotVerified,
 			change: func(in *Input) { in.EmailVerified = false },
 			check: func(t *testing.T, d Decision) {
 				if !d.Missing.EmailUnverified {
 					t.Error("EmailUnverified not set")
 				}
 			}},
-		{name: "email domain in upper case", want: ReasonAllowed, change: func(in *Input) { in.Email = "Alice@ACME.com" }},
-		{name: "subdomain not covered by parent", want: ReasonEmailDomainNotVerified,
+		{name: "email domain in upper case", want: reason.Allowed, change: func(in *Input) { in.Email = "Alice@ACME.com" }},
+		{name: "subdomain not covered by parent", want: reason.EmailDomainNotVerified,
 			change: func(in *Input) { in.Email = "alice@mail.acme.com" },
 			check: func(t *testing.T, d Decision) {
 				if d.Missing.EmailDomain != "mail.acme.com" || d.Missing.EmailUnverified {
 					t.Errorf("Missing = %+v", d.Missing)
 				}
 			}},
-		{name: "subdomain listed and verified", want: ReasonAllowed,
+		{name: "subdomain listed and verified", want: reason.Allowed,
 			change: func(in *Input) {
 				in.Email = "alice@mail.acme.com"
 				in.Org.Domains = append(in.Org.Domains, store.Domain{Name: "mail.acme.com", Status: store.DomainVerified})
 			}},
-		{name: "parent of a verified domain", want: ReasonEmailDomainNotVerified,
+		{name: "parent of a verified domain", want: reason.EmailDomainNotVerified,
 			change: func(in *Input) {
 				in.Email = "alice@acme.com"
 				in.Org.Domains = []store.Domain{{Name: "mail.acme.com", Status: store.DomainVerified}}
 			}},
-		{name: "pending domain", want: ReasonEmailDomainNotVerified, change: func(in *Input) { in.Email = "alice@acme.co.uk" }},
-		{name: "lapsed domain", want: ReasonEmailDomainNotVerified, change: func(in *Input) { in.Email = "alice@old-acme.com" }},
-		{name: "domain status unknown", want: ReasonEmailDomainNotVerified,
+		{name: "pending domain", want: reason.EmailDomainNotVerified, change: func(in *Input) { in.Email = "alice@acme.co.uk" }},
+		{name: "lapsed domain", want: reason.EmailDomainNotVerified, change: func(in *Input) { in.Email = "alice@old-acme.com" }},
+		{name: "domain status unknown", want: reason.EmailDomainNotVerified,
 			change: func(in *Input) { in.Org.Domains = []store.Domain{{Name: "acme.com", Status: "Verified"}} }},
-		{name: "unlisted domain", want: ReasonEmailDomainNotVerified, change: func(in *Input) { in.Email = "alice@gmail.com" }},
-		{name: "look-alike suffix", want: ReasonEmailDomainNotVerified, change: func(in *Input) { in.Email = "alice@evilacme.com" }},
-		{name: "trailing dot", want: ReasonEmailDomainNotVerified, change: func(in *Input) { in.Email = "alice@acme.com." }},
-		{name: "no at sign", want: ReasonEmailDomainNotVerified, change: func(in *Input) { in.Email = "acme.com" }},
-		{name: "empty email", want: ReasonEmailDomainNotVerified, change: func(in *Input) { in.Email = "" }},
-		{name: "empty domain", want: ReasonEmailDomainNotVerified, change: func(in *Input) { in.Email = "alice@" }},
-		{name: "quoted local part holding the org domain", want: ReasonEmailDomainNotVerified,
+		{name: "unlisted domain", want: reason.EmailDomainNotVerified, change: func(in *Input) { in.Email = "alice@gmail.com" }},
+		{name: "look-alike suffix", want: reason.EmailDomainNotVerified, change: func(in *Input) { in.Email = "alice@evilacme.com" }},
+		{name: "trailing dot", want: reason.EmailDomainNotVerified, change: func(in *Input) { in.Email = "alice@acme.com." }},
+		{name: "no at sign", want: reason.EmailDomainNotVerified, change: func(in *Input) { in.Email = "acme.com" }},
+		{name: "empty email", want: reason.EmailDomainNotVerified, change: func(in *Input) { in.Email = "" }},
+		{name: "empty domain", want: reason.EmailDomainNotVerified, change: func(in *Input) { in.Email = "alice@" }},
+		{name: "quoted local part holding the org domain", want: reason.EmailDomainNotVerified,
 			change: func(in *Input) { in.Email = `"alice@acme.com"@evil.test` }},
-		{name: "kelvin sign does not fold to k", want: ReasonEmailDomainNotVerified,
+		{name: "kelvin sign does not fold to k", want: reason.EmailDomainNotVerified,
 			change: func(in *Input) {
 				in.Org.Domains = []store.Domain{{Name: "kone.example", Status: store.DomainVerified}}
 				in.Email = "alice@\u212Aone.example"
 			}},
-		{name: "org with no domains", want: ReasonEmailDomainNotVerified, change: func(in *Input) { in.Org.Domains = nil }},
-		{name: "route lifts the domain check: lapsed domain", want: ReasonAllowed,
+		{name: "org with no domains", want: reason.EmailDomainNotVerified, change: func(in *Input) { in.Org.Domains = nil }},
+		{name: "route lifts the domain check: lapsed domain", want: reason.Allowed,
 			change: func(in *Input) {
 				in.Require = require(config.Require{VerifiedEmailDomain: no()})
 				in.Email = "alice@old-acme.com"
 			}},
-		{name: "route lifts the domain check: email unverified", want: ReasonAllowed,
+		{name: "route lifts the domain check: email unverified", want: reason.Allowed,
 			change: func(in *Input) {
 				in.Require = require(config.Require{VerifiedEmailDomain: no()})
 				in.EmailVerified = false
 			}},
 
 		// kind
-		{name: "kind unknown, route admits all", want: ReasonKindNotAllowed,
+		{name: "kind unknown, route admits all", want: reason.KindNotAllowed,
 			change: func(in *Input) { in.Require = Requirement{}; in.Membership.Kind = "contractor" },
 			check: func(t *testing.T, d Decision) {
 				if d.Missing.Kinds != nil {
 					t.Errorf("Missing.Kinds = %v", d.Missing.Kinds)
 				}
 			}},
-		{name: "kind empty", want: ReasonKindNotAllowed, change: func(in *Input) { in.Membership.Kind = "" }},
-		{name: "kind wrong case", want: ReasonKindNotAllowed, change: func(in *Input) { in.Membership.Kind = "Employee" }},
-		{name: "kind not admitted", want: ReasonKindNotAllowed,
+		{name: "kind empty", want: reason.KindNotAllowed, change: func(in *Input) { in.Membership.Kind = "" }},
+		{name: "kind wrong case", want: reason.KindNotAllowed, change: func(in *Input) { in.Membership.Kind = "Employee" }},
+		{name: "kind not admitted", want: reason.KindNotAllowed,
 			change: func(in *Input) { in.Require = require(config.Require{Kinds: []string{"support", "partner"}}) },
 			check: func(t *testing.T, d Decision) {
 				if !slices.Equal(d.Missing.Kinds, []string{"partner", "support"}) {
 					t.Errorf("Missing.Kinds = %v", d.Missing.Kinds)
 				}
 			}},
-		{name: "kind admitted", want: ReasonAllowed,
+		{name: "kind admitted", want: reason.Allowed,
 			change: func(in *Input) { in.Require = require(config.Require{Kinds: []string{"partner", "employee"}}) }},
-		{name: "unknown kind named by the route", want: ReasonKindNotAllowed,
+		{name: "unknown kind named by the route", want: reason.KindNotAllowed,
 			change: func(in *Input) {
 				in.Require = require(config.Require{Kinds: []string{"contractor"}})
 				in.Membership.Kind = "contractor"
 			}},
 
 		// roles
-		{name: "no roles held", want: ReasonRoleMissing, change: func(in *Input) { in.Membership.Roles = nil },
+		{name: "no roles held", want: reason.RoleMissing, change: func(in *Input) { in.Membership.Roles = nil },
 			check: func(t *testing.T, d Decision) {
 				if !slices.Equal(d.Missing.Roles, []string{"admin", "billing"}) || d.Missing.Contact != "it@acme.com" {
 					t.Errorf("Missing = %+v", d.Missing)
 				}
 			}},
-		{name: "other roles held", want: ReasonRoleMissing, change: func(in *Input) { in.Membership.Roles = []string{"viewer"} }},
-		{name: "role wrong case", want: ReasonRoleMissing, change: func(in *Input) { in.Membership.Roles = []string{"Billing"} }},
-		{name: "empty role held", want: ReasonRoleMissing, change: func(in *Input) { in.Membership.Roles = []string{""} }},
-		{name: "any one role suffices", want: ReasonAllowed, change: func(in *Input) { in.Membership.Roles = []string{"admin"} }},
+		{name: "other roles held", want: reason.RoleMissing, change: func(in *Input) { in.Membership.Roles = []string{"viewer"} }},
+		{name: "role wrong case", want: reason.RoleMissing, change: func(in *Input) { in.Membership.Roles = []string{"Billing"} }},
+		{name: "empty role held", want: reason.RoleMissing, change: func(in *Input) { in.Membership.Roles = []string{""} }},
+		{name: "any one role suffices", want: reason.Allowed, change: func(in *Input) { in.Membership.Roles = []string{"admin"} }},
 
 		// purposes
-		{name: "purpose required, no grants", want: ReasonPurposeMissing,
+		{name: "purpose required, no grants", want: reason.PurposeMissing,
 			change: func(in *Input) {
 				in.Require = require(config.Require{Purposes: []string{"incident"}})
 				in.Membership.Grants = nil
@@ -274,9 +275,9 @@ func TestDecide(t *testing.T) {
 					t.Errorf("Missing = %+v", d.Missing)
 				}
 			}},
-		{name: "purpose required, grant for another", want: ReasonPurposeMissing,
+		{name: "purpose required, grant for another", want: reason.PurposeMissing,
 			change: func(in *Input) { in.Require = require(config.Require{Purposes: []string{"incident"}}) }},
-		{name: "purpose required but roles not", want: ReasonAllowed,
+		{name: "purpose required but roles not", want: reason.Allowed,
 			change: func(in *Input) {
 				in.Require = require(config.Require{Purposes: []string{"audit"}})
 				in.Membership.Roles = nil
@@ -286,7 +287,7 @@ func TestDecide(t *testing.T) {
 					t.Errorf("facts: %+v", d)
 				}
 			}},
-		{name: "grant expires at this instant", want: ReasonPurposeExpired,
+		{name: "grant expires at this instant", want: reason.PurposeExpired,
 			change: func(in *Input) {
 				in.Require = require(config.Require{Purposes: []string{"audit"}})
 				in.Membership.Grants[0].ExpiresAt = now
@@ -296,17 +297,17 @@ func TestDecide(t *testing.T) {
 					t.Errorf("decision: %+v", d)
 				}
 			}},
-		{name: "grant expires in a nanosecond", want: ReasonAllowed,
+		{name: "grant expires in a nanosecond", want: reason.Allowed,
 			change: func(in *Input) {
 				in.Require = require(config.Require{Purposes: []string{"audit"}})
 				in.Membership.Grants[0].ExpiresAt = now.Add(ns)
 			}},
-		{name: "grant without expiry", want: ReasonAllowed,
+		{name: "grant without expiry", want: reason.Allowed,
 			change: func(in *Input) {
 				in.Require = require(config.Require{Purposes: []string{"audit"}})
 				in.Membership.Grants[0].ExpiresAt = time.Time{}
 			}},
-		{name: "one expired and one live grant for the purpose", want: ReasonAllowed,
+		{name: "one expired and one live grant for the purpose", want: reason.Allowed,
 			change: func(in *Input) {
 				in.Require = require(config.Require{Purposes: []string{"audit"}})
 				in.Membership.Grants = []store.Grant{
@@ -319,7 +320,7 @@ func TestDecide(t *testing.T) {
 					t.Errorf("Purpose = %q", d.Purpose)
 				}
 			}},
-		{name: "every grant for the purpose expired: latest reported", want: ReasonPurposeExpired,
+		{name: "every grant for the purpose expired: latest reported", want: reason.PurposeExpired,
 			change: func(in *Input) {
 				in.Require = require(config.Require{Purposes: []string{"audit", "incident"}})
 				in.Membership.Grants = []store.Grant{
@@ -333,7 +334,7 @@ func TestDecide(t *testing.T) {
 					t.Errorf("Ended = %v", d.Missing.Ended)
 				}
 			}},
-		{name: "two live purposes: the first in sorted order is reported", want: ReasonAllowed,
+		{name: "two live purposes: the first in sorted order is reported", want: reason.Allowed,
 			change: func(in *Input) {
 				in.Require = require(config.Require{Purposes: []string{"incident", "audit"}})
 				in.Membership.Grants = []store.Grant{
@@ -346,7 +347,7 @@ func TestDecide(t *testing.T) {
 					t.Errorf("Purpose = %q", d.Purpose)
 				}
 			}},
-		{name: "expired for one purpose, live for another", want: ReasonAllowed,
+		{name: "expired for one purpose, live for another", want: reason.Allowed,
 			change: func(in *Input) {
 				in.Require = require(config.Require{Purposes: []string{"incident", "audit"}})
 				in.Membership.Grants = []store.Grant{
@@ -359,36 +360,36 @@ func TestDecide(t *testing.T) {
 					t.Errorf("Purpose = %q", d.Purpose)
 				}
 			}},
-		{name: "purpose wrong case", want: ReasonPurposeMissing,
+		{name: "purpose wrong case", want: reason.PurposeMissing,
 			change: func(in *Input) {
 				in.Require = require(config.Require{Purposes: []string{"audit"}})
 				in.Membership.Grants[0].Purpose = "Audit"
 			}},
 
 		// combinations: the first failing check in the documented order wins
-		{name: "revoked and org ended", want: ReasonOrgInactive,
+		{name: "revoked and org ended", want: reason.OrgInactive,
 			change: func(in *Input) { in.Membership.Status = store.MembershipRevoked; in.Org.Status = store.OrgEnded }},
-		{name: "revoked and contract ended", want: ReasonOrgInactive,
+		{name: "revoked and contract ended", want: reason.OrgInactive,
 			change: func(in *Input) { in.Membership.Status = store.MembershipRevoked; in.Org.ContractEnd = now }},
-		{name: "mismatched membership and unknown org", want: ReasonOrgUnknown,
+		{name: "mismatched membership and unknown org", want: reason.OrgUnknown,
 			change: func(in *Input) { in.Membership.User = "x|y"; in.Org = nil }},
-		{name: "mismatched membership that is also revoked", want: ReasonNotMember,
+		{name: "mismatched membership that is also revoked", want: reason.NotMember,
 			change: func(in *Input) { in.Membership.User = "x|y"; in.Membership.Status = store.MembershipRevoked }},
-		{name: "revoked and expired", want: ReasonMembershipRevoked,
+		{name: "revoked and expired", want: reason.MembershipRevoked,
 			change: func(in *Input) { in.Membership.Status = store.MembershipRevoked; in.Membership.ExpiresAt = now }},
-		{name: "suspended and review overdue", want: ReasonMembershipSuspended,
+		{name: "suspended and review overdue", want: reason.MembershipSuspended,
 			change: func(in *Input) { in.Membership.Status = store.MembershipSuspended; in.Membership.ReviewBy = now }},
-		{name: "expired and review overdue", want: ReasonMembershipExpired,
+		{name: "expired and review overdue", want: reason.MembershipExpired,
 			change: func(in *Input) { in.Membership.ExpiresAt = now; in.Membership.ReviewBy = now }},
-		{name: "review overdue and domain lapsed", want: ReasonReviewOverdue,
+		{name: "review overdue and domain lapsed", want: reason.ReviewOverdue,
 			change: func(in *Input) { in.Membership.ReviewBy = now; in.Email = "alice@old-acme.com" }},
-		{name: "suspended and email unverified", want: ReasonMembershipSuspended,
+		{name: "suspended and email unverified", want: reason.MembershipSuspended,
 			change: func(in *Input) { in.Membership.Status = store.MembershipSuspended; in.EmailVerified = false }},
-		{name: "domain lapsed and kind not allowed", want: ReasonEmailDomainNotVerified,
+		{name: "domain lapsed and kind not allowed", want: reason.EmailDomainNotVerified,
 			change: func(in *Input) { in.Email = "alice@old-acme.com"; in.Membership.Kind = "contractor" }},
-		{name: "kind not allowed and role missing", want: ReasonKindNotAllowed,
+		{name: "kind not allowed and role missing", want: reason.KindNotAllowed,
 			change: func(in *Input) { in.Membership.Kind = "contractor"; in.Membership.Roles = nil }},
-		{name: "role missing and purpose missing", want: ReasonRoleMissing,
+		{name: "role missing and purpose missing", want: reason.RoleMissing,
 			change: func(in *Input) {
 				in.Require = require(config.Require{Roles: []string{"admin"}, Purposes: []string{"incident"}})
 			},
@@ -397,7 +398,7 @@ func TestDecide(t *testing.T) {
 					t.Errorf("Missing.Purposes set for role_missing: %v", d.Missing.Purposes)
 				}
 			}},
-		{name: "role and purpose both held", want: ReasonAllowed,
+		{name: "role and purpose both held", want: reason.Allowed,
 			change: func(in *Input) {
 				in.Require = require(config.Require{Roles: []string{"billing"}, Purposes: []string{"audit"}, Kinds: []string{"employee"}})
 			},
@@ -408,7 +409,7 @@ func TestDecide(t *testing.T) {
 			}},
 	}
 
-	seen := map[Reason]bool{}
+	seen := map[reason.Code]bool{}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			in := fixture()
@@ -420,7 +421,7 @@ func TestDecide(t *testing.T) {
 			if d.Reason != c.want {
 				t.Fatalf("Reason = %s, want %s (decision %+v)", d.Reason, c.want, d)
 			}
-			if d.Allow != (d.Reason == ReasonAllowed) {
+			if d.Allow != (d.Reason == reason.Allowed) {
 				t.Fatalf("Allow = %v with reason %s", d.Allow, d.Reason)
 			}
 			if !d.Allow && (d.Kind != "" || d.Roles != nil || d.Purpose != "") {

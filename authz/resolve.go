@@ -42,12 +42,11 @@ func NewOrgResolver(s *config.OrgSource) (OrgResolver, error) {
 	case config.OrgFromSession, "":
 		return OrgResolver{src: sourceSession}, nil
 	case config.OrgFromHost:
-		rest, ok := strings.CutPrefix(s.Host, "{org}.")
-		if !ok || rest == "" || strings.ContainsAny(rest, "{}") || rest != strings.ToLower(rest) ||
-			strings.HasPrefix(rest, ".") || strings.HasSuffix(rest, ".") || strings.Contains(rest, "..") {
+		suffix, ok := config.OrgHostSuffix(s.Host)
+		if !ok {
 			return OrgResolver{}, fmt.Errorf("org source: host pattern %q: must be \"{org}.\" followed by a lower-case DNS name", s.Host)
 		}
-		return OrgResolver{src: sourceHost, hostSuffix: s.Host[len("{org}"):]}, nil
+		return OrgResolver{src: sourceHost, hostSuffix: suffix}, nil
 	case config.OrgFromPath:
 		if s.PathSegment < 1 {
 			return OrgResolver{}, fmt.Errorf("org source: path segment %d: must be 1 or more", s.PathSegment)
@@ -62,6 +61,13 @@ func NewOrgResolver(s *config.OrgSource) (OrgResolver, error) {
 	default:
 		return OrgResolver{}, fmt.Errorf("org source: from %q: must be host, path, header or session", s.From)
 	}
+}
+
+// OrgResolverOf is NewOrgResolver for a source config.Load validated with the same rules, so
+// it does not fail; if it ever did, the zero resolver resolves nothing (fail closed: no_org).
+func OrgResolverOf(s *config.OrgSource) OrgResolver {
+	r, _ := NewOrgResolver(s)
+	return r
 }
 
 // From returns the source's name (host, path, header or session), or "" for the zero
@@ -86,7 +92,7 @@ func (r OrgResolver) From() string {
 func (r OrgResolver) Header() string { return r.header }
 
 // Resolve returns the organisation id a request acts for, and false when none can be
-// determined; the caller then refuses an org-scoped route with ReasonNoOrg.
+// determined; the caller then refuses an org-scoped route with reason.NoOrg.
 //
 // host must already be lower-case and without port, and path the router's normalised path:
 // Resolve does not normalise, it refuses. header reads a request header (http.Header.Get);

@@ -240,9 +240,20 @@ func (v *validator) names(p string, list []string) {
 
 // orgHostProblem checks a host pattern with exactly one whole leftmost {org} label.
 func orgHostProblem(h string) string {
-	rest, ok := strings.CutPrefix(h, "{org}.")
-	if !ok || strings.Contains(rest, "{") || !validDNSName(rest) {
+	if _, ok := OrgHostSuffix(h); !ok {
 		return `must be "{org}." followed by a lower-case DNS name, such as "{org}.portal.example.com"`
 	}
 	return ""
+}
+
+// OrgHostSuffix returns what follows "{org}" in an org host pattern (".portal.example.com"
+// for "{org}.portal.example.com"), and whether the pattern is one: "{org}." followed by a
+// lower-case DNS name. It is the one rule for these patterns: the validator reports it and
+// authz.NewOrgResolver compiles with it.
+func OrgHostSuffix(pattern string) (string, bool) {
+	rest, ok := strings.CutPrefix(pattern, "{org}.")
+	if !ok || strings.Contains(rest, "{") || !validDNSName(rest) {
+		return "", false
+	}
+	return pattern[len("{org}"):], true
 }

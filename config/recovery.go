@@ -7,23 +7,25 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/recoveryid"
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // Recovery guard configuration: the parts of RecoveryGuard (types.go), its defaults and its
-// checks. The checks mirror what authz.NewRecoverySpec accepts (config may import no other
-// project package, so it cannot call it); package proxy compiles the rule with
-// NewRecoverySpec and refuses, never forwards, if the two ever disagree.
+// checks. The syntax of identifier locations (field names, JSON pointers) is
+// internal/recoveryid's, a leaf package: the validator reports its errors at the right keys,
+// and a guard that passes is compiled once, here, into RecoveryGuard.Spec, which the proxy
+// uses as it is.
 
 // Identifier sources and other enumerations of recovery_guard.
 const (
-	RecoveryFromForm      = "form"
-	RecoveryFromMultipart = "multipart"
-	RecoveryFromJSON      = "json"
-	RecoveryFromQuery     = "query"
+	RecoveryFromForm      = string(recoveryid.SourceForm)
+	RecoveryFromMultipart = string(recoveryid.SourceMultipart)
+	RecoveryFromJSON      = string(recoveryid.SourceJSON)
+	RecoveryFromQuery     = string(recoveryid.SourceQuery)
 
-	RecoveryKindEmail    = "email"
-	RecoveryKindUsername = "username"
+	RecoveryKindEmail    = string(recoveryid.KindEmail)
+	RecoveryKindUsername = string(recoveryid.KindUsername)
 
 	RecoveryBlock   = "block"
 	RecoveryAllow   = "allow"
@@ -36,11 +38,10 @@ const (
 	RecoveryAuditMask = "mask"
 )
 
-// Recovery limits, the same as package authz's.
+// Recovery limits: the body limits are recoveryid's.
 const (
-	DefaultRecoveryBodyLimit = 64 << 10
-	MaxRecoveryBodyLimit     = 1 << 20
-	maxRecoveryPointerDepth  = 8
+	DefaultRecoveryBodyLimit = int(recoveryid.DefaultBodyLimit)
+	MaxRecoveryBodyLimit     = int(recoveryid.MaxBodyLimit)
 	maxRecoveryGenericBody   = 64 << 10
 )
 
@@ -74,6 +75,7 @@ func (v *validator) recoveryGuard(p string, r *Route) {
 		return
 	}
 	gp := p + ".recovery_guard"
+	errsBefore := len(v.errs)
 	if !r.Public {
 		v.errorf(gp, "is only for public routes: a recovery request comes from someone who cannot sign in")
 	}
@@ -104,15 +106,9 @@ func (v *validator) recoveryGuard(p string, r *Route) {
 			continue
 		}
 		query = query || id.From == RecoveryFromQuery
-		var msg string
-		if id.From == RecoveryFromJSON {
-			msg = recoveryPointerProblem(id.Name)
-		} else {
-			msg = recoveryFieldProblem(id.Name)
-		}
-		switch {
-		case msg != "":
-			v.errorf(ip+".name", "%s", msg)
+		switch err := recoveryid.CheckLocation(recoveryid.Location{Source: recoveryid.Source(id.From), Name: id.Name}); {
+		case err != nil:
+			v.errorf(ip+".name", "%v", err)
 		case locs[loc{id.From, id.Name}]:
 			v.errorf(ip, "%s:%s is listed twice", id.From, v.show(ip+".name", id.Name))
 		}
@@ -147,47 +143,23 @@ func (v *validator) recoveryGuard(p string, r *Route) {
 	if _, _, err := mime.ParseMediaType(g.GenericContentType); err != nil || strings.ContainsAny(g.GenericContentType, "\r\n") {
 		v.errorf(gp+".generic_content_type", "must be a media type such as \"text/html; charset=utf-8\"")
 	}
+	if len(v.errs) == errsBefore {
+		v.compileRecovery(gp, g)
+	}
 }
 
-// recoveryFieldProblem mirrors authz's checkFieldName: names no client could send
-// unambiguously are refused.
-func recoveryFieldProblem(name string) string {
-	switch {
-	case name == "":
-		return "is required"
-	case len(name) > 256:
-		return "must be at most 256 bytes"
+// compileRecovery compiles a guard that passed validation into g.Spec. NewSpec applies the
+// rules the validator just checked, with the same functions, so it does not fail; if it
+// ever did, the file is refused rather than served without its guard.
+func (v *validator) compileRecovery(gp string, g *RecoveryGuard) {
+	rule := recoveryid.Rule{Methods: g.Methods, Kind: recoveryid.Kind(g.Kind), BodyLimit: int64(g.BodyLimit)}
+	for _, l := range g.Identifier {
+		rule.Locations = append(rule.Locations, recoveryid.Location{Source: recoveryid.Source(l.From), Name: l.Name})
 	}
-	for _, c := range []byte(name) {
-		if c < 0x20 || c == 0x7f || strings.IndexByte(`&=;"%+`, c) >= 0 {
-			return `must not contain control characters or any of & = ; " % +`
-		}
+	spec, err := recoveryid.NewSpec(rule)
+	if err != nil {
+		v.errorf(gp, "cannot be compiled: %v", err)
+		return
 	}
-	if strings.Trim(name, "[]. ") == "" {
-		return "has no name to match"
-	}
-	return ""
-}
-
-// recoveryPointerProblem mirrors authz's parsePointer: an RFC 6901 pointer to a named member,
-// at most 8 deep.
-func recoveryPointerProblem(p string) string {
-	if p == "" || p[0] != '/' {
-		return `must be a JSON pointer such as "/email" or "/user/email"`
-	}
-	parts := strings.Split(p[1:], "/")
-	if len(parts) > maxRecoveryPointerDepth {
-		return fmt.Sprintf("must be at most %d levels deep", maxRecoveryPointerDepth)
-	}
-	for _, t := range parts {
-		if t == "" {
-			return "must not have an empty token"
-		}
-		for j := 0; j < len(t); j++ {
-			if t[j] == '~' && (j+1 == len(t) || (t[j+1] != '0' && t[j+1] != '1')) {
-				return `"~" must be followed by 0 or 1`
-			}
-		}
-	}
-	return ""
+	g.Spec = spec
 }

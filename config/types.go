@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"net/url"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/recoveryid"
 )
 
 // Config is a whole Portcullis configuration file, decoded and validated.
@@ -441,6 +443,10 @@ type RecoveryGuard struct {
 	// IdentifierInAudit is how the identifier appears in audit events and logs: hash
 	// (default) or mask.
 	IdentifierInAudit string `yaml:"identifier_in_audit"`
+
+	// Spec is the guard compiled, filled by Load: the identifier locations parsed, for the
+	// proxy to apply to every request.
+	Spec *recoveryid.Spec `yaml:"-"`
 }
 
 // UpstreamTimeouts bound the upstream exchange. Zero values take the defaults.

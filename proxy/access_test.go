@@ -64,6 +64,9 @@ func (f *fakeMembers) Lookup(_ context.Context, org, user string) (*store.Org, *
 	return f.orgs[org], f.mems[org+"\x00"+user], nil
 }
 
+// WithPrefetch: the fake reads nothing ahead.
+func (f *fakeMembers) WithPrefetch(ctx context.Context, _ string) context.Context { return ctx }
+
 func (f *fakeMembers) OrgsOf(_ context.Context, user string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -250,7 +253,7 @@ routes:
 	if b.signer, err = assertion.New(key, b.base, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	b.srv, err = New(cfg, Options{Logger: log, Gate: m, Endpoints: m.Endpoints(), Members: b.members, Audit: b.audit, Signer: b.signer})
+	b.srv, err = New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: m.Endpoints(), Members: b.members, Audit: b.audit, Signer: b.signer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -792,8 +795,7 @@ func accStoreErrorFailsClosed(t *testing.T, b *accBed) {
 	}
 
 	// No membership store at all: closed too.
-	cfg := b.srv.Config()
-	srv, err := New(cfg, Options{Gate: b.srv.opts.Gate, Signer: b.signer})
+	srv, err := New(b.srv.state.Load().set, Options{Gate: b.srv.opts.Gate, Signer: b.signer})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func BenchmarkForwardPortcullis(b *testing.B) {
 		routes += "  - {name: r" + string(rune('a'+i)) + ", path: /r" + string(rune('a'+i)) + ", upstream: " + up.URL + ", public: true}\n"
 	}
 	cfg := loadConfig(b, baseConfig(up.URL, routes)+"log: {access_log: false}\n")
-	s, err := New(cfg, Options{})
+	s, err := New(SettingsOf(cfg), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 )
 
 // upstream is one route's forwarding machinery, built once per configuration.
@@ -73,27 +75,6 @@ func newTransport(rt config.Route) (*http.Transport, error) {
 	return t, nil
 }
 
-// forwardInfo is what the handler computed about a request and the forwarder needs.
-// It travels in the request context under an unexported key.
-type forwardInfo struct {
-	requestID   string
-	path        string // normalised, decoded
-	escapedPath string // normalised, as forwarded
-	xff         string
-	proto       string
-	routeLabel  string
-	// id is what the portal is told, once admit has admitted the request (admitted).
-	id       identity
-	admitted bool
-}
-
-type forwardInfoKey struct{}
-
-func infoFrom(r *http.Request) *forwardInfo {
-	fi, _ := r.Context().Value(forwardInfoKey{}).(*forwardInfo)
-	return fi
-}
-
 func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, identityCGI []string, names config.IdentityHeaders) *upstream {
 	u := &upstream{
 		target:    rt.UpstreamURL,
@@ -119,7 +100,7 @@ func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, id
 		FlushInterval: 0,
 		BufferPool:    copyBuffers,
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			fi := infoFrom(pr.In)
+			fi := exchangeOf(pr.In)
 			out := pr.Out
 			out.URL.Scheme = u.target.Scheme
 			out.URL.Host = u.target.Host
@@ -167,8 +148,7 @@ func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, id
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			reason := reasonUpstreamDown
-			status := http.StatusBadGateway
+			code := reason.UpstreamUnavailable
 			var ne net.Error
 			switch {
 			case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
@@ -177,15 +157,15 @@ func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, id
 				w.WriteHeader(499)
 				return
 			case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
-				reason, status = reasonUpstreamTimeout, http.StatusGatewayTimeout
+				code = reason.UpstreamTimeout
 			}
-			s.metrics.upstream.WithLabelValues(name, reason).Inc()
+			s.metrics.upstream.WithLabelValues(name, string(code)).Inc()
 			s.log.LogAttrs(r.Context(), slog.LevelWarn, "upstream error",
-				slog.String("route", name), slog.String("reason", reason),
-				slog.String("request_id", infoFrom(r).requestID), slog.Any("error", err))
-			p := newProblem(status, reason)
-			p.RequestID = infoFrom(r).requestID
-			writeProblem(w, r, p)
+				slog.String("route", name), slog.String("reason", string(code)),
+				slog.String("request_id", exchangeOf(r).requestID), slog.Any("error", err))
+			p := problem.New(code)
+			p.RequestID = exchangeOf(r).requestID
+			problem.Write(w, r, p)
 		},
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}

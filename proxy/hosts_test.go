@@ -15,7 +15,7 @@ routes:
     path: /
     upstream: http://127.0.0.1:1
 `)
-	s, err := New(cfg, Options{})
+	s, err := New(SettingsOf(cfg), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

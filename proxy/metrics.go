@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 )
 
 // Route labels for requests that never reached a configured route.
@@ -73,6 +75,11 @@ func newMetrics(version string) *metrics {
 	info.Set(1)
 	m.reg.MustRegister(m.requests, m.duration, m.upstream, m.rejected, m.denied, m.recovery, m.reloads, m.reloadTS, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The request-level codes are known in advance: their series exist from the start, so a
+	// dashboard sees zeros rather than nothing (package reason's table is the one list).
+	for _, c := range reason.InArea(reason.AreaRequest) {
+		m.rejected.WithLabelValues(string(c))
+	}
 	for i := range m.codeNames {
 		m.codeNames[i] = strconv.Itoa(i)
 	}

@@ -13,16 +13,9 @@ import (
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/page"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/session"
 )
-
-// OrgChooser is what the org picker needs from the session side: a CSRF token bound to the
-// session, and a way to record the organisation chosen.
-type OrgChooser interface {
-	CSRFToken(r *http.Request) string
-	CheckCSRF(r *http.Request, token string) bool
-	SetActiveOrg(ctx context.Context, r *http.Request, org string) error
-}
 
 // pickerRoute stands for the org picker in the gate, logs and metrics.
 var pickerRoute = config.Route{Name: "_orgs"}
@@ -41,21 +34,23 @@ type pickerOrg struct {
 
 // serveOrgs is the org picker: GET lists the person's live memberships, POST (with the
 // session's CSRF token) records the choice.
-func (s *Server) serveOrgs(w http.ResponseWriter, r *http.Request, st *state, fi *forwardInfo) {
-	chooser, _ := s.opts.Gate.(OrgChooser)
+func (ex *exchange) serveOrgs() error {
+	s, w := ex.s, ex.w
+	chooser := s.opts.Orgs
 	if s.opts.Gate == nil || chooser == nil || s.opts.Members == nil {
-		s.reject(w, r, fi, http.StatusNotFound, reasonNotFound)
-		return
+		return reject(reason.NoRoute)
 	}
-	r, ok := s.opts.Gate.Admit(w, r, &pickerRoute)
+	r, ok := s.opts.Gate.Admit(w, ex.r, &pickerRoute)
 	if !ok {
-		return
+		return errAnswered
 	}
+	ex.r = r
 	sess, _ := session.FromContext(r.Context())
 	orgs, err := s.liveOrgs(r.Context(), sess)
 	if err != nil {
-		s.storeDown(w, r, &pickerRoute, err)
-		return
+		d := storeDown(sess.UserKey, err)
+		d.route = pickerRoute.Name
+		return d
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -66,38 +61,37 @@ func (s *Server) serveOrgs(w http.ResponseWriter, r *http.Request, st *state, fi
 				CSRF, Return, Current string
 			}{orgs, chooser.CSRFToken(r), rd, sess.ActiveOrg})
 			if err != nil {
-				s.log.Error("org picker page", slog.Any("error", err))
-				writeProblem(w, r, newProblem(http.StatusInternalServerError, "internal_error"))
-				return
+				return internalError("org picker page", err)
 			}
 			page.Render(w, r, page.Page{Title: "Choose an organisation", Body: body, Support: len(orgs) == 0})
-			return
+			return nil
 		}
 		writeJSON(w, r, http.StatusOK, struct {
 			Orgs   []pickerOrg `json:"orgs"`
 			Active string      `json:"active,omitempty"`
 			CSRF   string      `json:"csrf"`
 		}{orgs, sess.ActiveOrg, chooser.CSRFToken(r)})
+		return nil
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 		if err := r.ParseForm(); err != nil || !chooser.CheckCSRF(r, r.PostForm.Get("csrf")) || !sameOrigin(r) {
-			writeProblem(w, r, problem.New(http.StatusForbidden, "csrf_failed", "The form expired or came from another site. Go back and try again."))
-			return
+			return problem.Refuse(reason.CSRFFailed, "", "")
 		}
 		org := r.PostForm.Get("org")
 		if !slices.ContainsFunc(orgs, func(o pickerOrg) bool { return o.ID == org }) {
-			writeProblem(w, r, problem.New(http.StatusForbidden, string(authz.ReasonNotMember), "You cannot act for that organisation."))
-			return
+			return &problem.Error{Problem: problem.For(reason.NotMember, reason.Facts{Org: org})}
 		}
 		if err := chooser.SetActiveOrg(r.Context(), r, org); err != nil {
-			s.storeDown(w, r, &pickerRoute, err)
-			return
+			d := storeDown(sess.UserKey, err)
+			d.route = pickerRoute.Name
+			return d
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "active organisation chosen", slog.String("user", sess.UserKey), slog.String("org", org))
 		http.Redirect(w, r, session.SafeReturn(r.PostForm.Get("rd")), http.StatusSeeOther)
+		return nil
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
-		s.reject(w, r, fi, http.StatusMethodNotAllowed, reasonMethodNotAllowed)
+		return reject(reason.MethodNotAllowed)
 	}
 }
 

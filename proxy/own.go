@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 )
 
 // ownPrefix is Portcullis's reserved path space. Nothing under it is ever forwarded.
@@ -14,47 +16,47 @@ const ownPrefix = "/.portcullis/"
 
 // serveOwn answers the proxy's own endpoints. Paths match exactly; anything else under the
 // prefix is a 404, never a fall-through to a portal route (AUTHN-03).
-func (s *Server) serveOwn(w http.ResponseWriter, r *http.Request, path string, fi *forwardInfo) {
-	switch path {
+func (ex *exchange) serveOwn() error {
+	s, w, r := ex.s, ex.w, ex.r
+	switch ex.path {
 	case ownPrefix + "healthz":
-		if !getOrHead(w, r, fi, s) {
-			return
+		if err := getOrHead(w, r); err != nil {
+			return err
 		}
 		writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
 	case ownPrefix + "readyz":
-		if !getOrHead(w, r, fi, s) {
-			return
+		if err := getOrHead(w, r); err != nil {
+			return err
 		}
 		s.serveReady(w, r)
 	case ownPrefix + "orgs":
-		s.serveOrgs(w, r, s.state.Load(), fi)
+		return ex.serveOrgs()
 	case ownPrefix + "jwks.json":
 		if s.opts.Signer == nil {
-			s.reject(w, r, fi, http.StatusNotFound, reasonNotFound)
-			return
+			return reject(reason.NoRoute)
 		}
-		if !getOrHead(w, r, fi, s) {
-			return
+		if err := getOrHead(w, r); err != nil {
+			return err
 		}
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		_, _ = w.Write(s.opts.Signer.JWKS())
 	default:
-		if h, ok := s.opts.Endpoints[strings.TrimPrefix(path, ownPrefix)]; ok {
-			h.ServeHTTP(w, r)
-			return
+		h, ok := s.opts.Endpoints[strings.TrimPrefix(ex.path, ownPrefix)]
+		if !ok {
+			return reject(reason.NoRoute)
 		}
-		s.reject(w, r, fi, http.StatusNotFound, reasonNotFound)
+		h.ServeHTTP(w, r)
 	}
+	return nil
 }
 
-func getOrHead(w http.ResponseWriter, r *http.Request, fi *forwardInfo, s *Server) bool {
+func getOrHead(w http.ResponseWriter, r *http.Request) error {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		return true
+		return nil
 	}
 	w.Header().Set("Allow", "GET, HEAD")
-	s.reject(w, r, fi, http.StatusMethodNotAllowed, reasonMethodNotAllowed)
-	return false
+	return reject(reason.MethodNotAllowed)
 }
 
 // serveReady runs every readiness check concurrently with a short deadline. Check names and
@@ -87,7 +89,7 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 		Checks map[string]string `json:"checks"`
 	}{Status: "ok", Checks: checks}
 	if status != http.StatusOK {
-		body.Status = reasonNotReady
+		body.Status = string(reason.NotReady)
 	}
 	writeJSON(w, r, status, body)
 }

@@ -1,46 +1,18 @@
 package proxy
 
-import "unicode/utf8"
+import (
+	"unicode/utf8"
 
-// Reason codes for request paths the proxy refuses (400). They are stable: they appear in the
-// error page, the access log and the rejected-requests metric, and never contain request data.
-//
-// The rules behind them exist because the proxy must never have a split view of a path: the
-// path it matches against the route table must be exactly the path the upstream acts on. Every
-// construct that a legacy portal, an application server or a second decoding step could read
-// differently from us (security-cases.md AUTHN-04, PATH-01..05) is either rewritten to one
-// canonical form or refused.
-const (
-	// reasonPathInvalid: the path does not start with "/", or contains a raw space, control
-	// byte or byte >= 0x80 (clients must percent-encode them).
-	reasonPathInvalid = "path_invalid"
-	// reasonPathFragment: a raw "#"; it is not valid in a request-target and Go keeps it inside
-	// URL.Path, where rules and upstreams disagree on whether it ends the path (AUTHN-04).
-	reasonPathFragment = "path_fragment"
-	// reasonPathBackslash: a raw "\"; IIS and some Java servers treat it as "/" (PATH-03).
-	reasonPathBackslash = "path_backslash"
-	// reasonPathBadEscape: "%" not followed by two hex digits, including IIS "%uXXXX".
-	reasonPathBadEscape = "path_bad_escape"
-	// reasonPathEncodedSlash: "%2F"; decoding it would merge segments that the upstream may
-	// keep apart, and not decoding it would let "/admin%2Fusers" dodge an /admin rule (PATH-03).
-	reasonPathEncodedSlash = "path_encoded_slash"
-	// reasonPathEncodedBackslash: "%5C", for the same reason as a raw backslash.
-	reasonPathEncodedBackslash = "path_encoded_backslash"
-	// reasonPathEncodedControl: "%00".."%1F" or "%7F"; NUL truncates paths in C-based servers.
-	reasonPathEncodedControl = "path_encoded_control"
-	// reasonPathDoubleEncoding: "%25" followed by what a second decoding step would read as an
-	// escape ("%252e", "%25u002e"); legacy portals decode twice (PATH-02).
-	reasonPathDoubleEncoding = "path_double_encoding"
-	// reasonPathBadUTF8: decoded bytes that are not valid, shortest-form UTF-8 ("%c0%ae" is an
-	// overlong "." that some decoders accept, PATH-02).
-	reasonPathBadUTF8 = "path_bad_utf8"
-	// reasonPathSemicolon: a ";" (raw or "%3B") while server.path_params is "reject"; Tomcat
-	// and friends strip ";params" per segment, so "/admin;x/users" is "/admin/users" to them.
-	reasonPathSemicolon = "path_semicolon"
-	// reasonPathTraversal: a ".." segment that would climb above the root. Clamping it to "/"
-	// silently would forward something other than what the client asked for.
-	reasonPathTraversal = "path_traversal"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 )
+
+// Request paths the proxy refuses are answered 400 with one of the reason.Path* codes
+// (package reason's table says what each stands for). The rules behind them exist because the
+// proxy must never have a split view of a path: the path it matches against the route table
+// must be exactly the path the upstream acts on. Every construct that a legacy portal, an
+// application server or a second decoding step could read differently from us
+// (security-cases.md AUTHN-04, PATH-01..05) is either rewritten to one canonical form or
+// refused.
 
 // normStackBuf is the size of the on-stack buffers used by normalizePath; longer paths spill
 // to the heap, which is fine for the rare path that is both long and not already normal.
@@ -51,8 +23,8 @@ const normStackBuf = 256
 //
 // It returns path, the decoded form used for route matching, and escaped, the form forwarded
 // upstream, such that url.URL{Path: path, RawPath: escaped}.EscapedPath() == escaped and
-// decoding escaped gives path. When the request must be refused, reason is one of the
-// reasonPath* codes and the other results are empty.
+// decoding escaped gives path. When the request must be refused, code is one of the
+// reason.Path* codes and the other results are empty.
 //
 // The rules, applied in a single left-to-right pass:
 //   - percent-escapes of unreserved characters (ALPHA DIGIT - . _ ~) are decoded, so "%2e%2e"
@@ -65,9 +37,9 @@ const normStackBuf = 256
 //
 // A path that is already normal (the common case) is returned unchanged as both results,
 // without allocating: this runs on every request.
-func normalizePath(rawPath string, stripParams bool) (path, escaped, reason string) {
+func normalizePath(rawPath string, stripParams bool) (path, escaped string, code reason.Code) {
 	if rawPath == "" || rawPath[0] != '/' {
-		return "", "", reasonPathInvalid
+		return "", "", reason.PathInvalid
 	}
 	if isNormalPath(rawPath) {
 		return rawPath, rawPath, ""
@@ -213,7 +185,7 @@ func isDoubleEncoded(s string, i int) bool {
 // normalizeSlow is the general case of normalizePath. It writes the decoded path to p and the
 // escaped path to e; both always hold "/" followed by the completed segments, each followed
 // by "/", then the segment being built, so "." and ".." are resolved as each segment ends.
-func normalizeSlow(s string, stripParams bool) (path, escaped, reason string) {
+func normalizeSlow(s string, stripParams bool) (path, escaped string, code reason.Code) {
 	var pBuf, eBuf [normStackBuf]byte
 	p := append(pBuf[:0], '/')
 	e := append(eBuf[:0], '/')
@@ -230,7 +202,7 @@ func normalizeSlow(s string, stripParams bool) (path, escaped, reason string) {
 				p, e = p[:segP], e[:segE]
 			case len(seg) == 2 && seg[0] == '.' && seg[1] == '.':
 				if segP == 1 {
-					return "", "", reasonPathTraversal
+					return "", "", reason.PathTraversal
 				}
 				// Drop ".." and the segment before it, keeping that segment's leading "/".
 				p = p[:lastSlash(p[:segP-1])+1]
@@ -262,36 +234,36 @@ func normalizeSlow(s string, stripParams bool) (path, escaped, reason string) {
 			i++
 		case classSemicolon:
 			if !stripParams {
-				return "", "", reasonPathSemicolon
+				return "", "", reason.PathSemicolon
 			}
 			inParams = true
 			i++
 		case classHash:
-			return "", "", reasonPathFragment
+			return "", "", reason.PathFragment
 		case classBackslash:
-			return "", "", reasonPathBackslash
+			return "", "", reason.PathBackslash
 		case classInvalid:
-			return "", "", reasonPathInvalid
+			return "", "", reason.PathInvalid
 		case classPercent:
 			b, ok := escapeAt(s, i)
 			if !ok {
-				return "", "", reasonPathBadEscape
+				return "", "", reason.PathBadEscape
 			}
 			switch {
 			case b == '/':
-				return "", "", reasonPathEncodedSlash
+				return "", "", reason.PathEncodedSlash
 			case b == '\\':
-				return "", "", reasonPathEncodedBackslash
+				return "", "", reason.PathEncodedBackslash
 			case b < 0x20 || b == 0x7f:
-				return "", "", reasonPathEncodedControl
+				return "", "", reason.PathEncodedControl
 			case b == ';':
 				if !stripParams {
-					return "", "", reasonPathSemicolon
+					return "", "", reason.PathSemicolon
 				}
 				inParams = true
 				i += 3
 			case b == '%' && isDoubleEncoded(s, i+3):
-				return "", "", reasonPathDoubleEncoding
+				return "", "", reason.PathDoubleEncoding
 			case isUnreserved(b):
 				if !inParams {
 					p = append(p, b)
@@ -319,7 +291,7 @@ func normalizeSlow(s string, stripParams bool) (path, escaped, reason string) {
 				}
 				r, size := utf8.DecodeRune(seq[:n])
 				if r == utf8.RuneError && size <= 1 {
-					return "", "", reasonPathBadUTF8
+					return "", "", reason.PathBadUTF8
 				}
 				if !inParams {
 					p = append(p, seq[:size]...)

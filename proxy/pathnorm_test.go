@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 )
 
 // normCase is one normalizePath expectation. With reason set, path and escaped are ignored;
@@ -15,17 +17,17 @@ type normCase struct {
 	strip   bool
 	path    string
 	escaped string
-	reason  string
+	reason  reason.Code
 }
 
 func runNormCases(t *testing.T, cases []normCase) {
 	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p, e, reason := normalizePath(tc.raw, tc.strip)
-			if reason != tc.reason {
+			p, e, code := normalizePath(tc.raw, tc.strip)
+			if code != tc.reason {
 				t.Fatalf("normalizePath(%q, %v) reason = %q, want %q (path %q, escaped %q)",
-					tc.raw, tc.strip, reason, tc.reason, p, e)
+					tc.raw, tc.strip, code, tc.reason, p, e)
 			}
 			if tc.reason != "" {
 				if p != "" || e != "" {
@@ -83,9 +85,9 @@ func checkNormalInvariants(t *testing.T, raw string, strip bool, p, e string) {
 	}
 	// Idempotent: the forwarded form is already normal, so an upstream normalising it again
 	// (or a second proxy) sees the same path.
-	p2, e2, reason := normalizePath(e, strip)
-	if reason != "" || p2 != p || e2 != e {
-		t.Fatalf("%q: normalising the output %q again gave %q, %q, %q; want %q, %q", raw, e, p2, e2, reason, p, e)
+	p2, e2, code := normalizePath(e, strip)
+	if code != "" || p2 != p || e2 != e {
+		t.Fatalf("%q: normalising the output %q again gave %q, %q, %q; want %q, %q", raw, e, p2, e2, code, p, e)
 	}
 }
 
@@ -98,11 +100,11 @@ func TestNormalizePathBasics(t *testing.T) {
 		{name: "dot file is not a dot segment", raw: "/.well-known/x", path: "/.well-known/x"},
 		{name: "three dots is not a dot segment", raw: "/a/.../b", path: "/a/.../b"},
 		{name: "dotted name", raw: "/a/..b/c.", path: "/a/..b/c."},
-		{name: "empty", raw: "", reason: reasonPathInvalid},
-		{name: "relative", raw: "admin", reason: reasonPathInvalid},
-		{name: "asterisk-form", raw: "*", reason: reasonPathInvalid},
-		{name: "absolute-form", raw: "http://evil/admin", reason: reasonPathInvalid},
-		{name: "raw query mark", raw: "/a?b", reason: reasonPathInvalid},
+		{name: "empty", raw: "", reason: reason.PathInvalid},
+		{name: "relative", raw: "admin", reason: reason.PathInvalid},
+		{name: "asterisk-form", raw: "*", reason: reason.PathInvalid},
+		{name: "absolute-form", raw: "http://evil/admin", reason: reason.PathInvalid},
+		{name: "raw query mark", raw: "/a?b", reason: reason.PathInvalid},
 
 		// Dot segments (RFC 3986 5.2.4), resolved after decoding.
 		{name: "dot", raw: "/a/./b", path: "/a/b"},
@@ -112,10 +114,10 @@ func TestNormalizePathBasics(t *testing.T) {
 		{name: "dotdot to root", raw: "/admin/..", path: "/"},
 		{name: "lone dot", raw: "/.", path: "/"},
 		{name: "dot slash", raw: "/./", path: "/"},
-		{name: "traversal above root", raw: "/..", reason: reasonPathTraversal},
-		{name: "traversal above root later", raw: "/a/../..", reason: reasonPathTraversal},
-		{name: "traversal above root deep", raw: "/a/b/../../../etc/passwd", reason: reasonPathTraversal},
-		{name: "traversal encoded", raw: "/%2e%2e/x", reason: reasonPathTraversal},
+		{name: "traversal above root", raw: "/..", reason: reason.PathTraversal},
+		{name: "traversal above root later", raw: "/a/../..", reason: reason.PathTraversal},
+		{name: "traversal above root deep", raw: "/a/b/../../../etc/passwd", reason: reason.PathTraversal},
+		{name: "traversal encoded", raw: "/%2e%2e/x", reason: reason.PathTraversal},
 
 		// Empty segments collapse.
 		{name: "leading double slash", raw: "//admin", path: "/admin"},
@@ -139,62 +141,62 @@ func TestNormalizePathBasics(t *testing.T) {
 			escaped: "/a%7Cb%5Ec%7Bd%7De%22f%3Cg%3Eh%60i"},
 		{name: "already-normal escapes reused", raw: "/a%20b/%C3%A9", path: "/a b/é", escaped: "/a%20b/%C3%A9"},
 
-		{name: "lone percent", raw: "/a%", reason: reasonPathBadEscape},
-		{name: "one hex digit", raw: "/a%4", reason: reasonPathBadEscape},
-		{name: "non-hex", raw: "/a%zz", reason: reasonPathBadEscape},
-		{name: "half hex", raw: "/a%4g", reason: reasonPathBadEscape},
-		{name: "iis %u", raw: "/%u002e", reason: reasonPathBadEscape},
-		{name: "percent percent", raw: "/%%41", reason: reasonPathBadEscape},
+		{name: "lone percent", raw: "/a%", reason: reason.PathBadEscape},
+		{name: "one hex digit", raw: "/a%4", reason: reason.PathBadEscape},
+		{name: "non-hex", raw: "/a%zz", reason: reason.PathBadEscape},
+		{name: "half hex", raw: "/a%4g", reason: reason.PathBadEscape},
+		{name: "iis %u", raw: "/%u002e", reason: reason.PathBadEscape},
+		{name: "percent percent", raw: "/%%41", reason: reason.PathBadEscape},
 
-		{name: "encoded slash", raw: "/a%2Fb", reason: reasonPathEncodedSlash},
-		{name: "encoded slash lower", raw: "/a%2fb", reason: reasonPathEncodedSlash},
-		{name: "encoded backslash", raw: "/a%5Cb", reason: reasonPathEncodedBackslash},
-		{name: "encoded backslash lower", raw: "/a%5cb", reason: reasonPathEncodedBackslash},
-		{name: "encoded NUL", raw: "/admin%00", reason: reasonPathEncodedControl},
-		{name: "encoded CR", raw: "/a%0d%0aX-Auth-User:%20x", reason: reasonPathEncodedControl},
-		{name: "encoded unit separator", raw: "/a%1F", reason: reasonPathEncodedControl},
-		{name: "encoded DEL", raw: "/a%7f", reason: reasonPathEncodedControl},
+		{name: "encoded slash", raw: "/a%2Fb", reason: reason.PathEncodedSlash},
+		{name: "encoded slash lower", raw: "/a%2fb", reason: reason.PathEncodedSlash},
+		{name: "encoded backslash", raw: "/a%5Cb", reason: reason.PathEncodedBackslash},
+		{name: "encoded backslash lower", raw: "/a%5cb", reason: reason.PathEncodedBackslash},
+		{name: "encoded NUL", raw: "/admin%00", reason: reason.PathEncodedControl},
+		{name: "encoded CR", raw: "/a%0d%0aX-Auth-User:%20x", reason: reason.PathEncodedControl},
+		{name: "encoded unit separator", raw: "/a%1F", reason: reason.PathEncodedControl},
+		{name: "encoded DEL", raw: "/a%7f", reason: reason.PathEncodedControl},
 
-		{name: "raw NUL", raw: "/admin\x00", reason: reasonPathInvalid},
-		{name: "raw tab", raw: "/a\tb", reason: reasonPathInvalid},
-		{name: "raw DEL", raw: "/a\x7f", reason: reasonPathInvalid},
-		{name: "raw space", raw: "/a b", reason: reasonPathInvalid},
-		{name: "raw utf-8", raw: "/café", reason: reasonPathInvalid},
-		{name: "raw high byte", raw: "/a\xff", reason: reasonPathInvalid},
-		{name: "raw fragment", raw: "/a#b", reason: reasonPathFragment},
-		{name: "raw backslash", raw: "/a\\b", reason: reasonPathBackslash},
+		{name: "raw NUL", raw: "/admin\x00", reason: reason.PathInvalid},
+		{name: "raw tab", raw: "/a\tb", reason: reason.PathInvalid},
+		{name: "raw DEL", raw: "/a\x7f", reason: reason.PathInvalid},
+		{name: "raw space", raw: "/a b", reason: reason.PathInvalid},
+		{name: "raw utf-8", raw: "/café", reason: reason.PathInvalid},
+		{name: "raw high byte", raw: "/a\xff", reason: reason.PathInvalid},
+		{name: "raw fragment", raw: "/a#b", reason: reason.PathFragment},
+		{name: "raw backslash", raw: "/a\\b", reason: reason.PathBackslash},
 
-		{name: "double-encoded dot", raw: "/%252e", reason: reasonPathDoubleEncoding},
-		{name: "double-encoded slash", raw: "/a%252Fb", reason: reasonPathDoubleEncoding},
-		{name: "double-encoded backslash", raw: "/a%255cb", reason: reasonPathDoubleEncoding},
-		{name: "double-encoded any hex", raw: "/a%2541", reason: reasonPathDoubleEncoding},
-		{name: "double encoding hidden in escapes", raw: "/a%25%32%65", reason: reasonPathDoubleEncoding},
-		{name: "double encoding half hidden", raw: "/a%252%65", reason: reasonPathDoubleEncoding},
-		{name: "double-encoded iis %u", raw: "/a%25u002e", reason: reasonPathDoubleEncoding},
-		{name: "double-encoded iis %U hidden", raw: "/a%25%55002E", reason: reasonPathDoubleEncoding},
+		{name: "double-encoded dot", raw: "/%252e", reason: reason.PathDoubleEncoding},
+		{name: "double-encoded slash", raw: "/a%252Fb", reason: reason.PathDoubleEncoding},
+		{name: "double-encoded backslash", raw: "/a%255cb", reason: reason.PathDoubleEncoding},
+		{name: "double-encoded any hex", raw: "/a%2541", reason: reason.PathDoubleEncoding},
+		{name: "double encoding hidden in escapes", raw: "/a%25%32%65", reason: reason.PathDoubleEncoding},
+		{name: "double encoding half hidden", raw: "/a%252%65", reason: reason.PathDoubleEncoding},
+		{name: "double-encoded iis %u", raw: "/a%25u002e", reason: reason.PathDoubleEncoding},
+		{name: "double-encoded iis %U hidden", raw: "/a%25%55002E", reason: reason.PathDoubleEncoding},
 
 		{name: "encoded hash is data", raw: "/a%23b", path: "/a#b", escaped: "/a%23b"},
 		{name: "encoded query mark is data", raw: "/a%3fb", path: "/a?b", escaped: "/a%3Fb"},
 
-		{name: "overlong dot 2 bytes", raw: "/%c0%ae", reason: reasonPathBadUTF8},
-		{name: "overlong dot 3 bytes", raw: "/%e0%80%ae", reason: reasonPathBadUTF8},
-		{name: "overlong slash", raw: "/%c0%af", reason: reasonPathBadUTF8},
-		{name: "surrogate", raw: "/%ed%a0%80", reason: reasonPathBadUTF8},
-		{name: "above U+10FFFF", raw: "/%f4%90%80%80", reason: reasonPathBadUTF8},
-		{name: "lone continuation", raw: "/%a9", reason: reasonPathBadUTF8},
-		{name: "truncated at end", raw: "/%c3", reason: reasonPathBadUTF8},
-		{name: "truncated by raw byte", raw: "/%c3x", reason: reasonPathBadUTF8},
-		{name: "truncated by slash", raw: "/%c3/%a9", reason: reasonPathBadUTF8},
-		{name: "continuation bad escape", raw: "/%c3%zz", reason: reasonPathBadUTF8},
-		{name: "invalid lead byte", raw: "/%ff", reason: reasonPathBadUTF8},
+		{name: "overlong dot 2 bytes", raw: "/%c0%ae", reason: reason.PathBadUTF8},
+		{name: "overlong dot 3 bytes", raw: "/%e0%80%ae", reason: reason.PathBadUTF8},
+		{name: "overlong slash", raw: "/%c0%af", reason: reason.PathBadUTF8},
+		{name: "surrogate", raw: "/%ed%a0%80", reason: reason.PathBadUTF8},
+		{name: "above U+10FFFF", raw: "/%f4%90%80%80", reason: reason.PathBadUTF8},
+		{name: "lone continuation", raw: "/%a9", reason: reason.PathBadUTF8},
+		{name: "truncated at end", raw: "/%c3", reason: reason.PathBadUTF8},
+		{name: "truncated by raw byte", raw: "/%c3x", reason: reason.PathBadUTF8},
+		{name: "truncated by slash", raw: "/%c3/%a9", reason: reason.PathBadUTF8},
+		{name: "continuation bad escape", raw: "/%c3%zz", reason: reason.PathBadUTF8},
+		{name: "invalid lead byte", raw: "/%ff", reason: reason.PathBadUTF8},
 	})
 }
 
 func TestNormalizePathParams(t *testing.T) {
 	runNormCases(t, []normCase{
-		{name: "reject raw", raw: "/admin;x=y/users", reason: reasonPathSemicolon},
-		{name: "reject encoded", raw: "/admin%3bx=y/users", reason: reasonPathSemicolon},
-		{name: "reject trailing", raw: "/admin/users;jsessionid=ABC", reason: reasonPathSemicolon},
+		{name: "reject raw", raw: "/admin;x=y/users", reason: reason.PathSemicolon},
+		{name: "reject encoded", raw: "/admin%3bx=y/users", reason: reason.PathSemicolon},
+		{name: "reject trailing", raw: "/admin/users;jsessionid=ABC", reason: reason.PathSemicolon},
 
 		{name: "strip in segment", raw: "/admin;x=y/users", strip: true, path: "/admin/users"},
 		{name: "strip empty params", raw: "/admin;/users", strip: true, path: "/admin/users"},
@@ -205,12 +207,12 @@ func TestNormalizePathParams(t *testing.T) {
 		{name: "strip several", raw: "/a;1;2/b;3", strip: true, path: "/a/b"},
 		{name: "strip then dotdot", raw: "/public/..;/admin", strip: true, path: "/admin"},
 		{name: "strip then dot", raw: "/admin/.;x/users", strip: true, path: "/admin/users"},
-		{name: "strip then traversal", raw: "/..;x/etc", strip: true, reason: reasonPathTraversal},
-		{name: "params still validated: bad escape", raw: "/a;%zz/b", strip: true, reason: reasonPathBadEscape},
-		{name: "params still validated: encoded slash", raw: "/a;x=%2F/b", strip: true, reason: reasonPathEncodedSlash},
-		{name: "params still validated: fragment", raw: "/a;#/b", strip: true, reason: reasonPathFragment},
-		{name: "params still validated: utf-8", raw: "/a;%c3/b", strip: true, reason: reasonPathBadUTF8},
-		{name: "params cannot complete utf-8", raw: "/a%c3;x%a9", strip: true, reason: reasonPathBadUTF8},
+		{name: "strip then traversal", raw: "/..;x/etc", strip: true, reason: reason.PathTraversal},
+		{name: "params still validated: bad escape", raw: "/a;%zz/b", strip: true, reason: reason.PathBadEscape},
+		{name: "params still validated: encoded slash", raw: "/a;x=%2F/b", strip: true, reason: reason.PathEncodedSlash},
+		{name: "params still validated: fragment", raw: "/a;#/b", strip: true, reason: reason.PathFragment},
+		{name: "params still validated: utf-8", raw: "/a;%c3/b", strip: true, reason: reason.PathBadUTF8},
+		{name: "params cannot complete utf-8", raw: "/a%c3;x%a9", strip: true, reason: reason.PathBadUTF8},
 	})
 }
 
@@ -223,13 +225,13 @@ func TestNormalizePathSecurityCases(t *testing.T) {
 	runNormCases(t, []normCase{
 		// AUTHN-03: health shortcuts.
 		{name: "AUTHN-03 health dotdot", raw: "/health/../admin/users", path: admin},
-		{name: "AUTHN-03 health encoded slash", raw: "/health%2F..%2Fadmin/users", reason: reasonPathEncodedSlash},
+		{name: "AUTHN-03 health encoded slash", raw: "/health%2F..%2Fadmin/users", reason: reason.PathEncodedSlash},
 
 		// AUTHN-04: # and %23.
-		{name: "AUTHN-04 raw fragment", raw: "/admin/users#/public/x", reason: reasonPathFragment},
+		{name: "AUTHN-04 raw fragment", raw: "/admin/users#/public/x", reason: reason.PathFragment},
 		{name: "AUTHN-04 encoded hash", raw: "/admin/users%23/public/x", path: "/admin/users#/public/x", escaped: "/admin/users%23/public/x"},
-		{name: "AUTHN-04 fragment dotdot", raw: "/public/x#/../../admin/users", reason: reasonPathFragment},
-		{name: "AUTHN-04 root fragment", raw: "/#/../admin/users", reason: reasonPathFragment},
+		{name: "AUTHN-04 fragment dotdot", raw: "/public/x#/../../admin/users", reason: reason.PathFragment},
+		{name: "AUTHN-04 root fragment", raw: "/#/../admin/users", reason: reason.PathFragment},
 		// "%23" is data: the segment "#" is removed by "..", and /public/admin/users is both
 		// matched and forwarded.
 		{name: "AUTHN-04 encoded hash segment", raw: "/public/%23/../admin/users", path: "/public/admin/users"},
@@ -240,34 +242,34 @@ func TestNormalizePathSecurityCases(t *testing.T) {
 		{name: "PATH-01 app dotdot", raw: "/app/../admin/users", path: admin},
 		{name: "PATH-01 two dotdots", raw: "/public/x/../../admin/users", path: admin},
 		{name: "PATH-01 admin dot", raw: "/admin/./users", path: admin},
-		{name: "PATH-01 static encoded slash", raw: "/static/..%2F../admin/users", reason: reasonPathEncodedSlash},
+		{name: "PATH-01 static encoded slash", raw: "/static/..%2F../admin/users", reason: reason.PathEncodedSlash},
 
 		// PATH-02: encoded and double-encoded dots.
 		{name: "PATH-02 %2e%2e", raw: "/public/%2e%2e/admin/users", path: admin},
 		{name: "PATH-02 %2E%2E", raw: "/public/%2E%2E/admin/users", path: admin},
 		{name: "PATH-02 .%2e", raw: "/public/.%2e/admin/users", path: admin},
 		{name: "PATH-02 %2e.", raw: "/public/%2e./admin/users", path: admin},
-		{name: "PATH-02 %252e", raw: "/public/%252e%252e/admin/users", reason: reasonPathDoubleEncoding},
-		{name: "PATH-02 overlong 2", raw: "/public/%c0%ae%c0%ae/admin/users", reason: reasonPathBadUTF8},
-		{name: "PATH-02 overlong 3", raw: "/public/%e0%80%ae%e0%80%ae/admin/users", reason: reasonPathBadUTF8},
-		{name: "PATH-02 %u", raw: "/public/%u002e%u002e/admin/users", reason: reasonPathBadEscape},
-		{name: "PATH-02 heimdall %2f", raw: "/user/%2e%2e%2fadmin", reason: reasonPathEncodedSlash},
+		{name: "PATH-02 %252e", raw: "/public/%252e%252e/admin/users", reason: reason.PathDoubleEncoding},
+		{name: "PATH-02 overlong 2", raw: "/public/%c0%ae%c0%ae/admin/users", reason: reason.PathBadUTF8},
+		{name: "PATH-02 overlong 3", raw: "/public/%e0%80%ae%e0%80%ae/admin/users", reason: reason.PathBadUTF8},
+		{name: "PATH-02 %u", raw: "/public/%u002e%u002e/admin/users", reason: reason.PathBadEscape},
+		{name: "PATH-02 heimdall %2f", raw: "/user/%2e%2e%2fadmin", reason: reason.PathEncodedSlash},
 
 		// PATH-03: encoded slash and backslash.
-		{name: "PATH-03 admin%2Fusers", raw: "/admin%2Fusers", reason: reasonPathEncodedSlash},
-		{name: "PATH-03 admin%2F", raw: "/admin%2F", reason: reasonPathEncodedSlash},
-		{name: "PATH-03 %2Fadmin", raw: "/%2Fadmin/users", reason: reasonPathEncodedSlash},
-		{name: "PATH-03 public%2F..", raw: "/public%2F..%2Fadmin%2Fusers", reason: reasonPathEncodedSlash},
-		{name: "PATH-03 lower", raw: "/public%2f%2e%2e%2fadmin/users", reason: reasonPathEncodedSlash},
-		{name: "PATH-03 %5C", raw: "/public%5C..%5Cadmin%5Cusers", reason: reasonPathEncodedBackslash},
-		{name: "PATH-03 raw backslash dotdot", raw: `/public\..\admin\users`, reason: reasonPathBackslash},
-		{name: "PATH-03 raw backslash", raw: `/admin\users`, reason: reasonPathBackslash},
-		{name: "brief admin%2f..", raw: "/admin%2f..", reason: reasonPathEncodedSlash},
+		{name: "PATH-03 admin%2Fusers", raw: "/admin%2Fusers", reason: reason.PathEncodedSlash},
+		{name: "PATH-03 admin%2F", raw: "/admin%2F", reason: reason.PathEncodedSlash},
+		{name: "PATH-03 %2Fadmin", raw: "/%2Fadmin/users", reason: reason.PathEncodedSlash},
+		{name: "PATH-03 public%2F..", raw: "/public%2F..%2Fadmin%2Fusers", reason: reason.PathEncodedSlash},
+		{name: "PATH-03 lower", raw: "/public%2f%2e%2e%2fadmin/users", reason: reason.PathEncodedSlash},
+		{name: "PATH-03 %5C", raw: "/public%5C..%5Cadmin%5Cusers", reason: reason.PathEncodedBackslash},
+		{name: "PATH-03 raw backslash dotdot", raw: `/public\..\admin\users`, reason: reason.PathBackslash},
+		{name: "PATH-03 raw backslash", raw: `/admin\users`, reason: reason.PathBackslash},
+		{name: "brief admin%2f..", raw: "/admin%2f..", reason: reason.PathEncodedSlash},
 
 		// PATH-04: semicolons, in both modes.
-		{name: "PATH-04 reject", raw: "/admin;x=y/users", reason: reasonPathSemicolon},
-		{name: "PATH-04 reject %3B", raw: "/admin%3Bx=y/users", reason: reasonPathSemicolon},
-		{name: "PATH-04 reject dotdot;", raw: "/public/..;/admin/users", reason: reasonPathSemicolon},
+		{name: "PATH-04 reject", raw: "/admin;x=y/users", reason: reason.PathSemicolon},
+		{name: "PATH-04 reject %3B", raw: "/admin%3Bx=y/users", reason: reason.PathSemicolon},
+		{name: "PATH-04 reject dotdot;", raw: "/public/..;/admin/users", reason: reason.PathSemicolon},
 		{name: "PATH-04 strip x=y", raw: "/admin;x=y/users", strip: true, path: admin},
 		{name: "PATH-04 strip empty", raw: "/admin;/users", strip: true, path: admin},
 		{name: "PATH-04 strip jsessionid", raw: "/admin/users;jsessionid=ABC", strip: true, path: admin},

@@ -17,8 +17,9 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
-	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/internal/recoveryid"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -106,6 +107,9 @@ func (f *recFake) Lookup(_ context.Context, org, user string) (*store.Org, *stor
 	}
 	return f.orgs[org], f.mems[org+"\x00"+user], nil
 }
+
+// WithPrefetch: the fake reads nothing ahead.
+func (f *recFake) WithPrefetch(ctx context.Context, _ string) context.Context { return ctx }
 
 func (f *recFake) OrgsOf(_ context.Context, user string) ([]string, error) {
 	f.mu.Lock()
@@ -288,20 +292,20 @@ func TestRecoveryAllowedIsForwardedByteForByte(t *testing.T) {
 func TestRecoveryBlocksStaleAccounts(t *testing.T) {
 	b := newRecBed(t, "")
 	for _, tc := range []struct{ email, reason, org string }{
-		{"victim@stale.example", recoveryStaleDomain, "oldco"},
-		{"Victim@STALE.EXAMPLE", recoveryStaleDomain, "oldco"},
-		{"victim@mail.stale.example", recoveryStaleDomain, "oldco"},
-		{"victim@stale.example.", recoveryStaleDomain, "oldco"},
-		{"victim@ſtale.example", recoveryStaleDomain, "oldco"},
-		{"victim@stale。example", recoveryStaleDomain, "oldco"},
-		{"dave@ended.example", recoveryStaleDomain, "gone"},
-		{"x@merged.example", recoveryStaleDomain, "merged"},
-		{"x@suspended.example", recoveryStaleDomain, "paused"},
-		{"victim@nowhere.example", recoveryUnknownDomain, ""},
-		{"bob@fresh.example", recoveryNoActiveMembership, "acme"},   // revoked
-		{"carol@fresh.example", recoveryNoActiveMembership, "acme"}, // suspended
-		{"nobody@fresh.example", recoveryNoActiveMembership, "acme"},
-		{"alice+reset@fresh.example", recoveryNoActiveMembership, "acme"}, // +tag: not the address signed in with
+		{"victim@stale.example", string(reason.StaleDomain), "oldco"},
+		{"Victim@STALE.EXAMPLE", string(reason.StaleDomain), "oldco"},
+		{"victim@mail.stale.example", string(reason.StaleDomain), "oldco"},
+		{"victim@stale.example.", string(reason.StaleDomain), "oldco"},
+		{"victim@ſtale.example", string(reason.StaleDomain), "oldco"},
+		{"victim@stale。example", string(reason.StaleDomain), "oldco"},
+		{"dave@ended.example", string(reason.StaleDomain), "gone"},
+		{"x@merged.example", string(reason.StaleDomain), "merged"},
+		{"x@suspended.example", string(reason.StaleDomain), "paused"},
+		{"victim@nowhere.example", string(reason.UnknownDomain), ""},
+		{"bob@fresh.example", string(reason.NoActiveMembership), "acme"},   // revoked
+		{"carol@fresh.example", string(reason.NoActiveMembership), "acme"}, // suspended
+		{"nobody@fresh.example", string(reason.NoActiveMembership), "acme"},
+		{"alice+reset@fresh.example", string(reason.NoActiveMembership), "acme"}, // +tag: not the address signed in with
 	} {
 		r := b.form("email=" + url.QueryEscape(tc.email))
 		b.notForwarded(tc.email, r, 0, 200, "")
@@ -440,7 +444,7 @@ func TestRecoveryRateLimits(t *testing.T) {
 	}
 	// The per-client limit (3) is now exhausted for any identifier.
 	b.notForwarded("4th from one client", send("x@nowhere.example"), 2, 429, "rate_limited")
-	if ev := b.lastAudit(); ev.Reason != recoveryRateLimited {
+	if ev := b.lastAudit(); ev.Reason != string(reason.RateLimited) {
 		t.Errorf("audit %+v", ev)
 	}
 	// Hammering is logged and counted, not audited past the first refusal of the window.
@@ -473,19 +477,19 @@ func TestRecoveryStoreDownFailsClosed(t *testing.T) {
 	b.fake.down = true
 	b.fake.mu.Unlock()
 	for _, e := range []string{"alice@fresh.example", "victim@stale.example"} {
-		b.notForwarded(e, b.form("email="+e), 0, 503, reasonStoreUnavailable)
+		b.notForwarded(e, b.form("email="+e), 0, 503, string(reason.StoreUnavailable))
 	}
 	// No store at all: the same.
 	b2 := newRecBed(t, "")
 	b2.tp.srv.opts.Recovery = nil
-	b2.notForwarded("no store", b2.form("email=alice@fresh.example"), 0, 503, reasonStoreUnavailable)
+	b2.notForwarded("no store", b2.form("email=alice@fresh.example"), 0, 503, string(reason.StoreUnavailable))
 }
 
 func TestRecoveryOptions(t *testing.T) {
 	t.Run("forbidden and mask", func(t *testing.T) {
 		b := newRecBed(t, `{identifier: [{from: json, name: /user/email}], blocked_response: forbidden, identifier_in_audit: mask}`)
 		r := b.send("POST", "/custom", "application/json", []byte(`{"user":{"email":"victim@stale.example"}}`))
-		b.notForwarded("forbidden", r, 0, 403, recoveryStaleDomain)
+		b.notForwarded("forbidden", r, 0, 403, string(reason.StaleDomain))
 		if ev := b.lastAudit(); ev.Detail["identifier"] != "v***@stale.example" {
 			t.Errorf("masked identifier %q", ev.Detail["identifier"])
 		}
@@ -499,7 +503,7 @@ func TestRecoveryOptions(t *testing.T) {
 		b.notForwarded("stale still blocked", send("victim@stale.example"), 1, 200, "")
 		b.fake.member("acme", "erin", "erin@gmail.example", store.MembershipRevoked)
 		b.notForwarded("known person without live membership", send("erin@gmail.example"), 1, 200, "")
-		if ev := b.lastAudit(); ev.Reason != recoveryNoActiveMembership {
+		if ev := b.lastAudit(); ev.Reason != string(reason.NoActiveMembership) {
 			t.Errorf("audit %+v", ev)
 		}
 	})
@@ -526,32 +530,33 @@ func TestRecoveryOptions(t *testing.T) {
 	})
 }
 
-// TestRecoveryConfigMatchesAuthz: every guard config validation accepts compiles in authz,
-// and the defaults agree.
-func TestRecoveryConfigMatchesAuthz(t *testing.T) {
-	if config.DefaultRecoveryBodyLimit != authz.DefaultRecoveryBodyLimit || config.MaxRecoveryBodyLimit != authz.MaxRecoveryBodyLimit {
-		t.Error("body limits differ between config and authz")
+// TestRecoveryConfigCompiled: every guard config validation accepts is compiled by
+// config.Load with recoveryid's rules, so the proxy applies exactly what was checked, and the
+// body limits are recoveryid's.
+func TestRecoveryConfigCompiled(t *testing.T) {
+	if config.DefaultRecoveryBodyLimit != int(recoveryid.DefaultBodyLimit) || config.MaxRecoveryBodyLimit != int(recoveryid.MaxBodyLimit) {
+		t.Error("body limits differ between config and recoveryid")
+	}
+	load := func(from, name string) {
+		t.Helper()
+		cfg := loadConfig(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", metrics_listen: "off"}
+tls: {mode: self_signed}
+routes:
+  - name: reset
+    upstream: http://127.0.0.1:9
+    public: true
+    recovery_guard: {methods: [POST], identifier: [{from: %s, name: %q}], body_limit: 10}
+`, from, name))
+		if g := cfg.Routes[0].RecoveryGuard; g.Spec == nil || g.Spec.Locations()[0].Name != name {
+			t.Errorf("%s %q: not compiled", from, name)
+		}
 	}
 	for _, name := range []string{"email", "user[email]", "user.email", "_", "E-Mail", "a b", "ü"} {
-		g := &config.RecoveryGuard{Methods: []string{"POST"}, Identifier: []config.RecoveryIdentifier{{From: "form", Name: name}}, BodyLimit: 10}
-		if _, err := compileRecovery(g); err != nil {
-			t.Errorf("%q: %v", name, err)
-		}
+		load("form", name)
 	}
 	for _, p := range []string{"/email", "/user/email", "/a~0b", "/a~1b", "/1/2/3/4/5/6/7/8"} {
-		g := &config.RecoveryGuard{Identifier: []config.RecoveryIdentifier{{From: "json", Name: p}}}
-		if _, err := compileRecovery(g); err != nil {
-			t.Errorf("%q: %v", p, err)
-		}
-	}
-}
-
-func BenchmarkCompileRecovery(b *testing.B) {
-	g := &config.RecoveryGuard{Methods: []string{"POST"}, Identifier: []config.RecoveryIdentifier{{From: "form", Name: "email"}, {From: "json", Name: "/user/email"}}}
-	for b.Loop() {
-		if _, err := compileRecovery(g); err != nil {
-			b.Fatal(err)
-		}
+		load("json", p)
 	}
 }
 

@@ -95,7 +95,7 @@ routes:
 		t.Fatal(err)
 	}
 	t.Cleanup(m.Close)
-	srv, err := New(cfg, Options{Logger: log, Gate: m, Endpoints: m.Endpoints(), Members: cache})
+	srv, err := New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: m.Endpoints(), Members: cache})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,9 +44,9 @@ func routeName(rt *router, routes []config.Route, hostport, target, method strin
 		return "400 bad_host"
 	}
 	raw, _, _ := strings.Cut(target, "?")
-	path, _, reason := normalizePath(raw, strip)
-	if reason != "" {
-		return "400 " + reason
+	path, _, code := normalizePath(raw, strip)
+	if code != "" {
+		return "400 " + string(code)
 	}
 	idx, res := rt.match(host, path, method)
 	switch res {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 )
 
 // Listeners are the addresses the running server is bound to, for callers that asked for
@@ -24,8 +26,8 @@ type Listeners struct {
 // ctx is done, then drains in-flight requests for at most server.shutdown_timeout. ready, if
 // not nil, receives the bound addresses once every listener is up.
 func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
-	cfg := s.Config()
-	sc := cfg.Server
+	set := s.state.Load().set
+	sc := set.Server
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 
 	main := &http.Server{
@@ -73,7 +75,7 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 		}
 		lns.Redirect = rln.Addr()
 	}
-	ts, err := newTLSSetup(ctx, cfg.TLS, routeHosts(cfg), s.log)
+	ts, err := newTLSSetup(ctx, set.TLS, routeHosts(set.Routes), s.log)
 	if err != nil {
 		ln.Close()
 		if rln != nil {
@@ -118,7 +120,7 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 		}, mln, false)
 	}
 
-	attrs := []any{slog.String("listen", lns.Main.String()), slog.String("tls_mode", cfg.TLS.Mode), slog.Int("routes", len(cfg.Routes))}
+	attrs := []any{slog.String("listen", lns.Main.String()), slog.String("tls_mode", set.TLS.Mode), slog.Int("routes", len(set.Routes))}
 	if lns.Redirect != nil {
 		attrs = append(attrs, slog.String("redirect_listen", lns.Redirect.String()))
 	}
@@ -162,13 +164,15 @@ func shutdownAll(servers []*http.Server, timeout time.Duration) {
 func (s *Server) redirectHandler(mainAddr net.Addr) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st := s.state.Load()
-		fi := &forwardInfo{requestID: s.newRequestID(r, false)}
 		host, ok := canonicalHost(r.Host)
 		if !ok || !st.router.answersHost(host) {
-			s.reject(w, r, fi, http.StatusNotFound, reasonNotFound)
+			s.metrics.rejected.WithLabelValues(string(reason.NoRoute)).Inc()
+			p := problem.New(reason.NoRoute)
+			p.RequestID = s.newRequestID(r, false)
+			problem.Write(w, r, p)
 			return
 		}
-		target := "https://" + hostWithPort(host, st.cfg, mainAddr)
+		target := "https://" + hostWithPort(host, st.set.Server, mainAddr)
 		uri := r.RequestURI
 		if !strings.HasPrefix(uri, "/") {
 			uri = "/"
@@ -180,8 +184,8 @@ func (s *Server) redirectHandler(mainAddr net.Addr) http.Handler {
 
 // hostWithPort gives the authority of the HTTPS side: the public URL's when it names this
 // host, else the host with the main listener's port unless that is 443.
-func hostWithPort(host string, cfg *config.Config, mainAddr net.Addr) string {
-	if pb := cfg.Server.PublicBase; pb != nil && strings.EqualFold(pb.Hostname(), host) {
+func hostWithPort(host string, sc config.Server, mainAddr net.Addr) string {
+	if pb := sc.PublicBase; pb != nil && strings.EqualFold(pb.Hostname(), host) {
 		return pb.Host
 	}
 	if strings.Contains(host, ":") {
@@ -194,10 +198,10 @@ func hostWithPort(host string, cfg *config.Config, mainAddr net.Addr) string {
 }
 
 // routeHosts lists the exact host names of the routes, for the development certificate.
-func routeHosts(cfg *config.Config) []string {
+func routeHosts(routes []config.Route) []string {
 	var hosts []string
 	seen := map[string]bool{}
-	for _, r := range cfg.Routes {
+	for _, r := range routes {
 		for _, h := range r.Hosts {
 			if !strings.HasPrefix(h, "*.") && !seen[h] {
 				seen[h] = true

@@ -8,23 +8,41 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
+	"github.com/portcullis-proxy/portcullis/session"
 )
 
 // Gate admits or refuses a request to a route that is not public. It writes the refusal
 // itself (a sign-in redirect, a 401, a 403 page) and returns false, or returns true with the
-// request to forward, whose context may carry what the gate learnt (the session). A nil Gate
+// request to forward, whose context carries the session (session.FromContext). A nil Gate
 // refuses every non-public route: without sign-in, nothing protected is reachable.
+//
+// The request the gate is given may carry a membership prefetch (Members.WithPrefetch) in
+// its context: the gate must load the session with that context for the prefetch to work.
 type Gate interface {
 	Admit(w http.ResponseWriter, r *http.Request, route *config.Route) (*http.Request, bool)
+}
+
+// StepUpTickets signs the step-up interstitial's button for the session of an admitted
+// request (session.Manager.StepUpTicket): the route's demand, which the button posts to
+// /.portcullis/step-up.
+type StepUpTickets interface {
+	StepUpTicket(r *http.Request, c session.Challenge) string
+}
+
+// OrgChooser is what the org picker needs from the session side, for an admitted request: a
+// CSRF token bound to the session, and a way to record the organisation chosen.
+type OrgChooser interface {
+	CSRFToken(r *http.Request) string
+	CheckCSRF(r *http.Request, token string) bool
+	SetActiveOrg(ctx context.Context, r *http.Request, org string) error
 }
 
 // ReadyCheck reports whether a dependency is usable; the error is logged, never shown.
@@ -36,6 +54,11 @@ type Options struct {
 	Logger  *slog.Logger
 	Version string
 	Gate    Gate
+	// StepUp signs the interstitial's button; nil shows the interstitial without one.
+	StepUp StepUpTickets
+	// Orgs backs the org picker (/.portcullis/orgs) and records an organisation chosen because
+	// it is the person's only one; nil: no picker (404), and nothing is recorded.
+	Orgs OrgChooser
 	// ReadyChecks are run by /.portcullis/readyz, by name.
 	ReadyChecks map[string]ReadyCheck
 	// Endpoints are further own endpoints, keyed by their name under /.portcullis/ ("login"
@@ -44,14 +67,33 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Members answers membership lookups for org-scoped routes; nil refuses them (503).
-	Members Members
+	Members authz.Members
 	// Audit receives every denial; nil records nothing (tests).
 	Audit audit.Sink
 	// Signer signs the per-request assertion; nil sends none.
 	Signer *assertion.Signer
 	// Recovery answers the recovery guard's questions (with Members for liveness); nil
 	// refuses every guarded recovery request with 503 (fail closed). See recovery.go.
-	Recovery RecoveryStore
+	Recovery authz.RecoveryRecords
+}
+
+// Settings is the part of a configuration a Server uses: the listeners and HTTP hardening,
+// TLS, the access log switch, the identity header names and the route table, with the file
+// they came from for messages. Both New and Reload take it; SettingsOf cuts it from a loaded
+// configuration.
+type Settings struct {
+	File      string
+	Server    config.Server
+	TLS       config.TLS
+	AccessLog bool
+	Headers   config.IdentityHeaders
+	Routes    []config.Route
+}
+
+// SettingsOf is the part of c a Server uses. c must come from config.Load.
+func SettingsOf(c *config.Config) Settings {
+	return Settings{File: c.File, Server: c.Server, TLS: c.TLS, AccessLog: c.Log.AccessLog == nil || *c.Log.AccessLog,
+		Headers: c.Identity.Headers, Routes: c.Routes}
 }
 
 // Server is the Portcullis front door. It is an http.Handler; Run adds the listeners.
@@ -69,21 +111,20 @@ var _ http.Handler = (*Server)(nil)
 
 // state is everything derived from one configuration. It is never modified once published.
 type state struct {
-	cfg         *config.Config
+	set         Settings
 	router      *router
 	upstreams   []*upstream
 	transports  []*http.Transport
 	trusted     []netip.Prefix
 	stripParams bool
 	hsts        string
-	accessLog   bool
 	policies    []routePolicy
 	// identityCGI are the CGI names of every identity header; client values are stripped.
 	identityCGI []string
 }
 
-// New builds a Server for cfg. cfg must come from config.Load (validated, defaults applied).
-func New(cfg *config.Config, opts Options) (*Server, error) {
+// New builds a Server for the settings of a loaded configuration.
+func New(set Settings, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,7 +138,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	s.idBase = hex.EncodeToString(b[:]) + "-"
-	st, err := s.build(cfg)
+	st, err := s.build(set)
 	if err != nil {
 		return nil, err
 	}
@@ -107,19 +148,18 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 }
 
 // build compiles a configuration into request-ready state.
-func (s *Server) build(cfg *config.Config) (*state, error) {
-	rt, err := newRouter(cfg.Routes)
+func (s *Server) build(set Settings) (*state, error) {
+	rt, err := newRouter(set.Routes)
 	if err != nil {
 		return nil, fmt.Errorf("compile routes: %w", err)
 	}
 	st := &state{
-		cfg:         cfg,
+		set:         set,
 		router:      rt,
-		trusted:     cfg.Server.TrustedPrefixes,
-		stripParams: cfg.Server.PathParams == "strip",
-		accessLog:   cfg.Log.AccessLog == nil || *cfg.Log.AccessLog,
+		trusted:     set.Server.TrustedPrefixes,
+		stripParams: set.Server.PathParams == "strip",
 	}
-	if h := cfg.Server.HSTS; h.MaxAge > 0 && cfg.TLS.Mode != config.TLSModeOff {
+	if h := set.Server.HSTS; h.MaxAge > 0 && set.TLS.Mode != config.TLSModeOff {
 		v := "max-age=" + strconv.FormatInt(int64(h.MaxAge.D()/time.Second), 10)
 		if h.IncludeSubdomains {
 			v += "; includeSubDomains"
@@ -129,11 +169,11 @@ func (s *Server) build(cfg *config.Config) (*state, error) {
 		}
 		st.hsts = v
 	}
-	if st.policies, st.identityCGI, err = compilePolicies(cfg); err != nil {
+	if st.policies, st.identityCGI, err = compilePolicies(set); err != nil {
 		return nil, err
 	}
 	pools := map[transportKey]*http.Transport{}
-	for _, r := range cfg.Routes {
+	for _, r := range set.Routes {
 		k := transportKey{
 			scheme: r.UpstreamURL.Scheme, host: r.UpstreamURL.Host,
 			dial: r.Timeouts.Dial.D(), respHeader: r.Timeouts.ResponseHeader.D(), idle: r.Timeouts.IdleConn.D(),
@@ -153,11 +193,11 @@ func (s *Server) build(cfg *config.Config) (*state, error) {
 	return st, nil
 }
 
-// Reload swaps in a new configuration atomically. Requests in flight finish on the old one.
-// Listener addresses and TLS settings are read once at start; a change to them is logged and
-// takes effect at the next restart.
-func (s *Server) Reload(cfg *config.Config) error {
-	st, err := s.build(cfg)
+// Reload swaps in new settings atomically. Requests in flight finish on the old ones.
+// Listener addresses and TLS settings are read once at start (Run); the caller says which
+// changed settings wait for a restart.
+func (s *Server) Reload(set Settings) error {
+	st, err := s.build(set)
 	if err != nil {
 		s.metrics.reloads.WithLabelValues("failure").Inc()
 		return err
@@ -165,59 +205,17 @@ func (s *Server) Reload(cfg *config.Config) error {
 	old := s.state.Swap(st)
 	s.metrics.reloads.WithLabelValues("success").Inc()
 	s.metrics.reloadTS.Set(float64(s.now().Unix()))
-	if keys := restartKeys(old.cfg, cfg); len(keys) > 0 {
-		s.log.Warn("configuration reloaded, but some changed settings are read only at start; they take effect at the next restart",
-			slog.Any("keys", keys))
-	}
 	// Idle pooled connections to the old upstreams are no longer reachable; in-flight
 	// requests keep theirs until done.
 	for _, t := range old.transports {
 		t.CloseIdleConnections()
 	}
-	s.log.Info("configuration reloaded", slog.String("file", cfg.File), slog.Int("routes", len(cfg.Routes)))
+	s.log.Info("configuration reloaded", slog.String("file", set.File), slog.Int("routes", len(set.Routes)))
 	return nil
-}
-
-// restartKeys names the settings that differ between a and b but are read once at start: the
-// listeners and TLS (bound sockets), and what the serve command wires once (Redis, the OIDC
-// client, sessions, caches, the audit stream, the assertion key). Routes, identity headers,
-// pages and the log level apply at reload.
-func restartKeys(a, b *config.Config) []string {
-	var keys []string
-	for _, c := range []struct {
-		key  string
-		x, y any
-	}{
-		{"server.listen", a.Server.Listen, b.Server.Listen},
-		{"server.redirect_listen", a.Server.RedirectListen, b.Server.RedirectListen},
-		{"server.metrics_listen", a.Server.MetricsListen, b.Server.MetricsListen},
-		{"tls", a.TLS, b.TLS},
-		{"redis", a.Redis, b.Redis},
-		{"oidc", oidcSettings(a), oidcSettings(b)},
-		{"session", a.Session, b.Session},
-		{"authz", a.Authz, b.Authz},
-		{"audit", a.Audit, b.Audit},
-		{"identity.assertion_key_file", a.Identity.AssertionKeyFile, b.Identity.AssertionKeyFile},
-	} {
-		if !reflect.DeepEqual(c.x, c.y) {
-			keys = append(keys, c.key)
-		}
-	}
-	return keys
-}
-
-// oidcSettings is the oidc section without its parsed URLs, which are pointers.
-func oidcSettings(c *config.Config) config.OIDC {
-	o := c.OIDC
-	o.IssuerURL, o.RedirectURI = nil, nil
-	return o
 }
 
 // ReloadFailed records a rejected reload in the metrics (the caller logs the errors).
 func (s *Server) ReloadFailed() { s.metrics.reloads.WithLabelValues("failure").Inc() }
-
-// Config returns the configuration currently in force.
-func (s *Server) Config() *config.Config { return s.state.Load().cfg }
 
 // MetricsHandler serves the Prometheus metrics of this server.
 func (s *Server) MetricsHandler() http.Handler { return s.metrics.handler() }
@@ -244,41 +242,44 @@ func validRequestID(v string) bool {
 	return true
 }
 
-// ServeHTTP is the request flow, in order.
+// ServeHTTP is the request flow: one exchange, its steps (exchange.serve), and the access
+// log line and metrics of whatever came of it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
 	st := s.state.Load()
 	rec := &recorder{ResponseWriter: w}
-	fi := &forwardInfo{routeLabel: labelNoRoute}
+	ex := &exchange{s: s, st: st, w: rec, r: r, routeLabel: labelNoRoute}
 
 	client, xff := clientAddr(r, st.trusted)
-	fi.xff = xff
-	fromTrusted := isTrustedPeer(r, st.trusted)
-	fi.requestID = s.newRequestID(r, fromTrusted)
-	fi.proto = forwardedProto(r, fromTrusted)
-	rec.Header().Set("X-Request-Id", fi.requestID)
+	ex.client, ex.xff = client, xff
+	ex.trusted = isTrustedPeer(r, st.trusted)
+	ex.requestID = s.newRequestID(r, ex.trusted)
+	ex.proto = forwardedProto(r, ex.trusted)
+	rec.Header().Set("X-Request-Id", ex.requestID)
 	if st.hsts != "" && r.TLS != nil {
 		rec.Header().Set("Strict-Transport-Security", st.hsts)
 	}
 
-	s.handle(rec, r, st, fi)
+	if err := ex.serve(); err != nil {
+		ex.fail(err)
+	}
 
 	status := rec.statusOr200()
 	elapsed := s.now().Sub(start)
-	s.metrics.requests.WithLabelValues(fi.routeLabel, s.metrics.code(status)).Inc()
-	s.metrics.duration.WithLabelValues(fi.routeLabel).Observe(elapsed.Seconds())
-	if st.accessLog {
-		path := fi.path
+	s.metrics.requests.WithLabelValues(ex.routeLabel, s.metrics.code(status)).Inc()
+	s.metrics.duration.WithLabelValues(ex.routeLabel).Observe(elapsed.Seconds())
+	if st.set.AccessLog {
+		path := ex.path
 		if path == "" {
 			path = "(rejected)"
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("request_id", fi.requestID),
+			slog.String("request_id", ex.requestID),
 			slog.String("client", client.String()),
 			slog.String("method", r.Method),
 			slog.String("host", r.Host),
 			slog.String("path", path),
-			slog.String("route", fi.routeLabel),
+			slog.String("route", ex.routeLabel),
 			slog.Int("status", status),
 			slog.Int64("bytes", rec.bytes),
 			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
@@ -308,101 +309,4 @@ func forwardedProto(r *http.Request, fromTrusted bool) string {
 		}
 	}
 	return "http"
-}
-
-func (s *Server) reject(w http.ResponseWriter, r *http.Request, fi *forwardInfo, status int, reason string) {
-	s.metrics.rejected.WithLabelValues(reason).Inc()
-	p := newProblem(status, reason)
-	p.RequestID = fi.requestID
-	writeProblem(w, r, p)
-}
-
-// handle decides what happens to one request; ServeHTTP wraps it with logging and metrics.
-func (s *Server) handle(w http.ResponseWriter, r *http.Request, st *state, fi *forwardInfo) {
-	host, ok := canonicalHost(r.Host)
-	if !ok {
-		s.reject(w, r, fi, http.StatusBadRequest, reasonBadHost)
-		return
-	}
-	if len(r.RequestURI) > maxRequestTarget {
-		// Legacy portals and their logs choke on long targets long before Go's header limit.
-		s.reject(w, r, fi, http.StatusRequestURITooLong, reasonURITooLong)
-		return
-	}
-	rawPath, ok := requestPath(r)
-	if !ok {
-		s.reject(w, r, fi, http.StatusBadRequest, reasonBadRequest)
-		return
-	}
-	path, escaped, reason := normalizePath(rawPath, st.stripParams)
-	if reason != "" {
-		s.reject(w, r, fi, http.StatusBadRequest, reason)
-		return
-	}
-	fi.path, fi.escapedPath = path, escaped
-	if len(r.Header["Authorization"]) > 1 {
-		// Components disagree on which of two credentials counts (HDR-03).
-		s.reject(w, r, fi, http.StatusBadRequest, reasonDuplicateAuthz)
-		return
-	}
-
-	if strings.HasPrefix(path, ownPrefix) || path == ownPrefix[:len(ownPrefix)-1] {
-		fi.routeLabel = labelOwn
-		s.serveOwn(w, r, path, fi)
-		return
-	}
-
-	idx, res := st.router.match(host, path, r.Method)
-	switch res {
-	case matchNotFound:
-		s.reject(w, r, fi, http.StatusNotFound, reasonNotFound)
-		return
-	case matchMethodNotAllowed:
-		w.Header().Set("Allow", st.router.allow(host, path))
-		s.reject(w, r, fi, http.StatusMethodNotAllowed, reasonMethodNotAllowed)
-		return
-	}
-	route := &st.cfg.Routes[idx]
-	fi.routeLabel = route.Name
-
-	if !route.Public {
-		var ok bool
-		if r, ok = s.admit(w, r, st, idx, host, fi); !ok {
-			return
-		}
-	} else if route.RecoveryGuard != nil {
-		if r, ok = s.guardRecovery(w, r, st, route, st.policies[idx].recovery, fi); !ok {
-			return
-		}
-	}
-	r = r.WithContext(context.WithValue(r.Context(), forwardInfoKey{}, fi))
-	st.upstreams[idx].proxy.ServeHTTP(w, r)
-}
-
-// maxRequestTarget bounds the request-target (path and query). 8 KiB is what common servers
-// and load balancers accept.
-const maxRequestTarget = 8 << 10
-
-// requestPath returns the raw path of the request-target exactly as sent. For an
-// absolute-form target (GET http://host/path) net/http has already made the target's host the
-// request's Host, so the host that is matched is the host that is forwarded (AUTHN-06).
-func requestPath(r *http.Request) (string, bool) {
-	uri := r.RequestURI
-	if !strings.HasPrefix(uri, "/") {
-		// absolute-form: scheme://authority/path?query
-		i := strings.Index(uri, "://")
-		if i < 0 {
-			return "", false // asterisk-form or garbage
-		}
-		rest := uri[i+3:]
-		j := strings.IndexAny(rest, "/?")
-		if j < 0 || rest[j] == '?' {
-			return "/", true
-		}
-		uri = rest[j:]
-	}
-	if i := strings.IndexByte(uri, '?'); i >= 0 {
-		uri = uri[:i]
-	}
-	return uri, true
 }

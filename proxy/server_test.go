@@ -21,6 +21,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 
 	"github.com/portcullis-proxy/portcullis/config"
 )
@@ -129,7 +130,7 @@ func newTestProxy(t *testing.T, cfg *config.Config, opts Options) *testProxy {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewJSONHandler(lockedWriter{mu, logs}, nil))
 	}
-	s, err := New(cfg, opts)
+	s, err := New(SettingsOf(cfg), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +295,7 @@ func TestNonPublicRouteFailsClosedWithoutGate(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
 		t.Fatalf("status %d, WWW-Authenticate %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
-	if p := decodeProblem(t, resp); p.Reason != reasonNoSession {
+	if p := decodeProblem(t, resp); p.Reason != reason.NoSession {
 		t.Errorf("reason %q", p.Reason)
 	}
 	// A browser gets a page, not JSON.
@@ -371,7 +372,7 @@ func TestDuplicateAuthorizationAndAbsoluteForm(t *testing.T) {
 	tp := newTestProxy(t, loadConfig(t, baseConfig(up.URL, "  - {name: hosted, hosts: [portal.example.test], path: /hosted, upstream: "+up.URL+", public: true}\n")), Options{})
 	addr := tp.http.Listener.Addr().String()
 	resp := raw(t, addr, "GET /app/x HTTP/1.1\r\nHost: portal.example.test\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\nConnection: close\r\n\r\n")
-	if resp.StatusCode != 400 || decodeProblem(t, resp).Reason != reasonDuplicateAuthz {
+	if resp.StatusCode != 400 || decodeProblem(t, resp).Reason != reason.DuplicateAuthorization {
 		t.Errorf("two Authorization headers: status %d", resp.StatusCode)
 	}
 	// Absolute-form: net/http makes the target's host the request's host; it is the one the
@@ -443,8 +444,8 @@ routes:
 		status int
 		reason string
 	}{
-		{"/dead", 502, reasonUpstreamDown},
-		{"/slow", 504, reasonUpstreamTimeout},
+		{"/dead", 502, string(reason.UpstreamUnavailable)},
+		{"/slow", 504, string(reason.UpstreamTimeout)},
 	} {
 		resp, err := http.Get(tp.http.URL + tc.path)
 		if err != nil {
@@ -456,7 +457,7 @@ routes:
 			t.Errorf("%s: status %d, want %d", tc.path, resp.StatusCode, tc.status)
 		}
 		var p problem.Problem
-		if err := json.Unmarshal(body, &p); err != nil || p.Reason != tc.reason {
+		if err := json.Unmarshal(body, &p); err != nil || string(p.Reason) != tc.reason {
 			t.Errorf("%s: body %s", tc.path, body)
 		}
 		for _, leak := range []string{"dial tcp", "127.0.0.1", "connection refused", "timeout awaiting", "goroutine"} {
@@ -569,7 +570,7 @@ func TestReloadSwapsRoutesAtomically(t *testing.T) {
 		return resp.StatusCode
 	}
 	get()
-	if err := tp.srv.Reload(loadConfig(t, baseConfig(b.URL, ""))); err != nil {
+	if err := tp.srv.Reload(SettingsOf(loadConfig(t, baseConfig(b.URL, "")))); err != nil {
 		t.Fatal(err)
 	}
 	get()

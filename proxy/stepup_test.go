@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/page"
 	"github.com/portcullis-proxy/portcullis/session"
 )
 
-// ticketGate stands for the session manager's StepUpper.
+// ticketGate stands for the session manager's StepUpTickets.
 type ticketGate struct{ got session.Challenge }
 
 func (g *ticketGate) Admit(http.ResponseWriter, *http.Request, *config.Route) (*http.Request, bool) {
@@ -34,32 +35,63 @@ func stepUpServer(t *testing.T, gate Gate, rec audit.Sink, now time.Time) (*Serv
     upstream: http://127.0.0.1:9
     step_up: {amr: [hwk], max_age: 90s}
 `))
-	s, err := New(cfg, Options{Gate: gate, Audit: rec, Now: func() time.Time { return now }})
+	opts := Options{Gate: gate, Audit: rec, Now: func() time.Time { return now }}
+	if g, ok := gate.(StepUpTickets); ok {
+		opts.StepUp = g
+	}
+	s, err := New(SettingsOf(cfg), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, routeNamed(t, s, "admin")
+}
+
+func routeNamed(t *testing.T, s *Server, name string) *config.Route {
+	t.Helper()
 	st := s.state.Load()
-	for i := range st.cfg.Routes {
-		if st.cfg.Routes[i].Name == "admin" {
-			return s, &st.cfg.Routes[i]
+	for i := range st.set.Routes {
+		if st.set.Routes[i].Name == name {
+			return &st.set.Routes[i]
 		}
 	}
-	t.Fatal("no admin route")
-	return nil, nil
+	t.Fatalf("no route %s", name)
+	return nil
+}
+
+// stepUp runs the step-up step of an exchange on route as admit leaves it (the session sess
+// admitted, acting for id.org) and answers what it refuses; it reports whether the request
+// may go on, with the acr the portal is told in id.
+func (s *Server) stepUp(w http.ResponseWriter, r *http.Request, route *config.Route, sess *session.Session, id *identity, requestID string) bool {
+	st := s.state.Load()
+	ex := &exchange{s: s, st: st, w: w, r: r, requestID: requestID, route: route, routeLabel: route.Name, sess: sess, id: *id}
+	for i := range st.set.Routes {
+		if &st.set.Routes[i] == route {
+			ex.pol = &st.policies[i]
+		}
+	}
+	if ex.pol == nil {
+		ex.pol = &routePolicy{stepUp: authz.CompileStepUp(route.StepUp)}
+	}
+	err := ex.stepUp()
+	if err != nil {
+		ex.fail(err)
+	}
+	*id = ex.id
+	return err == nil
 }
 
 func TestStepUpCheck(t *testing.T) {
 	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
 	rec := &audit.Recorder{}
 	s, route := stepUpServer(t, nil, rec, now)
-	el := session.Elevation{ACR: "urn:x:hwk", AMR: []string{"hwk", "otp"}, Org: "acme", AuthTime: now.Add(-time.Minute),
+	el := authz.Elevation{ACR: "urn:x:hwk", AMR: []string{"hwk", "otp"}, Org: "acme", AuthTime: now.Add(-time.Minute),
 		GrantedAt: now.Add(-time.Minute), Until: now.Add(time.Minute)}
-	sess := &session.Session{UserKey: "iss|alice", ACR: "urn:x:pwd", Elevations: []session.Elevation{el}}
+	sess := &session.Session{UserKey: "iss|alice", ACR: "urn:x:pwd", Elevations: []authz.Elevation{el}}
 
 	// Elevated for acme: passes, and the portal is told the elevation's acr.
 	id := &identity{org: "acme", acr: sess.ACR}
 	w := httptest.NewRecorder()
-	if !s.stepUp(w, httptest.NewRequest("GET", "/admin/x", nil), route, sess, id, &forwardInfo{requestID: "r1"}) || id.acr != "urn:x:hwk" {
+	if !s.stepUp(w, httptest.NewRequest("GET", "/admin/x", nil), route, sess, id, "r1") || id.acr != "urn:x:hwk" {
 		t.Fatalf("elevated: refused or acr %q", id.acr)
 	}
 	// Not for beta, not after Until, and never because of what the client sends.
@@ -80,7 +112,7 @@ func TestStepUpCheck(t *testing.T) {
 			r.Header.Set(k, v)
 		}
 		w := httptest.NewRecorder()
-		if s.stepUp(w, r, route, sess, &identity{org: c.org}, &forwardInfo{requestID: "r2"}) {
+		if s.stepUp(w, r, route, sess, &identity{org: c.org}, "r2") {
 			t.Errorf("%s: admitted", name)
 			continue
 		}
@@ -105,7 +137,7 @@ func TestStepUpCheck(t *testing.T) {
 	}
 	// A route without step_up is untouched.
 	plain := &config.Route{Name: "app"}
-	if !s.stepUp(httptest.NewRecorder(), httptest.NewRequest("GET", "/app", nil), plain, &session.Session{}, &identity{}, &forwardInfo{}) {
+	if !s.stepUp(httptest.NewRecorder(), httptest.NewRequest("GET", "/app", nil), plain, &session.Session{}, &identity{}, "") {
 		t.Error("route without step_up refused")
 	}
 }
@@ -120,7 +152,7 @@ func TestStepUpInterstitial(t *testing.T) {
 		r.Header.Set("Accept", "text/html")
 		r.Header.Set("Sec-Fetch-Mode", "navigate")
 		w := httptest.NewRecorder()
-		if s.stepUp(w, r, route, sess, &identity{org: "ac<me"}, &forwardInfo{requestID: "r9"}) {
+		if s.stepUp(w, r, route, sess, &identity{org: "ac<me"}, "r9") {
 			t.Fatal("admitted without elevation")
 		}
 		return w
@@ -148,16 +180,21 @@ func TestStepUpInterstitial(t *testing.T) {
 }
 
 func TestStepUpChallengeHeader(t *testing.T) {
+	now := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	s, admin := stepUpServer(t, nil, nil, now)
 	for _, c := range []struct {
-		c    session.Challenge
-		want string
+		route *config.Route
+		want  string
 	}{
-		{session.Challenge{ACR: []string{"a", "b"}, MaxAge: 5 * time.Minute},
-			`Bearer error="insufficient_user_authentication", error_description="A recent, stronger authentication is required", acr_values="a b", max_age=300`},
-		{session.Challenge{AMR: []string{"hwk"}, MaxAge: 90 * time.Second},
-			`Bearer error="insufficient_user_authentication", error_description="A recent, stronger authentication is required", max_age=90`},
+		{admin, `Bearer error="insufficient_user_authentication", error_description="A recent, stronger authentication is required", acr_values="urn:x:mfa urn:x:hwk", max_age=300`},
+		{routeNamed(t, s, "amronly"), `Bearer error="insufficient_user_authentication", error_description="A recent, stronger authentication is required", max_age=90`},
 	} {
-		if got := stepUpChallenge(c.c); got != c.want {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/x", nil)
+		if s.stepUp(w, r, c.route, &session.Session{UserKey: "iss|a"}, &identity{}, "r") {
+			t.Fatalf("%s: admitted", c.route.Name)
+		}
+		if got := w.Header().Get("WWW-Authenticate"); got != c.want {
 			t.Errorf("got %s\nwant %s", got, c.want)
 		}
 	}

@@ -239,7 +239,7 @@ routes:
 			if err != nil {
 				t.Fatalf("config: %v", err)
 			}
-			srv, err := New(cfg, Options{Logger: newTLSTestLog(t).logger()})
+			srv, err := New(SettingsOf(cfg), Options{Logger: newTLSTestLog(t).logger()})
 			if err != nil {
 				t.Fatal(err)
 			}

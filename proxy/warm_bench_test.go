@@ -81,7 +81,7 @@ routes:
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := New(cfg, Options{Logger: log, Gate: m, Endpoints: m.Endpoints(), Members: cache, Signer: signer})
+	srv, err := New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: m.Endpoints(), Members: cache, Signer: signer})
 	if err != nil {
 		b.Fatal(err)
 	}

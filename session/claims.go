@@ -10,6 +10,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -20,6 +21,11 @@ type identity struct {
 	emailVerified         bool
 	amr                   []string
 	authTime              time.Time
+}
+
+// authentication is what id asserts about the sign-in, for authz.Grant.
+func (id *identity) authentication() authz.Authentication {
+	return authz.Authentication{Issuer: id.issuer, Subject: id.subject, ACR: id.acr, AMR: id.amr, AuthTime: id.authTime}
 }
 
 // errEmailUnverified: the token does not say email_verified: true and the configuration

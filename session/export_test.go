@@ -18,7 +18,7 @@ var SafeRedirect = safeRedirect
 
 // CacheLive reports whether the session cache's subscription is confirmed (false without a
 // cache).
-func (m *Manager) CacheLive() bool { return m.cache != nil && m.cache.live.Load() }
+func (m *Manager) CacheLive() bool { return m.cache != nil && m.cache.Live() }
 
 // HandleOf exposes handle: the storage name of a session cookie value.
 var HandleOf = handle

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/internal/redistest"
 	"github.com/portcullis-proxy/portcullis/session"
 	"github.com/portcullis-proxy/portcullis/store"
@@ -187,7 +188,7 @@ func TestBackchannelLogoutTokenChecks(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			w := post(tc.tok)
-			if w.Code != 400 || !strings.Contains(w.Body.String(), session.ReasonBadLogoutToken) ||
+			if w.Code != 400 || !strings.Contains(w.Body.String(), string(reason.InvalidLogoutToken)) ||
 				w.Header().Get("Cache-Control") != "no-store" || w.Header().Get("Content-Type") != "application/json" {
 				t.Errorf("%d %v %s", w.Code, w.Header(), w.Body)
 			}
@@ -275,7 +276,7 @@ func TestRotatedOutKey(t *testing.T) {
 	// Through the whole callback: the token endpoint's answer is replaced by the old token.
 	e.swap.with.Store(&old)
 	b := e.browser()
-	refused(t, e, b, b.signIn("/.portcullis/login", "alice"), 400, session.ReasonSignInFailed)
+	refused(t, e, b, b.signIn("/.portcullis/login", "alice"), 400, string(reason.SignInFailed))
 	e.swap.with.Store(nil)
 	logHas(t, e, "failed to verify signature")
 	// Sign-in keeps working with the new key.

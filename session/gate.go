@@ -9,52 +9,74 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 )
 
-// Reason codes of the session layer's refusals. Stable; they appear in pages, JSON, logs.
-const (
-	ReasonNoSession        = "no_session"
-	ReasonStoreUnavailable = "store_unavailable"
-	ReasonIdPUnavailable   = "idp_unavailable"
-	ReasonAmbiguousCookie  = "ambiguous_session_cookie"
-	ReasonBadState         = "invalid_state"
-	ReasonLoginMismatch    = "login_browser_mismatch"
-	ReasonIdPError         = "idp_error"
-	ReasonSignInFailed     = "sign_in_failed"
-	ReasonEmailUnverified  = "email_not_verified"
-	ReasonCSRF             = "csrf_failed"
-	ReasonBadLogoutToken   = "invalid_logout_token"
-	ReasonMethod           = "method_not_allowed"
-)
+// How the session layer answers what it refuses: every endpoint returns its refusal as an
+// error, and serve (or Admit) logs and writes it in one place. Codes, statuses and messages
+// are package reason's.
 
-var messages = map[string]string{
-	ReasonNoSession:        "You need to sign in to reach this page.",
-	ReasonStoreUnavailable: "Sign-in is temporarily unavailable. Try again in a moment.",
-	ReasonIdPUnavailable:   "The sign-in service is not reachable at the moment. Try again in a moment.",
-	ReasonAmbiguousCookie:  "Your browser sent more than one session cookie. Clear this site's cookies and sign in again.",
-	ReasonBadState:         "This sign-in link is not valid any more (used, expired or unknown). Start again.",
-	ReasonLoginMismatch:    "This sign-in was started in another browser. Start again here.",
-	ReasonIdPError:         "The identity provider did not sign you in.",
-	ReasonSignInFailed:     "Sign-in could not be completed. Start again.",
-	ReasonEmailUnverified:  "Your email address is not verified at the identity provider.",
-	ReasonCSRF:             "This sign-out request did not come from this site's sign-out page.",
-	ReasonBadLogoutToken:   "The logout token is not valid.",
-	ReasonMethod:           "This address does not accept that kind of request.",
+// endpoint is one of the session layer's own endpoints: it writes its answer, or returns
+// the refusal for serve to log and write.
+type endpoint func(w http.ResponseWriter, r *http.Request) error
+
+// serve adapts e to an http.Handler.
+func (m *Manager) serve(e endpoint) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := e(w, r); err != nil {
+			m.fail(w, r, err)
+		}
+	})
 }
 
-// newProblem is the refusal for reason, with a way forward where there is one.
-func newProblem(status int, reason string) problem.Problem {
-	p := problem.New(status, reason, messages[reason])
-	switch reason {
-	case ReasonBadState, ReasonLoginMismatch, ReasonSignInFailed, ReasonIdPError, ReasonNoSession:
-		p.Action, p.ActionText = "/.portcullis/login", "Sign in"
+// fail is the one place a refusal of the session layer is logged and written: a redirect
+// (to sign in) is sent, anything else is a problem.
+func (m *Manager) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var to *redirect
+	if errors.As(err, &to) {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, to.url, http.StatusFound)
+		return
 	}
-	return p
+	problem.Fail(m.log, w, r, err)
 }
 
-// refuse renders a refusal through the one renderer. Causes are logged by callers, never shown.
-func refuse(w http.ResponseWriter, r *http.Request, status int, reason string) {
-	problem.Write(w, r, newProblem(status, reason))
+// redirect is the answer to a browser that must go elsewhere first (sign in), returned like
+// a refusal so that every way a request is turned back goes through fail.
+type redirect struct{ url string }
+
+func (r *redirect) Error() string { return "redirect to " + r.url }
+
+// refusal is code, logged at Info as msg with a fixed phrase for its cause.
+func refusal(code reason.Code, msg, cause string, attrs ...slog.Attr) *problem.Error {
+	return problem.Refuse(code, msg, cause, attrs...)
+}
+
+// warning is refusal logged at Warn: refusals that may be an attack, or a broken provider.
+func warning(code reason.Code, msg, cause string, attrs ...slog.Attr) *problem.Error {
+	return problem.Refuse(code, msg, cause, attrs...).At(slog.LevelWarn)
+}
+
+// quietly is code, not logged: refusals that say all there is to say (a wrong method).
+func quietly(code reason.Code) *problem.Error {
+	return &problem.Error{Problem: problem.New(code)}
+}
+
+// outage is store_unavailable for storage failing op: logged as an outage, and nobody is
+// signed out by it.
+func outage(op string, err error) *problem.Error {
+	return problem.Outage(reason.StoreUnavailable, "session store unavailable", op, err)
+}
+
+// internal is internal_error for what cannot happen (an encoding failure).
+func internal(what string, err error) *problem.Error {
+	return problem.Outage(reason.InternalError, what, "", err)
+}
+
+// methodNotAllowed refuses a method other than those allow lists.
+func methodNotAllowed(w http.ResponseWriter, allow string) error {
+	w.Header().Set("Allow", allow)
+	return quietly(reason.MethodNotAllowed)
 }
 
 var _ interface {
@@ -68,41 +90,35 @@ var _ interface {
 // cookie alone (REDIS-01).
 func (m *Manager) Admit(w http.ResponseWriter, r *http.Request, route *config.Route) (*http.Request, bool) {
 	l, err := m.load(r.Context(), r, true)
-	if err == nil {
-		s := viewOf(l.rec)
-		ctx := context.WithValue(context.WithValue(r.Context(), ctxKey{}, &s), admittedKey{}, l)
-		return r.WithContext(ctx), true
+	if err != nil {
+		m.fail(w, r, m.loadError(r, err, true))
+		return nil, false
 	}
-	m.refuseLoad(w, r, err, true)
-	return nil, false
+	s := viewOf(l.rec)
+	ctx := context.WithValue(context.WithValue(r.Context(), ctxKey{}, &s), admittedKey{}, l)
+	return r.WithContext(ctx), true
 }
 
-// refuseLoad answers a request whose session could not be loaded. signIn sends browser
-// navigations to sign in.
-func (m *Manager) refuseLoad(w http.ResponseWriter, r *http.Request, err error, signIn bool) {
+// loadError is the answer to a request whose session could not be loaded. signIn sends
+// browser navigations to sign in.
+func (m *Manager) loadError(r *http.Request, err error, signIn bool) error {
 	switch {
 	case errors.Is(err, errAmbiguousCookie):
-		refuse(w, r, http.StatusBadRequest, ReasonAmbiguousCookie)
+		return quietly(reason.AmbiguousCookie)
 	case errors.Is(err, errNoSession):
 		if m.rp.Load() == nil {
-			refuse(w, r, http.StatusServiceUnavailable, ReasonIdPUnavailable)
-			return
+			return quietly(reason.IdPUnavailable)
 		}
 		if signIn && isNavigation(r) {
 			rd, ok := safeRedirect(r.RequestURI)
 			if !ok {
 				rd = "/"
 			}
-			w.Header().Set("Cache-Control", "no-store")
-			http.Redirect(w, r, "/.portcullis/login?rd="+url.QueryEscape(rd), http.StatusFound)
-			return
+			return &redirect{url: "/.portcullis/login?rd=" + url.QueryEscape(rd)}
 		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis"`)
-		refuse(w, r, http.StatusUnauthorized, ReasonNoSession)
+		return quietly(reason.NoSession)
 	default:
-		// An outage, not a bad session: logged as such, and nobody is signed out by it.
-		m.log.Error("session store unavailable", slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
+		return outage("", err)
 	}
 }
 

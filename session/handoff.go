@@ -8,7 +8,6 @@ import (
 	"errors"
 	"html/template"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -16,8 +15,9 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/internal/page"
-	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -59,30 +59,11 @@ const (
 	handoffPath       = "/.portcullis/handoff"
 )
 
-// Reason codes of the handoff. Stable; they appear in pages, JSON, logs and audit events.
-const (
-	ReasonHandoffInvalid   = "handoff_invalid"
-	ReasonHandoffBrowser   = "handoff_browser_mismatch"
-	ReasonHandoffHost      = "handoff_host_unknown"
-	ReasonHandoffWrongHost = "handoff_wrong_host"
-	ReasonHandoffEnded     = "handoff_session_ended"
-)
-
 // Audit event types of the handoff.
 const (
 	AuditHandoffGranted audit.Type = "session.handoff"
 	AuditHandoffRefused audit.Type = "session.handoff_refused"
 )
-
-func init() {
-	maps.Copy(messages, map[string]string{
-		ReasonHandoffInvalid:   "This sign-in link is not valid any more (used, expired or unknown). Start again.",
-		ReasonHandoffBrowser:   "This sign-in was started in another browser. Start again here.",
-		ReasonHandoffHost:      "Signing in is not offered at this address.",
-		ReasonHandoffWrongHost: "This sign-in was meant for another address. Start again from the page you wanted.",
-		ReasonHandoffEnded:     "Your sign-in ended before it could be carried over to this address. Sign in again.",
-	})
-}
 
 // handoffRequest is step 1's record, stored under the hash of T.
 type handoffRequest struct {
@@ -109,8 +90,8 @@ type handoffCode struct {
 	Issued   time.Time `json:"issued"`
 	// StepUp and Elevation, when set, make the code a step-up's: Elevation is what the sign-in
 	// host verified, to be added to Session (handoff_stepup.go).
-	StepUp    *stepUpState `json:"step_up,omitempty"`
-	Elevation *Elevation   `json:"elevation,omitempty"`
+	StepUp    *stepUpState     `json:"step_up,omitempty"`
+	Elevation *authz.Elevation `json:"elevation,omitempty"`
 	// Finish marks the record an elevation waiting on H for its session cookie, not a code.
 	Finish bool `json:"finish,omitempty"`
 }
@@ -137,38 +118,31 @@ func handoffCookie(value string, maxAge int) *http.Cookie {
 		SameSite: http.SameSiteNoneMode}
 }
 
-// refuseHandoff writes the refusal for reason, with a way to start again where there is one,
-// logs the cause, and audits refusals that may be an attack on someone else's browser.
-func (m *Manager) refuseHandoff(w http.ResponseWriter, r *http.Request, status int, reason, cause, user string) {
-	m.log.Warn("handoff refused", slog.String("reason", reason), slog.String("cause", cause), slog.String("host", r.Host),
-		slog.String("user", user))
-	if reason == ReasonHandoffBrowser || reason == ReasonHandoffWrongHost {
-		m.auditHandoff(r.Context(), w, AuditHandoffRefused, user, reason, map[string]string{"host": r.Host})
+// handoffRefused is the refusal code of a handoff, logged with its cause; refusals that may
+// be an attack on someone else's browser are audited too.
+func (m *Manager) handoffRefused(w http.ResponseWriter, r *http.Request, code reason.Code, cause, user string) error {
+	if code == reason.HandoffBrowser || code == reason.HandoffWrongHost {
+		m.auditHandoff(r.Context(), w, AuditHandoffRefused, user, code, map[string]string{"host": r.Host})
 	}
-	p := newProblem(status, reason)
-	if reason != ReasonHandoffHost {
-		p.Action, p.ActionText = "/.portcullis/login", "Sign in"
-	}
-	problem.Write(w, r, p)
+	return warning(code, "handoff refused", cause, slog.String("host", r.Host), slog.String("user", user))
 }
 
-func (m *Manager) auditHandoff(ctx context.Context, w http.ResponseWriter, typ audit.Type, user, reason string, detail map[string]string) {
-	m.appendAudit(ctx, w, audit.Event{Type: typ, User: user, Reason: reason, Detail: detail})
+func (m *Manager) auditHandoff(ctx context.Context, w http.ResponseWriter, typ audit.Type, user string, code reason.Code, detail map[string]string) {
+	m.appendAudit(ctx, w, audit.Event{Type: typ, User: user, Reason: string(code), Detail: detail})
 }
 
 // requestHandoff is step 1, on H: serveLogin calls it for a host other than the sign-in host.
-func (m *Manager) requestHandoff(w http.ResponseWriter, r *http.Request, returnTo string) {
+func (m *Manager) requestHandoff(w http.ResponseWriter, r *http.Request, returnTo string) error {
 	host := strings.ToLower(r.Host)
 	if !m.handoffTarget(host) {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffHost, "host is not one a route names", "")
-		return
+		return m.handoffRefused(w, r, reason.HandoffHostUnknown, "host is not one a route names", "")
 	}
-	m.sendHandoff(w, r, &handoffRequest{Host: host, ReturnTo: returnTo}, handoffStartPath, http.StatusFound)
+	return m.sendHandoff(w, r, &handoffRequest{Host: host, ReturnTo: returnTo}, handoffStartPath, http.StatusFound)
 }
 
 // sendHandoff stores req, bound to this browser's nonce cookie (set or reused), under a fresh
 // token and sends the browser to the sign-in host's path with it.
-func (m *Manager) sendHandoff(w http.ResponseWriter, r *http.Request, req *handoffRequest, path string, status int) {
+func (m *Manager) sendHandoff(w http.ResponseWriter, r *http.Request, req *handoffRequest, path string, status int) error {
 	// One nonce per browser, reused by sign-ins started in several tabs at once.
 	nonce, err := sessionCookie(r, HandoffCookieName)
 	if err != nil || !validSecret(nonce) {
@@ -178,59 +152,51 @@ func (m *Manager) sendHandoff(w http.ResponseWriter, r *http.Request, req *hando
 	req.Browser, req.Started = handle(nonce), m.now()
 	rec, err := json.Marshal(req)
 	if err != nil {
-		m.log.Error("encode handoff request", slog.String("error", err.Error()))
-		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
-		return
+		return internal("encode handoff request", err)
 	}
-	if err := m.st.SaveHandoff(r.Context(), handle(token), rec, handoffRequestTTL); err != nil {
-		m.log.Error("session store unavailable", slog.String("op", "save handoff request"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return
+	if err := m.handoffs.SaveHandoff(r.Context(), handle(token), rec, handoffRequestTTL); err != nil {
+		return outage("save handoff request", err)
 	}
 	http.SetCookie(w, handoffCookie(nonce, int(handoffRequestTTL/time.Second)))
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, m.signInOrigin+path+"?t="+token, status)
+	return nil
 }
 
 // handoffToken checks what both step-2 endpoints on the sign-in host require (a GET, on the
-// sign-in host, with exactly one well-formed token) and returns the token; it writes the
-// refusal. what names the endpoint in the log.
-func (m *Manager) handoffToken(w http.ResponseWriter, r *http.Request, what string) (string, bool) {
+// sign-in host, with exactly one well-formed token) and returns the token. what names the
+// endpoint in the log.
+func (m *Manager) handoffToken(w http.ResponseWriter, r *http.Request, what string) (string, error) {
 	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
-		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
-		return "", false
+		return "", methodNotAllowed(w, "GET")
 	}
 	if m.otherHost(r) {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, what+" on a host other than the sign-in host", "")
-		return "", false
+		return "", m.handoffRefused(w, r, reason.HandoffInvalid, what+" on a host other than the sign-in host", "")
 	}
 	q := r.URL.Query()
 	t := q.Get("t")
 	if len(q["t"]) != 1 || !validSecret(t) {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "missing or malformed token", "")
-		return "", false
+		return "", m.handoffRefused(w, r, reason.HandoffInvalid, "missing or malformed token", "")
 	}
-	return t, true
+	return t, nil
 }
 
 // serveHandoffStart is step 2, on the sign-in host.
-func (m *Manager) serveHandoffStart(w http.ResponseWriter, r *http.Request) {
-	t, ok := m.handoffToken(w, r, "handoff start")
-	if !ok {
-		return
+func (m *Manager) serveHandoffStart(w http.ResponseWriter, r *http.Request) error {
+	t, err := m.handoffToken(w, r, "handoff start")
+	if err != nil {
+		return err
 	}
 	l, err := m.load(r.Context(), r, true)
 	switch {
 	case errors.Is(err, errNoSession):
 		rp := m.current()
 		if rp == nil {
-			refuse(w, r, http.StatusServiceUnavailable, ReasonIdPUnavailable)
-			return
+			return quietly(reason.IdPUnavailable)
 		}
-		req, ok := m.takeRequest(w, r, t, false)
-		if !ok {
-			return
+		req, err := m.takeRequest(w, r, t, false)
+		if err != nil {
+			return err
 		}
 		// The token in this URL is spent now; the sign-in returns with a fresh one that only
 		// the callback's redirect carries, so a token seen in this URL (history, a shared
@@ -238,61 +204,50 @@ func (m *Manager) serveHandoffStart(w http.ResponseWriter, r *http.Request) {
 		next := newSecret()
 		rec, _ := json.Marshal(req)
 		left := handoffRequestTTL - m.now().Sub(req.Started)
-		if err := m.st.SaveHandoff(r.Context(), handle(next), rec, max(left, time.Second)); err != nil {
-			m.log.Error("session store unavailable", slog.String("op", "save handoff request"), slog.String("error", err.Error()))
-			refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-			return
+		if err := m.handoffs.SaveHandoff(r.Context(), handle(next), rec, max(left, time.Second)); err != nil {
+			return outage("save handoff request", err)
 		}
-		m.beginAuth(w, r, rp, loginRecord{ReturnTo: handoffStartPath + "?t=" + next, Started: m.now()}, nil, http.StatusFound)
+		return m.beginAuth(w, r, rp, loginRecord{ReturnTo: handoffStartPath + "?t=" + next, Started: m.now()}, nil, http.StatusFound)
 	case err != nil:
-		m.refuseLoad(w, r, err, false)
-	default:
-		req, ok := m.takeRequest(w, r, t, false)
-		if !ok {
-			return
-		}
-		m.issueCode(w, r, l, req)
+		return m.loadError(r, err, false)
 	}
+	req, err := m.takeRequest(w, r, t, false)
+	if err != nil {
+		return err
+	}
+	return m.issueCode(w, r, l, req)
 }
 
 // takeRequest spends the handoff request of token t and checks it, a step-up's when stepUp, a
-// sign-in's otherwise; it writes the refusal.
-func (m *Manager) takeRequest(w http.ResponseWriter, r *http.Request, t string, stepUp bool) (*handoffRequest, bool) {
-	b, err := m.st.TakeHandoff(r.Context(), handle(t))
+// sign-in's otherwise.
+func (m *Manager) takeRequest(w http.ResponseWriter, r *http.Request, t string, stepUp bool) (*handoffRequest, error) {
+	b, err := m.handoffs.TakeHandoff(r.Context(), handle(t))
 	switch {
-	case errors.Is(err, store.ErrNoHandoff):
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unknown, used or expired handoff request", "")
-		return nil, false
+	case errors.Is(err, store.ErrNotFound):
+		return nil, m.handoffRefused(w, r, reason.HandoffInvalid, "unknown, used or expired handoff request", "")
 	case err != nil:
-		m.log.Error("session store unavailable", slog.String("op", "take handoff request"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return nil, false
+		return nil, outage("take handoff request", err)
 	}
 	var req handoffRequest
 	if err := json.Unmarshal(b, &req); err != nil {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unreadable handoff request", "")
-		return nil, false
+		return nil, m.handoffRefused(w, r, reason.HandoffInvalid, "unreadable handoff request", "")
 	}
 	now := m.now()
 	rd, rdOK := safeRedirect(req.ReturnTo)
 	switch {
 	case now.Sub(req.Started) > handoffRequestTTL || req.Started.After(now.Add(time.Minute)):
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "handoff request expired", "")
-		return nil, false
+		return nil, m.handoffRefused(w, r, reason.HandoffInvalid, "handoff request expired", "")
 	case !validSecret(req.Browser) || !rdOK:
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "malformed handoff request", "")
-		return nil, false
+		return nil, m.handoffRefused(w, r, reason.HandoffInvalid, "malformed handoff request", "")
 	case (req.StepUp != nil) != stepUp || stepUp && (!validSecret(req.StepUp.Session) || req.StepUp.MaxAge <= 0):
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "handoff request of another kind", "")
-		return nil, false
+		return nil, m.handoffRefused(w, r, reason.HandoffInvalid, "handoff request of another kind", "")
 	case !m.handoffTarget(req.Host):
 		// Checked again: the configuration may have changed, and a code is only ever posted
 		// to a host a route names.
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffHost, "handoff request for a host no route names", "")
-		return nil, false
+		return nil, m.handoffRefused(w, r, reason.HandoffHostUnknown, "handoff request for a host no route names", "")
 	}
 	req.ReturnTo = rd
-	return &req, true
+	return &req, nil
 }
 
 var handoffBody = template.Must(template.New("handoff").Parse(`<h1>Signing you in</h1>
@@ -304,7 +259,7 @@ var handoffBody = template.Must(template.New("handoff").Parse(`<h1>Signing you i
 
 // issueCode mints the one-time code for req from l's session and answers with the page that
 // posts it to req.Host.
-func (m *Manager) issueCode(w http.ResponseWriter, r *http.Request, l *loaded, req *handoffRequest) {
+func (m *Manager) issueCode(w http.ResponseWriter, r *http.Request, l *loaded, req *handoffRequest) error {
 	ctx := r.Context()
 	now := m.now()
 	if l.rec.Family == "" {
@@ -317,135 +272,114 @@ func (m *Manager) issueCode(w http.ResponseWriter, r *http.Request, l *loaded, r
 			err = m.st.UpdateSession(ctx, l.h, b, m.ttl(&cp, now))
 		}
 		if err != nil {
-			m.refuseLoad(w, r, err, false)
-			return
+			return m.loadError(r, err, false)
 		}
 	}
-	m.postCode(w, r, &handoffCode{Session: l.h, Host: req.Host, ReturnTo: req.ReturnTo, Browser: req.Browser, Issued: now}, l.rec.User)
+	return m.postCode(w, r, &handoffCode{Session: l.h, Host: req.Host, ReturnTo: req.ReturnTo, Browser: req.Browser, Issued: now}, l.rec.User)
 }
 
 // postCode stores hc under a fresh one-time code and answers with the page that posts the
 // code to hc.Host.
-func (m *Manager) postCode(w http.ResponseWriter, r *http.Request, hc *handoffCode, user string) {
+func (m *Manager) postCode(w http.ResponseWriter, r *http.Request, hc *handoffCode, user string) error {
 	ctx := r.Context()
 	code := newSecret()
 	rec, err := json.Marshal(hc)
 	if err != nil {
-		m.log.Error("encode handoff code", slog.String("error", err.Error()))
-		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
-		return
+		return internal("encode handoff code", err)
 	}
-	if err := m.st.SaveHandoffCode(ctx, handle(code), rec, handoffCodeTTL); err != nil {
-		m.log.Error("session store unavailable", slog.String("op", "save handoff code"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return
+	if err := m.handoffs.SaveHandoffCode(ctx, handle(code), rec, handoffCodeTTL); err != nil {
+		return outage("save handoff code", err)
 	}
 	origin := "https://" + hc.Host
 	body, err := page.Execute(handoffBody, struct{ Host, Action, Code string }{hc.Host, origin + handoffPath, code})
 	if err != nil {
-		m.log.Error("handoff page", slog.Any("error", err))
-		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
-		return
+		return internal("handoff page", err)
 	}
 	m.log.Info("handoff code issued", slog.String("user", user), slog.String("session", logID(hc.Session)), slog.String("host", hc.Host),
 		slog.Bool("step_up", hc.StepUp != nil))
 	page.Render(w, r, page.Page{Title: "Signing you in", Body: body, FormAction: origin, AutoSubmit: "portcullis-handoff"})
+	return nil
 }
 
 // serveHandoff is step 3, on H: the code posted from the sign-in host becomes a session here.
-func (m *Manager) serveHandoff(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) serveHandoff(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
-		return
+		return methodNotAllowed(w, "POST")
 	}
 	ctx := r.Context()
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	if err := r.ParseForm(); err != nil {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unreadable form", "")
-		return
+		return m.handoffRefused(w, r, reason.HandoffInvalid, "unreadable form", "")
 	}
 	code := r.PostForm.Get("code")
 	if len(r.PostForm["code"]) != 1 || !validSecret(code) {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "missing or malformed code", "")
-		return
+		return m.handoffRefused(w, r, reason.HandoffInvalid, "missing or malformed code", "")
 	}
 	// Spent first, whatever follows: a code is good for one attempt.
-	hc, ok := m.takeCode(w, r, code, "code")
-	if !ok || !m.codeFor(w, r, hc, "code") {
-		return
+	hc, err := m.takeCode(w, r, code, "code")
+	if err != nil {
+		return err
+	}
+	if err := m.codeFor(w, r, hc, "code"); err != nil {
+		return err
 	}
 	now := m.now()
 	nonce, err := sessionCookie(r, HandoffCookieName)
 	if err != nil || !validSecret(nonce) || subtle.ConstantTimeCompare([]byte(handle(nonce)), []byte(hc.Browser)) != 1 {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffBrowser, "handoff cookie missing or not the one that asked for this code", "")
-		return
+		return m.handoffRefused(w, r, reason.HandoffBrowser, "handoff cookie missing or not the one that asked for this code", "")
 	}
 	switch {
 	case hc.Finish || (hc.StepUp == nil) != (hc.Elevation == nil):
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "not a handoff code", "")
-		return
+		return m.handoffRefused(w, r, reason.HandoffInvalid, "not a handoff code", "")
 	case hc.StepUp != nil:
-		m.awaitSession(w, r, hc)
-		return
+		return m.awaitSession(w, r, hc)
 	}
 	pb, err := m.st.LoadSession(ctx, hc.Session)
 	switch {
-	case errors.Is(err, store.ErrNoSession):
-		m.refuseHandoff(w, r, http.StatusUnauthorized, ReasonHandoffEnded, "sign-in host's session ended", "")
-		return
+	case errors.Is(err, store.ErrNotFound):
+		return m.handoffRefused(w, r, reason.HandoffSessionEnded, "sign-in host's session ended", "")
 	case err != nil:
-		m.log.Error("session store unavailable", slog.String("op", "load handoff session"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return
+		return outage("load handoff session", err)
 	}
 	parent := new(record)
 	if err := json.Unmarshal(pb, parent); err != nil || !m.live(parent, now) {
-		m.refuseHandoff(w, r, http.StatusUnauthorized, ReasonHandoffEnded, "sign-in host's session unreadable or expired", parent.User)
-		return
+		return m.handoffRefused(w, r, reason.HandoffSessionEnded, "sign-in host's session unreadable or expired", parent.User)
 	}
-	m.createHandedOff(w, r, parent, hc, now)
+	return m.createHandedOff(w, r, parent, hc, now)
 }
 
 // takeCode spends the code record stored under the hash of secret (a handoff code, or a
-// waiting elevation: what, for the log) and decodes it; it writes the refusal.
-func (m *Manager) takeCode(w http.ResponseWriter, r *http.Request, secret, what string) (*handoffCode, bool) {
-	b, err := m.st.TakeHandoffCode(r.Context(), handle(secret))
+// waiting elevation: what, for the log) and decodes it.
+func (m *Manager) takeCode(w http.ResponseWriter, r *http.Request, secret, what string) (*handoffCode, error) {
+	b, err := m.handoffs.TakeHandoffCode(r.Context(), handle(secret))
 	switch {
-	case errors.Is(err, store.ErrNoHandoff):
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unknown, used or expired "+what, "")
-		return nil, false
+	case errors.Is(err, store.ErrNotFound):
+		return nil, m.handoffRefused(w, r, reason.HandoffInvalid, "unknown, used or expired "+what, "")
 	case err != nil:
-		m.log.Error("session store unavailable", slog.String("op", "take "+what), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return nil, false
+		return nil, outage("take "+what, err)
 	}
 	var hc handoffCode
 	if err := json.Unmarshal(b, &hc); err != nil {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "unreadable "+what, "")
-		return nil, false
+		return nil, m.handoffRefused(w, r, reason.HandoffInvalid, "unreadable "+what, "")
 	}
-	return &hc, true
+	return &hc, nil
 }
 
-// codeFor checks that hc is still young and was issued for the host r arrived on; it writes
-// the refusal.
-func (m *Manager) codeFor(w http.ResponseWriter, r *http.Request, hc *handoffCode, what string) bool {
+// codeFor checks that hc is still young and was issued for the host r arrived on.
+func (m *Manager) codeFor(w http.ResponseWriter, r *http.Request, hc *handoffCode, what string) error {
 	now := m.now()
 	switch {
 	case now.Sub(hc.Issued) > handoffCodeTTL || hc.Issued.After(now.Add(time.Minute)):
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, what+" expired", "")
-		return false
+		return m.handoffRefused(w, r, reason.HandoffInvalid, what+" expired", "")
 	case strings.ToLower(r.Host) != hc.Host:
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffWrongHost, what+" for another host than this one", "")
-		return false
+		return m.handoffRefused(w, r, reason.HandoffWrongHost, what+" for another host than this one", "")
 	}
-	return true
+	return nil
 }
 
 // createHandedOff makes the session on this host from parent, sets its cookie and returns the
 // browser to where it was going.
-func (m *Manager) createHandedOff(w http.ResponseWriter, r *http.Request, parent *record, hc *handoffCode, now time.Time) {
+func (m *Manager) createHandedOff(w http.ResponseWriter, r *http.Request, parent *record, hc *handoffCode, now time.Time) error {
 	ctx := r.Context()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
@@ -461,14 +395,11 @@ func (m *Manager) createHandedOff(w http.ResponseWriter, r *http.Request, parent
 	}
 	ttl := m.ttl(rec, now)
 	if ttl <= 0 {
-		m.refuseHandoff(w, r, http.StatusUnauthorized, ReasonHandoffEnded, "nothing left of the sign-in host's session", rec.User)
-		return
+		return m.handoffRefused(w, r, reason.HandoffSessionEnded, "nothing left of the sign-in host's session", rec.User)
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
-		m.log.Error("encode session", slog.String("error", err.Error()))
-		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
-		return
+		return internal("encode session", err)
 	}
 	// Whatever session this browser held here before ends (SESS-02, SESS-04 d).
 	for _, c := range r.CookiesNamed(CookieName) {
@@ -481,26 +412,19 @@ func (m *Manager) createHandedOff(w http.ResponseWriter, r *http.Request, parent
 	life := rec.Expires.Sub(now)
 	// The family first: a session that exists outside it would survive signing out elsewhere.
 	if err := m.st.JoinFamily(ctx, family, life, hc.Session, h); err != nil {
-		m.log.Error("session store unavailable", slog.String("op", "join session family"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return
+		return outage("join session family", err)
 	}
 	if err := m.st.CreateSession(ctx, h, rec.User, rec.Issuer, rec.SID, b, ttl, life); err != nil {
-		m.log.Error("session store unavailable", slog.String("op", "create session"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return
+		return outage("create session", err)
 	}
 	// Signed out on the sign-in host meanwhile (after the family was read)? Then this one
 	// goes too rather than outlive it.
 	if _, err := m.st.LoadSession(ctx, hc.Session); err != nil {
 		_ = m.st.DeleteSession(ctx, h, rec.User, rec.Issuer, rec.SID)
-		if errors.Is(err, store.ErrNoSession) {
-			m.refuseHandoff(w, r, http.StatusUnauthorized, ReasonHandoffEnded, "sign-in host's session ended during the handoff", rec.User)
-			return
+		if errors.Is(err, store.ErrNotFound) {
+			return m.handoffRefused(w, r, reason.HandoffSessionEnded, "sign-in host's session ended during the handoff", rec.User)
 		}
-		m.log.Error("session store unavailable", slog.String("op", "check handoff session"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return
+		return outage("check handoff session", err)
 	}
 	m.log.Info("signed in by handoff", slog.String("user", rec.User), slog.String("session", logID(h)),
 		slog.String("from_session", logID(hc.Session)), slog.String("host", hc.Host))
@@ -513,6 +437,7 @@ func (m *Manager) createHandedOff(w http.ResponseWriter, r *http.Request, parent
 		rd = "/"
 	}
 	http.Redirect(w, r, rd, http.StatusSeeOther)
+	return nil
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -59,130 +59,107 @@ const (
 
 // requestStepUpHandoff is step 1, on H: serveStepUp calls it with H's session l and the
 // ticket's challenge c once both are checked.
-func (m *Manager) requestStepUpHandoff(w http.ResponseWriter, r *http.Request, l *loaded, c *Challenge, returnTo string) {
+func (m *Manager) requestStepUpHandoff(w http.ResponseWriter, r *http.Request, l *loaded, c *Challenge, returnTo string) error {
 	req := &handoffRequest{Host: strings.ToLower(r.Host), ReturnTo: returnTo, PromptLogin: c.PromptLogin,
-		StepUp: &stepUpState{Session: l.h, Route: c.Route, Org: c.Org, ACR: c.ACR, AMR: c.AMR,
-			MaxAge: c.MaxAge, Elevation: c.Elevation}}
+		StepUp: &stepUpState{Session: l.h, Route: c.Route, Demand: c.Demand}}
 	m.log.Info("step-up started through the sign-in host", slog.String("user", l.rec.User), slog.String("session", logID(l.h)),
 		slog.String("route", c.Route), slog.String("org", c.Org), slog.String("host", r.Host))
-	m.sendHandoff(w, r, req, handoffStepUpPath, http.StatusSeeOther)
+	return m.sendHandoff(w, r, req, handoffStepUpPath, http.StatusSeeOther)
 }
 
 // serveHandoffStepUp is step 2, on the sign-in host.
-func (m *Manager) serveHandoffStepUp(w http.ResponseWriter, r *http.Request) {
-	t, ok := m.handoffToken(w, r, "step-up handoff")
-	if !ok {
-		return
+func (m *Manager) serveHandoffStepUp(w http.ResponseWriter, r *http.Request) error {
+	t, err := m.handoffToken(w, r, "step-up handoff")
+	if err != nil {
+		return err
 	}
 	rp := m.current()
 	if rp == nil {
-		refuse(w, r, http.StatusServiceUnavailable, ReasonIdPUnavailable)
-		return
+		return quietly(reason.IdPUnavailable)
 	}
-	req, ok := m.takeRequest(w, r, t, true)
-	if !ok {
-		return
+	req, err := m.takeRequest(w, r, t, true)
+	if err != nil {
+		return err
 	}
-	target, ok := m.handoffSession(w, r, req.StepUp)
-	if !ok {
-		return
+	target, err := m.handoffSession(w, r, req.StepUp)
+	if err != nil {
+		return err
 	}
 	su := req.StepUp
-	extra := []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("max_age", strconv.FormatInt(int64(su.MaxAge/time.Second), 10))}
-	if len(su.ACR) > 0 {
-		extra = append(extra, oauth2.SetAuthURLParam("acr_values", strings.Join(su.ACR, " ")))
-	}
-	if target.Email != "" {
-		extra = append(extra, oauth2.SetAuthURLParam("login_hint", target.Email))
-	}
-	if req.PromptLogin {
-		extra = append(extra, oauth2.SetAuthURLParam("prompt", "login"))
-	}
-	m.beginAuth(w, r, rp, loginRecord{ReturnTo: req.ReturnTo, Started: m.now(), Purpose: purposeHandoffStepUp,
-		StepUp: su, Handoff: req}, extra, http.StatusFound)
+	return m.beginAuth(w, r, rp, loginRecord{ReturnTo: req.ReturnTo, Started: m.now(), Purpose: purposeHandoffStepUp,
+		StepUp: su, Handoff: req}, stepUpParams(su.Demand, target.Email, req.PromptLogin), http.StatusFound)
 }
 
-// handoffSession loads the organisation host's session that su elevates; it must be live. It
-// writes the refusal.
-func (m *Manager) handoffSession(w http.ResponseWriter, r *http.Request, su *stepUpState) (*record, bool) {
+// handoffSession loads the organisation host's session that su elevates; it must be live.
+func (m *Manager) handoffSession(w http.ResponseWriter, r *http.Request, su *stepUpState) (*record, error) {
 	b, err := m.st.LoadSession(r.Context(), su.Session)
 	switch {
-	case errors.Is(err, store.ErrNoSession):
-		m.refuseHandoff(w, r, http.StatusUnauthorized, ReasonHandoffEnded, "organisation host's session ended before its step-up", "")
-		return nil, false
+	case errors.Is(err, store.ErrNotFound):
+		return nil, m.handoffRefused(w, r, reason.HandoffSessionEnded, "organisation host's session ended before its step-up", "")
 	case err != nil:
-		m.log.Error("session store unavailable", slog.String("op", "load step-up handoff session"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return nil, false
+		return nil, outage("load step-up handoff session", err)
 	}
 	rec := new(record)
 	if err := json.Unmarshal(b, rec); err != nil || !m.live(rec, m.now()) {
-		m.refuseHandoff(w, r, http.StatusUnauthorized, ReasonHandoffEnded, "organisation host's session unreadable or expired", rec.User)
-		return nil, false
+		return nil, m.handoffRefused(w, r, reason.HandoffSessionEnded, "organisation host's session unreadable or expired", rec.User)
 	}
-	return rec, true
+	return rec, nil
 }
 
 // handoffStepUpCallback is step 3, on the sign-in host: serveCallback calls it for a login
 // record of purposeHandoffStepUp, after checking the login cookie.
-func (m *Manager) handoffStepUpCallback(w http.ResponseWriter, r *http.Request, rp *relyingParty, lr *loginRecord) {
+func (m *Manager) handoffStepUpCallback(w http.ResponseWriter, r *http.Request, rp *relyingParty, lr *loginRecord) error {
 	su, req := lr.StepUp, lr.Handoff
 	if su == nil || su.MaxAge <= 0 || req == nil || !validSecret(su.Session) {
-		m.log.Error("step-up handoff state without requirements")
-		refuse(w, r, http.StatusBadRequest, ReasonBadState)
-		return
+		return problem.Outage(reason.InvalidState, "step-up handoff state without requirements", "", nil)
 	}
 	ctx := r.Context()
-	id, _, reason := m.redeem(w, r, rp, lr)
-	if reason != "" {
-		m.auditStepUp(ctx, w, audit.StepUpRefused, "", su, reason, map[string]string{"host": req.Host})
-		return
+	id, _, err := m.redeem(r, rp, lr)
+	if err != nil {
+		m.auditStepUp(ctx, w, audit.StepUpRefused, "", su, codeOf(err), map[string]string{"host": req.Host})
+		return err
 	}
-	target, ok := m.handoffSession(w, r, su)
-	if !ok {
-		m.auditStepUp(ctx, w, audit.StepUpRefused, "", su, ReasonHandoffEnded, map[string]string{"host": req.Host})
-		return
+	target, err := m.handoffSession(w, r, su)
+	if err != nil {
+		m.auditStepUp(ctx, w, audit.StepUpRefused, "", su, reason.HandoffSessionEnded, map[string]string{"host": req.Host})
+		return err
 	}
 	now := m.now()
-	el, reason, cause := checkStepUp(su, lr.Started, id, target, now)
-	if reason != "" {
+	el, code, cause := authz.Grant(su.Demand, lr.Started, target.Issuer, target.Subject, id.authentication(), now)
+	if code != "" {
 		// The way back is the page on the organisation host.
-		m.stepUpRefusedPage(ctx, w, r, target.User, su, reason, cause+" (host "+req.Host+")", id, "https://"+req.Host+lr.ReturnTo)
-		return
+		return m.stepUpRefusedPage(ctx, w, target.User, su, code, cause+" (host "+req.Host+")", id, "https://"+req.Host+lr.ReturnTo)
 	}
 	expire(w, LoginCookieName)
-	m.postCode(w, r, &handoffCode{Session: su.Session, Host: req.Host, ReturnTo: req.ReturnTo, Browser: req.Browser,
+	return m.postCode(w, r, &handoffCode{Session: su.Session, Host: req.Host, ReturnTo: req.ReturnTo, Browser: req.Browser,
 		Issued: now, StepUp: su, Elevation: &el}, target.User)
 }
 
 // awaitSession is step 4, on H: serveHandoff calls it for a step-up's code, spent and checked
 // for this host and this browser.
-func (m *Manager) awaitSession(w http.ResponseWriter, r *http.Request, hc *handoffCode) {
+func (m *Manager) awaitSession(w http.ResponseWriter, r *http.Request, hc *handoffCode) error {
 	secret := newSecret()
 	cp := *hc
 	cp.Finish, cp.Issued = true, m.now()
 	b, err := json.Marshal(&cp)
 	if err == nil {
-		err = m.st.SaveHandoffCode(r.Context(), handle(secret), b, handoffCodeTTL)
+		err = m.handoffs.SaveHandoffCode(r.Context(), handle(secret), b, handoffCodeTTL)
 	}
 	if err != nil {
-		m.log.Error("session store unavailable", slog.String("op", "save waiting elevation"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return
+		return outage("save waiting elevation", err)
 	}
 	http.SetCookie(w, &http.Cookie{Name: ElevateCookieName, Value: secret, Path: "/", MaxAge: int(handoffCodeTTL / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	http.SetCookie(w, handoffCookie("", -1))
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, handoffFinishPath, http.StatusSeeOther)
+	return nil
 }
 
 // serveHandoffFinish is step 5, on H.
-func (m *Manager) serveHandoffFinish(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) serveHandoffFinish(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET")
-		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
-		return
+		return methodNotAllowed(w, "GET")
 	}
 	ctx := r.Context()
 	secret, err := sessionCookie(r, ElevateCookieName)
@@ -190,42 +167,36 @@ func (m *Manager) serveHandoffFinish(w http.ResponseWriter, r *http.Request) {
 		SameSite: http.SameSiteLaxMode})
 	w.Header().Set("Cache-Control", "no-store")
 	if err != nil || !validSecret(secret) {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "no waiting elevation cookie", "")
-		return
+		return m.handoffRefused(w, r, reason.HandoffInvalid, "no waiting elevation cookie", "")
 	}
-	hc, ok := m.takeCode(w, r, secret, "waiting elevation")
-	if !ok {
-		return
+	hc, err := m.takeCode(w, r, secret, "waiting elevation")
+	if err != nil {
+		return err
 	}
 	if !hc.Finish || hc.StepUp == nil || hc.Elevation == nil {
-		m.refuseHandoff(w, r, http.StatusBadRequest, ReasonHandoffInvalid, "not a waiting elevation", "")
-		return
+		return m.handoffRefused(w, r, reason.HandoffInvalid, "not a waiting elevation", "")
 	}
-	if !m.codeFor(w, r, hc, "waiting elevation") {
-		return
+	if err := m.codeFor(w, r, hc, "waiting elevation"); err != nil {
+		return err
 	}
 	now := m.now()
 	su := hc.StepUp
 	l, err := m.load(ctx, r, false)
 	switch {
 	case errors.Is(err, errAmbiguousCookie), errors.Is(err, errNoSession):
-		m.stepUpRefused(ctx, w, r, "", su, ReasonStepUpSession, "no session presented to take the handed-over elevation")
-		return
+		return m.stepUpRefused(ctx, w, "", su, reason.StepUpSession, "no session presented to take the handed-over elevation")
 	case err != nil:
-		m.refuseLoad(w, r, err, false)
-		return
+		return m.loadError(r, err, false)
 	}
 	if subtle.ConstantTimeCompare([]byte(l.h), []byte(hc.Session)) != 1 {
-		m.stepUpRefused(ctx, w, r, l.rec.User, su, ReasonStepUpSession, "handed-over elevation belongs to another session")
-		return
+		return m.stepUpRefused(ctx, w, l.rec.User, su, reason.StepUpSession, "handed-over elevation belongs to another session")
 	}
 	if !now.Before(hc.Elevation.Until) {
-		m.stepUpRefused(ctx, w, r, l.rec.User, su, ReasonStepUpStale, "handed-over elevation is already over")
-		return
+		return m.stepUpRefused(ctx, w, l.rec.User, su, reason.StepUpStale, "handed-over elevation is already over")
 	}
 	rd, ok := safeRedirect(hc.ReturnTo)
 	if !ok {
 		rd = "/"
 	}
-	m.grantElevation(ctx, w, r, l, su, *hc.Elevation, rd)
+	return m.grantElevation(ctx, w, r, l, su, *hc.Elevation, rd)
 }

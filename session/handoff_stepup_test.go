@@ -15,6 +15,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/devidp"
 	"github.com/portcullis-proxy/portcullis/internal/devidp/devidptest"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/session"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -193,7 +194,7 @@ func TestHandoffStepUp(t *testing.T) {
 	}
 	// Finishing again does nothing.
 	b.jar.SetCookies(mustURL(h.origin(acme)), []*http.Cookie{{Name: session.ElevateCookieName, Value: elevate, Path: "/"}})
-	wantReason(t, b.nav(h.origin(acme)+"/.portcullis/handoff/finish"), 400, session.ReasonHandoffInvalid)
+	wantReason(t, b.nav(h.origin(acme)+"/.portcullis/handoff/finish"), 400, string(reason.HandoffInvalid))
 	// No secret in any Location.
 	h.mu.Lock()
 	for _, l := range h.locations {
@@ -229,17 +230,17 @@ func TestHandoffStepUpAttacks(t *testing.T) {
 		if p := h.finish(b, acme, code); p.StatusCode != http.StatusFound {
 			t.Fatalf("first use: %d %s", p.StatusCode, p.body)
 		}
-		wantReason(t, h.post(b, acme, code), 400, session.ReasonHandoffInvalid)
+		wantReason(t, h.post(b, acme, code), 400, string(reason.HandoffInvalid))
 	})
 	t.Run("another browser's nonce", func(t *testing.T) {
 		victim, attacker := h.browser(), h.browser()
 		h.handedOff(victim, "carol", acme)
 		h.handedOff(attacker, "carol", acme)
 		code := h.hostStepUpCode(victim, acme, "/admin/x")
-		wantReason(t, h.post(attacker, acme, code), 400, session.ReasonHandoffBrowser)
+		wantReason(t, h.post(attacker, acme, code), 400, string(reason.HandoffBrowser))
 		notElevated(t, attacker)
 		// Spent by the attempt.
-		wantReason(t, h.post(victim, acme, code), 400, session.ReasonHandoffInvalid)
+		wantReason(t, h.post(victim, acme, code), 400, string(reason.HandoffInvalid))
 		notElevated(t, victim)
 	})
 	t.Run("code for another session on H", func(t *testing.T) {
@@ -251,7 +252,7 @@ func TestHandoffStepUpAttacks(t *testing.T) {
 		// when the elevation arrives: it is not the session that asked for it.
 		b.jar.SetCookies(mustURL(h.origin(acme)), []*http.Cookie{{Name: session.CookieName,
 			Value: h.cookieOn(other, acme, session.CookieName), Path: "/"}})
-		wantReason(t, h.finish(b, acme, code), 400, session.ReasonStepUpSession)
+		wantReason(t, h.finish(b, acme, code), 400, string(reason.StepUpSession))
 		notElevated(t, b)
 		notElevated(t, other)
 	})
@@ -265,9 +266,9 @@ func TestHandoffStepUpAttacks(t *testing.T) {
 		}
 		other.jar.SetCookies(mustURL(h.origin(acme)), []*http.Cookie{{Name: session.ElevateCookieName,
 			Value: h.cookieOn(victim, acme, session.ElevateCookieName), Path: "/"}})
-		wantReason(t, other.nav(h.origin(acme)+"/.portcullis/handoff/finish"), 400, session.ReasonStepUpSession)
+		wantReason(t, other.nav(h.origin(acme)+"/.portcullis/handoff/finish"), 400, string(reason.StepUpSession))
 		notElevated(t, other)
-		wantReason(t, victim.nav(h.origin(acme)+"/.portcullis/handoff/finish"), 400, session.ReasonHandoffInvalid)
+		wantReason(t, victim.nav(h.origin(acme)+"/.portcullis/handoff/finish"), 400, string(reason.HandoffInvalid))
 		notElevated(t, victim)
 	})
 	t.Run("person mismatch", func(t *testing.T) {
@@ -275,7 +276,7 @@ func TestHandoffStepUpAttacks(t *testing.T) {
 		h.handedOff(b, "carol", acme)
 		h.idp.ForceClaims("alice", func(c *devidp.Claims) { c.ACR, c.AMR = devidp.ACRMFA, []string{"pwd", "otp", "mfa"} })
 		p := b.nav(h.hostStepUpCallback(b, acme, "/admin/x", "alice", false))
-		if p.StatusCode != 403 || !strings.Contains(p.body, session.ReasonStepUpWrongUser) || codeField.MatchString(p.body) {
+		if p.StatusCode != 403 || !strings.Contains(p.body, string(reason.StepUpWrongUser)) || codeField.MatchString(p.body) {
 			t.Fatalf("wrong person: %d %s", p.StatusCode, p.body)
 		}
 		if !strings.Contains(p.body, h.origin(acme)+"/admin/x") {
@@ -288,7 +289,7 @@ func TestHandoffStepUpAttacks(t *testing.T) {
 		h.handedOff(b, "carol", acme)
 		h.idp.ForceClaims("carol", func(c *devidp.Claims) { c.ACR = devidp.ACRPassword })
 		p := b.nav(h.hostStepUpCallback(b, acme, "/admin/x", "carol", true))
-		if p.StatusCode != 403 || !strings.Contains(p.body, session.ReasonStepUpACR) || codeField.MatchString(p.body) {
+		if p.StatusCode != 403 || !strings.Contains(p.body, string(reason.StepUpACR)) || codeField.MatchString(p.body) {
 			t.Fatalf("weaker acr: %d %s", p.StatusCode, p.body)
 		}
 		notElevated(t, b)
@@ -300,7 +301,7 @@ func TestHandoffStepUpAttacks(t *testing.T) {
 		h.clock.advance(90 * time.Second) // max_age 1m
 		defer h.clock.set(0)
 		p := b.nav(cb)
-		if p.StatusCode != 403 || !strings.Contains(p.body, session.ReasonStepUpStale) || codeField.MatchString(p.body) {
+		if p.StatusCode != 403 || !strings.Contains(p.body, string(reason.StepUpStale)) || codeField.MatchString(p.body) {
 			t.Fatalf("stale: %d %s", p.StatusCode, p.body)
 		}
 		if p := h.apiOn(b, acme, "/strict/x"); p.StatusCode == 200 {
@@ -317,7 +318,7 @@ func TestHandoffStepUpAttacks(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := b.nav(cb)
-		if p.StatusCode != 401 || !strings.Contains(p.body, session.ReasonHandoffEnded) || codeField.MatchString(p.body) {
+		if p.StatusCode != 401 || !strings.Contains(p.body, string(reason.HandoffSessionEnded)) || codeField.MatchString(p.body) {
 			t.Fatalf("ended session: %d %s", p.StatusCode, p.body)
 		}
 	})
@@ -328,7 +329,7 @@ func TestHandoffStepUpAttacks(t *testing.T) {
 		if _, err := h.m.RevokeUser(context.Background(), store.UserKey(h.idpURL, "sub-carol")); err != nil {
 			t.Fatal(err)
 		}
-		wantReason(t, h.finish(b, acme, code), 400, session.ReasonStepUpSession)
+		wantReason(t, h.finish(b, acme, code), 400, string(reason.StepUpSession))
 		if p := h.apiOn(b, acme, "/.portcullis/whoami"); p.StatusCode != 401 {
 			t.Errorf("an ended session came back: %d %s", p.StatusCode, p.body)
 		}
@@ -336,10 +337,10 @@ func TestHandoffStepUpAttacks(t *testing.T) {
 	t.Run("finish without a waiting elevation", func(t *testing.T) {
 		b := h.browser()
 		h.handedOff(b, "carol", acme)
-		wantReason(t, b.nav(h.origin(acme)+"/.portcullis/handoff/finish"), 400, session.ReasonHandoffInvalid)
+		wantReason(t, b.nav(h.origin(acme)+"/.portcullis/handoff/finish"), 400, string(reason.HandoffInvalid))
 		b.jar.SetCookies(mustURL(h.origin(acme)), []*http.Cookie{{Name: session.ElevateCookieName,
 			Value: strings.Repeat("A", 43), Path: "/"}})
-		wantReason(t, b.nav(h.origin(acme)+"/.portcullis/handoff/finish"), 400, session.ReasonHandoffInvalid)
+		wantReason(t, b.nav(h.origin(acme)+"/.portcullis/handoff/finish"), 400, string(reason.HandoffInvalid))
 		if p := b.do("POST", h.origin(acme)+"/.portcullis/handoff/finish", url.Values{}, nil); p.StatusCode != http.StatusMethodNotAllowed {
 			t.Errorf("POST finish: %d", p.StatusCode)
 		}
@@ -353,13 +354,13 @@ func TestHandoffStepUpAttacks(t *testing.T) {
 		p = b.do("POST", h.origin(acme)+"/.portcullis/step-up", url.Values{"ticket": {tk}},
 			http.Header{"Origin": {h.origin(acme)}, "Sec-Fetch-Site": {"same-origin"}})
 		start := strings.Replace(p.loc(), "/handoff/step-up?", "/handoff/start?", 1)
-		wantReason(t, b.nav(start), 400, session.ReasonHandoffInvalid)
+		wantReason(t, b.nav(start), 400, string(reason.HandoffInvalid))
 		// A sign-in request's token at the step-up handoff.
 		p = b.nav(h.origin(acme) + "/.portcullis/login?rd=/")
 		su := strings.Replace(p.loc(), "/handoff/start?", "/handoff/step-up?", 1)
-		wantReason(t, b.nav(su), 400, session.ReasonHandoffInvalid)
+		wantReason(t, b.nav(su), 400, string(reason.HandoffInvalid))
 		// The step-up handoff is the sign-in host's only.
-		wantReason(t, b.nav(h.origin(acme)+"/.portcullis/handoff/step-up?t="+strings.Repeat("A", 43)), 400, session.ReasonHandoffInvalid)
+		wantReason(t, b.nav(h.origin(acme)+"/.portcullis/handoff/step-up?t="+strings.Repeat("A", 43)), 400, string(reason.HandoffInvalid))
 	})
 	t.Run("cross-site step-up post on H", func(t *testing.T) {
 		b := h.browser()
@@ -368,7 +369,7 @@ func TestHandoffStepUpAttacks(t *testing.T) {
 		tk := html.UnescapeString(reTicket.FindStringSubmatch(p.body)[1])
 		p = b.do("POST", h.origin(acme)+"/.portcullis/step-up", url.Values{"ticket": {tk}},
 			http.Header{"Origin": {"https://evil.test"}, "Sec-Fetch-Site": {"cross-site"}})
-		wantReason(t, p, 403, session.ReasonCSRF)
+		wantReason(t, p, 403, string(reason.CSRFFailed))
 	})
 
 	var reasons []string
@@ -377,8 +378,8 @@ func TestHandoffStepUpAttacks(t *testing.T) {
 			reasons = append(reasons, ev.Reason)
 		}
 	}
-	for _, want := range []string{session.ReasonStepUpSession, session.ReasonStepUpWrongUser, session.ReasonStepUpACR,
-		session.ReasonStepUpStale, session.ReasonHandoffEnded} {
+	for _, want := range []string{string(reason.StepUpSession), string(reason.StepUpWrongUser), string(reason.StepUpACR),
+		string(reason.StepUpStale), string(reason.HandoffSessionEnded)} {
 		if !strings.Contains(strings.Join(reasons, ","), want) {
 			t.Errorf("no stepup.refused event %s among %v", want, reasons)
 		}

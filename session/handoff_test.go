@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/session"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -299,7 +300,7 @@ func TestHandoffAttacks(t *testing.T) {
 		if p := h.post(alice, "acme.example.com", cp.code); p.StatusCode != http.StatusSeeOther {
 			t.Fatalf("first use: %d %s", p.StatusCode, p.body)
 		}
-		wantReason(t, h.post(alice, "acme.example.com", cp.code), 400, session.ReasonHandoffInvalid)
+		wantReason(t, h.post(alice, "acme.example.com", cp.code), 400, string(reason.HandoffInvalid))
 	})
 	t.Run("concurrent use", func(t *testing.T) {
 		b := h.browser()
@@ -324,22 +325,22 @@ func TestHandoffAttacks(t *testing.T) {
 	})
 	t.Run("code posted to another host", func(t *testing.T) {
 		cp := h.toCode(alice, "acme.example.com", "/", "")
-		wantReason(t, h.post(alice, "beta.example.com", cp.code), 400, session.ReasonHandoffWrongHost)
+		wantReason(t, h.post(alice, "beta.example.com", cp.code), 400, string(reason.HandoffWrongHost))
 		// Spent by the attempt.
-		wantReason(t, h.post(alice, "acme.example.com", cp.code), 400, session.ReasonHandoffInvalid)
+		wantReason(t, h.post(alice, "acme.example.com", cp.code), 400, string(reason.HandoffInvalid))
 	})
 	t.Run("login CSRF: attacker's code in the victim's browser", func(t *testing.T) {
 		mallory := h.browser()
 		mallory.mustSignIn("bob")
 		cp := h.toCode(mallory, "acme.example.com", "/", "")
 		victim := h.browser() // no handoff cookie at all
-		wantReason(t, h.post(victim, "acme.example.com", cp.code), 400, session.ReasonHandoffBrowser)
+		wantReason(t, h.post(victim, "acme.example.com", cp.code), 400, string(reason.HandoffBrowser))
 
 		cp = h.toCode(mallory, "acme.example.com", "/", "")
 		victim = h.browser()
 		victim.mustSignIn("alice")
 		_ = h.toCode(victim, "acme.example.com", "/", "") // the victim holds a nonce of its own
-		wantReason(t, h.post(victim, "acme.example.com", cp.code), 400, session.ReasonHandoffBrowser)
+		wantReason(t, h.post(victim, "acme.example.com", cp.code), 400, string(reason.HandoffBrowser))
 		if s, _ := h.whoami(victim, "acme.example.com"); s != 401 {
 			t.Errorf("victim has a session on H: %d", s)
 		}
@@ -348,13 +349,13 @@ func TestHandoffAttacks(t *testing.T) {
 		cp := h.toCode(alice, "acme.example.com", "/", "")
 		h.clock.advance(61 * time.Second)
 		defer h.clock.set(0)
-		wantReason(t, h.post(alice, "acme.example.com", cp.code), 400, session.ReasonHandoffInvalid)
+		wantReason(t, h.post(alice, "acme.example.com", cp.code), 400, string(reason.HandoffInvalid))
 	})
 	t.Run("expired request", func(t *testing.T) {
 		p := alice.nav(h.origin("acme.example.com") + "/.portcullis/login?rd=/")
 		h.clock.advance(11 * time.Minute)
 		defer h.clock.set(0)
-		wantReason(t, alice.nav(p.loc()), 400, session.ReasonHandoffInvalid)
+		wantReason(t, alice.nav(p.loc()), 400, string(reason.HandoffInvalid))
 	})
 	t.Run("parent session revoked before the post", func(t *testing.T) {
 		b := h.browser()
@@ -363,34 +364,34 @@ func TestHandoffAttacks(t *testing.T) {
 		if err := h.st.DeleteSession(context.Background(), session.HandleOf(b.sessionCookie()), "", "", ""); err != nil {
 			t.Fatal(err)
 		}
-		wantReason(t, h.post(b, "acme.example.com", cp.code), 401, session.ReasonHandoffEnded)
+		wantReason(t, h.post(b, "acme.example.com", cp.code), 401, string(reason.HandoffSessionEnded))
 		if s, _ := h.whoami(b, "acme.example.com"); s != 401 {
 			t.Errorf("session on H from a revoked one: %d", s)
 		}
 	})
 	t.Run("forged and malformed tokens", func(t *testing.T) {
 		for _, tk := range []string{strings.Repeat("A", 43), "short", "", strings.Repeat("A", 43) + "&t=" + strings.Repeat("B", 43)} {
-			wantReason(t, alice.nav("/.portcullis/handoff/start?t="+tk), 400, session.ReasonHandoffInvalid)
+			wantReason(t, alice.nav("/.portcullis/handoff/start?t="+tk), 400, string(reason.HandoffInvalid))
 		}
-		wantReason(t, h.post(alice, "acme.example.com", strings.Repeat("A", 43)), 400, session.ReasonHandoffInvalid)
-		wantReason(t, h.post(alice, "acme.example.com", "x"), 400, session.ReasonHandoffInvalid)
+		wantReason(t, h.post(alice, "acme.example.com", strings.Repeat("A", 43)), 400, string(reason.HandoffInvalid))
+		wantReason(t, h.post(alice, "acme.example.com", "x"), 400, string(reason.HandoffInvalid))
 	})
 	t.Run("start on an organisation host", func(t *testing.T) {
 		p := alice.nav(h.origin("acme.example.com") + "/.portcullis/login?rd=/")
 		u, _ := url.Parse(p.loc())
-		wantReason(t, alice.nav(h.origin("beta.example.com")+u.RequestURI()), 400, session.ReasonHandoffInvalid)
+		wantReason(t, alice.nav(h.origin("beta.example.com")+u.RequestURI()), 400, string(reason.HandoffInvalid))
 	})
 	t.Run("host not served", func(t *testing.T) {
 		// example.com reaches the proxy but no route names it (*.example.com is one label more).
 		p := alice.nav(h.origin("example.com") + "/.portcullis/login?rd=/")
-		wantReason(t, p, 400, session.ReasonHandoffHost)
+		wantReason(t, p, 400, string(reason.HandoffHostUnknown))
 		// A request record for such a host, however it got into storage, gets no code.
 		tok := strings.Repeat("Z", 43)
 		rec, _ := json.Marshal(map[string]any{"host": "example.com:" + h.port, "rd": "/", "browser": session.HandleOf(tok), "started": h.clock.now()})
 		if err := h.st.SaveHandoff(context.Background(), session.HandleOf(tok), rec, time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		wantReason(t, alice.nav("/.portcullis/handoff/start?t="+tok), 400, session.ReasonHandoffHost)
+		wantReason(t, alice.nav("/.portcullis/handoff/start?t="+tok), 400, string(reason.HandoffHostUnknown))
 	})
 	t.Run("open redirect payloads", func(t *testing.T) {
 		b := h.browser()
@@ -409,7 +410,7 @@ func TestHandoffAttacks(t *testing.T) {
 	t.Run("step-up on a host no route names", func(t *testing.T) {
 		p := alice.do("POST", h.origin("example.com")+"/.portcullis/step-up", url.Values{"ticket": {"x"}},
 			http.Header{"Origin": {h.origin("example.com")}, "Accept": {"text/html"}})
-		wantReason(t, p, 400, session.ReasonStepUpHost)
+		wantReason(t, p, 400, string(reason.StepUpHost))
 	})
 	t.Run("wrong methods", func(t *testing.T) {
 		if p := alice.nav(h.origin("acme.example.com") + "/.portcullis/handoff"); p.StatusCode != http.StatusMethodNotAllowed {

@@ -252,7 +252,7 @@ routes:
 		t.Fatal(err)
 	}
 	t.Cleanup(e.m.Close)
-	px, err := proxy.New(cfg, proxy.Options{Logger: log, Gate: e.m, Endpoints: e.m.Endpoints(), Now: e.clock.now, Audit: o.audit})
+	px, err := proxy.New(proxy.SettingsOf(cfg), proxy.Options{Logger: log, Gate: e.m, StepUp: e.m, Orgs: e.m, Endpoints: e.m.Endpoints(), Now: e.clock.now, Audit: o.audit})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -38,16 +39,13 @@ type loginRecord struct {
 // serveLogin starts a sign-in: state, nonce and PKCE verifier are kept server-side with the
 // return path, the flow is bound to this browser by a cookie, and the browser goes to the
 // provider.
-func (m *Manager) serveLogin(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) serveLogin(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
-		return
+		return methodNotAllowed(w, "GET, HEAD")
 	}
 	rp := m.current()
 	if rp == nil {
-		refuse(w, r, http.StatusServiceUnavailable, ReasonIdPUnavailable)
-		return
+		return quietly(reason.IdPUnavailable)
 	}
 	returnTo := "/"
 	if rd := r.URL.Query().Get("rd"); rd != "" {
@@ -58,17 +56,16 @@ func (m *Manager) serveLogin(w http.ResponseWriter, r *http.Request) {
 	if m.otherHost(r) {
 		// The callback arrives on the sign-in host, which cannot read this host's cookies:
 		// sign in there and hand the session over (handoff.go).
-		m.requestHandoff(w, r, returnTo)
-		return
+		return m.requestHandoff(w, r, returnTo)
 	}
-	m.beginAuth(w, r, rp, loginRecord{ReturnTo: returnTo, Started: m.now()}, nil, http.StatusFound)
+	return m.beginAuth(w, r, rp, loginRecord{ReturnTo: returnTo, Started: m.now()}, nil, http.StatusFound)
 }
 
 // beginAuth starts an authorisation request for lr (a sign-in or a step-up): state, nonce and
 // PKCE verifier are stored server-side with lr, the flow is bound to this browser by the login
 // cookie, and the browser goes to the provider with extra parameters after the configured ones
 // (so a step-up's acr_values, max_age and prompt cannot be overridden by configuration).
-func (m *Manager) beginAuth(w http.ResponseWriter, r *http.Request, rp *relyingParty, lr loginRecord, extra []oauth2.AuthCodeOption, status int) {
+func (m *Manager) beginAuth(w http.ResponseWriter, r *http.Request, rp *relyingParty, lr loginRecord, extra []oauth2.AuthCodeOption, status int) error {
 	// One login cookie per browser, reused by concurrent sign-ins in several tabs.
 	browser, err := sessionCookie(r, LoginCookieName)
 	if err != nil || !validSecret(browser) {
@@ -78,14 +75,10 @@ func (m *Manager) beginAuth(w http.ResponseWriter, r *http.Request, rp *relyingP
 	lr.Browser, lr.Nonce, lr.Verifier = handle(browser), nonce, verifier
 	rec, err := json.Marshal(lr)
 	if err != nil {
-		m.log.Error("encode sign-in state", slog.String("error", err.Error()))
-		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
-		return
+		return internal("encode sign-in state", err)
 	}
-	if err := m.st.SaveLogin(r.Context(), handle(state), rec, m.sc.LoginTimeout.D()); err != nil {
-		m.log.Error("session store unavailable", slog.String("op", "save sign-in state"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return
+	if err := m.logins.SaveLogin(r.Context(), handle(state), rec, m.sc.LoginTimeout.D()); err != nil {
+		return outage("save sign-in state", err)
 	}
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)}
 	for k, v := range m.oc.ExtraParams {
@@ -95,98 +88,81 @@ func (m *Manager) beginAuth(w http.ResponseWriter, r *http.Request, rp *relyingP
 	http.SetCookie(w, cookie(LoginCookieName, browser, int(m.sc.LoginTimeout.D()/time.Second)))
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, rp.oauth.AuthCodeURL(state, opts...), status)
+	return nil
 }
 
 // errorCode is what an OAuth error code may look like to be repeated on our page.
 var errorCode = regexp.MustCompile(`^[a-z_]{1,64}$`)
 
+// signInRefused is the log message of a refused sign-in.
+const signInRefused = "sign-in refused"
+
 // serveCallback finishes a sign-in. Every failure creates no session and says why only in
 // general terms; the cause is logged.
-func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
-		return
+		return methodNotAllowed(w, "GET, HEAD")
 	}
 	rp := m.current()
 	if rp == nil {
-		refuse(w, r, http.StatusServiceUnavailable, ReasonIdPUnavailable)
-		return
+		return quietly(reason.IdPUnavailable)
 	}
 	q := r.URL.Query()
 	state := q.Get("state")
 	if len(q["state"]) != 1 || !validSecret(state) {
-		m.log.Info("sign-in refused", slog.String("reason", ReasonBadState), slog.String("cause", "missing or malformed state"))
-		refuse(w, r, http.StatusBadRequest, ReasonBadState)
-		return
+		return refusal(reason.InvalidState, signInRefused, "missing or malformed state")
 	}
 	// Consumed first, whatever follows: a state is good for one attempt (OIDC-01 d).
-	b, err := m.st.TakeLogin(r.Context(), handle(state))
+	b, err := m.logins.TakeLogin(r.Context(), handle(state))
 	switch {
-	case errors.Is(err, store.ErrNoLoginState):
-		m.log.Info("sign-in refused", slog.String("reason", ReasonBadState), slog.String("cause", "unknown, used or expired state"))
-		refuse(w, r, http.StatusBadRequest, ReasonBadState)
-		return
+	case errors.Is(err, store.ErrNotFound):
+		return refusal(reason.InvalidState, signInRefused, "unknown, used or expired state")
 	case err != nil:
-		m.log.Error("session store unavailable", slog.String("op", "take sign-in state"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return
+		return outage("take sign-in state", err)
 	}
 	var lr loginRecord
 	if err := json.Unmarshal(b, &lr); err != nil {
-		m.log.Error("unreadable sign-in state", slog.String("error", err.Error()))
-		refuse(w, r, http.StatusBadRequest, ReasonBadState)
-		return
+		return problem.Outage(reason.InvalidState, "unreadable sign-in state", "", err)
 	}
 	browser, err := sessionCookie(r, LoginCookieName)
 	if err != nil || !validSecret(browser) || subtle.ConstantTimeCompare([]byte(handle(browser)), []byte(lr.Browser)) != 1 {
-		m.log.Warn("sign-in refused", slog.String("reason", ReasonLoginMismatch), slog.String("cause", "login cookie missing or not the one that started this sign-in"))
-		refuse(w, r, http.StatusBadRequest, ReasonLoginMismatch)
-		return
+		return warning(reason.LoginBrowserMismatch, signInRefused, "login cookie missing or not the one that started this sign-in")
 	}
 	switch lr.Purpose {
 	case purposeStepUp:
-		m.stepUpCallback(w, r, rp, &lr)
-		return
+		return m.stepUpCallback(w, r, rp, &lr)
 	case purposeHandoffStepUp:
-		m.handoffStepUpCallback(w, r, rp, &lr)
-		return
+		return m.handoffStepUpCallback(w, r, rp, &lr)
+	case "":
+	default:
+		return problem.Outage(reason.InvalidState, "sign-in state of an unknown purpose", "", nil, slog.String("purpose", lr.Purpose))
 	}
-	if lr.Purpose != "" {
-		m.log.Error("sign-in state of an unknown purpose", slog.String("purpose", lr.Purpose))
-		refuse(w, r, http.StatusBadRequest, ReasonBadState)
-		return
+	id, raw, err := m.redeem(r, rp, &lr)
+	if err != nil {
+		return err
 	}
-	id, raw, reason := m.redeem(w, r, rp, &lr)
-	if reason != "" {
-		return
-	}
-	m.startSession(w, r, id, raw, lr.ReturnTo)
+	return m.startSession(w, r, id, raw, lr.ReturnTo)
 }
 
 // redeem finishes the authorisation response of r for lr: the provider's error, the code
-// exchange (with the PKCE verifier) and the ID token checks. On failure it writes the refusal
-// and returns its reason code; on success the reason is "".
-func (m *Manager) redeem(w http.ResponseWriter, r *http.Request, rp *relyingParty, lr *loginRecord) (*identity, string, string) {
+// exchange (with the PKCE verifier) and the ID token checks. It returns the verified
+// identity and the raw ID token, or the refusal.
+func (m *Manager) redeem(r *http.Request, rp *relyingParty, lr *loginRecord) (*identity, string, error) {
 	q := r.URL.Query()
 	if e := q.Get("error"); e != "" {
 		code := "unknown"
 		if errorCode.MatchString(e) {
 			code = e
 		}
-		m.log.Info("sign-in refused by the identity provider", slog.String("reason", ReasonIdPError), slog.String("idp_error", code))
 		// The code was checked against a strict pattern, and the renderer escapes it anyway
 		// (OIDC-01 f). The description is the provider's free text: not repeated.
-		p := newProblem(http.StatusBadRequest, ReasonIdPError)
-		p.Message += " (" + code + ")"
-		problem.Write(w, r, p)
-		return nil, "", ReasonIdPError
+		err := refusal(reason.IdPError, "sign-in refused by the identity provider", "", slog.String("idp_error", code))
+		err.Problem = problem.For(reason.IdPError, reason.Facts{Detail: code})
+		return nil, "", err
 	}
 	code := q.Get("code")
 	if code == "" || len(q["code"]) != 1 {
-		m.log.Info("sign-in refused", slog.String("reason", ReasonSignInFailed), slog.String("cause", "no code"))
-		refuse(w, r, http.StatusBadRequest, ReasonSignInFailed)
-		return nil, "", ReasonSignInFailed
+		return nil, "", refusal(reason.SignInFailed, signInRefused, "no code")
 	}
 	ctx, cancel := context.WithTimeout(m.ctx(r.Context()), providerCallLimit)
 	defer cancel()
@@ -194,36 +170,29 @@ func (m *Manager) redeem(w http.ResponseWriter, r *http.Request, rp *relyingPart
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) {
-			m.log.Warn("sign-in refused", slog.String("reason", ReasonSignInFailed), slog.String("cause", "token endpoint refused the code"), slog.Int("status", re.Response.StatusCode), slog.String("idp_error", re.ErrorCode))
-			refuse(w, r, http.StatusBadRequest, ReasonSignInFailed)
-			return nil, "", ReasonSignInFailed
+			return nil, "", warning(reason.SignInFailed, signInRefused, "token endpoint refused the code",
+				slog.Int("status", re.Response.StatusCode), slog.String("idp_error", re.ErrorCode))
 		}
-		m.log.Error("identity provider unavailable", slog.String("op", "token exchange"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonIdPUnavailable)
-		return nil, "", ReasonIdPUnavailable
+		return nil, "", problem.Outage(reason.IdPUnavailable, "identity provider unavailable", "token exchange", err)
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
-		m.log.Warn("sign-in refused", slog.String("reason", ReasonSignInFailed), slog.String("cause", "no id_token in the token response"))
-		refuse(w, r, http.StatusBadRequest, ReasonSignInFailed)
-		return nil, "", ReasonSignInFailed
+		return nil, "", warning(reason.SignInFailed, signInRefused, "no id_token in the token response")
 	}
 	id, err := m.verifyIDToken(ctx, rp, raw, lr.Nonce)
 	if err != nil {
-		reason, status := ReasonSignInFailed, http.StatusBadRequest
+		code := reason.SignInFailed
 		if errors.Is(err, errEmailUnverified) {
-			reason, status = ReasonEmailUnverified, http.StatusForbidden
+			code = reason.EmailNotVerified
 		}
-		m.log.Warn("sign-in refused", slog.String("reason", reason), slog.String("cause", err.Error()))
-		refuse(w, r, status, reason)
-		return nil, "", reason
+		return nil, "", warning(code, signInRefused, err.Error())
 	}
-	return id, raw, ""
+	return id, raw, nil
 }
 
 // startSession creates the session with a new id and ends any session the browser presented
 // before (SESS-02: a cookie planted before sign-in never becomes an authenticated one).
-func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *identity, rawIDToken, returnTo string) {
+func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *identity, rawIDToken, returnTo string) error {
 	ctx := r.Context()
 	for _, c := range r.CookiesNamed(CookieName) {
 		if !validSecret(c.Value) {
@@ -247,27 +216,22 @@ func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *ident
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
-		m.log.Error("encode session", slog.String("error", err.Error()))
-		refuse(w, r, http.StatusInternalServerError, ReasonSignInFailed)
-		return
+		return internal("encode session", err)
 	}
 	if m.onSignIn != nil {
 		if err := m.onSignIn(ctx, viewOf(rec)); err != nil {
-			m.log.Error("sign-in hook failed; refusing the sign-in", slog.String("user", rec.User), slog.String("error", err.Error()))
-			refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-			return
+			return problem.Outage(reason.StoreUnavailable, "sign-in hook failed; refusing the sign-in", "", err, slog.String("user", rec.User))
 		}
 	}
 	if err := m.st.CreateSession(ctx, h, rec.User, rec.Issuer, rec.SID, b, m.ttl(rec, now), m.sc.AbsoluteTimeout.D()); err != nil {
-		m.log.Error("session store unavailable", slog.String("op", "create session"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return
+		return outage("create session", err)
 	}
 	m.log.Info("signed in", slog.String("user", rec.User), slog.String("session", logID(h)), slog.String("acr", rec.ACR))
 	http.SetCookie(w, cookie(CookieName, secret, int(m.sc.AbsoluteTimeout.D()/time.Second)))
 	expire(w, LoginCookieName)
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, returnTo, http.StatusFound)
+	return nil
 }
 
 // endPresented deletes the session stored under h, if any. Failures are logged: the new
@@ -275,7 +239,7 @@ func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *ident
 func (m *Manager) endPresented(ctx context.Context, h string) {
 	b, err := m.st.LoadSession(ctx, h)
 	if err != nil {
-		if !errors.Is(err, store.ErrNoSession) {
+		if !errors.Is(err, store.ErrNotFound) {
 			m.log.Warn("could not end the session presented at sign-in", slog.String("session", logID(h)), slog.String("error", err.Error()))
 		}
 		return

@@ -11,7 +11,9 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/internal/page"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -25,19 +27,18 @@ var logoutBody = template.Must(template.New("logout").Parse(`{{if .SignedIn}}<h1
 
 // serveLogout shows a confirmation page on GET (which changes nothing, so a cross-site link
 // cannot sign anyone out, SESS-04 b) and signs out on POST with the page's CSRF token.
-func (m *Manager) serveLogout(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		m.showLogout(w, r)
+		return m.showLogout(w, r)
 	case http.MethodPost:
-		m.doLogout(w, r)
+		return m.doLogout(w, r)
 	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
+		return methodNotAllowed(w, "GET, HEAD, POST")
 	}
 }
 
-func (m *Manager) showLogout(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) showLogout(w http.ResponseWriter, r *http.Request) error {
 	data := struct {
 		SignedIn   bool
 		Name, CSRF string
@@ -48,8 +49,7 @@ func (m *Manager) showLogout(w http.ResponseWriter, r *http.Request) {
 		data.SignedIn, data.Name, data.CSRF = true, l.rec.Name, csrfToken(l.rec.CSRFKey, l.h)
 	case errors.Is(err, errNoSession):
 	default:
-		m.refuseLoad(w, r, err, false)
-		return
+		return m.loadError(r, err, false)
 	}
 	body, err := page.Execute(logoutBody, data)
 	if err != nil {
@@ -60,6 +60,7 @@ func (m *Manager) showLogout(w http.ResponseWriter, r *http.Request) {
 		title = "Signed out"
 	}
 	page.Render(w, r, page.Page{Title: title, Body: body, FormAction: m.logoutFormAction()})
+	return nil
 }
 
 // logoutFormAction allows the form to post here, the browser to follow our redirect to the
@@ -96,11 +97,9 @@ func (m *Manager) sameOrigin(r *http.Request) bool {
 	return true
 }
 
-func (m *Manager) doLogout(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) doLogout(w http.ResponseWriter, r *http.Request) error {
 	if !m.sameOrigin(r) {
-		m.log.Warn("sign-out refused", slog.String("reason", ReasonCSRF), slog.String("cause", "cross-origin request"))
-		refuse(w, r, http.StatusForbidden, ReasonCSRF)
-		return
+		return warning(reason.CSRFFailed, "sign-out refused", "cross-origin request")
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	l, err := m.load(r.Context(), r, false)
@@ -111,27 +110,22 @@ func (m *Manager) doLogout(w http.ResponseWriter, r *http.Request) {
 		expire(w, LoginCookieName)
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, "/", http.StatusSeeOther)
-		return
+		return nil
 	case err != nil:
-		m.refuseLoad(w, r, err, false)
-		return
+		return m.loadError(r, err, false)
 	}
 	got := r.PostFormValue("csrf")
 	if got == "" || !hmac.Equal([]byte(got), []byte(csrfToken(l.rec.CSRFKey, l.h))) {
-		m.log.Warn("sign-out refused", slog.String("reason", ReasonCSRF), slog.String("cause", "missing or wrong token"), slog.String("session", logID(l.h)))
-		refuse(w, r, http.StatusForbidden, ReasonCSRF)
-		return
+		return warning(reason.CSRFFailed, "sign-out refused", "missing or wrong token", slog.String("session", logID(l.h)))
 	}
 	// Every session of this sign-in in this browser ends: the sign-in host's and those handed
 	// off from it to organisation hosts (handoff.go), whichever of them signs out.
 	family, err := m.st.EndFamily(r.Context(), familyOf(l.rec, l.h), l.rec.User, l.rec.Issuer, l.rec.SID)
 	if err != nil {
-		m.refuseLoad(w, r, err, false)
-		return
+		return m.loadError(r, err, false)
 	}
 	if err := m.st.DeleteSession(r.Context(), l.h, l.rec.User, l.rec.Issuer, l.rec.SID); err != nil {
-		m.refuseLoad(w, r, err, false)
-		return
+		return m.loadError(r, err, false)
 	}
 	m.log.Info("signed out", slog.String("user", l.rec.User), slog.String("session", logID(l.h)), slog.Int("family_sessions_ended", family))
 	expire(w, CookieName)
@@ -141,7 +135,7 @@ func (m *Manager) doLogout(w http.ResponseWriter, r *http.Request) {
 	rp := m.rp.Load()
 	if rp == nil || rp.endSession == "" {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
-		return
+		return nil
 	}
 	// RP-initiated logout at the provider. The ID token goes as id_token_hint in a form the
 	// browser posts (OIDC RP-Initiated Logout 1.0 allows POST), never in a URL: URLs end up in
@@ -153,10 +147,11 @@ func (m *Manager) doLogout(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		m.log.Error("sign-out page", slog.Any("error", err))
 		http.Redirect(w, r, "/", http.StatusSeeOther)
-		return
+		return nil
 	}
 	page.Render(w, r, page.Page{Title: "Signing out", Body: body, FormAction: m.logoutFormAction(),
 		AutoSubmit: "portcullis-end-session"})
+	return nil
 }
 
 var endSessionBody = template.Must(template.New("end-session").Parse(`<h1>Signed out</h1>
@@ -176,27 +171,22 @@ const jtiMemory = 10 * time.Minute
 
 // serveBackchannelLogout implements OIDC Back-Channel Logout 1.0 for the provider's server:
 // 200 when the sessions named are ended, 400 with a JSON error otherwise.
-func (m *Manager) serveBackchannelLogout(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) serveBackchannelLogout(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
-		return
+		return methodNotAllowed(w, "POST")
 	}
 	rp := m.current()
 	if rp == nil {
-		refuse(w, r, http.StatusServiceUnavailable, ReasonIdPUnavailable)
-		return
+		return quietly(reason.IdPUnavailable)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	raw := r.PostFormValue("logout_token")
-	bad := func(cause string) {
-		m.log.Warn("back-channel logout refused", slog.String("reason", ReasonBadLogoutToken), slog.String("cause", cause))
-		refuse(w, r, http.StatusBadRequest, ReasonBadLogoutToken)
+	bad := func(cause string) error {
+		return warning(reason.InvalidLogoutToken, "back-channel logout refused", cause)
 	}
 	if raw == "" {
-		bad("no logout_token")
-		return
+		return bad("no logout_token")
 	}
 	ctx, cancel := context.WithTimeout(m.ctx(r.Context()), providerCallLimit)
 	defer cancel()
@@ -204,8 +194,7 @@ func (m *Manager) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	// of the event, the absence of nonce, jti, and sub or sid.
 	lt, err := rp.verifier.VerifyLogout(ctx, raw)
 	if err != nil {
-		bad(err.Error())
-		return
+		return bad(err.Error())
 	}
 	var c struct {
 		IssuedAt *json.Number               `json:"iat"`
@@ -213,33 +202,26 @@ func (m *Manager) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		Nonce    json.RawMessage            `json:"nonce"`
 	}
 	if err := lt.Claims(&c); err != nil {
-		bad("unreadable claims")
-		return
+		return bad("unreadable claims")
 	}
 	if ev, ok := c.Events[backchannelEvent]; !ok || len(ev) == 0 || ev[0] != '{' {
-		bad("events claim has no back-channel logout event object")
-		return
+		return bad("events claim has no back-channel logout event object")
 	}
 	if c.Nonce != nil {
-		bad("logout token has a nonce")
-		return
+		return bad("logout token has a nonce")
 	}
 	now := m.now()
 	skew := m.oc.ClockSkew.D()
 	if c.IssuedAt == nil || lt.IssuedAt.IsZero() || lt.IssuedAt.After(now.Add(skew)) {
-		bad("iat missing or in the future")
-		return
+		return bad("iat missing or in the future")
 	}
 	ttl := min(max(lt.Expiry.Sub(now)+skew, time.Minute), time.Hour) + jtiMemory
-	fresh, err := m.st.MarkLogoutToken(r.Context(), lt.Issuer, lt.TokenID, ttl)
+	fresh, err := m.logouts.MarkLogoutToken(r.Context(), lt.Issuer, lt.TokenID, ttl)
 	if err != nil {
-		m.log.Error("session store unavailable", slog.String("op", "mark logout token"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return
+		return outage("mark logout token", err)
 	}
 	if !fresh {
-		bad("jti already used (replay)")
-		return
+		return bad("jti already used (replay)")
 	}
 	var n int
 	if lt.SessionID != "" {
@@ -248,12 +230,11 @@ func (m *Manager) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		n, err = m.st.RevokeUser(r.Context(), store.UserKey(lt.Issuer, lt.Subject))
 	}
 	if err != nil {
-		m.log.Error("session store unavailable", slog.String("op", "back-channel logout"), slog.String("error", err.Error()))
-		refuse(w, r, http.StatusServiceUnavailable, ReasonStoreUnavailable)
-		return
+		return outage("back-channel logout", err)
 	}
 	m.log.Info("back-channel logout", slog.Bool("by_sid", lt.SessionID != ""), slog.Int("sessions_ended", n))
 	w.WriteHeader(http.StatusOK)
+	return nil
 }
 
 // whoami is the identity part of a session, as serveWhoami shows it: no tokens, no id.
@@ -271,31 +252,30 @@ type whoami struct {
 	Expires       time.Time `json:"expires"`
 	ActiveOrg     string    `json:"active_org,omitempty"`
 	// Elevations are the unexpired step-ups of the session.
-	Elevations []Elevation `json:"elevations,omitempty"`
+	Elevations []authz.Elevation `json:"elevations,omitempty"`
 }
 
 // serveWhoami answers with the current session's identity as JSON, or 401.
-func (m *Manager) serveWhoami(w http.ResponseWriter, r *http.Request) {
+func (m *Manager) serveWhoami(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		refuse(w, r, http.StatusMethodNotAllowed, ReasonMethod)
-		return
+		return methodNotAllowed(w, "GET, HEAD")
 	}
 	l, err := m.load(r.Context(), r, true)
 	if err != nil {
-		m.refuseLoad(w, r, err, false)
-		return
+		return m.loadError(r, err, false)
 	}
 	rec := l.rec
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	if r.Method == http.MethodHead {
-		return
+		return nil
 	}
+	// An error here is the client gone: nothing is left to tell it.
 	_ = json.NewEncoder(w).Encode(whoami{
 		UserKey: rec.User, Issuer: rec.Issuer, Subject: rec.Subject, Email: rec.Email, EmailVerified: rec.EmailVerified,
 		Name: rec.Name, ACR: rec.ACR, AMR: rec.AMR, AuthTime: rec.AuthTime, Created: rec.Created, Expires: rec.Expires,
-		ActiveOrg: rec.ActiveOrg, Elevations: liveElevations(rec.Elevations, m.now()),
+		ActiveOrg: rec.ActiveOrg, Elevations: authz.Live(rec.Elevations, m.now()),
 	})
+	return nil
 }

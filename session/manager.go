@@ -23,36 +23,58 @@ import (
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
-// Store is what the session manager needs from storage. Package store implements it against
-// Redis. Methods are safe for concurrent use; a miss is store.ErrNoSession or
-// store.ErrNoLoginState, and an error wrapping store.ErrUnavailable means storage could not
-// answer (the manager then fails closed with 503 store_unavailable).
+// What the session manager needs from storage, one small interface per flow. Package store
+// implements them all against Redis (Store). Methods are safe for concurrent use; a miss is
+// an error wrapping store.ErrNotFound, and an error wrapping store.ErrUnavailable means
+// storage could not answer (the manager then fails closed with 503 store_unavailable).
 //
 // Handles (h) are hashes of the secrets given to browsers, computed here, so storage never
 // holds a usable cookie or state.
-//
-// Admit loads the session with the request's own context, so a store can read more in the same
-// round trip when the caller asked for it there (store.Cache.WithPrefetch: the membership
-// the decision needs next).
-type Store interface {
+
+// LoginStates keeps started sign-ins (state, nonce, PKCE verifier, return path) for the one
+// callback that may spend them.
+type LoginStates interface {
 	SaveLogin(ctx context.Context, h string, rec []byte, ttl time.Duration) error
 	TakeLogin(ctx context.Context, h string) ([]byte, error)
+}
+
+// Sessions keeps session records, the person's index of them (offboarding, back-channel
+// logout) and the families of sessions made from one sign-in (handoff.go).
+//
+// LoadSession is called with the request's own context, so a store can read more in the same
+// round trip when the caller asked for it there (store.Cache.WithPrefetch: the membership the
+// decision needs next; proxy marks the context before Admit).
+type Sessions interface {
 	CreateSession(ctx context.Context, h, user, iss, sid string, rec []byte, ttl, indexTTL time.Duration) error
 	LoadSession(ctx context.Context, h string) ([]byte, error)
 	UpdateSession(ctx context.Context, h string, rec []byte, ttl time.Duration) error
 	DeleteSession(ctx context.Context, h, user, iss, sid string) error
 	RevokeUser(ctx context.Context, user string) (int, error)
 	RevokeSID(ctx context.Context, iss, sid string) (int, error)
-	MarkLogoutToken(ctx context.Context, iss, jti string, ttl time.Duration) (bool, error)
+	JoinFamily(ctx context.Context, family string, ttl time.Duration, hs ...string) error
+	EndFamily(ctx context.Context, family, user, iss, sid string) (int, error)
+}
 
-	// The sign-in handoff to organisation hosts (handoff.go): requests and one-time codes,
-	// misses are store.ErrNoHandoff; and the family of sessions created from one sign-in.
+// Handoffs keeps the sign-in handoff's requests and one-time codes (handoff.go), each spent
+// once.
+type Handoffs interface {
 	SaveHandoff(ctx context.Context, h string, rec []byte, ttl time.Duration) error
 	TakeHandoff(ctx context.Context, h string) ([]byte, error)
 	SaveHandoffCode(ctx context.Context, h string, rec []byte, ttl time.Duration) error
 	TakeHandoffCode(ctx context.Context, h string) ([]byte, error)
-	JoinFamily(ctx context.Context, family string, ttl time.Duration, hs ...string) error
-	EndFamily(ctx context.Context, family, user, iss, sid string) (int, error)
+}
+
+// LogoutTokens remembers the back-channel logout tokens already used (replay protection).
+type LogoutTokens interface {
+	MarkLogoutToken(ctx context.Context, iss, jti string, ttl time.Duration) (bool, error)
+}
+
+// Store is all of the above, as NewManager takes it: *store.Store.
+type Store interface {
+	LoginStates
+	Sessions
+	Handoffs
+	LogoutTokens
 }
 
 // Options are the collaborators of a Manager. The zero value is usable.
@@ -104,7 +126,10 @@ type Manager struct {
 	log        *slog.Logger
 	now        func() time.Time
 	client     *http.Client
-	st         Store
+	logins     LoginStates
+	st         Sessions
+	handoffs   Handoffs
+	logouts    LogoutTokens
 	oc         config.OIDC
 	sc         config.Session
 	publicBase *url.URL
@@ -152,7 +177,7 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 		return nil, errors.New("session: a store is required")
 	}
 	m := &Manager{
-		log: opts.Logger, now: opts.Now, client: opts.HTTPClient, st: st, oc: oc, sc: sc,
+		log: opts.Logger, now: opts.Now, client: opts.HTTPClient, logins: st, st: st, handoffs: st, logouts: st, oc: oc, sc: sc,
 		publicBase: publicBase, stopped: make(chan struct{}),
 		requireEV:    oc.RequireVerifiedEmail == nil || *oc.RequireVerifiedEmail,
 		onSignIn:     opts.OnSignIn,
@@ -183,11 +208,11 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 		ttl = cacheTTL(sc)
 	}
 	if w, ok := st.(watcher); ok && ttl > 0 {
-		m.cache = newSessionCache(ttl)
-		m.st, m.touch = cachingStore{Store: st, c: m.cache}, w.TouchSession
+		m.cache = newSessionCache(ttl, m.now)
+		m.st, m.touch = cachingStore{Sessions: st, c: m.cache}, w.TouchSession
 		m.stopWatch = w.WatchSessions(store.SessionEvents{
-			Changed: m.cache.forget,
-			Live:    m.cache.setLive,
+			Changed: m.cache.Forget,
+			Live:    m.cache.SetLive,
 		}, m.log)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -324,16 +349,16 @@ func (m *Manager) retryDiscovery(ctx context.Context) {
 // Endpoints returns the handlers to serve under /.portcullis/ (proxy.Options.Endpoints).
 func (m *Manager) Endpoints() map[string]http.Handler {
 	return map[string]http.Handler{
-		"login":              http.HandlerFunc(m.serveLogin),
-		"callback":           http.HandlerFunc(m.serveCallback),
-		"logout":             http.HandlerFunc(m.serveLogout),
-		"backchannel-logout": http.HandlerFunc(m.serveBackchannelLogout),
-		"whoami":             http.HandlerFunc(m.serveWhoami),
-		"step-up":            http.HandlerFunc(m.serveStepUp),
-		"handoff/start":      http.HandlerFunc(m.serveHandoffStart),
-		"handoff":            http.HandlerFunc(m.serveHandoff),
-		"handoff/step-up":    http.HandlerFunc(m.serveHandoffStepUp),
-		"handoff/finish":     http.HandlerFunc(m.serveHandoffFinish),
+		"login":              m.serve(m.serveLogin),
+		"callback":           m.serve(m.serveCallback),
+		"logout":             m.serve(m.serveLogout),
+		"backchannel-logout": m.serve(m.serveBackchannelLogout),
+		"whoami":             m.serve(m.serveWhoami),
+		"step-up":            m.serve(m.serveStepUp),
+		"handoff/start":      m.serve(m.serveHandoffStart),
+		"handoff":            m.serve(m.serveHandoff),
+		"handoff/step-up":    m.serve(m.serveHandoffStepUp),
+		"handoff/finish":     m.serve(m.serveHandoffFinish),
 	}
 }
 

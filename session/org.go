@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -57,14 +58,14 @@ func (m *Manager) SetActiveOrg(ctx context.Context, r *http.Request, org string)
 	}
 	// An elevation belongs to the organisation it was earned for: a switch drops every other
 	// one (those earned for org, while it was used without being chosen, stay).
-	rec.Elevations = slices.DeleteFunc(rec.Elevations, func(e Elevation) bool { return e.Org != org })
+	rec.Elevations = slices.DeleteFunc(rec.Elevations, func(e authz.Elevation) bool { return e.Org != org })
 	rec.ActiveOrg = org
 	if b, err = json.Marshal(&rec); err != nil {
 		return fmt.Errorf("set active org: %w", err)
 	}
 	ttl := m.ttl(&rec, m.now())
 	if ttl <= 0 {
-		return fmt.Errorf("set active org: %w", store.ErrNoSession)
+		return fmt.Errorf("set active org: %w", store.ErrNotFound)
 	}
 	if err := m.st.UpdateSession(ctx, l.h, b, ttl); err != nil {
 		return fmt.Errorf("set active org: %w", err)

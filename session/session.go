@@ -14,6 +14,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/internal/invalcache"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -26,23 +28,23 @@ const (
 
 // record is a session as stored. It holds the ID token only as a logout hint; it is never shown.
 type record struct {
-	User          string      `json:"user"`
-	Issuer        string      `json:"iss"`
-	Subject       string      `json:"sub"`
-	Email         string      `json:"email,omitempty"`
-	EmailVerified bool        `json:"email_verified,omitempty"`
-	Name          string      `json:"name,omitempty"`
-	ACR           string      `json:"acr,omitempty"`
-	AMR           []string    `json:"amr,omitempty"`
-	AuthTime      time.Time   `json:"auth_time,omitzero"`
-	SID           string      `json:"sid,omitempty"`
-	Created       time.Time   `json:"created"`
-	LastSeen      time.Time   `json:"last_seen"`
-	Expires       time.Time   `json:"expires"`
-	ActiveOrg     string      `json:"active_org,omitempty"`
-	Elevations    []Elevation `json:"elevations,omitempty"`
-	IDToken       string      `json:"id_token,omitempty"`
-	CSRFKey       []byte      `json:"csrf_key"`
+	User          string            `json:"user"`
+	Issuer        string            `json:"iss"`
+	Subject       string            `json:"sub"`
+	Email         string            `json:"email,omitempty"`
+	EmailVerified bool              `json:"email_verified,omitempty"`
+	Name          string            `json:"name,omitempty"`
+	ACR           string            `json:"acr,omitempty"`
+	AMR           []string          `json:"amr,omitempty"`
+	AuthTime      time.Time         `json:"auth_time,omitzero"`
+	SID           string            `json:"sid,omitempty"`
+	Created       time.Time         `json:"created"`
+	LastSeen      time.Time         `json:"last_seen"`
+	Expires       time.Time         `json:"expires"`
+	ActiveOrg     string            `json:"active_org,omitempty"`
+	Elevations    []authz.Elevation `json:"elevations,omitempty"`
+	IDToken       string            `json:"id_token,omitempty"`
+	CSRFKey       []byte            `json:"csrf_key"`
 	// Family names the sessions created from one sign-in in one browser: the sign-in host's
 	// session and those handed off from it to organisation hosts (handoff.go). Signing out of
 	// one ends them all. "" in records older than the handoff: the session's own handle.
@@ -57,19 +59,6 @@ func familyOf(rec *record, h string) string {
 		return rec.Family
 	}
 	return h
-}
-
-// Elevation is a step-up the session earned for one organisation ("" for routes that are not
-// organisation-scoped): the acr and amr of the strong authentication, when it happened, when
-// the elevation was granted and until when it holds. It lives in the session record, so ending
-// the session ends it; switching the active organisation drops it (SetActiveOrg).
-type Elevation struct {
-	ACR       string    `json:"acr,omitempty"`
-	AMR       []string  `json:"amr,omitempty"`
-	Org       string    `json:"org"`
-	AuthTime  time.Time `json:"auth_time"`
-	GrantedAt time.Time `json:"granted_at"`
-	Until     time.Time `json:"until"`
 }
 
 // Session is the view of a signed-in session that Admit puts in the request context: identity
@@ -94,8 +83,9 @@ type Session struct {
 	Created, Expires time.Time
 	// ActiveOrg is the organisation the person chose to act for; "" when none.
 	ActiveOrg string
-	// Elevations are the step-ups the session holds.
-	Elevations []Elevation
+	// Elevations are the step-ups the session holds (authz.Elevated checks them against a
+	// route's step_up); switching the active organisation drops those of other organisations.
+	Elevations []authz.Elevation
 }
 
 func viewOf(r *record) Session {
@@ -219,15 +209,15 @@ func (m *Manager) load(ctx context.Context, r *http.Request, touch bool) (*loade
 	}
 	h := handle(v)
 	start := m.now()
-	var gen uint64
+	var gen invalcache.Gen
 	if c := m.cache; c != nil {
-		if rec, ok := c.get(h, start); ok && m.live(rec, start) && !(touch && m.touchDue(rec, start)) {
+		if rec, ok := c.Get(h); ok && m.live(rec, start) && !(touch && m.touchDue(rec, start)) {
 			return &loaded{h: h, rec: rec}, nil
 		}
-		gen = c.begin(h)
+		gen = c.Begin()
 	}
 	b, err := m.st.LoadSession(ctx, h)
-	if errors.Is(err, store.ErrNoSession) {
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, errNoSession
 	}
 	if err != nil {
@@ -255,14 +245,14 @@ func (m *Manager) load(ctx context.Context, r *http.Request, touch bool) (*loade
 		}
 		// Not announced: sliding the idle window changes nothing other replicas decide on.
 		if err := m.touch(ctx, h, b, m.ttl(rec, now)); err != nil {
-			if errors.Is(err, store.ErrNoSession) {
+			if errors.Is(err, store.ErrNotFound) {
 				return nil, errNoSession // revoked meanwhile
 			}
 			return nil, err
 		}
 	}
 	if m.cache != nil {
-		m.cache.put(h, rec, start, gen)
+		m.cache.Put(h, rec, start, gen)
 	}
 	return &loaded{h: h, rec: rec}, nil
 }

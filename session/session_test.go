@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/session"
 )
 
@@ -179,7 +180,7 @@ func TestLogout(t *testing.T) {
 		{"null Origin with the token", url.Values{"csrf": {token}}, http.Header{"Origin": {"null"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if p := post(tc.form, tc.hdr); p.StatusCode != 403 || !strings.Contains(p.body, session.ReasonCSRF) {
+			if p := post(tc.form, tc.hdr); p.StatusCode != 403 || !strings.Contains(p.body, string(reason.CSRFFailed)) {
 				t.Errorf("%d %s", p.StatusCode, p.body)
 			}
 			if e.whoamiWith(v) != 200 {
@@ -351,12 +352,12 @@ func TestRedisStoppedFailsClosed(t *testing.T) {
 	before := e.hits.Load()
 	for _, hdr := range []http.Header{navHeaders, {"Accept": {"application/json"}}} {
 		p := b.do("GET", e.base+"/app/x", nil, hdr)
-		if p.StatusCode != 503 || !strings.Contains(p.body, session.ReasonStoreUnavailable) {
+		if p.StatusCode != 503 || !strings.Contains(p.body, string(reason.StoreUnavailable)) {
 			t.Errorf("protected route with Redis down: %d %s", p.StatusCode, p.body)
 		}
 	}
 	// Sign-in cannot start either: its state lives in Redis.
-	if p := e.browser().nav("/.portcullis/login"); p.StatusCode != 503 || !strings.Contains(p.body, session.ReasonStoreUnavailable) {
+	if p := e.browser().nav("/.portcullis/login"); p.StatusCode != 503 || !strings.Contains(p.body, string(reason.StoreUnavailable)) {
 		t.Errorf("login with Redis down: %d", p.StatusCode)
 	}
 	if e.hits.Load() != before {
@@ -385,7 +386,7 @@ func TestIdPDownAtStart(t *testing.T) {
 	e := newEnv(t, envOpts{idpDown: true})
 	b := e.browser()
 	for _, path := range []string{"/app/x", "/.portcullis/login"} {
-		if p := b.nav(path); p.StatusCode != 503 || !strings.Contains(p.body, session.ReasonIdPUnavailable) {
+		if p := b.nav(path); p.StatusCode != 503 || !strings.Contains(p.body, string(reason.IdPUnavailable)) {
 			t.Errorf("%s with the IdP down: %d %s", path, p.StatusCode, p.body)
 		}
 	}
@@ -441,7 +442,7 @@ func TestRedisPausedFailsClosedQuickly(t *testing.T) {
 		}
 		start := time.Now()
 		p := br.api("/app/x")
-		if p.StatusCode != 503 || !strings.Contains(p.body, session.ReasonStoreUnavailable) {
+		if p.StatusCode != 503 || !strings.Contains(p.body, string(reason.StoreUnavailable)) {
 			t.Errorf("protected route with Redis hung: %d %s", p.StatusCode, p.body)
 		}
 		// read_timeout is 500ms; one retry at most.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/session"
 )
 
@@ -137,7 +138,7 @@ func TestCallbackStateAttacks(t *testing.T) {
 			"code=" + code + "&state=" + strings.Repeat("A", 43),
 			"code=" + code + "&state=" + cb.Query().Get("state") + "&state=" + strings.Repeat("A", 43),
 		} {
-			refused(t, e, b, b.nav("/.portcullis/callback?"+q), 400, session.ReasonBadState)
+			refused(t, e, b, b.nav("/.portcullis/callback?"+q), 400, string(reason.InvalidState))
 		}
 	})
 	t.Run("replayed", func(t *testing.T) {
@@ -149,7 +150,7 @@ func TestCallbackStateAttacks(t *testing.T) {
 		// A second browser replays the whole callback URL: state already used.
 		b2 := e.browser()
 		refusedOther := b2.nav(cb.String())
-		if refusedOther.StatusCode != 400 || !strings.Contains(refusedOther.body, session.ReasonBadState) {
+		if refusedOther.StatusCode != 400 || !strings.Contains(refusedOther.body, string(reason.InvalidState)) {
 			t.Errorf("replay: %d %s", refusedOther.StatusCode, refusedOther.body)
 		}
 		if w := b2.api("/.portcullis/whoami"); w.StatusCode != 401 {
@@ -164,9 +165,9 @@ func TestCallbackStateAttacks(t *testing.T) {
 		cb := attacker.toCallback("/.portcullis/login", "bob")
 		victim := e.browser()
 		victim.nav("/.portcullis/login") // the victim's own login cookie
-		refused(t, e, victim, victim.nav(cb.String()), 400, session.ReasonLoginMismatch)
+		refused(t, e, victim, victim.nav(cb.String()), 400, string(reason.LoginBrowserMismatch))
 		// A browser without any login cookie is refused too; and the state is spent.
-		refused(t, e, attacker, attacker.nav(cb.String()), 400, session.ReasonBadState)
+		refused(t, e, attacker, attacker.nav(cb.String()), 400, string(reason.InvalidState))
 	})
 	t.Run("provider error is escaped", func(t *testing.T) {
 		b := e.browser()
@@ -174,7 +175,7 @@ func TestCallbackStateAttacks(t *testing.T) {
 		st, _ := url.Parse(p.loc())
 		q := url.Values{"state": {st.Query().Get("state")}, "error": {"x<script>alert(1)</script>"}, "error_description": {"<script>alert(2)</script>"}}
 		p = b.nav("/.portcullis/callback?" + q.Encode())
-		refused(t, e, b, p, 400, session.ReasonIdPError)
+		refused(t, e, b, p, 400, string(reason.IdPError))
 		if strings.Contains(p.body, "<script>") || strings.Contains(p.body, "alert") {
 			t.Errorf("provider text echoed: %s", p.body)
 		}
@@ -192,11 +193,11 @@ func TestCallbackStateAttacks(t *testing.T) {
 		cb1 := b.toCallback("/.portcullis/login", "alice")
 		cb2 := b.toCallback("/.portcullis/login", "alice")
 		q := url.Values{"code": {cb1.Query().Get("code")}, "state": {cb2.Query().Get("state")}}
-		refused(t, e, b, b.nav("/.portcullis/callback?"+q.Encode()), 400, session.ReasonSignInFailed)
+		refused(t, e, b, b.nav("/.portcullis/callback?"+q.Encode()), 400, string(reason.SignInFailed))
 	})
 	t.Run("unverified email", func(t *testing.T) {
 		b := e.browser()
-		refused(t, e, b, b.signIn("/.portcullis/login", "eve"), 403, session.ReasonEmailUnverified)
+		refused(t, e, b, b.signIn("/.portcullis/login", "eve"), 403, string(reason.EmailNotVerified))
 	})
 }
 
@@ -205,7 +206,7 @@ func TestCallbackStateExpires(t *testing.T) {
 	b := e.browser()
 	cb := b.toCallback("/.portcullis/login", "alice")
 	time.Sleep(1200 * time.Millisecond)
-	refused(t, e, b, b.nav(cb.String()), 400, session.ReasonBadState)
+	refused(t, e, b, b.nav(cb.String()), 400, string(reason.InvalidState))
 }
 
 func TestIDTokenSubstitution(t *testing.T) {
@@ -229,7 +230,7 @@ func TestIDTokenSubstitution(t *testing.T) {
 			e.swap.with.Store(&tok)
 			defer e.swap.with.Store(nil)
 			b := e.browser()
-			refused(t, e, b, b.signIn("/.portcullis/login", "alice"), 400, session.ReasonSignInFailed)
+			refused(t, e, b, b.signIn("/.portcullis/login", "alice"), 400, string(reason.SignInFailed))
 			logHas(t, e, tc.cause)
 		})
 	}
@@ -239,7 +240,7 @@ func TestIDTokenSubstitution(t *testing.T) {
 		cb := b.toCallback("/.portcullis/login", "alice")
 		e.clock.set(2 * time.Hour)
 		defer e.clock.set(0)
-		refused(t, e, b, b.nav(cb.String()), 400, session.ReasonSignInFailed)
+		refused(t, e, b, b.nav(cb.String()), 400, string(reason.SignInFailed))
 		logHas(t, e, "token is expired")
 	})
 	t.Run("forced bad claims", func(t *testing.T) {
@@ -260,7 +261,7 @@ func TestIDTokenSubstitution(t *testing.T) {
 			t.Run(f.name, func(t *testing.T) {
 				e.idp.ForceClaims("alice", f.set)
 				b := e.browser()
-				refused(t, e, b, b.signIn("/.portcullis/login", "alice"), 400, session.ReasonSignInFailed)
+				refused(t, e, b, b.signIn("/.portcullis/login", "alice"), 400, string(reason.SignInFailed))
 				logHas(t, e, f.cause)
 			})
 		}

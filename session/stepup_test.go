@@ -330,60 +330,6 @@ func TestStepUpTicketChecks(t *testing.T) {
 	}
 }
 
-func TestElevationSatisfies(t *testing.T) {
-	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	su := &config.StepUp{ACR: []string{"gold", "platinum"}, AMR: []string{"otp", "mfa"}, MaxAge: config.Duration(5 * time.Minute)}
-	good := session.Elevation{ACR: "gold", AMR: []string{"pwd", "otp", "mfa"}, Org: "acme",
-		AuthTime: now.Add(-time.Minute), GrantedAt: now.Add(-time.Minute), Until: now.Add(time.Minute)}
-	for _, c := range []struct {
-		name string
-		edit func(*session.Elevation)
-		org  string
-		su   *config.StepUp
-		want bool
-	}{
-		{"good", func(*session.Elevation) {}, "acme", su, true},
-		{"other acceptable acr", func(e *session.Elevation) { e.ACR = "platinum" }, "acme", su, true},
-		{"other org", func(*session.Elevation) {}, "beta", su, false},
-		{"no org", func(*session.Elevation) {}, "", su, false},
-		{"weaker acr", func(e *session.Elevation) { e.ACR = "silver" }, "acme", su, false},
-		{"acr case", func(e *session.Elevation) { e.ACR = "Gold" }, "acme", su, false},
-		{"amr missing", func(e *session.Elevation) { e.AMR = []string{"pwd", "otp"} }, "acme", su, false},
-		{"no amr", func(e *session.Elevation) { e.AMR = nil }, "acme", su, false},
-		{"expired", func(e *session.Elevation) { e.Until = now }, "acme", su, false},
-		{"auth too old for this route", func(e *session.Elevation) { e.AuthTime = now.Add(-5*time.Minute - time.Second) }, "acme", su, false},
-		{"auth exactly max_age old", func(e *session.Elevation) { e.AuthTime = now.Add(-5 * time.Minute) }, "acme", su, true},
-		{"no auth_time", func(e *session.Elevation) { e.AuthTime = time.Time{} }, "acme", su, false},
-		{"amr only route", func(e *session.Elevation) { e.ACR = "" }, "acme", &config.StepUp{AMR: []string{"otp"}, MaxAge: su.MaxAge}, true},
-	} {
-		el := good
-		el.AMR = append([]string(nil), good.AMR...)
-		c.edit(&el)
-		if got := el.Satisfies(c.org, c.su, now); got != c.want {
-			t.Errorf("%s: Satisfies = %v, want %v", c.name, got, c.want)
-		}
-		s := session.Session{Elevations: []session.Elevation{el}}
-		if got := s.Elevated(c.org, c.su, now); got != c.want {
-			t.Errorf("%s: Elevated = %v, want %v", c.name, got, c.want)
-		}
-	}
-	if (&session.Session{}).Elevated("", su, now) {
-		t.Error("a session without elevations is elevated")
-	}
-}
-
-func TestNewChallengeCapsElevation(t *testing.T) {
-	r := &config.Route{Name: "admin", StepUp: &config.StepUp{ACR: []string{"x"}, MaxAge: config.Duration(time.Minute)}}
-	c := session.NewChallenge(r, "acme", "/admin")
-	if c.Elevation != time.Minute || c.MaxAge != time.Minute || c.Org != "acme" || c.Route != "admin" || c.ReturnTo != "/admin" {
-		t.Fatalf("challenge: %+v", c)
-	}
-	r.StepUp.Elevation = config.Duration(time.Hour)
-	if c := session.NewChallenge(r, "", "/"); c.Elevation != time.Minute {
-		t.Fatalf("elevation above max_age: %v", c.Elevation)
-	}
-}
-
 // SU-02: whatever the provider's ID token says wrongly or oddly, no elevation, no 5xx and no
 // redirect back into the flow.
 func TestStepUpMalformedClaims(t *testing.T) {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"log/slog"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/invalcache"
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
@@ -21,9 +23,8 @@ const DefaultCacheTTL = 2 * time.Second
 const CacheDisabled time.Duration = 0
 
 const (
-	cacheShards = 64 // a power of two; enough that concurrent requests rarely share a lock
 	// maxShardEntries bounds memory: org ids can come from the Host header, so absent
-	// memberships of made-up orgs are cached too. 64 × 4096 = 262144 entries.
+	// memberships of made-up orgs are cached too. 64 shards × 4096 = 262144 entries.
 	maxShardEntries = 4096
 	// fillTimeout bounds a shared Redis read, which does not follow any single caller's
 	// context (one caller giving up must not fail the others waiting for the same key).
@@ -34,31 +35,25 @@ const (
 )
 
 // Cache is a local cache in front of Store.Lookup, kept fresh by the invalidations that every
-// change (Orgs) publishes, with a TTL as backstop for a lost message. A cold key costs one Redis
-// round trip (concurrent misses of one key share it); a warm one costs none and does not
-// allocate.
+// change (Orgs) publishes, with a TTL as backstop for a lost message: an invalcache.Cache,
+// whose rules (nothing served unless the subscription is confirmed, a read that raced an
+// invalidation is not kept, concurrent misses share one read) are the session cache's too. A
+// cold key costs one Redis round trip; a warm one costs none and does not allocate.
 //
-// Freshness: an entry, present or absent, is served while younger than the TTL (counted from
-// before the read that filled it). An invalidation drops the entries it names (org-wide,
-// membership, or user-wide). When the subscription breaks or is re-established, everything is
-// dropped, since messages may have been lost in between. A read that was in flight when any
-// invalidation arrived answers its callers but is not cached.
+// An invalidation drops the entries it names (org-wide, membership, or user-wide); absent
+// records are cached like present ones.
 //
 // Cache is safe for concurrent use. Returned records are shared between callers and must not be
 // modified.
 type Cache struct {
 	s   *Store
-	ttl time.Duration
 	log *slog.Logger
-
-	seed   maphash.Seed
-	start  time.Time     // origin of the monotonic clock used for ages
-	gen    atomic.Uint64 // bumped by every invalidation, see fill
-	shards [cacheShards]cacheShard
+	// c is nil when the cache is disabled: every Lookup then asks Redis.
+	c    *invalcache.Cache[cacheKey, cacheEntry]
+	seed maphash.Seed
 
 	prefetchWarned atomic.Bool // a failed prefetch was logged (once per Cache)
 
-	live        atomic.Bool            // the subscription is confirmed
 	last        atomic.Pointer[string] // the last message applied, so tests can wait for it
 	healthEvery time.Duration
 	cancel      context.CancelFunc
@@ -68,25 +63,10 @@ type Cache struct {
 
 type cacheKey struct{ org, user string }
 
+// cacheEntry is what Lookup answers for a key: either record may be nil (absent).
 type cacheEntry struct {
 	org *Org
 	mem *Membership
-	at  time.Duration // since Cache.start, when the read that filled it began
-}
-
-type cacheShard struct {
-	mu       sync.RWMutex
-	m        map[cacheKey]cacheEntry
-	inflight map[cacheKey]*cacheFill // under mu, written only with the exclusive lock
-	_        [64]byte                // keep shards' locks on separate cache lines
-}
-
-// cacheFill is one Redis read shared by every concurrent miss of its key.
-type cacheFill struct {
-	done chan struct{}
-	org  *Org
-	mem  *Membership
-	err  error
 }
 
 // NewCache returns a cache over s.Lookup with entries living ttl (CacheDisabled, or any ttl <= 0:
@@ -97,14 +77,14 @@ func NewCache(s *Store, ttl time.Duration, log *slog.Logger) *Cache {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Cache{s: s, ttl: ttl, log: log, seed: maphash.MakeSeed(), start: time.Now(), healthEvery: healthEvery}
-	for i := range c.shards {
-		c.shards[i].m = map[cacheKey]cacheEntry{}
-		c.shards[i].inflight = map[cacheKey]*cacheFill{}
-	}
+	c := &Cache{s: s, log: log, seed: maphash.MakeSeed(), healthEvery: healthEvery}
 	if ttl <= 0 {
 		return c
 	}
+	c.c = invalcache.New[cacheKey, cacheEntry](invalcache.Options[cacheKey]{
+		TTL: ttl, PerShard: maxShardEntries,
+		Hash: func(k cacheKey) uint64 { return maphash.String(c.seed, k.org)*31 ^ maphash.String(c.seed, k.user) },
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	c.watch = &channelWatch{
@@ -112,23 +92,14 @@ func NewCache(s *Store, ttl time.Duration, log *slog.Logger) *Cache {
 		lost:      "cache: invalidation subscription lost; dropping all entries until it is back",
 		active:    "cache: invalidation subscription active",
 		onMessage: c.invalidate,
-		onLive: func(live bool) {
-			if !live {
-				c.live.Store(false)
-			}
-			c.drop(nil)
-			if live {
-				c.live.Store(true)
-			}
-		},
+		onLive:    c.c.SetLive,
 	}
 	c.watch.start(ctx)
 	return c
 }
 
-// Close stops the subscription and waits for it to end; later calls do nothing. The cache keeps
-// answering, from Redis and from entries younger than the TTL, but no longer hears
-// invalidations; close it only when done with it.
+// Close stops the subscription and waits for it to end; later calls do nothing. The cache then
+// answers from Redis only: nothing it holds is served once nobody tells it of changes.
 func (c *Cache) Close() error {
 	if c.cancel == nil {
 		return nil
@@ -137,13 +108,14 @@ func (c *Cache) Close() error {
 	c.closeOnce.Do(func() {
 		c.cancel()
 		err = c.watch.close()
+		c.c.SetLive(false)
 	})
 	return err
 }
 
 // Subscribed reports whether the invalidation subscription is currently confirmed. While it is
-// not, entries still expire after the TTL; a health check may report it.
-func (c *Cache) Subscribed() bool { return c.live.Load() }
+// not, nothing is served from the cache; a health check may report it.
+func (c *Cache) Subscribed() bool { return c.c != nil && c.c.Live() }
 
 // Lookup is Store.Lookup through the cache: the organisation and the user's membership of it,
 // nil when absent. Errors are not cached.
@@ -157,26 +129,28 @@ func (c *Cache) Lookup(ctx context.Context, org, user string) (*Org, *Membership
 		// cannot fill the cache.
 		return c.s.Lookup(ctx, org, user)
 	}
-	if c.ttl <= 0 {
+	if c.c == nil {
 		if r, ok := c.takePrefetched(ctx, org, user); ok {
 			return r.o, r.m, nil
 		}
 		return c.s.Lookup(ctx, org, user)
 	}
 	k := cacheKey{org, user}
-	sh := c.shard(org, user)
-	now := time.Since(c.start)
-	sh.mu.RLock()
-	e, ok := sh.m[k]
-	sh.mu.RUnlock()
-	if ok && now-e.at < c.ttl {
+	if e, ok := c.c.Get(k); ok {
 		return e.org, e.mem, nil
 	}
 	if r, ok := c.takePrefetched(ctx, org, user); ok {
-		c.keep(k, r)
+		c.c.Put(k, cacheEntry{org: r.o, mem: r.m}, r.at, r.gen)
 		return r.o, r.m, nil
 	}
-	return c.miss(ctx, sh, k)
+	e, err := c.c.Load(ctx, k, fillTimeout, func(ctx context.Context) (cacheEntry, error) {
+		o, m, err := c.s.Lookup(ctx, org, user)
+		return cacheEntry{org: o, mem: m}, err
+	})
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrUnavailable) {
+		return nil, nil, c.s.unavailable("lookup "+org, err)
+	}
+	return e.org, e.mem, err
 }
 
 // OrgsOf is Store.OrgsOf, uncached: the org picker is not on every request, and it must not
@@ -185,100 +159,16 @@ func (c *Cache) OrgsOf(ctx context.Context, user string) ([]string, error) {
 	return c.s.OrgsOf(ctx, user)
 }
 
-func (c *Cache) shard(org, user string) *cacheShard {
-	h := maphash.String(c.seed, org)*31 ^ maphash.String(c.seed, user)
-	return &c.shards[h&(cacheShards-1)]
-}
-
-// miss joins the read in flight for k, or starts one, and waits for it or for ctx.
-func (c *Cache) miss(ctx context.Context, sh *cacheShard, k cacheKey) (*Org, *Membership, error) {
-	sh.mu.Lock()
-	if e, ok := sh.m[k]; ok && time.Since(c.start)-e.at < c.ttl {
-		sh.mu.Unlock()
-		return e.org, e.mem, nil
-	}
-	f := sh.inflight[k]
-	if f == nil {
-		f = &cacheFill{done: make(chan struct{})}
-		sh.inflight[k] = f
-		go c.fill(ctx, sh, k, f)
-	}
-	sh.mu.Unlock()
-	select {
-	case <-f.done:
-		return f.org, f.mem, f.err
-	case <-ctx.Done():
-		return nil, nil, c.s.unavailable("lookup "+k.org, context.Cause(ctx))
-	}
-}
-
-// fill reads k from Redis for every caller waiting on f and caches the answer, unless an
-// invalidation arrived while it read (the answer may predate the change).
-func (c *Cache) fill(ctx context.Context, sh *cacheShard, k cacheKey, f *cacheFill) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
-	defer cancel()
-	gen := c.gen.Load()
-	at := time.Since(c.start)
-	f.org, f.mem, f.err = c.s.Lookup(ctx, k.org, k.user)
-	sh.mu.Lock()
-	delete(sh.inflight, k)
-	if f.err == nil {
-		c.storeLocked(sh, k, cacheEntry{org: f.org, mem: f.mem, at: at}, gen)
-	}
-	sh.mu.Unlock()
-	close(f.done)
-}
-
-// storeLocked caches e, read when the invalidation generation was gen, under k in sh (whose
-// lock the caller holds): not if an invalidation arrived since (the read may predate the
-// change), nor over an entry read later than e.
-func (c *Cache) storeLocked(sh *cacheShard, k cacheKey, e cacheEntry, gen uint64) {
-	if c.gen.Load() != gen {
-		return
-	}
-	if old, ok := sh.m[k]; ok && old.at >= e.at {
-		return
-	}
-	if len(sh.m) >= maxShardEntries {
-		sh.evict(time.Since(c.start) - c.ttl)
-	}
-	sh.m[k] = e
-}
-
-// evict makes room: first entries filled before cutoff (expired), then, if none, any one.
-// Called with the exclusive lock.
-func (sh *cacheShard) evict(cutoff time.Duration) {
-	for k, e := range sh.m {
-		if e.at < cutoff {
-			delete(sh.m, k)
-		}
-	}
-	for k := range sh.m {
-		if len(sh.m) < maxShardEntries {
-			break
-		}
-		delete(sh.m, k)
-	}
-}
-
-// drop removes the entries match selects from every shard (nil: all of them). The generation is
-// bumped first, so a read in flight cannot store an answer older than this invalidation.
+// drop removes the entries match selects (nil: all of them); reads in flight are not kept.
 func (c *Cache) drop(match func(cacheKey) bool) {
-	c.gen.Add(1)
-	for i := range c.shards {
-		sh := &c.shards[i]
-		sh.mu.Lock()
-		if match == nil {
-			clear(sh.m)
-		} else {
-			for k := range sh.m {
-				if match(k) {
-					delete(sh.m, k)
-				}
-			}
-		}
-		sh.mu.Unlock()
+	if c.c == nil {
+		return
 	}
+	if match == nil {
+		c.c.ForgetIf(nil)
+		return
+	}
+	c.c.ForgetIf(func(k cacheKey, _ cacheEntry) bool { return match(k) })
 }
 
 // invalidate applies one message from the invalidation channel.
@@ -291,12 +181,7 @@ func (c *Cache) invalidate(msg string) {
 		c.log.Warn("cache: unreadable invalidation, dropping all entries", "message", msg)
 		c.drop(nil)
 	case kind == 'm':
-		c.gen.Add(1)
-		k := cacheKey{org, user}
-		sh := c.shard(org, user)
-		sh.mu.Lock()
-		delete(sh.m, k)
-		sh.mu.Unlock()
+		c.c.Forget(cacheKey{org, user})
 	case kind == 'o':
 		c.drop(func(k cacheKey) bool { return k.org == org })
 	case kind == 'u':

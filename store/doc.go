@@ -1,6 +1,8 @@
-// Package store is Portcullis's access to Redis: connection set-up, and — as later issues add
-// them — the session, organisation and membership records, the scripts and pipelines that read
-// and change them, and the pub/sub invalidations.
+// Package store is Portcullis's access to Redis: connection set-up, the session,
+// organisation and membership records, the scripts and pipelines that read and change them,
+// the audit stream, and the pub/sub invalidations that keep every replica's local caches
+// (Cache for memberships, WatchSessions for sessions, both on internal/invalcache) fresh.
+// Every miss is ErrNotFound and every outage wraps ErrUnavailable (errors.go).
 //
 // It is the only package that knows Redis key names (all of them are built in keys.go) and the
 // only non-test package that imports the Redis client, so the data layout can change in one

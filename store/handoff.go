@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -13,9 +14,9 @@ import (
 // never by the secrets themselves. Every method is safe for concurrent use, takes the context
 // first, and returns an error wrapping ErrUnavailable when Redis does not answer.
 
-// ErrNoHandoff is returned when a handoff request or code does not exist: unknown, expired or
-// already used.
-var ErrNoHandoff = errors.New("handoff not found")
+// errNoHandoff is the miss of the handoff methods, an ErrNotFound: the request or code does
+// not exist (unknown, expired or already used).
+var errNoHandoff = fmt.Errorf("handoff %w", ErrNotFound)
 
 // SaveHandoff stores a handoff request under handle h for ttl. An existing entry is never
 // overwritten.
@@ -24,7 +25,7 @@ func (s *Store) SaveHandoff(ctx context.Context, h string, rec []byte, ttl time.
 }
 
 // TakeHandoff returns and deletes the handoff request under h in one atomic step (GETDEL). A
-// miss is ErrNoHandoff.
+// miss is ErrNotFound.
 func (s *Store) TakeHandoff(ctx context.Context, h string) ([]byte, error) {
 	return s.takeOnce(ctx, "take handoff request", s.keys.handoffRequest(h))
 }
@@ -36,7 +37,7 @@ func (s *Store) SaveHandoffCode(ctx context.Context, h string, rec []byte, ttl t
 }
 
 // TakeHandoffCode returns and deletes the handoff code under h in one atomic step (GETDEL), so
-// a code works once even when posted twice at the same moment. A miss is ErrNoHandoff.
+// a code works once even when posted twice at the same moment. A miss is ErrNotFound.
 func (s *Store) TakeHandoffCode(ctx context.Context, h string) ([]byte, error) {
 	return s.takeOnce(ctx, "take handoff code", s.keys.handoffCode(h))
 }
@@ -59,7 +60,7 @@ func (s *Store) takeOnce(ctx context.Context, op, key string) ([]byte, error) {
 	b, err := s.rdb.GetDel(ctx, key).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return nil, ErrNoHandoff
+		return nil, errNoHandoff
 	case err != nil:
 		return nil, s.unavailable(op, err)
 	}

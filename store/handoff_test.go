@@ -46,7 +46,7 @@ func TestHandoffRecordsAreSingleUse(t *testing.T) {
 				switch {
 				case err == nil && string(b) == "rec":
 					wins.Add(1)
-				case errors.Is(err, ErrNoHandoff):
+				case errors.Is(err, ErrNotFound):
 				default:
 					t.Errorf("%s: take: %q %v", kind.name, b, err)
 				}
@@ -61,7 +61,7 @@ func TestHandoffRecordsAreSingleUse(t *testing.T) {
 	if err := st.SaveHandoff(ctx, "same", []byte("r"), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.TakeHandoffCode(ctx, "same"); !errors.Is(err, ErrNoHandoff) {
+	if _, err := st.TakeHandoffCode(ctx, "same"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a request was taken as a code: %v", err)
 	}
 	if err := st.SaveHandoff(ctx, "zero", []byte("r"), 0); err == nil {
@@ -88,7 +88,7 @@ func TestEndFamily(t *testing.T) {
 		t.Fatalf("EndFamily: %d %v", n, err)
 	}
 	for _, h := range []string{"p", "c1", "c2"} {
-		if _, err := st.LoadSession(ctx, h); !errors.Is(err, ErrNoSession) {
+		if _, err := st.LoadSession(ctx, h); !errors.Is(err, ErrNotFound) {
 			t.Errorf("%s survived: %v", h, err)
 		}
 	}

@@ -8,8 +8,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/portcullis-proxy/portcullis/audit"
 )
 
 // DefaultInvitationTTL is how long an invitation waits for its first sign-in when Invite is

@@ -28,19 +28,6 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
-// Errors of the organisation and membership methods. errors.Is finds them in returned errors.
-var (
-	// ErrNotFound: the organisation, membership or invitation does not exist.
-	ErrNotFound = errors.New("not found")
-	// ErrInvalid: an argument is malformed (bad id, unknown kind or status, empty actor…).
-	ErrInvalid = errors.New("invalid")
-	// ErrExists: creating something that is already there (an org, a domain of the org).
-	ErrExists = errors.New("already exists")
-	// ErrConflict: the change clashes with other data (a domain verified by another org), or
-	// concurrent changes kept it from committing after several attempts.
-	ErrConflict = errors.New("conflict")
-)
-
 // Lookup returns organisation org and user's membership of it, in one round trip (both keys
 // share org's hash tag, so one MGET). Either is nil when absent; that is not an error, since
 // "not a member" is an answer authz needs. An org id that cannot exist (it comes from a Host

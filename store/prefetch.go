@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/portcullis-proxy/portcullis/internal/invalcache"
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
@@ -107,8 +108,8 @@ type prefetched struct {
 	org, user string
 	o         *Org
 	m         *Membership
-	gen       uint64        // the Cache's generation before the read
-	at        time.Duration // since Cache.start, before the read
+	gen       invalcache.Gen // the cache's generation before the read
+	at        time.Time      // the cache's clock before the read
 }
 
 // WithPrefetch returns ctx marked so that loading the request's session (Store.LoadSession,
@@ -134,7 +135,10 @@ func prefetchFrom(ctx context.Context) *prefetch {
 
 // loadSessionPrefetch is LoadSession through prefetchScript, filling p.
 func (s *Store) loadSessionPrefetch(ctx context.Context, h string, p *prefetch) ([]byte, error) {
-	r := &prefetched{gen: p.c.gen.Load(), at: time.Since(p.c.start)}
+	r := &prefetched{at: time.Now()}
+	if p.c.c != nil {
+		r.gen, r.at = p.c.c.Begin(), p.c.c.Now()
+	}
 	vals, err := prefetchScript.Run(ctx, s.rdb, []string{s.keys.sessionRecord(h)}, s.keys.prefix, p.org).Slice()
 	var rerr redis.Error
 	if err != nil && errors.As(err, &rerr) {
@@ -148,7 +152,7 @@ func (s *Store) loadSessionPrefetch(ctx context.Context, h string, p *prefetch) 
 	}
 	status, _ := vals[0].(string)
 	if status == "absent" {
-		return nil, ErrNoSession
+		return nil, errNoSession
 	}
 	if len(vals) < 2 {
 		p.res.Store(&prefetched{err: fmt.Errorf("prefetch script: unexpected reply %q", status)})
@@ -235,13 +239,4 @@ func (c *Cache) takePrefetched(ctx context.Context, org, user string) (*prefetch
 		return nil, false
 	}
 	return r, true
-}
-
-// keep caches what a prefetch read for k, unless an invalidation arrived since before the read
-// or the entry there is younger.
-func (c *Cache) keep(k cacheKey, r *prefetched) {
-	sh := c.shard(k.org, k.user)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	c.storeLocked(sh, k, cacheEntry{org: r.o, mem: r.m, at: r.at}, r.gen)
 }

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/redistest"
-	"github.com/redis/go-redis/v9"
 )
 
 // pfFixture is a Store on the shared server (own database and prefix) with a Cache, the change
@@ -179,7 +180,7 @@ func TestPrefetchScript(t *testing.T) {
 
 	t.Run("absent session", func(t *testing.T) {
 		b, r, n, _, err := f.load("nobody", "acme")
-		if !errors.Is(err, ErrNoSession) || b != nil || r != nil || n != 1 {
+		if !errors.Is(err, ErrNotFound) || b != nil || r != nil || n != 1 {
 			t.Errorf("absent: %q %v, prefetched %v, %d round trips", b, err, r, n)
 		}
 	})
@@ -443,7 +444,7 @@ func TestPrefetchFailsClosed(t *testing.T) {
 	srv.Stop()
 	for _, org := range []string{"", "acme"} {
 		_, err := s.LoadSession(cache.WithPrefetch(ctx, org), "h")
-		if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNoSession) {
+		if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) {
 			t.Errorf("stopped (hint %q): %v, want ErrUnavailable", org, err)
 		}
 	}
@@ -451,7 +452,7 @@ func TestPrefetchFailsClosed(t *testing.T) {
 	srv.Restart()
 	srv.Pause()
 	_, err := s.LoadSession(cache.WithPrefetch(ctx, "acme"), "h")
-	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNoSession) {
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) {
 		t.Errorf("paused: %v, want ErrUnavailable", err)
 	}
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -70,10 +71,10 @@ func TestSessionChangesAreAnnounced(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait("h1") // the touch before it announced nothing
-	if err := st.UpdateSession(ctx, "gone", []byte(`{}`), time.Minute); err != ErrNoSession {
+	if err := st.UpdateSession(ctx, "gone", []byte(`{}`), time.Minute); !errors.Is(err, ErrNotFound) {
 		t.Errorf("update of a missing session: %v", err)
 	}
-	if err := st.TouchSession(ctx, "gone", []byte(`{}`), time.Minute); err != ErrNoSession {
+	if err := st.TouchSession(ctx, "gone", []byte(`{}`), time.Minute); !errors.Is(err, ErrNotFound) {
 		t.Errorf("touch of a missing session: %v", err)
 	}
 	wait("gone")

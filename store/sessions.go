@@ -16,13 +16,13 @@ import (
 // Every method is safe for concurrent use, takes the context first, and returns an error
 // wrapping ErrUnavailable when Redis does not answer.
 
-// ErrNoSession is returned when a session record does not exist (never created, expired,
-// revoked).
-var ErrNoSession = errors.New("session not found")
-
-// ErrNoLoginState is returned by TakeLogin when the sign-in state does not exist: unknown,
-// expired or already used.
-var ErrNoLoginState = errors.New("sign-in state not found")
+// Misses of the session methods; both are ErrNotFound. errNoSession: the record does not
+// exist (never created, expired, revoked); errNoLoginState: the sign-in state does not exist
+// (unknown, expired or already used).
+var (
+	errNoSession    = fmt.Errorf("session %w", ErrNotFound)
+	errNoLoginState = fmt.Errorf("sign-in state %w", ErrNotFound)
+)
 
 // SaveLogin stores a started sign-in under handle h for ttl. An existing entry is never
 // overwritten (handles come from 256-bit random values; a collision means a bug).
@@ -41,12 +41,12 @@ func (s *Store) SaveLogin(ctx context.Context, h string, rec []byte, ttl time.Du
 }
 
 // TakeLogin returns and deletes the sign-in stored under h in one atomic step (GETDEL), so a
-// state can be used once even by concurrent callbacks. A miss is ErrNoLoginState.
+// state can be used once even by concurrent callbacks. A miss is ErrNotFound.
 func (s *Store) TakeLogin(ctx context.Context, h string) ([]byte, error) {
 	b, err := s.rdb.GetDel(ctx, s.keys.loginState(h)).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return nil, ErrNoLoginState
+		return nil, errNoLoginState
 	case err != nil:
 		return nil, s.unavailable("take sign-in state", err)
 	}
@@ -84,7 +84,7 @@ func (s *Store) CreateSession(ctx context.Context, h, user, iss, sid string, rec
 	return nil
 }
 
-// LoadSession returns the record stored under h, or ErrNoSession.
+// LoadSession returns the record stored under h, or ErrNotFound.
 //
 // When ctx was marked by Cache.WithPrefetch (for a Cache over s) and this is the first
 // LoadSession with it, the organisation and membership of the record's user are read in the
@@ -102,7 +102,7 @@ func (s *Store) getSession(ctx context.Context, h string) ([]byte, error) {
 	b, err := s.rdb.Get(ctx, s.keys.sessionRecord(h)).Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return nil, ErrNoSession
+		return nil, errNoSession
 	case err != nil:
 		return nil, s.unavailable("load session", err)
 	}
@@ -110,7 +110,7 @@ func (s *Store) getSession(ctx context.Context, h string) ([]byte, error) {
 }
 
 // UpdateSession replaces the record under h and its TTL, only if it still exists (SET XX): a
-// session revoked meanwhile is not brought back. A missing record is ErrNoSession. The change is
+// session revoked meanwhile is not brought back. A missing record is ErrNotFound. The change is
 // announced on the session invalidation channel in the same round trip, so every replica's
 // session cache drops its copy (WatchSessions).
 func (s *Store) UpdateSession(ctx context.Context, h string, rec []byte, ttl time.Duration) error {
@@ -141,7 +141,7 @@ func (s *Store) setSession(ctx context.Context, op, h string, rec []byte, ttl ti
 	}
 	switch {
 	case errors.Is(err, redis.Nil):
-		return ErrNoSession
+		return errNoSession
 	case err != nil:
 		return s.unavailable(op, err)
 	}

@@ -57,7 +57,7 @@ func TestLoginStateIsSingleUse(t *testing.T) {
 			switch {
 			case err == nil && string(b) == "rec":
 				wins.Add(1)
-			case errors.Is(err, ErrNoLoginState):
+			case errors.Is(err, ErrNotFound):
 			default:
 				t.Errorf("TakeLogin: %q %v", b, err)
 			}
@@ -67,7 +67,7 @@ func TestLoginStateIsSingleUse(t *testing.T) {
 	if wins.Load() != 1 {
 		t.Errorf("%d callbacks took the state, want 1", wins.Load())
 	}
-	if _, err := st.TakeLogin(ctx, "unknown"); !errors.Is(err, ErrNoLoginState) {
+	if _, err := st.TakeLogin(ctx, "unknown"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown state: %v", err)
 	}
 }
@@ -137,11 +137,11 @@ func TestSessionLifecycle(t *testing.T) {
 	if err := st.DeleteSession(ctx, "h1", user, iss, "sid1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.LoadSession(ctx, "h1"); !errors.Is(err, ErrNoSession) {
+	if _, err := st.LoadSession(ctx, "h1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("after delete: %v", err)
 	}
 	// An update does not bring a deleted (revoked) session back.
-	if err := st.UpdateSession(ctx, "h1", []byte(`{"v":3}`), time.Minute); !errors.Is(err, ErrNoSession) {
+	if err := st.UpdateSession(ctx, "h1", []byte(`{"v":3}`), time.Minute); !errors.Is(err, ErrNotFound) {
 		t.Errorf("update of a deleted session: %v", err)
 	}
 	if n := rdb.Exists(ctx, st.keys.sessionRecord("h1")).Val(); n != 0 {
@@ -167,7 +167,7 @@ func TestRevokeUserAndSID(t *testing.T) {
 	if n, err := st.RevokeSID(ctx, iss, "s1"); err != nil || n != 1 {
 		t.Errorf("RevokeSID: %d %v", n, err)
 	}
-	if _, err := st.LoadSession(ctx, "a1"); !errors.Is(err, ErrNoSession) {
+	if _, err := st.LoadSession(ctx, "a1"); !errors.Is(err, ErrNotFound) {
 		t.Error("a1 survived RevokeSID")
 	}
 	if _, err := st.LoadSession(ctx, "a2"); err != nil {
@@ -177,7 +177,7 @@ func TestRevokeUserAndSID(t *testing.T) {
 		t.Errorf("RevokeUser: %d %v, want 2 (a1 was already gone)", n, err)
 	}
 	for _, h := range []string{"a2", "a3"} {
-		if _, err := st.LoadSession(ctx, h); !errors.Is(err, ErrNoSession) {
+		if _, err := st.LoadSession(ctx, h); !errors.Is(err, ErrNotFound) {
 			t.Errorf("%s survived RevokeUser", h)
 		}
 	}
@@ -227,7 +227,7 @@ func TestSessionMethodsFailClosedWhenRedisIsDown(t *testing.T) {
 			t.Errorf("%s with Redis down: %v, want ErrUnavailable", op, err)
 		}
 		// A miss must never be what an outage looks like.
-		if errors.Is(err, ErrNoSession) || errors.Is(err, ErrNoLoginState) {
+		if errors.Is(err, ErrNotFound) {
 			t.Errorf("%s with Redis down reported a miss", op)
 		}
 		if err != nil && strings.Contains(err.Error(), "h2") {

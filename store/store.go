@@ -16,15 +16,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ErrNotConfigured is returned by New when the configuration has no Redis address, which means
-// Redis is not in use (only public routes can work).
-var ErrNotConfigured = errors.New("redis is not configured")
-
-// ErrUnavailable marks errors caused by Redis not answering (connection refused, timeout, closed
-// store, authentication failure). Callers fail closed on it with reason store_unavailable;
-// errors.Is finds it in the errors returned by Store's methods.
-var ErrUnavailable = errors.New("store unavailable")
-
 // Default timeouts when the configuration leaves them zero. They are short because Portcullis
 // answers a request only after Redis does: a hung Redis must turn into a quick 503, not a hung
 // proxy. A request's context deadline, when shorter, wins.

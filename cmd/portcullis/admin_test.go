@@ -437,8 +437,8 @@ func TestAdminPersonOffboard(t *testing.T) {
 		t.Errorf("offboard --json = %+v", res)
 	}
 	for _, h := range []string{"h-alice-1", "h-alice-2"} {
-		if _, err := b.st.LoadSession(b.ctx, h); !errors.Is(err, store.ErrNoSession) {
-			t.Errorf("session %s after offboarding: %v, want ErrNoSession", h, err)
+		if _, err := b.st.LoadSession(b.ctx, h); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("session %s after offboarding: %v, want ErrNotFound", h, err)
 		}
 	}
 	if _, err := b.st.LoadSession(b.ctx, "h-bob"); err != nil {

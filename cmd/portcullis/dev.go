@@ -126,12 +126,12 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail("start", err)
 	}
-	srv, err := proxy.New(cfg, opts)
+	srv, err := proxy.New(proxy.SettingsOf(cfg), opts)
 	if err != nil {
 		return fail("start", err)
 	}
 	served.Store(srv)
-	go reloadLoop(ctx, cfgPath, srv, level, log)
+	go reloadLoop(ctx, cfgPath, cfg, srv, level, log)
 	err = srv.Run(ctx, func(l proxy.Listeners) {
 		fmt.Fprint(stdout, walkthrough("https://"+l.Main.String(), cfgPath, totp))
 	})

@@ -53,13 +53,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		log.Error("start", slog.Any("error", err))
 		return 1
 	}
-	srv, err := proxy.New(cfg, opts)
+	srv, err := proxy.New(proxy.SettingsOf(cfg), opts)
 	if err != nil {
 		log.Error("start", slog.Any("error", err))
 		return 1
 	}
 	served.Store(srv)
-	go reloadLoop(ctx, *path, srv, level, log)
+	go reloadLoop(ctx, *path, cfg, srv, level, log)
 
 	if err := srv.Run(ctx, nil); err != nil {
 		log.Error("serve", slog.Any("error", err))
@@ -67,52 +67,6 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
-}
-
-// reloadLoop reloads the configuration on SIGHUP and whenever the file changes. A file that
-// does not load is rejected with every error logged; the running configuration stays.
-func reloadLoop(ctx context.Context, path string, srv *proxy.Server, level *slog.LevelVar, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	changed, err := config.Watch(ctx, path)
-	if err != nil {
-		log.Warn("cannot watch the configuration file; reload with SIGHUP", slog.Any("error", err))
-	}
-	for {
-		var trigger string
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			trigger = "sighup"
-		case _, ok := <-changed:
-			if !ok {
-				changed = nil
-				continue
-			}
-			trigger = "file_change"
-		}
-		cfg, warnings, err := config.Load(path)
-		if err != nil {
-			srv.ReloadFailed()
-			attrs := []any{slog.String("trigger", trigger), slog.String("file", path)}
-			log.Error("configuration rejected; still serving the previous one", attrs...)
-			for _, line := range configErrorLines(err) {
-				log.Error("configuration error", slog.String("error", line))
-			}
-			continue
-		}
-		for _, w := range warnings {
-			log.Warn("configuration warning", slog.String("warning", w.Error()))
-		}
-		if err := srv.Reload(cfg); err != nil {
-			log.Error("configuration rejected; still serving the previous one", slog.String("trigger", trigger), slog.Any("error", err))
-			continue
-		}
-		level.Set(cfg.Log.SlogLevel)
-		applyBrand(cfg)
-	}
 }
 
 // applyBrand makes the configuration's pages section the look of every page Portcullis
@@ -201,7 +155,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		return closeAll, fmt.Errorf("oidc: %w", err)
 	}
 	closers = append(closers, sm.Close)
-	opts.Gate, opts.Endpoints = sm, sm.Endpoints()
+	opts.Gate, opts.StepUp, opts.Orgs, opts.Endpoints = sm, sm, sm, sm.Endpoints()
 	return closeAll, nil
 }
 

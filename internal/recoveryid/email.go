@@ -1,4 +1,4 @@
-package authz
+package recoveryid
 
 import (
 	"net/mail"
@@ -12,7 +12,7 @@ import (
 )
 
 // Reasons CanonicalEmail, CanonicalDomain and ValidUsername give for refusing a value. They
-// are stable codes (the Detail of ProblemIdentifierInvalid); "" means accepted.
+// are stable codes (the Detail of reason.IdentifierInvalid); "" means accepted.
 const (
 	EmailEmpty          = "empty"
 	EmailTooLong        = "too_long"

@@ -1,4 +1,4 @@
-package authz
+package recoveryid
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 )
 
 // ErrBodyTooLarge is returned by ReadBody when the body exceeds the limit. The caller answers
@@ -37,7 +39,7 @@ func ReadBody(r io.Reader, limit int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// Details of ProblemIdentifierAmbiguous and the malformed problems. Fixed phrases: they go
+// Details of reason.IdentifierAmbiguous and the malformed problems. Fixed phrases: they go
 // to logs and audit events and never carry request data.
 const (
 	detailRepeated     = "repeated"      // the identifier appears more than once
@@ -60,7 +62,7 @@ const (
 	detailNoType       = "no_content_type"
 )
 
-// ExtractIdentifier finds the one identifier of a recovery request, or says why there is
+// Extract finds the one identifier of a recovery request, or says why there is
 // not exactly one. It is a pure function of its inputs: the method, the Content-Type header
 // (the caller refuses a request with more than one; "" when absent), the raw URL query
 // (r.URL.RawQuery, not a parsed url.Values, which has already dropped ";" pairs) and the
@@ -90,14 +92,14 @@ const (
 //     then checked like any value).
 //
 // On success the Problem is zero and the Identifier holds the canonical value. An absent
-// identifier is ProblemIdentifierMissing, which blocks nothing by itself: the caller decides.
+// identifier is reason.IdentifierMissing, which blocks nothing by itself: the caller decides.
 // spec must not be nil.
-func ExtractIdentifier(spec *RecoverySpec, method, contentType, rawQuery string, body []byte) (Identifier, Problem) {
+func Extract(spec *Spec, method, contentType, rawQuery string, body []byte) (Identifier, Problem) {
 	if !spec.Guards(method) {
-		return Identifier{}, Problem{Code: ProblemMethodNotGuarded}
+		return Identifier{}, Problem{Code: reason.MethodNotGuarded}
 	}
 	if int64(len(body)) > spec.BodyLimit() {
-		return Identifier{}, Problem{Code: ProblemBodyTooLarge}
+		return Identifier{}, Problem{Code: reason.BodyTooLarge}
 	}
 	var media string
 	var params map[string]string
@@ -111,7 +113,7 @@ func ExtractIdentifier(spec *RecoverySpec, method, contentType, rawQuery string,
 
 	var f occurrences
 	if err := scanURLEncoded(rawQuery, func(k, v string) { f.field(spec, SourceQuery, k, v) }); err != "" {
-		return Identifier{}, Problem{Code: ProblemMalformedQuery, Detail: err}
+		return Identifier{}, Problem{Code: reason.MalformedQuery, Detail: err}
 	}
 	if len(body) > 0 {
 		var err string
@@ -124,33 +126,33 @@ func ExtractIdentifier(spec *RecoverySpec, method, contentType, rawQuery string,
 			err = scanJSON(spec, body, &f)
 		}
 		if err != "" {
-			return Identifier{}, Problem{Code: ProblemMalformedBody, Detail: err}
+			return Identifier{}, Problem{Code: reason.MalformedBody, Detail: err}
 		}
 	}
 
 	switch {
 	case f.ambiguous != "":
-		return Identifier{}, Problem{Code: ProblemIdentifierAmbiguous, Detail: f.ambiguous}
+		return Identifier{}, Problem{Code: reason.IdentifierAmbiguous, Detail: f.ambiguous}
 	case f.n == 0:
-		return Identifier{}, Problem{Code: ProblemIdentifierMissing}
+		return Identifier{}, Problem{Code: reason.IdentifierMissing}
 	}
 	id := Identifier{Kind: spec.Kind(), Location: f.loc, Raw: trimASCIISpace(f.value)}
-	var reason string
-	if id.Kind == IdentifierEmail {
-		id.Local, id.Domain, reason = CanonicalEmail(f.value)
+	var why string
+	if id.Kind == KindEmail {
+		id.Local, id.Domain, why = CanonicalEmail(f.value)
 	} else {
-		reason = ValidUsername(f.value)
+		why = ValidUsername(f.value)
 	}
-	if reason != "" {
-		return Identifier{}, Problem{Code: ProblemIdentifierInvalid, Detail: reason}
+	if why != "" {
+		return Identifier{}, Problem{Code: reason.IdentifierInvalid, Detail: why}
 	}
 	return id, Problem{}
 }
 
 // checkContentType returns the body's media type if a listed location declares it.
-func checkContentType(spec *RecoverySpec, contentType string) (string, map[string]string, Problem) {
+func checkContentType(spec *Spec, contentType string) (string, map[string]string, Problem) {
 	refuse := func(detail string) (string, map[string]string, Problem) {
-		return "", nil, Problem{Code: ProblemContentTypeNotAllowed, Detail: detail}
+		return "", nil, Problem{Code: reason.ContentTypeNotAllowed, Detail: detail}
 	}
 	if contentType == "" {
 		return refuse(detailNoType)
@@ -178,7 +180,7 @@ func checkContentType(spec *RecoverySpec, contentType string) (string, map[strin
 // occurrences collects every key related to the identifier.
 type occurrences struct {
 	n         int
-	loc       IdentifierLocation
+	loc       Location
 	value     string
 	ambiguous string // first reason the request is ambiguous; "" while it is not
 }
@@ -190,7 +192,7 @@ func (f *occurrences) setAmbiguous(detail string) {
 }
 
 // add records one occurrence of a related key; exact says it is at a listed location.
-func (f *occurrences) add(loc IdentifierLocation, exact bool, value string) {
+func (f *occurrences) add(loc Location, exact bool, value string) {
 	f.n++
 	switch {
 	case f.n > 1:
@@ -203,19 +205,19 @@ func (f *occurrences) add(loc IdentifierLocation, exact bool, value string) {
 
 // field records a form, query or multipart field if its key is related to the identifier,
 // and reports whether it was.
-func (f *occurrences) field(spec *RecoverySpec, src IdentifierSource, key, value string) bool {
+func (f *occurrences) field(spec *Spec, src Source, key, value string) bool {
 	if !relatedKey(key, spec.leaves) {
 		return false
 	}
-	loc := IdentifierLocation{Source: src, Name: key}
+	loc := Location{Source: src, Name: key}
 	f.add(loc, spec.listed(loc), value)
 	return true
 }
 
 // listed reports whether loc is exactly one of the spec's non-JSON locations.
-func (s *RecoverySpec) listed(loc IdentifierLocation) bool {
+func (s *Spec) listed(loc Location) bool {
 	for _, l := range s.locations {
-		if l.IdentifierLocation == loc {
+		if l.Location == loc {
 			return true
 		}
 	}
@@ -277,7 +279,7 @@ func cleanName(k string) bool {
 }
 
 // scanMultipart records the related parts of a multipart/form-data body.
-func scanMultipart(spec *RecoverySpec, body []byte, boundary string, f *occurrences) string {
+func scanMultipart(spec *Spec, body []byte, boundary string, f *occurrences) string {
 	// Data after the closing delimiter is ignored by Go but not by every parser; one
 	// closing delimiter followed by nothing but line breaks is the only form accepted.
 	end := []byte("--" + boundary + "--")

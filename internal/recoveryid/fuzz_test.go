@@ -1,4 +1,4 @@
-package authz
+package recoveryid
 
 import (
 	"bytes"
@@ -50,12 +50,12 @@ func FuzzCanonicalEmail(f *testing.F) {
 }
 
 // fuzzSpecs covers every source, and a nested pointer.
-func fuzzSpecs(tb testing.TB) []*RecoverySpec {
-	return []*RecoverySpec{
-		mustSpec(tb, RecoveryRule{Locations: []IdentifierLocation{loc(SourceForm, "email"), loc(SourceQuery, "email")}}),
-		mustSpec(tb, RecoveryRule{Locations: []IdentifierLocation{loc(SourceJSON, "/email")}}),
-		mustSpec(tb, RecoveryRule{Locations: []IdentifierLocation{loc(SourceJSON, "/user/email")}}),
-		mustSpec(tb, RecoveryRule{Locations: []IdentifierLocation{loc(SourceMultipart, "email")}}),
+func fuzzSpecs(tb testing.TB) []*Spec {
+	return []*Spec{
+		mustSpec(tb, Rule{Locations: []Location{loc(SourceForm, "email"), loc(SourceQuery, "email")}}),
+		mustSpec(tb, Rule{Locations: []Location{loc(SourceJSON, "/email")}}),
+		mustSpec(tb, Rule{Locations: []Location{loc(SourceJSON, "/user/email")}}),
+		mustSpec(tb, Rule{Locations: []Location{loc(SourceMultipart, "email")}}),
 	}
 }
 
@@ -75,7 +75,7 @@ func FuzzExtractIdentifier(f *testing.F) {
 	f.Fuzz(func(t *testing.T, mode uint8, query string, body []byte) {
 		spec := specs[int(mode)%len(specs)]
 		ct := fuzzContentTypes[int(mode/4)%len(fuzzContentTypes)]
-		id, p := ExtractIdentifier(spec, "POST", ct, query, body)
+		id, p := Extract(spec, "POST", ct, query, body)
 		if !p.OK() {
 			if id != (Identifier{}) {
 				t.Fatalf("identifier %+v with problem %v", id, p)
@@ -144,7 +144,7 @@ func FuzzExtractIdentifierTwice(f *testing.F) {
 		}
 		k1, k2 = pick(k1), pick(k2)
 		var (
-			spec         *RecoverySpec
+			spec         *Spec
 			ct, q, body  string
 			form         = specs[0]
 			jsonTop      = specs[1]
@@ -172,7 +172,7 @@ func FuzzExtractIdentifierTwice(f *testing.F) {
 			}
 			spec, ct, body = multi, ctMultipart, multipartBody(field(k1, v1), field(k2, v2))
 		}
-		id, p := ExtractIdentifier(spec, "POST", ct, q, []byte(body))
+		id, p := Extract(spec, "POST", ct, q, []byte(body))
 		if p.OK() {
 			t.Fatalf("field twice (%q, %q) gave %+v\nquery %q\nbody %q", k1, k2, id, q, body)
 		}

@@ -1,4 +1,4 @@
-package authz
+package recoveryid
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ type jsonFrame struct {
 // duplicate, case-sensitive or not, nested or wrapped) can see an identifier the guard did
 // not. It returns a detail phrase when the body is not one well-formed UTF-8 object within
 // the nesting limit.
-func scanJSON(spec *RecoverySpec, body []byte, f *occurrences) string {
+func scanJSON(spec *Spec, body []byte, f *occurrences) string {
 	// encoding/json would replace invalid UTF-8 by U+FFFD; another decoder might not.
 	if !utf8.Valid(body) {
 		return detailEncoding
@@ -109,7 +109,7 @@ func scanJSON(spec *RecoverySpec, body []byte, f *occurrences) string {
 			stack[n-1].index++
 		}
 		if pending {
-			loc := IdentifierLocation{Source: SourceJSON, Name: pointerString(path)}
+			loc := Location{Source: SourceJSON, Name: pointerString(path)}
 			s, isString := tok.(string)
 			f.add(loc, pendingExact, s)
 			if !isString {
@@ -159,7 +159,7 @@ func foldKey(s string) string {
 }
 
 // listedPointer reports whether path is exactly the pointer of a JSON location.
-func (s *RecoverySpec) listedPointer(path []string) bool {
+func (s *Spec) listedPointer(path []string) bool {
 	for _, l := range s.locations {
 		if l.Source != SourceJSON || len(l.pointer) != len(path) {
 			continue

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/portcullis-proxy/portcullis/config"
+)
+
+// TestRestartKeys: a reload names every changed setting that only a restart applies (so an
+// operator who rotates the OIDC client secret or the Redis password is told it is not in force
+// yet), and none of those that apply at once.
+func TestRestartKeys(t *testing.T) {
+	const up = "http://127.0.0.1:9"
+	oidc := func(secret, idle string) string {
+		return `
+redis: {address: 127.0.0.1:6379, password: ` + secret + `}
+oidc: {issuer: https://idp.example, client_id: portal, client_secret: ` + secret + `, redirect_url: https://portal.example/.portcullis/callback}
+session: {idle_timeout: ` + idle + `}
+`
+	}
+	base := reloadConfig(t, reloadBase(up, "")+oidc("s1", "1h"))
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"same", reloadBase(up, "") + oidc("s1", "1h"), nil},
+		{"routes and pages apply at once", strings.Replace(reloadBase(up, ""), "path: /public", "path: /open", 1) +
+			oidc("s1", "1h") + "pages: {product_name: Acme}\nlog: {level: debug}\n", nil},
+		{"secrets rotated", reloadBase(up, "") + oidc("s2", "1h"), []string{"redis", "oidc"}},
+		{"session and cache", reloadBase(up, "") + oidc("s1", "2h") + "authz: {cache: false}\n", []string{"session", "authz"}},
+		{"listener and TLS", strings.Replace(strings.Replace(reloadBase(up, ""), "127.0.0.1:0", "127.0.0.1:1", 1),
+			"self_signed", "off", 1) + oidc("s1", "1h"), []string{"server.listen", "tls"}},
+	} {
+		got := restartKeys(base, reloadConfig(t, tc.yaml))
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: restartKeys = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// reloadConfig writes yaml to a file and loads it the way the binary does.
+func reloadConfig(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "portcullis.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := config.Load(p)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	return cfg
+}
+
+// reloadBase is a small valid configuration with a route table and room for more sections.
+func reloadBase(upstream string, _ string) string {
+	return fmt.Sprintf(`
+server:
+  listen: 127.0.0.1:0
+  metrics_listen: "off"
+tls:
+  mode: self_signed
+routes:
+  - name: public
+    path: /public
+    upstream: %[1]s
+    public: true
+  - name: admin
+    path: /admin
+    upstream: %[1]s
+`, upstream)
+}

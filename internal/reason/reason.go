@@ -1,0 +1,458 @@
+// Package reason is the one table of the codes Portcullis answers with when it does not
+// forward a request: every code, the HTTP status it is answered with, what people are told,
+// what they can do next, and whether an outsider may see it. The same code is the "error"
+// of the JSON answer, the reason on the page, the "reason" of the log line, the label of the
+// metrics and the reason of the audit event, so a code never changes once released: new
+// situations get new codes.
+//
+// The table is data; package problem renders it. It imports nothing of the project, so the
+// packages that decide (authz), sign people in (session) and answer (proxy) all name their
+// codes here, and a code has exactly one definition.
+package reason
+
+//go:generate go test -count=1 -run TestReasonReference . -args -update
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Code is a stable reason code: lower-case ASCII words joined by "_".
+type Code string
+
+// String returns the code.
+func (c Code) String() string { return string(c) }
+
+// Spec is how a code is answered.
+type Spec struct {
+	Code Code
+	// Area groups the code in the documentation (README's reason code table).
+	Area Area
+	// Status is the HTTP status of the answer.
+	Status int
+	// Message is what people are told. It may name facts of one refusal in braces, filled
+	// by Text: {org} (quoted), {domain} (quoted), {roles}, {purposes}, {kinds} (listed) and
+	// {detail} (as given).
+	Message string
+	// Fallback is said instead of Message when a fact Message names is unknown ("" for none).
+	Fallback string
+	// Hint tells people what to do next, when every instance of the code has the same answer.
+	Hint string
+	// Action is a same-origin path the page offers as the way forward, with ActionText as
+	// its label; "" offers none.
+	Action, ActionText string
+	// Hidden codes are never shown to someone without a membership in the organisation the
+	// request named: they are told NotMember instead (Shown), so that nobody can learn which
+	// organisation ids exist or what became of them. Logs, metrics and audit events keep the
+	// precise code.
+	Hidden bool
+}
+
+// Area is a group of codes.
+type Area string
+
+// Areas, in the order of the documentation.
+const (
+	AreaRequest  Area = "request"  // the request itself: host, path, method, framing
+	AreaSession  Area = "session"  // sign-in, sign-out, the handoff to organisation hosts
+	AreaAccess   Area = "access"   // the membership decision (authz.Decide)
+	AreaStepUp   Area = "step-up"  // a recent, stronger authentication (authz step-up rules)
+	AreaRecovery Area = "recovery" // the account-recovery guard (authz.DecideRecovery)
+	AreaService  Area = "service"  // Portcullis or what it depends on could not answer
+)
+
+// The request itself (proxy): refused before any route is consulted, or by the route table.
+const (
+	NoRoute                Code = "no_route"
+	MethodNotAllowed       Code = "method_not_allowed"
+	BadHost                Code = "bad_host"
+	BadRequest             Code = "bad_request"
+	URITooLong             Code = "uri_too_long"
+	DuplicateAuthorization Code = "duplicate_authorization"
+
+	// The path rules exist because the proxy must never have a split view of a path: the path
+	// it matches against the route table must be exactly the path the upstream acts on. Every
+	// construct that a legacy portal, an application server or a second decoding step could
+	// read differently (security-cases.md AUTHN-04, PATH-01..05) is either rewritten to one
+	// canonical form or refused with one of these.
+
+	// PathInvalid: the path does not start with "/", or contains a raw space, control byte or
+	// byte >= 0x80 (clients must percent-encode them).
+	PathInvalid Code = "path_invalid"
+	// PathFragment: a raw "#"; it is not valid in a request-target and Go keeps it inside
+	// URL.Path, where rules and upstreams disagree on whether it ends the path (AUTHN-04).
+	PathFragment Code = "path_fragment"
+	// PathBackslash: a raw "\"; IIS and some Java servers treat it as "/" (PATH-03).
+	PathBackslash Code = "path_backslash"
+	// PathBadEscape: "%" not followed by two hex digits, including IIS "%uXXXX".
+	PathBadEscape Code = "path_bad_escape"
+	// PathEncodedSlash: "%2F"; decoding it would merge segments that the upstream may keep
+	// apart, and not decoding it would let "/admin%2Fusers" dodge an /admin rule (PATH-03).
+	PathEncodedSlash Code = "path_encoded_slash"
+	// PathEncodedBackslash: "%5C", for the same reason as a raw backslash.
+	PathEncodedBackslash Code = "path_encoded_backslash"
+	// PathEncodedControl: "%00".."%1F" or "%7F"; NUL truncates paths in C-based servers.
+	PathEncodedControl Code = "path_encoded_control"
+	// PathDoubleEncoding: "%25" followed by what a second decoding step would read as an
+	// escape ("%252e", "%25u002e"); legacy portals decode twice (PATH-02).
+	PathDoubleEncoding Code = "path_double_encoding"
+	// PathBadUTF8: decoded bytes that are not valid, shortest-form UTF-8 ("%c0%ae" is an
+	// overlong "." that some decoders accept, PATH-02).
+	PathBadUTF8 Code = "path_bad_utf8"
+	// PathSemicolon: a ";" (raw or "%3B") while server.path_params is "reject"; Tomcat and
+	// friends strip ";params" per segment, so "/admin;x/users" is "/admin/users" to them.
+	PathSemicolon Code = "path_semicolon"
+	// PathTraversal: a ".." segment that would climb above the root. Clamping it to "/"
+	// silently would forward something other than what the client asked for.
+	PathTraversal Code = "path_traversal"
+)
+
+// Sessions (session): sign-in, sign-out, and the handoff of a sign-in to organisation hosts.
+const (
+	NoSession            Code = "no_session"
+	IdPUnavailable       Code = "idp_unavailable"
+	AmbiguousCookie      Code = "ambiguous_session_cookie"
+	InvalidState         Code = "invalid_state"
+	LoginBrowserMismatch Code = "login_browser_mismatch"
+	IdPError             Code = "idp_error"
+	SignInFailed         Code = "sign_in_failed"
+	EmailNotVerified     Code = "email_not_verified"
+	CSRFFailed           Code = "csrf_failed"
+	InvalidLogoutToken   Code = "invalid_logout_token"
+	HandoffInvalid       Code = "handoff_invalid"
+	HandoffBrowser       Code = "handoff_browser_mismatch"
+	HandoffHostUnknown   Code = "handoff_host_unknown"
+	HandoffWrongHost     Code = "handoff_wrong_host"
+	HandoffSessionEnded  Code = "handoff_session_ended"
+)
+
+// The membership decision (authz.Decide), in the order Decide checks (the first failing check
+// wins). Allowed is the one outcome that is not a refusal.
+const (
+	// NoOrg: the route is org-scoped but no valid organisation id could be determined for the
+	// request (no host label, path segment, trusted header or session choice).
+	NoOrg Code = "no_org"
+	// OrgUnknown: no organisation record exists for the id (or the record loaded is for
+	// another id).
+	OrgUnknown Code = "org_unknown"
+	// OrgInactive: the organisation is suspended, ended, past its contract end, merged into
+	// another, or has a status Portcullis does not know.
+	OrgInactive Code = "org_inactive"
+	// NotMember: the person holds no membership in the organisation (or the record loaded is
+	// for another person or organisation).
+	NotMember Code = "not_member"
+	// MembershipRevoked: the membership was revoked.
+	MembershipRevoked Code = "membership_revoked"
+	// MembershipSuspended: the membership is suspended, or has a status Portcullis does not
+	// know.
+	MembershipSuspended Code = "membership_suspended"
+	// MembershipExpired: the membership's expiry has passed.
+	MembershipExpired Code = "membership_expired"
+	// ReviewOverdue: the membership was due for re-approval and was not reviewed.
+	ReviewOverdue Code = "review_overdue"
+	// EmailDomainNotVerified: the person's email address is not verified, or its domain is
+	// not a verified domain of the organisation (pending, lapsed or not listed).
+	EmailDomainNotVerified Code = "email_domain_not_verified"
+	// KindNotAllowed: the membership's kind is not one the route admits, or is a kind
+	// Portcullis does not know.
+	KindNotAllowed Code = "kind_not_allowed"
+	// RoleMissing: the membership holds none of the roles the route requires.
+	RoleMissing Code = "role_missing"
+	// PurposeMissing: the membership holds no grant for any purpose the route requires.
+	PurposeMissing Code = "purpose_missing"
+	// PurposeExpired: the membership holds grants for a required purpose, but every one of
+	// them has expired.
+	PurposeExpired Code = "purpose_expired"
+	// Allowed: every check passed (also the outcome of an allowed recovery request).
+	Allowed Code = "allowed"
+)
+
+// Step-up: a recent, stronger authentication for the route and organisation.
+const (
+	// StepUpRequired: the session holds no elevation meeting the route's step_up.
+	StepUpRequired Code = "step_up_required"
+	// StepUpACR: the provider's acr is not one the route accepts.
+	StepUpACR Code = "step_up_acr_insufficient"
+	// StepUpAMR: the provider's amr lacks a method the route requires.
+	StepUpAMR Code = "step_up_amr_missing"
+	// StepUpStale: the authentication the provider reported is older than the step-up, or
+	// than max_age.
+	StepUpStale Code = "step_up_stale_auth"
+	// StepUpSession: the step-up's callback belongs to another session (SU-05).
+	StepUpSession Code = "step_up_session_mismatch"
+	// StepUpWrongUser: the provider authenticated another person than the session's.
+	StepUpWrongUser Code = "step_up_wrong_user"
+	// StepUpTicket: the interstitial's ticket is forged, expired or for another session.
+	StepUpTicket Code = "step_up_invalid_request"
+	// StepUpHost: a step-up asked from a host the sign-in host does not hand elevations to.
+	StepUpHost Code = "step_up_host_unsupported"
+)
+
+// The account-recovery guard: first what makes a request unreadable (ExtractIdentifier's
+// problems, in the order it checks them), then the decision about the account.
+const (
+	// MethodNotGuarded: the method is not one the rule inspects (forwarded, never shown).
+	MethodNotGuarded Code = "method_not_guarded"
+	// BodyTooLarge: the body exceeds the route's limit.
+	BodyTooLarge Code = "body_too_large"
+	// ContentTypeNotAllowed: a body whose media type (or charset, or Content-Type syntax) the
+	// rule's locations do not declare. A portal may still parse it (frameworks sniff, or read
+	// JSON sent as text/plain), so it is never forwarded unread.
+	ContentTypeNotAllowed Code = "content_type_not_allowed"
+	// MalformedQuery: the URL query cannot be read unambiguously (bad escape, a ";"
+	// separator, a control character in a name).
+	MalformedQuery Code = "malformed_query"
+	// MalformedBody: the body cannot be read unambiguously in its declared type.
+	MalformedBody Code = "malformed_body"
+	// IdentifierAmbiguous: the identifier appears more than once, or under a name, shape or
+	// place a portal might read differently.
+	IdentifierAmbiguous Code = "identifier_ambiguous"
+	// IdentifierMissing: the identifier appears nowhere.
+	IdentifierMissing Code = "identifier_missing"
+	// IdentifierInvalid: the identifier was found once but is not a canonical-able email
+	// address or an acceptable username.
+	IdentifierInvalid Code = "identifier_invalid"
+	// BodyReadError: the body could not be read (the client broke off, a framing error).
+	BodyReadError Code = "body_read_error"
+
+	// RateLimited: the identifier or the client made too many recovery requests this window.
+	RateLimited Code = "rate_limited"
+	// UnknownDomain: no organisation ever held the address's domain (or a parent of it).
+	UnknownDomain Code = "unknown_domain"
+	// StaleDomain: the domain's holder no longer verifies it, or is not active.
+	StaleDomain Code = "stale_domain"
+	// NoActiveMembership: the address or username belongs to nobody with a live membership.
+	NoActiveMembership Code = "no_active_membership"
+	// GuardMisconfigured: the guard met a state its rule cannot produce; refused, not guessed.
+	GuardMisconfigured Code = "guard_misconfigured"
+)
+
+// Portcullis, or something it depends on, could not answer.
+const (
+	// StoreUnavailable: Redis did not answer; the request fails closed.
+	StoreUnavailable    Code = "store_unavailable"
+	UpstreamUnavailable Code = "upstream_unavailable"
+	UpstreamTimeout     Code = "upstream_timeout"
+	NotReady            Code = "not_ready"
+	InternalError       Code = "internal_error"
+)
+
+const (
+	signIn       = "/.portcullis/login"
+	chooseOrg    = "/.portcullis/orgs"
+	pathRejected = "The address contains characters or sequences that are not allowed."
+	recoveryBad  = "The account-recovery request could not be understood: it must carry exactly one well-formed identifier."
+)
+
+// specs is the table, in documentation order.
+var specs = []Spec{
+	{Code: NoRoute, Area: AreaRequest, Status: http.StatusNotFound, Message: "There is nothing at this address."},
+	{Code: MethodNotAllowed, Area: AreaRequest, Status: http.StatusMethodNotAllowed, Message: "This address does not accept that kind of request."},
+	{Code: BadHost, Area: AreaRequest, Status: http.StatusBadRequest, Message: "The requested host name is not valid."},
+	{Code: BadRequest, Area: AreaRequest, Status: http.StatusBadRequest, Message: "The request could not be understood."},
+	{Code: URITooLong, Area: AreaRequest, Status: http.StatusRequestURITooLong, Message: "The address is too long."},
+	{Code: DuplicateAuthorization, Area: AreaRequest, Status: http.StatusBadRequest, Message: "The request carries more than one Authorization header."},
+	{Code: PathInvalid, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
+	{Code: PathFragment, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
+	{Code: PathBackslash, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
+	{Code: PathBadEscape, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
+	{Code: PathEncodedSlash, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
+	{Code: PathEncodedBackslash, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
+	{Code: PathEncodedControl, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
+	{Code: PathDoubleEncoding, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
+	{Code: PathBadUTF8, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
+	{Code: PathSemicolon, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
+	{Code: PathTraversal, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
+
+	{Code: NoSession, Area: AreaSession, Status: http.StatusUnauthorized, Message: "You need to sign in to reach this page.", Action: signIn, ActionText: "Sign in"},
+	{Code: IdPUnavailable, Area: AreaSession, Status: http.StatusServiceUnavailable, Message: "The sign-in service is not reachable at the moment. Try again in a moment."},
+	{Code: AmbiguousCookie, Area: AreaSession, Status: http.StatusBadRequest, Message: "Your browser sent more than one session cookie. Clear this site's cookies and sign in again."},
+	{Code: InvalidState, Area: AreaSession, Status: http.StatusBadRequest, Message: "This sign-in link is not valid any more (used, expired or unknown). Start again.", Action: signIn, ActionText: "Sign in"},
+	{Code: LoginBrowserMismatch, Area: AreaSession, Status: http.StatusBadRequest, Message: "This sign-in was started in another browser. Start again here.", Action: signIn, ActionText: "Sign in"},
+	{Code: IdPError, Area: AreaSession, Status: http.StatusBadRequest, Message: "The identity provider did not sign you in. ({detail})",
+		Fallback: "The identity provider did not sign you in.", Action: signIn, ActionText: "Sign in"},
+	{Code: SignInFailed, Area: AreaSession, Status: http.StatusBadRequest, Message: "Sign-in could not be completed. Start again.", Action: signIn, ActionText: "Sign in"},
+	{Code: EmailNotVerified, Area: AreaSession, Status: http.StatusForbidden, Message: "Your email address is not verified at the identity provider."},
+	{Code: CSRFFailed, Area: AreaSession, Status: http.StatusForbidden, Message: "The form expired or came from another site. Go back and try again."},
+	{Code: InvalidLogoutToken, Area: AreaSession, Status: http.StatusBadRequest, Message: "The logout token is not valid."},
+	{Code: HandoffInvalid, Area: AreaSession, Status: http.StatusBadRequest, Message: "This sign-in link is not valid any more (used, expired or unknown). Start again.", Action: signIn, ActionText: "Sign in"},
+	{Code: HandoffBrowser, Area: AreaSession, Status: http.StatusBadRequest, Message: "This sign-in was started in another browser. Start again here.", Action: signIn, ActionText: "Sign in"},
+	{Code: HandoffHostUnknown, Area: AreaSession, Status: http.StatusBadRequest, Message: "Signing in is not offered at this address."},
+	{Code: HandoffWrongHost, Area: AreaSession, Status: http.StatusBadRequest, Message: "This sign-in was meant for another address. Start again from the page you wanted.", Action: signIn, ActionText: "Sign in"},
+	{Code: HandoffSessionEnded, Area: AreaSession, Status: http.StatusUnauthorized, Message: "Your sign-in ended before it could be carried over to this address. Sign in again.", Action: signIn, ActionText: "Sign in"},
+
+	{Code: NoOrg, Area: AreaAccess, Status: http.StatusForbidden, Message: "Choose the organisation you are acting for.", Action: chooseOrg, ActionText: "Choose an organisation"},
+	{Code: OrgUnknown, Area: AreaAccess, Status: http.StatusForbidden, Message: "The organisation {org} is not known.", Hidden: true},
+	{Code: OrgInactive, Area: AreaAccess, Status: http.StatusForbidden, Message: "The organisation {org} is no longer active.", Hidden: true},
+	{Code: NotMember, Area: AreaAccess, Status: http.StatusForbidden, Message: "You are not a member of the organisation {org}.",
+		Fallback: "You are not a member of any organisation that can use this page."},
+	{Code: MembershipRevoked, Area: AreaAccess, Status: http.StatusForbidden, Message: "Your membership of {org} has been revoked."},
+	{Code: MembershipSuspended, Area: AreaAccess, Status: http.StatusForbidden, Message: "Your membership of {org} is suspended."},
+	{Code: MembershipExpired, Area: AreaAccess, Status: http.StatusForbidden, Message: "Your membership of {org} has expired."},
+	{Code: ReviewOverdue, Area: AreaAccess, Status: http.StatusForbidden, Message: "Your membership of {org} is overdue for review and must be re-approved."},
+	{Code: EmailDomainNotVerified, Area: AreaAccess, Status: http.StatusForbidden, Message: "Your email domain {domain} is not a verified domain of {org}.",
+		Fallback: "Your email address is not verified."},
+	{Code: KindNotAllowed, Area: AreaAccess, Status: http.StatusForbidden, Message: "This area is for {kinds} memberships.",
+		Fallback: "Your kind of membership cannot use this area."},
+	{Code: RoleMissing, Area: AreaAccess, Status: http.StatusForbidden, Message: "This area needs one of these roles in {org}: {roles}."},
+	{Code: PurposeMissing, Area: AreaAccess, Status: http.StatusForbidden, Message: "This area needs an approved purpose: {purposes}."},
+	{Code: PurposeExpired, Area: AreaAccess, Status: http.StatusForbidden, Message: "Your grant for {purposes} has expired."},
+	{Code: Allowed, Area: AreaAccess, Status: http.StatusOK, Message: "Allowed."},
+
+	{Code: StepUpRequired, Area: AreaStepUp, Status: http.StatusUnauthorized, Message: "This resource needs a recent, stronger sign-in; complete it in a browser and retry."},
+	{Code: StepUpACR, Area: AreaStepUp, Status: http.StatusForbidden, Message: "The identity provider did not confirm the stronger sign-in this page needs (for example a second factor). Access was not raised.",
+		Hint: stepUpHint},
+	{Code: StepUpAMR, Area: AreaStepUp, Status: http.StatusForbidden, Message: "The identity provider did not confirm the sign-in methods this page needs. Access was not raised.",
+		Hint: stepUpHint},
+	{Code: StepUpStale, Area: AreaStepUp, Status: http.StatusForbidden, Message: "The identity provider did not confirm a fresh sign-in: the authentication it reported is older than this request. Access was not raised.",
+		Hint: stepUpHint},
+	{Code: StepUpSession, Area: AreaStepUp, Status: http.StatusBadRequest, Message: "This confirmation belongs to another session. Start again from the page you wanted."},
+	{Code: StepUpWrongUser, Area: AreaStepUp, Status: http.StatusForbidden, Message: "You confirmed as a different person than the one signed in here. Access was not raised.",
+		Hint: stepUpHint},
+	{Code: StepUpTicket, Area: AreaStepUp, Status: http.StatusForbidden, Message: "This confirmation request is not valid any more. Go back to the page and try again."},
+	{Code: StepUpHost, Area: AreaStepUp, Status: http.StatusBadRequest, Message: "A stronger sign-in cannot be done from this address yet. Ask your administrator for the address to use for this page."},
+
+	{Code: MethodNotGuarded, Area: AreaRecovery, Status: http.StatusOK, Message: "The method is not inspected; the request is forwarded."},
+	{Code: BodyTooLarge, Area: AreaRecovery, Status: http.StatusRequestEntityTooLarge, Message: "The request body is too large."},
+	{Code: ContentTypeNotAllowed, Area: AreaRecovery, Status: http.StatusUnsupportedMediaType, Message: recoveryBad},
+	{Code: MalformedQuery, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
+	{Code: MalformedBody, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
+	{Code: IdentifierAmbiguous, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
+	{Code: IdentifierMissing, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
+	{Code: IdentifierInvalid, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
+	{Code: BodyReadError, Area: AreaRecovery, Status: http.StatusBadRequest, Message: "The request body could not be read."},
+	{Code: RateLimited, Area: AreaRecovery, Status: http.StatusTooManyRequests, Message: "Too many account-recovery requests. Try again later."},
+	{Code: UnknownDomain, Area: AreaRecovery, Status: http.StatusForbidden, Message: "Account recovery is not available for this address: its email domain is not known."},
+	{Code: StaleDomain, Area: AreaRecovery, Status: http.StatusForbidden, Message: "Account recovery is not available for this address: its email domain is no longer verified for an active organisation."},
+	{Code: NoActiveMembership, Area: AreaRecovery, Status: http.StatusForbidden, Message: "Account recovery is not available for this address: it belongs to no active membership."},
+	{Code: GuardMisconfigured, Area: AreaRecovery, Status: http.StatusInternalServerError, Message: "Account recovery is not available right now."},
+
+	{Code: StoreUnavailable, Area: AreaService, Status: http.StatusServiceUnavailable, Message: "This cannot be checked right now, so it is refused. Try again in a moment."},
+	{Code: UpstreamUnavailable, Area: AreaService, Status: http.StatusBadGateway, Message: "The application behind this address is not answering. Try again in a moment."},
+	{Code: UpstreamTimeout, Area: AreaService, Status: http.StatusGatewayTimeout, Message: "The application behind this address took too long to answer. Try again in a moment."},
+	{Code: NotReady, Area: AreaService, Status: http.StatusServiceUnavailable, Message: "The service is starting or a dependency is unavailable."},
+	{Code: InternalError, Area: AreaService, Status: http.StatusInternalServerError, Message: "Something went wrong on our side. Try again in a moment."},
+}
+
+const stepUpHint = "Ask your administrator if you cannot complete the stronger sign-in."
+
+var byCode = func() map[Code]*Spec {
+	m := make(map[Code]*Spec, len(specs))
+	for i := range specs {
+		if _, dup := m[specs[i].Code]; dup {
+			panic("reason: code listed twice: " + string(specs[i].Code))
+		}
+		m[specs[i].Code] = &specs[i]
+	}
+	return m
+}()
+
+// unknown is the spec of a code missing from the table: a programming error, answered as an
+// internal error rather than with an empty page.
+var unknown = Spec{Area: AreaService, Status: http.StatusInternalServerError, Message: "Something went wrong on our side. Try again in a moment."}
+
+// Of returns the spec of c. A code missing from the table (a programming error, which
+// TestEveryCodeUsedIsListed guards against) gets an internal error's spec with its own code.
+func Of(c Code) Spec {
+	if s, ok := byCode[c]; ok {
+		return *s
+	}
+	s := unknown
+	s.Code = c
+	return s
+}
+
+// Known reports whether c is in the table.
+func Known(c Code) bool {
+	_, ok := byCode[c]
+	return ok
+}
+
+// All returns the table, in documentation order: for metric labels, tests and the
+// generated documentation. The slice is new on each call.
+func All() []Spec { return append([]Spec(nil), specs...) }
+
+// InArea returns the codes of one area, in table order. The slice is new on each call.
+func InArea(a Area) []Code {
+	var out []Code
+	for i := range specs {
+		if specs[i].Area == a {
+			out = append(out, specs[i].Code)
+		}
+	}
+	return out
+}
+
+// Shown is the code a person is shown for c: NotMember instead of a Hidden code when they
+// hold no membership in the organisation concerned (member false).
+func Shown(c Code, member bool) Code {
+	if !member && Of(c).Hidden {
+		return NotMember
+	}
+	return c
+}
+
+// Facts are what one refusal's message may name.
+type Facts struct {
+	// Org is the organisation concerned, Domain the person's email domain.
+	Org, Domain string
+	// Roles, Purposes and Kinds are what the route requires and the membership lacks.
+	Roles, Purposes, Kinds []string
+	// Detail is a short code from the other side (the provider's OAuth error code), already
+	// checked against a strict pattern.
+	Detail string
+}
+
+// Text is s's message for facts f: Message with its placeholders filled, or Fallback when a
+// fact Message names is empty.
+func (s Spec) Text(f Facts) string {
+	msg := s.Message
+	if !strings.Contains(msg, "{") {
+		return msg
+	}
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(msg, '{')
+		if i < 0 {
+			b.WriteString(msg)
+			return b.String()
+		}
+		j := strings.IndexByte(msg[i:], '}')
+		if j < 0 {
+			b.WriteString(msg)
+			return b.String()
+		}
+		b.WriteString(msg[:i])
+		var v string
+		switch msg[i+1 : i+j] {
+		case "org":
+			v = quoted(f.Org)
+		case "domain":
+			v = quoted(f.Domain)
+		case "roles":
+			v = strings.Join(f.Roles, ", ")
+		case "purposes":
+			v = strings.Join(f.Purposes, ", ")
+		case "kinds":
+			v = strings.Join(f.Kinds, ", ")
+		case "detail":
+			v = f.Detail
+		}
+		if v == "" {
+			if s.Fallback != "" {
+				return s.Fallback
+			}
+			v = "?"
+		}
+		b.WriteString(v)
+		msg = msg[i+j+1:]
+	}
+}
+
+func quoted(s string) string {
+	if s == "" {
+		return ""
+	}
+	return strconv.Quote(s)
+}

@@ -1,0 +1,148 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/session"
+)
+
+// exchange is one request on its way through the proxy. ServeHTTP builds it once; each step
+// of the flow is a method that reads what earlier steps learnt and adds its own, and returns
+// the refusal, if any, for fail. The forwarder finds it in the request context (Rewrite),
+// which is why it also holds what the portal is told.
+//
+// The flow, in serve's order: the host, the request-target and its path (normalised once;
+// the normalised request is matched and forwarded); own endpoints; the route table; then for
+// a route that is not public, admit (the session, the organisation, the membership decision,
+// the step-up, the assertion), and for a public route with a recovery guard, recover.
+type exchange struct {
+	s  *Server
+	st *state
+	w  http.ResponseWriter
+	r  *http.Request
+
+	requestID string
+	client    netip.Addr // the client's address (X-Forwarded-For only from trusted proxies)
+	xff       string     // the X-Forwarded-For chain sent upstream
+	trusted   bool       // the peer is one of server.trusted_proxies
+	proto     string
+
+	host        string // canonical, without port
+	path        string // normalised, decoded: what routes match
+	escapedPath string // normalised, as forwarded
+	routeLabel  string
+
+	route *config.Route
+	pol   *routePolicy
+
+	// org is the organisation the request acts for, resolved once by resolveOrg; orgKnown
+	// says whether it could be (an empty org with orgKnown false: none).
+	org      string
+	orgKnown bool
+
+	sess *session.Session
+	// id is what the portal is told, once admit has admitted the request (admitted).
+	id       identity
+	admitted bool
+}
+
+type exchangeKey struct{}
+
+// exchangeOf is the exchange a forwarded request belongs to.
+func exchangeOf(r *http.Request) *exchange {
+	ex, _ := r.Context().Value(exchangeKey{}).(*exchange)
+	return ex
+}
+
+// serve runs the steps of one request: it forwards it, or returns why not.
+func (ex *exchange) serve() error {
+	r, st := ex.r, ex.st
+	host, ok := canonicalHost(r.Host)
+	if !ok {
+		return reject(reason.BadHost)
+	}
+	ex.host = host
+	if len(r.RequestURI) > maxRequestTarget {
+		// Legacy portals and their logs choke on long targets long before Go's header limit.
+		return reject(reason.URITooLong)
+	}
+	rawPath, ok := requestPath(r)
+	if !ok {
+		return reject(reason.BadRequest)
+	}
+	path, escaped, code := normalizePath(rawPath, st.stripParams)
+	if code != "" {
+		return reject(code)
+	}
+	ex.path, ex.escapedPath = path, escaped
+	if len(r.Header["Authorization"]) > 1 {
+		// Components disagree on which of two credentials counts (HDR-03).
+		return reject(reason.DuplicateAuthorization)
+	}
+
+	if strings.HasPrefix(path, ownPrefix) || path == ownPrefix[:len(ownPrefix)-1] {
+		ex.routeLabel = labelOwn
+		return ex.serveOwn()
+	}
+
+	idx, res := st.router.match(host, path, r.Method)
+	switch res {
+	case matchNotFound:
+		return reject(reason.NoRoute)
+	case matchMethodNotAllowed:
+		ex.w.Header().Set("Allow", st.router.allow(host, path))
+		return reject(reason.MethodNotAllowed)
+	}
+	ex.route, ex.pol = &st.set.Routes[idx], &st.policies[idx]
+	ex.routeLabel = ex.route.Name
+
+	var err error
+	switch {
+	case !ex.route.Public:
+		err = ex.admit()
+	case ex.pol.recovery != nil:
+		err = ex.recover()
+	}
+	if err != nil {
+		return err
+	}
+	ex.r = ex.r.WithContext(context.WithValue(ex.r.Context(), exchangeKey{}, ex))
+	st.upstreams[idx].proxy.ServeHTTP(ex.w, ex.r)
+	return nil
+}
+
+// maxRequestTarget bounds the request-target (path and query). 8 KiB is what common servers
+// and load balancers accept.
+const maxRequestTarget = 8 << 10
+
+// requestPath returns the raw path of the request-target exactly as sent. For an
+// absolute-form target (GET http://host/path) net/http has already made the target's host the
+// request's Host, so the host that is matched is the host that is forwarded (AUTHN-06).
+func requestPath(r *http.Request) (string, bool) {
+	uri := r.RequestURI
+	if !strings.HasPrefix(uri, "/") {
+		// absolute-form: scheme://authority/path?query
+		i := strings.Index(uri, "://")
+		if i < 0 {
+			return "", false // asterisk-form or garbage
+		}
+		rest := uri[i+3:]
+		j := strings.IndexAny(rest, "/?")
+		if j < 0 || rest[j] == '?' {
+			return "/", true
+		}
+		uri = rest[j:]
+	}
+	if i := strings.IndexByte(uri, '?'); i >= 0 {
+		uri = uri[:i]
+	}
+	return uri, true
+}
+
+// returnPath is the same-origin path and query to come back to after a detour.
+func (ex *exchange) returnPath() string { return session.SafeReturn(ex.r.RequestURI) }
