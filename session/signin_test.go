@@ -205,7 +205,19 @@ func TestCallbackStateExpires(t *testing.T) {
 	e := newEnv(t, envOpts{session: "{login_timeout: 1s}"})
 	b := e.browser()
 	cb := b.toCallback("/.portcullis/login", "alice")
-	time.Sleep(1200 * time.Millisecond)
+	// Redis expires the state (a key TTL, not the injected clock): wait until it has.
+	rdb := e.redis.Client(t)
+	keys, err := rdb.Keys(t.Context(), "*:login").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("sign-in state keys %q (%v)", keys, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for rdb.Exists(t.Context(), keys[0]).Val() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("sign-in state %s still there 5s after a login_timeout of 1s", keys[0])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	refused(t, e, b, b.nav(cb.String()), 400, string(reason.InvalidState))
 }
 

@@ -32,6 +32,7 @@ const (
 // adminBed is a private Redis, a configuration file pointing at it, and the store over it.
 type adminBed struct {
 	t   *testing.T
+	rs  *redistest.Server
 	cfg string
 	st  *store.Store
 	ctx context.Context
@@ -49,7 +50,7 @@ func newAdminBed(t *testing.T) *adminBed {
 	t.Cleanup(func() { st.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	return &adminBed{t: t, cfg: cfg, st: st, ctx: ctx}
+	return &adminBed{t: t, rs: rs, cfg: cfg, st: st, ctx: ctx}
 }
 
 func adminConfig(redisAddr string) string {
@@ -667,7 +668,7 @@ func TestAdminAuditTail(t *testing.T) {
 	go func() {
 		done <- runAdmin(ctx, []string{"audit", "tail", "--follow", "--json", "--since", evs[2].ID, "--config", b.cfg}, &followOut, &followOut)
 	}()
-	time.Sleep(200 * time.Millisecond) // let it block on the stream
+	b.waitBlocked() // the next event must reach it while it follows, not on its first read
 	b.ok("org", "create", "globex", "--name", "Globex")
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(followOut.String(), `"org":"globex"`) {
@@ -687,6 +688,33 @@ func TestAdminAuditTail(t *testing.T) {
 	}
 	if got := strings.Count(followOut.String(), "\n"); got != 1 {
 		t.Errorf("--follow printed %d lines, want 1 (only the new event):\n%s", got, followOut.String())
+	}
+}
+
+// waitBlocked waits until a client of the bed's Redis is blocked in a read (`audit tail
+// --follow` waiting in XREAD BLOCK), as Redis counts them in INFO's blocked_clients. The
+// miniredis fallback keeps no such count, so there it returns at once.
+func (b *adminBed) waitBlocked() {
+	b.t.Helper()
+	if b.rs.Miniredis {
+		return
+	}
+	rdb := b.rs.Client(b.t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := rdb.Info(b.ctx, "clients").Result()
+		if err != nil {
+			b.t.Fatalf("INFO clients: %v", err)
+		}
+		for line := range strings.SplitSeq(info, "\n") {
+			if n, ok := strings.CutPrefix(strings.TrimSpace(line), "blocked_clients:"); ok && n != "0" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("no client blocked on Redis within 10s; INFO clients:\n%s", info)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

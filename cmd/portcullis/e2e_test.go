@@ -160,9 +160,16 @@ func writeFile(t *testing.T, path, content string) {
 
 func upstream(t *testing.T, name string) *httptest.Server {
 	t.Helper()
+	return upstreamWith(t, name, nil)
+}
+
+// upstreamWith is upstream calling before (when not nil) with each request before it answers,
+// so a test can hold a request in flight.
+func upstreamWith(t *testing.T, name string, before func(*http.Request)) *httptest.Server {
+	t.Helper()
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/app/slow" {
-			time.Sleep(700 * time.Millisecond)
+		if before != nil {
+			before(r)
 		}
 		w.Header().Set("X-Upstream", name)
 		fmt.Fprintf(w, "%s %s %s xff=%s", name, r.Method, r.RequestURI, r.Header.Get("X-Forwarded-For"))
@@ -367,7 +374,16 @@ func waitBody(t *testing.T, c *http.Client, url, prefix string) {
 }
 
 func TestE2EGracefulShutdown(t *testing.T) {
-	up := upstream(t, "one")
+	// The upstream holds /app/slow until the test has seen the shutdown begin.
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	up := upstreamWith(t, "one", func(r *http.Request) {
+		if r.URL.Path == "/app/slow" {
+			close(arrived)
+			<-release
+		}
+	})
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // before up.Close, which waits for it
 	listen := freePort(t)
 	cfgPath := filepath.Join(t.TempDir(), "portcullis.yaml")
 	writeFile(t, cfgPath, e2eConfig(listen, freePort(t), "off", up.URL))
@@ -386,8 +402,16 @@ func TestE2EGracefulShutdown(t *testing.T) {
 		resp.Body.Close()
 		got <- string(b)
 	}()
-	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-arrived:
+	case body := <-got:
+		t.Fatalf("slow request ended before reaching the upstream: %q", body)
+	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	// The request is still in flight when the listener closes; then the upstream answers.
+	p.waitLog(t, "shutting down", 10*time.Second)
+	waitRefused(t, listen, 10*time.Second)
+	releaseOnce.Do(func() { close(release) })
 	if body := <-got; !strings.HasPrefix(body, "one GET /app/slow") {
 		t.Errorf("in-flight request during shutdown: %q", body)
 	}
@@ -398,6 +422,23 @@ func TestE2EGracefulShutdown(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("did not exit after SIGTERM")
+	}
+}
+
+// waitRefused polls addr until it refuses connections (its listener is closed).
+func waitRefused(t *testing.T, addr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still accepted connections %v after the shutdown began", addr, timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
