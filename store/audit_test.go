@@ -127,10 +127,14 @@ func TestAuditUnavailable(t *testing.T) {
 	a := NewAudit(s, 0)
 	srv.Stop()
 	ctx := ctxT(t, 5*time.Second)
-	if err := a.Append(ctx, audit.Event{Type: audit.AccessDenied}); !errors.Is(err, ErrUnavailable) {
+	errs := concurrently(map[string]func() error{
+		"Append": func() error { return a.Append(ctx, audit.Event{Type: audit.AccessDenied}) },
+		"Tail":   func() error { _, _, err := a.Tail(ctx, "", 1, 0); return err },
+	})
+	if err := errs["Append"]; !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Append with Redis down: %v", err)
 	}
-	if _, _, err := a.Tail(ctx, "", 1, 0); !errors.Is(err, ErrUnavailable) {
+	if err := errs["Tail"]; !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Tail with Redis down: %v", err)
 	}
 }

@@ -442,9 +442,14 @@ func TestPrefetchFailsClosed(t *testing.T) {
 	}
 
 	srv.Stop()
-	for _, org := range []string{"", "acme"} {
-		_, err := s.LoadSession(cache.WithPrefetch(ctx, org), "h")
-		if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) {
+	hints := []string{"", "acme"}
+	calls := map[string]func() error{}
+	for _, org := range hints {
+		calls[org] = func() error { _, err := s.LoadSession(cache.WithPrefetch(ctx, org), "h"); return err }
+	}
+	stopped := concurrently(calls)
+	for _, org := range hints {
+		if err := stopped[org]; !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotFound) {
 			t.Errorf("stopped (hint %q): %v, want ErrUnavailable", org, err)
 		}
 	}

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -146,13 +148,17 @@ func TestRecoveryFailsClosed(t *testing.T) {
 	s := newStore(t, config.Redis{Address: srv.Addr, ReadTimeout: config.Duration(300 * time.Millisecond), DialTimeout: config.Duration(300 * time.Millisecond)})
 	srv.Stop()
 	ctx := ctxT(t, 5*time.Second)
-	_, _, err := s.DomainHolder(ctx, "acme.example")
-	wantErr(t, "DomainHolder", err, ErrUnavailable)
-	_, err = s.PersonByEmail(ctx, "alice@acme.example")
-	wantErr(t, "PersonByEmail", err, ErrUnavailable)
-	_, err = s.PersonByUsername(ctx, "alice")
-	wantErr(t, "PersonByUsername", err, ErrUnavailable)
-	_, err = s.CountRecovery(ctx, "reset", "alice@acme.example", "192.0.2.1", time.Hour, time.Now())
-	wantErr(t, "CountRecovery", err, ErrUnavailable)
-	wantErr(t, "RecordPerson", s.RecordPerson(ctx, "alice@acme.example", alice, time.Now(), 0), ErrUnavailable)
+	errs := concurrently(map[string]func() error{
+		"DomainHolder":     func() error { _, _, err := s.DomainHolder(ctx, "acme.example"); return err },
+		"PersonByEmail":    func() error { _, err := s.PersonByEmail(ctx, "alice@acme.example"); return err },
+		"PersonByUsername": func() error { _, err := s.PersonByUsername(ctx, "alice"); return err },
+		"CountRecovery": func() error {
+			_, err := s.CountRecovery(ctx, "reset", "alice@acme.example", "192.0.2.1", time.Hour, time.Now())
+			return err
+		},
+		"RecordPerson": func() error { return s.RecordPerson(ctx, "alice@acme.example", alice, time.Now(), 0) },
+	})
+	for _, op := range slices.Sorted(maps.Keys(errs)) {
+		wantErr(t, op, errs[op], ErrUnavailable)
+	}
 }

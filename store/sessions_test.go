@@ -212,16 +212,19 @@ func TestSessionMethodsFailClosedWhenRedisIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Stop()
-	checks := map[string]error{}
-	_, checks["load"] = st.LoadSession(ctx, "h")
-	checks["update"] = st.UpdateSession(ctx, "h", []byte("y"), time.Minute)
-	checks["create"] = st.CreateSession(ctx, "h2", "u", "i", "s", []byte("x"), time.Minute, time.Hour)
-	checks["delete"] = st.DeleteSession(ctx, "h", "u", "i", "s")
-	_, checks["take"] = st.TakeLogin(ctx, "l")
-	checks["save"] = st.SaveLogin(ctx, "l", []byte("x"), time.Minute)
-	_, checks["revoke user"] = st.RevokeUser(ctx, "u")
-	_, checks["revoke sid"] = st.RevokeSID(ctx, "i", "s")
-	_, checks["jti"] = st.MarkLogoutToken(ctx, "i", "j", time.Minute)
+	checks := concurrently(map[string]func() error{
+		"load":   func() error { _, err := st.LoadSession(ctx, "h"); return err },
+		"update": func() error { return st.UpdateSession(ctx, "h", []byte("y"), time.Minute) },
+		"create": func() error {
+			return st.CreateSession(ctx, "h2", "u", "i", "s", []byte("x"), time.Minute, time.Hour)
+		},
+		"delete":      func() error { return st.DeleteSession(ctx, "h", "u", "i", "s") },
+		"take":        func() error { _, err := st.TakeLogin(ctx, "l"); return err },
+		"save":        func() error { return st.SaveLogin(ctx, "l", []byte("x"), time.Minute) },
+		"revoke user": func() error { _, err := st.RevokeUser(ctx, "u"); return err },
+		"revoke sid":  func() error { _, err := st.RevokeSID(ctx, "i", "s"); return err },
+		"jti":         func() error { _, err := st.MarkLogoutToken(ctx, "i", "j", time.Minute); return err },
+	})
 	for op, err := range checks {
 		if !errors.Is(err, ErrUnavailable) {
 			t.Errorf("%s with Redis down: %v, want ErrUnavailable", op, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,26 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// concurrently runs every call at once and returns each one's error under its name. Tests of a
+// Redis that is down use it: against a closed port each call fails only after go-redis's dial
+// retries (5 attempts 100 ms apart, twice with MaxRetries 1: about 0.8 s), so called one after
+// another a handful of store methods take seconds.
+func concurrently(calls map[string]func() error) map[string]error {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(map[string]error, len(calls))
+	for name, call := range calls {
+		wg.Go(func() {
+			err := call()
+			mu.Lock()
+			errs[name] = err
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return errs
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
