@@ -1,0 +1,287 @@
+package main
+
+// The load generator and what it measures: requests, latencies, the proxy's CPU time and
+// Redis's counters.
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// checkTargets makes sure every target answers 200 before anything is measured.
+func checkTargets(targets []target, cookie string) error {
+	for _, tg := range targets {
+		c := newClient(1)
+		req, _ := http.NewRequest("GET", tg.base+tg.path, nil)
+		if tg.auth {
+			req.Header.Set("Cookie", cookie)
+		}
+		req.Header.Set("Accept", "application/json")
+		resp, err := c.Do(req)
+		if err != nil {
+			return fmt.Errorf("%s: %w", tg.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(b) != 1024 {
+			return fmt.Errorf("%s: %d %s", tg.name, resp.StatusCode, b)
+		}
+	}
+	return nil
+}
+
+// measureRounds measures every target (those -only selects, and the bare ones) once per round,
+// per long each, with cookie on the authenticated ones; -perf profiles one in the last round.
+// It returns each target's results over all rounds and, under byRound, each round's summary.
+func measureRounds(targets []target, cookie string, b *bed, per time.Duration) (map[string]*result, map[string][]*result, error) {
+	results := map[string]*result{}
+	byRound := map[string][]*result{} // each round's result, for the per-round ratios
+	log.Printf("%d rounds × %d targets × %v, %d connections", *rounds, len(targets), per, *conns)
+	for r := range *rounds {
+		for _, tg := range targets {
+			if *only != "" && !strings.Contains(tg.name, *only) && !strings.HasPrefix(tg.name, "bare") {
+				continue
+			}
+			hdr := http.Header{"Accept": {"application/json"}}
+			if tg.auth {
+				hdr.Set("Cookie", cookie)
+			}
+			var prof *exec.Cmd
+			if *perfOf == tg.name && r == *rounds-1 {
+				prof = exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(tg.pid), "-o", filepath.Join(b.dir, "perf.data"),
+					"--", "sleep", strconv.FormatFloat((per+*warmup).Seconds(), 'f', 1, 64))
+				prof.Stdout, prof.Stderr = b.logs, b.logs
+				if err := prof.Start(); err != nil {
+					return nil, nil, fmt.Errorf("perf: %w", err)
+				}
+			}
+			res, err := measure(tg.base+tg.path, hdr, tg.pid, b.redisAddr, per)
+			if prof != nil {
+				_ = prof.Wait()
+				out, _ := exec.Command("perf", "report", "-i", filepath.Join(b.dir, "perf.data"), "--stdio", "--children",
+					"--percent-limit", "2", "-g", "none", "--sort", "symbol").CombinedOutput()
+				fmt.Printf("perf profile of %s (time in each function and its callees):\n", tg.name)
+				for line := range strings.Lines(string(out)) {
+					if strings.Contains(line, "portcullis") || strings.Contains(line, "net/http") || strings.Contains(line, "runtime.gcBgMarkWorker") ||
+						strings.Contains(line, "crypto") || strings.Contains(line, "syscall") || strings.Contains(line, "encoding/json") {
+						fmt.Print(strings.Join(strings.Fields(line)[:4], " "), "\n")
+					}
+				}
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", tg.name, err)
+			}
+			log.Printf("round %d %-28s %8.0f req/s  %6.1f µs CPU/req  %.2f redis round trips/req  %.2f cmds/req  errors %d",
+				r+1, tg.name, res.rps(), res.cpuPerReq(), res.tripsPerReq(), res.redisPerReq(), res.errors)
+			byRound[tg.name] = append(byRound[tg.name], res.summary())
+			if prev := results[tg.name]; prev != nil {
+				prev.add(res)
+			} else {
+				results[tg.name] = res
+			}
+		}
+	}
+
+	return results, byRound, nil
+}
+
+// measure runs *conns keep-alive clients against u for d (after a warm-up), bounded by
+// *maxReq requests, and reads the proxy's CPU time and Redis's command count around it.
+func measure(u string, hdr http.Header, pid int, redisAddr string, d time.Duration) (*result, error) {
+	c := newClient(*conns)
+	defer c.CloseIdleConnections()
+	loop := func(until time.Time, count *atomic.Int64, lat [][]time.Duration) int64 {
+		var errs atomic.Int64
+		var wg sync.WaitGroup
+		for w := range *conns {
+			wg.Go(func() {
+				req, _ := http.NewRequest("GET", u, nil)
+				req.Header = hdr
+				for time.Now().Before(until) && count.Add(1) <= int64(*maxReq) {
+					t0 := time.Now()
+					resp, err := c.Do(req)
+					if err != nil {
+						errs.Add(1)
+						continue
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						errs.Add(1)
+						continue
+					}
+					if lat != nil {
+						lat[w] = append(lat[w], time.Since(t0))
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return errs.Load()
+	}
+	var warm atomic.Int64
+	loop(time.Now().Add(*warmup), &warm, nil)
+
+	lat := make([][]time.Duration, *conns)
+	for i := range lat {
+		lat[i] = make([]time.Duration, 0, 4096)
+	}
+	cmd0, reads0, err := redisStats(redisAddr)
+	if err != nil {
+		return nil, err
+	}
+	cpu0, err := cpu(pid)
+	if err != nil {
+		return nil, err
+	}
+	var count atomic.Int64
+	t0 := time.Now()
+	errs := loop(t0.Add(d), &count, lat)
+	elapsed := time.Since(t0)
+	cpu1, err := cpu(pid)
+	if err != nil {
+		return nil, err
+	}
+	cmd1, reads1, err := redisStats(redisAddr)
+	if err != nil {
+		return nil, err
+	}
+	// -1: our own INFO (the first connection's close may count one more read; noise).
+	res := &result{errors: errs, elapsed: elapsed, cpu: cpu1 - cpu0, redisCmds: cmd1 - cmd0 - 1, redisReads: reads1 - reads0 - 1}
+	for _, l := range lat {
+		res.latencies = append(res.latencies, l...)
+	}
+	res.n = int64(len(res.latencies))
+	return res, nil
+}
+
+func newClient(n int) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}},
+		MaxIdleConns:        n,
+		MaxIdleConnsPerHost: n,
+		MaxConnsPerHost:     n,
+		IdleConnTimeout:     time.Minute,
+		DisableCompression:  true,
+	}, Timeout: 10 * time.Second}
+}
+
+// summary is a copy of r without its latencies, kept per round.
+func (r *result) summary() *result {
+	c := *r
+	c.latencies = nil
+	return &c
+}
+
+type result struct {
+	n, errors  int64
+	elapsed    time.Duration
+	cpu        time.Duration
+	redisCmds  int64
+	redisReads int64
+	latencies  []time.Duration
+	sortedOnce bool
+}
+
+func (r *result) rps() float64 { return float64(r.n) / r.elapsed.Seconds() }
+func (r *result) cpuPerReq() float64 {
+	return float64(r.cpu) / float64(time.Microsecond) / float64(max(r.n, 1))
+}
+func (r *result) redisPerReq() float64 { return float64(r.redisCmds) / float64(max(r.n, 1)) }
+func (r *result) tripsPerReq() float64 { return float64(r.redisReads) / float64(max(r.n, 1)) }
+func (r *result) add(o *result) {
+	r.n += o.n
+	r.errors += o.errors
+	r.elapsed += o.elapsed
+	r.cpu += o.cpu
+	r.redisCmds += o.redisCmds
+	r.redisReads += o.redisReads
+	r.latencies = append(r.latencies, o.latencies...)
+	r.sortedOnce = false
+}
+func (r *result) pct(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	if !r.sortedOnce {
+		slices.Sort(r.latencies)
+		r.sortedOnce = true
+	}
+	return r.latencies[min(int(float64(len(r.latencies))*p), len(r.latencies)-1)]
+}
+
+// cpu returns the process's user+system CPU time (/proc/<pid>/stat utime and stime).
+func cpu(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	f := strings.Fields(s[i+2:])
+	// Fields after the command: state is f[0], so utime (14th field) is f[11], stime f[12].
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	const clkTck = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / clkTck, nil
+}
+
+// redisStats returns total_commands_processed and total_reads_processed of the server at addr
+// (a raw RESP INFO; only store speaks go-redis).
+func redisStats(addr string) (cmds, reads int64, err error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, "*2\r\n$4\r\nINFO\r\n$5\r\nstats\r\n"); err != nil {
+		return 0, 0, err
+	}
+	r := bufio.NewReader(c)
+	hdr, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(hdr, "$") {
+		return 0, 0, fmt.Errorf("INFO: %q %v", hdr, err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(hdr[1:]))
+	body := make([]byte, n+2)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, 0, err
+	}
+	found := 0
+	for line := range strings.Lines(string(body)) {
+		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+			cmds, err = strconv.ParseInt(v, 10, 64)
+			found++
+		} else if v, ok := strings.CutPrefix(line, "total_reads_processed:"); ok {
+			reads, err = strconv.ParseInt(v, 10, 64)
+			found++
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("INFO: %w", err)
+		}
+	}
+	if found != 2 {
+		return 0, 0, errors.New("INFO: no total_commands_processed or total_reads_processed")
+	}
+	return cmds, reads, nil
+}
