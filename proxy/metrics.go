@@ -32,37 +32,24 @@ type metrics struct {
 	codeNames [600]string
 }
 
+// counter is a counter vector with the given labels.
+func counter(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
 func newMetrics(version string) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
-	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "portcullis_requests_total",
-		Help: "Requests handled, by route and HTTP status.",
-	}, []string{"route", "code"})
+	m.requests = counter("portcullis_requests_total", "Requests handled, by route and HTTP status.", "route", "code")
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "portcullis_request_duration_seconds",
 		Help:    "Time from request received to response written, by route.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"route"})
-	m.upstream = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "portcullis_upstream_errors_total",
-		Help: "Requests that failed on the way to or from the upstream, by route and reason.",
-	}, []string{"route", "reason"})
-	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "portcullis_rejected_requests_total",
-		Help: "Requests the proxy refused before routing, by reason code.",
-	}, []string{"reason"})
-	m.denied = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "portcullis_access_denied_total",
-		Help: "Requests refused by the access decision, by route and reason code.",
-	}, []string{"route", "reason"})
-	m.recovery = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "portcullis_recovery_total",
-		Help: "Account-recovery requests inspected by a recovery guard, by route, result (allowed, blocked, rejected) and reason code.",
-	}, []string{"route", "result", "reason"})
-	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "portcullis_config_reloads_total",
-		Help: "Configuration reload attempts, by result (success, failure).",
-	}, []string{"result"})
+	m.upstream = counter("portcullis_upstream_errors_total", "Requests that failed on the way to or from the upstream, by route and reason.", "route", "reason")
+	m.rejected = counter("portcullis_rejected_requests_total", "Requests the proxy refused before routing, by reason code.", "reason")
+	m.denied = counter("portcullis_access_denied_total", "Requests refused by the access decision, by route and reason code.", "route", "reason")
+	m.recovery = counter("portcullis_recovery_total", "Account-recovery requests inspected by a recovery guard, by route, result (allowed, blocked, rejected) and reason code.", "route", "result", "reason")
+	m.reloads = counter("portcullis_config_reloads_total", "Configuration reload attempts, by result (success, failure).", "result")
 	m.reloadTS = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "portcullis_config_last_reload_success_timestamp_seconds",
 		Help: "Unix time of the last configuration successfully loaded.",

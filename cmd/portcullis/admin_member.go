@@ -71,15 +71,26 @@ func (a *adminRun) userFlags() (issuer, subject *string) {
 		a.fs.String("subject", "", "the person's OIDC subject (with --issuer, instead of USER)")
 }
 
+// orgUser parses the arguments ORG USER (or ORG with --issuer and --subject, whose flags
+// must have been declared with userFlags) and checks the organisation id. It returns false
+// on a usage error (exit 2); problems with the values are in a.failed().
+func (a *adminRun) orgUser(iss, sub *string) (org, user string, ok bool) {
+	if !a.parse("ORG", "USER?") {
+		return "", "", false
+	}
+	org, user = a.pos[0], a.userKey(a.pos[1], *iss, *sub)
+	a.checkOrgID("ORG", org)
+	return org, user, true
+}
+
 func adminMemberGrant(a *adminRun) int {
 	f := a.accessFlags()
-	iss, sub := a.userFlags()
-	if !a.parse("ORG", "USER?") {
+	org, user, ok := a.orgUser(a.userFlags())
+	if !ok {
 		return 2
 	}
-	a.checkOrgID("ORG", a.pos[0])
 	m := f.membership(a)
-	m.Org, m.User = a.pos[0], a.userKey(a.pos[1], *iss, *sub)
+	m.Org, m.User = org, user
 	if a.failed() || !a.open() {
 		return 1
 	}
@@ -130,12 +141,10 @@ func adminMemberChange(a *adminRun) int {
 	expires := a.fs.String("expires", "", `new end of the membership: RFC 3339, a duration from now, or "never"`)
 	reviewBy := a.fs.String("review-by", "", `new review date: RFC 3339, a duration from now, or "never"`)
 	approvedBy := a.fs.String("approved-by", "", "who approved the change (also recorded on added purposes)")
-	iss, sub := a.userFlags()
-	if !a.parse("ORG", "USER?") {
+	org, user, ok := a.orgUser(a.userFlags())
+	if !ok {
 		return 2
 	}
-	org, user := a.pos[0], a.userKey(a.pos[1], *iss, *sub)
-	a.checkOrgID("ORG", org)
 	set := map[string]bool{}
 	a.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if !slices.ContainsFunc([]string{"add-role", "remove-role", "add-purpose", "remove-purpose", "kind", "expires", "review-by", "approved-by"},
@@ -206,12 +215,11 @@ func adminMemberChange(a *adminRun) int {
 }
 
 func adminMemberRevoke(a *adminRun) int {
-	iss, sub := a.userFlags()
-	if !a.parse("ORG", "USER?") {
+	org, user, ok := a.orgUser(a.userFlags())
+	if !ok {
 		return 2
 	}
-	org, user := a.pos[0], a.userKey(a.pos[1], *iss, *sub)
-	if a.checkOrgID("ORG", org); a.failed() || !a.open() {
+	if a.failed() || !a.open() {
 		return 1
 	}
 	defer a.close()
@@ -235,12 +243,11 @@ func adminMemberRevoke(a *adminRun) int {
 }
 
 func adminMemberShow(a *adminRun) int {
-	iss, sub := a.userFlags()
-	if !a.parse("ORG", "USER?") {
+	org, user, ok := a.orgUser(a.userFlags())
+	if !ok {
 		return 2
 	}
-	org, user := a.pos[0], a.userKey(a.pos[1], *iss, *sub)
-	if a.checkOrgID("ORG", org); a.failed() || !a.open() {
+	if a.failed() || !a.open() {
 		return 1
 	}
 	defer a.close()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -142,25 +141,8 @@ func (b *handoffBed) origin(host string) string { return "https://" + host + ".p
 
 func (b *handoffBed) do(method, target string, form url.Values, hdr http.Header) *e2ePage {
 	b.t.Helper()
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, _ := http.NewRequest(method, target, body)
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := b.c.Do(req)
-	if err != nil {
-		b.t.Fatalf("%s %s: %v", method, target, err)
-	}
-	bb, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(bb))
-	return &e2ePage{resp, string(bb)}
+	resp, body := send(b.t, b.c, method, target, form, hdr)
+	return &e2ePage{resp, body}
 }
 
 var (

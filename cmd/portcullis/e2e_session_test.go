@@ -87,6 +87,35 @@ routes:
 	return &sessionBed{t: t, base: base, idp: idp, redis: rs, c: c, proc: p}
 }
 
+// send makes a request with c: form, when not nil, as an url-encoded body; the headers as
+// written (no canonicalisation of spoofed names). It returns the response with its body read
+// and put back, and the body.
+func send(t testing.TB, c *http.Client, method, target string, form url.Values, hdr http.Header) (*http.Response, string) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, target, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	return resp, string(b)
+}
+
 type e2ePage struct {
 	*http.Response
 	body string
@@ -97,25 +126,8 @@ func (s *sessionBed) do(method, target string, form url.Values, hdr http.Header)
 	if strings.HasPrefix(target, "/") {
 		target = s.base + target
 	}
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, _ := http.NewRequest(method, target, body)
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := s.c.Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, target, err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(b))
-	return &e2ePage{resp, string(b)}
+	resp, body := send(s.t, s.c, method, target, form, hdr)
+	return &e2ePage{resp, body}
 }
 
 var browserHeaders = http.Header{"Accept": {"text/html"}, "Sec-Fetch-Mode": {"navigate"}}

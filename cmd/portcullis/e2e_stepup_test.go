@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -187,28 +186,8 @@ func (c *suClient) do(method, target string, form url.Values, hdr http.Header) *
 	if strings.HasPrefix(target, "/") {
 		target = c.b.base + target
 	}
-	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
-	}
-	req, err := http.NewRequest(method, target, body)
-	if err != nil {
-		c.b.t.Fatal(err)
-	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := c.c.Do(req)
-	if err != nil {
-		c.b.t.Fatalf("%s %s: %v", method, target, err)
-	}
-	bb, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(bb))
-	return &suPage{resp, string(bb)}
+	resp, body := send(c.b.t, c.c, method, target, form, hdr)
+	return &suPage{resp, body}
 }
 
 // raw sends a request whose target is written as given (no client normalisation).

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -43,14 +41,10 @@ session: {idle_timeout: ` + idle + `}
 	}
 }
 
-// reloadConfig writes yaml to a file and loads it the way the binary does.
+// reloadConfig parses yaml as the binary loads a file.
 func reloadConfig(t *testing.T, yaml string) *config.Config {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "portcullis.yaml")
-	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _, err := config.Load(p)
+	cfg, _, err := config.Parse("portcullis.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}

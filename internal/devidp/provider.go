@@ -231,13 +231,7 @@ func (c *Config) validate() error {
 	ids := map[string]bool{}
 	for i, cl := range c.Clients {
 		place := fmt.Sprintf("clients[%d]", i)
-		switch {
-		case cl.ID == "":
-			bad(place+".id", "required")
-		case ids[cl.ID]:
-			bad(place+".id", "duplicate %q", cl.ID)
-		}
-		ids[cl.ID] = true
+		unique(bad, place+".id", cl.ID, ids)
 		if len(cl.RedirectURIs) == 0 {
 			bad(place+".redirect_uris", "at least one is required")
 		}
@@ -254,20 +248,8 @@ func (c *Config) validate() error {
 	subs, names := map[string]bool{}, map[string]bool{}
 	for i, u := range c.Users {
 		place := fmt.Sprintf("users[%d]", i)
-		switch {
-		case u.Subject == "":
-			bad(place+".subject", "required")
-		case subs[u.Subject]:
-			bad(place+".subject", "duplicate %q", u.Subject)
-		}
-		subs[u.Subject] = true
-		switch {
-		case u.Username == "":
-			bad(place+".username", "required")
-		case names[u.Username]:
-			bad(place+".username", "duplicate %q", u.Username)
-		}
-		names[u.Username] = true
+		unique(bad, place+".subject", u.Subject, subs)
+		unique(bad, place+".username", u.Username, names)
 		if u.Password == "" {
 			bad(place+".password", "required")
 		}
@@ -278,6 +260,17 @@ func (c *Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unique reports v at place as missing or as a duplicate of one in seen, and adds it.
+func unique(bad func(string, string, ...any), place, v string, seen map[string]bool) {
+	switch {
+	case v == "":
+		bad(place, "required")
+	case seen[v]:
+		bad(place, "duplicate %q", v)
+	}
+	seen[v] = true
 }
 
 func checkAbsURL(bad func(string, string, ...any), place, raw string) {
