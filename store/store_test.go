@@ -3,13 +3,16 @@ package store
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestMain(m *testing.M) { redistest.Main(m) }
@@ -117,6 +120,36 @@ func TestOptions(t *testing.T) {
 	}
 	if opt.Network != "unix" || opt.Addr != "/run/redis/redis.sock" || opt.TLSConfig != nil || opt.ReadTimeout != time.Second {
 		t.Errorf("unix options = %s %s tls %v read %v", opt.Network, opt.Addr, opt.TLSConfig, opt.ReadTimeout)
+	}
+}
+
+// TestDownRedisIsDialledOnce: against a Redis that refuses connections, a command dials once
+// per attempt (two attempts), so a request fails closed at once instead of after go-redis's
+// five dials per attempt.
+func TestDownRedisIsDialledOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: connections are refused
+	opt, err := options(config.Redis{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dials atomic.Int32
+	opt.Dialer = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	if err := rdb.Ping(t.Context()).Err(); err == nil {
+		t.Fatal("ping of a closed port succeeded")
+	}
+	if n := dials.Load(); n < 1 || n > 2 {
+		t.Errorf("%d dials for one command against a closed port, want at most 2", n)
 	}
 }
 
