@@ -537,3 +537,42 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 }
+
+// TestOutsidersLearnNothing: whatever the organisation's state, a person without a
+// membership in it is refused with a code that shows as not_member (or no_org, which names
+// no organisation): the refusal never tells an outsider whether an org id exists, is
+// suspended, ended, merged or past its contract.
+func TestOutsidersLearnNothing(t *testing.T) {
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	orgs := map[string]*store.Org{
+		"absent":    nil,
+		"other id":  {ID: "globex", Status: store.OrgActive},
+		"active":    {ID: "acme", Status: store.OrgActive, Domains: []store.Domain{{Name: "acme.example", Status: store.DomainVerified}}},
+		"suspended": {ID: "acme", Status: store.OrgSuspended},
+		"ended":     {ID: "acme", Status: store.OrgEnded},
+		"unknown":   {ID: "acme", Status: "archived"},
+		"merged":    {ID: "acme", Status: store.OrgActive, MergedInto: "globex"},
+		"contract":  {ID: "acme", Status: store.OrgActive, ContractEnd: now.Add(-time.Hour)},
+	}
+	mems := map[string]*store.Membership{
+		"none":          nil,
+		"another user":  {Org: "acme", User: "iss|mallory", Kind: store.KindEmployee, Status: store.MembershipActive},
+		"another org":   {Org: "globex", User: "iss|alice", Kind: store.KindEmployee, Status: store.MembershipActive},
+		"empty user":    {Org: "acme", User: "", Kind: store.KindEmployee, Status: store.MembershipActive},
+		"revoked other": {Org: "acme", User: "iss|mallory", Kind: store.KindEmployee, Status: store.MembershipRevoked},
+	}
+	for on, o := range orgs {
+		for mn, m := range mems {
+			for _, user := range []string{"iss|alice", ""} {
+				d := Decide(Input{User: user, Email: "alice@acme.example", EmailVerified: true, OrgID: "acme", Org: o, Membership: m}, now)
+				if d.Allow || d.Member {
+					t.Errorf("org %s, membership %s, user %q: allowed or a member: %+v", on, mn, user, d)
+					continue
+				}
+				if shown := reason.Shown(d.Reason, d.Member); shown != reason.NotMember {
+					t.Errorf("org %s, membership %s, user %q: an outsider is shown %s (decided %s)", on, mn, user, shown, d.Reason)
+				}
+			}
+		}
+	}
+}

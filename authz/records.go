@@ -9,8 +9,9 @@ import (
 
 // The lookups the decisions need, for whoever gathers their facts (package proxy). Decide and
 // DecideRecovery read nothing themselves; these say what the gatherer must be able to read.
-// store.Cache implements Members, store.Store RecoveryRecords. Every error that does not wrap
-// store.ErrNotFound means storage could not answer, and the request fails closed.
+// store.Cache implements Members, store.Store RecoveryRecords. Members answers absent records
+// with nil, and any error of its means storage could not answer: the request fails closed.
+// RecoveryRecords reports a miss as store.ErrNotFound; any other error fails closed.
 
 // Members looks up an organisation and a person's membership in it.
 type Members interface {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/internal/recoveryid"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -40,10 +41,10 @@ type RecoveryPolicy struct {
 	AllowUnknownDomains bool
 }
 
-// RecoveryPolicyOf is g's policy.
-func RecoveryPolicyOf(g *config.RecoveryGuard) RecoveryPolicy {
+// RecoveryPolicyOf is the policy of guard g, whose compiled rule expects identifiers of kind.
+func RecoveryPolicyOf(kind recoveryid.Kind, g *config.RecoveryGuard) RecoveryPolicy {
 	return RecoveryPolicy{
-		Username:            g.Kind == config.RecoveryKindUsername,
+		Username:            kind == recoveryid.KindUsername,
 		PerIdentifier:       int64(g.RateLimit.PerIdentifier),
 		PerClient:           int64(g.RateLimit.PerClient),
 		AllowUnknownDomains: g.UnknownDomains == config.RecoveryAllow,

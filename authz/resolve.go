@@ -63,13 +63,6 @@ func NewOrgResolver(s *config.OrgSource) (OrgResolver, error) {
 	}
 }
 
-// OrgResolverOf is NewOrgResolver for a source config.Load validated with the same rules, so
-// it does not fail; if it ever did, the zero resolver resolves nothing (fail closed: no_org).
-func OrgResolverOf(s *config.OrgSource) OrgResolver {
-	r, _ := NewOrgResolver(s)
-	return r
-}
-
 // From returns the source's name (host, path, header or session), or "" for the zero
 // resolver; for logs.
 func (r OrgResolver) From() string {

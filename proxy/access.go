@@ -55,12 +55,16 @@ func compilePolicies(set Settings) ([]routePolicy, []string, error) {
 			if g.Spec == nil {
 				return nil, nil, fmt.Errorf("route %s: recovery_guard was not compiled: the configuration must come from config.Load", r.Name)
 			}
-			p.recovery, p.recoveryPolicy = g, authz.RecoveryPolicyOf(g)
+			p.recovery, p.recoveryPolicy = g, authz.RecoveryPolicyOf(g.Spec.Kind(), g)
 		}
 		if r.Org != nil || r.Require != nil {
 			p.orgScoped = true
 			p.require = authz.CompileRequire(r.Require)
-			p.resolver = authz.OrgResolverOf(r.Org)
+			res, err := authz.NewOrgResolver(r.Org)
+			if err != nil {
+				return nil, nil, fmt.Errorf("route %s: %w", r.Name, err)
+			}
+			p.resolver = res
 		}
 		pols[i] = p
 	}
@@ -100,7 +104,8 @@ type identity struct {
 func (ex *exchange) admit() error {
 	s, route, pol := ex.s, ex.route, ex.pol
 	if s.opts.Gate == nil {
-		return reject(reason.NoSession)
+		// No sign-in configured: fail closed, as an answer rather than a counted refusal.
+		return &problem.Error{Problem: problem.New(reason.NoSession)}
 	}
 	r := ex.r
 	if pol.orgScoped && pol.resolver.From() != config.OrgFromSession {

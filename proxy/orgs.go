@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/page"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 	"github.com/portcullis-proxy/portcullis/session"
 )
 
@@ -79,7 +80,11 @@ func (ex *exchange) serveOrgs() error {
 		}
 		org := r.PostForm.Get("org")
 		if !slices.ContainsFunc(orgs, func(o pickerOrg) bool { return o.ID == org }) {
-			return &problem.Error{Problem: problem.For(reason.NotMember, reason.Facts{Org: org})}
+			var f reason.Facts
+			if syntax.OrgID(org) {
+				f.Org = org // anything else is not repeated back
+			}
+			return &problem.Error{Problem: problem.For(reason.NotMember, f)}
 		}
 		if err := chooser.SetActiveOrg(r.Context(), r, org); err != nil {
 			d := storeDown(sess.UserKey, err)

@@ -38,7 +38,7 @@ import (
 //     fact about an account, so it is answered as such in every mode. A missing identifier
 //     is forwarded (missing_identifier: forward, the default: nothing to protect; the portal
 //     answers its own validation error) or refused 400 identifier_missing (block).
-//  4. to 6. authz.DecideRecovery, asked again after each fact it needs is read here:
+//     Steps 4 to 6 are authz.DecideRecovery's, asked again after each fact it needs is read:
 //  4. Rate limits (Redis, fixed windows): rate_limited, 429 with Retry-After in every mode
 //     (the counters run for every identifier, known or not, so a 429 says nothing about
 //     accounts).

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -84,10 +85,14 @@ func (ex *exchange) fail(err error) {
 		rec.give(ex)
 	default:
 		var e *problem.Error
-		if errors.As(err, &e) {
-			e.RequestID = ex.requestID
+		if !errors.As(err, &e) {
+			e = problem.Outage(reason.InternalError, "internal error", "", err)
 		}
-		problem.Fail(s.log, ex.w, ex.r, err)
+		e.RequestID = ex.requestID
+		if e.Msg != "" {
+			e.Attrs = append(e.Attrs, slog.String("route", ex.routeLabel), slog.String("request_id", ex.requestID))
+		}
+		problem.Fail(s.log, ex.w, ex.r, e)
 	}
 }
 
@@ -102,12 +107,13 @@ func internalError(what string, err error) error {
 	return problem.Outage(reason.InternalError, what, "", err)
 }
 
-// appendAudit records ev; a failure is logged (the answer is decided already).
+// appendAudit records ev; a failure is logged (the answer is decided already). The append
+// outlives a client that went away: the refusal happened, and must be on record.
 func (s *Server) appendAudit(r *http.Request, ev audit.Event) {
 	if s.opts.Audit == nil {
 		return
 	}
-	if err := s.opts.Audit.Append(r.Context(), ev); err != nil {
+	if err := s.opts.Audit.Append(context.WithoutCancel(r.Context()), ev); err != nil {
 		s.log.Error("audit append failed", slog.Any("error", err), slog.String("request_id", ev.RequestID))
 	}
 }

@@ -110,7 +110,7 @@ func (m *Manager) handoffSession(w http.ResponseWriter, r *http.Request, su *ste
 // record of purposeHandoffStepUp, after checking the login cookie.
 func (m *Manager) handoffStepUpCallback(w http.ResponseWriter, r *http.Request, rp *relyingParty, lr *loginRecord) error {
 	su, req := lr.StepUp, lr.Handoff
-	if su == nil || su.MaxAge <= 0 || req == nil || !validSecret(su.Session) {
+	if su == nil || !su.Valid() || req == nil || !validSecret(su.Session) {
 		return problem.Outage(reason.InvalidState, "step-up handoff state without requirements", "", nil)
 	}
 	ctx := r.Context()

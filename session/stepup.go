@@ -149,7 +149,11 @@ func (m *Manager) serveStepUp(w http.ResponseWriter, r *http.Request) error {
 		return m.loadError(r, err, false)
 	}
 	if err := r.ParseForm(); err != nil {
-		return quietly(reason.StepUpTicket)
+		// A body that does not parse (or is too large) is malformed rather than forged: 400,
+		// which also closes the connection.
+		e := quietly(reason.StepUpTicket)
+		e.Status = http.StatusBadRequest
+		return e
 	}
 	c, ok := m.readTicket(l, r.PostForm.Get("ticket"))
 	if !ok {
@@ -176,7 +180,7 @@ func (m *Manager) serveStepUp(w http.ResponseWriter, r *http.Request) error {
 // are pages with a reason, never a redirect back into the flow.
 func (m *Manager) stepUpCallback(w http.ResponseWriter, r *http.Request, rp *relyingParty, lr *loginRecord) error {
 	su := lr.StepUp
-	if su == nil || su.MaxAge <= 0 {
+	if su == nil || !su.Valid() {
 		return problem.Outage(reason.InvalidState, "step-up state without requirements", "", nil)
 	}
 	ctx := r.Context()

@@ -2,7 +2,8 @@
 // organisation and membership records, the scripts and pipelines that read and change them,
 // the audit stream, and the pub/sub invalidations that keep every replica's local caches
 // (Cache for memberships, WatchSessions for sessions, both on internal/invalcache) fresh.
-// Every miss is ErrNotFound and every outage wraps ErrUnavailable (errors.go).
+// Every "not there" error is ErrNotFound (Lookup, which answers for absent records with nil,
+// is the exception) and every outage wraps ErrUnavailable (errors.go).
 //
 // It is the only package that knows Redis key names (all of them are built in keys.go) and the
 // only non-test package that imports the Redis client, so the data layout can change in one

@@ -3,8 +3,9 @@ package store
 import "errors"
 
 // The errors of package store, the only ones callers need to match (errors.Is finds them in
-// whatever a method returns). Every miss of every method is ErrNotFound, whatever was missing
-// (a session, a sign-in state, a handoff code, an organisation): the wrapping error says what.
+// whatever a method returns). A method that reports a miss as an error reports ErrNotFound,
+// whatever was missing (a session, a sign-in state, a handoff code, an organisation): the
+// wrapping error says what. Lookup answers absent records with nil instead.
 
 // ErrNotConfigured is returned by New when the configuration has no Redis address, which means
 // Redis is not in use (only public routes can work).

@@ -54,9 +54,10 @@ type entry[V any] struct {
 	at time.Time // when the read that filled it began
 }
 
-// fill is one read shared by every concurrent miss of its key.
+// fill is one read shared by every concurrent miss of its key, begun in generation gen.
 type fill[V any] struct {
 	done chan struct{}
+	gen  Gen
 	v    V
 	err  error
 }
@@ -153,7 +154,7 @@ func (c *Cache[K, V]) putLocked(sh *shard[K, V], k K, e entry[V], g Gen) {
 		return
 	}
 	old, ok := sh.m[k]
-	if ok && !old.at.Before(e.at) {
+	if ok && old.at.After(e.at) {
 		return
 	}
 	if !ok && (len(sh.m) >= c.perShard || e.at.Sub(sh.swept) >= c.ttl) {
@@ -195,9 +196,11 @@ func (c *Cache[K, V]) Load(ctx context.Context, k K, timeout time.Duration, read
 		sh.mu.Unlock()
 		return e.v, nil
 	}
+	// A read begun before an invalidation may answer what was true before the change: a
+	// caller arriving after it starts a read of its own rather than joining that one.
 	f := sh.inflight[k]
-	if f == nil {
-		f = &fill[V]{done: make(chan struct{})}
+	if f == nil || f.gen != c.Begin() {
+		f = &fill[V]{done: make(chan struct{}), gen: c.Begin()}
 		sh.inflight[k] = f
 		go c.fill(ctx, sh, k, f, timeout, read)
 	}
@@ -214,12 +217,14 @@ func (c *Cache[K, V]) Load(ctx context.Context, k K, timeout time.Duration, read
 func (c *Cache[K, V]) fill(ctx context.Context, sh *shard[K, V], k K, f *fill[V], timeout time.Duration, read func(context.Context) (V, error)) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
-	g, at := c.Begin(), c.now()
+	at := c.now()
 	f.v, f.err = read(ctx)
 	sh.mu.Lock()
-	delete(sh.inflight, k)
+	if sh.inflight[k] == f {
+		delete(sh.inflight, k)
+	}
 	if f.err == nil {
-		c.putLocked(sh, k, entry[V]{v: f.v, at: at}, g)
+		c.putLocked(sh, k, entry[V]{v: f.v, at: at}, f.gen)
 	}
 	sh.mu.Unlock()
 	close(f.done)

@@ -202,3 +202,48 @@ func TestCacheGetAllocatesNothing(t *testing.T) {
 		t.Errorf("Get allocates %v times", n)
 	}
 }
+
+// TestLoadAfterAnInvalidationReadsAgain: a caller that arrives after an invalidation does not
+// join a read begun before it (which may answer what was true before the change), and the
+// older read is not kept.
+func TestLoadAfterAnInvalidationReadsAgain(t *testing.T) {
+	c, _ := newTest(time.Hour, 0)
+	c.SetLive(true)
+	before, after := new(string), new(string)
+	started, release := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		got, _ := c.Load(context.Background(), "k", time.Second, func(context.Context) (*string, error) {
+			close(started)
+			<-release
+			return before, nil
+		})
+		if got != before {
+			t.Error("the first caller did not get its own read")
+		}
+	})
+	<-started
+	c.Forget("k") // the record changed while the first read was in flight
+	got, err := c.Load(context.Background(), "k", time.Second, func(context.Context) (*string, error) { return after, nil })
+	if err != nil || got != after {
+		t.Errorf("a caller after the invalidation got %v, %v: the read from before it", got, err)
+	}
+	close(release)
+	wg.Wait()
+	if v, ok := c.Get("k"); !ok || v != after {
+		t.Error("the read from before the invalidation replaced the one after it")
+	}
+}
+
+// TestSameInstantReadReplaces: a read begun at the same instant as the entry's (a clock that
+// does not move) replaces it, so a frozen clock cannot pin an old record.
+func TestSameInstantReadReplaces(t *testing.T) {
+	c, clk := newTest(time.Hour, 0)
+	c.SetLive(true)
+	a, b := new(string), new(string)
+	c.Put("k", a, clk.now(), c.Begin())
+	c.Put("k", b, clk.now(), c.Begin())
+	if got, _ := c.Get("k"); got != b {
+		t.Error("a read at the same instant did not replace the entry")
+	}
+}

@@ -29,6 +29,9 @@ type Spec struct {
 	Code Code
 	// Area groups the code in the documentation (README's reason code table).
 	Area Area
+	// Answer, when set, says how the code is answered when that is not always as a problem
+	// with Status (for the documentation).
+	Answer string
 	// Status is the HTTP status of the answer.
 	Status int
 	// Message is what people are told. It may name facts of one refusal in braces, filled
@@ -298,7 +301,7 @@ var specs = []Spec{
 	{Code: RoleMissing, Area: AreaAccess, Status: http.StatusForbidden, Message: "This area needs one of these roles in {org}: {roles}."},
 	{Code: PurposeMissing, Area: AreaAccess, Status: http.StatusForbidden, Message: "This area needs an approved purpose: {purposes}."},
 	{Code: PurposeExpired, Area: AreaAccess, Status: http.StatusForbidden, Message: "Your grant for {purposes} has expired."},
-	{Code: Allowed, Area: AreaAccess, Status: http.StatusOK, Message: "Allowed."},
+	{Code: Allowed, Area: AreaAccess, Answer: "forwarded", Status: http.StatusOK, Message: "Allowed."},
 
 	{Code: StepUpRequired, Area: AreaStepUp, Status: http.StatusUnauthorized, Message: "This resource needs a recent, stronger sign-in; complete it in a browser and retry."},
 	{Code: StepUpACR, Area: AreaStepUp, Status: http.StatusForbidden, Message: "The identity provider did not confirm the stronger sign-in this page needs (for example a second factor). Access was not raised.",
@@ -313,19 +316,19 @@ var specs = []Spec{
 	{Code: StepUpTicket, Area: AreaStepUp, Status: http.StatusForbidden, Message: "This confirmation request is not valid any more. Go back to the page and try again."},
 	{Code: StepUpHost, Area: AreaStepUp, Status: http.StatusBadRequest, Message: "A stronger sign-in cannot be done from this address yet. Ask your administrator for the address to use for this page."},
 
-	{Code: MethodNotGuarded, Area: AreaRecovery, Status: http.StatusOK, Message: "The method is not inspected; the request is forwarded."},
+	{Code: MethodNotGuarded, Area: AreaRecovery, Answer: "forwarded, never answered", Status: http.StatusOK, Message: "The method is not inspected; the request is forwarded."},
 	{Code: BodyTooLarge, Area: AreaRecovery, Status: http.StatusRequestEntityTooLarge, Message: "The request body is too large."},
 	{Code: ContentTypeNotAllowed, Area: AreaRecovery, Status: http.StatusUnsupportedMediaType, Message: recoveryBad},
 	{Code: MalformedQuery, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
 	{Code: MalformedBody, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
 	{Code: IdentifierAmbiguous, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
-	{Code: IdentifierMissing, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
+	{Code: IdentifierMissing, Area: AreaRecovery, Answer: "forwarded unless `missing_identifier: block`", Status: http.StatusBadRequest, Message: recoveryBad},
 	{Code: IdentifierInvalid, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
 	{Code: BodyReadError, Area: AreaRecovery, Status: http.StatusBadRequest, Message: "The request body could not be read."},
 	{Code: RateLimited, Area: AreaRecovery, Status: http.StatusTooManyRequests, Message: "Too many account-recovery requests. Try again later."},
-	{Code: UnknownDomain, Area: AreaRecovery, Status: http.StatusForbidden, Message: "Account recovery is not available for this address: its email domain is not known."},
-	{Code: StaleDomain, Area: AreaRecovery, Status: http.StatusForbidden, Message: "Account recovery is not available for this address: its email domain is no longer verified for an active organisation."},
-	{Code: NoActiveMembership, Area: AreaRecovery, Status: http.StatusForbidden, Message: "Account recovery is not available for this address: it belongs to no active membership."},
+	{Code: UnknownDomain, Area: AreaRecovery, Answer: "the generic answer (200) unless `blocked_response: forbidden`", Status: http.StatusForbidden, Message: "Account recovery is not available for this address: its email domain is not known."},
+	{Code: StaleDomain, Area: AreaRecovery, Answer: "the generic answer (200) unless `blocked_response: forbidden`", Status: http.StatusForbidden, Message: "Account recovery is not available for this address: its email domain is no longer verified for an active organisation."},
+	{Code: NoActiveMembership, Area: AreaRecovery, Answer: "the generic answer (200) unless `blocked_response: forbidden`", Status: http.StatusForbidden, Message: "Account recovery is not available for this address: it belongs to no active membership."},
 	{Code: GuardMisconfigured, Area: AreaRecovery, Status: http.StatusInternalServerError, Message: "Account recovery is not available right now."},
 
 	{Code: StoreUnavailable, Area: AreaService, Status: http.StatusServiceUnavailable, Message: "This cannot be checked right now, so it is refused. Try again in a moment."},

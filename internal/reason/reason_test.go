@@ -190,7 +190,10 @@ func renderReference(docs map[Code]string) string {
 				continue
 			}
 			shown := "itself"
-			if s.Hidden {
+			switch {
+			case s.Answer != "":
+				shown = s.Answer
+			case s.Hidden:
 				shown = "`not_member` to outsiders"
 			}
 			means := strings.Join(strings.Fields(docs[s.Code]), " ")
