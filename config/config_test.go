@@ -86,6 +86,17 @@ func TestDefaults(t *testing.T) {
 		Authz: Authz{Cache: &yes, CacheTTL: Duration(2 * time.Second)},
 		Audit: Audit{MaxLen: 100000},
 		Pages: Pages{ProductName: "Portcullis"},
+		Lifecycle: Lifecycle{
+			Kinds: KindPolicies{
+				Employee: KindPolicy{MaxDuration: days(0), ReviewEvery: days(365), Approvers: []string{"org_admin", "operator"}, ApprovalsRequired: 1, RequiresTicket: new(bool)},
+				Partner:  KindPolicy{MaxDuration: days(365), ReviewEvery: days(90), Approvers: []string{"org_admin", "operator"}, ApprovalsRequired: 1, RequiresTicket: new(bool)},
+				Reseller: KindPolicy{MaxDuration: days(365), ReviewEvery: days(90), Approvers: []string{"org_admin", "operator"}, ApprovalsRequired: 1, RequiresTicket: new(bool)},
+				Support:  KindPolicy{MaxDuration: days(30), ReviewEvery: days(30), Approvers: []string{"org_admin"}, ApprovalsRequired: 1, RequiresTicket: &yes},
+				Service:  KindPolicy{MaxDuration: days(365), ReviewEvery: days(90), Approvers: []string{"org_admin", "operator"}, ApprovalsRequired: 1, RequiresTicket: new(bool)},
+			},
+			AdminRole: "org-admin", RequestTTL: Duration(72 * time.Hour),
+		},
+		AdminAPI: AdminAPI{Listen: "off"},
 		Routes: []Route{{
 			Name: "app", Path: "/", PathMatch: PathPrefix, Upstream: "http://10.0.0.5:8080",
 			Timeouts: UpstreamTimeouts{Dial: Duration(5 * time.Second), ResponseHeader: Duration(60 * time.Second), IdleConn: Duration(90 * time.Second)},
@@ -510,5 +521,20 @@ func TestExpansionBounded(t *testing.T) {
 	}
 	if _, _, err := parse(t, b.String()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"30s": 30 * time.Second, "90d": 90 * 24 * time.Hour, "1d12h": 36 * time.Hour, "0d": 0, "1m30s": 90 * time.Second,
+	} {
+		if got, err := parseDuration(in); err != nil || got != want {
+			t.Errorf("parseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"d", "-1d", "+1d", "1.5d", "1dx", "1d-1h", "99999999d", "1d1d"} {
+		if _, err := parseDuration(bad); err == nil {
+			t.Errorf("parseDuration(%q) accepted", bad)
+		}
 	}
 }

@@ -130,10 +130,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		if !ok {
 			return
 		}
-		dur, err := time.ParseDuration(s)
+		dur, err := parseDuration(s)
 		switch {
 		case err != nil:
-			d.errorAt(nodePos(n), path, "must be a duration such as \"30s\" or \"1m30s\", got %s", d.show(path, s))
+			d.errorAt(nodePos(n), path, "must be a duration such as \"30s\", \"1m30s\" or \"90d\", got %s", d.show(path, s))
 		case dur < 0:
 			d.errorAt(nodePos(n), path, "must not be negative")
 		default:
@@ -430,4 +430,26 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// parseDuration is time.ParseDuration with whole days in front: "90d", "1d12h". Lifecycle
+// policies speak in days, and a day is 24 hours here (no calendar, no time zone).
+func parseDuration(s string) (time.Duration, error) {
+	days, rest, ok := strings.Cut(s, "d")
+	if !ok {
+		return time.ParseDuration(s)
+	}
+	n, err := strconv.ParseUint(days, 10, 16)
+	if err != nil || days == "" || days[0] == '+' {
+		return 0, fmt.Errorf("bad number of days in %q", s)
+	}
+	d := time.Duration(n) * 24 * time.Hour
+	if rest == "" {
+		return d, nil
+	}
+	r, err := time.ParseDuration(rest)
+	if err != nil || r < 0 {
+		return 0, fmt.Errorf("bad duration after the days in %q", s)
+	}
+	return d + r, nil
 }

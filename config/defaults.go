@@ -97,6 +97,19 @@ var defaultRules = []defaultRule{
 	{Default{"authz.cache_ttl", "2s"}, func(c *Config) { setDuration(&c.Authz.CacheTTL, 2*time.Second) }},
 	{Default{"audit.max_len", "100000"}, func(c *Config) { setInt(&c.Audit.MaxLen, 100000) }},
 	{Default{"pages.product_name", `"Portcullis"`}, func(c *Config) { setString(&c.Pages.ProductName, "Portcullis") }},
+	{Default{"lifecycle.admin_role", `"org-admin"`}, func(c *Config) { setString(&c.Lifecycle.AdminRole, "org-admin") }},
+	{Default{"lifecycle.request_ttl", "72h"}, func(c *Config) { setDuration(&c.Lifecycle.RequestTTL, 72*time.Hour) }},
+	{Default{"admin_api.listen", `"off"`}, func(c *Config) { setString(&c.AdminAPI.Listen, "off") }},
+	{Default{"admin_api.operators.role_claim", `"roles"`}, func(c *Config) {
+		if c.AdminAPI.Operators.Issuer != "" {
+			setString(&c.AdminAPI.Operators.RoleClaim, "roles")
+		}
+	}},
+	{Default{"admin_api.operators.role", `"portcullis-operator"`}, func(c *Config) {
+		if c.AdminAPI.Operators.Issuer != "" {
+			setString(&c.AdminAPI.Operators.Role, "portcullis-operator")
+		}
+	}},
 	{Default{"routes[].path", `"/"`}, forRoutes(func(r *Route) { setString(&r.Path, "/") })},
 	{Default{"routes[].path_match", `"prefix"`}, forRoutes(func(r *Route) { setString(&r.PathMatch, PathPrefix) })},
 	{Default{"routes[].timeouts.dial", "5s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.Dial, 5*time.Second) })},
@@ -134,6 +147,8 @@ var defaultRules = []defaultRule{
 	{Default{"routes[].recovery_guard.generic_content_type", `"text/plain; charset=utf-8"`}, forGuards(func(g *RecoveryGuard) { setString(&g.GenericContentType, "text/plain; charset=utf-8") })},
 	{Default{"routes[].recovery_guard.identifier_in_audit", `"hash"`}, forGuards(func(g *RecoveryGuard) { setString(&g.IdentifierInAudit, RecoveryAuditHash) })},
 }
+
+func init() { defaultRules = append(defaultRules, lifecycleDefaultRules()...) }
 
 // Defaults returns every default value in the order of the file's sections, for
 // documentation: a README table or "portcullis check" can print it, and it cannot disagree

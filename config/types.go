@@ -25,6 +25,11 @@ type Config struct {
 	Authz    Authz    `yaml:"authz"`
 	Audit    Audit    `yaml:"audit"`
 	Pages    Pages    `yaml:"pages"`
+	// Lifecycle is the access lifecycle policy: per kind of membership, how long it may last,
+	// how often it is reviewed and who approves it.
+	Lifecycle Lifecycle `yaml:"lifecycle"`
+	// AdminAPI is the administration API's listener and who may call it as an operator.
+	AdminAPI AdminAPI `yaml:"admin_api"`
 	// Routes is the ordered route table: the first route that matches host, path and method
 	// handles the request.
 	Routes []Route `yaml:"routes"`

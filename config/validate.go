@@ -108,6 +108,8 @@ func (v *validator) config(c *Config) {
 	v.pages(&c.Pages)
 	v.routes(c.Routes)
 	v.orgHosts(c)
+	v.lifecycle(&c.Lifecycle)
+	v.adminAPI(c)
 }
 
 func (v *validator) server(s *Server) {

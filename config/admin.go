@@ -1,0 +1,62 @@
+package config
+
+// AdminAPI configures the administration API: JSON over HTTPS under /api/v1/ on a listener of
+// its own, served with the main listener's TLS. Every call is made by an authenticated actor:
+// an operator (an API token, or a bearer JWT of the operator identity provider below) or an
+// organisation's administrator with a token of their own.
+type AdminAPI struct {
+	// Listen is the address of the API's listener, such as "127.0.0.1:9443" (keep it on
+	// loopback or a management network). Default "off": no API.
+	Listen string `yaml:"listen"`
+	// Operators accepts bearer JWTs from the platform's own identity provider, besides the
+	// API's tokens.
+	Operators OperatorTokens `yaml:"operators"`
+}
+
+// Enabled reports whether the API has a listener.
+func (a AdminAPI) Enabled() bool { return a.Listen != "" && a.Listen != "off" }
+
+// OperatorTokens configures the operators' bearer JWTs: access tokens of the platform staff's
+// identity provider (not the customers'), verified against its published keys.
+type OperatorTokens struct {
+	// Issuer is the provider's issuer URL, as in its discovery document. Empty: operators use
+	// API tokens only.
+	Issuer string `yaml:"issuer"`
+	// Audience is the audience ("aud") the tokens must be issued for. Required with issuer.
+	Audience string `yaml:"audience"`
+	// RoleClaim is the claim listing the bearer's roles (a string or an array). Default "roles".
+	RoleClaim string `yaml:"role_claim"`
+	// Role is the role that makes the bearer an operator. Default "portcullis-operator".
+	Role string `yaml:"role"`
+	// CARootFile is a PEM bundle trusted for the provider's HTTPS endpoints. Default: the
+	// system roots.
+	CARootFile string `yaml:"ca_root_file"`
+}
+
+// adminAPI checks the admin_api section.
+func (v *validator) adminAPI(c *Config) {
+	a := &c.AdminAPI
+	if !a.Enabled() {
+		return
+	}
+	v.listener("admin_api.listen", a.Listen)
+	if c.Redis.Address == "" {
+		v.errorf("admin_api.listen", "the admin API keeps its records in Redis: set redis.address")
+	}
+	o := &a.Operators
+	if o.Issuer == "" {
+		for k, set := range map[string]bool{"audience": o.Audience != "", "ca_root_file": o.CARootFile != ""} {
+			if set {
+				v.errorf("admin_api.operators."+k, "is set but admin_api.operators.issuer is not")
+			}
+		}
+		return
+	}
+	v.endpointURL("admin_api.operators.issuer", o.Issuer)
+	if o.Audience == "" {
+		v.errorf("admin_api.operators.audience", "is required with an issuer: a token for another audience must not make anyone an operator")
+	}
+	if o.CARootFile != "" {
+		v.fileExists("admin_api.operators.ca_root_file", o.CARootFile)
+	}
+}
