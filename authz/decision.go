@@ -32,6 +32,9 @@ type Input struct {
 	Org *store.Org
 	// Membership is the person's membership record in OrgID; nil when the store has none.
 	Membership *store.Membership
+
+	// Policy is the lifecycle policy (CompilePolicy); nil applies none.
+	Policy *Policy
 }
 
 // Decision is the outcome of Decide. Its slices and strings refer to the Input's records and
@@ -89,8 +92,10 @@ type Missing struct {
 }
 
 // Decide decides whether a person may use an org-scoped route for an organisation, now. It
-// is a pure function: no I/O, no clock of its own, no allocation, the same answer for the
-// same input. Default deny: a state, kind or record it does not recognise is a denial.
+// is a pure function: no I/O, no clock of its own, the same answer for the same input, and
+// no allocation (but for the roles of an allowed membership that holds role grants, or roles
+// the policy does not count). Default deny: a state, kind or record it does not recognise is
+// a denial.
 //
 // Checks run in this order, and the first that fails gives the Reason:
 //
@@ -104,8 +109,11 @@ type Missing struct {
 //  6. membership_expired, then review_overdue.
 //  7. email_domain_not_verified (unless the route lifts it).
 //  8. kind_not_allowed (also for an unknown kind, whatever the route says).
-//  9. role_missing.
-//  10. purpose_missing, or purpose_expired when every grant for a required purpose expired.
+//  9. policy_exceeded (with a Policy): the membership lasts longer than its kind allows.
+//  10. role_missing, or role_requires_request when a required role is held only as a
+//     standing role but is privileged. With a Policy, a role the kind does not allow does not
+//     count, nor does a privileged standing role; an unexpired role grant does.
+//  11. purpose_missing, or purpose_expired when every grant for a required purpose expired.
 //
 // Why this order: the organisation is the root of every membership, so when the contract is
 // over that is the cause to report, not the membership it took down with it. Record
@@ -178,9 +186,27 @@ func Decide(in Input, now time.Time) Decision {
 		d.Missing.Kinds = q.kinds
 		return deny(reason.KindNotAllowed, d)
 	}
-	if len(q.roles) > 0 && !holdsRole(m.Roles, q.roles) {
-		d.Missing.Roles = q.roles
-		return deny(reason.RoleMissing, d)
+	p := in.Policy
+	var kr KindRule
+	if p != nil {
+		kr, _ = p.Kind(m.Kind, o)
+		if code := p.lifecycle(m, &kr); code != "" {
+			d.Missing.Ended = m.ExpiresAt
+			return deny(code, d)
+		}
+	}
+	if len(q.roles) > 0 {
+		held, privilegedOnly := holdsRole(m.Roles, q.roles), false
+		if p != nil {
+			held, privilegedOnly = p.holdsRequiredRole(m, &kr, q.roles, now)
+		}
+		if !held {
+			d.Missing.Roles = q.roles
+			if privilegedOnly {
+				return deny(reason.RoleRequiresRequest, d)
+			}
+			return deny(reason.RoleMissing, d)
+		}
 	}
 	var purpose string
 	if len(q.purposes) > 0 {
@@ -196,13 +222,17 @@ func Decide(in Input, now time.Time) Decision {
 		}
 	}
 
+	roles := m.Roles
+	if p != nil {
+		roles = p.effectiveRoles(m, &kr, now)
+	}
 	return Decision{
 		Allow:   true,
 		Reason:  reason.Allowed,
 		Member:  true,
 		Org:     in.OrgID,
 		Kind:    m.Kind,
-		Roles:   m.Roles,
+		Roles:   roles,
 		Purpose: purpose,
 	}
 }

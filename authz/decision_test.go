@@ -398,6 +398,17 @@ func TestDecide(t *testing.T) {
 					t.Errorf("Missing.Purposes set for role_missing: %v", d.Missing.Purposes)
 				}
 			}},
+		{name: "lifecycle: a partner membership without an end", want: reason.PolicyExceeded,
+			change: func(in *Input) {
+				in.Policy = testPolicy(t)
+				in.Membership.Kind, in.Membership.ExpiresAt = store.KindPartner, time.Time{}
+			}},
+		{name: "lifecycle: a privileged role held standing", want: reason.RoleRequiresRequest,
+			change: func(in *Input) {
+				in.Policy = testPolicy(t)
+				in.Membership.Roles = []string{"admin"}
+				in.Require = require(config.Require{Roles: []string{"admin"}})
+			}},
 		{name: "role and purpose both held", want: reason.Allowed,
 			change: func(in *Input) {
 				in.Require = require(config.Require{Roles: []string{"billing"}, Purposes: []string{"audit"}, Kinds: []string{"employee"}})

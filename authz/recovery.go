@@ -39,6 +39,8 @@ type RecoveryPolicy struct {
 	PerIdentifier, PerClient int64
 	// AllowUnknownDomains lets addresses of never-held domains through (unknown_domains: allow).
 	AllowUnknownDomains bool
+	// Lifecycle is the lifecycle policy a live membership must meet; nil applies none.
+	Lifecycle *Policy
 }
 
 // RecoveryPolicyOf is the policy of guard g, whose compiled rule expects identifiers of kind.
@@ -177,7 +179,7 @@ func DecideRecovery(p RecoveryPolicy, f *RecoveryFacts, now time.Time) RecoveryD
 			return d
 		}
 		h := f.Memberships[i]
-		if Decide(Input{User: f.Person, OrgID: org, Org: h.Org, Membership: h.Membership, Require: anyLiveMembership}, now).Allow {
+		if Decide(Input{User: f.Person, OrgID: org, Org: h.Org, Membership: h.Membership, Require: anyLiveMembership, Policy: p.Lifecycle}, now).Allow {
 			if d.Org == "" {
 				d.Org = org
 			}

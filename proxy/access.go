@@ -34,7 +34,7 @@ type routePolicy struct {
 // (all routes' names), which are stripped from every request on every route.
 // A recovery guard config.Load did not compile (a hand-built configuration) is refused
 // rather than served without its guard.
-func compilePolicies(set Settings) ([]routePolicy, []string, error) {
+func compilePolicies(set Settings, lifecycle *authz.Policy) ([]routePolicy, []string, error) {
 	pols := make([]routePolicy, len(set.Routes))
 	seen := map[string]bool{}
 	var cgi []string
@@ -56,6 +56,7 @@ func compilePolicies(set Settings) ([]routePolicy, []string, error) {
 				return nil, nil, fmt.Errorf("route %s: recovery_guard was not compiled: the configuration must come from config.Load", r.Name)
 			}
 			p.recovery, p.recoveryPolicy = g, authz.RecoveryPolicyOf(g.Spec.Kind(), g)
+			p.recoveryPolicy.Lifecycle = lifecycle
 		}
 		if r.Org != nil || r.Require != nil {
 			p.orgScoped = true
@@ -187,7 +188,8 @@ func (ex *exchange) decide() error {
 		http.Redirect(ex.w, ex.r, "/.portcullis/orgs?rd="+url.QueryEscape(ex.returnPath()), http.StatusFound)
 		return errAnswered
 	}
-	in := authz.Input{User: sess.UserKey, Email: sess.Email, EmailVerified: sess.EmailVerified, OrgID: ex.org, Require: pol.require}
+	in := authz.Input{User: sess.UserKey, Email: sess.Email, EmailVerified: sess.EmailVerified, OrgID: ex.org, Require: pol.require,
+		Policy: ex.st.lifecycle}
 	if ex.orgKnown {
 		if members == nil {
 			return storeDown(sess.UserKey, errors.New("no membership store configured"))

@@ -459,6 +459,7 @@ func accReasonCodes(t *testing.T, b *accBed) {
 		}, "", ""},
 		{"kind held", "/k/acme/x", func(o *store.Org, m *store.Membership) (*store.Org, *store.Membership) {
 			m.Kind = store.KindReseller
+			m.ExpiresAt = time.Now().Add(30 * 24 * time.Hour) // resellers' memberships end (lifecycle policy)
 			return o, m
 		}, "", ""},
 	} {
@@ -562,7 +563,7 @@ func accNoOrg(t *testing.T, b *accBed) {
 	b.members.set(acmeOrg(), b.aliceIn("acme"))
 	b.members.set(&store.Org{ID: "beta", Name: "Beta Ltd", Status: store.OrgActive,
 		Domains: []store.Domain{{Name: "acme.example", Status: store.DomainVerified}}}, &store.Membership{Org: "beta", User: alice,
-		Kind: store.KindPartner, Roles: []string{"viewer"}, Status: store.MembershipActive})
+		Kind: store.KindPartner, Roles: []string{"viewer"}, Status: store.MembershipActive, ExpiresAt: time.Now().Add(30 * 24 * time.Hour)})
 
 	// Two memberships, no choice: browser → picker, with the way back.
 	r := b.get("/s/page?q=1", accNav)

@@ -118,7 +118,7 @@ func (s *Server) liveOrgs(ctx context.Context, sess *session.Session) ([]pickerO
 			return nil, err
 		}
 		d := authz.Decide(authz.Input{User: sess.UserKey, Email: sess.Email, EmailVerified: sess.EmailVerified,
-			OrgID: id, Org: o, Membership: m, Require: pickerRequire}, s.now())
+			OrgID: id, Org: o, Membership: m, Require: pickerRequire, Policy: s.state.Load().lifecycle}, s.now())
 		if d.Allow {
 			name := o.Name
 			if name == "" {

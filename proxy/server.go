@@ -88,12 +88,14 @@ type Settings struct {
 	AccessLog bool
 	Headers   config.IdentityHeaders
 	Routes    []config.Route
+	// Lifecycle is the access lifecycle policy every decision applies.
+	Lifecycle config.Lifecycle
 }
 
 // SettingsOf is the part of c a Server uses. c must come from config.Load.
 func SettingsOf(c *config.Config) Settings {
 	return Settings{File: c.File, Server: c.Server, TLS: c.TLS, AccessLog: c.Log.AccessLog == nil || *c.Log.AccessLog,
-		Headers: c.Identity.Headers, Routes: c.Routes}
+		Headers: c.Identity.Headers, Routes: c.Routes, Lifecycle: c.Lifecycle}
 }
 
 // Server is the Portcullis front door. It is an http.Handler; Run adds the listeners.
@@ -119,6 +121,8 @@ type state struct {
 	stripParams bool
 	hsts        string
 	policies    []routePolicy
+	// lifecycle is the compiled lifecycle policy (Settings.Lifecycle).
+	lifecycle *authz.Policy
 	// identityCGI are the CGI names of every identity header; client values are stripped.
 	identityCGI []string
 }
@@ -155,6 +159,7 @@ func (s *Server) build(set Settings) (*state, error) {
 	}
 	st := &state{
 		set:         set,
+		lifecycle:   authz.CompilePolicy(&set.Lifecycle),
 		router:      rt,
 		trusted:     set.Server.TrustedPrefixes,
 		stripParams: set.Server.PathParams == "strip",
@@ -169,7 +174,7 @@ func (s *Server) build(set Settings) (*state, error) {
 		}
 		st.hsts = v
 	}
-	if st.policies, st.identityCGI, err = compilePolicies(set); err != nil {
+	if st.policies, st.identityCGI, err = compilePolicies(set, st.lifecycle); err != nil {
 		return nil, err
 	}
 	pools := map[transportKey]*http.Transport{}

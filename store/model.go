@@ -50,6 +50,26 @@ type Org struct {
 	// Contact is whom members should ask for access (shown on denial pages).
 	Contact string    `json:"contact,omitempty"`
 	Updated time.Time `json:"updated,omitzero"`
+	// Policy tightens the platform's lifecycle policy for this organisation; nil: the
+	// platform's as it is. It can only tighten (authz applies the stricter of both).
+	Policy *OrgPolicy `json:"policy,omitempty"`
+}
+
+// OrgPolicy is an organisation's own, stricter lifecycle limits, per membership kind.
+type OrgPolicy struct {
+	Kinds map[string]KindLimits `json:"kinds,omitempty"`
+}
+
+// KindLimits are an organisation's limits for one kind; zero values leave the platform's.
+type KindLimits struct {
+	// MaxDuration, when set, is a shorter longest membership than the platform's.
+	MaxDuration time.Duration `json:"max_duration,omitempty"`
+	// ReviewEvery, when set, is a shorter review period.
+	ReviewEvery time.Duration `json:"review_every,omitempty"`
+	// ApprovalsRequired, when more than the platform's, is the number of approvals needed.
+	ApprovalsRequired int `json:"approvals_required,omitempty"`
+	// RequiresTicket requires a ticket even where the platform does not.
+	RequiresTicket bool `json:"requires_ticket,omitempty"`
 }
 
 // Domain is an email domain an organisation claims, with the state of its verification.
@@ -80,6 +100,19 @@ type Membership struct {
 	Updated    time.Time `json:"updated,omitzero"`
 	// Email is the address an invitation was sent to, kept for audit; it is not an identity.
 	Email string `json:"email,omitempty"`
+	// RoleGrants are roles held for a limited time, each from an approved request (just in
+	// time): the way privileged roles are held at all.
+	RoleGrants []RoleGrant `json:"role_grants,omitempty"`
+}
+
+// RoleGrant is a role held until ExpiresAt, granted by an approved request.
+type RoleGrant struct {
+	Role      string    `json:"role"`
+	ExpiresAt time.Time `json:"expires_at"`
+	GrantedAt time.Time `json:"granted_at,omitzero"`
+	// RequestID names the request that granted it; ApprovedBy are its approvers.
+	RequestID  string   `json:"request_id,omitempty"`
+	ApprovedBy []string `json:"approved_by,omitempty"`
 }
 
 // Grant is a purpose a membership may act for (an audit, a support case), each with its own
@@ -90,6 +123,8 @@ type Grant struct {
 	GrantedBy  string    `json:"granted_by,omitempty"`
 	ApprovedBy string    `json:"approved_by,omitempty"`
 	ExpiresAt  time.Time `json:"expires_at,omitzero"`
+	// RequestID names the request whose approval granted it; "" for a direct grant.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // UserKey is the stable identity of a person: the issuer and subject of their ID token. It

@@ -309,6 +309,11 @@ func normaliseMembership(m *Membership, actor string) {
 			g.GrantedBy = actor
 		}
 	}
+	m.RoleGrants = slices.Clone(m.RoleGrants)
+	for i := range m.RoleGrants {
+		g := &m.RoleGrants[i]
+		g.ExpiresAt, g.GrantedAt = utc(g.ExpiresAt), utc(g.GrantedAt)
+	}
 }
 
 // checkMembership reports every problem of m at once.
@@ -341,6 +346,14 @@ func checkMembership(m *Membership) error {
 			bad("grants[%d].purpose %q: given twice", i, g.Purpose)
 		}
 		seen[g.Purpose] = true
+	}
+	for i, g := range m.RoleGrants {
+		if !syntax.Name(g.Role) {
+			bad("role_grants[%d].role %q: want [a-z0-9_-]{1,64}", i, g.Role)
+		}
+		if g.ExpiresAt.IsZero() {
+			bad("role_grants[%d]: a role grant must end", i)
+		}
 	}
 	if len(errs) == 0 {
 		return nil

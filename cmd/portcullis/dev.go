@@ -241,8 +241,8 @@ func seedDemo(ctx context.Context, rc config.Redis, issuer string) error {
 		{Org: "acme", User: user("alice"), Kind: store.KindEmployee, Roles: []string{"admin", "billing"}},
 		{Org: "acme", User: user("bob"), Kind: store.KindEmployee, Roles: []string{"viewer"}},
 		{Org: "acme", User: user("frank"), Kind: store.KindEmployee, Roles: []string{"billing"}},
-		{Org: "acme", User: user("pat"), Kind: store.KindPartner, Roles: []string{"support"}, Grants: incident},
-		{Org: "globex", User: user("pat"), Kind: store.KindPartner, Roles: []string{"support"}, Grants: incident},
+		{Org: "acme", User: user("pat"), Kind: store.KindPartner, Roles: []string{"support"}, Grants: incident, ExpiresAt: now.Add(90 * 24 * time.Hour)},
+		{Org: "globex", User: user("pat"), Kind: store.KindPartner, Roles: []string{"support"}, Grants: incident, ExpiresAt: now.Add(90 * 24 * time.Hour)},
 		{Org: "oldcorp", User: user("lena"), Kind: store.KindEmployee, Roles: []string{"billing", "admin"}},
 	} {
 		m.Status = store.MembershipActive

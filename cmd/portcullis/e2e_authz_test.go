@@ -211,7 +211,8 @@ func (b *azBed) seed() {
 		Grants: []store.Grant{{Purpose: "audit", Reason: "TICKET-1", ExpiresAt: long}}}, azActor, "e2e"))
 	must(b.orgs.Grant(ctx, store.Membership{Org: "acme", User: b.user("sub-erin"), Kind: store.KindEmployee, Roles: []string{"user"}}, azActor, "e2e"))
 	must(b.orgs.Grant(ctx, store.Membership{Org: "acme", User: b.user("sub-dave"), Kind: store.KindEmployee, Roles: []string{"user"}}, azActor, "e2e"))
-	must(b.orgs.Grant(ctx, store.Membership{Org: "beta", User: b.user("sub-dave"), Kind: store.KindPartner, Roles: []string{"viewer"}}, azActor, "e2e"))
+	must(b.orgs.Grant(ctx, store.Membership{Org: "beta", User: b.user("sub-dave"), Kind: store.KindPartner, Roles: []string{"viewer"},
+		ExpiresAt: time.Now().Add(90 * 24 * time.Hour)}, azActor, "e2e"))
 }
 
 // aliceMembership is alice's normal membership: an employee of acme with role user and an

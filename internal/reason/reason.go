@@ -160,8 +160,14 @@ const (
 	// KindNotAllowed: the membership's kind is not one the route admits, or is a kind
 	// Portcullis does not know.
 	KindNotAllowed Code = "kind_not_allowed"
+	// PolicyExceeded: the membership lasts longer than the lifecycle policy of its kind
+	// allows (no end where one is required, or an end too far from when it was granted).
+	PolicyExceeded Code = "policy_exceeded"
 	// RoleMissing: the membership holds none of the roles the route requires.
 	RoleMissing Code = "role_missing"
+	// RoleRequiresRequest: the membership holds a required role only as a standing role, but
+	// the role is privileged: it counts only when granted for a limited time by a request.
+	RoleRequiresRequest Code = "role_requires_request"
 	// PurposeMissing: the membership holds no grant for any purpose the route requires.
 	PurposeMissing Code = "purpose_missing"
 	// PurposeExpired: the membership holds grants for a required purpose, but every one of
@@ -298,7 +304,9 @@ var specs = []Spec{
 		Fallback: "Your email address is not verified."},
 	{Code: KindNotAllowed, Area: AreaAccess, Status: http.StatusForbidden, Message: "This area is for {kinds} memberships.",
 		Fallback: "Your kind of membership cannot use this area."},
+	{Code: PolicyExceeded, Area: AreaAccess, Status: http.StatusForbidden, Message: "Your membership of {org} lasts longer than its kind allows and must be renewed."},
 	{Code: RoleMissing, Area: AreaAccess, Status: http.StatusForbidden, Message: "This area needs one of these roles in {org}: {roles}."},
+	{Code: RoleRequiresRequest, Area: AreaAccess, Status: http.StatusForbidden, Message: "This area needs one of these roles in {org}: {roles}. They are privileged: they are granted on request, for a limited time."},
 	{Code: PurposeMissing, Area: AreaAccess, Status: http.StatusForbidden, Message: "This area needs an approved purpose: {purposes}."},
 	{Code: PurposeExpired, Area: AreaAccess, Status: http.StatusForbidden, Message: "Your grant for {purposes} has expired."},
 	{Code: Allowed, Area: AreaAccess, Answer: "forwarded", Status: http.StatusOK, Message: "Allowed."},

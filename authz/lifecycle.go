@@ -1,0 +1,284 @@
+package authz
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// The access lifecycle policy (LIFECYCLE.md): per kind of membership, how long it may last,
+// how often it is reviewed, who approves it and how many approvals it needs; which roles are
+// privileged, held only just in time. Policy is lifecycle: compiled once. The same rules apply
+// when a grant is written (CheckMembership, CheckRequest), when a request is approved
+// (Approval) and at every decision (Decide with Input.Policy): a record that does not meet
+// them, however it was written, stops granting.
+
+// Policy is the compiled lifecycle policy; immutable and safe to share. A nil *Policy applies
+// no lifecycle rule (for callers that decide without one: tests, the recovery guard's
+// liveness check).
+type Policy struct {
+	kinds      [numKinds]KindRule
+	privileged []privilegedRole // sorted by role
+	adminRole  string
+	requestTTL time.Duration
+}
+
+const numKinds = 5
+
+var kindNames = [numKinds]string{store.KindEmployee, store.KindPartner, store.KindReseller, store.KindSupport, store.KindService}
+
+func kindIndex(kind string) (int, bool) {
+	switch kind {
+	case store.KindEmployee:
+		return 0, true
+	case store.KindPartner:
+		return 1, true
+	case store.KindReseller:
+		return 2, true
+	case store.KindSupport:
+		return 3, true
+	case store.KindService:
+		return 4, true
+	}
+	return 0, false
+}
+
+type privilegedRole struct {
+	role         string
+	maxElevation time.Duration
+}
+
+// KindRule is the policy of one kind, as it applies in one organisation.
+type KindRule struct {
+	// MaxDuration is the longest a grant may last; 0: no end required.
+	MaxDuration time.Duration
+	// ReviewEvery is the review period; 0: none.
+	ReviewEvery time.Duration
+	// Approvers are the approver rules (config.Approver*).
+	Approvers []string
+	// ApprovalsRequired is how many distinct approvers a request needs.
+	ApprovalsRequired int
+	// RequiresTicket: a request or grant needs a ticket reference.
+	RequiresTicket bool
+	// AllowedRoles, sorted; nil: any role.
+	AllowedRoles []string
+}
+
+// CompilePolicy compiles the lifecycle section of a loaded configuration.
+func CompilePolicy(l *config.Lifecycle) *Policy {
+	p := &Policy{adminRole: l.AdminRole, requestTTL: l.RequestTTL.D()}
+	for i, kind := range kindNames {
+		k, _ := l.Kinds.Of(kind)
+		p.kinds[i] = KindRule{
+			MaxDuration: k.MaxDuration.OrZero(), ReviewEvery: k.ReviewEvery.OrZero(),
+			Approvers: slices.Clone(k.Approvers), ApprovalsRequired: max(k.ApprovalsRequired, 1),
+			RequiresTicket: k.RequiresTicket != nil && *k.RequiresTicket, AllowedRoles: compileList(k.AllowedRoles),
+		}
+	}
+	for role, pr := range l.PrivilegedRoles {
+		p.privileged = append(p.privileged, privilegedRole{role: role, maxElevation: pr.MaxElevation.D()})
+	}
+	slices.SortFunc(p.privileged, func(a, b privilegedRole) int { return strings.Compare(a.role, b.role) })
+	return p
+}
+
+// AdminRole is the role that makes a member an administrator of their organisation.
+func (p *Policy) AdminRole() string { return p.adminRole }
+
+// RequestTTL is how long a request waits for its approvals.
+func (p *Policy) RequestTTL() time.Duration { return p.requestTTL }
+
+// Privileged reports whether role is reached only just in time, and for how long at most.
+func (p *Policy) Privileged(role string) (time.Duration, bool) {
+	i, ok := slices.BinarySearchFunc(p.privileged, role, func(pr privilegedRole, r string) int { return strings.Compare(pr.role, r) })
+	if !ok {
+		return 0, false
+	}
+	return p.privileged[i].maxElevation, true
+}
+
+// Kind returns the rule of kind in the organisation o (whose policy may tighten the
+// platform's), and false for a kind Portcullis does not know. It allocates nothing.
+func (p *Policy) Kind(kind string, o *store.Org) (KindRule, bool) {
+	i, ok := kindIndex(kind)
+	if !ok {
+		return KindRule{}, false
+	}
+	r := p.kinds[i]
+	if o == nil || o.Policy == nil {
+		return r, true
+	}
+	l, ok := o.Policy.Kinds[kind]
+	if !ok {
+		return r, true
+	}
+	// The stricter of both, field by field: an organisation can only tighten.
+	if l.MaxDuration > 0 && (r.MaxDuration == 0 || l.MaxDuration < r.MaxDuration) {
+		r.MaxDuration = l.MaxDuration
+	}
+	if l.ReviewEvery > 0 && (r.ReviewEvery == 0 || l.ReviewEvery < r.ReviewEvery) {
+		r.ReviewEvery = l.ReviewEvery
+	}
+	r.ApprovalsRequired = max(r.ApprovalsRequired, l.ApprovalsRequired)
+	r.RequiresTicket = r.RequiresTicket || l.RequiresTicket
+	return r, true
+}
+
+// roleAllowed reports whether r lets a membership of its kind hold role.
+func (r *KindRule) roleAllowed(role string) bool {
+	return len(r.AllowedRoles) == 0 || has(r.AllowedRoles, role)
+}
+
+// policySlack absorbs clock differences between the replica that wrote a membership and the
+// one deciding on it, so a grant of exactly max_duration is not refused a second later.
+const policySlack = time.Minute
+
+// exceeds reports whether m lasts longer than r allows: no end where one is required, or an
+// end further from the last time the membership was written than max_duration.
+func (r *KindRule) exceeds(m *store.Membership) bool {
+	if r.MaxDuration == 0 {
+		return false
+	}
+	if m.ExpiresAt.IsZero() {
+		return true
+	}
+	from := m.Updated
+	if from.IsZero() {
+		from = m.Created
+	}
+	return !from.IsZero() && m.ExpiresAt.Sub(from) > r.MaxDuration+policySlack
+}
+
+// holdsRequiredRole reports whether m holds one of the required roles under p at now: a
+// standing role the kind allows that is not privileged, or an unexpired role grant the kind
+// allows (privileged or not). privilegedOnly reports that a required role is held, but only as
+// a standing privileged role, which must be requested.
+func (p *Policy) holdsRequiredRole(m *store.Membership, kr *KindRule, required []string, now time.Time) (held, privilegedOnly bool) {
+	for _, role := range m.Roles {
+		if !has(required, role) || !kr.roleAllowed(role) {
+			continue
+		}
+		if _, priv := p.Privileged(role); priv {
+			privilegedOnly = true
+			continue
+		}
+		return true, false
+	}
+	for i := range m.RoleGrants {
+		g := &m.RoleGrants[i]
+		if has(required, g.Role) && kr.roleAllowed(g.Role) && !passed(g.ExpiresAt, now) {
+			return true, false
+		}
+	}
+	return false, privilegedOnly
+}
+
+// effectiveRoles returns the roles m holds at now, for the identity headers: m.Roles itself
+// when the policy changes nothing (no allocation), else the standing roles that count and the
+// live role grants.
+func (p *Policy) effectiveRoles(m *store.Membership, kr *KindRule, now time.Time) []string {
+	plain := len(m.RoleGrants) == 0
+	for _, role := range m.Roles {
+		if _, priv := p.Privileged(role); priv || !kr.roleAllowed(role) {
+			plain = false
+		}
+	}
+	if plain {
+		return m.Roles
+	}
+	out := make([]string, 0, len(m.Roles)+len(m.RoleGrants))
+	for _, role := range m.Roles {
+		if _, priv := p.Privileged(role); !priv && kr.roleAllowed(role) {
+			out = append(out, role)
+		}
+	}
+	for i := range m.RoleGrants {
+		g := &m.RoleGrants[i]
+		if !passed(g.ExpiresAt, now) && kr.roleAllowed(g.Role) && !slices.Contains(out, g.Role) {
+			out = append(out, g.Role)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Violation is a write that the policy refuses: Rule names the configuration key (or
+// organisation limit) that refuses it, Message says how, for the person who asked.
+type Violation struct {
+	Rule    string
+	Message string
+}
+
+func (v Violation) Error() string { return v.Rule + ": " + v.Message }
+
+// CheckMembership reports every way m, about to be written at now in organisation o, breaks
+// the policy: a kind Portcullis does not know, no end or an end too far for its kind, a role
+// its kind does not allow, a privileged role as a standing role, a role grant longer than
+// the role's max_elevation, or no ticket where one is required (ticket: the reason given).
+func (p *Policy) CheckMembership(m *store.Membership, o *store.Org, ticket string, now time.Time) []Violation {
+	kr, ok := p.Kind(m.Kind, o)
+	if !ok {
+		return []Violation{{"kind", fmt.Sprintf("%q is not a membership kind", m.Kind)}}
+	}
+	key := "lifecycle.kinds." + m.Kind
+	var out []Violation
+	if kr.MaxDuration > 0 {
+		switch {
+		case m.ExpiresAt.IsZero():
+			out = append(out, Violation{key + ".max_duration", fmt.Sprintf("a %s membership must end, within %s", m.Kind, showDuration(kr.MaxDuration))})
+		case m.ExpiresAt.Sub(now) > kr.MaxDuration:
+			out = append(out, Violation{key + ".max_duration", fmt.Sprintf("a %s membership may last at most %s; this one would last %s",
+				m.Kind, showDuration(kr.MaxDuration), showDuration(m.ExpiresAt.Sub(now)))})
+		}
+	}
+	if kr.MaxDuration == 0 && kr.ReviewEvery > 0 && m.ReviewBy.IsZero() {
+		out = append(out, Violation{key + ".review_every", fmt.Sprintf("a %s membership without an end needs a review date", m.Kind)})
+	}
+	if kr.ReviewEvery > 0 && !m.ReviewBy.IsZero() && m.ReviewBy.Sub(now) > kr.ReviewEvery+policySlack {
+		out = append(out, Violation{key + ".review_every", fmt.Sprintf("a %s membership is reviewed at least every %s; this review date is %s away",
+			m.Kind, showDuration(kr.ReviewEvery), showDuration(m.ReviewBy.Sub(now)))})
+	}
+	for _, role := range m.Roles {
+		if !kr.roleAllowed(role) {
+			out = append(out, Violation{key + ".allowed_roles", fmt.Sprintf("a %s membership may not hold the role %q", m.Kind, role)})
+		}
+		if _, priv := p.Privileged(role); priv {
+			out = append(out, Violation{"lifecycle.privileged_roles." + role, fmt.Sprintf("%q is privileged: it is held only just in time, through an approved request", role)})
+		}
+	}
+	for _, g := range m.RoleGrants {
+		if !kr.roleAllowed(g.Role) {
+			out = append(out, Violation{key + ".allowed_roles", fmt.Sprintf("a %s membership may not hold the role %q", m.Kind, g.Role)})
+		}
+		if maxEl, priv := p.Privileged(g.Role); priv && g.ExpiresAt.Sub(now) > maxEl+policySlack {
+			out = append(out, Violation{"lifecycle.privileged_roles." + g.Role + ".max_elevation",
+				fmt.Sprintf("%q may be held for at most %s at a time", g.Role, showDuration(maxEl))})
+		}
+	}
+	if kr.RequiresTicket && strings.TrimSpace(ticket) == "" {
+		out = append(out, Violation{key + ".requires_ticket", fmt.Sprintf("a %s membership needs a ticket reference", m.Kind)})
+	}
+	return out
+}
+
+// showDuration writes whole days as "30d", anything shorter as Go does.
+func showDuration(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.Round(time.Second).String()
+}
+
+// lifecycle checks the membership m of kind rule kr against the policy at decision time; ""
+// when it meets it.
+func (p *Policy) lifecycle(m *store.Membership, kr *KindRule) reason.Code {
+	if kr.exceeds(m) {
+		return reason.PolicyExceeded
+	}
+	return ""
+}

@@ -1,0 +1,172 @@
+package authz
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// testPolicy is the built-in lifecycle policy with "admin" privileged for 8h and partners
+// limited to the roles viewer and billing.
+func testPolicy(t testing.TB) *Policy {
+	t.Helper()
+	cfg, _, err := config.Parse("p.yaml", []byte(`
+tls: {mode: self_signed}
+lifecycle:
+  kinds:
+    partner: {allowed_roles: [viewer, billing, admin]}
+  privileged_roles:
+    admin: {max_elevation: 8h}
+routes:
+  - {name: app, upstream: "http://127.0.0.1:9"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return CompilePolicy(&cfg.Lifecycle)
+}
+
+func TestPolicyKindTightenOnly(t *testing.T) {
+	p := testPolicy(t)
+	day := 24 * time.Hour
+	plain := &store.Org{ID: "acme", Status: store.OrgActive}
+	kr, ok := p.Kind(store.KindPartner, plain)
+	if !ok || kr.MaxDuration != 365*day || kr.ReviewEvery != 90*day || kr.ApprovalsRequired != 1 || kr.RequiresTicket {
+		t.Fatalf("platform partner rule %+v", kr)
+	}
+	tight := &store.Org{ID: "acme", Policy: &store.OrgPolicy{Kinds: map[string]store.KindLimits{
+		store.KindPartner: {MaxDuration: 30 * day, ReviewEvery: 7 * day, ApprovalsRequired: 2, RequiresTicket: true},
+	}}}
+	if kr, _ := p.Kind(store.KindPartner, tight); kr.MaxDuration != 30*day || kr.ReviewEvery != 7*day || kr.ApprovalsRequired != 2 || !kr.RequiresTicket {
+		t.Errorf("tightened rule %+v", kr)
+	}
+	// An organisation cannot loosen: longer limits, fewer approvals, no ticket are ignored.
+	loose := &store.Org{ID: "acme", Policy: &store.OrgPolicy{Kinds: map[string]store.KindLimits{
+		store.KindSupport: {MaxDuration: 900 * day, ReviewEvery: 900 * day, ApprovalsRequired: 0, RequiresTicket: false},
+	}}}
+	if kr, _ := p.Kind(store.KindSupport, loose); kr.MaxDuration != 30*day || kr.ReviewEvery != 30*day || kr.ApprovalsRequired != 1 || !kr.RequiresTicket {
+		t.Errorf("loosened rule %+v", kr)
+	}
+	if _, ok := p.Kind("vendor", plain); ok {
+		t.Error("an unknown kind has a rule")
+	}
+	if d, ok := p.Privileged("admin"); !ok || d != 8*time.Hour {
+		t.Errorf("admin privileged: %v %v", d, ok)
+	}
+	if _, ok := p.Privileged("viewer"); ok {
+		t.Error("viewer privileged")
+	}
+}
+
+// TestDecideWithPolicy: a membership that breaks the lifecycle policy stops granting, however
+// it was written; privileged roles count only as role grants; roles a kind does not allow do
+// not count.
+func TestDecideWithPolicy(t *testing.T) {
+	p := testPolicy(t)
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	org := &store.Org{ID: "acme", Status: store.OrgActive, Domains: []store.Domain{{Name: "acme.example", Status: store.DomainVerified}}}
+	partner := func(edit func(*store.Membership)) *store.Membership {
+		m := &store.Membership{Org: "acme", User: "iss|pat", Kind: store.KindPartner, Roles: []string{"viewer"}, Status: store.MembershipActive,
+			Created: now.Add(-10 * day), Updated: now.Add(-10 * day), ExpiresAt: now.Add(300 * day)}
+		if edit != nil {
+			edit(m)
+		}
+		return m
+	}
+	admin := CompileRequire(&config.Require{Roles: []string{"admin"}})
+	viewer := CompileRequire(&config.Require{Roles: []string{"viewer"}})
+	for _, c := range []struct {
+		name  string
+		org   *store.Org
+		m     *store.Membership
+		req   Requirement
+		want  reason.Code
+		roles string
+	}{
+		{"within policy", org, partner(nil), viewer, reason.Allowed, "viewer"},
+		{"no end for a partner", org, partner(func(m *store.Membership) { m.ExpiresAt = time.Time{} }), viewer, reason.PolicyExceeded, ""},
+		{"end too far from the grant (written behind the policy's back)", org, partner(func(m *store.Membership) { m.ExpiresAt = m.Updated.Add(400 * day) }), viewer, reason.PolicyExceeded, ""},
+		{"exactly max_duration", org, partner(func(m *store.Membership) { m.ExpiresAt = m.Updated.Add(365 * day) }), viewer, reason.Allowed, "viewer"},
+		{"policy tightened by the org since the grant", &store.Org{ID: "acme", Status: store.OrgActive, Domains: org.Domains,
+			Policy: &store.OrgPolicy{Kinds: map[string]store.KindLimits{store.KindPartner: {MaxDuration: 30 * day}}}}, partner(nil), viewer, reason.PolicyExceeded, ""},
+		{"employee without an end", org, &store.Membership{Org: "acme", User: "iss|pat", Kind: store.KindEmployee, Roles: []string{"viewer"},
+			Status: store.MembershipActive}, viewer, reason.Allowed, "viewer"},
+		{"standing privileged role", org, partner(func(m *store.Membership) { m.Roles = []string{"admin", "viewer"} }), admin, reason.RoleRequiresRequest, ""},
+		{"standing privileged role is not forwarded", org, partner(func(m *store.Membership) { m.Roles = []string{"admin", "viewer"} }), viewer, reason.Allowed, "viewer"},
+		{"privileged role granted just in time", org, partner(func(m *store.Membership) {
+			m.RoleGrants = []store.RoleGrant{{Role: "admin", ExpiresAt: now.Add(time.Hour), RequestID: "r1"}}
+		}), admin, reason.Allowed, "admin,viewer"},
+		{"role grant expired", org, partner(func(m *store.Membership) {
+			m.RoleGrants = []store.RoleGrant{{Role: "admin", ExpiresAt: now, RequestID: "r1"}}
+		}), admin, reason.RoleMissing, ""},
+		{"role the kind does not allow", org, partner(func(m *store.Membership) { m.Roles = []string{"owner", "viewer"} }),
+			CompileRequire(&config.Require{Roles: []string{"owner"}}), reason.RoleMissing, ""},
+		{"role grant the kind does not allow", org, partner(func(m *store.Membership) {
+			m.RoleGrants = []store.RoleGrant{{Role: "owner", ExpiresAt: now.Add(time.Hour)}}
+		}), CompileRequire(&config.Require{Roles: []string{"owner"}}), reason.RoleMissing, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := Decide(Input{User: "iss|pat", Email: "pat@acme.example", EmailVerified: true, OrgID: "acme", Org: c.org, Membership: c.m, Require: c.req, Policy: p}, now)
+			if d.Reason != c.want {
+				t.Fatalf("reason %s, want %s", d.Reason, c.want)
+			}
+			if d.Allow && strings.Join(d.Roles, ",") != c.roles {
+				t.Errorf("roles %v, want %s", d.Roles, c.roles)
+			}
+			// Without a policy the same records decide as before the lifecycle existed.
+			if c.want == reason.PolicyExceeded {
+				if d := Decide(Input{User: "iss|pat", Email: "pat@acme.example", EmailVerified: true, OrgID: "acme", Org: c.org, Membership: c.m, Require: c.req}, now); !d.Allow {
+					t.Errorf("without a policy: %s", d.Reason)
+				}
+			}
+		})
+	}
+	plain := partner(nil)
+	in := Input{User: "iss|pat", Email: "pat@acme.example", EmailVerified: true, OrgID: "acme", Org: org, Membership: plain, Require: viewer, Policy: p}
+	if n := testing.AllocsPerRun(100, func() { _ = Decide(in, now) }); n != 0 {
+		t.Errorf("Decide with a policy allocates %v times for a plain membership", n)
+	}
+}
+
+func TestCheckMembership(t *testing.T) {
+	p := testPolicy(t)
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	for _, c := range []struct {
+		name   string
+		m      store.Membership
+		ticket string
+		rules  []string
+	}{
+		{"partner within policy", store.Membership{Kind: store.KindPartner, Roles: []string{"viewer"}, ExpiresAt: now.Add(90 * day), ReviewBy: now.Add(80 * day)}, "", nil},
+		{"support of 400 days, no ticket", store.Membership{Kind: store.KindSupport, ExpiresAt: now.Add(400 * day)}, "",
+			[]string{"lifecycle.kinds.support.max_duration", "lifecycle.kinds.support.requires_ticket"}},
+		{"support within policy", store.Membership{Kind: store.KindSupport, ExpiresAt: now.Add(7 * day)}, "TICKET-7", nil},
+		{"partner without end", store.Membership{Kind: store.KindPartner}, "", []string{"lifecycle.kinds.partner.max_duration"}},
+		{"employee without end or review", store.Membership{Kind: store.KindEmployee}, "", []string{"lifecycle.kinds.employee.review_every"}},
+		{"employee review too far", store.Membership{Kind: store.KindEmployee, ReviewBy: now.Add(500 * day)}, "", []string{"lifecycle.kinds.employee.review_every"}},
+		{"role not allowed", store.Membership{Kind: store.KindPartner, Roles: []string{"owner"}, ExpiresAt: now.Add(day)}, "", []string{"lifecycle.kinds.partner.allowed_roles"}},
+		{"standing privileged role", store.Membership{Kind: store.KindPartner, Roles: []string{"admin"}, ExpiresAt: now.Add(day)}, "", []string{"lifecycle.privileged_roles.admin"}},
+		{"privileged role too long", store.Membership{Kind: store.KindPartner, ExpiresAt: now.Add(day), RoleGrants: []store.RoleGrant{{Role: "admin", ExpiresAt: now.Add(9 * time.Hour)}}}, "",
+			[]string{"lifecycle.privileged_roles.admin.max_elevation"}},
+		{"privileged role in time", store.Membership{Kind: store.KindPartner, ExpiresAt: now.Add(day), RoleGrants: []store.RoleGrant{{Role: "admin", ExpiresAt: now.Add(8 * time.Hour)}}}, "", nil},
+		{"unknown kind", store.Membership{Kind: "vendor"}, "", []string{"kind"}},
+	} {
+		var got []string
+		for _, v := range p.CheckMembership(&c.m, &store.Org{ID: "acme"}, c.ticket, now) {
+			got = append(got, v.Rule)
+			if v.Message == "" {
+				t.Errorf("%s: %s has no message", c.name, v.Rule)
+			}
+		}
+		if !slices.Equal(got, c.rules) {
+			t.Errorf("%s: violations %v, want %v", c.name, got, c.rules)
+		}
+	}
+}
