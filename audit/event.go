@@ -38,6 +38,22 @@ const (
 	PersonUsernameSet   Type = "person.username_set"
 )
 
+// Access request events (the just-in-time flow).
+const (
+	RequestCreated   Type = "request.created"
+	RequestApproved  Type = "request.approved" // one approval, the request still pending
+	RequestGranted   Type = "request.granted"  // the last approval: the grant was written
+	RequestDenied    Type = "request.denied"
+	RequestCancelled Type = "request.cancelled"
+	RequestLapsed    Type = "request.lapsed"
+)
+
+// Admin API credentials.
+const (
+	TokenCreated Type = "token.created"
+	TokenRevoked Type = "token.revoked"
+)
+
 // Request-time events.
 const (
 	AccessDenied    Type = "access.denied"
@@ -59,8 +75,12 @@ type Event struct {
 	// Actor is who made the change: an administrator's user key or name, or the user themself
 	// (sign-in binding an invitation). Empty for request-time events, whose subject is User.
 	Actor string `json:"actor,omitempty"`
-	Org   string `json:"org,omitempty"`
-	User  string `json:"user,omitempty"`
+	// Via is how the actor was authenticated, or the delegation they acted through: an API
+	// token's id, an operator token's issuer. Empty for the CLI's break-glass mode and for
+	// sign-in.
+	Via  string `json:"via,omitempty"`
+	Org  string `json:"org,omitempty"`
+	User string `json:"user,omitempty"`
 	// Reason is why: the administrator's justification or ticket for a change, the reason code
 	// (e.g. "role_missing") for a deny.
 	Reason    string `json:"reason,omitempty"`

@@ -171,6 +171,30 @@ func (k keys) orgIDs() string { return k.prefix + "orgs" }
 // mixed with a person's {u:…} data.
 func (k keys) invitations(email string) string { return k.prefix + "{e:" + escape(email) + "}:inv" }
 
+// Access request keys (store/requests.go):
+//
+//	pc:{o:<org>}:req:<id>    a request (its id is "req_" and 16 base32 characters)
+//	pc:{o:<org>}:reqs        sorted set of the org's request ids, by creation time
+//	pc:{u:<user>}:reqs       sorted set of "org/id" of the requests for a person
+//	pc:{t:<hash>}:token      an admin API token, by the hash of its secret
+//	pc:tokens                sorted set of "id hash" of every admin API token, by creation
+
+// request is the key of request id of org; it shares the org's tag with the membership it
+// grants, so an approval writes both in one transaction on one slot.
+func (k keys) request(org, id string) string { return k.orgTag(org) + ":req:" + escape(id) }
+
+// orgRequests is the key of the sorted set of org's request ids.
+func (k keys) orgRequests(org string) string { return k.orgTag(org) + ":reqs" }
+
+// userRequests is the key of the sorted set of the requests for user, as "org/id".
+func (k keys) userRequests(user string) string { return k.userTag(user) + ":reqs" }
+
+// token is the key of an admin API token, by the hash of its secret.
+func (k keys) token(h string) string { return k.prefix + "{t:" + escape(h) + "}:token" }
+
+// tokens is the key of the index of every admin API token.
+func (k keys) tokens() string { return k.prefix + "tokens" }
+
 // assertionKey is the development signing key for request assertions, shared by replicas.
 func (k keys) assertionKey() string { return k.prefix + "assertion-key" }
 

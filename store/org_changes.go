@@ -31,6 +31,16 @@ type Orgs struct {
 	s     *Store
 	audit *Audit
 	now   func() time.Time // UTC; tests replace it
+	// via is written into every event's Via: how the actor was authenticated (Via).
+	via string
+}
+
+// Via returns the change API recording via as the Via of every event it writes: the
+// credential or delegation the actor acted through ("token tok_…", an operator issuer).
+func (o *Orgs) Via(via string) *Orgs {
+	c := *o
+	c.via = via
+	return &c
 }
 
 // NewOrgs returns the change API over s, writing events to a (nil: the stream of s with
@@ -91,6 +101,9 @@ func (o *Orgs) commit(ctx context.Context, tx *redis.Tx, writes func(w *batch), 
 	now := o.now()
 	var b batch
 	for _, e := range events {
+		if e.Via == "" {
+			e.Via = o.via
+		}
 		a, err := o.audit.xadd(e, now)
 		if err != nil {
 			return err
