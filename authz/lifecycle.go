@@ -271,7 +271,14 @@ func showDuration(d time.Duration) string {
 	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	}
-	return d.Round(time.Second).String()
+	s := d.Round(time.Second).String() // "8h0m0s", "1h30m0s", "45m0s", "10s"
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // lifecycle checks the membership m of kind rule kr against the policy at decision time; ""

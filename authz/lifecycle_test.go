@@ -170,3 +170,13 @@ func TestCheckMembership(t *testing.T) {
 		}
 	}
 }
+
+func TestShowDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		30 * 24 * time.Hour: "30d", 8 * time.Hour: "8h", 90 * time.Minute: "1h30m", 45 * time.Minute: "45m", 10 * time.Second: "10s", 36 * time.Hour: "36h",
+	} {
+		if got := showDuration(d); got != want {
+			t.Errorf("showDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

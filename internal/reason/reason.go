@@ -62,6 +62,7 @@ const (
 	AreaAccess   Area = "access"   // the membership decision (authz.Decide)
 	AreaStepUp   Area = "step-up"  // a recent, stronger authentication (authz step-up rules)
 	AreaRecovery Area = "recovery" // the account-recovery guard (authz.DecideRecovery)
+	AreaAdmin    Area = "admin"    // the administration API: credentials, requests, the policy
 	AreaService  Area = "service"  // Portcullis or what it depends on could not answer
 )
 
@@ -237,6 +238,34 @@ const (
 	GuardMisconfigured Code = "guard_misconfigured"
 )
 
+// The administration API (package admin): who is calling, and the governance rules.
+const (
+	// Unauthenticated: no credential, or one that is malformed, unknown, expired or revoked.
+	Unauthenticated Code = "unauthenticated"
+	// NotPermitted: the credential is valid, but its holder may not do this (another
+	// organisation, a read-only token, not an administrator).
+	NotPermitted Code = "not_permitted"
+	// NotFound: no such organisation, membership, request or token (or not one the caller may
+	// see).
+	NotFound Code = "not_found"
+	// Conflict: the record exists already, or changed concurrently too often.
+	Conflict Code = "conflict"
+	// InvalidInput: the body or a parameter is not what the endpoint takes.
+	InvalidInput Code = "invalid_input"
+	// PolicyViolation: the change breaks the lifecycle policy; the message names the rule.
+	PolicyViolation Code = "policy_violation"
+	// RequestNotPending: the request was decided already (approved, denied, cancelled).
+	RequestNotPending Code = "request_not_pending"
+	// RequestLapsed: the request waited longer than lifecycle.request_ttl.
+	RequestLapsed Code = "request_lapsed"
+	// SelfApproval: nobody approves a request they made or one for themselves.
+	SelfApproval Code = "self_approval"
+	// ApprovalDuplicate: the approver has approved this request already.
+	ApprovalDuplicate Code = "approval_duplicate"
+	// NotAnApprover: the caller meets none of the approver rules of the request's kind.
+	NotAnApprover Code = "not_an_approver"
+)
+
 // Portcullis, or something it depends on, could not answer.
 const (
 	// StoreUnavailable: Redis did not answer; the request fails closed.
@@ -338,6 +367,18 @@ var specs = []Spec{
 	{Code: StaleDomain, Area: AreaRecovery, Answer: "the generic answer (200) unless `blocked_response: forbidden`", Status: http.StatusForbidden, Message: "Account recovery is not available for this address: its email domain is no longer verified for an active organisation."},
 	{Code: NoActiveMembership, Area: AreaRecovery, Answer: "the generic answer (200) unless `blocked_response: forbidden`", Status: http.StatusForbidden, Message: "Account recovery is not available for this address: it belongs to no active membership."},
 	{Code: GuardMisconfigured, Area: AreaRecovery, Status: http.StatusInternalServerError, Message: "Account recovery is not available right now."},
+
+	{Code: Unauthenticated, Area: AreaAdmin, Status: http.StatusUnauthorized, Message: "This needs a valid credential: an admin API token or an operator token."},
+	{Code: NotPermitted, Area: AreaAdmin, Status: http.StatusForbidden, Message: "This credential may not do that."},
+	{Code: NotFound, Area: AreaAdmin, Status: http.StatusNotFound, Message: "There is no such record, or not one this credential may see."},
+	{Code: Conflict, Area: AreaAdmin, Status: http.StatusConflict, Message: "The record exists already, or is being changed by someone else. Read it again and retry."},
+	{Code: InvalidInput, Area: AreaAdmin, Status: http.StatusBadRequest, Message: "The request is not valid: {detail}.", Fallback: "The request is not valid."},
+	{Code: PolicyViolation, Area: AreaAdmin, Status: http.StatusUnprocessableEntity, Message: "The change breaks the lifecycle policy: {detail}.", Fallback: "The change breaks the lifecycle policy."},
+	{Code: RequestNotPending, Area: AreaAdmin, Status: http.StatusConflict, Message: "The request was decided already."},
+	{Code: RequestLapsed, Area: AreaAdmin, Status: http.StatusConflict, Message: "The request waited too long for its approvals and lapsed; ask again."},
+	{Code: SelfApproval, Area: AreaAdmin, Status: http.StatusForbidden, Message: "Nobody approves a request they made or one for themselves."},
+	{Code: ApprovalDuplicate, Area: AreaAdmin, Status: http.StatusConflict, Message: "You approved this request already; it needs another approver."},
+	{Code: NotAnApprover, Area: AreaAdmin, Status: http.StatusForbidden, Message: "You are not one of the approvers this request needs."},
 
 	{Code: StoreUnavailable, Area: AreaService, Status: http.StatusServiceUnavailable, Message: "This cannot be checked right now, so it is refused. Try again in a moment."},
 	{Code: UpstreamUnavailable, Area: AreaService, Status: http.StatusBadGateway, Message: "The application behind this address is not answering. Try again in a moment."},

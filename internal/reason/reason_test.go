@@ -182,7 +182,7 @@ func TestReasonReference(t *testing.T) {
 // renderReference is the README table: one section per area, a row per code.
 func renderReference(docs map[Code]string) string {
 	var b strings.Builder
-	areas := []Area{AreaRequest, AreaSession, AreaAccess, AreaStepUp, AreaRecovery, AreaService}
+	areas := []Area{AreaRequest, AreaSession, AreaAccess, AreaStepUp, AreaRecovery, AreaAdmin, AreaService}
 	for _, a := range areas {
 		b.WriteString("\n**" + string(a) + "**\n\n| code | status | shown as | what it means |\n|---|---|---|---|\n")
 		for _, s := range All() {
