@@ -40,14 +40,24 @@ func (c *client) AuthMethod() oidc.AuthMethod {
 func (c *client) ResponseTypes() []oidc.ResponseType {
 	return []oidc.ResponseType{oidc.ResponseTypeCode}
 }
-func (c *client) GrantTypes() []oidc.GrantType { return []oidc.GrantType{oidc.GrantTypeCode} }
+func (c *client) GrantTypes() []oidc.GrantType {
+	if c.cfg.ClientCredentials {
+		return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeClientCredentials}
+	}
+	return []oidc.GrantType{oidc.GrantTypeCode}
+}
 
 // LoginURL is absolute so that it is right whatever path the issuer has.
 func (c *client) LoginURL(authRequestID string) string {
 	return c.loginURL + "?authRequestID=" + authRequestID
 }
 
-func (c *client) AccessTokenType() op.AccessTokenType { return op.AccessTokenTypeBearer }
+func (c *client) AccessTokenType() op.AccessTokenType {
+	if c.cfg.JWTAccessTokens {
+		return op.AccessTokenTypeJWT
+	}
+	return op.AccessTokenTypeBearer
+}
 func (c *client) IDTokenLifetime() time.Duration      { return idTokenLifetime }
 
 // DevMode allows http:// redirect URIs (test servers), still matched exactly.

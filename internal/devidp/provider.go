@@ -83,6 +83,19 @@ type Client struct {
 	// BackchannelLogoutURI receives logout tokens from SendBackchannelLogout.
 	// Empty means the client is not told.
 	BackchannelLogoutURI string
+	// ClientCredentials lets the client use the client_credentials grant (it
+	// needs a Secret): a machine signing in as itself, its client_id the
+	// token's subject. Such a client needs no RedirectURIs.
+	ClientCredentials bool
+	// JWTAccessTokens makes its access tokens signed JWTs (RFC 9068 style)
+	// instead of opaque ones, so a resource server can verify them itself.
+	JWTAccessTokens bool
+	// Audience is the "aud" of its client-credentials access tokens; empty:
+	// the client_id.
+	Audience []string
+	// Claims are further claims of its client-credentials access tokens, such
+	// as {"roles": ["portcullis-operator"]}.
+	Claims map[string]any
 }
 
 // User is a person who can log in.
@@ -232,7 +245,10 @@ func (c *Config) validate() error {
 	for i, cl := range c.Clients {
 		place := fmt.Sprintf("clients[%d]", i)
 		unique(bad, place+".id", cl.ID, ids)
-		if len(cl.RedirectURIs) == 0 {
+		if cl.ClientCredentials && cl.Secret == "" {
+			bad(place+".client_credentials", "needs a secret")
+		}
+		if len(cl.RedirectURIs) == 0 && !cl.ClientCredentials {
 			bad(place+".redirect_uris", "at least one is required")
 		}
 		for j, u := range cl.RedirectURIs {

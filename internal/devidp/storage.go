@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -395,10 +396,56 @@ func (s *storage) SetIntrospectionFromToken(context.Context, *oidc.Introspection
 	return errors.New("introspection is not supported")
 }
 
-// GetPrivateClaimsFromScopes: there are no custom scopes.
-func (s *storage) GetPrivateClaimsFromScopes(context.Context, string, string, []string) (map[string]any, error) {
+// GetPrivateClaimsFromScopes gives a client-credentials token (whose subject is the client
+// itself) the client's configured Claims; there are no custom scopes.
+func (s *storage) GetPrivateClaimsFromScopes(_ context.Context, userID, clientID string, _ []string) (map[string]any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.clients[clientID]; ok && userID == clientID && c.cfg.ClientCredentials {
+		return maps.Clone(c.cfg.Claims), nil
+	}
 	return nil, nil
 }
+
+// ClientCredentials authenticates a client for the client_credentials grant.
+func (s *storage) ClientCredentials(ctx context.Context, id, secret string) (op.Client, error) {
+	if err := s.AuthorizeClientIDSecret(ctx, id, secret); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.clients[id]
+	if !c.cfg.ClientCredentials {
+		return nil, errors.New("client may not use client_credentials")
+	}
+	return c, nil
+}
+
+// ClientCredentialsTokenRequest is the token request of a client signing in as itself.
+func (s *storage) ClientCredentialsTokenRequest(_ context.Context, id string, scopes []string) (op.TokenRequest, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.clients[id]
+	if !ok {
+		return nil, fmt.Errorf("client %q: %w", id, errNotFound)
+	}
+	aud := slices.Clone(c.cfg.Audience)
+	if len(aud) == 0 {
+		aud = []string{id}
+	}
+	return &ccRequest{subject: id, audience: aud, scopes: slices.Clone(scopes)}, nil
+}
+
+// ccRequest is a client-credentials token request.
+type ccRequest struct {
+	subject  string
+	audience []string
+	scopes   []string
+}
+
+func (r *ccRequest) GetSubject() string    { return r.subject }
+func (r *ccRequest) GetAudience() []string { return r.audience }
+func (r *ccRequest) GetScopes() []string   { return r.scopes }
 
 // GetKeyByIDAndClientID: private_key_jwt and the JWT profile grant are not
 // supported.
