@@ -1,5 +1,11 @@
 package config
 
+import (
+	"net"
+	"net/netip"
+	"strings"
+)
+
 // AdminAPI configures the administration API: JSON over HTTPS under /api/v1/ on a listener of
 // its own, served with the main listener's TLS. Every call is made by an authenticated actor:
 // an operator (an API token, or a bearer JWT of the operator identity provider below) or an
@@ -40,6 +46,10 @@ func (v *validator) adminAPI(c *Config) {
 		return
 	}
 	v.listener("admin_api.listen", a.Listen)
+	if c.TLS.Mode == TLSModeOff && !loopback(a.Listen) {
+		// Bearer credentials in clear text: only where nothing else can listen in.
+		v.errorf("admin_api.listen", "with tls.mode off the admin API serves plain HTTP, so it must listen on loopback (127.0.0.1 or [::1])")
+	}
 	if c.Redis.Address == "" {
 		v.errorf("admin_api.listen", "the admin API keeps its records in Redis: set redis.address")
 	}
@@ -59,4 +69,17 @@ func (v *validator) adminAPI(c *Config) {
 	if o.CARootFile != "" {
 		v.fileExists("admin_api.operators.ca_root_file", o.CARootFile)
 	}
+}
+
+// loopback reports whether addr is a host:port on a loopback address ("localhost" included).
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

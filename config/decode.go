@@ -432,6 +432,10 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
+// ParseDuration parses a duration as the configuration writes them: Go's syntax ("90m",
+// "1h30m") with whole days in front ("30d", "1d12h").
+func ParseDuration(s string) (time.Duration, error) { return parseDuration(s) }
+
 // parseDuration is time.ParseDuration with whole days in front: "90d", "1d12h". Lifecycle
 // policies speak in days, and a day is 24 hours here (no calendar, no time zone).
 func parseDuration(s string) (time.Duration, error) {
