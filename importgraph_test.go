@@ -80,6 +80,8 @@ func TestImportGraphRules(t *testing.T) {
 	write("authz/b.go", "// Package authorisation is misnamed.\npackage authz\n")
 	write("audit/doc_test.go", "package audit\n")
 	write("nodoc/n.go", "package nodoc\n")
+	write("admin/a.go", "// Package admin is fine.\npackage admin\n\nimport (\n\t_ \"example.com/pc/proxy\"\n\t_ \"example.com/pc/authz\"\n)\n")
+	write("proxy/q.go", "package proxy\n\nimport _ \"example.com/pc/admin\"\n")
 	write("testdata/x/x.go", "package x\n\nimport _ \"github.com/redis/go-redis/v9\"\n")
 
 	module, pkgs := loadTree(t, root)
@@ -96,13 +98,16 @@ func TestImportGraphRules(t *testing.T) {
 		"authz/a.go imports example.com/pc/cmd/portcullis: nothing imports a command",
 		"package authz (authz): doc comment should start",
 		"package nodoc (nodoc) has no package doc comment",
+		"admin/a.go imports example.com/pc/proxy: admin stands beside proxy and session",
+		"proxy/q.go imports example.com/pc/admin: only cmd imports admin",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing problem %q", want)
 		}
 	}
 	for _, unwanted := range []string{"store/s.go imports github.com/redis", "p_test.go", "testdata", "package audit", "package config",
-		"config/c.go imports example.com/pc/internal/syntax"} {
+		"config/c.go imports example.com/pc/internal/syntax",
+		"admin/a.go imports example.com/pc/authz"} {
 		if strings.Contains(got, unwanted) {
 			t.Errorf("false alarm containing %q", unwanted)
 		}
@@ -174,6 +179,13 @@ func checkGraph(module string, pkgs map[string]*pkgInfo) []string {
 			// Imports flow one way: cmd → proxy → {session, authz} → store → config.
 			case isProj && under(target, "proxy") && under(p.dir, "session", "authz", "store", "config", "audit"):
 				bad("%s imports %s: only cmd imports proxy (imports flow cmd → proxy → session/authz → store → config)", at, imp)
+			// The admin API sits beside proxy: both above authz and store, neither knowing the
+			// other, so the API cannot reach around the decision path and the proxy carries no
+			// administration code.
+			case isProj && under(target, "admin") && !under(p.dir, "admin", "cmd"):
+				bad("%s imports %s: only cmd imports admin", at, imp)
+			case under(p.dir, "admin") && isProj && under(target, "proxy", "session"):
+				bad("%s imports %s: admin stands beside proxy and session, on authz and store", at, imp)
 			}
 		}
 

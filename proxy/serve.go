@@ -19,7 +19,7 @@ import (
 // Listeners are the addresses the running server is bound to, for callers that asked for
 // port 0 (tests) and for the start-up log.
 type Listeners struct {
-	Main, Redirect, Metrics net.Addr
+	Main, Redirect, Metrics, Admin net.Addr
 }
 
 // Run binds the listeners of the configuration the Server was created with and serves until
@@ -120,12 +120,37 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 		}, mln, false)
 	}
 
+	if h := s.opts.Admin; h != nil && set.AdminListen != "" {
+		aln, err := net.Listen("tcp", set.AdminListen)
+		if err != nil {
+			shutdownAll(servers, time.Second)
+			return fmt.Errorf("listen %s (admin_api.listen): %w", set.AdminListen, err)
+		}
+		lns.Admin = aln.Addr()
+		// The administration API, with the main listener's TLS: the same certificates and
+		// protocol settings, no forwarding, none of the proxy's routes.
+		asrv := &http.Server{
+			Handler:           http.MaxBytesHandler(h, 1<<20),
+			ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       sc.IdleTimeout.D(),
+			MaxHeaderBytes:    sc.MaxHeaderBytes,
+			ErrorLog:          errLog,
+			TLSConfig:         ts.Config,
+		}
+		serve(asrv, aln, ts.Config != nil)
+	}
+
 	attrs := []any{slog.String("listen", lns.Main.String()), slog.String("tls_mode", set.TLS.Mode), slog.Int("routes", len(set.Routes))}
 	if lns.Redirect != nil {
 		attrs = append(attrs, slog.String("redirect_listen", lns.Redirect.String()))
 	}
 	if lns.Metrics != nil {
 		attrs = append(attrs, slog.String("metrics_listen", lns.Metrics.String()))
+	}
+	if lns.Admin != nil {
+		attrs = append(attrs, slog.String("admin_listen", lns.Admin.String()))
 	}
 	s.log.Info("portcullis serving", attrs...)
 	if ready != nil {

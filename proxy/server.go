@@ -75,6 +75,9 @@ type Options struct {
 	// Recovery answers the recovery guard's questions (with Members for liveness); nil
 	// refuses every guarded recovery request with 503 (fail closed). See recovery.go.
 	Recovery authz.RecoveryRecords
+	// Admin is the administration API (package admin), served by Run on Settings.AdminListen
+	// with the main listener's TLS; nil serves none.
+	Admin http.Handler
 }
 
 // Settings is the part of a configuration a Server uses: the listeners and HTTP hardening,
@@ -90,12 +93,18 @@ type Settings struct {
 	Routes    []config.Route
 	// Lifecycle is the access lifecycle policy every decision applies.
 	Lifecycle config.Lifecycle
+	// AdminListen is the administration API's address; "" for none.
+	AdminListen string
 }
 
 // SettingsOf is the part of c a Server uses. c must come from config.Load.
 func SettingsOf(c *config.Config) Settings {
-	return Settings{File: c.File, Server: c.Server, TLS: c.TLS, AccessLog: c.Log.AccessLog == nil || *c.Log.AccessLog,
+	s := Settings{File: c.File, Server: c.Server, TLS: c.TLS, AccessLog: c.Log.AccessLog == nil || *c.Log.AccessLog,
 		Headers: c.Identity.Headers, Routes: c.Routes, Lifecycle: c.Lifecycle}
+	if c.AdminAPI.Enabled() {
+		s.AdminListen = c.AdminAPI.Listen
+	}
+	return s
 }
 
 // Server is the Portcullis front door. It is an http.Handler; Run adds the listeners.
@@ -218,6 +227,9 @@ func (s *Server) Reload(set Settings) error {
 	s.log.Info("configuration reloaded", slog.String("file", set.File), slog.Int("routes", len(set.Routes)))
 	return nil
 }
+
+// AdminAPI returns the administration API the server was given (Options.Admin), or nil.
+func (s *Server) AdminAPI() http.Handler { return s.opts.Admin }
 
 // ReloadFailed records a rejected reload in the metrics (the caller logs the errors).
 func (s *Server) ReloadFailed() { s.metrics.reloads.WithLabelValues("failure").Inc() }

@@ -30,7 +30,7 @@ const TokenPrefix = "pcadm_"
 // Token is an admin API credential.
 type Token struct {
 	ID   string `json:"id"`
-	Hash string `json:"hash"`
+	Hash string `json:"hash,omitempty"`
 	// Name says what the token is for.
 	Name string `json:"name"`
 	// Owner is the individual the token acts as, recorded as the actor of every change made

@@ -62,6 +62,11 @@ People and reviews:
 Audit stream:
   audit tail [--follow] [--since ID] [--count N]
 
+Admin API tokens (the API itself makes the later ones):
+  token create --name NAME --owner WHO [--operator] [--org ORG] [--read-only] [--lifetime 90d]
+  token list
+  token revoke ID --reason WHY
+
 Flags of every command: --config FILE (default portcullis.yaml), --actor WHO (default $USER,
 else "admin"), --json (machine-readable output); changes also take --reason WHY.
 Times T are RFC 3339 (2027-01-31T00:00:00Z) or a duration from now (90m, 12h, 30d).
@@ -108,6 +113,10 @@ var adminCommands = map[string]adminCommand{
 	"person username": {"USER USERNAME --reason WHY", true, true, adminPersonUsername},
 	"review due":      {"[--within DURATION]", false, false, adminReviewDue},
 	"audit tail":      {"[--follow] [--since ID] [--count N]", false, false, adminAuditTail},
+
+	"token create": {"--name NAME --owner WHO [--operator] [--org ORG] [--read-only] [--lifetime 90d]", true, false, adminTokenCreate},
+	"token list":   {"", false, false, adminTokenList},
+	"token revoke": {"ID --reason WHY", true, true, adminTokenRevoke},
 }
 
 // runAdmin is cmdAdmin with the context given: `audit tail --follow` runs until ctx ends (or

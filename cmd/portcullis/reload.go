@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"syscall"
 
+	"github.com/portcullis-proxy/portcullis/admin"
+	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/proxy"
 )
@@ -58,6 +60,9 @@ func reloadLoop(ctx context.Context, path string, running *config.Config, srv *p
 				slog.Any("keys", keys))
 		}
 		running = cfg
+		if api, ok := srv.AdminAPI().(*admin.Server); ok {
+			api.SetLifecycle(authz.CompilePolicy(&cfg.Lifecycle))
+		}
 		level.Set(cfg.Log.SlogLevel)
 		applyBrand(cfg)
 	}
@@ -83,6 +88,7 @@ func restartKeys(a, b *config.Config) []string {
 		{"authz", a.Authz, b.Authz},
 		{"audit", a.Audit, b.Audit},
 		{"identity.assertion_key_file", a.Identity.AssertionKeyFile, b.Identity.AssertionKeyFile},
+		{"admin_api", a.AdminAPI, b.AdminAPI},
 	} {
 		if !reflect.DeepEqual(c.x, c.y) {
 			keys = append(keys, c.key)

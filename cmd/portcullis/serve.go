@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/admin"
+	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
 	"github.com/portcullis-proxy/portcullis/internal/page"
@@ -117,10 +119,18 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	}
 	opts.Signer = signer
 
+	orgs := store.NewOrgs(st, aud)
+	if cfg.AdminAPI.Enabled() {
+		api, err := newAdminAPI(cfg, st, orgs, log)
+		if err != nil {
+			return closeAll, err
+		}
+		opts.Admin = api
+	}
+
 	if cfg.OIDC.Issuer == "" {
 		return closeAll, nil
 	}
-	orgs := store.NewOrgs(st, aud)
 	sm, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{
 		Logger: log,
 		Audit:  aud, // step-up grants and refusals, handoffs
@@ -184,4 +194,21 @@ func newSigner(ctx context.Context, cfg *config.Config, st *store.Store) (*asser
 		issuer = cfg.Server.PublicBase.String()
 	}
 	return assertion.New(key, issuer, cfg.Identity.AssertionLifetime.D())
+}
+
+// newAdminAPI builds the administration API of cfg over st.
+func newAdminAPI(cfg *config.Config, st *store.Store, orgs *store.Orgs, log *slog.Logger) (*admin.Server, error) {
+	var ops *admin.OperatorVerifier
+	if cfg.AdminAPI.Operators.Issuer != "" {
+		var err error
+		if ops, err = admin.NewOperatorVerifier(cfg.AdminAPI.Operators); err != nil {
+			return nil, err
+		}
+	}
+	api, err := admin.New(admin.Options{Store: st, Orgs: orgs, Lifecycle: authz.CompilePolicy(&cfg.Lifecycle), Operators: ops,
+		Logger: log.With(slog.String("component", "admin_api"))})
+	if err != nil {
+		return nil, fmt.Errorf("admin api: %w", err)
+	}
+	return api, nil
 }

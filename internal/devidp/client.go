@@ -58,7 +58,7 @@ func (c *client) AccessTokenType() op.AccessTokenType {
 	}
 	return op.AccessTokenTypeBearer
 }
-func (c *client) IDTokenLifetime() time.Duration      { return idTokenLifetime }
+func (c *client) IDTokenLifetime() time.Duration { return idTokenLifetime }
 
 // DevMode allows http:// redirect URIs (test servers), still matched exactly.
 func (c *client) DevMode() bool { return true }

@@ -1,0 +1,220 @@
+package admin
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// principal is who makes a call: an authz.Actor, with how they were authenticated.
+type principal struct {
+	authz.Actor
+	// via names the credential: "token <id>" or "jwt <issuer>", recorded in audit events.
+	via string
+	// org, when set, restricts a personal token to one organisation.
+	org      string
+	readOnly bool
+}
+
+// authenticate finds the principal of r from its Authorization header: an admin API token, or
+// an operator JWT when an operator issuer is configured. Anything else is unauthenticated.
+func (s *Server) authenticate(r *http.Request) (*principal, error) {
+	h := r.Header.Values("Authorization")
+	if len(h) != 1 {
+		return nil, refuse(reason.Unauthenticated, "no single Authorization header")
+	}
+	scheme, cred, ok := strings.Cut(h[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || cred == "" {
+		return nil, refuse(reason.Unauthenticated, "not a bearer credential")
+	}
+	if strings.HasPrefix(cred, store.TokenPrefix) {
+		t, err := s.st.TokenBySecret(r.Context(), cred)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil, refuse(reason.Unauthenticated, "unknown token")
+		case err != nil:
+			return nil, err
+		case !t.Live(s.now()):
+			return nil, refuse(reason.Unauthenticated, "token "+t.ID+" expired or revoked")
+		}
+		return &principal{Actor: authz.Actor{Operator: t.Operator, Name: t.Owner}, via: "token " + t.ID, org: t.Org, readOnly: t.ReadOnly}, nil
+	}
+	if s.ops == nil {
+		return nil, refuse(reason.Unauthenticated, "not an admin API token, and no operator issuer is configured")
+	}
+	name, err := s.ops.verify(r.Context(), cred)
+	switch {
+	case errors.Is(err, errProviderDown):
+		return nil, problem.Outage(reason.IdPUnavailable, "admin API: operator identity provider unavailable", "", err)
+	case err != nil:
+		return nil, refuse(reason.Unauthenticated, err.Error())
+	}
+	return &principal{Actor: authz.Actor{Operator: true, Name: name}, via: "jwt " + s.ops.issuer}, nil
+}
+
+// inOrg refuses a call about org by a personal token restricted to another one.
+func (c *call) inOrg(org string) error {
+	if c.p.org != "" && c.p.org != org {
+		return refuse(reason.NotPermitted, "token restricted to "+c.p.org)
+	}
+	return nil
+}
+
+// adminOf reports whether the caller administers org: a live membership there holding the
+// policy's admin role (operators administer nothing themselves: they act as operators).
+func (c *call) adminOf(org string) (bool, error) {
+	if c.p.Operator || (c.p.org != "" && c.p.org != org) {
+		return false, nil
+	}
+	o, m, err := c.s.st.Lookup(c.ctx, org, c.p.Name)
+	if err != nil {
+		return false, err
+	}
+	d := authz.Decide(authz.Input{User: c.p.Name, OrgID: org, Org: o, Membership: m, Require: adminRequirement(c.s.lifecycle()),
+		Policy: c.s.lifecycle()}, c.s.now())
+	return d.Allow, nil
+}
+
+// adminRequirement is what makes a member an administrator: the admin role, in a live
+// membership (the email-domain check is the portal's; a token carries no address).
+func adminRequirement(p *authz.Policy) authz.Requirement {
+	f := false
+	return authz.CompileRequire(&config.Require{Roles: []string{p.AdminRole()}, VerifiedEmailDomain: &f})
+}
+
+// mayAdminister refuses unless the caller is an operator or an administrator of org.
+func (c *call) mayAdminister(org string) error {
+	if err := c.inOrg(org); err != nil {
+		return err
+	}
+	if c.p.Operator {
+		return nil
+	}
+	ok, err := c.adminOf(org)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return refuse(reason.NotPermitted, "not an administrator of "+org)
+	}
+	return nil
+}
+
+// OperatorVerifier checks operator JWTs: access tokens of the platform's own identity
+// provider (admin_api.operators), verified with go-oidc against its published keys: issuer,
+// audience, expiry and signature, then the role claim.
+type OperatorVerifier struct {
+	issuer, audience, roleClaim, role string
+	client                            *http.Client
+
+	mu       sync.Mutex
+	verifier *oidc.IDTokenVerifier
+	tried    time.Time
+}
+
+// NewOperatorVerifier prepares the verifier of c; discovery happens at the first token, and
+// again at most every 30 seconds while the provider cannot be reached.
+func NewOperatorVerifier(c config.OperatorTokens) (*OperatorVerifier, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if c.CARootFile != "" {
+		pem, err := os.ReadFile(c.CARootFile)
+		if err != nil {
+			return nil, fmt.Errorf("admin_api.operators.ca_root_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("admin_api.operators.ca_root_file %s: no PEM certificates", c.CARootFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &OperatorVerifier{issuer: c.Issuer, audience: c.Audience, roleClaim: c.RoleClaim, role: c.Role,
+		client: &http.Client{Transport: tr, Timeout: 10 * time.Second}}, nil
+}
+
+// verify checks raw and returns the operator's name: issuer|subject.
+func (v *OperatorVerifier) verify(ctx context.Context, raw string) (string, error) {
+	ver, err := v.current(ctx)
+	if err != nil {
+		return "", err
+	}
+	tok, err := ver.Verify(oidc.ClientContext(ctx, v.client), raw)
+	if err != nil {
+		return "", fmt.Errorf("operator token: %w", err)
+	}
+	var claims map[string]json.RawMessage
+	if err := tok.Claims(&claims); err != nil {
+		return "", fmt.Errorf("operator token claims: %w", err)
+	}
+	if !hasRole(claims[v.roleClaim], v.role) {
+		return "", fmt.Errorf("operator token of %s lacks the role %q in %q", tok.Subject, v.role, v.roleClaim)
+	}
+	return store.UserKey(tok.Issuer, tok.Subject), nil
+}
+
+// hasRole reads a role claim that is a string (space-separated) or an array of strings.
+func hasRole(raw json.RawMessage, role string) bool {
+	var list []string
+	if json.Unmarshal(raw, &list) == nil {
+		return slices.Contains(list, role)
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		return slices.Contains(strings.Fields(one), role)
+	}
+	return false
+}
+
+// errProviderDown: the operator identity provider could not be discovered, so no operator
+// token can be checked (an outage, not a bad token).
+var errProviderDown = errors.New("operator identity provider unavailable")
+
+// current is the verifier, discovering the provider when it is not known yet.
+func (v *OperatorVerifier) current(ctx context.Context) (*oidc.IDTokenVerifier, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.verifier != nil {
+		return v.verifier, nil
+	}
+	if time.Since(v.tried) < 30*time.Second && !v.tried.IsZero() {
+		return nil, errProviderDown
+	}
+	v.tried = time.Now()
+	dctx, cancel := context.WithTimeout(oidc.ClientContext(context.WithoutCancel(ctx), v.client), 10*time.Second)
+	defer cancel()
+	p, err := oidc.NewProvider(dctx, v.issuer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errProviderDown, err)
+	}
+	// The key set fetches lazily, beyond this call's context.
+	keys := oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), v.client), jwksURI(p))
+	v.verifier = oidc.NewVerifier(v.issuer, keys, &oidc.Config{ClientID: v.audience, SupportedSigningAlgs: []string{"RS256", "ES256"}})
+	return v.verifier, nil
+}
+
+func jwksURI(p *oidc.Provider) string {
+	var d struct {
+		JWKS string `json:"jwks_uri"`
+	}
+	_ = p.Claims(&d)
+	return d.JWKS
+}

@@ -1,0 +1,298 @@
+package admin
+
+import (
+	"errors"
+
+	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// requestInput asks for access.
+type requestInput struct {
+	// For is the person (user key) the access is for; empty: the caller.
+	For string `json:"for,omitempty"`
+	// Kind asks for a new membership of that kind (support access, say); Role and Purpose ask
+	// for a role or a purpose, in the membership that exists, or with the new one.
+	Kind    string `json:"kind,omitempty"`
+	Role    string `json:"role,omitempty"`
+	Purpose string `json:"purpose,omitempty"`
+	// Duration is how long the grant lasts from its approval ("8h", "30d").
+	Duration string `json:"duration"`
+	Reason   string `json:"reason"`
+	Ticket   string `json:"ticket,omitempty"`
+}
+
+// decisionInput is an approval, a denial, a withdrawal or a revocation: it says why.
+type decisionInput struct {
+	Reason string `json:"reason"`
+}
+
+// requestView is a request as the API shows it, with its state as of now: "ended" once an
+// approved grant is over, "lapsed" once a pending request waited too long.
+type requestView struct {
+	store.Request
+	Effective string `json:"effective_state"`
+}
+
+func (c *call) view(r *store.Request) requestView {
+	now := c.s.now()
+	v := requestView{Request: *r, Effective: r.State}
+	switch {
+	case r.State == store.RequestPending && !now.Before(r.Lapses):
+		v.Effective = store.RequestLapsed
+	case r.State == store.RequestApproved && !r.GrantedUntil.IsZero() && !now.Before(r.GrantedUntil):
+		v.Effective = "ended"
+	}
+	return v
+}
+
+func (c *call) views(rs []store.Request) list[requestView] {
+	out := list[requestView]{Items: []requestView{}}
+	for i := range rs {
+		out.Items = append(out.Items, c.view(&rs[i]))
+	}
+	return out
+}
+
+func (c *call) createRequest() (any, error) {
+	org, err := c.orgParam()
+	if err != nil {
+		return nil, err
+	}
+	var in requestInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	if err := needReason(in.Reason); err != nil {
+		return nil, err
+	}
+	if err := c.inOrg(org); err != nil {
+		return nil, err
+	}
+	d, err := durationInput("duration", in.Duration)
+	if err != nil {
+		return nil, err
+	}
+	who := in.For
+	if who == "" {
+		who = c.p.Name
+	}
+	if who != c.p.Name {
+		// Asking on someone's behalf is an administrator's act.
+		if err := c.mayAdminister(org); err != nil {
+			return nil, err
+		}
+	}
+	o, m, err := c.s.st.Lookup(c.ctx, org, who)
+	if err != nil {
+		return nil, err
+	}
+	if o == nil {
+		return nil, refuse(reason.NotFound, "no org "+org)
+	}
+	r := store.Request{Org: org, For: who, Requester: c.p.Name, Kind: in.Kind, Role: in.Role, Purpose: in.Purpose, Duration: d,
+		Reason: in.Reason, Ticket: in.Ticket}
+	if vs := c.s.lifecycle().CheckRequest(&r, o, m, c.s.now()); len(vs) > 0 {
+		return nil, violation(vs)
+	}
+	created, err := c.changes().CreateRequest(c.ctx, r, c.s.lifecycle().RequestTTL(), c.p.Name)
+	if err != nil {
+		return nil, err
+	}
+	return c.view(created), nil
+}
+
+// loadRequest is the {org}/{id} request, if the caller may see it: operators, the
+// organisation's administrators, and the requester and the person it is for.
+func (c *call) loadRequest() (*store.Request, error) {
+	org, err := c.orgParam()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.inOrg(org); err != nil {
+		return nil, err
+	}
+	r, err := c.s.st.Request(c.ctx, org, c.r.PathValue("id"))
+	if err != nil {
+		return nil, err
+	}
+	if c.p.Operator || r.Requester == c.p.Name || r.For == c.p.Name {
+		return r, nil
+	}
+	ok, err := c.adminOf(org)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		// Someone else's request in an organisation one does not administer does not exist.
+		return nil, refuse(reason.NotFound, "not the caller's request")
+	}
+	return r, nil
+}
+
+func (c *call) getRequest() (any, error) {
+	r, err := c.loadRequest()
+	if err != nil {
+		return nil, err
+	}
+	return c.view(r), nil
+}
+
+func (c *call) listRequests() (any, error) {
+	org, err := c.orgParam()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.mayAdminister(org); err != nil {
+		return nil, err
+	}
+	rs, err := c.s.st.Requests(c.ctx, org, 0)
+	if err != nil {
+		return nil, err
+	}
+	return c.views(rs), nil
+}
+
+func (c *call) myRequests() (any, error) {
+	rs, err := c.s.st.RequestsFor(c.ctx, c.p.Name, 0)
+	if err != nil {
+		return nil, err
+	}
+	if c.p.org != "" {
+		kept := rs[:0]
+		for _, r := range rs {
+			if r.Org == c.p.org {
+				kept = append(kept, r)
+			}
+		}
+		rs = kept
+	}
+	return c.views(rs), nil
+}
+
+// approverFacts finds out, before the transaction, which organisations the caller
+// administers among those the approver rules of r's kind name.
+func (c *call) approverFacts(r *store.Request) (func(string) bool, error) {
+	o, m, err := c.s.st.Lookup(c.ctx, r.Org, r.For)
+	if err != nil {
+		return nil, err
+	}
+	admin := map[string]bool{}
+	for _, org := range c.s.lifecycle().ApproverOrgs(authz.RequestKind(r, m), r.Org, o) {
+		ok, err := c.adminOf(org)
+		if err != nil {
+			return nil, err
+		}
+		admin[org] = ok
+	}
+	return func(org string) bool { return admin[org] }, nil
+}
+
+func (c *call) approve() (any, error) { return c.decide(true) }
+func (c *call) deny() (any, error)    { return c.decide(false) }
+
+// decide approves or denies: the caller must meet an approver rule of the request's kind and
+// be neither its requester nor the person it is for (authz.Approve). An approval that
+// completes the request writes the grant (authz.Fulfil) in the same transaction, within the
+// policy or not at all.
+func (c *call) decide(approve bool) (any, error) {
+	r, err := c.loadRequest()
+	if err != nil {
+		return nil, err
+	}
+	var in decisionInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	if err := needReason(in.Reason); err != nil {
+		return nil, err
+	}
+	adminOf, err := c.approverFacts(r)
+	if err != nil {
+		return nil, err
+	}
+	org, err := c.s.st.Org(c.ctx, r.Org)
+	if err != nil {
+		return nil, err
+	}
+	var refusal error
+	out, err := c.changes().DecideRequest(c.ctx, r.Org, r.ID, func(r *store.Request, m *store.Membership) (store.RequestStep, error) {
+		refusal = nil
+		now := c.s.now()
+		kind := authz.RequestKind(r, m)
+		probe := *r
+		if !approve {
+			probe.Approvals = nil // who approved may still deny
+		}
+		rule, complete, code, cause := c.s.lifecycle().Approve(&probe, kind, org, c.p.Actor, adminOf, now)
+		switch {
+		case code == reason.RequestLapsed:
+			// Recorded as lapsed, then refused.
+			r.State, r.Decided, r.DecisionReason = store.RequestLapsed, now, "waited longer than lifecycle.request_ttl"
+			refusal = refuse(code, cause)
+			return store.RequestStep{Type: audit.RequestLapsed}, nil
+		case code != "":
+			return store.RequestStep{}, refuse(code, cause)
+		}
+		if !approve {
+			r.State, r.Decided, r.DecidedBy, r.DecisionReason = store.RequestDenied, now, c.p.Name, in.Reason
+			return store.RequestStep{Type: audit.RequestDenied}, nil
+		}
+		r.Approvals = append(r.Approvals, store.Approval{By: c.p.Name, Rule: rule, At: now})
+		if !complete {
+			return store.RequestStep{Type: audit.RequestApproved}, nil
+		}
+		typ := audit.MembershipChanged
+		if m == nil || r.Kind != "" {
+			typ = audit.MembershipGranted
+		}
+		nm, until := c.s.lifecycle().Fulfil(r, m, org, now)
+		if vs := c.s.lifecycle().CheckMembership(nm, org, r.Ticket, now); len(vs) > 0 {
+			return store.RequestStep{}, violation(vs)
+		}
+		r.State, r.Decided, r.DecidedBy, r.DecisionReason, r.GrantedUntil = store.RequestApproved, now, c.p.Name, in.Reason, until
+		return store.RequestStep{Type: audit.RequestGranted, Membership: nm, MembershipType: typ}, nil
+	}, c.p.Name, in.Reason)
+	if err != nil {
+		var pe *problem.Error
+		if errors.As(err, &pe) {
+			return nil, pe
+		}
+		return nil, err
+	}
+	if refusal != nil {
+		return nil, refusal
+	}
+	return c.view(out), nil
+}
+
+func (c *call) cancel() (any, error) {
+	r, err := c.loadRequest()
+	if err != nil {
+		return nil, err
+	}
+	var in decisionInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	if err := needReason(in.Reason); err != nil {
+		return nil, err
+	}
+	if !c.p.Operator && r.Requester != c.p.Name && r.For != c.p.Name {
+		return nil, refuse(reason.NotPermitted, "only the requester, the person it is for or an operator withdraws a request")
+	}
+	out, err := c.changes().DecideRequest(c.ctx, r.Org, r.ID, func(r *store.Request, _ *store.Membership) (store.RequestStep, error) {
+		if r.State != store.RequestPending {
+			return store.RequestStep{}, refuse(reason.RequestNotPending, "the request is "+r.State)
+		}
+		r.State, r.Decided, r.DecidedBy, r.DecisionReason = store.RequestCancelled, c.s.now(), c.p.Name, in.Reason
+		return store.RequestStep{Type: audit.RequestCancelled}, nil
+	}, c.p.Name, in.Reason)
+	if err != nil {
+		return nil, err
+	}
+	return c.view(out), nil
+}

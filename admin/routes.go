@@ -1,0 +1,241 @@
+package admin
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// endpoints is the route table of the API: the mux and the OpenAPI document are both built
+// from it.
+func (s *Server) endpoints() []endpoint {
+	return []endpoint{
+		{method: "GET", path: basePath + "/whoami", summary: "Who the credential authenticates, and how", access: anyone,
+			out: whoami{}, handle: (*call).whoami},
+
+		{method: "GET", path: basePath + "/orgs", summary: "List the organisations (operators)", access: operator,
+			out: list[store.Org]{}, handle: (*call).listOrgs},
+		{method: "POST", path: basePath + "/orgs", summary: "Create an organisation (operators)", access: operator, change: true,
+			in: orgInput{}, out: store.Org{}, status: http.StatusCreated, handle: (*call).createOrg},
+		{method: "GET", path: basePath + "/orgs/{org}", summary: "An organisation (operators and its administrators)", access: anyone,
+			out: store.Org{}, handle: (*call).getOrg},
+		{method: "GET", path: basePath + "/orgs/{org}/members", summary: "The memberships of an organisation (operators and its administrators)",
+			access: anyone, out: list[store.Membership]{}, handle: (*call).listMembers},
+		{method: "POST", path: basePath + "/orgs/{org}/members", summary: "Grant or replace a membership, within the lifecycle policy (operators and the organisation's administrators; support and service memberships go through requests)",
+			access: anyone, change: true, in: grantInput{}, out: store.Membership{}, handle: (*call).grant},
+		{method: "POST", path: basePath + "/orgs/{org}/members/revoke", summary: "Revoke a membership (operators and the organisation's administrators)",
+			access: anyone, change: true, in: revokeInput{}, out: store.Membership{}, handle: (*call).revoke},
+
+		{method: "GET", path: basePath + "/orgs/{org}/requests", summary: "The access requests of an organisation, newest first (operators and its administrators)",
+			access: anyone, out: list[requestView]{}, handle: (*call).listRequests},
+		{method: "POST", path: basePath + "/orgs/{org}/requests", summary: "Ask for a role, a purpose or a membership, for a limited time",
+			access: anyone, change: true, in: requestInput{}, out: requestView{}, status: http.StatusCreated, handle: (*call).createRequest},
+		{method: "GET", path: basePath + "/orgs/{org}/requests/{id}", summary: "One access request (operators, its administrators, the requester and the person it is for)",
+			access: anyone, out: requestView{}, handle: (*call).getRequest},
+		{method: "POST", path: basePath + "/orgs/{org}/requests/{id}/approve", summary: "Approve a request; the last approval the policy requires writes the time-boxed grant",
+			access: anyone, change: true, in: decisionInput{}, out: requestView{}, handle: (*call).approve},
+		{method: "POST", path: basePath + "/orgs/{org}/requests/{id}/deny", summary: "Deny a request (its approvers)",
+			access: anyone, change: true, in: decisionInput{}, out: requestView{}, handle: (*call).deny},
+		{method: "POST", path: basePath + "/orgs/{org}/requests/{id}/cancel", summary: "Withdraw a request (the requester, the person it is for, operators)",
+			access: anyone, change: true, in: decisionInput{}, out: requestView{}, handle: (*call).cancel},
+		{method: "GET", path: basePath + "/me/requests", summary: "The caller's own access requests, in every organisation",
+			access: anyone, out: list[requestView]{}, handle: (*call).myRequests},
+
+		{method: "GET", path: basePath + "/tokens", summary: "List the admin API tokens (operators)", access: operator,
+			out: list[store.Token]{}, handle: (*call).listTokens},
+		{method: "POST", path: basePath + "/tokens", summary: "Create an admin API token, shown once (operators)", access: operator, change: true,
+			in: tokenInput{}, out: createdToken{}, status: http.StatusCreated, handle: (*call).createToken},
+		{method: "POST", path: basePath + "/tokens/{id}/revoke", summary: "Revoke an admin API token (operators)", access: operator, change: true,
+			in: decisionInput{}, out: store.Token{}, handle: (*call).revokeToken},
+	}
+}
+
+// list is a listing.
+type list[T any] struct {
+	Items []T `json:"items"`
+}
+
+// whoami is who a credential authenticates.
+type whoami struct {
+	Name     string `json:"name"`
+	Operator bool   `json:"operator"`
+	Via      string `json:"via"`
+	Org      string `json:"org,omitempty"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+func (c *call) whoami() (any, error) {
+	return whoami{Name: c.p.Name, Operator: c.p.Operator, Via: c.p.via, Org: c.p.org, ReadOnly: c.p.readOnly}, nil
+}
+
+// orgParam is the {org} of the path, checked.
+func (c *call) orgParam() (string, error) {
+	org := c.r.PathValue("org")
+	if !syntax.OrgID(org) {
+		return "", refuse(reason.NotFound, "malformed org id")
+	}
+	return org, nil
+}
+
+// orgInput creates an organisation.
+type orgInput struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name"`
+	Contact     string    `json:"contact,omitempty"`
+	ContractEnd time.Time `json:"contract_end,omitzero"`
+	Reason      string    `json:"reason"`
+}
+
+func (c *call) listOrgs() (any, error) {
+	ids, err := c.s.st.OrgIDs(c.ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := list[store.Org]{Items: []store.Org{}}
+	for _, id := range ids {
+		o, err := c.s.st.Org(c.ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out.Items = append(out.Items, *o)
+	}
+	return out, nil
+}
+
+func (c *call) createOrg() (any, error) {
+	var in orgInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	if err := needReason(in.Reason); err != nil {
+		return nil, err
+	}
+	return c.changes().CreateOrg(c.ctx, store.Org{ID: in.ID, Name: in.Name, Contact: in.Contact, ContractEnd: in.ContractEnd}, c.p.Name, in.Reason)
+}
+
+func (c *call) getOrg() (any, error) {
+	org, err := c.orgParam()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.mayAdminister(org); err != nil {
+		return nil, err
+	}
+	return c.s.st.Org(c.ctx, org)
+}
+
+func (c *call) listMembers() (any, error) {
+	org, err := c.orgParam()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.mayAdminister(org); err != nil {
+		return nil, err
+	}
+	ms, err := c.s.st.Memberships(c.ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	return list[store.Membership]{Items: append([]store.Membership{}, ms...)}, nil
+}
+
+// grantInput grants or replaces a membership.
+type grantInput struct {
+	// User is the person's key, issuer|subject.
+	User      string         `json:"user"`
+	Kind      string         `json:"kind"`
+	Roles     []string       `json:"roles,omitempty"`
+	Purposes  []purposeInput `json:"purposes,omitempty"`
+	ExpiresAt time.Time      `json:"expires_at,omitzero"`
+	ReviewBy  time.Time      `json:"review_by,omitzero"`
+	Ticket    string         `json:"ticket,omitempty"`
+	Reason    string         `json:"reason"`
+}
+
+// purposeInput is one purpose grant of a membership.
+type purposeInput struct {
+	Purpose   string    `json:"purpose"`
+	Reason    string    `json:"reason"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// directKinds are the kinds an organisation's administrator may grant directly; support and
+// service memberships come only from approved requests (and machine identities).
+var directKinds = []string{store.KindEmployee, store.KindPartner, store.KindReseller}
+
+func (c *call) grant() (any, error) {
+	org, err := c.orgParam()
+	if err != nil {
+		return nil, err
+	}
+	var in grantInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	if err := needReason(in.Reason); err != nil {
+		return nil, err
+	}
+	if err := c.mayAdminister(org); err != nil {
+		return nil, err
+	}
+	if !c.p.Operator && !slices.Contains(directKinds, in.Kind) {
+		return nil, refuse(reason.NotPermitted, "an administrator grants "+strings.Join(directKinds, ", ")+" memberships; "+in.Kind+" goes through a request")
+	}
+	o, err := c.s.st.Org(c.ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	now := c.s.now()
+	m := store.Membership{Org: org, User: in.User, Kind: in.Kind, Roles: in.Roles, ExpiresAt: in.ExpiresAt, ReviewBy: in.ReviewBy,
+		ApprovedBy: c.p.Name}
+	for _, p := range in.Purposes {
+		m.Grants = append(m.Grants, store.Grant{Purpose: p.Purpose, Reason: p.Reason, ExpiresAt: p.ExpiresAt, ApprovedBy: c.p.Name})
+	}
+	if kr, ok := c.s.lifecycle().Kind(in.Kind, o); ok && m.ReviewBy.IsZero() && kr.ReviewEvery > 0 &&
+		(m.ExpiresAt.IsZero() || m.ExpiresAt.Sub(now) > kr.ReviewEvery) {
+		m.ReviewBy = now.Add(kr.ReviewEvery)
+	}
+	if vs := c.s.lifecycle().CheckMembership(&m, o, in.Ticket, now); len(vs) > 0 {
+		return nil, violation(vs)
+	}
+	return c.changes().Grant(c.ctx, m, c.p.Name, in.Reason)
+}
+
+// revokeInput revokes a membership.
+type revokeInput struct {
+	User   string `json:"user"`
+	Reason string `json:"reason"`
+}
+
+func (c *call) revoke() (any, error) {
+	org, err := c.orgParam()
+	if err != nil {
+		return nil, err
+	}
+	var in revokeInput
+	if err := c.decode(&in); err != nil {
+		return nil, err
+	}
+	if err := needReason(in.Reason); err != nil {
+		return nil, err
+	}
+	if err := c.mayAdminister(org); err != nil {
+		return nil, err
+	}
+	return c.changes().Revoke(c.ctx, org, in.User, c.p.Name, in.Reason)
+}
+
+// durationInput reads a duration as the configuration writes them ("8h", "30d").
+func durationInput(field, s string) (time.Duration, error) {
+	d, err := config.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, invalid(field + " must be a positive duration such as \"8h\" or \"30d\"")
+	}
+	return d, nil
+}

@@ -1,0 +1,285 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// Records is what the API reads and changes: *store.Store, with store.Orgs for the changes.
+type Records interface {
+	Org(ctx context.Context, id string) (*store.Org, error)
+	OrgIDs(ctx context.Context) ([]string, error)
+	Lookup(ctx context.Context, org, user string) (*store.Org, *store.Membership, error)
+	Memberships(ctx context.Context, org string) ([]store.Membership, error)
+	OrgsOf(ctx context.Context, user string) ([]string, error)
+	Request(ctx context.Context, org, id string) (*store.Request, error)
+	Requests(ctx context.Context, org string, limit int) ([]store.Request, error)
+	RequestsFor(ctx context.Context, user string, limit int) ([]store.Request, error)
+	TokenBySecret(ctx context.Context, secret string) (*store.Token, error)
+	Tokens(ctx context.Context) ([]store.Token, error)
+}
+
+// Options are the collaborators of a Server.
+type Options struct {
+	// Store reads the records; Orgs makes every change (with its audit event and
+	// invalidation). Both are required.
+	Store Records
+	Orgs  *store.Orgs
+	// Lifecycle is the policy every write and approval applies. Required.
+	Lifecycle *authz.Policy
+	// Operators, when set, verifies operator JWTs (see NewOperatorVerifier).
+	Operators *OperatorVerifier
+	// Logger receives refusals and outages; nil discards.
+	Logger *slog.Logger
+	// Now is the clock of approvals and checks; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the administration API: JSON over HTTPS under /api/v1/. Every call but the
+// OpenAPI document is made by an authenticated actor; every change is recorded with that
+// individual and the credential they used.
+type Server struct {
+	st     Records
+	orgs   *store.Orgs
+	policy atomic.Pointer[authz.Policy]
+	ops    *OperatorVerifier
+	log    *slog.Logger
+	now    func() time.Time
+	mux    *http.ServeMux
+	doc    []byte
+}
+
+// New builds the API.
+func New(o Options) (*Server, error) {
+	if o.Store == nil || o.Orgs == nil || o.Lifecycle == nil {
+		return nil, errors.New("admin: a store, the change API and the lifecycle policy are required")
+	}
+	s := &Server{st: o.Store, orgs: o.Orgs, ops: o.Operators, log: o.Logger, now: o.Now, mux: http.NewServeMux()}
+	s.policy.Store(o.Lifecycle)
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	doc, err := openAPIDocument(s.endpoints())
+	if err != nil {
+		return nil, fmt.Errorf("admin: openapi document: %w", err)
+	}
+	s.doc = doc
+	for _, e := range s.endpoints() {
+		s.mux.Handle(e.method+" "+e.path, s.serve(e))
+	}
+	s.mux.HandleFunc("GET "+basePath+"/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(s.doc)
+	})
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, r, problem.New(reason.NoRoute))
+	})
+	return s, nil
+}
+
+// SetLifecycle makes p the policy of every later call (a configuration reload).
+func (s *Server) SetLifecycle(p *authz.Policy) { s.policy.Store(p) }
+
+// lifecycle is the policy in force.
+func (s *Server) lifecycle() *authz.Policy { return s.policy.Load() }
+
+// basePath prefixes every endpoint.
+const basePath = "/api/v1"
+
+// ServeHTTP routes a request to its endpoint.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	s.mux.ServeHTTP(w, r)
+}
+
+// OpenAPI returns the API's OpenAPI 3 document, as served at /api/v1/openapi.json.
+func (s *Server) OpenAPI() []byte { return s.doc }
+
+// access says who may call an endpoint; the handler checks the rest (which organisation).
+type access uint8
+
+const (
+	anyone   access = iota // any authenticated actor
+	operator               // operators only
+)
+
+// endpoint is one route of the API: the route table that both the mux and the OpenAPI
+// document are built from, so the two cannot drift.
+type endpoint struct {
+	method, path string
+	summary      string
+	access       access
+	change       bool // writes: refused to read-only credentials, needs a reason
+	in           any  // the body's type (a zero value), nil for none
+	out          any  // the answer's type (a zero value)
+	status       int  // the success status; 0 means 200
+	handle       func(c *call) (any, error)
+}
+
+// call is one authenticated API call.
+type call struct {
+	s   *Server
+	w   http.ResponseWriter
+	r   *http.Request
+	ctx context.Context
+	p   *principal
+}
+
+// serve authenticates, decodes and answers one endpoint; refusals are written in one place.
+func (s *Server) serve(e endpoint) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authenticate(r)
+		if err == nil {
+			switch {
+			case e.access == operator && !p.Operator:
+				err = refuse(reason.NotPermitted, "operators only")
+			case e.change && p.readOnly:
+				err = refuse(reason.NotPermitted, "read-only credential")
+			}
+		}
+		var out any
+		if err == nil {
+			c := &call{s: s, w: w, r: r, ctx: r.Context(), p: p}
+			out, err = e.handle(c)
+		}
+		if err != nil {
+			s.fail(w, r, p, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		status := e.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(out)
+	})
+}
+
+// refuse is the refusal code with a cause for the log.
+func refuse(code reason.Code, cause string) error {
+	return problem.Refuse(code, "admin API refused", cause)
+}
+
+// invalid is invalid_input naming what is wrong (shown: it describes the caller's own input).
+func invalid(detail string) error {
+	e := problem.Refuse(reason.InvalidInput, "admin API refused", detail)
+	e.Problem = problem.For(reason.InvalidInput, reason.Facts{Detail: detail})
+	return e
+}
+
+// violation is policy_violation naming every rule the change breaks.
+func violation(vs []authz.Violation) error {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = v.Error()
+	}
+	detail := strings.Join(parts, "; ")
+	e := problem.Refuse(reason.PolicyViolation, "admin API refused", detail)
+	e.Problem = problem.For(reason.PolicyViolation, reason.Facts{Detail: detail})
+	return e
+}
+
+// fail maps err to its answer: refusals as they are, store errors to their codes, anything
+// else an internal error. Causes are logged, never shown.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, p *principal, err error) {
+	var e *problem.Error
+	if !errors.As(err, &e) {
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			e = problem.Refuse(reason.NotFound, "admin API refused", err.Error())
+		case errors.Is(err, store.ErrInvalid):
+			e = problem.Refuse(reason.InvalidInput, "admin API refused", err.Error())
+			e.Problem = problem.For(reason.InvalidInput, reason.Facts{Detail: invalidDetail(err)})
+		case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
+			e = problem.Refuse(reason.Conflict, "admin API refused", err.Error())
+		case errors.Is(err, store.ErrUnavailable):
+			e = problem.Outage(reason.StoreUnavailable, "admin API: store unavailable", "", err)
+		default:
+			e = problem.Outage(reason.InternalError, "admin API: internal error", "", err)
+		}
+	}
+	if p != nil {
+		e.Attrs = append(e.Attrs, slog.String("actor", p.Name), slog.String("via", p.via))
+	}
+	e.Attrs = append(e.Attrs, slog.String("method", r.Method), slog.String("path", r.URL.Path))
+	problem.Fail(s.log, w, r, e)
+}
+
+// invalidDetail is the part of a store validation error that describes the input, without
+// the operation's prefix.
+func invalidDetail(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, store.ErrInvalid.Error()+": "); i >= 0 {
+		return msg[i+len(store.ErrInvalid.Error())+2:]
+	}
+	return "the values given"
+}
+
+// maxBody bounds a request body: the API takes small JSON documents.
+const maxBody = 64 << 10
+
+// decode reads the call's JSON body into v, refusing unknown fields and trailing data.
+func (c *call) decode(v any) error {
+	if ct := c.r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return invalid("the body must be application/json")
+	}
+	dec := json.NewDecoder(io.LimitReader(c.r.Body, maxBody+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return invalid("the body is not the JSON this endpoint takes: " + jsonProblem(err))
+	}
+	if dec.More() {
+		return invalid("the body holds more than one JSON value")
+	}
+	return nil
+}
+
+// jsonProblem says what is wrong with a body without echoing it.
+func jsonProblem(err error) string {
+	var ute *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &ute):
+		return "field " + ute.Field + " has the wrong type"
+	case errors.As(err, &se):
+		return "syntax error at byte " + fmt.Sprint(se.Offset)
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return strings.TrimPrefix(err.Error(), "json: ")
+	case errors.Is(err, io.EOF):
+		return "it is empty"
+	}
+	return "it cannot be read"
+}
+
+// changes is the change API recording how the caller was authenticated.
+func (c *call) changes() *store.Orgs { return c.s.orgs.Via(c.p.via) }
+
+// needReason checks a change's reason: every change says why.
+func needReason(why string) error {
+	if strings.TrimSpace(why) == "" {
+		return invalid("reason is required: every change says why")
+	}
+	if len(why) > 1024 {
+		return invalid("reason is longer than 1024 bytes")
+	}
+	return nil
+}
