@@ -102,7 +102,7 @@ func (o *Orgs) CreateToken(ctx context.Context, t Token, actor string) (string, 
 		errs = append(errs, errors.New("an operator token is not restricted to one org"))
 	}
 	if !t.Expires.After(now) || t.Expires.Sub(now) > MaxTokenLifetime {
-		errs = append(errs, fmt.Errorf("expires: must be in the future and within %s", MaxTokenLifetime))
+		errs = append(errs, fmt.Errorf("expires: must be in the future and at most %d days away", MaxTokenLifetime/(24*time.Hour)))
 	}
 	if len(errs) > 0 {
 		return "", nil, fmt.Errorf("create token: %w: %w", ErrInvalid, errors.Join(errs...))

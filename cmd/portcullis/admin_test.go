@@ -865,3 +865,44 @@ func TestAdminPersonIndexes(t *testing.T) {
 	b.refused(1, nil, "person", "email", alice, "Alice <alice@acme.example>", "--reason", "x")
 	b.refused(2, nil, "person", "email", alice, "--reason", "x")
 }
+
+// TestAdminTokens: the first admin API token of an installation is made with direct access
+// to Redis; it is shown once, kept as a hash, listed without it, and revoked with a reason.
+func TestAdminTokens(t *testing.T) {
+	t.Parallel()
+	b := newAdminBed(t)
+	b.refused(1, []string{"--owner"}, "token", "create", "--name", "x")
+	b.refused(1, []string{"--owner", "issuer|subject"}, "token", "create", "--name", "x", "--owner", "bob")
+	b.refused(1, []string{"--lifetime"}, "token", "create", "--name", "x", "--owner", "olga", "--operator", "--lifetime", "soon")
+	b.refused(1, []string{"a year"}, "token", "create", "--name", "x", "--owner", "olga", "--operator", "--lifetime", "400d")
+
+	var made struct {
+		Token  string      `json:"token"`
+		Record store.Token `json:"record"`
+	}
+	b.okJSON(&made, "token", "create", "--name", "bootstrap", "--owner", "ops|olga", "--operator", "--lifetime", "7d", "--reason", "first operator")
+	if !strings.HasPrefix(made.Token, store.TokenPrefix) || made.Record.Hash != "" || !made.Record.Operator ||
+		time.Until(made.Record.Expires) > 7*24*time.Hour || time.Until(made.Record.Expires) < 7*24*time.Hour-time.Minute {
+		t.Fatalf("made %+v", made)
+	}
+	got, err := b.st.TokenBySecret(b.ctx, made.Token)
+	if err != nil || got.ID != made.Record.ID || got.Owner != "ops|olga" || got.CreatedBy != testActor {
+		t.Fatalf("token by secret: %+v %v", got, err)
+	}
+	if e := b.lastEvent(audit.TokenCreated); e.Actor != testActor || e.Via != "portcullis admin (direct Redis)" || strings.Contains(fmt.Sprint(e), made.Token) {
+		t.Errorf("event %+v", e)
+	}
+	out := b.ok("token", "list")
+	if !strings.Contains(out, made.Record.ID) || !strings.Contains(out, "live") || strings.Contains(out, made.Token[len(made.Token)-20:]) {
+		t.Errorf("token list:\n%s", out)
+	}
+	b.refused(1, []string{"--reason"}, "token", "revoke", made.Record.ID)
+	b.ok("token", "revoke", made.Record.ID, "--reason", "rotated")
+	if tok, err := b.st.TokenBySecret(b.ctx, made.Token); err == nil && tok.Live(time.Now()) {
+		t.Error("a revoked token is live")
+	}
+	if out := b.ok("token", "list"); !strings.Contains(out, "ended") {
+		t.Errorf("token list after revocation:\n%s", out)
+	}
+	b.refused(1, nil, "token", "revoke", "nosuchtoken", "--reason", "x")
+}

@@ -25,8 +25,11 @@ func adminTokenCreate(a *adminRun) int {
 		return 2
 	}
 	life, err := config.ParseDuration(*lifetime)
-	if err != nil || life <= 0 {
+	switch {
+	case err != nil || life <= 0:
 		a.bad("--lifetime", "%q: want a duration such as 90d", *lifetime)
+	case life > store.MaxTokenLifetime:
+		a.bad("--lifetime", "%s: a token lives at most a year (366d)", *lifetime)
 	}
 	if *name == "" {
 		a.bad("--name", "is required")
@@ -83,7 +86,7 @@ func adminTokenRevoke(a *adminRun) int {
 	if !a.parse("ID") {
 		return 2
 	}
-	if !a.open() {
+	if a.failed() || !a.open() {
 		return 1
 	}
 	defer a.close()
