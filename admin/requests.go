@@ -250,7 +250,11 @@ func (c *call) decide(approve bool) (any, error) {
 			typ = audit.MembershipGranted
 		}
 		nm, until := c.s.lifecycle().Fulfil(r, m, org, now)
-		if vs := c.s.lifecycle().CheckMembership(nm, org, r.Ticket, now); len(vs) > 0 {
+		before := m
+		if typ == audit.MembershipGranted {
+			before = nil // a new membership: all of it is the change
+		}
+		if vs := c.s.lifecycle().CheckChange(before, nm, org, r.Ticket, now); len(vs) > 0 {
 			return store.RequestStep{}, violation(vs)
 		}
 		r.State, r.Decided, r.DecidedBy, r.DecisionReason, r.GrantedUntil = store.RequestApproved, now, c.p.Name, in.Reason, until

@@ -60,11 +60,11 @@ func (p *Policy) CheckRequest(r *store.Request, o *store.Org, m *store.Membershi
 		out = append(out, Violation{"lifecycle.privileged_roles." + r.Role + ".max_elevation",
 			fmt.Sprintf("%q may be held for at most %s at a time", r.Role, showDuration(maxEl))})
 	case kr.MaxDuration > 0 && r.Duration > kr.MaxDuration:
-		out = append(out, Violation{key + ".max_duration", fmt.Sprintf("a %s membership's grants last at most %s; %s was asked",
-			kind, showDuration(kr.MaxDuration), showDuration(r.Duration))})
+		out = append(out, Violation{key + ".max_duration", fmt.Sprintf("%s membership's grants last at most %s; %s was asked",
+			article(kind), showDuration(kr.MaxDuration), showDuration(r.Duration))})
 	}
 	if r.Role != "" && !kr.roleAllowed(r.Role) {
-		out = append(out, Violation{key + ".allowed_roles", fmt.Sprintf("a %s membership may not hold the role %q", kind, r.Role)})
+		out = append(out, Violation{key + ".allowed_roles", fmt.Sprintf("%s membership may not hold the role %q", article(kind), r.Role)})
 	}
 	if kr.RequiresTicket && strings.TrimSpace(r.Ticket) == "" {
 		out = append(out, Violation{key + ".requires_ticket", fmt.Sprintf("a request for a %s membership needs a ticket reference", kind)})

@@ -230,22 +230,22 @@ func (p *Policy) CheckMembership(m *store.Membership, o *store.Org, ticket strin
 	if kr.MaxDuration > 0 {
 		switch {
 		case m.ExpiresAt.IsZero():
-			out = append(out, Violation{key + ".max_duration", fmt.Sprintf("a %s membership must end, within %s", m.Kind, showDuration(kr.MaxDuration))})
+			out = append(out, Violation{key + ".max_duration", fmt.Sprintf("%s membership must end, within %s", article(m.Kind), showDuration(kr.MaxDuration))})
 		case m.ExpiresAt.Sub(now) > kr.MaxDuration:
-			out = append(out, Violation{key + ".max_duration", fmt.Sprintf("a %s membership may last at most %s; this one would last %s",
-				m.Kind, showDuration(kr.MaxDuration), showDuration(m.ExpiresAt.Sub(now)))})
+			out = append(out, Violation{key + ".max_duration", fmt.Sprintf("%s membership may last at most %s; this one would last %s",
+				article(m.Kind), showDuration(kr.MaxDuration), showDuration(m.ExpiresAt.Sub(now)))})
 		}
 	}
 	if kr.MaxDuration == 0 && kr.ReviewEvery > 0 && m.ReviewBy.IsZero() {
-		out = append(out, Violation{key + ".review_every", fmt.Sprintf("a %s membership without an end needs a review date", m.Kind)})
+		out = append(out, Violation{key + ".review_every", fmt.Sprintf("%s membership without an end needs a review date", article(m.Kind))})
 	}
 	if kr.ReviewEvery > 0 && !m.ReviewBy.IsZero() && m.ReviewBy.Sub(now) > kr.ReviewEvery+policySlack {
-		out = append(out, Violation{key + ".review_every", fmt.Sprintf("a %s membership is reviewed at least every %s; this review date is %s away",
-			m.Kind, showDuration(kr.ReviewEvery), showDuration(m.ReviewBy.Sub(now)))})
+		out = append(out, Violation{key + ".review_every", fmt.Sprintf("%s membership is reviewed at least every %s; this review date is %s away",
+			article(m.Kind), showDuration(kr.ReviewEvery), showDuration(m.ReviewBy.Sub(now)))})
 	}
 	for _, role := range m.Roles {
 		if !kr.roleAllowed(role) {
-			out = append(out, Violation{key + ".allowed_roles", fmt.Sprintf("a %s membership may not hold the role %q", m.Kind, role)})
+			out = append(out, Violation{key + ".allowed_roles", fmt.Sprintf("%s membership may not hold the role %q", article(m.Kind), role)})
 		}
 		if _, priv := p.Privileged(role); priv {
 			out = append(out, Violation{"lifecycle.privileged_roles." + role, fmt.Sprintf("%q is privileged: it is held only just in time, through an approved request", role)})
@@ -253,7 +253,7 @@ func (p *Policy) CheckMembership(m *store.Membership, o *store.Org, ticket strin
 	}
 	for _, g := range m.RoleGrants {
 		if !kr.roleAllowed(g.Role) {
-			out = append(out, Violation{key + ".allowed_roles", fmt.Sprintf("a %s membership may not hold the role %q", m.Kind, g.Role)})
+			out = append(out, Violation{key + ".allowed_roles", fmt.Sprintf("%s membership may not hold the role %q", article(m.Kind), g.Role)})
 		}
 		if maxEl, priv := p.Privileged(g.Role); priv && g.ExpiresAt.Sub(now) > maxEl+policySlack {
 			out = append(out, Violation{"lifecycle.privileged_roles." + g.Role + ".max_elevation",
@@ -261,15 +261,50 @@ func (p *Policy) CheckMembership(m *store.Membership, o *store.Org, ticket strin
 		}
 	}
 	if kr.RequiresTicket && strings.TrimSpace(ticket) == "" {
-		out = append(out, Violation{key + ".requires_ticket", fmt.Sprintf("a %s membership needs a ticket reference", m.Kind)})
+		out = append(out, Violation{key + ".requires_ticket", fmt.Sprintf("%s membership needs a ticket reference", article(m.Kind))})
 	}
 	return out
 }
 
-// showDuration writes whole days as "30d", anything shorter as Go does.
+// article is the kind with its indefinite article: "an employee", "a partner".
+func article(kind string) string {
+	if kind != "" && strings.ContainsRune("aeiou", rune(kind[0])) {
+		return "an " + kind
+	}
+	return "a " + kind
+}
+
+// CheckChange is CheckMembership for a change to a membership that exists: the violations of
+// after that before did not have. A request's grant is refused for what it breaks, not for
+// what was broken before the policy tightened (a standing role that became privileged, say);
+// reviews find those. before nil: every violation of after.
+func (p *Policy) CheckChange(before, after *store.Membership, o *store.Org, ticket string, now time.Time) []Violation {
+	vs := p.CheckMembership(after, o, ticket, now)
+	if before == nil || before.Kind != after.Kind {
+		return vs
+	}
+	had := map[string]bool{}
+	for _, v := range p.CheckMembership(before, o, ticket, now) {
+		had[v.Rule] = true
+	}
+	var out []Violation
+	for _, v := range vs {
+		if !had[v.Rule] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// showDuration writes whole days as "30d" and anything from two days in days ("400d" within
+// a minute of a whole day, else "365.4d"), anything shorter as Go does ("36h", "1h30m").
 func showDuration(d time.Duration) string {
-	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
-		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	const day = 24 * time.Hour
+	if d%day == 0 && d > 0 || d >= 2*day {
+		if whole := d.Round(day); (d - whole).Abs() < time.Minute {
+			return fmt.Sprintf("%dd", whole/day)
+		}
+		return fmt.Sprintf("%.1fd", d.Hours()/24)
 	}
 	s := d.Round(time.Second).String() // "8h0m0s", "1h30m0s", "45m0s", "10s"
 	if strings.HasSuffix(s, "m0s") {

@@ -174,9 +174,43 @@ func TestCheckMembership(t *testing.T) {
 func TestShowDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		30 * 24 * time.Hour: "30d", 8 * time.Hour: "8h", 90 * time.Minute: "1h30m", 45 * time.Minute: "45m", 10 * time.Second: "10s", 36 * time.Hour: "36h",
+		24 * time.Hour: "1d", 400*24*time.Hour - 3*time.Second: "400d", 365*24*time.Hour + 10*time.Hour: "365.4d",
 	} {
 		if got := showDuration(d); got != want {
 			t.Errorf("showDuration(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestCheckChange: a grant added to a membership that predates the policy (a standing role
+// that became privileged, no review date) is not refused for those, but what the change itself
+// breaks still is, as is everything about a new membership or a change of kind.
+func TestCheckChange(t *testing.T) {
+	p := testPolicy(t)
+	now := time.Now()
+	o := &store.Org{ID: "acme", Status: store.OrgActive}
+	legacy := &store.Membership{Org: "acme", User: "u", Kind: store.KindEmployee, Roles: []string{"user", "admin"}}
+	if vs := p.CheckMembership(legacy, o, "", now); len(vs) != 2 {
+		t.Fatalf("the legacy membership: %v, want the review date and the standing privileged role", vs)
+	}
+	withGrant := *legacy
+	withGrant.RoleGrants = []store.RoleGrant{{Role: "admin", ExpiresAt: now.Add(time.Hour)}}
+	if vs := p.CheckChange(legacy, &withGrant, o, "", now); len(vs) != 0 {
+		t.Errorf("an hour of admin on a legacy membership: %v", vs)
+	}
+	// The change's own breach: a grant longer than max_elevation.
+	tooLong := *legacy
+	tooLong.RoleGrants = []store.RoleGrant{{Role: "admin", ExpiresAt: now.Add(9 * time.Hour)}}
+	if vs := p.CheckChange(legacy, &tooLong, o, "", now); len(vs) != 1 || vs[0].Rule != "lifecycle.privileged_roles.admin.max_elevation" {
+		t.Errorf("nine hours of admin: %v", vs)
+	}
+	// A new membership, or one that changes kind, answers for all of it.
+	if vs := p.CheckChange(nil, &withGrant, o, "", now); len(vs) != 2 {
+		t.Errorf("as a new membership: %v", vs)
+	}
+	partner := withGrant
+	partner.Kind = store.KindPartner
+	if vs := p.CheckChange(legacy, &partner, o, "", now); !slices.ContainsFunc(vs, func(v Violation) bool { return strings.HasSuffix(v.Rule, ".max_duration") }) {
+		t.Errorf("a change of kind: %v", vs)
 	}
 }

@@ -92,11 +92,24 @@ type azBed struct {
 	aud    *store.Audit
 	portal *azPortal
 	px     []*azProxy
+	cfgs   []string // the configuration file of each process
+	ca     string   // the provider's CA file
 }
 
 func (b *azBed) user(sub string) string { return store.UserKey(b.idp.URL, sub) }
 
-func newAZBed(t *testing.T) *azBed {
+func newAZBed(t *testing.T) *azBed { t.Helper(); return newAZBedWith(t, azOptions{}) }
+
+// azOptions extend the bed for a feature's tests.
+type azOptions struct {
+	// clients are further clients of the provider (machines, operators).
+	clients []devidp.Client
+	// extra, when set, is YAML appended to the configuration of process i, given the bed
+	// (its provider's URL and CA file are known by then).
+	extra func(b *azBed, i int) string
+}
+
+func newAZBedWith(t *testing.T, o azOptions) *azBed {
 	t.Helper()
 	b := &azBed{t: t}
 	listens := []string{freePort(t), freePort(t)}
@@ -106,11 +119,12 @@ func newAZBed(t *testing.T) *azBed {
 		logouts = append(logouts, "https://"+l+"/")
 	}
 	b.idp = devidptest.Start(t, devidp.Config{
-		Clients: []devidp.Client{{ID: "portcullis", Secret: "e2e-secret", RedirectURIs: redirects, PostLogoutRedirectURIs: logouts}},
+		Clients: append([]devidp.Client{{ID: "portcullis", Secret: "e2e-secret", RedirectURIs: redirects, PostLogoutRedirectURIs: logouts}}, o.clients...),
 		Users:   azUsers,
 	})
 	dir := t.TempDir()
 	ca := b.idp.CAFile(t)
+	b.ca = ca
 	writeFile(t, filepath.Join(dir, "secret"), "e2e-secret\n")
 	b.redis = redistest.Start(t)
 	b.portal = newAZPortal(t)
@@ -127,7 +141,12 @@ func newAZBed(t *testing.T) *azBed {
 
 	for i, l := range listens {
 		cfgPath := filepath.Join(dir, fmt.Sprintf("portcullis-%d.yaml", i))
-		writeFile(t, cfgPath, azConfig(l, b.redis.Addr, b.idp.URL, filepath.Join(dir, "secret"), ca, b.portal.URL))
+		cfg := azConfig(l, b.redis.Addr, b.idp.URL, filepath.Join(dir, "secret"), ca, b.portal.URL)
+		if o.extra != nil {
+			cfg += o.extra(b, i)
+		}
+		writeFile(t, cfgPath, cfg)
+		b.cfgs = append(b.cfgs, cfgPath)
 		p := startBinary(t, cfgPath)
 		p.waitLog(t, "cache: invalidation subscription active", 10*time.Second)
 		b.px = append(b.px, &azProxy{name: fmt.Sprintf("proxy%d", i+1), base: "https://" + l, proc: p})
