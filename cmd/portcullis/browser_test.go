@@ -303,7 +303,7 @@ func startDemo(t *testing.T) *demo {
 
 func tryStartDemo(t *testing.T) (*demo, string, error) {
 	listen := freePort(t)
-	cmd := exec.Command(binPath, "dev", "--listen", listen)
+	cmd := exec.Command(binPath, "dev", "--listen", listen, "--admin-listen", "127.0.0.1:0")
 	var mu sync.Mutex
 	var buf bytes.Buffer
 	cmd.Stdout = &lockedBuf{mu: &mu, b: &buf}

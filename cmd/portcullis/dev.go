@@ -38,6 +38,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:8443", "address of the HTTPS front door")
+	adminListen := fs.String("admin-listen", "127.0.0.1:9443", `address of the administration API ("off": none; ":0" ports pick a free one)`)
 	redisAddr := fs.String("redis", "", "use this Redis (host:port) instead of the embedded store; the demo writes its seed data there")
 	anywhere := fs.Bool("insecure-listen-anywhere", false, "allow a non-loopback listen address (the demo has built-in accounts; do not expose it)")
 	verbose := fs.Bool("v", false, "log every request")
@@ -47,6 +48,12 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	if err := checkLoopback(*listen, *anywhere); err != nil {
 		fmt.Fprintln(stderr, "portcullis dev:", err)
 		return 2
+	}
+	if *adminListen != "off" {
+		if err := checkLoopback(*adminListen, *anywhere); err != nil {
+			fmt.Fprintln(stderr, "portcullis dev: --admin-listen:", err)
+			return 2
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -106,7 +113,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	}
 	defer os.RemoveAll(dir)
 	cfgPath := filepath.Join(dir, "portcullis.yaml")
-	if err := os.WriteFile(cfgPath, []byte(devConfig(*listen, portal.URL, *redisAddr, issuer, secret)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(devConfig(*listen, *adminListen, portal.URL, *redisAddr, issuer, secret)), 0o600); err != nil {
 		return fail("write configuration", err)
 	}
 	cfg, _, err := config.Load(cfgPath)
@@ -115,7 +122,8 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	applyBrand(cfg)
-	if err := seedDemo(ctx, cfg.Redis, issuer); err != nil {
+	tokens, err := seedDemo(ctx, cfg.Redis, issuer)
+	if err != nil {
 		return fail("seed demo data", err)
 	}
 
@@ -134,6 +142,9 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 	go reloadLoop(ctx, cfgPath, cfg, srv, level, log)
 	err = srv.Run(ctx, func(l proxy.Listeners) {
 		fmt.Fprint(stdout, walkthrough("https://"+l.Main.String(), cfgPath, totp))
+		if l.Admin != nil {
+			fmt.Fprint(stdout, adminWalkthrough("https://"+l.Admin.String(), "https://"+l.Main.String(), cfgPath, tokens))
+		}
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fail("serve", err)
@@ -148,10 +159,11 @@ Portcullis demo is running. Open %[1]s/ (self-signed certificate: your browser w
 
 Every account's password is %[4]q.
 
-  alice   Acme Corp admin (employee, roles admin+billing). Second factor: TOTP secret
+  alice   Acme Corp admin (employee, roles admin+org-admin). Second factor: TOTP secret
           %[3]s
           (add it to an authenticator app: otpauth://totp/Portcullis%%20demo:alice?secret=%[3]s)
   bob     Acme Corp member (roles viewer): /billing/ and /admin/ are refused with role_missing
+          (billing is held just in time: see the admin API below)
   pat     a partner acting for Acme and Globex on an incident: /support/ (org picker first)
   frank   a former Acme employee (membership revoked): refused with not_member
   lena    works for Oldcorp, whose domain oldcorp.example lapsed: email_domain_not_verified
@@ -159,7 +171,8 @@ Every account's password is %[4]q.
 Pages (the portal behind Portcullis is unmodified):
   %[1]s/                  public home
   %[1]s/headers           any signed-in person: the identity headers the portal receives
-  %[1]s/billing/          Acme members with role billing or admin
+  %[1]s/billing/          Acme members with role admin, or billing (privileged: granted by an
+                          approved request, for at most 8 hours)
   %[1]s/admin/            Acme admins, after a fresh second factor (step-up, valid 5 minutes)
   %[1]s/support/          partners/support staff with a live "incident" purpose grant
   %[1]s/reports/          a portal service that is down: Portcullis's 502 page
@@ -177,6 +190,32 @@ Organisation hosts: each organisation's own address, acting for it. You sign in 
 
 Route file: %[2]s (edit it: Portcullis reloads it). Ctrl-C stops; nothing is kept.
 `, base, cfgPath, totp, devPassword, orgHostURL(base, "acme"), orgHostURL(base, "globex"))
+}
+
+// demoTokens are the admin API tokens the demo makes, printed in its walkthrough.
+type demoTokens struct{ operator, alice, bob string }
+
+// adminWalkthrough shows the administration API with the demo's tokens: bob asks for the
+// billing role, alice (Acme's administrator) approves, bob reaches /billing/ for an hour.
+func adminWalkthrough(api, base, cfgPath string, t demoTokens) string {
+	return fmt.Sprintf(`
+Administration API: %[1]s/api/v1/   (its OpenAPI document: %[1]s/api/v1/openapi.json)
+Tokens, valid for a day (the demo made them; "portcullis admin token create" makes real ones):
+  export OPS=%[2]s     # an operator
+  export ALICE=%[3]s   # alice, Acme's administrator (role org-admin), Acme only
+  export BOB=%[4]s     # bob, an Acme member
+
+Access that expires instead of standing privilege: bob asks for billing for an hour,
+alice approves (nobody approves their own request), and %[5]s/billing/ lets bob in until it ends.
+  curl -sk %[1]s/api/v1/orgs/acme/requests -H "Authorization: Bearer $BOB" \
+       --json '{"role":"billing","duration":"1h","reason":"month-end close"}'
+  curl -sk %[1]s/api/v1/orgs/acme/requests -H "Authorization: Bearer $ALICE"        # Acme's requests
+  curl -sk %[1]s/api/v1/orgs/acme/requests/REQUEST_ID/approve -H "Authorization: Bearer $ALICE" \
+       --json '{"reason":"approved for the close"}'
+  curl -sk %[1]s/api/v1/orgs/acme/members -H "Authorization: Bearer $OPS"          # who has what, until when
+Every change is in the audit trail, with who made it and with which token:
+  go run ./cmd/portcullis admin audit tail --config %[6]s
+`, api, t.operator, t.alice, t.bob, base, cfgPath)
 }
 
 // orgHostURL is the address of organisation org's host on the demo's listener (base's port):
@@ -206,10 +245,11 @@ func demoUsers(totp string) []devidp.User {
 
 // seedDemo writes the demo's organisations and memberships through the store's one change
 // path, so the audit stream shows them too.
-func seedDemo(ctx context.Context, rc config.Redis, issuer string) error {
+func seedDemo(ctx context.Context, rc config.Redis, issuer string) (demoTokens, error) {
+	var tokens demoTokens
 	st, err := store.New(rc)
 	if err != nil {
-		return err
+		return tokens, err
 	}
 	defer st.Close()
 	orgs := store.NewOrgs(st, store.NewAudit(st, 0))
@@ -223,22 +263,22 @@ func seedDemo(ctx context.Context, rc config.Redis, issuer string) error {
 	} {
 		if _, err := orgs.CreateOrg(ctx, store.Org{ID: o.id, Name: o.name, Status: store.OrgActive,
 			Contact: "it-admin@" + o.domain}, actor, why); err != nil && !errors.Is(err, store.ErrExists) {
-			return err
+			return tokens, err
 		}
 		if _, err := orgs.AddDomain(ctx, o.id, o.domain, actor, why); err != nil && !errors.Is(err, store.ErrExists) && !errors.Is(err, store.ErrConflict) {
-			return err
+			return tokens, err
 		}
 		// Verified first, as it once was: a lapsed domain is one an organisation held.
 		for _, st := range []string{store.DomainVerified, o.status} {
 			if _, err := orgs.SetDomainStatus(ctx, o.id, o.domain, st, actor, why); err != nil {
-				return err
+				return tokens, err
 			}
 		}
 	}
 	incident := []store.Grant{{Purpose: "incident", Reason: "INC-4711", GrantedBy: "alice", ApprovedBy: "acme-secops",
 		ExpiresAt: now.Add(8 * time.Hour)}}
 	for _, m := range []store.Membership{
-		{Org: "acme", User: user("alice"), Kind: store.KindEmployee, Roles: []string{"admin", "billing"}},
+		{Org: "acme", User: user("alice"), Kind: store.KindEmployee, Roles: []string{"admin", "org-admin"}},
 		{Org: "acme", User: user("bob"), Kind: store.KindEmployee, Roles: []string{"viewer"}},
 		{Org: "acme", User: user("frank"), Kind: store.KindEmployee, Roles: []string{"billing"}},
 		{Org: "acme", User: user("pat"), Kind: store.KindPartner, Roles: []string{"support"}, Grants: incident, ExpiresAt: now.Add(90 * 24 * time.Hour)},
@@ -249,19 +289,32 @@ func seedDemo(ctx context.Context, rc config.Redis, issuer string) error {
 		m.GrantedBy, m.ApprovedBy = actor, actor
 		m.ReviewBy = now.Add(90 * 24 * time.Hour)
 		if _, err := orgs.Grant(ctx, m, actor, why); err != nil {
-			return fmt.Errorf("grant %s in %s: %w", m.User, m.Org, err)
+			return tokens, fmt.Errorf("grant %s in %s: %w", m.User, m.Org, err)
 		}
 	}
 	if _, err := orgs.Revoke(ctx, "acme", user("frank"), actor, "left the company (demo)"); err != nil {
-		return err
+		return tokens, err
 	}
 	// As if everyone had signed in once: the recovery guard knows whose address is whose.
 	for _, u := range demoUsers("") {
 		if err := st.RecordPerson(ctx, u.Email, user(u.Username), now, 0); err != nil {
-			return err
+			return tokens, err
 		}
 	}
-	return nil
+	expires := now.Add(24 * time.Hour)
+	for _, tk := range []struct {
+		dst *string
+		t   store.Token
+	}{
+		{&tokens.operator, store.Token{Name: "demo operator", Owner: "portcullis-dev operator", Operator: true, Expires: expires}},
+		{&tokens.alice, store.Token{Name: "demo", Owner: user("alice"), Org: "acme", Expires: expires}},
+		{&tokens.bob, store.Token{Name: "demo", Owner: user("bob"), Expires: expires}},
+	} {
+		if *tk.dst, _, err = orgs.CreateToken(ctx, tk.t, actor); err != nil {
+			return tokens, err
+		}
+	}
+	return tokens, nil
 }
 
 // serveLoopback serves h on a free loopback port.
@@ -304,7 +357,7 @@ func checkLoopback(addr string, anywhere bool) error {
 	return nil
 }
 
-func devConfig(listen, portal, redisAddr, issuer, secret string) string {
+func devConfig(listen, adminListen, portal, redisAddr, issuer, secret string) string {
 	return fmt.Sprintf(`# Generated by portcullis dev. Edit it: Portcullis reloads it.
 server:
   listen: %[1]q
@@ -321,6 +374,12 @@ oidc:
   issuer: %[4]q
   client_id: portcullis-dev
   client_secret: %[5]q
+# Billing is held just in time: an approved request grants it for at most 8 hours.
+lifecycle:
+  privileged_roles:
+    billing: {max_elevation: 8h}
+admin_api:
+  listen: %[6]q
 pages:
   product_name: Acme customer portal (demo)
   logo_url: /static/logo.svg
@@ -382,5 +441,5 @@ routes:
     timeouts: {dial: 1s}
   - name: portal
     upstream: %[2]s
-`, listen, portal, redisAddr, issuer, secret)
+`, listen, portal, redisAddr, issuer, secret, adminListen)
 }

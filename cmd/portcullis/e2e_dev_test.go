@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -120,8 +122,15 @@ func TestE2EDevOrgHosts(t *testing.T) {
 // startDev runs `portcullis dev` on a free port until the test ends and returns its base URL.
 func startDev(t *testing.T) string {
 	t.Helper()
+	base, _ := startDevOutput(t)
+	return base
+}
+
+// startDevOutput is startDev, with what the demo has printed so far.
+func startDevOutput(t *testing.T) (base string, output func() string) {
+	t.Helper()
 	listen := freePort(t)
-	cmd := exec.Command(binPath, "dev", "--listen", listen)
+	cmd := exec.Command(binPath, "dev", "--listen", listen, "--admin-listen", "127.0.0.1:0")
 	var mu sync.Mutex
 	var buf bytes.Buffer
 	out := &lockedBuf{mu: &mu, b: &buf}
@@ -130,14 +139,14 @@ func startDev(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	output := func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(output(), "Portcullis demo is running"); {
+	output = func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(output(), "admin audit tail --config"); {
 		if time.Now().After(deadline) {
 			t.Fatalf("dev did not start:\n%s", output())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return "https://" + listen
+	return "https://" + listen, output
 }
 
 type devPage struct {
@@ -272,5 +281,103 @@ func TestE2EDevRecovery(t *testing.T) {
 		if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.want) {
 			t.Errorf("%s: %d, want %d with %q:\n%s", tc.email, resp.StatusCode, tc.status, tc.want, body)
 		}
+	}
+}
+
+// TestE2EDevGovernance runs the walkthrough's administration API commands as printed (with
+// curl, as a newcomer would paste them): bob asks for billing for an hour, cannot approve it
+// himself, alice approves, and /billing/ lets him in; alice's token is Acme's only.
+func TestE2EDevGovernance(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("curl is not installed; .ci/run installs it")
+		}
+		t.Skip("curl is not installed (apt-get install curl)")
+	}
+	base, output := startDevOutput(t)
+	out := output()
+	env := map[string]string{}
+	for _, name := range []string{"OPS", "ALICE", "BOB"} {
+		m := regexp.MustCompile(`export ` + name + `=(pcadm_\S+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("the walkthrough prints no %s token:\n%s", name, out)
+		}
+		env[name] = m[1]
+	}
+	api := regexp.MustCompile(`Administration API: (https://\S+)/api/v1/`).FindStringSubmatch(out)
+	if api == nil {
+		t.Fatalf("the walkthrough names no admin API:\n%s", out)
+	}
+	// The commands as printed: "curl ..." lines, with their "\" continuations.
+	var cmds []string
+	lines := strings.Split(out, "\n")
+	for i := 0; i < len(lines); i++ {
+		l := strings.TrimSpace(lines[i])
+		if !strings.HasPrefix(l, "curl ") {
+			continue
+		}
+		for strings.HasSuffix(l, `\`) && i+1 < len(lines) {
+			i++
+			l = strings.TrimSuffix(l, `\`) + " " + strings.TrimSpace(lines[i])
+		}
+		if c, _, ok := strings.Cut(l, " # "); ok {
+			l = c
+		}
+		cmds = append(cmds, l)
+	}
+	if len(cmds) != 4 {
+		t.Fatalf("want the 4 curl commands of the walkthrough, found %q", cmds)
+	}
+	shell := func(cmdline string) map[string]any {
+		t.Helper()
+		c := exec.Command("sh", "-c", cmdline)
+		c.Env = append(os.Environ(), "OPS="+env["OPS"], "ALICE="+env["ALICE"], "BOB="+env["BOB"])
+		b, err := c.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", cmdline, err)
+		}
+		var v map[string]any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatalf("%s: not JSON: %s", cmdline, b)
+		}
+		return v
+	}
+
+	bob := signIn(t, base, "bob")
+	if p := bob("/billing/", nil); p.status != 403 || !strings.Contains(p.body, "role_missing") {
+		t.Fatalf("billing as bob before his request: %d %.300s", p.status, p.body)
+	}
+	req := shell(cmds[0])
+	id, _ := req["id"].(string)
+	if req["state"] != "pending" || id == "" {
+		t.Fatalf("bob's request: %v", req)
+	}
+	pending := shell(cmds[1])
+	if items, _ := pending["items"].([]any); len(items) != 1 || items[0].(map[string]any)["id"] != id {
+		t.Errorf("alice's list of requests: %v", pending)
+	}
+	own := strings.ReplaceAll(strings.ReplaceAll(cmds[2], "REQUEST_ID", id), "$ALICE", "$BOB")
+	if v := shell(own); v["error"] != "self_approval" {
+		t.Errorf("bob approving his own request: %v", v)
+	}
+	if v := shell(strings.ReplaceAll(cmds[2], "REQUEST_ID", id)); v["state"] != "approved" {
+		t.Fatalf("alice's approval: %v", v)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p := bob("/billing/", nil)
+		if p.status == 200 && strings.Contains(p.body, "Billing") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("billing as bob after the approval: %d %.300s", p.status, p.body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if v := shell(cmds[3]); len(v["items"].([]any)) == 0 {
+		t.Errorf("members: %v", v)
+	}
+	if v := shell(`curl -sk ` + api[1] + `/api/v1/orgs/globex/members -H "Authorization: Bearer $ALICE"`); v["error"] != "not_permitted" {
+		t.Errorf("alice's token on globex: %v", v)
 	}
 }
