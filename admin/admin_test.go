@@ -278,6 +278,8 @@ func TestGrantsWithinPolicy(t *testing.T) {
 	if ok.body["approved_by"] != ann {
 		t.Errorf("grant %s: no approver", ok.raw)
 	}
+	// Nobody grants themselves anything, not even a role that needs no request.
+	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/members", map[string]any{"user": ann, "kind": "employee", "roles": []string{"org-admin", "billing"}, "reason": "me"}), 403, "not_permitted")
 	// An employee membership without an end gets its review date from the policy.
 	emp := b.call(annTok, "POST", "/api/v1/orgs/acme/members", map[string]any{"user": "https://idp.acme|cleo", "kind": "employee", "roles": []string{"viewer"}, "reason": "hired"})
 	b.want(emp, 200, "")

@@ -184,6 +184,10 @@ func (c *call) grant() (any, error) {
 	if err := c.mayAdminister(org); err != nil {
 		return nil, err
 	}
+	if !c.p.Operator && in.User == c.p.Name {
+		// Separation of duties: an administrator's own access is granted by someone else.
+		return nil, refuse(reason.NotPermitted, "an administrator does not grant or change their own membership; ask another administrator, or request it")
+	}
 	if !c.p.Operator && !slices.Contains(directKinds, in.Kind) {
 		return nil, refuse(reason.NotPermitted, "an administrator grants "+strings.Join(directKinds, ", ")+" memberships; "+in.Kind+" goes through a request")
 	}
