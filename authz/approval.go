@@ -169,6 +169,10 @@ func (p *Policy) Fulfil(r *store.Request, m *store.Membership, o *store.Org, now
 	if !m.ExpiresAt.IsZero() && m.ExpiresAt.Before(until) {
 		until = m.ExpiresAt
 	}
+	// A new record: m stays what it was, for the caller to compare (CheckChange).
+	cp := *m
+	cp.Roles, cp.Grants, cp.RoleGrants = slices.Clone(m.Roles), slices.Clone(m.Grants), slices.Clone(m.RoleGrants)
+	m = &cp
 	switch {
 	case r.Role != "":
 		m.RoleGrants = slices.DeleteFunc(m.RoleGrants, func(g store.RoleGrant) bool { return !now.Before(g.ExpiresAt) })

@@ -147,7 +147,12 @@ func TestFulfil(t *testing.T) {
 		return &store.Membership{Org: "acme", User: "iss|pat", Kind: store.KindPartner, Roles: []string{"viewer"}, Status: store.MembershipActive,
 			ExpiresAt: now.Add(4 * time.Hour), RoleGrants: []store.RoleGrant{{Role: "old", ExpiresAt: now.Add(-time.Hour)}}}
 	}
-	m, until := p.Fulfil(&store.Request{ID: "req_a", Org: "acme", For: "iss|pat", Role: "admin", Duration: 8 * time.Hour, Approvals: approvals}, member(), nil, now)
+	current := member()
+	m, until := p.Fulfil(&store.Request{ID: "req_a", Org: "acme", For: "iss|pat", Role: "admin", Duration: 8 * time.Hour, Approvals: approvals}, current, nil, now)
+	// The membership given is left as it was: callers compare before and after (CheckChange).
+	if m == current || len(current.RoleGrants) != 1 || current.RoleGrants[0].Role != "old" {
+		t.Errorf("Fulfil changed the membership it was given: %+v", current)
+	}
 	if !until.Equal(now.Add(4*time.Hour)) || len(m.RoleGrants) != 1 || m.RoleGrants[0].Role != "admin" || m.RoleGrants[0].RequestID != "req_a" ||
 		!m.RoleGrants[0].ExpiresAt.Equal(until) || !slices.Equal(m.RoleGrants[0].ApprovedBy, []string{"iss|ann", "iss|paul"}) {
 		t.Errorf("role grant capped by the membership: until %v, %+v", until, m.RoleGrants)

@@ -171,11 +171,25 @@ func (p *Policy) holdsRequiredRole(m *store.Membership, kr *KindRule, required [
 	}
 	for i := range m.RoleGrants {
 		g := &m.RoleGrants[i]
-		if has(required, g.Role) && kr.roleAllowed(g.Role) && !passed(g.ExpiresAt, now) {
+		if has(required, g.Role) && p.grantCounts(g, kr, now) {
 			return true, false
 		}
 	}
 	return false, privilegedOnly
+}
+
+// grantCounts reports whether the role grant g counts at now: unexpired, a role the kind
+// allows, and, for a privileged role, no longer from its grant to its end than the role's
+// max_elevation, however it was written (a grant from before the policy tightened, a record
+// written around the admin API).
+func (p *Policy) grantCounts(g *store.RoleGrant, kr *KindRule, now time.Time) bool {
+	if passed(g.ExpiresAt, now) || !kr.roleAllowed(g.Role) {
+		return false
+	}
+	if maxEl, priv := p.Privileged(g.Role); priv && (g.GrantedAt.IsZero() || g.ExpiresAt.Sub(g.GrantedAt) > maxEl+policySlack) {
+		return false
+	}
+	return true
 }
 
 // effectiveRoles returns the roles m holds at now, for the identity headers: m.Roles itself
@@ -199,7 +213,7 @@ func (p *Policy) effectiveRoles(m *store.Membership, kr *KindRule, now time.Time
 	}
 	for i := range m.RoleGrants {
 		g := &m.RoleGrants[i]
-		if !passed(g.ExpiresAt, now) && kr.roleAllowed(g.Role) && !slices.Contains(out, g.Role) {
+		if p.grantCounts(g, kr, now) && !slices.Contains(out, g.Role) {
 			out = append(out, g.Role)
 		}
 	}

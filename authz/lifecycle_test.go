@@ -100,8 +100,17 @@ func TestDecideWithPolicy(t *testing.T) {
 		{"standing privileged role", org, partner(func(m *store.Membership) { m.Roles = []string{"admin", "viewer"} }), admin, reason.RoleRequiresRequest, ""},
 		{"standing privileged role is not forwarded", org, partner(func(m *store.Membership) { m.Roles = []string{"admin", "viewer"} }), viewer, reason.Allowed, "viewer"},
 		{"privileged role granted just in time", org, partner(func(m *store.Membership) {
-			m.RoleGrants = []store.RoleGrant{{Role: "admin", ExpiresAt: now.Add(time.Hour), RequestID: "r1"}}
+			m.RoleGrants = []store.RoleGrant{{Role: "admin", GrantedAt: now.Add(-time.Hour), ExpiresAt: now.Add(time.Hour), RequestID: "r1"}}
 		}), admin, reason.Allowed, "admin,viewer"},
+		{"privileged grant longer than max_elevation (written before the policy tightened)", org, partner(func(m *store.Membership) {
+			m.RoleGrants = []store.RoleGrant{{Role: "admin", GrantedAt: now.Add(-time.Hour), ExpiresAt: now.Add(8 * time.Hour), RequestID: "r1"}}
+		}), admin, reason.RoleMissing, ""},
+		{"privileged grant without its start", org, partner(func(m *store.Membership) {
+			m.RoleGrants = []store.RoleGrant{{Role: "admin", ExpiresAt: now.Add(time.Hour), RequestID: "r1"}}
+		}), admin, reason.RoleMissing, ""},
+		{"privileged grant not forwarded once it does not count", org, partner(func(m *store.Membership) {
+			m.RoleGrants = []store.RoleGrant{{Role: "admin", GrantedAt: now.Add(-time.Hour), ExpiresAt: now.Add(30 * day)}}
+		}), viewer, reason.Allowed, "viewer"},
 		{"role grant expired", org, partner(func(m *store.Membership) {
 			m.RoleGrants = []store.RoleGrant{{Role: "admin", ExpiresAt: now, RequestID: "r1"}}
 		}), admin, reason.RoleMissing, ""},
