@@ -31,6 +31,8 @@ type principal struct {
 	// org, when set, restricts a personal token to one organisation.
 	org      string
 	readOnly bool
+	// expires is when the calling token ends (zero for a JWT): what it makes ends no later.
+	expires time.Time
 }
 
 // authenticate finds the principal of r from its Authorization header: an admin API token, or
@@ -54,7 +56,8 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 		case !t.Live(s.now()):
 			return nil, refuse(reason.Unauthenticated, "token "+t.ID+" expired or revoked")
 		}
-		return &principal{Actor: authz.Actor{Operator: t.Operator, Name: t.Owner}, via: "token " + t.ID, org: t.Org, readOnly: t.ReadOnly}, nil
+		return &principal{Actor: authz.Actor{Operator: t.Operator, Name: t.Owner}, via: "token " + t.ID, org: t.Org, readOnly: t.ReadOnly,
+			expires: t.Expires}, nil
 	}
 	if s.ops == nil {
 		return nil, refuse(reason.Unauthenticated, "not an admin API token, and no operator issuer is configured")

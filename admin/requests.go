@@ -2,6 +2,7 @@ package admin
 
 import (
 	"errors"
+	"slices"
 
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
@@ -106,7 +107,8 @@ func (c *call) createRequest() (any, error) {
 }
 
 // loadRequest is the {org}/{id} request, if the caller may see it: operators, the
-// organisation's administrators, and the requester and the person it is for.
+// administrators its approver rules name (the organisation's, a partner's), and the
+// requester and the person it is for.
 func (c *call) loadRequest() (*store.Request, error) {
 	org, err := c.orgParam()
 	if err != nil {
@@ -122,15 +124,21 @@ func (c *call) loadRequest() (*store.Request, error) {
 	if c.p.Operator || r.Requester == c.p.Name || r.For == c.p.Name {
 		return r, nil
 	}
-	ok, err := c.adminOf(org)
+	orgs, err := c.approverOrgs(r)
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
-		// Someone else's request in an organisation one does not administer does not exist.
-		return nil, refuse(reason.NotFound, "not the caller's request")
+	for _, o := range append(orgs, org) {
+		ok, err := c.adminOf(o)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return r, nil
+		}
 	}
-	return r, nil
+	// Someone else's request that one may not decide does not exist.
+	return nil, refuse(reason.NotFound, "not the caller's request")
 }
 
 func (c *call) getRequest() (any, error) {
@@ -173,15 +181,21 @@ func (c *call) myRequests() (any, error) {
 	return c.views(rs), nil
 }
 
-// approverFacts finds out, before the transaction, which organisations the caller
-// administers among those the approver rules of r's kind name.
-func (c *call) approverFacts(r *store.Request) (func(string) bool, error) {
+// approverOrgs lists the organisations whose administrators the approver rules of r's kind
+// name (as the request and the membership are now).
+func (c *call) approverOrgs(r *store.Request) ([]string, error) {
 	o, m, err := c.s.st.Lookup(c.ctx, r.Org, r.For)
 	if err != nil {
 		return nil, err
 	}
+	return c.s.lifecycle().ApproverOrgs(authz.RequestKind(r, m), r.Org, o), nil
+}
+
+// approverFacts finds out which of orgs the caller administers. Called inside DecideRequest,
+// with the caller's memberships there watched, so what it reads still holds at the write.
+func (c *call) approverFacts(orgs []string) (func(string) bool, error) {
 	admin := map[string]bool{}
-	for _, org := range c.s.lifecycle().ApproverOrgs(authz.RequestKind(r, m), r.Org, o) {
+	for _, org := range orgs {
 		ok, err := c.adminOf(org)
 		if err != nil {
 			return nil, err
@@ -210,19 +224,34 @@ func (c *call) decide(approve bool) (any, error) {
 	if err := needReason(in.Reason); err != nil {
 		return nil, err
 	}
-	adminOf, err := c.approverFacts(r)
+	orgs, err := c.approverOrgs(r)
 	if err != nil {
 		return nil, err
 	}
-	org, err := c.s.st.Org(c.ctx, r.Org)
-	if err != nil {
-		return nil, err
+	// The caller's authority in every organisation the rules name, and the organisation
+	// itself, are watched through the decision: a revocation racing it wins or retries it.
+	watch := make([]store.MemberRef, 0, len(orgs))
+	for _, o := range orgs {
+		watch = append(watch, store.MemberRef{Org: o, User: c.p.Name})
 	}
 	var refusal error
 	out, err := c.changes().DecideRequest(c.ctx, r.Org, r.ID, func(r *store.Request, m *store.Membership) (store.RequestStep, error) {
 		refusal = nil
 		now := c.s.now()
 		kind := authz.RequestKind(r, m)
+		org, err := c.s.st.Org(c.ctx, r.Org)
+		if err != nil {
+			return store.RequestStep{}, err
+		}
+		if !slices.Equal(c.s.lifecycle().ApproverOrgs(kind, r.Org, org), orgs) {
+			// The membership changed kind (or the policy its approvers) since the rules were
+			// read, outside what is watched: refuse rather than decide on the old rules.
+			return store.RequestStep{}, refuse(reason.Conflict, "the request's approver rules changed while it was decided; try again")
+		}
+		adminOf, err := c.approverFacts(orgs)
+		if err != nil {
+			return store.RequestStep{}, err
+		}
 		probe := *r
 		if !approve {
 			probe.Approvals = nil // who approved may still deny
@@ -241,7 +270,14 @@ func (c *call) decide(approve bool) (any, error) {
 			r.State, r.Decided, r.DecidedBy, r.DecisionReason = store.RequestDenied, now, c.p.Name, in.Reason
 			return store.RequestStep{Type: audit.RequestDenied}, nil
 		}
-		r.Approvals = append(r.Approvals, store.Approval{By: c.p.Name, Rule: rule, At: now})
+		if approve {
+			// The policy as it is now, and the membership as it is now: the policy may have
+			// tightened, or a membership appeared, since the request was made.
+			if vs := c.s.lifecycle().CheckRequest(r, org, m, now); len(vs) > 0 {
+				return store.RequestStep{}, violation(vs)
+			}
+		}
+		r.Approvals = append(r.Approvals, store.Approval{By: c.p.Name, Via: c.p.via, Rule: rule, At: now})
 		if !complete {
 			return store.RequestStep{Type: audit.RequestApproved}, nil
 		}
@@ -259,7 +295,7 @@ func (c *call) decide(approve bool) (any, error) {
 		}
 		r.State, r.Decided, r.DecidedBy, r.DecisionReason, r.GrantedUntil = store.RequestApproved, now, c.p.Name, in.Reason, until
 		return store.RequestStep{Type: audit.RequestGranted, Membership: nm, MembershipType: typ}, nil
-	}, c.p.Name, in.Reason)
+	}, c.p.Name, in.Reason, watch...)
 	if err != nil {
 		var pe *problem.Error
 		if errors.As(err, &pe) {

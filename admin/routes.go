@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -47,11 +48,11 @@ func (s *Server) endpoints() []endpoint {
 		{method: "GET", path: basePath + "/me/requests", summary: "The caller's own access requests, in every organisation",
 			access: anyone, out: list[requestView]{}, handle: (*call).myRequests},
 
-		{method: "GET", path: basePath + "/tokens", summary: "List the admin API tokens (operators)", access: operator,
+		{method: "GET", path: basePath + "/tokens", summary: "The admin API tokens: all of them for operators, one's own for a person", access: anyone,
 			out: list[store.Token]{}, handle: (*call).listTokens},
-		{method: "POST", path: basePath + "/tokens", summary: "Create an admin API token, shown once (operators)", access: operator, change: true,
+		{method: "POST", path: basePath + "/tokens", summary: "Create a token of one's own, shown once, no broader and no longer-lived than the calling one", access: anyone, change: true,
 			in: tokenInput{}, out: createdToken{}, status: http.StatusCreated, handle: (*call).createToken},
-		{method: "POST", path: basePath + "/tokens/{id}/revoke", summary: "Revoke an admin API token (operators)", access: operator, change: true,
+		{method: "POST", path: basePath + "/tokens/{id}/revoke", summary: "Revoke a token (operators: any; a person: their own)", access: anyone, change: true,
 			in: decisionInput{}, out: store.Token{}, handle: (*call).revokeToken},
 	}
 }
@@ -194,6 +195,11 @@ func (c *call) grant() (any, error) {
 	o, err := c.s.st.Org(c.ctx, org)
 	if err != nil {
 		return nil, err
+	}
+	if kr, ok := c.s.lifecycle().Kind(in.Kind, o); ok && !c.p.Operator && (kr.ApprovalsRequired > 1 || !slices.Contains(kr.Approvers, config.ApproverOrgAdmin)) {
+		// One administrator may not write alone what the policy has more people approve.
+		return nil, refuse(reason.NotPermitted, fmt.Sprintf("%s memberships need %d approval(s) from %s (lifecycle.kinds.%s): ask for it with a request",
+			in.Kind, kr.ApprovalsRequired, strings.Join(kr.Approvers, ", "), in.Kind))
 	}
 	now := c.s.now()
 	m := store.Membership{Org: org, User: in.User, Kind: in.Kind, Roles: in.Roles, ExpiresAt: in.ExpiresAt, ReviewBy: in.ReviewBy,

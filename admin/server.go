@@ -247,7 +247,7 @@ func (c *call) decode(v any) error {
 	if err := dec.Decode(v); err != nil {
 		return invalid("the body is not the JSON this endpoint takes: " + jsonProblem(err))
 	}
-	if dec.More() {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return invalid("the body holds more than one JSON value")
 	}
 	return nil

@@ -163,10 +163,19 @@ func (o *Orgs) Offboard(ctx context.Context, user, actor, reason string) ([]stri
 		if len(orgs) == 0 {
 			slices.Sort(touched)
 			touched = slices.Compact(touched)
-			err := o.atomically(ctx, "offboard", func(tx *redis.Tx) error {
+			// The person's admin API tokens end too: their authority is gone already (it is
+			// their memberships), but a token would still let them file requests.
+			tokens, err := o.revokeTokensOf(ctx, user, actor, reason)
+			if err != nil {
+				return touched, fmt.Errorf("offboard: %w", err)
+			}
+			detail := map[string]string{"orgs": strings.Join(touched, ",")}
+			if len(tokens) > 0 {
+				detail["tokens"] = strings.Join(tokens, ",")
+			}
+			err = o.atomically(ctx, "offboard", func(tx *redis.Tx) error {
 				return o.commit(ctx, tx, func(*batch) {},
-					[]audit.Event{{Type: audit.PersonOffboarded, Actor: actor, User: user, Reason: reason,
-						Detail: map[string]string{"orgs": strings.Join(touched, ",")}}},
+					[]audit.Event{{Type: audit.PersonOffboarded, Actor: actor, User: user, Reason: reason, Detail: detail}},
 					invalUser(user))
 			})
 			return touched, err

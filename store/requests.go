@@ -68,6 +68,8 @@ type Request struct {
 // Approval is one approver's approval of a request.
 type Approval struct {
 	By string `json:"by"`
+	// Via is the credential the approver used (as audit.Event.Via).
+	Via string `json:"via,omitempty"`
 	// Rule is the approver rule of the policy that made By an approver (org_admin, operator,
 	// org_admin_of:ORG).
 	Rule string    `json:"rule"`
@@ -305,12 +307,20 @@ type RequestStep struct {
 	MembershipType audit.Type
 }
 
+// MemberRef names a membership: an organisation and a person.
+type MemberRef struct{ Org, User string }
+
 // DecideRequest applies edit to the request id of org and the current membership of the
 // person it is for (nil when there is none), in one transaction with the audit events: edit
 // changes the request in place and says what to write. edit may run more than once (a
 // concurrent change retries), so it must only change its arguments; an error it returns is
 // returned as it is and nothing is written.
-func (o *Orgs) DecideRequest(ctx context.Context, org, id string, edit func(r *Request, m *Membership) (RequestStep, error), actor, reason string) (*Request, error) {
+//
+// The organisation's record and the memberships in watch (and their organisations) are
+// watched before edit runs: what edit reads of them (the approver's own authority, the
+// organisation's status and policy) is still true when the decision is written, or edit runs
+// again. Read them after edit starts, not before.
+func (o *Orgs) DecideRequest(ctx context.Context, org, id string, edit func(r *Request, m *Membership) (RequestStep, error), actor, reason string, watch ...MemberRef) (*Request, error) {
 	op := "decide request " + org
 	if err := checkActor(actor); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
@@ -328,8 +338,14 @@ func (o *Orgs) DecideRequest(ctx context.Context, org, id string, edit func(r *R
 		if r == nil {
 			return fmt.Errorf("request %s: %w", id, ErrNotFound)
 		}
-		memKey := o.s.keys.membership(org, r.For)
-		if err := tx.Watch(ctx, memKey).Err(); err != nil {
+		keys := []string{o.s.keys.membership(org, r.For), o.s.keys.org(org)}
+		for _, ref := range watch {
+			if !syntax.OrgID(ref.Org) || !validUser(ref.User) {
+				return fmt.Errorf("watch %q in %q: %w", ref.User, ref.Org, ErrInvalid)
+			}
+			keys = append(keys, o.s.keys.membership(ref.Org, ref.User), o.s.keys.org(ref.Org))
+		}
+		if err := tx.Watch(ctx, keys...).Err(); err != nil {
 			return err
 		}
 		m, mBefore, err := o.s.getMembership(ctx, tx, org, r.For)

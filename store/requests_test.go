@@ -103,11 +103,14 @@ func must[T any](v T, err error) T {
 func TestTokens(t *testing.T) {
 	f := newOrgFixture(t)
 	now := time.Now()
-	s, tok, err := f.o.CreateToken(f.ctx(), Token{Name: "ci", Owner: "ops-alice", Operator: true, Expires: now.Add(24 * time.Hour)}, "ops-alice")
+	s, tok, err := f.o.CreateToken(f.ctx(), Token{Name: "ci", Owner: "ops-alice", Operator: true, Expires: now.Add(24 * time.Hour)}, "ops-alice", "ci pipeline")
 	if err != nil {
 		t.Fatal(err)
 	}
 	evs := f.expect([]audit.Type{audit.TokenCreated})
+	if evs[0].Reason != "ci pipeline" || evs[0].Detail["name"] != "ci" || evs[0].Actor != "ops-alice" {
+		t.Errorf("event %+v", evs[0])
+	}
 	if !strings.HasPrefix(s, TokenPrefix+tok.ID+"_") || len(s) != len(TokenPrefix)+16+1+52 {
 		t.Errorf("token %q", s)
 	}
@@ -154,8 +157,42 @@ func TestTokens(t *testing.T) {
 		"no owner":        {Name: "x", Expires: now.Add(time.Hour)},
 		"operator in org": {Name: "x", Owner: "a", Operator: true, Org: "acme", Expires: now.Add(time.Hour)},
 	} {
-		if _, _, err := f.o.CreateToken(f.ctx(), bad, "ops"); !errors.Is(err, ErrInvalid) {
+		if _, _, err := f.o.CreateToken(f.ctx(), bad, "ops", "x"); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestOffboardRevokesTokens: offboarding ends the person's admin API tokens, and nobody
+// else's.
+func TestOffboardRevokesTokens(t *testing.T) {
+	f := newOrgFixture(t)
+	ctx := f.ctx()
+	const alice, bob = "https://idp|alice", "https://idp|bob"
+	f.createOrg("acme")
+	f.grant("acme", alice, "org-admin")
+	exp := time.Now().Add(24 * time.Hour)
+	aliceTok, _, err := f.o.CreateToken(ctx, Token{Name: "a", Owner: alice, Expires: exp}, "ops", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobTok, _, err := f.o.CreateToken(ctx, Token{Name: "b", Owner: bob, Expires: exp}, "ops", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.expect([]audit.Type{audit.TokenCreated, audit.TokenCreated})
+	if _, err := f.o.Offboard(ctx, alice, "ops", "left"); err != nil {
+		t.Fatal(err)
+	}
+	evs := f.expect([]audit.Type{audit.MembershipRevoked, audit.TokenRevoked, audit.PersonOffboarded},
+		invalMembership("acme", alice), invalUser(alice))
+	if got, _ := f.s.TokenBySecret(ctx, aliceTok); got == nil || got.Live(time.Now()) {
+		t.Errorf("alice's token after her offboarding: %+v", got)
+	}
+	if got, _ := f.s.TokenBySecret(ctx, bobTok); got == nil || !got.Live(time.Now()) {
+		t.Errorf("bob's token after alice's offboarding: %+v", got)
+	}
+	if evs[2].Detail["tokens"] == "" || evs[1].Reason != "left" {
+		t.Errorf("events %+v", evs)
 	}
 }

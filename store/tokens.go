@@ -82,8 +82,8 @@ func tokenHash(s string) string {
 }
 
 // CreateToken makes a token like t (Name, Owner, Operator, Org, ReadOnly, Expires) and returns
-// the token string, shown only now, and the record.
-func (o *Orgs) CreateToken(ctx context.Context, t Token, actor string) (string, *Token, error) {
+// the token string, shown only now, and the record; actor made it, for reason.
+func (o *Orgs) CreateToken(ctx context.Context, t Token, actor, reason string) (string, *Token, error) {
 	if err := checkActor(actor); err != nil {
 		return "", nil, fmt.Errorf("create token: %w", err)
 	}
@@ -125,8 +125,8 @@ func (o *Orgs) CreateToken(ctx context.Context, t Token, actor string) (string, 
 		return o.commit(ctx, tx, func(w *batch) {
 			w.do("SET", o.s.keys.token(t.Hash), b)
 			w.do("ZADD", o.s.keys.tokens(), float64(now.UnixMilli()), t.ID+" "+t.Hash)
-		}, []audit.Event{{Type: audit.TokenCreated, Actor: actor, Org: t.Org, User: t.Owner, Reason: t.Name, After: after,
-			Detail: map[string]string{"token": t.ID}}})
+		}, []audit.Event{{Type: audit.TokenCreated, Actor: actor, Org: t.Org, User: t.Owner, Reason: reason, After: after,
+			Detail: map[string]string{"token": t.ID, "name": t.Name}}})
 	})
 	if err != nil {
 		return "", nil, err
@@ -237,4 +237,24 @@ func (o *Orgs) RevokeToken(ctx context.Context, id, actor, reason string) (*Toke
 	}
 	out.Hash = ""
 	return out, nil
+}
+
+// revokeTokensOf revokes every live token owned by user and returns their ids.
+func (o *Orgs) revokeTokensOf(ctx context.Context, user, actor, reason string) ([]string, error) {
+	ts, err := o.s.Tokens(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	now := o.now()
+	for _, t := range ts {
+		if t.Owner != user || !t.Live(now) {
+			continue
+		}
+		if _, err := o.RevokeToken(ctx, t.ID, actor, reason); err != nil {
+			return ids, err
+		}
+		ids = append(ids, t.ID)
+	}
+	return ids, nil
 }

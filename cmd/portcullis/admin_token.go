@@ -44,7 +44,7 @@ func adminTokenCreate(a *adminRun) int {
 	}
 	defer a.close()
 	secret, t, err := a.orgs.Via("portcullis admin (direct Redis)").CreateToken(a.ctx, store.Token{Name: *name, Owner: *owner, Operator: *operator,
-		Org: *org, ReadOnly: *readOnly, Expires: time.Now().Add(life)}, a.actor)
+		Org: *org, ReadOnly: *readOnly, Expires: time.Now().Add(life)}, a.actor, a.reason)
 	if err != nil {
 		return a.fail(err)
 	}

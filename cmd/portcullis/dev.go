@@ -310,7 +310,7 @@ func seedDemo(ctx context.Context, rc config.Redis, issuer string) (demoTokens, 
 		{&tokens.alice, store.Token{Name: "demo", Owner: user("alice"), Org: "acme", Expires: expires}},
 		{&tokens.bob, store.Token{Name: "demo", Owner: user("bob"), Expires: expires}},
 	} {
-		if *tk.dst, _, err = orgs.CreateToken(ctx, tk.t, actor); err != nil {
+		if *tk.dst, _, err = orgs.CreateToken(ctx, tk.t, actor, why); err != nil {
 			return tokens, err
 		}
 	}

@@ -126,19 +126,25 @@ func TestE2EGovernance(t *testing.T) {
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
 	bobKey, erinKey, aliceKey := b.user("sub-bob"), b.user("sub-erin"), b.user("sub-alice")
 
-	// The first operator token comes from the command line, straight to Redis.
-	var out, errOut bytes.Buffer
-	if code := run([]string{"admin", "token", "create", "--config", b.cfgs[0], "--actor", "olga", "--name", "bootstrap",
-		"--owner", "ops|olga", "--operator", "--lifetime", "1d", "--reason", "install", "--json"}, &out, &errOut); code != 0 {
-		t.Fatalf("admin token create: %d %s", code, errOut.String())
+	// The first tokens come from the command line, straight to Redis: the first operator's,
+	// and the people's (through the API, everyone makes only their own).
+	cliToken := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		args = append([]string{"admin", "token", "create", "--config", b.cfgs[0], "--actor", "olga", "--name", "e2e",
+			"--lifetime", "1d", "--reason", "install", "--json"}, args...)
+		if code := run(args, &out, &errOut); code != 0 {
+			t.Fatalf("admin token create: %d %s", code, errOut.String())
+		}
+		var made struct {
+			Token string `json:"token"`
+		}
+		if err := json.Unmarshal(out.Bytes(), &made); err != nil || made.Token == "" {
+			t.Fatalf("admin token create: %v %s", err, out.String())
+		}
+		return made.Token
 	}
-	var made struct {
-		Token string `json:"token"`
-	}
-	if err := json.Unmarshal(out.Bytes(), &made); err != nil || made.Token == "" {
-		t.Fatalf("admin token create: %v %s", err, out.String())
-	}
-	olga := made.Token
+	olga := cliToken("--owner", "ops|olga", "--operator")
 
 	// The operators' console signs in with client credentials: a JWT for the API's audience.
 	jwtFor := func(id, secret string) string {
@@ -196,13 +202,9 @@ func TestE2EGovernance(t *testing.T) {
 	// erin becomes acme's administrator; personal tokens for the people of the story.
 	api.want(api.call(olga, "POST", "/api/v1/orgs/acme/members", map[string]any{"user": erinKey, "kind": "employee",
 		"roles": []string{"user", "org-admin"}, "reason": "acme's new IT lead (TICKET-7)"}), 200, "")
-	personal := func(owner, org string) string {
-		t.Helper()
-		a := api.want(api.call(console, "POST", "/api/v1/tokens", map[string]any{"name": "e2e", "owner": owner, "org": org,
-			"lifetime": "1d", "reason": "e2e"}), 201, "")
-		return a.body["token"].(string)
-	}
-	erin, bobTok, alice := personal(erinKey, "acme"), personal(bobKey, ""), personal(aliceKey, "")
+	erin, bobTok, alice := cliToken("--owner", erinKey, "--org", "acme"), cliToken("--owner", bobKey), cliToken("--owner", aliceKey)
+	// The console cannot make a token that acts as someone else.
+	api.want(api.call(console, "POST", "/api/v1/tokens", map[string]any{"name": "x", "lifetime": "1d", "reason": "x"}), 403, "not_permitted")
 
 	t.Run("policy refuses what outlives it", func(t *testing.T) {
 		api.t = t
@@ -216,9 +218,11 @@ func TestE2EGovernance(t *testing.T) {
 		api.want(api.call(erin, "GET", "/api/v1/orgs/beta/members", nil), 403, "not_permitted")
 		// alice administers nothing.
 		api.want(api.call(alice, "GET", "/api/v1/orgs/acme/members", nil), 403, "not_permitted")
-		// An administrator cannot make herself privileged directly: admin is held through requests.
+		// An administrator grants herself nothing; nor anyone a standing privileged role.
 		api.want(api.call(erin, "POST", "/api/v1/orgs/acme/members", map[string]any{"user": erinKey, "kind": "employee",
-			"roles": []string{"user", "org-admin", "admin"}, "reason": "shortcut"}), 422, "policy_violation")
+			"roles": []string{"user", "org-admin", "admin"}, "reason": "shortcut"}), 403, "not_permitted")
+		api.want(api.call(olga, "POST", "/api/v1/orgs/acme/members", map[string]any{"user": aliceKey, "kind": "employee",
+			"roles": []string{"user", "admin"}, "reason": "shortcut"}), 422, "policy_violation")
 	})
 	api.t = t
 
