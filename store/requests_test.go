@@ -196,3 +196,60 @@ func TestOffboardRevokesTokens(t *testing.T) {
 		t.Errorf("events %+v", evs)
 	}
 }
+
+// TestDecideRequestWatches: a change to a watched membership (the approver's own, revoked
+// while the approval is being decided) between the edit's reads and the write makes the
+// decision run again, on what is true now; nothing is written from the stale reads.
+func TestDecideRequestWatches(t *testing.T) {
+	f := newOrgFixture(t)
+	f.createOrg("acme")
+	f.grant("acme", alice, "viewer")
+	f.grant("acme", bob, "org-admin")
+	r, err := f.o.CreateRequest(f.ctx(), Request{Org: "acme", For: alice, Requester: alice, Role: "billing", Duration: time.Hour, Reason: "x"}, time.Hour, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.expect([]audit.Type{audit.RequestCreated})
+	runs := 0
+	_, err = f.o.DecideRequest(f.ctx(), "acme", r.ID, func(req *Request, _ *Membership) (RequestStep, error) {
+		runs++
+		_, approver, err := f.s.Lookup(f.ctx(), "acme", bob)
+		if err != nil {
+			return RequestStep{}, err
+		}
+		if approver.Status != MembershipActive {
+			return RequestStep{}, errors.New("the approver is no administrator any more")
+		}
+		if runs == 1 {
+			// bob is revoked after his authority was read, before the approval is written.
+			if _, err := f.o.Revoke(f.ctx(), "acme", bob, "ops", "left"); err != nil {
+				return RequestStep{}, err
+			}
+		}
+		req.Approvals = append(req.Approvals, Approval{By: bob, Rule: "org_admin", At: time.Now()})
+		return RequestStep{Type: audit.RequestApproved}, nil
+	}, bob, "ok", MemberRef{Org: "acme", User: bob})
+	if err == nil || !strings.Contains(err.Error(), "no administrator") || runs != 2 {
+		t.Fatalf("DecideRequest after the approver's revocation: runs %d, %v", runs, err)
+	}
+	f.expect([]audit.Type{audit.MembershipRevoked}, invalMembership("acme", bob))
+	if got, _ := f.s.Request(f.ctx(), "acme", r.ID); len(got.Approvals) != 0 {
+		t.Errorf("the stale approval was written: %+v", got.Approvals)
+	}
+	// Unwatched, the same race writes the stale approval: the watch is what prevents it.
+	f.grant("acme", bob, "org-admin")
+	runs = 0
+	_, err = f.o.DecideRequest(f.ctx(), "acme", r.ID, func(req *Request, _ *Membership) (RequestStep, error) {
+		runs++
+		if runs == 1 {
+			if _, err := f.o.Revoke(f.ctx(), "acme", bob, "ops", "left"); err != nil {
+				return RequestStep{}, err
+			}
+		}
+		req.Approvals = append(req.Approvals, Approval{By: bob, Rule: "org_admin", At: time.Now()})
+		return RequestStep{Type: audit.RequestApproved}, nil
+	}, bob, "ok")
+	if err != nil || runs != 1 {
+		t.Fatalf("unwatched: runs %d, %v", runs, err)
+	}
+}
