@@ -146,3 +146,50 @@ func TestBodyIsOneJSONValue(t *testing.T) {
 		t.Error("an organisation was created from a malformed body")
 	}
 }
+
+// TestInvitationsAPI: an invitation is a membership waiting for its person, so it is written
+// under the rules of a grant; employees are invited at the organisation's verified domains
+// only; invitations are listed to the organisation's administrators and can be withdrawn.
+func TestInvitationsAPI(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	if _, err := b.orgs.AddDomain(ctx, "acme", "acme.example", "ops", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.orgs.SetDomainStatus(ctx, "acme", "acme.example", store.DomainVerified, "ops", "x"); err != nil {
+		t.Fatal(err)
+	}
+	annTok, bobTok, annRO := b.personal(ann, "", false), b.personal(bob, "", false), b.personal(ann, "", true)
+	inv := func(tok, email, kind string, extra map[string]any) answer {
+		body := map[string]any{"email": email, "kind": kind, "roles": []string{"viewer"}, "reason": "onboarding"}
+		for k, v := range extra {
+			body[k] = v
+		}
+		return b.call(tok, "POST", "/api/v1/orgs/acme/invitations", body)
+	}
+	b.want2(inv(annTok, "carol@acme.example", "employee", nil), 201)
+	a := inv(annTok, "eve@evil.example", "employee", nil)
+	b.want(a, 400, "invalid_input")
+	if !strings.Contains(a.raw, "verified domains") {
+		t.Errorf("the refusal does not say why: %s", a.raw)
+	}
+	// Partners need two approvals here: not an administrator's invitation alone; the
+	// operator's, within the policy.
+	b.want(inv(annTok, "pat@partner.example", "partner", map[string]any{"expires_at": time.Now().Add(30 * 24 * time.Hour)}), 403, "not_permitted")
+	b.want(inv(b.ops, "pat@partner.example", "partner", map[string]any{"expires_at": time.Now().Add(400 * 24 * time.Hour)}), 422, "policy_violation")
+	b.want2(inv(b.ops, "pat@partner.example", "partner", map[string]any{"expires_at": time.Now().Add(30 * 24 * time.Hour)}), 201)
+	b.want(inv(annRO, "dan@acme.example", "employee", nil), 403, "not_permitted")
+	b.want(inv(bobTok, "dan@acme.example", "employee", nil), 403, "not_permitted")
+	b.want(inv(annTok, "dan@acme.example", "employee", map[string]any{"user": bob}), 400, "invalid_input")
+
+	b.want(b.call(bobTok, "GET", "/api/v1/orgs/acme/invitations", nil), 403, "not_permitted")
+	list := b.want2(b.call(annTok, "GET", "/api/v1/orgs/acme/invitations", nil), 200)
+	if items := list.body["items"].([]any); len(items) != 2 || items[0].(map[string]any)["email"] != "carol@acme.example" {
+		t.Errorf("invitations %s", list.raw)
+	}
+	b.want2(b.call(annTok, "POST", "/api/v1/orgs/acme/invitations/withdraw", map[string]string{"email": "pat@partner.example", "reason": "project cancelled"}), 200)
+	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/invitations/withdraw", map[string]string{"email": "pat@partner.example", "reason": "again"}), 404, "not_found")
+	if items := b.want2(b.call(annTok, "GET", "/api/v1/orgs/acme/invitations", nil), 200).body["items"].([]any); len(items) != 1 {
+		t.Errorf("after the withdrawal: %v", items)
+	}
+}

@@ -33,6 +33,13 @@ func (s *Server) endpoints() []endpoint {
 		{method: "POST", path: basePath + "/orgs/{org}/members/revoke", summary: "Revoke a membership (operators and the organisation's administrators)",
 			access: anyone, change: true, in: revokeInput{}, out: store.Membership{}, handle: (*call).revoke},
 
+		{method: "GET", path: basePath + "/orgs/{org}/invitations", summary: "The invitations of an organisation that wait for their first sign-in (operators and its administrators)",
+			access: anyone, out: list[store.Invitation]{}, handle: (*call).listInvitations},
+		{method: "POST", path: basePath + "/orgs/{org}/invitations", summary: "Invite an email address: the membership it binds to at the first sign-in with that address verified, within the lifecycle policy (employees at the organisation's verified domains only)",
+			access: anyone, change: true, in: inviteInput{}, out: store.Invitation{}, status: http.StatusCreated, handle: (*call).invite},
+		{method: "POST", path: basePath + "/orgs/{org}/invitations/withdraw", summary: "Withdraw an invitation before it is used",
+			access: anyone, change: true, in: withdrawInput{}, out: store.Invitation{}, handle: (*call).withdrawInvitation},
+
 		{method: "GET", path: basePath + "/orgs/{org}/requests", summary: "The access requests of an organisation, newest first (operators and its administrators)",
 			access: anyone, out: list[requestView]{}, handle: (*call).listRequests},
 		{method: "POST", path: basePath + "/orgs/{org}/requests", summary: "Ask for a role, a purpose or a membership, for a limited time",
@@ -149,7 +156,12 @@ func (c *call) listMembers() (any, error) {
 // grantInput grants or replaces a membership.
 type grantInput struct {
 	// User is the person's key, issuer|subject.
-	User      string         `json:"user"`
+	User string `json:"user"`
+	accessInput
+}
+
+// accessInput is what a membership grants, as a grant or an invitation writes it.
+type accessInput struct {
 	Kind      string         `json:"kind"`
 	Roles     []string       `json:"roles,omitempty"`
 	Purposes  []purposeInput `json:"purposes,omitempty"`
@@ -182,39 +194,66 @@ func (c *call) grant() (any, error) {
 	if err := needReason(in.Reason); err != nil {
 		return nil, err
 	}
-	if err := c.mayAdminister(org); err != nil {
-		return nil, err
-	}
 	if !c.p.Operator && in.User == c.p.Name {
 		// Separation of duties: an administrator's own access is granted by someone else.
 		return nil, refuse(reason.NotPermitted, "an administrator does not grant or change their own membership; ask another administrator, or request it")
 	}
-	if !c.p.Operator && !slices.Contains(directKinds, in.Kind) {
-		return nil, refuse(reason.NotPermitted, "an administrator grants "+strings.Join(directKinds, ", ")+" memberships; "+in.Kind+" goes through a request")
+	o, err := c.mayGrant(org, in.Kind)
+	if err != nil {
+		return nil, err
+	}
+	m := c.membershipOf(org, in.User, &in.accessInput)
+	if err := c.withinPolicy(&m, o, in.Ticket); err != nil {
+		return nil, err
+	}
+	return c.changes().Grant(c.ctx, m, c.p.Name, in.Reason)
+}
+
+// mayGrant checks that the caller may write a membership of kind in org directly, without a
+// request, and returns the organisation: operators may; an organisation's administrator may
+// for the kinds an administrator grants (directKinds), when the kind's policy lets one
+// administrator approve alone.
+func (c *call) mayGrant(org, kind string) (*store.Org, error) {
+	if err := c.mayAdminister(org); err != nil {
+		return nil, err
+	}
+	if !c.p.Operator && !slices.Contains(directKinds, kind) {
+		return nil, refuse(reason.NotPermitted, "an administrator grants "+strings.Join(directKinds, ", ")+" memberships; "+kind+" goes through a request")
 	}
 	o, err := c.s.st.Org(c.ctx, org)
 	if err != nil {
 		return nil, err
 	}
-	if kr, ok := c.s.lifecycle().Kind(in.Kind, o); ok && !c.p.Operator && (kr.ApprovalsRequired > 1 || !slices.Contains(kr.Approvers, config.ApproverOrgAdmin)) {
+	if kr, ok := c.s.lifecycle().Kind(kind, o); ok && !c.p.Operator && (kr.ApprovalsRequired > 1 || !slices.Contains(kr.Approvers, config.ApproverOrgAdmin)) {
 		// One administrator may not write alone what the policy has more people approve.
 		return nil, refuse(reason.NotPermitted, fmt.Sprintf("%s memberships need %d approval(s) from %s (lifecycle.kinds.%s): ask for it with a request",
-			in.Kind, kr.ApprovalsRequired, strings.Join(kr.Approvers, ", "), in.Kind))
+			kind, kr.ApprovalsRequired, strings.Join(kr.Approvers, ", "), kind))
 	}
-	now := c.s.now()
-	m := store.Membership{Org: org, User: in.User, Kind: in.Kind, Roles: in.Roles, ExpiresAt: in.ExpiresAt, ReviewBy: in.ReviewBy,
+	return o, nil
+}
+
+// membershipOf is the membership in writes for user in org, approved by the caller.
+func (c *call) membershipOf(org, user string, in *accessInput) store.Membership {
+	m := store.Membership{Org: org, User: user, Kind: in.Kind, Roles: in.Roles, ExpiresAt: in.ExpiresAt, ReviewBy: in.ReviewBy,
 		ApprovedBy: c.p.Name}
 	for _, p := range in.Purposes {
 		m.Grants = append(m.Grants, store.Grant{Purpose: p.Purpose, Reason: p.Reason, ExpiresAt: p.ExpiresAt, ApprovedBy: c.p.Name})
 	}
-	if kr, ok := c.s.lifecycle().Kind(in.Kind, o); ok && m.ReviewBy.IsZero() && kr.ReviewEvery > 0 &&
+	return m
+}
+
+// withinPolicy gives m the review date its kind asks for when it has none, then refuses it,
+// naming every rule, unless it meets the lifecycle policy.
+func (c *call) withinPolicy(m *store.Membership, o *store.Org, ticket string) error {
+	now := c.s.now()
+	if kr, ok := c.s.lifecycle().Kind(m.Kind, o); ok && m.ReviewBy.IsZero() && kr.ReviewEvery > 0 &&
 		(m.ExpiresAt.IsZero() || m.ExpiresAt.Sub(now) > kr.ReviewEvery) {
 		m.ReviewBy = now.Add(kr.ReviewEvery)
 	}
-	if vs := c.s.lifecycle().CheckMembership(&m, o, in.Ticket, now); len(vs) > 0 {
-		return nil, violation(vs)
+	if vs := c.s.lifecycle().CheckMembership(m, o, ticket, now); len(vs) > 0 {
+		return violation(vs)
 	}
-	return c.changes().Grant(c.ctx, m, c.p.Name, in.Reason)
+	return nil
 }
 
 // revokeInput revokes a membership.

@@ -24,6 +24,7 @@ type Records interface {
 	OrgIDs(ctx context.Context) ([]string, error)
 	Lookup(ctx context.Context, org, user string) (*store.Org, *store.Membership, error)
 	Memberships(ctx context.Context, org string) ([]store.Membership, error)
+	OrgInvitations(ctx context.Context, org string) ([]store.Invitation, error)
 	OrgsOf(ctx context.Context, user string) ([]string, error)
 	Request(ctx context.Context, org, id string) (*store.Request, error)
 	Requests(ctx context.Context, org string, limit int) ([]store.Request, error)

@@ -31,6 +31,8 @@ const (
 	InvitationBound Type = "invitation.bound"
 	// InvitationExpired records an invitation dropped unused because its time ran out.
 	InvitationExpired Type = "invitation.expired"
+	// InvitationWithdrawn records an invitation taken back before anyone used it.
+	InvitationWithdrawn Type = "invitation.withdrawn"
 	PersonOffboarded  Type = "person.offboarded"
 	// PersonEmailRecorded and PersonUsernameSet record an operator telling the recovery guard
 	// whose address or portal username is whose (sign-in records addresses by itself).

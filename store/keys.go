@@ -171,6 +171,10 @@ func (k keys) orgIDs() string { return k.prefix + "orgs" }
 // mixed with a person's {u:…} data.
 func (k keys) invitations(email string) string { return k.prefix + "{e:" + escape(email) + "}:inv" }
 
+// orgInvitations is the key of the set of canonical emails with an invitation to org (an
+// index: an email whose invitation is gone is skipped when listed, and dropped then).
+func (k keys) orgInvitations(org string) string { return k.orgTag(org) + ":invs" }
+
 // Access request keys (store/requests.go):
 //
 //	pc:{o:<org>}:req:<id>    a request (its id is "req_" and 16 base32 characters)

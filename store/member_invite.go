@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // DefaultInvitationTTL is how long an invitation waits for its first sign-in when Invite is
@@ -47,9 +49,14 @@ func (inv *Invitation) membership(user string) Membership {
 	}
 }
 
-// Invite stores an invitation of inv.Email to inv.Org (which must exist), replacing an earlier
-// one to the same address and org. The email is canonicalised; InvitedBy defaults to actor.
-// The invitation grants nothing until BindInvitations turns it into a membership.
+// Invite stores an invitation of inv.Email to inv.Org, replacing an earlier one to the same
+// address and org. The email is canonicalised; InvitedBy defaults to actor. The invitation
+// grants nothing until BindInvitations turns it into a membership.
+//
+// Refused (ErrInvalid, naming why): an organisation that is not active (suspended, ended,
+// past its contract end, merged), and an employee invited at an address whose domain the
+// organisation has not verified (its staff are at its own domains; partners and support
+// staff come from theirs).
 func (o *Orgs) Invite(ctx context.Context, inv Invitation, actor, reason string) (*Invitation, error) {
 	if err := checkActor(actor); err != nil {
 		return nil, fmt.Errorf("invite: %w", err)
@@ -81,10 +88,15 @@ func (o *Orgs) Invite(ctx context.Context, inv Invitation, actor, reason string)
 
 	orgKey, invKey := o.s.keys.org(inv.Org), o.s.keys.invitations(email)
 	err = o.atomically(ctx, "invite "+inv.Org, func(tx *redis.Tx) error {
-		if n, err := tx.Exists(ctx, orgKey).Result(); err != nil {
+		org, _, err := o.s.getOrg(ctx, tx, inv.Org)
+		if err != nil {
 			return err
-		} else if n == 0 {
+		}
+		if org == nil {
 			return fmt.Errorf("org %s: %w", inv.Org, ErrNotFound)
+		}
+		if err := invitable(org, &inv, now); err != nil {
+			return fmt.Errorf("invite %s: %w: %w", inv.Org, ErrInvalid, err)
 		}
 		before, err := tx.HGet(ctx, invKey, inv.Org).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
@@ -100,6 +112,7 @@ func (o *Orgs) Invite(ctx context.Context, inv Invitation, actor, reason string)
 		}
 		return o.commit(ctx, tx, func(w *batch) {
 			w.do("HSET", invKey, inv.Org, after)
+			w.do("SADD", o.s.keys.orgInvitations(inv.Org), email)
 			// The key lives as long as its longest invitation; BindInvitations also skips
 			// lapsed ones, since fields do not expire one by one.
 			if ttl < 0 || time.UnixMilli(int64(ttl/time.Millisecond)).Before(inv.Until) {
@@ -224,6 +237,9 @@ func (o *Orgs) BindInvitations(ctx context.Context, email string, emailVerified 
 		}
 		return o.commit(ctx, tx, func(w *batch) {
 			w.do("DEL", invKey)
+			for _, inv := range invs {
+				w.do("SREM", o.s.keys.orgInvitations(inv.Org), e)
+			}
 			for _, b := range binds {
 				w.do("SET", o.s.keys.membership(b.m.Org, user), b.after)
 				w.do("SADD", o.s.keys.orgMembers(b.m.Org), user)
@@ -235,4 +251,92 @@ func (o *Orgs) BindInvitations(ctx context.Context, email string, emailVerified 
 		return nil, err
 	}
 	return bound, nil
+}
+
+// invitable says why org cannot take the invitation inv at now, or nil.
+func invitable(org *Org, inv *Invitation, now time.Time) error {
+	switch {
+	case org.Status != OrgActive:
+		return fmt.Errorf("the organisation is %s", org.Status)
+	case org.MergedInto != "":
+		return fmt.Errorf("the organisation was merged into %s", org.MergedInto)
+	case !org.ContractEnd.IsZero() && !now.Before(org.ContractEnd):
+		return errors.New("the organisation's contract has ended")
+	}
+	if inv.Kind == KindEmployee {
+		_, domain, _ := strings.Cut(inv.Email, "@")
+		if !slices.ContainsFunc(org.Domains, func(d Domain) bool { return d.Name == domain && d.Status == DomainVerified }) {
+			return fmt.Errorf("an employee is invited at one of the organisation's verified domains, and %s is not one", domain)
+		}
+	}
+	return nil
+}
+
+// OrgInvitations returns the invitations to org that wait for their first sign-in (lapsed
+// ones included until they are cleaned up), sorted by email.
+func (s *Store) OrgInvitations(ctx context.Context, org string) ([]Invitation, error) {
+	if !syntax.OrgID(org) {
+		return nil, fmt.Errorf("invitations of %q: %w", org, ErrNotFound)
+	}
+	emails, err := s.rdb.SMembers(ctx, s.keys.orgInvitations(org)).Result()
+	if err != nil {
+		return nil, s.unavailable("invitations", err)
+	}
+	slices.Sort(emails)
+	out := []Invitation{}
+	for _, e := range emails {
+		v, err := s.rdb.HGet(ctx, s.keys.invitations(e), org).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			continue // bound, withdrawn or expired with its key
+		case err != nil:
+			return nil, s.unavailable("invitation", err)
+		}
+		var inv Invitation
+		if err := json.Unmarshal([]byte(v), &inv); err != nil {
+			return nil, fmt.Errorf("decode invitation of %s to %s: %w", e, org, err)
+		}
+		out = append(out, inv)
+	}
+	return out, nil
+}
+
+// WithdrawInvitation takes back the invitation of email to org before anyone used it, with
+// its audit event; ErrNotFound when there is none.
+func (o *Orgs) WithdrawInvitation(ctx context.Context, org, email, actor, reason string) (*Invitation, error) {
+	if err := checkActor(actor); err != nil {
+		return nil, fmt.Errorf("withdraw invitation: %w", err)
+	}
+	e, err := canonicalEmail(email)
+	if err != nil {
+		return nil, fmt.Errorf("withdraw invitation: %w", err)
+	}
+	if !syntax.OrgID(org) {
+		return nil, fmt.Errorf("withdraw invitation: org %q: %w", org, ErrNotFound)
+	}
+	invKey := o.s.keys.invitations(e)
+	var out *Invitation
+	err = o.atomically(ctx, "withdraw invitation "+org, func(tx *redis.Tx) error {
+		v, err := tx.HGet(ctx, invKey, org).Result()
+		if errors.Is(err, redis.Nil) {
+			return fmt.Errorf("invitation of %s to %s: %w", e, org, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		var inv Invitation
+		if err := json.Unmarshal([]byte(v), &inv); err != nil {
+			return fmt.Errorf("decode invitation: %w", err)
+		}
+		out = &inv
+		return o.commit(ctx, tx, func(w *batch) {
+			w.do("HDEL", invKey, org)
+			w.do("SREM", o.s.keys.orgInvitations(org), e)
+		}, []audit.Event{{Type: audit.InvitationWithdrawn, Actor: actor, Org: org, Reason: reason, Before: json.RawMessage(v),
+			Detail: map[string]string{"email": e}}})
+	}, invKey)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }

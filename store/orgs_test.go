@@ -425,10 +425,23 @@ func TestOffboard(t *testing.T) {
 	f.expect([]audit.Type{audit.PersonOffboarded}, invalUser(alice))
 }
 
+// verifyDomain gives org the verified domain d.
+func (f *orgFixture) verifyDomain(org, d string) {
+	f.t.Helper()
+	if _, err := f.o.AddDomain(f.ctx(), org, d, admin, "claimed"); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := f.o.SetDomainStatus(f.ctx(), org, d, DomainVerified, admin, "TXT record found"); err != nil {
+		f.t.Fatal(err)
+	}
+	f.expect([]audit.Type{audit.DomainAdded, audit.DomainVerified}, invalOrg(org), invalOrg(org))
+}
+
 func TestInvitations(t *testing.T) {
 	f := newOrgFixture(t)
 	ctx := f.ctx()
 	f.createOrg("acme")
+	f.verifyDomain("acme", "acme.example")
 	f.createOrg("beta")
 
 	_, err := f.o.Invite(ctx, Invitation{Org: "ghost", Email: "x@acme.example", Kind: KindEmployee}, admin, "")
@@ -533,6 +546,73 @@ func TestInvitations(t *testing.T) {
 	if _, m, _ := f.s.Lookup(ctx, "acme", bob); !slices.Equal(m.Roles, []string{"admin"}) {
 		t.Errorf("existing membership changed: %+v", m)
 	}
+}
+
+// TestInvitationsListAndWithdraw: an organisation's invitations are listed until used, and can
+// be withdrawn; an inactive organisation takes none, and its employees are invited at its own
+// verified domains only.
+func TestInvitationsListAndWithdraw(t *testing.T) {
+	f := newOrgFixture(t)
+	ctx := f.ctx()
+	f.createOrg("acme")
+	f.verifyDomain("acme", "acme.example")
+	if _, err := f.o.AddDomain(ctx, "acme", "acme-old.example", admin, "pending"); err != nil {
+		t.Fatal(err)
+	}
+	f.expect([]audit.Type{audit.DomainAdded}, invalOrg("acme"))
+
+	for name, inv := range map[string]Invitation{
+		"employee at another company's domain": {Org: "acme", Email: "eve@evil.example", Kind: KindEmployee},
+		"employee at a pending domain":         {Org: "acme", Email: "eve@acme-old.example", Kind: KindEmployee},
+		"employee at a look-alike subdomain":   {Org: "acme", Email: "eve@mail.acme.example", Kind: KindEmployee},
+	} {
+		_, err := f.o.Invite(ctx, inv, admin, "x")
+		wantErr(t, name, err, ErrInvalid)
+	}
+	f.expect(nil)
+	for _, inv := range []Invitation{
+		{Org: "acme", Email: "pat@partner.example", Kind: KindPartner, ExpiresAt: time.Now().Add(30 * 24 * time.Hour)},
+		{Org: "acme", Email: "carol@acme.example", Kind: KindEmployee},
+	} {
+		if _, err := f.o.Invite(ctx, inv, admin, "x"); err != nil {
+			t.Fatalf("%+v: %v", inv, err)
+		}
+	}
+	f.expect([]audit.Type{audit.MembershipInvited, audit.MembershipInvited})
+	invs, err := f.s.OrgInvitations(ctx, "acme")
+	if err != nil || len(invs) != 2 || invs[0].Email != "carol@acme.example" || invs[1].Email != "pat@partner.example" {
+		t.Fatalf("OrgInvitations = %+v, %v", invs, err)
+	}
+
+	// Withdrawn: gone from both indexes, with its event; a second withdrawal finds nothing.
+	if _, err := f.o.WithdrawInvitation(ctx, "acme", "PAT@partner.example", admin, "project cancelled"); err != nil {
+		t.Fatal(err)
+	}
+	evs := f.expect([]audit.Type{audit.InvitationWithdrawn})
+	if evs[0].Detail["email"] != "pat@partner.example" || evs[0].Reason != "project cancelled" || len(evs[0].Before) == 0 {
+		t.Errorf("withdrawal event %+v", evs[0])
+	}
+	_, err = f.o.WithdrawInvitation(ctx, "acme", "pat@partner.example", admin, "again")
+	wantErr(t, "withdraw twice", err, ErrNotFound)
+	if orgs, err := f.o.BindInvitations(ctx, "pat@partner.example", true, "https://idp|pat"); err != nil || len(orgs) != 0 {
+		t.Errorf("a withdrawn invitation bound: %v, %v", orgs, err)
+	}
+	// Bound: no longer listed.
+	if orgs, err := f.o.BindInvitations(ctx, "carol@acme.example", true, "https://idp|carol"); err != nil || len(orgs) != 1 {
+		t.Fatalf("bind = %v, %v", orgs, err)
+	}
+	f.expect([]audit.Type{audit.InvitationBound}, invalMembership("acme", "https://idp|carol"))
+	if invs, err := f.s.OrgInvitations(ctx, "acme"); err != nil || len(invs) != 0 {
+		t.Errorf("OrgInvitations after binding = %+v, %v", invs, err)
+	}
+
+	// An organisation that is not active takes no invitation.
+	if _, err := f.o.SetOrgStatus(ctx, "acme", OrgStatus{Status: OrgSuspended}, admin, "unpaid"); err != nil {
+		t.Fatal(err)
+	}
+	f.expect([]audit.Type{audit.OrgStatusChanged}, invalOrg("acme"))
+	_, err = f.o.Invite(ctx, Invitation{Org: "acme", Email: "dan@acme.example", Kind: KindEmployee}, admin, "x")
+	wantErr(t, "invite to a suspended org", err, ErrInvalid)
 }
 
 func TestValidation(t *testing.T) {

@@ -46,6 +46,8 @@ Memberships (USER is the person's key "issuer|subject", or --issuer ISS --subjec
   member grant ORG USER --kind KIND [--role R]... [--purpose P:REASON[:EXPIRES]]...
                         [--expires T] [--review-by T] [--approved-by WHO]
   member invite ORG EMAIL --kind KIND [same flags as grant] [--until T]
+  member invitations ORG              invitations waiting for their first sign-in
+  member withdraw ORG EMAIL --reason WHY     take an invitation back
   member change ORG USER [--add-role R]... [--remove-role R]... [--kind KIND]
                          [--expires T|never] [--review-by T|never] [--approved-by WHO]
                          [--add-purpose P:REASON[:EXPIRES]]... [--remove-purpose P]...
@@ -101,12 +103,14 @@ var adminCommands = map[string]adminCommand{
 	"domain pending": {"ORG DOMAIN", true, false, adminDomainStatus(store.DomainPending)},
 	"domain lapse":   {"ORG DOMAIN --reason WHY", true, true, adminDomainStatus(store.DomainLapsed)},
 
-	"member grant":  {"ORG USER --kind KIND [flags]", true, false, adminMemberGrant},
-	"member invite": {"ORG EMAIL --kind KIND [flags]", true, false, adminMemberInvite},
-	"member change": {"ORG USER [flags]", true, false, adminMemberChange},
-	"member revoke": {"ORG USER --reason WHY", true, true, adminMemberRevoke},
-	"member show":   {"ORG USER", false, false, adminMemberShow},
-	"member list":   {"ORG", false, false, adminMemberList},
+	"member grant":       {"ORG USER --kind KIND [flags]", true, false, adminMemberGrant},
+	"member invite":      {"ORG EMAIL --kind KIND [flags]", true, false, adminMemberInvite},
+	"member invitations": {"ORG", false, false, adminMemberInvitations},
+	"member withdraw":    {"ORG EMAIL --reason WHY", true, true, adminMemberWithdraw},
+	"member change":      {"ORG USER [flags]", true, false, adminMemberChange},
+	"member revoke":      {"ORG USER --reason WHY", true, true, adminMemberRevoke},
+	"member show":        {"ORG USER", false, false, adminMemberShow},
+	"member list":        {"ORG", false, false, adminMemberList},
 
 	"person offboard": {"USER --reason WHY", true, true, adminPersonOffboard},
 	"person email":    {"USER EMAIL --reason WHY", true, true, adminPersonEmail},

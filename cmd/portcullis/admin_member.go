@@ -131,6 +131,49 @@ func adminMemberInvite(a *adminRun) int {
 	})
 }
 
+func adminMemberInvitations(a *adminRun) int {
+	if !a.parse("ORG") {
+		return 2
+	}
+	org := a.pos[0]
+	if a.checkOrgID("ORG", org); a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	if _, err := a.st.Org(a.ctx, org); err != nil {
+		return a.fail(err)
+	}
+	invs, err := a.st.OrgInvitations(a.ctx, org)
+	if err != nil {
+		return a.fail(err)
+	}
+	return a.output(invs, func(w io.Writer) {
+		if len(invs) == 0 {
+			fmt.Fprintf(w, "no invitations to %s\n", org)
+		}
+		for _, inv := range invs {
+			fmt.Fprintf(w, "%s  %s  roles %s  purposes %s  invited by %s  until %s\n", inv.Email, inv.Kind, joinOrDash(inv.Roles),
+				purposeList(inv.Grants), inv.InvitedBy, when(inv.Until))
+		}
+	})
+}
+
+func adminMemberWithdraw(a *adminRun) int {
+	if !a.parse("ORG", "EMAIL") {
+		return 2
+	}
+	org, email := a.pos[0], a.pos[1]
+	if a.checkOrgID("ORG", org); a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	inv, err := a.orgs.WithdrawInvitation(a.ctx, org, email, a.actor, a.reason)
+	if err != nil {
+		return a.fail(err)
+	}
+	return a.output(inv, func(w io.Writer) { fmt.Fprintf(w, "withdrew the invitation of %s to %s\n", inv.Email, inv.Org) })
+}
+
 func adminMemberChange(a *adminRun) int {
 	var addRoles, removeRoles, addPurposes, removePurposes stringList
 	a.fs.Var(&addRoles, "add-role", "add a role (repeatable)")

@@ -386,6 +386,10 @@ func TestAdminMemberInvite(t *testing.T) {
 	t.Parallel()
 	b := newAdminBed(t)
 	b.ok("org", "create", "acme", "--name", "Acme")
+	// Employees are invited at the organisation's own verified domains.
+	b.refused(1, []string{"verified domains"}, "member", "invite", "acme", "carol@acme.example", "--kind", "employee", "--reason", "x")
+	b.ok("domain", "add", "acme", "acme.example")
+	b.ok("domain", "verify", "acme", "acme.example")
 	var inv store.Invitation
 	b.okJSON(&inv, "member", "invite", "acme", "Carol@Acme.example", "--kind", "employee", "--role", "viewer",
 		"--purpose", "audit:TCK-3", "--until", "7d", "--reason", "new hire")
@@ -407,6 +411,20 @@ func TestAdminMemberInvite(t *testing.T) {
 	if m := b.membership("acme", carol); m.GrantedBy != testActor || m.Kind != store.KindEmployee {
 		t.Errorf("bound membership %+v", m)
 	}
+	// Listed until used; withdrawn with a reason.
+	b.ok("member", "invite", "acme", "dan@acme.example", "--kind", "employee", "--reason", "new hire")
+	if out := b.ok("member", "invitations", "acme"); !strings.Contains(out, "dan@acme.example") || strings.Contains(out, "carol@") {
+		t.Errorf("member invitations:\n%s", out)
+	}
+	b.refused(1, []string{"--reason"}, "member", "withdraw", "acme", "dan@acme.example")
+	b.ok("member", "withdraw", "acme", "dan@acme.example", "--reason", "offer declined")
+	if e := b.lastEvent(audit.InvitationWithdrawn); e.Actor != testActor || e.Reason != "offer declined" {
+		t.Errorf("withdraw event %+v", e)
+	}
+	if out := b.ok("member", "invitations", "acme"); !strings.Contains(out, "no invitations") {
+		t.Errorf("member invitations after the withdrawal:\n%s", out)
+	}
+	b.refused(1, []string{"not found"}, "member", "withdraw", "acme", "dan@acme.example", "--reason", "again")
 	b.refused(1, []string{`EMAIL "carol"`}, "member", "invite", "acme", "carol", "--kind", "employee")
 	b.refused(1, []string{"--kind", "required"}, "member", "invite", "acme", "carol@acme.example")
 	b.refused(1, []string{"not found"}, "member", "invite", "nope", "carol@acme.example", "--kind", "employee")
