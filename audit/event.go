@@ -33,7 +33,7 @@ const (
 	InvitationExpired Type = "invitation.expired"
 	// InvitationWithdrawn records an invitation taken back before anyone used it.
 	InvitationWithdrawn Type = "invitation.withdrawn"
-	PersonOffboarded  Type = "person.offboarded"
+	PersonOffboarded    Type = "person.offboarded"
 	// PersonEmailRecorded and PersonUsernameSet record an operator telling the recovery guard
 	// whose address or portal username is whose (sign-in records addresses by itself).
 	PersonEmailRecorded Type = "person.email_recorded"
