@@ -39,15 +39,9 @@ func (c *call) listInvitations() (any, error) {
 // invite writes an invitation under the rules of a direct grant (mayGrant, withinPolicy):
 // an invitation is a membership waiting for its person.
 func (c *call) invite() (any, error) {
-	org, err := c.orgParam()
-	if err != nil {
-		return nil, err
-	}
 	var in inviteInput
-	if err := c.decode(&in); err != nil {
-		return nil, err
-	}
-	if err := needReason(in.Reason); err != nil {
+	org, err := c.orgChange(&in)
+	if err != nil {
 		return nil, err
 	}
 	o, err := c.mayGrant(org, in.Kind)
@@ -64,15 +58,9 @@ func (c *call) invite() (any, error) {
 }
 
 func (c *call) withdrawInvitation() (any, error) {
-	org, err := c.orgParam()
-	if err != nil {
-		return nil, err
-	}
 	var in withdrawInput
-	if err := c.decode(&in); err != nil {
-		return nil, err
-	}
-	if err := needReason(in.Reason); err != nil {
+	org, err := c.orgChange(&in)
+	if err != nil {
 		return nil, err
 	}
 	if err := c.mayAdminister(org); err != nil {

@@ -59,15 +59,9 @@ func (c *call) views(rs []store.Request) list[requestView] {
 }
 
 func (c *call) createRequest() (any, error) {
-	org, err := c.orgParam()
-	if err != nil {
-		return nil, err
-	}
 	var in requestInput
-	if err := c.decode(&in); err != nil {
-		return nil, err
-	}
-	if err := needReason(in.Reason); err != nil {
+	org, err := c.orgChange(&in)
+	if err != nil {
 		return nil, err
 	}
 	if err := c.inOrg(org); err != nil {
@@ -218,10 +212,7 @@ func (c *call) decide(approve bool) (any, error) {
 		return nil, err
 	}
 	var in decisionInput
-	if err := c.decode(&in); err != nil {
-		return nil, err
-	}
-	if err := needReason(in.Reason); err != nil {
+	if err := c.body(&in); err != nil {
 		return nil, err
 	}
 	orgs, err := c.approverOrgs(r)
@@ -315,10 +306,7 @@ func (c *call) cancel() (any, error) {
 		return nil, err
 	}
 	var in decisionInput
-	if err := c.decode(&in); err != nil {
-		return nil, err
-	}
-	if err := needReason(in.Reason); err != nil {
+	if err := c.body(&in); err != nil {
 		return nil, err
 	}
 	if !c.p.Operator && r.Requester != c.p.Name && r.For != c.p.Name {

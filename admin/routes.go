@@ -118,10 +118,7 @@ func (c *call) listOrgs() (any, error) {
 
 func (c *call) createOrg() (any, error) {
 	var in orgInput
-	if err := c.decode(&in); err != nil {
-		return nil, err
-	}
-	if err := needReason(in.Reason); err != nil {
+	if err := c.body(&in); err != nil {
 		return nil, err
 	}
 	return c.changes().CreateOrg(c.ctx, store.Org{ID: in.ID, Name: in.Name, Contact: in.Contact, ContractEnd: in.ContractEnd}, c.p.Name, in.Reason)
@@ -183,15 +180,9 @@ type purposeInput struct {
 var directKinds = []string{store.KindEmployee, store.KindPartner, store.KindReseller}
 
 func (c *call) grant() (any, error) {
-	org, err := c.orgParam()
-	if err != nil {
-		return nil, err
-	}
 	var in grantInput
-	if err := c.decode(&in); err != nil {
-		return nil, err
-	}
-	if err := needReason(in.Reason); err != nil {
+	org, err := c.orgChange(&in)
+	if err != nil {
 		return nil, err
 	}
 	if !c.p.Operator && in.User == c.p.Name {
@@ -263,15 +254,9 @@ type revokeInput struct {
 }
 
 func (c *call) revoke() (any, error) {
-	org, err := c.orgParam()
-	if err != nil {
-		return nil, err
-	}
 	var in revokeInput
-	if err := c.decode(&in); err != nil {
-		return nil, err
-	}
-	if err := needReason(in.Reason); err != nil {
+	org, err := c.orgChange(&in)
+	if err != nil {
 		return nil, err
 	}
 	if err := c.mayAdminister(org); err != nil {

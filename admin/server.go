@@ -271,6 +271,34 @@ func jsonProblem(err error) string {
 	return "it cannot be read"
 }
 
+// reasoned is a change's body: it says why.
+type reasoned interface{ why() string }
+
+func (in *orgInput) why() string      { return in.Reason }
+func (in *accessInput) why() string   { return in.Reason }
+func (in *revokeInput) why() string   { return in.Reason }
+func (in *requestInput) why() string  { return in.Reason }
+func (in *decisionInput) why() string { return in.Reason }
+func (in *tokenInput) why() string    { return in.Reason }
+func (in *withdrawInput) why() string { return in.Reason }
+
+// body decodes a change's body into in and checks its reason.
+func (c *call) body(in reasoned) error {
+	if err := c.decode(in); err != nil {
+		return err
+	}
+	return needReason(in.why())
+}
+
+// orgChange is body for a change to the {org} of the path, which it returns, checked.
+func (c *call) orgChange(in reasoned) (string, error) {
+	org, err := c.orgParam()
+	if err != nil {
+		return "", err
+	}
+	return org, c.body(in)
+}
+
 // changes is the change API recording how the caller was authenticated.
 func (c *call) changes() *store.Orgs { return c.s.orgs.Via(c.p.via) }
 

@@ -49,10 +49,7 @@ func (c *call) listTokens() (any, error) {
 
 func (c *call) createToken() (any, error) {
 	var in tokenInput
-	if err := c.decode(&in); err != nil {
-		return nil, err
-	}
-	if err := needReason(in.Reason); err != nil {
+	if err := c.body(&in); err != nil {
 		return nil, err
 	}
 	life, err := durationInput("lifetime", in.Lifetime)
@@ -84,10 +81,7 @@ func (c *call) createToken() (any, error) {
 // found).
 func (c *call) revokeToken() (any, error) {
 	var in decisionInput
-	if err := c.decode(&in); err != nil {
-		return nil, err
-	}
-	if err := needReason(in.Reason); err != nil {
+	if err := c.body(&in); err != nil {
 		return nil, err
 	}
 	id := c.r.PathValue("id")
