@@ -1,4 +1,4 @@
-// Package admin is the administration API (LIFECYCLE.md): JSON over HTTPS under /api/v1/, on a
+// Package admin is the administration API (README, "Governance"): JSON over HTTPS under /api/v1/, on a
 // listener of its own, with an OpenAPI 3 document generated from its route table. Every call is
 // made by an authenticated actor, an operator (an admin API token or an operator JWT verified
 // with go-oidc) or a person with a token of their own, and every change is recorded with that

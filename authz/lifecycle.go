@@ -11,7 +11,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
-// The access lifecycle policy (LIFECYCLE.md): per kind of membership, how long it may last,
+// The access lifecycle policy (README, "Governance"): per kind of membership, how long it may last,
 // how often it is reviewed, who approves it and how many approvals it needs; which roles are
 // privileged, held only just in time. Policy is lifecycle: compiled once. The same rules apply
 // when a grant is written (CheckMembership, CheckRequest), when a request is approved

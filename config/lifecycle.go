@@ -10,7 +10,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
-// Lifecycle is the access lifecycle policy of the platform (LIFECYCLE.md): how long each kind
+// Lifecycle is the access lifecycle policy of the platform (README, "Governance"): how long each kind
 // of membership may last and how often it is reviewed, who approves it and how many
 // approvals it needs, which roles are privileged and reached only just in time, and how long
 // a request waits. An organisation may only tighten it (store.OrgPolicy). Package authz
