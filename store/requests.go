@@ -17,7 +17,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
-// Access requests (LIFECYCLE.md, "Request and approval"): someone asks for a role, a purpose
+// Access requests (README, "Governance"): someone asks for a role, a purpose
 // or a membership in an organisation, with a reason and a duration; approvers approve or deny;
 // once the approvals the policy requires are in, the request becomes a time-boxed grant that
 // carries its id. The store keeps the records and applies each step in one transaction with
