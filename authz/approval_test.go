@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -14,20 +13,12 @@ import (
 // needs a ticket and acme's admin; "admin" is privileged for 8h.
 func twoPersonPolicy(t *testing.T) *Policy {
 	t.Helper()
-	cfg, _, err := config.Parse("p.yaml", []byte(`
-tls: {mode: self_signed}
-lifecycle:
+	return policyOf(t, `
   kinds:
     partner: {approvers: [org_admin, "org_admin_of:partnerco"], approvals_required: 2, max_duration: 90d}
   privileged_roles:
     admin: {max_elevation: 8h}
-routes:
-  - {name: app, upstream: "http://127.0.0.1:9"}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return CompilePolicy(&cfg.Lifecycle)
+`)
 }
 
 // TestApprove is the approval rules' attack table: approving one's own request, a request

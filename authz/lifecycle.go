@@ -13,7 +13,7 @@ import (
 
 // The access lifecycle policy (README, "Governance"): per kind of membership, how long it may last,
 // how often it is reviewed, who approves it and how many approvals it needs; which roles are
-// privileged, held only just in time. Policy is lifecycle: compiled once. The same rules apply
+// privileged, held only just in time. Policy is the lifecycle section, compiled once. The same rules apply
 // when a grant is written (CheckMembership, CheckRequest), when a request is approved
 // (Approval) and at every decision (Decide with Input.Policy): a record that does not meet
 // them, however it was written, stops granting.
@@ -155,8 +155,8 @@ func (r *KindRule) exceeds(m *store.Membership) bool {
 }
 
 // holdsRequiredRole reports whether m holds one of the required roles under p at now: a
-// standing role the kind allows that is not privileged, or an unexpired role grant the kind
-// allows (privileged or not). privilegedOnly reports that a required role is held, but only as
+// standing role the kind allows that is not privileged, or a role grant that counts
+// (grantCounts). privilegedOnly reports that a required role is held, but only as
 // a standing privileged role, which must be requested.
 func (p *Policy) holdsRequiredRole(m *store.Membership, kr *KindRule, required []string, now time.Time) (held, privilegedOnly bool) {
 	for _, role := range m.Roles {

@@ -15,16 +15,19 @@ import (
 // limited to the roles viewer and billing.
 func testPolicy(t testing.TB) *Policy {
 	t.Helper()
-	cfg, _, err := config.Parse("p.yaml", []byte(`
-tls: {mode: self_signed}
-lifecycle:
+	return policyOf(t, `
   kinds:
     partner: {allowed_roles: [viewer, billing, admin]}
   privileged_roles:
     admin: {max_elevation: 8h}
-routes:
-  - {name: app, upstream: "http://127.0.0.1:9"}
-`))
+`)
+}
+
+// policyOf compiles the lifecycle section whose body is lifecycle, in a minimal valid file.
+func policyOf(t testing.TB, lifecycle string) *Policy {
+	t.Helper()
+	cfg, _, err := config.Parse("p.yaml", []byte("tls: {mode: self_signed}\nlifecycle:"+lifecycle+
+		"routes:\n  - {name: app, upstream: \"http://127.0.0.1:9\"}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
