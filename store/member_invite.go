@@ -241,9 +241,7 @@ func (o *Orgs) BindInvitations(ctx context.Context, email string, emailVerified 
 				w.do("SREM", o.s.keys.orgInvitations(inv.Org), e)
 			}
 			for _, b := range binds {
-				w.do("SET", o.s.keys.membership(b.m.Org, user), b.after)
-				w.do("SADD", o.s.keys.orgMembers(b.m.Org), user)
-				w.do("SADD", o.s.keys.userOrgs(user), b.m.Org)
+				o.putMembership(w, &b.m, b.after)
 			}
 		}, events, inval...)
 	}, invKey)

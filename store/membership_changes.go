@@ -61,18 +61,23 @@ func (o *Orgs) writeMembership(ctx context.Context, tx *redis.Tx, m *Membership,
 	if err != nil {
 		return err
 	}
-	return o.commit(ctx, tx, func(w *batch) {
-		w.do("SET", o.s.keys.membership(m.Org, m.User), after)
-		w.do("SADD", o.s.keys.orgMembers(m.Org), m.User)
-		// The person's index lists what could still grant access: a revoked membership leaves
-		// it (the record stays, so a denial can say "revoked").
-		if m.Status == MembershipRevoked {
-			w.do("SREM", o.s.keys.userOrgs(m.User), m.Org)
-		} else {
-			w.do("SADD", o.s.keys.userOrgs(m.User), m.Org)
-		}
-	}, []audit.Event{{Type: typ, Actor: actor, Org: m.Org, User: m.User, Reason: reason, Before: raw(before), After: after, Detail: detail}},
+	return o.commit(ctx, tx, func(w *batch) { o.putMembership(w, m, after) },
+		[]audit.Event{{Type: typ, Actor: actor, Org: m.Org, User: m.User, Reason: reason, Before: raw(before), After: after, Detail: detail}},
 		invalMembership(m.Org, m.User))
+}
+
+// putMembership queues on w the write of m (encoded as after) and its indexes: every change
+// that writes a membership, whatever made it (a grant, an approval, an invitation's binding).
+func (o *Orgs) putMembership(w *batch, m *Membership, after []byte) {
+	w.do("SET", o.s.keys.membership(m.Org, m.User), after)
+	w.do("SADD", o.s.keys.orgMembers(m.Org), m.User)
+	// The person's index lists what could still grant access: a revoked membership leaves
+	// it (the record stays, so a denial can say "revoked").
+	if m.Status == MembershipRevoked {
+		w.do("SREM", o.s.keys.userOrgs(m.User), m.Org)
+	} else {
+		w.do("SADD", o.s.keys.userOrgs(m.User), m.Org)
+	}
 }
 
 // errNoChange ends a membership edit that has nothing to do.

@@ -193,9 +193,7 @@ func (o *Orgs) writeRequest(ctx context.Context, tx *redis.Tx, r *Request, befor
 		w.do("ZADD", o.s.keys.orgRequests(r.Org), score, r.ID)
 		w.do("ZADD", o.s.keys.userRequests(r.For), score, r.Org+"/"+r.ID)
 		if m != nil {
-			w.do("SET", o.s.keys.membership(m.m.Org, m.m.User), mem)
-			w.do("SADD", o.s.keys.orgMembers(m.m.Org), m.m.User)
-			w.do("SADD", o.s.keys.userOrgs(m.m.User), m.m.Org)
+			o.putMembership(w, m.m, mem)
 		}
 	}, events, inval...)
 }
