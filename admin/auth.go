@@ -90,16 +90,9 @@ func (c *call) adminOf(org string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	d := authz.Decide(authz.Input{User: c.p.Name, OrgID: org, Org: o, Membership: m, Require: adminRequirement(c.s.lifecycle()),
-		Policy: c.s.lifecycle()}, c.s.now())
+	d := authz.Decide(authz.Input{User: c.p.Name, OrgID: org, Org: o, Membership: m, Require: c.policy.admin,
+		Policy: c.policy.Policy}, c.s.now())
 	return d.Allow, nil
-}
-
-// adminRequirement is what makes a member an administrator: the admin role, in a live
-// membership (the email-domain check is the portal's; a token carries no address).
-func adminRequirement(p *authz.Policy) authz.Requirement {
-	f := false
-	return authz.CompileRequire(&config.Require{Roles: []string{p.AdminRole()}, VerifiedEmailDomain: &f})
 }
 
 // mayAdminister refuses unless the caller is an operator or an administrator of org.

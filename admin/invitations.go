@@ -22,11 +22,8 @@ type withdrawInput struct {
 }
 
 func (c *call) listInvitations() (any, error) {
-	org, err := c.orgParam()
+	org, err := c.administeredOrg()
 	if err != nil {
-		return nil, err
-	}
-	if err := c.mayAdminister(org); err != nil {
 		return nil, err
 	}
 	invs, err := c.s.st.OrgInvitations(c.ctx, org)

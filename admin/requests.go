@@ -1,12 +1,10 @@
 package admin
 
 import (
-	"errors"
 	"slices"
 
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
-	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -90,10 +88,10 @@ func (c *call) createRequest() (any, error) {
 	}
 	r := store.Request{Org: org, For: who, Requester: c.p.Name, Kind: in.Kind, Role: in.Role, Purpose: in.Purpose, Duration: d,
 		Reason: in.Reason, Ticket: in.Ticket}
-	if vs := c.s.lifecycle().CheckRequest(&r, o, m, c.s.now()); len(vs) > 0 {
+	if vs := c.policy.CheckRequest(&r, o, m, c.s.now()); len(vs) > 0 {
 		return nil, violation(vs)
 	}
-	created, err := c.changes().CreateRequest(c.ctx, r, c.s.lifecycle().RequestTTL(), c.p.Name)
+	created, err := c.changes().CreateRequest(c.ctx, r, c.policy.RequestTTL(), c.p.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -144,11 +142,8 @@ func (c *call) getRequest() (any, error) {
 }
 
 func (c *call) listRequests() (any, error) {
-	org, err := c.orgParam()
+	org, err := c.administeredOrg()
 	if err != nil {
-		return nil, err
-	}
-	if err := c.mayAdminister(org); err != nil {
 		return nil, err
 	}
 	rs, err := c.s.st.Requests(c.ctx, org, 0)
@@ -182,7 +177,7 @@ func (c *call) approverOrgs(r *store.Request) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.s.lifecycle().ApproverOrgs(authz.RequestKind(r, m), r.Org, o), nil
+	return c.policy.ApproverOrgs(authz.RequestKind(r, m), r.Org, o), nil
 }
 
 // approverFacts finds out which of orgs the caller administers. Called inside DecideRequest,
@@ -234,7 +229,7 @@ func (c *call) decide(approve bool) (any, error) {
 		if err != nil {
 			return store.RequestStep{}, err
 		}
-		if !slices.Equal(c.s.lifecycle().ApproverOrgs(kind, r.Org, org), orgs) {
+		if !slices.Equal(c.policy.ApproverOrgs(kind, r.Org, org), orgs) {
 			// The membership changed kind (or the policy its approvers) since the rules were
 			// read, outside what is watched: refuse rather than decide on the old rules.
 			return store.RequestStep{}, refuse(reason.Conflict, "the request's approver rules changed while it was decided; try again")
@@ -247,7 +242,7 @@ func (c *call) decide(approve bool) (any, error) {
 		if !approve {
 			probe.Approvals = nil // who approved may still deny
 		}
-		rule, complete, code, cause := c.s.lifecycle().Approve(&probe, kind, org, c.p.Actor, adminOf, now)
+		rule, complete, code, cause := c.policy.Approve(&probe, kind, org, c.p.Actor, adminOf, now)
 		switch {
 		case code == reason.RequestLapsed:
 			// Recorded as lapsed, then refused.
@@ -264,7 +259,7 @@ func (c *call) decide(approve bool) (any, error) {
 		if approve {
 			// The policy as it is now, and the membership as it is now: the policy may have
 			// tightened, or a membership appeared, since the request was made.
-			if vs := c.s.lifecycle().CheckRequest(r, org, m, now); len(vs) > 0 {
+			if vs := c.policy.CheckRequest(r, org, m, now); len(vs) > 0 {
 				return store.RequestStep{}, violation(vs)
 			}
 		}
@@ -276,23 +271,19 @@ func (c *call) decide(approve bool) (any, error) {
 		if m == nil || r.Kind != "" {
 			typ = audit.MembershipGranted
 		}
-		nm, until := c.s.lifecycle().Fulfil(r, m, org, now)
+		nm, until := c.policy.Fulfil(r, m, org, now)
 		before := m
 		if typ == audit.MembershipGranted {
 			before = nil // a new membership: all of it is the change
 		}
-		if vs := c.s.lifecycle().CheckChange(before, nm, org, r.Ticket, now); len(vs) > 0 {
+		if vs := c.policy.CheckChange(before, nm, org, r.Ticket, now); len(vs) > 0 {
 			return store.RequestStep{}, violation(vs)
 		}
 		r.State, r.Decided, r.DecidedBy, r.DecisionReason, r.GrantedUntil = store.RequestApproved, now, c.p.Name, in.Reason, until
 		return store.RequestStep{Type: audit.RequestGranted, Membership: nm, MembershipType: typ}, nil
 	}, c.p.Name, in.Reason, watch...)
 	if err != nil {
-		var pe *problem.Error
-		if errors.As(err, &pe) {
-			return nil, pe
-		}
-		return nil, err
+		return nil, err // a refusal inside the transaction comes out wrapped; fail unwraps it
 	}
 	if refusal != nil {
 		return nil, refusal

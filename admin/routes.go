@@ -91,6 +91,16 @@ func (c *call) orgParam() (string, error) {
 	return org, nil
 }
 
+// administeredOrg is the {org} of the path, which the caller must administer (or be an
+// operator).
+func (c *call) administeredOrg() (string, error) {
+	org, err := c.orgParam()
+	if err != nil {
+		return "", err
+	}
+	return org, c.mayAdminister(org)
+}
+
 // orgInput creates an organisation.
 type orgInput struct {
 	ID          string    `json:"id"`
@@ -125,22 +135,16 @@ func (c *call) createOrg() (any, error) {
 }
 
 func (c *call) getOrg() (any, error) {
-	org, err := c.orgParam()
+	org, err := c.administeredOrg()
 	if err != nil {
-		return nil, err
-	}
-	if err := c.mayAdminister(org); err != nil {
 		return nil, err
 	}
 	return c.s.st.Org(c.ctx, org)
 }
 
 func (c *call) listMembers() (any, error) {
-	org, err := c.orgParam()
+	org, err := c.administeredOrg()
 	if err != nil {
-		return nil, err
-	}
-	if err := c.mayAdminister(org); err != nil {
 		return nil, err
 	}
 	ms, err := c.s.st.Memberships(c.ctx, org)
@@ -215,7 +219,7 @@ func (c *call) mayGrant(org, kind string) (*store.Org, error) {
 	if err != nil {
 		return nil, err
 	}
-	if kr, ok := c.s.lifecycle().Kind(kind, o); ok && !c.p.Operator && (kr.ApprovalsRequired > 1 || !slices.Contains(kr.Approvers, config.ApproverOrgAdmin)) {
+	if kr, ok := c.policy.Kind(kind, o); ok && !c.p.Operator && (kr.ApprovalsRequired > 1 || !slices.Contains(kr.Approvers, config.ApproverOrgAdmin)) {
 		// One administrator may not write alone what the policy has more people approve.
 		return nil, refuse(reason.NotPermitted, fmt.Sprintf("%s memberships need %d approval(s) from %s (lifecycle.kinds.%s): ask for it with a request",
 			kind, kr.ApprovalsRequired, strings.Join(kr.Approvers, ", "), kind))
@@ -237,11 +241,11 @@ func (c *call) membershipOf(org, user string, in *accessInput) store.Membership 
 // naming every rule, unless it meets the lifecycle policy.
 func (c *call) withinPolicy(m *store.Membership, o *store.Org, ticket string) error {
 	now := c.s.now()
-	if kr, ok := c.s.lifecycle().Kind(m.Kind, o); ok && m.ReviewBy.IsZero() && kr.ReviewEvery > 0 &&
+	if kr, ok := c.policy.Kind(m.Kind, o); ok && m.ReviewBy.IsZero() && kr.ReviewEvery > 0 &&
 		(m.ExpiresAt.IsZero() || m.ExpiresAt.Sub(now) > kr.ReviewEvery) {
 		m.ReviewBy = now.Add(kr.ReviewEvery)
 	}
-	if vs := c.s.lifecycle().CheckMembership(m, o, ticket, now); len(vs) > 0 {
+	if vs := c.policy.CheckMembership(m, o, ticket, now); len(vs) > 0 {
 		return violation(vs)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
@@ -55,7 +56,7 @@ type Options struct {
 type Server struct {
 	st     Records
 	orgs   *store.Orgs
-	policy atomic.Pointer[authz.Policy]
+	policy atomic.Pointer[lifecycle]
 	ops    *OperatorVerifier
 	log    *slog.Logger
 	now    func() time.Time
@@ -69,7 +70,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("admin: a store, the change API and the lifecycle policy are required")
 	}
 	s := &Server{st: o.Store, orgs: o.Orgs, ops: o.Operators, log: o.Logger, now: o.Now, mux: http.NewServeMux()}
-	s.policy.Store(o.Lifecycle)
+	s.policy.Store(newLifecycle(o.Lifecycle))
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -96,10 +97,22 @@ func New(o Options) (*Server, error) {
 }
 
 // SetLifecycle makes p the policy of every later call (a configuration reload).
-func (s *Server) SetLifecycle(p *authz.Policy) { s.policy.Store(p) }
+func (s *Server) SetLifecycle(p *authz.Policy) { s.policy.Store(newLifecycle(p)) }
 
-// lifecycle is the policy in force.
-func (s *Server) lifecycle() *authz.Policy { return s.policy.Load() }
+// lifecycle is a policy with what the API derives from it, compiled once per policy. A call
+// takes the one in force when it starts and keeps it: a reload never mixes two policies in
+// one decision.
+type lifecycle struct {
+	*authz.Policy
+	// admin is what makes a member an administrator: the admin role, in a live membership
+	// (the email-domain check is the portal's; a token carries no address).
+	admin authz.Requirement
+}
+
+func newLifecycle(p *authz.Policy) *lifecycle {
+	f := false
+	return &lifecycle{Policy: p, admin: authz.CompileRequire(&config.Require{Roles: []string{p.AdminRole()}, VerifiedEmailDomain: &f})}
+}
 
 // basePath prefixes every endpoint.
 const basePath = "/api/v1"
@@ -141,6 +154,8 @@ type call struct {
 	r   *http.Request
 	ctx context.Context
 	p   *principal
+	// policy is the lifecycle policy of the whole call.
+	policy *lifecycle
 }
 
 // serve authenticates, decodes and answers one endpoint; refusals are written in one place.
@@ -157,7 +172,7 @@ func (s *Server) serve(e endpoint) http.Handler {
 		}
 		var out any
 		if err == nil {
-			c := &call{s: s, w: w, r: r, ctx: r.Context(), p: p}
+			c := &call{s: s, w: w, r: r, ctx: r.Context(), p: p, policy: s.policy.Load()}
 			out, err = e.handle(c)
 		}
 		if err != nil {
