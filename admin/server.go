@@ -150,7 +150,6 @@ type endpoint struct {
 // call is one authenticated API call.
 type call struct {
 	s   *Server
-	w   http.ResponseWriter
 	r   *http.Request
 	ctx context.Context
 	p   *principal
@@ -172,7 +171,7 @@ func (s *Server) serve(e endpoint) http.Handler {
 		}
 		var out any
 		if err == nil {
-			c := &call{s: s, w: w, r: r, ctx: r.Context(), p: p, policy: s.policy.Load()}
+			c := &call{s: s, r: r, ctx: r.Context(), p: p, policy: s.policy.Load()}
 			out, err = e.handle(c)
 		}
 		if err != nil {
