@@ -112,13 +112,16 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	if len(q["state"]) != 1 || !validSecret(state) {
 		return refusal(reason.InvalidState, signInRefused, "missing or malformed state")
 	}
-	// Consumed first, whatever follows: a state is good for one attempt (OIDC-01 d).
-	b, err := m.logins.TakeLogin(r.Context(), handle(state))
+	// Read, not spent, until the callback is known to come from the browser (and, for a
+	// step-up, the session) that started it: a callback URL replayed from elsewhere is refused
+	// without cancelling the person's own attempt. Then it is spent before anything else, so
+	// a state is good for one attempt (OIDC-01 d).
+	b, err := m.logins.PeekLogin(r.Context(), handle(state))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return refusal(reason.InvalidState, signInRefused, "unknown, used or expired state")
 	case err != nil:
-		return outage("take sign-in state", err)
+		return outage("read sign-in state", err)
 	}
 	var lr loginRecord
 	if err := json.Unmarshal(b, &lr); err != nil {
@@ -128,9 +131,22 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || !validSecret(browser) || subtle.ConstantTimeCompare([]byte(handle(browser)), []byte(lr.Browser)) != 1 {
 		return warning(reason.LoginBrowserMismatch, signInRefused, "login cookie missing or not the one that started this sign-in")
 	}
+	var owner *loaded
+	if lr.Purpose == purposeStepUp {
+		if owner, err = m.stepUpOwner(w, r, &lr); err != nil {
+			return err
+		}
+	}
+	switch _, err := m.logins.TakeLogin(r.Context(), handle(state)); {
+	case errors.Is(err, store.ErrNotFound):
+		// A concurrent callback of the same browser spent it first.
+		return refusal(reason.InvalidState, signInRefused, "used state")
+	case err != nil:
+		return outage("take sign-in state", err)
+	}
 	switch lr.Purpose {
 	case purposeStepUp:
-		return m.stepUpCallback(w, r, rp, &lr)
+		return m.stepUpCallback(w, r, rp, &lr, owner)
 	case purposeHandoffStepUp:
 		return m.handoffStepUpCallback(w, r, rp, &lr)
 	case "":

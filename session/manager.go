@@ -35,6 +35,7 @@ import (
 // callback that may spend them.
 type LoginStates interface {
 	SaveLogin(ctx context.Context, h string, rec []byte, ttl time.Duration) error
+	PeekLogin(ctx context.Context, h string) ([]byte, error)
 	TakeLogin(ctx context.Context, h string) ([]byte, error)
 }
 

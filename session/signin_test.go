@@ -166,8 +166,16 @@ func TestCallbackStateAttacks(t *testing.T) {
 		victim := e.browser()
 		victim.nav("/.portcullis/login") // the victim's own login cookie
 		refused(t, e, victim, victim.nav(cb.String()), 400, string(reason.LoginBrowserMismatch))
-		// A browser without any login cookie is refused too; and the state is spent.
+		// A browser without any login cookie is refused too.
+		stranger := e.browser()
+		refused(t, e, stranger, stranger.nav(cb.String()), 400, string(reason.LoginBrowserMismatch))
+		// Neither refusal spent the state: only the browser that started it can, once.
+		if p := attacker.nav(cb.String()); p.StatusCode != http.StatusFound {
+			t.Fatalf("the starting browser after the refusals: %d %s", p.StatusCode, p.body)
+		}
+		e.m.RevokeUser(t.Context(), e.idpURL+"|sub-bob")
 		refused(t, e, attacker, attacker.nav(cb.String()), 400, string(reason.InvalidState))
+		refused(t, e, victim, victim.nav(cb.String()), 400, string(reason.InvalidState))
 	})
 	t.Run("provider error is escaped", func(t *testing.T) {
 		b := e.browser()

@@ -173,27 +173,13 @@ func (m *Manager) serveStepUp(w http.ResponseWriter, r *http.Request) error {
 	return m.beginAuth(w, r, rp, lr, stepUpParams(c.Demand, l.rec.Email, c.PromptLogin), http.StatusSeeOther)
 }
 
-// stepUpCallback finishes a step-up: the state must belong to the session presenting it, the
+// stepUpCallback finishes a step-up for l, the session stepUpOwner found it belongs to: the
 // ID token must pass the sign-in checks and name the same person, and authz.Grant must find
 // its acr, amr and auth_time meet the demand recorded when the step-up started. Then the
 // elevation is added, the session id rotated, and the browser returned to the page. Refusals
 // are pages with a reason, never a redirect back into the flow.
-func (m *Manager) stepUpCallback(w http.ResponseWriter, r *http.Request, rp *relyingParty, lr *loginRecord) error {
-	su := lr.StepUp
-	if su == nil || !su.Valid() {
-		return problem.Outage(reason.InvalidState, "step-up state without requirements", "", nil)
-	}
-	ctx := r.Context()
-	l, err := m.load(ctx, r, false)
-	switch {
-	case errors.Is(err, errAmbiguousCookie), errors.Is(err, errNoSession):
-		return m.stepUpRefused(ctx, w, "", su, reason.StepUpSession, "no session presented at the step-up callback")
-	case err != nil:
-		return m.loadError(r, err, false)
-	}
-	if subtle.ConstantTimeCompare([]byte(l.h), []byte(su.Session)) != 1 {
-		return m.stepUpRefused(ctx, w, l.rec.User, su, reason.StepUpSession, "step-up state belongs to another session")
-	}
+func (m *Manager) stepUpCallback(w http.ResponseWriter, r *http.Request, rp *relyingParty, lr *loginRecord, l *loaded) error {
+	su, ctx := lr.StepUp, r.Context()
 	// The session keeps the sign-in's ID token as its logout hint; this one is not stored.
 	id, _, err := m.redeem(r, rp, lr)
 	if err != nil {
@@ -205,6 +191,28 @@ func (m *Manager) stepUpCallback(w http.ResponseWriter, r *http.Request, rp *rel
 		return m.stepUpRefusedPage(ctx, w, l.rec.User, su, code, cause, id, lr.ReturnTo)
 	}
 	return m.grantElevation(ctx, w, r, l, su, el, lr.ReturnTo)
+}
+
+// stepUpOwner loads the session presenting a step-up callback and checks that the step-up
+// belongs to it. It runs before the state is spent (serveCallback), so a callback replayed
+// with another session's cookie leaves the person's step-up completable.
+func (m *Manager) stepUpOwner(w http.ResponseWriter, r *http.Request, lr *loginRecord) (*loaded, error) {
+	su := lr.StepUp
+	if su == nil || !su.Valid() {
+		return nil, problem.Outage(reason.InvalidState, "step-up state without requirements", "", nil)
+	}
+	ctx := r.Context()
+	l, err := m.load(ctx, r, false)
+	switch {
+	case errors.Is(err, errAmbiguousCookie), errors.Is(err, errNoSession):
+		return nil, m.stepUpRefused(ctx, w, "", su, reason.StepUpSession, "no session presented at the step-up callback")
+	case err != nil:
+		return nil, m.loadError(r, err, false)
+	}
+	if subtle.ConstantTimeCompare([]byte(l.h), []byte(su.Session)) != 1 {
+		return nil, m.stepUpRefused(ctx, w, l.rec.User, su, reason.StepUpSession, "step-up state belongs to another session")
+	}
+	return l, nil
 }
 
 // codeOf is the reason code of a refusal returned by a handler or a step of one.

@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/devidp"
 	"github.com/portcullis-proxy/portcullis/internal/devidp/devidptest"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/session"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -223,10 +224,30 @@ func TestStepUpBoundToSession(t *testing.T) {
 	if p := b.nav(cb); p.StatusCode != 400 || !strings.Contains(p.body, "step_up_session_mismatch") {
 		t.Fatalf("replay into B: %d %s", p.StatusCode, p.body)
 	}
-	// The state was used up by the attempt: A's own callback cannot use it any more.
-	if p := a.nav(cb); p.StatusCode != 400 {
-		t.Fatalf("used state: %d %s", p.StatusCode, p.body)
+	// Also with B's own login cookie (another browser replaying the URL): refused.
+	c := e.browser()
+	c.mustSignIn("carol")
+	if p := c.nav(cb); p.StatusCode != 400 || !strings.Contains(p.body, string(reason.LoginBrowserMismatch)) {
+		t.Fatalf("replay from a third browser: %d %s", p.StatusCode, p.body)
 	}
+	// Neither replay spent A's step-up: A's own callback completes it, once.
+	if p := a.nav(cb); p.StatusCode != http.StatusFound || p.loc() != "/admin/x" {
+		t.Fatalf("A's own callback after the replays: %d %q %s", p.StatusCode, p.loc(), p.body)
+	}
+	if p := a.nav(cb); p.StatusCode != 400 || !strings.Contains(p.body, string(reason.InvalidState)) {
+		t.Fatalf("A's callback a second time: %d %s", p.StatusCode, p.body)
+	}
+	if p := b.nav(cb); p.StatusCode != 400 || !strings.Contains(p.body, string(reason.InvalidState)) {
+		t.Fatalf("replay into B after A completed: %d %s", p.StatusCode, p.body)
+	}
+	if p := b.api("/admin/x"); p.StatusCode != 401 {
+		t.Fatalf("B after A's step-up: %d", p.StatusCode)
+	}
+	if _, err := e.m.RevokeUser(context.Background(), store.UserKey(e.idpURL, "sub-carol")); err != nil {
+		t.Fatal(err)
+	}
+	a.mustSignIn("carol")
+	b.mustSignIn("carol")
 	// A ticket is bound to its session too.
 	if p := b.postStepUp(a.ticket("/admin/x")); p.StatusCode != 403 || !strings.Contains(p.body, "step_up_invalid_request") {
 		t.Fatalf("A's ticket in B: %d %s", p.StatusCode, p.body)

@@ -40,6 +40,21 @@ func (s *Store) SaveLogin(ctx context.Context, h string, rec []byte, ttl time.Du
 	return nil
 }
 
+// PeekLogin returns the sign-in stored under h without spending it, so a callback can check
+// that it belongs to the browser (and session) presenting it before TakeLogin spends it: a
+// callback replayed from another browser must not cancel the person's own. A miss is
+// ErrNotFound.
+func (s *Store) PeekLogin(ctx context.Context, h string) ([]byte, error) {
+	b, err := s.rdb.Get(ctx, s.keys.loginState(h)).Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, errNoLoginState
+	case err != nil:
+		return nil, s.unavailable("read sign-in state", err)
+	}
+	return b, nil
+}
+
 // TakeLogin returns and deletes the sign-in stored under h in one atomic step (GETDEL), so a
 // state can be used once even by concurrent callbacks. A miss is ErrNotFound.
 func (s *Store) TakeLogin(ctx context.Context, h string) ([]byte, error) {
