@@ -71,7 +71,7 @@ func TestDefaults(t *testing.T) {
 			Listen: ":8443", MetricsListen: "127.0.0.1:9090",
 			ReadHeaderTimeout: Duration(10 * time.Second), ReadTimeout: Duration(60 * time.Second),
 			IdleTimeout: Duration(120 * time.Second), MaxHeaderBytes: 32768,
-			ShutdownTimeout: Duration(15 * time.Second), PathParams: "reject",
+			ShutdownTimeout: Duration(15 * time.Second), PathParams: "reject", BodyInspectionLimit: 1 << 20,
 		},
 		TLS: TLS{Mode: TLSModeSelfSigned, MinVersion: "1.2", ACME: ACME{
 			CA: LetsEncryptProduction, Storage: "./portcullis-acme", Challenges: []string{"http-01", "tls-alpn-01"},
@@ -98,7 +98,7 @@ func TestDefaults(t *testing.T) {
 		},
 		AdminAPI: AdminAPI{Listen: "off"},
 		Routes: []Route{{
-			Name: "app", Path: "/", PathMatch: PathPrefix, Upstream: "http://10.0.0.5:8080",
+			Name: "app", Path: "/", PathMatch: PathPrefix, MethodOverride: MethodOverrideRefuse, Upstream: "http://10.0.0.5:8080",
 			Timeouts: UpstreamTimeouts{Dial: Duration(5 * time.Second), ResponseHeader: Duration(60 * time.Second), IdleConn: Duration(90 * time.Second)},
 			Line:     5, Column: 5,
 		}},

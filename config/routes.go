@@ -64,6 +64,7 @@ func (v *validator) route(p string, r *Route) {
 		v.errorf(p+".path", "%s", msg)
 	}
 	v.oneOf(p+".path_match", r.PathMatch, PathPrefix, PathExact)
+	v.oneOf(p+".method_override", r.MethodOverride, MethodOverrideRefuse, MethodOverrideAllow)
 	clear(seen)
 	for i, m := range r.Methods {
 		mp := fmt.Sprintf("%s.methods[%d]", p, i)

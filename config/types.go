@@ -198,6 +198,10 @@ type Server struct {
 	// PathParams says what to do with ";" parameters in path segments: "reject" (400, default)
 	// or "strip" (remove them from every segment before matching and forwarding).
 	PathParams string `yaml:"path_params"`
+	// BodyInspectionLimit is the most body bytes read to look for a method-override field
+	// (`_method`) in a POST form or JSON body on a route where the method matters (see
+	// routes[].method_override). Default 1048576; a larger such body is refused with 413.
+	BodyInspectionLimit int `yaml:"body_inspection_limit"`
 	// HSTS configures the Strict-Transport-Security header added to every HTTPS response
 	// when max_age is positive.
 	HSTS HSTS `yaml:"hsts"`
@@ -300,6 +304,12 @@ type Redis struct {
 	WriteTimeout Duration `yaml:"write_timeout"`
 }
 
+// Method override settings (Route.MethodOverride).
+const (
+	MethodOverrideRefuse = "refuse"
+	MethodOverrideAllow  = "allow"
+)
+
 // Path match kinds.
 const (
 	PathPrefix = "prefix"
@@ -324,6 +334,13 @@ type Route struct {
 	CaseInsensitive bool `yaml:"case_insensitive"`
 	// Methods are the HTTP methods the route accepts; empty means any method.
 	Methods []string `yaml:"methods"`
+	// MethodOverride says what happens to a request that asks the portal to treat it as
+	// another method (the X-HTTP-Method-Override, X-Method-Override and X-HTTP-Method headers,
+	// or a `_method` field in the query or a POST body, as Rails, Laravel, Symfony, Spring and
+	// Express honour): "refuse" (default: the headers are removed; a field on a route where
+	// the method matters is refused) or "allow" (forwarded, and the request is decided as the
+	// method it asks for, which must reach a route that allows overrides too).
+	MethodOverride string `yaml:"method_override"`
 	// Upstream is the portal's base URL (http or https). Required.
 	Upstream string `yaml:"upstream"`
 	// Public lets requests through without a session. Default false (a session is required

@@ -138,6 +138,9 @@ func (v *validator) server(s *Server) {
 		v.errorf("server.max_header_bytes", "must be from 4096 to 1048576, got %s", v.showInt("server.max_header_bytes", s.MaxHeaderBytes))
 	}
 	v.oneOf("server.path_params", s.PathParams, "reject", "strip")
+	if s.BodyInspectionLimit < 1024 || s.BodyInspectionLimit > 64<<20 {
+		v.errorf("server.body_inspection_limit", "must be from 1024 to 67108864 bytes, got %s", v.showInt("server.body_inspection_limit", s.BodyInspectionLimit))
+	}
 	v.nonNegative("server.hsts.max_age", s.HSTS.MaxAge)
 }
 

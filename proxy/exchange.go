@@ -27,10 +27,13 @@ type exchange struct {
 	r  *http.Request
 
 	requestID string
-	client    netip.Addr // the client's address (X-Forwarded-For only from trusted proxies)
-	xff       string     // the X-Forwarded-For chain sent upstream
-	trusted   bool       // the peer is one of server.trusted_proxies
-	proto     string
+	// method is the method the request is decided as: its own, or the one an allowed
+	// override asks for (override.go).
+	method  string
+	client  netip.Addr // the client's address (X-Forwarded-For only from trusted proxies)
+	xff     string     // the X-Forwarded-For chain sent upstream
+	trusted bool       // the peer is one of server.trusted_proxies
+	proto   string
 
 	host        string // canonical, without port
 	path        string // normalised, decoded: what routes match
@@ -39,6 +42,8 @@ type exchange struct {
 
 	route *config.Route
 	pol   *routePolicy
+	// allowOverride: the route forwards method-override headers (method_override: allow).
+	allowOverride bool
 
 	// org is the organisation the request acts for, resolved once by resolveOrg; orgKnown
 	// says whether it could be (an empty org with orgKnown false: none).
@@ -90,6 +95,7 @@ func (ex *exchange) serve() error {
 		return ex.serveOwn()
 	}
 
+	ex.method = r.Method
 	idx, res := st.router.match(host, path, r.Method)
 	switch res {
 	case matchNotFound:
@@ -98,10 +104,15 @@ func (ex *exchange) serve() error {
 		ex.w.Header().Set("Allow", st.router.allow(host, path))
 		return reject(reason.MethodNotAllowed)
 	}
+	ex.routeLabel = st.set.Routes[idx].Name
+	idx, err := ex.overrides(idx)
+	if err != nil {
+		return err
+	}
 	ex.route, ex.pol = &st.set.Routes[idx], &st.policies[idx]
 	ex.routeLabel = ex.route.Name
+	ex.allowOverride = st.overrides[idx].allow
 
-	var err error
 	switch {
 	case !ex.route.Public:
 		err = ex.admit()

@@ -114,7 +114,7 @@ func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, id
 			} else {
 				out.Host = ""
 			}
-			stripManaged(out.Header, identityCGI)
+			stripManaged(out.Header, identityCGI, !fi.allowOverride)
 			stripOwnCookies(out.Header)
 			if fi.admitted {
 				setIdentity(out.Header, names, &fi.id)

@@ -90,10 +90,11 @@ func isManaged(name string, extra []string) bool {
 }
 
 // stripManaged deletes from h every header whose CGI name is managed. extra holds additional
-// CGI names (a route's own identity headers, later issues).
-func stripManaged(h http.Header, extra []string) {
+// CGI names (every route's identity headers); overrides also deletes the method-override
+// headers (override.go).
+func stripManaged(h http.Header, extra []string, overrides bool) {
 	for name := range h {
-		if isManaged(name, extra) {
+		if isManaged(name, extra) || overrides && isOverrideHeader(name) {
 			delete(h, name)
 		}
 	}

@@ -119,7 +119,7 @@ func (ex *exchange) recover() error {
 	spec, r, w := g.Spec, ex.r, ex.w
 	c := &recoveryCheck{ex: ex, g: g, client: ex.client.String()}
 
-	if !spec.Guards(r.Method) {
+	if !spec.Guards(ex.method) {
 		return nil
 	}
 	limit := spec.BodyLimit()
@@ -141,7 +141,7 @@ func (ex *exchange) recover() error {
 		return c.refuse(resultRejected, reason.BodyReadError)
 	}
 
-	id, prob := recoveryid.Extract(spec, r.Method, r.Header.Get("Content-Type"), r.URL.RawQuery, body)
+	id, prob := recoveryid.Extract(spec, ex.method, r.Header.Get("Content-Type"), r.URL.RawQuery, body)
 	switch {
 	case prob.Code == reason.IdentifierMissing && g.MissingIdentifier == config.RecoveryForward:
 		c.count(resultAllowed, prob.Code)

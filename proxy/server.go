@@ -130,6 +130,7 @@ type state struct {
 	stripParams bool
 	hsts        string
 	policies    []routePolicy
+	overrides   []overridePolicy
 	// lifecycle is the compiled lifecycle policy (Settings.Lifecycle).
 	lifecycle *authz.Policy
 	// identityCGI are the CGI names of every identity header; client values are stripped.
@@ -186,6 +187,7 @@ func (s *Server) build(set Settings) (*state, error) {
 	if st.policies, st.identityCGI, err = compilePolicies(set, st.lifecycle); err != nil {
 		return nil, err
 	}
+	st.overrides = compileOverrides(set.Routes)
 	pools := map[transportKey]*http.Transport{}
 	for _, r := range set.Routes {
 		k := transportKey{

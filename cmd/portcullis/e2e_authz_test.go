@@ -61,6 +61,7 @@ type azSeen struct {
 	URI    string              `json:"uri"`
 	Host   string              `json:"host"`
 	Header map[string][]string `json:"header"`
+	Body   string              `json:"body"`
 }
 
 func newAZPortal(t *testing.T) *azPortal {
@@ -69,7 +70,8 @@ func newAZPortal(t *testing.T) *azPortal {
 		p.hits.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Portal", "seen")
-		_ = json.NewEncoder(w).Encode(azSeen{r.Method, r.RequestURI, r.Host, r.Header})
+		body, _ := io.ReadAll(r.Body)
+		_ = json.NewEncoder(w).Encode(azSeen{r.Method, r.RequestURI, r.Host, r.Header, string(body)})
 	}))
 	t.Cleanup(p.Close)
 	return p
@@ -324,10 +326,15 @@ func (c *azClient) try(method, target, host string, form url.Values, hdr http.He
 	if err != nil {
 		return nil, err
 	}
+	return readAZResp(resp), nil
+}
+
+// readAZResp reads a response whole, keeping its body readable for the caller.
+func readAZResp(resp *http.Response) *azResp {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	resp.Body = io.NopCloser(bytes.NewReader(b))
-	return &azResp{status: resp.StatusCode, header: resp.Header, body: string(b), url: resp.Request.URL, raw: resp}, nil
+	return &azResp{status: resp.StatusCode, header: resp.Header, body: string(b), url: resp.Request.URL, raw: resp}
 }
 
 var (

@@ -74,6 +74,11 @@ const (
 	BadRequest             Code = "bad_request"
 	URITooLong             Code = "uri_too_long"
 	DuplicateAuthorization Code = "duplicate_authorization"
+	// MethodOverride: the request asks the portal to treat it as another method (a `_method`
+	// field, or an override header on a route that allows overrides) where that would be
+	// decided differently, and the route does not allow it, or the override is ambiguous,
+	// not a method, or cannot be read the one way every framework would.
+	MethodOverride Code = "method_override"
 
 	// The path rules exist because the proxy must never have a split view of a path: the path
 	// it matches against the route table must be exactly the path the upstream acts on. Every
@@ -291,6 +296,7 @@ var specs = []Spec{
 	{Code: BadRequest, Area: AreaRequest, Status: http.StatusBadRequest, Message: "The request could not be understood."},
 	{Code: URITooLong, Area: AreaRequest, Status: http.StatusRequestURITooLong, Message: "The address is too long."},
 	{Code: DuplicateAuthorization, Area: AreaRequest, Status: http.StatusBadRequest, Message: "The request carries more than one Authorization header."},
+	{Code: MethodOverride, Area: AreaRequest, Status: http.StatusBadRequest, Message: "This request asks to be treated as another kind of request, which this address does not allow."},
 	{Code: PathInvalid, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
 	{Code: PathFragment, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
 	{Code: PathBackslash, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},

@@ -183,6 +183,9 @@ type occurrences struct {
 	loc       Location
 	value     string
 	ambiguous string // first reason the request is ambiguous; "" while it is not
+	// all holds every value when collect is set (FieldValues); the guard needs only one.
+	collect bool
+	all     []string
 }
 
 func (f *occurrences) setAmbiguous(detail string) {
@@ -201,6 +204,9 @@ func (f *occurrences) add(loc Location, exact bool, value string) {
 		f.setAmbiguous(detailOtherName)
 	}
 	f.loc, f.value = loc, value
+	if f.collect {
+		f.all = append(f.all, value)
+	}
 }
 
 // field records a form, query or multipart field if its key is related to the identifier,
@@ -433,4 +439,52 @@ func foldRune(r rune, php bool) rune {
 		return r
 	}
 	return unicode.ToLower(unicode.ToUpper(r))
+}
+
+// FieldValues returns the value of every field related to name, by the rules Extract uses for
+// the identifier (any case, PHP's "."/" " mangling, any bracket or dot segment), in the URL
+// query and, when the body is a form, a multipart form or JSON (application/json or any
+// "+json" or "/json" type, which some frameworks merge into their parameters), in the body.
+// A body of another media type is not read: no framework takes parameters from it. A JSON
+// value that is not a string is returned as "". detail is non-empty when the query or the
+// body cannot be read the one way every parser would (the charset, a ";", a bad escape, a
+// malformed part or document): the caller refuses, since a field could hide in it.
+//
+// The proxy uses it to find method overrides (`_method`); body is read by the caller within
+// its own limit (ReadBody).
+func FieldValues(name, contentType, rawQuery string, body []byte) (values []string, detail string) {
+	spec := &Spec{leaves: []string{name}}
+	f := occurrences{collect: true}
+	if d := scanURLEncoded(rawQuery, func(k, v string) { f.field(spec, SourceQuery, k, v) }); d != "" {
+		return nil, d
+	}
+	if len(body) > 0 && contentType != "" {
+		media, params, err := mime.ParseMediaType(contentType)
+		if err != nil {
+			return nil, detailMediaType
+		}
+		isJSON := media == mediaJSON || strings.HasSuffix(media, "+json") || strings.Contains(media, "/json")
+		if media == mediaForm || media == mediaMultipart || isJSON {
+			if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
+				return nil, detailCharset
+			}
+		}
+		var d string
+		switch {
+		case media == mediaForm:
+			d = scanURLEncoded(string(body), func(k, v string) { f.field(spec, SourceForm, k, v) })
+		case media == mediaMultipart:
+			if b := params["boundary"]; len(b) == 0 || len(b) > 70 {
+				d = detailMediaType
+			} else {
+				d = scanMultipart(spec, body, b, &f)
+			}
+		case isJSON:
+			d = scanJSON(spec, body, &f)
+		}
+		if d != "" {
+			return nil, d
+		}
+	}
+	return f.all, ""
 }
