@@ -50,6 +50,21 @@ const (
 	RequestLapsed    Type = "request.lapsed"
 )
 
+// Business events: the parent event of one operation (store.Orgs.Apply); each change it
+// made is a child event of its own type carrying the same Operation.
+const (
+	BusinessContractRenewed Type = "business.contract_renewed"
+	BusinessContractEnded   Type = "business.contract_ended"
+	BusinessMergedInto      Type = "business.merged_into"
+	BusinessRoleChanged     Type = "business.role_changed"
+	BusinessOffboarded      Type = "business.offboarded"
+	BusinessDomainLapsed    Type = "business.domain_lapsed"
+	// OrgContractChanged records a new contract end (a renewal); OrgMerged an organisation
+	// absorbed into another.
+	OrgContractChanged Type = "org.contract_changed"
+	OrgMerged          Type = "org.merged"
+)
+
 // Admin API credentials.
 const (
 	TokenCreated Type = "token.created"
@@ -94,6 +109,9 @@ type Event struct {
 	After  json.RawMessage `json:"after,omitempty"`
 	// Detail holds further facts (an invited email, the domain concerned).
 	Detail map[string]string `json:"detail,omitempty"`
+	// Operation is the id of the business event a change belongs to (contract ended, merged,
+	// offboarded…): its parent event (a "business." type) and every child change carry it.
+	Operation string `json:"operation,omitempty"`
 }
 
 // Sink stores events. Implementations are safe for concurrent use; Append returns only after

@@ -66,6 +66,14 @@ func (p *Policy) CheckRequest(r *store.Request, o *store.Org, m *store.Membershi
 	if r.Role != "" && !kr.roleAllowed(r.Role) {
 		out = append(out, Violation{key + ".allowed_roles", fmt.Sprintf("%s membership may not hold the role %q", article(kind), r.Role)})
 	}
+	for _, role := range r.Roles {
+		if _, priv := p.Privileged(role); priv {
+			out = append(out, Violation{"lifecycle.privileged_roles." + role,
+				fmt.Sprintf("%q is privileged: it is asked for on its own, for a limited time", role)})
+		} else if !kr.roleAllowed(role) {
+			out = append(out, Violation{key + ".allowed_roles", fmt.Sprintf("%s membership may not hold the role %q", article(kind), role)})
+		}
+	}
 	if kr.RequiresTicket && strings.TrimSpace(r.Ticket) == "" {
 		out = append(out, Violation{key + ".requires_ticket", fmt.Sprintf("a request for a %s membership needs a ticket reference", kind)})
 	}
@@ -153,11 +161,13 @@ func (p *Policy) Fulfil(r *store.Request, m *store.Membership, o *store.Org, now
 		if kr.ReviewEvery > 0 && kr.ReviewEvery < r.Duration {
 			nm.ReviewBy = now.Add(kr.ReviewEvery)
 		}
+		// Further roles are standing roles (CheckRequest refuses privileged ones there).
+		nm.Roles = slices.Clone(r.Roles)
 		if r.Role != "" {
 			if _, priv := p.Privileged(r.Role); priv {
 				nm.RoleGrants = []store.RoleGrant{{Role: r.Role, ExpiresAt: until, GrantedAt: now, RequestID: r.ID, ApprovedBy: approvers}}
 			} else {
-				nm.Roles = []string{r.Role}
+				nm.Roles = append(nm.Roles, r.Role)
 			}
 		}
 		if r.Purpose != "" {

@@ -58,6 +58,9 @@ type Decision struct {
 	Kind    string
 	Roles   []string
 	Purpose string
+	// ElevationsAfter, on allow, is the membership's: step-up elevations granted before it
+	// do not count for this organisation (Elevated).
+	ElevationsAfter time.Time
 
 	// Missing says, on deny, what was missing, for the page and the audit event.
 	Missing Missing
@@ -234,6 +237,8 @@ func Decide(in Input, now time.Time) Decision {
 		Kind:    m.Kind,
 		Roles:   roles,
 		Purpose: purpose,
+
+		ElevationsAfter: m.ElevationsAfter,
 	}
 }
 

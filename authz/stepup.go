@@ -106,15 +106,16 @@ func (e *Elevation) Satisfies(org string, s *StepUp, now time.Time) bool {
 	return acrOK(s.acr, e.ACR) && amrOK(s.amr, e.AMR)
 }
 
-// Elevated returns the first of els that meets s for org at now, and whether there is one.
-// Only the session's server-side record counts: nothing the client sends is consulted. A nil
-// s is met by any session (nil, true).
-func Elevated(els []Elevation, org string, s *StepUp, now time.Time) (*Elevation, bool) {
+// Elevated returns the first of els that meets s for org at now and was granted no earlier
+// than since (the membership's ElevationsAfter: a role change ends elevations; zero: no
+// bound), and whether there is one. Only the session's server-side record counts: nothing the
+// client sends is consulted. A nil s is met by any session (nil, true).
+func Elevated(els []Elevation, org string, s *StepUp, since, now time.Time) (*Elevation, bool) {
 	if s == nil {
 		return nil, true
 	}
 	for i := range els {
-		if els[i].Satisfies(org, s, now) {
+		if els[i].Satisfies(org, s, now) && !els[i].GrantedAt.Before(since) {
 			return &els[i], true
 		}
 	}

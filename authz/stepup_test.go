@@ -40,18 +40,25 @@ func TestElevationSatisfies(t *testing.T) {
 		if got := el.Satisfies(c.org, c.su, now); got != c.want {
 			t.Errorf("%s: Satisfies = %v, want %v", c.name, got, c.want)
 		}
-		got, ok := Elevated([]Elevation{{Org: "other", Until: now.Add(time.Hour)}, el}, c.org, c.su, now)
+		got, ok := Elevated([]Elevation{{Org: "other", Until: now.Add(time.Hour)}, el}, c.org, c.su, time.Time{}, now)
 		if ok != c.want || ok && got.ACR != el.ACR {
 			t.Errorf("%s: Elevated = %v, %v, want %v", c.name, got, ok, c.want)
 		}
 	}
-	if _, ok := Elevated(nil, "", su, now); ok {
+	// A role change after the elevation was granted ends it; one before it does not.
+	if _, ok := Elevated([]Elevation{good}, "acme", su, good.GrantedAt.Add(time.Nanosecond), now); ok {
+		t.Error("an elevation granted before the role changed still counts")
+	}
+	if _, ok := Elevated([]Elevation{good}, "acme", su, good.GrantedAt, now); !ok {
+		t.Error("an elevation granted at the role change does not count")
+	}
+	if _, ok := Elevated(nil, "", su, time.Time{}, now); ok {
 		t.Error("a session without elevations is elevated")
 	}
-	if _, ok := Elevated(nil, "", nil, now); !ok {
+	if _, ok := Elevated(nil, "", nil, time.Time{}, now); !ok {
 		t.Error("a route without step_up refused")
 	}
-	if n := testing.AllocsPerRun(100, func() { _, _ = Elevated([]Elevation{good}, "acme", su, now) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { _, _ = Elevated([]Elevation{good}, "acme", su, time.Time{}, now) }); n != 0 {
 		t.Errorf("Elevated allocates %v times", n)
 	}
 }

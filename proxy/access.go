@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"time"
 	"strings"
 
 	"github.com/portcullis-proxy/portcullis/authz"
@@ -96,6 +97,8 @@ type identity struct {
 	user, email, org, purpose, kind, acr string
 	roles                                []string
 	assertion                            string
+	// elevationsAfter: step-up elevations granted before it do not count (a role change).
+	elevationsAfter time.Time
 }
 
 // admit runs sign-in and then, on org-scoped routes, the membership decision, the step-up and
@@ -205,6 +208,7 @@ func (ex *exchange) decide() error {
 		return ex.deny(d)
 	}
 	ex.id.org, ex.id.kind, ex.id.roles, ex.id.purpose = d.Org, d.Kind, d.Roles, d.Purpose
+	ex.id.elevationsAfter = d.ElevationsAfter
 	if autoPicked {
 		ex.rememberOrg()
 	}

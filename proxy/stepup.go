@@ -35,7 +35,7 @@ func (ex *exchange) stepUp() error {
 		return nil
 	}
 	s, sess, org := ex.s, ex.sess, ex.id.org
-	if e, ok := authz.Elevated(sess.Elevations, org, su, s.now()); ok {
+	if e, ok := authz.Elevated(sess.Elevations, org, su, ex.id.elevationsAfter, s.now()); ok {
 		ex.id.acr = e.ACR
 		return nil
 	}

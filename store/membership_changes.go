@@ -144,75 +144,29 @@ func (o *Orgs) updateMembership(ctx context.Context, op, org, user, actor, reaso
 	return out, nil
 }
 
-// Offboard revokes every membership of user (every org in the person's index, until it is
-// empty) and records person.offboarded. It returns the orgs whose membership it revoked,
-// sorted. Ending the person's sessions is the caller's job (package session, from the same
-// admin command); the user-wide invalidation drops the person from every replica's Cache.
-// Pending invitations are keyed by email, not by person, and are not touched.
+// Offboard applies the business event offboarded to user (Apply, EventOffboarded): every
+// membership revoked, pending requests for them cancelled, invitations to the addresses their
+// memberships record withdrawn, admin API tokens revoked, in one step with person.offboarded
+// as the parent event. It returns the orgs whose membership it revoked, sorted. Ending the
+// person's sessions is the caller's job (package session, from the same admin command); the
+// user-wide invalidation drops the person from every replica's Cache.
 func (o *Orgs) Offboard(ctx context.Context, user, actor, reason string) ([]string, error) {
-	if err := checkActor(actor); err != nil {
-		return nil, fmt.Errorf("offboard: %w", err)
-	}
 	if !validUser(user) {
 		return nil, fmt.Errorf("offboard %q: %w", user, ErrInvalid)
 	}
-	var touched []string
-	// A grant racing with the offboarding could add an org after the first read, so read
-	// again until nothing is left (bounded: a grant loop against an offboarding is an attack
-	// or a bug, reported as ErrConflict).
-	for range maxTxAttempts {
-		orgs, err := o.s.OrgsOf(ctx, user)
-		if err != nil {
-			return touched, fmt.Errorf("offboard: %w", err)
-		}
-		if len(orgs) == 0 {
-			slices.Sort(touched)
-			touched = slices.Compact(touched)
-			// The person's admin API tokens end too: their authority is gone already (it is
-			// their memberships), but a token would still let them file requests.
-			tokens, err := o.revokeTokensOf(ctx, user, actor, reason)
-			if err != nil {
-				return touched, fmt.Errorf("offboard: %w", err)
-			}
-			detail := map[string]string{"orgs": strings.Join(touched, ",")}
-			if len(tokens) > 0 {
-				detail["tokens"] = strings.Join(tokens, ",")
-			}
-			err = o.atomically(ctx, "offboard", func(tx *redis.Tx) error {
-				return o.commit(ctx, tx, func(*batch) {},
-					[]audit.Event{{Type: audit.PersonOffboarded, Actor: actor, User: user, Reason: reason, Detail: detail}},
-					invalUser(user))
-			})
-			return touched, err
-		}
-		for _, org := range orgs {
-			m, err := o.Revoke(ctx, org, user, actor, reason)
-			switch {
-			case errors.Is(err, ErrNotFound):
-				// Index entry without a record: drop it so the loop ends, unless a grant
-				// created the record meanwhile (the next pass revokes that).
-				memKey := o.s.keys.membership(org, user)
-				err := o.atomically(ctx, "offboard "+org, func(tx *redis.Tx) error {
-					if n, err := tx.Exists(ctx, memKey).Result(); err != nil || n > 0 {
-						return err
-					}
-					_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-						p.SRem(ctx, o.s.keys.userOrgs(user), org)
-						return nil
-					})
-					return err
-				}, memKey)
-				if err != nil {
-					return touched, fmt.Errorf("offboard: %w", err)
-				}
-			case err != nil:
-				return touched, fmt.Errorf("offboard: %w", err)
-			default:
-				if m.Status == MembershipRevoked {
-					touched = append(touched, org)
-				}
-			}
+	if strings.TrimSpace(reason) == "" {
+		reason = "offboarded"
+	}
+	out, err := o.Apply(ctx, BusinessEvent{Event: EventOffboarded, User: user}, actor, reason, false)
+	if err != nil {
+		return nil, err
+	}
+	orgs := []string{}
+	for _, c := range out.Changes {
+		if c.Type == audit.MembershipRevoked {
+			orgs = append(orgs, c.Org)
 		}
 	}
-	return touched, fmt.Errorf("offboard: %w: memberships keep being added", ErrConflict)
+	slices.Sort(orgs)
+	return orgs, nil
 }

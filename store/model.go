@@ -103,6 +103,10 @@ type Membership struct {
 	// RoleGrants are roles held for a limited time, each from an approved request (just in
 	// time): the way privileged roles are held at all.
 	RoleGrants []RoleGrant `json:"role_grants,omitempty"`
+	// ElevationsAfter, when set, is when the person's role in the organisation last changed:
+	// a step-up elevation granted before it no longer counts here (authz.Elevated), so a role
+	// change ends elevations on every replica without touching a session.
+	ElevationsAfter time.Time `json:"elevations_after,omitzero"`
 }
 
 // RoleGrant is a role held until ExpiresAt, granted by an approved request.

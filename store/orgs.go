@@ -294,6 +294,7 @@ func utc(t time.Time) time.Time {
 // fills in GrantedBy where it is empty.
 func normaliseMembership(m *Membership, actor string) {
 	m.ExpiresAt, m.ReviewBy, m.Created, m.Updated = utc(m.ExpiresAt), utc(m.ReviewBy), utc(m.Created), utc(m.Updated)
+	m.ElevationsAfter = utc(m.ElevationsAfter)
 	m.Roles = slices.Compact(slices.Sorted(slices.Values(m.Roles)))
 	if len(m.Roles) == 0 {
 		m.Roles = nil

@@ -402,9 +402,9 @@ func TestOffboard(t *testing.T) {
 		t.Fatalf("Offboard = %v, %v", orgs, err)
 	}
 	evs := f.expect(
-		[]audit.Type{audit.MembershipRevoked, audit.MembershipRevoked, audit.MembershipRevoked, audit.PersonOffboarded},
+		[]audit.Type{audit.PersonOffboarded, audit.MembershipRevoked, audit.MembershipRevoked, audit.MembershipRevoked},
 		invalMembership("acme", alice), invalMembership("beta", alice), invalMembership("gamma", alice), invalUser(alice))
-	if e := evs[3]; e.User != alice || e.Reason != "HR ticket 99: left" || e.Detail["orgs"] != "acme,beta,gamma" {
+	if e := evs[0]; e.User != alice || e.Reason != "HR ticket 99: left" || e.Detail["orgs"] != "acme,beta,gamma" {
 		t.Errorf("offboard event %+v", e)
 	}
 	for _, org := range orgs {

@@ -47,6 +47,9 @@ type Request struct {
 	Kind    string `json:"kind,omitempty"`
 	Role    string `json:"role,omitempty"`
 	Purpose string `json:"purpose,omitempty"`
+	// Roles are further roles asked with a new membership (Kind): a merger asks the
+	// surviving organisation for each absorbed membership with all its standing roles.
+	Roles []string `json:"roles,omitempty"`
 	// Duration is how long the grant lasts from its approval.
 	Duration time.Duration `json:"duration"`
 	Reason   string        `json:"reason"`
@@ -116,6 +119,14 @@ func checkRequest(r *Request) error {
 	}
 	if r.Role != "" && !syntax.Name(r.Role) {
 		bad("role %q: want [a-z0-9_-]{1,64}", r.Role)
+	}
+	for _, role := range r.Roles {
+		if !syntax.Name(role) {
+			bad("roles: %q: want [a-z0-9_-]{1,64}", role)
+		}
+	}
+	if len(r.Roles) > 0 && r.Kind == "" {
+		bad("roles: further roles are asked only with a new membership (kind)")
 	}
 	if r.Purpose != "" && !syntax.Name(r.Purpose) {
 		bad("purpose %q: want [a-z0-9_-]{1,64}", r.Purpose)
@@ -306,7 +317,10 @@ type RequestStep struct {
 }
 
 // MemberRef names a membership: an organisation and a person.
-type MemberRef struct{ Org, User string }
+type MemberRef struct {
+	Org  string `json:"org"`
+	User string `json:"user"`
+}
 
 // DecideRequest applies edit to the request id of org and the current membership of the
 // person it is for (nil when there is none), in one transaction with the audit events: edit

@@ -184,7 +184,7 @@ func TestOffboardRevokesTokens(t *testing.T) {
 	if _, err := f.o.Offboard(ctx, alice, "ops", "left"); err != nil {
 		t.Fatal(err)
 	}
-	evs := f.expect([]audit.Type{audit.MembershipRevoked, audit.TokenRevoked, audit.PersonOffboarded},
+	evs := f.expect([]audit.Type{audit.PersonOffboarded, audit.MembershipRevoked, audit.TokenRevoked},
 		invalMembership("acme", alice), invalUser(alice))
 	if got, _ := f.s.TokenBySecret(ctx, aliceTok); got == nil || got.Live(time.Now()) {
 		t.Errorf("alice's token after her offboarding: %+v", got)
@@ -192,7 +192,7 @@ func TestOffboardRevokesTokens(t *testing.T) {
 	if got, _ := f.s.TokenBySecret(ctx, bobTok); got == nil || !got.Live(time.Now()) {
 		t.Errorf("bob's token after alice's offboarding: %+v", got)
 	}
-	if evs[2].Detail["tokens"] == "" || evs[1].Reason != "left" {
+	if evs[0].Detail["tokens"] == "" || evs[2].Reason != "left" || evs[2].Operation == "" || evs[2].Operation != evs[0].Operation {
 		t.Errorf("events %+v", evs)
 	}
 }

@@ -238,23 +238,3 @@ func (o *Orgs) RevokeToken(ctx context.Context, id, actor, reason string) (*Toke
 	out.Hash = ""
 	return out, nil
 }
-
-// revokeTokensOf revokes every live token owned by user and returns their ids.
-func (o *Orgs) revokeTokensOf(ctx context.Context, user, actor, reason string) ([]string, error) {
-	ts, err := o.s.Tokens(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var ids []string
-	now := o.now()
-	for _, t := range ts {
-		if t.Owner != user || !t.Live(now) {
-			continue
-		}
-		if _, err := o.RevokeToken(ctx, t.ID, actor, reason); err != nil {
-			return ids, err
-		}
-		ids = append(ids, t.ID)
-	}
-	return ids, nil
-}
