@@ -55,6 +55,9 @@ func (s *Server) endpoints() []endpoint {
 		{method: "GET", path: basePath + "/me/requests", summary: "The caller's own access requests, in every organisation",
 			access: anyone, out: list[requestView]{}, handle: (*call).myRequests},
 
+		{method: "POST", path: basePath + "/events", summary: "Apply a business event (contract renewed or ended, merged into, role changed, offboarded, domain lapsed) as one change, or with dry_run list exactly what it would change: operators, and an organisation's administrators for role_changed",
+			access: anyone, change: true, in: eventInput{}, out: eventOutcome{}, handle: (*call).applyEvent},
+
 		{method: "GET", path: basePath + "/tokens", summary: "The admin API tokens: all of them for operators, one's own for a person", access: anyone,
 			out: list[store.Token]{}, handle: (*call).listTokens},
 		{method: "POST", path: basePath + "/tokens", summary: "Create a token of one's own, shown once, no broader and no longer-lived than the calling one", access: anyone, change: true,

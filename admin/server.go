@@ -34,6 +34,11 @@ type Records interface {
 	Tokens(ctx context.Context) ([]store.Token, error)
 }
 
+// SessionRevoker ends every session of a person (*store.Store).
+type SessionRevoker interface {
+	RevokeUser(ctx context.Context, user string) (int, error)
+}
+
 // Options are the collaborators of a Server.
 type Options struct {
 	// Store reads the records; Orgs makes every change (with its audit event and
@@ -44,6 +49,8 @@ type Options struct {
 	Lifecycle *authz.Policy
 	// Operators, when set, verifies operator JWTs (see NewOperatorVerifier).
 	Operators *OperatorVerifier
+	// Sessions, when set, ends a person's sessions when a business event offboards them.
+	Sessions SessionRevoker
 	// Logger receives refusals and outages; nil discards.
 	Logger *slog.Logger
 	// Now is the clock of approvals and checks; nil means time.Now.
@@ -58,6 +65,7 @@ type Server struct {
 	orgs   *store.Orgs
 	policy atomic.Pointer[lifecycle]
 	ops    *OperatorVerifier
+	sess   SessionRevoker
 	log    *slog.Logger
 	now    func() time.Time
 	mux    *http.ServeMux
@@ -69,7 +77,7 @@ func New(o Options) (*Server, error) {
 	if o.Store == nil || o.Orgs == nil || o.Lifecycle == nil {
 		return nil, errors.New("admin: a store, the change API and the lifecycle policy are required")
 	}
-	s := &Server{st: o.Store, orgs: o.Orgs, ops: o.Operators, log: o.Logger, now: o.Now, mux: http.NewServeMux()}
+	s := &Server{st: o.Store, orgs: o.Orgs, ops: o.Operators, sess: o.Sessions, log: o.Logger, now: o.Now, mux: http.NewServeMux()}
 	s.policy.Store(newLifecycle(o.Lifecycle))
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

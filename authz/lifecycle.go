@@ -250,8 +250,14 @@ func (p *Policy) CheckMembership(m *store.Membership, o *store.Org, ticket strin
 				article(m.Kind), showDuration(kr.MaxDuration), showDuration(m.ExpiresAt.Sub(now)))})
 		}
 	}
-	if kr.MaxDuration == 0 && kr.ReviewEvery > 0 && m.ReviewBy.IsZero() {
+	switch {
+	case kr.MaxDuration > 0 || kr.ReviewEvery == 0 || !m.ReviewBy.IsZero():
+	case m.ExpiresAt.IsZero():
 		out = append(out, Violation{key + ".review_every", fmt.Sprintf("%s membership without an end needs a review date", article(m.Kind))})
+	case m.ExpiresAt.Sub(now) > kr.ReviewEvery+policySlack:
+		// One that ends before a review would be due needs none.
+		out = append(out, Violation{key + ".review_every", fmt.Sprintf("%s membership lasting longer than %s needs a review date",
+			article(m.Kind), showDuration(kr.ReviewEvery))})
 	}
 	if kr.ReviewEvery > 0 && !m.ReviewBy.IsZero() && m.ReviewBy.Sub(now) > kr.ReviewEvery+policySlack {
 		out = append(out, Violation{key + ".review_every", fmt.Sprintf("%s membership is reviewed at least every %s; this review date is %s away",

@@ -162,6 +162,8 @@ func TestCheckMembership(t *testing.T) {
 		{"support within policy", store.Membership{Kind: store.KindSupport, ExpiresAt: now.Add(7 * day)}, "TICKET-7", nil},
 		{"partner without end", store.Membership{Kind: store.KindPartner}, "", []string{"lifecycle.kinds.partner.max_duration"}},
 		{"employee without end or review", store.Membership{Kind: store.KindEmployee}, "", []string{"lifecycle.kinds.employee.review_every"}},
+		{"employee ending before a review is due", store.Membership{Kind: store.KindEmployee, ExpiresAt: now.Add(365 * day)}, "", nil},
+		{"employee ending after a review is due", store.Membership{Kind: store.KindEmployee, ExpiresAt: now.Add(400 * day)}, "", []string{"lifecycle.kinds.employee.review_every"}},
 		{"employee review too far", store.Membership{Kind: store.KindEmployee, ReviewBy: now.Add(500 * day)}, "", []string{"lifecycle.kinds.employee.review_every"}},
 		{"role not allowed", store.Membership{Kind: store.KindPartner, Roles: []string{"owner"}, ExpiresAt: now.Add(day)}, "", []string{"lifecycle.kinds.partner.allowed_roles"}},
 		{"standing privileged role", store.Membership{Kind: store.KindPartner, Roles: []string{"admin"}, ExpiresAt: now.Add(day)}, "", []string{"lifecycle.privileged_roles.admin"}},

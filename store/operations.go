@@ -37,7 +37,8 @@ const (
 	// records stay), pending requests lapse and invitations are withdrawn.
 	EventContractEnded = "contract_ended"
 	// EventMergedInto ends the organisation as absorbed by Into: its memberships are not
-	// copied, each live one becomes a pending request in Into (for Into's approvers); its
+	// copied, each live one becomes a pending request in Into (for Into's approvers; support
+	// and service memberships are not carried over); its
 	// domains lapse and are added to Into as pending, to be verified there; its pending
 	// requests lapse and its invitations are withdrawn.
 	EventMergedInto = "merged_into"
@@ -730,6 +731,13 @@ func (p *plan) mergedInto() error {
 	}
 	for _, m := range ms {
 		if !live(m.m, p.now) {
+			continue
+		}
+		if m.m.Kind == KindSupport || m.m.Kind == KindService {
+			// Support access is granted case by case, with a ticket; a machine's membership
+			// belongs to its own identity record. Neither is carried into the survivor.
+			p.skipped = append(p.skipped, Change{Type: audit.RequestCreated, Org: x.ID, User: m.m.User,
+				What: m.m.Kind + " access is not carried over: it is asked for again in " + x.ID})
 			continue
 		}
 		have, err := p.membership(x.ID, m.m.User)

@@ -205,7 +205,7 @@ func newAdminAPI(cfg *config.Config, st *store.Store, orgs *store.Orgs, log *slo
 			return nil, err
 		}
 	}
-	api, err := admin.New(admin.Options{Store: st, Orgs: orgs, Lifecycle: authz.CompilePolicy(&cfg.Lifecycle), Operators: ops,
+	api, err := admin.New(admin.Options{Store: st, Orgs: orgs, Lifecycle: authz.CompilePolicy(&cfg.Lifecycle), Operators: ops, Sessions: st,
 		Logger: log.With(slog.String("component", "admin_api"))})
 	if err != nil {
 		return nil, fmt.Errorf("admin api: %w", err)

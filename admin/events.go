@@ -1,0 +1,144 @@
+package admin
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// Business events (store.Orgs.Apply) through the API: contract renewed or ended, merged into,
+// role changed, offboarded, domain lapsed. Each is one change with a dry run that lists
+// exactly what the real run changes.
+
+// eventInput is a business event as the API takes it. Which fields an event needs: see the
+// README ("Business events").
+type eventInput struct {
+	Event string `json:"event"`
+	// Org is the organisation concerned (every event but offboarded).
+	Org string `json:"org,omitempty"`
+	// User is the person concerned (role_changed, offboarded), issuer|subject.
+	User string `json:"user,omitempty"`
+	// Until is the contract's new end (contract_renewed).
+	Until time.Time `json:"until,omitzero"`
+	// Into is the surviving organisation (merged_into).
+	Into string `json:"into,omitempty"`
+	// Roles are the new standing roles (role_changed).
+	Roles []string `json:"roles,omitempty"`
+	// Domain is the domain that lapsed (domain_lapsed).
+	Domain string `json:"domain,omitempty"`
+	// Emails are further addresses whose invitations an offboarding withdraws.
+	Emails []string `json:"emails,omitempty"`
+	// DryRun lists what the event would change and changes nothing.
+	DryRun bool   `json:"dry_run,omitempty"`
+	Reason string `json:"reason"`
+}
+
+func (in *eventInput) why() string { return in.Reason }
+
+// eventOutcome is what an event did (or would do), with the sessions an offboarding ended.
+type eventOutcome struct {
+	store.Outcome
+	SessionsEnded int `json:"sessions_ended,omitempty"`
+}
+
+// operatorEvents are the events only operators apply: they change the business relationship
+// itself (the contract, a merger, a domain) or a person across every organisation.
+var operatorEvents = []string{store.EventContractRenewed, store.EventContractEnded, store.EventMergedInto,
+	store.EventOffboarded, store.EventDomainLapsed}
+
+func (c *call) applyEvent() (any, error) {
+	var in eventInput
+	if err := c.body(&in); err != nil {
+		return nil, err
+	}
+	if !slices.Contains(store.BusinessEvents(), in.Event) {
+		return nil, invalid("event: want one of " + strings.Join(store.BusinessEvents(), ", "))
+	}
+	if !c.p.Operator {
+		if slices.Contains(operatorEvents, in.Event) {
+			return nil, refuse(reason.NotPermitted, in.Event+" is applied by the platform's operators")
+		}
+		// role_changed, by an administrator of the organisation, never for themselves, and
+		// only where they could grant the membership's kind alone.
+		if in.User == c.p.Name {
+			return nil, refuse(reason.NotPermitted, "an administrator does not change their own roles; ask another administrator")
+		}
+		if err := c.mayAdminister(in.Org); err != nil {
+			return nil, err
+		}
+		_, m, err := c.s.st.Lookup(c.ctx, in.Org, in.User)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		if m == nil {
+			return nil, refuse(reason.NotFound, "no membership of that person in "+in.Org)
+		}
+		if _, err := c.mayGrant(in.Org, m.Kind); err != nil {
+			return nil, err
+		}
+	}
+	ev := store.BusinessEvent{Event: in.Event, Org: in.Org, User: in.User, Until: in.Until, Into: in.Into,
+		Roles: in.Roles, Domain: in.Domain, Emails: in.Emails, Policy: eventPolicy{c.policy.Policy, in.Reason}}
+	out, err := c.changes().Apply(c.ctx, ev, c.p.Name, in.Reason, in.DryRun)
+	if err != nil {
+		return nil, err
+	}
+	res := eventOutcome{Outcome: *out}
+	if in.Event == store.EventOffboarded && !in.DryRun && c.s.sess != nil {
+		// Memberships first, then sessions: a session opened in between finds no membership.
+		n, err := c.s.sess.RevokeUser(c.ctx, in.User)
+		if err != nil {
+			return nil, err
+		}
+		res.SessionsEnded = n
+	}
+	return res, nil
+}
+
+// eventPolicy is the lifecycle policy as a business event applies it: what an event writes
+// is held to the same rules as a grant or an approval.
+type eventPolicy struct {
+	p *authz.Policy
+	// ticket is the reason given, for kinds that require a ticket reference.
+	ticket string
+}
+
+// Membership caps an end the event moved beyond the kind's max_duration, then refuses what
+// still breaks the policy (and did not before).
+func (e eventPolicy) Membership(before, after *store.Membership, org *store.Org, now time.Time) error {
+	if kr, ok := e.p.Kind(after.Kind, org); ok && kr.MaxDuration > 0 && !after.ExpiresAt.Equal(before.ExpiresAt) &&
+		(after.ExpiresAt.IsZero() || after.ExpiresAt.Sub(now) > kr.MaxDuration) {
+		after.ExpiresAt = now.Add(kr.MaxDuration)
+	}
+	if vs := e.p.CheckChange(before, after, org, e.ticket, now); len(vs) > 0 {
+		return violation(vs)
+	}
+	return nil
+}
+
+// Request shapes a merger's request: privileged roles are left out (they are asked for on
+// their own, just in time), the duration is what was left of the membership, capped by the
+// kind's max_duration, or for a membership without an end the kind's review period; then
+// the request must meet the policy.
+func (e eventPolicy) Request(r *store.Request, m *store.Membership, org *store.Org, now time.Time) error {
+	kr, ok := e.p.Kind(r.Kind, org)
+	if !ok {
+		return violation([]authz.Violation{{Rule: "kind", Message: r.Kind + " is not a membership kind"}})
+	}
+	r.Roles = slices.DeleteFunc(r.Roles, func(role string) bool { _, priv := e.p.Privileged(role); return priv })
+	if r.Duration <= 0 {
+		r.Duration = kr.ReviewEvery
+	}
+	if kr.MaxDuration > 0 && (r.Duration <= 0 || r.Duration > kr.MaxDuration) {
+		r.Duration = kr.MaxDuration
+	}
+	if vs := e.p.CheckRequest(r, org, nil, now); len(vs) > 0 {
+		return violation(vs)
+	}
+	return nil
+}

@@ -1,0 +1,214 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// event posts a business event.
+func (b *bed) event(token string, body map[string]any) answer {
+	b.t.Helper()
+	if body["reason"] == nil {
+		body["reason"] = "test"
+	}
+	return b.call(token, "POST", "/api/v1/events", body)
+}
+
+// changes decodes an outcome's changes, without the ids only a real run knows.
+func changes(t *testing.T, a answer) []store.Change {
+	t.Helper()
+	var out store.Outcome
+	if err := json.Unmarshal([]byte(a.raw), &out); err != nil {
+		t.Fatalf("outcome %s: %v", a.raw, err)
+	}
+	for i := range out.Changes {
+		out.Changes[i].ID = ""
+	}
+	return out.Changes
+}
+
+// TestEventPermissions: the events that change a business relationship are the operators';
+// an administrator changes roles in their own organisation only, never their own, and only
+// for kinds they could grant alone; every way around it is refused and changes nothing.
+func TestEventPermissions(t *testing.T) {
+	b := newBed(t)
+	annTok, bobTok := b.personal(ann, "", false), b.personal(bob, "", false)
+	b.want(b.event("", map[string]any{"event": "contract_ended", "org": "acme"}), 401, "")
+	for _, ev := range []map[string]any{
+		{"event": "contract_ended", "org": "acme"},
+		{"event": "contract_renewed", "org": "acme", "until": time.Now().Add(365 * 24 * time.Hour)},
+		{"event": "merged_into", "org": "acme", "into": "beta"},
+		{"event": "offboarded", "user": bob},
+		{"event": "domain_lapsed", "org": "acme", "domain": "acme.example"},
+	} {
+		ev["dry_run"] = true
+		b.want(b.event(annTok, ev), 403, "not_permitted")
+	}
+	roles := func(tok, org, user string, rs ...string) answer {
+		return b.event(tok, map[string]any{"event": "role_changed", "org": org, "user": user, "roles": rs})
+	}
+	b.want(roles(annTok, "acme", ann, "org-admin", "billing"), 403, "not_permitted") // her own
+	b.want(roles(annTok, "beta", bob, "viewer"), 403, "not_permitted")               // not her org
+	b.want(roles(annTok, "acme", pat, "billing"), 403, "not_permitted")              // partners need two approvals
+	b.want(roles(bobTok, "acme", ann, "viewer"), 403, "not_permitted")               // bob administers beta, not acme
+	b.want(roles(b.personal(ann, "beta", false), "acme", bob, "billing"), 403, "not_permitted")
+	b.want(roles(b.personal(ann, "", true), "acme", bob, "billing"), 403, "not_permitted") // read-only
+	b.want(roles(annTok, "acme", sue, "billing"), 404, "not_found")                        // no membership
+	b.want(roles(annTok, "acme", bob, "admin"), 422, "policy_violation")                   // privileged: just in time only
+	b.want(b.event(annTok, map[string]any{"event": "role_changed", "org": "acme", "user": bob, "roles": []string{"billing"}, "reason": " "}), 400, "invalid_input")
+	b.want(b.event(b.ops, map[string]any{"event": "sold", "org": "acme"}), 400, "invalid_input")
+	if evs := b.events(audit.BusinessRoleChanged); len(evs) != 0 {
+		t.Fatalf("a refused event was recorded: %+v", evs)
+	}
+
+	// What ann may do: change bob's roles in acme, recorded with her and her token.
+	a := roles(annTok, "acme", bob, "billing", "viewer")
+	b.want(a, 200, "")
+	if got := changes(t, a); len(got) != 1 || got[0].User != bob || !strings.HasPrefix(got[0].What, "roles viewer → billing, viewer") {
+		t.Errorf("changes %+v", got)
+	}
+	evs := b.events(audit.BusinessRoleChanged)
+	if len(evs) != 1 || evs[0].Actor != ann || !strings.HasPrefix(evs[0].Via, "token ") {
+		t.Errorf("parent event %+v", evs)
+	}
+	if _, m, _ := b.st.Lookup(context.Background(), "acme", bob); !slices.Equal(m.Roles, []string{"billing", "viewer"}) || m.ElevationsAfter.IsZero() {
+		t.Errorf("bob after: %+v", m)
+	}
+}
+
+// TestEventDryRunThenApply: an operator's dry run changes nothing and lists what the real run
+// then changes; an ended organisation's administrators lose their authority with it.
+func TestEventDryRunThenApply(t *testing.T) {
+	b := newBed(t)
+	annTok := b.personal(ann, "", false)
+	r := b.call(b.ops, "POST", "/api/v1/orgs/acme/invitations", map[string]any{"email": "zoe@partner.example", "kind": "partner",
+		"expires_at": time.Now().Add(30 * 24 * time.Hour), "reason": "new partner"})
+	b.want(r, 201, "")
+	ev := map[string]any{"event": "contract_ended", "org": "acme", "dry_run": true, "reason": "contract not renewed"}
+	dry := b.event(b.ops, ev)
+	b.want(dry, 200, "")
+	if dry.body["dry_run"] != true {
+		t.Errorf("dry run: %s", dry.raw)
+	}
+	if o, _ := b.st.Org(context.Background(), "acme"); o.Status != store.OrgActive {
+		t.Fatalf("the dry run changed acme: %+v", o)
+	}
+	if n := len(b.events(audit.BusinessContractEnded)); n != 0 {
+		t.Fatalf("the dry run recorded %d events", n)
+	}
+	ev["dry_run"] = false
+	real := b.event(b.ops, ev)
+	b.want(real, 200, "")
+	if d, r := changes(t, dry), changes(t, real); !slices.Equal(d, r) || len(r) != 2 {
+		t.Errorf("dry run %v, real run %v", d, r)
+	}
+	if ends, _ := real.body["ends"].([]any); len(ends) != 3 {
+		t.Errorf("ends %v: ann's, bob's and pat's memberships stop granting", real.body["ends"])
+	}
+	// ann administered acme; acme has ended, so she administers nothing any more.
+	b.want(b.call(annTok, "GET", "/api/v1/orgs/acme/members", nil), 403, "not_permitted")
+	b.want(b.event(b.ops, map[string]any{"event": "contract_ended", "org": "acme"}), 400, "invalid_input")
+}
+
+// TestMergerRequestsNeedTheSurvivor: a merger's requests are decided by the surviving
+// organisation's approvers, never by the operator who ran the merger, nor by the person they
+// are for; until then the person has no access there.
+func TestMergerRequestsNeedTheSurvivor(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	a := b.event(b.ops, map[string]any{"event": "merged_into", "org": "acme", "into": "beta", "reason": "acquisition"})
+	b.want(a, 200, "")
+	var out store.Outcome
+	_ = json.Unmarshal([]byte(a.raw), &out)
+	ids := map[string]string{}
+	for _, c := range out.Changes {
+		if c.Type == audit.RequestCreated {
+			ids[c.User] = c.ID
+		}
+	}
+	if len(ids) != 2 || ids[ann] == "" || ids[pat] == "" {
+		t.Fatalf("requests %v (bob is a member of beta already: skipped)", out.Changes)
+	}
+	if len(out.Skipped) != 1 || out.Skipped[0].User != bob {
+		t.Errorf("skipped %+v", out.Skipped)
+	}
+	annReq, _ := b.st.Request(ctx, "beta", ids[ann])
+	if annReq.Kind != store.KindEmployee || !slices.Equal(annReq.Roles, []string{"org-admin"}) || annReq.Duration != 365*24*time.Hour {
+		t.Errorf("ann's request: %+v", annReq)
+	}
+	patReq, _ := b.st.Request(ctx, "beta", ids[pat])
+	if patReq.Duration > 60*24*time.Hour || patReq.Duration < 59*24*time.Hour {
+		t.Errorf("pat's request asks for what was left of his membership: %+v", patReq)
+	}
+	path := "/api/v1/orgs/beta/requests/" + ids[ann] + "/approve"
+	b.want(b.call(b.ops, "POST", path, map[string]string{"reason": "x"}), 403, "self_approval")                      // the merger's operator asked
+	b.want(b.call(b.personal(ann, "", false), "POST", path, map[string]string{"reason": "x"}), 403, "self_approval") // for herself
+	b.want(b.call(b.personal(paul, "", false), "POST", path, map[string]string{"reason": "x"}), 404, "not_found")    // not his to see
+	if _, m, _ := b.st.Lookup(ctx, "beta", ann); m != nil {
+		t.Fatalf("ann is in beta before approval: %+v", m)
+	}
+	b.want(b.call(b.personal(bob, "", false), "POST", path, map[string]string{"reason": "welcome"}), 200, "")
+	if _, m, _ := b.st.Lookup(ctx, "beta", ann); m == nil || !slices.Equal(m.Roles, []string{"org-admin"}) || m.ExpiresAt.IsZero() {
+		t.Errorf("ann in beta after bob's approval: %+v", m)
+	}
+	// The absorbed organisation's domains wait for verification in the survivor.
+	if o, _ := b.st.Org(ctx, "acme"); o.MergedInto != "beta" || o.Status != store.OrgEnded {
+		t.Errorf("acme: %+v", o)
+	}
+	b.want(b.event(b.ops, map[string]any{"event": "merged_into", "org": "partnerco", "into": "acme"}), 400, "invalid_input") // acme is gone
+}
+
+// TestRenewalWithinPolicy: a renewal moves the memberships bound to the contract, but never
+// beyond what the kind allows.
+func TestRenewalWithinPolicy(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	_, m, _ := b.st.Lookup(ctx, "acme", pat)
+	if _, err := b.orgs.SetOrgStatus(ctx, "acme", store.OrgStatus{Status: store.OrgActive, ContractEnd: m.ExpiresAt}, "bootstrap", "contract"); err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(3 * 365 * 24 * time.Hour)
+	a := b.event(b.ops, map[string]any{"event": "contract_renewed", "org": "acme", "until": until, "reason": "renewed for 3 years"})
+	b.want(a, 200, "")
+	_, m, _ = b.st.Lookup(ctx, "acme", pat)
+	if d := time.Until(m.ExpiresAt); d > 366*24*time.Hour || d < 364*24*time.Hour {
+		t.Errorf("pat's partner membership follows the contract only up to the partner max_duration (1 year): ends in %s", d)
+	}
+	if time.Until(m.ReviewBy) > 31*24*time.Hour {
+		t.Errorf("pat's review after the renewal: %s", m.ReviewBy)
+	}
+}
+
+// TestOffboardThroughAPI: an offboarding revokes every membership and ends the sessions.
+func TestOffboardThroughAPI(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	if err := b.st.CreateSession(ctx, "sess-pat", pat, "https://idp.partner", "", []byte(`{"user":"`+pat+`"}`), time.Hour, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	dry := b.event(b.ops, map[string]any{"event": "offboarded", "user": pat, "dry_run": true, "reason": "left"})
+	b.want(dry, 200, "")
+	if _, err := b.st.LoadSession(ctx, "sess-pat"); err != nil {
+		t.Fatalf("the dry run ended a session: %v", err)
+	}
+	a := b.event(b.ops, map[string]any{"event": "offboarded", "user": pat, "reason": "left"})
+	b.want(a, 200, "")
+	if !slices.Equal(changes(t, dry), changes(t, a)) || a.body["sessions_ended"] != float64(1) {
+		t.Errorf("dry %s\nreal %s", dry.raw, a.raw)
+	}
+	for _, org := range []string{"acme", "partnerco"} {
+		if _, m, _ := b.st.Lookup(ctx, org, pat); m.Status != store.MembershipRevoked {
+			t.Errorf("pat in %s: %+v", org, m)
+		}
+	}
+	if _, err := b.st.LoadSession(ctx, "sess-pat"); err == nil {
+		t.Error("pat's session survived the offboarding")
+	}
+}
