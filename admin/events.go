@@ -83,7 +83,7 @@ func (c *call) applyEvent() (any, error) {
 		}
 	}
 	ev := store.BusinessEvent{Event: in.Event, Org: in.Org, User: in.User, Until: in.Until, Into: in.Into,
-		Roles: in.Roles, Domain: in.Domain, Emails: in.Emails, Policy: eventPolicy{c.policy.Policy, in.Reason}}
+		Roles: in.Roles, Domain: in.Domain, Emails: in.Emails, Policy: EventPolicy(c.policy.Policy, in.Reason)}
 	out, err := c.changes().Apply(c.ctx, ev, c.p.Name, in.Reason, in.DryRun)
 	if err != nil {
 		return nil, err
@@ -100,8 +100,12 @@ func (c *call) applyEvent() (any, error) {
 	return res, nil
 }
 
-// eventPolicy is the lifecycle policy as a business event applies it: what an event writes
-// is held to the same rules as a grant or an approval.
+// EventPolicy is the lifecycle policy p as a business event applies it (store.BusinessEvent
+// Policy): what an event writes is held to the same rules as a grant or an approval. reason
+// is the event's, taken as the ticket reference where a kind requires one. The API and the
+// CLI both use it.
+func EventPolicy(p *authz.Policy, reason string) store.EventPolicy { return eventPolicy{p, reason} }
+
 type eventPolicy struct {
 	p *authz.Policy
 	// ticket is the reason given, for kinds that require a ticket reference.

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 	"github.com/portcullis-proxy/portcullis/store"
@@ -60,6 +61,15 @@ People and reviews:
   person email USER EMAIL --reason WHY       the recovery guard learns whose address it is
   person username USER NAME --reason WHY     ... or whose portal username (kind: username)
   review due [--within DURATION]      memberships whose review is due
+
+Business events (one change each, with one parent audit event; --dry-run lists every change
+and makes none; the configuration's lifecycle policy applies):
+  event contract-renewed ORG --until T --reason WHY
+  event contract-ended ORG --reason WHY
+  event merged-into ORG INTO --reason WHY      memberships become requests in INTO
+  event role-changed ORG USER [--role R]... --reason WHY
+  event offboarded USER [--email E]... --reason WHY   also ends every session
+  event domain-lapsed ORG DOMAIN --reason WHY
 
 Audit stream:
   audit tail [--follow] [--since ID] [--count N]
@@ -116,7 +126,14 @@ var adminCommands = map[string]adminCommand{
 	"person email":    {"USER EMAIL --reason WHY", true, true, adminPersonEmail},
 	"person username": {"USER USERNAME --reason WHY", true, true, adminPersonUsername},
 	"review due":      {"[--within DURATION]", false, false, adminReviewDue},
-	"audit tail":      {"[--follow] [--since ID] [--count N]", false, false, adminAuditTail},
+
+	"event contract-renewed": {"ORG --until T --reason WHY [--dry-run]", true, true, adminEvent(store.EventContractRenewed)},
+	"event contract-ended":   {"ORG --reason WHY [--dry-run]", true, true, adminEvent(store.EventContractEnded)},
+	"event merged-into":      {"ORG INTO --reason WHY [--dry-run]", true, true, adminEvent(store.EventMergedInto)},
+	"event role-changed":     {"ORG USER [--role R]... --reason WHY [--dry-run]", true, true, adminEvent(store.EventRoleChanged)},
+	"event offboarded":       {"USER [--email E]... --reason WHY [--dry-run]", true, true, adminEvent(store.EventOffboarded)},
+	"event domain-lapsed":    {"ORG DOMAIN --reason WHY [--dry-run]", true, true, adminEvent(store.EventDomainLapsed)},
+	"audit tail":             {"[--follow] [--since ID] [--count N]", false, false, adminAuditTail},
 
 	"token create": {"--name NAME --owner WHO [--operator] [--org ORG] [--read-only] [--lifetime 90d]", true, false, adminTokenCreate},
 	"token list":   {"", false, false, adminTokenList},
@@ -188,6 +205,8 @@ type adminRun struct {
 	st    *store.Store
 	orgs  *store.Orgs
 	audit *store.Audit
+	// policy is the configuration's lifecycle policy, which business events apply.
+	policy *authz.Policy
 }
 
 // parse parses the flags (which may come before, between or after the positional arguments)
@@ -282,6 +301,7 @@ func (a *adminRun) open() bool {
 		return false
 	}
 	a.audit = store.NewAudit(a.st, int64(cfg.Audit.MaxLen))
+	a.policy = authz.CompilePolicy(&cfg.Lifecycle)
 	a.orgs = store.NewOrgs(a.st, a.audit)
 	return true
 }

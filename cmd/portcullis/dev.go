@@ -196,7 +196,8 @@ Route file: %[2]s (edit it: Portcullis reloads it). Ctrl-C stops; nothing is kep
 type demoTokens struct{ operator, alice, bob string }
 
 // adminWalkthrough shows the administration API with the demo's tokens: bob asks for the
-// billing role, alice (Acme's administrator) approves, bob reaches /billing/ for an hour.
+// billing role, alice (Acme's administrator) approves, bob reaches /billing/ for an hour; then
+// Globex's contract ends, dry run first.
 func adminWalkthrough(api, base, cfgPath string, t demoTokens) string {
 	return fmt.Sprintf(`
 Administration API: %[1]s/api/v1/   (its OpenAPI document: %[1]s/api/v1/openapi.json)
@@ -213,6 +214,14 @@ alice approves (nobody approves their own request), and %[5]s/billing/ lets bob 
   curl -sk %[1]s/api/v1/orgs/acme/requests/REQUEST_ID/approve -H "Authorization: Bearer $ALICE" \
        --json '{"reason":"approved for the close"}'
   curl -sk %[1]s/api/v1/orgs/acme/members -H "Authorization: Bearer $OPS"          # who has what, until when
+
+A business event is one change, not a series of edits: Globex's contract ends. The dry run lists
+every change it would make and makes none; the real run makes exactly those, and pat's Globex
+access ends at once (Acme's stays).
+  curl -sk %[1]s/api/v1/events -H "Authorization: Bearer $OPS" \
+       --json '{"event":"contract_ended","org":"globex","reason":"contract not renewed","dry_run":true}'
+  curl -sk %[1]s/api/v1/events -H "Authorization: Bearer $OPS" \
+       --json '{"event":"contract_ended","org":"globex","reason":"contract not renewed"}'
 Every change is in the audit trail, with who made it and with which token:
   go run ./cmd/portcullis admin audit tail --config %[6]s
 `, api, t.operator, t.alice, t.bob, base, cfgPath)

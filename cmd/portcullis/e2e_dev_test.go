@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -325,8 +326,8 @@ func TestE2EDevGovernance(t *testing.T) {
 		}
 		cmds = append(cmds, l)
 	}
-	if len(cmds) != 4 {
-		t.Fatalf("want the 4 curl commands of the walkthrough, found %q", cmds)
+	if len(cmds) != 6 {
+		t.Fatalf("want the 6 curl commands of the walkthrough, found %q", cmds)
 	}
 	shell := func(cmdline string) map[string]any {
 		t.Helper()
@@ -379,5 +380,22 @@ func TestE2EDevGovernance(t *testing.T) {
 	}
 	if v := shell(`curl -sk ` + api[1] + `/api/v1/orgs/globex/members -H "Authorization: Bearer $ALICE"`); v["error"] != "not_permitted" {
 		t.Errorf("alice's token on globex: %v", v)
+	}
+
+	// The business event: the dry run changes nothing and lists what the real run changes.
+	globex := `curl -sk ` + api[1] + `/api/v1/orgs/globex -H "Authorization: Bearer $OPS"`
+	dry := shell(cmds[4])
+	if dry["dry_run"] != true || shell(globex)["status"] != "active" {
+		t.Fatalf("the dry run: %v", dry)
+	}
+	real := shell(cmds[5])
+	if fmt.Sprint(real["changes"]) != fmt.Sprint(dry["changes"]) || real["dry_run"] != false {
+		t.Errorf("the dry run listed %v, the real run changed %v", dry["changes"], real["changes"])
+	}
+	if ends, _ := real["ends"].([]any); len(ends) == 0 {
+		t.Errorf("no membership ends with Globex: %v", real)
+	}
+	if v := shell(globex); v["status"] != "ended" {
+		t.Errorf("globex after its contract ended: %v", v)
 	}
 }

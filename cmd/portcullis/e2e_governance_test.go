@@ -322,6 +322,86 @@ func TestE2EGovernance(t *testing.T) {
 	case granted == nil || granted.Actor != consoleName || granted.Via != "jwt "+b.idp.URL || granted.User != bobKey:
 		t.Errorf("request.granted %+v", granted)
 	}
+
+	t.Run("business events", func(t *testing.T) {
+		api.t = t
+		// Each event's dry run lists exactly what its real run then changes, and the effect
+		// reaches the other process through the invalidation, with no restart.
+		apply := func(token string, ev map[string]any) govAnswer {
+			t.Helper()
+			ev["dry_run"] = true
+			dry := api.want(api.call(token, "POST", "/api/v1/events", ev), 200, "")
+			ev["dry_run"] = false
+			real := api.want(api.call(token, "POST", "/api/v1/events", ev), 200, "")
+			if d, r := fmt.Sprint(dry.body["changes"]), fmt.Sprint(real.body["changes"]); d != r || real.body["dry_run"] != false {
+				t.Fatalf("%s: the dry run listed %s, the real run changed %s", ev["event"], d, r)
+			}
+			return real
+		}
+		eventually := func(what string, ok func() bool) {
+			t.Helper()
+			deadline := time.Now().Add(3 * time.Second)
+			for !ok() {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: not seen within 3s", what)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+
+		// A role change: erin may not make it alone (employees need two approvals here);
+		// an operator does, and process 2 names the new roles at once.
+		if s := bob.api(p2, "/orgs/acme/home").seen(); s == nil || !azHas(s, "X-Portcullis-Roles", "user") {
+			t.Fatalf("bob before the role change: %+v", s)
+		}
+		roleChange := map[string]any{"event": "role_changed", "org": "acme", "user": bobKey, "roles": []string{"viewer"}, "reason": "moved to sales (HR-7)"}
+		api.want(api.call(erin, "POST", "/api/v1/events", roleChange), 403, "not_permitted")
+		apply(console, roleChange)
+		eventually("bob's new roles on process 2", func() bool {
+			s := bob.api(p2, "/orgs/acme/home").seen()
+			return s != nil && azHas(s, "X-Portcullis-Roles", "viewer")
+		})
+
+		// A contract end: every acme member's access ends on both processes (each has it
+		// cached), with no change to their records; erin, acme's administrator, may not end
+		// it.
+		ann := b.newClient()
+		ann.signIn(p2, "alice")
+		for _, px := range b.px {
+			if r := ann.api(px, "/orgs/acme/home"); r.status != 200 {
+				t.Fatalf("alice in acme via %s before the contract ended: %d %s", px.name, r.status, r.body)
+			}
+		}
+		api.want(api.call(erin, "POST", "/api/v1/events", map[string]any{"event": "contract_ended", "org": "acme", "reason": "x"}), 403, "not_permitted")
+		real := apply(console, map[string]any{"event": "contract_ended", "org": "acme", "reason": "contract 2024-3 ended"})
+		if ends, _ := real.body["ends"].([]any); len(ends) < 4 {
+			t.Errorf("ends %v: every live acme membership", real.body["ends"])
+		}
+		for _, px := range b.px {
+			eventually("alice refused in acme via "+px.name, func() bool { return ann.api(px, "/orgs/acme/home").status == 403 })
+		}
+		// erin's authority ended with the organisation.
+		api.want(api.call(erin, "GET", "/api/v1/orgs/acme/members", nil), 403, "not_permitted")
+
+		// The trail: one parent per event, each child carrying its operation.
+		evs, _, err := b.aud.Tail(context.Background(), "0", 10000, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		op, _ := real.body["operation"].(string)
+		family := 0
+		for _, e := range evs {
+			if e.Operation == op {
+				family++
+				if e.Actor != consoleName || e.Via != "jwt "+b.idp.URL || e.Reason != "contract 2024-3 ended" {
+					t.Errorf("event of the contract end %+v", e)
+				}
+			}
+		}
+		if changes, _ := real.body["changes"].([]any); family != len(changes)+1 {
+			t.Errorf("%d events carry operation %s, want the parent and %d children", family, op, len(changes))
+		}
+	})
 }
 
 // azHas reports whether the portal received header name exactly once, with value v.

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/portcullis-proxy/portcullis/admin"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// eventResult is what `event … --json` prints: the outcome, and the sessions an offboarding
+// ended.
+type eventResult struct {
+	store.Outcome
+	SessionsEnded int `json:"sessions_ended,omitempty"`
+}
+
+// adminEvent runs the business event name (store.Orgs.Apply) from the command line, within
+// the configuration's lifecycle policy.
+func adminEvent(name string) func(a *adminRun) int {
+	return func(a *adminRun) int {
+		dry := a.fs.Bool("dry-run", false, "list every change the event would make, and make none")
+		ev := store.BusinessEvent{Event: name}
+		var until *string
+		var roles, emails stringList
+		var iss, sub *string
+		var names []string
+		switch name {
+		case store.EventContractRenewed:
+			until = a.fs.String("until", "", "the contract's new end: RFC 3339 or a duration from now (required)")
+			names = []string{"ORG"}
+		case store.EventContractEnded:
+			names = []string{"ORG"}
+		case store.EventMergedInto:
+			names = []string{"ORG", "INTO"}
+		case store.EventRoleChanged:
+			a.fs.Var(&roles, "role", "a standing role the person keeps or gets (repeatable; none: no roles)")
+			iss, sub = a.userFlags()
+			names = []string{"ORG", "USER?"}
+		case store.EventOffboarded:
+			a.fs.Var(&emails, "email", "a further address of the person whose invitations are withdrawn (repeatable)")
+			iss, sub = a.userFlags()
+			names = []string{"USER?"}
+		case store.EventDomainLapsed:
+			names = []string{"ORG", "DOMAIN"}
+		}
+		if !a.parse(names...) {
+			return 2
+		}
+		switch name {
+		case store.EventOffboarded:
+			ev.User = a.userKey(a.pos[0], *iss, *sub)
+			ev.Emails = emails
+		default:
+			ev.Org = a.pos[0]
+			a.checkOrgID("ORG", ev.Org)
+		}
+		switch name {
+		case store.EventContractRenewed:
+			if *until == "" {
+				a.bad("--until", "is required: the contract's new end")
+			} else {
+				ev.Until = a.future("--until", *until, false)
+			}
+		case store.EventMergedInto:
+			ev.Into = a.pos[1]
+			a.checkOrgID("INTO", ev.Into)
+		case store.EventRoleChanged:
+			ev.User = a.userKey(a.pos[1], *iss, *sub)
+			ev.Roles = roles
+		case store.EventDomainLapsed:
+			ev.Domain = a.pos[1]
+		}
+		if a.failed() || !a.open() {
+			return 1
+		}
+		defer a.close()
+		ev.Policy = admin.EventPolicy(a.policy, a.reason)
+		out, err := a.orgs.Apply(a.ctx, ev, a.actor, a.reason, *dry)
+		if err != nil {
+			return a.fail(err)
+		}
+		res := eventResult{Outcome: *out}
+		if name == store.EventOffboarded && !*dry {
+			// Memberships first, then sessions: a session opened in between finds no membership.
+			n, err := a.st.RevokeUser(a.ctx, ev.User)
+			if err != nil {
+				return a.fail(fmt.Errorf("the offboarding was applied, but its sessions could not be ended (run it again): %w", err))
+			}
+			res.SessionsEnded = n
+		}
+		return a.output(res, func(w io.Writer) { printOutcome(w, &res) })
+	}
+}
+
+// printOutcome writes an outcome for people: one line per change.
+func printOutcome(w io.Writer, res *eventResult) {
+	verb := "applied"
+	if res.DryRun {
+		verb = "dry run, nothing changed"
+	}
+	fmt.Fprintf(w, "%s (%s): %d change(s), operation %s\n", strings.ReplaceAll(res.Event, "_", " "), verb, len(res.Changes), res.Operation)
+	for _, c := range res.Changes {
+		fmt.Fprintf(w, "  %-22s %s\n", c.Type, describe(c))
+	}
+	for _, m := range res.Ends {
+		fmt.Fprintf(w, "  %-22s %s in %s\n", "access ends", m.User, m.Org)
+	}
+	for _, c := range res.Skipped {
+		fmt.Fprintf(w, "  %-22s %s\n", "skipped", describe(c))
+	}
+	if res.SessionsEnded > 0 {
+		fmt.Fprintf(w, "  %d session(s) ended\n", res.SessionsEnded)
+	}
+}
+
+func describe(c store.Change) string {
+	var where []string
+	for _, s := range []string{c.Org, c.User, c.Object, c.ID} {
+		if s != "" {
+			where = append(where, s)
+		}
+	}
+	return strings.Join(where, " ") + ": " + c.What
+}
