@@ -48,6 +48,12 @@ func openAPIDocument(es []endpoint) ([]byte, error) {
 		for _, m := range pathParam.FindAllStringSubmatch(e.path, -1) {
 			op.AddParameter(openapi3.NewPathParameter(m[1]).WithSchema(openapi3.NewStringSchema()))
 		}
+		for _, q := range e.query {
+			op.AddParameter(openapi3.NewQueryParameter(q).WithSchema(openapi3.NewStringSchema()))
+		}
+		if e.csv {
+			op.AddParameter(openapi3.NewQueryParameter("format").WithSchema(openapi3.NewStringSchema().WithEnum("json", "csv")))
+		}
 		if e.in != nil {
 			s, err := schemaOf(e.in)
 			if err != nil {
@@ -64,7 +70,11 @@ func openAPIDocument(es []endpoint) ([]byte, error) {
 			status = http.StatusOK
 		}
 		op.Responses = openapi3.NewResponses()
-		op.AddResponse(status, openapi3.NewResponse().WithDescription(http.StatusText(status)).WithJSONSchemaRef(out))
+		resp := openapi3.NewResponse().WithDescription(http.StatusText(status)).WithJSONSchemaRef(out)
+		if e.csv {
+			resp.Content["text/csv"] = openapi3.NewMediaType().WithSchema(openapi3.NewStringSchema())
+		}
+		op.AddResponse(status, resp)
 		op.Responses.Set("default", &openapi3.ResponseRef{Value: openapi3.NewResponse().
 			WithDescription("A refusal: error is a reason code (README, Reason codes), message says why.").WithJSONSchemaRef(problemSchema)})
 		doc.AddOperation(e.path, e.method, op)

@@ -55,6 +55,19 @@ func (s *Server) endpoints() []endpoint {
 		{method: "GET", path: basePath + "/me/requests", summary: "The caller's own access requests, in every organisation",
 			access: anyone, out: list[requestView]{}, handle: (*call).myRequests},
 
+		{method: "GET", path: basePath + "/orgs/{org}/access", summary: "Who has what in an organisation: every membership with its kind, roles, purposes, since, granted and approved by, end, review date and last use (operators and its administrators; ?format=csv)",
+			access: anyone, out: accessReport{}, csv: true, handle: (*call).orgAccess},
+		{method: "GET", path: basePath + "/access", summary: "What one person has, in every organisation: one's own, or for operators anyone's (?user=issuer|subject; ?format=csv)",
+			access: anyone, out: accessReport{}, csv: true, query: []string{"user"}, handle: (*call).personAccess},
+		{method: "GET", path: basePath + "/orgs/{org}/reviews", summary: "The access review campaigns of an organisation, newest first (operators and its administrators)",
+			access: anyone, out: list[store.Review]{}, handle: (*call).listReviews},
+		{method: "POST", path: basePath + "/orgs/{org}/reviews", summary: "Start an access review: every live membership (of the kinds given) is due by the deadline, and stops granting then unless kept or changed",
+			access: anyone, change: true, in: reviewInput{}, out: store.Review{}, status: http.StatusCreated, handle: (*call).startReview},
+		{method: "GET", path: basePath + "/orgs/{org}/reviews/{id}", summary: "A campaign and its report: each item's decision, who made it and when, and what the membership does now (?format=csv)",
+			access: anyone, out: reviewReport{}, csv: true, handle: (*call).getReview},
+		{method: "POST", path: basePath + "/orgs/{org}/reviews/{id}/decide", summary: "Keep, change or revoke one membership of a campaign (its organisation's administrators, never for their own; operators)",
+			access: anyone, change: true, in: reviewDecisionInput{}, out: store.Review{}, handle: (*call).decideReview},
+
 		{method: "POST", path: basePath + "/events", summary: "Apply a business event (contract renewed or ended, merged into, role changed, offboarded, domain lapsed) as one change, or with dry_run list exactly what it would change: operators, and an organisation's administrators for role_changed",
 			access: anyone, change: true, in: eventInput{}, out: eventOutcome{}, handle: (*call).applyEvent},
 

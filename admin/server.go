@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +31,9 @@ type Records interface {
 	Request(ctx context.Context, org, id string) (*store.Request, error)
 	Requests(ctx context.Context, org string, limit int) ([]store.Request, error)
 	RequestsFor(ctx context.Context, user string, limit int) ([]store.Request, error)
+	Review(ctx context.Context, org, id string) (*store.Review, error)
+	Reviews(ctx context.Context, org string) ([]store.Review, error)
+	LastUsed(ctx context.Context, org string) (map[string]time.Time, error)
 	TokenBySecret(ctx context.Context, secret string) (*store.Token, error)
 	Tokens(ctx context.Context) ([]store.Token, error)
 }
@@ -152,7 +156,11 @@ type endpoint struct {
 	in           any  // the body's type (a zero value), nil for none
 	out          any  // the answer's type (a zero value)
 	status       int  // the success status; 0 means 200
-	handle       func(c *call) (any, error)
+	// csv: ?format=csv answers the report as text/csv (out implements table).
+	csv bool
+	// query names the query parameters the endpoint reads, for the document.
+	query  []string
+	handle func(c *call) (any, error)
 }
 
 // call is one authenticated API call.
@@ -177,6 +185,10 @@ func (s *Server) serve(e endpoint) http.Handler {
 				err = refuse(reason.NotPermitted, "read-only credential")
 			}
 		}
+		format := r.URL.Query().Get("format")
+		if err == nil && format != "" && format != "json" && !(e.csv && format == "csv") {
+			err = invalid("format: want json" + map[bool]string{true: " or csv"}[e.csv])
+		}
 		var out any
 		if err == nil {
 			c := &call{s: s, r: r, ctx: r.Context(), p: p, policy: s.policy.Load()}
@@ -184,6 +196,10 @@ func (s *Server) serve(e endpoint) http.Handler {
 		}
 		if err != nil {
 			s.fail(w, r, p, err)
+			return
+		}
+		if t, ok := out.(table); ok && format == "csv" {
+			writeCSV(w, t)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -333,4 +349,31 @@ func needReason(why string) error {
 		return invalid("reason is longer than 1024 bytes")
 	}
 	return nil
+}
+
+// table is a report that can also be answered as CSV.
+type table interface {
+	table() (head []string, rows [][]string)
+}
+
+// writeCSV answers t as text/csv. A cell a spreadsheet would take for a formula (=, +, -, @,
+// a tab or a carriage return first) is prefixed with a quote: reports carry values people
+// chose (names, notes), and opening a report must not run them (CSV injection).
+func writeCSV(w http.ResponseWriter, t table) {
+	head, rows := t.table()
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	cw := csv.NewWriter(w)
+	_ = cw.Write(head)
+	for _, row := range rows {
+		for i, cell := range row {
+			if cell != "" && strings.ContainsRune("=+-@\t\r", rune(cell[0])) {
+				row[i] = "'" + cell
+			}
+		}
+		_ = cw.Write(row)
+	}
+	cw.Flush()
 }

@@ -65,6 +65,13 @@ const (
 	OrgMerged          Type = "org.merged"
 )
 
+// Access reviews: a campaign started, and one reviewer's decision on one item (the
+// membership's own event follows it).
+const (
+	ReviewStarted Type = "review.started"
+	ReviewDecided Type = "review.decided"
+)
+
 // Admin API credentials.
 const (
 	TokenCreated Type = "token.created"

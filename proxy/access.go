@@ -209,6 +209,9 @@ func (ex *exchange) decide() error {
 	}
 	ex.id.org, ex.id.kind, ex.id.roles, ex.id.purpose = d.Org, d.Kind, d.Roles, d.Purpose
 	ex.id.elevationsAfter = d.ElevationsAfter
+	if s.opts.Uses != nil {
+		s.opts.Uses.Used(d.Org, sess.UserKey, s.now())
+	}
 	if autoPicked {
 		ex.rememberOrg()
 	}

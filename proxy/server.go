@@ -78,6 +78,14 @@ type Options struct {
 	// Admin is the administration API (package admin), served by Run on Settings.AdminListen
 	// with the main listener's TLS; nil serves none.
 	Admin http.Handler
+	// Uses is told of every membership an allowed request used, for the access reports' last
+	// use; it must not block (store.UseRecorder). nil records nothing.
+	Uses UseNotes
+}
+
+// UseNotes records the use of a membership (store.UseRecorder).
+type UseNotes interface {
+	Used(org, user string, now time.Time)
 }
 
 // Settings is the part of a configuration a Server uses: the listeners and HTTP hardening,

@@ -81,7 +81,10 @@ routes:
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: m.Endpoints(), Members: cache, Signer: signer})
+	// As serve wires it: the last use of a membership is written at most hourly, off the path.
+	uses := store.NewUseRecorder(st, 0, log)
+	b.Cleanup(uses.Close)
+	srv, err := New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: m.Endpoints(), Members: cache, Signer: signer, Uses: uses})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -193,6 +193,15 @@ func (k keys) orgRequests(org string) string { return k.orgTag(org) + ":reqs" }
 // userRequests is the key of the sorted set of the requests for user, as "org/id".
 func (k keys) userRequests(user string) string { return k.userTag(user) + ":reqs" }
 
+// review is the key of access review campaign id of org; orgReviews the sorted set of org's
+// campaign ids. They share the org's tag with the memberships a decision writes.
+func (k keys) review(org, id string) string { return k.orgTag(org) + ":review:" + escape(id) }
+func (k keys) orgReviews(org string) string { return k.orgTag(org) + ":reviews" }
+
+// lastUsed is the key of the hash of when each member of org last used their membership
+// (user → Unix seconds), written coalesced (UseRecorder).
+func (k keys) lastUsed(org string) string { return k.orgTag(org) + ":used" }
+
 // token is the key of an admin API token, by the hash of its secret.
 func (k keys) token(h string) string { return k.prefix + "{t:" + escape(h) + "}:token" }
 

@@ -112,6 +112,9 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	closers = append(closers, func() { _ = cache.Close() })
 	opts.Audit, opts.Members = aud, cache
 	opts.Recovery = st // recovery guards: domain holders, person indexes, rate limits
+	uses := store.NewUseRecorder(st, 0, log.With(slog.String("component", "last_used")))
+	closers = append(closers, uses.Close)
+	opts.Uses = uses
 
 	signer, err := newSigner(ctx, cfg, st)
 	if err != nil {
