@@ -323,6 +323,54 @@ func TestE2EGovernance(t *testing.T) {
 		t.Errorf("request.granted %+v", granted)
 	}
 
+	t.Run("access review", func(t *testing.T) {
+		api.t = t
+		// erin reviews acme: bob is kept, her own item is an operator's to keep, alice's is
+		// left undecided and stops granting at the deadline on both processes, with nothing
+		// running then; a late keep gives it back.
+		alice := b.newClient()
+		alice.signIn(p1, "alice")
+		deadline := time.Now().Add(4 * time.Second)
+		rv := api.want(api.call(erin, "POST", "/api/v1/orgs/acme/reviews", map[string]any{"deadline": deadline, "reason": "quarterly review"}), 201, "")
+		path := "/api/v1/orgs/acme/reviews/" + rv.body["id"].(string)
+		keep := func(token, user string) govAnswer {
+			return api.call(token, "POST", path+"/decide", map[string]any{"user": user, "decision": "keep", "reason": "still on the team"})
+		}
+		api.want(keep(erin, erinKey), 403, "self_approval")
+		api.want(keep(console, erinKey), 200, "")
+		api.want(keep(erin, bobKey), 200, "")
+		for _, px := range b.px {
+			if r := alice.api(px, "/orgs/acme/home"); r.status != 200 {
+				t.Fatalf("alice via %s before the deadline: %d %s", px.name, r.status, r.body)
+			}
+		}
+		time.Sleep(time.Until(deadline))
+		for _, px := range b.px {
+			if r := alice.api(px, "/orgs/acme/home"); r.status != 403 || r.reason() != "review_overdue" {
+				t.Errorf("alice via %s after the deadline: %d %s", px.name, r.status, r.body)
+			}
+			if r := bob.api(px, "/orgs/acme/home"); r.status != 200 {
+				t.Errorf("bob, kept, via %s after the deadline: %d %s", px.name, r.status, r.body)
+			}
+		}
+		api.want(keep(erin, aliceKey), 200, "")
+		for _, px := range b.px {
+			deadline := time.Now().Add(3 * time.Second)
+			for alice.api(px, "/orgs/acme/home").status != 200 {
+				if time.Now().After(deadline) {
+					t.Fatalf("alice's late keep did not reach %s", px.name)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		// dave's item is still undecided: the report says his membership is overdue.
+		rep := api.want(api.call(erin, "GET", path, nil), 200, "")
+		if rep.body["state"] != "open" || rep.body["undecided"] != float64(1) || !strings.Contains(rep.raw, `"user":"`+b.user("sub-dave")+`","kind":"employee","roles":["user"],"now":"review_overdue"`) {
+			t.Errorf("the campaign report: %s", rep.raw)
+		}
+	})
+	api.t = t
+
 	t.Run("business events", func(t *testing.T) {
 		api.t = t
 		// Each event's dry run lists exactly what its real run then changes, and the effect
