@@ -81,18 +81,68 @@ func (c *call) inOrg(org string) error {
 }
 
 // adminOf reports whether the caller administers org: a live membership there holding the
-// policy's admin role (operators administer nothing themselves: they act as operators).
+// policy's admin role, or such a membership in an organisation org has a live delegation to
+// (never transitively). Acting through a delegation is remembered (c.through), and named in
+// the audit events of the call's changes. Operators administer nothing themselves: they act
+// as operators.
 func (c *call) adminOf(org string) (bool, error) {
 	if c.p.Operator || (c.p.org != "" && c.p.org != org) {
 		return false, nil
 	}
+	ok, o, err := c.directAdminOf(org)
+	if err != nil || ok || o == nil {
+		return ok, err
+	}
+	now := c.s.now()
+	for i := range o.Delegations {
+		d := &o.Delegations[i]
+		if !d.Live(now) {
+			continue
+		}
+		ok, _, err := c.directAdminOf(d.To)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			if c.through == nil {
+				c.through = map[string]*store.Delegation{}
+			}
+			c.through[org] = d
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// directAdminOf reports whether the caller's own membership of org holds the admin role, and
+// returns the organisation as read.
+func (c *call) directAdminOf(org string) (bool, *store.Org, error) {
 	o, m, err := c.s.st.Lookup(c.ctx, org, c.p.Name)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	d := authz.Decide(authz.Input{User: c.p.Name, OrgID: org, Org: o, Membership: m, Require: c.policy.admin,
 		Policy: c.policy.Policy}, c.s.now())
-	return d.Allow, nil
+	return d.Allow, o, nil
+}
+
+// mayAdministerDirectly is mayAdminister without delegations: what only the organisation's
+// own administrators (and operators) do, such as delegating.
+func (c *call) mayAdministerDirectly(org string) error {
+	if err := c.inOrg(org); err != nil {
+		return err
+	}
+	if c.p.Operator {
+		return nil
+	}
+	ok, _, err := c.directAdminOf(org)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return refuse(reason.NotPermitted, "not an administrator of "+org+" in its own right")
+	}
+	return nil
 }
 
 // mayAdminister refuses unless the caller is an operator or an administrator of org.

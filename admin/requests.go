@@ -216,9 +216,22 @@ func (c *call) decide(approve bool) (any, error) {
 	}
 	// The caller's authority in every organisation the rules name, and the organisation
 	// itself, are watched through the decision: a revocation racing it wins or retries it.
+	// Authority through a delegation is found here first, so the delegate organisation's
+	// membership is watched too and the events name the delegation.
+	if _, err := c.approverFacts(orgs); err != nil {
+		return nil, err
+	}
+	watched := map[string]bool{}
 	watch := make([]store.MemberRef, 0, len(orgs))
 	for _, o := range orgs {
 		watch = append(watch, store.MemberRef{Org: o, User: c.p.Name})
+		watched[o] = true
+	}
+	for _, d := range c.through {
+		if !watched[d.To] {
+			watch = append(watch, store.MemberRef{Org: d.To, User: c.p.Name})
+			watched[d.To] = true
+		}
 	}
 	var refusal error
 	out, err := c.changes().DecideRequest(c.ctx, r.Org, r.ID, func(r *store.Request, m *store.Membership) (store.RequestStep, error) {
@@ -237,6 +250,13 @@ func (c *call) decide(approve bool) (any, error) {
 		adminOf, err := c.approverFacts(orgs)
 		if err != nil {
 			return store.RequestStep{}, err
+		}
+		for _, d := range c.through {
+			if !watched[d.To] {
+				// A delegation that appeared since the authority was first read: its
+				// membership is not watched, so decide again rather than on it.
+				return store.RequestStep{}, refuse(reason.Conflict, "the approver's delegations changed while it was decided; try again")
+			}
 		}
 		probe := *r
 		if !approve {
@@ -263,7 +283,7 @@ func (c *call) decide(approve bool) (any, error) {
 				return store.RequestStep{}, violation(vs)
 			}
 		}
-		r.Approvals = append(r.Approvals, store.Approval{By: c.p.Name, Via: c.p.via, Rule: rule, At: now})
+		r.Approvals = append(r.Approvals, store.Approval{By: c.p.Name, Via: c.via(), Rule: rule, At: now})
 		if !complete {
 			return store.RequestStep{Type: audit.RequestApproved}, nil
 		}

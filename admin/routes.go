@@ -55,6 +55,13 @@ func (s *Server) endpoints() []endpoint {
 		{method: "GET", path: basePath + "/me/requests", summary: "The caller's own access requests, in every organisation",
 			access: anyone, out: list[requestView]{}, handle: (*call).myRequests},
 
+		{method: "GET", path: basePath + "/orgs/{org}/delegations", summary: "The organisations whose administrators may administer this one, ended ones included (operators and its administrators)",
+			access: anyone, out: list[delegationView]{}, handle: (*call).listDelegations},
+		{method: "POST", path: basePath + "/orgs/{org}/delegations", summary: "Let another organisation's administrators (an MSP, a reseller, a head office) administer this one within the policy, until an end (operators and the organisation's own administrators)",
+			access: anyone, change: true, in: delegationInput{}, out: store.Delegation{}, status: http.StatusCreated, handle: (*call).delegate},
+		{method: "POST", path: basePath + "/orgs/{org}/delegations/{id}/end", summary: "End a delegation now (operators, the organisation's own administrators, the delegate's administrators)",
+			access: anyone, change: true, in: decisionInput{}, out: store.Delegation{}, handle: (*call).endDelegation},
+
 		{method: "GET", path: basePath + "/orgs/{org}/access", summary: "Who has what in an organisation: every membership with its kind, roles, purposes, since, granted and approved by, end, review date and last use (operators and its administrators; ?format=csv)",
 			access: anyone, out: accessReport{}, csv: true, handle: (*call).orgAccess},
 		{method: "GET", path: basePath + "/access", summary: "What one person has, in every organisation: one's own, or for operators anyone's (?user=issuer|subject; ?format=csv)",

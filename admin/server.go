@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -171,6 +172,9 @@ type call struct {
 	p   *principal
 	// policy is the lifecycle policy of the whole call.
 	policy *lifecycle
+	// through are the delegations the caller administers organisations through (adminOf),
+	// by organisation: the call's changes name them.
+	through map[string]*store.Delegation
 }
 
 // serve authenticates, decodes and answers one endpoint; refusals are written in one place.
@@ -337,8 +341,24 @@ func (c *call) orgChange(in reasoned) (string, error) {
 	return org, c.body(in)
 }
 
-// changes is the change API recording how the caller was authenticated.
-func (c *call) changes() *store.Orgs { return c.s.orgs.Via(c.p.via) }
+// changes is the change API recording how the caller was authenticated, and the delegations
+// they acted through.
+func (c *call) changes() *store.Orgs { return c.s.orgs.Via(c.via()) }
+
+// via is the credential, then each delegation used: "token abc; delegation del_x (msp for acme)".
+func (c *call) via() string {
+	v := c.p.via
+	orgs := make([]string, 0, len(c.through))
+	for org := range c.through {
+		orgs = append(orgs, org)
+	}
+	slices.Sort(orgs)
+	for _, org := range orgs {
+		d := c.through[org]
+		v += "; delegation " + d.ID + " (" + d.To + " for " + org + ")"
+	}
+	return v
+}
 
 // needReason checks a change's reason: every change says why.
 func needReason(why string) error {

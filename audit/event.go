@@ -72,6 +72,12 @@ const (
 	ReviewDecided Type = "review.decided"
 )
 
+// Delegated administration: an organisation letting another's administrators act for it.
+const (
+	DelegationGranted Type = "delegation.granted"
+	DelegationEnded   Type = "delegation.ended"
+)
+
 // Admin API credentials.
 const (
 	TokenCreated Type = "token.created"

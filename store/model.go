@@ -53,6 +53,9 @@ type Org struct {
 	// Policy tightens the platform's lifecycle policy for this organisation; nil: the
 	// platform's as it is. It can only tighten (authz applies the stricter of both).
 	Policy *OrgPolicy `json:"policy,omitempty"`
+	// Delegations let other organisations' administrators administer this one (delegations.go),
+	// ended ones included, for the record.
+	Delegations []Delegation `json:"delegations,omitempty"`
 }
 
 // OrgPolicy is an organisation's own, stricter lifecycle limits, per membership kind.
