@@ -78,12 +78,15 @@ func (c *call) applyEvent() (any, error) {
 		if m == nil {
 			return nil, refuse(reason.NotFound, "no membership of that person in "+in.Org)
 		}
-		if _, err := c.mayGrant(in.Org, m.Kind); err != nil {
-			return nil, err
-		}
+	}
+	pol := eventPolicy{p: c.policy.Policy, ticket: in.Reason}
+	if !c.p.Operator {
+		// Checked on the membership as the event reads it, in its transaction: a kind change
+		// racing the event cannot slip a kind past that the administrator may not grant.
+		pol.grantable = func(kind string) error { _, err := c.mayGrant(in.Org, kind); return err }
 	}
 	ev := store.BusinessEvent{Event: in.Event, Org: in.Org, User: in.User, Until: in.Until, Into: in.Into,
-		Roles: in.Roles, Domain: in.Domain, Emails: in.Emails, Policy: EventPolicy(c.policy.Policy, in.Reason)}
+		Roles: in.Roles, Domain: in.Domain, Emails: in.Emails, RequestTTL: c.policy.RequestTTL(), Policy: pol}
 	out, err := c.changes().Apply(c.ctx, ev, c.p.Name, in.Reason, in.DryRun)
 	if err != nil {
 		return nil, err
@@ -104,17 +107,26 @@ func (c *call) applyEvent() (any, error) {
 // Policy): what an event writes is held to the same rules as a grant or an approval. reason
 // is the event's, taken as the ticket reference where a kind requires one. The API and the
 // CLI both use it.
-func EventPolicy(p *authz.Policy, reason string) store.EventPolicy { return eventPolicy{p, reason} }
+func EventPolicy(p *authz.Policy, reason string) store.EventPolicy {
+	return eventPolicy{p: p, ticket: reason}
+}
 
 type eventPolicy struct {
 	p *authz.Policy
 	// ticket is the reason given, for kinds that require a ticket reference.
 	ticket string
+	// grantable, when set, refuses a membership of a kind the caller may not grant alone.
+	grantable func(kind string) error
 }
 
 // Membership caps an end the event moved beyond the kind's max_duration, then refuses what
 // still breaks the policy (and did not before).
 func (e eventPolicy) Membership(before, after *store.Membership, org *store.Org, now time.Time) error {
+	if e.grantable != nil {
+		if err := e.grantable(before.Kind); err != nil {
+			return err
+		}
+	}
 	if kr, ok := e.p.Kind(after.Kind, org); ok && kr.MaxDuration > 0 && !after.ExpiresAt.Equal(before.ExpiresAt) &&
 		(after.ExpiresAt.IsZero() || after.ExpiresAt.Sub(now) > kr.MaxDuration) {
 		after.ExpiresAt = now.Add(kr.MaxDuration)
@@ -126,15 +138,26 @@ func (e eventPolicy) Membership(before, after *store.Membership, org *store.Org,
 }
 
 // Request shapes a merger's request: privileged roles are left out (they are asked for on
-// their own, just in time), the duration is what was left of the membership, capped by the
-// kind's max_duration, or for a membership without an end the kind's review period; then
-// the request must meet the policy.
+// their own, just in time), and so is the administrator role (who administers the survivor
+// is its administrators' own decision); the duration is what was left of the membership,
+// capped by the kind's max_duration, or for a membership without an end the kind's review
+// period; the event's reason is the ticket reference where the kind requires one; then the
+// request must meet the policy.
 func (e eventPolicy) Request(r *store.Request, m *store.Membership, org *store.Org, now time.Time) error {
 	kr, ok := e.p.Kind(r.Kind, org)
 	if !ok {
 		return violation([]authz.Violation{{Rule: "kind", Message: r.Kind + " is not a membership kind"}})
 	}
-	r.Roles = slices.DeleteFunc(r.Roles, func(role string) bool { _, priv := e.p.Privileged(role); return priv })
+	r.Roles = slices.DeleteFunc(r.Roles, func(role string) bool {
+		_, priv := e.p.Privileged(role)
+		return priv || role == e.p.AdminRole()
+	})
+	if kr.RequiresTicket && r.Ticket == "" {
+		r.Ticket = e.ticket
+		if len(r.Ticket) > 256 {
+			r.Ticket = r.Ticket[:256]
+		}
+	}
 	if r.Duration <= 0 {
 		r.Duration = kr.ReviewEvery
 	}

@@ -5,12 +5,12 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/internal/recoveryid"
-	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // Method overrides. Many frameworks let a request say it is another method than the one on
@@ -32,6 +32,9 @@ var overrideHeaders = [...]string{"X_HTTP_METHOD_OVERRIDE", "X_METHOD_OVERRIDE",
 
 // overrideField is the form field frameworks read (Rails, Laravel, Symfony, Spring, Express).
 const overrideField = "_method"
+
+// overridable are the methods an override may ask for: what Rack::MethodOverride accepts.
+var overridable = []string{"GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH", "LINK", "UNLINK"}
 
 func isOverrideHeader(name string) bool {
 	for _, c := range overrideHeaders {
@@ -62,7 +65,9 @@ func compileOverrides(routes []config.Route) []overridePolicy {
 		r := &routes[i]
 		p := &out[i]
 		p.allow = r.MethodOverride == config.MethodOverrideAllow
-		p.sensitive = p.allow || len(r.Methods) > 0 || r.StepUp != nil
+		// A recovery guard inspects some methods only: a POST the portal runs as a PUT
+		// would dodge a guard on PUT.
+		p.sensitive = p.allow || len(r.Methods) > 0 || r.StepUp != nil || r.RecoveryGuard != nil
 		for j := 0; j < i && !p.sensitive; j++ {
 			if len(routes[j].Methods) > 0 && routesOverlap(&routes[j], r) {
 				p.sensitive = true
@@ -133,9 +138,12 @@ func (ex *exchange) overrides(idx int) (int, error) {
 
 	method := ""
 	for _, v := range asked {
-		v = strings.ToUpper(strings.TrimSpace(v))
+		// Upper-cased as Rack, Laravel, Spring and Express do; anything else a framework
+		// would not take as the same method ("DELETE " is no DELETE to Rails) is refused
+		// rather than decided as one method and run as another.
+		v = strings.ToUpper(v)
 		switch {
-		case !syntax.Token(v):
+		case !slices.Contains(overridable, v):
 			return idx, ex.overrideRefused("not_a_method")
 		case method != "" && v != method:
 			return idx, ex.overrideRefused("ambiguous")
@@ -145,8 +153,13 @@ func (ex *exchange) overrides(idx int) (int, error) {
 	if method == "" || method == r.Method {
 		return idx, nil
 	}
-	if !op.allow {
+	switch {
+	case !op.allow:
 		return idx, ex.overrideRefused("not_allowed")
+	case r.Method != http.MethodPost:
+		// Frameworks override POSTs only: a GET asking to be a DELETE stays a GET there, so
+		// deciding it as a DELETE would decide another request than the one run.
+		return idx, ex.overrideRefused("not_post")
 	}
 	j, res := ex.st.router.match(ex.host, ex.path, method)
 	switch res {
@@ -164,22 +177,31 @@ func (ex *exchange) overrides(idx int) (int, error) {
 	return j, nil
 }
 
-// overrideFields returns the values of every `_method` field in the query and, for a POST
-// with a form or JSON body (the only method the frameworks override), in the body.
+// overrideFields returns the values of every `_method` field of a POST (the only method the
+// frameworks override): in the query, and in a body frameworks take parameters from (a form,
+// any multipart type, JSON, or no Content-Type at all, which Rack reads as a form).
 func (ex *exchange) overrideFields(idx int) ([]string, error) {
 	r := ex.r
+	if r.Method != http.MethodPost {
+		return nil, nil
+	}
 	q := r.URL.RawQuery
 	mayQuery := strings.IndexByte(q, '%') >= 0 || containsFold(q, "method")
 	ct := r.Header.Values("Content-Type")
-	mayBody := r.Method == http.MethodPost && r.ContentLength != 0 && len(ct) > 0 && inspectedMedia(ct[0])
+	if len(ct) > 1 {
+		// Which one counts differs between parsers.
+		return nil, ex.overrideRefused("content_type_repeated")
+	}
+	contentType := ""
+	if len(ct) == 1 {
+		contentType = ct[0]
+	}
+	mayBody := r.ContentLength != 0 && inspectedMedia(contentType)
 	if !mayQuery && !mayBody {
 		return nil, nil
 	}
 	var body []byte
 	if mayBody {
-		if len(ct) > 1 {
-			return nil, ex.overrideRefused("content_type_repeated")
-		}
 		limit := int64(ex.st.set.Server.BodyInspectionLimit)
 		if r.ContentLength > limit {
 			ex.w.Header().Set("Connection", "close")
@@ -196,10 +218,11 @@ func (ex *exchange) overrideFields(idx int) ([]string, error) {
 			return nil, reject(reason.BodyReadError)
 		}
 		restoreBody(r, body)
-	} else {
-		ct = []string{""}
 	}
-	values, detail := recoveryid.FieldValues(overrideField, ct[0], q, body)
+	if strings.TrimSpace(contentType) == "" {
+		contentType = "application/x-www-form-urlencoded" // as Rack reads it
+	}
+	values, detail := recoveryid.FieldValues(overrideField, contentType, q, body)
 	if detail != "" {
 		if g := ex.st.policies[idx].recovery; g != nil && g.Spec.Guards(r.Method) {
 			// The recovery guard reads the same bytes by the same rules and refuses what
@@ -211,14 +234,18 @@ func (ex *exchange) overrideFields(idx int) ([]string, error) {
 	return values, nil
 }
 
-// inspectedMedia reports whether a Content-Type is one frameworks take parameters from: a
-// form, a multipart form or JSON. An unparsable one is inspected too, and then refused.
+// inspectedMedia reports whether a Content-Type is one frameworks take parameters from: none
+// at all, a form, any multipart type, or JSON. An unparsable one is inspected too, and then
+// refused.
 func inspectedMedia(ct string) bool {
+	if strings.TrimSpace(ct) == "" {
+		return true
+	}
 	media, _, err := mime.ParseMediaType(ct)
 	if err != nil {
 		return true
 	}
-	return media == "application/x-www-form-urlencoded" || media == "multipart/form-data" ||
+	return media == "application/x-www-form-urlencoded" || strings.HasPrefix(media, "multipart/") ||
 		media == "application/json" || strings.HasSuffix(media, "+json") || strings.Contains(media, "/json")
 }
 

@@ -18,14 +18,15 @@ func TestCompileOverrides(t *testing.T) {
 		{Name: "stepup", Path: "/other/x", StepUp: &config.StepUp{}},             // its own step-up
 		{Name: "allow", Path: "/ok", MethodOverride: config.MethodOverrideAllow}, // allows overrides
 		{Name: "hosted", Hosts: []string{"a.example"}, Path: "/h", Methods: []string{"PUT"}},
-		{Name: "other-host", Hosts: []string{"b.example"}, Path: "/h"}, // other host
-		{Name: "wild-host", Hosts: []string{"*.example"}, Path: "/h"},  // covers a.example
-		{Name: "root", Path: "/"},                                      // under every path
+		{Name: "other-host", Hosts: []string{"b.example"}, Path: "/h"},                           // other host
+		{Name: "wild-host", Hosts: []string{"*.example"}, Path: "/h"},                            // covers a.example
+		{Name: "reset", Path: "/zz/reset", Public: true, RecoveryGuard: &config.RecoveryGuard{}}, // a guard inspects some methods
+		{Name: "root", Path: "/"},                                                                // under every path
 	}
 	want := map[string]overridePolicy{
 		"delete": {sensitive: true}, "items": {sensitive: true}, "items-case": {sensitive: true},
 		"other": {}, "stepup": {sensitive: true}, "allow": {allow: true, sensitive: true},
-		"hosted": {sensitive: true}, "other-host": {}, "wild-host": {sensitive: true}, "root": {sensitive: true},
+		"hosted": {sensitive: true}, "other-host": {}, "wild-host": {sensitive: true}, "reset": {sensitive: true}, "root": {sensitive: true},
 	}
 	got := compileOverrides(routes)
 	for i, r := range routes {

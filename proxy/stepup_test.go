@@ -96,14 +96,16 @@ func TestStepUpCheck(t *testing.T) {
 	}
 	// Not for beta, not after Until, and never because of what the client sends.
 	for name, c := range map[string]struct {
-		org string
-		at  time.Time
-		hdr map[string]string
+		org   string
+		at    time.Time
+		hdr   map[string]string
+		after time.Time // the membership's elevations_after (a role change)
 	}{
-		"other org":      {"beta", now, nil},
-		"no org":         {"", now, nil},
-		"expired":        {"acme", now.Add(time.Minute), nil},
-		"client headers": {"beta", now, map[string]string{"X-Step-Up": "1", "X-Auth-Acr": "urn:x:hwk", "Cookie": "stepup=1"}},
+		"other org":      {"beta", now, nil, time.Time{}},
+		"no org":         {"", now, nil, time.Time{}},
+		"expired":        {"acme", now.Add(time.Minute), nil, time.Time{}},
+		"client headers": {"beta", now, map[string]string{"X-Step-Up": "1", "X-Auth-Acr": "urn:x:hwk", "Cookie": "stepup=1"}, time.Time{}},
+		"role changed":   {"acme", now, nil, el.GrantedAt.Add(time.Second)},
 	} {
 		s.now = func() time.Time { return c.at }
 		r := httptest.NewRequest("GET", "/admin/x?stepup=1", nil)
@@ -112,7 +114,7 @@ func TestStepUpCheck(t *testing.T) {
 			r.Header.Set(k, v)
 		}
 		w := httptest.NewRecorder()
-		if s.stepUp(w, r, route, sess, &identity{org: c.org}, "r2") {
+		if s.stepUp(w, r, route, sess, &identity{org: c.org, elevationsAfter: c.after}, "r2") {
 			t.Errorf("%s: admitted", name)
 			continue
 		}
@@ -132,8 +134,8 @@ func TestStepUpCheck(t *testing.T) {
 			denied++
 		}
 	}
-	if denied != 4 {
-		t.Errorf("audited denials = %d, want 4", denied)
+	if denied != 5 {
+		t.Errorf("audited denials = %d, want 5", denied)
 	}
 	// A route without step_up is untouched.
 	plain := &config.Route{Name: "app"}

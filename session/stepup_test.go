@@ -224,7 +224,7 @@ func TestStepUpBoundToSession(t *testing.T) {
 	if p := b.nav(cb); p.StatusCode != 400 || !strings.Contains(p.body, "step_up_session_mismatch") {
 		t.Fatalf("replay into B: %d %s", p.StatusCode, p.body)
 	}
-	// Also with B's own login cookie (another browser replaying the URL): refused.
+	// From a third browser, signed in with its own session and login cookie: refused too.
 	c := e.browser()
 	c.mustSignIn("carol")
 	if p := c.nav(cb); p.StatusCode != 400 || !strings.Contains(p.body, string(reason.LoginBrowserMismatch)) {

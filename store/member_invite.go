@@ -225,6 +225,7 @@ func (o *Orgs) BindInvitations(ctx context.Context, email string, emailVerified 
 			m := inv.membership(user)
 			m.Created, m.Updated = now, now
 			normaliseMembership(&m, inv.InvitedBy)
+			carryCut(old, &m, now)
 			after, err := json.Marshal(&m)
 			if err != nil {
 				return err

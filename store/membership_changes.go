@@ -47,6 +47,7 @@ func (o *Orgs) Grant(ctx context.Context, m Membership, actor, reason string) (*
 		if old != nil && !old.Created.IsZero() {
 			m.Created = old.Created
 		}
+		carryCut(old, &m, now)
 		return o.writeMembership(ctx, tx, &m, before, audit.MembershipGranted, actor, reason, nil)
 	}, orgKey, memKey)
 	if err != nil {
@@ -123,7 +124,7 @@ func (o *Orgs) updateMembership(ctx context.Context, op, org, user, actor, reaso
 		if m == nil {
 			return fmt.Errorf("membership: %w", ErrNotFound)
 		}
-		created := m.Created
+		created, old := m.Created, cloneMembership(m)
 		if err := edit(m); errors.Is(err, errNoChange) {
 			out = m
 			return nil
@@ -132,6 +133,7 @@ func (o *Orgs) updateMembership(ctx context.Context, op, org, user, actor, reaso
 		}
 		m.Org, m.User, m.Created, m.Updated = org, user, created, o.now()
 		normaliseMembership(m, actor)
+		carryCut(old, m, m.Updated)
 		if err := checkMembership(m); err != nil {
 			return err
 		}

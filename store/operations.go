@@ -78,7 +78,8 @@ type BusinessEvent struct {
 	// Emails are further addresses of the person whose invitations are withdrawn
 	// (offboarded), besides those their memberships record.
 	Emails []string `json:"emails,omitempty"`
-	// RequestTTL is how long the requests a merger creates wait for approval; 0: 14 days.
+	// RequestTTL is how long the requests a merger creates wait for approval (the API and the
+	// CLI pass lifecycle.request_ttl); 0: 14 days.
 	RequestTTL time.Duration `json:"-"`
 	// Policy, when set, shapes and checks every membership and request the event writes, in
 	// the transaction that writes them (package admin passes the lifecycle policy).
@@ -520,6 +521,7 @@ func (p *plan) putMembership(before *member, m *Membership, org *Org, typ audit.
 	}
 	m.Updated = p.now
 	normaliseMembership(m, p.actor)
+	carryCut(before.m, m, p.now)
 	if err := checkMembership(m); err != nil {
 		return err
 	}
@@ -619,7 +621,9 @@ func (p *plan) contractRenewed() error {
 	after := *org
 	after.ContractEnd = ev.Until
 	what := "contract end " + showTime(old) + " → " + showTime(ev.Until)
-	if after.Status == OrgEnded {
+	if after.Status == OrgEnded && !old.IsZero() && !p.now.Before(old) {
+		// Ended by its contract: the renewal revives it. An organisation ended otherwise
+		// (by hand, for cause) stays ended; activating it is a decision of its own.
 		after.Status = OrgActive
 		what += "; status ended → active"
 	}

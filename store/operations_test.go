@@ -147,7 +147,8 @@ func TestContractRenewed(t *testing.T) {
 	f := newOrgFixture(t)
 	ctx := f.ctx()
 	f.createOrg("acme")
-	end := time.Now().Add(10 * 24 * time.Hour).UTC().Truncate(time.Second)
+	// The contract ended two days ago, and with it acme.
+	end := time.Now().Add(-2 * 24 * time.Hour).UTC().Truncate(time.Second)
 	setContract(t, f, "acme", end, OrgEnded)
 	f.expect([]audit.Type{audit.OrgStatusChanged}, invalOrg("acme"))
 	// alice: employee, no end. bob: a partner bound to the contract. carol: a partner with
@@ -193,6 +194,16 @@ func TestContractRenewed(t *testing.T) {
 	}
 	_, err := f.o.Apply(ctx, BusinessEvent{Event: EventContractRenewed, Org: "acme", Until: time.Now().Add(-time.Hour)}, admin, "x", false)
 	wantErr(t, "renewal into the past", err, ErrInvalid)
+
+	// An organisation ended otherwise (for cause, its contract still running) stays ended:
+	// a renewal moves its contract, activating it is a decision of its own.
+	f.createOrg("beta")
+	setContract(t, f, "beta", time.Now().Add(24*time.Hour), OrgEnded)
+	f.expect([]audit.Type{audit.OrgStatusChanged}, invalOrg("beta"))
+	out = f.applyBoth(BusinessEvent{Event: EventContractRenewed, Org: "beta", Until: until}, "renewal signed")
+	if o, _ := f.s.Org(ctx, "beta"); o.Status != OrgEnded || strings.Contains(out.Changes[0].What, "active") {
+		t.Errorf("beta after the renewal: %+v (%s)", o, out.Changes[0].What)
+	}
 }
 
 // setContract writes an org's contract end and status directly (what an import would hold).
@@ -367,6 +378,16 @@ func TestRoleChanged(t *testing.T) {
 	if !slices.Equal(m.Roles, []string{"viewer"}) || len(m.RoleGrants) != 0 || m.ElevationsAfter.Before(now) {
 		t.Errorf("alice after: %+v", m)
 	}
+	// A later write of the membership keeps the cut-off (a grant replacing the record must not
+	// bring pre-change elevations back), and moves it when the roles change again.
+	cut := m.ElevationsAfter
+	if m2, err := f.o.Grant(ctx, Membership{Org: "acme", User: alice, Kind: KindEmployee, Roles: []string{"viewer"}}, admin, "re-grant"); err != nil || !m2.ElevationsAfter.Equal(cut) {
+		t.Errorf("a re-grant with the same roles: %v %v, want the cut-off %v kept", m2.ElevationsAfter, err, cut)
+	}
+	if m3, err := f.o.ChangeMembership(ctx, "acme", alice, func(m *Membership) error { m.Roles = []string{"viewer", "billing"}; return nil }, admin, "more"); err != nil || !m3.ElevationsAfter.After(cut) {
+		t.Errorf("a role change through ChangeMembership: %v %v, want a later cut-off", m3.ElevationsAfter, err)
+	}
+	f.expect([]audit.Type{audit.MembershipGranted, audit.MembershipChanged}, invalMembership("acme", alice), invalMembership("acme", alice))
 	_, err := f.o.Apply(ctx, BusinessEvent{Event: EventRoleChanged, Org: "acme", User: bob, Roles: []string{"x"}}, admin, "x", true)
 	wantErr(t, "no membership", err, ErrNotFound)
 	_, err = f.o.Apply(ctx, BusinessEvent{Event: EventRoleChanged, Org: "acme", User: alice, Roles: []string{"Not A Role"}}, admin, "x", true)

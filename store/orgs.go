@@ -317,6 +317,24 @@ func normaliseMembership(m *Membership, actor string) {
 	}
 }
 
+// carryCut keeps old's role-change cut-off for step-up elevations (ElevationsAfter) in m, its
+// replacement, and moves it to now when an active m differs from old in kind or standing
+// roles, or was not active before: an elevation earned under other roles, or before a
+// suspension or revocation, does not carry over.
+// Every path that writes a membership over an existing one calls it, after normaliseMembership.
+func carryCut(old, m *Membership, now time.Time) {
+	if old == nil {
+		return
+	}
+	if old.ElevationsAfter.After(m.ElevationsAfter) {
+		m.ElevationsAfter = old.ElevationsAfter
+	}
+	reactivated := old.Status != MembershipActive && m.Status == MembershipActive
+	if m.Status == MembershipActive && (reactivated || old.Kind != m.Kind || !slices.Equal(old.Roles, m.Roles)) {
+		m.ElevationsAfter = utc(now)
+	}
+}
+
 // checkMembership reports every problem of m at once.
 func checkMembership(m *Membership) error {
 	var errs []error

@@ -382,6 +382,13 @@ func (o *Orgs) DecideRequest(ctx context.Context, org, id string, edit func(r *R
 				nm.Created = nm.Updated
 			}
 			normaliseMembership(nm, actor)
+			if m != nil {
+				old, _, err := o.s.getMembership(ctx, tx, org, r.For) // m is edit's copy
+				if err != nil {
+					return err
+				}
+				carryCut(old, nm, nm.Updated)
+			}
 			if err := checkMembership(nm); err != nil {
 				return err
 			}

@@ -310,6 +310,7 @@ func (o *Orgs) DecideReview(ctx context.Context, org, id string, d ReviewDecisio
 		}
 		nm.Updated = now
 		normaliseMembership(nm, actor)
+		carryCut(m, nm, now)
 		if err := checkMembership(nm); err != nil {
 			return err
 		}

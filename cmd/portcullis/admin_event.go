@@ -76,7 +76,7 @@ func adminEvent(name string) func(a *adminRun) int {
 			return 1
 		}
 		defer a.close()
-		ev.Policy = admin.EventPolicy(a.policy, a.reason)
+		ev.Policy, ev.RequestTTL = admin.EventPolicy(a.policy, a.reason), a.policy.RequestTTL()
 		out, err := a.orgs.Apply(a.ctx, ev, a.actor, a.reason, *dry)
 		if err != nil {
 			return a.fail(err)

@@ -128,6 +128,8 @@ func TestE2EMethodOverride(t *testing.T) {
 		{"query on a form post", form, "?_method=PUT", "a=1"},
 		{"multipart", mpType, "", mpBody},
 		{"json", "application/json", "", `{"_method":"DELETE"}`},
+		{"no content type (Rack reads a form)", "", "", "_method=DELETE"},
+		{"multipart/mixed", "multipart/mixed; boundary=B0und", "", mpBody},
 		{"json nested", "application/json", "", `{"item":{"_method":"DELETE"}}`},
 	}
 
@@ -153,6 +155,18 @@ func TestE2EMethodOverride(t *testing.T) {
 		}
 	})
 
+	t.Run("a body whose type is ambiguous is refused", func(t *testing.T) {
+		for _, hdr := range []http.Header{
+			{"Content-Type": {"text/plain", form}}, // two: parsers differ on which counts
+			{"Content-Type": {""}},                 // empty: Rack reads a form
+		} {
+			r := alice.raw("POST", px.base+"/mo/ro/acme/item", "", "_method=DELETE", hdr)
+			if r.status != 400 || r.reason() != "method_override" {
+				t.Errorf("%q: %d %s", hdr["Content-Type"], r.status, r.body)
+			}
+		}
+	})
+
 	t.Run("what is not an override is forwarded untouched", func(t *testing.T) {
 		for _, c := range []struct{ ct, body string }{
 			{form, "a=1&b=2"},
@@ -165,6 +179,12 @@ func TestE2EMethodOverride(t *testing.T) {
 			seen := r.seen()
 			if r.status != 200 || seen == nil || seen.Method != "POST" || seen.Body != c.body {
 				t.Errorf("%s %q: %d %s", c.ct, c.body, r.status, r.body)
+			}
+		}
+		// Only POSTs are overridden by frameworks: a GET's query is the portal's business.
+		for _, q := range []string{"?_method=DELETE", "?sort=a;b&payment_method=x&q=100%"} {
+			if r := alice.raw("GET", px.base+"/mo/ro/acme/item"+q, "", "", nil); r.status != 200 {
+				t.Errorf("GET %s: %d %s", q, r.status, r.body)
 			}
 		}
 		// Without a step-up the step-up route still asks for one.
@@ -210,6 +230,10 @@ func TestE2EMethodOverride(t *testing.T) {
 		if seen := r.seen(); r.status != 200 || seen == nil || seen.Body != "_method=DELETE" {
 			t.Errorf("bob's POST with _method=DELETE: %d %s", r.status, r.body)
 		}
+		// A GET asking to be a DELETE stays a GET in every framework: refused, not re-routed.
+		if r := bob.raw("GET", px.base+"/mo/ok/acme/item", "", "", del); r.status != 400 || r.reason() != "method_override" {
+			t.Errorf("a GET with an override: %d %s", r.status, r.body)
+		}
 		// A plain POST is decided as a POST.
 		if r := alice.raw("POST", px.base+"/mo/ok/acme/item", form, "a=1", nil); r.status != 200 {
 			t.Errorf("alice's plain POST: %d %s", r.status, r.body)
@@ -228,6 +252,8 @@ func TestE2EMethodOverride(t *testing.T) {
 			{"two headers disagreeing", http.Header{"X-HTTP-Method-Override": {"DELETE"}, "X-HTTP-Method": {"GET"}}, "a=1", 400, "method_override"},
 			{"not a method", http.Header{"X-HTTP-Method-Override": {"DEL ETE"}}, "a=1", 400, "method_override"},
 			{"a list", http.Header{"X-HTTP-Method-Override": {"DELETE, GET"}}, "a=1", 400, "method_override"},
+			{"a value a framework would not take", nil, "_method=DELETE%20", 400, "method_override"},
+			{"a method no framework overrides to", http.Header{"X-HTTP-Method-Override": {"PROPFIND"}}, "a=1", 400, "method_override"},
 		} {
 			before := b.portal.hits.Load()
 			r := bob.raw("POST", px.base+"/mo/ok/acme/item", form, c.body, c.hdr)

@@ -443,7 +443,7 @@ func foldRune(r rune, php bool) rune {
 
 // FieldValues returns the value of every field related to name, by the rules Extract uses for
 // the identifier (any case, PHP's "."/" " mangling, any bracket or dot segment), in the URL
-// query and, when the body is a form, a multipart form or JSON (application/json or any
+// query and, when the body is a form, any multipart type or JSON (application/json or any
 // "+json" or "/json" type, which some frameworks merge into their parameters), in the body.
 // A body of another media type is not read: no framework takes parameters from it. A JSON
 // value that is not a string is returned as "". detail is non-empty when the query or the
@@ -464,7 +464,8 @@ func FieldValues(name, contentType, rawQuery string, body []byte) (values []stri
 			return nil, detailMediaType
 		}
 		isJSON := media == mediaJSON || strings.HasSuffix(media, "+json") || strings.Contains(media, "/json")
-		if media == mediaForm || media == mediaMultipart || isJSON {
+		multi := strings.HasPrefix(media, "multipart/")
+		if media == mediaForm || multi || isJSON {
 			if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "us-ascii") {
 				return nil, detailCharset
 			}
@@ -473,7 +474,7 @@ func FieldValues(name, contentType, rawQuery string, body []byte) (values []stri
 		switch {
 		case media == mediaForm:
 			d = scanURLEncoded(string(body), func(k, v string) { f.field(spec, SourceForm, k, v) })
-		case media == mediaMultipart:
+		case multi:
 			if b := params["boundary"]; len(b) == 0 || len(b) > 70 {
 				d = detailMediaType
 			} else {

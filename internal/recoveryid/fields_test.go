@@ -26,6 +26,7 @@ func TestFieldValues(t *testing.T) {
 		{name: "bracket", ct: ctForm, body: "_method[]=DELETE", want: []string{"DELETE"}},
 		{name: "nested", ct: ctForm, body: "x[_method]=DELETE", want: []string{"DELETE"}},
 		{name: "multipart", ct: ctMultipart, body: multipart("_method", "PATCH"), want: []string{"PATCH"}},
+		{name: "multipart/mixed", ct: "multipart/mixed; boundary=XyZ", body: multipart("_method", "PUT"), want: []string{"PUT"}},
 		{name: "json", ct: ctJSON, body: `{"a":1,"_method":"DELETE"}`, want: []string{"DELETE"}},
 		{name: "json+suffix", ct: "application/vnd.api+json", body: `{"_method":"DELETE"}`, want: []string{"DELETE"}},
 		{name: "json not string", ct: ctJSON, body: `{"_method":7}`, want: []string{""}},
