@@ -78,6 +78,9 @@ const (
 	DelegationEnded   Type = "delegation.ended"
 )
 
+// Notifications: an event a webhook was never able to receive, given up after its attempts.
+const WebhookFailed Type = "webhook.failed"
+
 // Admin API credentials.
 const (
 	TokenCreated Type = "token.created"

@@ -111,6 +111,18 @@ var defaultRules = []defaultRule{
 			setString(&c.AdminAPI.Operators.Role, "portcullis-operator")
 		}
 	}},
+	{Default{"notifications.webhooks[].events", "[request.*]"}, func(c *Config) {
+		for i := range c.Notifications.Webhooks {
+			if len(c.Notifications.Webhooks[i].Events) == 0 {
+				c.Notifications.Webhooks[i].Events = []string{"request.*"}
+			}
+		}
+	}},
+	{Default{"notifications.webhooks[].max_attempts", "12"}, func(c *Config) {
+		for i := range c.Notifications.Webhooks {
+			setInt(&c.Notifications.Webhooks[i].MaxAttempts, 12)
+		}
+	}},
 	{Default{"routes[].path", `"/"`}, forRoutes(func(r *Route) { setString(&r.Path, "/") })},
 	{Default{"routes[].path_match", `"prefix"`}, forRoutes(func(r *Route) { setString(&r.PathMatch, PathPrefix) })},
 	{Default{"routes[].method_override", `"refuse"`}, forRoutes(func(r *Route) { setString(&r.MethodOverride, MethodOverrideRefuse) })},

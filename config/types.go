@@ -30,6 +30,8 @@ type Config struct {
 	Lifecycle Lifecycle `yaml:"lifecycle"`
 	// AdminAPI is the administration API's listener and who may call it as an operator.
 	AdminAPI AdminAPI `yaml:"admin_api"`
+	// Notifications are the webhooks governance events are sent to.
+	Notifications Notifications `yaml:"notifications"`
 	// Routes is the ordered route table: the first route that matches host, path and method
 	// handles the request.
 	Routes []Route `yaml:"routes"`

@@ -110,6 +110,7 @@ func (v *validator) config(c *Config) {
 	v.orgHosts(c)
 	v.lifecycle(&c.Lifecycle)
 	v.adminAPI(c)
+	v.notifications(c)
 }
 
 func (v *validator) server(s *Server) {

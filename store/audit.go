@@ -149,3 +149,92 @@ func validStreamID(id string) bool {
 	ms, seq, hasSeq := strings.Cut(id, "-")
 	return len(ms) <= 20 && syntax.Digits(ms) && (!hasSeq || len(seq) <= 20 && syntax.Digits(seq))
 }
+
+// Deliveries of the audit stream to one consumer group (package notify's webhooks): each
+// event goes to one consumer of the group, stays pending until acknowledged, and is retried
+// from the pending list, by any consumer, when its consumer did not acknowledge it.
+
+// EnsureGroup creates the consumer group group on the stream (and the stream), starting after
+// the newest event: a new webhook is sent what happens from now on. It is a no-op when the
+// group exists.
+func (a *Audit) EnsureGroup(ctx context.Context, group string) error {
+	err := a.s.rdb.XGroupCreateMkStream(ctx, a.s.keys.audit(), group, "$").Err()
+	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+		return a.s.unavailable("audit group", err)
+	}
+	return nil
+}
+
+// ReadGroup returns up to count events never delivered to group, for consumer, waiting up to
+// block for one when there is none.
+func (a *Audit) ReadGroup(ctx context.Context, group, consumer string, count int, block time.Duration) ([]audit.Event, error) {
+	res, err := a.s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: consumer,
+		Streams: []string{a.s.keys.audit(), ">"}, Count: int64(count), Block: block}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, a.s.unavailable("audit read group", err)
+	}
+	var out []audit.Event
+	for _, st := range res {
+		out = append(out, decodeMessages(st.Messages)...)
+	}
+	return out, nil
+}
+
+// Pending is an event delivered to a group and not acknowledged: how long ago, and how often.
+type Pending struct {
+	ID       string
+	Idle     time.Duration
+	Attempts int64
+}
+
+// Pending lists up to count of group's unacknowledged events idle for at least minIdle,
+// oldest first.
+func (a *Audit) Pending(ctx context.Context, group string, minIdle time.Duration, count int) ([]Pending, error) {
+	ps, err := a.s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: a.s.keys.audit(), Group: group, Idle: minIdle,
+		Start: "-", End: "+", Count: int64(count)}).Result()
+	if err != nil {
+		return nil, a.s.unavailable("audit pending", err)
+	}
+	out := make([]Pending, len(ps))
+	for i, p := range ps {
+		out[i] = Pending{ID: p.ID, Idle: p.Idle, Attempts: p.RetryCount}
+	}
+	return out, nil
+}
+
+// Claim takes the pending events ids (still idle for minIdle) for consumer, counting a new
+// delivery of each, and returns them; an id trimmed from the stream meanwhile comes back
+// with an empty Type.
+func (a *Audit) Claim(ctx context.Context, group, consumer string, minIdle time.Duration, ids ...string) ([]audit.Event, error) {
+	ms, err := a.s.rdb.XClaim(ctx, &redis.XClaimArgs{Stream: a.s.keys.audit(), Group: group, Consumer: consumer,
+		MinIdle: minIdle, Messages: ids}).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, a.s.unavailable("audit claim", err)
+	}
+	return decodeMessages(ms), nil
+}
+
+// Ack acknowledges ids for group: delivered, or given up.
+func (a *Audit) Ack(ctx context.Context, group string, ids ...string) error {
+	if err := a.s.rdb.XAck(ctx, a.s.keys.audit(), group, ids...).Err(); err != nil {
+		return a.s.unavailable("audit ack", err)
+	}
+	return nil
+}
+
+func decodeMessages(ms []redis.XMessage) []audit.Event {
+	out := make([]audit.Event, 0, len(ms))
+	for _, m := range ms {
+		raw, _ := m.Values[auditFieldEvent].(string)
+		var e audit.Event
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			e = audit.Event{Type: audit.Type(fmt.Sprint(m.Values[auditFieldType])), Detail: map[string]string{"decode_error": err.Error()}}
+		}
+		e.ID = m.ID
+		out = append(out, e)
+	}
+	return out
+}

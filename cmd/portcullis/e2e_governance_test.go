@@ -8,12 +8,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,9 +92,67 @@ func (g *govAPI) want(a govAnswer, status int, code string) govAnswer {
 	return a
 }
 
+// hookReceiver is a chat or ticket system's webhook endpoint: it keeps the deliveries whose
+// Standard Webhooks signature verifies under key, and counts the others.
+type hookReceiver struct {
+	*httptest.Server
+	mu     sync.Mutex
+	events map[string]audit.Event // by webhook-id
+	forged int
+}
+
+func newHookReceiver(t *testing.T, key []byte) *hookReceiver {
+	h := &hookReceiver{events: map[string]audit.Event{}}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		id, ts := r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp")
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(id + "." + ts + "." + string(body)))
+		var p struct {
+			Type audit.Type  `json:"type"`
+			Data audit.Event `json:"data"`
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if r.Header.Get("webhook-signature") != "v1,"+base64.StdEncoding.EncodeToString(m.Sum(nil)) || json.Unmarshal(body, &p) != nil {
+			h.forged++
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		h.events[id] = p.Data
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(h.Close)
+	return h
+}
+
+// find returns the delivered event that ok accepts, waiting up to 5s for it.
+func (h *hookReceiver) find(t *testing.T, what string, ok func(audit.Event) bool) audit.Event {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.mu.Lock()
+		for _, e := range h.events {
+			if ok(e) {
+				h.mu.Unlock()
+				return e
+			}
+		}
+		h.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was not delivered to the webhook", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func TestE2EGovernance(t *testing.T) {
 	t.Parallel()
 	adminListen := freePort(t)
+	hookKey := []byte("e2e webhook signing key, 32 bytes or more")
+	hook := newHookReceiver(t, hookKey)
+	hookSecret := filepath.Join(t.TempDir(), "hook-secret")
+	writeFile(t, hookSecret, string(hookKey))
 	b := newAZBedWith(t, azOptions{
 		clients: []devidp.Client{
 			{ID: "ops-console", Secret: "ops-secret", ClientCredentials: true, JWTAccessTokens: true,
@@ -100,12 +164,18 @@ func TestE2EGovernance(t *testing.T) {
 		extra: func(b *azBed, i int) string {
 			// Employees' requests need an administrator of the organisation and an operator;
 			// admin is privileged: held only through an approved, time-boxed request.
-			s := `lifecycle:
+			s := fmt.Sprintf(`lifecycle:
   kinds:
     employee: {approvers: [org_admin, operator], approvals_required: 2}
   privileged_roles:
     admin: {max_elevation: 1h}
-`
+notifications:
+  webhooks:
+    - name: approvals
+      url: %s
+      secret_file: %s
+      events: [request.*, business.*]
+`, hook.URL, hookSecret)
 			if i == 0 {
 				s += fmt.Sprintf(`admin_api:
   listen: %s
@@ -244,6 +314,10 @@ func TestE2EGovernance(t *testing.T) {
 		"reason": "rotate the SSO certificate (CHG-42)"}), 201, "")
 	id := req.body["id"].(string)
 	path := "/api/v1/orgs/acme/requests/" + id
+	// The approvers' chat hears of it, signed, from one of the two processes.
+	hook.find(t, "bob's request", func(e audit.Event) bool {
+		return e.Type == audit.RequestCreated && e.Detail["request"] == id && e.Actor == bobKey
+	})
 	api.want(api.call(bobTok, "POST", path+"/approve", map[string]string{"reason": "mine"}), 403, "self_approval")
 	// alice may not approve, nor even see, another person's request.
 	api.want(api.call(alice, "POST", path+"/approve", map[string]string{"reason": "looks fine"}), 404, "not_found")
@@ -430,6 +504,16 @@ func TestE2EGovernance(t *testing.T) {
 		}
 		// erin's authority ended with the organisation.
 		api.want(api.call(erin, "GET", "/api/v1/orgs/acme/members", nil), 403, "not_permitted")
+
+		// The webhook heard of the contract's end too; nothing it received was forged.
+		hook.find(t, "the contract end", func(e audit.Event) bool {
+			return e.Type == audit.BusinessContractEnded && e.Org == "acme" && e.Operation == real.body["operation"]
+		})
+		hook.mu.Lock()
+		if hook.forged != 0 {
+			t.Errorf("%d deliveries failed verification", hook.forged)
+		}
+		hook.mu.Unlock()
 
 		// The trail: one parent per event, each child carrying its operation.
 		evs, _, err := b.aud.Tail(context.Background(), "0", 10000, 0)

@@ -70,7 +70,7 @@ func reloadLoop(ctx context.Context, path string, running *config.Config, srv *p
 
 // restartKeys names the settings that differ between a and b but are read once at start: the
 // listeners and TLS (bound sockets), and what the serve command wires once (Redis, the OIDC
-// client, sessions, caches, the audit stream, the assertion key). Routes, identity headers,
+// client, sessions, caches, the audit stream, the assertion key, the webhooks). Routes, identity headers,
 // pages and the log level apply at reload.
 func restartKeys(a, b *config.Config) []string {
 	var keys []string
@@ -89,6 +89,7 @@ func restartKeys(a, b *config.Config) []string {
 		{"audit", a.Audit, b.Audit},
 		{"identity.assertion_key_file", a.Identity.AssertionKeyFile, b.Identity.AssertionKeyFile},
 		{"admin_api", a.AdminAPI, b.AdminAPI},
+		{"notifications", a.Notifications, b.Notifications},
 	} {
 		if !reflect.DeepEqual(c.x, c.y) {
 			keys = append(keys, c.key)

@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
 	"github.com/portcullis-proxy/portcullis/internal/page"
+	"github.com/portcullis-proxy/portcullis/notify"
 	"github.com/portcullis-proxy/portcullis/proxy"
 	"github.com/portcullis-proxy/portcullis/session"
 	"github.com/portcullis-proxy/portcullis/store"
@@ -121,6 +122,18 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		return closeAll, err
 	}
 	opts.Signer = signer
+
+	if hooks := cfg.Notifications.Webhooks; len(hooks) > 0 {
+		// Every process delivers; the audit stream's consumer groups give each event to one.
+		d, err := notify.New(hooks, aud, notify.Options{Logger: log.With(slog.String("component", "webhooks"))})
+		if err != nil {
+			return closeAll, err
+		}
+		if err := d.Start(ctx); err != nil {
+			return closeAll, err
+		}
+		closers = append(closers, d.Close)
+	}
 
 	orgs := store.NewOrgs(st, aud)
 	if cfg.AdminAPI.Enabled() {
