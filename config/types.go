@@ -184,6 +184,11 @@ type Server struct {
 	MetricsListen string `yaml:"metrics_listen"`
 	// TrustedProxies lists the CIDRs whose X-Forwarded-For is believed. Default: none.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ClientIPHeader, when set, is a header the portal receives with the client's address
+	// (the peer, or the first untrusted hop of X-Forwarded-For from trusted_proxies), such as
+	// "X-Real-IP" or "True-Client-IP". Whatever the client sent in it, and in every other
+	// client-address header, is removed either way. Default: none (X-Forwarded-For only).
+	ClientIPHeader string `yaml:"client_ip_header"`
 	// ReadHeaderTimeout bounds reading request headers. Default 10s.
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
 	// ReadTimeout bounds reading a whole request including body. Default 60s.

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // validator checks a decoded, defaulted Config and fills its parsed values. It reads nothing
@@ -139,6 +141,14 @@ func (v *validator) server(s *Server) {
 		v.errorf("server.max_header_bytes", "must be from 4096 to 1048576, got %s", v.showInt("server.max_header_bytes", s.MaxHeaderBytes))
 	}
 	v.oneOf("server.path_params", s.PathParams, "reject", "strip")
+	if h := s.ClientIPHeader; h != "" {
+		switch up := strings.ToUpper(h); {
+		case !syntax.Token(h):
+			v.errorf("server.client_ip_header", "must be a header name such as \"X-Real-IP\"")
+		case strings.HasPrefix(up, "X-FORWARDED-") || up == "FORWARDED" || strings.HasPrefix(up, "X-PORTCULLIS-"):
+			v.errorf("server.client_ip_header", "%s is set by Portcullis already; name another header", h)
+		}
+	}
 	if s.BodyInspectionLimit < 1024 || s.BodyInspectionLimit > 64<<20 {
 		v.errorf("server.body_inspection_limit", "must be from 1024 to 67108864 bytes, got %s", v.showInt("server.body_inspection_limit", s.BodyInspectionLimit))
 	}

@@ -126,6 +126,9 @@ func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, id
 			out.Header["X-Forwarded-Host"] = fwd[1:2:2]
 			out.Header["X-Forwarded-Proto"] = fwd[2:3:3]
 			out.Header["X-Request-Id"] = fwd[3:4:4]
+			if fi.st.clientIPHeader != "" && fi.client.IsValid() {
+				out.Header[fi.st.clientIPHeader] = []string{fi.client.String()}
+			}
 			for _, k := range delHeaders {
 				out.Header.Del(k)
 			}

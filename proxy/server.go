@@ -143,6 +143,8 @@ type state struct {
 	lifecycle *authz.Policy
 	// identityCGI are the CGI names of every identity header; client values are stripped.
 	identityCGI []string
+	// clientIPHeader is server.client_ip_header, canonical ("" for none).
+	clientIPHeader string
 }
 
 // New builds a Server for the settings of a loaded configuration.
@@ -196,6 +198,10 @@ func (s *Server) build(set Settings) (*state, error) {
 		return nil, err
 	}
 	st.overrides = compileOverrides(set.Routes)
+	if h := set.Server.ClientIPHeader; h != "" {
+		st.clientIPHeader = http.CanonicalHeaderKey(h)
+		st.identityCGI = append(st.identityCGI, cgiName(h))
+	}
 	pools := map[transportKey]*http.Transport{}
 	for _, r := range set.Routes {
 		k := transportKey{

@@ -314,6 +314,29 @@ func TestNonPublicRouteFailsClosedWithoutGate(t *testing.T) {
 	}
 }
 
+// TestClientIPHeader: server.client_ip_header carries the real peer's address, whatever the
+// client sent in it, in any spelling.
+func TestClientIPHeader(t *testing.T) {
+	up := newEcho(t)
+	cfg := loadConfig(t, baseConfig(up.URL, ""))
+	cfg.Server.ClientIPHeader = "true-client-ip"
+	tp := newTestProxy(t, cfg, Options{})
+	req := "GET /app/echo HTTP/1.1\r\nHost: portal.example.test\r\nConnection: close\r\n" +
+		"True-Client-IP: 6.6.6.6\r\nTrue_Client_Ip: 6.6.6.6\r\nTRUE-CLIENT-IP: 6.6.6.6\r\n\r\n"
+	if resp := raw(t, tp.http.Listener.Addr().String(), req); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	got := up.last(t)
+	if v := got.Header.Values("True-Client-Ip"); len(v) != 1 || v[0] != "127.0.0.1" {
+		t.Errorf("True-Client-IP = %q, want the peer", v)
+	}
+	for name, vals := range got.Header {
+		if strings.Contains(strings.Join(vals, ","), "6.6.6.6") {
+			t.Errorf("%s: %v reached the portal", name, vals)
+		}
+	}
+}
+
 // TestHeaderHygiene covers HDR-01, HDR-02, HDR-04 and AUTHN-02 for the headers this layer
 // owns: no client value of a managed header, in any spelling, reaches the portal.
 func TestHeaderHygiene(t *testing.T) {
@@ -330,6 +353,11 @@ func TestHeaderHygiene(t *testing.T) {
 		"X-Portcullis-User: alice", "x_portcullis_user: alice", "X.Portcullis.Org: acme", "X~Portcullis~Roles: admin",
 		"X-Forwarded-User: alice", "X-Auth-Request-User: alice", "Remote-User: alice", "X-Remote-User: alice",
 		"X-WEBAUTH-USER: alice",
+		// The client-address family (issue 19): every spelling a portal or CDN reads.
+		"True-Client-IP: 6.6.6.6", "True_Client_IP: 6.6.6.6", "CF-Connecting-IP: 6.6.6.6", "Fastly-Client-IP: 6.6.6.6",
+		"X-Cluster-Client-IP: 6.6.6.6", "X-Originating-IP: 6.6.6.6", "X-Remote-IP: 6.6.6.6", "X-Remote-Addr: 6.6.6.6",
+		"X-Client-IP: 6.6.6.6", "Client-IP: 6.6.6.6", "X-Forwarded: for=6.6.6.6", "WL-Proxy-Client-IP: 6.6.6.6",
+		"X-ProxyUser-Ip: 6.6.6.6", "Akamai-Client-IP: 6.6.6.6", "X-Azure-ClientIP: 6.6.6.6",
 	}
 	// The second variant lists the proxy's own headers in Connection (HDR-04): hop-by-hop
 	// removal must not delete what the proxy sets.
