@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"os/signal"
 	"reflect"
+	"slices"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/portcullis-proxy/portcullis/admin"
 	"github.com/portcullis-proxy/portcullis/authz"
@@ -38,7 +42,21 @@ func reloadLoop(ctx context.Context, path string, running *config.Config, srv *p
 			}
 			trigger = "file_change"
 		}
-		cfg, warnings, err := config.Load(path)
+		var cfg *config.Config
+		var warnings config.Errors
+		if trigger == "file_change" {
+			// A file written in place (cat >, a slow copy, an editor saving in chunks) can
+			// be caught half-written, and the first half of a route table is valid YAML that
+			// grants more than the whole. Apply only what reads the same twice, settle apart.
+			data, ok := settledRead(ctx, path, reloadSettle)
+			if !ok {
+				log.Warn("configuration file still changing; waiting for the next change before reloading", slog.String("file", path))
+				continue
+			}
+			cfg, warnings, err = config.Parse(path, data)
+		} else {
+			cfg, warnings, err = config.Load(path)
+		}
 		if err != nil {
 			srv.ReloadFailed()
 			attrs := []any{slog.String("trigger", trigger), slog.String("file", path)}
@@ -50,6 +68,9 @@ func reloadLoop(ctx context.Context, path string, running *config.Config, srv *p
 		}
 		for _, w := range warnings {
 			log.Warn("configuration warning", slog.String("warning", w.Error()))
+		}
+		for _, w := range weakenedRoutes(running.Routes, cfg.Routes) {
+			log.Warn("configuration reload weakens a route", slog.String("route", w.route), slog.Any("changes", w.why))
 		}
 		if err := srv.Reload(proxy.SettingsOf(cfg)); err != nil {
 			log.Error("configuration rejected; still serving the previous one", slog.String("trigger", trigger), slog.Any("error", err))
@@ -67,6 +88,135 @@ func reloadLoop(ctx context.Context, path string, running *config.Config, srv *p
 		applyBrand(cfg)
 	}
 }
+
+// reloadSettle is how long a changed file must read the same before it is applied.
+const reloadSettle = time.Second
+
+// settledRead reads path until two reads reloadSettle apart find the same content, size and
+// modification time, for at most about 20 tries; false when it never settled or cannot be
+// read (Load reports why, at the next change).
+func settledRead(ctx context.Context, path string, settle time.Duration) ([]byte, bool) {
+	read := func() ([]byte, os.FileInfo, error) {
+		st, err := os.Stat(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		b, err := os.ReadFile(path)
+		return b, st, err
+	}
+	prev, prevSt, err := read()
+	for range 20 {
+		if err != nil {
+			return nil, false
+		}
+		t := time.NewTimer(settle)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, false
+		case <-t.C:
+		}
+		cur, st, rerr := read()
+		if rerr == nil && bytes.Equal(prev, cur) && st.Size() == prevSt.Size() && st.ModTime().Equal(prevSt.ModTime()) {
+			return cur, true
+		}
+		prev, prevSt, err = cur, st, rerr
+	}
+	return nil, false
+}
+
+// weakening is a route a reload makes admit more, and how.
+type weakening struct {
+	route string
+	why   []string
+}
+
+// weakenedRoutes compares two route tables by route name and lists every route the new one
+// admits more to: gone (a broader route may now match its requests), public, no longer
+// org-scoped or requiring anything, more roles, purposes or kinds accepted (any one suffices),
+// no verified domain required, no step-up or a laxer one, method overrides allowed, the
+// recovery guard gone.
+func weakenedRoutes(old, cur []config.Route) []weakening {
+	byName := map[string]*config.Route{}
+	for i := range cur {
+		byName[cur[i].Name] = &cur[i]
+	}
+	var out []weakening
+	for i := range old {
+		o := &old[i]
+		n, ok := byName[o.Name]
+		var why []string
+		add := func(s string) { why = append(why, s) }
+		switch {
+		case !ok:
+			add("removed: its requests may now match a broader route")
+		default:
+			if n.Public && !o.Public {
+				add("now public")
+			}
+			if (o.Org != nil || o.Require != nil) && n.Org == nil && n.Require == nil {
+				add("no longer org-scoped")
+			}
+			if o.Require != nil {
+				nr := n.Require
+				if nr == nil {
+					nr = &config.Require{}
+				}
+				if grows(o.Require.Roles, nr.Roles) {
+					add("roles required: " + strings.Join(o.Require.Roles, ",") + " → " + strings.Join(nr.Roles, ","))
+				}
+				if grows(o.Require.Purposes, nr.Purposes) {
+					add("purposes required: " + strings.Join(o.Require.Purposes, ",") + " → " + strings.Join(nr.Purposes, ","))
+				}
+				if grows(o.Require.Kinds, nr.Kinds) {
+					add("kinds admitted: " + strings.Join(o.Require.Kinds, ",") + " → " + strings.Join(nr.Kinds, ","))
+				}
+				if on(o.Require.VerifiedEmailDomain) && !on(nr.VerifiedEmailDomain) {
+					add("verified email domain no longer required")
+				}
+			}
+			switch {
+			case o.StepUp != nil && n.StepUp == nil:
+				add("step-up removed")
+			case o.StepUp != nil && n.StepUp.MaxAge > o.StepUp.MaxAge:
+				add("step-up max_age longer")
+			}
+			if n.MethodOverride == config.MethodOverrideAllow && o.MethodOverride != config.MethodOverrideAllow {
+				add("method overrides allowed")
+			}
+			if o.RecoveryGuard != nil && n.RecoveryGuard == nil {
+				add("recovery guard removed")
+			}
+			if len(o.Methods) > 0 && (len(n.Methods) == 0 || grows(o.Methods, n.Methods)) {
+				add("more methods accepted")
+			}
+		}
+		if len(why) > 0 {
+			out = append(out, weakening{o.Name, why})
+		}
+	}
+	return out
+}
+
+// grows reports whether an any-of list admits more after the change: a value added, or the
+// list emptied (empty requires nothing).
+func grows(before, after []string) bool {
+	if len(before) == 0 {
+		return false // nothing was required
+	}
+	if len(after) == 0 {
+		return true
+	}
+	for _, a := range after {
+		if !slices.Contains(before, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// on reads a default-true boolean.
+func on(b *bool) bool { return b == nil || *b }
 
 // restartKeys names the settings that differ between a and b but are read once at start: the
 // listeners and TLS (bound sockets), and what the serve command wires once (Redis, the OIDC

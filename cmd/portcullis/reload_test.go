@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portcullis-proxy/portcullis/config"
 )
@@ -68,4 +69,49 @@ routes:
     path: /admin
     upstream: %[1]s
 `, upstream)
+}
+
+func TestWeakenedRoutes(t *testing.T) {
+	f := false
+	base := func() []config.Route {
+		return []config.Route{
+			{Name: "billing", Path: "/billing", Methods: []string{"GET"}, Org: &config.OrgSource{From: "path"},
+				Require: &config.Require{Roles: []string{"admin"}, Kinds: []string{"employee"}}, StepUp: &config.StepUp{MaxAge: config.Duration(time.Minute)}},
+			{Name: "reset", Path: "/reset", Public: true, RecoveryGuard: &config.RecoveryGuard{}},
+			{Name: "app", Path: "/"},
+		}
+	}
+	if w := weakenedRoutes(base(), base()); len(w) != 0 {
+		t.Errorf("the same table: %v", w)
+	}
+	// Stricter is not weaker.
+	stricter := base()
+	stricter[2].Require = &config.Require{Roles: []string{"user"}}
+	stricter[0].Require.Roles = nil
+	stricter[0].Require.Roles = []string{"admin"}
+	if w := weakenedRoutes(base(), stricter); len(w) != 0 {
+		t.Errorf("a stricter table: %v", w)
+	}
+	weaker := base()
+	weaker[0].Require = &config.Require{Roles: []string{"admin", "viewer"}, VerifiedEmailDomain: &f}
+	weaker[0].StepUp = nil
+	weaker[0].Methods = nil
+	weaker[0].MethodOverride = config.MethodOverrideAllow
+	weaker[1].RecoveryGuard = nil
+	weaker = weaker[:2] // app removed
+	got := weakenedRoutes(base(), weaker)
+	want := []weakening{
+		{"billing", []string{"roles required: admin → admin,viewer", "kinds admitted: employee → ", "verified email domain no longer required",
+			"step-up removed", "method overrides allowed", "more methods accepted"}},
+		{"reset", []string{"recovery guard removed"}},
+		{"app", []string{"removed: its requests may now match a broader route"}},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("weakened\n%v\nwant\n%v", got, want)
+	}
+	public := base()
+	public[0].Public, public[0].Org, public[0].Require = true, nil, nil
+	if got := weakenedRoutes(base(), public); len(got) != 1 || !slices.Contains(got[0].why, "now public") || !slices.Contains(got[0].why, "no longer org-scoped") {
+		t.Errorf("made public: %v", got)
+	}
 }
