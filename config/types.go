@@ -355,6 +355,11 @@ type Route struct {
 	Public bool `yaml:"public"`
 	// PreserveHost forwards the client's Host header instead of the upstream's host.
 	PreserveHost bool `yaml:"preserve_host"`
+	// WebSocket lets requests upgrade to WebSocket on this route, after its authorisation; on
+	// an org-scoped route the tunnel is closed as soon as the membership stops granting.
+	// Default false: an Upgrade is refused (h2c upgrades are never forwarded: the header is
+	// removed).
+	WebSocket bool `yaml:"websocket"`
 	// Timeouts are the bounds on the upstream exchange.
 	Timeouts UpstreamTimeouts `yaml:"timeouts"`
 	// UpstreamTLS configures TLS to an https upstream.

@@ -112,6 +112,10 @@ func (ex *exchange) serve() error {
 	ex.route, ex.pol = &st.set.Routes[idx], &st.policies[idx]
 	ex.routeLabel = ex.route.Name
 	ex.allowOverride = st.overrides[idx].allow
+	websocket, err := ex.upgrade()
+	if err != nil {
+		return err
+	}
 
 	switch {
 	case !ex.route.Public:
@@ -123,6 +127,11 @@ func (ex *exchange) serve() error {
 		return err
 	}
 	ex.r = ex.r.WithContext(context.WithValue(ex.r.Context(), exchangeKey{}, ex))
+	if websocket && ex.admitted {
+		r, cancel := ex.guardTunnel()
+		defer cancel()
+		ex.r = r
+	}
 	st.upstreams[idx].proxy.ServeHTTP(ex.w, ex.r)
 	return nil
 }

@@ -513,7 +513,11 @@ func TestWebSocketThroughProxy(t *testing.T) {
 		}
 	}))
 	defer ws.Close()
-	tp := newTestProxy(t, loadConfig(t, baseConfig(ws.URL, "")), Options{})
+	cfg := loadConfig(t, baseConfig(ws.URL, ""))
+	for i := range cfg.Routes {
+		cfg.Routes[i].WebSocket = true
+	}
+	tp := newTestProxy(t, cfg, Options{})
 	url := "ws" + strings.TrimPrefix(tp.http.URL, "http") + "/app/./socket"
 	c, resp, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {

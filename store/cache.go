@@ -59,6 +59,11 @@ type Cache struct {
 	cancel      context.CancelFunc
 	closeOnce   sync.Once
 	watch       *channelWatch
+
+	// watchers are told of changes to one membership (Watch): long-lived connections that
+	// were authorised once, such as WebSocket tunnels, re-decide on them.
+	wmu      sync.Mutex
+	watchers map[cacheKey]map[*chan struct{}]struct{}
 }
 
 type cacheKey struct{ org, user string }
@@ -92,7 +97,12 @@ func NewCache(s *Store, ttl time.Duration, log *slog.Logger) *Cache {
 		lost:      "cache: invalidation subscription lost; dropping all entries until it is back",
 		active:    "cache: invalidation subscription active",
 		onMessage: c.invalidate,
-		onLive:    c.c.SetLive,
+		onLive: func(live bool) {
+			c.c.SetLive(live)
+			if !live {
+				c.notify(nil) // changes may be missed now: every watcher re-decides
+			}
+		},
 	}
 	c.watch.start(ctx)
 	return c
@@ -180,12 +190,60 @@ func (c *Cache) invalidate(msg string) {
 		// Something we cannot read may concern anything: be safe, it costs one refill.
 		c.log.Warn("cache: unreadable invalidation, dropping all entries", "message", msg)
 		c.drop(nil)
+		c.notify(nil)
 	case kind == 'm':
 		c.c.Forget(cacheKey{org, user})
+		c.notify(func(k cacheKey) bool { return k.org == org && k.user == user })
 	case kind == 'o':
 		c.drop(func(k cacheKey) bool { return k.org == org })
+		c.notify(func(k cacheKey) bool { return k.org == org })
 	case kind == 'u':
 		c.drop(func(k cacheKey) bool { return k.user == user })
+		c.notify(func(k cacheKey) bool { return k.user == user })
+	}
+}
+
+// Watch returns a channel that receives a value whenever an invalidation may concern user's
+// membership of org (the membership, the organisation, the person, or anything while the
+// subscription is lost), and a function that ends the watch. The holder re-decides on each
+// value: it is a hint that something changed, not what. A value not yet taken is not
+// repeated.
+func (c *Cache) Watch(org, user string) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	k := cacheKey{org, user}
+	c.wmu.Lock()
+	if c.watchers == nil {
+		c.watchers = map[cacheKey]map[*chan struct{}]struct{}{}
+	}
+	if c.watchers[k] == nil {
+		c.watchers[k] = map[*chan struct{}]struct{}{}
+	}
+	c.watchers[k][&ch] = struct{}{}
+	c.wmu.Unlock()
+	return ch, func() {
+		c.wmu.Lock()
+		delete(c.watchers[k], &ch)
+		if len(c.watchers[k]) == 0 {
+			delete(c.watchers, k)
+		}
+		c.wmu.Unlock()
+	}
+}
+
+// notify tells the watchers match selects (nil: all).
+func (c *Cache) notify(match func(cacheKey) bool) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for k, chs := range c.watchers {
+		if match != nil && !match(k) {
+			continue
+		}
+		for ch := range chs {
+			select {
+			case *ch <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 

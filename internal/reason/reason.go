@@ -79,6 +79,9 @@ const (
 	// decided differently, and the route does not allow it, or the override is ambiguous,
 	// not a method, or cannot be read the one way every framework would.
 	MethodOverride Code = "method_override"
+	// UpgradeRefused: the request asks to switch protocols (Upgrade) where the route does not
+	// allow it: WebSocket only on routes with websocket: true, nothing else ever.
+	UpgradeRefused Code = "upgrade_refused"
 
 	// The path rules exist because the proxy must never have a split view of a path: the path
 	// it matches against the route table must be exactly the path the upstream acts on. Every
@@ -296,6 +299,7 @@ var specs = []Spec{
 	{Code: BadRequest, Area: AreaRequest, Status: http.StatusBadRequest, Message: "The request could not be understood."},
 	{Code: URITooLong, Area: AreaRequest, Status: http.StatusRequestURITooLong, Message: "The address is too long."},
 	{Code: DuplicateAuthorization, Area: AreaRequest, Status: http.StatusBadRequest, Message: "The request carries more than one Authorization header."},
+	{Code: UpgradeRefused, Area: AreaRequest, Status: http.StatusBadRequest, Message: "This address does not accept a switch to another protocol."},
 	{Code: MethodOverride, Area: AreaRequest, Status: http.StatusBadRequest, Message: "This request asks to be treated as another kind of request, which this address does not allow."},
 	{Code: PathInvalid, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
 	{Code: PathFragment, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},

@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+)
+
+// Protocol upgrades (issue 19). An Upgrade reaching a portal can switch the connection to
+// something no route decided on: an h2c upgrade turns it into HTTP/2 streams the proxy never
+// sees (request smuggling past every route), a WebSocket keeps a tunnel open long after the
+// access that opened it ended. So: an h2c upgrade is never forwarded (the header is removed and
+// the request goes on as HTTP/1.1), a WebSocket only on routes with websocket: true and only
+// after their authorisation, and nothing else at all.
+
+// upgrade applies those rules to the request's Upgrade headers; it reports whether the request
+// is a WebSocket upgrade the route takes.
+func (ex *exchange) upgrade() (websocket bool, err error) {
+	h := ex.r.Header
+	vals := h.Values("Upgrade")
+	if len(vals) == 0 {
+		return false, nil
+	}
+	var protos []string
+	for _, v := range vals {
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.ToLower(strings.TrimSpace(p)); p != "" {
+				protos = append(protos, p)
+			}
+		}
+	}
+	onlyH2C := len(protos) > 0
+	for _, p := range protos {
+		onlyH2C = onlyH2C && p == "h2c"
+	}
+	switch {
+	case onlyH2C || len(protos) == 0:
+		// Go's server does not speak h2c here; the request is served as the HTTP/1.1 it is.
+		h.Del("Upgrade")
+		h.Del("Http2-Settings")
+		return false, nil
+	case len(protos) == 1 && protos[0] == "websocket" && ex.route.WebSocket:
+		return true, nil
+	}
+	ex.s.log.LogAttrs(ex.r.Context(), slog.LevelInfo, "upgrade refused", slog.String("route", ex.routeLabel),
+		slog.String("request_id", ex.requestID), slog.String("upgrade", strings.Join(protos, ",")))
+	return false, reject(reason.UpgradeRefused)
+}
+
+// MembershipWatcher tells of changes that may concern one membership (store.Cache): a
+// WebSocket tunnel on an org-scoped route re-decides on each, and closes when the decision
+// no longer allows it.
+type MembershipWatcher interface {
+	Watch(org, user string) (<-chan struct{}, func())
+}
+
+// recheckEvery bounds how long a tunnel outlives an end nobody announces (a membership's end
+// or review date, a purpose grant's end, the cache being off).
+const recheckEvery = 30 * time.Second
+
+// guardTunnel returns the context the upgraded request is forwarded with: it is cancelled,
+// which closes the tunnel (ReverseProxy closes the backend connection, then the client's),
+// when the membership the request was admitted on stops granting it.
+func (ex *exchange) guardTunnel() (*http.Request, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ex.r.Context())
+	r := ex.r.WithContext(ctx)
+	if !ex.pol.orgScoped || ex.s.opts.Members == nil {
+		return r, cancel
+	}
+	var changed <-chan struct{}
+	stop := func() {}
+	if w, ok := ex.s.opts.Members.(MembershipWatcher); ok {
+		changed, stop = w.Watch(ex.id.org, ex.sess.UserKey)
+	}
+	org, user, email, verified := ex.id.org, ex.sess.UserKey, ex.sess.Email, ex.sess.EmailVerified
+	go func() {
+		defer stop()
+		t := time.NewTicker(recheckEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			case <-t.C:
+			}
+			o, m, err := ex.s.opts.Members.Lookup(context.WithoutCancel(ctx), org, user)
+			var d authz.Decision
+			if err == nil {
+				d = authz.Decide(authz.Input{User: user, Email: email, EmailVerified: verified, OrgID: org, Org: o, Membership: m,
+					Require: ex.pol.require, Policy: ex.st.lifecycle}, ex.s.now())
+			}
+			if err != nil || !d.Allow {
+				code := d.Reason
+				if err != nil {
+					code = reason.StoreUnavailable
+				}
+				ex.s.log.LogAttrs(ctx, slog.LevelInfo, "websocket closed: access ended", slog.String("route", ex.routeLabel),
+					slog.String("org", org), slog.String("user", user), slog.String("reason", string(code)), slog.String("request_id", ex.requestID))
+				cancel()
+				return
+			}
+		}
+	}()
+	return r, cancel
+}
