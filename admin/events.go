@@ -15,24 +15,10 @@ import (
 // role changed, offboarded, domain lapsed. Each is one change with a dry run that lists
 // exactly what the real run changes.
 
-// eventInput is a business event as the API takes it. Which fields an event needs: see the
-// README ("Business events").
+// eventInput is a business event as the API takes it: the event's fields (which an event
+// needs: the README, "Business events"), whether it is a dry run, and why.
 type eventInput struct {
-	Event string `json:"event"`
-	// Org is the organisation concerned (every event but offboarded).
-	Org string `json:"org,omitempty"`
-	// User is the person concerned (role_changed, offboarded), issuer|subject.
-	User string `json:"user,omitempty"`
-	// Until is the contract's new end (contract_renewed).
-	Until time.Time `json:"until,omitzero"`
-	// Into is the surviving organisation (merged_into).
-	Into string `json:"into,omitempty"`
-	// Roles are the new standing roles (role_changed).
-	Roles []string `json:"roles,omitempty"`
-	// Domain is the domain that lapsed (domain_lapsed).
-	Domain string `json:"domain,omitempty"`
-	// Emails are further addresses whose invitations an offboarding withdraws.
-	Emails []string `json:"emails,omitempty"`
+	store.BusinessEvent
 	// DryRun lists what the event would change and changes nothing.
 	DryRun bool   `json:"dry_run,omitempty"`
 	Reason string `json:"reason"`
@@ -85,8 +71,8 @@ func (c *call) applyEvent() (any, error) {
 		// racing the event cannot slip a kind past that the administrator may not grant.
 		pol.grantable = func(kind string) error { _, err := c.mayGrant(in.Org, kind); return err }
 	}
-	ev := store.BusinessEvent{Event: in.Event, Org: in.Org, User: in.User, Until: in.Until, Into: in.Into,
-		Roles: in.Roles, Domain: in.Domain, Emails: in.Emails, RequestTTL: c.policy.RequestTTL(), Policy: pol}
+	ev := in.BusinessEvent
+	ev.RequestTTL, ev.Policy = c.policy.RequestTTL(), pol
 	out, err := c.changes().Apply(c.ctx, ev, c.p.Name, in.Reason, in.DryRun)
 	if err != nil {
 		return nil, err

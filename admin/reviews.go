@@ -96,15 +96,7 @@ func (c *call) getReview() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	o, err := c.s.st.Org(c.ctx, org)
-	if err != nil {
-		return nil, err
-	}
-	ms, err := c.s.st.Memberships(c.ctx, org)
-	if err != nil {
-		return nil, err
-	}
-	used, err := c.s.st.LastUsed(c.ctx, org)
+	o, ms, used, err := c.orgRecords(org)
 	if err != nil {
 		return nil, err
 	}
@@ -213,15 +205,7 @@ func (c *call) orgAccess() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	o, err := c.s.st.Org(c.ctx, org)
-	if err != nil {
-		return nil, err
-	}
-	ms, err := c.s.st.Memberships(c.ctx, org)
-	if err != nil {
-		return nil, err
-	}
-	used, err := c.s.st.LastUsed(c.ctx, org)
+	o, ms, used, err := c.orgRecords(org)
 	if err != nil {
 		return nil, err
 	}
@@ -267,6 +251,24 @@ func (c *call) personAccess() (any, error) {
 		out.Items = append(out.Items, c.line(m, o, used[user], now))
 	}
 	return out, nil
+}
+
+// orgRecords reads what a report of org shows: the organisation, its memberships, and when
+// each was last used.
+func (c *call) orgRecords(org string) (*store.Org, []store.Membership, map[string]time.Time, error) {
+	o, err := c.s.st.Org(c.ctx, org)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ms, err := c.s.st.Memberships(c.ctx, org)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	used, err := c.s.st.LastUsed(c.ctx, org)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return o, ms, used, nil
 }
 
 // effective is what a membership does at now, in words a report can filter on.

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"fmt"
 	"slices"
 	"strings"
@@ -44,11 +42,7 @@ func (d *Delegation) Live(now time.Time) bool {
 	return d.Ended.IsZero() && now.Before(d.ExpiresAt) && (d.ReviewBy.IsZero() || now.Before(d.ReviewBy))
 }
 
-func newDelegationID() string {
-	var b [10]byte
-	_, _ = rand.Read(b[:])
-	return "del_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
+func newDelegationID() string { return newID("del_") }
 
 // Delegate adds delegation d (To, ExpiresAt, ReviewBy) to org, returning it with its id.
 // Refused (ErrInvalid): to itself, to an organisation that does not exist or is not active,

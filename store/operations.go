@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -243,11 +241,7 @@ func BusinessEvents() []string {
 	return []string{EventContractRenewed, EventContractEnded, EventMergedInto, EventRoleChanged, EventOffboarded, EventDomainLapsed}
 }
 
-func newOperationID() string {
-	var b [10]byte
-	_, _ = rand.Read(b[:])
-	return "op_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
+func newOperationID() string { return newID("op_") }
 
 // plan is one run of a business event: what it read (under WATCH in a real run) and what it
 // will write.

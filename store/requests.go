@@ -85,10 +85,13 @@ func (r *Request) Pending(now time.Time) bool {
 }
 
 // newRequestID returns a random request id: "req_" and 16 base32 characters (80 bits).
-func newRequestID() string {
+func newRequestID() string { return newID("req_") }
+
+// newID is a record id: prefix and 80 random bits in lower-case base32 (16 characters).
+func newID(prefix string) string {
 	var b [10]byte
 	_, _ = rand.Read(b[:])
-	return "req_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+	return prefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
 // validRequestID accepts what newRequestID makes.

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,11 +76,7 @@ func (r *Review) Undecided() int {
 	return n
 }
 
-func newReviewID() string {
-	var b [10]byte
-	_, _ = rand.Read(b[:])
-	return "rev_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
+func newReviewID() string { return newID("rev_") }
 
 func validReviewID(id string) bool {
 	rest, ok := strings.CutPrefix(id, "rev_")

@@ -12,8 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/portcullis-proxy/portcullis/config"
 )
 
 // Default timeouts when the configuration leaves them zero. They are short because Portcullis
