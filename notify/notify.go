@@ -6,8 +6,9 @@
 // Portcullis process can deliver, each event is delivered by one of them, and an event stays
 // pending until its receiver answers 2xx: a process that dies or a receiver that is down only
 // delays it. Undelivered events are retried with exponential backoff (5s, 10s, … up to an
-// hour) by whichever process finds them due, until max_attempts, and then recorded as given
-// up (webhook.failed) rather than dropped silently.
+// hour, after the attempt's own timeout) by whichever process finds them due, until
+// max_attempts, and then recorded as given up (webhook.failed) rather than dropped silently.
+// Delivery is at least once: receivers deduplicate on webhook-id.
 //
 // Deliveries are signed as the Standard Webhooks specification says
 // (https://www.standardwebhooks.com): headers webhook-id (the event's stream id, stable across
@@ -61,6 +62,10 @@ type Options struct {
 	Backoff time.Duration
 	// Block is how long one read waits for new events. Default 5s.
 	Block time.Duration
+	// Timeout bounds one delivery. Default 10s. A pending event is retried only once it has
+	// been idle for its backoff plus this, so an attempt still in flight (on this process or
+	// another) is never doubled.
+	Timeout time.Duration
 	// Now is the clock of the signatures; nil means time.Now.
 	Now func() time.Time
 }
@@ -93,6 +98,9 @@ func New(hooks []config.Webhook, stream Stream, o Options) (*Dispatcher, error) 
 	if o.Block <= 0 {
 		o.Block = 5 * time.Second
 	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -114,7 +122,7 @@ func New(hooks []config.Webhook, stream Stream, o Options) (*Dispatcher, error) 
 			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		}
 		d.hooks = append(d.hooks, &hook{cfg: w, key: w.SigningKey(), group: "webhook:" + w.Name, client: &http.Client{
-			Transport: tr, Timeout: 10 * time.Second,
+			Transport: tr, Timeout: o.Timeout,
 			// A receiver answers; it does not send the event elsewhere.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}})
@@ -171,7 +179,7 @@ func (d *Dispatcher) run(ctx context.Context, h *hook) {
 // retryDue claims and delivers again the pending events whose backoff has passed, and gives
 // up those that used their attempts.
 func (d *Dispatcher) retryDue(ctx context.Context, h *hook, log *slog.Logger) error {
-	ps, err := d.stream.Pending(ctx, h.group, d.o.Backoff, 50)
+	ps, err := d.stream.Pending(ctx, h.group, d.o.Backoff+d.o.Timeout, 50)
 	if err != nil {
 		return err
 	}
@@ -195,13 +203,14 @@ func (d *Dispatcher) retryDue(ctx context.Context, h *hook, log *slog.Logger) er
 	return nil
 }
 
-// backoff is the wait after the attempts made so far.
+// backoff is the idle time after which a pending event is tried again, given the attempts
+// made so far: the retry delay (doubling, at most an hour) after the longest an attempt takes.
 func (d *Dispatcher) backoff(attempts int64) time.Duration {
 	w := d.o.Backoff
 	for i := int64(1); i < attempts && w < time.Hour; i++ {
 		w *= 2
 	}
-	return min(w, time.Hour)
+	return min(w, time.Hour) + d.o.Timeout
 }
 
 func (d *Dispatcher) giveUp(ctx context.Context, h *hook, p store.Pending, log *slog.Logger) {

@@ -100,7 +100,7 @@ func setup(t *testing.T) (*store.Audit, context.Context) {
 
 func start(t *testing.T, ctx context.Context, hooks []config.Webhook, aud *store.Audit) *Dispatcher {
 	t.Helper()
-	d, err := New(hooks, aud, Options{Backoff: 40 * time.Millisecond, Block: 50 * time.Millisecond})
+	d, err := New(hooks, aud, Options{Backoff: 40 * time.Millisecond, Block: 50 * time.Millisecond, Timeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestGiveUp(t *testing.T) {
 	if failed.Detail["webhook"] != "down" || failed.Detail["event"] != evs[0].ID || failed.Detail["attempts"] != "3" {
 		t.Errorf("webhook.failed %+v", failed)
 	}
-	time.Sleep(300 * time.Millisecond) // several backoffs: nothing more is tried
+	time.Sleep(1500 * time.Millisecond) // a few backoffs: nothing more is tried
 	rcv.mu.Lock()
 	defer rcv.mu.Unlock()
 	if n := rcv.attempts[evs[0].ID]; n != 3 {
