@@ -56,11 +56,8 @@ func (c *call) invite() (any, error) {
 
 func (c *call) withdrawInvitation() (any, error) {
 	var in withdrawInput
-	org, err := c.orgChange(&in)
+	org, err := c.administeredChange(&in)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.mayAdminister(org); err != nil {
 		return nil, err
 	}
 	return c.changes().WithdrawInvitation(c.ctx, org, in.Email, c.p.Name, in.Reason)

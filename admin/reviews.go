@@ -36,11 +36,8 @@ func (in *reviewDecisionInput) why() string { return in.Reason }
 
 func (c *call) startReview() (any, error) {
 	var in reviewInput
-	org, err := c.orgChange(&in)
+	org, err := c.administeredChange(&in)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.mayAdminister(org); err != nil {
 		return nil, err
 	}
 	if in.Deadline.IsZero() {
@@ -114,11 +111,8 @@ func (c *call) getReview() (any, error) {
 
 func (c *call) decideReview() (any, error) {
 	var in reviewDecisionInput
-	org, err := c.orgChange(&in)
+	org, err := c.administeredChange(&in)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.mayAdminister(org); err != nil {
 		return nil, err
 	}
 	if !c.p.Operator && in.User == c.p.Name {

@@ -124,6 +124,16 @@ func (c *call) administeredOrg() (string, error) {
 	return org, c.mayAdminister(org)
 }
 
+// administeredChange is orgChange for a change to an organisation the caller must administer
+// (or be an operator).
+func (c *call) administeredChange(in reasoned) (string, error) {
+	org, err := c.orgChange(in)
+	if err != nil {
+		return "", err
+	}
+	return org, c.mayAdminister(org)
+}
+
 // orgInput creates an organisation.
 type orgInput struct {
 	ID          string    `json:"id"`
@@ -282,11 +292,8 @@ type revokeInput struct {
 
 func (c *call) revoke() (any, error) {
 	var in revokeInput
-	org, err := c.orgChange(&in)
+	org, err := c.administeredChange(&in)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.mayAdminister(org); err != nil {
 		return nil, err
 	}
 	return c.changes().Revoke(c.ctx, org, in.User, c.p.Name, in.Reason)

@@ -15,6 +15,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/session"
+	"github.com/portcullis-proxy/portcullis/store"
 )
 
 // routePolicy is one route's compiled access rule, built once per configuration from what
@@ -191,8 +192,7 @@ func (ex *exchange) decide() error {
 		http.Redirect(ex.w, ex.r, "/.portcullis/orgs?rd="+url.QueryEscape(ex.returnPath()), http.StatusFound)
 		return errAnswered
 	}
-	in := authz.Input{User: sess.UserKey, Email: sess.Email, EmailVerified: sess.EmailVerified, OrgID: ex.org, Require: pol.require,
-		Policy: ex.st.lifecycle}
+	in := ex.decisionInput(ex.org, nil, nil)
 	if ex.orgKnown {
 		if members == nil {
 			return storeDown(sess.UserKey, errors.New("no membership store configured"))
@@ -216,6 +216,14 @@ func (ex *exchange) decide() error {
 		ex.rememberOrg()
 	}
 	return nil
+}
+
+// decisionInput is what authz.Decide is asked about the session's membership m of org (o):
+// the request's decision and a WebSocket tunnel's re-decisions ask the same question.
+func (ex *exchange) decisionInput(org string, o *store.Org, m *store.Membership) authz.Input {
+	sess := ex.sess
+	return authz.Input{User: sess.UserKey, Email: sess.Email, EmailVerified: sess.EmailVerified, OrgID: org, Org: o, Membership: m,
+		Require: ex.pol.require, Policy: ex.st.lifecycle}
 }
 
 // rememberOrg records an organisation picked because it was the person's only one as the

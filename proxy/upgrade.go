@@ -77,7 +77,7 @@ func (ex *exchange) guardTunnel() (*http.Request, context.CancelFunc) {
 	if w, ok := ex.s.opts.Members.(MembershipWatcher); ok {
 		changed, stop = w.Watch(ex.id.org, ex.sess.UserKey)
 	}
-	org, user, email, verified := ex.id.org, ex.sess.UserKey, ex.sess.Email, ex.sess.EmailVerified
+	org, user := ex.id.org, ex.sess.UserKey
 	go func() {
 		defer stop()
 		t := time.NewTicker(recheckEvery)
@@ -92,8 +92,7 @@ func (ex *exchange) guardTunnel() (*http.Request, context.CancelFunc) {
 			o, m, err := ex.s.opts.Members.Lookup(context.WithoutCancel(ctx), org, user)
 			var d authz.Decision
 			if err == nil {
-				d = authz.Decide(authz.Input{User: user, Email: email, EmailVerified: verified, OrgID: org, Org: o, Membership: m,
-					Require: ex.pol.require, Policy: ex.st.lifecycle}, ex.s.now())
+				d = authz.Decide(ex.decisionInput(org, o, m), ex.s.now())
 			}
 			if err != nil || !d.Allow {
 				code := d.Reason

@@ -129,16 +129,9 @@ func (a *Audit) Tail(ctx context.Context, since string, count int, block time.Du
 	var out []audit.Event
 	next := since
 	for _, st := range res {
-		for _, m := range st.Messages {
-			next = m.ID
-			raw, _ := m.Values[auditFieldEvent].(string)
-			var e audit.Event
-			if err := json.Unmarshal([]byte(raw), &e); err != nil {
-				// One damaged entry must not hide the rest of the trail; say where it is.
-				e = audit.Event{Type: audit.Type(fmt.Sprint(m.Values[auditFieldType])), Detail: map[string]string{"decode_error": err.Error()}}
-			}
-			e.ID = m.ID
-			out = append(out, e)
+		out = append(out, decodeMessages(st.Messages)...)
+		if n := len(st.Messages); n > 0 {
+			next = st.Messages[n-1].ID
 		}
 	}
 	return out, next, nil
@@ -225,12 +218,14 @@ func (a *Audit) Ack(ctx context.Context, group string, ids ...string) error {
 	return nil
 }
 
+// decodeMessages reads stream entries back into events, with their ids.
 func decodeMessages(ms []redis.XMessage) []audit.Event {
 	out := make([]audit.Event, 0, len(ms))
 	for _, m := range ms {
 		raw, _ := m.Values[auditFieldEvent].(string)
 		var e audit.Event
 		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			// One damaged entry must not hide the rest of the trail; say where it is.
 			e = audit.Event{Type: audit.Type(fmt.Sprint(m.Values[auditFieldType])), Detail: map[string]string{"decode_error": err.Error()}}
 		}
 		e.ID = m.ID
