@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -363,14 +362,13 @@ func (o *Orgs) DecideRequest(ctx context.Context, org, id string, edit func(r *R
 		if err := tx.Watch(ctx, keys...).Err(); err != nil {
 			return err
 		}
-		m, mBefore, err := o.s.getMembership(ctx, tx, org, r.For)
+		stored, mBefore, err := o.s.getMembership(ctx, tx, org, r.For)
 		if err != nil {
 			return err
 		}
+		m := stored
 		if m != nil {
-			cp := *m
-			cp.Roles, cp.Grants, cp.RoleGrants = slices.Clone(m.Roles), slices.Clone(m.Grants), slices.Clone(m.RoleGrants)
-			m = &cp
+			m = cloneMembership(stored) // edit's to change
 		}
 		step, err := edit(r, m)
 		if err != nil {
@@ -385,13 +383,7 @@ func (o *Orgs) DecideRequest(ctx context.Context, org, id string, edit func(r *R
 				nm.Created = nm.Updated
 			}
 			normaliseMembership(nm, actor)
-			if m != nil {
-				old, _, err := o.s.getMembership(ctx, tx, org, r.For) // m is edit's copy
-				if err != nil {
-					return err
-				}
-				carryCut(old, nm, nm.Updated)
-			}
+			carryCut(stored, nm, nm.Updated)
 			if err := checkMembership(nm); err != nil {
 				return err
 			}
