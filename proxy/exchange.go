@@ -96,16 +96,12 @@ func (ex *exchange) serve() error {
 	}
 
 	ex.method = r.Method
-	idx, res := st.router.match(host, path, r.Method)
-	switch res {
-	case matchNotFound:
-		return reject(reason.NoRoute)
-	case matchMethodNotAllowed:
-		ex.w.Header().Set("Allow", st.router.allow(host, path))
-		return reject(reason.MethodNotAllowed)
+	idx, err := ex.match(r.Method)
+	if err != nil {
+		return err
 	}
 	ex.routeLabel = st.set.Routes[idx].Name
-	idx, err := ex.overrides(idx)
+	idx, err = ex.overrides(idx)
 	if err != nil {
 		return err
 	}
@@ -134,6 +130,20 @@ func (ex *exchange) serve() error {
 	}
 	st.upstreams[idx].proxy.ServeHTTP(ex.w, ex.r)
 	return nil
+}
+
+// match finds the route of the request's host and path for method, or the refusal: no route
+// (404), or none for that method (405, with the Allow header).
+func (ex *exchange) match(method string) (int, error) {
+	idx, res := ex.st.router.match(ex.host, ex.path, method)
+	switch res {
+	case matchNotFound:
+		return 0, reject(reason.NoRoute)
+	case matchMethodNotAllowed:
+		ex.w.Header().Set("Allow", ex.st.router.allow(ex.host, ex.path))
+		return 0, reject(reason.MethodNotAllowed)
+	}
+	return idx, nil
 }
 
 // maxRequestTarget bounds the request-target (path and query). 8 KiB is what common servers

@@ -161,13 +161,9 @@ func (ex *exchange) overrides(idx int) (int, error) {
 		// deciding it as a DELETE would decide another request than the one run.
 		return idx, ex.overrideRefused("not_post")
 	}
-	j, res := ex.st.router.match(ex.host, ex.path, method)
-	switch res {
-	case matchNotFound:
-		return idx, reject(reason.NoRoute)
-	case matchMethodNotAllowed:
-		ex.w.Header().Set("Allow", ex.st.router.allow(ex.host, ex.path))
-		return idx, reject(reason.MethodNotAllowed)
+	j, err := ex.match(method)
+	if err != nil {
+		return idx, err
 	}
 	if !ex.st.overrides[j].allow {
 		// The route of the method asked for never agreed to be reached this way.
