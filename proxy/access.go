@@ -15,7 +15,6 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/session"
-	"github.com/portcullis-proxy/portcullis/store"
 )
 
 // routePolicy is one route's compiled access rule, built once per configuration from what
@@ -192,7 +191,7 @@ func (ex *exchange) decide() error {
 		http.Redirect(ex.w, ex.r, "/.portcullis/orgs?rd="+url.QueryEscape(ex.returnPath()), http.StatusFound)
 		return errAnswered
 	}
-	in := ex.decisionInput(ex.org, nil, nil)
+	in := ex.decisionInput(ex.org)
 	if ex.orgKnown {
 		if members == nil {
 			return storeDown(sess.UserKey, errors.New("no membership store configured"))
@@ -218,11 +217,12 @@ func (ex *exchange) decide() error {
 	return nil
 }
 
-// decisionInput is what authz.Decide is asked about the session's membership m of org (o):
-// the request's decision and a WebSocket tunnel's re-decisions ask the same question.
-func (ex *exchange) decisionInput(org string, o *store.Org, m *store.Membership) authz.Input {
+// decisionInput is what authz.Decide is asked about the session's membership of org, before
+// the organisation and membership records are filled in: the request's decision and a
+// WebSocket tunnel's re-decisions ask the same question.
+func (ex *exchange) decisionInput(org string) authz.Input {
 	sess := ex.sess
-	return authz.Input{User: sess.UserKey, Email: sess.Email, EmailVerified: sess.EmailVerified, OrgID: org, Org: o, Membership: m,
+	return authz.Input{User: sess.UserKey, Email: sess.Email, EmailVerified: sess.EmailVerified, OrgID: org,
 		Require: ex.pol.require, Policy: ex.st.lifecycle}
 }
 

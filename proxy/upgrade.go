@@ -92,7 +92,9 @@ func (ex *exchange) guardTunnel() (*http.Request, context.CancelFunc) {
 			o, m, err := ex.s.opts.Members.Lookup(context.WithoutCancel(ctx), org, user)
 			var d authz.Decision
 			if err == nil {
-				d = authz.Decide(ex.decisionInput(org, o, m), ex.s.now())
+				in := ex.decisionInput(org)
+				in.Org, in.Membership = o, m
+				d = authz.Decide(in, ex.s.now())
 			}
 			if err != nil || !d.Allow {
 				code := d.Reason
