@@ -71,7 +71,7 @@ func TestDefaults(t *testing.T) {
 			Listen: ":8443", MetricsListen: "127.0.0.1:9090",
 			ReadHeaderTimeout: Duration(10 * time.Second), ReadTimeout: Duration(60 * time.Second),
 			IdleTimeout: Duration(120 * time.Second), MaxHeaderBytes: 32768,
-			ShutdownTimeout: Duration(15 * time.Second), PathParams: "reject", BodyInspectionLimit: 1 << 20,
+			ShutdownTimeout: Duration(15 * time.Second), PathParams: "reject", BodyInspectionLimit: 1 << 20, MaxBufferedBody: 1 << 20,
 		},
 		TLS: TLS{Mode: TLSModeSelfSigned, MinVersion: "1.2", ACME: ACME{
 			CA: LetsEncryptProduction, Storage: "./portcullis-acme", Challenges: []string{"http-01", "tls-alpn-01"},

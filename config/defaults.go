@@ -43,6 +43,7 @@ var defaultRules = []defaultRule{
 	{Default{"server.shutdown_timeout", "15s"}, func(c *Config) { setDuration(&c.Server.ShutdownTimeout, 15*time.Second) }},
 	{Default{"server.path_params", `"reject"`}, func(c *Config) { setString(&c.Server.PathParams, "reject") }},
 	{Default{"server.body_inspection_limit", "1048576"}, func(c *Config) { setInt(&c.Server.BodyInspectionLimit, 1<<20) }},
+	{Default{"server.max_buffered_body", "1048576"}, func(c *Config) { setInt(&c.Server.MaxBufferedBody, 1<<20) }},
 	{Default{"tls.min_version", `"1.2"`}, func(c *Config) { setString(&c.TLS.MinVersion, "1.2") }},
 	{Default{"tls.acme.ca", `"` + LetsEncryptProduction + `"`}, func(c *Config) { setString(&c.TLS.ACME.CA, LetsEncryptProduction) }},
 	{Default{"tls.acme.storage", `"./portcullis-acme"`}, func(c *Config) { setString(&c.TLS.ACME.Storage, "./portcullis-acme") }},

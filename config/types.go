@@ -209,6 +209,12 @@ type Server struct {
 	// (`_method`) in a POST form or JSON body on a route where the method matters (see
 	// routes[].method_override). Default 1048576; a larger such body is refused with 413.
 	BodyInspectionLimit int `yaml:"body_inspection_limit"`
+	// MaxBufferedBody is the most bytes of a chunked request body read whole, and its
+	// framing checked, before the upstream is contacted; such a body is forwarded with its
+	// Content-Length, and a malformed one is refused (400 bad_framing) without a byte
+	// reaching the portal. A longer chunked body is streamed, and if its framing breaks, the
+	// upstream connection is closed. Default 1048576.
+	MaxBufferedBody int `yaml:"max_buffered_body"`
 	// HSTS configures the Strict-Transport-Security header added to every HTTPS response
 	// when max_age is positive.
 	HSTS HSTS `yaml:"hsts"`

@@ -152,6 +152,9 @@ func (v *validator) server(s *Server) {
 	if s.BodyInspectionLimit < 1024 || s.BodyInspectionLimit > 64<<20 {
 		v.errorf("server.body_inspection_limit", "must be from 1024 to 67108864 bytes, got %s", v.showInt("server.body_inspection_limit", s.BodyInspectionLimit))
 	}
+	if s.MaxBufferedBody < 1024 || s.MaxBufferedBody > 64<<20 {
+		v.errorf("server.max_buffered_body", "must be from 1024 to 67108864 bytes, got %s", v.showInt("server.max_buffered_body", s.MaxBufferedBody))
+	}
 	v.nonNegative("server.hsts.max_age", s.HSTS.MaxAge)
 }
 

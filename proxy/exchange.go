@@ -67,6 +67,9 @@ func exchangeOf(r *http.Request) *exchange {
 // serve runs the steps of one request: it forwards it, or returns why not.
 func (ex *exchange) serve() error {
 	r, st := ex.r, ex.st
+	if err := ex.checkFraming(); err != nil {
+		return err
+	}
 	host, ok := canonicalHost(r.Host)
 	if !ok {
 		return reject(reason.BadHost)
@@ -120,6 +123,9 @@ func (ex *exchange) serve() error {
 		err = ex.recover()
 	}
 	if err != nil {
+		return err
+	}
+	if err := ex.bufferChunked(); err != nil {
 		return err
 	}
 	ex.r = ex.r.WithContext(context.WithValue(ex.r.Context(), exchangeKey{}, ex))

@@ -82,6 +82,10 @@ const (
 	// UpgradeRefused: the request asks to switch protocols (Upgrade) where the route does not
 	// allow it: WebSocket only on routes with websocket: true, nothing else ever.
 	UpgradeRefused Code = "upgrade_refused"
+	// BadFraming: the request's length cannot be read one way only (RFC 9112 §6): an
+	// HTTP/1.0 body without a Content-Length, or a malformed chunked body. The connection is
+	// closed after the answer and nothing reaches the portal.
+	BadFraming Code = "bad_framing"
 
 	// The path rules exist because the proxy must never have a split view of a path: the path
 	// it matches against the route table must be exactly the path the upstream acts on. Every
@@ -300,6 +304,7 @@ var specs = []Spec{
 	{Code: URITooLong, Area: AreaRequest, Status: http.StatusRequestURITooLong, Message: "The address is too long."},
 	{Code: DuplicateAuthorization, Area: AreaRequest, Status: http.StatusBadRequest, Message: "The request carries more than one Authorization header."},
 	{Code: UpgradeRefused, Area: AreaRequest, Status: http.StatusBadRequest, Message: "This address does not accept a switch to another protocol."},
+	{Code: BadFraming, Area: AreaRequest, Status: http.StatusBadRequest, Message: "The length of this request could not be read reliably."},
 	{Code: MethodOverride, Area: AreaRequest, Status: http.StatusBadRequest, Message: "This request asks to be treated as another kind of request, which this address does not allow."},
 	{Code: PathInvalid, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
 	{Code: PathFragment, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
