@@ -5,7 +5,6 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
-	"github.com/portcullis-proxy/portcullis/internal/recoveryid"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -33,8 +32,6 @@ import (
 
 // RecoveryPolicy is the part of a route's recovery_guard the decision applies.
 type RecoveryPolicy struct {
-	// Username is true when the identifier is a username, not an email address.
-	Username bool
 	// PerIdentifier and PerClient are the requests allowed per window.
 	PerIdentifier, PerClient int64
 	// AllowUnknownDomains lets addresses of never-held domains through (unknown_domains: allow).
@@ -43,10 +40,9 @@ type RecoveryPolicy struct {
 	Lifecycle *Policy
 }
 
-// RecoveryPolicyOf is the policy of guard g, whose compiled rule expects identifiers of kind.
-func RecoveryPolicyOf(kind recoveryid.Kind, g *config.RecoveryGuard) RecoveryPolicy {
+// RecoveryPolicyOf is the policy of guard g.
+func RecoveryPolicyOf(g *config.RecoveryGuard) RecoveryPolicy {
 	return RecoveryPolicy{
-		Username:            kind == recoveryid.KindUsername,
 		PerIdentifier:       int64(g.RateLimit.PerIdentifier),
 		PerClient:           int64(g.RateLimit.PerClient),
 		AllowUnknownDomains: g.UnknownDomains == config.RecoveryAllow,
@@ -76,6 +72,9 @@ const (
 // RecoveryFacts is what is known so far about one recovery request. The caller fills each
 // field when asked, and marks it known; records are read, never modified.
 type RecoveryFacts struct {
+	// Username is true when the request's identifier is a portal username, false for an
+	// email address (a guard may accept either, in different fields): known from the start.
+	Username bool
 	// Count is this request's place in the current windows, once counted.
 	Count *store.RecoveryCount
 	// Domain is the holder of the address's domain, once looked up.
@@ -139,7 +138,7 @@ func DecideRecovery(p RecoveryPolicy, f *RecoveryFacts, now time.Time) RecoveryD
 
 	var d RecoveryDecision
 	unknown := false
-	if !p.Username {
+	if !f.Username {
 		if f.Domain == nil {
 			return RecoveryDecision{Need: NeedDomain}
 		}

@@ -15,15 +15,17 @@ type recoveryWorld struct {
 	holder  *store.Org // nil: no org ever held the domain
 	matched string
 	person  string // "" nobody
-	orgs    []string
-	records map[string]HeldMembership
+	// username: the identifier is a username (known before any read).
+	username bool
+	orgs     []string
+	records  map[string]HeldMembership
 }
 
 // decideRecovery runs the caller's loop: ask, read what is needed, ask again. It returns the
 // decision and the needs in the order they were asked.
 func decideRecovery(t *testing.T, p RecoveryPolicy, w recoveryWorld, now time.Time) (RecoveryDecision, []RecoveryNeed) {
 	t.Helper()
-	var f RecoveryFacts
+	f := RecoveryFacts{Username: w.username}
 	var needs []RecoveryNeed
 	for range 50 {
 		d := DecideRecovery(p, &f, now)
@@ -145,11 +147,12 @@ func TestDecideRecovery(t *testing.T) {
 		}, reason.Allowed, "acme", all},
 
 		// Usernames: no domain, the person through the username index.
-		{"username, live", func(p *RecoveryPolicy) { p.Username = true }, func(w *recoveryWorld) { w.holder = nil },
+		{"username, live", nil, func(w *recoveryWorld) { w.username, w.holder = true, nil },
 			reason.Allowed, "acme", []RecoveryNeed{NeedCount, NeedPerson, NeedOrgs, NeedMembership}},
-		{"username, nobody's", func(p *RecoveryPolicy) { p.Username = true }, func(w *recoveryWorld) { w.person = "" },
+		{"username, nobody's", nil, func(w *recoveryWorld) { w.username, w.person = true, "" },
 			reason.NoActiveMembership, "", []RecoveryNeed{NeedCount, NeedPerson}},
-		{"username, revoked", func(p *RecoveryPolicy) { p.Username = true }, func(w *recoveryWorld) {
+		{"username, revoked", nil, func(w *recoveryWorld) {
+			w.username = true
 			w.records = map[string]HeldMembership{"acme": live("acme", func(m *store.Membership) { m.Status = store.MembershipRevoked })}
 		}, reason.NoActiveMembership, "", []RecoveryNeed{NeedCount, NeedPerson, NeedOrgs, NeedMembership}},
 	} {

@@ -156,7 +156,7 @@ var defaultRules = []defaultRule{
 	{Default{"routes[].recovery_guard.rate_limit.per_client", "20"}, forGuards(func(g *RecoveryGuard) { setInt(&g.RateLimit.PerClient, 20) })},
 	{Default{"routes[].recovery_guard.rate_limit.window", "1h"}, forGuards(func(g *RecoveryGuard) { setDuration(&g.RateLimit.Window, time.Hour) })},
 	{Default{"routes[].recovery_guard.unknown_domains", `"block"`}, forGuards(func(g *RecoveryGuard) { setString(&g.UnknownDomains, RecoveryBlock) })},
-	{Default{"routes[].recovery_guard.missing_identifier", `"forward"`}, forGuards(func(g *RecoveryGuard) { setString(&g.MissingIdentifier, RecoveryForward) })},
+	{Default{"routes[].recovery_guard.missing_identifier", `"block"`}, forGuards(func(g *RecoveryGuard) { setString(&g.MissingIdentifier, RecoveryBlock) })},
 	{Default{"routes[].recovery_guard.blocked_response", `"generic"`}, forGuards(func(g *RecoveryGuard) { setString(&g.BlockedResponse, RecoveryGeneric) })},
 	{Default{"routes[].recovery_guard.generic_body", strconv.Quote(DefaultRecoveryGenericBody)}, forGuards(func(g *RecoveryGuard) { setString(&g.GenericBody, DefaultRecoveryGenericBody) })},
 	{Default{"routes[].recovery_guard.generic_content_type", `"text/plain; charset=utf-8"`}, forGuards(func(g *RecoveryGuard) { setString(&g.GenericContentType, "text/plain; charset=utf-8") })},

@@ -55,6 +55,9 @@ type RecoveryIdentifier struct {
 	From string `yaml:"from"`
 	// Name is the field or parameter name, or for json an RFC 6901 pointer ("/user/email").
 	Name string `yaml:"name"`
+	// Kind is what the field holds: email or username. Default: the guard's kind. A portal
+	// that takes either lists both fields, each with its kind.
+	Kind string `yaml:"kind"`
 }
 
 // RecoveryRateLimit bounds recovery requests in fixed windows. Both limits always apply.
@@ -113,6 +116,9 @@ func (v *validator) recoveryGuard(p string, r *Route) {
 			v.errorf(ip, "%s:%s is listed twice", id.From, v.show(ip+".name", id.Name))
 		}
 		locs[loc{id.From, id.Name}] = true
+		if id.Kind != "" {
+			v.oneOf(ip+".kind", id.Kind, RecoveryKindEmail, RecoveryKindUsername)
+		}
 	}
 	if query && !slices.Contains(g.Methods, "GET") && (len(r.Methods) == 0 || slices.Contains(r.Methods, "GET")) {
 		v.warnf(gp+".methods", "the identifier may be in the query but GET is not inspected: a GET with it is forwarded unchecked")
@@ -154,7 +160,7 @@ func (v *validator) recoveryGuard(p string, r *Route) {
 func (v *validator) compileRecovery(gp string, g *RecoveryGuard) {
 	rule := recoveryid.Rule{Methods: g.Methods, Kind: recoveryid.Kind(g.Kind), BodyLimit: int64(g.BodyLimit)}
 	for _, l := range g.Identifier {
-		rule.Locations = append(rule.Locations, recoveryid.Location{Source: recoveryid.Source(l.From), Name: l.Name})
+		rule.Locations = append(rule.Locations, recoveryid.Location{Source: recoveryid.Source(l.From), Name: l.Name, Kind: recoveryid.Kind(l.Kind)})
 	}
 	spec, err := recoveryid.NewSpec(rule)
 	if err != nil {

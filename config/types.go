@@ -458,7 +458,8 @@ type RecoveryGuard struct {
 	// Identifier lists where the identifier may be; at least one. A request must carry it in
 	// exactly one of them, exactly once.
 	Identifier []RecoveryIdentifier `yaml:"identifier"`
-	// Kind is what the identifier is: email (default) or username.
+	// Kind is what the identifier is where identifier[].kind does not say: email (default)
+	// or username (a portal username, resolved to a person through the username index).
 	Kind string `yaml:"kind"`
 	// BodyLimit is the most body bytes read and accepted. Default 65536, at most 1048576.
 	BodyLimit int `yaml:"body_limit"`
@@ -467,8 +468,10 @@ type RecoveryGuard struct {
 	// UnknownDomains is what to do with an address whose domain no organisation has ever
 	// verified: block (default) or allow.
 	UnknownDomains string `yaml:"unknown_domains"`
-	// MissingIdentifier is what to do with a request that carries no identifier: forward
-	// (default: nothing to protect) or block.
+	// MissingIdentifier is what to do with a request that carries no identifier: block
+	// (default: a guard fails closed, so a reset by a field it does not know, such as
+	// login= or phone=, never reaches the portal uninspected) or forward (for a route that
+	// also serves requests that are not resets).
 	MissingIdentifier string `yaml:"missing_identifier"`
 	// BlockedResponse is the answer to a blocked request: generic (default: the same 200
 	// page for every address, so blocking reveals nothing) or forbidden (a 403 page with the

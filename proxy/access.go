@@ -56,7 +56,7 @@ func compilePolicies(set Settings, lifecycle *authz.Policy) ([]routePolicy, []st
 			if g.Spec == nil {
 				return nil, nil, fmt.Errorf("route %s: recovery_guard was not compiled: the configuration must come from config.Load", r.Name)
 			}
-			p.recovery, p.recoveryPolicy = g, authz.RecoveryPolicyOf(g.Spec.Kind(), g)
+			p.recovery, p.recoveryPolicy = g, authz.RecoveryPolicyOf(g)
 			p.recoveryPolicy.Lifecycle = lifecycle
 		}
 		if r.Org != nil || r.Require != nil {

@@ -36,13 +36,15 @@ import (
 //  3. recoveryid.Extract: anything ambiguous, malformed or invalid is 400 (415 for an
 //     undeclared body type), with the problem code as reason: a malformed request, not a
 //     fact about an account, so it is answered as such in every mode. A missing identifier
-//     is forwarded (missing_identifier: forward, the default: nothing to protect; the portal
-//     answers its own validation error) or refused 400 identifier_missing (block).
+//     is refused 400 identifier_missing (missing_identifier: block, the default: a guard
+//     fails closed, so a reset by a field it does not know never reaches the portal), or
+//     forwarded (forward). Each location has a kind (email or username); the identifier's
+//     kind is the kind of the one location it was found at.
 //     Steps 4 to 6 are authz.DecideRecovery's, asked again after each fact it needs is read:
 //  4. Rate limits (Redis, fixed windows): rate_limited, 429 with Retry-After in every mode
 //     (the counters run for every identifier, known or not, so a 429 says nothing about
 //     accounts).
-//  5. kind email: the domain, or its nearest parent domain, held by no organisation ever is
+//  5. An email address: the domain, or its nearest parent domain, held by no organisation ever is
 //     unknown_domain (blocked unless unknown_domains: allow); held but not verified any more
 //     (lapsed, pending), or held by an organisation that is not active, merged, or past its
 //     contract end is stale_domain.
@@ -195,7 +197,7 @@ func (c *recoveryCheck) decide() (authz.RecoveryDecision, error) {
 		return authz.RecoveryDecision{}, errors.New("no recovery store configured")
 	}
 	now := s.now()
-	var f authz.RecoveryFacts
+	f := authz.RecoveryFacts{Username: c.id.Kind == recoveryid.KindUsername}
 	for {
 		d := authz.DecideRecovery(ex.pol.recoveryPolicy, &f, now)
 		c.org, c.user = d.Org, d.User

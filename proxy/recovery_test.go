@@ -31,7 +31,8 @@ type recFake struct {
 	orgs     map[string]*store.Org
 	mems     map[string]*store.Membership // org \x00 user
 	orgsOf   map[string][]string
-	persons  map[string]string // lower-case email or username → user
+	persons  map[string]string // lower-case email → user
+	names    map[string]string // portal username → user (a separate index, as in the store)
 	counts   map[string]int64
 	down     bool
 	lookups  int
@@ -40,7 +41,7 @@ type recFake struct {
 
 func newRecFake() *recFake {
 	return &recFake{domains: map[string]string{}, orgs: map[string]*store.Org{}, mems: map[string]*store.Membership{},
-		orgsOf: map[string][]string{}, persons: map[string]string{}, counts: map[string]int64{}}
+		orgsOf: map[string][]string{}, persons: map[string]string{}, names: map[string]string{}, counts: map[string]int64{}}
 }
 
 var errDown = fmt.Errorf("redis: %w: connection refused", store.ErrUnavailable)
@@ -61,7 +62,7 @@ func (f *recFake) DomainHolder(_ context.Context, domain string) (*store.Org, st
 	return nil, "", store.ErrNotFound
 }
 
-func (f *recFake) person(key string) (*store.PersonRecord, error) {
+func (f *recFake) person(index map[string]string, key string) (*store.PersonRecord, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lookups++
@@ -69,18 +70,18 @@ func (f *recFake) person(key string) (*store.PersonRecord, error) {
 	if f.down {
 		return nil, errDown
 	}
-	if u, ok := f.persons[key]; ok {
+	if u, ok := index[key]; ok {
 		return &store.PersonRecord{User: u}, nil
 	}
 	return nil, store.ErrNotFound
 }
 
 func (f *recFake) PersonByEmail(_ context.Context, email string) (*store.PersonRecord, error) {
-	return f.person(strings.ToLower(email))
+	return f.person(f.persons, strings.ToLower(email))
 }
 
 func (f *recFake) PersonByUsername(_ context.Context, name string) (*store.PersonRecord, error) {
-	return f.person(name)
+	return f.person(f.names, name)
 }
 
 func (f *recFake) CountRecovery(_ context.Context, route, identifier, client string, window time.Duration, now time.Time) (store.RecoveryCount, error) {
@@ -278,13 +279,11 @@ func TestRecoveryAllowedIsForwardedByteForByte(t *testing.T) {
 	_ = mw.Close()
 	b.forwarded("multipart", b.send("POST", "/legacy/password/reset", mw.FormDataContentType(), mp.Bytes()), 4, mp.String())
 	b.forwarded("query", b.send("GET", "/legacy/password/reset?email=alice@fresh.example", "", nil), 5, "")
-	b.forwarded("no identifier", b.form("token=abc"), 6, "token=abc")
 	if len(b.audit.Events()) != 0 {
 		t.Errorf("allowed requests audited: %+v", b.audit.Events())
 	}
 	m := metricsText(t, b.tp.srv)
-	if !strings.Contains(m, `portcullis_recovery_total{reason="allowed",result="allowed",route="reset"} 5`) ||
-		!strings.Contains(m, `portcullis_recovery_total{reason="identifier_missing",result="allowed",route="reset"} 1`) {
+	if !strings.Contains(m, `portcullis_recovery_total{reason="allowed",result="allowed",route="reset"} 5`) {
 		t.Errorf("metrics:\n%s", grepLines(m, "recovery"))
 	}
 }
@@ -507,9 +506,52 @@ func TestRecoveryOptions(t *testing.T) {
 			t.Errorf("audit %+v", ev)
 		}
 	})
-	t.Run("missing identifier blocked", func(t *testing.T) {
-		b := newRecBed(t, `{identifier: [{from: form, name: email}], missing_identifier: block}`)
-		b.notForwarded("missing", b.send("POST", "/custom", "application/x-www-form-urlencoded", []byte("x=1")), 0, 400, "identifier_missing")
+	t.Run("missing identifier blocked by default", func(t *testing.T) {
+		// A reset by a field the guard does not know is refused, not forwarded uninspected:
+		// a guard fails closed.
+		b := newRecBed(t, `{identifier: [{from: form, name: email}]}`)
+		for _, body := range []string{"x=1", "username=victim", "login=victim%40stale.example", "account_id=42", "phone=%2B15550100", ""} {
+			b.notForwarded(body, b.send("POST", "/custom", "application/x-www-form-urlencoded", []byte(body)), 0, 400, "identifier_missing")
+		}
+		b.notForwarded("json by another name", b.send("POST", "/custom", "", nil), 0, 400, "identifier_missing")
+	})
+	t.Run("missing identifier forwarded when asked", func(t *testing.T) {
+		b := newRecBed(t, `{identifier: [{from: form, name: email}], missing_identifier: forward}`)
+		b.forwarded("missing", b.send("POST", "/custom", "application/x-www-form-urlencoded", []byte("x=1")), 1, "x=1")
+	})
+	t.Run("confirmation step", func(t *testing.T) {
+		// The second step of a reset (the link in the mail, and the form that sets the new
+		// password) guarded where the portal carries the address (Laravel's ?email=, ASP.NET
+		// Identity's Email field): a link issued before the domain lapsed or the person left
+		// is dead by the time it is used. A confirmation that names no address is refused.
+		b := newRecBed(t, `{methods: [GET, POST], identifier: [{from: query, name: email}, {from: form, name: email}], blocked_response: forbidden}`)
+		form := "application/x-www-form-urlencoded"
+		b.forwarded("live link", b.send("GET", "/custom?token=T1&email=alice%40fresh.example", "", nil), 1, "")
+		b.forwarded("live confirmation", b.send("POST", "/custom?token=T1", form, []byte("email=alice%40fresh.example&password=p")), 2, "email=alice%40fresh.example&password=p")
+		b.notForwarded("link for a lapsed domain", b.send("GET", "/custom?token=T2&email=victim%40stale.example", "", nil), 2, 403, string(reason.StaleDomain))
+		b.notForwarded("confirmation for a revoked member", b.send("POST", "/custom", form, []byte("token=T3&email=bob%40fresh.example&password=p")), 2, 403, string(reason.NoActiveMembership))
+		b.notForwarded("token without an address", b.send("POST", "/custom", form, []byte("token=T2&password=p")), 2, 400, string(reason.IdentifierMissing))
+		b.notForwarded("the address moved to the query", b.send("POST", "/custom?email=alice%40fresh.example", form, []byte("email=victim%40stale.example&password=p")), 2, 400, string(reason.IdentifierAmbiguous))
+	})
+	t.Run("email or username", func(t *testing.T) {
+		// A portal that resets by either: each field is checked as what it is, through its
+		// own index, and a request must still carry exactly one of them.
+		b := newRecBed(t, `{identifier: [{from: form, name: email}, {from: form, name: username, kind: username}]}`)
+		b.fake.mu.Lock()
+		b.fake.names["Alice01"] = "alice"
+		b.fake.names["Bob01"] = "bob"
+		// An address that is also someone's username must not be looked up as a username.
+		b.fake.names["victim@stale.example"] = "alice"
+		b.fake.mu.Unlock()
+		form := "application/x-www-form-urlencoded"
+		b.forwarded("live address", b.send("POST", "/custom", form, []byte("email=alice%40fresh.example")), 1, "email=alice%40fresh.example")
+		b.forwarded("live username", b.send("POST", "/custom", form, []byte("username=Alice01")), 2, "username=Alice01")
+		b.notForwarded("revoked username", b.send("POST", "/custom", form, []byte("username=Bob01")), 2, 200, "")
+		b.notForwarded("stale address", b.send("POST", "/custom", form, []byte("email=victim%40stale.example")), 2, 200, "")
+		b.notForwarded("an address's username is not an address", b.send("POST", "/custom", form, []byte("username=alice%40fresh.example")), 2, 200, "")
+		b.notForwarded("both", b.send("POST", "/custom", form, []byte("email=alice%40fresh.example&username=Bob01")), 2, 400, "identifier_ambiguous")
+		b.notForwarded("username twice", b.send("POST", "/custom", form, []byte("username=Alice01&Username=Bob01")), 2, 400, "identifier_ambiguous")
+		b.notForwarded("neither", b.send("POST", "/custom", form, []byte("login=Alice01")), 2, 400, "identifier_missing")
 	})
 	t.Run("unguarded method", func(t *testing.T) {
 		b := newRecBed(t, `{identifier: [{from: form, name: email}]}`)
@@ -518,8 +560,8 @@ func TestRecoveryOptions(t *testing.T) {
 	t.Run("username", func(t *testing.T) {
 		b := newRecBed(t, `{identifier: [{from: form, name: login}], kind: username}`)
 		b.fake.mu.Lock()
-		b.fake.persons["Alice01"] = "alice"
-		b.fake.persons["Bob01"] = "bob"
+		b.fake.names["Alice01"] = "alice"
+		b.fake.names["Bob01"] = "bob"
 		b.fake.mu.Unlock()
 		send := func(u string) recResp {
 			return b.send("POST", "/custom", "application/x-www-form-urlencoded", []byte("login="+u))

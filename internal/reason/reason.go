@@ -374,7 +374,7 @@ var specs = []Spec{
 	{Code: MalformedQuery, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
 	{Code: MalformedBody, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
 	{Code: IdentifierAmbiguous, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
-	{Code: IdentifierMissing, Area: AreaRecovery, Answer: "forwarded unless `missing_identifier: block`", Status: http.StatusBadRequest, Message: recoveryBad},
+	{Code: IdentifierMissing, Area: AreaRecovery, Answer: "refused unless `missing_identifier: forward`", Status: http.StatusBadRequest, Message: recoveryBad},
 	{Code: IdentifierInvalid, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
 	{Code: BodyReadError, Area: AreaRecovery, Status: http.StatusBadRequest, Message: "The request body could not be read."},
 	{Code: RateLimited, Area: AreaRecovery, Status: http.StatusTooManyRequests, Message: "Too many account-recovery requests. Try again later."},

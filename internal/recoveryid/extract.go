@@ -136,7 +136,7 @@ func Extract(spec *Spec, method, contentType, rawQuery string, body []byte) (Ide
 	case f.n == 0:
 		return Identifier{}, Problem{Code: reason.IdentifierMissing}
 	}
-	id := Identifier{Kind: spec.Kind(), Location: f.loc, Raw: trimASCIISpace(f.value)}
+	id := Identifier{Kind: f.loc.Kind, Location: f.loc, Raw: trimASCIISpace(f.value)}
 	var why string
 	if id.Kind == KindEmail {
 		id.Local, id.Domain, why = CanonicalEmail(f.value)
@@ -194,7 +194,8 @@ func (f *occurrences) setAmbiguous(detail string) {
 	}
 }
 
-// add records one occurrence of a related key; exact says it is at a listed location.
+// add records one occurrence of a related key; exact says it is at a listed location, and
+// then loc carries that location's kind.
 func (f *occurrences) add(loc Location, exact bool, value string) {
 	f.n++
 	switch {
@@ -215,19 +216,19 @@ func (f *occurrences) field(spec *Spec, src Source, key, value string) bool {
 	if !relatedKey(key, spec.leaves) {
 		return false
 	}
-	loc := Location{Source: src, Name: key}
-	f.add(loc, spec.listed(loc), value)
+	loc, exact := spec.listed(src, key)
+	f.add(loc, exact, value)
 	return true
 }
 
-// listed reports whether loc is exactly one of the spec's non-JSON locations.
-func (s *Spec) listed(loc Location) bool {
+// listed returns the spec's non-JSON location src:name, if it is exactly one of them.
+func (s *Spec) listed(src Source, name string) (Location, bool) {
 	for _, l := range s.locations {
-		if l.Location == loc {
-			return true
+		if l.at(src, name) {
+			return l.Location, true
 		}
 	}
-	return false
+	return Location{Source: src, Name: name}, false
 }
 
 // scanURLEncoded calls fn for every name=value pair of a query string or form body, after

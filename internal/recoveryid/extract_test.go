@@ -254,6 +254,43 @@ func TestExtractUsername(t *testing.T) {
 	})
 }
 
+// TestLocationKinds: a guard may take an address in one field and a username in another;
+// the identifier has the kind of the location it was found at, and still must be the only one.
+func TestLocationKinds(t *testing.T) {
+	s := mustSpec(t, Rule{Locations: []Location{loc(SourceForm, "email"), {Source: SourceForm, Name: "username", Kind: KindUsername},
+		{Source: SourceJSON, Name: "/login", Kind: KindUsername}}})
+	if email, username := s.Kinds(); !email || !username {
+		t.Errorf("Kinds = %v %v", email, username)
+	}
+	for _, c := range []struct {
+		ctype, body string
+		kind        Kind
+		code        reason.Code
+	}{
+		{ctForm, "email=alice%40fresh.example", KindEmail, ""},
+		{ctForm, "username=Alice01", KindUsername, ""},
+		{ctJSON, `{"login":"Alice01"}`, KindUsername, ""},
+		// A username field holding an address is a username, looked up as one, never as an
+		// address.
+		{ctForm, "username=alice%40fresh.example", KindUsername, ""},
+		{ctForm, "email=alice%40fresh.example&username=Alice01", "", reason.IdentifierAmbiguous},
+		{ctForm, "USERNAME=Alice01", "", reason.IdentifierAmbiguous},
+		{ctForm, "login=Alice01", "", reason.IdentifierAmbiguous}, // the JSON field's name, in a form
+		{ctForm, "account_id=42", "", reason.IdentifierMissing},
+	} {
+		id, p := Extract(s, "POST", c.ctype, "", []byte(c.body))
+		if p.Code != c.code || (c.code == "" && id.Kind != c.kind) {
+			t.Errorf("%s: %v %+v, want %q %q", c.body, p, id, c.code, c.kind)
+		}
+	}
+	if _, err := NewSpec(Rule{Locations: []Location{{Source: SourceForm, Name: "phone", Kind: "phone"}}}); err == nil || !strings.Contains(err.Error(), "locations[0].kind") {
+		t.Errorf("kind phone: %v", err)
+	}
+	if _, err := NewSpec(Rule{Locations: []Location{loc(SourceForm, "id"), {Source: SourceForm, Name: "id", Kind: KindUsername}}}); err == nil || !strings.Contains(err.Error(), "duplicate") {
+		t.Errorf("one field of two kinds: %v", err)
+	}
+}
+
 func TestNewRecoverySpecErrors(t *testing.T) {
 	_, err := NewSpec(Rule{
 		Kind:      "phone",
@@ -296,15 +333,15 @@ func TestNewRecoverySpecErrors(t *testing.T) {
 	if got := strings.Join(s.ContentTypes(), ","); got != mediaForm+","+mediaJSON {
 		t.Errorf("ContentTypes = %s", got)
 	}
-	if s.Kind() != KindEmail || s.BodyLimit() != DefaultBodyLimit || s.Guards("GET") || !s.Guards("Put") {
-		t.Errorf("defaults: %s %d", s.Kind(), s.BodyLimit())
+	if email, username := s.Kinds(); !email || username || s.BodyLimit() != DefaultBodyLimit || s.Guards("GET") || !s.Guards("Put") {
+		t.Errorf("defaults: %v %v %d", email, username, s.BodyLimit())
 	}
 	if len(s.Locations()) != 3 {
 		t.Errorf("Locations = %v", s.Locations())
 	}
 	// A Rails-style configured name: exact match only, the bare leaf is ambiguous.
 	id, p := Extract(s, "POST", ctForm, "", []byte("user%5Bemail%5D=alice%40fresh.example"))
-	if !p.OK() || id.Location != loc(SourceForm, "user[email]") {
+	if !p.OK() || !id.Location.at(SourceForm, "user[email]") || id.Kind != KindEmail {
 		t.Errorf("rails name: %v %+v", p, id)
 	}
 	if _, p := Extract(s, "POST", ctForm, "", []byte("email=alice%40fresh.example")); p.Code != reason.IdentifierAmbiguous {

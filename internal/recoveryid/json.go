@@ -38,6 +38,7 @@ func scanJSON(spec *Spec, body []byte, f *occurrences) string {
 		// pending: the next value belongs to a related key at path.
 		pending      bool
 		pendingExact bool
+		pendingLoc   Location
 	)
 	// valueDone closes one value: the parent's path element goes, and an object expects
 	// its next key.
@@ -93,7 +94,8 @@ func scanJSON(spec *Spec, body []byte, f *occurrences) string {
 			top.wantKey = false
 			path = append(path, key)
 			pending = relatedKey(key, spec.leaves)
-			pendingExact = pending && spec.listedPointer(path)
+			pendingLoc, pendingExact = spec.listedPointer(path)
+			pendingExact = pending && pendingExact
 			continue
 		}
 
@@ -110,6 +112,9 @@ func scanJSON(spec *Spec, body []byte, f *occurrences) string {
 		}
 		if pending {
 			loc := Location{Source: SourceJSON, Name: pointerString(path)}
+			if pendingExact {
+				loc = pendingLoc
+			}
 			s, isString := tok.(string)
 			f.add(loc, pendingExact, s)
 			if !isString {
@@ -158,8 +163,8 @@ func foldKey(s string) string {
 	return b.String()
 }
 
-// listedPointer reports whether path is exactly the pointer of a JSON location.
-func (s *Spec) listedPointer(path []string) bool {
+// listedPointer returns the JSON location whose pointer is exactly path, if there is one.
+func (s *Spec) listedPointer(path []string) (Location, bool) {
 	for _, l := range s.locations {
 		if l.Source != SourceJSON || len(l.pointer) != len(path) {
 			continue
@@ -172,10 +177,10 @@ func (s *Spec) listedPointer(path []string) bool {
 			}
 		}
 		if same {
-			return true
+			return l.Location, true
 		}
 	}
-	return false
+	return Location{}, false
 }
 
 // pointerString renders a path as an RFC 6901 pointer.

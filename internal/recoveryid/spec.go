@@ -65,11 +65,18 @@ const (
 )
 
 // Location is one place the identifier may be: a field or parameter name, or for
-// SourceJSON a JSON pointer such as "/user/email".
+// SourceJSON a JSON pointer such as "/user/email", and what is found there. A portal that
+// takes either an address or a username lists both fields, each with its kind; a request
+// must still carry exactly one identifier.
 type Location struct {
 	Source Source
 	Name   string
+	// Kind is what the field holds; empty means the rule's Kind.
+	Kind Kind
 }
+
+// at reports whether l is the place src:name, whatever its kind.
+func (l Location) at(src Source, name string) bool { return l.Source == src && l.Name == name }
 
 // String renders the location as source:name, for logs and messages.
 func (l Location) String() string { return string(l.Source) + ":" + l.Name }
@@ -83,7 +90,7 @@ type Rule struct {
 	// Locations where the identifier may be; at least one. The identifier must be found in
 	// exactly one of them, exactly once.
 	Locations []Location
-	// Kind of identifier. Empty means KindEmail.
+	// Kind of identifier of the locations that name none. Empty means KindEmail.
 	Kind Kind
 	// BodyLimit in bytes; 0 means DefaultBodyLimit. At most MaxBodyLimit.
 	BodyLimit int64
@@ -167,7 +174,14 @@ func NewSpec(r Rule) (*Spec, error) {
 			bad(place+field, "%v", err)
 			continue
 		}
-		if slices.ContainsFunc(s.locations, func(prev location) bool { return prev.Location == l }) {
+		switch l.Kind {
+		case "":
+			loc.Kind = s.kind
+		case KindEmail, KindUsername:
+		default:
+			bad(place+".kind", "must be %q or %q, not %q", KindEmail, KindUsername, l.Kind)
+		}
+		if slices.ContainsFunc(s.locations, func(prev location) bool { return prev.at(l.Source, l.Name) }) {
 			bad(place, "duplicate of %s", l)
 			continue
 		}
@@ -203,12 +217,13 @@ func (s *Spec) Guards(method string) bool {
 // shared: callers must not modify it.
 func (s *Spec) Methods() []string { return s.methods }
 
-// Kind returns the kind of identifier the route expects.
-func (s *Spec) Kind() Kind {
-	if s.kind == "" {
-		return KindEmail
+// Kinds reports which kinds of identifier the route's locations hold.
+func (s *Spec) Kinds() (email, username bool) {
+	for _, l := range s.locations {
+		email = email || l.Kind == KindEmail
+		username = username || l.Kind == KindUsername
 	}
-	return s.kind
+	return email, username
 }
 
 // BodyLimit returns the most body bytes the route accepts.
@@ -225,7 +240,8 @@ func (s *Spec) ContentTypes() []string {
 	return append([]string(nil), s.media...)
 }
 
-// Locations returns the configured locations in order. The slice is new on each call.
+// Locations returns the configured locations in order, each with its kind. The slice is new
+// on each call.
 func (s *Spec) Locations() []Location {
 	out := make([]Location, len(s.locations))
 	for i, l := range s.locations {
@@ -388,7 +404,7 @@ func (p Problem) String() string {
 
 // Identifier is the one identifier a recovery request carries.
 type Identifier struct {
-	// Kind is the route's identifier kind.
+	// Kind is the kind of the location it was found at.
 	Kind Kind
 	// Location is where it was found.
 	Location Location
