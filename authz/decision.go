@@ -58,6 +58,10 @@ type Decision struct {
 	Kind    string
 	Roles   []string
 	Purpose string
+	// Grant, on allow for a route that requires a purpose, is the live grant of Purpose
+	// that satisfied it (the one that lasts longest), for the assertion to say why and until
+	// when; it points into the Input's membership record.
+	Grant *store.Grant
 	// ElevationsAfter, on allow, is the membership's: step-up elevations granted before it
 	// do not count for this organisation (Elevated).
 	ElevationsAfter time.Time
@@ -211,11 +215,11 @@ func Decide(in Input, now time.Time) Decision {
 			return deny(reason.RoleMissing, d)
 		}
 	}
-	var purpose string
+	var grant *store.Grant
 	if len(q.purposes) > 0 {
 		var lastExpiry time.Time
-		purpose, lastExpiry = livePurpose(m.Grants, q.purposes, now)
-		if purpose == "" {
+		grant, lastExpiry = livePurpose(m.Grants, q.purposes, now)
+		if grant == nil {
 			d.Missing.Purposes = q.purposes
 			if lastExpiry.IsZero() {
 				return deny(reason.PurposeMissing, d)
@@ -229,6 +233,10 @@ func Decide(in Input, now time.Time) Decision {
 	if p != nil {
 		roles = p.effectiveRoles(m, &kr, now)
 	}
+	var purpose string
+	if grant != nil {
+		purpose = grant.Purpose
+	}
 	return Decision{
 		Allow:   true,
 		Reason:  reason.Allowed,
@@ -237,6 +245,7 @@ func Decide(in Input, now time.Time) Decision {
 		Kind:    m.Kind,
 		Roles:   roles,
 		Purpose: purpose,
+		Grant:   grant,
 
 		ElevationsAfter: m.ElevationsAfter,
 	}
@@ -320,25 +329,45 @@ func holdsRole(held, required []string) bool {
 	return false
 }
 
-// livePurpose returns the first required purpose (in the requirement's sorted order, so the
-// answer does not depend on how grants are stored) with a live grant. When there is none,
-// it returns "" and the latest expiry among the grants for required purposes, zero when
-// there were no such grants (missing rather than expired).
-func livePurpose(grants []store.Grant, required []string, now time.Time) (string, time.Time) {
+// livePurpose returns the live grant of the first required purpose (in the requirement's
+// sorted order) that has one, and of that purpose's live grants the one that lasts longest
+// (one without an end first, then the first stored among equals), so the answer does not
+// depend on how grants are stored. When there is none, it returns nil and the latest
+// expiry among the grants for required purposes, zero when there were no such grants
+// (missing rather than expired).
+func livePurpose(grants []store.Grant, required []string, now time.Time) (*store.Grant, time.Time) {
 	var lastExpiry time.Time
 	for _, p := range required {
+		var best *store.Grant
 		for i := range grants {
 			g := &grants[i]
 			if g.Purpose != p {
 				continue
 			}
 			if !passed(g.ExpiresAt, now) {
-				return p, time.Time{}
+				if best == nil || lastsLonger(g.ExpiresAt, best.ExpiresAt) {
+					best = g
+				}
+				continue
 			}
 			if g.ExpiresAt.After(lastExpiry) {
 				lastExpiry = g.ExpiresAt
 			}
 		}
+		if best != nil {
+			return best, time.Time{}
+		}
 	}
-	return "", lastExpiry
+	return nil, lastExpiry
+}
+
+// lastsLonger reports whether an end of a is later than an end of b, zero being none.
+func lastsLonger(a, b time.Time) bool {
+	switch {
+	case b.IsZero():
+		return false
+	case a.IsZero():
+		return true
+	}
+	return a.After(b)
 }

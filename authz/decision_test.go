@@ -587,3 +587,39 @@ func TestOutsidersLearnNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideNamesTheGrant: an allow on a purpose route names the grant that satisfied it
+// (for the assertion's reason and end): of several live grants of the purpose, the one
+// lasting longest, one without an end first, whatever the stored order; none on a route
+// that requires no purpose.
+func TestDecideNamesTheGrant(t *testing.T) {
+	in := fixture()
+	in.Require = require(config.Require{Purposes: []string{"audit", "support"}})
+	for _, c := range []struct {
+		name   string
+		grants []store.Grant
+		reason string
+	}{
+		{"one", []store.Grant{{Purpose: "audit", Reason: "A", ExpiresAt: now.Add(time.Hour)}}, "A"},
+		{"longest of the live", []store.Grant{{Purpose: "audit", Reason: "short", ExpiresAt: now.Add(time.Minute)},
+			{Purpose: "audit", Reason: "long", ExpiresAt: now.Add(time.Hour)}, {Purpose: "audit", Reason: "gone", ExpiresAt: now.Add(-time.Hour)}}, "long"},
+		{"no end lasts longest", []store.Grant{{Purpose: "audit", Reason: "long", ExpiresAt: now.Add(time.Hour)},
+			{Purpose: "audit", Reason: "open"}}, "open"},
+		{"no end, stored first", []store.Grant{{Purpose: "audit", Reason: "open"},
+			{Purpose: "audit", Reason: "long", ExpiresAt: now.Add(time.Hour)}}, "open"},
+		{"first purpose in order", []store.Grant{{Purpose: "support", Reason: "S", ExpiresAt: now.Add(2 * time.Hour)},
+			{Purpose: "audit", Reason: "A", ExpiresAt: now.Add(time.Hour)}}, "A"},
+		{"other purpose when the first is expired", []store.Grant{{Purpose: "support", Reason: "S", ExpiresAt: now.Add(2 * time.Hour)},
+			{Purpose: "audit", Reason: "A", ExpiresAt: now}}, "S"},
+	} {
+		in.Membership = &store.Membership{Org: "acme", User: alice, Kind: store.KindEmployee, Status: store.MembershipActive, Grants: c.grants}
+		d := Decide(in, now)
+		if !d.Allow || d.Grant == nil || d.Grant.Reason != c.reason || d.Purpose != d.Grant.Purpose {
+			t.Errorf("%s: %+v, grant %+v", c.name, d, d.Grant)
+		}
+	}
+	in = fixture()
+	if d := Decide(in, now); !d.Allow || d.Grant != nil || d.Purpose != "" {
+		t.Errorf("no purpose required: %+v", d)
+	}
+}

@@ -100,6 +100,14 @@ type IdentityHeaders struct {
 	Roles string `yaml:"roles"`
 	// Purpose names the header carrying the purpose the request is granted for.
 	Purpose string `yaml:"purpose"`
+	// PurposeReason names a header carrying the reason (ticket) of the purpose grant, with
+	// bytes outside printable ASCII and "%" percent-encoded. Default: none (the assertion
+	// carries it as purpose_reason either way).
+	PurposeReason string `yaml:"purpose_reason"`
+	// PurposeExpires names a header carrying when the purpose grant ends (RFC 3339, UTC;
+	// absent for a grant without an end). Default: none (the assertion carries it as
+	// purpose_exp either way).
+	PurposeExpires string `yaml:"purpose_expires"`
 	// Kind names the header carrying the membership's kind.
 	Kind string `yaml:"kind"`
 	// Assertion names the header carrying the signed JWT that asserts all of the above.

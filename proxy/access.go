@@ -40,7 +40,7 @@ func compilePolicies(set Settings, lifecycle *authz.Policy) ([]routePolicy, []st
 	seen := map[string]bool{}
 	var cgi []string
 	addCGI := func(h config.IdentityHeaders) {
-		for _, n := range []string{h.User, h.Email, h.Org, h.Roles, h.Purpose, h.Kind, h.Assertion} {
+		for _, n := range []string{h.User, h.Email, h.Org, h.Roles, h.Purpose, h.PurposeReason, h.PurposeExpires, h.Kind, h.Assertion} {
 			if c := cgiName(n); n != "" && !seen[c] {
 				seen[c] = true
 				cgi = append(cgi, c)
@@ -83,7 +83,8 @@ func mergeHeaders(global config.IdentityHeaders, route *config.IdentityHeaders) 
 		src string
 	}{
 		{&h.User, route.User}, {&h.Email, route.Email}, {&h.Org, route.Org}, {&h.Roles, route.Roles},
-		{&h.Purpose, route.Purpose}, {&h.Kind, route.Kind}, {&h.Assertion, route.Assertion},
+		{&h.Purpose, route.Purpose}, {&h.PurposeReason, route.PurposeReason}, {&h.PurposeExpires, route.PurposeExpires},
+		{&h.Kind, route.Kind}, {&h.Assertion, route.Assertion},
 	} {
 		if f.src != "" {
 			*f.dst = f.src
@@ -96,7 +97,11 @@ func mergeHeaders(global config.IdentityHeaders, route *config.IdentityHeaders) 
 type identity struct {
 	user, email, org, purpose, kind, acr string
 	roles                                []string
-	assertion                            string
+	// grantReason and grantEnd are the reason and end (zero: none) of the purpose grant the
+	// request is admitted under, for the assertion and, if configured, headers.
+	grantReason string
+	grantEnd    time.Time
+	assertion   string
 	// elevationsAfter: step-up elevations granted before it do not count (a role change).
 	elevationsAfter time.Time
 }
@@ -149,6 +154,7 @@ func (ex *exchange) admit() error {
 		id := &ex.id
 		tok, err := s.opts.Signer.Reused(assertion.Claims{
 			Subject: id.user, Email: id.email, Org: id.org, Roles: id.roles, Purpose: id.purpose,
+			PurposeReason: id.grantReason, PurposeExpiry: id.grantExpiry(),
 			Kind: id.kind, ACR: id.acr, Audience: route.Name, RequestID: ex.requestID,
 		}, s.now())
 		if err != nil {
@@ -207,6 +213,9 @@ func (ex *exchange) decide() error {
 		return ex.deny(d)
 	}
 	ex.id.org, ex.id.kind, ex.id.roles, ex.id.purpose = d.Org, d.Kind, d.Roles, d.Purpose
+	if g := d.Grant; g != nil {
+		ex.id.grantReason, ex.id.grantEnd = g.Reason, g.ExpiresAt
+	}
 	ex.id.elevationsAfter = d.ElevationsAfter
 	if s.opts.Uses != nil {
 		s.opts.Uses.Used(d.Org, sess.UserKey, s.now())
@@ -259,6 +268,42 @@ func (ex *exchange) deny(d authz.Decision) error {
 	return &denial{code: d.Reason, p: p, msg: "access denied", level: slog.LevelInfo, user: ex.sess.UserKey, org: d.Org, audit: true}
 }
 
+// grantExpiry is the purpose grant's end as a NumericDate, 0 for none.
+func (id *identity) grantExpiry() int64 {
+	if id.grantEnd.IsZero() {
+		return 0
+	}
+	return id.grantEnd.Unix()
+}
+
+// headerText makes free text (a grant's reason) safe as a header value: bytes outside
+// printable ASCII, and "%", are percent-encoded (UTF-8), so a portal decodes it with any
+// URL-decoding function and no reason can split or smuggle a header.
+func headerText(v string) string {
+	clean := true
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f || c == '%' {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return v
+	}
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f || c == '%' {
+			b.WriteByte('%')
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&15])
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
 // setIdentity writes the identity headers of an admitted request on the outbound request.
 func setIdentity(h http.Header, names config.IdentityHeaders, id *identity) {
 	// One backing array for every value: this runs on every admitted request.
@@ -266,7 +311,7 @@ func setIdentity(h http.Header, names config.IdentityHeaders, id *identity) {
 	set := func(name, v string) {
 		if name != "" && v != "" {
 			if vals == nil {
-				vals = make([]string, 0, 7)
+				vals = make([]string, 0, 9)
 			}
 			vals = append(vals, v)
 			h[http.CanonicalHeaderKey(name)] = vals[len(vals)-1 : len(vals) : len(vals)]
@@ -277,6 +322,12 @@ func setIdentity(h http.Header, names config.IdentityHeaders, id *identity) {
 	set(names.Org, id.org)
 	set(names.Roles, strings.Join(id.roles, ","))
 	set(names.Purpose, id.purpose)
+	if id.purpose != "" {
+		set(names.PurposeReason, headerText(id.grantReason))
+		if !id.grantEnd.IsZero() {
+			set(names.PurposeExpires, id.grantEnd.UTC().Format(time.RFC3339))
+		}
+	}
 	set(names.Kind, id.kind)
 	set(names.Assertion, id.assertion)
 }

@@ -212,6 +212,7 @@ routes:
     upstream: %[5]s
     org: {from: path, path_segment: 2}
     require: {purposes: [audit]}
+    identity_headers: {purpose_reason: X-Portcullis-Purpose-Reason, purpose_expires: X-Portcullis-Purpose-Expires}
   - name: kind
     path: /k
     upstream: %[5]s
@@ -647,21 +648,26 @@ func accIdentityHeaders(t *testing.T, b *accBed) {
 	alice := b.user(accAlice)
 	m := b.aliceIn("acme")
 	m.Roles = []string{"admin", "user"}
-	m.Grants = []store.Grant{{Purpose: "audit", ExpiresAt: time.Now().Add(time.Hour)}}
+	grantEnd := time.Now().Add(time.Hour).Truncate(time.Second)
+	// Two live grants of the purpose: the one lasting longest is the one the portal is told.
+	m.Grants = []store.Grant{{Purpose: "audit", Reason: "INC-1", ExpiresAt: grantEnd.Add(-time.Minute)},
+		{Purpose: "audit", Reason: "INC-123 für\r\nX-Admin: 1 %", ExpiresAt: grantEnd}}
 	b.members.set(acmeOrg(), m)
 	spoof := http.Header{
-		"Accept":                 {"application/json"},
-		"X-Portcullis-User":      {"mallory"},
-		"x_portcullis_user":      {"mallory"},
-		"X.Portcullis.Org":       {"beta"},
-		"X-PORTCULLIS-ROLES":     {"root"},
-		"X-Portcullis-Kind":      {"support", "service"},
-		"X-Portcullis-Purpose":   {"everything"},
-		"X-Portcullis-Assertion": {"forged"},
-		"X~Portcullis~Email":     {"ceo@acme.example"},
-		"X-Remote-Person":        {"mallory"},
-		"X_Tenant":               {"beta"},
-		"Connection":             {"X-Portcullis-User, X-Portcullis-Org, X-Portcullis-Assertion"},
+		"X-Portcullis-Purpose-Reason":  {"forged"},
+		"X-Portcullis-Purpose-Expires": {"2099-01-01T00:00:00Z"},
+		"Accept":                       {"application/json"},
+		"X-Portcullis-User":            {"mallory"},
+		"x_portcullis_user":            {"mallory"},
+		"X.Portcullis.Org":             {"beta"},
+		"X-PORTCULLIS-ROLES":           {"root"},
+		"X-Portcullis-Kind":            {"support", "service"},
+		"X-Portcullis-Purpose":         {"everything"},
+		"X-Portcullis-Assertion":       {"forged"},
+		"X~Portcullis~Email":           {"ceo@acme.example"},
+		"X-Remote-Person":              {"mallory"},
+		"X_Tenant":                     {"beta"},
+		"Connection":                   {"X-Portcullis-User, X-Portcullis-Org, X-Portcullis-Assertion"},
 	}
 	cgiVals := func(h http.Header, name string) []string {
 		var out []string
@@ -689,7 +695,8 @@ func accIdentityHeaders(t *testing.T, b *accBed) {
 	}
 	h := check("purp", map[string]string{"X-Portcullis-User": alice, "X-Portcullis-Email": "alice@acme.example",
 		"X-Portcullis-Org": "acme", "X-Portcullis-Roles": "admin,user", "X-Portcullis-Kind": "employee",
-		"X-Portcullis-Purpose": "audit", "X-Remote-Person": "", "X-Tenant": ""})
+		"X-Portcullis-Purpose": "audit", "X-Remote-Person": "", "X-Tenant": "",
+		"X-Portcullis-Purpose-Reason": "INC-123 f%C3%BCr%0D%0AX-Admin: 1 %25", "X-Portcullis-Purpose-Expires": grantEnd.UTC().Format(time.RFC3339)})
 	toks := cgiVals(h, "X-Portcullis-Assertion")
 	if len(toks) != 1 {
 		t.Fatalf("assertions %q", toks)
@@ -713,6 +720,7 @@ func accIdentityHeaders(t *testing.T, b *accBed) {
 		t.Errorf("assertion: %v", err)
 	}
 	if own.Org != "acme" || own.Purpose != "audit" || own.Kind != "employee" || strings.Join(own.Roles, ",") != "admin,user" ||
+		own.PurposeReason != "INC-123 für\r\nX-Admin: 1 %" || own.PurposeExpiry != grantEnd.Unix() ||
 		std.ID != "" || std.Expiry.Time().Sub(std.IssuedAt.Time()) != time.Minute {
 		t.Errorf("assertion claims %+v %+v", std, own)
 	}
@@ -723,7 +731,8 @@ func accIdentityHeaders(t *testing.T, b *accBed) {
 		t.Fatalf("custom route: %d %s", r.StatusCode, r.body)
 	}
 	check("custom", map[string]string{"X-Remote-Person": alice, "X-Tenant": "acme", "X-Portcullis-User": "",
-		"X-Portcullis-Org": "", "X-Portcullis-Email": "alice@acme.example", "X-Portcullis-Purpose": ""})
+		"X-Portcullis-Org": "", "X-Portcullis-Email": "alice@acme.example", "X-Portcullis-Purpose": "",
+		"X-Portcullis-Purpose-Reason": "", "X-Portcullis-Purpose-Expires": ""})
 
 	// Session only: who, but no org, roles, kind or purpose.
 	if r := accDo(t, b.cli, "GET", b.base+"/authn/x", nil, spoof); r.StatusCode != 200 {

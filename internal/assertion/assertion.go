@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,14 +28,20 @@ import (
 // Claims are what an assertion says about one request. Audience is the route name, so a
 // token minted for one route is useless on another.
 type Claims struct {
-	Subject  string   `json:"sub"`
-	Email    string   `json:"email,omitempty"`
-	Org      string   `json:"org,omitempty"`
-	Roles    []string `json:"roles,omitempty"`
-	Purpose  string   `json:"purpose,omitempty"`
-	Kind     string   `json:"kind,omitempty"`
-	ACR      string   `json:"acr,omitempty"`
-	Audience string   `json:"-"`
+	Subject string   `json:"sub"`
+	Email   string   `json:"email,omitempty"`
+	Org     string   `json:"org,omitempty"`
+	Roles   []string `json:"roles,omitempty"`
+	Purpose string   `json:"purpose,omitempty"`
+	// PurposeReason is the reason (a ticket id, or free text) the purpose was granted for,
+	// and PurposeExpiry when the grant ends (NumericDate; 0 for a grant without an end), so
+	// a portal can show "acting for INC-123 until 14:00". An assertion never outlives the
+	// grant it carries.
+	PurposeReason string `json:"purpose_reason,omitempty"`
+	PurposeExpiry int64  `json:"purpose_exp,omitempty"`
+	Kind          string `json:"kind,omitempty"`
+	ACR           string `json:"acr,omitempty"`
+	Audience      string `json:"-"`
 	// RequestID ties the token to one request (jti).
 	RequestID string `json:"-"`
 }
@@ -95,15 +102,22 @@ func New(key *ecdsa.PrivateKey, issuer string, lifetime time.Duration) (*Signer,
 	return &Signer{issuer: issuer, lifetime: lifetime, signer: sig, jwks: jwks, kid: kid}, nil
 }
 
-// Sign returns a compact JWT for c, valid from now for the signer's lifetime.
+// Sign returns a compact JWT for c, valid from now for the signer's lifetime, or until the
+// purpose grant it carries ends, whichever is first.
 func (s *Signer) Sign(c Claims, now time.Time) (string, error) {
+	exp := now.Add(s.lifetime)
+	if c.PurposeExpiry > 0 {
+		if end := time.Unix(c.PurposeExpiry, 0); end.Before(exp) {
+			exp = end
+		}
+	}
 	std := jwt.Claims{
 		Issuer:    s.issuer,
 		Subject:   c.Subject,
 		Audience:  jwt.Audience{c.Audience},
 		IssuedAt:  jwt.NewNumericDate(now),
 		NotBefore: jwt.NewNumericDate(now.Add(-5 * time.Second)),
-		Expiry:    jwt.NewNumericDate(now.Add(s.lifetime)),
+		Expiry:    jwt.NewNumericDate(exp),
 		ID:        c.RequestID,
 	}
 	return jwt.Signed(s.signer).Claims(std).Claims(c).Serialize()
@@ -137,7 +151,8 @@ func (s *Signer) Reused(c Claims, now time.Time) (string, error) {
 // reuseKey joins every signed claim with a separator no claim can contain unescaped (NUL is
 // refused in header values and identifiers alike).
 func reuseKey(c Claims) string {
-	return strings.Join([]string{c.Audience, c.Subject, c.Email, c.Org, strings.Join(c.Roles, "\x01"), c.Purpose, c.Kind, c.ACR}, "\x00")
+	return strings.Join([]string{c.Audience, c.Subject, c.Email, c.Org, strings.Join(c.Roles, "\x01"), c.Purpose,
+		c.PurposeReason, strconv.FormatInt(c.PurposeExpiry, 10), c.Kind, c.ACR}, "\x00")
 }
 
 // JWKS is the public key set, as served at /.portcullis/jwks.json.

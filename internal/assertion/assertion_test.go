@@ -63,6 +63,57 @@ func TestSignVerifiesAgainstJWKS(t *testing.T) {
 	}
 }
 
+// TestAssertionCarriesThePurposeGrant: the grant's reason and end travel signed, and the
+// assertion expires no later than the grant.
+func TestAssertionCarriesThePurposeGrant(t *testing.T) {
+	key, _, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(key, "https://portal.example.com", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name    string
+		end     time.Time
+		wantExp time.Time
+	}{
+		{"grant ends after the lifetime", now.Add(time.Hour), now.Add(time.Minute)},
+		{"grant ends first", now.Add(20 * time.Second), now.Add(20 * time.Second)},
+		{"grant without an end", time.Time{}, now.Add(time.Minute)},
+	} {
+		var exp int64
+		if !c.end.IsZero() {
+			exp = c.end.Unix()
+		}
+		tok, err := s.Sign(Claims{Subject: "iss|sue", Org: "acme", Purpose: "support", PurposeReason: "INC-123 \"quoted\" ünïcode", PurposeExpiry: exp, Audience: "cases"}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var std jwt.Claims
+		var got Claims
+		var raw map[string]any
+		if err := parsed.Claims(&key.PublicKey, &std, &got, &raw); err != nil {
+			t.Fatal(err)
+		}
+		if got.Purpose != "support" || got.PurposeReason != "INC-123 \"quoted\" ünïcode" || got.PurposeExpiry != exp {
+			t.Errorf("%s: claims %+v", c.name, got)
+		}
+		if _, ok := raw["purpose_exp"]; ok == (exp == 0) {
+			t.Errorf("%s: purpose_exp present %v, want %v", c.name, ok, exp != 0)
+		}
+		if !std.Expiry.Time().Equal(c.wantExp) {
+			t.Errorf("%s: exp %v, want %v", c.name, std.Expiry.Time(), c.wantExp)
+		}
+	}
+}
+
 func TestParseKeyRefusesOtherKeys(t *testing.T) {
 	for _, in := range []string{"", "not pem", "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"} {
 		if _, err := ParseKey([]byte(in)); err == nil {
@@ -95,11 +146,13 @@ func TestReusedAssertions(t *testing.T) {
 		t.Error("an assertion was reused after ReuseFor")
 	}
 	for name, other := range map[string]Claims{
-		"route":  {Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "admin"},
-		"org":    {Subject: "iss|alice", Org: "beta", Roles: []string{"admin"}, Audience: "billing"},
-		"roles":  {Subject: "iss|alice", Org: "acme", Roles: []string{"viewer"}, Audience: "billing"},
-		"person": {Subject: "iss|bob", Org: "acme", Roles: []string{"admin"}, Audience: "billing"},
-		"acr":    {Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "billing", ACR: "mfa"},
+		"route":        {Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "admin"},
+		"org":          {Subject: "iss|alice", Org: "beta", Roles: []string{"admin"}, Audience: "billing"},
+		"roles":        {Subject: "iss|alice", Org: "acme", Roles: []string{"viewer"}, Audience: "billing"},
+		"person":       {Subject: "iss|bob", Org: "acme", Roles: []string{"admin"}, Audience: "billing"},
+		"acr":          {Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "billing", ACR: "mfa"},
+		"grant reason": {Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "billing", PurposeReason: "INC-2"},
+		"grant end":    {Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "billing", PurposeExpiry: now.Unix() + 60},
 	} {
 		if tok, _ := s.Reused(other, now.Add(time.Second)); tok == a {
 			t.Errorf("different %s got the same assertion", name)
