@@ -87,6 +87,28 @@ const (
 	TokenRevoked Type = "token.revoked"
 )
 
+// Session events: who signed in as whom, when, from where, and how it ended. A session that
+// simply runs out in storage (idle or absolute timeout) without another request is not
+// observed; its sign-in event says when it would end at the latest (Detail "expires").
+const (
+	// SignedIn: a session was created (Detail: session (a log id, never the secret), email,
+	// acr, amr, auth_time, expires, host).
+	SignedIn Type = "session.signed_in"
+	// SignInRefused: a sign-in that had really started (its state was one Portcullis
+	// issued) was refused at the callback: the provider's error, a code the token endpoint
+	// refused, an ID token that failed verification, an unverified email, another browser.
+	// Callbacks with a state Portcullis never issued are only logged and counted.
+	SignInRefused Type = "session.signin_refused"
+	// SignedOut: the person signed out (Detail: session, family_sessions_ended).
+	SignedOut Type = "session.signed_out"
+	// SessionEnded: sessions ended without the person signing out (Reason: why:
+	// backchannel_logout, idle_timeout, absolute_timeout; Detail: sessions_ended).
+	SessionEnded Type = "session.ended"
+	// Handoff and HandoffRefused: a session carried to an organisation host, or refused.
+	Handoff        Type = "session.handoff"
+	HandoffRefused Type = "session.handoff_refused"
+)
+
 // Request-time events.
 const (
 	AccessDenied    Type = "access.denied"

@@ -61,8 +61,8 @@ const (
 
 // Audit event types of the handoff.
 const (
-	AuditHandoffGranted audit.Type = "session.handoff"
-	AuditHandoffRefused audit.Type = "session.handoff_refused"
+	AuditHandoffGranted = audit.Handoff
+	AuditHandoffRefused = audit.HandoffRefused
 )
 
 // handoffRequest is step 1's record, stored under the hash of T.

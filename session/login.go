@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
@@ -127,13 +130,44 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	if err := json.Unmarshal(b, &lr); err != nil {
 		return problem.Outage(reason.InvalidState, "unreadable sign-in state", "", err)
 	}
+	err = m.finishCallback(w, r, rp, state, &lr)
+	var refused *problem.Error
+	if lr.Purpose == "" && errors.As(err, &refused) && refused.Level < slog.LevelError {
+		// A sign-in that really started was refused: audited (an outage is not a refusal).
+		detail := map[string]string{"host": r.Host}
+		if refused.Cause != nil {
+			detail["cause"] = truncate(refused.Cause.Error(), 200)
+		}
+		for _, a := range refused.Attrs {
+			if a.Key == "idp_error" {
+				detail["idp_error"] = a.Value.String()
+			}
+		}
+		m.appendAudit(r.Context(), w, audit.Event{Type: audit.SignInRefused, Reason: string(refused.Reason), Detail: detail})
+	}
+	return err
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// finishCallback is serveCallback once the state is known to be one Portcullis issued.
+func (m *Manager) finishCallback(w http.ResponseWriter, r *http.Request, rp *relyingParty, state string, lr *loginRecord) error {
 	browser, err := sessionCookie(r, LoginCookieName)
 	if err != nil || !validSecret(browser) || subtle.ConstantTimeCompare([]byte(handle(browser)), []byte(lr.Browser)) != 1 {
 		return warning(reason.LoginBrowserMismatch, signInRefused, "login cookie missing or not the one that started this sign-in")
 	}
 	var owner *loaded
 	if lr.Purpose == purposeStepUp {
-		if owner, err = m.stepUpOwner(w, r, &lr); err != nil {
+		if owner, err = m.stepUpOwner(w, r, lr); err != nil {
 			return err
 		}
 	}
@@ -146,14 +180,14 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch lr.Purpose {
 	case purposeStepUp:
-		return m.stepUpCallback(w, r, rp, &lr, owner)
+		return m.stepUpCallback(w, r, rp, lr, owner)
 	case purposeHandoffStepUp:
-		return m.handoffStepUpCallback(w, r, rp, &lr)
+		return m.handoffStepUpCallback(w, r, rp, lr)
 	case "":
 	default:
 		return problem.Outage(reason.InvalidState, "sign-in state of an unknown purpose", "", nil, slog.String("purpose", lr.Purpose))
 	}
-	id, raw, err := m.redeem(r, rp, &lr)
+	id, raw, err := m.redeem(r, rp, lr)
 	if err != nil {
 		return err
 	}
@@ -243,6 +277,18 @@ func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *ident
 		return outage("create session", err)
 	}
 	m.log.Info("signed in", slog.String("user", rec.User), slog.String("session", logID(h)), slog.String("acr", rec.ACR))
+	detail := map[string]string{"session": logID(h), "email": rec.Email, "host": r.Host,
+		"expires": rec.Expires.UTC().Format(time.RFC3339)}
+	if rec.ACR != "" {
+		detail["acr"] = rec.ACR
+	}
+	if len(rec.AMR) > 0 {
+		detail["amr"] = strings.Join(rec.AMR, " ")
+	}
+	if !rec.AuthTime.IsZero() {
+		detail["auth_time"] = rec.AuthTime.UTC().Format(time.RFC3339)
+	}
+	m.appendAudit(ctx, w, audit.Event{Type: audit.SignedIn, User: rec.User, Detail: detail})
 	http.SetCookie(w, cookie(CookieName, secret, int(m.sc.AbsoluteTimeout.D()/time.Second)))
 	expire(w, LoginCookieName)
 	w.Header().Set("Cache-Control", "no-store")

@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/internal/page"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
@@ -128,6 +130,8 @@ func (m *Manager) doLogout(w http.ResponseWriter, r *http.Request) error {
 		return m.loadError(r, err, false)
 	}
 	m.log.Info("signed out", slog.String("user", l.rec.User), slog.String("session", logID(l.h)), slog.Int("family_sessions_ended", family))
+	m.appendAudit(r.Context(), w, audit.Event{Type: audit.SignedOut, User: l.rec.User,
+		Detail: map[string]string{"session": logID(l.h), "host": r.Host, "family_sessions_ended": strconv.Itoa(family)}})
 	expire(w, CookieName)
 	expire(w, LoginCookieName)
 	http.SetCookie(w, handoffCookie("", -1))
@@ -233,6 +237,15 @@ func (m *Manager) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 		return outage("back-channel logout", err)
 	}
 	m.log.Info("back-channel logout", slog.Bool("by_sid", lt.SessionID != ""), slog.Int("sessions_ended", n))
+	ev := audit.Event{Type: audit.SessionEnded, Reason: "backchannel_logout",
+		Detail: map[string]string{"issuer": lt.Issuer, "sessions_ended": strconv.Itoa(n)}}
+	if lt.Subject != "" {
+		ev.User = store.UserKey(lt.Issuer, lt.Subject)
+	}
+	if lt.SessionID != "" {
+		ev.Detail["sid"] = lt.SessionID
+	}
+	m.appendAudit(r.Context(), w, ev)
 	w.WriteHeader(http.StatusOK)
 	return nil
 }

@@ -91,8 +91,9 @@ type Options struct {
 	// binding invitations to the person, for example. An error refuses the sign-in (503
 	// store_unavailable), since the person would otherwise arrive without their access.
 	OnSignIn func(ctx context.Context, s Session) error
-	// Audit receives step-up grants and refusals (stepup.granted, stepup.refused). nil records
-	// nothing (tests); a failed append is logged.
+	// Audit receives the session events (session.signed_in, signin_refused, signed_out,
+	// ended, handoff, handoff_refused) and step-up grants and refusals (stepup.granted,
+	// stepup.refused). nil records nothing (tests); a failed append is logged.
 	Audit audit.Sink
 	// CacheTTL, when not zero, overrides the configuration's session.cache and
 	// session.cache_ttl: how long a session record is reused without reading storage again,

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/internal/invalcache"
 	"github.com/portcullis-proxy/portcullis/store"
@@ -234,6 +235,13 @@ func (m *Manager) load(ctx context.Context, r *http.Request, touch bool) (*loade
 		// Ended by time: delete now rather than wait for the TTL, best effort.
 		if err := m.st.DeleteSession(ctx, h, rec.User, rec.Issuer, rec.SID); err != nil {
 			m.log.Warn("could not delete an expired session", slog.String("session", logID(h)), slog.String("error", err.Error()))
+		} else {
+			why := "idle_timeout"
+			if !now.Before(rec.Expires) {
+				why = "absolute_timeout"
+			}
+			m.recordEvent(ctx, audit.Event{Type: audit.SessionEnded, User: rec.User, Reason: why,
+				Detail: map[string]string{"session": logID(h), "sessions_ended": "1"}})
 		}
 		return nil, errNoSession
 	}

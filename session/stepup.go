@@ -332,10 +332,15 @@ func (m *Manager) auditStepUp(ctx context.Context, w http.ResponseWriter, typ au
 // appendAudit records ev with the response's request id. The append outlives a client that
 // went away (the event happened), and a failure is logged: the answer is already decided.
 func (m *Manager) appendAudit(ctx context.Context, w http.ResponseWriter, ev audit.Event) {
+	ev.RequestID = w.Header().Get("X-Request-Id")
+	m.recordEvent(ctx, ev)
+}
+
+// recordEvent records ev as it is (appendAudit adds the request id).
+func (m *Manager) recordEvent(ctx context.Context, ev audit.Event) {
 	if m.audit == nil {
 		return
 	}
-	ev.RequestID = w.Header().Get("X-Request-Id")
 	if err := m.audit.Append(context.WithoutCancel(ctx), ev); err != nil {
 		m.log.Error("audit append failed", slog.String("type", string(ev.Type)), slog.String("error", err.Error()))
 	}

@@ -149,7 +149,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	}
 	sm, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{
 		Logger: log,
-		Audit:  aud, // step-up grants and refusals, handoffs
+		Audit:  aud, // sign-in, sign-out, session ends, handoffs, step-ups
 		// Organisation hosts sign in through a handoff from the sign-in host, only to host
 		// names a route lists (in the configuration in force, reloads included).
 		HostAllowed: func(host string) bool {
