@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -80,10 +81,12 @@ Admin API tokens (the API itself makes the later ones):
   token revoke ID --reason WHY
 
 Flags of every command: --config FILE (default portcullis.yaml), --actor WHO (default $USER,
-else "admin"), --json (machine-readable output); changes also take --reason WHY.
+else "admin"), --json (machine-readable output), before or after the command; changes also
+take --reason WHY.
 Times T are RFC 3339 (2027-01-31T00:00:00Z) or a duration from now (90m, 12h, 30d).
 
-Run "portcullis admin <group> <command> -h" for a command's flags.
+Run "portcullis admin <group> help" for a group's commands, and
+"portcullis admin <group> <command> -h" for a command's flags.
 `
 
 // cmdAdmin runs `portcullis admin …`.
@@ -143,21 +146,41 @@ var adminCommands = map[string]adminCommand{
 // runAdmin is cmdAdmin with the context given: `audit tail --follow` runs until ctx ends (or
 // SIGINT), which is how tests bound it.
 func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-		fmt.Fprint(stdout, adminUsage)
-		return 0
+	global, args, err := leadingGlobalFlags(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis admin: %v\n\n%s", err, adminUsage)
+		return 2
 	}
-	if len(args) < 2 {
+	switch {
+	case len(args) == 0:
 		fmt.Fprint(stderr, adminUsage)
 		return 2
+	case isHelp(args[0]) && len(args) == 1:
+		fmt.Fprint(stdout, adminUsage)
+		return 0
+	case isHelp(args[0]):
+		// "admin help org"
+		return groupHelp(args[1], stdout, stderr)
+	case len(args) == 1:
+		// "admin org": not a command; its group's help, as a usage error.
+		groupHelp(args[0], stderr, stderr)
+		return 2
+	case isHelp(args[1]):
+		// "admin org help", "admin org -h"
+		return groupHelp(args[0], stdout, stderr)
 	}
 	name := args[0] + " " + args[1]
 	c, ok := adminCommands[name]
 	if !ok {
+		if _, known := adminGroups()[args[0]]; known {
+			fmt.Fprintf(stderr, "portcullis admin: unknown command %q\n\n", name)
+			groupHelp(args[0], stderr, stderr)
+			return 2
+		}
 		fmt.Fprintf(stderr, "portcullis admin: unknown command %q\n\n%s", name, adminUsage)
 		return 2
 	}
-	a := &adminRun{ctx: ctx, stdout: stdout, stderr: stderr, name: "admin " + name, cmd: c, args: args[2:]}
+	a := &adminRun{ctx: ctx, stdout: stdout, stderr: stderr, name: "admin " + name, cmd: c, args: append(global, args[2:]...)}
 	a.fs = flag.NewFlagSet(a.name, flag.ContinueOnError)
 	a.fs.SetOutput(stderr)
 	a.fs.Usage = func() {
@@ -175,6 +198,65 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		a.fs.StringVar(&a.reason, "reason", "", help)
 	}
 	return c.run(a)
+}
+
+func isHelp(s string) bool { return s == "help" || s == "-h" || s == "--help" || s == "-help" }
+
+// leadingGlobalFlags takes the flags of every command (--config, --actor, --json) from before
+// the command ("portcullis admin --config F org create …"), for the command's own parse.
+// Another flag there is an error: the command's flags depend on the command.
+func leadingGlobalFlags(args []string) (global, rest []string, err error) {
+	for len(args) > 0 && strings.HasPrefix(args[0], "-") && !isHelp(args[0]) {
+		if args[0] == "--" {
+			return global, args[1:], nil
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
+		switch name {
+		case "json":
+			global, args = append(global, args[0]), args[1:]
+		case "config", "actor":
+			if hasValue {
+				global, args = append(global, args[0]), args[1:]
+				continue
+			}
+			if len(args) < 2 {
+				return nil, nil, fmt.Errorf("flag needs an argument: %s", args[0])
+			}
+			global, args = append(global, args[0], args[1]), args[2:]
+		default:
+			return nil, nil, fmt.Errorf("%s must come after the command: only --config, --actor and --json may come before it", args[0])
+		}
+	}
+	return global, args, nil
+}
+
+// adminGroups maps each group to its commands' names, in order.
+func adminGroups() map[string][]string {
+	groups := map[string][]string{}
+	for name := range adminCommands {
+		g, cmd, _ := strings.Cut(name, " ")
+		groups[g] = append(groups[g], cmd)
+	}
+	for _, cmds := range groups {
+		slices.Sort(cmds)
+	}
+	return groups
+}
+
+// groupHelp prints the commands of one group with their synopses.
+func groupHelp(group string, stdout, stderr io.Writer) int {
+	cmds, ok := adminGroups()[group]
+	if !ok {
+		fmt.Fprintf(stderr, "portcullis admin: unknown group %q\n\n%s", group, adminUsage)
+		return 2
+	}
+	fmt.Fprintf(stdout, "Usage: portcullis admin %s <command> [arguments] [flags]\n\nCommands:\n", group)
+	for _, c := range cmds {
+		fmt.Fprintf(stdout, "  %s\n", strings.TrimSpace(group+" "+c+" "+adminCommands[group+" "+c].synopsis))
+	}
+	fmt.Fprintf(stdout, "\nFlags of every command: --config FILE, --actor WHO, --json (also before the group).\n"+
+		"Run \"portcullis admin %s <command> -h\" for a command's flags.\n", group)
+	return 0
 }
 
 // defaultActor is $USER, else "admin".

@@ -573,6 +573,30 @@ func TestAdminErrors(t *testing.T) {
 			}
 		})
 	}
+	// The flags of every command may come before it too.
+	if code, out, errOut := b.raw("--config", b.cfg, "--actor="+testActor, "--json", "org", "show", "acme"); code != 0 || !strings.HasPrefix(out, "{") {
+		t.Errorf("global flags first: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, _, errOut := b.raw("--reason", "x", "org", "show", "acme"); code != 2 || !strings.Contains(errOut, "--reason must come after the command") {
+		t.Errorf("a command's flag first: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := b.raw("--config"); code != 2 || !strings.Contains(errOut, "needs an argument") {
+		t.Errorf("--config without a value: exit %d, stderr %q", code, errOut)
+	}
+	// Group help: every command of the group with its synopsis, and nothing of other groups.
+	for _, args := range [][]string{{"org", "help"}, {"org", "-h"}, {"help", "org"}, {"--config", b.cfg, "org", "help"}} {
+		code, out, errOut := b.raw(args...)
+		if code != 0 || !strings.Contains(out, "org create ID --name NAME") || !strings.Contains(out, "org end ID --reason WHY") ||
+			strings.Contains(out, "member grant") || errOut != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+	if code, _, errOut := b.raw("member", "delete"); code != 2 || !strings.Contains(errOut, `unknown command "member delete"`) || !strings.Contains(errOut, "member revoke ORG USER") {
+		t.Errorf("unknown command of a known group: exit %d, stderr %q", code, errOut)
+	}
+	if code, _, errOut := b.raw("help", "nothing"); code != 2 || !strings.Contains(errOut, `unknown group "nothing"`) {
+		t.Errorf("help of an unknown group: exit %d, stderr %q", code, errOut)
+	}
 	if code, _, errOut := b.raw("org", "create", "x", "--name", "X", "--config", b.cfg, "--actor", " "); code != 1 || !strings.Contains(errOut, "--actor") {
 		t.Errorf("blank --actor: exit %d, stderr %q", code, errOut)
 	}
