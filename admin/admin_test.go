@@ -273,6 +273,8 @@ func TestGrantsWithinPolicy(t *testing.T) {
 	b.want(b.call(b.ops, "POST", "/api/v1/orgs/acme/members", map[string]any{"user": paul, "kind": "partner", "roles": []string{"admin"}, "expires_at": time.Now().Add(24 * time.Hour), "reason": "x"}), 422, "policy_violation")
 	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/members", map[string]any{"user": paul, "kind": "partner", "expires_at": time.Now().Add(24 * time.Hour)}), 400, "invalid_input")
 	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/members", map[string]any{"user": paul, "kind": "partner", "colour": "red", "reason": "x"}), 400, "invalid_input")
+	// A body over the API's limit is too large, not malformed: declared, or found so.
+	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/members", map[string]any{"user": paul, "kind": "partner", "reason": strings.Repeat("x", 70<<10)}), 413, "body_too_large")
 	// Partners need two approvals here: one administrator cannot write one alone, even
 	// within every other limit (a request, approved twice, does it).
 	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/members", map[string]any{"user": paul, "kind": "partner", "roles": []string{"viewer"}, "expires_at": time.Now().Add(30 * 24 * time.Hour), "reason": "project X"}), 403, "not_permitted")

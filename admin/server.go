@@ -285,9 +285,15 @@ func (c *call) decode(v any) error {
 	if ct := c.r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return invalid("the body must be application/json")
 	}
+	if c.r.ContentLength > maxBody {
+		return refuse(reason.BodyTooLarge, "declared body over the limit")
+	}
 	dec := json.NewDecoder(io.LimitReader(c.r.Body, maxBody+1))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if dec.InputOffset() >= maxBody {
+			return refuse(reason.BodyTooLarge, "body over the limit")
+		}
 		return invalid("the body is not the JSON this endpoint takes: " + jsonProblem(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {

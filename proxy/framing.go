@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 )
@@ -99,3 +100,24 @@ type prefixedBody struct {
 }
 
 func (b *prefixedBody) Close() error { return b.body.Close() }
+
+// Lingering: a refusal that closes the connection (a body too large, a framing error) is
+// answered before the body is read, while the client may still be sending it. Closing at
+// once makes the client's TCP stack answer the rest with a reset, which discards the answer
+// it has not read yet: the client sees "connection reset", not the 413. So, as nginx does
+// (lingering_close), the rest of the body is read and thrown away for a bounded time and
+// amount after the answer is sent; then the connection closes.
+const (
+	lingerTime  = 2 * time.Second
+	lingerBytes = 64 << 20
+)
+
+// linger flushes the answer and discards what is left of r's body, within the bounds above.
+func linger(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	_ = rc.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, r.Body, lingerBytes)
+}

@@ -14,10 +14,23 @@ import (
 // ownPrefix is Portcullis's reserved path space. Nothing under it is ever forwarded.
 const ownPrefix = "/.portcullis/"
 
+// ownBodyLimit bounds the body of a request to an own endpoint: the largest any takes is a
+// back-channel logout token (64 KiB).
+const ownBodyLimit = 64 << 10
+
 // serveOwn answers the proxy's own endpoints. Paths match exactly; anything else under the
 // prefix is a 404, never a fall-through to a portal route (AUTHN-03).
 func (ex *exchange) serveOwn() error {
 	s, w, r := ex.s, ex.w, ex.r
+	if r.ContentLength > ownBodyLimit {
+		// No own endpoint takes more; the answer is sent before the body is read, and the
+		// rest of the body is drained so the client can read it (linger).
+		w.Header().Set("Connection", "close")
+		return reject(reason.BodyTooLarge)
+	}
+	if r.Body != nil && r.ContentLength != 0 {
+		r.Body = http.MaxBytesReader(w, r.Body, ownBodyLimit)
+	}
 	switch ex.path {
 	case ownPrefix + "healthz":
 		if err := getOrHead(w, r); err != nil {

@@ -16,6 +16,24 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 )
 
+// limitBody answers a request whose declared body is over limit with 413 body_too_large
+// before reading it (draining the rest so the client can read the answer: linger), and
+// bounds any other body to limit.
+func limitBody(h http.Handler, limit int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			w.Header().Set("Connection", "close")
+			problem.Write(w, r, problem.New(reason.BodyTooLarge))
+			if r.ProtoMajor == 1 {
+				linger(w, r)
+			}
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		h.ServeHTTP(w, r)
+	})
+}
+
 // Listeners are the addresses the running server is bound to, for callers that asked for
 // port 0 (tests) and for the start-up log.
 type Listeners struct {
@@ -130,7 +148,7 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 		// The administration API, with the main listener's TLS: the same certificates and
 		// protocol settings, no forwarding, none of the proxy's routes.
 		asrv := &http.Server{
-			Handler:           http.MaxBytesHandler(h, 1<<20),
+			Handler:           limitBody(h, 1<<20),
 			ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      60 * time.Second,

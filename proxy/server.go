@@ -296,6 +296,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := ex.serve(); err != nil {
 		ex.fail(err)
 	}
+	if ex.r.ProtoMajor == 1 && r.ContentLength != 0 && rec.Header().Get("Connection") == "close" {
+		linger(rec, r)
+	}
 
 	status := rec.statusOr200()
 	elapsed := s.now().Sub(start)

@@ -216,7 +216,9 @@ const (
 const (
 	// MethodNotGuarded: the method is not one the rule inspects (forwarded, never shown).
 	MethodNotGuarded Code = "method_not_guarded"
-	// BodyTooLarge: the body exceeds the route's limit.
+	// BodyTooLarge: the body exceeds a limit: a recovery guard's body_limit, server.body_inspection_limit,
+	// or what an own endpoint (64 KiB) or the admin API (64 KiB) takes. Answered before the body is
+	// read, and the connection is closed after the rest is drained for a while (linger).
 	BodyTooLarge Code = "body_too_large"
 	// ContentTypeNotAllowed: a body whose media type (or charset, or Content-Type syntax) the
 	// rule's locations do not declare. A portal may still parse it (frameworks sniff, or read
@@ -304,6 +306,7 @@ var specs = []Spec{
 	{Code: URITooLong, Area: AreaRequest, Status: http.StatusRequestURITooLong, Message: "The address is too long."},
 	{Code: DuplicateAuthorization, Area: AreaRequest, Status: http.StatusBadRequest, Message: "The request carries more than one Authorization header."},
 	{Code: UpgradeRefused, Area: AreaRequest, Status: http.StatusBadRequest, Message: "This address does not accept a switch to another protocol."},
+	{Code: BodyTooLarge, Area: AreaRequest, Status: http.StatusRequestEntityTooLarge, Message: "The request body is too large."},
 	{Code: BadFraming, Area: AreaRequest, Status: http.StatusBadRequest, Message: "The length of this request could not be read reliably."},
 	{Code: MethodOverride, Area: AreaRequest, Status: http.StatusBadRequest, Message: "This request asks to be treated as another kind of request, which this address does not allow."},
 	{Code: PathInvalid, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
@@ -369,7 +372,6 @@ var specs = []Spec{
 	{Code: StepUpHost, Area: AreaStepUp, Status: http.StatusBadRequest, Message: "A stronger sign-in cannot be done from this address yet. Ask your administrator for the address to use for this page."},
 
 	{Code: MethodNotGuarded, Area: AreaRecovery, Answer: "forwarded, never answered", Status: http.StatusOK, Message: "The method is not inspected; the request is forwarded."},
-	{Code: BodyTooLarge, Area: AreaRecovery, Status: http.StatusRequestEntityTooLarge, Message: "The request body is too large."},
 	{Code: ContentTypeNotAllowed, Area: AreaRecovery, Status: http.StatusUnsupportedMediaType, Message: recoveryBad},
 	{Code: MalformedQuery, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
 	{Code: MalformedBody, Area: AreaRecovery, Status: http.StatusBadRequest, Message: recoveryBad},
