@@ -130,22 +130,50 @@ func New(hooks []config.Webhook, stream Stream, o Options) (*Dispatcher, error) 
 	return d, nil
 }
 
-// Start creates each webhook's consumer group and runs its delivery loop until Close.
+// Start creates each webhook's consumer group and runs its delivery loop until Close. It returns
+// no error today (a group Redis cannot make yet is retried); the error is kept for callers.
 func (d *Dispatcher) Start(ctx context.Context) error {
-	for _, h := range d.hooks {
-		if err := d.stream.EnsureGroup(ctx, h.group); err != nil {
-			return fmt.Errorf("webhook %s: %w", h.cfg.Name, err)
-		}
+	// The groups are made before Start returns when Redis answers, so that a new webhook
+	// sees every event appended after it; one that cannot be made yet is retried in the
+	// background instead of failing the start.
+	ready := make([]bool, len(d.hooks))
+	for i, h := range d.hooks {
+		ready[i] = d.stream.EnsureGroup(ctx, h.group) == nil
 	}
 	ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	for _, h := range d.hooks {
+	for i, h := range d.hooks {
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			d.run(ctx, h)
+			if ready[i] || d.ensureGroup(ctx, h) {
+				d.run(ctx, h)
+			}
 		}()
 	}
 	return nil
+}
+
+// ensureGroup creates the webhook's consumer group, retrying while Redis does not answer (a
+// process started during a Redis outage delivers once it is back; nothing is lost, the
+// events wait in the stream). false: stopped first.
+func (d *Dispatcher) ensureGroup(ctx context.Context, h *hook) bool {
+	wait := time.Second
+	for {
+		err := d.stream.EnsureGroup(ctx, h.group)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		d.o.Logger.Warn("webhook waiting for the audit stream", slog.String("webhook", h.cfg.Name), slog.Any("error", err), slog.Duration("retry_in", wait))
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 // Close stops the deliveries; what is pending stays pending, for the next process.

@@ -157,7 +157,11 @@ func (ex *exchange) admit() error {
 			PurposeReason: id.grantReason, PurposeExpiry: id.grantExpiry(),
 			Kind: id.kind, ACR: id.acr, Audience: route.Name, RequestID: ex.requestID,
 		}, s.now())
-		if err != nil {
+		switch {
+		case errors.Is(err, assertion.ErrNoKey):
+			// The key lives in Redis, which has not answered since start: not ready.
+			return problem.Outage(reason.StoreUnavailable, "assertion key not loaded yet; refusing (fail closed)", "", err)
+		case err != nil:
 			return internalError("sign assertion", err)
 		}
 		id.assertion = tok

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"errors"
 	"flag"
 	"fmt"
@@ -117,11 +116,17 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	closers = append(closers, uses.Close)
 	opts.Uses = uses
 
-	signer, err := newSigner(ctx, cfg, st)
+	signer, err := newSigner(ctx, cfg, st, log)
 	if err != nil {
 		return closeAll, err
 	}
 	opts.Signer = signer
+	opts.ReadyChecks["assertion_key"] = func(context.Context) error {
+		if !signer.Ready() {
+			return assertion.ErrNoKey
+		}
+		return nil
+	}
 
 	if hooks := cfg.Notifications.Webhooks; len(hooks) > 0 {
 		// Every process delivers; the audit stream's consumer groups give each event to one.
@@ -186,30 +191,65 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 }
 
 // newSigner loads the assertion key from identity.assertion_key_file, or, for development,
-// shares one generated key through Redis.
-func newSigner(ctx context.Context, cfg *config.Config, st *store.Store) (*assertion.Signer, error) {
-	var key *ecdsa.PrivateKey
-	var err error
-	if f := cfg.Identity.AssertionKeyFile; f != "" {
-		key, err = assertion.LoadKey(f)
-	} else {
-		var pemBytes []byte
-		pemBytes, err = st.AssertionKey(ctx, func() ([]byte, error) {
-			_, p, err := assertion.GenerateKey()
-			return p, err
-		})
-		if err == nil {
-			key, err = assertion.ParseKey(pemBytes)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("assertion key: %w", err)
-	}
+// shares one generated key through Redis. A key in Redis that cannot be read at start (Redis
+// down during a rolling restart) is read in the background until Redis answers: until then
+// the signer has no key, /.portcullis/readyz says not ready, and requests that need an
+// assertion are refused 503 (fail closed).
+func newSigner(ctx context.Context, cfg *config.Config, st *store.Store, log *slog.Logger) (*assertion.Signer, error) {
 	issuer := "portcullis"
 	if cfg.Server.PublicBase != nil {
 		issuer = cfg.Server.PublicBase.String()
 	}
-	return assertion.New(key, issuer, cfg.Identity.AssertionLifetime.D())
+	if f := cfg.Identity.AssertionKeyFile; f != "" {
+		key, err := assertion.LoadKey(f)
+		if err != nil {
+			return nil, fmt.Errorf("assertion key: %w", err)
+		}
+		return assertion.New(key, issuer, cfg.Identity.AssertionLifetime.D())
+	}
+	s := assertion.NewPending(issuer, cfg.Identity.AssertionLifetime.D())
+	load := func() error {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		pemBytes, err := st.AssertionKey(lctx, func() ([]byte, error) {
+			_, p, err := assertion.GenerateKey()
+			return p, err
+		})
+		if err != nil {
+			return err
+		}
+		key, err := assertion.ParseKey(pemBytes)
+		if err != nil {
+			return err
+		}
+		return s.SetKey(key)
+	}
+	err := load()
+	switch {
+	case err == nil:
+		return s, nil
+	case !errors.Is(err, store.ErrUnavailable):
+		return nil, fmt.Errorf("assertion key: %w", err)
+	}
+	log.Warn("assertion key not readable from Redis yet; starting not ready, retrying", slog.Any("error", err))
+	go func() {
+		wait := time.Second
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			if err := load(); err == nil {
+				log.Info("assertion key loaded from Redis")
+				return
+			} else if !errors.Is(err, store.ErrUnavailable) {
+				log.Error("assertion key in Redis is unusable", slog.Any("error", err))
+			}
+			wait = min(2*wait, 30*time.Second)
+		}
+	}()
+	return s, nil
 }
 
 // newAdminAPI builds the administration API of cfg over st.

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -46,17 +47,28 @@ type Claims struct {
 	RequestID string `json:"-"`
 }
 
-// Signer mints assertions. It is safe for concurrent use.
+// Signer mints assertions. It is safe for concurrent use. A Signer made by NewPending has no
+// key until SetKey gives it one: until then it signs nothing (ErrNoKey) and publishes an empty
+// key set.
 type Signer struct {
 	issuer   string
 	lifetime time.Duration
-	signer   jose.Signer
-	jwks     []byte
-	kid      string
+	key      atomic.Pointer[signingKey]
 
 	mu     sync.RWMutex
 	reused map[string]reusable
 }
+
+// signingKey is the key a Signer signs with, and what it publishes of it.
+type signingKey struct {
+	signer jose.Signer
+	jwks   []byte
+	kid    string
+}
+
+// ErrNoKey is returned by a Signer whose key is not known yet (NewPending): the key lives in
+// Redis, which has not answered since the process started.
+var ErrNoKey = errors.New("assertion key not loaded yet")
 
 type reusable struct {
 	token string
@@ -77,34 +89,59 @@ const Lifetime = 60 * time.Second
 
 // New returns a signer for key (P-256). issuer is the iss claim (the public URL).
 func New(key *ecdsa.PrivateKey, issuer string, lifetime time.Duration) (*Signer, error) {
-	if key == nil || key.Curve != elliptic.P256() {
-		return nil, errors.New("assertion key must be an ECDSA P-256 key")
+	s := NewPending(issuer, lifetime)
+	if err := s.SetKey(key); err != nil {
+		return nil, err
 	}
+	return s, nil
+}
+
+// NewPending returns a signer without a key yet; SetKey gives it one.
+func NewPending(issuer string, lifetime time.Duration) *Signer {
 	if lifetime <= 0 {
 		lifetime = Lifetime
+	}
+	return &Signer{issuer: issuer, lifetime: lifetime}
+}
+
+// SetKey makes key (P-256) the one s signs with and publishes.
+func (s *Signer) SetKey(key *ecdsa.PrivateKey) error {
+	if key == nil || key.Curve != elliptic.P256() {
+		return errors.New("assertion key must be an ECDSA P-256 key")
 	}
 	pub := jose.JSONWebKey{Key: &key.PublicKey, Algorithm: string(jose.ES256), Use: "sig"}
 	tp, err := pub.Thumbprint(crypto.SHA256)
 	if err != nil {
-		return nil, fmt.Errorf("assertion key thumbprint: %w", err)
+		return fmt.Errorf("assertion key thumbprint: %w", err)
 	}
 	kid := base64.RawURLEncoding.EncodeToString(tp)[:16]
 	pub.KeyID = kid
 	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
 		(&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
-		return nil, fmt.Errorf("assertion signer: %w", err)
+		return fmt.Errorf("assertion signer: %w", err)
 	}
 	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &Signer{issuer: issuer, lifetime: lifetime, signer: sig, jwks: jwks, kid: kid}, nil
+	s.key.Store(&signingKey{signer: sig, jwks: jwks, kid: kid})
+	s.mu.Lock()
+	s.reused = nil // nothing signed with another key is handed out again
+	s.mu.Unlock()
+	return nil
 }
+
+// Ready reports whether s has its key.
+func (s *Signer) Ready() bool { return s.key.Load() != nil }
 
 // Sign returns a compact JWT for c, valid from now for the signer's lifetime, or until the
 // purpose grant it carries ends, whichever is first.
 func (s *Signer) Sign(c Claims, now time.Time) (string, error) {
+	k := s.key.Load()
+	if k == nil {
+		return "", ErrNoKey
+	}
 	exp := now.Add(s.lifetime)
 	if c.PurposeExpiry > 0 {
 		if end := time.Unix(c.PurposeExpiry, 0); end.Before(exp) {
@@ -120,7 +157,7 @@ func (s *Signer) Sign(c Claims, now time.Time) (string, error) {
 		Expiry:    jwt.NewNumericDate(exp),
 		ID:        c.RequestID,
 	}
-	return jwt.Signed(s.signer).Claims(std).Claims(c).Serialize()
+	return jwt.Signed(k.signer).Claims(std).Claims(c).Serialize()
 }
 
 // Reused returns an assertion for c, signing a new one only when none for the same claims
@@ -155,11 +192,21 @@ func reuseKey(c Claims) string {
 		c.PurposeReason, strconv.FormatInt(c.PurposeExpiry, 10), c.Kind, c.ACR}, "\x00")
 }
 
-// JWKS is the public key set, as served at /.portcullis/jwks.json.
-func (s *Signer) JWKS() []byte { return s.jwks }
+// JWKS is the public key set, as served at /.portcullis/jwks.json (empty without a key).
+func (s *Signer) JWKS() []byte {
+	if k := s.key.Load(); k != nil {
+		return k.jwks
+	}
+	return []byte(`{"keys":[]}`)
+}
 
-// KeyID is the kid of the signing key.
-func (s *Signer) KeyID() string { return s.kid }
+// KeyID is the kid of the signing key ("" without one).
+func (s *Signer) KeyID() string {
+	if k := s.key.Load(); k != nil {
+		return k.kid
+	}
+	return ""
+}
 
 // LoadKey reads a PEM file holding an EC P-256 private key (SEC 1 or PKCS #8).
 func LoadKey(path string) (*ecdsa.PrivateKey, error) {

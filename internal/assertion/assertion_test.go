@@ -167,3 +167,38 @@ func TestReusedAssertions(t *testing.T) {
 		t.Errorf("reused assertion: %v, jti %q (want none)", err, std.ID)
 	}
 }
+
+// TestPendingSigner: a signer whose key is not known yet signs nothing and publishes no key;
+// once given one, it signs with it, and hands out nothing signed before.
+func TestPendingSigner(t *testing.T) {
+	s := NewPending("https://portal.example.com", 0)
+	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	c := Claims{Subject: "iss|alice", Audience: "billing"}
+	if _, err := s.Reused(c, now); err != ErrNoKey || s.Ready() || s.KeyID() != "" || string(s.JWKS()) != `{"keys":[]}` {
+		t.Fatalf("pending: %v ready %v kid %q jwks %s", err, s.Ready(), s.KeyID(), s.JWKS())
+	}
+	key, _, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetKey(key); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.Reused(c, now)
+	if err != nil || !s.Ready() || s.KeyID() == "" {
+		t.Fatalf("after SetKey: %v", err)
+	}
+	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var std jwt.Claims
+	if err := parsed.Claims(&key.PublicKey, &std); err != nil {
+		t.Errorf("not signed with the key given: %v", err)
+	}
+	other, _, _ := GenerateKey()
+	_ = s.SetKey(other)
+	if again, _ := s.Reused(c, now); again == tok {
+		t.Error("an assertion signed with the old key was reused")
+	}
+}
