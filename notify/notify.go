@@ -130,9 +130,8 @@ func New(hooks []config.Webhook, stream Stream, o Options) (*Dispatcher, error) 
 	return d, nil
 }
 
-// Start creates each webhook's consumer group and runs its delivery loop until Close. It returns
-// no error today (a group Redis cannot make yet is retried); the error is kept for callers.
-func (d *Dispatcher) Start(ctx context.Context) error {
+// Start creates each webhook's consumer group and runs its delivery loop until Close.
+func (d *Dispatcher) Start(ctx context.Context) {
 	// The groups are made before Start returns when Redis answers, so that a new webhook
 	// sees every event appended after it; one that cannot be made yet is retried in the
 	// background instead of failing the start.
@@ -150,7 +149,6 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 			}
 		}()
 	}
-	return nil
 }
 
 // ensureGroup creates the webhook's consumer group, retrying while Redis does not answer (a

@@ -134,9 +134,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		if err != nil {
 			return closeAll, err
 		}
-		if err := d.Start(ctx); err != nil {
-			return closeAll, err
-		}
+		d.Start(ctx)
 		closers = append(closers, d.Close)
 	}
 
