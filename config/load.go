@@ -8,11 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"reflect"
-	"regexp"
-	"strconv"
 	"strings"
 
-	yaml "go.yaml.in/yaml/v3"
+	yaml "go.yaml.in/yaml/v4"
 )
 
 // Loader reads configurations. Its fields let tests replace the process environment and the
@@ -85,9 +83,6 @@ func (l Loader) Parse(name string, data []byte) (cfg *Config, warnings Errors, e
 	return c, v.warns, nil
 }
 
-// yamlLine finds the line in the parser's messages ("yaml: line 3: …").
-var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
-
 // parseYAML parses the single document in data and returns its root node, or nil after
 // recording why there is none. A second document is an error: one file is one configuration.
 func (d *decoder) parseYAML(data []byte) (root *yaml.Node) {
@@ -129,18 +124,27 @@ func (d *decoder) parseYAML(data []byte) (root *yaml.Node) {
 	return root
 }
 
-// syntaxError records a parser error at the line it names (line 1 when it names none: the
-// parser omits "line 1").
+// syntaxError records a parser error where the parser found it: the line and column of the
+// offending token (go-yaml v4 reports them; its marks count from 1).
 func (d *decoder) syntaxError(err error) {
-	msg := err.Error()
-	line := 1
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		if n, err := strconv.Atoi(m[1]); err == nil && n > 0 {
-			line = n
+	var le *yaml.LoadError
+	if errors.As(err, &le) {
+		at := pos{max(le.Mark.Line, 1), max(le.Mark.Column, 1)}
+		msg := le.Message
+		switch {
+		case le.ContextMsg == "" || le.ContextMark.Line == 0 || le.ContextMark == le.Mark:
+		case strings.Contains(le.Message, "end of stream"):
+			// Nothing is wrong where the file ends: the construct left open is, where it starts.
+			at = pos{le.ContextMark.Line, max(le.ContextMark.Column, 1)}
+			msg = fmt.Sprintf("%s %s that starts here and is never closed", le.Message, le.ContextMsg)
+		case strings.Contains(le.ContextMsg, "flow") && strings.HasPrefix(le.Message, "did not find expected"):
+			// `routes: [oops` and the next line: found where the collection should have gone on.
+			msg += fmt.Sprintf(" (%s that starts at line %d, column %d: is it closed?)", le.ContextMsg, le.ContextMark.Line, le.ContextMark.Column)
+		default:
+			msg += fmt.Sprintf(" (%s that starts at line %d, column %d)", le.ContextMsg, le.ContextMark.Line, le.ContextMark.Column)
 		}
-		msg = msg[len(m[0]):]
-	} else {
-		msg = strings.TrimPrefix(msg, "yaml: ")
+		d.errorAt(at, "", "YAML syntax error: %s", msg)
+		return
 	}
-	d.errorAt(pos{line, 1}, "", "YAML syntax error: %s", msg)
+	d.errorAt(pos{1, 1}, "", "YAML syntax error: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 }

@@ -7,7 +7,7 @@ import (
 	"reflect"
 	"strings"
 
-	yaml "go.yaml.in/yaml/v3"
+	yaml "go.yaml.in/yaml/v4"
 )
 
 // secretFileSuffix turns a Secret key "x" into the key "x_file" that names a file holding
