@@ -63,6 +63,8 @@ const (
 	// absorbed into another.
 	OrgContractChanged Type = "org.contract_changed"
 	OrgMerged          Type = "org.merged"
+	// OrgPolicyChanged records an organisation's own lifecycle limits, set or cleared.
+	OrgPolicyChanged Type = "org.policy_changed"
 )
 
 // Access reviews: a campaign started, and one reviewer's decision on one item (the

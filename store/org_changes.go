@@ -229,6 +229,34 @@ func (o *Orgs) SetOrgStatus(ctx context.Context, id string, st OrgStatus, actor,
 		})
 }
 
+// maxApprovals is the most approvals any policy may require (as the configuration allows).
+const maxApprovals = 5
+
+// SetOrgPolicy replaces an organisation's own lifecycle limits (nil or no kinds: the
+// platform's as they are). The limits are checked for shape here (known kinds, no negative
+// values); that they tighten the platform's is the caller's check (package authz applies the
+// stricter of both anyway, so a looser value would have no effect).
+func (o *Orgs) SetOrgPolicy(ctx context.Context, id string, p *OrgPolicy, actor, reason string) (*Org, error) {
+	if p != nil {
+		for kind, l := range p.Kinds {
+			switch {
+			case !validKind(kind):
+				return nil, fmt.Errorf("set org policy %s: kind %q: %w", id, kind, ErrInvalid)
+			case l.MaxDuration < 0 || l.ReviewEvery < 0 || l.ApprovalsRequired < 0 || l.ApprovalsRequired > maxApprovals:
+				return nil, fmt.Errorf("set org policy %s: kind %s: negative or too many: %w", id, kind, ErrInvalid)
+			}
+		}
+		if len(p.Kinds) == 0 {
+			p = nil
+		}
+	}
+	return o.updateOrg(ctx, "set org policy", id, actor, reason, audit.OrgPolicyChanged, nil,
+		func(_ *redis.Tx, org *Org) (func(*batch), error) {
+			org.Policy = p
+			return nil, nil
+		})
+}
+
 // AddDomain adds an email domain to an organisation, pending verification. The domain is
 // canonicalised (lower case, no trailing dot; IDNs as A-labels). ErrExists if the org already
 // lists it.

@@ -1,0 +1,192 @@
+package admin
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// An organisation's own lifecycle limits (store.OrgPolicy): the platform's policy, from the
+// configuration, is the floor; an organisation may only tighten it, kind by kind: a shorter
+// longest membership or review period, more approvals, a ticket required. The API refuses a
+// value that would not tighten (it would have no effect: authz applies the stricter of both,
+// and a caller who believed otherwise would be misled). The organisation's own
+// administrators and operators set it; a delegate does not (it would bind the organisation
+// that delegated).
+
+// kindLimitsIO is one kind's limits as the API reads and shows them: durations as "30d".
+type kindLimitsIO struct {
+	MaxDuration       string `json:"max_duration,omitempty"`
+	ReviewEvery       string `json:"review_every,omitempty"`
+	ApprovalsRequired int    `json:"approvals_required,omitempty"`
+	RequiresTicket    bool   `json:"requires_ticket,omitempty"`
+}
+
+// policyInput replaces an organisation's limits: kinds not listed take the platform's.
+type policyInput struct {
+	Kinds  map[string]kindLimitsIO `json:"kinds"`
+	Reason string                  `json:"reason"`
+}
+
+func (in *policyInput) why() string { return in.Reason }
+
+// kindRuleView is the rule in force for one kind.
+type kindRuleView struct {
+	MaxDuration       string   `json:"max_duration,omitempty"`
+	ReviewEvery       string   `json:"review_every,omitempty"`
+	Approvers         []string `json:"approvers"`
+	ApprovalsRequired int      `json:"approvals_required"`
+	RequiresTicket    bool     `json:"requires_ticket"`
+	AllowedRoles      []string `json:"allowed_roles,omitempty"`
+}
+
+// policyView is an organisation's policy: its own limits, the platform's rules, and the
+// rules in force (the stricter of both), per kind.
+type policyView struct {
+	Org       string                  `json:"org"`
+	Own       map[string]kindLimitsIO `json:"own"`
+	Platform  map[string]kindRuleView `json:"platform"`
+	Effective map[string]kindRuleView `json:"effective"`
+}
+
+func (c *call) getPolicy() (any, error) {
+	org, err := c.administeredOrg()
+	if err != nil {
+		return nil, err
+	}
+	o, err := c.s.st.Org(c.ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	return c.policyOf(o), nil
+}
+
+func (c *call) setPolicy() (any, error) {
+	var in policyInput
+	org, err := c.orgChange(&in)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.mayAdministerDirectly(org); err != nil {
+		return nil, err
+	}
+	p, err := c.orgPolicyInput(in.Kinds)
+	if err != nil {
+		return nil, err
+	}
+	o, err := c.changes().SetOrgPolicy(c.ctx, org, p, c.p.Name, in.Reason)
+	if err != nil {
+		return nil, err
+	}
+	return c.policyOf(o), nil
+}
+
+// orgPolicyInput checks that every limit given tightens the platform's rule, naming each one
+// that does not.
+func (c *call) orgPolicyInput(kinds map[string]kindLimitsIO) (*store.OrgPolicy, error) {
+	pol := c.policy.Policy
+	out := &store.OrgPolicy{Kinds: map[string]store.KindLimits{}}
+	var problems []string
+	names := make([]string, 0, len(kinds))
+	for k := range kinds {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, kind := range names {
+		in := kinds[kind]
+		platform, ok := pol.Kind(kind, nil)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("kinds.%s: not a membership kind", kind))
+			continue
+		}
+		var l store.KindLimits
+		if in.MaxDuration != "" {
+			d, err := durationInput("kinds."+kind+".max_duration", in.MaxDuration)
+			switch {
+			case err != nil:
+				problems = append(problems, fmt.Sprintf("kinds.%s.max_duration: must be a positive duration such as \"30d\"", kind))
+			case platform.MaxDuration > 0 && d >= platform.MaxDuration:
+				problems = append(problems, fmt.Sprintf("kinds.%s.max_duration: %s does not tighten the platform's %s", kind, in.MaxDuration, showDuration(platform.MaxDuration)))
+			default:
+				l.MaxDuration = d
+			}
+		}
+		if in.ReviewEvery != "" {
+			d, err := durationInput("kinds."+kind+".review_every", in.ReviewEvery)
+			switch {
+			case err != nil:
+				problems = append(problems, fmt.Sprintf("kinds.%s.review_every: must be a positive duration such as \"90d\"", kind))
+			case platform.ReviewEvery > 0 && d >= platform.ReviewEvery:
+				problems = append(problems, fmt.Sprintf("kinds.%s.review_every: %s does not tighten the platform's %s", kind, in.ReviewEvery, showDuration(platform.ReviewEvery)))
+			default:
+				l.ReviewEvery = d
+			}
+		}
+		switch n := in.ApprovalsRequired; {
+		case n == 0:
+		case n < 0 || n > 5:
+			problems = append(problems, fmt.Sprintf("kinds.%s.approvals_required: must be from 1 to 5", kind))
+		case n <= platform.ApprovalsRequired:
+			problems = append(problems, fmt.Sprintf("kinds.%s.approvals_required: %d does not tighten the platform's %d", kind, n, platform.ApprovalsRequired))
+		default:
+			l.ApprovalsRequired = n
+		}
+		switch {
+		case !in.RequiresTicket:
+		case platform.RequiresTicket:
+			problems = append(problems, fmt.Sprintf("kinds.%s.requires_ticket: the platform requires a ticket already", kind))
+		default:
+			l.RequiresTicket = true
+		}
+		if l != (store.KindLimits{}) {
+			out.Kinds[kind] = l
+		}
+	}
+	if len(problems) > 0 {
+		return nil, invalid(strings.Join(problems, "; "))
+	}
+	return out, nil
+}
+
+// policyOf shows o's policy.
+func (c *call) policyOf(o *store.Org) policyView {
+	pol := c.policy.Policy
+	v := policyView{Org: o.ID, Own: map[string]kindLimitsIO{}, Platform: map[string]kindRuleView{}, Effective: map[string]kindRuleView{}}
+	if o.Policy != nil {
+		for kind, l := range o.Policy.Kinds {
+			v.Own[kind] = kindLimitsIO{MaxDuration: showDuration(l.MaxDuration), ReviewEvery: showDuration(l.ReviewEvery),
+				ApprovalsRequired: l.ApprovalsRequired, RequiresTicket: l.RequiresTicket}
+		}
+	}
+	for _, kind := range []string{store.KindEmployee, store.KindPartner, store.KindReseller, store.KindSupport, store.KindService} {
+		if r, ok := pol.Kind(kind, nil); ok {
+			v.Platform[kind] = ruleView(r)
+		}
+		if r, ok := pol.Kind(kind, o); ok {
+			v.Effective[kind] = ruleView(r)
+		}
+	}
+	return v
+}
+
+func ruleView(r authz.KindRule) kindRuleView {
+	return kindRuleView{MaxDuration: showDuration(r.MaxDuration), ReviewEvery: showDuration(r.ReviewEvery),
+		Approvers: append([]string{}, r.Approvers...), ApprovalsRequired: r.ApprovalsRequired, RequiresTicket: r.RequiresTicket,
+		AllowedRoles: r.AllowedRoles}
+}
+
+// showDuration writes d in days when it is whole days ("30d"), else as Go does; "" for zero.
+func showDuration(d time.Duration) string {
+	switch {
+	case d == 0:
+		return ""
+	case d%(24*time.Hour) == 0:
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
+}
