@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -205,12 +206,20 @@ func TestAuthentication(t *testing.T) {
 	list := b.call(b.ops, "GET", "/api/v1/tokens", nil)
 	var id string
 	for _, it := range list.body["items"].([]any) {
-		if m := it.(map[string]any); m["owner"] == bob {
+		m := it.(map[string]any)
+		if m["owner"] == bob {
 			id = m["id"].(string)
+			// Its use a moment ago is recorded: a token nobody uses any more shows it.
+			if used, _ := time.Parse(time.RFC3339, fmt.Sprint(m["last_used"])); used.IsZero() || b.now().Sub(used) > time.Minute {
+				t.Errorf("bob's token's last use: %v", m["last_used"])
+			}
 		}
-		if _, ok := it.(map[string]any)["hash"]; ok {
+		if _, ok := m["hash"]; ok {
 			t.Error("a token listing shows hashes")
 		}
+	}
+	if _, ok := b.call(b.ops, "GET", "/api/v1/tokens", nil).body["items"].([]any)[0].(map[string]any)["last_used"]; !ok {
+		t.Error("the operator token in use has no last use")
 	}
 	b.want(b.call(b.ops, "POST", "/api/v1/tokens/"+id+"/revoke", map[string]string{"reason": "left"}), 200, "")
 	b.want(b.call(tok, "GET", "/api/v1/whoami", nil), 401, "unauthenticated")

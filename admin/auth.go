@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"slices"
@@ -56,6 +57,7 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 		case !t.Live(s.now()):
 			return nil, refuse(reason.Unauthenticated, "token "+t.ID+" expired or revoked")
 		}
+		s.tokenUsed(r.Context(), t.ID)
 		return &principal{Actor: authz.Actor{Operator: t.Operator, Name: t.Owner}, via: "token " + t.ID, org: t.Org, readOnly: t.ReadOnly,
 			expires: t.Expires}, nil
 	}
@@ -263,4 +265,27 @@ func jwksURI(p *oidc.Provider) string {
 	}
 	_ = p.Claims(&d)
 	return d.JWKS
+}
+
+// tokenUseInterval is how often one process records a token's use at most.
+const tokenUseInterval = time.Minute
+
+// tokenUsed records that token id authenticated a call, at most once per tokenUseInterval
+// per process; a failure is logged, not fatal: the record is a report's hint.
+func (s *Server) tokenUsed(ctx context.Context, id string) {
+	now := s.now()
+	s.tokenUseMu.Lock()
+	last, ok := s.tokenUse[id]
+	if ok && now.Sub(last) < tokenUseInterval && !now.Before(last) {
+		s.tokenUseMu.Unlock()
+		return
+	}
+	if len(s.tokenUse) > 10000 {
+		clear(s.tokenUse)
+	}
+	s.tokenUse[id] = now
+	s.tokenUseMu.Unlock()
+	if err := s.st.TokenUsed(context.WithoutCancel(ctx), id, now); err != nil {
+		s.log.Warn("token use not recorded", slog.String("token", id), slog.Any("error", err))
+	}
 }

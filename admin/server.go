@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,7 @@ type Records interface {
 	LastUsed(ctx context.Context, org string) (map[string]time.Time, error)
 	TokenBySecret(ctx context.Context, secret string) (*store.Token, error)
 	Tokens(ctx context.Context) ([]store.Token, error)
+	TokenUsed(ctx context.Context, id string, now time.Time) error
 }
 
 // SessionRevoker ends every session of a person (*store.Store).
@@ -75,6 +77,10 @@ type Server struct {
 	now    func() time.Time
 	mux    *http.ServeMux
 	doc    []byte
+
+	// tokenUse is when this process last recorded each token's use (coalescing TokenUsed).
+	tokenUseMu sync.Mutex
+	tokenUse   map[string]time.Time
 }
 
 // New builds the API.
@@ -82,7 +88,7 @@ func New(o Options) (*Server, error) {
 	if o.Store == nil || o.Orgs == nil || o.Lifecycle == nil {
 		return nil, errors.New("admin: a store, the change API and the lifecycle policy are required")
 	}
-	s := &Server{st: o.Store, orgs: o.Orgs, ops: o.Operators, sess: o.Sessions, log: o.Logger, now: o.Now, mux: http.NewServeMux()}
+	s := &Server{st: o.Store, orgs: o.Orgs, ops: o.Operators, sess: o.Sessions, log: o.Logger, now: o.Now, mux: http.NewServeMux(), tokenUse: map[string]time.Time{}}
 	s.policy.Store(newLifecycle(o.Lifecycle))
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

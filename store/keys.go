@@ -182,6 +182,7 @@ func (k keys) orgInvitations(org string) string { return k.orgTag(org) + ":invs"
 //	pc:{u:<user>}:reqs       sorted set of "org/id" of the requests for a person
 //	pc:{t:<hash>}:token      an admin API token, by the hash of its secret
 //	pc:tokens                sorted set of "id hash" of every admin API token, by creation
+//	pc:tokens:used           hash of token id → when it was last used (Unix seconds)
 
 // request is the key of request id of org; it shares the org's tag with the membership it
 // grants, so an approval writes both in one transaction on one slot.
@@ -207,6 +208,10 @@ func (k keys) token(h string) string { return k.prefix + "{t:" + escape(h) + "}:
 
 // tokens is the key of the index of every admin API token.
 func (k keys) tokens() string { return k.prefix + "tokens" }
+
+// tokensUsed is the key of the hash of when each admin API token was last used (id → Unix
+// seconds), written coalesced (TokenUsed).
+func (k keys) tokensUsed() string { return k.prefix + "tokens:used" }
 
 // assertionKey is the development signing key for request assertions, shared by replicas.
 func (k keys) assertionKey() string { return k.prefix + "assertion-key" }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,6 +47,9 @@ type Token struct {
 	Expires   time.Time `json:"expires"`
 	CreatedBy string    `json:"created_by"`
 	Revoked   time.Time `json:"revoked,omitzero"`
+	// LastUsed is when the token last authenticated a call, as far as recorded (to the
+	// minute: TokenUsed is coalesced); filled by Tokens, never stored in the record.
+	LastUsed time.Time `json:"last_used,omitzero"`
 }
 
 // Live reports whether t may be used at now.
@@ -161,11 +165,26 @@ func (s *Store) TokenBySecret(ctx context.Context, secret string) (*Token, error
 	return &t, nil
 }
 
-// Tokens lists every token record (without hashes), oldest first.
+// TokenUsed records that token id authenticated a call at now. Callers coalesce (the admin
+// API writes at most once a minute per token and process); the record is a report's hint, a
+// token no one uses any more being one to revoke.
+func (s *Store) TokenUsed(ctx context.Context, id string, now time.Time) error {
+	if err := s.rdb.HSet(ctx, s.keys.tokensUsed(), id, strconv.FormatInt(now.Unix(), 10)).Err(); err != nil {
+		return s.unavailable("token used", err)
+	}
+	return nil
+}
+
+// Tokens lists every token record (without hashes, with when each was last used), oldest
+// first.
 func (s *Store) Tokens(ctx context.Context) ([]Token, error) {
 	refs, err := s.rdb.ZRange(ctx, s.keys.tokens(), 0, -1).Result()
 	if err != nil {
 		return nil, s.unavailable("tokens", err)
+	}
+	used, err := s.rdb.HGetAll(ctx, s.keys.tokensUsed()).Result()
+	if err != nil {
+		return nil, s.unavailable("tokens used", err)
 	}
 	var out []Token
 	for _, ref := range refs {
@@ -182,6 +201,9 @@ func (s *Store) Tokens(ctx context.Context) ([]Token, error) {
 			return nil, fmt.Errorf("decode token: %w", err)
 		}
 		t.Hash = ""
+		if n, err := strconv.ParseInt(used[t.ID], 10, 64); err == nil {
+			t.LastUsed = time.Unix(n, 0).UTC()
+		}
 		out = append(out, t)
 	}
 	return out, nil
