@@ -12,7 +12,7 @@ import (
 )
 
 // Business events (store.Orgs.Apply) through the API: contract renewed or ended, merged into,
-// role changed, offboarded, domain lapsed. Each is one change with a dry run that lists
+// role changed, offboarded, domain lapsed, support moved. Each is one change with a dry run that lists
 // exactly what the real run changes.
 
 // eventInput is a business event as the API takes it: the event's fields (which an event
@@ -45,7 +45,13 @@ func (c *call) applyEvent() (any, error) {
 	if !slices.Contains(store.BusinessEvents(), in.Event) {
 		return nil, invalid("event: want one of " + strings.Join(store.BusinessEvents(), ", "))
 	}
-	if !c.p.Operator {
+	if !c.p.Operator && in.Event == store.EventSupportMoved {
+		// The customer's own administrators decide who supports them; a delegate (perhaps
+		// the very partner being replaced) does not.
+		if err := c.mayAdministerDirectly(in.Org); err != nil {
+			return nil, err
+		}
+	} else if !c.p.Operator {
 		if slices.Contains(operatorEvents, in.Event) {
 			return nil, refuse(reason.NotPermitted, in.Event+" is applied by the platform's operators")
 		}
@@ -66,7 +72,7 @@ func (c *call) applyEvent() (any, error) {
 		}
 	}
 	pol := eventPolicy{p: c.policy.Policy, ticket: in.Reason}
-	if !c.p.Operator {
+	if !c.p.Operator && in.Event == store.EventRoleChanged {
 		// Checked on the membership as the event reads it, in its transaction: a kind change
 		// racing the event cannot slip a kind past that the administrator may not grant.
 		pol.grantable = func(kind string) error { _, err := c.mayGrant(in.Org, kind); return err }

@@ -213,3 +213,102 @@ func TestOffboardThroughAPI(t *testing.T) {
 		t.Error("pat's session survived the offboarding")
 	}
 }
+
+// TestSupportMoved: acme moves its support from partnerco to newco. partnerco's delegation,
+// its people's partner access in acme and their open requests there end; newco's named people
+// are asked for, and get nothing until acme's approvers approve. Only acme's own
+// administrators (and operators) may do it: not the partner being replaced through its
+// delegation, not another organisation's administrator; newco's people must be newco's.
+func TestSupportMoved(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	const nina = "https://idp.newco|nina"
+	if _, err := b.orgs.CreateOrg(ctx, store.Org{ID: "newco", Name: "NewCo"}, "bootstrap", "setup"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.orgs.Grant(ctx, store.Membership{Org: "newco", User: nina, Kind: store.KindEmployee, Roles: []string{"engineer"},
+		ReviewBy: time.Now().Add(200 * 24 * time.Hour)}, "bootstrap", "setup"); err != nil {
+		t.Fatal(err)
+	}
+	annTok, bobTok, paulTok, patTok := b.personal(ann, "", false), b.personal(bob, "", false), b.personal(paul, "", false), b.personal(pat, "", false)
+	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/delegations", map[string]any{"to": "partnerco",
+		"expires_at": time.Now().Add(30 * 24 * time.Hour), "reason": "MSA-1"}), 201, "")
+	req := b.call(patTok, "POST", "/api/v1/orgs/acme/requests", map[string]string{"role": "billing", "duration": "8h", "reason": "month end"})
+	b.want(req, 201, "")
+
+	move := func(tok string, extra map[string]any) answer {
+		ev := map[string]any{"event": "support_moved", "org": "acme", "from": "partnerco", "to": "newco",
+			"people": []string{nina}, "reason": "CHG-77: newco supports acme from today"}
+		for k, v := range extra {
+			ev[k] = v
+		}
+		return b.event(tok, ev)
+	}
+	b.want(move(paulTok, map[string]any{"dry_run": true}), 403, "not_permitted") // the partner replaced, through its delegation
+	b.want(move(bobTok, map[string]any{"dry_run": true}), 403, "not_permitted")  // another org's administrator
+	b.want(move(annTok, map[string]any{"people": []string{bob}}), 400, "invalid_input")
+	b.want(move(annTok, map[string]any{"to": "partnerco"}), 400, "invalid_input")
+	b.want(move(annTok, map[string]any{"from": "acme"}), 400, "invalid_input")
+	if n := len(b.events(audit.BusinessSupportMoved)); n != 0 {
+		t.Fatalf("a refused event was recorded %d times", n)
+	}
+
+	dry := move(annTok, map[string]any{"dry_run": true})
+	b.want(dry, 200, "")
+	if _, m, _ := b.st.Lookup(ctx, "acme", pat); m.Status != store.MembershipActive {
+		t.Fatal("the dry run revoked pat")
+	}
+	real := move(annTok, nil)
+	b.want(real, 200, "")
+	d, r := changes(t, dry), changes(t, real)
+	if !slices.Equal(d, r) {
+		t.Errorf("dry run %v, real run %v", d, r)
+	}
+	var kinds []audit.Type
+	for _, c := range r {
+		kinds = append(kinds, c.Type)
+	}
+	slices.Sort(kinds)
+	if want := []audit.Type{audit.DelegationEnded, audit.MembershipRevoked, audit.RequestCancelled, audit.RequestCreated}; !slices.Equal(kinds, want) {
+		t.Errorf("changes %v, want one of each of %v", r, want)
+	}
+
+	// partnerco is out: pat's access and request, paul's delegated administration.
+	if _, m, _ := b.st.Lookup(ctx, "acme", pat); m.Status != store.MembershipRevoked {
+		t.Errorf("pat in acme: %s", m.Status)
+	}
+	if got := b.call(annTok, "GET", "/api/v1/orgs/acme/requests/"+req.body["id"].(string), nil); got.body["state"] != "cancelled" {
+		t.Errorf("pat's request: %s", got.raw)
+	}
+	b.want(b.call(paulTok, "GET", "/api/v1/orgs/acme/members", nil), 403, "not_permitted")
+	// newco's nina has a pending request only; she cannot approve it herself.
+	if _, m, _ := b.st.Lookup(ctx, "acme", nina); m != nil {
+		t.Errorf("nina was given access without approval: %+v", m)
+	}
+	reqs := b.call(annTok, "GET", "/api/v1/orgs/acme/requests", nil)
+	var ninas string
+	for _, it := range reqs.body["items"].([]any) {
+		if m := it.(map[string]any); m["for"] == nina && m["state"] == "pending" {
+			ninas = m["id"].(string)
+			if m["kind"] != "partner" || !strings.Contains(m["reason"].(string), "support moved from partnerco to newco") {
+				t.Errorf("nina's request %v", m)
+			}
+		}
+	}
+	if ninas == "" {
+		t.Fatalf("no pending request for nina: %s", reqs.raw)
+	}
+	b.want(b.call(b.personal(nina, "", false), "POST", "/api/v1/orgs/acme/requests/"+ninas+"/approve", map[string]string{"reason": "me"}), 403, "")
+	parent := b.events(audit.BusinessSupportMoved)
+	if len(parent) != 1 || parent[0].Actor != ann || parent[0].Detail["from"] != "partnerco" || parent[0].Detail["to"] != "newco" {
+		t.Errorf("parent event %+v", parent)
+	}
+	// Applied again: nothing left to move, and nina's request is not made twice.
+	again := move(annTok, nil)
+	b.want(again, 200, "")
+	for _, c := range changes(t, again) {
+		if c.Type == audit.RequestCreated {
+			t.Errorf("a second request for nina: %+v", c)
+		}
+	}
+}

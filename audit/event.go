@@ -59,6 +59,7 @@ const (
 	BusinessRoleChanged     Type = "business.role_changed"
 	BusinessOffboarded      Type = "business.offboarded"
 	BusinessDomainLapsed    Type = "business.domain_lapsed"
+	BusinessSupportMoved    Type = "business.support_moved"
 	// OrgContractChanged records a new contract end (a renewal); OrgMerged an organisation
 	// absorbed into another.
 	OrgContractChanged Type = "org.contract_changed"

@@ -50,6 +50,13 @@ const (
 	// EventDomainLapsed marks Domain lapsed for Org: members whose address is in it stop
 	// getting access on routes that need a verified domain, and recovery through it stops.
 	EventDomainLapsed = "domain_lapsed"
+	// EventSupportMoved moves Org's support from the partner organisation From to To: Org's
+	// delegations to From end; the partner, reseller and support memberships in Org of From's
+	// people (everyone with a membership record in From, current or past) are revoked and
+	// their pending requests in Org cancelled; each of People (To's live members) gets a
+	// pending request in Org, for Kind (default partner) with Roles (default: the standing
+	// roles the revoked memberships held), for Org's approvers to approve.
+	EventSupportMoved = "support_moved"
 )
 
 // RenewalReview is how soon a partner or reseller membership is due for review after its
@@ -76,6 +83,13 @@ type BusinessEvent struct {
 	// Emails are further addresses of the person whose invitations are withdrawn
 	// (offboarded), besides those their memberships record.
 	Emails []string `json:"emails,omitempty"`
+	// From and To are the partner organisations support moves between, People the persons
+	// of To who take it over, and Kind the kind of membership they are asked for
+	// (support_moved).
+	From   string   `json:"from,omitempty"`
+	To     string   `json:"to,omitempty"`
+	People []string `json:"people,omitempty"`
+	Kind   string   `json:"kind,omitempty"`
 	// RequestTTL is how long the requests a merger creates wait for approval (the API and the
 	// CLI pass lifecycle.request_ttl); 0: 14 days.
 	RequestTTL time.Duration `json:"-"`
@@ -232,13 +246,39 @@ func (ev *BusinessEvent) check() error {
 		}
 		ev.Domain = d
 		return needOrg()
+	case EventSupportMoved:
+		switch {
+		case !syntax.OrgID(ev.From) || !syntax.OrgID(ev.To) || ev.From == ev.To:
+			return bad("from %q, to %q: want two partner organisations", ev.From, ev.To)
+		case ev.From == ev.Org || ev.To == ev.Org:
+			return bad("from and to are the partners, not the customer organisation %q itself", ev.Org)
+		}
+		if ev.Kind == "" {
+			ev.Kind = KindPartner
+		}
+		if ev.Kind != KindPartner && ev.Kind != KindReseller && ev.Kind != KindSupport {
+			return bad("kind %q: want partner, reseller or support", ev.Kind)
+		}
+		for _, u := range ev.People {
+			if !validUser(u) {
+				return bad("people: %q: want a user key (issuer|subject)", u)
+			}
+		}
+		ev.People = slices.Compact(slices.Sorted(slices.Values(ev.People)))
+		for _, r := range ev.Roles {
+			if !syntax.Name(r) {
+				return bad("roles: %q: want [a-z0-9_-]{1,64}", r)
+			}
+		}
+		ev.Roles = slices.Compact(slices.Sorted(slices.Values(ev.Roles)))
+		return needOrg()
 	}
 	return bad("event %q: want one of %s", ev.Event, strings.Join(BusinessEvents(), ", "))
 }
 
 // BusinessEvents lists the events Apply knows.
 func BusinessEvents() []string {
-	return []string{EventContractRenewed, EventContractEnded, EventMergedInto, EventRoleChanged, EventOffboarded, EventDomainLapsed}
+	return []string{EventContractRenewed, EventContractEnded, EventMergedInto, EventRoleChanged, EventOffboarded, EventDomainLapsed, EventSupportMoved}
 }
 
 func newOperationID() string { return newID("op_") }
@@ -278,6 +318,8 @@ func (p *plan) build() error {
 		return p.offboarded()
 	case EventDomainLapsed:
 		return p.domainLapsed()
+	case EventSupportMoved:
+		return p.supportMoved()
 	}
 	return fmt.Errorf("event %q: %w", p.ev.Event, ErrInvalid)
 }
@@ -288,6 +330,7 @@ func (p *plan) parent() audit.Event {
 		EventContractRenewed: audit.BusinessContractRenewed, EventContractEnded: audit.BusinessContractEnded,
 		EventMergedInto: audit.BusinessMergedInto, EventRoleChanged: audit.BusinessRoleChanged,
 		EventOffboarded: audit.PersonOffboarded, EventDomainLapsed: audit.BusinessDomainLapsed,
+		EventSupportMoved: audit.BusinessSupportMoved,
 	}[p.ev.Event]
 	detail := map[string]string{"event": p.ev.Event, "changes": strconv.Itoa(len(p.changes))}
 	switch {
@@ -299,6 +342,8 @@ func (p *plan) parent() audit.Event {
 		detail["domain"] = p.ev.Domain
 	case p.ev.Event == EventRoleChanged:
 		detail["roles"] = strings.Join(p.ev.Roles, ",")
+	case p.ev.Event == EventSupportMoved:
+		detail["from"], detail["to"] = p.ev.From, p.ev.To
 	}
 	if len(p.ends) > 0 {
 		detail["ends"] = strconv.Itoa(len(p.ends))
@@ -757,8 +802,15 @@ func (p *plan) mergedInto() error {
 // mergerRequest creates the pending request in the surviving organisation x for the absorbed
 // membership m: the same kind and standing roles, for what was left of m (ev.Policy caps it).
 func (p *plan) mergerRequest(m *Membership, x *Org, ttl time.Duration) error {
+	return p.membershipRequest(m, x, ttl, "merger of "+m.Org+" into "+x.ID, " (was in "+m.Org+")")
+}
+
+// membershipRequest creates a pending request in x for a membership like m (its person, kind,
+// standing roles and what is left of its time; ev.Policy caps it), giving why as its reason
+// and noting was in the change.
+func (p *plan) membershipRequest(m *Membership, x *Org, ttl time.Duration, why, was string) error {
 	r := Request{Org: x.ID, For: m.User, Requester: p.actor, Kind: m.Kind, Roles: slices.Clone(m.Roles),
-		Reason: "merger of " + m.Org + " into " + x.ID + ": " + p.reason, Ticket: "", Created: p.now}
+		Reason: why + ": " + p.reason, Ticket: "", Created: p.now}
 	if !m.ExpiresAt.IsZero() {
 		r.Duration = m.ExpiresAt.Sub(p.now)
 	}
@@ -792,7 +844,7 @@ func (p *plan) mergerRequest(m *Membership, x *Org, ttl time.Duration) error {
 	if len(r.Roles) > 0 {
 		what += " with roles " + strings.Join(r.Roles, ", ")
 	}
-	what += " (was in " + m.Org + ")"
+	what += was
 	id := ""
 	if p.tx != nil {
 		id = r.ID
@@ -993,4 +1045,126 @@ func showList(l []string) string {
 		return "none"
 	}
 	return strings.Join(l, ", ")
+}
+
+func (p *plan) supportMoved() error {
+	ev := p.ev
+	c, cBefore, err := p.org(ev.Org)
+	if err != nil {
+		return err
+	}
+	if _, _, err := p.org(ev.From); err != nil {
+		return err
+	}
+	to, _, err := p.org(ev.To)
+	if err != nil {
+		return err
+	}
+	if !orgActive(to, p.now) {
+		return fmt.Errorf("org %s is not active: support moves to a live partner: %w", to.ID, ErrInvalid)
+	}
+
+	// From's delegations end.
+	cAfter := *c
+	cAfter.Delegations = slices.Clone(c.Delegations)
+	var ended []string
+	for i := range cAfter.Delegations {
+		d := &cAfter.Delegations[i]
+		if d.To == ev.From && d.Ended.IsZero() && p.now.Before(d.ExpiresAt) {
+			d.Ended, d.EndedBy = p.now, p.actor
+			ended = append(ended, d.ID)
+		}
+	}
+	if len(ended) > 0 {
+		if err := p.putOrg(cBefore, &cAfter, audit.DelegationEnded, "delegation to "+ev.From+" ended: "+strings.Join(ended, ", "),
+			map[string]string{"delegation": strings.Join(ended, ","), "to": ev.From}); err != nil {
+			return err
+		}
+	}
+
+	// From's people: their partner, reseller and support memberships in the customer end,
+	// and so do their requests there.
+	people, err := p.members(ev.From)
+	if err != nil {
+		return err
+	}
+	var roles []string
+	for _, fm := range people {
+		user := fm.m.User
+		m, err := p.membership(c.ID, user)
+		if err != nil {
+			return err
+		}
+		if m != nil && m.m.Status != MembershipRevoked {
+			switch m.m.Kind {
+			case KindPartner, KindReseller, KindSupport:
+				roles = append(roles, m.m.Roles...)
+				nm := cloneMembership(m.m)
+				nm.Status = MembershipRevoked
+				if err := p.putMembership(m, nm, &cAfter, audit.MembershipRevoked, "membership revoked: support moved from "+ev.From+" to "+ev.To); err != nil {
+					return err
+				}
+			default:
+				p.skipped = append(p.skipped, Change{Type: audit.MembershipRevoked, Org: c.ID, User: user,
+					What: m.m.Kind + " membership kept: only partner, reseller and support access moves with the support"})
+			}
+		}
+		reqs, err := p.pendingRequests(p.o.s.keys.userRequests(user), func(ref string) (string, string, bool) {
+			org, id, ok := strings.Cut(ref, "/")
+			return org, id, ok && org == c.ID && validRequestID(id)
+		})
+		if err != nil {
+			return err
+		}
+		for _, s := range reqs {
+			if err := p.decideRequest(s, RequestCancelled, audit.RequestCancelled, "support moved from "+ev.From+" to "+ev.To); err != nil {
+				return err
+			}
+		}
+	}
+
+	// To's people: each asked for, for the customer's approvers.
+	if len(ev.Roles) > 0 {
+		roles = ev.Roles
+	}
+	roles = slices.Compact(slices.Sorted(slices.Values(roles)))
+	ttl := ev.RequestTTL
+	if ttl <= 0 {
+		ttl = 14 * 24 * time.Hour
+	}
+	for _, user := range ev.People {
+		tm, err := p.membership(to.ID, user)
+		if err != nil {
+			return err
+		}
+		if tm == nil || !live(tm.m, p.now) {
+			return fmt.Errorf("%s is not a live member of %s: support moves to %s's own people: %w", user, to.ID, to.ID, ErrInvalid)
+		}
+		have, err := p.membership(c.ID, user)
+		if err != nil {
+			return err
+		}
+		if have != nil && live(have.m, p.now) {
+			p.skipped = append(p.skipped, Change{Type: audit.RequestCreated, Org: c.ID, User: user,
+				What: "already has a live membership in " + c.ID + ": nothing to request"})
+			continue
+		}
+		waiting, err := p.pendingRequests(p.o.s.keys.userRequests(user), func(ref string) (string, string, bool) {
+			org, id, ok := strings.Cut(ref, "/")
+			return org, id, ok && org == c.ID && validRequestID(id)
+		})
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(waiting, func(s stored) bool { return s.r.Kind != "" }) {
+			p.skipped = append(p.skipped, Change{Type: audit.RequestCreated, Org: c.ID, User: user,
+				What: "a membership request in " + c.ID + " is pending already"})
+			continue
+		}
+		tmpl := &Membership{Org: to.ID, User: user, Kind: ev.Kind, Roles: roles}
+		if err := p.membershipRequest(tmpl, &cAfter, ttl, "support moved from "+ev.From+" to "+ev.To, " (support from "+to.ID+")"); err != nil {
+			return err
+		}
+	}
+	return nil
 }

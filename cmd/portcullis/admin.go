@@ -71,6 +71,8 @@ and makes none; the configuration's lifecycle policy applies):
   event role-changed ORG USER [--role R]... --reason WHY
   event offboarded USER [--email E]... --reason WHY   also ends every session
   event domain-lapsed ORG DOMAIN --reason WHY
+  event support-moved ORG FROM TO [--person USER]... --reason WHY   FROM's access ends,
+                                               TO's people are asked for
 
 Audit stream:
   audit tail [--follow] [--since ID] [--count N]
@@ -136,6 +138,7 @@ var adminCommands = map[string]adminCommand{
 	"event role-changed":     {"ORG USER [--role R]... --reason WHY [--dry-run]", true, true, adminEvent(store.EventRoleChanged)},
 	"event offboarded":       {"USER [--email E]... --reason WHY [--dry-run]", true, true, adminEvent(store.EventOffboarded)},
 	"event domain-lapsed":    {"ORG DOMAIN --reason WHY [--dry-run]", true, true, adminEvent(store.EventDomainLapsed)},
+	"event support-moved":    {"ORG FROM TO [--person USER]... [--role R]... [--kind KIND] --reason WHY [--dry-run]", true, true, adminEvent(store.EventSupportMoved)},
 	"audit tail":             {"[--follow] [--since ID] [--count N]", false, false, adminAuditTail},
 
 	"token create": {"--name NAME --owner WHO [--operator] [--org ORG] [--read-only] [--lifetime 90d]", true, false, adminTokenCreate},

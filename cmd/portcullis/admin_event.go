@@ -23,7 +23,8 @@ func adminEvent(name string) func(a *adminRun) int {
 		dry := a.fs.Bool("dry-run", false, "list every change the event would make, and make none")
 		ev := store.BusinessEvent{Event: name}
 		var until *string
-		var roles, emails stringList
+		var roles, emails, people stringList
+		var kind *string
 		var iss, sub *string
 		var names []string
 		switch name {
@@ -44,6 +45,11 @@ func adminEvent(name string) func(a *adminRun) int {
 			names = []string{"USER?"}
 		case store.EventDomainLapsed:
 			names = []string{"ORG", "DOMAIN"}
+		case store.EventSupportMoved:
+			a.fs.Var(&people, "person", "a person of TO (issuer|subject) who takes the support over: asked for in ORG (repeatable)")
+			a.fs.Var(&roles, "role", "a role they are asked for (repeatable; default: the roles FROM's people held)")
+			kind = a.fs.String("kind", store.KindPartner, "the kind of membership they are asked for: partner, reseller or support")
+			names = []string{"ORG", "FROM", "TO"}
 		}
 		if !a.parse(names...) {
 			return 2
@@ -71,6 +77,11 @@ func adminEvent(name string) func(a *adminRun) int {
 			ev.Roles = roles
 		case store.EventDomainLapsed:
 			ev.Domain = a.pos[1]
+		case store.EventSupportMoved:
+			ev.From, ev.To = a.pos[1], a.pos[2]
+			a.checkOrgID("FROM", ev.From)
+			a.checkOrgID("TO", ev.To)
+			ev.People, ev.Roles, ev.Kind = people, roles, *kind
 		}
 		if a.failed() || !a.open() {
 			return 1

@@ -82,3 +82,35 @@ func TestAdminEvents(t *testing.T) {
 		t.Errorf("offboarding %+v", off)
 	}
 }
+
+// TestAdminSupportMoved: support moved from one partner to another from the command line:
+// the old partner's people lose their partner access, the new one's are asked for.
+func TestAdminSupportMoved(t *testing.T) {
+	t.Parallel()
+	b := newAdminBed(t)
+	const nina = "https://idp.newco.example|nina"
+	b.ok("org", "create", "acme", "--name", "Acme")
+	b.ok("org", "create", "oldco", "--name", "OldCo")
+	b.ok("org", "create", "newco", "--name", "NewCo")
+	b.ok("member", "grant", "oldco", bob, "--kind", "employee", "--review-by", "300d")
+	b.ok("member", "grant", "acme", bob, "--kind", "partner", "--role", "support-desk", "--expires", "20d")
+	b.ok("member", "grant", "newco", nina, "--kind", "employee", "--review-by", "300d")
+
+	b.refused(1, []string{"FROM", "want an org id"}, "event", "support-moved", "acme", "Old Co", "newco", "--reason", "x")
+	var dry, real eventResult
+	b.okJSON(&dry, "event", "support-moved", "acme", "oldco", "newco", "--person", nina, "--reason", "CHG-77", "--dry-run")
+	b.okJSON(&real, "event", "support-moved", "acme", "oldco", "newco", "--person", nina, "--reason", "CHG-77")
+	for i := range real.Changes {
+		real.Changes[i].ID = ""
+	}
+	if !slices.Equal(dry.Changes, real.Changes) || len(real.Changes) != 2 {
+		t.Fatalf("dry run %v, real run %v", dry.Changes, real.Changes)
+	}
+	if m := b.membership("acme", bob); m.Status != store.MembershipRevoked {
+		t.Errorf("bob in acme: %s", m.Status)
+	}
+	reqs, err := b.st.Requests(b.ctx, "acme", 10)
+	if err != nil || len(reqs) != 1 || reqs[0].For != nina || reqs[0].Kind != store.KindPartner || !slices.Equal(reqs[0].Roles, []string{"support-desk"}) {
+		t.Errorf("requests %+v %v", reqs, err)
+	}
+}
