@@ -47,7 +47,11 @@ func (c *call) startReview() (any, error) {
 }
 
 func (c *call) listReviews() (any, error) {
-	org, err := c.administeredOrg()
+	org, err := c.orgParam()
+	if err != nil {
+		return nil, err
+	}
+	o, all, err := c.reviewScope(org)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +59,57 @@ func (c *call) listReviews() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return list[store.Review]{Items: rs}, nil
+	if !all {
+		// Another organisation's administrators see the campaigns with items they review,
+		// and only those items.
+		var mine []store.Review
+		for _, rv := range rs {
+			if rv.Items = c.reviewable(org, o, rv.Items); len(rv.Items) > 0 {
+				mine = append(mine, rv)
+			}
+		}
+		rs = mine
+	}
+	return list[store.Review]{Items: append([]store.Review{}, rs...)}, nil
+}
+
+// reviewScope says what of org's campaigns the caller sees: all of them (operators, its
+// administrators), or only the items they review (another organisation's administrators
+// named by a kind's approver rules); anyone else is refused.
+func (c *call) reviewScope(org string) (*store.Org, bool, error) {
+	if err := c.inOrg(org); err != nil {
+		return nil, false, err
+	}
+	o, err := c.s.st.Org(c.ctx, org)
+	if err != nil {
+		return nil, false, err
+	}
+	if c.p.Operator {
+		return o, true, nil
+	}
+	if ok, err := c.adminOf(org); err != nil || ok {
+		return o, ok, err
+	}
+	for _, kind := range []string{store.KindEmployee, store.KindPartner, store.KindReseller, store.KindSupport, store.KindService} {
+		if c.mayReview(org, o, kind) {
+			return o, false, nil
+		}
+	}
+	return nil, false, refuse(reason.NotPermitted, "not an administrator of "+org+" nor a reviewer of its memberships")
+}
+
+// mayReview reports whether the caller reviews memberships of kind in org (authz.Reviewer).
+func (c *call) mayReview(org string, o *store.Org, kind string) bool {
+	facts, err := c.approverFacts(append(c.policy.ApproverOrgs(kind, org, o), org))
+	if err != nil {
+		return false
+	}
+	return c.policy.Reviewer(kind, org, o, c.p.Actor, facts)
+}
+
+// reviewable keeps the items the caller may decide.
+func (c *call) reviewable(org string, o *store.Org, items []store.ReviewItem) []store.ReviewItem {
+	return slices.DeleteFunc(slices.Clone(items), func(it store.ReviewItem) bool { return !c.mayReview(org, o, it.Kind) })
 }
 
 // reviewReport is a campaign with, per item, what its membership is now: JSON, or CSV.
@@ -68,24 +122,30 @@ type reviewReport struct {
 // reviewLine is one item of a campaign report.
 type reviewLine struct {
 	store.ReviewItem
+	// Reviewers are who may decide it: whoever may approve a membership of its kind there.
+	Reviewers []string `json:"reviewers"`
 	// Now is the membership's effective state now (accessLine.Effective).
 	Now      string    `json:"now"`
 	LastUsed time.Time `json:"last_used,omitzero"`
 }
 
 func (r reviewReport) table() ([]string, [][]string) {
-	head := []string{"review", "org", "deadline", "user", "kind", "roles", "review_by_before", "decision", "new_roles",
+	head := []string{"review", "org", "deadline", "user", "kind", "roles", "review_by_before", "reviewers", "decision", "new_roles",
 		"decided_by", "decided_at", "note", "now", "last_used"}
 	rows := make([][]string, 0, len(r.Rows))
 	for _, l := range r.Rows {
 		rows = append(rows, []string{r.ID, r.Org, showTime(r.Deadline), l.User, l.Kind, strings.Join(l.Roles, " "), showTime(l.ReviewBy),
-			l.Decision, strings.Join(l.NewRoles, " "), l.DecidedBy, showTime(l.DecidedAt), l.Note, l.Now, showTime(l.LastUsed)})
+			strings.Join(l.Reviewers, "; "), l.Decision, strings.Join(l.NewRoles, " "), l.DecidedBy, showTime(l.DecidedAt), l.Note, l.Now, showTime(l.LastUsed)})
 	}
 	return head, rows
 }
 
 func (c *call) getReview() (any, error) {
-	org, err := c.administeredOrg()
+	org, err := c.orgParam()
+	if err != nil {
+		return nil, err
+	}
+	_, all, err := c.reviewScope(org)
 	if err != nil {
 		return nil, err
 	}
@@ -97,10 +157,15 @@ func (c *call) getReview() (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !all {
+		if rv.Items = c.reviewable(org, o, rv.Items); len(rv.Items) == 0 {
+			return nil, refuse(reason.NotFound, "no item of this campaign is the caller's to review")
+		}
+	}
 	now := c.s.now()
 	out := reviewReport{Review: *rv, Undecided: rv.Undecided(), Rows: []reviewLine{}}
 	for _, it := range rv.Items {
-		l := reviewLine{ReviewItem: it, Now: "gone", LastUsed: used[it.User]}
+		l := reviewLine{ReviewItem: it, Reviewers: c.policy.Reviewers(it.Kind, org, o), Now: "gone", LastUsed: used[it.User]}
 		if i := slices.IndexFunc(ms, func(m store.Membership) bool { return m.User == it.User }); i >= 0 {
 			l.Now = effective(&ms[i], o, now)
 		}
@@ -111,8 +176,11 @@ func (c *call) getReview() (any, error) {
 
 func (c *call) decideReview() (any, error) {
 	var in reviewDecisionInput
-	org, err := c.administeredChange(&in)
+	org, err := c.orgChange(&in)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.inOrg(org); err != nil {
 		return nil, err
 	}
 	if !c.p.Operator && in.User == c.p.Name {
@@ -121,11 +189,16 @@ func (c *call) decideReview() (any, error) {
 	}
 	now := c.s.now()
 	d := store.ReviewDecision{User: in.User, Decision: in.Decision, Roles: in.Roles, Note: in.Reason}
-	// check runs in the transaction: the next review date is the kind's review_every from now.
+	// check runs in the transaction: the caller must review memberships of the kind the
+	// membership has now (whoever may approve such a membership there), and the next review
+	// date is the kind's review_every from now.
 	check := func(_ *store.Review, before, after *store.Membership) error {
 		o, err := c.s.st.Org(c.ctx, org)
 		if err != nil {
 			return err
+		}
+		if !c.mayReview(org, o, before.Kind) {
+			return refuse(reason.NotPermitted, "not a reviewer of "+before.Kind+" memberships in "+org)
 		}
 		if kr, ok := c.policy.Kind(after.Kind, o); ok && after.Status != store.MembershipRevoked {
 			after.ReviewBy = time.Time{}

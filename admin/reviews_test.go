@@ -106,13 +106,13 @@ func TestReviewCampaign(t *testing.T) {
 	for _, r := range rows[1:] {
 		byUser[r[3]] = r
 	}
-	if r := byUser[bob]; r[7] != "keep" || r[9] != ann || r[11] != `'=HYPERLINK("http://x")` || r[12] != "active" {
+	if r := byUser[bob]; r[7] != "operators; administrators of acme" || r[8] != "keep" || r[10] != ann || r[12] != `'=HYPERLINK("http://x")` || r[13] != "active" {
 		t.Errorf("bob's row %q", r)
 	}
-	if r := byUser[pat]; r[7] != "revoke" || r[12] != "revoked" {
+	if r := byUser[pat]; r[7] != "operators; administrators of acme; administrators of partnerco" || r[8] != "revoke" || r[13] != "revoked" {
 		t.Errorf("pat's row %q", r)
 	}
-	if r := byUser[ann]; r[7] != "" || r[12] != "active" {
+	if r := byUser[ann]; r[8] != "" || r[13] != "active" {
 		t.Errorf("ann's row %q", r)
 	}
 	if status, _, _ := b.raw(annTok, path+"?format=xml"); status != 400 {
@@ -180,5 +180,49 @@ func TestAccessReports(t *testing.T) {
 	// A token restricted to one organisation sees that one.
 	if a := b.call(b.personal(pat, "acme", true), "GET", "/api/v1/access", nil); len(a.body["items"].([]any)) != 1 {
 		t.Errorf("pat's acme token: %s", a.raw)
+	}
+}
+
+// TestPartnerReviewsItsPeople: the partner's administrators (named by the partner kind's
+// approver rules, org_admin_of:partnerco) review their own people's memberships in the
+// customer's campaign: they see only those items and decide only those; never the customer's
+// employees, never in another organisation's campaign, never their own.
+func TestPartnerReviewsItsPeople(t *testing.T) {
+	b := newBed(t)
+	annTok, paulTok, bobTok, patTok := b.personal(ann, "", false), b.personal(paul, "", false), b.personal(bob, "", false), b.personal(pat, "", false)
+	st := b.call(annTok, "POST", "/api/v1/orgs/acme/reviews", map[string]any{"deadline": time.Now().Add(7 * 24 * time.Hour), "reason": "Q4 review"})
+	b.want(st, 201, "")
+	id := st.body["id"].(string)
+	path := "/api/v1/orgs/acme/reviews/" + id
+
+	// paul sees the campaign with pat's item only.
+	ls := b.call(paulTok, "GET", "/api/v1/orgs/acme/reviews", nil)
+	b.want(ls, 200, "")
+	items := ls.body["items"].([]any)
+	if len(items) != 1 || len(items[0].(map[string]any)["items"].([]any)) != 1 {
+		t.Fatalf("paul's list %s", ls.raw)
+	}
+	rep := b.call(paulTok, "GET", path, nil)
+	b.want(rep, 200, "")
+	rows := rep.body["report"].([]any)
+	if len(rows) != 1 || rows[0].(map[string]any)["user"] != pat {
+		t.Fatalf("paul's report %s", rep.raw)
+	}
+	decide := func(tok, user, decision string) answer {
+		return b.call(tok, "POST", path+"/decide", map[string]any{"user": user, "decision": decision, "reason": "checked with the team"})
+	}
+	b.want(decide(paulTok, bob, "revoke"), 403, "not_permitted") // an acme employee: not his to review
+	b.want(decide(patTok, pat, "keep"), 403, "self_approval")
+	b.want(decide(bobTok, pat, "keep"), 403, "") // beta's administrator: nothing here
+	b.want(b.call(bobTok, "GET", "/api/v1/orgs/acme/reviews", nil), 403, "not_permitted")
+	b.want(decide(b.personal(paul, "beta", false), pat, "keep"), 403, "not_permitted") // a token for another org
+	// A change of roles is a grant: paul does not administer acme, so he cannot.
+	b.want(b.call(paulTok, "POST", path+"/decide", map[string]any{"user": pat, "decision": "change", "roles": []string{"billing"}, "reason": "x"}), 403, "")
+	b.want(decide(paulTok, pat, "keep"), 200, "")
+	after := b.call(annTok, "GET", path, nil)
+	for _, r := range after.body["report"].([]any) {
+		if m := r.(map[string]any); m["user"] == pat && (m["decision"] != "keep" || m["decided_by"] != paul) {
+			t.Errorf("pat's item %v", m)
+		}
 	}
 }

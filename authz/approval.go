@@ -100,6 +100,47 @@ func (p *Policy) ApproverOrgs(kind, org string, o *store.Org) []string {
 	return slices.Compact(out)
 }
 
+// Reviewer reports whether a may decide an access review item for a membership of kind in
+// the organisation org (its record o): whoever may approve such a membership reviews it (the
+// kind's approver rules: its administrators, another organisation's administrators, the
+// operators), and operators always may. adminOf answers whether a administers an organisation
+// (for each of ApproverOrgs, and org). Nobody reviews their own membership: the caller checks
+// that, as it knows whose the item is.
+func (p *Policy) Reviewer(kind, org string, o *store.Org, a Actor, adminOf func(org string) bool) bool {
+	if a.Operator {
+		return true
+	}
+	kr, ok := p.Kind(kind, o)
+	if !ok {
+		return false
+	}
+	for _, ap := range kr.Approvers {
+		switch {
+		case ap == config.ApproverOrgAdmin && adminOf(org):
+			return true
+		case strings.HasPrefix(ap, config.ApproverOrgAdminOf) && adminOf(strings.TrimPrefix(ap, config.ApproverOrgAdminOf)):
+			return true
+		}
+	}
+	return false
+}
+
+// Reviewers names who reviews a membership of kind in org, for a campaign's report:
+// "operators", "administrators of ORG", in the kind's rule order.
+func (p *Policy) Reviewers(kind, org string, o *store.Org) []string {
+	out := []string{"operators"}
+	kr, _ := p.Kind(kind, o)
+	for _, ap := range kr.Approvers {
+		switch {
+		case ap == config.ApproverOrgAdmin:
+			out = append(out, "administrators of "+org)
+		case strings.HasPrefix(ap, config.ApproverOrgAdminOf):
+			out = append(out, "administrators of "+strings.TrimPrefix(ap, config.ApproverOrgAdminOf))
+		}
+	}
+	return slices.Compact(out)
+}
+
 // Approve decides whether a may approve r, of membership kind kind in the organisation o, at
 // now; adminOf answers whether a administers an organisation (for each of ApproverOrgs). It
 // returns the approver rule that makes a an approver and whether this approval completes the

@@ -170,3 +170,34 @@ func TestFulfil(t *testing.T) {
 		t.Errorf("the fulfilled membership breaks the policy: %v", v)
 	}
 }
+
+// TestReviewer: who may approve a membership of a kind reviews it; operators always; nobody
+// else, whatever they administer.
+func TestReviewer(t *testing.T) {
+	p := twoPersonPolicy(t)
+	org := &store.Org{ID: "acme", Status: store.OrgActive}
+	acmeAdmin := func(o string) bool { return o == "acme" }
+	partnerAdmin := func(o string) bool { return o == "partnerco" }
+	betaAdmin := func(o string) bool { return o == "beta" }
+	for _, c := range []struct {
+		name    string
+		kind    string
+		a       Actor
+		adminOf func(string) bool
+		want    bool
+	}{
+		{"acme's admin, a partner", store.KindPartner, Actor{Name: "iss|ann"}, acmeAdmin, true},
+		{"partnerco's admin, a partner", store.KindPartner, Actor{Name: "iss|paul"}, partnerAdmin, true},
+		{"partnerco's admin, an employee", store.KindEmployee, Actor{Name: "iss|paul"}, partnerAdmin, false},
+		{"beta's admin", store.KindPartner, Actor{Name: "iss|bert"}, betaAdmin, false},
+		{"an operator", store.KindService, Actor{Operator: true, Name: "ops"}, func(string) bool { return false }, true},
+		{"an unknown kind", "wizard", Actor{Name: "iss|ann"}, acmeAdmin, false},
+	} {
+		if got := p.Reviewer(c.kind, "acme", org, c.a, c.adminOf); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	if got := p.Reviewers(store.KindPartner, "acme", org); !slices.Equal(got, []string{"operators", "administrators of acme", "administrators of partnerco"}) {
+		t.Errorf("Reviewers %v", got)
+	}
+}
