@@ -71,7 +71,7 @@ func newBed(t *testing.T) *bed {
 	}
 	b := &bed{t: t, st: st, aud: store.NewAudit(st, 0), clock: time.Now()}
 	b.orgs = store.NewOrgs(st, b.aud)
-	b.api, err = New(Options{Store: st, Orgs: b.orgs, Lifecycle: authz.CompilePolicy(&cfg.Lifecycle), Sessions: st, Now: b.now})
+	b.api, err = New(Options{Store: st, Orgs: b.orgs, Audit: b.aud, Lifecycle: authz.CompilePolicy(&cfg.Lifecycle), Sessions: st, Now: b.now})
 	if err != nil {
 		t.Fatal(err)
 	}

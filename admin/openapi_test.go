@@ -27,7 +27,7 @@ func TestOpenAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Options{Store: (*store.Store)(nil), Orgs: &store.Orgs{}, Lifecycle: authz.CompilePolicy(&cfg.Lifecycle)})
+	s, err := New(Options{Store: (*store.Store)(nil), Orgs: &store.Orgs{}, Audit: (*store.Audit)(nil), Lifecycle: authz.CompilePolicy(&cfg.Lifecycle)})
 	if err != nil {
 		t.Fatal(err)
 	}

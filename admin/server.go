@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
@@ -39,6 +40,15 @@ type Records interface {
 	TokenBySecret(ctx context.Context, secret string) (*store.Token, error)
 	Tokens(ctx context.Context) ([]store.Token, error)
 	TokenUsed(ctx context.Context, id string, now time.Time) error
+	RecordPerson(ctx context.Context, email, user string, now time.Time, ttl time.Duration) error
+	SetUsername(ctx context.Context, name, user string) error
+	ReviewDue(ctx context.Context, now time.Time, within time.Duration) ([]store.Membership, error)
+}
+
+// AuditStream is the audit trail as the API reads and appends it (*store.Audit).
+type AuditStream interface {
+	Append(ctx context.Context, e audit.Event) error
+	Tail(ctx context.Context, after string, count int, block time.Duration) ([]audit.Event, string, error)
 }
 
 // SessionRevoker ends every session of a person (*store.Store).
@@ -54,6 +64,9 @@ type Options struct {
 	Orgs  *store.Orgs
 	// Lifecycle is the policy every write and approval applies. Required.
 	Lifecycle *authz.Policy
+	// Audit is the audit stream operators read (GET /audit) and the person indexes' events
+	// are appended to. Required.
+	Audit AuditStream
 	// Operators, when set, verifies operator JWTs (see NewOperatorVerifier).
 	Operators *OperatorVerifier
 	// Sessions, when set, ends a person's sessions when a business event offboards them.
@@ -77,6 +90,7 @@ type Server struct {
 	now    func() time.Time
 	mux    *http.ServeMux
 	doc    []byte
+	events AuditStream
 
 	// tokenUse is when this process last recorded each token's use (coalescing TokenUsed).
 	tokenUseMu sync.Mutex
@@ -85,10 +99,10 @@ type Server struct {
 
 // New builds the API.
 func New(o Options) (*Server, error) {
-	if o.Store == nil || o.Orgs == nil || o.Lifecycle == nil {
-		return nil, errors.New("admin: a store, the change API and the lifecycle policy are required")
+	if o.Store == nil || o.Orgs == nil || o.Lifecycle == nil || o.Audit == nil {
+		return nil, errors.New("admin: a store, the change API, the audit stream and the lifecycle policy are required")
 	}
-	s := &Server{st: o.Store, orgs: o.Orgs, ops: o.Operators, sess: o.Sessions, log: o.Logger, now: o.Now, mux: http.NewServeMux(), tokenUse: map[string]time.Time{}}
+	s := &Server{st: o.Store, orgs: o.Orgs, ops: o.Operators, sess: o.Sessions, log: o.Logger, now: o.Now, mux: http.NewServeMux(), tokenUse: map[string]time.Time{}, events: o.Audit}
 	s.policy.Store(newLifecycle(o.Lifecycle))
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -140,7 +140,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 
 	orgs := store.NewOrgs(st, aud)
 	if cfg.AdminAPI.Enabled() {
-		api, err := newAdminAPI(cfg, st, orgs, log)
+		api, err := newAdminAPI(cfg, st, orgs, aud, log)
 		if err != nil {
 			return closeAll, err
 		}
@@ -251,7 +251,7 @@ func newSigner(ctx context.Context, cfg *config.Config, st *store.Store, log *sl
 }
 
 // newAdminAPI builds the administration API of cfg over st.
-func newAdminAPI(cfg *config.Config, st *store.Store, orgs *store.Orgs, log *slog.Logger) (*admin.Server, error) {
+func newAdminAPI(cfg *config.Config, st *store.Store, orgs *store.Orgs, aud *store.Audit, log *slog.Logger) (*admin.Server, error) {
 	var ops *admin.OperatorVerifier
 	if cfg.AdminAPI.Operators.Issuer != "" {
 		var err error
@@ -259,7 +259,7 @@ func newAdminAPI(cfg *config.Config, st *store.Store, orgs *store.Orgs, log *slo
 			return nil, err
 		}
 	}
-	api, err := admin.New(admin.Options{Store: st, Orgs: orgs, Lifecycle: authz.CompilePolicy(&cfg.Lifecycle), Operators: ops, Sessions: st,
+	api, err := admin.New(admin.Options{Store: st, Orgs: orgs, Audit: aud, Lifecycle: authz.CompilePolicy(&cfg.Lifecycle), Operators: ops, Sessions: st,
 		Logger: log.With(slog.String("component", "admin_api"))})
 	if err != nil {
 		return nil, fmt.Errorf("admin api: %w", err)

@@ -1,0 +1,81 @@
+package admin
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// TestPlatformEndpoints: the operators' records through the API (what `portcullis admin`
+// uses): organisation status, domains, the person indexes, reviews due, the audit stream.
+// None of them is an organisation administrator's.
+func TestPlatformEndpoints(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	annTok := b.personal(ann, "", false)
+	for _, c := range []struct{ method, path string }{
+		{"POST", "/api/v1/orgs/acme/status"}, {"POST", "/api/v1/orgs/acme/domains"}, {"POST", "/api/v1/people/index"},
+		{"GET", "/api/v1/reviews/due"}, {"GET", "/api/v1/audit"},
+	} {
+		var body any
+		if c.method == "POST" {
+			body = map[string]any{"status": "suspended", "domain": "acme.example", "user": bob, "email": "bob@acme.example", "reason": "x"}
+		}
+		b.want(b.call(annTok, c.method, c.path, body), 403, "not_permitted")
+	}
+
+	b.want(b.call(b.ops, "POST", "/api/v1/orgs/acme/status", map[string]any{"status": "suspended", "reason": "unpaid invoices"}), 200, "")
+	if o, _ := b.st.Org(ctx, "acme"); o.Status != store.OrgSuspended {
+		t.Errorf("acme: %s", o.Status)
+	}
+	b.want(b.call(b.ops, "POST", "/api/v1/orgs/acme/status", map[string]any{"status": "paused", "reason": "x"}), 400, "invalid_input")
+	b.want(b.call(b.ops, "POST", "/api/v1/orgs/acme/status", map[string]any{"status": "active", "reason": "paid"}), 200, "")
+
+	dom := func(status string) answer {
+		return b.call(b.ops, "POST", "/api/v1/orgs/acme/domains", map[string]any{"domain": "Acme.Example.", "status": status, "reason": "DNS TXT checked"})
+	}
+	b.want(dom(""), 200, "")
+	b.want(dom("verified"), 200, "")
+	if o, _ := b.st.Org(ctx, "acme"); len(o.Domains) != 1 || o.Domains[0].Name != "acme.example" || o.Domains[0].Status != store.DomainVerified {
+		t.Errorf("domains %+v", o.Domains)
+	}
+	b.want(dom("lapsed"), 200, "")
+	b.want(dom("gone"), 400, "invalid_input")
+
+	b.want(b.call(b.ops, "POST", "/api/v1/people/index", map[string]any{"user": bob, "email": "Bob@Acme.Example", "reason": "backfill"}), 200, "")
+	if p, err := b.st.PersonByEmail(ctx, "bob@acme.example"); err != nil || p.User != bob {
+		t.Errorf("person by email: %+v %v", p, err)
+	}
+	b.want(b.call(b.ops, "POST", "/api/v1/people/index", map[string]any{"user": bob, "username": "bob01", "reason": "backfill"}), 200, "")
+	b.want(b.call(b.ops, "POST", "/api/v1/people/index", map[string]any{"user": bob, "email": "b@x.example", "username": "b", "reason": "x"}), 400, "invalid_input")
+	if evs := b.events(audit.PersonEmailRecorded); len(evs) != 1 || evs[0].Actor != "ops-olga" || evs[0].User != bob || evs[0].Via == "" {
+		t.Errorf("person events %+v", evs)
+	}
+
+	due := b.call(b.ops, "GET", "/api/v1/reviews/due?within=400d", nil)
+	b.want(due, 200, "")
+	if n := len(due.body["items"].([]any)); n < 3 {
+		t.Errorf("%d memberships due within 400 days: %s", n, due.raw)
+	}
+	b.want(b.call(b.ops, "GET", "/api/v1/reviews/due?within=soon", nil), 400, "invalid_input")
+
+	page := b.call(b.ops, "GET", "/api/v1/audit?since=0&count=5", nil)
+	b.want(page, 200, "")
+	if items := page.body["items"].([]any); len(items) != 5 || page.body["next"] == "" {
+		t.Fatalf("audit page %s", page.raw)
+	}
+	next := page.body["next"].(string)
+	rest := b.call(b.ops, "GET", "/api/v1/audit?since="+next+"&count=1000", nil)
+	b.want(rest, 200, "")
+	start := time.Now()
+	empty := b.call(b.ops, "GET", "/api/v1/audit?since="+rest.body["next"].(string)+"&wait=1", nil)
+	if b.want(empty, 200, ""); len(empty.body["items"].([]any)) != 0 || time.Since(start) < 900*time.Millisecond {
+		t.Errorf("waiting tail %s after %v", empty.raw, time.Since(start))
+	}
+	for _, q := range []string{"since=yesterday", "count=0", "count=5000", "wait=60"} {
+		b.want(b.call(b.ops, "GET", "/api/v1/audit?"+q, nil), 400, "invalid_input")
+	}
+}
