@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -77,5 +78,39 @@ func TestPlatformEndpoints(t *testing.T) {
 	}
 	for _, q := range []string{"since=yesterday", "count=0", "count=5000", "wait=60"} {
 		b.want(b.call(b.ops, "GET", "/api/v1/audit?"+q, nil), 400, "invalid_input")
+	}
+}
+
+// TestChangeMember: a membership changed in place through the API, within the policy, by who
+// may grant it; every way around it refused, changing nothing.
+func TestChangeMember(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	annTok, bobTok := b.personal(ann, "", false), b.personal(bob, "", false)
+	change := func(tok string, body map[string]any) answer {
+		if body["reason"] == nil {
+			body["reason"] = "team change"
+		}
+		return b.call(tok, "POST", "/api/v1/orgs/acme/members/change", body)
+	}
+	b.want(change(annTok, map[string]any{"user": ann, "add_roles": []string{"billing"}}), 403, "not_permitted")  // her own
+	b.want(change(bobTok, map[string]any{"user": pat, "add_roles": []string{"billing"}}), 403, "not_permitted")  // not his org
+	b.want(change(annTok, map[string]any{"user": bob, "add_roles": []string{"admin"}}), 422, "policy_violation") // privileged
+	b.want(change(annTok, map[string]any{"user": bob, "kind": "support"}), 403, "not_permitted")                 // only through requests
+	b.want(change(annTok, map[string]any{"user": bob, "remove_roles": []string{"owner"}}), 400, "invalid_input") // not held
+	b.want(change(annTok, map[string]any{"user": bob, "expires_at": "tomorrow"}), 400, "invalid_input")          // not a time
+	b.want(change(b.ops, map[string]any{"user": pat, "expires_at": "never"}), 422, "policy_violation")           // partners end
+	b.want(change(annTok, map[string]any{"user": pat, "add_roles": []string{"billing"}}), 403, "not_permitted")  // two approvals
+	if _, m, _ := b.st.Lookup(ctx, "acme", bob); !slices.Equal(m.Roles, []string{"viewer"}) || m.Kind != store.KindEmployee {
+		t.Fatalf("a refused change changed bob: %+v", m)
+	}
+	a := change(annTok, map[string]any{"user": bob, "add_roles": []string{"billing"}, "remove_roles": []string{"viewer"},
+		"add_purposes": []map[string]any{{"purpose": "audit", "reason": "AUD-9", "expires_at": time.Now().Add(time.Hour)}}})
+	b.want(a, 200, "")
+	if _, m, _ := b.st.Lookup(ctx, "acme", bob); !slices.Equal(m.Roles, []string{"billing"}) || len(m.Grants) != 1 || m.ApprovedBy != ann {
+		t.Errorf("bob after: %+v", m)
+	}
+	if evs := b.events(audit.MembershipChanged); len(evs) == 0 || evs[len(evs)-1].Actor != ann || evs[len(evs)-1].Reason != "team change" {
+		t.Errorf("events %+v", evs)
 	}
 }

@@ -38,6 +38,8 @@ func (s *Server) endpoints() []endpoint {
 			access: anyone, out: list[store.Membership]{}, handle: (*call).listMembers},
 		{method: "POST", path: basePath + "/orgs/{org}/members", summary: "Grant or replace a membership, within the lifecycle policy (operators and the organisation's administrators; support and service memberships go through requests)",
 			access: anyone, change: true, in: grantInput{}, out: store.Membership{}, handle: (*call).grant},
+		{method: "POST", path: basePath + "/orgs/{org}/members/change", summary: "Change a membership in place: add or remove roles and purposes, a new kind, end or review date, within the lifecycle policy (operators and the organisation's administrators, never for their own)",
+			access: anyone, change: true, in: changeInput{}, out: store.Membership{}, handle: (*call).changeMember},
 		{method: "POST", path: basePath + "/orgs/{org}/members/revoke", summary: "Revoke a membership (operators and the organisation's administrators)",
 			access: anyone, change: true, in: revokeInput{}, out: store.Membership{}, handle: (*call).revoke},
 
@@ -320,4 +322,103 @@ func durationInput(field, s string) (time.Duration, error) {
 		return 0, invalid(field + " must be a positive duration such as \"8h\" or \"30d\"")
 	}
 	return d, nil
+}
+
+// changeInput changes a membership in place: what is not mentioned stays as it is.
+type changeInput struct {
+	User           string         `json:"user"`
+	AddRoles       []string       `json:"add_roles,omitempty"`
+	RemoveRoles    []string       `json:"remove_roles,omitempty"`
+	AddPurposes    []purposeInput `json:"add_purposes,omitempty"`
+	RemovePurposes []string       `json:"remove_purposes,omitempty"`
+	// Kind, when set, is the new kind.
+	Kind string `json:"kind,omitempty"`
+	// ExpiresAt and ReviewBy, when set, are the new end and review date: RFC 3339, or
+	// "never" for none.
+	ExpiresAt string `json:"expires_at,omitempty"`
+	ReviewBy  string `json:"review_by,omitempty"`
+	Ticket    string `json:"ticket,omitempty"`
+	Reason    string `json:"reason"`
+}
+
+func (in *changeInput) why() string { return in.Reason }
+
+// changeMember changes one membership in its transaction, within the policy: the caller must
+// be able to grant both its kind before and after alone, and never changes their own.
+func (c *call) changeMember() (any, error) {
+	var in changeInput
+	org, err := c.orgChange(&in)
+	if err != nil {
+		return nil, err
+	}
+	if !c.p.Operator && in.User == c.p.Name {
+		return nil, refuse(reason.NotPermitted, "an administrator does not grant or change their own membership; ask another administrator, or request it")
+	}
+	when := func(field, v string) (time.Time, bool, error) {
+		switch v {
+		case "":
+			return time.Time{}, false, nil
+		case "never":
+			return time.Time{}, true, nil
+		}
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return time.Time{}, false, invalid(field + `: want RFC 3339 or "never"`)
+		}
+		return t.UTC(), true, nil
+	}
+	exp, setExp, err := when("expires_at", in.ExpiresAt)
+	if err != nil {
+		return nil, err
+	}
+	rev, setRev, err := when("review_by", in.ReviewBy)
+	if err != nil {
+		return nil, err
+	}
+	now := c.s.now()
+	edit := func(m *store.Membership) error {
+		before := *m
+		o, err := c.mayGrant(org, m.Kind)
+		if err != nil {
+			return err
+		}
+		roles := slices.Clone(m.Roles)
+		for _, r := range in.RemoveRoles {
+			if !slices.Contains(roles, r) {
+				return invalid("remove_roles: the membership has no role " + r)
+			}
+			roles = slices.DeleteFunc(roles, func(x string) bool { return x == r })
+		}
+		m.Roles = append(roles, in.AddRoles...)
+		grants := slices.Clone(m.Grants)
+		for _, p := range in.RemovePurposes {
+			if !slices.ContainsFunc(grants, func(g store.Grant) bool { return g.Purpose == p }) {
+				return invalid("remove_purposes: the membership has no purpose " + p)
+			}
+			grants = slices.DeleteFunc(grants, func(g store.Grant) bool { return g.Purpose == p })
+		}
+		for _, p := range in.AddPurposes {
+			grants = slices.DeleteFunc(grants, func(g store.Grant) bool { return g.Purpose == p.Purpose })
+			grants = append(grants, store.Grant{Purpose: p.Purpose, Reason: p.Reason, ExpiresAt: p.ExpiresAt, ApprovedBy: c.p.Name})
+		}
+		m.Grants = grants
+		if in.Kind != "" && in.Kind != m.Kind {
+			if _, err := c.mayGrant(org, in.Kind); err != nil {
+				return err
+			}
+			m.Kind = in.Kind
+		}
+		if setExp {
+			m.ExpiresAt = exp
+		}
+		if setRev {
+			m.ReviewBy = rev
+		}
+		m.ApprovedBy = c.p.Name
+		if vs := c.policy.CheckChange(&before, m, o, in.Ticket, now); len(vs) > 0 {
+			return violation(vs)
+		}
+		return nil
+	}
+	return c.changes().ChangeMembership(c.ctx, org, in.User, edit, c.p.Name, in.Reason)
 }
