@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/reason"
@@ -53,10 +54,19 @@ func (ex *exchange) checkFraming() error {
 	if r.ProtoMajor != 1 {
 		return nil
 	}
-	if r.ProtoMinor == 0 && r.Header["Content-Length"] == nil {
-		switch r.Method {
-		case http.MethodPost, http.MethodPut, http.MethodPatch:
-			return ex.framingRefused()
+	if r.ProtoMinor == 0 {
+		if r.Header["Content-Length"] == nil {
+			switch r.Method {
+			case http.MethodPost, http.MethodPut, http.MethodPatch:
+				return ex.framingRefused()
+			}
+		}
+		if r.ContentLength > 0 {
+			// net/http ignores Transfer-Encoding on HTTP/1.0 and reads by Content-Length; a
+			// front proxy honouring the chunked coding would read another body. RFC 9112
+			// §6.1: close the connection after such a message; we cannot see whether it had
+			// one, so every HTTP/1.0 request with a body closes its connection.
+			ex.w.Header().Set("Connection", "close")
 		}
 	}
 	if isChunked(r) {
@@ -113,7 +123,13 @@ const (
 )
 
 // linger flushes the answer and discards what is left of r's body, within the bounds above.
+// A client that asked "Expect: 100-continue" has sent no body (it waits for a 100 it will not
+// get, and reads the refusal instead): there is nothing to drain, and reading would only make
+// the server send the 100 after all.
 func linger(w http.ResponseWriter, r *http.Request) {
+	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		return
+	}
 	rc := http.NewResponseController(w)
 	if err := rc.Flush(); err != nil {
 		return

@@ -272,3 +272,16 @@ func TestHTTP10BodyWithoutLength(t *testing.T) {
 		t.Fatalf("GET: %+v", resps)
 	}
 }
+
+// TestHTTP10WithBodyClosesTheConnection: net/http reads an HTTP/1.0 body by its
+// Content-Length and ignores a Transfer-Encoding; a front proxy honouring it would read
+// another body, so such a connection ends after the answer and nothing pipelined behind it is
+// served (RFC 9112 §6.1).
+func TestHTTP10WithBodyClosesTheConnection(t *testing.T) {
+	tp, up := framingProxy(t, "")
+	req := "POST /app/upload HTTP/1.0\r\nHost: portal.example.test\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n" +
+		"GET /app/pipelined HTTP/1.0\r\nHost: portal.example.test\r\n\r\n"
+	if resps := exchangeRaw(t, tp.http.Listener.Addr().String(), req, false); len(resps) != 1 || strings.Contains(up.received(), "/app/pipelined") {
+		t.Errorf("%d responses; the upstream received %q", len(resps), up.received())
+	}
+}

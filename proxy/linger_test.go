@@ -62,3 +62,38 @@ func postTooLarge(t *testing.T, addr, path string) {
 		t.Errorf("%s: reason %q", path, p.Reason)
 	}
 }
+
+// TestRefusalWithExpectContinueIsImmediate: a client that asks "Expect: 100-continue" and is
+// refused reads the whole refusal at once; the drain (linger) does not hold it for seconds.
+func TestRefusalWithExpectContinueIsImmediate(t *testing.T) {
+	up := newEcho(t)
+	tp := newTestProxy(t, loadConfig(t, baseConfig(up.URL, "")), Options{})
+	for name, head := range map[string]string{
+		"own endpoint, 413":      "POST /.portcullis/logout HTTP/1.1\r\nHost: portal.example.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n",
+		"chunked, 401":           "POST /admin/x HTTP/1.1\r\nHost: portal.example.test\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+		"two Authorization, 400": "POST /app/x HTTP/1.1\r\nHost: portal.example.test\r\nAuthorization: a\r\nAuthorization: b\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n",
+		"chunked, no route, 404": "POST /nothing HTTP/1.1\r\nHost: portal.example.test\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
+		"body sent anyway, 400":  "POST /app/x HTTP/1.1\r\nHost: portal.example.test\r\nAuthorization: a\r\nAuthorization: b\r\nContent-Length: 10\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", tp.http.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			start := time.Now()
+			_, _ = io.WriteString(c, head)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadAll(resp.Body); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > time.Second || resp.ContentLength < 0 {
+				t.Errorf("%d, length %d: the whole answer after %v", resp.StatusCode, resp.ContentLength, d)
+			}
+		})
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 )
@@ -145,6 +146,9 @@ func Render(w http.ResponseWriter, r *http.Request, p Page) {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
+	// A definite length: the answer is complete on the wire as soon as it is flushed, even
+	// while the handler still drains a refused request's body (proxy linger).
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }

@@ -131,9 +131,14 @@ func Write(w http.ResponseWriter, r *http.Request, p Problem) {
 		return
 	}
 	h.Set("Content-Type", "application/json")
+	b, _ := json.Marshal(p)
+	b = append(b, '\n')
+	// A definite length: the answer is complete on the wire as soon as it is flushed, even
+	// while the handler still drains a refused request's body (proxy linger).
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(p.Status)
 	if r == nil || r.Method != http.MethodHead {
-		_ = json.NewEncoder(w).Encode(p)
+		_, _ = w.Write(b)
 	}
 }
 
