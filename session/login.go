@@ -132,8 +132,16 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	}
 	err = m.finishCallback(w, r, rp, state, &lr)
 	var refused *problem.Error
-	if lr.Purpose == "" && errors.As(err, &refused) && refused.Level < slog.LevelError {
-		// A sign-in that really started was refused: audited (an outage is not a refusal).
+	// A sign-in that really started was refused: audited (an outage is not a refusal), once
+	// per started sign-in: only refusals after the state is spent, never a callback from
+	// another browser (which leaves the state unspent, so it could be replayed without end;
+	// it is logged). Beyond a per-process budget, refusals are logged only: a script starting
+	// sign-ins to fail them cannot push the changes out of the audit stream.
+	if lr.Purpose == "" && errors.As(err, &refused) && refused.Level < slog.LevelError && refused.Reason != reason.LoginBrowserMismatch {
+		if !m.refusalBudget.Allow() {
+			m.log.Warn("sign-in refusal not audited: too many this minute", slog.String("reason", string(refused.Reason)), slog.String("host", r.Host))
+			return err
+		}
 		detail := map[string]string{"host": r.Host}
 		if refused.Cause != nil {
 			detail["cause"] = truncate(refused.Cause.Error(), 200)

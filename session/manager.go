@@ -17,6 +17,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+	"golang.org/x/time/rate"
 
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/config"
@@ -117,6 +118,9 @@ const (
 	providerCallLimit = 15 * time.Second
 )
 
+// refusalBurst is how many sign-in refusals a process audits in a burst; then one a second.
+const refusalBurst = 120
+
 // Manager is the OIDC relying party and the keeper of sessions. It implements proxy.Gate
 // (Admit) and serves the sign-in endpoints (Endpoints). It is safe for concurrent use.
 //
@@ -155,6 +159,8 @@ type Manager struct {
 	stopped  chan struct{}
 	keysMu   sync.Mutex // serialises key set refreshes
 	closeOne sync.Once
+	// refusalBudget bounds the sign-in refusals audited per process (session.signin_refused).
+	refusalBudget *rate.Limiter
 }
 
 // relyingParty is what discovery yields. It is replaced whole (key set refresh), never changed.
@@ -181,12 +187,13 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 	m := &Manager{
 		log: opts.Logger, now: opts.Now, client: opts.HTTPClient, logins: st, st: st, handoffs: st, logouts: st, oc: oc, sc: sc,
 		publicBase: publicBase, stopped: make(chan struct{}),
-		requireEV:    oc.RequireVerifiedEmail == nil || *oc.RequireVerifiedEmail,
-		onSignIn:     opts.OnSignIn,
-		audit:        opts.Audit,
-		signInHost:   strings.ToLower(oc.RedirectURI.Hostname()),
-		signInOrigin: oc.RedirectURI.Scheme + "://" + strings.ToLower(oc.RedirectURI.Host),
-		hostAllowed:  opts.HostAllowed,
+		requireEV:     oc.RequireVerifiedEmail == nil || *oc.RequireVerifiedEmail,
+		onSignIn:      opts.OnSignIn,
+		audit:         opts.Audit,
+		refusalBudget: rate.NewLimiter(rate.Every(time.Second), refusalBurst),
+		signInHost:    strings.ToLower(oc.RedirectURI.Hostname()),
+		signInOrigin:  oc.RedirectURI.Scheme + "://" + strings.ToLower(oc.RedirectURI.Host),
+		hostAllowed:   opts.HostAllowed,
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
