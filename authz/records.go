@@ -32,5 +32,6 @@ type RecoveryRecords interface {
 	DomainHolder(ctx context.Context, domain string) (*store.Org, string, error)
 	PersonByEmail(ctx context.Context, email string) (*store.PersonRecord, error)
 	PersonByUsername(ctx context.Context, name string) (*store.PersonRecord, error)
+	MailDomains(ctx context.Context, user string) ([]string, error)
 	CountRecovery(ctx context.Context, route, identifier, client string, window time.Duration, now time.Time) (store.RecoveryCount, error)
 }

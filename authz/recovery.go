@@ -27,6 +27,10 @@ import (
 //  3. no_active_membership when the address is not one a person signed in with (or the
 //     username not one an operator mapped), or when that person holds no membership Decide
 //     allows anywhere (the email-domain check lifted: the address's domain was checked in 2).
+//     For a username, first: every email domain the person is known by (they signed in
+//     with, or an operator recorded) is checked as in 2, since the portal mails the reset to
+//     an address of theirs the guard does not see: unknown_domain or stale_domain for the
+//     first that fails, address_unknown when no address of theirs is known at all.
 //     With unknown_domains: allow, an address of an unknown domain that belongs to nobody we
 //     know is allowed; a known person must still be live.
 
@@ -67,6 +71,12 @@ const (
 	// NeedMembership: the organisation and membership records of the next of Orgs
 	// (RecoveryFacts.Memberships, appended in Orgs' order).
 	NeedMembership
+	// NeedMailDomains: the email domains the person (found by username) has signed in with
+	// (RecoveryFacts.MailDomains).
+	NeedMailDomains
+	// NeedMailDomainHolder: who holds the next of MailDomains (RecoveryFacts.MailHolders,
+	// appended in MailDomains' order).
+	NeedMailDomainHolder
 )
 
 // RecoveryFacts is what is known so far about one recovery request. The caller fills each
@@ -87,6 +97,11 @@ type RecoveryFacts struct {
 	OrgsRead bool
 	// Memberships are the records of Orgs[0], Orgs[1], ..., as far as they were read.
 	Memberships []HeldMembership
+	// MailDomains are the email domains of the person found by username, once read
+	// (MailDomainsRead), and MailHolders the holder of each, as far as they were read.
+	MailDomains     []string
+	MailDomainsRead bool
+	MailHolders     []DomainHolder
 }
 
 // DomainHolder is who holds a domain: Org nil when no organisation ever did; Matched is the
@@ -168,6 +183,34 @@ func DecideRecovery(p RecoveryPolicy, f *RecoveryFacts, now time.Time) RecoveryD
 		return d
 	}
 	d.User = f.Person
+	if f.Username {
+		// The portal mails the reset to the address it has for the username, which the guard
+		// does not see: every address the person is known by must still be vouched for, as
+		// an address given in the request would be. None known: nothing vouches for any.
+		if !f.MailDomainsRead {
+			d.Need = NeedMailDomains
+			return d
+		}
+		if len(f.MailDomains) == 0 {
+			d.Reason = reason.AddressUnknown
+			return d
+		}
+		for i := range f.MailDomains {
+			if i == len(f.MailHolders) {
+				d.Need = NeedMailDomainHolder
+				return d
+			}
+			switch h := f.MailHolders[i]; {
+			case h.Org == nil && !p.AllowUnknownDomains:
+				d.Reason = reason.UnknownDomain
+				return d
+			case h.Org != nil && staleDomain(h.Org, h.Matched, now):
+				d.Org = h.Org.ID
+				d.Reason = reason.StaleDomain
+				return d
+			}
+		}
+	}
 	if !f.OrgsRead {
 		d.Need = NeedOrgs
 		return d

@@ -17,8 +17,11 @@ type recoveryWorld struct {
 	person  string // "" nobody
 	// username: the identifier is a username (known before any read).
 	username bool
-	orgs     []string
-	records  map[string]HeldMembership
+	// mailDomains are the person's email domains, and mailHolders who holds each.
+	mailDomains []string
+	mailHolders map[string]DomainHolder
+	orgs        []string
+	records     map[string]HeldMembership
 }
 
 // decideRecovery runs the caller's loop: ask, read what is needed, ask again. It returns the
@@ -48,6 +51,10 @@ func decideRecovery(t *testing.T, p RecoveryPolicy, w recoveryWorld, now time.Ti
 			f.Orgs, f.OrgsRead = w.orgs, true
 		case NeedMembership:
 			f.Memberships = append(f.Memberships, w.records[f.Orgs[len(f.Memberships)]])
+		case NeedMailDomains:
+			f.MailDomains, f.MailDomainsRead = w.mailDomains, true
+		case NeedMailDomainHolder:
+			f.MailHolders = append(f.MailHolders, w.mailHolders[f.MailDomains[len(f.MailHolders)]])
 		}
 	}
 	t.Fatal("DecideRecovery never decided")
@@ -73,7 +80,8 @@ func TestDecideRecovery(t *testing.T) {
 	}
 	good := recoveryWorld{count: store.RecoveryCount{Identifier: 1, Client: 1, Reset: now.Add(30 * time.Minute)},
 		holder: acme(nil), matched: "acme.example", person: "iss|alice", orgs: []string{"acme"},
-		records: map[string]HeldMembership{"acme": live("acme", nil)}}
+		records:     map[string]HeldMembership{"acme": live("acme", nil)},
+		mailDomains: []string{"acme.example"}, mailHolders: map[string]DomainHolder{"acme.example": {Org: acme(nil), Matched: "acme.example"}}}
 	all := []RecoveryNeed{NeedCount, NeedDomain, NeedPerson, NeedOrgs, NeedMembership}
 
 	for _, c := range []struct {
@@ -146,15 +154,36 @@ func TestDecideRecovery(t *testing.T) {
 			w.records = map[string]HeldMembership{"acme": live("acme", nil)}
 		}, reason.Allowed, "acme", all},
 
-		// Usernames: no domain, the person through the username index.
+		// Usernames: no domain in the request, the person through the username index, and
+		// every address the person is known by checked as a requested one would be.
 		{"username, live", nil, func(w *recoveryWorld) { w.username, w.holder = true, nil },
-			reason.Allowed, "acme", []RecoveryNeed{NeedCount, NeedPerson, NeedOrgs, NeedMembership}},
+			reason.Allowed, "acme", []RecoveryNeed{NeedCount, NeedPerson, NeedMailDomains, NeedMailDomainHolder, NeedOrgs, NeedMembership}},
 		{"username, nobody's", nil, func(w *recoveryWorld) { w.username, w.person = true, "" },
 			reason.NoActiveMembership, "", []RecoveryNeed{NeedCount, NeedPerson}},
 		{"username, revoked", nil, func(w *recoveryWorld) {
 			w.username = true
 			w.records = map[string]HeldMembership{"acme": live("acme", func(m *store.Membership) { m.Status = store.MembershipRevoked })}
-		}, reason.NoActiveMembership, "", []RecoveryNeed{NeedCount, NeedPerson, NeedOrgs, NeedMembership}},
+		}, reason.NoActiveMembership, "", []RecoveryNeed{NeedCount, NeedPerson, NeedMailDomains, NeedMailDomainHolder, NeedOrgs, NeedMembership}},
+		{"username, the address's domain lapsed", nil, func(w *recoveryWorld) {
+			w.username = true
+			w.mailHolders = map[string]DomainHolder{"acme.example": {Org: acme(func(o *store.Org) { o.Domains[0].Status = store.DomainLapsed }), Matched: "acme.example"}}
+		}, reason.StaleDomain, "acme", []RecoveryNeed{NeedCount, NeedPerson, NeedMailDomains, NeedMailDomainHolder}},
+		{"username, one of two addresses stale", nil, func(w *recoveryWorld) {
+			w.username = true
+			w.mailDomains = []string{"acme.example", "old.example"}
+			w.mailHolders = map[string]DomainHolder{"acme.example": w.mailHolders["acme.example"]}
+			w.mailHolders["old.example"] = DomainHolder{Org: acme(func(o *store.Org) { o.Status = store.OrgEnded }), Matched: "acme.example"}
+		}, reason.StaleDomain, "acme", []RecoveryNeed{NeedCount, NeedPerson, NeedMailDomains, NeedMailDomainHolder, NeedMailDomainHolder}},
+		{"username, an address at a domain nobody held", nil, func(w *recoveryWorld) {
+			w.username = true
+			w.mailDomains = []string{"gmail.example"}
+		}, reason.UnknownDomain, "", []RecoveryNeed{NeedCount, NeedPerson, NeedMailDomains, NeedMailDomainHolder}},
+		{"username, an address at a domain nobody held, allowed", func(p *RecoveryPolicy) { p.AllowUnknownDomains = true }, func(w *recoveryWorld) {
+			w.username = true
+			w.mailDomains = []string{"gmail.example"}
+		}, reason.Allowed, "acme", []RecoveryNeed{NeedCount, NeedPerson, NeedMailDomains, NeedMailDomainHolder, NeedOrgs, NeedMembership}},
+		{"username, no known address", nil, func(w *recoveryWorld) { w.username, w.mailDomains = true, nil },
+			reason.AddressUnknown, "", []RecoveryNeed{NeedCount, NeedPerson, NeedMailDomains}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, w := pol, good
@@ -171,7 +200,12 @@ func TestDecideRecovery(t *testing.T) {
 			if !slices.Equal(needs, c.needs) {
 				t.Errorf("facts read %v, want %v", needs, c.needs)
 			}
-			if wantUser := c.want != reason.RateLimited && c.want != reason.UnknownDomain && c.want != reason.StaleDomain && w.person != ""; wantUser != (d.User == w.person && d.User != "") {
+			wantUser := c.want != reason.RateLimited && c.want != reason.UnknownDomain && c.want != reason.StaleDomain && w.person != ""
+			if w.username {
+				// A username names its person before any domain is looked at.
+				wantUser = c.want != reason.RateLimited && w.person != ""
+			}
+			if wantUser != (d.User == w.person && d.User != "") {
 				t.Errorf("user %q", d.User)
 			}
 		})

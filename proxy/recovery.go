@@ -232,6 +232,15 @@ func (c *recoveryCheck) decide() (authz.RecoveryDecision, error) {
 		case authz.NeedOrgs:
 			f.Orgs, err = members.OrgsOf(ctx, f.Person)
 			f.OrgsRead = true
+		case authz.NeedMailDomains:
+			f.MailDomains, err = rs.MailDomains(ctx, f.Person)
+			f.MailDomainsRead = true
+		case authz.NeedMailDomainHolder:
+			o, matched, herr := rs.DomainHolder(ctx, f.MailDomains[len(f.MailHolders)])
+			if errors.Is(herr, store.ErrNotFound) {
+				o, herr = nil, nil
+			}
+			f.MailHolders, err = append(f.MailHolders, authz.DomainHolder{Org: o, Matched: matched}), herr
 		case authz.NeedMembership:
 			o, m, lerr := members.Lookup(ctx, f.Orgs[len(f.Memberships)], f.Person)
 			f.Memberships, err = append(f.Memberships, authz.HeldMembership{Org: o, Membership: m}), lerr

@@ -31,8 +31,9 @@ type recFake struct {
 	orgs     map[string]*store.Org
 	mems     map[string]*store.Membership // org \x00 user
 	orgsOf   map[string][]string
-	persons  map[string]string // lower-case email → user
-	names    map[string]string // portal username → user (a separate index, as in the store)
+	persons  map[string]string   // lower-case email → user
+	names    map[string]string   // portal username → user (a separate index, as in the store)
+	mailDoms map[string][]string // user → the email domains they signed in with
 	counts   map[string]int64
 	down     bool
 	lookups  int
@@ -41,7 +42,7 @@ type recFake struct {
 
 func newRecFake() *recFake {
 	return &recFake{domains: map[string]string{}, orgs: map[string]*store.Org{}, mems: map[string]*store.Membership{},
-		orgsOf: map[string][]string{}, persons: map[string]string{}, names: map[string]string{}, counts: map[string]int64{}}
+		orgsOf: map[string][]string{}, persons: map[string]string{}, names: map[string]string{}, mailDoms: map[string][]string{}, counts: map[string]int64{}}
 }
 
 var errDown = fmt.Errorf("redis: %w: connection refused", store.ErrUnavailable)
@@ -82,6 +83,16 @@ func (f *recFake) PersonByEmail(_ context.Context, email string) (*store.PersonR
 
 func (f *recFake) PersonByUsername(_ context.Context, name string) (*store.PersonRecord, error) {
 	return f.person(f.names, name)
+}
+
+func (f *recFake) MailDomains(_ context.Context, user string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookups++
+	if f.down {
+		return nil, errDown
+	}
+	return f.mailDoms[user], nil
 }
 
 func (f *recFake) CountRecovery(_ context.Context, route, identifier, client string, window time.Duration, now time.Time) (store.RecoveryCount, error) {
@@ -139,6 +150,8 @@ func (f *recFake) member(org, user, email, status string) {
 	f.orgsOf[user] = append(f.orgsOf[user], org)
 	if email != "" {
 		f.persons[email] = user
+		_, d, _ := strings.Cut(email, "@")
+		f.mailDoms[user] = append(f.mailDoms[user], d)
 	}
 }
 
@@ -552,6 +565,24 @@ func TestRecoveryOptions(t *testing.T) {
 		b.notForwarded("both", b.send("POST", "/custom", form, []byte("email=alice%40fresh.example&username=Bob01")), 2, 400, "identifier_ambiguous")
 		b.notForwarded("username twice", b.send("POST", "/custom", form, []byte("username=Alice01&Username=Bob01")), 2, 400, "identifier_ambiguous")
 		b.notForwarded("neither", b.send("POST", "/custom", form, []byte("login=Alice01")), 2, 400, "identifier_missing")
+
+		// By username, the person's own addresses are checked as an address in the request
+		// would be: the portal mails one of them. dave's only address is at an ended
+		// organisation's domain; ghost has a live membership and no address anybody knows.
+		b.fake.member("acme", "dave", "", store.MembershipActive)
+		b.fake.member("acme", "ghost", "", store.MembershipActive)
+		b.fake.mu.Lock()
+		b.fake.names["Dave01"], b.fake.names["Ghost01"] = "dave", "ghost"
+		b.fake.mailDoms["dave"] = []string{"ended.example"}
+		b.fake.mu.Unlock()
+		b.notForwarded("username whose address is at a dead domain", b.send("POST", "/custom", form, []byte("username=Dave01")), 2, 200, "")
+		if ev := b.lastAudit(); ev.Reason != string(reason.StaleDomain) {
+			t.Errorf("audit %+v", ev)
+		}
+		b.notForwarded("username without a known address", b.send("POST", "/custom", form, []byte("username=Ghost01")), 2, 200, "")
+		if ev := b.lastAudit(); ev.Reason != string(reason.AddressUnknown) {
+			t.Errorf("audit %+v", ev)
+		}
 	})
 	t.Run("unguarded method", func(t *testing.T) {
 		b := newRecBed(t, `{identifier: [{from: form, name: email}]}`)

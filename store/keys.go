@@ -69,6 +69,10 @@ func (k keys) userSessions(user string) string { return k.userTag(user) + ":sess
 // userOrgs is the key of the set of organisations user is a member of.
 func (k keys) userOrgs(user string) string { return k.userTag(user) + ":orgs" }
 
+// mailDomains is the key of the set of the email domains user has signed in with (or an
+// operator recorded), for the recovery guard's username check (RecordPerson).
+func (k keys) mailDomains(user string) string { return k.userTag(user) + ":maildomains" }
+
 // org is the key of an organisation record.
 func (k keys) org(org string) string { return k.orgTag(org) + ":org" }
 
@@ -222,6 +226,7 @@ func (k keys) assertionKey() string { return k.prefix + "assertion-key" }
 //
 //	pc:{p:<hash>}:person               person (user key) last signed in with one canonical email
 //	pc:{n:<hash>}:person               person a portal username belongs to (filled by an admin)
+//	pc:{u:<user>}:maildomains          the email domains a person has signed in with
 //	pc:{ri:<hash>}:<route>:<window>    recovery requests for one identifier in one window
 //	pc:{rc:<hash>}:<route>:<window>    recovery requests from one client address in one window
 

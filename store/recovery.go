@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,7 +56,24 @@ func (s *Store) RecordPerson(ctx context.Context, email, user string, at time.Ti
 	if err := s.rdb.Set(ctx, s.keys.personByEmail(recoveryHash("email", e)), b, ttl).Err(); err != nil {
 		return s.unavailable("record person", err)
 	}
+	// The domain, and only the domain, is kept for the person too: a recovery by username
+	// must know which mailboxes the portal may send the reset to (MailDomains).
+	_, domain, _ := strings.Cut(e, "@")
+	if err := s.rdb.SAdd(ctx, s.keys.mailDomains(user), domain).Err(); err != nil {
+		return s.unavailable("record person", err)
+	}
 	return nil
+}
+
+// MailDomains returns the email domains person user has signed in with (RecordPerson),
+// sorted; none when nothing was recorded.
+func (s *Store) MailDomains(ctx context.Context, user string) ([]string, error) {
+	ds, err := s.rdb.SMembers(ctx, s.keys.mailDomains(user)).Result()
+	if err != nil {
+		return nil, s.unavailable("mail domains", err)
+	}
+	slices.Sort(ds)
+	return ds, nil
 }
 
 // PersonByEmail returns the person who last signed in with email (see RecordPerson), or

@@ -53,6 +53,17 @@ func TestRecoveryPersonIndexes(t *testing.T) {
 		wantErr(t, "PersonByEmail("+other+")", err, ErrNotFound)
 	}
 	wantErr(t, "RecordPerson(bad)", f.s.RecordPerson(ctx, "no-at-sign", alice, time.Now(), 0), ErrInvalid)
+	// The person keeps every domain they signed in with (the username check reads them); no
+	// address is kept there, only domains.
+	if err := f.s.RecordPerson(ctx, "alice@Old-Corp.Example", alice, time.Now(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err := f.s.MailDomains(ctx, alice); err != nil || !slices.Equal(ds, []string{"fresh.example", "old-corp.example"}) {
+		t.Errorf("MailDomains = %v, %v", ds, err)
+	}
+	if ds, err := f.s.MailDomains(ctx, "https://idp.example|nobody"); err != nil || len(ds) != 0 {
+		t.Errorf("MailDomains of nobody = %v, %v", ds, err)
+	}
 
 	if err := f.s.SetUsername(ctx, "Alice01", alice); err != nil {
 		t.Fatal(err)

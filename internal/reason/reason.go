@@ -232,6 +232,10 @@ const (
 	// IdentifierAmbiguous: the identifier appears more than once, or under a name, shape or
 	// place a portal might read differently.
 	IdentifierAmbiguous Code = "identifier_ambiguous"
+	// AddressUnknown: the identifier is a username whose person has no email address the
+	// guard knows (they never signed in, and no operator recorded one): nothing vouches for
+	// the mailbox the portal would send the reset to.
+	AddressUnknown Code = "address_unknown"
 	// IdentifierMissing: the identifier appears nowhere.
 	IdentifierMissing Code = "identifier_missing"
 	// IdentifierInvalid: the identifier was found once but is not a canonical-able email
@@ -382,6 +386,7 @@ var specs = []Spec{
 	{Code: RateLimited, Area: AreaRecovery, Status: http.StatusTooManyRequests, Message: "Too many account-recovery requests. Try again later."},
 	{Code: UnknownDomain, Area: AreaRecovery, Answer: "the generic answer (200) unless `blocked_response: forbidden`", Status: http.StatusForbidden, Message: "Account recovery is not available for this address: its email domain is not known."},
 	{Code: StaleDomain, Area: AreaRecovery, Answer: "the generic answer (200) unless `blocked_response: forbidden`", Status: http.StatusForbidden, Message: "Account recovery is not available for this address: its email domain is no longer verified for an active organisation."},
+	{Code: AddressUnknown, Area: AreaRecovery, Answer: "the generic answer (200) unless `blocked_response: forbidden`", Status: http.StatusForbidden, Message: "Account recovery is not available for this username: no current address of it is known."},
 	{Code: NoActiveMembership, Area: AreaRecovery, Answer: "the generic answer (200) unless `blocked_response: forbidden`", Status: http.StatusForbidden, Message: "Account recovery is not available for this address: it belongs to no active membership."},
 	{Code: GuardMisconfigured, Area: AreaRecovery, Status: http.StatusInternalServerError, Message: "Account recovery is not available right now."},
 
