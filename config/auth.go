@@ -99,7 +99,8 @@ func (v *validator) identity(c *Config) {
 
 func (v *validator) identityHeaders(p string, h *IdentityHeaders) {
 	for _, f := range []struct{ key, name string }{{"user", h.User}, {"email", h.Email}, {"org", h.Org},
-		{"roles", h.Roles}, {"purpose", h.Purpose}, {"kind", h.Kind}, {"assertion", h.Assertion}} {
+		{"roles", h.Roles}, {"purpose", h.Purpose}, {"purpose_reason", h.PurposeReason}, {"purpose_expires", h.PurposeExpires},
+		{"kind", h.Kind}, {"assertion", h.Assertion}} {
 		if f.name == "" {
 			continue
 		}

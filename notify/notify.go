@@ -130,15 +130,29 @@ func New(hooks []config.Webhook, stream Stream, o Options) (*Dispatcher, error) 
 	return d, nil
 }
 
+// startGroupWait bounds how long Start waits for the consumer groups before it goes on and
+// lets the background retry them.
+const startGroupWait = 2 * time.Second
+
 // Start creates each webhook's consumer group and runs its delivery loop until Close.
 func (d *Dispatcher) Start(ctx context.Context) {
 	// The groups are made before Start returns when Redis answers, so that a new webhook
 	// sees every event appended after it; one that cannot be made yet is retried in the
 	// background instead of failing the start.
+	// All at once, within one short deadline: a Redis that accepts connections but does not
+	// answer must not delay the start by one read timeout per webhook.
 	ready := make([]bool, len(d.hooks))
+	gctx, cancel := context.WithTimeout(ctx, startGroupWait)
+	var wg sync.WaitGroup
 	for i, h := range d.hooks {
-		ready[i] = d.stream.EnsureGroup(ctx, h.group) == nil
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ready[i] = d.stream.EnsureGroup(gctx, h.group) == nil
+		}()
 	}
+	wg.Wait()
+	cancel()
 	ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for i, h := range d.hooks {
 		d.wg.Add(1)

@@ -207,7 +207,9 @@ func newSigner(ctx context.Context, cfg *config.Config, st *store.Store, log *sl
 	}
 	s := assertion.NewPending(issuer, cfg.Identity.AssertionLifetime.D())
 	load := func() error {
-		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// Short: a Redis that accepts connections and does not answer must not hold the
+		// start long enough for a liveness probe to give up on the process.
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		pemBytes, err := st.AssertionKey(lctx, func() ([]byte, error) {
 			_, p, err := assertion.GenerateKey()
