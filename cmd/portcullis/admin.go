@@ -190,8 +190,13 @@ func runAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "Usage: portcullis %s %s\n\nFlags:\n", a.name, c.synopsis)
 		a.fs.PrintDefaults()
 	}
-	a.fs.StringVar(&a.configPath, "config", "portcullis.yaml", "configuration file (its redis and audit settings are used)")
-	a.fs.StringVar(&a.actor, "actor", defaultActor(), "who makes the change, recorded in the audit event")
+	a.fs.StringVar(&a.server, "server", os.Getenv("PORTCULLIS_ADMIN_SERVER"), "the admin API, such as https://127.0.0.1:9443 (default $PORTCULLIS_ADMIN_SERVER)")
+	a.fs.StringVar(&a.tokenFile, "token-file", "", "a file holding the admin API credential (default: $PORTCULLIS_ADMIN_TOKEN)")
+	a.fs.StringVar(&a.caFile, "ca-file", "", "PEM certificates to verify the admin API's TLS certificate with (default: the system's)")
+	a.fs.BoolVar(&a.insecure, "insecure-skip-verify", false, "do not verify the TLS certificate of a loopback admin API (a self-signed development one)")
+	a.fs.BoolVar(&a.breakGlass, "break-glass", false, "bypass the admin API and write to Redis directly, with --config's redis settings (every change is audited as break-glass)")
+	a.fs.StringVar(&a.configPath, "config", "portcullis.yaml", "configuration file, for --break-glass (its redis, audit and lifecycle settings are used)")
+	a.fs.StringVar(&a.actor, "actor", "", "with --break-glass: who makes the change, recorded in the audit event (default $USER); through the API the actor is the credential's owner")
 	a.fs.BoolVar(&a.json, "json", false, "print machine-readable JSON")
 	if c.change {
 		help := "why: a justification or ticket id, recorded in the audit event"
@@ -215,9 +220,9 @@ func leadingGlobalFlags(args []string) (global, rest []string, err error) {
 		}
 		name, _, hasValue := strings.Cut(strings.TrimLeft(args[0], "-"), "=")
 		switch name {
-		case "json":
+		case "json", "break-glass", "insecure-skip-verify":
 			global, args = append(global, args[0]), args[1:]
-		case "config", "actor":
+		case "config", "actor", "server", "token-file", "ca-file":
 			if hasValue {
 				global, args = append(global, args[0]), args[1:]
 				continue
@@ -227,7 +232,7 @@ func leadingGlobalFlags(args []string) (global, rest []string, err error) {
 			}
 			global, args = append(global, args[0], args[1]), args[2:]
 		default:
-			return nil, nil, fmt.Errorf("%s must come after the command: only --config, --actor and --json may come before it", args[0])
+			return nil, nil, fmt.Errorf("%s must come after the command: only the flags of every command (--server, --token-file, --ca-file, --insecure-skip-verify, --break-glass, --config, --actor, --json) may come before it", args[0])
 		}
 	}
 	return global, args, nil
@@ -282,16 +287,17 @@ type adminRun struct {
 
 	configPath, actor, reason string
 	json                      bool
+	// How the records are reached: the admin API (server, with its credential and TLS
+	// settings), or break-glass straight to Redis.
+	server, tokenFile, caFile string
+	insecure, breakGlass      bool
 
 	pos      []string // positional arguments, after parse
 	problems []string // flag and argument errors, reported together
 	now      time.Time
 
-	st    *store.Store
-	orgs  *store.Orgs
-	audit *store.Audit
-	// policy is the configuration's lifecycle policy, which business events apply.
-	policy *authz.Policy
+	// be is the backend once opened: the admin API or, with --break-glass, Redis.
+	be adminBackend
 }
 
 // parse parses the flags (which may come before, between or after the positional arguments)
@@ -323,8 +329,18 @@ func (a *adminRun) parse(names ...string) bool {
 	}
 	a.pos = pos
 	a.now = time.Now().UTC()
-	if strings.TrimSpace(a.actor) == "" || strings.ContainsFunc(a.actor, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		a.bad("--actor", "%q: must name who makes the change (no control characters)", a.actor)
+	switch {
+	case a.breakGlass && a.server != "":
+		a.bad("--break-glass", "and --server: choose one; --break-glass bypasses the admin API")
+	case !a.breakGlass && a.actor != "":
+		a.bad("--actor", "is for --break-glass: through the admin API the actor is the credential's owner")
+	case a.breakGlass:
+		if a.actor == "" {
+			a.actor = defaultActor()
+		}
+		if strings.TrimSpace(a.actor) == "" || strings.ContainsFunc(a.actor, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			a.bad("--actor", "%q: must name who makes the change (no control characters)", a.actor)
+		}
 	}
 	if a.cmd.reasonRequired && strings.TrimSpace(a.reason) == "" {
 		a.bad("--reason", "is required for %s: say why (a sentence or a ticket id)", strings.TrimPrefix(a.name, "admin "))
@@ -370,6 +386,21 @@ func (a *adminRun) failed() bool {
 
 // open loads the configuration and connects the store. false means it failed, reported.
 func (a *adminRun) open() bool {
+	if !a.breakGlass {
+		if a.server == "" {
+			fmt.Fprintf(a.stderr, "portcullis %s: portcullis admin works through the admin API: give --server URL (or set PORTCULLIS_ADMIN_SERVER)"+
+				" and a credential (--token-file FILE or PORTCULLIS_ADMIN_TOKEN).\nWithout the API (the first operator token, an outage), --break-glass"+
+				" writes to Redis directly with --config's settings; it is audited as such.\n", a.name)
+			return false
+		}
+		be, err := newAPIBackend(a.server, a.tokenFile, a.caFile, a.insecure)
+		if err != nil {
+			fmt.Fprintf(a.stderr, "portcullis %s: %v\n", a.name, err)
+			return false
+		}
+		a.be = be
+		return true
+	}
 	cfg, _, err := config.Load(a.configPath)
 	if err != nil {
 		fmt.Fprintf(a.stderr, "portcullis %s: cannot use configuration %s:\n", a.name, a.configPath)
@@ -380,28 +411,34 @@ func (a *adminRun) open() bool {
 		fmt.Fprintf(a.stderr, "portcullis %s: %s sets no redis.address: the records live in Redis\n", a.name, a.configPath)
 		return false
 	}
-	a.st, err = store.New(cfg.Redis)
+	st, err := store.New(cfg.Redis)
 	if err != nil {
 		fmt.Fprintf(a.stderr, "portcullis %s: redis: %v\n", a.name, err)
 		return false
 	}
-	a.audit = store.NewAudit(a.st, int64(cfg.Audit.MaxLen))
-	a.policy = authz.CompilePolicy(&cfg.Lifecycle)
-	a.orgs = store.NewOrgs(a.st, a.audit)
+	host, _ := os.Hostname()
+	via := breakGlassVia(host)
+	// Loud on purpose: this bypasses the API's authentication, permissions and policy checks.
+	fmt.Fprintf(a.stderr, "portcullis %s: BREAK-GLASS: writing to Redis %s directly as %q, not through the admin API; every change is audited as %q\n",
+		a.name, cfg.Redis.Address, a.actor, via)
+	aud := store.NewAudit(st, int64(cfg.Audit.MaxLen))
+	a.be = &storeBackend{st: st, orgs: store.NewOrgs(st, aud).Via(via), audit: aud, policy: authz.CompilePolicy(&cfg.Lifecycle), actor: a.actor, via: via}
 	return true
 }
 
-// close closes the store, if open.
+// close closes the backend, if open.
 func (a *adminRun) close() {
-	if a.st != nil {
-		_ = a.st.Close()
+	if a.be != nil {
+		a.be.Close()
 	}
 }
 
 // fail reports a store error and returns exit code 1.
 func (a *adminRun) fail(err error) int {
 	msg := err.Error()
+	var ae *apiError
 	switch {
+	case errors.As(err, &ae):
 	case errors.Is(err, store.ErrUnavailable):
 		msg += " (is Redis running, and are the redis settings of " + a.configPath + " right?)"
 	case errors.Is(err, store.ErrConflict):

@@ -54,7 +54,7 @@ func adminAuditTail(a *adminRun) int {
 		if *follow {
 			block = followBlock
 		}
-		events, next, err := a.audit.Tail(ctx, pos, *count, block)
+		events, next, err := a.be.Tail(ctx, pos, *count, block)
 		if err != nil {
 			if *follow && ctx.Err() != nil {
 				return 0 // interrupted while waiting

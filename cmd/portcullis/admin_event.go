@@ -5,7 +5,6 @@ import (
 	"io"
 	"strings"
 
-	"github.com/portcullis-proxy/portcullis/admin"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -87,20 +86,11 @@ func adminEvent(name string) func(a *adminRun) int {
 			return 1
 		}
 		defer a.close()
-		ev.Policy, ev.RequestTTL = admin.EventPolicy(a.policy, a.reason), a.policy.RequestTTL()
-		out, err := a.orgs.Apply(a.ctx, ev, a.actor, a.reason, *dry)
+		out, err := a.be.Apply(a.ctx, ev, a.reason, *dry)
 		if err != nil {
 			return a.fail(err)
 		}
-		res := eventResult{Outcome: *out}
-		if name == store.EventOffboarded && !*dry {
-			// Memberships first, then sessions: a session opened in between finds no membership.
-			n, err := a.st.RevokeUser(a.ctx, ev.User)
-			if err != nil {
-				return a.fail(fmt.Errorf("the offboarding was applied, but its sessions could not be ended (run it again): %w", err))
-			}
-			res.SessionsEnded = n
-		}
+		res := *out
 		return a.output(res, func(w io.Writer) { printOutcome(w, &res) })
 	}
 }

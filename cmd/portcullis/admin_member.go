@@ -9,10 +9,11 @@ import (
 	"io"
 	"net/mail"
 	"slices"
-	"strings"
+
 	"text/tabwriter"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -95,7 +96,7 @@ func adminMemberGrant(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	out, err := a.orgs.Grant(a.ctx, m, a.actor, a.reason)
+	out, err := a.be.Grant(a.ctx, m, "", a.reason)
 	if err != nil {
 		return a.fail(err)
 	}
@@ -121,7 +122,7 @@ func adminMemberInvite(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	out, err := a.orgs.Invite(a.ctx, inv, a.actor, a.reason)
+	out, err := a.be.Invite(a.ctx, inv, a.reason)
 	if err != nil {
 		return a.fail(err)
 	}
@@ -140,10 +141,7 @@ func adminMemberInvitations(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	if _, err := a.st.Org(a.ctx, org); err != nil {
-		return a.fail(err)
-	}
-	invs, err := a.st.OrgInvitations(a.ctx, org)
+	invs, err := a.be.Invitations(a.ctx, org)
 	if err != nil {
 		return a.fail(err)
 	}
@@ -167,7 +165,7 @@ func adminMemberWithdraw(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	inv, err := a.orgs.WithdrawInvitation(a.ctx, org, email, a.actor, a.reason)
+	inv, err := a.be.Withdraw(a.ctx, org, email, a.reason)
 	if err != nil {
 		return a.fail(err)
 	}
@@ -214,43 +212,20 @@ func adminMemberChange(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	// edit may run more than once (a concurrent change forces a retry): it only changes m.
-	edit := func(m *store.Membership) error {
-		roles := slices.Clone(m.Roles)
-		for _, r := range removeRoles {
-			if !slices.Contains(roles, r) {
-				return fmt.Errorf("--remove-role %q: the membership has no such role (roles: %s)", r, joinOrDash(m.Roles))
-			}
-			roles = slices.DeleteFunc(roles, func(x string) bool { return x == r })
-		}
-		m.Roles = append(roles, addRoles...)
-		grants := slices.Clone(m.Grants)
-		for _, p := range removePurposes {
-			if !slices.ContainsFunc(grants, func(g store.Grant) bool { return g.Purpose == p }) {
-				return fmt.Errorf("--remove-purpose %q: the membership has no such purpose (purposes: %s)", p, purposeList(m.Grants))
-			}
-			grants = slices.DeleteFunc(grants, func(g store.Grant) bool { return g.Purpose == p })
-		}
-		for _, g := range added {
-			grants = slices.DeleteFunc(grants, func(x store.Grant) bool { return x.Purpose == g.Purpose })
-			grants = append(grants, g)
-		}
-		m.Grants = grants
-		if set["kind"] {
-			m.Kind = *kind
-		}
-		if set["expires"] {
-			m.ExpiresAt = exp
-		}
-		if set["review-by"] {
-			m.ReviewBy = rev
-		}
-		if set["approved-by"] {
-			m.ApprovedBy = *approvedBy
-		}
-		return nil
+	ch := memberChange{AddRoles: addRoles, RemoveRoles: removeRoles, AddPurposes: added, RemovePurposes: removePurposes}
+	if set["kind"] {
+		ch.Kind = kind
 	}
-	out, err := a.orgs.ChangeMembership(a.ctx, org, user, edit, a.actor, a.reason)
+	if set["expires"] {
+		ch.ExpiresAt = &exp
+	}
+	if set["review-by"] {
+		ch.ReviewBy = &rev
+	}
+	if set["approved-by"] {
+		ch.ApprovedBy = approvedBy
+	}
+	out, err := a.be.Change(a.ctx, org, user, ch, a.reason)
 	if err != nil {
 		return a.fail(err)
 	}
@@ -268,11 +243,11 @@ func adminMemberRevoke(a *adminRun) int {
 	defer a.close()
 	// Read first only to tell the operator whether anything changed (Revoke records nothing for
 	// a membership already revoked).
-	_, before, err := a.st.Lookup(a.ctx, org, user)
-	if err != nil {
+	before, err := a.be.Membership(a.ctx, org, user)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return a.fail(err)
 	}
-	out, err := a.orgs.Revoke(a.ctx, org, user, a.actor, a.reason)
+	out, err := a.be.Revoke(a.ctx, org, user, a.reason)
 	if err != nil {
 		return a.fail(err)
 	}
@@ -294,14 +269,9 @@ func adminMemberShow(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	o, m, err := a.st.Lookup(a.ctx, org, user)
-	switch {
-	case err != nil:
+	m, err := a.be.Membership(a.ctx, org, user)
+	if err != nil {
 		return a.fail(err)
-	case o == nil:
-		return a.fail(fmt.Errorf("org %s: %w", org, store.ErrNotFound))
-	case m == nil:
-		return a.fail(fmt.Errorf("membership %s/%s: %w", org, user, store.ErrNotFound))
 	}
 	return a.output(m, func(w io.Writer) { printMembers(w, []store.Membership{*m}) })
 }
@@ -315,10 +285,7 @@ func adminMemberList(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	if _, err := a.st.Org(a.ctx, org); err != nil {
-		return a.fail(err)
-	}
-	ms, err := a.st.Memberships(a.ctx, org)
+	ms, err := a.be.Memberships(a.ctx, org)
 	if err != nil {
 		return a.fail(err)
 	}
@@ -346,23 +313,19 @@ func adminPersonOffboard(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	// Memberships first, then sessions: a session the person opens in between finds no
-	// membership. Sessions end even when revoking failed part-way: less access, not more.
-	orgs, offErr := a.orgs.Offboard(a.ctx, user, a.actor, a.reason)
-	n, sessErr := a.st.RevokeUser(a.ctx, user)
-	if err := errors.Join(offErr, sessErr); err != nil {
-		if offErr != nil && len(orgs) > 0 {
-			fmt.Fprintf(a.stderr, "portcullis %s: revoked in %s before the error\n", a.name, strings.Join(orgs, ","))
-		}
-		if sessErr == nil {
-			fmt.Fprintf(a.stderr, "portcullis %s: %d session(s) ended\n", a.name, n)
-		}
+	// The business event: memberships, requests, invitations and tokens in one change, then
+	// the sessions (a session the person opens in between finds no membership).
+	out, err := a.be.Apply(a.ctx, store.BusinessEvent{Event: store.EventOffboarded, User: user}, a.reason, false)
+	if err != nil {
 		return a.fail(err)
 	}
-	res := offboardResult{User: user, Orgs: orgs, SessionsEnded: n}
-	if res.Orgs == nil {
-		res.Orgs = []string{}
+	res := offboardResult{User: user, Orgs: []string{}, SessionsEnded: out.SessionsEnded}
+	for _, c := range out.Changes {
+		if c.Type == audit.MembershipRevoked {
+			res.Orgs = append(res.Orgs, c.Org)
+		}
 	}
+	n := res.SessionsEnded
 	return a.output(res, func(w io.Writer) {
 		fmt.Fprintf(w, "offboarded %s: memberships revoked in %s; %d session(s) ended\n", user, joinOrDash(res.Orgs), n)
 	})
@@ -383,7 +346,7 @@ func adminReviewDue(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	ms, err := a.st.ReviewDue(a.ctx, a.now, d)
+	ms, err := a.be.ReviewDue(a.ctx, a.now, d)
 	if err != nil {
 		return a.fail(err)
 	}

@@ -41,7 +41,7 @@ func adminOrgCreate(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	o, err := a.orgs.CreateOrg(a.ctx, org, a.actor, a.reason)
+	o, err := a.be.CreateOrg(a.ctx, org, a.reason)
 	if err != nil {
 		return a.fail(err)
 	}
@@ -56,7 +56,7 @@ func adminOrgShow(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	o, err := a.st.Org(a.ctx, a.pos[0])
+	o, err := a.be.Org(a.ctx, a.pos[0])
 	if err != nil {
 		return a.fail(err)
 	}
@@ -71,26 +71,18 @@ func adminOrgList(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	ids, err := a.st.OrgIDs(a.ctx)
+	orgs, err := a.be.Orgs(a.ctx)
 	if err != nil {
 		return a.fail(err)
 	}
-	orgs := make([]*store.Org, 0, len(ids))
-	for _, id := range ids {
-		o, err := a.st.Org(a.ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // deleted between the two reads
-		}
-		if err != nil {
-			return a.fail(err)
-		}
-		orgs = append(orgs, o)
+	if orgs == nil {
+		orgs = []store.Org{}
 	}
 	return a.output(orgs, func(w io.Writer) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tCONTRACT END\tDOMAINS")
 		for _, o := range orgs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.ID, o.Name, orgStatus(o), when(o.ContractEnd), domainList(o.Domains))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", o.ID, o.Name, orgStatus(&o), when(o.ContractEnd), domainList(o.Domains))
 		}
 		tw.Flush()
 	})
@@ -133,16 +125,7 @@ func adminOrgSetStatus(a *adminRun, status string) int {
 		return 1
 	}
 	defer a.close()
-	if st.MergedInto != "" {
-		if _, err := a.st.Org(a.ctx, st.MergedInto); errors.Is(err, store.ErrNotFound) {
-			a.bad("--merged-into", "%q: no such org", st.MergedInto)
-			a.failed()
-			return 1
-		} else if err != nil {
-			return a.fail(err)
-		}
-	}
-	o, err := a.orgs.SetOrgStatus(a.ctx, id, st, a.actor, a.reason)
+	o, err := a.be.SetOrgStatus(a.ctx, id, st, a.reason)
 	if err != nil {
 		return a.fail(err)
 	}
@@ -169,13 +152,7 @@ func adminDomainStatus(status string) func(a *adminRun) int {
 			return 1
 		}
 		defer a.close()
-		var o *store.Org
-		var err error
-		if status == "" {
-			o, err = a.orgs.AddDomain(a.ctx, id, domain, a.actor, a.reason)
-		} else {
-			o, err = a.orgs.SetDomainStatus(a.ctx, id, domain, status, a.actor, a.reason)
-		}
+		o, err := a.be.SetDomain(a.ctx, id, domain, status, a.reason)
 		if errors.Is(err, store.ErrInvalid) && !errors.Is(err, store.ErrNotFound) {
 			a.bad("DOMAIN", "%q: want a domain name such as example.com (IDNs as xn-- A-labels)", domain)
 			a.failed()

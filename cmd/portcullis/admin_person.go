@@ -12,7 +12,7 @@ import (
 // requests are otherwise refused (no_active_membership).
 func adminPersonEmail(a *adminRun) int {
 	return adminPersonIndex(a, "EMAIL", audit.PersonEmailRecorded, func(user, value string) error {
-		return a.st.RecordPerson(a.ctx, value, user, a.now, 0)
+		return a.be.RecordPerson(a.ctx, user, value, "", a.reason)
 	})
 }
 
@@ -20,7 +20,7 @@ func adminPersonEmail(a *adminRun) int {
 // guards with kind: username.
 func adminPersonUsername(a *adminRun) int {
 	return adminPersonIndex(a, "USERNAME", audit.PersonUsernameSet, func(user, value string) error {
-		return a.st.SetUsername(a.ctx, value, user)
+		return a.be.RecordPerson(a.ctx, user, "", value, a.reason)
 	})
 }
 
@@ -34,12 +34,9 @@ func adminPersonIndex(a *adminRun, what string, typ audit.Type, write func(user,
 		return 1
 	}
 	defer a.close()
+	// The backend records the value (which the guard keeps hashed) and an event naming the
+	// person only.
 	if err := write(user, value); err != nil {
-		return a.fail(err)
-	}
-	// The value itself is an identifier the guard keeps hashed; the event names the person only.
-	ev := audit.Event{Type: typ, Actor: a.actor, User: user, Reason: a.reason}
-	if err := a.audit.Append(a.ctx, ev); err != nil {
 		return a.fail(err)
 	}
 	res := struct {

@@ -72,9 +72,10 @@ func (b *adminBed) raw(args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errOut.String()
 }
 
-// admin runs `portcullis admin args… --config FILE --actor testActor`.
+// admin runs `portcullis admin args… --break-glass --config FILE --actor testActor`: the
+// commands straight against Redis (TestAdminThroughTheAPI runs them through the API).
 func (b *adminBed) admin(args ...string) (code int, stdout, stderr string) {
-	return b.raw(append(args, "--config", b.cfg, "--actor", testActor)...)
+	return b.raw(append(args, "--break-glass", "--config", b.cfg, "--actor", testActor)...)
 }
 
 // ok runs admin and fails the test unless it exits 0.
@@ -214,7 +215,7 @@ func TestAdminOrg(t *testing.T) {
 	}
 
 	// End, with contract end and merger.
-	b.refused(1, []string{"--merged-into", `"nope"`, "no such org"}, "org", "end", "acme", "--reason", "merged", "--merged-into", "nope")
+	b.refused(1, []string{"merged into nope", "not found"}, "org", "end", "acme", "--reason", "merged", "--merged-into", "nope")
 	b.refused(1, []string{"--merged-into", "itself"}, "org", "end", "acme", "--reason", "merged", "--merged-into", "acme")
 	var ended store.Org
 	b.okJSON(&ended, "org", "end", "acme", "--reason", "merged into globex", "--contract-end", "2026-12-31T00:00:00Z", "--merged-into", "globex")
@@ -574,7 +575,7 @@ func TestAdminErrors(t *testing.T) {
 		})
 	}
 	// The flags of every command may come before it too.
-	if code, out, errOut := b.raw("--config", b.cfg, "--actor="+testActor, "--json", "org", "show", "acme"); code != 0 || !strings.HasPrefix(out, "{") {
+	if code, out, errOut := b.raw("--break-glass", "--config", b.cfg, "--actor="+testActor, "--json", "org", "show", "acme"); code != 0 || !strings.HasPrefix(out, "{") {
 		t.Errorf("global flags first: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	if code, _, errOut := b.raw("--reason", "x", "org", "show", "acme"); code != 2 || !strings.Contains(errOut, "--reason must come after the command") {
@@ -597,7 +598,7 @@ func TestAdminErrors(t *testing.T) {
 	if code, _, errOut := b.raw("help", "nothing"); code != 2 || !strings.Contains(errOut, `unknown group "nothing"`) {
 		t.Errorf("help of an unknown group: exit %d, stderr %q", code, errOut)
 	}
-	if code, _, errOut := b.raw("org", "create", "x", "--name", "X", "--config", b.cfg, "--actor", " "); code != 1 || !strings.Contains(errOut, "--actor") {
+	if code, _, errOut := b.raw("org", "create", "x", "--name", "X", "--break-glass", "--config", b.cfg, "--actor", " "); code != 1 || !strings.Contains(errOut, "--actor") {
 		t.Errorf("blank --actor: exit %d, stderr %q", code, errOut)
 	}
 	// Nothing above changed anything.
@@ -621,9 +622,13 @@ func TestAdminConfigAndRedisErrors(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"missing file", []string{"org", "show", "acme", "--config", filepath.Join(dir, "none.yaml")}, []string{"cannot use configuration", "none.yaml"}},
-		{"no redis", []string{"org", "show", "acme", "--config", noRedis}, []string{"no redis.address"}},
-		{"redis down", []string{"org", "create", "acme", "--name", "A", "--config", down}, []string{"store unavailable", "is Redis running"}},
+		{"missing file", []string{"org", "show", "acme", "--break-glass", "--config", filepath.Join(dir, "none.yaml")}, []string{"cannot use configuration", "none.yaml"}},
+		{"no redis", []string{"org", "show", "acme", "--break-glass", "--config", noRedis}, []string{"no redis.address"}},
+		{"redis down", []string{"org", "create", "acme", "--name", "A", "--break-glass", "--config", down}, []string{"store unavailable", "is Redis running"}},
+		{"neither the API nor break-glass", []string{"org", "show", "acme", "--config", down}, []string{"works through the admin API", "--server", "--break-glass"}},
+		{"a server that is not https", []string{"org", "show", "acme", "--server", "http://127.0.0.1:9"}, []string{"--server", "https://"}},
+		{"no credential", []string{"org", "show", "acme", "--server", "https://127.0.0.1:9"}, []string{"no credential", "PORTCULLIS_ADMIN_TOKEN"}},
+		{"insecure to another host", []string{"org", "show", "acme", "--server", "https://admin.example.com", "--token-file", down, "--insecure-skip-verify"}, []string{"loopback"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
@@ -643,14 +648,14 @@ func TestAdminConfigAndRedisErrors(t *testing.T) {
 func TestAdminDefaultActor(t *testing.T) {
 	b := newAdminBed(t)
 	t.Setenv("USER", "tester")
-	if code, _, errOut := b.raw("org", "create", "acme", "--name", "Acme", "--config", b.cfg); code != 0 {
+	if code, _, errOut := b.raw("org", "create", "acme", "--name", "Acme", "--break-glass", "--config", b.cfg); code != 0 {
 		t.Fatal(errOut)
 	}
 	if e := b.lastEvent(audit.OrgCreated); e.Actor != "tester" {
 		t.Errorf("actor %q, want $USER", e.Actor)
 	}
 	t.Setenv("USER", "")
-	if code, _, errOut := b.raw("org", "suspend", "acme", "--reason", "x", "--config", b.cfg); code != 0 {
+	if code, _, errOut := b.raw("org", "suspend", "acme", "--reason", "x", "--break-glass", "--config", b.cfg); code != 0 {
 		t.Fatal(errOut)
 	}
 	if e := b.lastEvent(audit.OrgStatusChanged); e.Actor != "admin" {
@@ -708,7 +713,7 @@ func TestAdminAuditTail(t *testing.T) {
 	var followOut syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- runAdmin(ctx, []string{"audit", "tail", "--follow", "--json", "--since", evs[2].ID, "--config", b.cfg}, &followOut, &followOut)
+		done <- runAdmin(ctx, []string{"audit", "tail", "--follow", "--json", "--since", evs[2].ID, "--break-glass", "--config", b.cfg}, &followOut, &followOut)
 	}()
 	b.waitBlocked() // the next event must reach it while it follows, not on its first read
 	b.ok("org", "create", "globex", "--name", "Globex")
@@ -728,7 +733,13 @@ func TestAdminAuditTail(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("--follow did not stop after its context ended")
 	}
-	if got := strings.Count(followOut.String(), "\n"); got != 1 {
+	got := 0
+	for _, l := range strings.Split(followOut.String(), "\n") {
+		if strings.HasPrefix(l, "{") {
+			got++ // an event (the break-glass warning is the other line)
+		}
+	}
+	if got != 1 {
 		t.Errorf("--follow printed %d lines, want 1 (only the new event):\n%s", got, followOut.String())
 	}
 }
@@ -931,7 +942,7 @@ func TestAdminTokens(t *testing.T) {
 	if err != nil || got.ID != made.Record.ID || got.Owner != "ops|olga" || got.CreatedBy != testActor {
 		t.Fatalf("token by secret: %+v %v", got, err)
 	}
-	if e := b.lastEvent(audit.TokenCreated); e.Actor != testActor || e.Via != "portcullis admin (direct Redis)" || strings.Contains(fmt.Sprint(e), made.Token) {
+	if e := b.lastEvent(audit.TokenCreated); e.Actor != testActor || !strings.HasPrefix(e.Via, "break-glass: portcullis admin on ") || strings.Contains(fmt.Sprint(e), made.Token) {
 		t.Errorf("event %+v", e)
 	}
 	out := b.ok("token", "list")

@@ -43,8 +43,8 @@ func adminTokenCreate(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	secret, t, err := a.orgs.Via("portcullis admin (direct Redis)").CreateToken(a.ctx, store.Token{Name: *name, Owner: *owner, Operator: *operator,
-		Org: *org, ReadOnly: *readOnly, Expires: time.Now().Add(life)}, a.actor, a.reason)
+	secret, t, err := a.be.CreateToken(a.ctx, store.Token{Name: *name, Owner: *owner, Operator: *operator,
+		Org: *org, ReadOnly: *readOnly, Expires: time.Now().Add(life)}, a.reason)
 	if err != nil {
 		return a.fail(err)
 	}
@@ -66,7 +66,7 @@ func adminTokenList(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	ts, err := a.st.Tokens(a.ctx)
+	ts, err := a.be.Tokens(a.ctx)
 	if err != nil {
 		return a.fail(err)
 	}
@@ -90,7 +90,7 @@ func adminTokenRevoke(a *adminRun) int {
 		return 1
 	}
 	defer a.close()
-	t, err := a.orgs.Via("portcullis admin (direct Redis)").RevokeToken(a.ctx, a.pos[0], a.actor, a.reason)
+	t, err := a.be.RevokeToken(a.ctx, a.pos[0], a.reason)
 	if err != nil {
 		return a.fail(err)
 	}

@@ -222,8 +222,9 @@ access ends at once (Acme's stays).
        --json '{"event":"contract_ended","org":"globex","reason":"contract not renewed","dry_run":true}'
   curl -sk %[1]s/api/v1/events -H "Authorization: Bearer $OPS" \
        --json '{"event":"contract_ended","org":"globex","reason":"contract not renewed"}'
-Every change is in the audit trail, with who made it and with which token:
-  go run ./cmd/portcullis admin audit tail --config %[6]s
+Every change is in the audit trail, with who made it and with which token (portcullis admin is
+a client of the same API):
+  PORTCULLIS_ADMIN_TOKEN=$OPS go run ./cmd/portcullis admin audit tail --server %[1]s --insecure-skip-verify
 `, api, t.operator, t.alice, t.bob, base, cfgPath)
 }
 

@@ -141,7 +141,7 @@ func startDevOutput(t *testing.T) (base string, output func() string) {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	output = func() string { mu.Lock(); defer mu.Unlock(); return buf.String() }
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(output(), "admin audit tail --config"); {
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(output(), "admin audit tail --server"); {
 		if time.Now().After(deadline) {
 			t.Fatalf("dev did not start:\n%s", output())
 		}
@@ -397,5 +397,18 @@ func TestE2EDevGovernance(t *testing.T) {
 	}
 	if v := shell(globex); v["status"] != "ended" {
 		t.Errorf("globex after its contract ended: %v", v)
+	}
+
+	// The audit trail, with the CLI as the walkthrough prints it (a client of the same API,
+	// with the operator's token): the contract's end is there, made by the demo's operator.
+	tail := regexp.MustCompile(`go run ./cmd/portcullis admin audit tail (.*)`).FindStringSubmatch(out)
+	if tail == nil {
+		t.Fatalf("the walkthrough prints no audit tail command:\n%s", out)
+	}
+	t.Setenv("PORTCULLIS_ADMIN_TOKEN", env["OPS"])
+	var stdout, stderr strings.Builder
+	if code := run(append([]string{"admin", "audit", "tail", "--count", "1000"}, strings.Fields(tail[1])...), &stdout, &stderr); code != 0 ||
+		!strings.Contains(stdout.String(), "business.contract_ended") || strings.Contains(stderr.String(), "BREAK-GLASS") {
+		t.Errorf("audit tail as printed: %d\n%s\n%s", code, stdout.String(), stderr.String())
 	}
 }

@@ -201,7 +201,7 @@ notifications:
 	cliToken := func(args ...string) string {
 		t.Helper()
 		var out, errOut bytes.Buffer
-		args = append([]string{"admin", "token", "create", "--config", b.cfgs[0], "--actor", "olga", "--name", "e2e",
+		args = append([]string{"admin", "token", "create", "--break-glass", "--config", b.cfgs[0], "--actor", "olga", "--name", "e2e",
 			"--lifetime", "1d", "--reason", "install", "--json"}, args...)
 		if code := run(args, &out, &errOut); code != 0 {
 			t.Fatalf("admin token create: %d %s", code, errOut.String())
@@ -439,7 +439,7 @@ notifications:
 		}
 		// dave's item is still undecided: the report says his membership is overdue.
 		rep := api.want(api.call(erin, "GET", path, nil), 200, "")
-		if rep.body["state"] != "open" || rep.body["undecided"] != float64(1) || !strings.Contains(rep.raw, `"user":"`+b.user("sub-dave")+`","kind":"employee","roles":["user"],"now":"review_overdue"`) {
+		if rep.body["state"] != "open" || rep.body["undecided"] != float64(1) || !strings.Contains(rep.raw, `"user":"`+b.user("sub-dave")+`","kind":"employee","roles":["user"],"reviewers":["operators","administrators of acme"],"now":"review_overdue"`) {
 			t.Errorf("the campaign report: %s", rep.raw)
 		}
 	})
