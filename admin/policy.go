@@ -105,27 +105,12 @@ func (c *call) orgPolicyInput(kinds map[string]kindLimitsIO) (*store.OrgPolicy, 
 			continue
 		}
 		var l store.KindLimits
-		if in.MaxDuration != "" {
-			d, err := durationInput("kinds."+kind+".max_duration", in.MaxDuration)
-			switch {
-			case err != nil:
-				problems = append(problems, fmt.Sprintf("kinds.%s.max_duration: must be a positive duration such as \"30d\"", kind))
-			case platform.MaxDuration > 0 && d >= platform.MaxDuration:
-				problems = append(problems, fmt.Sprintf("kinds.%s.max_duration: %s does not tighten the platform's %s", kind, in.MaxDuration, showDuration(platform.MaxDuration)))
-			default:
-				l.MaxDuration = d
-			}
+		var problem string
+		if l.MaxDuration, problem = tighter(kind, "max_duration", in.MaxDuration, platform.MaxDuration, "30d"); problem != "" {
+			problems = append(problems, problem)
 		}
-		if in.ReviewEvery != "" {
-			d, err := durationInput("kinds."+kind+".review_every", in.ReviewEvery)
-			switch {
-			case err != nil:
-				problems = append(problems, fmt.Sprintf("kinds.%s.review_every: must be a positive duration such as \"90d\"", kind))
-			case platform.ReviewEvery > 0 && d >= platform.ReviewEvery:
-				problems = append(problems, fmt.Sprintf("kinds.%s.review_every: %s does not tighten the platform's %s", kind, in.ReviewEvery, showDuration(platform.ReviewEvery)))
-			default:
-				l.ReviewEvery = d
-			}
+		if l.ReviewEvery, problem = tighter(kind, "review_every", in.ReviewEvery, platform.ReviewEvery, "90d"); problem != "" {
+			problems = append(problems, problem)
 		}
 		switch n := in.ApprovalsRequired; {
 		case n == 0:
@@ -151,6 +136,23 @@ func (c *call) orgPolicyInput(kinds map[string]kindLimitsIO) (*store.OrgPolicy, 
 		return nil, invalid(strings.Join(problems, "; "))
 	}
 	return out, nil
+}
+
+// tighter reads a duration limit given for kind's field: zero when not given, or the problem
+// when it is not a duration or does not tighten the platform's (zero: no limit there).
+func tighter(kind, field, given string, platform time.Duration, example string) (time.Duration, string) {
+	if given == "" {
+		return 0, ""
+	}
+	key := "kinds." + kind + "." + field
+	d, err := durationInput(key, given)
+	switch {
+	case err != nil:
+		return 0, fmt.Sprintf("%s: must be a positive duration such as %q", key, example)
+	case platform > 0 && d >= platform:
+		return 0, fmt.Sprintf("%s: %s does not tighten the platform's %s", key, given, showDuration(platform))
+	}
+	return d, ""
 }
 
 // policyOf shows o's policy.

@@ -169,9 +169,8 @@ func (b *apiBackend) SetDomain(ctx context.Context, org, domain, status, reason 
 	return &out, b.call(ctx, "POST", orgPath(org)+"/domains", map[string]any{"domain": domain, "status": status, "reason": reason}, &out)
 }
 
-// accessBody is the access part of a grant or an invitation, as the API takes it.
-func accessBody(kind string, roles []string, grants []store.Grant, expires, reviewBy time.Time, ticket, reason string) map[string]any {
-	in := map[string]any{"kind": kind, "roles": roles, "ticket": ticket, "reason": reason}
+// purposesBody is purpose grants as the API takes them (nil for none).
+func purposesBody(grants []store.Grant) []map[string]any {
 	var ps []map[string]any
 	for _, g := range grants {
 		p := map[string]any{"purpose": g.Purpose, "reason": g.Reason}
@@ -180,7 +179,13 @@ func accessBody(kind string, roles []string, grants []store.Grant, expires, revi
 		}
 		ps = append(ps, p)
 	}
-	if ps != nil {
+	return ps
+}
+
+// accessBody is the access part of a grant or an invitation, as the API takes it.
+func accessBody(kind string, roles []string, grants []store.Grant, expires, reviewBy time.Time, ticket, reason string) map[string]any {
+	in := map[string]any{"kind": kind, "roles": roles, "ticket": ticket, "reason": reason}
+	if ps := purposesBody(grants); ps != nil {
 		in["purposes"] = ps
 	}
 	if !expires.IsZero() {
@@ -224,15 +229,7 @@ func (b *apiBackend) Change(ctx context.Context, org, user string, ch memberChan
 		return nil, errors.New("--approved-by: through the admin API the approver is the credential's owner")
 	}
 	in := map[string]any{"user": user, "add_roles": ch.AddRoles, "remove_roles": ch.RemoveRoles, "remove_purposes": ch.RemovePurposes, "reason": reason}
-	var ps []map[string]any
-	for _, g := range ch.AddPurposes {
-		p := map[string]any{"purpose": g.Purpose, "reason": g.Reason}
-		if !g.ExpiresAt.IsZero() {
-			p["expires_at"] = g.ExpiresAt
-		}
-		ps = append(ps, p)
-	}
-	in["add_purposes"] = ps
+	in["add_purposes"] = purposesBody(ch.AddPurposes)
 	if ch.Kind != nil {
 		in["kind"] = *ch.Kind
 	}
