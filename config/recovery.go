@@ -33,6 +33,7 @@ const (
 
 	RecoveryGeneric   = "generic"
 	RecoveryForbidden = "forbidden"
+	RecoveryMirror    = "mirror"
 
 	RecoveryAuditHash = "hash"
 	RecoveryAuditMask = "mask"
@@ -141,7 +142,7 @@ func (v *validator) recoveryGuard(p string, r *Route) {
 	}
 	v.oneOf(gp+".unknown_domains", g.UnknownDomains, RecoveryBlock, RecoveryAllow)
 	v.oneOf(gp+".missing_identifier", g.MissingIdentifier, RecoveryForward, RecoveryBlock)
-	v.oneOf(gp+".blocked_response", g.BlockedResponse, RecoveryGeneric, RecoveryForbidden)
+	v.oneOf(gp+".blocked_response", g.BlockedResponse, RecoveryGeneric, RecoveryForbidden, RecoveryMirror)
 	v.oneOf(gp+".identifier_in_audit", g.IdentifierInAudit, RecoveryAuditHash, RecoveryAuditMask)
 	if len(g.GenericBody) > maxRecoveryGenericBody {
 		v.errorf(gp+".generic_body", "must be at most %d bytes", maxRecoveryGenericBody)

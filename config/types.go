@@ -481,9 +481,11 @@ type RecoveryGuard struct {
 	// login= or phone=, never reaches the portal uninspected) or forward (for a route that
 	// also serves requests that are not resets).
 	MissingIdentifier string `yaml:"missing_identifier"`
-	// BlockedResponse is the answer to a blocked request: generic (default: the same 200
-	// page for every address, so blocking reveals nothing) or forbidden (a 403 page with the
-	// reason code).
+	// BlockedResponse is the answer to a blocked request: generic (default: generic_body,
+	// 200), forbidden (a 403 page with the reason code), or mirror: the request is forwarded
+	// with the identifier replaced by a decoy that cannot receive mail (an address at
+	// portcullis.invalid, or a username nobody holds), so the client gets the portal's own
+	// answer for an unknown address and cannot tell a blocked request from any other.
 	BlockedResponse string `yaml:"blocked_response"`
 	// GenericBody is the body of the generic answer. Default: "If an account exists for
 	// that address, a reset link is on its way."

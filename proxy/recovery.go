@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -175,6 +176,8 @@ func (ex *exchange) recover() error {
 		}
 		c.quiet = d.Quiet
 		return c.refuse(resultBlocked, d.Reason)
+	case d.Reason != reason.Allowed && g.BlockedResponse == config.RecoveryMirror:
+		return c.mirror(d.Reason, body)
 	case d.Reason != reason.Allowed:
 		refusal := c.refuse(resultBlocked, d.Reason)
 		refusal.generic = g.BlockedResponse != config.RecoveryForbidden
@@ -299,9 +302,60 @@ func (c *recoveryCheck) refuse(result string, code reason.Code) *recoveryRefusal
 	return &recoveryRefusal{result: result, code: code, c: c}
 }
 
+// mirror answers a blocked request with the portal's own answer for an address nobody has:
+// the request goes on with the identifier replaced by a decoy that cannot receive mail (an
+// address at the reserved .invalid domain, RFC 2606, or a username nobody holds), so the
+// client gets exactly what the portal says for any unknown address (status, Location, body,
+// cookies, and about the same time), and the portal has no one to send a reset to. It is
+// counted, logged and audited as blocked.
+func (c *recoveryCheck) mirror(code reason.Code, body []byte) error {
+	ex, r := c.ex, c.ex.r
+	decoy := "portcullis-nobody-" + randomHex(8)
+	if c.id.Kind == recoveryid.KindEmail {
+		decoy = "nobody-" + randomHex(8) + "@" + mirrorDomain
+	}
+	q, b, err := recoveryid.Replace(c.id, r.Header.Get("Content-Type"), r.URL.RawQuery, body, decoy)
+	if err != nil {
+		// What Extract read it can rewrite; if not, refuse rather than forward the address.
+		c.ex.s.log.LogAttrs(r.Context(), slog.LevelError, "recovery mirror could not rewrite the request; answering generically",
+			slog.String("route", ex.routeLabel), slog.String("request_id", ex.requestID), slog.Any("error", err))
+		refusal := c.refuse(resultBlocked, code)
+		refusal.generic = true
+		return refusal
+	}
+	c.detail = "mirrored"
+	(&recoveryRefusal{result: resultBlocked, code: code, c: c}).record(ex)
+	r.URL.RawQuery, r.URL.ForceQuery = q, false
+	restoreBody(r, b)
+	return nil
+}
+
+// mirrorDomain is the domain of the decoy addresses: reserved, it never resolves, so no mail
+// can be delivered to it.
+const mirrorDomain = "portcullis.invalid"
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // give counts, logs and audits the refusal and answers it: with the route's generic page, or
 // a problem.
 func (e *recoveryRefusal) give(ex *exchange) {
+	e.record(ex)
+	c, r := e.c, ex.r
+	if e.generic {
+		c.writeGeneric()
+		return
+	}
+	p := problem.New(e.code)
+	p.RequestID = ex.requestID
+	problem.Write(ex.w, r, p)
+}
+
+// record counts, logs and audits the refusal.
+func (e *recoveryRefusal) record(ex *exchange) {
 	c, s, r := e.c, ex.s, ex.r
 	if e.cause != nil {
 		s.log.LogAttrs(r.Context(), slog.LevelError, "recovery store unavailable; refusing (fail closed)",
@@ -338,13 +392,6 @@ func (e *recoveryRefusal) give(ex *exchange) {
 		s.appendAudit(r, audit.Event{Type: audit.RecoveryBlocked, Org: c.org, User: c.user, Reason: string(e.code),
 			Route: ex.routeLabel, RequestID: ex.requestID, Detail: detail})
 	}
-	if e.generic {
-		c.writeGeneric()
-		return
-	}
-	p := problem.New(e.code)
-	p.RequestID = ex.requestID
-	problem.Write(ex.w, r, p)
 }
 
 // writeGeneric writes the route's generic answer: the same whether the request was

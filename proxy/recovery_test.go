@@ -546,6 +546,38 @@ func TestRecoveryOptions(t *testing.T) {
 		b.notForwarded("token without an address", b.send("POST", "/custom", form, []byte("token=T2&password=p")), 2, 400, string(reason.IdentifierMissing))
 		b.notForwarded("the address moved to the query", b.send("POST", "/custom?email=alice%40fresh.example", form, []byte("email=victim%40stale.example&password=p")), 2, 400, string(reason.IdentifierAmbiguous))
 	})
+	t.Run("mirror", func(t *testing.T) {
+		// A blocked request gets the portal's own answer for an address nobody has: it goes
+		// on with a decoy that cannot receive mail in place of the address.
+		b := newRecBed(t, `{identifier: [{from: form, name: email}, {from: json, name: /user/email}, {from: query, name: email}], methods: [GET, POST], blocked_response: mirror}`)
+		form := "application/x-www-form-urlencoded"
+		for i, c := range []struct{ name, method, target, ctype, body string }{
+			{"form", "POST", "/custom", form, "csrf=t1&email=victim%40stale.example&next=%2Fdone"},
+			{"json", "POST", "/custom", "application/json", `{"user":{"email":"victim@stale.example","name":"V"}}`},
+			{"query", "GET", "/custom?email=victim@stale.example&x=1", "", ""},
+			{"revoked member", "POST", "/custom", form, "email=bob%40fresh.example"},
+		} {
+			r := b.send(c.method, c.target, c.ctype, []byte(c.body))
+			if r.status != 200 || b.up.count() != i+1 {
+				t.Fatalf("%s: status %d, upstream hits %d: %s", c.name, r.status, b.up.count(), r.body)
+			}
+			got := b.up.last(t)
+			gb, _ := io.ReadAll(got.Body)
+			sent := got.URL.RawQuery + " " + string(gb)
+			if strings.Contains(sent, "victim") || strings.Contains(sent, "bob") || !strings.Contains(sent, "portcullis.invalid") {
+				t.Errorf("%s: the portal received %q", c.name, sent)
+			}
+			if ev := b.lastAudit(); ev.Type != audit.RecoveryBlocked || ev.Detail["detail"] != "mirrored" {
+				t.Errorf("%s: audit %+v", c.name, ev)
+			}
+		}
+		// The portal's answer is what the client gets, blocked or not: the same shape.
+		blocked := b.send("POST", "/custom", form, []byte("email=victim%40stale.example"))
+		allowed := b.send("POST", "/custom", form, []byte("email=alice%40fresh.example"))
+		if blocked.status != allowed.status || !strings.HasPrefix(blocked.body, `{"body":"email=`) || !strings.HasPrefix(allowed.body, `{"body":"email=`) {
+			t.Errorf("blocked %d %s, allowed %d %s", blocked.status, blocked.body, allowed.status, allowed.body)
+		}
+	})
 	t.Run("email or username", func(t *testing.T) {
 		// A portal that resets by either: each field is checked as what it is, through its
 		// own index, and a request must still carry exactly one of them.
