@@ -158,8 +158,13 @@ var defaultRules = []defaultRule{
 	{Default{"routes[].recovery_guard.unknown_domains", `"block"`}, forGuards(func(g *RecoveryGuard) { setString(&g.UnknownDomains, RecoveryBlock) })},
 	{Default{"routes[].recovery_guard.missing_identifier", `"block"`}, forGuards(func(g *RecoveryGuard) { setString(&g.MissingIdentifier, RecoveryBlock) })},
 	{Default{"routes[].recovery_guard.blocked_response", `"generic"`}, forGuards(func(g *RecoveryGuard) { setString(&g.BlockedResponse, RecoveryGeneric) })},
-	{Default{"routes[].recovery_guard.generic_body", strconv.Quote(DefaultRecoveryGenericBody)}, forGuards(func(g *RecoveryGuard) { setString(&g.GenericBody, DefaultRecoveryGenericBody) })},
+	{Default{"routes[].recovery_guard.generic_body", strconv.Quote(DefaultRecoveryGenericBody) + " (none with a 3xx generic_status)"}, forGuards(func(g *RecoveryGuard) {
+		if g.GenericStatus < 300 {
+			setString(&g.GenericBody, DefaultRecoveryGenericBody)
+		}
+	})},
 	{Default{"routes[].recovery_guard.generic_content_type", `"text/plain; charset=utf-8"`}, forGuards(func(g *RecoveryGuard) { setString(&g.GenericContentType, "text/plain; charset=utf-8") })},
+	{Default{"routes[].recovery_guard.generic_status", "200"}, forGuards(func(g *RecoveryGuard) { setInt(&g.GenericStatus, 200) })},
 	{Default{"routes[].recovery_guard.identifier_in_audit", `"hash"`}, forGuards(func(g *RecoveryGuard) { setString(&g.IdentifierInAudit, RecoveryAuditHash) })},
 }
 

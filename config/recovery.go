@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"mime"
 	"slices"
 	"strings"
@@ -146,6 +147,26 @@ func (v *validator) recoveryGuard(p string, r *Route) {
 	v.oneOf(gp+".identifier_in_audit", g.IdentifierInAudit, RecoveryAuditHash, RecoveryAuditMask)
 	if len(g.GenericBody) > maxRecoveryGenericBody {
 		v.errorf(gp+".generic_body", "must be at most %d bytes", maxRecoveryGenericBody)
+	}
+	if g.GenericStatus < 200 || g.GenericStatus > 399 {
+		v.errorf(gp+".generic_status", "must be from 200 to 399, got %s", v.showInt(gp+".generic_status", g.GenericStatus))
+	}
+	hasLocation := false
+	for _, name := range slices.Sorted(maps.Keys(g.GenericHeaders)) {
+		hp := gp + ".generic_headers." + name
+		switch low := strings.ToLower(name); {
+		case !syntax.Token(name):
+			v.errorf(hp, "must be a header name")
+		case hopByHop[low] || low == "content-length" || low == "content-type" || low == "host":
+			v.errorf(hp, "is set by Portcullis (Content-Type from generic_content_type)")
+		case strings.ContainsAny(g.GenericHeaders[name], "\r\n\x00"):
+			v.errorf(hp, "must not contain line breaks")
+		case low == "location":
+			hasLocation = true
+		}
+	}
+	if g.GenericStatus >= 300 && g.GenericStatus <= 399 && !hasLocation {
+		v.errorf(gp+".generic_status", "%d is a redirect: generic_headers needs a Location", g.GenericStatus)
 	}
 	if _, _, err := mime.ParseMediaType(g.GenericContentType); err != nil || strings.ContainsAny(g.GenericContentType, "\r\n") {
 		v.errorf(gp+".generic_content_type", "must be a media type such as \"text/html; charset=utf-8\"")

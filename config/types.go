@@ -493,6 +493,11 @@ type RecoveryGuard struct {
 	// GenericContentType is the media type of generic_body. Default "text/plain;
 	// charset=utf-8".
 	GenericContentType string `yaml:"generic_content_type"`
+	// GenericStatus is the status of the generic answer, 200 to 399. Default 200; a portal
+	// that redirects to a "check your mail" page takes 302 with a Location in generic_headers.
+	GenericStatus int `yaml:"generic_status"`
+	// GenericHeaders are further headers of the generic answer, such as Location.
+	GenericHeaders map[string]string `yaml:"generic_headers"`
 	// IdentifierInAudit is how the identifier appears in audit events and logs: hash
 	// (default) or mask.
 	IdentifierInAudit string `yaml:"identifier_in_audit"`

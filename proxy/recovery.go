@@ -402,7 +402,14 @@ func (c *recoveryCheck) writeGeneric() {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Length", strconv.Itoa(len(c.g.GenericBody)))
-	c.ex.w.WriteHeader(http.StatusOK)
+	for name, v := range c.g.GenericHeaders {
+		h.Set(name, v)
+	}
+	status := c.g.GenericStatus
+	if status == 0 {
+		status = http.StatusOK
+	}
+	c.ex.w.WriteHeader(status)
 	if c.ex.r.Method != http.MethodHead {
 		_, _ = io.WriteString(c.ex.w, c.g.GenericBody)
 	}

@@ -229,7 +229,9 @@ func (b *recBed) send(method, target, ctype string, body []byte) recResp {
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// Redirects are the answer, not followed.
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
 	if err != nil {
 		b.t.Fatalf("%s %s: %v", method, target, err)
 	}
@@ -545,6 +547,14 @@ func TestRecoveryOptions(t *testing.T) {
 		b.notForwarded("confirmation for a revoked member", b.send("POST", "/custom", form, []byte("token=T3&email=bob%40fresh.example&password=p")), 2, 403, string(reason.NoActiveMembership))
 		b.notForwarded("token without an address", b.send("POST", "/custom", form, []byte("token=T2&password=p")), 2, 400, string(reason.IdentifierMissing))
 		b.notForwarded("the address moved to the query", b.send("POST", "/custom?email=alice%40fresh.example", form, []byte("email=victim%40stale.example&password=p")), 2, 400, string(reason.IdentifierAmbiguous))
+	})
+	t.Run("generic redirect", func(t *testing.T) {
+		// A portal that redirects every reset to a "check your mail" page: the block does too.
+		b := newRecBed(t, `{identifier: [{from: form, name: email}], generic_status: 302, generic_headers: {Location: /accounts/password_reset/done/}, generic_body: ""}`)
+		r := b.send("POST", "/custom", "application/x-www-form-urlencoded", []byte("email=victim%40stale.example"))
+		if r.status != 302 || r.header.Get("Location") != "/accounts/password_reset/done/" || r.body != "" || b.up.count() != 0 {
+			t.Errorf("blocked: %d %v %q (upstream %d)", r.status, r.header, r.body, b.up.count())
+		}
 	})
 	t.Run("mirror", func(t *testing.T) {
 		// A blocked request gets the portal's own answer for an address nobody has: it goes
