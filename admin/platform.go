@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/internal/recoveryid"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -135,16 +136,13 @@ type auditPage struct {
 	Next string `json:"next"`
 }
 
-// auditTail reads the audit stream after ?since (an event id, "0" for the oldest kept, "$"
-// for only new ones), at most ?count events (default 100, at most 1000), waiting up to
+// auditTail reads the audit stream: the newest ?count events, or those after ?since (an event
+// id, "0" for the oldest kept, "$" for only new ones), at most ?count events (default 100, at most 1000), waiting up to
 // ?wait seconds (at most 10) for one when there is none yet: a follower polls with it.
 func (c *call) auditTail() (any, error) {
 	q := c.r.URL.Query()
 	since := q.Get("since")
-	if since == "" {
-		since = "0"
-	}
-	if !validStreamPosition(since) {
+	if since != "" && !validStreamPosition(since) {
 		return nil, invalid("since: want an event id (1732870000000-0), 0 or $")
 	}
 	count := 100
@@ -179,4 +177,56 @@ func validStreamPosition(s string) bool {
 	_, err1 := strconv.ParseUint(ms, 10, 64)
 	_, err2 := strconv.ParseUint(seq, 10, 64)
 	return ok && err1 == nil && err2 == nil
+}
+
+// recoveryResetInput clears an identifier's recovery rate limit on a route.
+type recoveryResetInput struct {
+	// Route is the name of the route whose recovery_guard counted the requests.
+	Route string `json:"route"`
+	// Email or Username, one of them, as the person types it.
+	Email    string `json:"email,omitempty"`
+	Username string `json:"username,omitempty"`
+	Reason   string `json:"reason"`
+}
+
+func (in *recoveryResetInput) why() string { return in.Reason }
+
+// recoveryResetOutcome says what was cleared; the identifier as audit events name it.
+type recoveryResetOutcome struct {
+	Route      string `json:"route"`
+	Identifier string `json:"identifier"`
+	Cleared    int    `json:"cleared"`
+}
+
+func (c *call) resetRecoveryLimit() (any, error) {
+	var in recoveryResetInput
+	if err := c.body(&in); err != nil {
+		return nil, err
+	}
+	if in.Route == "" {
+		return nil, invalid("route: the name of the route with the recovery guard")
+	}
+	var id recoveryid.Identifier
+	switch {
+	case (in.Email == "") == (in.Username == ""):
+		return nil, invalid("give email or username, one of them")
+	case in.Email != "":
+		local, domain, why := recoveryid.CanonicalEmail(in.Email)
+		if why != "" {
+			return nil, invalid("email: " + why)
+		}
+		id = recoveryid.Identifier{Kind: recoveryid.KindEmail, Raw: in.Email, Local: local, Domain: domain}
+	default:
+		id = recoveryid.Identifier{Kind: recoveryid.KindUsername, Raw: in.Username}
+	}
+	n, err := c.s.st.ResetRecoveryCount(c.ctx, in.Route, id.LookupKey())
+	if err != nil {
+		return nil, err
+	}
+	shown := id.AuditHash()
+	if err := c.s.events.Append(c.ctx, audit.Event{Type: audit.RecoveryLimitReset, Actor: c.p.Name, Via: c.via(), Route: in.Route, Reason: in.Reason,
+		Detail: map[string]string{"identifier": shown, "cleared": strconv.Itoa(n)}}); err != nil {
+		return nil, err
+	}
+	return recoveryResetOutcome{Route: in.Route, Identifier: shown, Cleared: n}, nil
 }

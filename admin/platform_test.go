@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,6 +69,12 @@ func TestPlatformEndpoints(t *testing.T) {
 	if items := page.body["items"].([]any); len(items) != 5 || page.body["next"] == "" {
 		t.Fatalf("audit page %s", page.raw)
 	}
+	newest := b.call(b.ops, "GET", "/api/v1/audit?count=1", nil)
+	b.want(newest, 200, "")
+	if items := newest.body["items"].([]any); len(items) != 1 || items[0].(map[string]any)["type"] != string(audit.PersonEmailRecorded) &&
+		items[0].(map[string]any)["type"] != string(audit.PersonUsernameSet) {
+		t.Errorf("the newest event: %s", newest.raw)
+	}
 	next := page.body["next"].(string)
 	rest := b.call(b.ops, "GET", "/api/v1/audit?since="+next+"&count=1000", nil)
 	b.want(rest, 200, "")
@@ -111,6 +118,38 @@ func TestChangeMember(t *testing.T) {
 		t.Errorf("bob after: %+v", m)
 	}
 	if evs := b.events(audit.MembershipChanged); len(evs) == 0 || evs[len(evs)-1].Actor != ann || evs[len(evs)-1].Reason != "team change" {
+		t.Errorf("events %+v", evs)
+	}
+}
+
+// TestResetRecoveryLimit: an operator clears the per-address limit a person ran into, by the
+// address as the person types it; the clients' limits stay; it is audited; nobody else may.
+func TestResetRecoveryLimit(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	now := time.Now()
+	for range 6 {
+		if _, err := b.st.CountRecovery(ctx, "reset", "victim@stale.example", "192.0.2.1", time.Hour, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reset := func(tok string, body map[string]any) answer {
+		return b.call(tok, "POST", "/api/v1/recovery/reset", body)
+	}
+	b.want(reset(b.personal(ann, "", false), map[string]any{"route": "reset", "email": "victim@stale.example", "reason": "x"}), 403, "not_permitted")
+	b.want(reset(b.ops, map[string]any{"route": "reset", "email": "not an address", "reason": "x"}), 400, "invalid_input")
+	b.want(reset(b.ops, map[string]any{"route": "reset", "reason": "x"}), 400, "invalid_input")
+	a := reset(b.ops, map[string]any{"route": "reset", "email": "Victim@STALE.example", "reason": "HD-4: locked herself out"})
+	b.want(a, 200, "")
+	if a.body["cleared"].(float64) != 1 || !strings.HasPrefix(a.body["identifier"].(string), "sha256:") {
+		t.Errorf("outcome %s", a.raw)
+	}
+	n, err := b.st.CountRecovery(ctx, "reset", "victim@stale.example", "192.0.2.1", time.Hour, now)
+	if err != nil || n.Identifier != 1 || n.Client != 7 {
+		t.Errorf("after the reset: %+v %v", n, err)
+	}
+	evs := b.events(audit.RecoveryLimitReset)
+	if len(evs) != 1 || evs[0].Actor != "ops-olga" || evs[0].Route != "reset" || evs[0].Detail["identifier"] != a.body["identifier"] {
 		t.Errorf("events %+v", evs)
 	}
 }

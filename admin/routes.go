@@ -90,6 +90,8 @@ func (s *Server) endpoints() []endpoint {
 
 		{method: "POST", path: basePath + "/people/index", summary: "Record whose email address or portal username it is, for the recovery guard (operators; sign-in records addresses itself)",
 			access: operator, change: true, in: personIndexInput{}, out: personIndexOutcome{}, handle: (*call).recordPerson},
+		{method: "POST", path: basePath + "/recovery/reset", summary: "Clear the recovery rate limit of an address or username on a route, for a person locked out by their own attempts (operators)",
+			access: operator, change: true, in: recoveryResetInput{}, out: recoveryResetOutcome{}, handle: (*call).resetRecoveryLimit},
 		{method: "GET", path: basePath + "/reviews/due", summary: "Every membership, in every organisation, whose review is due within ?within (default 14d) (operators)",
 			access: operator, out: list[store.Membership]{}, query: []string{"within"}, handle: (*call).reviewsDue},
 		{method: "GET", path: basePath + "/audit", summary: "The audit stream after ?since (an event id, 0 for the oldest kept, $ for new ones), at most ?count, waiting up to ?wait seconds for one (operators)",

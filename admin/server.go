@@ -43,6 +43,7 @@ type Records interface {
 	RecordPerson(ctx context.Context, email, user string, now time.Time, ttl time.Duration) error
 	SetUsername(ctx context.Context, name, user string) error
 	ReviewDue(ctx context.Context, now time.Time, within time.Duration) ([]store.Membership, error)
+	ResetRecoveryCount(ctx context.Context, route, identifier string) (int, error)
 }
 
 // AuditStream is the audit trail as the API reads and appends it (*store.Audit).

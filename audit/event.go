@@ -116,8 +116,10 @@ const (
 const (
 	AccessDenied    Type = "access.denied"
 	RecoveryBlocked Type = "recovery.blocked"
-	StepUpGranted   Type = "stepup.granted"
-	StepUpRefused   Type = "stepup.refused"
+	// RecoveryLimitReset: an operator cleared an identifier's recovery rate limit.
+	RecoveryLimitReset Type = "recovery.limit_reset"
+	StepUpGranted      Type = "stepup.granted"
+	StepUpRefused      Type = "stepup.refused"
 )
 
 // Event is one audit record. The zero value of every field but Type means "not applicable".

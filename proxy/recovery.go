@@ -3,14 +3,12 @@ package proxy
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
@@ -256,12 +254,7 @@ func (c *recoveryCheck) decide() (authz.RecoveryDecision, error) {
 
 // lookupKey is the identifier as the indexes and counters know it: an email lower-cased
 // (local part included, as at sign-in), a username as written.
-func (c *recoveryCheck) lookupKey() string {
-	if c.id.Kind == recoveryid.KindEmail {
-		return strings.ToLower(c.id.Canonical())
-	}
-	return c.id.Raw
-}
+func (c *recoveryCheck) lookupKey() string { return c.id.LookupKey() }
 
 // shownIdentifier is the identifier as logs and audit events may carry it.
 func (c *recoveryCheck) shownIdentifier() string {
@@ -271,8 +264,7 @@ func (c *recoveryCheck) shownIdentifier() string {
 	if c.g.IdentifierInAudit == config.RecoveryAuditMask {
 		return maskIdentifier(c.id)
 	}
-	sum := sha256.Sum256([]byte("portcullis/recovery-audit\x00" + c.lookupKey()))
-	return "sha256:" + hex.EncodeToString(sum[:16])
+	return c.id.AuditHash()
 }
 
 // maskIdentifier keeps the first character and the domain: "a***@acme.com", "a***".

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -86,8 +87,9 @@ func (a *Audit) xadd(e audit.Event, now time.Time) (*redis.XAddArgs, error) {
 }
 
 // Tail returns up to count events (default 100) that follow the stream position since, and the
-// position to pass next time. since "" or "0" starts at the oldest event kept; "$" starts after
-// the newest (only events appended from now on); anything else must be a position returned
+// position to pass next time. since "" gives the newest count events (what tail(1) shows), "0"
+// starts at the oldest event kept, "$" starts after the newest (only events appended from now
+// on); anything else must be a position returned
 // earlier (an event ID). With block > 0 Tail waits up to block for an event when none is there;
 // with block <= 0 it returns at once. No events is not an error: the slice is empty and the
 // position unchanged (for "$", resolved to the current end, so nothing is missed between calls).
@@ -99,7 +101,20 @@ func (a *Audit) Tail(ctx context.Context, since string, count int, block time.Du
 	}
 	key := a.s.keys.audit()
 	switch since {
-	case "", "0":
+	case "":
+		// The newest count events, oldest first, as tail(1) does; a follower goes on after
+		// the newest.
+		last, err := a.s.rdb.XRevRangeN(ctx, key, "+", "-", int64(count)).Result()
+		if err != nil {
+			return nil, "", a.s.unavailable("audit tail", err)
+		}
+		slices.Reverse(last)
+		next := "0-0"
+		if len(last) > 0 {
+			next = last[len(last)-1].ID
+		}
+		return decodeMessages(last), next, nil
+	case "0":
 		since = "0-0"
 	case "$":
 		last, err := a.s.rdb.XRevRangeN(ctx, key, "+", "-", 1).Result()

@@ -60,8 +60,12 @@ func TestAuditTail(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// "" is the newest events; "0" pages from the oldest.
+	if evs, next, err := a.Tail(ctx, "", 2, 0); err != nil || len(evs) != 2 || evs[0].Detail["n"] != "3" || evs[1].Detail["n"] != "4" || next != evs[1].ID {
+		t.Errorf("newest two: %+v %q %v", evs, next, err)
+	}
 	var all []audit.Event
-	pos = ""
+	pos = "0"
 	for range 10 {
 		evs, next, err := a.Tail(ctx, pos, 2, 0)
 		if err != nil {

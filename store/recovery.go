@@ -76,6 +76,34 @@ func (s *Store) MailDomains(ctx context.Context, user string) ([]string, error) 
 	return ds, nil
 }
 
+// ResetRecoveryCount forgets the recovery requests counted for identifier (the guard's lookup
+// key: an address lower-cased, a username as written) on route, in every window, so a person
+// locked out by the per-identifier limit can ask again at once. It returns how many counters
+// it removed. The clients' counters are left alone: they hold back a client, not a person.
+func (s *Store) ResetRecoveryCount(ctx context.Context, route, identifier string) (int, error) {
+	if route == "" || identifier == "" {
+		return 0, fmt.Errorf("reset recovery count: %w", ErrInvalid)
+	}
+	pattern := s.keys.recoveryIdentifierCount(recoveryHash("identifier", identifier), route, 0)
+	pattern = strings.TrimSuffix(pattern, "0") + "*"
+	var keys []string
+	iter := s.rdb.Scan(ctx, 0, pattern, 100).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		return 0, s.unavailable("reset recovery count", err)
+	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	n, err := s.rdb.Del(ctx, keys...).Result()
+	if err != nil {
+		return 0, s.unavailable("reset recovery count", err)
+	}
+	return int(n), nil
+}
+
 // PersonByEmail returns the person who last signed in with email (see RecordPerson), or
 // ErrNotFound. An address that does not canonicalise is ErrNotFound too: nobody can have
 // signed in with it.

@@ -62,6 +62,7 @@ People and reviews:
   person email USER EMAIL --reason WHY       the recovery guard learns whose address it is
   person username USER NAME --reason WHY     ... or whose portal username (kind: username)
   review due [--within DURATION]      memberships whose review is due
+  recovery reset ROUTE --email ADDRESS --reason WHY   clear a recovery rate limit (or --username)
 
 Business events (one change each, with one parent audit event; --dry-run lists every change
 and makes none; the configuration's lifecycle policy applies):
@@ -131,6 +132,7 @@ var adminCommands = map[string]adminCommand{
 	"person email":    {"USER EMAIL --reason WHY", true, true, adminPersonEmail},
 	"person username": {"USER USERNAME --reason WHY", true, true, adminPersonUsername},
 	"review due":      {"[--within DURATION]", false, false, adminReviewDue},
+	"recovery reset":  {"ROUTE (--email ADDRESS | --username NAME) --reason WHY", true, true, adminRecoveryReset},
 
 	"event contract-renewed": {"ORG --until T --reason WHY [--dry-run]", true, true, adminEvent(store.EventContractRenewed)},
 	"event contract-ended":   {"ORG --reason WHY [--dry-run]", true, true, adminEvent(store.EventContractEnded)},

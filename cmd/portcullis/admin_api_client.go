@@ -330,3 +330,12 @@ func (b *apiBackend) RevokeToken(ctx context.Context, id, reason string) (*store
 	var out store.Token
 	return &out, b.call(ctx, "POST", "/tokens/"+url.PathEscape(id)+"/revoke", map[string]any{"reason": reason}, &out)
 }
+
+func (b *apiBackend) ResetRecoveryLimit(ctx context.Context, route, email, username, reason string) (string, int, error) {
+	var out struct {
+		Identifier string `json:"identifier"`
+		Cleared    int    `json:"cleared"`
+	}
+	err := b.call(ctx, "POST", "/recovery/reset", map[string]any{"route": route, "email": email, "username": username, "reason": reason}, &out)
+	return out.Identifier, out.Cleared, err
+}

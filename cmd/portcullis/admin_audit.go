@@ -27,8 +27,8 @@ const followBlock = time.Second
 
 func adminAuditTail(a *adminRun) int {
 	follow := a.fs.Bool("follow", false, "keep printing new events until interrupted (Ctrl-C)")
-	since := a.fs.String("since", "0", `print the events after this event id; "0" from the oldest kept, "$" only new ones`)
-	count := a.fs.Int("count", 100, "print at most N events (with --follow: read at most N at a time)")
+	since := a.fs.String("since", "", `print the events after this event id; "0" from the oldest kept, "$" only new ones (default: the newest N)`)
+	count := a.fs.Int("count", 100, "print at most N events: the newest N, or the first N after --since (with --follow: read at most N at a time)")
 	if !a.parse() {
 		return 2
 	}

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/admin"
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/internal/recoveryid"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -42,6 +44,9 @@ type adminBackend interface {
 	// RecordPerson records whose address (email) or portal username it is.
 	RecordPerson(ctx context.Context, user, email, username, reason string) error
 	Tail(ctx context.Context, after string, count int, block time.Duration) ([]audit.Event, string, error)
+	// ResetRecoveryLimit clears the recovery rate limit of an address or username on route;
+	// it returns the identifier as audit events name it, and how many counters it removed.
+	ResetRecoveryLimit(ctx context.Context, route, email, username, reason string) (string, int, error)
 
 	CreateToken(ctx context.Context, t store.Token, reason string) (string, *store.Token, error)
 	Tokens(ctx context.Context) ([]store.Token, error)
@@ -253,4 +258,22 @@ func (b *storeBackend) Tokens(ctx context.Context) ([]store.Token, error) { retu
 
 func (b *storeBackend) RevokeToken(ctx context.Context, id, reason string) (*store.Token, error) {
 	return b.orgs.RevokeToken(ctx, id, b.actor, reason)
+}
+
+func (b *storeBackend) ResetRecoveryLimit(ctx context.Context, route, email, username, reason string) (string, int, error) {
+	id := recoveryid.Identifier{Kind: recoveryid.KindUsername, Raw: username}
+	if email != "" {
+		local, domain, why := recoveryid.CanonicalEmail(email)
+		if why != "" {
+			return "", 0, fmt.Errorf("--email %q: %s", email, why)
+		}
+		id = recoveryid.Identifier{Kind: recoveryid.KindEmail, Raw: email, Local: local, Domain: domain}
+	}
+	n, err := b.st.ResetRecoveryCount(ctx, route, id.LookupKey())
+	if err != nil {
+		return "", 0, err
+	}
+	shown := id.AuditHash()
+	return shown, n, b.audit.Append(ctx, audit.Event{Type: audit.RecoveryLimitReset, Actor: b.actor, Via: b.via, Route: route, Reason: reason,
+		Detail: map[string]string{"identifier": shown, "cleared": strconv.Itoa(n)}})
 }

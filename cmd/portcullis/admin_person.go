@@ -45,3 +45,31 @@ func adminPersonIndex(a *adminRun, what string, typ audit.Type, write func(user,
 	}{user, string(typ)}
 	return a.output(res, func(w io.Writer) { fmt.Fprintf(w, "%s: %s recorded\n", user, what) })
 }
+
+// adminRecoveryReset clears the recovery rate limit a person ran into on a guarded route.
+func adminRecoveryReset(a *adminRun) int {
+	email := a.fs.String("email", "", "the address, as the person types it")
+	username := a.fs.String("username", "", "or the portal username")
+	if !a.parse("ROUTE") {
+		return 2
+	}
+	if (*email == "") == (*username == "") {
+		a.bad("--email", "or --username: give one of them")
+	}
+	if a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	shown, n, err := a.be.ResetRecoveryLimit(a.ctx, a.pos[0], *email, *username, a.reason)
+	if err != nil {
+		return a.fail(err)
+	}
+	res := struct {
+		Route      string `json:"route"`
+		Identifier string `json:"identifier"`
+		Cleared    int    `json:"cleared"`
+	}{a.pos[0], shown, n}
+	return a.output(res, func(w io.Writer) {
+		fmt.Fprintf(w, "route %s: recovery limit of %s cleared (%d counter(s))\n", res.Route, shown, n)
+	})
+}

@@ -695,8 +695,11 @@ func TestAdminAuditTail(t *testing.T) {
 		t.Errorf("tail printed:\n%s", out)
 	}
 	// --count and --since page through.
-	if out := b.ok("audit", "tail", "--json", "--count", "2"); strings.Count(out, "\n") != 2 {
-		t.Errorf("--count 2 printed:\n%s", out)
+	if out := b.ok("audit", "tail", "--json", "--count", "2"); strings.Count(out, "\n") != 2 || strings.Contains(out, evs[0].ID) || !strings.Contains(out, evs[2].ID) {
+		t.Errorf("--count 2 printed, not the newest two:\n%s", out)
+	}
+	if out := b.ok("audit", "tail", "--json", "--count", "1", "--since", "0"); !strings.Contains(out, evs[0].ID) {
+		t.Errorf("--count 1 --since 0 printed, not the oldest:\n%s", out)
 	}
 	if out := b.ok("audit", "tail", "--json", "--since", evs[1].ID); strings.Count(out, "\n") != 1 || !strings.Contains(out, evs[2].ID) {
 		t.Errorf("--since printed:\n%s", out)
@@ -958,4 +961,23 @@ func TestAdminTokens(t *testing.T) {
 		t.Errorf("token list after revocation:\n%s", out)
 	}
 	b.refused(1, nil, "token", "revoke", "nosuchtoken", "--reason", "x")
+}
+
+// TestAdminRecoveryReset: clearing a recovery rate limit with break-glass, audited.
+func TestAdminRecoveryReset(t *testing.T) {
+	t.Parallel()
+	b := newAdminBed(t)
+	for range 3 {
+		if _, err := b.st.CountRecovery(b.ctx, "reset", "bob@acme.example", "192.0.2.9", time.Hour, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.refused(1, []string{"--email", "--username"}, "recovery", "reset", "reset", "--reason", "x")
+	b.refused(1, []string{"--reason is required"}, "recovery", "reset", "reset", "--email", "bob@acme.example")
+	if out := b.ok("recovery", "reset", "reset", "--email", "Bob@Acme.Example", "--reason", "locked out"); !strings.Contains(out, "(1 counter(s))") {
+		t.Errorf("reset printed %q", out)
+	}
+	if e := b.lastEvent(audit.RecoveryLimitReset); e.Actor != testActor || e.Route != "reset" || !strings.HasPrefix(e.Via, "break-glass") {
+		t.Errorf("event %+v", e)
+	}
 }

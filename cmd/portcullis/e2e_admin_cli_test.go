@@ -89,6 +89,9 @@ routes:
 		t.Errorf("dry run: %s", out)
 	}
 	ok("person", "email", viewer, "vic@acme.example", "--reason", "backfill")
+	if out := ok("recovery", "reset", "reset", "--email", "Vic@Acme.Example", "--reason", "HD-1: locked out"); !strings.Contains(out, "recovery limit of sha256:") {
+		t.Errorf("recovery reset: %s", out)
+	}
 	out := ok("audit", "tail", "--json", "--count", "1000")
 	var evs []audit.Event
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {

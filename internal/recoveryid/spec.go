@@ -1,6 +1,8 @@
 package recoveryid
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -415,6 +417,22 @@ type Identifier struct {
 	// Local and Domain are CanonicalEmail's result (KindEmail only): the local part as
 	// written and the canonical lower-case A-label domain.
 	Local, Domain string
+}
+
+// LookupKey is the identifier as the person indexes and the rate-limit counters know it: an
+// email lower-cased (local part included, as at sign-in), a username as written.
+func (id Identifier) LookupKey() string {
+	if id.Kind == KindEmail {
+		return strings.ToLower(id.Canonical())
+	}
+	return id.Raw
+}
+
+// AuditHash is how logs and audit events name an identifier by default: "sha256:" and the hex
+// of the first 16 bytes of SHA-256 over "portcullis/recovery-audit\x00" and its LookupKey.
+func (id Identifier) AuditHash() string {
+	sum := sha256.Sum256([]byte("portcullis/recovery-audit\x00" + id.LookupKey()))
+	return "sha256:" + hex.EncodeToString(sum[:16])
 }
 
 // Canonical returns the form to look up: local@domain for an email, the username as
