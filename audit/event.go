@@ -116,6 +116,9 @@ const (
 const (
 	AccessDenied    Type = "access.denied"
 	RecoveryBlocked Type = "recovery.blocked"
+	// RecoveryByInvitation: a recovery request was allowed for an address nobody has signed in
+	// with, on the strength of an open invitation from the organisation holding its domain.
+	RecoveryByInvitation Type = "recovery.by_invitation"
 	// RecoveryLimitReset: an operator cleared an identifier's recovery rate limit.
 	RecoveryLimitReset Type = "recovery.limit_reset"
 	StepUpGranted      Type = "stepup.granted"

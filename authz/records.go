@@ -33,5 +33,6 @@ type RecoveryRecords interface {
 	PersonByEmail(ctx context.Context, email string) (*store.PersonRecord, error)
 	PersonByUsername(ctx context.Context, name string) (*store.PersonRecord, error)
 	MailDomains(ctx context.Context, user string) ([]string, error)
+	Invitations(ctx context.Context, email string) ([]store.Invitation, error)
 	CountRecovery(ctx context.Context, route, identifier, client string, window time.Duration, now time.Time) (store.RecoveryCount, error)
 }

@@ -24,7 +24,9 @@ import (
 //  2. For an email address: unknown_domain when neither the domain nor a parent of it was
 //     ever held by an organisation (unless unknown_domains: allow); stale_domain when its
 //     holder no longer verifies it, or is suspended, ended, merged or past its contract end.
-//  3. no_active_membership when the address is not one a person signed in with (or the
+//  3. no_active_membership when the address is not one a person signed in with (unless an
+//     open invitation to it from the organisation holding its domain exists: allowed, with
+//     ByInvitation, for portals whose users have not signed in through Portcullis yet) (or the
 //     username not one an operator mapped), or when that person holds no membership Decide
 //     allows anywhere (the email-domain check lifted: the address's domain was checked in 2).
 //     For a username, first: every email domain the person is known by (they signed in
@@ -77,6 +79,9 @@ const (
 	// NeedMailDomainHolder: who holds the next of MailDomains (RecoveryFacts.MailHolders,
 	// appended in MailDomains' order).
 	NeedMailDomainHolder
+	// NeedInvitations: the open invitations to the address, for an address nobody has
+	// signed in with yet (RecoveryFacts.Invitations).
+	NeedInvitations
 )
 
 // RecoveryFacts is what is known so far about one recovery request. The caller fills each
@@ -102,6 +107,9 @@ type RecoveryFacts struct {
 	MailDomains     []string
 	MailDomainsRead bool
 	MailHolders     []DomainHolder
+	// Invitations are the invitations to the address, once read (InvitationsRead).
+	Invitations     []store.Invitation
+	InvitationsRead bool
 }
 
 // DomainHolder is who holds a domain: Org nil when no organisation ever did; Matched is the
@@ -128,6 +136,10 @@ type RecoveryDecision struct {
 	Org, User string
 	// RetryAfter, on rate_limited, is how long until the window ends.
 	RetryAfter time.Duration
+	// ByInvitation, on allow, says the address belongs to nobody who signed in yet, and was
+	// allowed for an open invitation of the organisation that holds its domain (Org): a
+	// portal's existing user on the first day behind Portcullis. The caller audits it.
+	ByInvitation bool
 	// Quiet, on rate_limited, says this is not the first refusal of its window for its
 	// counter: it is logged and counted, but not audited, so that one client hammering the
 	// route cannot flood the audit stream and push out the events of changes.
@@ -178,6 +190,20 @@ func DecideRecovery(p RecoveryPolicy, f *RecoveryFacts, now time.Time) RecoveryD
 		if unknown {
 			d.Reason = reason.Allowed // unknown_domains: allow, and nobody we know
 			return d
+		}
+		if !f.Username && d.Org != "" {
+			// Nobody signed in with the address yet; an open invitation to it from the
+			// organisation that holds (and verifies) its domain is a live relationship.
+			if !f.InvitationsRead {
+				d.Need = NeedInvitations
+				return d
+			}
+			for i := range f.Invitations {
+				if inv := &f.Invitations[i]; inv.Org == d.Org && now.Before(inv.Until) {
+					d.Reason, d.ByInvitation = reason.Allowed, true
+					return d
+				}
+			}
 		}
 		d.Reason = reason.NoActiveMembership
 		return d

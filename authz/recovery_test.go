@@ -2,6 +2,7 @@ package authz
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,8 @@ type recoveryWorld struct {
 	person  string // "" nobody
 	// username: the identifier is a username (known before any read).
 	username bool
+	// invitations are the open invitations to the address.
+	invitations []store.Invitation
 	// mailDomains are the person's email domains, and mailHolders who holds each.
 	mailDomains []string
 	mailHolders map[string]DomainHolder
@@ -53,6 +56,8 @@ func decideRecovery(t *testing.T, p RecoveryPolicy, w recoveryWorld, now time.Ti
 			f.Memberships = append(f.Memberships, w.records[f.Orgs[len(f.Memberships)]])
 		case NeedMailDomains:
 			f.MailDomains, f.MailDomainsRead = w.mailDomains, true
+		case NeedInvitations:
+			f.Invitations, f.InvitationsRead = w.invitations, true
 		case NeedMailDomainHolder:
 			f.MailHolders = append(f.MailHolders, w.mailHolders[f.MailDomains[len(f.MailHolders)]])
 		}
@@ -127,7 +132,16 @@ func TestDecideRecovery(t *testing.T) {
 			func(w *recoveryWorld) { w.holder, w.orgs = nil, nil }, reason.NoActiveMembership, "", []RecoveryNeed{NeedCount, NeedDomain, NeedPerson, NeedOrgs}},
 
 		// The person: unknown, or without a live membership anywhere.
-		{"nobody signed in with it", nil, func(w *recoveryWorld) { w.person = "" }, reason.NoActiveMembership, "acme", []RecoveryNeed{NeedCount, NeedDomain, NeedPerson}},
+		{"nobody signed in with it", nil, func(w *recoveryWorld) { w.person = "" }, reason.NoActiveMembership, "acme", []RecoveryNeed{NeedCount, NeedDomain, NeedPerson, NeedInvitations}},
+		{"nobody signed in with it, invited by the domain's holder", nil, func(w *recoveryWorld) {
+			w.person, w.invitations = "", []store.Invitation{{Org: "acme", Email: "victim@acme.example", Until: now.Add(time.Hour)}}
+		}, reason.Allowed, "acme", []RecoveryNeed{NeedCount, NeedDomain, NeedPerson, NeedInvitations}},
+		{"nobody signed in with it, invited by another organisation", nil, func(w *recoveryWorld) {
+			w.person, w.invitations = "", []store.Invitation{{Org: "beta", Email: "victim@acme.example", Until: now.Add(time.Hour)}}
+		}, reason.NoActiveMembership, "acme", []RecoveryNeed{NeedCount, NeedDomain, NeedPerson, NeedInvitations}},
+		{"nobody signed in with it, the invitation lapsed", nil, func(w *recoveryWorld) {
+			w.person, w.invitations = "", []store.Invitation{{Org: "acme", Email: "victim@acme.example", Until: now}}
+		}, reason.NoActiveMembership, "acme", []RecoveryNeed{NeedCount, NeedDomain, NeedPerson, NeedInvitations}},
 		{"no membership anywhere", nil, func(w *recoveryWorld) { w.orgs = nil }, reason.NoActiveMembership, "acme", []RecoveryNeed{NeedCount, NeedDomain, NeedPerson, NeedOrgs}},
 		{"revoked", nil, func(w *recoveryWorld) {
 			w.records = map[string]HeldMembership{"acme": live("acme", func(m *store.Membership) { m.Status = store.MembershipRevoked })}
@@ -196,6 +210,9 @@ func TestDecideRecovery(t *testing.T) {
 			d, needs := decideRecovery(t, p, w, now)
 			if d.Reason != c.want || d.Org != c.org {
 				t.Errorf("decision %+v, want %s for org %q", d, c.want, c.org)
+			}
+			if d.ByInvitation != strings.Contains(c.name, "invited by the domain's holder") {
+				t.Errorf("ByInvitation %v", d.ByInvitation)
 			}
 			if !slices.Equal(needs, c.needs) {
 				t.Errorf("facts read %v, want %v", needs, c.needs)

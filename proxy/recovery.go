@@ -52,8 +52,9 @@ import (
 //     or the username one an operator mapped (store.SetUsername); and that person must hold
 //     a live membership somewhere: authz.Decide allows it for at least one of OrgsOf with
 //     no requirement but the email-domain check lifted (the address's domain was checked in
-//     5). Otherwise no_active_membership. Invitations are not consulted: an invitation
-//     never accepted does not make an address live. With unknown_domains: allow, an
+//     5). Otherwise no_active_membership, but for an address nobody signed in with that an
+//     open invitation of the organisation holding its domain names: allowed, and audited
+//     (recovery.by_invitation). With unknown_domains: allow, an
 //     address of an unknown domain whose person is unknown is allowed; a known person must
 //     still be live.
 //
@@ -182,6 +183,11 @@ func (ex *exchange) recover() error {
 		return refusal
 	}
 	c.count(resultAllowed, reason.Allowed)
+	if d.ByInvitation {
+		// Audited: the one allow that rests on an invitation, not on a person's sign-in.
+		ex.s.appendAudit(r, audit.Event{Type: audit.RecoveryByInvitation, Org: c.org, Route: ex.routeLabel, RequestID: ex.requestID,
+			Detail: map[string]string{"identifier": c.shownIdentifier(), "domain": c.id.Domain, "client": c.client}})
+	}
 	ex.s.log.LogAttrs(r.Context(), slog.LevelInfo, "recovery request allowed",
 		slog.String("route", ex.routeLabel), slog.String("request_id", ex.requestID),
 		slog.String("identifier", c.shownIdentifier()), slog.String("domain", id.Domain), slog.String("org", c.org))
@@ -233,6 +239,12 @@ func (c *recoveryCheck) decide() (authz.RecoveryDecision, error) {
 		case authz.NeedOrgs:
 			f.Orgs, err = members.OrgsOf(ctx, f.Person)
 			f.OrgsRead = true
+		case authz.NeedInvitations:
+			f.Invitations, err = rs.Invitations(ctx, c.lookupKey())
+			if errors.Is(err, store.ErrInvalid) {
+				err = nil
+			}
+			f.InvitationsRead = true
 		case authz.NeedMailDomains:
 			f.MailDomains, err = rs.MailDomains(ctx, f.Person)
 			f.MailDomainsRead = true

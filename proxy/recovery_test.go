@@ -31,9 +31,10 @@ type recFake struct {
 	orgs     map[string]*store.Org
 	mems     map[string]*store.Membership // org \x00 user
 	orgsOf   map[string][]string
-	persons  map[string]string   // lower-case email → user
-	names    map[string]string   // portal username → user (a separate index, as in the store)
-	mailDoms map[string][]string // user → the email domains they signed in with
+	persons  map[string]string             // lower-case email → user
+	names    map[string]string             // portal username → user (a separate index, as in the store)
+	mailDoms map[string][]string           // user → the email domains they signed in with
+	invites  map[string][]store.Invitation // lower-case email → its invitations
 	counts   map[string]int64
 	down     bool
 	lookups  int
@@ -42,7 +43,7 @@ type recFake struct {
 
 func newRecFake() *recFake {
 	return &recFake{domains: map[string]string{}, orgs: map[string]*store.Org{}, mems: map[string]*store.Membership{},
-		orgsOf: map[string][]string{}, persons: map[string]string{}, names: map[string]string{}, mailDoms: map[string][]string{}, counts: map[string]int64{}}
+		orgsOf: map[string][]string{}, persons: map[string]string{}, names: map[string]string{}, mailDoms: map[string][]string{}, invites: map[string][]store.Invitation{}, counts: map[string]int64{}}
 }
 
 var errDown = fmt.Errorf("redis: %w: connection refused", store.ErrUnavailable)
@@ -83,6 +84,16 @@ func (f *recFake) PersonByEmail(_ context.Context, email string) (*store.PersonR
 
 func (f *recFake) PersonByUsername(_ context.Context, name string) (*store.PersonRecord, error) {
 	return f.person(f.names, name)
+}
+
+func (f *recFake) Invitations(_ context.Context, email string) ([]store.Invitation, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lookups++
+	if f.down {
+		return nil, errDown
+	}
+	return f.invites[strings.ToLower(email)], nil
 }
 
 func (f *recFake) MailDomains(_ context.Context, user string) ([]string, error) {
@@ -547,6 +558,27 @@ func TestRecoveryOptions(t *testing.T) {
 		b.notForwarded("confirmation for a revoked member", b.send("POST", "/custom", form, []byte("token=T3&email=bob%40fresh.example&password=p")), 2, 403, string(reason.NoActiveMembership))
 		b.notForwarded("token without an address", b.send("POST", "/custom", form, []byte("token=T2&password=p")), 2, 400, string(reason.IdentifierMissing))
 		b.notForwarded("the address moved to the query", b.send("POST", "/custom?email=alice%40fresh.example", form, []byte("email=victim%40stale.example&password=p")), 2, 400, string(reason.IdentifierAmbiguous))
+	})
+	t.Run("invited, never signed in", func(t *testing.T) {
+		// A portal's existing user on the first day behind Portcullis: invited, not signed in
+		// yet. The invitation of the organisation holding the domain counts, audited; one
+		// from another organisation, or lapsed, does not.
+		b := newRecBed(t, "")
+		b.fake.mu.Lock()
+		b.fake.invites["carla@fresh.example"] = []store.Invitation{{Org: "acme", Email: "carla@fresh.example", Until: time.Now().Add(time.Hour)}}
+		b.fake.invites["dora@fresh.example"] = []store.Invitation{{Org: "oldco", Email: "dora@fresh.example", Until: time.Now().Add(time.Hour)}}
+		b.fake.invites["eve@fresh.example"] = []store.Invitation{{Org: "acme", Email: "eve@fresh.example", Until: time.Now().Add(-time.Hour)}}
+		b.fake.mu.Unlock()
+		send := func(e string) recResp {
+			return b.send("POST", "/custom", "application/x-www-form-urlencoded", []byte("email="+e))
+		}
+		b.forwarded("invited by acme", send("carla%40fresh.example"), 1, "email=carla%40fresh.example")
+		if ev := b.lastAudit(); ev.Type != audit.RecoveryByInvitation || ev.Org != "acme" || ev.Detail["identifier"] == "" {
+			t.Errorf("audit %+v", ev)
+		}
+		b.notForwarded("invited by another org", send("dora%40fresh.example"), 1, 200, "")
+		b.notForwarded("invitation lapsed", send("eve%40fresh.example"), 1, 200, "")
+		b.notForwarded("not invited", send("zed%40fresh.example"), 1, 200, "")
 	})
 	t.Run("generic redirect", func(t *testing.T) {
 		// A portal that redirects every reset to a "check your mail" page: the block does too.
