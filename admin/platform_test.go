@@ -153,3 +153,44 @@ func TestResetRecoveryLimit(t *testing.T) {
 		t.Errorf("events %+v", evs)
 	}
 }
+
+// TestImportInvitations: a portal's existing users invited in one change: all rows or none,
+// each within the policy, one parent event and one child per invitation.
+func TestImportInvitations(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	if _, err := b.orgs.AddDomain(ctx, "acme", "acme.example", "bootstrap", "setup"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.orgs.SetDomainStatus(ctx, "acme", "acme.example", store.DomainVerified, "bootstrap", "setup"); err != nil {
+		t.Fatal(err)
+	}
+	annTok := b.personal(ann, "", false)
+	imp := func(tok string, rows ...map[string]any) answer {
+		return b.call(tok, "POST", "/api/v1/orgs/acme/invitations/import", map[string]any{"invitations": rows, "reason": "go-live: existing users"})
+	}
+	row := func(email, kind string, roles ...string) map[string]any {
+		return map[string]any{"email": email, "kind": kind, "roles": roles}
+	}
+	b.want(imp(b.personal(bob, "", false), row("a@acme.example", "employee")), 403, "not_permitted")
+	a := imp(annTok, row("a@acme.example", "employee", "viewer"), row("x@elsewhere.example", "employee"))
+	if a.status < 400 || !strings.Contains(a.raw, "row 2") {
+		t.Errorf("a row at an unverified domain: %d %s", a.status, a.raw)
+	}
+	b.want(imp(annTok, row("a@acme.example", "employee"), row("A@acme.example", "employee")), 400, "invalid_input")
+	b.want(imp(annTok, row("a@acme.example", "employee", "admin")), 422, "policy_violation")
+	if invs, _ := b.st.OrgInvitations(ctx, "acme"); len(invs) != 0 {
+		t.Fatalf("a refused import wrote %+v", invs)
+	}
+	a = imp(annTok, row("a@acme.example", "employee", "viewer"), row("b@acme.example", "employee"))
+	b.want(a, 200, "")
+	if a.body["imported"].(float64) != 2 {
+		t.Errorf("outcome %s", a.raw)
+	}
+	parent := b.events(audit.InvitationsImported)
+	children := b.events(audit.MembershipInvited)
+	if len(parent) != 1 || parent[0].Actor != ann || parent[0].Operation == "" || len(children) != 2 ||
+		children[0].Operation != parent[0].Operation || children[1].Operation != parent[0].Operation {
+		t.Errorf("events %+v %+v", parent, children)
+	}
+}

@@ -47,6 +47,8 @@ func (s *Server) endpoints() []endpoint {
 			access: anyone, out: list[store.Invitation]{}, handle: (*call).listInvitations},
 		{method: "POST", path: basePath + "/orgs/{org}/invitations", summary: "Invite an email address: the membership it binds to at the first sign-in with that address verified, within the lifecycle policy (employees at the organisation's verified domains only)",
 			access: anyone, change: true, in: inviteInput{}, out: store.Invitation{}, status: http.StatusCreated, handle: (*call).invite},
+		{method: "POST", path: basePath + "/orgs/{org}/invitations/import", summary: "Invite many addresses in one change (a portal's existing users): every row within the policy, all written or none, one parent audit event",
+			access: anyone, change: true, in: importInput{}, out: importOutcome{}, handle: (*call).importInvitations},
 		{method: "POST", path: basePath + "/orgs/{org}/invitations/withdraw", summary: "Withdraw an invitation before it is used",
 			access: anyone, change: true, in: withdrawInput{}, out: store.Invitation{}, handle: (*call).withdrawInvitation},
 

@@ -33,6 +33,9 @@ const (
 	InvitationExpired Type = "invitation.expired"
 	// InvitationWithdrawn records an invitation taken back before anyone used it.
 	InvitationWithdrawn Type = "invitation.withdrawn"
+	// InvitationsImported is the parent event of a bulk import of invitations (its children
+	// are membership.invited events carrying the same operation).
+	InvitationsImported Type = "invitations.imported"
 	PersonOffboarded    Type = "person.offboarded"
 	// PersonEmailRecorded and PersonUsernameSet record an operator telling the recovery guard
 	// whose address or portal username is whose (sign-in records addresses by itself).

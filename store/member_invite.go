@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,33 +62,14 @@ func (o *Orgs) Invite(ctx context.Context, inv Invitation, actor, reason string)
 	if err := checkActor(actor); err != nil {
 		return nil, fmt.Errorf("invite: %w", err)
 	}
-	email, err := canonicalEmail(inv.Email)
-	if err != nil {
-		return nil, fmt.Errorf("invite: %w", err)
+	if err := o.prepareInvitation(&inv, actor); err != nil {
+		return nil, err
 	}
-	inv.Email = email
-	now := o.now()
-	if inv.InvitedBy == "" {
-		inv.InvitedBy = actor
-	}
-	inv.Created = now
-	if inv.Until.IsZero() {
-		inv.Until = now.Add(DefaultInvitationTTL)
-	}
-	inv.Until = utc(inv.Until)
-	if !inv.Until.After(now) {
-		return nil, fmt.Errorf("invite %s: until is in the past: %w", inv.Org, ErrInvalid)
-	}
-	// Validate the membership it would become, and store it in that normal form.
-	m := inv.membership("invitation")
-	normaliseMembership(&m, inv.InvitedBy)
-	if err := checkMembership(&m); err != nil {
-		return nil, fmt.Errorf("invite: %w", err)
-	}
-	inv.Roles, inv.Grants, inv.ExpiresAt, inv.ReviewBy = m.Roles, m.Grants, m.ExpiresAt, m.ReviewBy
+	now := inv.Created
+	email := inv.Email
 
 	orgKey, invKey := o.s.keys.org(inv.Org), o.s.keys.invitations(email)
-	err = o.atomically(ctx, "invite "+inv.Org, func(tx *redis.Tx) error {
+	err := o.atomically(ctx, "invite "+inv.Org, func(tx *redis.Tx) error {
 		org, _, err := o.s.getOrg(ctx, tx, inv.Org)
 		if err != nil {
 			return err
@@ -125,6 +107,122 @@ func (o *Orgs) Invite(ctx context.Context, inv Invitation, actor, reason string)
 		return nil, err
 	}
 	return &inv, nil
+}
+
+// prepareInvitation checks inv on its own (the address, its end, the membership it would
+// become) and puts it in its stored form.
+func (o *Orgs) prepareInvitation(inv *Invitation, actor string) error {
+	email, err := canonicalEmail(inv.Email)
+	if err != nil {
+		return fmt.Errorf("invite: %w", err)
+	}
+	inv.Email = email
+	now := o.now()
+	if inv.InvitedBy == "" {
+		inv.InvitedBy = actor
+	}
+	inv.Created = now
+	if inv.Until.IsZero() {
+		inv.Until = now.Add(DefaultInvitationTTL)
+	}
+	inv.Until = utc(inv.Until)
+	if !inv.Until.After(now) {
+		return fmt.Errorf("invite %s: until is in the past: %w", inv.Org, ErrInvalid)
+	}
+	// Validate the membership it would become, and store it in that normal form.
+	m := inv.membership("invitation")
+	normaliseMembership(&m, inv.InvitedBy)
+	if err := checkMembership(&m); err != nil {
+		return fmt.Errorf("invite %s: %w", email, err)
+	}
+	inv.Roles, inv.Grants, inv.ExpiresAt, inv.ReviewBy = m.Roles, m.Grants, m.ExpiresAt, m.ReviewBy
+	return nil
+}
+
+// MaxImport bounds the invitations of one import: one transaction holds them all.
+const MaxImport = 5000
+
+// ImportInvitations invites every one of invs to org in one change: all of them or none (an
+// invalid row, a second row for one address, or an address the organisation cannot invite
+// refuses the whole import, naming the row), with one parent event
+// (invitations.imported) and a membership.invited event per invitation, all carrying the
+// operation's id. It is how a portal's existing users are brought in before their first
+// sign-in (an invitation binds then, and counts for account recovery until then).
+func (o *Orgs) ImportInvitations(ctx context.Context, org string, invs []Invitation, actor, reason string) ([]Invitation, error) {
+	if err := checkActor(actor); err != nil {
+		return nil, fmt.Errorf("import invitations: %w", err)
+	}
+	switch {
+	case len(invs) == 0:
+		return nil, fmt.Errorf("import invitations: nothing to import: %w", ErrInvalid)
+	case len(invs) > MaxImport:
+		return nil, fmt.Errorf("import invitations: %d rows, at most %d at once: %w", len(invs), MaxImport, ErrInvalid)
+	}
+	seen := map[string]int{}
+	keys := []string{o.s.keys.org(org)}
+	for i := range invs {
+		invs[i].Org = org
+		if err := o.prepareInvitation(&invs[i], actor); err != nil {
+			return nil, fmt.Errorf("row %d: %w", i+1, err)
+		}
+		if j, dup := seen[invs[i].Email]; dup {
+			return nil, fmt.Errorf("import invitations: %w: row %d: %s is row %d already", ErrInvalid, i+1, invs[i].Email, j+1)
+		}
+		seen[invs[i].Email] = i
+		keys = append(keys, o.s.keys.invitations(invs[i].Email))
+	}
+	op := newOperationID()
+	err := o.atomically(ctx, "import invitations to "+org, func(tx *redis.Tx) error {
+		rec, _, err := o.s.getOrg(ctx, tx, org)
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			return fmt.Errorf("org %s: %w", org, ErrNotFound)
+		}
+		events := []audit.Event{{Type: audit.InvitationsImported, Actor: actor, Org: org, Reason: reason, Operation: op,
+			Detail: map[string]string{"invitations": strconv.Itoa(len(invs))}}}
+		var writes []func(*batch)
+		for i := range invs {
+			inv := &invs[i]
+			if err := invitable(rec, inv, inv.Created); err != nil {
+				// ErrInvalid first: what follows it is the detail the API shows.
+				return fmt.Errorf("import invitations: %w: row %d (%s): %w", ErrInvalid, i+1, inv.Email, err)
+			}
+			invKey := o.s.keys.invitations(inv.Email)
+			before, err := tx.HGet(ctx, invKey, org).Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			after, err := json.Marshal(inv)
+			if err != nil {
+				return err
+			}
+			ttl, err := tx.PExpireTime(ctx, invKey).Result()
+			if err != nil {
+				return err
+			}
+			email, until := inv.Email, inv.Until
+			writes = append(writes, func(w *batch) {
+				w.do("HSET", invKey, org, after)
+				w.do("SADD", o.s.keys.orgInvitations(org), email)
+				if ttl < 0 || time.UnixMilli(int64(ttl/time.Millisecond)).Before(until) {
+					w.do("PEXPIREAT", invKey, until.UnixMilli())
+				}
+			})
+			events = append(events, audit.Event{Type: audit.MembershipInvited, Actor: actor, Org: org, Reason: reason, Operation: op,
+				Before: raw(before), After: after, Detail: map[string]string{"email": email}})
+		}
+		return o.commit(ctx, tx, func(w *batch) {
+			for _, f := range writes {
+				f(w)
+			}
+		}, events)
+	}, keys...)
+	if err != nil {
+		return nil, err
+	}
+	return invs, nil
 }
 
 // Invitations returns the pending invitations to email (lapsed ones included until they are

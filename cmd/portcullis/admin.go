@@ -49,6 +49,7 @@ Memberships (USER is the person's key "issuer|subject", or --issuer ISS --subjec
                         [--expires T] [--review-by T] [--approved-by WHO]
   member invite ORG EMAIL --kind KIND [same flags as grant] [--until T]
   member invitations ORG              invitations waiting for their first sign-in
+  member import ORG FILE.csv --reason WHY    invite a portal's existing users (email,kind,roles) at once
   member withdraw ORG EMAIL --reason WHY     take an invitation back
   member change ORG USER [--add-role R]... [--remove-role R]... [--kind KIND]
                          [--expires T|never] [--review-by T|never] [--approved-by WHO]
@@ -122,6 +123,7 @@ var adminCommands = map[string]adminCommand{
 	"member grant":       {"ORG USER --kind KIND [flags]", true, false, adminMemberGrant},
 	"member invite":      {"ORG EMAIL --kind KIND [flags]", true, false, adminMemberInvite},
 	"member invitations": {"ORG", false, false, adminMemberInvitations},
+	"member import":      {"ORG FILE.csv --reason WHY", true, true, adminMemberImport},
 	"member withdraw":    {"ORG EMAIL --reason WHY", true, true, adminMemberWithdraw},
 	"member change":      {"ORG USER [flags]", true, false, adminMemberChange},
 	"member revoke":      {"ORG USER --reason WHY", true, true, adminMemberRevoke},

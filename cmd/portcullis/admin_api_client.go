@@ -219,6 +219,23 @@ func (b *apiBackend) Invitations(ctx context.Context, org string) ([]store.Invit
 	return out.Items, b.call(ctx, "GET", orgPath(org)+"/invitations", nil, &out)
 }
 
+func (b *apiBackend) ImportInvitations(ctx context.Context, org string, invs []store.Invitation, reason string) ([]store.Invitation, error) {
+	rows := make([]map[string]any, 0, len(invs))
+	for _, inv := range invs {
+		row := accessBody(inv.Kind, inv.Roles, inv.Grants, inv.ExpiresAt, inv.ReviewBy, "", "")
+		delete(row, "reason")
+		row["email"] = inv.Email
+		if !inv.Until.IsZero() {
+			row["until"] = inv.Until
+		}
+		rows = append(rows, row)
+	}
+	var out struct {
+		Invitations []store.Invitation `json:"invitations"`
+	}
+	return out.Invitations, b.call(ctx, "POST", orgPath(org)+"/invitations/import", map[string]any{"invitations": rows, "reason": reason}, &out)
+}
+
 func (b *apiBackend) Withdraw(ctx context.Context, org, email, reason string) (*store.Invitation, error) {
 	var out store.Invitation
 	return &out, b.call(ctx, "POST", orgPath(org)+"/invitations/withdraw", map[string]any{"email": email, "reason": reason}, &out)

@@ -31,6 +31,7 @@ type adminBackend interface {
 	Grant(ctx context.Context, m store.Membership, ticket, reason string) (*store.Membership, error)
 	Invite(ctx context.Context, inv store.Invitation, reason string) (*store.Invitation, error)
 	Invitations(ctx context.Context, org string) ([]store.Invitation, error)
+	ImportInvitations(ctx context.Context, org string, invs []store.Invitation, reason string) ([]store.Invitation, error)
 	Withdraw(ctx context.Context, org, email, reason string) (*store.Invitation, error)
 	Change(ctx context.Context, org, user string, ch memberChange, reason string) (*store.Membership, error)
 	// Membership is the record of user in org (ErrNotFound when there is none).
@@ -139,6 +140,10 @@ func (b *storeBackend) Invitations(ctx context.Context, org string) ([]store.Inv
 		return nil, err
 	}
 	return b.st.OrgInvitations(ctx, org)
+}
+
+func (b *storeBackend) ImportInvitations(ctx context.Context, org string, invs []store.Invitation, reason string) ([]store.Invitation, error) {
+	return b.orgs.ImportInvitations(ctx, org, invs, b.actor, reason)
 }
 
 func (b *storeBackend) Withdraw(ctx context.Context, org, email, reason string) (*store.Invitation, error) {

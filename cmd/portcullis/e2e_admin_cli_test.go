@@ -88,6 +88,18 @@ routes:
 	if out := ok("event", "contract-ended", "acme", "--reason", "not renewed", "--dry-run"); !strings.Contains(out, "dry run, nothing changed") {
 		t.Errorf("dry run: %s", out)
 	}
+	csvFile := filepath.Join(dir, "users.csv")
+	writeFile(t, csvFile, "email,kind,roles\ncarla@acme.example,employee,viewer billing\ndan@acme.example,employee,\n")
+	if out := ok("member", "import", "acme", csvFile, "--reason", "go-live"); !strings.Contains(out, "invited 2 address(es) to acme") {
+		t.Errorf("member import: %s", out)
+	}
+	writeFile(t, csvFile, "email,kind\nerin@acme.example,employee\nerin@elsewhere.example,employee\n")
+	if code, _, errOut := api(opsFile, "member", "import", "acme", csvFile, "--reason", "x"); code != 1 || !strings.Contains(errOut, "row 2") {
+		t.Errorf("an import with a bad row: %d %s", code, errOut)
+	}
+	if out := ok("member", "invitations", "acme"); strings.Contains(out, "erin@") || !strings.Contains(out, "carla@acme.example") {
+		t.Errorf("invitations after a refused import: %s", out)
+	}
 	ok("person", "email", viewer, "vic@acme.example", "--reason", "backfill")
 	if out := ok("recovery", "reset", "reset", "--email", "Vic@Acme.Example", "--reason", "HD-1: locked out"); !strings.Contains(out, "recovery limit of sha256:") {
 		t.Errorf("recovery reset: %s", out)
