@@ -194,3 +194,31 @@ func TestImportInvitations(t *testing.T) {
 		t.Errorf("events %+v %+v", parent, children)
 	}
 }
+
+// TestGrantByEmail: an operator or administrator names the person by the verified address
+// they signed in with; refused when nobody, or more than one person, did, and for oneself.
+func TestGrantByEmail(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	const cleo = "https://idp.acme|cleo"
+	for _, rec := range []struct{ email, user string }{{"cleo@acme.example", cleo}, {"ann@acme.example", ann},
+		{"shared@acme.example", cleo}, {"shared@acme.example", bob}} {
+		if err := b.st.RecordPerson(ctx, rec.email, rec.user, time.Now(), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	annTok := b.personal(ann, "", false)
+	grant := func(body map[string]any) answer {
+		body["kind"], body["roles"], body["reason"] = "employee", []string{"viewer"}, "new starter"
+		return b.call(annTok, "POST", "/api/v1/orgs/acme/members", body)
+	}
+	b.want(grant(map[string]any{"email": "nobody@acme.example"}), 400, "invalid_input")
+	b.want(grant(map[string]any{"email": "shared@acme.example"}), 400, "invalid_input")
+	b.want(grant(map[string]any{"email": "cleo@acme.example", "user": cleo}), 400, "invalid_input")
+	b.want(grant(map[string]any{"email": "ann@acme.example"}), 403, "not_permitted") // herself
+	a := grant(map[string]any{"email": "Cleo@Acme.Example"})
+	b.want(a, 200, "")
+	if _, m, _ := b.st.Lookup(ctx, "acme", cleo); m == nil || m.Email == "" {
+		t.Errorf("cleo's membership: %+v", m)
+	}
+}

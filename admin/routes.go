@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -210,7 +211,10 @@ func (c *call) listMembers() (any, error) {
 // grantInput grants or replaces a membership.
 type grantInput struct {
 	// User is the person's key, issuer|subject.
-	User string `json:"user"`
+	User string `json:"user,omitempty"`
+	// Email, instead of User, names the person by the verified address they signed in with:
+	// refused when nobody, or more than one person, did (invite the address instead).
+	Email string `json:"email,omitempty"`
 	accessInput
 }
 
@@ -242,6 +246,21 @@ func (c *call) grant() (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	switch {
+	case in.User != "" && in.Email != "":
+		return nil, invalid("give user or email, not both")
+	case in.Email != "":
+		user, err := c.s.st.ResolveEmail(c.ctx, in.Email)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil, invalid("nobody has signed in with " + in.Email + " yet: invite the address instead")
+		case errors.Is(err, store.ErrConflict):
+			return nil, invalid("more than one person has signed in with " + in.Email + ": grant by user key")
+		case err != nil:
+			return nil, err
+		}
+		in.User = user
+	}
 	if !c.p.Operator && in.User == c.p.Name {
 		// Separation of duties: an administrator's own access is granted by someone else.
 		return nil, refuse(reason.NotPermitted, "an administrator does not grant or change their own membership; ask another administrator, or request it")
@@ -251,6 +270,7 @@ func (c *call) grant() (any, error) {
 		return nil, err
 	}
 	m := c.membershipOf(org, in.User, &in.accessInput)
+	m.Email = in.Email
 	if err := c.withinPolicy(&m, o, in.Ticket); err != nil {
 		return nil, err
 	}

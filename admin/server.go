@@ -44,6 +44,7 @@ type Records interface {
 	SetUsername(ctx context.Context, name, user string) error
 	ReviewDue(ctx context.Context, now time.Time, within time.Duration) ([]store.Membership, error)
 	ResetRecoveryCount(ctx context.Context, route, identifier string) (int, error)
+	ResolveEmail(ctx context.Context, email string) (string, error)
 }
 
 // AuditStream is the audit trail as the API reads and appends it (*store.Audit).

@@ -530,7 +530,8 @@ func accReasonCodes(t *testing.T, b *accBed) {
 			route := strings.Split(tc.path, "/")[1]
 			route = map[string]string{"o": "org", "k": "kind", "adm": "admin", "p": "purp"}[route]
 			for _, e := range evs {
-				if e.Type != audit.AccessDenied || e.Reason != tc.reason || e.Org != "acme" || e.User != b.user(accAlice) || e.Route != route || e.RequestID == "" {
+				if e.Type != audit.AccessDenied || e.Reason != tc.reason || e.Org != "acme" || e.User != b.user(accAlice) || e.Route != route || e.RequestID == "" ||
+					e.Detail["email"] != "alice@acme.example" {
 					t.Errorf("audit event %+v", e)
 				}
 			}

@@ -74,10 +74,18 @@ func (ex *exchange) fail(err error) {
 		if den.cause != nil {
 			attrs = append(attrs, slog.Any("error", den.cause))
 		}
+		if ex.sess != nil && ex.sess.Email != "" {
+			attrs = append(attrs, slog.String("email", ex.sess.Email))
+		}
 		s.log.LogAttrs(ex.r.Context(), den.level, den.msg, attrs...)
 		if den.audit {
-			s.appendAudit(ex.r, audit.Event{Type: audit.AccessDenied, Org: den.org, User: den.user, Reason: string(den.code),
-				Route: route, RequestID: ex.requestID})
+			ev := audit.Event{Type: audit.AccessDenied, Org: den.org, User: den.user, Reason: string(den.code),
+				Route: route, RequestID: ex.requestID}
+			if ex.sess != nil && ex.sess.Email != "" {
+				// Next to the opaque key, so an operator can tell who it is without asking.
+				ev.Detail = map[string]string{"email": ex.sess.Email}
+			}
+			s.appendAudit(ex.r, ev)
 		}
 		den.p.RequestID = ex.requestID
 		problem.Write(ex.w, ex.r, den.p)

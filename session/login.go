@@ -284,7 +284,8 @@ func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *ident
 	if err := m.st.CreateSession(ctx, h, rec.User, rec.Issuer, rec.SID, b, m.ttl(rec, now), m.sc.AbsoluteTimeout.D()); err != nil {
 		return outage("create session", err)
 	}
-	m.log.Info("signed in", slog.String("user", rec.User), slog.String("session", logID(h)), slog.String("acr", rec.ACR))
+	m.log.Info("signed in", slog.String("user", rec.User), slog.String("email", rec.Email), slog.Bool("email_verified", rec.EmailVerified),
+		slog.String("session", logID(h)), slog.String("acr", rec.ACR))
 	detail := map[string]string{"session": logID(h), "email": rec.Email, "host": r.Host,
 		"expires": rec.Expires.UTC().Format(time.RFC3339)}
 	if rec.ACR != "" {

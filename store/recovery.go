@@ -32,6 +32,11 @@ func recoveryHash(kind, v string) string {
 type PersonRecord struct {
 	User string    `json:"user"`
 	Seen time.Time `json:"seen,omitzero"`
+	// Shared: someone else signed in with the same address before User did (two accounts at
+	// the provider, or an address that changed hands), so the address does not name one
+	// person; the recovery guard still goes by User, the latest, but an operator granting
+	// access by address is refused (ResolveEmail).
+	Shared bool `json:"shared,omitempty"`
 }
 
 // RecordPerson records that person user signed in with the address email at time at, so the
@@ -49,11 +54,18 @@ func (s *Store) RecordPerson(ctx context.Context, email, user string, at time.Ti
 	if !validUser(user) {
 		return fmt.Errorf("record person: user: %w", ErrInvalid)
 	}
-	b, err := json.Marshal(PersonRecord{User: user, Seen: utc(at)})
+	key := s.keys.personByEmail(recoveryHash("email", e))
+	rec := PersonRecord{User: user, Seen: utc(at)}
+	if prev, err := s.person(ctx, "record person", key); err == nil {
+		rec.Shared = prev.Shared || prev.User != user
+	} else if !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrInvalid) {
+		return err // a corrupt record is replaced
+	}
+	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("record person: %w", err)
 	}
-	if err := s.rdb.Set(ctx, s.keys.personByEmail(recoveryHash("email", e)), b, ttl).Err(); err != nil {
+	if err := s.rdb.Set(ctx, key, b, ttl).Err(); err != nil {
 		return s.unavailable("record person", err)
 	}
 	// The domain, and only the domain, is kept for the person too: a recovery by username
@@ -102,6 +114,19 @@ func (s *Store) ResetRecoveryCount(ctx context.Context, route, identifier string
 		return 0, s.unavailable("reset recovery count", err)
 	}
 	return int(n), nil
+}
+
+// ResolveEmail returns the one person who signed in with the verified address email:
+// ErrNotFound when nobody did, ErrConflict when more than one person did.
+func (s *Store) ResolveEmail(ctx context.Context, email string) (string, error) {
+	p, err := s.PersonByEmail(ctx, email)
+	if err != nil {
+		return "", err
+	}
+	if p.Shared {
+		return "", fmt.Errorf("resolve %s: more than one person signed in with it: %w", email, ErrConflict)
+	}
+	return p.User, nil
 }
 
 // PersonByEmail returns the person who last signed in with email (see RecordPerson), or

@@ -64,6 +64,22 @@ func TestRecoveryPersonIndexes(t *testing.T) {
 	if ds, err := f.s.MailDomains(ctx, "https://idp.example|nobody"); err != nil || len(ds) != 0 {
 		t.Errorf("MailDomains of nobody = %v, %v", ds, err)
 	}
+	// An address names one person until someone else signs in with it too.
+	if u, err := f.s.ResolveEmail(ctx, "ALICE@fresh.example"); err != nil || u != alice {
+		t.Errorf("ResolveEmail = %q, %v", u, err)
+	}
+	if err := f.s.RecordPerson(ctx, "alice@fresh.example", "https://other.idp|alice2", time.Now(), 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.s.ResolveEmail(ctx, "alice@fresh.example")
+	wantErr(t, "ResolveEmail(shared)", err, ErrConflict)
+	if err := f.s.RecordPerson(ctx, "alice@fresh.example", alice, time.Now(), 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.s.ResolveEmail(ctx, "alice@fresh.example")
+	wantErr(t, "ResolveEmail(shared, once)", err, ErrConflict)
+	_, err = f.s.ResolveEmail(ctx, "nobody@fresh.example")
+	wantErr(t, "ResolveEmail(nobody)", err, ErrNotFound)
 
 	if err := f.s.SetUsername(ctx, "Alice01", alice); err != nil {
 		t.Fatal(err)

@@ -199,7 +199,11 @@ func accessBody(kind string, roles []string, grants []store.Grant, expires, revi
 
 func (b *apiBackend) Grant(ctx context.Context, m store.Membership, ticket, reason string) (*store.Membership, error) {
 	in := accessBody(m.Kind, m.Roles, m.Grants, m.ExpiresAt, m.ReviewBy, ticket, reason)
-	in["user"] = m.User
+	if m.User != "" {
+		in["user"] = m.User
+	} else {
+		in["email"] = m.Email
+	}
 	var out store.Membership
 	return &out, b.call(ctx, "POST", orgPath(m.Org)+"/members", in, &out)
 }

@@ -128,6 +128,18 @@ func (b *storeBackend) SetDomain(ctx context.Context, org, domain, status, reaso
 }
 
 func (b *storeBackend) Grant(ctx context.Context, m store.Membership, _, reason string) (*store.Membership, error) {
+	if m.User == "" && m.Email != "" {
+		user, err := b.st.ResolveEmail(ctx, m.Email)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("nobody has signed in with %s yet: invite the address instead (member invite)", m.Email)
+		case errors.Is(err, store.ErrConflict):
+			return nil, fmt.Errorf("more than one person has signed in with %s: grant by user key", m.Email)
+		case err != nil:
+			return nil, err
+		}
+		m.User = user
+	}
 	return b.orgs.Grant(ctx, m, b.actor, reason)
 }
 

@@ -89,12 +89,26 @@ func (a *adminRun) orgUser(iss, sub *string) (org, user string, ok bool) {
 
 func adminMemberGrant(a *adminRun) int {
 	f := a.accessFlags()
-	org, user, ok := a.orgUser(a.userFlags())
-	if !ok {
+	email := a.fs.String("email", "", "instead of USER: the verified address the person signed in with (refused when nobody, or more than one person, did)")
+	iss, sub := a.userFlags()
+	if !a.parse("ORG", "USER?") {
 		return 2
 	}
+	org := a.pos[0]
+	a.checkOrgID("ORG", org)
+	var user string
+	switch {
+	case *email != "" && (a.pos[1] != "" || *iss != "" || *sub != ""):
+		a.bad("--email", "or USER: give one of them")
+	case *email != "":
+		if addr, err := mail.ParseAddress(*email); err != nil || addr.Address != *email {
+			a.bad("--email", "%q: want a bare email address", *email)
+		}
+	default:
+		user = a.userKey(a.pos[1], *iss, *sub)
+	}
 	m := f.membership(a)
-	m.Org, m.User = org, user
+	m.Org, m.User, m.Email = org, user, *email
 	if a.failed() || !a.open() {
 		return 1
 	}

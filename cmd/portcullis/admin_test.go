@@ -981,3 +981,20 @@ func TestAdminRecoveryReset(t *testing.T) {
 		t.Errorf("event %+v", e)
 	}
 }
+
+// TestAdminGrantByEmail: member grant --email names the person by the verified address they
+// signed in with.
+func TestAdminGrantByEmail(t *testing.T) {
+	t.Parallel()
+	b := newAdminBed(t)
+	b.ok("org", "create", "acme", "--name", "Acme")
+	if err := b.st.RecordPerson(b.ctx, "bob@acme.example", bob, time.Now(), 0); err != nil {
+		t.Fatal(err)
+	}
+	b.refused(1, []string{"invite the address instead"}, "member", "grant", "acme", "--email", "carol@acme.example", "--kind", "employee")
+	b.refused(1, []string{"--email", "or USER"}, "member", "grant", "acme", bob, "--email", "bob@acme.example", "--kind", "employee")
+	b.ok("member", "grant", "acme", "--email", "bob@acme.example", "--kind", "employee", "--role", "viewer")
+	if m := b.membership("acme", bob); m.Status != store.MembershipActive || m.Email != "bob@acme.example" {
+		t.Errorf("bob: %+v", m)
+	}
+}
