@@ -98,7 +98,7 @@ func TestDefaults(t *testing.T) {
 		},
 		AdminAPI: AdminAPI{Listen: "off"},
 		Routes: []Route{{
-			Name: "app", Path: "/", PathMatch: PathPrefix, MethodOverride: MethodOverrideRefuse, Upstream: "http://10.0.0.5:8080",
+			Name: "app", Path: "/", PathMatch: PathPrefix, MethodOverride: MethodOverrideRefuse, Upstream: "http://10.0.0.5:8080", PreserveHost: &yes,
 			Timeouts: UpstreamTimeouts{Dial: Duration(5 * time.Second), ResponseHeader: Duration(60 * time.Second), IdleConn: Duration(90 * time.Second)},
 			Line:     5, Column: 5,
 		}},
@@ -223,7 +223,7 @@ routes:
 	if a.Upstream != "http://10.0.0.5" || a.Timeouts.Dial.D() != 2*time.Second || !a.Public {
 		t.Errorf("route a = %+v", a)
 	}
-	if b.Upstream != "http://10.0.0.6" || !b.PreserveHost || !b.Public {
+	if b.Upstream != "http://10.0.0.6" || !*b.PreserveHost || !b.Public {
 		t.Errorf("route b = %+v", b)
 	}
 	// A merge that includes itself must end.

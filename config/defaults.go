@@ -127,6 +127,7 @@ var defaultRules = []defaultRule{
 	{Default{"routes[].path", `"/"`}, forRoutes(func(r *Route) { setString(&r.Path, "/") })},
 	{Default{"routes[].path_match", `"prefix"`}, forRoutes(func(r *Route) { setString(&r.PathMatch, PathPrefix) })},
 	{Default{"routes[].method_override", `"refuse"`}, forRoutes(func(r *Route) { setString(&r.MethodOverride, MethodOverrideRefuse) })},
+	{Default{"routes[].preserve_host", "true"}, forRoutes(func(r *Route) { setBool(&r.PreserveHost, true) })},
 	{Default{"routes[].timeouts.dial", "5s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.Dial, 5*time.Second) })},
 	{Default{"routes[].timeouts.response_header", "60s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.ResponseHeader, 60*time.Second) })},
 	{Default{"routes[].timeouts.idle_conn", "90s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.IdleConn, 90*time.Second) })},

@@ -40,6 +40,34 @@ func (v *validator) routes(rs []Route) {
 		}
 	}
 	v.shadows(rs)
+	v.oneHostPerUpstream(rs)
+}
+
+// oneHostPerUpstream refuses routes to one upstream that disagree on preserve_host: the
+// portal would see two hosts, and build links and check CSRF origins against the wrong one
+// on some of its pages.
+func (v *validator) oneHostPerUpstream(rs []Route) {
+	type seen struct {
+		name     string
+		preserve bool
+	}
+	by := map[string]seen{}
+	for i := range rs {
+		r := &rs[i]
+		if r.UpstreamURL == nil || r.PreserveHost == nil {
+			continue
+		}
+		origin := r.UpstreamURL.Scheme + "://" + r.UpstreamURL.Host
+		prev, ok := by[origin]
+		switch {
+		case !ok:
+			by[origin] = seen{r.Name, *r.PreserveHost}
+		case prev.preserve != *r.PreserveHost:
+			p := fmt.Sprintf("routes[%d].preserve_host", i)
+			v.errorf(p, "is %v, but route %s to the same upstream %s has %v: a portal sees one host, so routes to it must agree",
+				*r.PreserveHost, prev.name, origin, prev.preserve)
+		}
+	}
 }
 
 func (v *validator) route(p string, r *Route) {

@@ -367,8 +367,14 @@ type Route struct {
 	// Public lets requests through without a session. Default false (a session is required
 	// once sign-in exists).
 	Public bool `yaml:"public"`
-	// PreserveHost forwards the client's Host header instead of the upstream's host.
-	PreserveHost bool `yaml:"preserve_host"`
+	// PreserveHost forwards the Host the client asked for (the public name) instead of the
+	// upstream's host and port. Default true: a portal builds its absolute links (a reset
+	// mail's link, a redirect) and checks CSRF origins with the Host it receives, and with the
+	// upstream's it would send people to an internal address. Routes to one upstream must
+	// agree: a portal sees one host. false only for an upstream that serves by its own name
+	// (a virtual host behind a shared address); it then gets the public host in
+	// X-Forwarded-Host.
+	PreserveHost *bool `yaml:"preserve_host"`
 	// WebSocket lets requests upgrade to WebSocket on this route, after its authorisation; on
 	// an org-scoped route the tunnel is closed as soon as the membership stops granting.
 	// Default false: an Upgrade is refused (h2c upgrades are never forwarded: the header is

@@ -91,7 +91,7 @@ func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, id
 			setHeaders.Set(k, v)
 		}
 	}
-	preserveHost := rt.PreserveHost
+	preserveHost := rt.PreserveHost == nil || *rt.PreserveHost
 	name := rt.Name
 	u.proxy = &httputil.ReverseProxy{
 		Transport: tr,
