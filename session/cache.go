@@ -59,6 +59,11 @@ func (s cachingStore) DeleteSession(ctx context.Context, h, user, iss, sid strin
 	return s.Sessions.DeleteSession(ctx, h, user, iss, sid)
 }
 
+func (s cachingStore) EndSession(ctx context.Context, h, user, iss, sid string) (bool, error) {
+	defer s.c.Forget(h)
+	return s.Sessions.EndSession(ctx, h, user, iss, sid)
+}
+
 func (s cachingStore) RevokeUser(ctx context.Context, user string) (int, error) {
 	defer s.c.ForgetIf(func(_ string, r *record) bool { return r.User == user })
 	return s.Sessions.RevokeUser(ctx, user)

@@ -51,6 +51,7 @@ type Sessions interface {
 	LoadSession(ctx context.Context, h string) ([]byte, error)
 	UpdateSession(ctx context.Context, h string, rec []byte, ttl time.Duration) error
 	DeleteSession(ctx context.Context, h, user, iss, sid string) error
+	EndSession(ctx context.Context, h, user, iss, sid string) (bool, error)
 	RevokeUser(ctx context.Context, user string) (int, error)
 	RevokeSID(ctx context.Context, iss, sid string) (int, error)
 	JoinFamily(ctx context.Context, family string, ttl time.Duration, hs ...string) error

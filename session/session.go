@@ -233,9 +233,11 @@ func (m *Manager) load(ctx context.Context, r *http.Request, touch bool) (*loade
 	now := m.now()
 	if !m.live(rec, now) {
 		// Ended by time: delete now rather than wait for the TTL, best effort.
-		if err := m.st.DeleteSession(ctx, h, rec.User, rec.Issuer, rec.SID); err != nil {
+		if ended, err := m.st.EndSession(ctx, h, rec.User, rec.Issuer, rec.SID); err != nil {
 			m.log.Warn("could not delete an expired session", slog.String("session", logID(h)), slog.String("error", err.Error()))
-		} else {
+		} else if ended {
+			// Only the request that deleted it audits the end: others ending it at the same
+			// moment found it gone.
 			why := "idle_timeout"
 			if !now.Before(rec.Expires) {
 				why = "absolute_timeout"

@@ -167,8 +167,16 @@ func (s *Store) setSession(ctx context.Context, op, h string, rec []byte, ttl ti
 // the session invalidation channel in the same round trip. Deleting a session that does not
 // exist is not an error.
 func (s *Store) DeleteSession(ctx context.Context, h, user, iss, sid string) error {
+	_, err := s.EndSession(ctx, h, user, iss, sid)
+	return err
+}
+
+// EndSession is DeleteSession, and reports whether the record still existed: of several
+// requests ending one session at once, one learns it was the one (and audits the end).
+func (s *Store) EndSession(ctx context.Context, h, user, iss, sid string) (bool, error) {
+	var del *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, s.keys.sessionRecord(h))
+		del = p.Del(ctx, s.keys.sessionRecord(h))
 		p.SRem(ctx, s.keys.userSessions(user), h)
 		if sid != "" {
 			p.SRem(ctx, s.keys.sidSessions(iss, sid), h)
@@ -177,9 +185,9 @@ func (s *Store) DeleteSession(ctx context.Context, h, user, iss, sid string) err
 		return nil
 	})
 	if err != nil {
-		return s.unavailable("delete session", err)
+		return false, s.unavailable("delete session", err)
 	}
-	return nil
+	return del.Val() == 1, nil
 }
 
 // RevokeUser deletes every session of user and the index, and returns how many records existed.

@@ -140,6 +140,10 @@ func TestSessionLifecycle(t *testing.T) {
 	if _, err := st.LoadSession(ctx, "h1"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("after delete: %v", err)
 	}
+	// Ending it again: nothing was there; the caller that ended it is the one that audits.
+	if ended, err := st.EndSession(ctx, "h1", user, iss, "sid1"); err != nil || ended {
+		t.Errorf("ending a session ended already: %v %v", ended, err)
+	}
 	// An update does not bring a deleted (revoked) session back.
 	if err := st.UpdateSession(ctx, "h1", []byte(`{"v":3}`), time.Minute); !errors.Is(err, ErrNotFound) {
 		t.Errorf("update of a deleted session: %v", err)
