@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -182,6 +183,9 @@ func TestImportInvitations(t *testing.T) {
 	if invs, _ := b.st.OrgInvitations(ctx, "acme"); len(invs) != 0 {
 		t.Fatalf("a refused import wrote %+v", invs)
 	}
+	long := row("a@acme.example", "employee")
+	long["until"] = time.Now().Add(400 * 24 * time.Hour)
+	b.want(imp(annTok, long), 400, "invalid_input") // an invitation waits at most 90 days
 	a = imp(annTok, row("a@acme.example", "employee", "viewer"), row("b@acme.example", "employee"))
 	b.want(a, 200, "")
 	if a.body["imported"].(float64) != 2 {
@@ -216,9 +220,38 @@ func TestGrantByEmail(t *testing.T) {
 	b.want(grant(map[string]any{"email": "shared@acme.example"}), 400, "invalid_input")
 	b.want(grant(map[string]any{"email": "cleo@acme.example", "user": cleo}), 400, "invalid_input")
 	b.want(grant(map[string]any{"email": "ann@acme.example"}), 403, "not_permitted") // herself
+	// Someone who may not grant here learns nothing about who signed in with what.
+	patTok := b.personal(pat, "", false)
+	for _, e := range []string{"cleo@acme.example", "nobody@acme.example", "shared@acme.example"} {
+		b.want(b.call(patTok, "POST", "/api/v1/orgs/beta/members", map[string]any{"email": e, "kind": "employee", "reason": "x"}), 403, "not_permitted")
+	}
+	for _, u := range []string{bob, "https://idp.acme|nobody"} {
+		b.want(b.call(patTok, "POST", "/api/v1/orgs/beta/members/change", map[string]any{"user": u, "add_roles": []string{"x"}, "reason": "x"}), 403, "not_permitted")
+	}
 	a := grant(map[string]any{"email": "Cleo@Acme.Example"})
 	b.want(a, 200, "")
-	if _, m, _ := b.st.Lookup(ctx, "acme", cleo); m == nil || m.Email == "" {
-		t.Errorf("cleo's membership: %+v", m)
+	if _, m, _ := b.st.Lookup(ctx, "acme", cleo); m == nil || m.Email != "cleo@acme.example" {
+		t.Errorf("cleo's membership (the address kept canonical): %+v", m)
+	}
+}
+
+// TestImportManyInvitations: an import of a real portal's size goes in one change.
+func TestImportManyInvitations(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	if _, err := b.orgs.AddDomain(ctx, "acme", "acme.example", "bootstrap", "setup"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.orgs.SetDomainStatus(ctx, "acme", "acme.example", store.DomainVerified, "bootstrap", "setup"); err != nil {
+		t.Fatal(err)
+	}
+	rows := make([]map[string]any, 2000)
+	for i := range rows {
+		rows[i] = map[string]any{"email": fmt.Sprintf("user%04d@acme.example", i), "kind": "employee", "roles": []string{"viewer"}}
+	}
+	a := b.call(b.personal(ann, "", false), "POST", "/api/v1/orgs/acme/invitations/import", map[string]any{"invitations": rows, "reason": "go-live"})
+	b.want(a, 200, "")
+	if invs, _ := b.st.OrgInvitations(ctx, "acme"); len(invs) != 2000 {
+		t.Errorf("%d invitations", len(invs))
 	}
 }

@@ -49,7 +49,7 @@ func (s *Server) endpoints() []endpoint {
 		{method: "POST", path: basePath + "/orgs/{org}/invitations", summary: "Invite an email address: the membership it binds to at the first sign-in with that address verified, within the lifecycle policy (employees at the organisation's verified domains only)",
 			access: anyone, change: true, in: inviteInput{}, out: store.Invitation{}, status: http.StatusCreated, handle: (*call).invite},
 		{method: "POST", path: basePath + "/orgs/{org}/invitations/import", summary: "Invite many addresses in one change (a portal's existing users): every row within the policy, all written or none, one parent audit event",
-			access: anyone, change: true, in: importInput{}, out: importOutcome{}, handle: (*call).importInvitations},
+			access: anyone, change: true, in: importInput{}, out: importOutcome{}, bodyLimit: 1 << 20, handle: (*call).importInvitations},
 		{method: "POST", path: basePath + "/orgs/{org}/invitations/withdraw", summary: "Withdraw an invitation before it is used",
 			access: anyone, change: true, in: withdrawInput{}, out: store.Invitation{}, handle: (*call).withdrawInvitation},
 
@@ -246,6 +246,11 @@ func (c *call) grant() (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Authority first: nothing about a person is looked up for a caller who may not grant
+	// here (the index would otherwise say who signed in with an address).
+	if err := c.mayAdminister(org); err != nil {
+		return nil, err
+	}
 	switch {
 	case in.User != "" && in.Email != "":
 		return nil, invalid("give user or email, not both")
@@ -377,6 +382,10 @@ func (c *call) changeMember() (any, error) {
 	}
 	if !c.p.Operator && in.User == c.p.Name {
 		return nil, refuse(reason.NotPermitted, "an administrator does not grant or change their own membership; ask another administrator, or request it")
+	}
+	// Authority first: whether the person is a member is nobody else's business.
+	if err := c.mayAdminister(org); err != nil {
+		return nil, err
 	}
 	when := func(field, v string) (time.Time, bool, error) {
 		switch v {

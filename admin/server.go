@@ -182,8 +182,10 @@ type endpoint struct {
 	// csv: ?format=csv answers the report as text/csv (out implements table).
 	csv bool
 	// query names the query parameters the endpoint reads, for the document.
-	query  []string
-	handle func(c *call) (any, error)
+	query []string
+	// bodyLimit, when set, is a larger body limit than maxBody (a bulk import).
+	bodyLimit int64
+	handle    func(c *call) (any, error)
 }
 
 // call is one authenticated API call.
@@ -194,6 +196,8 @@ type call struct {
 	p   *principal
 	// policy is the lifecycle policy of the whole call.
 	policy *lifecycle
+	// bodyLimit bounds the body decode reads (the endpoint's).
+	bodyLimit int64
 	// through are the delegations the caller administers organisations through (adminOf),
 	// by organisation: the call's changes name them.
 	through map[string]*store.Delegation
@@ -217,7 +221,7 @@ func (s *Server) serve(e endpoint) http.Handler {
 		}
 		var out any
 		if err == nil {
-			c := &call{s: s, r: r, ctx: r.Context(), p: p, policy: s.policy.Load()}
+			c := &call{s: s, r: r, ctx: r.Context(), p: p, policy: s.policy.Load(), bodyLimit: max(e.bodyLimit, maxBody)}
 			out, err = e.handle(c)
 		}
 		if err != nil {
@@ -307,13 +311,13 @@ func (c *call) decode(v any) error {
 	if ct := c.r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return invalid("the body must be application/json")
 	}
-	if c.r.ContentLength > maxBody {
+	if c.r.ContentLength > c.bodyLimit {
 		return refuse(reason.BodyTooLarge, "declared body over the limit")
 	}
-	dec := json.NewDecoder(io.LimitReader(c.r.Body, maxBody+1))
+	dec := json.NewDecoder(io.LimitReader(c.r.Body, c.bodyLimit+1))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		if dec.InputOffset() >= maxBody {
+		if dec.InputOffset() >= c.bodyLimit {
 			return refuse(reason.BodyTooLarge, "body over the limit")
 		}
 		return invalid("the body is not the JSON this endpoint takes: " + jsonProblem(err))

@@ -199,7 +199,9 @@ func DecideRecovery(p RecoveryPolicy, f *RecoveryFacts, now time.Time) RecoveryD
 				return d
 			}
 			for i := range f.Invitations {
-				if inv := &f.Invitations[i]; inv.Org == d.Org && now.Before(inv.Until) {
+				// The invitation is open, and the membership it would become would grant now.
+				if inv := &f.Invitations[i]; inv.Org == d.Org && now.Before(inv.Until) &&
+					(inv.ExpiresAt.IsZero() || now.Before(inv.ExpiresAt)) && (inv.ReviewBy.IsZero() || now.Before(inv.ReviewBy)) {
 					d.Reason, d.ByInvitation = reason.Allowed, true
 					return d
 				}

@@ -139,6 +139,12 @@ func TestDecideRecovery(t *testing.T) {
 		{"nobody signed in with it, invited by another organisation", nil, func(w *recoveryWorld) {
 			w.person, w.invitations = "", []store.Invitation{{Org: "beta", Email: "victim@acme.example", Until: now.Add(time.Hour)}}
 		}, reason.NoActiveMembership, "acme", []RecoveryNeed{NeedCount, NeedDomain, NeedPerson, NeedInvitations}},
+		{"nobody signed in with it, invited to a membership that has ended", nil, func(w *recoveryWorld) {
+			w.person, w.invitations = "", []store.Invitation{{Org: "acme", Email: "victim@acme.example", Until: now.Add(time.Hour), ExpiresAt: now.Add(-time.Hour)}}
+		}, reason.NoActiveMembership, "acme", []RecoveryNeed{NeedCount, NeedDomain, NeedPerson, NeedInvitations}},
+		{"nobody signed in with it, invited to a membership overdue for review", nil, func(w *recoveryWorld) {
+			w.person, w.invitations = "", []store.Invitation{{Org: "acme", Email: "victim@acme.example", Until: now.Add(time.Hour), ReviewBy: now}}
+		}, reason.NoActiveMembership, "acme", []RecoveryNeed{NeedCount, NeedDomain, NeedPerson, NeedInvitations}},
 		{"nobody signed in with it, the invitation lapsed", nil, func(w *recoveryWorld) {
 			w.person, w.invitations = "", []store.Invitation{{Org: "acme", Email: "victim@acme.example", Until: now}}
 		}, reason.NoActiveMembership, "acme", []RecoveryNeed{NeedCount, NeedDomain, NeedPerson, NeedInvitations}},

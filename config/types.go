@@ -491,7 +491,8 @@ type RecoveryGuard struct {
 	// 200), forbidden (a 403 page with the reason code), or mirror: the request is forwarded
 	// with the identifier replaced by a decoy that cannot receive mail (an address at
 	// portcullis.invalid, or a username nobody holds), so the client gets the portal's own
-	// answer for an unknown address and cannot tell a blocked request from any other.
+	// answer for an unknown address; uniform as long as the portal neither echoes the
+	// address back nor checks it before answering.
 	BlockedResponse string `yaml:"blocked_response"`
 	// GenericBody is the body of the generic answer. Default: "If an account exists for
 	// that address, a reset link is on its way."

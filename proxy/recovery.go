@@ -321,11 +321,12 @@ func (c *recoveryCheck) mirror(code reason.Code, body []byte) error {
 	q, b, err := recoveryid.Replace(c.id, r.Header.Get("Content-Type"), r.URL.RawQuery, body, decoy)
 	if err != nil {
 		// What Extract read it can rewrite; if not, refuse rather than forward the address.
-		c.ex.s.log.LogAttrs(r.Context(), slog.LevelError, "recovery mirror could not rewrite the request; answering generically",
+		// Answered as any request the guard cannot read, whatever the address: the answer
+		// must not depend on whether it was blocked.
+		c.ex.s.log.LogAttrs(r.Context(), slog.LevelError, "recovery mirror could not rewrite the request; refused as malformed",
 			slog.String("route", ex.routeLabel), slog.String("request_id", ex.requestID), slog.Any("error", err))
-		refusal := c.refuse(resultBlocked, code)
-		refusal.generic = true
-		return refusal
+		c.found, c.detail = false, "mirror_rewrite"
+		return c.refuse(resultRejected, reason.MalformedBody)
 	}
 	c.detail = "mirrored"
 	(&recoveryRefusal{result: resultBlocked, code: code, c: c}).record(ex)

@@ -126,8 +126,12 @@ func (o *Orgs) prepareInvitation(inv *Invitation, actor string) error {
 		inv.Until = now.Add(DefaultInvitationTTL)
 	}
 	inv.Until = utc(inv.Until)
-	if !inv.Until.After(now) {
+	switch {
+	case !inv.Until.After(now):
 		return fmt.Errorf("invite %s: until is in the past: %w", inv.Org, ErrInvalid)
+	case inv.Until.Sub(now) > MaxInvitationTTL:
+		// An open invitation counts for account recovery: it must not stand for ever.
+		return fmt.Errorf("invite %s: until: an invitation waits at most %d days: %w", inv.Org, MaxInvitationTTL/(24*time.Hour), ErrInvalid)
 	}
 	// Validate the membership it would become, and store it in that normal form.
 	m := inv.membership("invitation")
@@ -138,6 +142,9 @@ func (o *Orgs) prepareInvitation(inv *Invitation, actor string) error {
 	inv.Roles, inv.Grants, inv.ExpiresAt, inv.ReviewBy = m.Roles, m.Grants, m.ExpiresAt, m.ReviewBy
 	return nil
 }
+
+// MaxInvitationTTL bounds how long an invitation waits for its first sign-in.
+const MaxInvitationTTL = 90 * 24 * time.Hour
 
 // MaxImport bounds the invitations of one import: one transaction holds them all.
 const MaxImport = 5000

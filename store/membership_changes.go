@@ -27,6 +27,14 @@ func (o *Orgs) Grant(ctx context.Context, m Membership, actor, reason string) (*
 		return nil, fmt.Errorf("grant: %w", err)
 	}
 	m.Status = MembershipActive
+	if m.Email != "" {
+		// Kept canonical, as invitations are: lapses and offboarding compare it exactly.
+		e, err := canonicalEmail(m.Email)
+		if err != nil {
+			return nil, fmt.Errorf("grant: %w", err)
+		}
+		m.Email = e
+	}
 	normaliseMembership(&m, actor)
 	if err := checkMembership(&m); err != nil {
 		return nil, fmt.Errorf("grant: %w", err)

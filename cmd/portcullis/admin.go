@@ -333,11 +333,17 @@ func (a *adminRun) parse(names ...string) bool {
 	}
 	a.pos = pos
 	a.now = time.Now().UTC()
+	serverFlag := false
+	a.fs.Visit(func(f *flag.Flag) { serverFlag = serverFlag || f.Name == "server" })
 	switch {
-	case a.breakGlass && a.server != "":
+	case a.breakGlass && serverFlag:
 		a.bad("--break-glass", "and --server: choose one; --break-glass bypasses the admin API")
+	case a.breakGlass:
+		a.server = "" // $PORTCULLIS_ADMIN_SERVER set for everyday use does not stand in the way during an outage
 	case !a.breakGlass && a.actor != "":
 		a.bad("--actor", "is for --break-glass: through the admin API the actor is the credential's owner")
+	}
+	switch {
 	case a.breakGlass:
 		if a.actor == "" {
 			a.actor = defaultActor()

@@ -49,7 +49,7 @@ func (e *apiError) Error() string {
 // system's roots, or caFile; insecure skips the verification, and only for a loopback server.
 func newAPIBackend(server, tokenFile, caFile string, insecure bool) (*apiBackend, error) {
 	u, err := url.Parse(server)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") {
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
 		return nil, fmt.Errorf("--server %q: want the admin API's address, such as https://127.0.0.1:9443", server)
 	}
 	token := os.Getenv("PORTCULLIS_ADMIN_TOKEN")
@@ -76,14 +76,17 @@ func newAPIBackend(server, tokenFile, caFile string, insecure bool) (*apiBackend
 		tc.RootCAs = pool
 	}
 	if insecure {
-		host := u.Hostname()
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return nil, fmt.Errorf("--insecure-skip-verify is for a server on this machine (loopback) only, not %s", host)
+		// An IP literal only: a name, even "localhost", goes through the resolver.
+		if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() {
+			return nil, fmt.Errorf("--insecure-skip-verify is for a server on this machine only, named by a loopback address such as 127.0.0.1, not %s", u.Hostname())
 		}
 		tc.InsecureSkipVerify = true //nolint:gosec // loopback only, asked for explicitly
 	}
 	return &apiBackend{base: strings.TrimSuffix(u.String(), "/") + "/api/v1", token: token,
-		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}}}, nil
+		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment},
+			// Never follow a redirect: the credential would go along (net/http keeps it for
+			// the same host on any port or scheme). The API does not redirect.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}, nil
 }
 
 func (b *apiBackend) Close() { b.hc.CloseIdleConnections() }

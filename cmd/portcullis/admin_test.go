@@ -7,10 +7,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -648,6 +651,8 @@ func TestAdminConfigAndRedisErrors(t *testing.T) {
 func TestAdminDefaultActor(t *testing.T) {
 	b := newAdminBed(t)
 	t.Setenv("USER", "tester")
+	// An everyday $PORTCULLIS_ADMIN_SERVER does not stand in the way of break-glass.
+	t.Setenv("PORTCULLIS_ADMIN_SERVER", "https://127.0.0.1:9")
 	if code, _, errOut := b.raw("org", "create", "acme", "--name", "Acme", "--break-glass", "--config", b.cfg); code != 0 {
 		t.Fatal(errOut)
 	}
@@ -996,5 +1001,39 @@ func TestAdminGrantByEmail(t *testing.T) {
 	b.ok("member", "grant", "acme", "--email", "bob@acme.example", "--kind", "employee", "--role", "viewer")
 	if m := b.membership("acme", bob); m.Status != store.MembershipActive || m.Email != "bob@acme.example" {
 		t.Errorf("bob: %+v", m)
+	}
+}
+
+// TestAdminClientFollowsNoRedirect: a redirect from the API (or something posing as it) is
+// an error, never followed: the credential would go along, in clear text to an http:// URL.
+func TestAdminClientFollowsNoRedirect(t *testing.T) {
+	t.Parallel()
+	var leaked atomic.Bool
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			leaked.Store(true)
+		}
+	}))
+	defer plain.Close()
+	api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, plain.URL+"/steal", http.StatusTemporaryRedirect)
+	}))
+	defer api.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	writeFile(t, tokenFile, "pcadm_x_SECRETVALUE")
+	var out, errOut bytes.Buffer
+	code := run([]string{"admin", "org", "list", "--server", api.URL, "--insecure-skip-verify", "--token-file", tokenFile}, &out, &errOut)
+	if code != 1 || leaked.Load() || strings.Contains(errOut.String(), "SECRETVALUE") {
+		t.Errorf("exit %d, leaked %v, stderr %q", code, leaked.Load(), errOut.String())
+	}
+	for _, bad := range []string{api.URL + "/?x=1", api.URL + "#frag"} {
+		if code := run([]string{"admin", "org", "list", "--server", bad, "--token-file", tokenFile}, &out, &errOut); code != 1 {
+			t.Errorf("--server %s: exit %d", bad, code)
+		}
+	}
+	errOut.Reset()
+	if code := run([]string{"admin", "org", "list", "--server", "https://localhost:1", "--insecure-skip-verify", "--token-file", tokenFile}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "loopback address") {
+		t.Errorf("--insecure-skip-verify with a name: %d %s", code, errOut.String())
 	}
 }

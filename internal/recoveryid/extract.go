@@ -169,8 +169,10 @@ func checkContentType(spec *Spec, contentType string) (string, map[string]string
 		return refuse(detailCharset)
 	}
 	if media == mediaMultipart {
-		b := params["boundary"]
-		if len(b) == 0 || len(b) > 70 {
+		if !validBoundary(params["boundary"]) {
+			// RFC 2046's bchars only, as multipart.Writer writes them: a boundary Go's reader
+			// takes but a writer refuses (quoted, with "@" or "!") could not be rewritten
+			// the one way (mirror), and parsers differ on the exotic ones.
 			return refuse(detailMediaType)
 		}
 	}
@@ -489,4 +491,19 @@ func FieldValues(name, contentType, rawQuery string, body []byte) (values []stri
 		}
 	}
 	return f.all, ""
+}
+
+// validBoundary reports whether b is a boundary of RFC 2046 §5.1.1: 1 to 70 of
+// [0-9A-Za-z'()+_,-./:=?] and space, not ending in a space.
+func validBoundary(b string) bool {
+	if len(b) == 0 || len(b) > 70 || b[len(b)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || strings.IndexByte("'()+_,-./:=? ", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }

@@ -59,3 +59,16 @@ func TestReplace(t *testing.T) {
 		})
 	}
 }
+
+// TestReplaceWhateverExtractReads: a multipart boundary a writer cannot reproduce (quoted,
+// with "@" or "!") is refused by Extract itself, so a mirrored request never fails to be
+// rewritten for one address and not for another.
+func TestReplaceWhateverExtractReads(t *testing.T) {
+	_, _, _, multi, _, _ := testSpecs(t)
+	for _, b := range []string{`"a@b"`, "a!b", `"ends in space "`, strings.Repeat("x", 71)} {
+		body := "--" + strings.Trim(b, `"`) + "\r\nContent-Disposition: form-data; name=\"email\"\r\n\r\nvictim@stale.example\r\n--" + strings.Trim(b, `"`) + "--\r\n"
+		if _, p := Extract(multi, "POST", "multipart/form-data; boundary="+b, "", []byte(body)); p.OK() {
+			t.Errorf("boundary %s: accepted", b)
+		}
+	}
+}
