@@ -332,9 +332,20 @@ func (b *apiBackend) Tail(ctx context.Context, after string, count int, block ti
 }
 
 func (b *apiBackend) CreateToken(ctx context.Context, t store.Token, reason string) (string, *store.Token, error) {
-	life := time.Until(t.Expires).Round(time.Hour)
+	// Through the API everyone makes tokens of their own only: an --owner naming someone else
+	// would be silently ignored, so it is refused.
+	var me struct {
+		Name string `json:"name"`
+	}
+	if err := b.call(ctx, "GET", "/whoami", nil, &me); err != nil {
+		return "", nil, err
+	}
+	if t.Owner != "" && t.Owner != me.Name {
+		return "", nil, fmt.Errorf("--owner %q: through the admin API a token is made for its caller (%s); use --break-glass to make one for someone else", t.Owner, me.Name)
+	}
+	life := time.Until(t.Expires).Truncate(time.Minute)
 	in := map[string]any{"name": t.Name, "operator": t.Operator, "org": t.Org, "read_only": t.ReadOnly,
-		"lifetime": strconv.FormatInt(int64(life/time.Hour), 10) + "h", "reason": reason}
+		"lifetime": strconv.FormatInt(int64(life/time.Minute), 10) + "m", "reason": reason}
 	var out struct {
 		Token  string      `json:"token"`
 		Record store.Token `json:"record"`

@@ -139,6 +139,14 @@ routes:
 	if code != 1 || (!strings.Contains(errOut, "not_permitted") && !strings.Contains(errOut, "policy_violation")) {
 		t.Errorf("vic raising himself: %d %s", code, errOut)
 	}
+	// Through the API a token is made for its caller only.
+	if code, _, errOut := api(opsFile, "token", "create", "--name", "x", "--owner", "someone-else", "--operator", "--lifetime", "1d", "--reason", "x"); code != 1 ||
+		!strings.Contains(errOut, "made for its caller") {
+		t.Errorf("a token for someone else through the API: %d %s", code, errOut)
+	}
+	if out := ok("token", "create", "--name", "ci", "--owner", "ops-olga", "--operator", "--lifetime", "12h", "--reason", "ci job"); !strings.Contains(out, "shown only now") {
+		t.Errorf("token create through the API: %s", out)
+	}
 	// --actor is not taken through the API: the actor is the credential's.
 	if code, _, errOut := api(opsFile, "org", "list", "--actor", "someone-else"); code != 1 || !strings.Contains(errOut, "--actor") {
 		t.Errorf("--actor through the API: %d %s", code, errOut)
