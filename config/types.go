@@ -190,6 +190,10 @@ type Server struct {
 	// MetricsListen is the address of the Prometheus /metrics listener. Default "127.0.0.1:9090".
 	// "off" disables it.
 	MetricsListen string `yaml:"metrics_listen"`
+	// Pprof serves Go's profiles (/debug/pprof/) on the metrics listener, for measuring CPU
+	// and allocations in production. Default false; it needs a loopback metrics_listen, since
+	// profiles show request data in memory.
+	Pprof bool `yaml:"pprof"`
 	// TrustedProxies lists the CIDRs whose X-Forwarded-For is believed. Default: none.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// ClientIPHeader, when set, is a header the portal receives with the client's address

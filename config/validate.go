@@ -123,6 +123,12 @@ func (v *validator) server(s *Server) {
 	if s.MetricsListen != "off" {
 		v.listener("server.metrics_listen", s.MetricsListen)
 	}
+	if s.Pprof {
+		host, _, _ := net.SplitHostPort(s.MetricsListen)
+		if ip, err := netip.ParseAddr(host); s.MetricsListen == "off" || host != "localhost" && (err != nil || !ip.IsLoopback()) {
+			v.errorf("server.pprof", "needs a loopback metrics_listen (such as 127.0.0.1:9090): profiles show request data")
+		}
+	}
 	if s.PublicURL != "" {
 		s.PublicBase = v.publicURL("server.public_url", s.PublicURL)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -130,10 +131,21 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 		lns.Metrics = mln.Addr()
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", s.MetricsHandler())
+		if sc.Pprof {
+			mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+			mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		}
+		writeTimeout := 30 * time.Second
+		if sc.Pprof {
+			writeTimeout = 2 * time.Minute // a CPU profile takes 30s by default, up to a minute
+		}
 		serve(&http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 5 * time.Second,
-			WriteTimeout:      30 * time.Second,
+			WriteTimeout:      writeTimeout,
 			ErrorLog:          errLog,
 		}, mln, false)
 	}

@@ -613,3 +613,33 @@ func TestComposeConfigIsValid(t *testing.T) {
 		t.Errorf("docker/portcullis.yaml: %v\n%s", err, out)
 	}
 }
+
+// TestE2EPprof: Go's profiles are on the loopback metrics listener when server.pprof asks
+// for them, and nowhere otherwise; a pprof on a metrics listener reachable from outside is
+// refused by check.
+func TestE2EPprof(t *testing.T) {
+	t.Parallel()
+	up := upstream(t, "portal")
+	dir := t.TempDir()
+	for _, on := range []bool{true, false} {
+		listen, metrics := freePort(t), freePort(t)
+		cfg := filepath.Join(dir, fmt.Sprintf("pprof-%v.yaml", on))
+		writeFile(t, cfg, strings.Replace(e2eConfig(listen, "", metrics, up.URL), "  shutdown_timeout: 5s\n",
+			fmt.Sprintf("  shutdown_timeout: 5s\n  pprof: %v\n", on), 1))
+		startBinary(t, cfg)
+		resp, err := http.Get("http://" + metrics + "/debug/pprof/heap?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if on != (resp.StatusCode == 200 && strings.Contains(string(body), "heap profile")) {
+			t.Errorf("pprof %v: %d %.80s", on, resp.StatusCode, body)
+		}
+	}
+	open := filepath.Join(dir, "open.yaml")
+	writeFile(t, open, strings.Replace(e2eConfig("127.0.0.1:0", "", "0.0.0.0:9090", up.URL), "  shutdown_timeout: 5s\n", "  shutdown_timeout: 5s\n  pprof: true\n", 1))
+	if out, err := exec.Command(binPath, "check", "--config", open).CombinedOutput(); err == nil || !strings.Contains(string(out), "server.pprof") {
+		t.Errorf("pprof on 0.0.0.0: %v %s", err, out)
+	}
+}
