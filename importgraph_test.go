@@ -1,6 +1,6 @@
 package portcullis_test
 
-// This test keeps the package structure of DESIGN.md honest, in the manner of Tailscale's and
+// This test keeps the package structure of docs/design.md honest, in the manner of Tailscale's and
 // Pomerium's import tests: imports flow one way (cmd → proxy → {session, authz} → store → config,
 // audit a leaf), only store talks to Redis, and every package says what it is for. It parses
 // the tree with go/parser rather than running `go list`, so it needs no toolchain subprocess
@@ -151,7 +151,7 @@ func checkGraph(module string, pkgs map[string]*pkgInfo) []string {
 			case under(p.dir, leaves...) && isProj && !under(target, leaves...):
 				bad("%s imports %s: %s is a leaf and must import no project package but leaves", at, imp, p.dir)
 			// config is the bottom of the graph: everything may depend on it, so it may depend
-			// on nothing of ours but the leaves (DESIGN.md, Packages).
+			// on nothing of ours but the leaves (docs/design.md, Packages).
 			case under(p.dir, "config") && isProj && !under(target, "config") && !under(target, leaves...):
 				bad("%s imports %s: config must import no other project package", at, imp)
 			// audit is a leaf used by all; importing anything of ours invites cycles and lets

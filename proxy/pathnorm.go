@@ -11,7 +11,7 @@ import (
 // proxy must never have a split view of a path: the path it matches against the route table
 // must be exactly the path the upstream acts on. Every construct that a legacy portal, an
 // application server or a second decoding step could read differently from us
-// (security-cases.md AUTHN-04, PATH-01..05) is either rewritten to one canonical form or
+// (docs/security-cases.md AUTHN-04, PATH-01..05) is either rewritten to one canonical form or
 // refused.
 
 // normStackBuf is the size of the on-stack buffers used by normalizePath; longer paths spill

@@ -216,7 +216,7 @@ func TestNormalizePathParams(t *testing.T) {
 	})
 }
 
-// TestNormalizePathSecurityCases runs every request-target of security-cases.md AUTHN-03,
+// TestNormalizePathSecurityCases runs every request-target of docs/security-cases.md AUTHN-03,
 // AUTHN-04 and PATH-01..05 (the path part, as the server passes it). Each is either refused
 // or becomes the path the /admin rule sees; nothing reaches a permissive route in a form the
 // upstream would read as /admin.

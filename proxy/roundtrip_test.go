@@ -1,6 +1,6 @@
 package proxy
 
-// The performance budget of DESIGN.md, checked through the real handler path: a cold
+// The performance budget of docs/design.md, checked through the real handler path: a cold
 // authorised request costs exactly one Redis round trip, a warm one none (issue 8). Two
 // proxies share one private redis-server, wired as cmd/portcullis wires them (store.Cache and
 // session.Manager over one store.Store): one with both caches off, one with both on. Round

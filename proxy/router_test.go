@@ -8,7 +8,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/config"
 )
 
-// testBedRoutes is the route table of security-cases.md section 0 (no catch-all: everything
+// testBedRoutes is the route table of docs/security-cases.md section 0 (no catch-all: everything
 // else is denied), plus host-specific routes for the host tests.
 func testBedRoutes() []config.Route {
 	return []config.Route{

@@ -14,7 +14,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
-// DefaultCacheTTL is the cache lifetime DESIGN.md asks for: short enough to be the backstop when
+// DefaultCacheTTL is the cache lifetime docs/design.md asks for: short enough to be the backstop when
 // an invalidation is lost, long enough that a busy portal rarely asks Redis.
 const DefaultCacheTTL = 2 * time.Second
 

@@ -287,7 +287,7 @@ func (c *Cache) peek(org, user string) (peekedEntry, bool) {
 	return peekedEntry{e, at}, ok
 }
 
-// TestCacheInvalidationAcrossReplicas is the revocation delay of DESIGN.md: a change made
+// TestCacheInvalidationAcrossReplicas is the revocation delay of docs/design.md: a change made
 // through one replica reaches another replica's cache by pub/sub, long before its TTL.
 func TestCacheInvalidationAcrossReplicas(t *testing.T) {
 	srv := redistest.Start(t)

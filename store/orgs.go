@@ -10,7 +10,7 @@ package store
 //     callers fail closed. Errors name the operation and the ids, never a secret.
 //
 // Reads are methods of Store. Changes are methods of Orgs, which holds the audit stream, so no
-// change can be made without its audit event (DESIGN.md: every change goes through one code
+// change can be made without its audit event (docs/design.md: every change goes through one code
 // path).
 
 import (

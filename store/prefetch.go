@@ -14,7 +14,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
-// Prefetch: one Redis round trip for a cold authorised request (DESIGN.md, performance budget).
+// Prefetch: one Redis round trip for a cold authorised request (docs/design.md, performance).
 //
 // A request on an organisation-scoped route needs its session record and then the organisation
 // and membership records, and the second read needs the user named by the first. When neither

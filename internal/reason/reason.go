@@ -90,7 +90,7 @@ const (
 	// The path rules exist because the proxy must never have a split view of a path: the path
 	// it matches against the route table must be exactly the path the upstream acts on. Every
 	// construct that a legacy portal, an application server or a second decoding step could
-	// read differently (security-cases.md AUTHN-04, PATH-01..05) is either rewritten to one
+	// read differently (docs/security-cases.md AUTHN-04, PATH-01..05) is either rewritten to one
 	// canonical form or refused with one of these.
 
 	// PathInvalid: the path does not start with "/", or contains a raw space, control byte or

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// staleDomains is the stale list of security-cases.md §0, canonical.
+// staleDomains is the stale list of docs/security-cases.md §0, canonical.
 var staleDomains = []string{"stale.example", "old-corp.example", "kappa-legacy.example", "xn--bcher-alt-q9a.example"}
 
 func isStale(domain string) bool {

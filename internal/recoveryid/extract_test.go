@@ -29,7 +29,7 @@ func loc(src Source, name string) Location {
 	return Location{Source: src, Name: name}
 }
 
-// The recovery endpoints of security-cases.md §0.
+// The recovery endpoints of docs/security-cases.md §0.
 func testSpecs(tb testing.TB) (form, jsonSpec, formOrQuery, multi, nested, user *Spec) {
 	form = mustSpec(tb, Rule{Methods: []string{"POST"}, Locations: []Location{loc(SourceForm, "email")}})
 	jsonSpec = mustSpec(tb, Rule{Methods: []string{"POST"}, Locations: []Location{loc(SourceJSON, "/email")}})
