@@ -41,6 +41,35 @@ func (v *validator) routes(rs []Route) {
 	}
 	v.shadows(rs)
 	v.oneHostPerUpstream(rs)
+	v.guardTwins(rs)
+}
+
+// guardTwins warns when a recovery guard matches its path exactly and the same page with the
+// trailing slash toggled (Django and Rails write /accounts/password_reset/) goes to a route
+// that guards nothing: a reset sent there would reach the portal uninspected.
+func (v *validator) guardTwins(rs []Route) {
+	for i := range rs {
+		r := &rs[i]
+		if r.RecoveryGuard == nil || r.PathMatch != PathExact || r.Path == "/" {
+			continue
+		}
+		twin := *r
+		if strings.HasSuffix(r.Path, "/") {
+			twin.Path = strings.TrimSuffix(r.Path, "/")
+		} else {
+			twin.Path = r.Path + "/"
+		}
+		for j := range rs {
+			if j == i || !covers(&rs[j], &twin) {
+				continue
+			}
+			if rs[j].RecoveryGuard == nil {
+				v.warnf(fmt.Sprintf("routes[%d].path", i), "%s is guarded only as written; %s goes to route %s, which does not guard it: use a prefix match, or guard that route too",
+					r.Path, twin.Path, rs[j].Name)
+			}
+			break
+		}
+	}
 }
 
 // oneHostPerUpstream refuses routes to one upstream that disagree on preserve_host: the

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/redistest"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// djangoPython is Debian's python3 with python3-django, or "" when there is none.
+func djangoPython(t *testing.T) string {
+	for _, py := range []string{"/usr/bin/python3", "python3"} {
+		if exec.Command(py, "-c", "import django").Run() == nil {
+			return py
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("python3-django is not installed; .ci/run installs it")
+	}
+	t.Skip("python3-django is not installed (apt-get install python3-django)")
+	return ""
+}
+
+// TestE2EDjango puts a stock Django project (its own password reset views, testdata/django)
+// behind the real binary with a recovery guard in mirror mode, and checks what #22 asks: a
+// reset for a blocked address is answered exactly as one for an address Django does not know
+// (status, Location, headers, body), nobody is mailed for it, an allowed person gets the mail,
+// and its link names the public host.
+func TestE2EDjango(t *testing.T) {
+	t.Parallel()
+	py := djangoPython(t)
+	dir := t.TempDir()
+	mailDir := filepath.Join(dir, "mail")
+	if err := os.Mkdir(mailDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	src, err := filepath.Abs(filepath.Join("testdata", "django"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), "PORTAL_DB="+filepath.Join(dir, "db.sqlite3"), "PORTAL_MAIL_DIR="+mailDir,
+		"DJANGO_SETTINGS_MODULE=portal.settings", "PYTHONPATH="+src, "PYTHONDONTWRITEBYTECODE=1")
+	for _, args := range [][]string{{"-m", "django", "migrate", "-v", "0"}, {"-m", "portal.seed"}} {
+		c := exec.Command(py, args...)
+		c.Env, c.Dir = env, src
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	djangoAddr := freePort(t)
+	dj := exec.Command(py, "-m", "django", "runserver", "--noreload", djangoAddr)
+	dj.Env, dj.Dir = env, src
+	var djMu sync.Mutex
+	var djBuf bytes.Buffer
+	djLog := &lockedBuf{mu: &djMu, b: &djBuf}
+	dj.Stdout, dj.Stderr = djLog, djLog
+	if err := dj.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = dj.Process.Kill()
+		_ = dj.Wait()
+		if t.Failed() {
+			djMu.Lock()
+			t.Logf("django:\n%s", djBuf.String())
+			djMu.Unlock()
+		}
+	})
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if c, err := net.DialTimeout("tcp", djangoAddr, time.Second); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("django did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	rs := redistest.Start(t)
+	st, err := store.New(config.Redis{Address: rs.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	o := store.NewOrgs(st, nil)
+	must := func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, org := range []struct{ id, domain string }{{"acme", "fresh.example"}, {"stale", "stale.example"}} {
+		must(o.CreateOrg(ctx, store.Org{ID: org.id, Name: org.id}, "seed", "seed"))
+		must(o.AddDomain(ctx, org.id, org.domain, "seed", "seed"))
+		must(o.SetDomainStatus(ctx, org.id, org.domain, store.DomainVerified, "seed", "seed"))
+	}
+	for _, p := range []struct{ org, user, email string }{{"acme", "idp|alice", "alice@fresh.example"}, {"stale", "idp|victim", "victim@stale.example"}} {
+		must(o.Grant(ctx, store.Membership{Org: p.org, User: p.user, Kind: store.KindEmployee}, "seed", "seed"))
+		if err := st.RecordPerson(ctx, p.email, p.user, time.Now(), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(o.SetDomainStatus(ctx, "stale", "stale.example", store.DomainLapsed, "seed", "the domain expired"))
+
+	listen := freePort(t)
+	cfg := filepath.Join(dir, "portcullis.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`server: {listen: %s, metrics_listen: "off"}
+tls: {mode: self_signed}
+redis: {address: %s}
+routes:
+  - name: password-reset
+    path: /accounts/password_reset
+    methods: [GET, POST]
+    upstream: http://%s
+    public: true
+    recovery_guard:
+      identifier: [{from: form, name: email}]
+      unknown_domains: allow
+      rate_limit: {per_identifier: 50, per_client: 500, window: 1h}
+      blocked_response: mirror
+  - name: accounts
+    path: /accounts
+    upstream: http://%s
+    public: true
+`, listen, rs.Addr, djangoAddr, djangoAddr))
+	startBinary(t, cfg)
+	base := "https://" + listen
+
+	// One reset as a browser makes it: the form (its CSRF cookie and token), then the POST.
+	reset := func(email string) (*http.Response, string, time.Duration) {
+		t.Helper()
+		jar, _ := cookiejar.New(nil)
+		c := tlsClient()
+		c.Jar = jar
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		fr, err := c.Get(base + "/accounts/password_reset/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fb, _ := io.ReadAll(fr.Body)
+		fr.Body.Close()
+		form := string(fb)
+		m := regexp.MustCompile(`name="csrfmiddlewaretoken" value="([^"]+)"`).FindStringSubmatch(form)
+		if m == nil {
+			t.Fatalf("no CSRF token in the form: %s", form)
+		}
+		body := url.Values{"csrfmiddlewaretoken": {m[1]}, "email": {email}}.Encode()
+		req, _ := http.NewRequest("POST", base+"/accounts/password_reset/", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Referer", base+"/accounts/password_reset/")
+		start := time.Now()
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b), took
+	}
+	mails := func() int {
+		es, _ := os.ReadDir(mailDir)
+		return len(es)
+	}
+	shape := func(resp *http.Response) string {
+		var names []string
+		for k := range resp.Header {
+			switch k {
+			case "Date", "X-Request-Id", "Set-Cookie":
+			default:
+				names = append(names, k+"="+strings.Join(resp.Header[k], ","))
+			}
+		}
+		sort.Strings(names)
+		return fmt.Sprintf("%d %s", resp.StatusCode, strings.Join(names, " "))
+	}
+
+	// The answer Django gives for an address it does not know (allowed through: an unknown
+	// domain), for a blocked one (a lapsed domain, mirrored), and for nobody we know.
+	unknown, unknownBody, _ := reset("someone@gmail.example")
+	blocked, blockedBody, _ := reset("victim@stale.example")
+	nobody, nobodyBody, _ := reset("nobody@fresh.example")
+	if unknown.StatusCode != http.StatusFound || unknown.Header.Get("Location") != "/accounts/password_reset/done/" {
+		t.Fatalf("django's answer for an unknown address: %s %.600s", shape(unknown), unknownBody)
+	}
+	for name, r := range map[string]struct {
+		resp *http.Response
+		body string
+	}{"blocked": {blocked, blockedBody}, "nobody": {nobody, nobodyBody}} {
+		if shape(r.resp) != shape(unknown) || r.body != unknownBody {
+			t.Errorf("%s: %s %q, unknown: %s %q", name, shape(r.resp), r.body, shape(unknown), unknownBody)
+		}
+	}
+	if n := mails(); n != 0 {
+		t.Fatalf("%d mail(s) sent for addresses that must get none", n)
+	}
+
+	// An allowed person gets Django's mail, whose link names the public host.
+	alice, _, _ := reset("alice@fresh.example")
+	if shape(alice) != shape(unknown) || mails() != 1 {
+		t.Fatalf("alice: %s, %d mail(s)", shape(alice), mails())
+	}
+	es, _ := os.ReadDir(mailDir)
+	mail, _ := os.ReadFile(filepath.Join(mailDir, es[0].Name()))
+	if !strings.Contains(string(mail), "To: alice@fresh.example") || !strings.Contains(string(mail), "https://"+listen+"/accounts/reset/") {
+		t.Errorf("the reset mail:\n%s", mail)
+	}
+
+	// About the same time: the median of a blocked reset is within a bound of the median of
+	// an unknown address's (both: Django finds nobody and mails nobody).
+	var tBlocked, tUnknown []time.Duration
+	for range 7 {
+		_, _, d := reset("victim@stale.example")
+		tBlocked = append(tBlocked, d)
+		_, _, d = reset("someone@gmail.example")
+		tUnknown = append(tUnknown, d)
+	}
+	slices.Sort(tBlocked)
+	slices.Sort(tUnknown)
+	mb, mu := tBlocked[3], tUnknown[3]
+	if mb > 3*mu+50*time.Millisecond || mu > 3*mb+50*time.Millisecond {
+		t.Errorf("median blocked %v, median unknown %v: distinguishable by time", mb, mu)
+	}
+	if n := mails(); n != 1 {
+		t.Errorf("%d mails after the timing runs, want alice's only", n)
+	}
+}
