@@ -226,6 +226,45 @@ routes:
 		t.Errorf("the reset mail:\n%s", mail)
 	}
 
+	// The whole reset completes through Portcullis: the link, Django's set-password form, the
+	// new password.
+	link := regexp.MustCompile(`https://\S+/accounts/reset/\S+/`).FindString(string(mail))
+	jar, _ := cookiejar.New(nil)
+	bc := tlsClient()
+	bc.Jar = jar
+	page, err := bc.Get(link) // redirects to .../set-password/, the token kept in Django's session
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.StatusCode == http.StatusFound {
+		page.Body.Close()
+		next, _ := page.Request.URL.Parse(page.Header.Get("Location"))
+		if page, err = bc.Get(next.String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pb, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	tok := regexp.MustCompile(`name="csrfmiddlewaretoken" value="([^"]+)"`).FindStringSubmatch(string(pb))
+	if page.StatusCode != 200 || tok == nil {
+		t.Fatalf("the reset link: %d %s", page.StatusCode, pb)
+	}
+	set := url.Values{"csrfmiddlewaretoken": {tok[1]}, "new_password1": {"A-new-passw0rd!"}, "new_password2": {"A-new-passw0rd!"}}.Encode()
+	req, _ := http.NewRequest("POST", page.Request.URL.String(), strings.NewReader(set))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Referer", page.Request.URL.String())
+	done, err := bc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done.Body.Close()
+	if done.StatusCode != http.StatusFound || done.Header.Get("Location") != "/accounts/reset/done/" {
+		t.Fatalf("setting the new password: %d %v", done.StatusCode, done.Header)
+	}
+	if _, body := doGet(t, bc, base+"/accounts/reset/done/"); !strings.Contains(body, "Your password has been set") {
+		t.Fatalf("the reset's last page: %s", body)
+	}
+
 	// About the same time: the median of a blocked reset is within a bound of the median of
 	// an unknown address's (both: Django finds nobody and mails nobody).
 	var tBlocked, tUnknown []time.Duration
