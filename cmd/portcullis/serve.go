@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/admin"
+	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
@@ -110,7 +111,12 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	aud := store.NewAudit(st, int64(cfg.Audit.MaxLen))
 	cache := store.NewCache(st, cfg.Authz.CacheLifetime(), log)
 	closers = append(closers, func() { _ = cache.Close() })
-	opts.Audit, opts.Members = aud, cache
+	// Request-time events (denials, blocked recoveries, sign-ins, step-ups) are retried when
+	// the append fails (#17: a denial answered from the caches while Redis hung lost its
+	// event); changes write theirs in their own transaction.
+	reqAudit := audit.NewRetrying(aud, audit.RetryOptions{Logger: log.With(slog.String("component", "audit"))})
+	closers = append(closers, reqAudit.Close)
+	opts.Audit, opts.Members = reqAudit, cache
 	opts.Recovery = st // recovery guards: domain holders, person indexes, rate limits
 	uses := store.NewUseRecorder(st, 0, log.With(slog.String("component", "last_used")))
 	closers = append(closers, uses.Close)
@@ -152,7 +158,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	}
 	sm, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{
 		Logger: log,
-		Audit:  aud, // sign-in, sign-out, session ends, handoffs, step-ups
+		Audit:  reqAudit, // sign-in, sign-out, session ends, handoffs, step-ups
 		// Organisation hosts sign in through a handoff from the sign-in host, only to host
 		// names a route lists (in the configuration in force, reloads included).
 		HostAllowed: func(host string) bool {

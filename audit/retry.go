@@ -1,0 +1,161 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Retrying is a Sink for the events of requests (denials, blocked recoveries, sign-ins): an
+// event whose append fails (the store is down or hangs) is kept in memory and appended again
+// in the background until it is stored, instead of being lost while the request is answered
+// from caches. Delivery is at least once: an append that timed out after the store took it is
+// appended again, with the same Time and RequestID, so consumers can tell the copy.
+//
+// The queue is bounded; beyond it an event is dropped and counted (Dropped), and logged.
+// Close stops the retries after one last attempt to store what is queued.
+type Retrying struct {
+	next    Sink
+	log     *slog.Logger
+	timeout time.Duration
+
+	q    chan Event
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	mu      sync.Mutex
+	dropped int
+}
+
+// RetryOptions tune a Retrying sink; zero values take the defaults.
+type RetryOptions struct {
+	// Timeout bounds one append. Default 2s.
+	Timeout time.Duration
+	// Queue is how many failed events wait at most. Default 10000.
+	Queue int
+	// Backoff is the first wait between retries, doubled up to 30s. Default 500ms.
+	Backoff time.Duration
+	Logger  *slog.Logger
+}
+
+// NewRetrying returns next behind a retry queue; Close stops it.
+func NewRetrying(next Sink, o RetryOptions) *Retrying {
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.Queue <= 0 {
+		o.Queue = 10000
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = 500 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Retrying{next: next, log: o.Logger, timeout: o.Timeout, q: make(chan Event, o.Queue), done: make(chan struct{})}
+	r.wg.Add(1)
+	go r.run(o.Backoff)
+	return r
+}
+
+// Append stores e, or queues it for a retry when the store does not take it now; it returns
+// an error only for an event that can never be stored (ErrInvalid).
+func (r *Retrying) Append(ctx context.Context, e Event) error {
+	if err := e.Check(); err != nil {
+		return err
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC() // the event's own time, kept through the retries
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
+	err := r.next.Append(actx, e)
+	cancel()
+	if err == nil || errors.Is(err, ErrInvalid) {
+		return err
+	}
+	select {
+	case r.q <- e:
+		r.log.Warn("audit append failed; queued for a retry", slog.String("type", string(e.Type)),
+			slog.String("request_id", e.RequestID), slog.Any("error", err))
+	default:
+		r.mu.Lock()
+		r.dropped++
+		r.mu.Unlock()
+		r.log.Error("audit append failed and the retry queue is full; event dropped", slog.String("type", string(e.Type)),
+			slog.String("request_id", e.RequestID), slog.Any("error", err))
+	}
+	return nil
+}
+
+// Queued is how many events wait for a retry.
+func (r *Retrying) Queued() int { return len(r.q) }
+
+// Dropped is how many events were lost because the queue was full.
+func (r *Retrying) Dropped() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dropped
+}
+
+func (r *Retrying) run(backoff time.Duration) {
+	defer r.wg.Done()
+	for {
+		var e Event
+		select {
+		case <-r.done:
+			return
+		case e = <-r.q:
+		}
+		wait := backoff
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+			err := r.next.Append(ctx, e)
+			cancel()
+			if err == nil || errors.Is(err, ErrInvalid) {
+				break
+			}
+			select {
+			case <-r.done:
+				select {
+				case r.q <- e: // for Close's last attempt
+				default:
+					r.mu.Lock()
+					r.dropped++
+					r.mu.Unlock()
+				}
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 30*time.Second)
+		}
+	}
+}
+
+// Close stops the retries, then tries once more, within one timeout for all of them, to store
+// what is queued; what still fails is logged as lost.
+func (r *Retrying) Close() {
+	close(r.done)
+	r.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	defer cancel()
+	lost := 0
+	for {
+		select {
+		case e := <-r.q:
+			if ctx.Err() != nil {
+				lost++
+				continue
+			}
+			if err := r.next.Append(ctx, e); err != nil && !errors.Is(err, ErrInvalid) {
+				lost++
+			}
+		default:
+			if lost > 0 {
+				r.log.Error("audit events lost at shutdown: the store did not take them", slog.Int("events", lost))
+			}
+			return
+		}
+	}
+}
