@@ -821,6 +821,39 @@ func TestE2EAuthz(t *testing.T) {
 		}
 	})
 
+	// A denial answered from the caches while Redis refuses the append keeps its audit event
+	// (#17): the append is retried until Redis takes it.
+	t.Run("a denial's event survives a failing append", func(t *testing.T) {
+		px := b.px[0]
+		if r := alice.api(px, "/admin/acme/users"); r.status != 403 { // warms the caches
+			t.Fatalf("before: %d %s", r.status, r.body)
+		}
+		rc := b.redis.Client(t)
+		if err := rc.Do(t.Context(), "ACL", "SETUSER", "default", "-xadd").Err(); err != nil {
+			t.Fatal(err)
+		}
+		r := alice.api(px, "/admin/acme/users")
+		px.proc.waitLog(t, "audit append failed; queued for a retry", 5*time.Second)
+		if err := rc.Do(t.Context(), "ACL", "SETUSER", "default", "+xadd").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if r.status != 403 || r.reason() != "role_missing" {
+			t.Fatalf("answered from the caches while Redis hung: %d %s", r.status, r.body)
+		}
+		id := r.header.Get("X-Request-Id")
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			evs, _, err := b.aud.Tail(t.Context(), "0", 100000, 0)
+			if err == nil && slices.ContainsFunc(evs, func(e audit.Event) bool { return e.Type == audit.AccessDenied && e.RequestID == id }) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the denial %s never reached the audit stream", id)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
 	// Last: it stops Redis.
 	t.Run("redis stopped fails closed", func(t *testing.T) {
 		if r := alice.api(p1, "/orgs/acme/x"); r.status != 200 {
