@@ -280,6 +280,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, p *principal, err 
 			e.Problem = problem.For(reason.InvalidInput, reason.Facts{Detail: invalidDetail(err)})
 		case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
 			e = problem.Refuse(reason.Conflict, "admin API refused", err.Error())
+		case errors.Is(err, store.ErrNotReplicated):
+			e = problem.Outage(reason.NotReplicated, "admin API: change not confirmed by a replica", "", err)
 		case errors.Is(err, store.ErrUnavailable):
 			e = problem.Outage(reason.StoreUnavailable, "admin API: store unavailable", "", err)
 		default:

@@ -50,8 +50,8 @@ func (v *validator) adminAPI(c *Config) {
 		// Bearer credentials in clear text: only where nothing else can listen in.
 		v.errorf("admin_api.listen", "with tls.mode off the admin API serves plain HTTP, so it must listen on loopback (127.0.0.1 or [::1])")
 	}
-	if c.Redis.Address == "" {
-		v.errorf("admin_api.listen", "the admin API keeps its records in Redis: set redis.address")
+	if !c.Redis.Configured() {
+		v.errorf("admin_api.listen", "the admin API keeps its records in Redis: set redis.address (or redis.sentinel_master)")
 	}
 	o := &a.Operators
 	if o.Issuer == "" {

@@ -36,8 +36,8 @@ func (v *validator) oidc(c *Config) {
 	if o.ClientID == "" {
 		v.errorf("oidc.client_id", "is required when oidc.issuer is set")
 	}
-	if c.Redis.Address == "" {
-		v.errorf("redis.address", "is required when oidc is configured: sessions are kept in Redis")
+	if !c.Redis.Configured() {
+		v.errorf("redis.address", "is required (or redis.sentinel_master) when oidc is configured: sessions are kept in Redis")
 	}
 	switch {
 	case o.RedirectURL == "":

@@ -92,7 +92,7 @@ func (v *validator) notifications(c *Config) {
 			v.fileExists(p+".ca_root_file", w.CARootFile)
 		}
 	}
-	if len(c.Notifications.Webhooks) > 0 && c.Redis.Address == "" {
-		v.errorf("notifications.webhooks", "deliveries are read from the audit stream in Redis: set redis.address")
+	if len(c.Notifications.Webhooks) > 0 && !c.Redis.Configured() {
+		v.errorf("notifications.webhooks", "deliveries are read from the audit stream in Redis: set redis.address (or redis.sentinel_master)")
 	}
 }

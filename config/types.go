@@ -308,9 +308,27 @@ type Log struct {
 // Redis configures the connection to the Redis server holding sessions and memberships.
 // An empty address means Redis is not configured (only public routes can work).
 type Redis struct {
-	// Address is the server's host:port, or unix:/path for a socket. Empty: Redis is not
-	// configured.
+	// Address is the server's host:port, or unix:/path for a socket. Empty (and no
+	// sentinel_master): Redis is not configured.
 	Address string `yaml:"address"`
+	// SentinelMaster is the name Redis Sentinel monitors the primary under. When set,
+	// Portcullis asks the sentinels in addresses for the current primary and follows its
+	// failovers; address must then be empty.
+	SentinelMaster string `yaml:"sentinel_master"`
+	// Addresses are the sentinels' host:port addresses (at least one; list them all so any
+	// one can answer). Used only with sentinel_master: Redis Cluster is not supported.
+	Addresses []string `yaml:"addresses"`
+	// SentinelUsername is the ACL user for the sentinels; empty uses none.
+	SentinelUsername string `yaml:"sentinel_username"`
+	// SentinelPassword authenticates to the sentinels (sentinel requirepass), inline or as
+	// sentinel_password_file. The primary's own password is password.
+	SentinelPassword Secret `yaml:"sentinel_password"`
+	// ReplicaAcks is how many replicas must confirm a change (WAIT) before it is reported
+	// done. Behind Sentinel, replication is asynchronous: a revocation the primary
+	// acknowledged but no replica received is lost by a failover, and the access it removed
+	// returns. With replica_acks 1 a change reports an error naming this when no replica
+	// confirmed it within half of read_timeout. Default 0: do not wait.
+	ReplicaAcks int `yaml:"replica_acks"`
 	// Username is the ACL user; empty authenticates with the password alone (or not at all).
 	Username string `yaml:"username"`
 	// Password is the Redis password, given inline (${ENV} allowed) or as password_file.
@@ -328,6 +346,9 @@ type Redis struct {
 	// WriteTimeout bounds sending a command to Redis. Default 1s.
 	WriteTimeout Duration `yaml:"write_timeout"`
 }
+
+// Configured reports whether Redis is configured at all: a server address or a Sentinel set-up.
+func (r Redis) Configured() bool { return r.Address != "" || r.SentinelMaster != "" }
 
 // Method override settings (Route.MethodOverride).
 const (

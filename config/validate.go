@@ -352,6 +352,32 @@ func (v *validator) redis(r *Redis) {
 			v.errorf("redis.address", "%s (or unix:/path/to/socket)", msg)
 		}
 	}
+	switch {
+	case r.SentinelMaster != "":
+		if r.Address != "" {
+			v.errorf("redis.address", "must be empty when redis.sentinel_master is set: the sentinels in redis.addresses name the primary")
+		}
+		if len(r.Addresses) == 0 {
+			v.errorf("redis.sentinel_master", "needs the sentinels' host:port in redis.addresses")
+		}
+		for i, a := range r.Addresses {
+			if msg := hostPortProblem(a, true); msg != "" {
+				v.errorf(fmt.Sprintf("redis.addresses[%d]", i), "%s", msg)
+			}
+		}
+	case len(r.Addresses) > 0:
+		v.errorf("redis.addresses", "lists sentinels and needs redis.sentinel_master; Redis Cluster is not supported (use one server, or a Sentinel-managed primary)")
+	default:
+		if r.SentinelUsername != "" {
+			v.errorf("redis.sentinel_username", "is used only with redis.sentinel_master")
+		}
+		if r.SentinelPassword.Reveal() != "" {
+			v.errorf("redis.sentinel_password", "is used only with redis.sentinel_master")
+		}
+	}
+	if r.ReplicaAcks < 0 {
+		v.errorf("redis.replica_acks", "must not be negative")
+	}
 	if r.DB < 0 {
 		v.errorf("redis.db", "must not be negative")
 	}

@@ -16,6 +16,12 @@ var ErrNotConfigured = errors.New("redis is not configured")
 // errors.Is finds it in the errors returned by Store's methods.
 var ErrUnavailable = errors.New("store unavailable")
 
+// ErrNotReplicated marks a change that the Redis primary applied but fewer replicas than
+// redis.replica_acks confirmed within the wait: it is in effect now, and a failover before a
+// replica receives it would undo it (a revocation would come back as access). The error also
+// wraps ErrUnavailable, so callers that know only that one fail closed.
+var ErrNotReplicated = errors.New("not confirmed by enough replicas")
+
 var (
 	// ErrNotFound: what was asked for does not exist (never created, expired, used, revoked).
 	ErrNotFound = errors.New("not found")

@@ -119,7 +119,11 @@ func (o *Orgs) commit(ctx context.Context, tx *redis.Tx, writes func(w *batch), 
 		p.Eval(ctx, applyScript, nil, b.args...)
 		return nil
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	// On tx's connection, which made the writes: WAIT counts the replicas holding its last one.
+	return o.s.replicated("change", o.s.waitReplicas(ctx, tx))
 }
 
 // batch is a list of Redis commands for applyScript: each is its argument count followed by

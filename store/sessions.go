@@ -174,7 +174,7 @@ func (s *Store) DeleteSession(ctx context.Context, h, user, iss, sid string) err
 // EndSession is DeleteSession, and reports whether the record still existed: of several
 // requests ending one session at once, one learns it was the one (and audits the end).
 func (s *Store) EndSession(ctx context.Context, h, user, iss, sid string) (bool, error) {
-	var del *redis.IntCmd
+	var del, wait *redis.IntCmd
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		del = p.Del(ctx, s.keys.sessionRecord(h))
 		p.SRem(ctx, s.keys.userSessions(user), h)
@@ -182,12 +182,13 @@ func (s *Store) EndSession(ctx context.Context, h, user, iss, sid string) (bool,
 			p.SRem(ctx, s.keys.sidSessions(iss, sid), h)
 		}
 		p.Publish(ctx, s.keys.sessionInvalidations(), h)
+		wait = s.waitReplicas(ctx, p)
 		return nil
 	})
 	if err != nil {
 		return false, s.unavailable("delete session", err)
 	}
-	return del.Val() == 1, nil
+	return del.Val() == 1, s.replicated("delete session", wait)
 }
 
 // RevokeUser deletes every session of user and the index, and returns how many records existed.
@@ -220,12 +221,14 @@ func (s *Store) revokeIndex(ctx context.Context, index string) (int, error) {
 		return 0, s.unavailable("read session index", err)
 	}
 	var dels []*redis.IntCmd
+	var wait *redis.IntCmd
 	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, h := range members {
 			dels = append(dels, p.Del(ctx, s.keys.sessionRecord(h)))
 			p.Publish(ctx, s.keys.sessionInvalidations(), h)
 		}
 		p.Del(ctx, index)
+		wait = s.waitReplicas(ctx, p)
 		return nil
 	})
 	if err != nil {
@@ -235,7 +238,7 @@ func (s *Store) revokeIndex(ctx context.Context, index string) (int, error) {
 	for _, d := range dels {
 		n += int(d.Val())
 	}
-	return n, nil
+	return n, s.replicated("delete sessions", wait)
 }
 
 // MarkLogoutToken records the id of a back-channel logout token of issuer iss for ttl and

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"runtime"
 	"strconv"
@@ -37,6 +38,10 @@ type Store struct {
 	keys  keys
 	addr  string // for messages; never contains credentials
 	trips *tripCounter
+
+	// acks and ackWait: replicas that must confirm a change (WAIT), and how long to wait for
+	// them (in milliseconds, below the read timeout so the reply arrives before it). 0: no WAIT.
+	acks, ackWait int
 }
 
 // New builds a Store from c. It checks the configuration but does not connect: Redis may start
@@ -44,18 +49,129 @@ type Store struct {
 //
 // c.Address is "host:port" or "unix:/path/to/socket". Zero timeouts take the Default values;
 // c.KeyPrefix defaults to "pc". Errors never contain the password.
+//
+// With c.SentinelMaster set, the client asks the sentinels in c.Addresses for the current
+// primary, and after a failover reconnects to the new one (go-redis's failover client): every
+// command goes to the primary, so reads see every change made before them.
 func New(c config.Redis) (*Store, error) {
-	opt, err := options(c)
-	if err != nil {
-		return nil, err
-	}
 	k, err := newKeys(c.KeyPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("redis key_prefix: %w", err)
 	}
-	s := &Store{rdb: redis.NewClient(opt), keys: k, addr: c.Address, trips: &tripCounter{}}
+	if c.ReplicaAcks < 0 {
+		return nil, fmt.Errorf("redis replica_acks %d: must not be negative", c.ReplicaAcks)
+	}
+	s := &Store{keys: k, trips: &tripCounter{}}
+	if c.SentinelMaster != "" {
+		fo, err := failoverOptions(c)
+		if err != nil {
+			return nil, err
+		}
+		s.rdb = redis.NewFailoverClient(fo)
+		s.addr = fmt.Sprintf("sentinel master %q via %s", c.SentinelMaster, strings.Join(c.Addresses, ","))
+		s.ackWait = int(fo.ReadTimeout.Milliseconds() / 2)
+	} else {
+		opt, err := options(c)
+		if err != nil {
+			return nil, err
+		}
+		s.rdb = redis.NewClient(opt)
+		s.addr = c.Address
+		s.ackWait = int(opt.ReadTimeout.Milliseconds() / 2)
+	}
+	s.acks = c.ReplicaAcks
 	s.rdb.AddHook(s.trips)
 	return s, nil
+}
+
+// failoverOptions is options for a Sentinel set-up: the same pool, timeouts, TLS and
+// credentials for the primary, plus the sentinels' addresses and credentials.
+func failoverOptions(c config.Redis) (*redis.FailoverOptions, error) {
+	if c.Address != "" {
+		return nil, errors.New("redis: address must be empty with sentinel_master (the sentinels in addresses name the primary)")
+	}
+	if len(c.Addresses) == 0 {
+		return nil, errors.New("redis: sentinel_master needs the sentinels' host:port in addresses")
+	}
+	if strings.HasPrefix(c.SentinelMaster, "unix:") {
+		return nil, errors.New("redis: sentinel_master is a name, not an address")
+	}
+	var sentinels []string
+	for _, a := range c.Addresses {
+		host, port, err := splitAddress(a)
+		if err != nil {
+			return nil, fmt.Errorf("redis addresses: %w", err)
+		}
+		sentinels = append(sentinels, net.JoinHostPort(host, port))
+	}
+	// The pool, retry and timeout settings are those of a single server; only the address
+	// is a placeholder that options requires.
+	c.Address = sentinels[0]
+	opt, err := options(c)
+	if err != nil {
+		return nil, err
+	}
+	fo := &redis.FailoverOptions{
+		MasterName:            c.SentinelMaster,
+		SentinelAddrs:         sentinels,
+		SentinelUsername:      c.SentinelUsername,
+		SentinelPassword:      c.SentinelPassword.Reveal(),
+		Username:              opt.Username,
+		Password:              opt.Password,
+		DB:                    opt.DB,
+		ClientName:            opt.ClientName,
+		ContextTimeoutEnabled: opt.ContextTimeoutEnabled,
+		DisableIdentity:       opt.DisableIdentity,
+		PoolSize:              opt.PoolSize,
+		MaxActiveConns:        opt.MaxActiveConns,
+		MaxRetries:            opt.MaxRetries,
+		DialerRetries:         opt.DialerRetries,
+		DialTimeout:           opt.DialTimeout,
+		ReadTimeout:           opt.ReadTimeout,
+		WriteTimeout:          opt.WriteTimeout,
+		PoolTimeout:           opt.PoolTimeout,
+	}
+	if c.TLS {
+		// No ServerName: the primary changes with every failover, and crypto/tls takes the
+		// name from the address each connection dials.
+		fo.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return fo, nil
+}
+
+// waitReplicas queues WAIT on p after the writes it follows, on the same connection (WAIT
+// counts the replicas that hold that connection's last write), when replica_acks asks for it;
+// it returns nil otherwise. Check the reply with replicated.
+func (s *Store) waitReplicas(ctx context.Context, p processor) *redis.IntCmd {
+	if s.acks == 0 {
+		return nil
+	}
+	cmd := redis.NewIntCmd(ctx, "wait", s.acks, s.ackWait)
+	_ = p.Process(ctx, cmd)
+	return cmd
+}
+
+// processor is what runs a command on one connection: a pipeline (queued) or a transaction's
+// connection (at once).
+type processor interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+}
+
+// replicated turns the reply of waitReplicas into an error: ErrNotReplicated (which also wraps
+// ErrUnavailable) when fewer replicas confirmed the write than replica_acks asks.
+func (s *Store) replicated(op string, wait *redis.IntCmd) error {
+	if wait == nil {
+		return nil
+	}
+	n, err := wait.Result()
+	if err != nil {
+		return s.unavailable(op+": wait for replicas", err)
+	}
+	if int(n) < s.acks {
+		return fmt.Errorf("redis %s %s: %w: %w: %d of %d replicas within %d ms; the change is in effect on the primary, but a failover now would undo it",
+			op, s.addr, ErrNotReplicated, ErrUnavailable, n, s.acks, s.ackWait)
+	}
+	return nil
 }
 
 // RoundTrips returns how many requests this Store has sent to Redis so far: a command, a
@@ -173,6 +289,10 @@ func splitAddress(addr string) (host, port string, err error) {
 	return host, port, nil
 }
 
+// Addr describes the Redis Portcullis talks to, for messages: the server's address, or the
+// Sentinel master's name and the sentinels. It never contains credentials.
+func (s *Store) Addr() string { return s.addr }
+
 // Ping checks that Redis answers and accepts the credentials. Its error wraps ErrUnavailable and
 // the cause.
 func (s *Store) Ping(ctx context.Context) error {
@@ -194,4 +314,15 @@ func (s *Store) Close() error {
 // can fail closed. go-redis errors name the address and the server's reply, never the password.
 func (s *Store) unavailable(op string, err error) error {
 	return fmt.Errorf("redis %s %s: %w: %w", op, s.addr, ErrUnavailable, err)
+}
+
+// SetClientLog sends the Redis client library's own messages (a Sentinel naming a new primary,
+// a connection it dropped) to l, as warnings, instead of to standard error. It is process-wide,
+// as the library's logger is; call it once at start.
+func SetClientLog(l *slog.Logger) { redis.SetLogger(clientLog{l}) }
+
+type clientLog struct{ l *slog.Logger }
+
+func (c clientLog) Printf(ctx context.Context, format string, v ...any) {
+	c.l.WarnContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }

@@ -417,8 +417,8 @@ func (a *adminRun) open() bool {
 		printConfigError(a.stderr, err)
 		return false
 	}
-	if cfg.Redis.Address == "" {
-		fmt.Fprintf(a.stderr, "portcullis %s: %s sets no redis.address: the records live in Redis\n", a.name, a.configPath)
+	if !cfg.Redis.Configured() {
+		fmt.Fprintf(a.stderr, "portcullis %s: %s sets no redis.address or redis.sentinel_master: the records live in Redis\n", a.name, a.configPath)
 		return false
 	}
 	st, err := store.New(cfg.Redis)
@@ -430,7 +430,7 @@ func (a *adminRun) open() bool {
 	via := breakGlassVia(host)
 	// Loud on purpose: this bypasses the API's authentication, permissions and policy checks.
 	fmt.Fprintf(a.stderr, "portcullis %s: BREAK-GLASS: writing to Redis %s directly as %q, not through the admin API; every change is audited as %q\n",
-		a.name, cfg.Redis.Address, a.actor, via)
+		a.name, st.Addr(), a.actor, via)
 	aud := store.NewAudit(st, int64(cfg.Audit.MaxLen))
 	a.be = &storeBackend{st: st, orgs: store.NewOrgs(st, aud).Via(via), audit: aud, policy: authz.CompilePolicy(&cfg.Lifecycle), actor: a.actor, via: via}
 	return true

@@ -98,9 +98,10 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 			closers[i]()
 		}
 	}
-	if cfg.Redis.Address == "" {
+	if !cfg.Redis.Configured() {
 		return closeAll, nil
 	}
+	store.SetClientLog(log)
 	st, err := store.New(cfg.Redis)
 	if err != nil {
 		return closeAll, fmt.Errorf("redis: %w", err)

@@ -282,6 +282,9 @@ const (
 	ApprovalDuplicate Code = "approval_duplicate"
 	// NotAnApprover: the caller meets none of the approver rules of the request's kind.
 	NotAnApprover Code = "not_an_approver"
+	// NotReplicated: the change is stored on the Redis primary, but fewer replicas than
+	// redis.replica_acks confirmed it in time, so a failover could still undo it.
+	NotReplicated Code = "not_replicated"
 )
 
 // Portcullis, or something it depends on, could not answer.
@@ -401,6 +404,7 @@ var specs = []Spec{
 	{Code: SelfApproval, Area: AreaAdmin, Status: http.StatusForbidden, Message: "Nobody approves a request they made or one for themselves."},
 	{Code: ApprovalDuplicate, Area: AreaAdmin, Status: http.StatusConflict, Message: "You approved this request already; it needs another approver."},
 	{Code: NotAnApprover, Area: AreaAdmin, Status: http.StatusForbidden, Message: "You are not one of the approvers this request needs."},
+	{Code: NotReplicated, Area: AreaAdmin, Status: http.StatusServiceUnavailable, Message: "The change is stored on the Redis primary, but no replica confirmed it in time, so a failover could still undo it. Check the replicas, then repeat the change."},
 
 	{Code: StoreUnavailable, Area: AreaService, Status: http.StatusServiceUnavailable, Message: "This cannot be checked right now, so it is refused. Try again in a moment."},
 	{Code: UpstreamUnavailable, Area: AreaService, Status: http.StatusBadGateway, Message: "The application behind this address is not answering. Try again in a moment."},

@@ -73,6 +73,12 @@ func freePort() (int, error) {
 func (p *process) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)) }
 
 func (p *process) args() []string {
+	if p.opts.sentinelConf != "" {
+		// A sentinel's configuration file comes first; it rewrites it as it learns the set-up.
+		return []string{p.opts.sentinelConf, "--sentinel",
+			"--port", strconv.Itoa(p.port), "--bind", "127.0.0.1",
+			"--dir", p.dir, "--daemonize", "no", "--logfile", ""}
+	}
 	a := []string{
 		"--port", strconv.Itoa(p.port),
 		"--bind", "127.0.0.1",
@@ -92,7 +98,7 @@ func (p *process) args() []string {
 	if p.opts.databases > 0 {
 		a = append(a, "--databases", strconv.Itoa(p.opts.databases))
 	}
-	return a
+	return append(a, p.opts.extra...)
 }
 
 // start runs redis-server on p.port and waits until it answers. It returns errBind when the

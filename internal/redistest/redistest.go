@@ -69,6 +69,9 @@ type options struct {
 	password   string
 	unixSocket bool
 	databases  int
+
+	extra        []string // further redis-server arguments (a replica's --replicaof)
+	sentinelConf string   // run as a sentinel with this configuration file
 }
 
 // WithPassword makes the server require AUTH with password for the default user. Clients made by

@@ -366,3 +366,46 @@ func TestPrefixIsUnique(t *testing.T) {
 		t.Fatalf("Prefix returned %q twice", a)
 	}
 }
+
+func TestSentinelFailover(t *testing.T) {
+	t.Parallel()
+	s := StartSentinel(t, WithPassword("pw-sentinel"))
+	c := s.Client(t)
+	ctx := ctxT(t, 30*time.Second)
+	if err := c.Set(ctx, "k", "before", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// The replica has it before the primary dies: WAIT on the connection that wrote it.
+	conn := c.Conn()
+	defer conn.Close()
+	if err := conn.Set(ctx, "k2", "acked", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := conn.Do(ctx, "WAIT", 1, 2000).Int(); err != nil || n != 1 {
+		t.Fatalf("WAIT = %d, %v; want 1 replica", n, err)
+	}
+	old := s.KillPrimary()
+	now := s.WaitFailover(old, 20*time.Second)
+	if now == old {
+		t.Fatalf("primary still %s", old)
+	}
+	// The failover client follows the promotion without being rebuilt.
+	var v string
+	var err error
+	for range 100 {
+		if v, err = c.Get(ctx, "k2").Result(); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || v != "acked" {
+		t.Fatalf("after failover GET k2 = %q, %v; want the acknowledged write", v, err)
+	}
+	if err := c.Set(ctx, "k3", "after", 0).Err(); err != nil {
+		t.Fatalf("write after failover: %v", err)
+	}
+	s.RestartNode(old)
+	if got := s.Primary(); got != now {
+		t.Fatalf("primary after restart of the old one = %s, want %s", got, now)
+	}
+}
