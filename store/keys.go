@@ -31,7 +31,7 @@ import (
 // pc:{o:<org>}:org and pc:{o:<org>}:mem:<user> itself, rebuilding escape in Lua (its output is
 // checked against these functions before anything it read is used). Reading keys a script was
 // not given is allowed on a single Redis server and behind Sentinel, which is what Portcullis
-// supports (New makes a plain client: no Cluster). On Redis Cluster the session and the
+// supports (New makes a plain or a failover client, never a Cluster one). On Redis Cluster the session and the
 // membership live on different slots; that would need the session keyed under its user's tag
 // or the prefetch replaced by two round trips.
 

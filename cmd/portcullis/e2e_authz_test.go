@@ -29,7 +29,6 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/portcullis-proxy/portcullis/audit"
-	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/devidp"
 	"github.com/portcullis-proxy/portcullis/internal/devidp/devidptest"
 	"github.com/portcullis-proxy/portcullis/internal/redistest"
@@ -88,7 +87,8 @@ type azProxy struct {
 type azBed struct {
 	t      *testing.T
 	idp    *devidptest.Server
-	redis  *redistest.Server
+	redis  *redistest.Server // one server; nil behind Sentinel (see rs)
+	rs     *e2eRedis
 	st     *store.Store
 	orgs   *store.Orgs
 	aud    *store.Audit
@@ -109,6 +109,8 @@ type azOptions struct {
 	// extra, when set, is YAML appended to the configuration of process i, given the bed
 	// (its provider's URL and CA file are known by then).
 	extra func(b *azBed, i int) string
+	// top is the Redis topology; the zero value is one server.
+	top topology
 }
 
 func newAZBedWith(t *testing.T, o azOptions) *azBed {
@@ -128,11 +130,12 @@ func newAZBedWith(t *testing.T, o azOptions) *azBed {
 	ca := b.idp.CAFile(t)
 	b.ca = ca
 	writeFile(t, filepath.Join(dir, "secret"), "e2e-secret\n")
-	b.redis = redistest.Start(t)
+	b.rs = startE2ERedis(t, o.top)
+	b.redis = b.rs.server
 	b.portal = newAZPortal(t)
 
 	var err error
-	b.st, err = store.New(config.Redis{Address: b.redis.Addr, ReadTimeout: config.Duration(time.Second), DialTimeout: config.Duration(time.Second)})
+	b.st, err = store.New(b.rs.config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +146,7 @@ func newAZBedWith(t *testing.T, o azOptions) *azBed {
 
 	for i, l := range listens {
 		cfgPath := filepath.Join(dir, fmt.Sprintf("portcullis-%d.yaml", i))
-		cfg := azConfig(l, b.redis.Addr, b.idp.URL, filepath.Join(dir, "secret"), ca, b.portal.URL)
+		cfg := azConfig(l, b.rs.yaml(), b.idp.URL, filepath.Join(dir, "secret"), ca, b.portal.URL)
 		if o.extra != nil {
 			cfg += o.extra(b, i)
 		}
@@ -158,7 +161,7 @@ func newAZBedWith(t *testing.T, o azOptions) *azBed {
 
 // azConfig is the configuration both processes run; only the listener (and so the public
 // URL) differs. The assertion key is generated once and shared through Redis.
-func azConfig(listen, redisAddr, issuer, secretFile, caFile, up string) string {
+func azConfig(listen, redisYAML, issuer, secretFile, caFile, up string) string {
 	return fmt.Sprintf(`server:
   listen: %[1]s
   public_url: https://%[1]s
@@ -168,7 +171,7 @@ tls:
 log:
   access_log: false
 redis:
-  address: %[2]s
+%[2]s
   read_timeout: 500ms
   dial_timeout: 500ms
 oidc:
@@ -210,7 +213,7 @@ routes:
     upstream: %[6]s
     org: {from: session}
     require: {verified_email_domain: false}
-`, listen, redisAddr, issuer, secretFile, caFile, up)
+`, listen, redisYAML, issuer, secretFile, caFile, up)
 }
 
 // seed creates the organisations and memberships every subtest starts from.
@@ -421,8 +424,13 @@ func azWantIdentity(t *testing.T, where string, s *azSeen, want map[string]strin
 	}
 }
 
-func TestE2EAuthz(t *testing.T) {
-	b := newAZBed(t)
+func TestE2EAuthz(t *testing.T) { testAuthz(t, newAZBed(t)) }
+
+// TestE2EAuthzSentinel is TestE2EAuthz behind Redis Sentinel, less the subtests that stop the
+// one server; TestE2ESentinelFailover kills the primary instead.
+func TestE2EAuthzSentinel(t *testing.T) { testAuthz(t, newAZBedWith(t, azOptions{top: sentinel})) }
+
+func testAuthz(t *testing.T, b *azBed) {
 	p1, p2 := b.px[0], b.px[1]
 	ctx := context.Background()
 
@@ -824,6 +832,9 @@ func TestE2EAuthz(t *testing.T) {
 	// A denial answered from the caches while Redis refuses the append keeps its audit event
 	// (#17): the append is retried until Redis takes it.
 	t.Run("a denial's event survives a failing append", func(t *testing.T) {
+		if b.redis == nil {
+			t.Skip("needs the one server to take away")
+		}
 		px := b.px[0]
 		if r := alice.api(px, "/admin/acme/users"); r.status != 403 { // warms the caches
 			t.Fatalf("before: %d %s", r.status, r.body)
@@ -856,6 +867,9 @@ func TestE2EAuthz(t *testing.T) {
 
 	// Last: it stops Redis.
 	t.Run("redis stopped fails closed", func(t *testing.T) {
+		if b.redis == nil {
+			t.Skip("needs the one server to take away")
+		}
 		if r := alice.api(p1, "/orgs/acme/x"); r.status != 200 {
 			t.Fatalf("before the outage: %d %s", r.status, r.body)
 		}

@@ -75,10 +75,12 @@ const (
 	recAlice = "https://idp.example.test|alice"
 )
 
-func newRecoveryBed(t *testing.T) *recoveryBed {
+func newRecoveryBed(t *testing.T) *recoveryBed { t.Helper(); return newRecoveryBedOn(t, oneServer) }
+
+func newRecoveryBedOn(t *testing.T, top topology) *recoveryBed {
 	t.Helper()
-	rs := redistest.Start(t)
-	st, err := store.New(config.Redis{Address: rs.Addr})
+	rs := startE2ERedis(t, top)
+	st, err := store.New(rs.config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +97,7 @@ func newRecoveryBed(t *testing.T) *recoveryBed {
 tls:
   mode: self_signed
 redis:
-  address: %[2]s
+%[2]s
   read_timeout: 500ms
   dial_timeout: 500ms
 routes:
@@ -140,13 +142,13 @@ routes:
     path: /
     upstream: %[3]s
     public: true
-`, listen, rs.Addr, portal.URL))
+`, listen, rs.yaml(), portal.URL))
 	p := startBinary(t, cfgPath)
 	c := &http.Client{
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, MaxIdleConnsPerHost: 32},
 		Timeout:   10 * time.Second,
 	}
-	return &recoveryBed{t: t, base: "https://" + listen, c: c, portal: portal, redis: rs, st: st, proc: p}
+	return &recoveryBed{t: t, base: "https://" + listen, c: c, portal: portal, redis: rs.server, st: st, proc: p}
 }
 
 // seedRecovery writes the organisations of the security catalogue: fresh.example verified for
@@ -258,8 +260,12 @@ func (b *recoveryBed) stopped(what string, a recAnswer, before, status int, body
 	}
 }
 
-func TestE2ERecoveryGuard(t *testing.T) {
-	b := newRecoveryBed(t)
+func TestE2ERecoveryGuard(t *testing.T) { testRecoveryGuard(t, newRecoveryBed(t)) }
+
+// TestE2ERecoveryGuardSentinel is TestE2ERecoveryGuard behind Redis Sentinel.
+func TestE2ERecoveryGuardSentinel(t *testing.T) { testRecoveryGuard(t, newRecoveryBedOn(t, sentinel)) }
+
+func testRecoveryGuard(t *testing.T, b *recoveryBed) {
 	const generic = "If an account exists for that address, a reset link is on its way."
 
 	// Allowed: forwarded byte for byte, as form, JSON, multipart and query.

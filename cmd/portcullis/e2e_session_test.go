@@ -33,7 +33,9 @@ type sessionBed struct {
 	proc  *proc
 }
 
-func newSessionBed(t *testing.T) *sessionBed {
+func newSessionBed(t *testing.T) *sessionBed { t.Helper(); return newSessionBedOn(t, oneServer) }
+
+func newSessionBedOn(t *testing.T, top topology) *sessionBed {
 	t.Helper()
 	listen := freePort(t)
 	base := "https://" + listen
@@ -45,7 +47,7 @@ func newSessionBed(t *testing.T) *sessionBed {
 	})
 	dir := t.TempDir()
 	ca := idp.CAFile(t)
-	rs := redistest.Start(t)
+	rs := startE2ERedis(t, top)
 	up := upstream(t, "portal")
 	cfg := fmt.Sprintf(`server:
   listen: %[1]s
@@ -54,7 +56,7 @@ func newSessionBed(t *testing.T) *sessionBed {
 tls:
   mode: self_signed
 redis:
-  address: %[3]s
+%[3]s
   read_timeout: 500ms
   dial_timeout: 500ms
 oidc:
@@ -70,7 +72,7 @@ routes:
   - name: app
     path: /app
     upstream: %[7]s
-`, listen, base, rs.Addr, idp.URL, filepath.Join(dir, "secret"), ca, up.URL)
+`, listen, base, rs.yaml(), idp.URL, filepath.Join(dir, "secret"), ca, up.URL)
 	writeFile(t, filepath.Join(dir, "secret"), "e2e-secret\n")
 	cfgPath := filepath.Join(dir, "portcullis.yaml")
 	writeFile(t, cfgPath, cfg)
@@ -84,7 +86,7 @@ routes:
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Timeout:       10 * time.Second,
 	}
-	return &sessionBed{t: t, base: base, idp: idp, redis: rs, c: c, proc: p}
+	return &sessionBed{t: t, base: base, idp: idp, redis: rs.server, c: c, proc: p}
 }
 
 // send makes a request with c: form, when not nil, as an url-encoded body; the headers as
@@ -158,8 +160,14 @@ func (s *sessionBed) browse(target string) *e2ePage {
 	return nil
 }
 
-func TestE2ESessionSignInAndOut(t *testing.T) {
-	s := newSessionBed(t)
+func TestE2ESessionSignInAndOut(t *testing.T) { testSessionSignInAndOut(t, newSessionBed(t)) }
+
+// TestE2ESessionSignInAndOutSentinel is TestE2ESessionSignInAndOut behind Redis Sentinel.
+func TestE2ESessionSignInAndOutSentinel(t *testing.T) {
+	testSessionSignInAndOut(t, newSessionBedOn(t, sentinel))
+}
+
+func testSessionSignInAndOut(t *testing.T, s *sessionBed) {
 	// Not signed in: an API client gets 401, a browser is sent to sign in.
 	if p := s.do("GET", "/app/x", nil, http.Header{"Accept": {"application/json"}}); p.StatusCode != 401 || !strings.Contains(p.body, "no_session") {
 		t.Fatalf("API without session: %d %s", p.StatusCode, p.body)

@@ -19,10 +19,8 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
-	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/devidp"
 	"github.com/portcullis-proxy/portcullis/internal/devidp/devidptest"
-	"github.com/portcullis-proxy/portcullis/internal/redistest"
 	"github.com/portcullis-proxy/portcullis/session"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -51,7 +49,9 @@ type suBed struct {
 	hits   atomic.Int64
 }
 
-func newSUBed(t *testing.T) *suBed {
+func newSUBed(t *testing.T) *suBed { t.Helper(); return newSUBedOn(t, oneServer) }
+
+func newSUBedOn(t *testing.T, top topology) *suBed {
 	t.Helper()
 	b := &suBed{t: t}
 	listen := freePort(t)
@@ -64,14 +64,14 @@ func newSUBed(t *testing.T) *suBed {
 	dir := t.TempDir()
 	ca := b.idp.CAFile(t)
 	writeFile(t, filepath.Join(dir, "secret"), "e2e-secret\n")
-	rs := redistest.Start(t)
+	rs := startE2ERedis(t, top)
 	b.portal = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.hits.Add(1)
 		fmt.Fprintf(w, "portal %s %s", r.Method, r.RequestURI)
 	}))
 	t.Cleanup(b.portal.Close)
 
-	st, err := store.New(config.Redis{Address: rs.Addr, ReadTimeout: config.Duration(time.Second), DialTimeout: config.Duration(time.Second)})
+	st, err := store.New(rs.config())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ tls:
 log:
   access_log: false
 redis:
-  address: %[3]s
+%[3]s
   read_timeout: 500ms
   dial_timeout: 500ms
 oidc:
@@ -135,7 +135,7 @@ routes:
     upstream: %[7]s
     org: {from: session}
     require: {verified_email_domain: false}
-`, listen, b.base, rs.Addr, b.idp.URL, filepath.Join(dir, "secret"), ca, b.portal.URL)
+`, listen, b.base, rs.yaml(), b.idp.URL, filepath.Join(dir, "secret"), ca, b.portal.URL)
 	cfgPath := filepath.Join(dir, "portcullis.yaml")
 	writeFile(t, cfgPath, cfg)
 	b.proc = startBinary(t, cfgPath)
@@ -362,8 +362,12 @@ func (b *suBed) hasEvent(typ audit.Type, reason, user string) bool {
 	return false
 }
 
-func TestE2EStepUp(t *testing.T) {
-	b := newSUBed(t)
+func TestE2EStepUp(t *testing.T) { testStepUp(t, newSUBed(t)) }
+
+// TestE2EStepUpSentinel is TestE2EStepUp behind Redis Sentinel.
+func TestE2EStepUpSentinel(t *testing.T) { testStepUp(t, newSUBedOn(t, sentinel)) }
+
+func testStepUp(t *testing.T, b *suBed) {
 	alice, bob := store.UserKey(b.idp.URL, "sub-alice"), store.UserKey(b.idp.URL, "sub-bob")
 
 	t.Run("challenge then second factor", func(t *testing.T) {
