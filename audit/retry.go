@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +25,11 @@ type Retrying struct {
 	q    chan Event
 	done chan struct{}
 	wg   sync.WaitGroup
+	// backlog counts the events queued or being retried. While it is not zero the store is
+	// known to be failing: a new event joins the queue at once instead of waiting a timeout
+	// of its own (a request is not held up by every hung append), and stays behind the
+	// earlier ones, so events are stored in the order they happened.
+	backlog atomic.Int64
 
 	mu      sync.Mutex
 	dropped int
@@ -69,17 +75,24 @@ func (r *Retrying) Append(ctx context.Context, e Event) error {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC() // the event's own time, kept through the retries
 	}
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
-	err := r.next.Append(actx, e)
-	cancel()
-	if err == nil || errors.Is(err, ErrInvalid) {
-		return err
+	var err error
+	if r.backlog.Load() == 0 {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
+		err = r.next.Append(actx, e)
+		cancel()
+		if err == nil || errors.Is(err, ErrInvalid) {
+			return err
+		}
+	} else {
+		err = errBacklog
 	}
+	r.backlog.Add(1)
 	select {
 	case r.q <- e:
 		r.log.Warn("audit append failed; queued for a retry", slog.String("type", string(e.Type)),
 			slog.String("request_id", e.RequestID), slog.Any("error", err))
 	default:
+		r.backlog.Add(-1)
 		r.mu.Lock()
 		r.dropped++
 		r.mu.Unlock()
@@ -88,6 +101,9 @@ func (r *Retrying) Append(ctx context.Context, e Event) error {
 	}
 	return nil
 }
+
+// errBacklog is the reason logged for an event queued behind earlier failed ones.
+var errBacklog = errors.New("earlier events are still waiting for the store")
 
 // Queued is how many events wait for a retry.
 func (r *Retrying) Queued() int { return len(r.q) }
@@ -114,6 +130,7 @@ func (r *Retrying) run(backoff time.Duration) {
 			err := r.next.Append(ctx, e)
 			cancel()
 			if err == nil || errors.Is(err, ErrInvalid) {
+				r.backlog.Add(-1)
 				break
 			}
 			select {
@@ -121,6 +138,7 @@ func (r *Retrying) run(backoff time.Duration) {
 				select {
 				case r.q <- e: // for Close's last attempt
 				default:
+					r.backlog.Add(-1)
 					r.mu.Lock()
 					r.dropped++
 					r.mu.Unlock()

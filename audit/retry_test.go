@@ -78,3 +78,65 @@ func TestRetryingCloseStoresWhatItCan(t *testing.T) {
 		t.Errorf("stored %d of 2 at Close", n)
 	}
 }
+
+// hung is a Sink that blocks every append until its context ends while hanging is set.
+type hung struct {
+	hanging atomic.Bool
+	calls   atomic.Int64
+	rec     Recorder
+}
+
+func (h *hung) Append(ctx context.Context, e Event) error {
+	h.calls.Add(1)
+	if h.hanging.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return h.rec.Append(ctx, e)
+}
+
+// TestRetryingBacklogQueuesAtOnceAndInOrder: once one append has failed, later events join the
+// queue without waiting a timeout each (a request is not held up by every hung append), and
+// everything is stored in the order it happened once the store answers.
+func TestRetryingBacklogQueuesAtOnceAndInOrder(t *testing.T) {
+	h := &hung{}
+	h.hanging.Store(true)
+	r := NewRetrying(h, RetryOptions{Timeout: 200 * time.Millisecond, Backoff: 20 * time.Millisecond})
+	defer r.Close()
+	start := time.Now()
+	if err := r.Append(t.Context(), Event{Type: AccessDenied, RequestID: "0"}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Fatalf("the first append returned after %v: it should have waited for its timeout", d)
+	}
+	start = time.Now()
+	for i := 1; i < 50; i++ {
+		if err := r.Append(t.Context(), Event{Type: AccessDenied, RequestID: string(rune('0' + i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Fatalf("49 appends behind a backlog took %v: each waited for the hung store", d)
+	}
+	h.hanging.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.rec.Events()) < 50 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stored %d of 50", len(h.rec.Events()))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i, e := range h.rec.Events() {
+		if e.RequestID != string(rune('0'+i)) {
+			t.Fatalf("event %d stored as %q: out of order", i, e.RequestID)
+		}
+	}
+	// Caught up: the next append is synchronous again.
+	if err := r.Append(t.Context(), Event{Type: AccessDenied, RequestID: "z"}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := h.rec.Events(); ev[len(ev)-1].RequestID != "z" {
+		t.Fatal("an append after the backlog cleared was not stored at once")
+	}
+}

@@ -98,6 +98,28 @@ var defaultRules = []defaultRule{
 	{Default{"authz.cache", "true"}, func(c *Config) { setBool(&c.Authz.Cache, true) }},
 	{Default{"authz.cache_ttl", "2s"}, func(c *Config) { setDuration(&c.Authz.CacheTTL, 2*time.Second) }},
 	{Default{"audit.max_len", "100000"}, func(c *Config) { setInt(&c.Audit.MaxLen, 100000) }},
+	{Default{"audit.retention", "24h"}, func(c *Config) { setDuration(&c.Audit.Retention, 24*time.Hour) }},
+	{Default{"audit.sinks[].max_size_mb", "100"}, func(c *Config) {
+		for i := range c.Audit.Sinks {
+			if c.Audit.Sinks[i].Type == SinkFile {
+				setInt(&c.Audit.Sinks[i].MaxSizeMB, 100)
+			}
+		}
+	}},
+	{Default{"audit.sinks[].max_files", "10"}, func(c *Config) {
+		for i := range c.Audit.Sinks {
+			if c.Audit.Sinks[i].Type == SinkFile {
+				setInt(&c.Audit.Sinks[i].MaxFiles, 10)
+			}
+		}
+	}},
+	{Default{"audit.sinks[].fsync", `"batch"`}, func(c *Config) {
+		for i := range c.Audit.Sinks {
+			if c.Audit.Sinks[i].Type == SinkFile {
+				setString(&c.Audit.Sinks[i].Fsync, "batch")
+			}
+		}
+	}},
 	{Default{"pages.product_name", `"Portcullis"`}, func(c *Config) { setString(&c.Pages.ProductName, "Portcullis") }},
 	{Default{"lifecycle.admin_role", `"org-admin"`}, func(c *Config) { setString(&c.Lifecycle.AdminRole, "org-admin") }},
 	{Default{"lifecycle.request_ttl", "72h"}, func(c *Config) { setDuration(&c.Lifecycle.RequestTTL, 72*time.Hour) }},

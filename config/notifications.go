@@ -3,6 +3,8 @@ package config
 import (
 	"encoding/base64"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -69,16 +71,8 @@ func (v *validator) notifications(c *Config) {
 		} else {
 			v.endpointURL(p+".url", w.URL)
 		}
-		s := w.Secret.Reveal()
-		switch rest, whsec := strings.CutPrefix(s, "whsec_"); {
-		case s == "":
-			v.errorf(p+".secret", "is required (give it as secret_file): receivers verify every delivery with it")
-		case whsec:
-			if b, err := base64.StdEncoding.DecodeString(rest); err != nil || len(b) < 24 {
-				v.errorf(p+".secret", "a whsec_ secret is base64 of at least 24 random bytes")
-			}
-		case len(s) < 32:
-			v.errorf(p+".secret", "must be at least 32 bytes (or whsec_ and base64)")
+		if msg := secretProblem(w.Secret.Reveal()); msg != "" {
+			v.errorf(p+".secret", "%s", msg)
 		}
 		for j, e := range w.Events {
 			if e != "*" && !eventPattern.MatchString(e) {
@@ -95,4 +89,83 @@ func (v *validator) notifications(c *Config) {
 	if len(c.Notifications.Webhooks) > 0 && !c.Redis.Configured() {
 		v.errorf("notifications.webhooks", "deliveries are read from the audit stream in Redis: set redis.address (or redis.sentinel_master)")
 	}
+}
+
+func (v *validator) auditSinks(c *Config) {
+	a := &c.Audit
+	seen := map[string]bool{}
+	for i := range a.Sinks {
+		k := &a.Sinks[i]
+		p := fmt.Sprintf("audit.sinks[%d]", i)
+		switch {
+		case !syntax.Name(k.Name):
+			v.errorf(p+".name", "is required: lower-case letters, digits, \"_\" and \"-\"")
+		case seen[k.Name]:
+			v.errorf(p+".name", "%q is used twice", k.Name)
+		}
+		seen[k.Name] = true
+		if !v.oneOf(p+".type", k.Type, SinkFile, SinkStdout, SinkWebhook) {
+			continue
+		}
+		only := func(key string, set bool, types string) {
+			if set {
+				v.errorf(p+"."+key, "applies to %s sinks only", types)
+			}
+		}
+		file, hook := k.Type == SinkFile, k.Type == SinkWebhook
+		only("path", !file && k.Path != "", "file")
+		only("max_size_mb", !file && k.MaxSizeMB != 0, "file")
+		only("max_files", !file && k.MaxFiles != 0, "file")
+		only("fsync", !file && k.Fsync != "", "file")
+		only("url", !hook && k.URL != "", "webhook")
+		only("secret", !hook && k.Secret.Reveal() != "", "webhook")
+		only("ca_root_file", !hook && k.CARootFile != "", "webhook")
+		switch k.Type {
+		case SinkFile:
+			if k.Path == "" {
+				v.errorf(p+".path", "is required: the file the events are appended to")
+			} else if fi, err := os.Stat(filepath.Dir(k.Path)); err != nil || !fi.IsDir() {
+				v.errorf(p+".path", "%s: its directory does not exist", v.show(p+".path", k.Path))
+			}
+			if k.MaxSizeMB < 1 {
+				v.errorf(p+".max_size_mb", "must be at least 1")
+			}
+			if k.MaxFiles < 1 {
+				v.errorf(p+".max_files", "must be at least 1")
+			}
+			v.oneOf(p+".fsync", k.Fsync, "batch", "off")
+		case SinkWebhook:
+			if k.URL == "" {
+				v.errorf(p+".url", "is required: where the events are posted")
+			} else {
+				v.endpointURL(p+".url", k.URL)
+			}
+			if msg := secretProblem(k.Secret.Reveal()); msg != "" {
+				v.errorf(p+".secret", "%s", msg)
+			}
+			if k.CARootFile != "" {
+				v.fileExists(p+".ca_root_file", k.CARootFile)
+			}
+		}
+	}
+	v.nonNegative("audit.retention", a.Retention)
+	v.nonNegative("audit.max_sink_lag", a.MaxSinkLag)
+	if len(a.Sinks) > 0 && !c.Redis.Configured() {
+		v.errorf("audit.sinks", "sinks read the audit stream in Redis: set redis.address (or redis.sentinel_master)")
+	}
+}
+
+// secretProblem says what is wrong with a webhook signing secret, "" when nothing.
+func secretProblem(s string) string {
+	switch rest, whsec := strings.CutPrefix(s, "whsec_"); {
+	case s == "":
+		return "is required (give it as secret_file): receivers verify every delivery with it"
+	case whsec:
+		if b, err := base64.StdEncoding.DecodeString(rest); err != nil || len(b) < 24 {
+			return "a whsec_ secret is base64 of at least 24 random bytes"
+		}
+	case len(s) < 32:
+		return "must be at least 32 bytes (or whsec_ and base64)"
+	}
+	return ""
 }

@@ -137,9 +137,64 @@ func (a Authz) CacheLifetime() time.Duration {
 
 // Audit configures the audit stream.
 type Audit struct {
-	// MaxLen bounds the Redis stream (approximately). Default 100000 events.
+	// MaxLen bounds the Redis stream (approximately) when no sinks are configured. Default
+	// 100000 events. With sinks it is not used: the stream is trimmed only past what every
+	// sink has delivered.
 	MaxLen int `yaml:"max_len"`
+	// Sinks receive every audit event, each through a consumer group of its own: at least
+	// once, in stream order on first delivery, each event with its stable id for
+	// de-duplication. An event leaves the stream only once every sink has it.
+	Sinks []AuditSink `yaml:"sinks"`
+	// Retention is how long, with sinks, delivered events stay in the stream (for admin
+	// audit tail). Default 24h.
+	Retention Duration `yaml:"retention"`
+	// MaxSinkLag makes readyz fail (check audit_sinks) while a sink's oldest undelivered
+	// event is older than this. Default 0: a lagging sink is reported by the metric
+	// portcullis_audit_sink_oldest_undelivered_seconds only.
+	MaxSinkLag Duration `yaml:"max_sink_lag"`
 }
+
+// Audit sink types (AuditSink.Type).
+const (
+	SinkFile    = "file"
+	SinkStdout  = "stdout"
+	SinkWebhook = "webhook"
+)
+
+// AuditSink is one destination of the whole audit trail.
+type AuditSink struct {
+	// Name identifies the sink in logs and metrics and keeps its place in the stream
+	// (consumer group sink:NAME). Required, unique; a new name is sent every event still in
+	// the stream.
+	Name string `yaml:"name"`
+	// Type is file (JSON lines, rotated), stdout (JSON lines, for a log shipper) or webhook
+	// (a signed POST per event, as notifications.webhooks, retried without end).
+	Type string `yaml:"type"`
+	// Path is the file a file sink appends to; its directory must exist. Each process
+	// sharing the Redis writes the events it delivered: collect every process's file for the
+	// whole trail.
+	Path string `yaml:"path"`
+	// MaxSizeMB rotates a file sink's file when it would grow past this many MiB: it is
+	// renamed PATH.TIMESTAMP and a new one started. Default 100.
+	MaxSizeMB int `yaml:"max_size_mb"`
+	// MaxFiles is how many rotated files a file sink keeps (the oldest are removed).
+	// Default 10.
+	MaxFiles int `yaml:"max_files"`
+	// Fsync is when a file sink forces its writes to disk: batch (before the events are
+	// acknowledged, so a crash loses none) or off (leave it to the kernel). Default batch.
+	Fsync string `yaml:"fsync"`
+	// URL receives a webhook sink's deliveries: https, or http for a loopback host.
+	URL string `yaml:"url"`
+	// Secret signs a webhook sink's deliveries (Standard Webhooks, as
+	// notifications.webhooks[].secret). Give it as secret_file.
+	Secret Secret `yaml:"secret"`
+	// CARootFile is a PEM bundle trusted for a webhook sink's receiver. Default: the system
+	// roots.
+	CARootFile string `yaml:"ca_root_file"`
+}
+
+// SigningKey is a webhook sink's HMAC key, as Webhook.SigningKey.
+func (s *AuditSink) SigningKey() []byte { w := Webhook{Secret: s.Secret}; return w.SigningKey() }
 
 // Session configures the server-side sessions kept in Redis.
 type Session struct {

@@ -37,7 +37,7 @@ func counter(name, help string, labels ...string) *prometheus.CounterVec {
 	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 }
 
-func newMetrics(version string) *metrics {
+func newMetrics(version string, extra ...prometheus.Collector) *metrics {
 	m := &metrics{reg: prometheus.NewRegistry()}
 	m.requests = counter("portcullis_requests_total", "Requests handled, by route and HTTP status.", "route", "code")
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -62,6 +62,7 @@ func newMetrics(version string) *metrics {
 	info.Set(1)
 	m.reg.MustRegister(m.requests, m.duration, m.upstream, m.rejected, m.denied, m.recovery, m.reloads, m.reloadTS, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(extra...)
 	// The request-level codes are known in advance: their series exist from the start, so a
 	// dashboard sees zeros rather than nothing (package reason's table is the one list).
 	for _, c := range reason.InArea(reason.AreaRequest) {

@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
 	"github.com/portcullis-proxy/portcullis/session"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Gate admits or refuses a request to a route that is not public. It writes the refusal
@@ -61,6 +62,9 @@ type Options struct {
 	Orgs OrgChooser
 	// ReadyChecks are run by /.portcullis/readyz, by name.
 	ReadyChecks map[string]ReadyCheck
+	// Collectors are further Prometheus metrics served on the metrics listener (the audit
+	// sinks' progress).
+	Collectors []prometheus.Collector
 	// Endpoints are further own endpoints, keyed by their name under /.portcullis/ ("login"
 	// serves /.portcullis/login). They see the normalised path; nothing there is forwarded.
 	Endpoints map[string]http.Handler
@@ -155,7 +159,7 @@ func New(set Settings, opts Options) (*Server, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	s := &Server{log: opts.Logger, opts: opts, metrics: newMetrics(opts.Version), now: opts.Now}
+	s := &Server{log: opts.Logger, opts: opts, metrics: newMetrics(opts.Version, opts.Collectors...), now: opts.Now}
 	if s.now == nil {
 		s.now = time.Now
 	}

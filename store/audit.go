@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +43,10 @@ func NewAudit(s *Store, maxLen int64) *Audit {
 	}
 	return &Audit{s: s, maxLen: maxLen}
 }
+
+// Untrimmed returns the stream with appends that never trim it: for a deployment with audit
+// sinks, where events leave the stream only once every sink has them (TrimDelivered).
+func (a *Audit) Untrimmed() *Audit { return &Audit{s: a.s, maxLen: 0} }
 
 // Stream entries hold two fields: the type, so an operator can filter in redis-cli, and the
 // event in its stable JSON form (audit.Event.MarshalJSON).
@@ -80,8 +85,8 @@ func (a *Audit) xadd(e audit.Event, now time.Time) (*redis.XAddArgs, error) {
 	}
 	return &redis.XAddArgs{
 		Stream: a.s.keys.audit(),
-		MaxLen: a.maxLen,
-		Approx: true,
+		MaxLen: a.maxLen, // 0: no MAXLEN
+		Approx: a.maxLen > 0,
 		Values: []any{auditFieldType, string(e.Type), auditFieldEvent, b},
 	}, nil
 }
@@ -166,7 +171,16 @@ func validStreamID(id string) bool {
 // the newest event: a new webhook is sent what happens from now on. It is a no-op when the
 // group exists.
 func (a *Audit) EnsureGroup(ctx context.Context, group string) error {
-	err := a.s.rdb.XGroupCreateMkStream(ctx, a.s.keys.audit(), group, "$").Err()
+	return a.EnsureGroupAt(ctx, group, "$")
+}
+
+// EnsureGroupAt is EnsureGroup with the position a new group starts after: "$" (the newest
+// event) or "0" (before the oldest kept, so an audit sink is sent the whole trail still held).
+func (a *Audit) EnsureGroupAt(ctx context.Context, group, start string) error {
+	if start != "$" && start != "0" {
+		return fmt.Errorf("audit group %s: %w: start %q (want \"$\" or \"0\")", group, ErrInvalid, start)
+	}
+	err := a.s.rdb.XGroupCreateMkStream(ctx, a.s.keys.audit(), group, start).Err()
 	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
 		return a.s.unavailable("audit group", err)
 	}
@@ -247,4 +261,129 @@ func decodeMessages(ms []redis.XMessage) []audit.Event {
 		out = append(out, e)
 	}
 	return out
+}
+
+// GroupStatus is how far one consumer group is behind the stream.
+type GroupStatus struct {
+	Group string
+	// Exists is false when the group has not been created yet (nothing delivered).
+	Exists bool
+	// Pending counts the events delivered to a consumer and not acknowledged.
+	Pending int64
+	// Lag counts the events not yet delivered to any consumer; -1 when Redis cannot tell
+	// (after a trim of entries the group had not read, see XINFO GROUPS).
+	Lag int64
+	// Oldest is the id of the oldest event the group has not acknowledged ("" for none):
+	// the oldest pending one, or else the first not yet delivered.
+	Oldest string
+	// LastDelivered is the id of the newest event delivered to the group.
+	LastDelivered string
+}
+
+// Groups reports the status of each of groups, in order.
+func (a *Audit) Groups(ctx context.Context, groups ...string) ([]GroupStatus, error) {
+	key := a.s.keys.audit()
+	infos, err := a.s.rdb.XInfoGroups(ctx, key).Result()
+	if err != nil && !isNoSuchKey(err) {
+		return nil, a.s.unavailable("audit groups", err)
+	}
+	byName := map[string]redis.XInfoGroup{}
+	for _, g := range infos {
+		byName[g.Name] = g
+	}
+	out := make([]GroupStatus, len(groups))
+	for i, name := range groups {
+		g, ok := byName[name]
+		out[i] = GroupStatus{Group: name, Exists: ok, Lag: -1}
+		if !ok {
+			continue
+		}
+		out[i].Pending, out[i].Lag, out[i].LastDelivered = g.Pending, g.Lag, g.LastDeliveredID
+		if g.Pending > 0 {
+			p, err := a.s.rdb.XPending(ctx, key, name).Result()
+			if err != nil {
+				return nil, a.s.unavailable("audit pending", err)
+			}
+			out[i].Oldest = p.Lower
+			continue
+		}
+		// Nothing pending: the oldest unacknowledged event is the first after the group's
+		// last delivered one, if there is one.
+		next, err := a.s.rdb.XRangeN(ctx, key, "("+g.LastDeliveredID, "+", 1).Result()
+		if err != nil {
+			return nil, a.s.unavailable("audit range", err)
+		}
+		if len(next) > 0 {
+			out[i].Oldest = next[0].ID
+		}
+	}
+	return out, nil
+}
+
+// isNoSuchKey reports XINFO's error for a stream that does not exist yet.
+func isNoSuchKey(err error) bool { return err != nil && strings.Contains(err.Error(), "no such key") }
+
+// TrimDelivered removes from the stream the events every one of groups has acknowledged and
+// that are older than keep, and returns the position it trimmed before ("" when it trimmed
+// nothing). It never trims by count: an event a group has not acknowledged, or that a group not
+// created yet would be sent, stays whatever the stream's length. The trim is exact (MINID
+// without "~"): it runs every few seconds, not with every append, so its cost does not matter.
+func (a *Audit) TrimDelivered(ctx context.Context, keep time.Duration, groups ...string) (string, error) {
+	if len(groups) == 0 {
+		return "", nil
+	}
+	st, err := a.Groups(ctx, groups...)
+	if err != nil {
+		return "", err
+	}
+	// Events older than keep may go: ids begin with their append time in milliseconds.
+	minID := streamID{ms: uint64(max(0, time.Now().Add(-keep).UnixMilli()))}
+	for _, g := range st {
+		if !g.Exists {
+			return "", nil // it will be sent everything still here
+		}
+		// Keep from the oldest event the group lacks; when it has everything, from the one
+		// after its newest: an event appended since (by Redis's clock, which need not agree
+		// with ours) is newer than that, so it is never trimmed before the group has it.
+		oldest, next := g.Oldest, g.Oldest == ""
+		if next {
+			oldest = g.LastDelivered
+		}
+		id, ok := parseStreamID(oldest)
+		if !ok {
+			return "", fmt.Errorf("audit trim: group %s: unexpected id %q", g.Group, oldest)
+		}
+		if next {
+			id.seq++
+		}
+		if id.less(minID) {
+			minID = id
+		}
+	}
+	if minID.ms == 0 && minID.seq == 0 {
+		return "", nil
+	}
+	if err := a.s.rdb.XTrimMinID(ctx, a.s.keys.audit(), minID.String()).Err(); err != nil {
+		return "", a.s.unavailable("audit trim", err)
+	}
+	return minID.String(), nil
+}
+
+// streamID is a Redis stream entry id, "ms-seq".
+type streamID struct{ ms, seq uint64 }
+
+func parseStreamID(s string) (streamID, bool) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return streamID{}, false
+	}
+	ms, err1 := strconv.ParseUint(a, 10, 64)
+	seq, err2 := strconv.ParseUint(b, 10, 64)
+	return streamID{ms, seq}, err1 == nil && err2 == nil
+}
+
+func (x streamID) less(y streamID) bool { return x.ms < y.ms || x.ms == y.ms && x.seq < y.seq }
+
+func (x streamID) String() string {
+	return strconv.FormatUint(x.ms, 10) + "-" + strconv.FormatUint(x.seq, 10)
 }

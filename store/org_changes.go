@@ -108,7 +108,11 @@ func (o *Orgs) commit(ctx context.Context, tx *redis.Tx, writes func(w *batch), 
 		if err != nil {
 			return err
 		}
-		cmd := []any{"XADD", a.Stream, "MAXLEN", "~", a.MaxLen, "*"}
+		cmd := []any{"XADD", a.Stream}
+		if a.MaxLen > 0 {
+			cmd = append(cmd, "MAXLEN", "~", a.MaxLen)
+		}
+		cmd = append(cmd, "*")
 		b.do(append(cmd, a.Values.([]any)...)...)
 	}
 	writes(&b)

@@ -431,7 +431,7 @@ func (a *adminRun) open() bool {
 	// Loud on purpose: this bypasses the API's authentication, permissions and policy checks.
 	fmt.Fprintf(a.stderr, "portcullis %s: BREAK-GLASS: writing to Redis %s directly as %q, not through the admin API; every change is audited as %q\n",
 		a.name, st.Addr(), a.actor, via)
-	aud := store.NewAudit(st, int64(cfg.Audit.MaxLen))
+	aud := auditStream(st, cfg.Audit)
 	a.be = &storeBackend{st: st, orgs: store.NewOrgs(st, aud).Via(via), audit: aud, policy: authz.CompilePolicy(&cfg.Lifecycle), actor: a.actor, via: via}
 	return true
 }

@@ -109,7 +109,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	closers = append(closers, func() { st.Close() })
 	opts.ReadyChecks["redis"] = st.Ping
 
-	aud := store.NewAudit(st, int64(cfg.Audit.MaxLen))
+	aud := auditStream(st, cfg.Audit)
 	cache := store.NewCache(st, cfg.Authz.CacheLifetime(), log)
 	closers = append(closers, func() { _ = cache.Close() })
 	// Request-time events (denials, blocked recoveries, sign-ins, step-ups) are retried when
@@ -135,14 +135,25 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		return nil
 	}
 
-	if hooks := cfg.Notifications.Webhooks; len(hooks) > 0 {
+	if hooks, sinks := cfg.Notifications.Webhooks, cfg.Audit.Sinks; len(hooks) > 0 || len(sinks) > 0 {
 		// Every process delivers; the audit stream's consumer groups give each event to one.
-		d, err := notify.New(hooks, aud, notify.Options{Logger: log.With(slog.String("component", "webhooks"))})
+		d, err := notify.NewWithSinks(hooks, sinks, aud, notify.Options{Logger: log.With(slog.String("component", "deliveries"))})
 		if err != nil {
 			return closeAll, err
 		}
 		d.Start(ctx)
 		closers = append(closers, d.Close)
+		if len(sinks) > 0 {
+			m := newSinkMonitor(aud, d.Groups(), cfg.Audit, log.With(slog.String("component", "audit_sinks")))
+			opts.Collectors = append(opts.Collectors, m.collectors()...)
+			if cfg.Audit.MaxSinkLag > 0 {
+				opts.ReadyChecks["audit_sinks"] = m.ready
+			}
+			mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+			done := make(chan struct{})
+			go func() { defer close(done); m.run(mctx) }()
+			closers = append(closers, func() { cancel(); <-done })
+		}
 	}
 
 	orgs := store.NewOrgs(st, aud)
