@@ -22,7 +22,7 @@ type Retrying struct {
 	log     *slog.Logger
 	timeout time.Duration
 
-	q    chan Event
+	q    queue
 	done chan struct{}
 	wg   sync.WaitGroup
 	// backlog counts the events queued or being retried. While it is not zero the store is
@@ -33,6 +33,8 @@ type Retrying struct {
 
 	mu      sync.Mutex
 	dropped int
+	// requeue is the event the retry loop was holding when Close stopped it.
+	requeue *Event
 }
 
 // RetryOptions tune a Retrying sink; zero values take the defaults.
@@ -46,8 +48,7 @@ type RetryOptions struct {
 	Logger  *slog.Logger
 }
 
-// NewRetrying returns next behind a retry queue; Close stops it.
-func NewRetrying(next Sink, o RetryOptions) *Retrying {
+func (o RetryOptions) withDefaults() RetryOptions {
 	if o.Timeout <= 0 {
 		o.Timeout = 2 * time.Second
 	}
@@ -60,7 +61,17 @@ func NewRetrying(next Sink, o RetryOptions) *Retrying {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Retrying{next: next, log: o.Logger, timeout: o.Timeout, q: make(chan Event, o.Queue), done: make(chan struct{})}
+	return o
+}
+
+// NewRetrying returns next behind a retry queue in memory; Close stops it.
+func NewRetrying(next Sink, o RetryOptions) *Retrying {
+	o = o.withDefaults()
+	return newRetrying(next, &memQueue{c: make(chan Event, o.Queue)}, o)
+}
+
+func newRetrying(next Sink, q queue, o RetryOptions) *Retrying {
+	r := &Retrying{next: next, log: o.Logger, timeout: o.Timeout, q: q, done: make(chan struct{})}
 	r.wg.Add(1)
 	go r.run(o.Backoff)
 	return r
@@ -87,11 +98,10 @@ func (r *Retrying) Append(ctx context.Context, e Event) error {
 		err = errBacklog
 	}
 	r.backlog.Add(1)
-	select {
-	case r.q <- e:
+	if r.q.push(e) {
 		r.log.Warn("audit append failed; queued for a retry", slog.String("type", string(e.Type)),
 			slog.String("request_id", e.RequestID), slog.Any("error", err))
-	default:
+	} else {
 		r.backlog.Add(-1)
 		r.mu.Lock()
 		r.dropped++
@@ -105,8 +115,8 @@ func (r *Retrying) Append(ctx context.Context, e Event) error {
 // errBacklog is the reason logged for an event queued behind earlier failed ones.
 var errBacklog = errors.New("earlier events are still waiting for the store")
 
-// Queued is how many events wait for a retry.
-func (r *Retrying) Queued() int { return len(r.q) }
+// Queued is how many events wait for a retry (the one being retried included).
+func (r *Retrying) Queued() int { return int(r.backlog.Load()) }
 
 // Dropped is how many events were lost because the queue was full.
 func (r *Retrying) Dropped() int {
@@ -118,11 +128,9 @@ func (r *Retrying) Dropped() int {
 func (r *Retrying) run(backoff time.Duration) {
 	defer r.wg.Done()
 	for {
-		var e Event
-		select {
-		case <-r.done:
+		e, ok := r.q.next(r.done)
+		if !ok {
 			return
-		case e = <-r.q:
 		}
 		wait := backoff
 		for {
@@ -130,19 +138,15 @@ func (r *Retrying) run(backoff time.Duration) {
 			err := r.next.Append(ctx, e)
 			cancel()
 			if err == nil || errors.Is(err, ErrInvalid) {
+				r.q.stored()
 				r.backlog.Add(-1)
 				break
 			}
 			select {
 			case <-r.done:
-				select {
-				case r.q <- e: // for Close's last attempt
-				default:
-					r.backlog.Add(-1)
-					r.mu.Lock()
-					r.dropped++
-					r.mu.Unlock()
-				}
+				// Still queued (next returned it without removing it): Close tries it once
+				// more, and a spool keeps it after that.
+				r.requeue = &e
 				return
 			case <-time.After(wait):
 			}
@@ -158,22 +162,37 @@ func (r *Retrying) Close() {
 	r.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
-	lost := 0
+	left := 0
 	for {
-		select {
-		case e := <-r.q:
-			if ctx.Err() != nil {
-				lost++
+		var e Event
+		var ok bool
+		if r.requeue != nil {
+			e, ok, r.requeue = *r.requeue, true, nil
+		} else {
+			e, ok = r.q.take()
+		}
+		if !ok {
+			break
+		}
+		if ctx.Err() == nil {
+			if err := r.next.Append(ctx, e); err == nil || errors.Is(err, ErrInvalid) {
+				r.q.stored()
 				continue
 			}
-			if err := r.next.Append(ctx, e); err != nil && !errors.Is(err, ErrInvalid) {
-				lost++
-			}
-		default:
-			if lost > 0 {
-				r.log.Error("audit events lost at shutdown: the store did not take them", slog.Int("events", lost))
-			}
-			return
 		}
+		left++
+		if r.q.durable() {
+			break // it and everything after it stay in the spool, for the next process
+		}
+		r.q.stored() // in memory: gone with the process
+	}
+	if err := r.q.close(); err != nil {
+		r.log.Error("audit spool: close", slog.Any("error", err))
+	}
+	switch {
+	case left > 0 && r.q.durable():
+		r.log.Warn("audit events left in the spool at shutdown: the next process started with it stores them", slog.Int64("events", r.backlog.Load()))
+	case left > 0:
+		r.log.Error("audit events lost at shutdown: the store did not take them", slog.Int("events", left))
 	}
 }

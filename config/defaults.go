@@ -99,6 +99,16 @@ var defaultRules = []defaultRule{
 	{Default{"authz.cache_ttl", "2s"}, func(c *Config) { setDuration(&c.Authz.CacheTTL, 2*time.Second) }},
 	{Default{"audit.max_len", "100000"}, func(c *Config) { setInt(&c.Audit.MaxLen, 100000) }},
 	{Default{"audit.retention", "24h"}, func(c *Config) { setDuration(&c.Audit.Retention, 24*time.Hour) }},
+	{Default{"audit.spool_fsync", `"always"`}, func(c *Config) {
+		if c.Audit.SpoolDir != "" {
+			setString(&c.Audit.SpoolFsync, "always")
+		}
+	}},
+	{Default{"audit.spool_max_mb", "1024"}, func(c *Config) {
+		if c.Audit.SpoolDir != "" {
+			setInt(&c.Audit.SpoolMaxMB, 1024)
+		}
+	}},
 	{Default{"audit.sinks[].max_size_mb", "100"}, func(c *Config) {
 		for i := range c.Audit.Sinks {
 			if c.Audit.Sinks[i].Type == SinkFile {

@@ -148,6 +148,22 @@ func (v *validator) auditSinks(c *Config) {
 			}
 		}
 	}
+	if a.SpoolDir != "" {
+		if fi, err := os.Stat(a.SpoolDir); err != nil || !fi.IsDir() {
+			v.errorf("audit.spool_dir", "%s: not a directory", v.show("audit.spool_dir", a.SpoolDir))
+		}
+		v.oneOf("audit.spool_fsync", a.SpoolFsync, "always", "off")
+		if a.SpoolMaxMB < 1 {
+			v.errorf("audit.spool_max_mb", "must be at least 1")
+		}
+	} else {
+		if a.SpoolFsync != "" {
+			v.errorf("audit.spool_fsync", "is used only with audit.spool_dir")
+		}
+		if a.SpoolMaxMB != 0 {
+			v.errorf("audit.spool_max_mb", "is used only with audit.spool_dir")
+		}
+	}
 	v.nonNegative("audit.retention", a.Retention)
 	v.nonNegative("audit.max_sink_lag", a.MaxSinkLag)
 	if len(a.Sinks) > 0 && !c.Redis.Configured() {

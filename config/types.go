@@ -152,6 +152,18 @@ type Audit struct {
 	// event is older than this. Default 0: a lagging sink is reported by the metric
 	// portcullis_audit_sink_oldest_undelivered_seconds only.
 	MaxSinkLag Duration `yaml:"max_sink_lag"`
+	// SpoolDir keeps the events of requests (denials, sign-ins, blocked recoveries) that
+	// Redis did not take at once in a file there (one per process) until it does, instead of
+	// in memory: they survive a crash or a restart, and a process started on the directory
+	// stores what another left. Must exist and be private to Portcullis. Default: in memory
+	// (up to 10000 events, lost with the process).
+	SpoolDir string `yaml:"spool_dir"`
+	// SpoolFsync is when a spooled event reaches the disk: always (before the request is
+	// answered) or off (left to the kernel: a power cut can lose the newest). Default always.
+	SpoolFsync string `yaml:"spool_fsync"`
+	// SpoolMaxMB bounds each process's spool file; beyond it events are dropped and logged.
+	// Default 1024.
+	SpoolMaxMB int `yaml:"spool_max_mb"`
 }
 
 // Audit sink types (AuditSink.Type).

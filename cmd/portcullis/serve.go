@@ -115,7 +115,16 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	// Request-time events (denials, blocked recoveries, sign-ins, step-ups) are retried when
 	// the append fails (#17: a denial answered from the caches while Redis hung lost its
 	// event); changes write theirs in their own transaction.
-	reqAudit := audit.NewRetrying(aud, audit.RetryOptions{Logger: log.With(slog.String("component", "audit"))})
+	ro := audit.RetryOptions{Logger: log.With(slog.String("component", "audit"))}
+	var reqAudit *audit.Retrying
+	if a := cfg.Audit; a.SpoolDir != "" {
+		reqAudit, err = audit.NewSpooledRetrying(aud, audit.SpoolOptions{Dir: a.SpoolDir, Fsync: a.SpoolFsync != "off", MaxBytes: int64(a.SpoolMaxMB) << 20}, ro)
+		if err != nil {
+			return closeAll, err
+		}
+	} else {
+		reqAudit = audit.NewRetrying(aud, ro)
+	}
 	closers = append(closers, reqAudit.Close)
 	opts.Audit, opts.Members = reqAudit, cache
 	opts.Recovery = st // recovery guards: domain holders, person indexes, rate limits
