@@ -190,6 +190,22 @@ func (p *process) kill() {
 	<-done
 }
 
+// running reports whether the process has been started and has not exited.
+func (p *process) running() bool {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}
+
 func (p *process) signal(sig signal) error {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
