@@ -114,8 +114,8 @@ func StartSentinel(tb testing.TB, opts ...Option) *Sentinel {
 	return s
 }
 
-// waitReady waits until the current primary has an online replica and every sentinel sees the
-// primary, one healthy replica and the two other sentinels.
+// waitReady waits until every sentinel sees the primary, one healthy replica and the two
+// other sentinels, and every live replica acknowledges a write to the primary.
 func (s *Sentinel) waitReady(timeout time.Duration) {
 	s.tb.Helper()
 	deadline := time.Now().Add(timeout)
@@ -191,6 +191,22 @@ func (s *Sentinel) notReady() string {
 	}
 	if online := strings.Count(info, ",state=online,"); online < want {
 		return fmt.Sprintf("primary %s has %d of %d replicas online", primary, online, want)
+	}
+	// Online is not yet acknowledging: a write the replicas confirm (WAIT) is what a test
+	// with replica_acks needs. The probe key is removed in the same step.
+	const probe = "redistest:ready-probe"
+	if err := c.Set(ctx, probe, "1", 0).Err(); err != nil {
+		return fmt.Sprintf("primary %s: probe write: %v", primary, err)
+	}
+	if err := c.Del(ctx, probe).Err(); err != nil {
+		return fmt.Sprintf("primary %s: probe delete: %v", primary, err)
+	}
+	n, err := c.Do(ctx, "WAIT", want, 1000).Int()
+	if err != nil {
+		return fmt.Sprintf("primary %s: WAIT: %v", primary, err)
+	}
+	if n < want {
+		return fmt.Sprintf("primary %s: %d of %d replicas acknowledged a write", primary, n, want)
 	}
 	return ""
 }
