@@ -32,6 +32,8 @@ type Config struct {
 	AdminAPI AdminAPI `yaml:"admin_api"`
 	// Notifications are the webhooks governance events are sent to.
 	Notifications Notifications `yaml:"notifications"`
+	// ForwardAuth is the endpoint an ingress in front of the portal asks for decisions.
+	ForwardAuth ForwardAuth `yaml:"forward_auth"`
 	// Routes is the ordered route table: the first route that matches host, path and method
 	// handles the request.
 	Routes []Route `yaml:"routes"`

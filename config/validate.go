@@ -112,6 +112,7 @@ func (v *validator) config(c *Config) {
 	v.orgHosts(c)
 	v.lifecycle(&c.Lifecycle)
 	v.adminAPI(c)
+	v.forwardAuth(c)
 	v.notifications(c)
 	v.auditSinks(c)
 }

@@ -181,8 +181,11 @@ func newAccBed(t *testing.T) *accBed {
 	yaml := fmt.Sprintf(`server:
   public_url: %[1]s
   metrics_listen: "off"
+  trusted_proxies: [127.0.0.1/32]
 tls:
   mode: "off"
+forward_auth:
+  enabled: true
 redis:
   address: %[2]s
 oidc:
@@ -227,6 +230,16 @@ routes:
     upstream: %[5]s
     org: {from: path, path_segment: 2}
     identity_headers: {user: X-Remote-Person, org: X-Tenant}
+  - name: methods
+    path: /m
+    methods: [GET, POST]
+    upstream: %[5]s
+    org: {from: path, path_segment: 2}
+  - name: reset
+    path: /reset
+    upstream: %[5]s
+    public: true
+    recovery_guard: {identifier: [{from: form, name: email}]}
 `, b.base, rs.Addr, idp.URL, ca, b.up.URL)
 	p := filepath.Join(dir, "portcullis.yaml")
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
@@ -282,6 +295,7 @@ func TestAccessLayer(t *testing.T) {
 		{"no org", accNoOrg},
 		{"identity headers", accIdentityHeaders},
 		{"store error fails closed", accStoreErrorFailsClosed},
+		{"forward-auth", accForwardAuth},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b.t = t

@@ -54,6 +54,11 @@ func (ex *exchange) serveOwn() error {
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		_, _ = w.Write(s.opts.Signer.JWKS())
+	case forwardAuthPath:
+		if fa := ex.st.set.ForwardAuth; !fa.Enabled || fa.Listen != "" {
+			return reject(reason.NoRoute)
+		}
+		return ex.forwardAuth()
 	default:
 		h, ok := s.opts.Endpoints[strings.TrimPrefix(ex.path, ownPrefix)]
 		if !ok {

@@ -38,7 +38,7 @@ func limitBody(h http.Handler, limit int64) http.Handler {
 // Listeners are the addresses the running server is bound to, for callers that asked for
 // port 0 (tests) and for the start-up log.
 type Listeners struct {
-	Main, Redirect, Metrics, Admin net.Addr
+	Main, Redirect, Metrics, Admin, ForwardAuth net.Addr
 }
 
 // Run binds the listeners of the configuration the Server was created with and serves until
@@ -61,7 +61,7 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 	var servers []*http.Server
 	var lns Listeners
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 8)
 	serve := func(srv *http.Server, ln net.Listener, useTLS bool) {
 		servers = append(servers, srv)
 		wg.Add(1)
@@ -172,6 +172,26 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 		serve(asrv, aln, ts.Config != nil)
 	}
 
+	if fa := set.ForwardAuth; fa.Enabled && fa.Listen != "" {
+		fln, err := net.Listen("tcp", fa.Listen)
+		if err != nil {
+			shutdownAll(servers, time.Second)
+			return fmt.Errorf("listen %s (forward_auth.listen): %w", fa.Listen, err)
+		}
+		lns.ForwardAuth = fln.Addr()
+		// Questions carry no body: anything beyond a few KiB is not one.
+		serve(&http.Server{
+			Handler:           limitBody(s.forwardAuthHandler(), 4<<10),
+			ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
+			ReadTimeout:       sc.ReadHeaderTimeout.D(),
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       sc.IdleTimeout.D(),
+			MaxHeaderBytes:    sc.MaxHeaderBytes,
+			ErrorLog:          errLog,
+			TLSConfig:         ts.Config,
+		}, fln, ts.Config != nil)
+	}
+
 	attrs := []any{slog.String("listen", lns.Main.String()), slog.String("tls_mode", set.TLS.Mode), slog.Int("routes", len(set.Routes))}
 	if lns.Redirect != nil {
 		attrs = append(attrs, slog.String("redirect_listen", lns.Redirect.String()))
@@ -181,6 +201,9 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 	}
 	if lns.Admin != nil {
 		attrs = append(attrs, slog.String("admin_listen", lns.Admin.String()))
+	}
+	if lns.ForwardAuth != nil {
+		attrs = append(attrs, slog.String("forward_auth_listen", lns.ForwardAuth.String()))
 	}
 	s.log.Info("portcullis serving", attrs...)
 	if ready != nil {

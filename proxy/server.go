@@ -107,12 +107,14 @@ type Settings struct {
 	Lifecycle config.Lifecycle
 	// AdminListen is the administration API's address; "" for none.
 	AdminListen string
+	// ForwardAuth is the forward-auth endpoint's configuration.
+	ForwardAuth config.ForwardAuth
 }
 
 // SettingsOf is the part of c a Server uses. c must come from config.Load.
 func SettingsOf(c *config.Config) Settings {
 	s := Settings{File: c.File, Server: c.Server, TLS: c.TLS, AccessLog: c.Log.AccessLog == nil || *c.Log.AccessLog,
-		Headers: c.Identity.Headers, Routes: c.Routes, Lifecycle: c.Lifecycle}
+		Headers: c.Identity.Headers, Routes: c.Routes, Lifecycle: c.Lifecycle, ForwardAuth: c.ForwardAuth}
 	if c.AdminAPI.Enabled() {
 		s.AdminListen = c.AdminAPI.Listen
 	}
@@ -281,7 +283,10 @@ func validRequestID(v string) bool {
 
 // ServeHTTP is the request flow: one exchange, its steps (exchange.serve), and the access
 // log line and metrics of whatever came of it.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.serve(w, r, false) }
+
+// serve is ServeHTTP, or with forwardAuthOnly the forward-auth listener's handler.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, forwardAuthOnly bool) {
 	start := s.now()
 	st := s.state.Load()
 	rec := &recorder{ResponseWriter: w}
@@ -297,7 +302,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.Header().Set("Strict-Transport-Security", st.hsts)
 	}
 
-	if err := ex.serve(); err != nil {
+	var err error
+	if forwardAuthOnly {
+		err = ex.serveForwardAuthListener()
+	} else {
+		err = ex.serve()
+	}
+	if err != nil {
 		ex.fail(err)
 	}
 	if ex.r.ProtoMajor == 1 && r.ContentLength != 0 && rec.Header().Get("Connection") == "close" {
@@ -316,8 +327,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("request_id", ex.requestID),
 			slog.String("client", client.String()),
-			slog.String("method", r.Method),
-			slog.String("host", r.Host),
+			// The request decided: for a forward-auth question, the one it describes.
+			slog.String("method", ex.r.Method),
+			slog.String("host", ex.r.Host),
 			slog.String("path", path),
 			slog.String("route", ex.routeLabel),
 			slog.Int("status", status),

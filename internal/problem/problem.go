@@ -81,6 +81,12 @@ var body = template.Must(template.New("problem").Parse(`<h1>{{.Title}}</h1>
 {{if .Action}}<p><a class="button" href="{{.Action}}">{{.ActionText}}</a></p>{{end}}
 <p class="meta">Reason: <code>{{.Reason}}</code>{{if .RequestID}} · Request ID: <code>{{.RequestID}}</code>{{end}}</p>`))
 
+// ReasonTagger is a ResponseWriter that carries the code of a refusal outside its body
+// (the proxy's forward-auth answers, for an ingress that drops the body). Write tells it.
+type ReasonTagger interface {
+	TagReason(code reason.Code)
+}
+
 // WantsHTML reports whether the client is a browser navigating, as opposed to an API client.
 func WantsHTML(r *http.Request) bool {
 	if r.Header.Get("Sec-Fetch-Mode") == "navigate" {
@@ -96,6 +102,9 @@ func Write(w http.ResponseWriter, r *http.Request, p Problem) {
 	h := w.Header()
 	if p.RequestID == "" {
 		p.RequestID = h.Get("X-Request-Id")
+	}
+	if t, ok := w.(ReasonTagger); ok {
+		t.TagReason(p.Reason)
 	}
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")

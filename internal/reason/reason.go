@@ -87,6 +87,23 @@ const (
 	// closed after the answer and nothing reaches the portal.
 	BadFraming Code = "bad_framing"
 
+	// Forward-auth (an ingress asks about a request it holds; proxy/forwardauth.go).
+	// ForwardAuthUntrusted: the question does not come from one of server.trusted_proxies,
+	// so the request it describes is not believed.
+	ForwardAuthUntrusted Code = "forward_auth_untrusted"
+	// ForwardAuthRequest: the question does not name the request one way only: the original
+	// method or URI is missing, repeated, or the nginx and Traefik/Caddy headers disagree.
+	ForwardAuthRequest Code = "forward_auth_request"
+	// ForwardAuthPath: the original path is not in the one form Portcullis decides on (dot
+	// segments, empty segments, ";params", escapes of unreserved characters). As a proxy it
+	// would forward the normalised path; an ingress forwards the original, which the portal
+	// could read as another path, so it is refused rather than guessed.
+	ForwardAuthPath Code = "forward_auth_path"
+	// ForwardAuthBody: deciding this request needs its body (a recovery guard, or a POST
+	// that may carry a `_method` field on a route where the method matters), which an
+	// ingress does not pass on. Serve such routes with Portcullis as the proxy.
+	ForwardAuthBody Code = "forward_auth_body"
+
 	// The path rules exist because the proxy must never have a split view of a path: the path
 	// it matches against the route table must be exactly the path the upstream acts on. Every
 	// construct that a legacy portal, an application server or a second decoding step could
@@ -315,6 +332,11 @@ var specs = []Spec{
 	{Code: UpgradeRefused, Area: AreaRequest, Status: http.StatusBadRequest, Message: "This address does not accept a switch to another protocol."},
 	{Code: BodyTooLarge, Area: AreaRequest, Status: http.StatusRequestEntityTooLarge, Message: "The request body is too large."},
 	{Code: BadFraming, Area: AreaRequest, Status: http.StatusBadRequest, Message: "The length of this request could not be read reliably."},
+	{Code: ForwardAuthUntrusted, Area: AreaRequest, Status: http.StatusForbidden, Message: "This address answers only the proxies in front of the portal."},
+	{Code: ForwardAuthRequest, Area: AreaRequest, Status: http.StatusBadRequest, Message: "The proxy in front of the portal did not say which request to decide, one way only."},
+	{Code: ForwardAuthPath, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
+	{Code: ForwardAuthBody, Area: AreaRequest, Status: http.StatusForbidden, Message: "This request can only be decided with its body, which the proxy in front of the portal does not pass on.",
+		Hint: "Ask the portal's operator to serve this address through Portcullis as a proxy."},
 	{Code: MethodOverride, Area: AreaRequest, Status: http.StatusBadRequest, Message: "This request asks to be treated as another kind of request, which this address does not allow."},
 	{Code: PathInvalid, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},
 	{Code: PathFragment, Area: AreaRequest, Status: http.StatusBadRequest, Message: pathRejected},

@@ -1,0 +1,36 @@
+package config
+
+// ForwardAuth configures the forward-auth endpoint, /.portcullis/auth: an ingress that
+// already routes the portal (nginx auth_request, Caddy forward_auth, Traefik forwardAuth)
+// asks Portcullis about each request it holds, and Portcullis decides it exactly as it would
+// decide the same request as the proxy, answering with the identity headers and the signed
+// assertion for the ingress to pass on. The questions are believed only from
+// server.trusted_proxies.
+type ForwardAuth struct {
+	// Enabled serves /.portcullis/auth. Default false.
+	Enabled bool `yaml:"enabled"`
+	// Listen is an address of its own for the endpoint, such as "127.0.0.1:9091", served
+	// with the main listener's TLS (plain HTTP with tls.mode off). The main listener then
+	// does not serve it. Default "": the main listener serves it.
+	Listen string `yaml:"listen"`
+}
+
+// forwardAuth checks the forward_auth section.
+func (v *validator) forwardAuth(c *Config) {
+	f := &c.ForwardAuth
+	if !f.Enabled {
+		if f.Listen != "" {
+			v.errorf("forward_auth.listen", "is set but forward_auth.enabled is not")
+		}
+		return
+	}
+	if len(c.Server.TrustedProxies) == 0 {
+		v.errorf("forward_auth.enabled", "needs server.trusted_proxies naming the ingress: the request a question describes is believed only from there")
+	}
+	if f.Listen != "" {
+		v.listener("forward_auth.listen", f.Listen)
+		if f.Listen == c.Server.Listen {
+			v.errorf("forward_auth.listen", "is server.listen; leave it empty to serve the endpoint on the main listener")
+		}
+	}
+}

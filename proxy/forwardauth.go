@@ -1,0 +1,332 @@
+package proxy
+
+import (
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
+)
+
+// Forward-auth. An ingress that already routes the portal (nginx auth_request, Caddy
+// forward_auth, Traefik forwardAuth) holds the request and asks Portcullis about it:
+// GET /.portcullis/auth with the original method and URI in headers, and the original
+// cookies, Authorization and Accept as they were. Portcullis decides the request it describes
+// with the proxy's own steps (host, path normalisation, route table, method overrides,
+// upgrades, session, organisation, membership, step-up, assertion) and answers:
+//
+//   - allowed: 200, no body, with every identity header of the route (empty when it has no
+//     value, so an ingress that copies them overwrites whatever the client sent) and
+//     X-Portcullis-Upstream-Cookie, the Cookie header without Portcullis's own cookies;
+//   - refused: the answer the proxy would give (the sign-in redirect, the step-up page, the
+//     refusal page or JSON, the 401 challenge), with X-Portcullis-Reason. Caddy and Traefik
+//     pass it to the client as it is. nginx's auth_request takes only 2xx, 401 and 403, so a
+//     question in nginx's convention (X-Original-URI) is answered 401 for a redirect (with
+//     its absolute Location, for `error_page 401 =302 $location`) and 403 for anything else,
+//     with the real status in X-Portcullis-Status.
+//
+// What cannot be decided the proxy's way is refused, never guessed: the request is believed
+// only from server.trusted_proxies; its path must already be in the one form the proxy
+// decides on (the ingress forwards the original, which the proxy would have normalised); and
+// a decision that needs the body (a recovery guard, a POST that may carry `_method` where
+// the method matters) is refused with forward_auth_body, since no ingress passes it on.
+
+// forwardAuthPath is the endpoint's path, on the main listener or one of its own.
+const forwardAuthPath = ownPrefix + "auth"
+
+// labelForwardAuth is the route label of a question refused before a route was found.
+const labelForwardAuth = "_forward_auth"
+
+// The headers an ingress names the original request with: nginx's convention (set in its
+// configuration, by habit from the auth_request documentation) and Traefik's, which Caddy
+// follows.
+const (
+	hdrOriginalMethod  = "X-Original-Method"
+	hdrOriginalURI     = "X-Original-Uri"
+	hdrForwardedMethod = "X-Forwarded-Method"
+	hdrForwardedURI    = "X-Forwarded-Uri"
+)
+
+// The headers of the answer, besides the identity headers.
+const (
+	hdrFAReason         = "X-Portcullis-Reason"
+	hdrFAStatus         = "X-Portcullis-Status"
+	hdrFAUpstreamCookie = "X-Portcullis-Upstream-Cookie"
+)
+
+// forwardAuthHandler serves the endpoint on a listener of its own (forward_auth.listen):
+// /.portcullis/auth and nothing else.
+func (s *Server) forwardAuthHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serve(w, r, true) })
+}
+
+// serveForwardAuthListener answers a request on the forward-auth listener: a question at
+// /.portcullis/auth, or 404.
+func (ex *exchange) serveForwardAuthListener() error {
+	ex.routeLabel = labelForwardAuth
+	if raw, ok := requestPath(ex.r); !ok || raw != forwardAuthPath {
+		return reject(reason.NoRoute)
+	}
+	ex.path = forwardAuthPath
+	return ex.forwardAuth()
+}
+
+// forwardAuth answers a question at /.portcullis/auth.
+func (ex *exchange) forwardAuth() error {
+	ex.routeLabel, ex.question = labelForwardAuth, true
+	r := ex.r
+	if !ex.trusted {
+		ex.s.log.LogAttrs(r.Context(), slog.LevelWarn, "forward-auth question from an untrusted address refused",
+			slog.String("client", r.RemoteAddr), slog.String("request_id", ex.requestID))
+		return reject(reason.ForwardAuthUntrusted)
+	}
+	method, uri, nginx, detail := originalRequest(r.Header)
+	host := r.Host
+	if detail == "" {
+		switch hs := r.Header.Values("X-Forwarded-Host"); {
+		case len(hs) == 1:
+			host = hs[0]
+		case len(hs) > 1:
+			detail = "X-Forwarded-Host repeated"
+		}
+	}
+	var u *url.URL
+	if detail == "" {
+		var err error
+		if u, err = url.ParseRequestURI(uri); err != nil || !strings.HasPrefix(uri, "/") {
+			detail = "the original URI is not a path and query"
+		}
+	}
+	if detail != "" {
+		ex.s.log.LogAttrs(r.Context(), slog.LevelWarn, "forward-auth question refused", slog.String("detail", detail),
+			slog.String("request_id", ex.requestID))
+		return reject(reason.ForwardAuthRequest)
+	}
+
+	orig := r.Clone(r.Context())
+	orig.Method, orig.RequestURI, orig.URL, orig.Host = method, uri, u, host
+	// The body stays with the ingress; what the question itself carried is not the request's.
+	orig.Body, orig.ContentLength, orig.TransferEncoding = http.NoBody, 0, nil
+	for _, h := range [...]string{hdrOriginalMethod, hdrOriginalURI, hdrForwardedMethod, hdrForwardedURI, "Content-Length"} {
+		orig.Header.Del(h)
+	}
+	ex.r, ex.question = orig, true
+	ex.w = &forwardAuthWriter{ResponseWriter: ex.w, nginx: nginx, base: ex.proto + "://" + host}
+	if err := ex.decideOriginal(); err != nil {
+		return err
+	}
+	ex.allow()
+	return nil
+}
+
+// originalRequest reads the method and request-target of the request a question describes,
+// from nginx's headers or Traefik's (Caddy's), and whether it is nginx's convention. detail
+// says what is wrong when they do not name one request.
+func originalRequest(h http.Header) (method, uri string, nginx bool, detail string) {
+	one := func(name string) (string, bool) {
+		vs := h.Values(name)
+		if len(vs) > 1 {
+			detail = name + " repeated"
+		}
+		if len(vs) == 0 {
+			return "", false
+		}
+		return vs[0], true
+	}
+	nm, hasNM := one(hdrOriginalMethod)
+	nu, hasNU := one(hdrOriginalURI)
+	fm, hasFM := one(hdrForwardedMethod)
+	fu, hasFU := one(hdrForwardedURI)
+	if detail != "" {
+		return "", "", false, detail
+	}
+	switch {
+	case hasNU && hasFU && nu != fu, hasNM && hasFM && nm != fm:
+		return "", "", false, "the nginx and Traefik headers name different requests"
+	case hasNU:
+		method, uri, nginx = nm, nu, true
+		if !hasNM {
+			method = fm
+		}
+	case hasFU:
+		method, uri = fm, fu
+		if !hasFM {
+			method = nm
+		}
+	default:
+		return "", "", false, "no original URI (X-Original-URI or X-Forwarded-Uri)"
+	}
+	switch {
+	case method == "":
+		return "", "", false, "no original method (X-Original-Method or X-Forwarded-Method)"
+	case !syntax.Token(method):
+		return "", "", false, "the original method is not a method"
+	}
+	return method, uri, nginx, ""
+}
+
+// decideOriginal runs the proxy's steps on the request a question describes, up to the
+// point where the proxy would forward it.
+func (ex *exchange) decideOriginal() error {
+	r, st := ex.r, ex.st
+	host, ok := canonicalHost(r.Host)
+	if !ok {
+		return reject(reason.BadHost)
+	}
+	ex.host = host
+	if len(r.RequestURI) > maxRequestTarget {
+		return reject(reason.URITooLong)
+	}
+	rawPath, ok := requestPath(r)
+	if !ok {
+		return reject(reason.BadRequest)
+	}
+	// Never stripped of ";params": the ingress forwards what it holds.
+	path, escaped, code := normalizePath(rawPath, false)
+	switch {
+	case code != "":
+		return reject(code)
+	case escaped != rawPath:
+		// The proxy would forward the normal form; the ingress forwards this one, which the
+		// portal may read as another path than the one decided.
+		return reject(reason.ForwardAuthPath)
+	}
+	ex.path, ex.escapedPath = path, escaped
+	if len(r.Header["Authorization"]) > 1 {
+		return reject(reason.DuplicateAuthorization)
+	}
+	if strings.HasPrefix(path, ownPrefix) || path == ownPrefix[:len(ownPrefix)-1] {
+		// Portcullis's own endpoints are served by Portcullis: the ingress routes them to it.
+		return reject(reason.NoRoute)
+	}
+
+	ex.method = r.Method
+	idx, err := ex.match(r.Method)
+	if err != nil {
+		return err
+	}
+	ex.routeLabel = st.set.Routes[idx].Name
+	if op := st.overrides[idx]; op.sensitive {
+		if !op.allow && hasOverrideHeader(r.Header) {
+			// The proxy strips these; the ingress passes them on to a portal that may obey.
+			return ex.overrideRefused("header_not_stripped")
+		}
+		if r.Method == http.MethodPost && mayCarryFields(r.Header) {
+			ex.s.log.LogAttrs(r.Context(), slog.LevelInfo, "forward-auth cannot see a POST body where the method matters",
+				slog.String("route", ex.routeLabel), slog.String("request_id", ex.requestID))
+			return reject(reason.ForwardAuthBody)
+		}
+	}
+	if idx, err = ex.overrides(idx); err != nil {
+		return err
+	}
+	ex.route, ex.pol = &st.set.Routes[idx], &st.policies[idx]
+	ex.routeLabel = ex.route.Name
+	ex.allowOverride = st.overrides[idx].allow
+	if _, err := ex.upgrade(); err != nil {
+		return err
+	}
+	switch {
+	case !ex.route.Public:
+		return ex.admit()
+	case ex.pol.recovery != nil && ex.pol.recovery.Spec.Guards(r.Method):
+		ex.s.log.LogAttrs(r.Context(), slog.LevelWarn, "forward-auth cannot run a recovery guard (it reads the body); serve this route through Portcullis as the proxy",
+			slog.String("route", ex.routeLabel), slog.String("request_id", ex.requestID))
+		return reject(reason.ForwardAuthBody)
+	}
+	return nil
+}
+
+// hasOverrideHeader reports whether h carries a method-override header in any spelling.
+func hasOverrideHeader(h http.Header) bool {
+	for name := range h {
+		if isOverrideHeader(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayCarryFields reports whether a POST with these headers may have a body frameworks read
+// parameters from (a `_method` field among them): its Content-Type says so, or there is none.
+func mayCarryFields(h http.Header) bool {
+	ct := h.Values("Content-Type")
+	return len(ct) != 1 || inspectedMedia(ct[0])
+}
+
+// allow answers an allowed question: 200 with the route's identity headers, every one of
+// them present (empty when it has no value) so that an ingress copying them replaces what
+// the client sent, and the Cookie header the portal should get.
+func (ex *exchange) allow() {
+	h := ex.w.Header()
+	names := ex.st.set.Headers
+	if ex.pol != nil {
+		names = ex.pol.headers
+	}
+	for _, n := range [...]string{names.User, names.Email, names.Org, names.Roles, names.Purpose, names.PurposeReason,
+		names.PurposeExpires, names.Kind, names.Assertion} {
+		if n != "" {
+			h[http.CanonicalHeaderKey(n)] = []string{""}
+		}
+	}
+	if ex.admitted {
+		setIdentity(h, names, &ex.id)
+	}
+	cookies := http.Header{"Cookie": ex.r.Header.Values("Cookie")}
+	stripOwnCookies(cookies)
+	h.Set(hdrFAUpstreamCookie, strings.Join(cookies.Values("Cookie"), "; "))
+	h.Set("Cache-Control", "no-store")
+	ex.w.WriteHeader(http.StatusOK)
+}
+
+// forwardAuthWriter adapts the proxy's answers to what an ingress does with them: a
+// redirect's Location is made absolute (nginx redirects to it as given), and in nginx's
+// convention the status is 401 (a redirect) or 403, with the real one in X-Portcullis-Status.
+type forwardAuthWriter struct {
+	http.ResponseWriter
+	nginx  bool
+	base   string // scheme://host of the original request
+	status int
+}
+
+func (w *forwardAuthWriter) WriteHeader(code int) {
+	if w.status != 0 {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.status = code
+	h := w.Header()
+	if code/100 == 3 {
+		if loc := h.Get("Location"); strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") {
+			h.Set("Location", w.base+loc)
+		}
+	}
+	if w.nginx && code/100 != 2 && code != http.StatusUnauthorized {
+		h.Set(hdrFAStatus, strconv.Itoa(code))
+		if code/100 == 3 && h.Get("Location") != "" {
+			code = http.StatusUnauthorized
+		} else {
+			code = http.StatusForbidden
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *forwardAuthWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// TagReason implements problem.ReasonTagger: the code travels in X-Portcullis-Reason.
+func (w *forwardAuthWriter) TagReason(code reason.Code) {
+	if w.status == 0 {
+		w.Header().Set(hdrFAReason, string(code))
+	}
+}
+
+func (w *forwardAuthWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
