@@ -73,30 +73,10 @@ func (ex *exchange) serve() error {
 	if err := ex.checkFraming(); err != nil {
 		return err
 	}
-	host, ok := canonicalHost(r.Host)
-	if !ok {
-		return reject(reason.BadHost)
+	if _, err := ex.readTarget(st.stripParams); err != nil {
+		return err
 	}
-	ex.host = host
-	if len(r.RequestURI) > maxRequestTarget {
-		// Legacy portals and their logs choke on long targets long before Go's header limit.
-		return reject(reason.URITooLong)
-	}
-	rawPath, ok := requestPath(r)
-	if !ok {
-		return reject(reason.BadRequest)
-	}
-	path, escaped, code := normalizePath(rawPath, st.stripParams)
-	if code != "" {
-		return reject(code)
-	}
-	ex.path, ex.escapedPath = path, escaped
-	if len(r.Header["Authorization"]) > 1 {
-		// Components disagree on which of two credentials counts (HDR-03).
-		return reject(reason.DuplicateAuthorization)
-	}
-
-	if strings.HasPrefix(path, ownPrefix) || path == ownPrefix[:len(ownPrefix)-1] {
+	if isOwnPath(ex.path) {
 		ex.routeLabel = labelOwn
 		return ex.serveOwn()
 	}
@@ -139,6 +119,41 @@ func (ex *exchange) serve() error {
 	}
 	st.upstreams[idx].proxy.ServeHTTP(ex.w, ex.r)
 	return nil
+}
+
+// readTarget reads the request's host and request-target: the canonical host, and the
+// path normalised once (with stripParams, ";params" stripped rather than refused), into ex.
+// It returns the raw path as sent.
+func (ex *exchange) readTarget(stripParams bool) (string, error) {
+	r := ex.r
+	host, ok := canonicalHost(r.Host)
+	if !ok {
+		return "", reject(reason.BadHost)
+	}
+	ex.host = host
+	if len(r.RequestURI) > maxRequestTarget {
+		// Legacy portals and their logs choke on long targets long before Go's header limit.
+		return "", reject(reason.URITooLong)
+	}
+	rawPath, ok := requestPath(r)
+	if !ok {
+		return "", reject(reason.BadRequest)
+	}
+	path, escaped, code := normalizePath(rawPath, stripParams)
+	if code != "" {
+		return "", reject(code)
+	}
+	ex.path, ex.escapedPath = path, escaped
+	if len(r.Header["Authorization"]) > 1 {
+		// Components disagree on which of two credentials counts (HDR-03).
+		return "", reject(reason.DuplicateAuthorization)
+	}
+	return rawPath, nil
+}
+
+// isOwnPath reports whether a normalised path is one of Portcullis's own (/.portcullis/...).
+func isOwnPath(path string) bool {
+	return strings.HasPrefix(path, ownPrefix) || path == ownPrefix[:len(ownPrefix)-1]
 }
 
 // match finds the route of the request's host and path for method, or the refusal: no route

@@ -172,33 +172,17 @@ func originalRequest(h http.Header) (method, uri string, nginx bool, detail stri
 // point where the proxy would forward it.
 func (ex *exchange) decideOriginal() error {
 	r, st := ex.r, ex.st
-	host, ok := canonicalHost(r.Host)
-	if !ok {
-		return reject(reason.BadHost)
-	}
-	ex.host = host
-	if len(r.RequestURI) > maxRequestTarget {
-		return reject(reason.URITooLong)
-	}
-	rawPath, ok := requestPath(r)
-	if !ok {
-		return reject(reason.BadRequest)
-	}
 	// Never stripped of ";params": the ingress forwards what it holds.
-	path, escaped, code := normalizePath(rawPath, false)
-	switch {
-	case code != "":
-		return reject(code)
-	case escaped != rawPath:
+	rawPath, err := ex.readTarget(false)
+	if err != nil {
+		return err
+	}
+	if ex.escapedPath != rawPath {
 		// The proxy would forward the normal form; the ingress forwards this one, which the
 		// portal may read as another path than the one decided.
 		return reject(reason.ForwardAuthPath)
 	}
-	ex.path, ex.escapedPath = path, escaped
-	if len(r.Header["Authorization"]) > 1 {
-		return reject(reason.DuplicateAuthorization)
-	}
-	if strings.HasPrefix(path, ownPrefix) || path == ownPrefix[:len(ownPrefix)-1] {
+	if isOwnPath(ex.path) {
 		// Portcullis's own endpoints are served by Portcullis: the ingress routes them to it.
 		return reject(reason.NoRoute)
 	}
