@@ -235,6 +235,24 @@ func accForwardAuth(t *testing.T, b *accBed) {
 		}
 	})
 
+	t.Run("the original body, passed along, is neither read nor refused", func(t *testing.T) {
+		body := strings.Repeat("x", 2<<20)
+		req, _ := http.NewRequest("POST", b.base+"/.portcullis/auth", strings.NewReader(body))
+		req.Header.Set("X-Forwarded-Method", "POST")
+		req.Header.Set("X-Forwarded-Uri", "/o/acme/upload")
+		req.Header.Set("X-Forwarded-Host", host)
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set("Accept", "application/json")
+		resp, err := b.cli.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Portcullis-User") != alice {
+			t.Errorf("a 2 MiB upload's question: %d %v", resp.StatusCode, resp.Header)
+		}
+	})
+
 	t.Run("from an untrusted address the question is not believed", func(t *testing.T) {
 		req := httptest.NewRequest("GET", b.base+"/.portcullis/auth", nil)
 		req.RemoteAddr = "192.0.2.7:4711"

@@ -22,6 +22,14 @@ const ownBodyLimit = 64 << 10
 // prefix is a 404, never a fall-through to a portal route (AUTHN-03).
 func (ex *exchange) serveOwn() error {
 	s, w, r := ex.s, ex.w, ex.r
+	if ex.path == forwardAuthPath {
+		// Before the body limit: an ingress may send the original request's body along
+		// (or its Content-Length), which a question never reads.
+		if fa := ex.st.set.ForwardAuth; !fa.Enabled || fa.Listen != "" {
+			return reject(reason.NoRoute)
+		}
+		return ex.forwardAuth()
+	}
 	if r.ContentLength > ownBodyLimit {
 		// No own endpoint takes more; the answer is sent before the body is read, and the
 		// rest of the body is drained so the client can read it (linger).
@@ -54,11 +62,6 @@ func (ex *exchange) serveOwn() error {
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		_, _ = w.Write(s.opts.Signer.JWKS())
-	case forwardAuthPath:
-		if fa := ex.st.set.ForwardAuth; !fa.Enabled || fa.Listen != "" {
-			return reject(reason.NoRoute)
-		}
-		return ex.forwardAuth()
 	default:
 		h, ok := s.opts.Endpoints[strings.TrimPrefix(ex.path, ownPrefix)]
 		if !ok {

@@ -179,9 +179,10 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 			return fmt.Errorf("listen %s (forward_auth.listen): %w", fa.Listen, err)
 		}
 		lns.ForwardAuth = fln.Addr()
-		// Questions carry no body: anything beyond a few KiB is not one.
+		// No body limit: a question's body (an ingress may pass the original one along) is
+		// never read.
 		serve(&http.Server{
-			Handler:           limitBody(s.forwardAuthHandler(), 4<<10),
+			Handler:           s.forwardAuthHandler(),
 			ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
 			ReadTimeout:       sc.ReadHeaderTimeout.D(),
 			WriteTimeout:      30 * time.Second,
