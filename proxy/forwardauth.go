@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
@@ -84,13 +85,16 @@ func (ex *exchange) forwardAuth() error {
 		return reject(reason.ForwardAuthUntrusted)
 	}
 	method, uri, nginx, detail := originalRequest(r.Header)
-	host := r.Host
+	host := ""
 	if detail == "" {
+		// Never the question's own Host: that names Portcullis, not the portal.
 		switch hs := r.Header.Values("X-Forwarded-Host"); {
-		case len(hs) == 1:
+		case len(hs) == 1 && hs[0] != "":
 			host = hs[0]
 		case len(hs) > 1:
 			detail = "X-Forwarded-Host repeated"
+		default:
+			detail = "no X-Forwarded-Host"
 		}
 	}
 	var u *url.URL
@@ -143,19 +147,17 @@ func originalRequest(h http.Header) (method, uri string, nginx bool, detail stri
 	if detail != "" {
 		return "", "", false, detail
 	}
+	// One convention, whole: the ingress sets both of its headers, and a header of the other
+	// convention can only come from the client (an ingress passes the client's headers on).
 	switch {
-	case hasNU && hasFU && nu != fu, hasNM && hasFM && nm != fm:
-		return "", "", false, "the nginx and Traefik headers name different requests"
-	case hasNU:
+	case (hasNU || hasNM) && (hasFU || hasFM):
+		return "", "", false, "both the nginx and the Traefik headers are present"
+	case hasNU && hasNM:
 		method, uri, nginx = nm, nu, true
-		if !hasNM {
-			method = fm
-		}
-	case hasFU:
+	case hasFU && hasFM:
 		method, uri = fm, fu
-		if !hasFM {
-			method = nm
-		}
+	case hasNU || hasFU:
+		return "", "", false, "no original method (X-Original-Method or X-Forwarded-Method)"
 	default:
 		return "", "", false, "no original URI (X-Original-URI or X-Forwarded-Uri)"
 	}
@@ -213,6 +215,13 @@ func (ex *exchange) decideOriginal() error {
 	if _, err := ex.upgrade(); err != nil {
 		return err
 	}
+	if name := foreignSpelling(r.Header, ex.st.identityCGI, ex.pol.headers); name != "" {
+		// The proxy strips every spelling a CGI, PHP or WSGI portal folds into an identity
+		// header; the ingress replaces only the names it is answered, and passes this on.
+		ex.s.log.LogAttrs(r.Context(), slog.LevelWarn, "forward-auth refused a request carrying an identity header in another spelling",
+			slog.String("route", ex.routeLabel), slog.String("header", name), slog.String("request_id", ex.requestID))
+		return reject(reason.ForwardAuthRequest)
+	}
 	switch {
 	case !ex.route.Public:
 		return ex.admit()
@@ -258,6 +267,9 @@ func (ex *exchange) allow() {
 	}
 	if ex.admitted {
 		setIdentity(h, names, &ex.id)
+	}
+	if ex.st.clientIPHeader != "" && ex.client.IsValid() {
+		h[ex.st.clientIPHeader] = []string{ex.client.String()}
 	}
 	cookies := http.Header{"Cookie": ex.r.Header.Values("Cookie")}
 	stripOwnCookies(cookies)
@@ -314,3 +326,28 @@ func (w *forwardAuthWriter) TagReason(code reason.Code) {
 }
 
 func (w *forwardAuthWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// foreignSpelling returns a header of h that a portal would read as an identity header (its
+// CGI name is one of identityCGI) but that is not exactly one of the names the answer
+// carries, which the ingress replaces; "" when there is none.
+func foreignSpelling(h http.Header, identityCGI []string, names config.IdentityHeaders) string {
+	answered := [...]string{names.User, names.Email, names.Org, names.Roles, names.Purpose, names.PurposeReason,
+		names.PurposeExpires, names.Kind, names.Assertion}
+	for k := range h {
+		identity := false
+		for _, c := range identityCGI {
+			identity = identity || cgiEqual(k, c)
+		}
+		if !identity {
+			continue
+		}
+		exact := false
+		for _, n := range answered {
+			exact = exact || (n != "" && k == http.CanonicalHeaderKey(n))
+		}
+		if !exact {
+			return k
+		}
+	}
+	return ""
+}

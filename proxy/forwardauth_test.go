@@ -179,6 +179,11 @@ func accForwardAuth(t *testing.T, b *accBed) {
 			"two URIs":           {"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/o/acme/x", "/adm/acme/x"}},
 			"disagreeing":        {"X-Original-Method": {"GET"}, "X-Original-Uri": {"/pub/x"}, "X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/adm/acme/x"}},
 			"methods disagree":   {"X-Original-Method": {"GET"}, "X-Original-Uri": {"/o/acme/x"}, "X-Forwarded-Method": {"DELETE"}},
+			"mixed conventions":  {"X-Original-Uri": {"/o/acme/x"}, "X-Forwarded-Method": {"GET"}},
+			"client's extra one": {"X-Forwarded-Method": {"POST"}, "X-Forwarded-Uri": {"/m/acme/x"}, "X-Original-Method": {"GET"}},
+			"no host":            {"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/o/acme/x"}, "X-Forwarded-Host": {""}},
+			"other spelling":     {"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/pub/x"}, "X_portcullis_user": {"admin"}},
+			"dotted spelling":    {"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/o/acme/x"}, "X.Portcullis.Org": {"beta"}},
 			"not a method":       {"X-Forwarded-Method": {"GET /x"}, "X-Forwarded-Uri": {"/o/acme/x"}},
 			"two hosts":          {"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"/o/acme/x"}, "X-Forwarded-Host": {host, "evil.example"}},
 			"nothing at all":     {},
@@ -186,6 +191,9 @@ func accForwardAuth(t *testing.T, b *accBed) {
 			"URI with no slash ": {"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {"?a=1"}},
 		} {
 			h["Accept"] = []string{"application/json"}
+			if _, ok := h["X-Forwarded-Host"]; !ok && name != "nothing at all" {
+				h["X-Forwarded-Host"] = []string{host}
+			}
 			r := accDo(t, b.cli, "GET", b.base+"/.portcullis/auth", nil, h)
 			if r.StatusCode != 400 || r.Header.Get("X-Portcullis-Reason") != "forward_auth_request" {
 				t.Errorf("%s: %d %s", name, r.StatusCode, r.Header.Get("X-Portcullis-Reason"))
