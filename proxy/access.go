@@ -40,7 +40,7 @@ func compilePolicies(set Settings, lifecycle *authz.Policy) ([]routePolicy, []st
 	seen := map[string]bool{}
 	var cgi []string
 	addCGI := func(h config.IdentityHeaders) {
-		for _, n := range []string{h.User, h.Email, h.Org, h.Roles, h.Purpose, h.PurposeReason, h.PurposeExpires, h.Kind, h.Assertion} {
+		for _, n := range identityNames(h) {
 			if c := cgiName(n); n != "" && !seen[c] {
 				seen[c] = true
 				cgi = append(cgi, c)
@@ -71,6 +71,11 @@ func compilePolicies(set Settings, lifecycle *authz.Policy) ([]routePolicy, []st
 		pols[i] = p
 	}
 	return pols, cgi, nil
+}
+
+// identityNames are the names of a set of identity headers ("" for one that is not sent).
+func identityNames(h config.IdentityHeaders) [9]string {
+	return [...]string{h.User, h.Email, h.Org, h.Roles, h.Purpose, h.PurposeReason, h.PurposeExpires, h.Kind, h.Assertion}
 }
 
 func mergeHeaders(global config.IdentityHeaders, route *config.IdentityHeaders) config.IdentityHeaders {

@@ -54,9 +54,6 @@ type exchange struct {
 	// id is what the portal is told, once admit has admitted the request (admitted).
 	id       identity
 	admitted bool
-	// question: the exchange answers a forward-auth question about the request r describes
-	// (forwardauth.go); nothing is forwarded.
-	question bool
 }
 
 type exchangeKey struct{}

@@ -77,7 +77,11 @@ func (ex *exchange) serveForwardAuthListener() error {
 
 // forwardAuth answers a question at /.portcullis/auth.
 func (ex *exchange) forwardAuth() error {
-	ex.routeLabel, ex.question = labelForwardAuth, true
+	ex.routeLabel = labelForwardAuth
+	// Installed first, so every refusal carries its reason (problem.ReasonTagger); the
+	// convention and the original's base are known once the question is read.
+	fw := &forwardAuthWriter{ResponseWriter: ex.w}
+	ex.w = fw
 	r := ex.r
 	if !ex.trusted {
 		ex.s.log.LogAttrs(r.Context(), slog.LevelWarn, "forward-auth question from an untrusted address refused",
@@ -117,8 +121,8 @@ func (ex *exchange) forwardAuth() error {
 	for _, h := range [...]string{hdrOriginalMethod, hdrOriginalURI, hdrForwardedMethod, hdrForwardedURI, "Content-Length"} {
 		orig.Header.Del(h)
 	}
-	ex.r, ex.question = orig, true
-	ex.w = &forwardAuthWriter{ResponseWriter: ex.w, nginx: nginx, base: ex.proto + "://" + host}
+	ex.r = orig
+	fw.nginx, fw.base = nginx, ex.proto+"://"+host
 	if err := ex.decideOriginal(); err != nil {
 		return err
 	}
@@ -259,8 +263,7 @@ func (ex *exchange) allow() {
 	if ex.pol != nil {
 		names = ex.pol.headers
 	}
-	for _, n := range [...]string{names.User, names.Email, names.Org, names.Roles, names.Purpose, names.PurposeReason,
-		names.PurposeExpires, names.Kind, names.Assertion} {
+	for _, n := range identityNames(names) {
 		if n != "" {
 			h[http.CanonicalHeaderKey(n)] = []string{""}
 		}
@@ -284,7 +287,7 @@ func (ex *exchange) allow() {
 type forwardAuthWriter struct {
 	http.ResponseWriter
 	nginx  bool
-	base   string // scheme://host of the original request
+	base   string // scheme://host of the original request; "" until it is known
 	status int
 }
 
@@ -296,7 +299,7 @@ func (w *forwardAuthWriter) WriteHeader(code int) {
 	w.status = code
 	h := w.Header()
 	if code/100 == 3 {
-		if loc := h.Get("Location"); strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") {
+		if loc := h.Get("Location"); w.base != "" && strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") {
 			h.Set("Location", w.base+loc)
 		}
 	}
@@ -331,8 +334,7 @@ func (w *forwardAuthWriter) Unwrap() http.ResponseWriter { return w.ResponseWrit
 // CGI name is one of identityCGI) but that is not exactly one of the names the answer
 // carries, which the ingress replaces; "" when there is none.
 func foreignSpelling(h http.Header, identityCGI []string, names config.IdentityHeaders) string {
-	answered := [...]string{names.User, names.Email, names.Org, names.Roles, names.Purpose, names.PurposeReason,
-		names.PurposeExpires, names.Kind, names.Assertion}
+	answered := identityNames(names)
 	for k := range h {
 		identity := false
 		for _, c := range identityCGI {

@@ -62,7 +62,6 @@ func (ex *exchange) fail(err error) {
 		s.metrics.rejected.WithLabelValues(string(rej.code)).Inc()
 		p := problem.New(rej.code)
 		p.RequestID = ex.requestID
-		ex.tagReason(p.Reason)
 		problem.Write(ex.w, ex.r, p)
 	case errors.As(err, &den):
 		route := den.route
@@ -89,7 +88,6 @@ func (ex *exchange) fail(err error) {
 			s.appendAudit(ex.r, ev)
 		}
 		den.p.RequestID = ex.requestID
-		ex.tagReason(den.p.Reason)
 		problem.Write(ex.w, ex.r, den.p)
 	case errors.As(err, &rec):
 		rec.give(ex)
@@ -99,7 +97,6 @@ func (ex *exchange) fail(err error) {
 			e = problem.Outage(reason.InternalError, "internal error", "", err)
 		}
 		e.RequestID = ex.requestID
-		ex.tagReason(e.Reason)
 		if e.Msg != "" {
 			e.Attrs = append(e.Attrs, slog.String("route", ex.routeLabel), slog.String("request_id", ex.requestID))
 		}
@@ -126,13 +123,5 @@ func (s *Server) appendAudit(r *http.Request, ev audit.Event) {
 	}
 	if err := s.opts.Audit.Append(context.WithoutCancel(r.Context()), ev); err != nil {
 		s.log.Error("audit append failed", slog.Any("error", err), slog.String("request_id", ev.RequestID))
-	}
-}
-
-// tagReason names the code shown in a refusal of a forward-auth question in a header, for an
-// ingress that does not pass the body on (nginx).
-func (ex *exchange) tagReason(code reason.Code) {
-	if ex.question {
-		ex.w.Header().Set(hdrFAReason, string(code))
 	}
 }
