@@ -13,6 +13,11 @@ type ForwardAuth struct {
 	// with the main listener's TLS (plain HTTP with tls.mode off). The main listener then
 	// does not serve it. Default "": the main listener serves it.
 	Listen string `yaml:"listen"`
+	// EnvoyListen is an address for Envoy's ext_authz gRPC service
+	// (envoy.service.auth.v3.Authorization), such as "127.0.0.1:9001": the same decisions for
+	// Envoy and the gateways built on it, served with the main listener's TLS (plaintext
+	// HTTP/2 with tls.mode off). Default "": not served.
+	EnvoyListen string `yaml:"envoy_listen"`
 }
 
 // forwardAuth checks the forward_auth section.
@@ -21,6 +26,9 @@ func (v *validator) forwardAuth(c *Config) {
 	if !f.Enabled {
 		if f.Listen != "" {
 			v.errorf("forward_auth.listen", "is set but forward_auth.enabled is not")
+		}
+		if f.EnvoyListen != "" {
+			v.errorf("forward_auth.envoy_listen", "is set but forward_auth.enabled is not")
 		}
 		return
 	}
@@ -31,6 +39,15 @@ func (v *validator) forwardAuth(c *Config) {
 		v.listener("forward_auth.listen", f.Listen)
 		if f.Listen == c.Server.Listen {
 			v.errorf("forward_auth.listen", "is server.listen; leave it empty to serve the endpoint on the main listener")
+		}
+	}
+	if e := f.EnvoyListen; e != "" {
+		v.listener("forward_auth.envoy_listen", e)
+		switch e {
+		case c.Server.Listen:
+			v.errorf("forward_auth.envoy_listen", "is server.listen; the gRPC service needs an address of its own")
+		case f.Listen:
+			v.errorf("forward_auth.envoy_listen", "is forward_auth.listen; the gRPC service needs an address of its own")
 		}
 	}
 }

@@ -68,7 +68,8 @@ func (s *Server) forwardAuthHandler() http.Handler {
 // /.portcullis/auth, or 404.
 func (ex *exchange) serveForwardAuthListener() error {
 	ex.routeLabel = labelForwardAuth
-	if raw, ok := requestPath(ex.r); !ok || raw != forwardAuthPath {
+	if raw, ok := requestPath(ex.r); !ok || raw != forwardAuthPath || !ex.st.set.ForwardAuth.Enabled {
+		// Disabled by a reload: the listeners stay bound until the next restart.
 		return reject(reason.NoRoute)
 	}
 	ex.path = forwardAuthPath

@@ -12,6 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
@@ -38,7 +42,7 @@ func limitBody(h http.Handler, limit int64) http.Handler {
 // Listeners are the addresses the running server is bound to, for callers that asked for
 // port 0 (tests) and for the start-up log.
 type Listeners struct {
-	Main, Redirect, Metrics, Admin, ForwardAuth net.Addr
+	Main, Redirect, Metrics, Admin, ForwardAuth, Envoy net.Addr
 }
 
 // Run binds the listeners of the configuration the Server was created with and serves until
@@ -193,6 +197,35 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 		}, fln, ts.Config != nil)
 	}
 
+	// Envoy's ext_authz, last: nothing after it can fail and leave it serving.
+	var grpcs []*grpc.Server
+	if fa := set.ForwardAuth; fa.Enabled && fa.EnvoyListen != "" {
+		eln, err := net.Listen("tcp", fa.EnvoyListen)
+		if err != nil {
+			shutdownAll(servers, time.Second)
+			return fmt.Errorf("listen %s (forward_auth.envoy_listen): %w", fa.EnvoyListen, err)
+		}
+		lns.Envoy = eln.Addr()
+		opts := []grpc.ServerOption{
+			grpc.MaxRecvMsgSize(4 << 20), // headers; a body Envoy may add is never read
+			grpc.ConnectionTimeout(sc.ReadHeaderTimeout.D()),
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		}
+		if ts.Config != nil {
+			opts = append(opts, grpc.Creds(credentials.NewTLS(ts.Config)))
+		}
+		gs := grpc.NewServer(opts...)
+		s.RegisterExtAuthz(gs)
+		grpcs = append(grpcs, gs)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := gs.Serve(eln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- err
+			}
+		}()
+	}
+
 	attrs := []any{slog.String("listen", lns.Main.String()), slog.String("tls_mode", set.TLS.Mode), slog.Int("routes", len(set.Routes))}
 	if lns.Redirect != nil {
 		attrs = append(attrs, slog.String("redirect_listen", lns.Redirect.String()))
@@ -206,6 +239,9 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 	if lns.ForwardAuth != nil {
 		attrs = append(attrs, slog.String("forward_auth_listen", lns.ForwardAuth.String()))
 	}
+	if lns.Envoy != nil {
+		attrs = append(attrs, slog.String("forward_auth_envoy_listen", lns.Envoy.String()))
+	}
 	s.log.Info("portcullis serving", attrs...)
 	if ready != nil {
 		ready(lns)
@@ -217,7 +253,12 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 	case runErr = <-errc:
 	}
 	s.log.Info("shutting down", slog.Duration("drain", sc.ShutdownTimeout.D()))
+	var stopping sync.WaitGroup
+	for _, gs := range grpcs {
+		stopping.Go(func() { stopGRPC(gs, sc.ShutdownTimeout.D()) })
+	}
 	shutdownAll(servers, sc.ShutdownTimeout.D())
+	stopping.Wait()
 	wg.Wait()
 	return runErr
 }
@@ -236,6 +277,21 @@ func shutdownAll(servers []*http.Server, timeout time.Duration) {
 		}()
 	}
 	wg.Wait()
+}
+
+// stopGRPC lets a gRPC server finish its calls for at most timeout, then closes it.
+func stopGRPC(gs *grpc.Server, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		gs.Stop()
+		<-done
+	}
 }
 
 // redirectHandler sends plain-HTTP requests to HTTPS, only for hosts a route answers for, so

@@ -7,12 +7,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/peer"
 
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
@@ -30,12 +35,79 @@ import (
 // The session is written straight into Redis in package session's record format (no provider
 // is needed to use an existing session).
 func BenchmarkAuthorisedWarm(b *testing.B) {
+	srv, secret, st := newWarmBed(b)
+	runWarm(b, st, func() {
+		req := httptest.NewRequest("GET", "/o/acme/x", nil)
+		req.Host = "portal.example.test"
+		req.RemoteAddr = "192.0.2.1:1234"
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Cookie", session.CookieName+"="+secret)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatalf("status %d %s", rec.Code, rec.Body)
+		}
+		_, _ = io.Copy(io.Discard, rec.Body)
+	})
+}
+
+// BenchmarkForwardAuthWarm is BenchmarkAuthorisedWarm's request asked about by an ingress
+// (nginx's convention, on the forward-auth listener's handler): the same decision, headers and
+// assertion, without forwarding.
+func BenchmarkForwardAuthWarm(b *testing.B) {
+	srv, secret, st := newWarmBed(b)
+	h := srv.forwardAuthHandler()
+	runWarm(b, st, func() {
+		req := httptest.NewRequest("GET", forwardAuthPath, nil)
+		req.RemoteAddr = "127.0.0.1:1234"
+		req.Header.Set(hdrOriginalMethod, "GET")
+		req.Header.Set(hdrOriginalURI, "/o/acme/x")
+		req.Header.Set("X-Forwarded-Host", "portal.example.test")
+		req.Header.Set("X-Forwarded-Proto", "https")
+		req.Header.Set("X-Forwarded-For", "192.0.2.1")
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Cookie", session.CookieName+"="+secret)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != 200 || rec.Header().Get("X-Portcullis-Org") != "acme" {
+			b.Fatalf("status %d %v %s", rec.Code, rec.Header(), rec.Body)
+		}
+	})
+}
+
+// BenchmarkExtAuthzWarm is the same question as Envoy's CheckRequest, answered by Check.
+func BenchmarkExtAuthzWarm(b *testing.B) {
+	srv, secret, st := newWarmBed(b)
+	a := &extAuthz{s: srv}
+	ctx := peer.NewContext(b.Context(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1234}})
+	runWarm(b, st, func() {
+		req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+				SocketAddress: &corev3.SocketAddress{Address: "192.0.2.1"}}}},
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+				Method: "GET", Path: "/o/acme/x", Host: "portal.example.test", Scheme: "https",
+				Headers: map[string]string{":method": "GET", ":path": "/o/acme/x", ":authority": "portal.example.test",
+					"accept": "application/json", "cookie": session.CookieName + "=" + secret},
+			}},
+		}}
+		resp, err := a.Check(ctx, req)
+		if err != nil || resp.GetOkResponse() == nil {
+			b.Fatalf("%v %v", resp, err)
+		}
+	})
+}
+
+// newWarmBed is the handler as cmd/portcullis wires it, with one member (alice, of acme) and
+// her session written straight into Redis; forward-auth is enabled for loopback.
+func newWarmBed(b *testing.B) (*Server, string, *store.Store) {
 	up := benchUpstream(b)
 	rs := redistest.Start(b)
 	const issuer = "https://127.0.0.1:1" // unreachable: discovery fails, sessions still work
 	yaml := fmt.Sprintf(`server:
   public_url: https://portal.example.test
   metrics_listen: "off"
+  trusted_proxies: [127.0.0.1/32]
+forward_auth: {enabled: true, listen: "127.0.0.1:0"}
 tls:
   mode: "off"
 log:
@@ -115,19 +187,11 @@ routes:
 		b.Fatal(err)
 	}
 
-	do := func() {
-		req := httptest.NewRequest("GET", "/o/acme/x", nil)
-		req.Host = "portal.example.test"
-		req.RemoteAddr = "192.0.2.1:1234"
-		req.Header.Set("Accept", "application/json")
-		req.Header.Set("Cookie", session.CookieName+"="+secret)
-		rec := httptest.NewRecorder()
-		srv.ServeHTTP(rec, req)
-		if rec.Code != 200 {
-			b.Fatalf("status %d %s", rec.Code, rec.Body)
-		}
-		_, _ = io.Copy(io.Discard, rec.Body)
-	}
+	return srv, secret, st
+}
+
+// runWarm runs do in parallel once it asks Redis nothing, reporting round trips per op.
+func runWarm(b *testing.B, st *store.Store, do func()) {
 	// Warm: until a request asks Redis nothing (both subscriptions confirmed, both caches full).
 	deadline := time.Now().Add(10 * time.Second)
 	for {

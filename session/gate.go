@@ -34,6 +34,9 @@ func (m *Manager) serve(e endpoint) http.Handler {
 func (m *Manager) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var to *redirect
 	if errors.As(err, &to) {
+		if t, ok := w.(problem.ReasonTagger); ok {
+			t.TagReason(to.code)
+		}
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, to.url, http.StatusFound)
 		return
@@ -43,7 +46,10 @@ func (m *Manager) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 // redirect is the answer to a browser that must go elsewhere first (sign in), returned like
 // a refusal so that every way a request is turned back goes through fail.
-type redirect struct{ url string }
+type redirect struct {
+	url  string
+	code reason.Code // why: tagged on writers that carry it (forward-auth's X-Portcullis-Reason)
+}
 
 func (r *redirect) Error() string { return "redirect to " + r.url }
 
@@ -114,7 +120,7 @@ func (m *Manager) loadError(r *http.Request, err error, signIn bool) error {
 			if !ok {
 				rd = "/"
 			}
-			return &redirect{url: "/.portcullis/login?rd=" + url.QueryEscape(rd)}
+			return &redirect{url: "/.portcullis/login?rd=" + url.QueryEscape(rd), code: reason.NoSession}
 		}
 		return quietly(reason.NoSession)
 	default:

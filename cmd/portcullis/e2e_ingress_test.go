@@ -36,6 +36,7 @@ type ingressBed struct {
 	*azBed
 	ingress *azProxy // the ingress's public address; Portcullis's public_url
 	pc      *proc
+	envoy   string // the ext_authz listener, without an ingress
 }
 
 // ingressStart starts an ingress on listen (https, with cert and key) from the example
@@ -119,11 +120,17 @@ func waitServing(t *testing.T, what, addr string, logs func() string) {
 
 // newIngressBed starts the provider, Redis (seeded as TestE2EAuthz's), the portal, Portcullis
 // with forward_auth on a listener of its own and plain HTTP on loopback (the examples'
-// set-up), and the ingress.
+// set-up), and the ingress. With start nil there is no ingress: Portcullis serves its main
+// listener over TLS at the bed's address, and Envoy's ext_authz on envoyListen.
 func newIngressBed(t *testing.T, start ingressStart) *ingressBed {
 	t.Helper()
 	listen, pcListen, faListen := freePort(t), freePort(t), freePort(t)
 	base := "https://" + listen
+	tlsMode, envoy := `"off"`, ""
+	if start == nil {
+		pcListen, tlsMode, envoy = listen, "self_signed", ", envoy_listen: "+faListen
+		faListen = freePort(t)
+	}
 	b := &ingressBed{azBed: &azBed{t: t}}
 	b.idp = devidptest.Start(t, devidp.Config{
 		Clients: []devidp.Client{{ID: "portcullis", Secret: "e2e-secret", RedirectURIs: []string{base + "/.portcullis/callback"},
@@ -151,8 +158,8 @@ func newIngressBed(t *testing.T, start ingressStart) *ingressBed {
   public_url: %[2]s
   trusted_proxies: [127.0.0.1/32]
   metrics_listen: "off"
-tls: {mode: "off"}
-forward_auth: {enabled: true, listen: %[3]s}
+tls: {mode: %[9]s}
+forward_auth: {enabled: true, listen: %[3]s%[10]s}
 log: {access_log: false}
 redis: {address: %[4]s}
 oidc:
@@ -179,9 +186,14 @@ routes:
     upstream: %[8]s
     org: {from: path, path_segment: 2}
     step_up: {acr: ["urn:portcullis:acr:mfa"], max_age: 5m}
-`, pcListen, base, faListen, rs.Addr, b.idp.URL, filepath.Join(dir, "secret"), b.ca, b.portal.URL))
+`, pcListen, base, faListen, rs.Addr, b.idp.URL, filepath.Join(dir, "secret"), b.ca, b.portal.URL, tlsMode, envoy))
 	b.pc = startBinary(t, cfg)
 	b.pc.waitLog(t, "cache: invalidation subscription active", 10*time.Second)
+	b.ingress = &azProxy{name: "ingress", base: base}
+	if start == nil {
+		b.envoy = strings.TrimPrefix(envoy, ", envoy_listen: ")
+		return b
+	}
 
 	cert, key := writeTestCert(t, dir)
 	portal := strings.TrimPrefix(b.portal.URL, "http://")
@@ -189,7 +201,6 @@ routes:
 		return renderExample(t, example,
 			"127.0.0.1:8080", portal, "127.0.0.1:8443", pcListen, "127.0.0.1:9091", faListen)
 	})
-	b.ingress = &azProxy{name: "ingress", base: base}
 	return b
 }
 
@@ -318,6 +329,9 @@ func testIngress(t *testing.T, b *ingressBed) {
 		if r.status != http.StatusFound || loc == nil || loc.Scheme+"://"+loc.Host != in.base || loc.Path != "/.portcullis/login" ||
 			loc.Query().Get("rd") != "/orgs/acme/home?tab=1" {
 			t.Errorf("a browser signed out: %d Location %q, want a sign-in redirect on %s", r.status, r.header.Get("Location"), in.base)
+		}
+		if r.header.Get("X-Portcullis-Reason") != "no_session" {
+			t.Errorf("a browser signed out: X-Portcullis-Reason %q", r.header.Get("X-Portcullis-Reason"))
 		}
 		refused(t, "an API client signed out", c.do("GET", in.base+"/orgs/acme/home", "", nil, azAPI), http.StatusUnauthorized, "no_session", before)
 		if hits() != before {

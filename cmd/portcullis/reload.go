@@ -231,6 +231,8 @@ func restartKeys(a, b *config.Config) []string {
 		{"server.listen", a.Server.Listen, b.Server.Listen},
 		{"server.redirect_listen", a.Server.RedirectListen, b.Server.RedirectListen},
 		{"server.metrics_listen", a.Server.MetricsListen, b.Server.MetricsListen},
+		{"forward_auth.listen", forwardAuthListen(a), forwardAuthListen(b)},
+		{"forward_auth.envoy_listen", forwardAuthEnvoyListen(a), forwardAuthEnvoyListen(b)},
 		{"tls", a.TLS, b.TLS},
 		{"redis", a.Redis, b.Redis},
 		{"oidc", oidcSettings(a), oidcSettings(b)},
@@ -246,6 +248,23 @@ func restartKeys(a, b *config.Config) []string {
 		}
 	}
 	return keys
+}
+
+// forwardAuthListen is the forward-auth listener bound at start ("" for none); enabling or
+// disabling forward-auth on the main listener applies at reload.
+func forwardAuthListen(c *config.Config) string {
+	if !c.ForwardAuth.Enabled {
+		return ""
+	}
+	return c.ForwardAuth.Listen
+}
+
+// forwardAuthEnvoyListen is the ext_authz listener bound at start ("" for none).
+func forwardAuthEnvoyListen(c *config.Config) string {
+	if !c.ForwardAuth.Enabled {
+		return ""
+	}
+	return c.ForwardAuth.EnvoyListen
 }
 
 // oidcSettings is the oidc section without its parsed URLs, which are pointers.

@@ -34,12 +34,22 @@ session: {idle_timeout: ` + idle + `}
 		{"session and cache", reloadBase(up, "") + oidc("s1", "2h") + "authz: {cache: false}\n", []string{"session", "authz"}},
 		{"listener and TLS", strings.Replace(strings.Replace(reloadBase(up, ""), "127.0.0.1:0", "127.0.0.1:1", 1),
 			"self_signed", "off", 1) + oidc("s1", "1h"), []string{"server.listen", "tls"}},
+		{"forward-auth on the main listener applies at once", withTrusted(reloadBase(up, "")) + oidc("s1", "1h") +
+			"forward_auth: {enabled: true}\n", nil},
+		{"forward-auth listeners", withTrusted(reloadBase(up, "")) + oidc("s1", "1h") +
+			"forward_auth: {enabled: true, listen: 127.0.0.1:9091, envoy_listen: 127.0.0.1:9001}\n",
+			[]string{"forward_auth.listen", "forward_auth.envoy_listen"}},
 	} {
 		got := restartKeys(base, reloadConfig(t, tc.yaml))
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s: restartKeys = %q, want %q", tc.name, got, tc.want)
 		}
 	}
+}
+
+// withTrusted adds server.trusted_proxies to a reloadBase configuration.
+func withTrusted(yaml string) string {
+	return strings.Replace(yaml, "  metrics_listen:", "  trusted_proxies: [127.0.0.1/32]\n  metrics_listen:", 1)
 }
 
 // reloadConfig parses yaml as the binary loads a file.
