@@ -16,7 +16,8 @@ type ForwardAuth struct {
 	// EnvoyListen is an address for Envoy's ext_authz gRPC service
 	// (envoy.service.auth.v3.Authorization), such as "127.0.0.1:9001": the same decisions for
 	// Envoy and the gateways built on it, served with the main listener's TLS (plaintext
-	// HTTP/2 with tls.mode off). Default "": not served.
+	// HTTP/2 with tls.mode off). When set, the main listener does not serve
+	// /.portcullis/auth. Default "": not served.
 	EnvoyListen string `yaml:"envoy_listen"`
 }
 

@@ -25,7 +25,10 @@ func (ex *exchange) serveOwn() error {
 	if ex.path == forwardAuthPath {
 		// Before the body limit: an ingress may send the original request's body along
 		// (or its Content-Length), which a question never reads.
-		if fa := ex.st.set.ForwardAuth; !fa.Enabled || fa.Listen != "" {
+		// Not on the main listener when Envoy asks over gRPC: the main listener is then
+		// reached through Envoy's route to Portcullis's own pages, without a question, and a
+		// client could ask about itself and get its own assertion.
+		if fa := ex.st.set.ForwardAuth; !fa.Enabled || fa.Listen != "" || fa.EnvoyListen != "" {
 			return reject(reason.NoRoute)
 		}
 		return ex.forwardAuth()
