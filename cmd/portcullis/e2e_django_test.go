@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -84,16 +83,7 @@ func TestE2EDjango(t *testing.T) {
 			djMu.Unlock()
 		}
 	})
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if c, err := net.DialTimeout("tcp", djangoAddr, time.Second); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("django did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitServing(t, "django", djangoAddr, func() string { djMu.Lock(); defer djMu.Unlock(); return djBuf.String() })
 
 	rs := redistest.Start(t)
 	st, err := store.New(config.Redis{Address: rs.Addr})

@@ -67,10 +67,16 @@ func renderExample(t *testing.T, path string, pairs ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := string(b)
+	return replacePlaceholders(t, path, string(b), pairs...)
+}
+
+// replacePlaceholders replaces each pair's first string by its second in s, the example
+// named where; every one must be there.
+func replacePlaceholders(t *testing.T, where, s string, pairs ...string) string {
+	t.Helper()
 	for i := 0; i < len(pairs); i += 2 {
 		if !strings.Contains(s, pairs[i]) {
-			t.Fatalf("%s no longer contains %q", path, pairs[i])
+			t.Fatalf("%s no longer contains %q", where, pairs[i])
 		}
 		s = strings.ReplaceAll(s, pairs[i], pairs[i+1])
 	}
@@ -209,7 +215,7 @@ routes:
 func startNginx(t *testing.T, dir, listen, cert, key string, replace func(string) string) {
 	nginx := lookPathOrSkip(t, "nginx", "nginx-light")
 	site := replace(filepath.Join("..", "..", "examples", "nginx", "portcullis.conf"))
-	site = renderExample(t, writeTemp(t, dir, "site.conf", site),
+	site = replacePlaceholders(t, "examples/nginx/portcullis.conf", site,
 		"listen 443 ssl default_server;", "listen "+listen+" ssl default_server;",
 		"listen 443 ssl;", "listen "+listen+" ssl;",
 		"server_name portal.example.com;", "server_name 127.0.0.1;",
@@ -252,7 +258,7 @@ http {
 func startCaddy(t *testing.T, dir, listen, cert, key string, replace func(string) string) {
 	caddy := lookPathOrSkip(t, "caddy", "caddy")
 	site := replace(filepath.Join("..", "..", "examples", "caddy", "Caddyfile"))
-	site = renderExample(t, writeTemp(t, dir, "Caddyfile.site", site),
+	site = replacePlaceholders(t, "examples/caddy/Caddyfile", site,
 		"portal.example.com {", fmt.Sprintf("https://%s {\n\ttls %s %s", listen, cert, key))
 	conf := filepath.Join(dir, "Caddyfile")
 	writeFile(t, conf, "{\n\tadmin off\n\tauto_https off\n}\n\n"+site)
