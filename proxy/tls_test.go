@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/freeport"
 	"github.com/portcullis-proxy/portcullis/internal/pebbletest"
 )
 
@@ -244,12 +245,21 @@ routes:
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
-			runErr := make(chan error, 1)
-			go func() { runErr <- srv.Run(ctx, nil) }()
+			// runDone is closed once Run has returned and runErr holds its result, so the
+			// loop below and the Cleanup can both look without one taking it from the other
+			// (a receive in the loop left the Cleanup waiting forever after an early end).
+			var runErr error
+			runDone := make(chan struct{})
+			go func() { runErr = srv.Run(ctx, nil); close(runDone) }()
 			t.Cleanup(func() {
 				cancel()
-				if err := <-runErr; err != nil {
-					t.Errorf("Run: %v", err)
+				select {
+				case <-runDone:
+					if runErr != nil {
+						t.Errorf("Run: %v", runErr)
+					}
+				case <-time.After(30 * time.Second):
+					t.Errorf("Run did not return within 30s of its context's end")
 				}
 			})
 
@@ -267,8 +277,8 @@ routes:
 					break
 				}
 				select {
-				case err := <-runErr:
-					t.Fatalf("Run ended early: %v", err)
+				case <-runDone:
+					t.Fatalf("Run ended early: %v", runErr)
 				default:
 				}
 				if time.Now().After(deadline) {
@@ -653,9 +663,8 @@ func tlsPort(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
 // rare enough, and the failure would be a clear "address in use".
 func tlsFreePort(t *testing.T) int {
 	t.Helper()
-	ln := tlsListen(t)
-	p := tlsPort(ln)
-	if err := ln.Close(); err != nil {
+	p, err := freeport.Get()
+	if err != nil {
 		t.Fatal(err)
 	}
 	return p

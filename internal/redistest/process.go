@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/freeport"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -37,8 +38,9 @@ type process struct {
 var errBind = errors.New("port already in use")
 
 // launch starts redis-server on a free loopback port. Redis cannot be told to pick a port itself
-// (port 0 means "no TCP listener"), so launch asks the kernel for a free port, releases it and
-// hands it to redis-server; when something else grabs the port in between, it tries another.
+// (port 0 means "no TCP listener"), so launch takes a free port from freeport, outside the
+// range the kernel gives outgoing connections, and hands it to redis-server; when something
+// else grabs the port in between, it tries another.
 func launch(bin, dir, socketDir string, o options) (*process, error) {
 	p := &process{bin: bin, dir: dir, opts: o, log: &logBuffer{}}
 	if socketDir != "" {
@@ -46,7 +48,7 @@ func launch(bin, dir, socketDir string, o options) (*process, error) {
 	}
 	var err error
 	for range 20 {
-		p.port, err = freePort()
+		p.port, err = freeport.Get()
 		if err != nil {
 			return nil, err
 		}
@@ -59,15 +61,6 @@ func launch(bin, dir, socketDir string, o options) (*process, error) {
 		return nil, err
 	}
 	return p, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (p *process) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port)) }
