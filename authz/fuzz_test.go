@@ -26,7 +26,7 @@ func FuzzResolve(f *testing.F) {
 		if p, err := NewOrgResolver(&config.OrgSource{From: "path", PathSegment: segment % 70}); err == nil {
 			rs = append(rs[:len(rs):len(rs)], p)
 		}
-		header := func(string) string { return hdr }
+		header := func(string) []string { return []string{hdr} }
 		for _, r := range rs {
 			org, ok := r.Resolve(host, path, header, trusted, session)
 			if ok != (org != "") || ok && !syntax.OrgID(org) {

@@ -88,12 +88,14 @@ func (r OrgResolver) Header() string { return r.header }
 // determined; the caller then refuses an org-scoped route with reason.NoOrg.
 //
 // host must already be lower-case and without port, and path the router's normalised path:
-// Resolve does not normalise, it refuses. header reads a request header (http.Header.Get);
-// it is consulted only when fromTrustedProxy is true, because anyone else could name any org.
+// Resolve does not normalise, it refuses. header reads a request header's values
+// (http.Header.Values); it is consulted only when fromTrustedProxy is true, because anyone
+// else could name any org, and a header sent more than once names no org: which of the
+// values counts would be a choice the portal may make differently.
 // sessionOrg is the org the person chose in the org picker. Whatever the source, the result
 // is a valid org id (syntax.OrgID) or nothing. Resolve allocates nothing for host, path and
 // session sources.
-func (r OrgResolver) Resolve(host, path string, header func(string) string, fromTrustedProxy bool, sessionOrg string) (org string, ok bool) {
+func (r OrgResolver) Resolve(host, path string, header func(string) []string, fromTrustedProxy bool, sessionOrg string) (org string, ok bool) {
 	switch r.src {
 	case sourceHost:
 		org, ok = strings.CutSuffix(host, r.hostSuffix)
@@ -102,7 +104,9 @@ func (r OrgResolver) Resolve(host, path string, header func(string) string, from
 		org, ok = pathSegment(path, r.segment)
 	case sourceHeader:
 		if fromTrustedProxy && header != nil {
-			org, ok = header(r.header), true
+			if vs := header(r.header); len(vs) == 1 {
+				org, ok = vs[0], true
+			}
 		}
 	case sourceSession:
 		org, ok = sessionOrg, true

@@ -69,6 +69,7 @@ type resolveCase struct {
 	name       string
 	host, path string
 	header     map[string]string
+	headers    http.Header // for a header sent more than once
 	trusted    bool
 	session    string
 	want       string // "" = not ok
@@ -82,7 +83,10 @@ func runResolve(t *testing.T, r OrgResolver, cases []resolveCase) {
 			for k, v := range c.header {
 				h.Set(k, v)
 			}
-			got, ok := r.Resolve(c.host, c.path, h.Get, c.trusted, c.session)
+			for k, vs := range c.headers {
+				h[k] = vs
+			}
+			got, ok := r.Resolve(c.host, c.path, h.Values, c.trusted, c.session)
 			if ok != (c.want != "") || got != c.want {
 				t.Errorf("Resolve = %q, %v; want %q", got, ok, c.want)
 			}
@@ -166,6 +170,9 @@ func TestResolveHeader(t *testing.T) {
 		{name: "spaces", header: map[string]string{"X-Portcullis-Org": " acme "}, trusted: true},
 		{name: "list", header: map[string]string{"X-Portcullis-Org": "acme,globex"}, trusted: true},
 		{name: "upper case", header: map[string]string{"X-Portcullis-Org": "ACME"}, trusted: true},
+		// Sent twice, the header names no org: the portal may read the other value.
+		{name: "repeated", headers: http.Header{"X-Portcullis-Org": {"acme", "globex"}}, trusted: true},
+		{name: "repeated, same value", headers: http.Header{"X-Portcullis-Org": {"acme", "acme"}}, trusted: true},
 	})
 	if org, ok := r.Resolve("", "", nil, true, ""); ok || org != "" {
 		t.Errorf("nil header func: %q, %v", org, ok)
@@ -184,7 +191,7 @@ func TestResolveSession(t *testing.T) {
 
 func TestResolveZero(t *testing.T) {
 	var r OrgResolver
-	if org, ok := r.Resolve("acme.portal.example.com", "/acme", func(string) string { return "acme" }, true, "acme"); ok || org != "" {
+	if org, ok := r.Resolve("acme.portal.example.com", "/acme", func(string) []string { return []string{"acme"} }, true, "acme"); ok || org != "" {
 		t.Errorf("zero resolver resolved %q", org)
 	}
 	if r.From() != "" || r.Header() != "" {
@@ -220,7 +227,7 @@ func BenchmarkResolve(b *testing.B) {
 	}{
 		{"host", func() { sinkOrg, _ = host.Resolve("acme.portal.example.com", "/", nil, false, "") }},
 		{"path", func() { sinkOrg, _ = path.Resolve("h", "/orgs/acme/invoices/2026", nil, false, "") }},
-		{"header", func() { sinkOrg, _ = hdr.Resolve("h", "/", h.Get, true, "") }},
+		{"header", func() { sinkOrg, _ = hdr.Resolve("h", "/", h.Values, true, "") }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -523,7 +523,9 @@ type OrgSource struct {
 	// 2 in /orgs/{org}/invoices.
 	PathSegment int `yaml:"path_segment"`
 	// Header names the header carrying the org id (from: header). It is believed only from
-	// server.trusted_proxies; from anyone else the request is refused.
+	// server.trusted_proxies, and only when sent once; otherwise the request is refused
+	// (no_org). Behind forward-auth the ingress passes the client's header on, so the org is
+	// the client's choice: use it only where the membership check is what protects the org.
 	Header string `yaml:"header"`
 }
 

@@ -178,7 +178,7 @@ func (ex *exchange) admit() error {
 // resolveOrg resolves the organisation the request acts for, with sessionOrg the session's
 // choice (for a route whose source is the session).
 func (ex *exchange) resolveOrg(sessionOrg string) {
-	ex.org, ex.orgKnown = ex.pol.resolver.Resolve(ex.host, ex.path, ex.r.Header.Get, ex.trusted, sessionOrg)
+	ex.org, ex.orgKnown = ex.pol.resolver.Resolve(ex.host, ex.path, ex.r.Header.Values, ex.trusted, sessionOrg)
 }
 
 // decide looks up the membership in the organisation resolved and applies authz.Decide. A

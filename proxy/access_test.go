@@ -230,6 +230,10 @@ routes:
     upstream: %[5]s
     org: {from: path, path_segment: 2}
     identity_headers: {user: X-Remote-Person, org: X-Tenant}
+  - name: tenant
+    path: /t
+    upstream: %[5]s
+    org: {from: header, header: X-Tenant-Id}
   - name: methods
     path: /m
     methods: [GET, POST]
@@ -600,6 +604,21 @@ func accNoOrg(t *testing.T, b *accBed) {
 		r := b.get(path, accNav)
 		if r.StatusCode != 403 || !strings.Contains(r.body, "<code>no_org</code>") {
 			t.Errorf("%s: %d %q", path, r.StatusCode, r.Header.Get("Location"))
+		}
+	}
+	// A header source, from a trusted proxy (this bed trusts 127.0.0.1): sent once, it
+	// names the org; sent twice it names none, whichever value the portal would read.
+	if r := b.get("/t/x", http.Header{"Accept": {"application/json"}, "X-Tenant-Id": {"acme"}}); r.StatusCode != 200 {
+		t.Errorf("org from a header: %d %s", r.StatusCode, r.body)
+	}
+	hits++
+	for name, vs := range map[string][]string{"twice": {"beta", "acme"}, "the same twice": {"acme", "acme"}, "absent": nil} {
+		h := http.Header{"Accept": {"application/json"}}
+		if vs != nil {
+			h["X-Tenant-Id"] = vs
+		}
+		if r := b.get("/t/x", h); r.StatusCode != 403 || !strings.Contains(r.body, "no_org") {
+			t.Errorf("org header %s: %d %s", name, r.StatusCode, r.body)
 		}
 	}
 	if n := b.up.hits() - hits; n != 0 {
