@@ -3,6 +3,7 @@ package proxy
 import (
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -220,10 +221,11 @@ func (ex *exchange) decideOriginal() error {
 	if _, err := ex.upgrade(); err != nil {
 		return err
 	}
-	if name := foreignSpelling(r.Header, ex.st.identityCGI, ex.pol.headers); name != "" {
+	if name := unsafeClientHeader(r.Header, st.identityCGI, ex.pol.headers, st.clientIPHeader, ex.client); name != "" {
 		// The proxy strips every spelling a CGI, PHP or WSGI portal folds into an identity
-		// header; the ingress replaces only the names it is answered, and passes this on.
-		ex.s.log.LogAttrs(r.Context(), slog.LevelWarn, "forward-auth refused a request carrying an identity header in another spelling",
+		// header, and every managed header; the ingress replaces only the names it is
+		// answered and those it sets itself, and passes this on.
+		ex.s.log.LogAttrs(r.Context(), slog.LevelWarn, "forward-auth refused a request carrying a header only the proxy may set",
 			slog.String("route", ex.routeLabel), slog.String("header", name), slog.String("request_id", ex.requestID))
 		return reject(reason.ForwardAuthRequest)
 	}
@@ -331,26 +333,56 @@ func (w *forwardAuthWriter) TagReason(code reason.Code) {
 
 func (w *forwardAuthWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// foreignSpelling returns a header of h that a portal would read as an identity header (its
-// CGI name is one of identityCGI) but that is not exactly one of the names the answer
-// carries, which the ingress replaces; "" when there is none.
-func foreignSpelling(h http.Header, identityCGI []string, names config.IdentityHeaders) string {
+// ingressSet are the managed headers an ingress sets on the question itself (nginx's
+// snippet, Caddy, Traefik, Envoy's attributes), exactly so spelled: the proxy would strip them
+// from a client, an ingress replaces them with its own.
+var ingressSet = map[string]bool{
+	"X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true, "X-Request-Id": true,
+	// Traefik sets these on every request it forwards, the question included.
+	"X-Forwarded-Port": true, "X-Forwarded-Server": true,
+}
+
+// ingressClientAddr are the client-address headers an ingress sets from its peer (Traefik's
+// X-Real-Ip, Envoy's X-Envoy-External-Address): accepted only when they name the client
+// Portcullis decided for, which an ingress that passes the client's own on cannot guarantee.
+var ingressClientAddr = map[string]bool{"X-Real-Ip": true, "X-Envoy-External-Address": true}
+
+// unsafeClientHeader returns a header of the described request that the proxy would strip
+// but that the ingress passes on to the portal, so the question is refused rather than
+// answered; "" when there is none. Those are:
+//   - a header a portal would read as an identity header (its CGI name is one of
+//     identityCGI) but not exactly one of the names the answer carries, which the ingress
+//     replaces (X_Portcullis_User, X.Portcullis.Org);
+//   - any other header of Portcullis's namespace, whatever its spelling;
+//   - any other managed header (X-Remote-User, Forwarded, True-Client-IP…), except the
+//     ones the ingress sets itself and a client-address header naming the client.
+//
+// The proxy strips these silently because it forwards the request itself; behind an ingress
+// the only safe answer to a request carrying one is a refusal.
+func unsafeClientHeader(h http.Header, identityCGI []string, names config.IdentityHeaders, clientIPHeader string, client netip.Addr) string {
 	answered := identityNames(names)
-	for k := range h {
-		identity := false
-		for _, c := range identityCGI {
-			identity = identity || cgiEqual(k, c)
-		}
-		if !identity {
-			continue
-		}
-		exact := false
+	for k, vs := range h {
+		exact := k == clientIPHeader
 		for _, n := range answered {
 			exact = exact || (n != "" && k == http.CanonicalHeaderKey(n))
 		}
-		if !exact {
-			return k
+		if exact {
+			continue // answered: the ingress replaces it
 		}
+		for _, c := range identityCGI {
+			if cgiEqual(k, c) {
+				return k
+			}
+		}
+		if !isManaged(k, nil) || ingressSet[k] {
+			continue
+		}
+		if ingressClientAddr[k] && len(vs) == 1 {
+			if a, err := netip.ParseAddr(strings.TrimSpace(vs[0])); err == nil && client.IsValid() && a.Unmap() == client {
+				continue
+			}
+		}
+		return k
 	}
 	return ""
 }

@@ -198,6 +198,17 @@ func TestE2EEnvoyExtAuthz(t *testing.T) {
 			codes.PermissionDenied, http.StatusBadRequest, "forward_auth_path")
 		denied(t, "an identity header in another spelling", check(t, envoyCheck("GET", host, "/orgs/acme/home", api(map[string]string{"x_portcullis_org": "beta"}))),
 			codes.PermissionDenied, http.StatusBadRequest, "forward_auth_request")
+		// Envoy forwards the client's other headers; those the proxy strips are refused.
+		for name, v := range map[string]string{"x-remote-user": "mallory", "true-client-ip": "198.51.100.9",
+			"forwarded": "for=198.51.100.9", "x-envoy-external-address": "198.51.100.9", "x-portcullis-upstream-cookie": "session=stolen"} {
+			denied(t, name, check(t, envoyCheck("GET", host, "/orgs/acme/home", api(map[string]string{name: v}))),
+				codes.PermissionDenied, http.StatusBadRequest, "forward_auth_request")
+		}
+		// Those Envoy sets itself are its own: x-envoy-external-address naming the source.
+		own := api(map[string]string{"x-envoy-external-address": "203.0.113.7", "x-request-id": "r-1", "x-forwarded-proto": "https"})
+		if resp := check(t, envoyCheck("GET", host, "/orgs/acme/home", own)); resp.GetOkResponse() == nil {
+			t.Errorf("Envoy's own headers: %v", resp.GetStatus())
+		}
 		denied(t, "no HTTP attributes", check(t, &authv3.CheckRequest{}), codes.PermissionDenied, http.StatusBadRequest, "forward_auth_request")
 	})
 

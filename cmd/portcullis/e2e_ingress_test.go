@@ -363,8 +363,7 @@ func testIngress(t *testing.T, b *ingressBed) {
 
 	t.Run("member with identity, assertion and the portal's cookies only", func(t *testing.T) {
 		spoof := http.Header{"Accept": {"application/json"}, "X-Portcullis-User": {"idp|mallory"}, "X-Portcullis-Org": {"beta"},
-			"X-Portcullis-Roles": {"admin"}, "X-Portcullis-Kind": {"partner"}, "X-Portcullis-Assertion": {"eyJhbGciOiJub25lIn0.e30."},
-			"X-Portcullis-Upstream-Cookie": {"session=stolen"}}
+			"X-Portcullis-Roles": {"admin"}, "X-Portcullis-Kind": {"partner"}, "X-Portcullis-Assertion": {"eyJhbGciOiJub25lIn0.e30."}}
 		r := alice.do("GET", in.base+"/orgs/acme/home?tab=1", "", nil, spoof)
 		s := r.seen()
 		if r.status != 200 || s == nil {
@@ -468,6 +467,33 @@ func testIngress(t *testing.T, b *ingressBed) {
 			case r.status != http.StatusBadRequest || r.reason() != "forward_auth_request":
 				t.Errorf("%s: %d %.200s", name, r.status, r.body)
 			}
+		}
+	})
+
+	t.Run("headers only the proxy may set are refused, not passed on", func(t *testing.T) {
+		// The proxy strips these; the ingress would forward them to the portal, which may
+		// take X-Remote-User for the person or True-Client-IP for the address.
+		before := hits()
+		for name, v := range map[string]string{
+			"X-Remote-User": "mallory", "Remote-User": "mallory", "X-Forwarded-User": "mallory",
+			"X-Auth-Request-User": "mallory", "X-Webauth-User": "mallory", "True-Client-Ip": "198.51.100.9",
+			"X-Real-Ip": "198.51.100.9", "Forwarded": "for=198.51.100.9", "X-Portcullis-Upstream-Cookie": "session=stolen",
+			"X-Portcullis-Admin": "1",
+		} {
+			r := alice.do("GET", in.base+"/orgs/acme/home", "", nil, http.Header{"Accept": {"application/json"}, name: {v}})
+			switch s := r.seen(); {
+			case s != nil:
+				// The ingress dropped it itself (the Caddyfile removes X-Portcullis-*).
+				if got := azCGIValues(s.Header, strings.ToUpper(strings.ReplaceAll(name, "-", "_"))); r.status != 200 || len(got) != 0 {
+					t.Errorf("%s: the portal got %q", name, got)
+				}
+				before++
+			case r.status != http.StatusBadRequest || r.reason() != "forward_auth_request":
+				t.Errorf("%s: %d %s %.200s", name, r.status, r.reason(), r.body)
+			}
+		}
+		if hits() != before {
+			t.Errorf("a refused request reached the portal")
 		}
 	})
 
