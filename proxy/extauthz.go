@@ -3,9 +3,11 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"runtime/debug"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -15,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 )
 
 // Envoy ext_authz. Envoy's HTTP filter (and gateways built on Envoy: Istio, Envoy Gateway,
@@ -33,13 +36,6 @@ import (
 // The body, when Envoy sends it (with_request_body), is not read: decisions that need it are
 // refused with forward_auth_body as for any ingress.
 
-// answerOnlyHeaders are the headers of an allowed forward-auth answer that describe the answer
-// itself; every other one is for the upstream request.
-var answerOnlyHeaders = map[string]bool{
-	"Cache-Control": true, "X-Request-Id": true, "Strict-Transport-Security": true,
-	hdrFAUpstreamCookie: true, "Content-Length": true, "Content-Type": true, "Date": true,
-}
-
 // maxDeniedBody caps the body of a refusal passed to Envoy (Portcullis's pages are a few KiB).
 const maxDeniedBody = 64 << 10
 
@@ -56,10 +52,29 @@ func (s *Server) RegisterExtAuthz(g *grpc.Server) {
 
 // Check implements authv3.AuthorizationServer.
 func (a *extAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	identityCGI := a.s.state.Load().identityCGI
 	q := extAuthzQuestion(ctx, req)
 	w := &captureWriter{header: http.Header{}}
 	a.s.serve(w, q, true)
-	return extAuthzAnswer(w), nil
+	return extAuthzAnswer(w, identityCGI), nil
+}
+
+// questionFaultKey marks, in a question's context, why a CheckRequest cannot be decided
+// although it was rewritten as a question; forwardAuth refuses it with that detail.
+type questionFaultKey struct{}
+
+// recoverUnary turns a panic in a handler into codes.Internal, logged, instead of the end of
+// the process (grpc-go, unlike net/http, does not recover). Envoy then refuses the request
+// (failure_mode_allow: false) and every other one is still decided.
+func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.LogAttrs(ctx, slog.LevelError, "panic answering a gRPC call", slog.String("method", info.FullMethod),
+				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			resp, err = nil, status.Error(codes.Internal, "internal error")
+		}
+	}()
+	return handler(ctx, req)
 }
 
 // extAuthzQuestion rewrites a CheckRequest as a forward-auth question: GET /.portcullis/auth
@@ -106,11 +121,19 @@ func extAuthzQuestion(ctx context.Context, req *authv3.CheckRequest) *http.Reque
 		}
 	}
 	// The client is the address Envoy took the request from (after its own X-Forwarded-For
-	// handling), never a header the client wrote.
+	// handling), never a header the client wrote. Without one the client would be Envoy.
+	fault := "no source socket address"
 	if sa := attrs.GetSource().GetAddress().GetSocketAddress(); sa != nil {
 		if ip, err := netip.ParseAddr(sa.GetAddress()); err == nil {
 			h.Set("X-Forwarded-For", ip.Unmap().String())
+			fault = ""
 		}
+	}
+	if hr == nil {
+		fault = "" // refused for its missing attributes
+	}
+	if fault != "" {
+		ctx = context.WithValue(ctx, questionFaultKey{}, fault)
 	}
 	remote := ""
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
@@ -123,8 +146,12 @@ func extAuthzQuestion(ctx context.Context, req *authv3.CheckRequest) *http.Reque
 	return q.WithContext(ctx)
 }
 
-// extAuthzAnswer maps the forward-auth answer w holds to a CheckResponse.
-func extAuthzAnswer(w *captureWriter) *authv3.CheckResponse {
+// extAuthzAnswer maps the forward-auth answer w holds to a CheckResponse. Of an allowed
+// answer's headers, only identity headers (their CGI names are among identityCGI, which holds
+// server.client_ip_header's too) are set on the upstream request: the others describe the
+// answer (Cache-Control, X-Request-Id, Strict-Transport-Security, the reason) and a header
+// added to answers later must not reach portals by default.
+func extAuthzAnswer(w *captureWriter, identityCGI []string) *authv3.CheckResponse {
 	status := w.status
 	if status == 0 {
 		status = http.StatusOK
@@ -132,7 +159,11 @@ func extAuthzAnswer(w *captureWriter) *authv3.CheckResponse {
 	if status == http.StatusOK {
 		ok := &authv3.OkHttpResponse{}
 		for k, vs := range w.header {
-			if answerOnlyHeaders[k] {
+			identity := false
+			for _, c := range identityCGI {
+				identity = identity || cgiEqual(k, c)
+			}
+			if !identity {
 				continue
 			}
 			if len(vs) == 0 || vs[0] == "" {

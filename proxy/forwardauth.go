@@ -91,6 +91,9 @@ func (ex *exchange) forwardAuth() error {
 		return reject(reason.ForwardAuthUntrusted)
 	}
 	method, uri, nginx, detail := originalRequest(r.Header)
+	if fault, _ := r.Context().Value(questionFaultKey{}).(string); fault != "" {
+		detail = fault
+	}
 	host := ""
 	if detail == "" {
 		// Never the question's own Host: that names Portcullis, not the portal.

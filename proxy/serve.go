@@ -214,7 +214,7 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 		if ts.Config != nil {
 			opts = append(opts, grpc.Creds(credentials.NewTLS(ts.Config)))
 		}
-		gs := grpc.NewServer(opts...)
+		gs := grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(s.recoverUnary))...)
 		s.RegisterExtAuthz(gs)
 		grpcs = append(grpcs, gs)
 		wg.Add(1)

@@ -249,6 +249,10 @@ http {
 `, dir, user)
 	conf := filepath.Join(dir, "nginx.conf")
 	writeFile(t, conf, main)
+	// A configuration error is reported on stderr before the error log opens: test first.
+	if out, err := exec.Command(nginx, "-t", "-q", "-p", dir, "-c", conf).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
 	startIngress(t, "nginx", listen, filepath.Join(dir, "nginx-error.log"), exec.Command(nginx, "-p", dir, "-c", conf))
 }
 
@@ -386,6 +390,31 @@ func testIngress(t *testing.T, b *ingressBed) {
 		}
 		if len(s.Header["X-Portcullis-Upstream-Cookie"]) != 0 {
 			t.Errorf("the portal got X-Portcullis-Upstream-Cookie %q", s.Header["X-Portcullis-Upstream-Cookie"])
+		}
+	})
+
+	t.Run("a large Cookie header reaches the portal", func(t *testing.T) {
+		// The answer repeats the portal's cookies and carries the assertion: more than the
+		// 4k an ingress buffers for response headers by default.
+		jarURL := &url.URL{Scheme: "https", Host: strings.TrimPrefix(in.base, "https://"), Path: "/"}
+		var cs []*http.Cookie
+		for i := range 6 {
+			cs = append(cs, &http.Cookie{Name: fmt.Sprintf("portal_big%d", i), Value: strings.Repeat("v", 1000), Path: "/"})
+		}
+		alice.c.Jar.SetCookies(jarURL, cs)
+		t.Cleanup(func() {
+			for _, c := range cs {
+				c.MaxAge = -1
+			}
+			alice.c.Jar.SetCookies(jarURL, cs)
+		})
+		r := alice.do("GET", in.base+"/orgs/acme/home", "", nil, azAPI)
+		s := r.seen()
+		if r.status != 200 || s == nil {
+			t.Fatalf("a 6 KiB Cookie: %d %.300s", r.status, r.body)
+		}
+		if c := strings.Join(s.Header["Cookie"], "; "); !strings.Contains(c, "portal_big5="+strings.Repeat("v", 1000)) {
+			t.Errorf("the portal's cookies were cut: %d bytes", len(c))
 		}
 	})
 
