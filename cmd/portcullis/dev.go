@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -188,8 +189,14 @@ Organisation hosts: each organisation's own address, acting for it. You sign in 
   %[5]s/admin/      Acme admins, after a fresh second factor (confirmed on the sign-in host)
   %[6]s/headers   as Globex: alice and bob are refused with not_member
 
+Forward-auth: beside an nginx, Caddy or Envoy you already run (examples/), Portcullis answers
+questions about requests at %[1]s/.portcullis/auth (from loopback here). Signed out, the answer
+is a 401 with the reason; the ingress sends the client Portcullis's sign-in:
+  curl -sk %[1]s/.portcullis/auth -H 'X-Forwarded-Method: GET' -H 'X-Forwarded-Uri: /billing/' \
+       -H 'X-Forwarded-Host: %[7]s' -H 'X-Forwarded-Proto: https' -H 'Accept: application/json'
+
 Route file: %[2]s (edit it: Portcullis reloads it). Ctrl-C stops; nothing is kept.
-`, base, cfgPath, totp, devPassword, orgHostURL(base, "acme"), orgHostURL(base, "globex"))
+`, base, cfgPath, totp, devPassword, orgHostURL(base, "acme"), orgHostURL(base, "globex"), strings.TrimPrefix(base, "https://"))
 }
 
 // demoTokens are the admin API tokens the demo makes, printed in its walkthrough.
@@ -373,6 +380,10 @@ server:
   listen: %[1]q
   public_url: "https://%[1]s"
   metrics_listen: "off"
+  # Loopback asks forward-auth questions (the snippets in examples/ tried against the demo).
+  trusted_proxies: [127.0.0.0/8, "::1/128"]
+forward_auth:
+  enabled: true
 tls:
   mode: self_signed
   self_signed_hosts: [localhost, 127.0.0.1, "::1", acme.localhost, globex.localhost]

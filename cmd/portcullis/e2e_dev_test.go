@@ -68,6 +68,29 @@ func TestE2EDev(t *testing.T) {
 	if p := pat("/support/", nil); p.status != 200 || !strings.Contains(p.body, "Choose an organisation") {
 		t.Errorf("support as pat (two orgs: picker expected): %d %.300s", p.status, p.body)
 	}
+
+	// Forward-auth on the front door, from loopback: the same decisions, as answers.
+	question := func(uri string) http.Header {
+		return http.Header{"X-Forwarded-Method": {"GET"}, "X-Forwarded-Uri": {uri}, "Accept": {"application/json"},
+			"X-Forwarded-Host": {strings.TrimPrefix(base, "https://")}, "X-Forwarded-Proto": {"https"}}
+	}
+	req, _ := http.NewRequest("GET", base+"/.portcullis/auth", nil)
+	req.Header = question("/billing/")
+	if resp, err := anon.Do(req); err != nil {
+		t.Error(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 401 || resp.Header.Get("X-Portcullis-Reason") != "no_session" {
+			t.Errorf("forward-auth, signed out: %d %s %s", resp.StatusCode, resp.Header.Get("X-Portcullis-Reason"), body)
+		}
+	}
+	if p := browse("/.portcullis/auth", question("/billing/")); p.status != 403 || !strings.Contains(p.body, "role_missing") {
+		t.Errorf("forward-auth, bob on billing: %d %.300s", p.status, p.body)
+	}
+	if p := alice("/.portcullis/auth", question("/billing/")); p.status != 200 || p.body != "" {
+		t.Errorf("forward-auth, alice on billing: %d %.300s", p.status, p.body)
+	}
 }
 
 // TestE2EDevOrgHosts checks the walkthrough's organisation hosts: a person opening
@@ -309,8 +332,9 @@ func TestE2EDevGovernance(t *testing.T) {
 	if api == nil {
 		t.Fatalf("the walkthrough names no admin API:\n%s", out)
 	}
-	// The commands as printed: "curl ..." lines, with their "\" continuations.
-	var cmds []string
+	// The commands as printed: "curl ..." lines, with their "\" continuations; the
+	// forward-auth question apart.
+	var cmds, question []string
 	lines := strings.Split(out, "\n")
 	for i := 0; i < len(lines); i++ {
 		l := strings.TrimSpace(lines[i])
@@ -323,6 +347,10 @@ func TestE2EDevGovernance(t *testing.T) {
 		}
 		if c, _, ok := strings.Cut(l, " # "); ok {
 			l = c
+		}
+		if strings.Contains(l, "/.portcullis/auth") {
+			question = append(question, l)
+			continue
 		}
 		cmds = append(cmds, l)
 	}
@@ -342,6 +370,13 @@ func TestE2EDevGovernance(t *testing.T) {
 			t.Fatalf("%s: not JSON: %s", cmdline, b)
 		}
 		return v
+	}
+
+	if len(question) != 1 {
+		t.Fatalf("want the walkthrough's forward-auth question, found %q", question)
+	}
+	if v := shell(question[0]); v["error"] != "no_session" {
+		t.Errorf("the forward-auth question, signed out: %v", v)
 	}
 
 	bob := signIn(t, base, "bob")
