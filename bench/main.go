@@ -12,7 +12,9 @@
 // on PATH or in /usr/bin, like internal/redistest), devidp over TLS, and portcullis built with
 // `go build` and run three times: plain HTTP (tls.mode off, as behind a load balancer), TLS
 // (self_signed) and plain HTTP with both caches off (authz.cache and session.cache false: every
-// request is a cold one, which the budget allows one Redis round trip). A session is created by
+// request is a cold one, which the budget allows one Redis round trip). The plain instance also
+// answers forward-auth questions (/.portcullis/auth, as Caddy or Traefik asks) about the warm
+// authorised request: the decision without the upstream hop. A session is created by
 // signing in through devidp's login form; the organisation and membership are seeded through
 // store.NewOrgs.
 //

@@ -32,13 +32,20 @@ func checkTargets(targets []target, cookie string) error {
 			req.Header.Set("Cookie", cookie)
 		}
 		req.Header.Set("Accept", "application/json")
+		for k, v := range tg.question {
+			req.Header[k] = v
+		}
 		resp, err := c.Do(req)
 		if err != nil {
 			return fmt.Errorf("%s: %w", tg.name, err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || len(b) != 1024 {
+		want := 1024 // the upstream's answer
+		if tg.question != nil {
+			want = 0 // an allowed question's answer is its headers
+		}
+		if resp.StatusCode != 200 || len(b) != want {
 			return fmt.Errorf("%s: %d %s", tg.name, resp.StatusCode, b)
 		}
 	}
@@ -60,6 +67,9 @@ func measureRounds(targets []target, cookie string, b *bed, per time.Duration) (
 			hdr := http.Header{"Accept": {"application/json"}}
 			if tg.auth {
 				hdr.Set("Cookie", cookie)
+			}
+			for k, v := range tg.question {
+				hdr[k] = v
 			}
 			var prof *exec.Cmd
 			if *perfOf == tg.name && r == *rounds-1 {
