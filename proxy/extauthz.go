@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"runtime/debug"
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -59,6 +60,39 @@ func (a *extAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 	return extAuthzAnswer(w, identityCGI), nil
 }
 
+// questionBodyKey holds, in a question's context, the request body Envoy sent whole
+// (with_request_body), which the recovery guard reads; absent when it sent none or part.
+type questionBodyKey struct{}
+
+// hdrEnvoyPartialBody is the header Envoy adds to a CheckRequest's headers when it buffers
+// the body: "true" when it sent only the first max_request_bytes.
+const hdrEnvoyPartialBody = "X-Envoy-Auth-Partial-Body"
+
+// checkBody returns the body of a CheckRequest when Envoy sent all of it: it says so
+// (x-envoy-auth-partial-body: false) and the length is the one the request declares, its
+// size attribute or Content-Length. The header alone is not enough, since a client can send
+// it to an Envoy that buffers nothing: an empty body would then be decided instead of the
+// one the portal gets. A chunked request of unknown size is never taken as whole.
+func checkBody(hr *authv3.AttributeContext_HttpRequest, h http.Header) ([]byte, bool) {
+	if vs := h.Values(hdrEnvoyPartialBody); len(vs) != 1 || vs[0] != "false" {
+		return nil, false
+	}
+	body := hr.GetRawBody()
+	if len(body) == 0 {
+		body = []byte(hr.GetBody())
+	}
+	declared := hr.GetSize()
+	if cl := h.Values("Content-Length"); declared < 0 && len(cl) == 1 {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil {
+			declared = n
+		}
+	}
+	if declared != int64(len(body)) {
+		return nil, false
+	}
+	return body, true
+}
+
 // questionFaultKey marks, in a question's context, why a CheckRequest cannot be decided
 // although it was rewritten as a question; forwardAuth refuses it with that detail.
 type questionFaultKey struct{}
@@ -102,9 +136,13 @@ func extAuthzQuestion(ctx context.Context, req *authv3.CheckRequest) *http.Reque
 			}
 		}
 	}
+	body, whole := checkBody(hr, h)
 	for _, k := range [...]string{hdrOriginalMethod, hdrOriginalURI, hdrForwardedMethod, hdrForwardedURI,
-		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-For", "Content-Length", "Transfer-Encoding"} {
+		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-For", "Content-Length", "Transfer-Encoding", hdrEnvoyPartialBody} {
 		h.Del(k)
+	}
+	if whole {
+		ctx = context.WithValue(ctx, questionBodyKey{}, body)
 	}
 	set := func(k, v string) {
 		if v != "" {
@@ -156,7 +194,9 @@ func extAuthzAnswer(w *captureWriter, identityCGI []string) *authv3.CheckRespons
 	if status == 0 {
 		status = http.StatusOK
 	}
-	if status == http.StatusOK {
+	// Only an answer allow wrote is an allow: a refusal may be a 200 too (a recovery guard's
+	// generic answer), which Envoy must send the client instead of forwarding.
+	if w.allowed {
 		ok := &authv3.OkHttpResponse{}
 		for k, vs := range w.header {
 			identity := false
@@ -208,10 +248,14 @@ func headerOption(k, v string, action corev3.HeaderValueOption_HeaderAppendActio
 
 // captureWriter holds an answer for mapping: its status, headers and (capped) body.
 type captureWriter struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
+	header  http.Header
+	status  int
+	body    bytes.Buffer
+	allowed bool // written by exchange.allow
 }
+
+// markAllowed implements allowMarker.
+func (w *captureWriter) markAllowed() { w.allowed = true }
 
 func (w *captureWriter) Header() http.Header { return w.header }
 

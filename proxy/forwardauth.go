@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bytes"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -199,6 +201,12 @@ func (ex *exchange) decideOriginal() error {
 	}
 
 	ex.method = r.Method
+	// The body is there only when Envoy sent all of it (with_request_body): then the
+	// method-override fields and the recovery guard are read from it as the proxy would.
+	body, whole := r.Context().Value(questionBodyKey{}).([]byte)
+	if whole {
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	}
 	idx, err := ex.match(r.Method)
 	if err != nil {
 		return err
@@ -209,7 +217,7 @@ func (ex *exchange) decideOriginal() error {
 			// The proxy strips these; the ingress passes them on to a portal that may obey.
 			return ex.overrideRefused("header_not_stripped")
 		}
-		if r.Method == http.MethodPost && mayCarryFields(r.Header) {
+		if r.Method == http.MethodPost && mayCarryFields(r.Header) && !whole {
 			ex.s.log.LogAttrs(r.Context(), slog.LevelInfo, "forward-auth cannot see a POST body where the method matters",
 				slog.String("route", ex.routeLabel), slog.String("request_id", ex.requestID))
 			return reject(reason.ForwardAuthBody)
@@ -236,9 +244,15 @@ func (ex *exchange) decideOriginal() error {
 	case !ex.route.Public:
 		return ex.admit()
 	case ex.pol.recovery != nil && ex.pol.recovery.Spec.Guards(r.Method):
-		ex.s.log.LogAttrs(r.Context(), slog.LevelWarn, "forward-auth cannot run a recovery guard (it reads the body); serve this route through Portcullis as the proxy",
-			slog.String("route", ex.routeLabel), slog.String("request_id", ex.requestID))
-		return reject(reason.ForwardAuthBody)
+		// The guard reads the body: only Envoy sends it (with_request_body), and then only
+		// when it is whole. A mirror guard forwards a rewritten body, which an ingress that
+		// forwards the original cannot do.
+		if !whole || ex.pol.recovery.BlockedResponse == config.RecoveryMirror {
+			ex.s.log.LogAttrs(r.Context(), slog.LevelWarn, "forward-auth cannot run this recovery guard (it needs the whole body, and a mirror guard rewrites it); send it with Envoy's with_request_body, or serve this route through Portcullis as the proxy",
+				slog.String("route", ex.routeLabel), slog.String("request_id", ex.requestID))
+			return reject(reason.ForwardAuthBody)
+		}
+		return ex.recover()
 	}
 	return nil
 }
@@ -284,8 +298,22 @@ func (ex *exchange) allow() {
 	stripOwnCookies(cookies)
 	h.Set(hdrFAUpstreamCookie, strings.Join(cookies.Values("Cookie"), "; "))
 	h.Set("Cache-Control", "no-store")
+	for w := ex.w; w != nil; {
+		if m, ok := w.(allowMarker); ok {
+			m.markAllowed()
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		w = u.Unwrap()
+	}
 	ex.w.WriteHeader(http.StatusOK)
 }
+
+// allowMarker is a writer told that the answer it gets is an allow, not a refusal with the
+// same status (ext_authz's captureWriter).
+type allowMarker interface{ markAllowed() }
 
 // forwardAuthWriter adapts the proxy's answers to what an ingress does with them: a
 // redirect's Location is made absolute (nginx redirects to it as given), and in nginx's

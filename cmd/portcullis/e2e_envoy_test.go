@@ -337,9 +337,25 @@ func TestEnvoyExample(t *testing.T) {
 	for _, c := range clusters {
 		validate("cluster "+c.GetName(), c)
 	}
+	// Every other route is asked about; the recovery route sends its whole body, as bytes.
+	recovery := 0
 	for _, r := range routes[1:] {
-		if r.GetTypedPerFilterConfig() != nil {
-			t.Errorf("route %v changes ext_authz", r.GetMatch())
+		cfg := r.GetTypedPerFilterConfig()["envoy.filters.http.ext_authz"]
+		if cfg == nil {
+			if r.GetTypedPerFilterConfig() != nil {
+				t.Errorf("route %v changes another filter", r.GetMatch())
+			}
+			continue
 		}
+		var p extauthzv3.ExtAuthzPerRoute
+		unpack("ext_authz per route", cfg, &p)
+		body := p.GetCheckSettings().GetWithRequestBody()
+		if p.GetDisabled() || body == nil || body.GetAllowPartialMessage() || !body.GetPackAsBytes() || body.GetMaxRequestBytes() == 0 {
+			t.Errorf("route %v: want asked about, with the whole body as bytes: %v", r.GetMatch(), &p)
+		}
+		recovery++
+	}
+	if recovery != 1 {
+		t.Errorf("%d routes send the body, want the recovery route", recovery)
 	}
 }

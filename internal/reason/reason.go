@@ -99,9 +99,11 @@ const (
 	// would forward the normalised path; an ingress forwards the original, which the portal
 	// could read as another path, so it is refused rather than guessed.
 	ForwardAuthPath Code = "forward_auth_path"
-	// ForwardAuthBody: deciding this request needs its body (a recovery guard, or a POST
-	// that may carry a `_method` field on a route where the method matters), which an
-	// ingress does not pass on. Serve such routes with Portcullis as the proxy.
+	// ForwardAuthBody: deciding this request needs its whole body (a recovery guard, or a
+	// POST that may carry a `_method` field on a route where the method matters), which the
+	// ingress did not pass on (only Envoy can, with with_request_body), or a mirror recovery
+	// guard, which rewrites the body. Send the body, or serve such routes with Portcullis as
+	// the proxy.
 	ForwardAuthBody Code = "forward_auth_body"
 
 	// The path rules exist because the proxy must never have a split view of a path: the path
