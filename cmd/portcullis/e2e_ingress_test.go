@@ -185,6 +185,7 @@ routes:
     org: {from: path, path_segment: 2}
   - name: admin
     path: /admin
+    case_insensitive: true
     upstream: %[8]s
     org: {from: path, path_segment: 2}
     require: {roles: [admin]}
@@ -460,6 +461,11 @@ func testIngress(t *testing.T, b *ingressBed) {
 		if hits() != before {
 			t.Errorf("a path Portcullis would normalise reached the portal")
 		}
+		// Case: a route for a portal that ignores it (case_insensitive) decides /ADMIN as
+		// /admin; any other refuses a path no route matches, never lets it through.
+		refused(t, "ADMIN", alice.do("GET", in.base+"/ADMIN/acme/users", "", nil, azAPI), http.StatusForbidden, "role_missing", before)
+		refused(t, "Admin", alice.do("GET", in.base+"/Admin/acme/users", "", nil, azAPI), http.StatusForbidden, "role_missing", before)
+		refused(t, "ORGS", alice.do("GET", in.base+"/ORGS/beta/home", "", nil, azAPI), http.StatusNotFound, "no_route", before)
 		// The other convention's headers, from the client, never name the request decided.
 		for _, h := range []http.Header{
 			{"X-Forwarded-Uri": {"/orgs/acme/home"}, "X-Forwarded-Method": {"GET"}},
