@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
 // An organisation's own lifecycle limits (store.OrgPolicy): the platform's policy, from the
 // configuration, is the floor; an organisation may only tighten it, kind by kind: a shorter
-// longest membership or review period, more approvals, a ticket required. The API refuses a
+// longest membership or review period, more approvals, a ticket required, fewer of the
+// platform's approver rules, fewer roles a membership may hold. The API refuses a
 // value that would not tighten (it would have no effect: authz applies the stricter of both,
 // and a caller who believed otherwise would be misled). The organisation's own
 // administrators and operators set it; a delegate does not (it would bind the organisation
@@ -21,10 +23,12 @@ import (
 
 // kindLimitsIO is one kind's limits as the API reads and shows them: durations as "30d".
 type kindLimitsIO struct {
-	MaxDuration       string `json:"max_duration,omitempty"`
-	ReviewEvery       string `json:"review_every,omitempty"`
-	ApprovalsRequired int    `json:"approvals_required,omitempty"`
-	RequiresTicket    bool   `json:"requires_ticket,omitempty"`
+	MaxDuration       string   `json:"max_duration,omitempty"`
+	ReviewEvery       string   `json:"review_every,omitempty"`
+	ApprovalsRequired int      `json:"approvals_required,omitempty"`
+	RequiresTicket    bool     `json:"requires_ticket,omitempty"`
+	Approvers         []string `json:"approvers,omitempty"`
+	AllowedRoles      []string `json:"allowed_roles,omitempty"`
 }
 
 // policyInput replaces an organisation's limits: kinds not listed take the platform's.
@@ -43,6 +47,8 @@ type kindRuleView struct {
 	ApprovalsRequired int      `json:"approvals_required"`
 	RequiresTicket    bool     `json:"requires_ticket"`
 	AllowedRoles      []string `json:"allowed_roles,omitempty"`
+	// NoRoles: the organisation's allowed roles are none the platform still allows.
+	NoRoles bool `json:"no_roles,omitempty"`
 }
 
 // policyView is an organisation's policy: its own limits, the platform's rules, and the
@@ -128,7 +134,13 @@ func (c *call) orgPolicyInput(kinds map[string]kindLimitsIO) (*store.OrgPolicy, 
 		default:
 			l.RequiresTicket = true
 		}
-		if l != (store.KindLimits{}) {
+		if l.Approvers, problem = fewerApprovers(kind, in.Approvers, platform.Approvers); problem != "" {
+			problems = append(problems, problem)
+		}
+		if l.AllowedRoles, problem = fewerRoles(kind, in.AllowedRoles, &platform); problem != "" {
+			problems = append(problems, problem)
+		}
+		if !l.IsZero() {
 			out.Kinds[kind] = l
 		}
 	}
@@ -136,6 +148,54 @@ func (c *call) orgPolicyInput(kinds map[string]kindLimitsIO) (*store.OrgPolicy, 
 		return nil, invalid(strings.Join(problems, "; "))
 	}
 	return out, nil
+}
+
+// fewerApprovers reads the approver rules given for kind: nil when none is given, or the
+// problem when one is not among the platform's or they are all of them.
+func fewerApprovers(kind string, given, platform []string) ([]string, string) {
+	if len(given) == 0 {
+		return nil, ""
+	}
+	key := "kinds." + kind + ".approvers"
+	var out []string
+	for _, a := range given {
+		if !slices.Contains(platform, a) {
+			return nil, fmt.Sprintf("%s: %q is not one of the platform's approver rules (%s)", key, a, strings.Join(platform, ", "))
+		}
+	}
+	for _, a := range platform { // the platform's order, once each
+		if slices.Contains(given, a) {
+			out = append(out, a)
+		}
+	}
+	if len(out) == len(platform) {
+		return nil, fmt.Sprintf("%s: every one of the platform's rules (%s) does not tighten it", key, strings.Join(platform, ", "))
+	}
+	return out, ""
+}
+
+// fewerRoles reads the roles given for kind: nil when none is given, or the problem when
+// one is not a role name or not allowed by the platform, or they are all it allows.
+func fewerRoles(kind string, given []string, platform *authz.KindRule) ([]string, string) {
+	if len(given) == 0 {
+		return nil, ""
+	}
+	key := "kinds." + kind + ".allowed_roles"
+	out := slices.Clone(given)
+	slices.Sort(out)
+	out = slices.Compact(out)
+	for _, r := range out {
+		switch {
+		case !syntax.Name(r):
+			return nil, fmt.Sprintf("%s: %q is not a role name", key, r)
+		case len(platform.AllowedRoles) > 0 && !slices.Contains(platform.AllowedRoles, r):
+			return nil, fmt.Sprintf("%s: %q is not allowed by the platform (%s)", key, r, strings.Join(platform.AllowedRoles, ", "))
+		}
+	}
+	if slices.Equal(out, platform.AllowedRoles) {
+		return nil, fmt.Sprintf("%s: the platform's own list does not tighten it", key)
+	}
+	return out, ""
 }
 
 // tighter reads a duration limit given for kind's field: zero when not given, or the problem
@@ -162,7 +222,7 @@ func (c *call) policyOf(o *store.Org) policyView {
 	if o.Policy != nil {
 		for kind, l := range o.Policy.Kinds {
 			v.Own[kind] = kindLimitsIO{MaxDuration: showDuration(l.MaxDuration), ReviewEvery: showDuration(l.ReviewEvery),
-				ApprovalsRequired: l.ApprovalsRequired, RequiresTicket: l.RequiresTicket}
+				ApprovalsRequired: l.ApprovalsRequired, RequiresTicket: l.RequiresTicket, Approvers: l.Approvers, AllowedRoles: l.AllowedRoles}
 		}
 	}
 	for _, kind := range []string{store.KindEmployee, store.KindPartner, store.KindReseller, store.KindSupport, store.KindService} {
@@ -179,7 +239,7 @@ func (c *call) policyOf(o *store.Org) policyView {
 func ruleView(r authz.KindRule) kindRuleView {
 	return kindRuleView{MaxDuration: showDuration(r.MaxDuration), ReviewEvery: showDuration(r.ReviewEvery),
 		Approvers: append([]string{}, r.Approvers...), ApprovalsRequired: r.ApprovalsRequired, RequiresTicket: r.RequiresTicket,
-		AllowedRoles: r.AllowedRoles}
+		AllowedRoles: r.AllowedRoles, NoRoles: r.RestrictsRoles() && len(r.AllowedRoles) == 0}
 }
 
 // showDuration writes d in days when it is whole days ("30d"), else as Go does; "" for zero.

@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +71,48 @@ func TestOrgPolicy(t *testing.T) {
 	g := b.call(b.ops, "POST", "/api/v1/orgs/acme/members", map[string]any{"user": paul, "kind": "partner", "roles": []string{"viewer"},
 		"expires_at": time.Now().Add(45 * 24 * time.Hour), "reason": "TICKET-1"})
 	b.want(g, 422, "policy_violation")
+
+	// Fewer approver rules and roles: only some of the platform's, never another, never all.
+	patTok := b.personal(pat, "", false)
+	a = put(annTok, map[string]any{"kinds": map[string]any{
+		"partner":  map[string]any{"approvers": []string{"org_admin", "operator"}},
+		"employee": map[string]any{"approvers": []string{"org_admin", "operator"}, "allowed_roles": []string{"Bad Role"}},
+		"support":  map[string]any{"approvers": []string{"org_admin"}},
+	}, "reason": "try"})
+	b.want(a, 400, "invalid_input")
+	for _, want := range []string{`kinds.partner.approvers: "operator" is not one of the platform's`,
+		"kinds.employee.approvers: every one of the platform's rules", `kinds.employee.allowed_roles: "Bad Role" is not a role name`,
+		"kinds.support.approvers: every one of the platform's rules"} {
+		if msg, _ := a.body["message"].(string); !strings.Contains(msg, want) {
+			t.Errorf("refusal lacks %q: %s", want, a.raw)
+		}
+	}
+	a = put(annTok, map[string]any{"kinds": map[string]any{
+		"partner": map[string]any{"approvers": []string{"org_admin_of:partnerco"}, "allowed_roles": []string{"viewer", "billing", "viewer"}},
+	}, "reason": "SEC-9: partners approved by their own company"})
+	b.want(a, 200, "")
+	eff = a.body["effective"].(map[string]any)["partner"].(map[string]any)
+	if fmt.Sprint(eff["approvers"]) != "[org_admin_of:partnerco]" || fmt.Sprint(eff["allowed_roles"]) != "[billing viewer]" {
+		t.Errorf("effective partner rule %v", eff)
+	}
+	// A role outside the list is refused at write time, naming the rule.
+	g = b.call(b.ops, "POST", "/api/v1/orgs/acme/members", map[string]any{"user": paul, "kind": "partner", "roles": []string{"admin-console"},
+		"expires_at": time.Now().Add(20 * 24 * time.Hour), "reason": "TICKET-2"})
+	b.want(g, 422, "policy_violation")
+	if !strings.Contains(g.raw, "allowed_roles") {
+		t.Errorf("the refusal does not name allowed_roles: %s", g.raw)
+	}
+	// ann, acme's administrator, approved partner requests through the platform's org_admin
+	// rule, which acme has dropped for its partners.
+	r := b.call(patTok, "POST", "/api/v1/orgs/acme/requests", map[string]string{"role": "billing", "duration": "7d", "reason": "invoicing"})
+	b.want(r, 201, "")
+	id := r.body["id"].(string)
+	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/requests/"+id+"/approve", map[string]string{"reason": "ok"}), 403, "not_an_approver")
+	if _, m, _ := b.st.Lookup(context.Background(), "acme", pat); len(m.RoleGrants) != 0 {
+		t.Errorf("a grant was written: %+v", m.RoleGrants)
+	}
+	// A role outside the list is not even asked for.
+	b.want(b.call(patTok, "POST", "/api/v1/orgs/acme/requests", map[string]string{"role": "auditor", "duration": "7d", "reason": "x"}), 422, "policy_violation")
 
 	// Cleared: the platform's rules again.
 	a = put(annTok, map[string]any{"kinds": map[string]any{}, "reason": "back to the platform's"})

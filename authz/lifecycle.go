@@ -65,9 +65,15 @@ type KindRule struct {
 	ApprovalsRequired int
 	// RequiresTicket: a request or grant needs a ticket reference.
 	RequiresTicket bool
-	// AllowedRoles, sorted; nil: any role.
+	// AllowedRoles, sorted; empty: any role, unless RestrictsRoles.
 	AllowedRoles []string
+	// restricted: an organisation named the roles allowed, and none of them is still
+	// allowed by the platform (AllowedRoles is then empty, and means no role).
+	restricted bool
 }
+
+// RestrictsRoles reports whether only AllowedRoles may be held (possibly none).
+func (r *KindRule) RestrictsRoles() bool { return r.restricted || len(r.AllowedRoles) > 0 }
 
 // CompilePolicy compiles the lifecycle section of a loaded configuration.
 func CompilePolicy(l *config.Lifecycle) *Policy {
@@ -126,12 +132,67 @@ func (p *Policy) Kind(kind string, o *store.Org) (KindRule, bool) {
 	}
 	r.ApprovalsRequired = max(r.ApprovalsRequired, l.ApprovalsRequired)
 	r.RequiresTicket = r.RequiresTicket || l.RequiresTicket
+	if len(l.Approvers) > 0 {
+		// Those of the organisation's the platform still has (all of them, unless the
+		// configuration changed since): never a rule the platform does not name.
+		r.Approvers = narrow(r.Approvers, l.Approvers, false)
+	}
+	if len(l.AllowedRoles) > 0 {
+		if len(r.AllowedRoles) == 0 {
+			r.AllowedRoles = sortedList(l.AllowedRoles)
+		} else {
+			r.AllowedRoles = narrow(r.AllowedRoles, l.AllowedRoles, true)
+		}
+		r.restricted = true
+	}
 	return r, true
+}
+
+// narrow returns the elements of org that platform holds: org itself when it holds them all
+// (the usual case, which allocates nothing; callers must not modify the result), else a new
+// list. sorted: platform is sorted, and the result must be.
+func narrow(platform, org []string, sorted bool) []string {
+	in := func(s string) bool {
+		if sorted {
+			return has(platform, s)
+		}
+		return slices.Contains(platform, s)
+	}
+	all := true
+	for _, s := range org {
+		all = all && in(s)
+	}
+	if all && (!sorted || slices.IsSorted(org)) {
+		return org
+	}
+	out := []string{}
+	for _, s := range org {
+		if in(s) && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	if sorted {
+		slices.Sort(out)
+	}
+	return out
+}
+
+// sortedList is l when it is sorted (no allocation), else a sorted copy.
+func sortedList(l []string) []string {
+	if slices.IsSorted(l) {
+		return l
+	}
+	c := slices.Clone(l)
+	slices.Sort(c)
+	return slices.Compact(c)
 }
 
 // roleAllowed reports whether r lets a membership of its kind hold role.
 func (r *KindRule) roleAllowed(role string) bool {
-	return len(r.AllowedRoles) == 0 || has(r.AllowedRoles, role)
+	if len(r.AllowedRoles) == 0 {
+		return !r.restricted
+	}
+	return has(r.AllowedRoles, role)
 }
 
 // policySlack absorbs clock differences between the replica that wrote a membership and the

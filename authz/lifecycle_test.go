@@ -66,6 +66,55 @@ func TestPolicyKindTightenOnly(t *testing.T) {
 	}
 }
 
+// TestPolicyKindFewerApproversAndRoles: an organisation may keep some of the platform's
+// approver rules and allowed roles, never add one, whatever is stored; a list the platform
+// no longer allows any of means no one and no role (never "anyone" and "any role"); the
+// usual case allocates nothing (Kind is on the decision path).
+func TestPolicyKindFewerApproversAndRoles(t *testing.T) {
+	p := testPolicy(t)
+	org := func(l store.KindLimits) *store.Org {
+		return &store.Org{ID: "acme", Policy: &store.OrgPolicy{Kinds: map[string]store.KindLimits{store.KindPartner: l, store.KindEmployee: l}}}
+	}
+	o := org(store.KindLimits{Approvers: []string{config.ApproverOperator}, AllowedRoles: []string{"viewer"}})
+	kr, _ := p.Kind(store.KindPartner, o)
+	if !slices.Equal(kr.Approvers, []string{config.ApproverOperator}) || !kr.roleAllowed("viewer") || kr.roleAllowed("billing") || kr.roleAllowed("auditor") {
+		t.Errorf("narrowed partner rule %+v", kr)
+	}
+	// Employees have no platform list: the organisation's is the list.
+	if kr, _ := p.Kind(store.KindEmployee, o); !kr.roleAllowed("viewer") || kr.roleAllowed("admin") || !kr.RestrictsRoles() {
+		t.Errorf("employee roles %+v", kr)
+	}
+	if n := testing.AllocsPerRun(100, func() { kr, _ = p.Kind(store.KindPartner, o) }); n != 0 {
+		t.Errorf("Kind allocates %v times", n)
+	}
+	// Stored outside the API (or the platform changed since): what the platform does not
+	// name is dropped, never added.
+	kr, _ = p.Kind(store.KindPartner, org(store.KindLimits{Approvers: []string{"org_admin_of:evil", config.ApproverOperator},
+		AllowedRoles: []string{"superuser", "viewer"}}))
+	if !slices.Equal(kr.Approvers, []string{config.ApproverOperator}) || !slices.Equal(kr.AllowedRoles, []string{"viewer"}) {
+		t.Errorf("foreign entries kept: %+v", kr)
+	}
+	kr, _ = p.Kind(store.KindPartner, org(store.KindLimits{Approvers: []string{"org_admin_of:evil"}, AllowedRoles: []string{"superuser"}}))
+	if len(kr.Approvers) != 0 || kr.roleAllowed("viewer") || kr.roleAllowed("superuser") || !kr.RestrictsRoles() {
+		t.Errorf("nothing left must mean no one and no role: %+v", kr)
+	}
+	m := &store.Membership{Org: "acme", User: "u", Kind: store.KindPartner, Status: store.MembershipActive, Roles: []string{"viewer"},
+		ExpiresAt: time.Now().Add(24 * time.Hour), ReviewBy: time.Now().Add(24 * time.Hour)}
+	v := p.CheckRequest(&store.Request{Org: "acme", Role: "billing", Duration: time.Hour, Reason: "x"}, o, m, time.Now())
+	if len(v) == 0 || !strings.Contains(v[0].Rule, "allowed_roles") {
+		t.Errorf("a request for a role the organisation does not allow: %v", v)
+	}
+	m.Roles = []string{"viewer", "billing"}
+	if v := p.CheckMembership(m, o, "", time.Now()); len(v) == 0 {
+		t.Error("a membership holding a role the organisation does not allow has no violation")
+	}
+	// Unsorted stored roles still match (has needs sorted lists).
+	kr, _ = p.Kind(store.KindEmployee, org(store.KindLimits{AllowedRoles: []string{"viewer", "billing"}}))
+	if !kr.roleAllowed("billing") || !kr.roleAllowed("viewer") {
+		t.Errorf("unsorted stored roles %+v", kr)
+	}
+}
+
 // TestDecideWithPolicy: a membership that breaks the lifecycle policy stops granting, however
 // it was written; privileged roles count only as role grants; roles a kind does not allow do
 // not count.

@@ -73,6 +73,18 @@ type KindLimits struct {
 	ApprovalsRequired int `json:"approvals_required,omitempty"`
 	// RequiresTicket requires a ticket even where the platform does not.
 	RequiresTicket bool `json:"requires_ticket,omitempty"`
+	// Approvers, when set, are the only approver rules that apply here: some of the
+	// platform's, never another.
+	Approvers []string `json:"approvers,omitempty"`
+	// AllowedRoles, when set, are the only roles a membership of the kind may hold here
+	// (sorted): within the platform's list, where it has one.
+	AllowedRoles []string `json:"allowed_roles,omitempty"`
+}
+
+// IsZero reports whether l leaves every platform rule as it is.
+func (l KindLimits) IsZero() bool {
+	return l.MaxDuration == 0 && l.ReviewEvery == 0 && l.ApprovalsRequired == 0 && !l.RequiresTicket &&
+		len(l.Approvers) == 0 && len(l.AllowedRoles) == 0
 }
 
 // Domain is an email domain an organisation claims, with the state of its verification.
