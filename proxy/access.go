@@ -178,7 +178,7 @@ func (ex *exchange) admit() error {
 // resolveOrg resolves the organisation the request acts for, with sessionOrg the session's
 // choice (for a route whose source is the session).
 func (ex *exchange) resolveOrg(sessionOrg string) {
-	ex.org, ex.orgKnown = ex.pol.resolver.Resolve(ex.host, ex.path, ex.r.Header.Values, ex.trusted, sessionOrg)
+	ex.org, ex.orgKnown = ex.pol.resolver.Resolve(ex.host, ex.path, ex.headerValues, ex.trusted, sessionOrg)
 }
 
 // decide looks up the membership in the organisation resolved and applies authz.Decide. A
@@ -339,4 +339,22 @@ func setIdentity(h http.Header, names config.IdentityHeaders, id *identity) {
 	}
 	set(names.Kind, id.kind)
 	set(names.Assertion, id.assertion)
+}
+
+// headerValues is the values of the header name, or none when a header of another spelling
+// (X_Org beside X-Org) is there too: a CGI, PHP or WSGI portal folds both into one variable,
+// and may read the other's value.
+func (ex *exchange) headerValues(name string) []string {
+	var vs []string
+	spellings := 0
+	for k, v := range ex.r.Header {
+		if cgiSame(k, name) {
+			spellings++
+			vs = v
+		}
+	}
+	if spellings != 1 {
+		return nil
+	}
+	return vs
 }

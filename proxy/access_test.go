@@ -244,6 +244,12 @@ routes:
     upstream: %[5]s
     public: true
     recovery_guard: {identifier: [{from: form, name: email}]}
+  - name: reset-put
+    path: /account/reset
+    upstream: %[5]s
+    public: true
+    method_override: allow
+    recovery_guard: {methods: [PUT], identifier: [{from: query, name: email}]}
 `, b.base, rs.Addr, idp.URL, ca, b.up.URL)
 	p := filepath.Join(dir, "portcullis.yaml")
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
@@ -612,11 +618,14 @@ func accNoOrg(t *testing.T, b *accBed) {
 		t.Errorf("org from a header: %d %s", r.StatusCode, r.body)
 	}
 	hits++
-	for name, vs := range map[string][]string{"twice": {"beta", "acme"}, "the same twice": {"acme", "acme"}, "absent": nil} {
-		h := http.Header{"Accept": {"application/json"}}
-		if vs != nil {
-			h["X-Tenant-Id"] = vs
-		}
+	for name, h := range map[string]http.Header{
+		"twice":          {"X-Tenant-Id": {"beta", "acme"}},
+		"the same twice": {"X-Tenant-Id": {"acme", "acme"}},
+		"absent":         {},
+		// A CGI portal folds both into HTTP_X_TENANT_ID, and may take beta.
+		"in two spellings": {"X-Tenant-Id": {"acme"}, "X_tenant_id": {"beta"}},
+	} {
+		h["Accept"] = []string{"application/json"}
 		if r := b.get("/t/x", h); r.StatusCode != 403 || !strings.Contains(r.body, "no_org") {
 			t.Errorf("org header %s: %d %s", name, r.StatusCode, r.body)
 		}

@@ -34,8 +34,12 @@ import (
 //   - refused: the proxy's answer as a DeniedHttpResponse (status, headers such as Location
 //     and WWW-Authenticate, body) for Envoy to send the client.
 //
-// The body, when Envoy sends it (with_request_body), is not read: decisions that need it are
-// refused with forward_auth_body as for any ingress.
+// The body, when Envoy sends all of it (with_request_body, see checkBody), is the request's
+// for the decisions that need it (a recovery guard, method-override fields); without it they
+// are refused with forward_auth_body as for any ingress. A client's own X-Original-*,
+// X-Forwarded-Method/-Uri or another X-Forwarded-Host than the authority is refused: Envoy
+// would forward it to the portal. An allowed request's X-Forwarded-For is set to the source
+// address decided with.
 
 // maxDeniedBody caps the body of a refusal passed to Envoy (Portcullis's pages are a few KiB).
 const maxDeniedBody = 64 << 10
@@ -55,7 +59,7 @@ func (s *Server) RegisterExtAuthz(g *grpc.Server) {
 func (a *extAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	identityCGI := a.s.state.Load().identityCGI
 	q := extAuthzQuestion(ctx, req)
-	w := &captureWriter{header: http.Header{}}
+	w := &captureWriter{header: http.Header{}, question: q.Header}
 	a.s.serve(w, q, true)
 	return extAuthzAnswer(w, identityCGI), nil
 }
@@ -137,6 +141,17 @@ func extAuthzQuestion(ctx context.Context, req *authv3.CheckRequest) *http.Reque
 		}
 	}
 	body, whole := checkBody(hr, h)
+	// The attributes name the request; the same headers from the client would reach the
+	// portal (Envoy forwards them), read there as another method, path or host.
+	fault := ""
+	for _, k := range [...]string{hdrOriginalMethod, hdrOriginalURI, hdrForwardedMethod, hdrForwardedURI} {
+		if _, ok := h[k]; ok {
+			fault = "the client sent " + k
+		}
+	}
+	if vs, ok := h["X-Forwarded-Host"]; ok && (len(vs) != 1 || !strings.EqualFold(vs[0], hr.GetHost())) {
+		fault = "the client sent X-Forwarded-Host"
+	}
 	for _, k := range [...]string{hdrOriginalMethod, hdrOriginalURI, hdrForwardedMethod, hdrForwardedURI,
 		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-For", "Content-Length", "Transfer-Encoding", hdrEnvoyPartialBody} {
 		h.Del(k)
@@ -160,15 +175,18 @@ func extAuthzQuestion(ctx context.Context, req *authv3.CheckRequest) *http.Reque
 	}
 	// The client is the address Envoy took the request from (after its own X-Forwarded-For
 	// handling), never a header the client wrote. Without one the client would be Envoy.
-	fault := "no source socket address"
+	source := false
 	if sa := attrs.GetSource().GetAddress().GetSocketAddress(); sa != nil {
 		if ip, err := netip.ParseAddr(sa.GetAddress()); err == nil {
 			h.Set("X-Forwarded-For", ip.Unmap().String())
-			fault = ""
+			source = true
 		}
 	}
-	if hr == nil {
+	switch {
+	case hr == nil:
 		fault = "" // refused for its missing attributes
+	case !source:
+		fault = "no source socket address"
 	}
 	if fault != "" {
 		ctx = context.WithValue(ctx, questionFaultKey{}, fault)
@@ -212,6 +230,10 @@ func extAuthzAnswer(w *captureWriter, identityCGI []string) *authv3.CheckRespons
 			}
 			ok.Headers = append(ok.Headers, headerOption(k, vs[0], corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
 		}
+		// The client as decided, not a chain that starts with what the client wrote.
+		if xff := w.question.Get("X-Forwarded-For"); xff != "" {
+			ok.Headers = append(ok.Headers, headerOption("X-Forwarded-For", xff, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
+		}
 		// The portal's Cookie header without Portcullis's own cookies.
 		if c := w.header.Get(hdrFAUpstreamCookie); c != "" {
 			ok.Headers = append(ok.Headers, headerOption("Cookie", c, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
@@ -252,6 +274,8 @@ type captureWriter struct {
 	status  int
 	body    bytes.Buffer
 	allowed bool // written by exchange.allow
+	// question is the question's headers (X-Forwarded-For: the source address).
+	question http.Header
 }
 
 // markAllowed implements allowMarker.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -170,5 +172,33 @@ routes:
 	up.mu.Unlock()
 	if n != 0 {
 		t.Errorf("%d requests reached the portal: a question is never forwarded", n)
+	}
+}
+
+// server.client_ip_header's value is the client's, exactly, or the question is refused: the
+// answer carries it, but a snippet that does not copy it passes the client's own on.
+func TestUnsafeClientHeaderClientIP(t *testing.T) {
+	t.Parallel()
+	client := netip.MustParseAddr("203.0.113.7")
+	cgi := []string{"X_PORTCULLIS_USER", "TRUE_CLIENT_IP"}
+	for _, tc := range []struct {
+		name string
+		h    http.Header
+		want string
+	}{
+		{"the client's", http.Header{"True-Client-Ip": {"203.0.113.7"}}, ""},
+		{"another address", http.Header{"True-Client-Ip": {"10.0.0.1"}}, "True-Client-Ip"},
+		{"twice", http.Header{"True-Client-Ip": {"203.0.113.7", "10.0.0.1"}}, "True-Client-Ip"},
+		{"mapped", http.Header{"True-Client-Ip": {"::ffff:203.0.113.7"}}, "True-Client-Ip"},
+		{"another spelling", http.Header{"True_client_ip": {"203.0.113.7"}}, "True_client_ip"},
+		{"an identity header", http.Header{"X-Portcullis-User": {"x"}}, "X-Portcullis-User"},
+		{"none", http.Header{"Accept": {"*/*"}}, ""},
+	} {
+		if got := unsafeClientHeader(tc.h, cgi, "True-Client-Ip", client); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if got := unsafeClientHeader(http.Header{"True-Client-Ip": {"203.0.113.7"}}, cgi, "True-Client-Ip", netip.Addr{}); got == "" {
+		t.Error("accepted with no decided client")
 	}
 }

@@ -232,7 +232,7 @@ func (ex *exchange) decideOriginal() error {
 	if _, err := ex.upgrade(); err != nil {
 		return err
 	}
-	if name := unsafeClientHeader(r.Header, st.identityCGI, ex.pol.headers, st.clientIPHeader, ex.client); name != "" {
+	if name := unsafeClientHeader(r.Header, st.identityCGI, st.clientIPHeader, ex.client); name != "" {
 		// The proxy strips every spelling a CGI, PHP or WSGI portal folds into an identity
 		// header, and every managed header; the ingress replaces only the names it is
 		// answered and those it sets itself, and passes this on.
@@ -243,7 +243,9 @@ func (ex *exchange) decideOriginal() error {
 	switch {
 	case !ex.route.Public:
 		return ex.admit()
-	case ex.pol.recovery != nil && ex.pol.recovery.Spec.Guards(r.Method):
+	case ex.pol.recovery != nil && ex.pol.recovery.Spec.Guards(ex.method):
+		// ex.method: an allowed override (X-HTTP-Method-Override: PUT on a POST) is decided
+		// as the method it asks for, as the proxy's recover() does.
 		// The guard reads the body: only Envoy sends it (with_request_body), and then only
 		// when it is whole. A mirror guard forwards a rewritten body, which an ingress that
 		// forwards the original cannot do.
@@ -364,56 +366,52 @@ func (w *forwardAuthWriter) TagReason(code reason.Code) {
 
 func (w *forwardAuthWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// ingressSet are the managed headers an ingress sets on the question itself (nginx's
-// snippet, Caddy, Traefik, Envoy's attributes), exactly so spelled: the proxy would strip them
-// from a client, an ingress replaces them with its own.
+// ingressSet are the managed headers an ingress sets on the question itself and on the
+// request to the portal alike (the snippets in examples/ set them; Envoy sets them from the
+// attributes), exactly so spelled. Portcullis sees only the question's, so an ingress that
+// replaced one on the question alone would pass the client's on: the snippets are tested for
+// what the portal receives (cmd/portcullis/e2e_ingress_test.go).
 var ingressSet = map[string]bool{
 	"X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true, "X-Request-Id": true,
-	// Traefik sets these on every request it forwards, the question included.
-	"X-Forwarded-Port": true, "X-Forwarded-Server": true,
 }
 
-// ingressClientAddr are the client-address headers an ingress sets from its peer (Traefik's
-// X-Real-Ip, Envoy's X-Envoy-External-Address): accepted only when they name the client
-// Portcullis decided for, which an ingress that passes the client's own on cannot guarantee.
+// ingressClientAddr are the client-address headers an ingress may set from its peer
+// (Traefik's X-Real-Ip, Envoy's X-Envoy-External-Address): accepted only when they are
+// exactly the client Portcullis decided for, which an ingress passing the client's own on
+// cannot guarantee.
 var ingressClientAddr = map[string]bool{"X-Real-Ip": true, "X-Envoy-External-Address": true}
 
 // unsafeClientHeader returns a header of the described request that the proxy would strip
-// but that the ingress passes on to the portal, so the question is refused rather than
+// but that the ingress may pass on to the portal, so the question is refused rather than
 // answered; "" when there is none. Those are:
-//   - a header a portal would read as an identity header (its CGI name is one of
-//     identityCGI) but not exactly one of the names the answer carries, which the ingress
-//     replaces (X_Portcullis_User, X.Portcullis.Org);
+//   - any identity header, in any spelling (X-Portcullis-User, X_Portcullis_User, a route's
+//     own X-Remote-Person): no client sends one, and an ingress replaces only the names it
+//     was configured with;
 //   - any other header of Portcullis's namespace, whatever its spelling;
-//   - any other managed header (X-Remote-User, Forwarded, True-Client-IP…), except the
-//     ones the ingress sets itself and a client-address header naming the client.
+//   - any other managed header (X-Remote-User, Forwarded, True-Client-IP, X-Forwarded-Port…),
+//     except the ingress's own forwarding headers (ingressSet);
+//   - a client-address header (server.client_ip_header's, X-Real-Ip, Envoy's) that is not
+//     exactly the client's address: the answer carries the first, but a snippet that does
+//     not copy it would pass the client's on.
 //
 // The proxy strips these silently because it forwards the request itself; behind an ingress
 // the only safe answer to a request carrying one is a refusal.
-func unsafeClientHeader(h http.Header, identityCGI []string, names config.IdentityHeaders, clientIPHeader string, client netip.Addr) string {
-	answered := identityNames(names)
+func unsafeClientHeader(h http.Header, identityCGI []string, clientIPHeader string, client netip.Addr) string {
 	for k, vs := range h {
-		exact := k == clientIPHeader
-		for _, n := range answered {
-			exact = exact || (n != "" && k == http.CanonicalHeaderKey(n))
-		}
-		if exact {
-			continue // answered: the ingress replaces it
+		if k == clientIPHeader || ingressClientAddr[k] {
+			if len(vs) != 1 || !client.IsValid() || vs[0] != client.String() {
+				return k
+			}
+			continue
 		}
 		for _, c := range identityCGI {
 			if cgiEqual(k, c) {
 				return k
 			}
 		}
-		if !isManaged(k, nil) || ingressSet[k] {
-			continue
+		if isManaged(k, nil) && !ingressSet[k] {
+			return k
 		}
-		if ingressClientAddr[k] && len(vs) == 1 {
-			if a, err := netip.ParseAddr(strings.TrimSpace(vs[0])); err == nil && client.IsValid() && a.Unmap() == client {
-				continue
-			}
-		}
-		return k
 	}
 	return ""
 }

@@ -79,6 +79,19 @@ func cgiEqual(h, c string) bool {
 	return true
 }
 
+// cgiSame reports whether header names a and b have the same CGI name.
+func cgiSame(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if cgiByte(a[i]) != cgiByte(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 func cgiHasPrefix(h, prefix string) bool {
 	return len(h) >= len(prefix) && cgiEqual(h[:len(prefix)], prefix)
 }

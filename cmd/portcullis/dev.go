@@ -381,6 +381,8 @@ server:
   public_url: "https://%[1]s"
   metrics_listen: "off"
   # Loopback asks forward-auth questions (the snippets in examples/ tried against the demo).
+  # A demo setting, not one to copy: behind an ssh or kubectl port-forward every client comes
+  # from loopback, and would be believed (X-Forwarded-For, questions about itself).
   trusted_proxies: [127.0.0.0/8, "::1/128"]
 forward_auth:
   enabled: true

@@ -111,7 +111,7 @@ func TestE2EEnvoyExtAuthz(t *testing.T) {
 
 	t.Run("allowed: identity on the upstream request, Portcullis's cookie removed", func(t *testing.T) {
 		resp := check(t, envoyCheck("GET", host, "/orgs/acme/home?tab=1", map[string]string{
-			"cookie": cookie, "accept": "application/json", "x-portcullis-org": "beta", "x-portcullis-roles": "admin"}))
+			"cookie": cookie, "accept": "application/json", "x-forwarded-for": "6.6.6.6"}))
 		ok := resp.GetOkResponse()
 		if codes.Code(resp.GetStatus().GetCode()) != codes.OK || ok == nil {
 			t.Fatalf("alice: %v", resp)
@@ -123,8 +123,11 @@ func TestE2EEnvoyExtAuthz(t *testing.T) {
 			}
 			set[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
 		}
+		// X-Forwarded-For is the source address decided with, not a chain Envoy appended
+		// the client's own to.
 		for k, v := range map[string]string{"x-portcullis-user": aliceKey, "x-portcullis-email": "alice@acme.example",
-			"x-portcullis-org": "acme", "x-portcullis-roles": "user", "x-portcullis-kind": "employee", "cookie": "portal_prefs=dark"} {
+			"x-portcullis-org": "acme", "x-portcullis-roles": "user", "x-portcullis-kind": "employee", "cookie": "portal_prefs=dark",
+			"x-forwarded-for": "203.0.113.7"} {
 			if set[k] != v {
 				t.Errorf("upstream %s = %q, want %q", k, set[k], v)
 			}
@@ -136,7 +139,7 @@ func TestE2EEnvoyExtAuthz(t *testing.T) {
 		}
 		// Identity headers and the Cookie only: nothing describing the answer itself.
 		identity := map[string]bool{"x-portcullis-user": true, "x-portcullis-email": true, "x-portcullis-org": true,
-			"x-portcullis-roles": true, "x-portcullis-kind": true, "x-portcullis-assertion": true, "cookie": true}
+			"x-portcullis-roles": true, "x-portcullis-kind": true, "x-portcullis-assertion": true, "cookie": true, "x-forwarded-for": true}
 		for k := range set {
 			if !identity[k] {
 				t.Errorf("%s is set upstream", k)
@@ -189,13 +192,19 @@ func TestE2EEnvoyExtAuthz(t *testing.T) {
 			}
 			return m
 		}
+		// The client's own: refused, since Envoy would forward them to the portal.
 		for _, extra := range []map[string]string{
 			{"x-original-uri": "/orgs/acme/home", "x-original-method": "GET"},
 			{"x-forwarded-uri": "/orgs/acme/home", "x-forwarded-method": "GET"},
 			{"x-forwarded-host": "acme.portal.example.test"},
+			{"x-portcullis-org": "acme"},
 		} {
-			denied(t, "beta with "+strings.Join(keys(extra), ","), check(t, envoyCheck("GET", host, "/orgs/beta/home", api(extra))),
-				codes.PermissionDenied, http.StatusForbidden, "not_member")
+			denied(t, "acme with "+strings.Join(keys(extra), ","), check(t, envoyCheck("GET", host, "/orgs/acme/home", api(extra))),
+				codes.PermissionDenied, http.StatusBadRequest, "forward_auth_request")
+		}
+		// An X-Forwarded-Host naming the authority itself (Envoy's append_x_forwarded_host).
+		if resp := check(t, envoyCheck("GET", host, "/orgs/acme/home", api(map[string]string{"x-forwarded-host": host}))); resp.GetOkResponse() == nil {
+			t.Errorf("X-Forwarded-Host naming the authority: %v", resp.GetStatus())
 		}
 		denied(t, "a path the proxy would normalise", check(t, envoyCheck("GET", host, "/orgs/acme/%2e%2e/beta/home", api(nil))),
 			codes.PermissionDenied, http.StatusBadRequest, "forward_auth_path")

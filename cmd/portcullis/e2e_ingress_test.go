@@ -369,7 +369,15 @@ func testIngress(t *testing.T, b *ingressBed) {
 	t.Run("member with identity, assertion and the portal's cookies only", func(t *testing.T) {
 		spoof := http.Header{"Accept": {"application/json"}, "X-Portcullis-User": {"idp|mallory"}, "X-Portcullis-Org": {"beta"},
 			"X-Portcullis-Roles": {"admin"}, "X-Portcullis-Kind": {"partner"}, "X-Portcullis-Assertion": {"eyJhbGciOiJub25lIn0.e30."}}
+		// The client's identity headers: refused (nginx passes them to the question), or
+		// removed before the question and replaced by the answer's (the Caddyfile).
 		r := alice.do("GET", in.base+"/orgs/acme/home?tab=1", "", nil, spoof)
+		if r.seen() == nil && (r.status != http.StatusBadRequest || r.reason() != "forward_auth_request") {
+			t.Errorf("spoofed identity headers: %d %.200s", r.status, r.body)
+		}
+		if r.seen() == nil {
+			r = alice.do("GET", in.base+"/orgs/acme/home?tab=1", "", nil, azAPI)
+		}
 		s := r.seen()
 		if r.status != 200 || s == nil {
 			t.Fatalf("alice: %d %s", r.status, r.body)
@@ -532,9 +540,41 @@ func testIngress(t *testing.T, b *ingressBed) {
 		}
 	})
 
+	t.Run("the ingress's own headers reach the portal as the ingress's", func(t *testing.T) {
+		// Portcullis sees the question, whose forwarding headers the ingress set; the portal
+		// must get the ingress's too, never the client's (a forged X-Forwarded-Host poisons
+		// reset links, a forged X-Forwarded-Uri is another path to a portal that reads it).
+		host := strings.TrimPrefix(in.base, "https://")
+		for name, v := range map[string]string{
+			"X-Forwarded-Host": "evil.example", "X-Forwarded-Uri": "/admin/acme/users", "X-Forwarded-Method": "DELETE",
+			"X-Original-Uri": "/admin/acme/users", "X-Original-Method": "DELETE", "X-Request-Id": "spoofed-id",
+			"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "gopher",
+		} {
+			r := alice.do("GET", in.base+"/orgs/acme/home", "", nil, http.Header{"Accept": {"application/json"}, name: {v}})
+			s := r.seen()
+			if s == nil {
+				if r.status != http.StatusBadRequest || r.reason() != "forward_auth_request" {
+					t.Errorf("%s: %d %s %.200s", name, r.status, r.reason(), r.body)
+				}
+				continue
+			}
+			for _, got := range azCGIValues(s.Header, strings.ToUpper(strings.ReplaceAll(name, "-", "_"))) {
+				if strings.Contains(got, v) {
+					t.Errorf("%s: the portal got the client's %q", name, got)
+				}
+			}
+			if fh := azCGIValues(s.Header, "X_FORWARDED_HOST"); len(fh) > 1 || len(fh) == 1 && fh[0] != host {
+				t.Errorf("%s: the portal got X-Forwarded-Host %q", name, fh)
+			}
+		}
+	})
+
 	t.Run("public route: no identity, whatever the client sends", func(t *testing.T) {
 		anon := b.newClient()
 		r := anon.do("GET", in.base+"/public/home", "", nil, http.Header{"X-Portcullis-User": {"idp|mallory"}, "X-Portcullis-Org": {"acme"}})
+		if r.seen() == nil && r.reason() == "forward_auth_request" {
+			r = anon.do("GET", in.base+"/public/home", "", nil, nil) // refused, not passed on: nginx
+		}
 		s := r.seen()
 		if r.status != 200 || s == nil {
 			t.Fatalf("public: %d %s", r.status, r.body)
