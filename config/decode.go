@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -193,6 +194,17 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetInt(i)
+	case t.Kind() == reflect.Float64:
+		s, ok := d.scalar(n, path, "a number")
+		if !ok {
+			return
+		}
+		f, err := strconv.ParseFloat(strings.ReplaceAll(s, "_", ""), 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			d.errorAt(nodePos(n), path, "must be a number such as 0.25, got %s", d.show(path, s))
+			return
+		}
+		v.SetFloat(f)
 	default:
 		// A programming error in types.go, reported rather than panicking on user input.
 		d.errorAt(nodePos(n), path, "internal error: cannot decode into %s", t)

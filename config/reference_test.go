@@ -295,6 +295,8 @@ func yamlType(t reflect.Type) string {
 		return "bool"
 	case t.Kind() == reflect.Int:
 		return "int"
+	case t.Kind() == reflect.Float64:
+		return "number"
 	}
 	return ""
 }
