@@ -199,6 +199,9 @@ var defaultRules = []defaultRule{
 	{Default{"routes[].recovery_guard.generic_content_type", `"text/plain; charset=utf-8"`}, forGuards(func(g *RecoveryGuard) { setString(&g.GenericContentType, "text/plain; charset=utf-8") })},
 	{Default{"routes[].recovery_guard.generic_status", "200"}, forGuards(func(g *RecoveryGuard) { setInt(&g.GenericStatus, 200) })},
 	{Default{"routes[].recovery_guard.identifier_in_audit", `"hash"`}, forGuards(func(g *RecoveryGuard) { setString(&g.IdentifierInAudit, RecoveryAuditHash) })},
+	{Default{"tracing.endpoint", `"http://127.0.0.1:4318"`}, func(c *Config) { setString(&c.Tracing.Endpoint, "http://127.0.0.1:4318") }},
+	{Default{"tracing.service_name", `"portcullis"`}, func(c *Config) { setString(&c.Tracing.ServiceName, "portcullis") }},
+	{Default{"tracing.sample_ratio", "1"}, func(*Config) {}},
 }
 
 func init() { defaultRules = append(defaultRules, lifecycleDefaultRules()...) }

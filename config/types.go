@@ -34,6 +34,8 @@ type Config struct {
 	Notifications Notifications `yaml:"notifications"`
 	// ForwardAuth is the endpoint an ingress in front of the portal asks for decisions.
 	ForwardAuth ForwardAuth `yaml:"forward_auth"`
+	// Tracing exports OpenTelemetry traces.
+	Tracing Tracing `yaml:"tracing"`
 	// Routes is the ordered route table: the first route that matches host, path and method
 	// handles the request.
 	Routes []Route `yaml:"routes"`

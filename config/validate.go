@@ -113,6 +113,7 @@ func (v *validator) config(c *Config) {
 	v.lifecycle(&c.Lifecycle)
 	v.adminAPI(c)
 	v.forwardAuth(c)
+	v.tracing(c)
 	v.notifications(c)
 	v.auditSinks(c)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/session"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // exchange is one request on its way through the proxy. ServeHTTP builds it once; each step
@@ -54,6 +55,9 @@ type exchange struct {
 	// id is what the portal is told, once admit has admitted the request (admitted).
 	id       identity
 	admitted bool
+
+	// decision is the decision's span while it runs (tracing.go); nil untraced.
+	decision trace.Span
 }
 
 type exchangeKey struct{}
@@ -114,6 +118,7 @@ func (ex *exchange) serve() error {
 		defer cancel()
 		ex.r = r
 	}
+	ex.endDecision(nil)
 	st.upstreams[idx].proxy.ServeHTTP(ex.w, ex.r)
 	return nil
 }

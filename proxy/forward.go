@@ -94,7 +94,7 @@ func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, id
 	preserveHost := rt.PreserveHost == nil || *rt.PreserveHost
 	name := rt.Name
 	u.proxy = &httputil.ReverseProxy{
-		Transport: tr,
+		Transport: s.tracedTransport(tr),
 		// Zero: ReverseProxy already flushes at once for streaming responses (server-sent
 		// events, unknown length); flushing every write of ordinary pages costs CPU.
 		FlushInterval: 0,

@@ -54,7 +54,7 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 
 	main := &http.Server{
-		Handler:           s,
+		Handler:           s.traced(s, "portcullis"),
 		ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
 		ReadTimeout:       sc.ReadTimeout.D(),
 		WriteTimeout:      sc.WriteTimeout.D(),
@@ -186,7 +186,7 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 		// No body limit: a question's body (an ingress may pass the original one along) is
 		// never read.
 		serve(&http.Server{
-			Handler:           s.forwardAuthHandler(),
+			Handler:           s.traced(s.forwardAuthHandler(), "portcullis.forward_auth"),
 			ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
 			ReadTimeout:       sc.ReadHeaderTimeout.D(),
 			WriteTimeout:      30 * time.Second,

@@ -18,6 +18,8 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
 	"github.com/portcullis-proxy/portcullis/session"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Gate admits or refuses a request to a route that is not public. It writes the refusal
@@ -54,7 +56,9 @@ type ReadyCheck func(ctx context.Context) error
 type Options struct {
 	Logger  *slog.Logger
 	Version string
-	Gate    Gate
+	// TracerProvider records the requests' spans (tracing.go); nil: tracing off.
+	TracerProvider trace.TracerProvider
+	Gate           Gate
 	// StepUp signs the interstitial's button; nil shows the interstitial without one.
 	StepUp StepUpTickets
 	// Orgs backs the org picker (/.portcullis/orgs) and records an organisation chosen because
@@ -125,6 +129,7 @@ func SettingsOf(c *config.Config) Settings {
 type Server struct {
 	log     *slog.Logger
 	opts    Options
+	tracer  trace.Tracer // nil: tracing off
 	metrics *metrics
 	state   atomic.Pointer[state]
 	idBase  string
@@ -162,6 +167,9 @@ func New(set Settings, opts Options) (*Server, error) {
 		opts.Version = "dev"
 	}
 	s := &Server{log: opts.Logger, opts: opts, metrics: newMetrics(opts.Version, opts.Collectors...), now: opts.Now}
+	if opts.TracerProvider != nil {
+		s.tracer = opts.TracerProvider.Tracer("github.com/portcullis-proxy/portcullis/proxy")
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -302,12 +310,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, forwardAuthOnly b
 		rec.Header().Set("Strict-Transport-Security", st.hsts)
 	}
 
+	ex.startDecision()
 	var err error
 	if forwardAuthOnly {
 		err = ex.serveForwardAuthListener()
 	} else {
 		err = ex.serve()
 	}
+	ex.endDecision(err)
 	if err != nil {
 		ex.fail(err)
 	}
@@ -319,10 +329,25 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, forwardAuthOnly b
 	elapsed := s.now().Sub(start)
 	s.metrics.requests.WithLabelValues(ex.routeLabel, s.metrics.code(status)).Inc()
 	s.metrics.duration.WithLabelValues(ex.routeLabel).Observe(elapsed.Seconds())
+	if s.tracer != nil {
+		// The request's span, named for its route (otelhttp names it for the listener).
+		sp := trace.SpanFromContext(r.Context())
+		sp.SetName(ex.r.Method + " " + ex.routeLabel)
+		sp.SetAttributes(attribute.String("portcullis.route", ex.routeLabel), attribute.String("portcullis.request_id", ex.requestID))
+	}
 	if st.set.AccessLog {
 		path := ex.path
 		if path == "" {
 			path = "(rejected)"
+		}
+		if id := traceID(r); id != "" {
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String("request_id", ex.requestID), slog.String("trace_id", id),
+				slog.String("client", client.String()), slog.String("method", ex.r.Method),
+				slog.String("host", ex.r.Host), slog.String("path", path), slog.String("route", ex.routeLabel),
+				slog.Int("status", status), slog.Int64("bytes", rec.bytes),
+				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000), slog.String("proto", r.Proto))
+			return
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("request_id", ex.requestID),

@@ -13,7 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portcullis-proxy/portcullis/config"
 )
@@ -325,4 +327,10 @@ type clientLog struct{ l *slog.Logger }
 
 func (c clientLog) Printf(ctx context.Context, format string, v ...any) {
 	c.l.WarnContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
+}
+
+// TraceWith records a span for every Redis command and pipeline, as children of the span in
+// the caller's context (go-redis's OpenTelemetry hook). Call it once, before use.
+func (s *Store) TraceWith(tp trace.TracerProvider) error {
+	return redisotel.InstrumentTracing(s.rdb, redisotel.WithTracerProvider(tp), redisotel.WithDBStatement(false))
 }

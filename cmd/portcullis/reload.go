@@ -220,7 +220,8 @@ func on(b *bool) bool { return b == nil || *b }
 
 // restartKeys names the settings that differ between a and b but are read once at start: the
 // listeners and TLS (bound sockets), and what the serve command wires once (Redis, the OIDC
-// client, sessions, caches, the audit stream, the assertion key, the webhooks). Routes, identity headers,
+// client, sessions, caches, the audit stream, the assertion key, the webhooks, the tracer).
+// Routes, identity headers,
 // pages and the log level apply at reload.
 func restartKeys(a, b *config.Config) []string {
 	var keys []string
@@ -242,6 +243,7 @@ func restartKeys(a, b *config.Config) []string {
 		{"identity.assertion_key_file", a.Identity.AssertionKeyFile, b.Identity.AssertionKeyFile},
 		{"admin_api", a.AdminAPI, b.AdminAPI},
 		{"notifications", a.Notifications, b.Notifications},
+		{"tracing", a.Tracing, b.Tracing},
 	} {
 		if !reflect.DeepEqual(c.x, c.y) {
 			keys = append(keys, c.key)

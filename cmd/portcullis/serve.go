@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
 	"github.com/portcullis-proxy/portcullis/internal/page"
+	"github.com/portcullis-proxy/portcullis/internal/tracing"
 	"github.com/portcullis-proxy/portcullis/notify"
 	"github.com/portcullis-proxy/portcullis/proxy"
 	"github.com/portcullis-proxy/portcullis/session"
@@ -49,6 +50,23 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	opts := proxy.Options{Logger: log, Version: version, ReadyChecks: map[string]proxy.ReadyCheck{}}
+	tp, err := tracing.New(cfg.Tracing, version)
+	if err != nil {
+		log.Error("start", slog.Any("error", err))
+		return 1
+	}
+	if tp != nil {
+		opts.TracerProvider = tp
+		defer func() {
+			// The spans still batched, sent before the process ends.
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(sctx); err != nil {
+				log.Warn("tracing: spans not exported at shutdown", slog.Any("error", err))
+			}
+		}()
+		log.Info("tracing on", slog.String("endpoint", cfg.Tracing.Endpoint), slog.Float64("sample_ratio", cfg.Tracing.Ratio()))
+	}
 	var served atomic.Pointer[proxy.Server]
 	closeAll, err := wireRedis(ctx, cfg, log, &opts, &served)
 	defer closeAll()
@@ -107,6 +125,11 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		return closeAll, fmt.Errorf("redis: %w", err)
 	}
 	closers = append(closers, func() { st.Close() })
+	if opts.TracerProvider != nil {
+		if err := st.TraceWith(opts.TracerProvider); err != nil {
+			return closeAll, fmt.Errorf("tracing redis: %w", err)
+		}
+	}
 	opts.ReadyChecks["redis"] = st.Ping
 
 	aud := auditStream(st, cfg.Audit)

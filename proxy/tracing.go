@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/portcullis-proxy/portcullis/internal/tracing"
+)
+
+// Tracing (Options.TracerProvider; nil: off, and nothing below runs). Each listener that
+// serves requests is wrapped in otelhttp's handler, whose span is the request's; the
+// decision is a child span (traced), the Redis commands are the store's (store.TraceWith),
+// and the request to the portal is otelhttp's client span, which sends the portal the
+// traceparent. A traceparent is continued only from server.trusted_proxies: anyone else's
+// starts a new trace that links to it, so a client can neither join a trace nor choose to be
+// sampled.
+
+// traced wraps h, the handler of a listener, in the request span when tracing is on.
+func (s *Server) traced(h http.Handler, operation string) http.Handler {
+	tp := s.opts.TracerProvider
+	if tp == nil {
+		return h
+	}
+	return otelhttp.NewHandler(h, operation,
+		otelhttp.WithTracerProvider(tp),
+		otelhttp.WithPropagators(tracing.Propagator),
+		otelhttp.WithPublicEndpointFn(func(r *http.Request) bool {
+			return !isTrustedPeer(r, s.state.Load().trusted)
+		}),
+	)
+}
+
+// tracedTransport is rt with the client span and traceparent when tracing is on.
+func (s *Server) tracedTransport(rt http.RoundTripper) http.RoundTripper {
+	tp := s.opts.TracerProvider
+	if tp == nil {
+		return rt
+	}
+	return otelhttp.NewTransport(rt, otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(tracing.Propagator),
+		otelhttp.WithSpanNameFormatter(func(string, *http.Request) string { return "portcullis.upstream" }))
+}
+
+// startDecision starts the decision's span when the request's span records.
+func (ex *exchange) startDecision() {
+	if ex.s.tracer == nil {
+		return
+	}
+	if trace.SpanFromContext(ex.r.Context()).IsRecording() {
+		_, ex.decision = ex.s.tracer.Start(ex.r.Context(), "portcullis.decide")
+	}
+}
+
+// endDecision ends the decision's span, if any and not ended yet, with its outcome: err is
+// the refusal, nil an allowed request.
+func (ex *exchange) endDecision(err error) {
+	sp := ex.decision
+	if sp == nil {
+		return
+	}
+	ex.decision = nil
+	attrs := []attribute.KeyValue{attribute.String("portcullis.route", ex.routeLabel)}
+	if ex.orgKnown {
+		attrs = append(attrs, attribute.String("portcullis.org", ex.org))
+	}
+	if code := reasonOf(err); code != "" {
+		attrs = append(attrs, attribute.String("portcullis.reason", code))
+		sp.SetStatus(codes.Error, code)
+	}
+	attrs = append(attrs, attribute.Bool("portcullis.allowed", err == nil))
+	sp.SetAttributes(attrs...)
+	sp.End()
+}
+
+// reasonOf is the reason code of a refusal, "" when err carries none.
+func reasonOf(err error) string {
+	var (
+		rej rejection
+		den *denial
+		rec *recoveryRefusal
+	)
+	switch {
+	case err == nil:
+	case errors.As(err, &rej):
+		return string(rej.code)
+	case errors.As(err, &den):
+		return string(den.code)
+	case errors.As(err, &rec):
+		return string(rec.code)
+	}
+	return ""
+}
+
+// traceID is the request's trace id for its access-log line, "" when it has none.
+func traceID(r *http.Request) string {
+	if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
+		return sc.TraceID().String()
+	}
+	return ""
+}

@@ -1,0 +1,169 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+)
+
+// tracedBed is a Server with an in-memory span exporter, served as Run serves it (traced).
+type tracedBed struct {
+	t    *testing.T
+	up   *echoUpstream
+	exp  *tracetest.InMemoryExporter
+	tp   *sdktrace.TracerProvider
+	srv  *httptest.Server
+	mu   sync.Mutex
+	logs bytes.Buffer
+}
+
+func newTracedBed(t *testing.T, trusted string) *tracedBed {
+	t.Helper()
+	b := &tracedBed{t: t, up: newEcho(t), exp: tracetest.NewInMemoryExporter()}
+	b.tp = sdktrace.NewTracerProvider(sdktrace.WithSyncer(b.exp), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
+	t.Cleanup(func() { _ = b.tp.Shutdown(context.Background()) })
+	cfg := loadConfig(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", metrics_listen: "off", trusted_proxies: [%s]}
+tls: {mode: self_signed}
+routes:
+  - {name: pub, path: /pub, upstream: %q, public: true}
+`, trusted, b.up.URL))
+	s, err := New(SettingsOf(cfg), Options{TracerProvider: b.tp, Logger: slog.New(slog.NewJSONHandler(lockedWriter{&b.mu, &b.logs}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.srv = httptest.NewServer(s.traced(s, "portcullis"))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+func (b *tracedBed) get(path string, h http.Header) *http.Response {
+	b.t.Helper()
+	req, _ := http.NewRequest("GET", b.srv.URL+path, nil)
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp
+}
+
+func (b *tracedBed) span(name string) tracetest.SpanStub {
+	b.t.Helper()
+	var names []string
+	for _, s := range b.exp.GetSpans() {
+		if s.Name == name {
+			return s
+		}
+		names = append(names, s.Name)
+	}
+	b.t.Fatalf("no span %q among %q", name, names)
+	return tracetest.SpanStub{}
+}
+
+func attr(s tracetest.SpanStub, key string) string {
+	for _, a := range s.Attributes {
+		if string(a.Key) == key {
+			return a.Value.String()
+		}
+	}
+	return ""
+}
+
+const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+// A client's traceparent is not continued from an untrusted peer (a new trace, linked to
+// it); the decision and the request to the portal are spans of the request's trace, and the
+// portal gets that trace's traceparent; the access log names the trace.
+func TestTracingUntrustedClient(t *testing.T) {
+	t.Parallel()
+	b := newTracedBed(t, "192.0.2.0/24")
+	resp := b.get("/pub/x", http.Header{"Traceparent": {"00-" + clientTrace + "-00f067aa0ba902b7-01"}})
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	server, decide, upstream := b.span("GET pub"), b.span("portcullis.decide"), b.span("portcullis.upstream")
+	tid := server.SpanContext.TraceID()
+	if tid.String() == clientTrace {
+		t.Error("an untrusted client's trace was continued")
+	}
+	if len(server.Links) != 1 || server.Links[0].SpanContext.TraceID().String() != clientTrace {
+		t.Errorf("the client's trace is not linked: %+v", server.Links)
+	}
+	for name, s := range map[string]tracetest.SpanStub{"decide": decide, "upstream": upstream} {
+		if s.SpanContext.TraceID() != tid || s.Parent.SpanID() != server.SpanContext.SpanID() {
+			t.Errorf("%s span is not a child of the request's", name)
+		}
+	}
+	if attr(decide, "portcullis.route") != "pub" || attr(decide, "portcullis.allowed") != "true" {
+		t.Errorf("decision attributes %v", decide.Attributes)
+	}
+	tp := b.up.last(t).Header.Get("Traceparent")
+	if !strings.Contains(tp, tid.String()) || !strings.Contains(tp, upstream.SpanContext.SpanID().String()) {
+		t.Errorf("the portal got traceparent %q, want the upstream span of trace %s", tp, tid)
+	}
+	b.mu.Lock()
+	logs := b.logs.String()
+	b.mu.Unlock()
+	if !strings.Contains(logs, `"trace_id":"`+tid.String()+`"`) {
+		t.Errorf("the access log does not name the trace:\n%s", logs)
+	}
+}
+
+// From a trusted proxy the trace is continued; a refusal's decision span carries its reason.
+func TestTracingTrustedAndRefused(t *testing.T) {
+	t.Parallel()
+	b := newTracedBed(t, "127.0.0.1/32")
+	b.get("/pub/x", http.Header{"Traceparent": {"00-" + clientTrace + "-00f067aa0ba902b7-01"}})
+	if s := b.span("GET pub"); s.SpanContext.TraceID().String() != clientTrace || s.Parent.SpanID().String() != "00f067aa0ba902b7" {
+		t.Errorf("a trusted proxy's trace was not continued: %s", s.SpanContext.TraceID())
+	}
+	b.exp.Reset()
+	if resp := b.get("/nothing-here", nil); resp.StatusCode != 404 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	d := b.span("portcullis.decide")
+	if attr(d, "portcullis.reason") != "no_route" || attr(d, "portcullis.allowed") != "false" || d.Status.Description != "no_route" {
+		t.Errorf("refusal's decision span %v %v", d.Attributes, d.Status)
+	}
+	for _, s := range b.exp.GetSpans() {
+		if s.Name == "portcullis.upstream" {
+			t.Error("a refused request has an upstream span")
+		}
+	}
+}
+
+// Off, nothing is traced: the handler is the Server itself, and no traceparent is made up.
+func TestTracingOff(t *testing.T) {
+	t.Parallel()
+	up := newEcho(t)
+	tp := newTestProxy(t, loadConfig(t, fmt.Sprintf(`
+server: {listen: "127.0.0.1:0", metrics_listen: "off"}
+tls: {mode: self_signed}
+routes:
+  - {name: pub, path: /pub, upstream: %q, public: true}
+`, up.URL)), Options{})
+	if tp.srv.tracer != nil || tp.srv.traced(tp.srv, "x") != http.Handler(tp.srv) {
+		t.Fatal("tracing is on without a provider")
+	}
+	resp, err := http.Get(tp.http.URL + "/pub/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if h := up.last(t).Header.Get("Traceparent"); h != "" {
+		t.Errorf("traceparent %q sent with tracing off", h)
+	}
+}
