@@ -333,7 +333,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, forwardAuthOnly b
 		// The request's span, named for its route (otelhttp names it for the listener).
 		sp := trace.SpanFromContext(r.Context())
 		sp.SetName(ex.r.Method + " " + ex.routeLabel)
-		sp.SetAttributes(attribute.String("portcullis.route", ex.routeLabel), attribute.String("portcullis.request_id", ex.requestID))
+		// client.address is the client decided for: otelhttp's comes from X-Forwarded-For,
+		// whoever sent it.
+		sp.SetAttributes(attribute.String("portcullis.route", ex.routeLabel), attribute.String("portcullis.request_id", ex.requestID),
+			attribute.String("client.address", client.String()))
 	}
 	if st.set.AccessLog {
 		path := ex.path

@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portcullis-proxy/portcullis/internal/tracing"
@@ -35,14 +36,43 @@ func (s *Server) traced(h http.Handler, operation string) http.Handler {
 	)
 }
 
-// tracedTransport is rt with the client span and traceparent when tracing is on.
+// tracedTransport is rt with the client span and traceparent when tracing is on. Not
+// otelhttp's transport: that records the full URL, query string included, where portals
+// carry addresses, reset tokens and session ids; this span has the path only.
 func (s *Server) tracedTransport(rt http.RoundTripper) http.RoundTripper {
 	tp := s.opts.TracerProvider
 	if tp == nil {
 		return rt
 	}
-	return otelhttp.NewTransport(rt, otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(tracing.Propagator),
-		otelhttp.WithSpanNameFormatter(func(string, *http.Request) string { return "portcullis.upstream" }))
+	return &upstreamTracer{next: rt, tracer: tp.Tracer("github.com/portcullis-proxy/portcullis/proxy")}
+}
+
+// upstreamTracer records the request to the portal as a client span and sends the portal its
+// traceparent (replacing any the client sent).
+type upstreamTracer struct {
+	next   http.RoundTripper
+	tracer trace.Tracer
+}
+
+func (u *upstreamTracer) RoundTrip(r *http.Request) (*http.Response, error) {
+	ctx, sp := u.tracer.Start(r.Context(), "portcullis.upstream", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("server.address", r.URL.Host),
+			attribute.String("url.path", r.URL.Path)))
+	defer sp.End()
+	r = r.WithContext(ctx)
+	r.Header.Del("Traceparent")
+	r.Header.Del("Tracestate")
+	tracing.Propagator.Inject(ctx, propagation.HeaderCarrier(r.Header))
+	resp, err := u.next.RoundTrip(r)
+	if err != nil {
+		sp.SetStatus(codes.Error, "upstream unreachable")
+		return nil, err
+	}
+	sp.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	if resp.StatusCode >= 500 {
+		sp.SetStatus(codes.Error, resp.Status)
+	}
+	return resp, nil
 }
 
 // startDecision starts the decision's span when the request's span records.

@@ -90,7 +90,8 @@ const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
 func TestTracingUntrustedClient(t *testing.T) {
 	t.Parallel()
 	b := newTracedBed(t, "192.0.2.0/24")
-	resp := b.get("/pub/x", http.Header{"Traceparent": {"00-" + clientTrace + "-00f067aa0ba902b7-01"}})
+	resp := b.get("/pub/x?email=alice%40x.example", http.Header{"Traceparent": {"00-" + clientTrace + "-00f067aa0ba902b7-01"},
+		"X-Forwarded-For": {"198.51.100.9"}})
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -109,6 +110,15 @@ func TestTracingUntrustedClient(t *testing.T) {
 	}
 	if attr(decide, "portcullis.route") != "pub" || attr(decide, "portcullis.allowed") != "true" {
 		t.Errorf("decision attributes %v", decide.Attributes)
+	}
+	// No query string in any span (portals carry addresses and tokens there), and the
+	// client is the peer, not the X-Forwarded-For an untrusted client wrote.
+	for _, s := range b.exp.GetSpans() {
+		for _, a := range s.Attributes {
+			if v := a.Value.String(); strings.Contains(v, "alice") || strings.Contains(v, "198.51.100.9") {
+				t.Errorf("span %s records %s=%s", s.Name, a.Key, v)
+			}
+		}
 	}
 	tp := b.up.last(t).Header.Get("Traceparent")
 	if !strings.Contains(tp, tid.String()) || !strings.Contains(tp, upstream.SpanContext.SpanID().String()) {
