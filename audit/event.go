@@ -84,6 +84,11 @@ const (
 	DelegationEnded   Type = "delegation.ended"
 )
 
+// RefusalsCounted records how many requests one route refused for one reason over an
+// interval, for the reasons too frequent to record one by one (no_session, store_unavailable):
+// Reason, Route, Detail count, since, until and sample_request_ids.
+const RefusalsCounted Type = "access.refusals_counted"
+
 // Notifications: an event a webhook was never able to receive, given up after its attempts.
 const WebhookFailed Type = "webhook.failed"
 

@@ -84,7 +84,7 @@ func TestDefaults(t *testing.T) {
 			Purpose: "X-Portcullis-Purpose", Kind: "X-Portcullis-Kind", Assertion: "X-Portcullis-Assertion",
 		}, AssertionLifetime: Duration(60 * time.Second)},
 		Authz: Authz{Cache: &yes, CacheTTL: Duration(2 * time.Second)},
-		Audit: Audit{MaxLen: 100000, Retention: Duration(24 * time.Hour)},
+		Audit: Audit{MaxLen: 100000, Retention: Duration(24 * time.Hour), Refusals: "counted", RefusalInterval: Duration(time.Minute)},
 		Pages: Pages{ProductName: "Portcullis"},
 		Lifecycle: Lifecycle{
 			Kinds: KindPolicies{

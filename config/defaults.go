@@ -99,6 +99,8 @@ var defaultRules = []defaultRule{
 	{Default{"authz.cache_ttl", "2s"}, func(c *Config) { setDuration(&c.Authz.CacheTTL, 2*time.Second) }},
 	{Default{"audit.max_len", "100000"}, func(c *Config) { setInt(&c.Audit.MaxLen, 100000) }},
 	{Default{"audit.retention", "24h"}, func(c *Config) { setDuration(&c.Audit.Retention, 24*time.Hour) }},
+	{Default{"audit.refusals", `"counted"`}, func(c *Config) { setString(&c.Audit.Refusals, "counted") }},
+	{Default{"audit.refusal_interval", "1m"}, func(c *Config) { setDuration(&c.Audit.RefusalInterval, time.Minute) }},
 	{Default{"audit.spool_fsync", `"always"`}, func(c *Config) {
 		if c.Audit.SpoolDir != "" {
 			setString(&c.Audit.SpoolFsync, "always")

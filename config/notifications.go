@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
@@ -163,6 +164,10 @@ func (v *validator) auditSinks(c *Config) {
 		if a.SpoolMaxMB != 0 {
 			v.errorf("audit.spool_max_mb", "is used only with audit.spool_dir")
 		}
+	}
+	v.oneOf("audit.refusals", a.Refusals, "counted", "off")
+	if a.RefusalInterval.D() < time.Second {
+		v.errorf("audit.refusal_interval", "must be at least 1s")
 	}
 	v.nonNegative("audit.retention", a.Retention)
 	v.nonNegative("audit.max_sink_lag", a.MaxSinkLag)

@@ -168,6 +168,12 @@ type Audit struct {
 	// SpoolMaxMB bounds each process's spool file; beyond it events are dropped and logged.
 	// Default 1024.
 	SpoolMaxMB int `yaml:"spool_max_mb"`
+	// Refusals is how the refusals too frequent to record one by one (no_session,
+	// store_unavailable) are audited: counted (one access.refusals_counted event per reason
+	// and route every refusal_interval, with sample request ids) or off. Default counted.
+	Refusals string `yaml:"refusals"`
+	// RefusalInterval is the period of the counted refusals' events. Default 1m.
+	RefusalInterval Duration `yaml:"refusal_interval"`
 }
 
 // Audit sink types (AuditSink.Type).

@@ -277,7 +277,8 @@ routes:
 	if b.signer, err = assertion.New(key, b.base, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	b.srv, err = New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: m.Endpoints(), Members: b.members, Audit: b.audit, Signer: b.signer})
+	b.srv, err = New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: m.Endpoints(), Members: b.members, Audit: b.audit, Signer: b.signer,
+		RefusalInterval: time.Hour}) // flushed by the tests (accCountedRefusals)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,6 +307,7 @@ func TestAccessLayer(t *testing.T) {
 		{"identity headers", accIdentityHeaders},
 		{"store error fails closed", accStoreErrorFailsClosed},
 		{"forward-auth", accForwardAuth},
+		{"counted refusals", accCountedRefusals},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b.t = t
@@ -869,4 +871,55 @@ func mustURL(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// accCountedRefusals: no_session and store_unavailable refusals become one event per reason
+// and route and interval, with the count and sample request ids; allowed requests and
+// refusals audited one by one are not counted.
+func accCountedRefusals(t *testing.T, b *accBed) {
+	ctx := context.Background()
+	b.srv.flushRefusals(ctx) // what earlier tests left
+	before := len(b.audit.Events())
+	anon := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var ids []string
+	for _, h := range []http.Header{accAPI, accAPI, accNav} {
+		r := accDo(t, anon, "GET", b.base+"/o/acme/x", nil, h)
+		if r.StatusCode != 401 && r.StatusCode != 302 {
+			t.Fatalf("anonymous: %d", r.StatusCode)
+		}
+		ids = append(ids, r.Header.Get("X-Request-Id"))
+	}
+	b.members.set(acmeOrg(), b.aliceIn("acme"))
+	if r := b.get("/o/acme/x", accAPI); r.StatusCode != 200 {
+		t.Fatalf("alice: %d", r.StatusCode)
+	}
+	b.members.fail(fmt.Errorf("redis: %w", store.ErrUnavailable))
+	if r := b.get("/o/acme/x", accAPI); r.StatusCode != 503 {
+		t.Fatalf("store down: %d", r.StatusCode)
+	}
+	b.members.reset()
+	if n := len(b.audit.Events()); n != before {
+		t.Fatalf("counted refusals were recorded one by one: %+v", b.audit.Events()[before:])
+	}
+	b.srv.flushRefusals(ctx)
+	got := map[string]audit.Event{}
+	for _, ev := range b.audit.Events()[before:] {
+		if ev.Type != audit.RefusalsCounted {
+			t.Errorf("unexpected event %+v", ev)
+		}
+		got[ev.Reason+" "+ev.Route] = ev
+	}
+	ns, su := got["no_session org"], got["store_unavailable org"]
+	if len(got) != 2 || ns.Detail["count"] != "3" || su.Detail["count"] != "1" {
+		t.Fatalf("counted refusals %+v", got)
+	}
+	if ns.Detail["sample_request_ids"] != strings.Join(ids, ",") || ns.Detail["since"] == "" || ns.Detail["until"] == "" {
+		t.Errorf("no_session event detail %v, want the request ids %v", ns.Detail, ids)
+	}
+	// The next interval starts empty.
+	b.srv.flushRefusals(ctx)
+	if n := len(b.audit.Events()); n != before+2 {
+		t.Errorf("an empty interval was recorded: %+v", b.audit.Events()[before+2:])
+	}
 }

@@ -56,6 +56,9 @@ type exchange struct {
 	id       identity
 	admitted bool
 
+	// audited: the refusal was recorded as an event of its own (not counted, refusals.go).
+	audited bool
+
 	// decision is the decision's span while it runs (tracing.go); nil untraced.
 	decision trace.Span
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
@@ -361,6 +362,9 @@ func (w *forwardAuthWriter) Write(b []byte) (int, error) {
 func (w *forwardAuthWriter) TagReason(code reason.Code) {
 	if w.status == 0 {
 		w.Header().Set(hdrFAReason, string(code))
+	}
+	if t, ok := w.ResponseWriter.(problem.ReasonTagger); ok {
+		t.TagReason(code) // the recorder's, for the refusal counts
 	}
 }
 

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"net/http"
+
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 )
 
 // recorder remembers the status and size of a response for the access log and metrics.
@@ -11,6 +13,14 @@ type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	reason reason.Code // the refusal's code, when the answer was one (problem.ReasonTagger)
+}
+
+// TagReason implements problem.ReasonTagger: the code of the refusal written.
+func (r *recorder) TagReason(code reason.Code) {
+	if r.reason == "" {
+		r.reason = code
+	}
 }
 
 func (r *recorder) WriteHeader(code int) {

@@ -90,6 +90,7 @@ func (ex *exchange) fail(err error) {
 		den.p.RequestID = ex.requestID
 		problem.Write(ex.w, ex.r, den.p)
 	case errors.As(err, &rec):
+		ex.audited = true // a blocked recovery is its own event (or deliberately quiet)
 		rec.give(ex)
 	default:
 		var e *problem.Error

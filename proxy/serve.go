@@ -247,6 +247,13 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 		ready(lns)
 	}
 
+	countCtx, stopCounting := context.WithCancel(context.WithoutCancel(ctx))
+	counted := make(chan struct{})
+	if s.opts.RefusalInterval > 0 {
+		go func() { s.countRefusals(countCtx); close(counted) }()
+	} else {
+		close(counted)
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -260,6 +267,9 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 	shutdownAll(servers, sc.ShutdownTimeout.D())
 	stopping.Wait()
 	wg.Wait()
+	// The refusals counted up to the last request drained, recorded.
+	stopCounting()
+	<-counted
 	return runErr
 }
 

@@ -56,6 +56,10 @@ type ReadyCheck func(ctx context.Context) error
 type Options struct {
 	Logger  *slog.Logger
 	Version string
+	// RefusalInterval is how often the counted refusals (no_session, store_unavailable) are
+	// recorded in Audit, one event per reason and route (refusals.go); 0: not recorded.
+	// Recorded while Run runs.
+	RefusalInterval time.Duration
 	// TracerProvider records the requests' spans (tracing.go); nil: tracing off.
 	TracerProvider trace.TracerProvider
 	Gate           Gate
@@ -127,14 +131,16 @@ func SettingsOf(c *config.Config) Settings {
 
 // Server is the Portcullis front door. It is an http.Handler; Run adds the listeners.
 type Server struct {
-	log     *slog.Logger
-	opts    Options
-	tracer  trace.Tracer // nil: tracing off
-	metrics *metrics
-	state   atomic.Pointer[state]
-	idBase  string
-	idSeq   atomic.Uint64
-	now     func() time.Time
+	log    *slog.Logger
+	opts   Options
+	tracer trace.Tracer // nil: tracing off
+	// refusals counts the refusals recorded as counts (refusals.go).
+	refusals refusalCounter
+	metrics  *metrics
+	state    atomic.Pointer[state]
+	idBase   string
+	idSeq    atomic.Uint64
+	now      func() time.Time
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -325,6 +331,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, forwardAuthOnly b
 		linger(rec, r)
 	}
 
+	if rec.reason != "" {
+		s.countRefusal(ex, rec.reason)
+	}
 	status := rec.statusOr200()
 	elapsed := s.now().Sub(start)
 	s.metrics.requests.WithLabelValues(ex.routeLabel, s.metrics.code(status)).Inc()

@@ -150,6 +150,9 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	}
 	closers = append(closers, reqAudit.Close)
 	opts.Audit, opts.Members = reqAudit, cache
+	if cfg.Audit.Refusals == "counted" {
+		opts.RefusalInterval = cfg.Audit.RefusalInterval.D()
+	}
 	opts.Recovery = st // recovery guards: domain holders, person indexes, rate limits
 	uses := store.NewUseRecorder(st, 0, log.With(slog.String("component", "last_used")))
 	closers = append(closers, uses.Close)
