@@ -14,6 +14,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.opentelemetry.io/otel/trace"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -58,6 +59,11 @@ func (s *Server) RegisterExtAuthz(g *grpc.Server) {
 // Check implements authv3.AuthorizationServer.
 func (a *extAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	identityCGI := a.s.state.Load().identityCGI
+	if a.s.tracer != nil {
+		var sp trace.Span
+		ctx, sp = a.s.startCheckSpan(ctx, req)
+		defer sp.End()
+	}
 	q := extAuthzQuestion(ctx, req)
 	w := &captureWriter{header: http.Header{}, question: q.Header}
 	a.s.serve(w, q, true)

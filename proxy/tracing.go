@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -10,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/portcullis-proxy/portcullis/internal/tracing"
 )
 
@@ -131,4 +133,21 @@ func traceID(r *http.Request) string {
 		return sc.TraceID().String()
 	}
 	return ""
+}
+
+// startCheckSpan starts the span of an ext_authz Check, the request span of the question it
+// becomes. The traceparent among the request's headers may be the client's (Envoy passes it
+// on unless its own tracing replaces it), so it is linked, never continued.
+func (s *Server) startCheckSpan(ctx context.Context, req *authv3.CheckRequest) (context.Context, trace.Span) {
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer), trace.WithNewRoot()}
+	h := http.Header{}
+	for k, v := range req.GetAttributes().GetRequest().GetHttp().GetHeaders() {
+		if k == "traceparent" || k == "tracestate" {
+			h.Set(k, v)
+		}
+	}
+	if sc := trace.SpanContextFromContext(tracing.Propagator.Extract(context.Background(), propagation.HeaderCarrier(h))); sc.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+	}
+	return s.tracer.Start(ctx, "portcullis.ext_authz", opts...)
 }

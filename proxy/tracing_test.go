@@ -5,14 +5,18 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/grpc/peer"
 )
 
 // tracedBed is a Server with an in-memory span exporter, served as Run serves it (traced).
@@ -22,6 +26,7 @@ type tracedBed struct {
 	exp  *tracetest.InMemoryExporter
 	tp   *sdktrace.TracerProvider
 	srv  *httptest.Server
+	s    *Server
 	mu   sync.Mutex
 	logs bytes.Buffer
 }
@@ -34,6 +39,7 @@ func newTracedBed(t *testing.T, trusted string) *tracedBed {
 	cfg := loadConfig(t, fmt.Sprintf(`
 server: {listen: "127.0.0.1:0", metrics_listen: "off", trusted_proxies: [%s]}
 tls: {mode: self_signed}
+forward_auth: {enabled: true}
 routes:
   - {name: pub, path: /pub, upstream: %q, public: true}
 `, trusted, b.up.URL))
@@ -41,6 +47,7 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.s = s
 	b.srv = httptest.NewServer(s.traced(s, "portcullis"))
 	t.Cleanup(b.srv.Close)
 	return b
@@ -175,5 +182,29 @@ routes:
 	_ = resp.Body.Close()
 	if h := up.last(t).Header.Get("Traceparent"); h != "" {
 		t.Errorf("traceparent %q sent with tracing off", h)
+	}
+}
+
+// An ext_authz Check is traced: its span is a new root (the request's traceparent, maybe the
+// client's, only linked), and the decision is its child, named for the route.
+func TestTracingExtAuthz(t *testing.T) {
+	t.Parallel()
+	b := newTracedBed(t, "127.0.0.1/32")
+	s := b.s
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}})
+	resp, err := (&extAuthz{s: s}).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "203.0.113.7"}}}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/pub/x", Host: "portal.example.com",
+			Scheme: "https", Headers: map[string]string{"traceparent": "00-" + clientTrace + "-00f067aa0ba902b7-01"}}}}})
+	if err != nil || resp.GetOkResponse() == nil {
+		t.Fatalf("Check: %v %v", resp, err)
+	}
+	check, decide := b.span("GET pub"), b.span("portcullis.decide")
+	if check.SpanContext.TraceID().String() == clientTrace || len(check.Links) != 1 || check.Links[0].SpanContext.TraceID().String() != clientTrace {
+		t.Errorf("the request's traceparent was continued, or not linked: %+v", check)
+	}
+	if decide.Parent.SpanID() != check.SpanContext.SpanID() {
+		t.Error("the decision is not a child of the Check's span")
 	}
 }
