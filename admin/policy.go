@@ -137,7 +137,7 @@ func (c *call) orgPolicyInput(kinds map[string]kindLimitsIO) (*store.OrgPolicy, 
 		if l.Approvers, problem = fewerApprovers(kind, in.Approvers, platform.Approvers); problem != "" {
 			problems = append(problems, problem)
 		}
-		if l.AllowedRoles, problem = fewerRoles(kind, in.AllowedRoles, &platform); problem != "" {
+		if l.AllowedRoles, problem = fewerRoles(kind, in.AllowedRoles, &platform, pol.AdminRole()); problem != "" {
 			problems = append(problems, problem)
 		}
 		if !l.IsZero() {
@@ -175,8 +175,11 @@ func fewerApprovers(kind string, given, platform []string) ([]string, string) {
 }
 
 // fewerRoles reads the roles given for kind: nil when none is given, or the problem when
-// one is not a role name or not allowed by the platform, or they are all it allows.
-func fewerRoles(kind string, given []string, platform *authz.KindRule) ([]string, string) {
+// one is not a role name or not allowed by the platform, or they are all it allows, or they
+// leave out the administrator role where the platform allows it (it applies at once: the
+// organisation's own administrators, the one setting it included, would stop administering
+// it, and only an operator could undo it).
+func fewerRoles(kind string, given []string, platform *authz.KindRule, adminRole string) ([]string, string) {
 	if len(given) == 0 {
 		return nil, ""
 	}
@@ -194,6 +197,9 @@ func fewerRoles(kind string, given []string, platform *authz.KindRule) ([]string
 	}
 	if slices.Equal(out, platform.AllowedRoles) {
 		return nil, fmt.Sprintf("%s: the platform's own list does not tighten it", key)
+	}
+	if adminAllowed := !platform.RestrictsRoles() || slices.Contains(platform.AllowedRoles, adminRole); adminAllowed && !slices.Contains(out, adminRole) {
+		return nil, fmt.Sprintf("%s: must keep the administrator role %q: without it the organisation's administrators of this kind stop administering it", key, adminRole)
 	}
 	return out, ""
 }

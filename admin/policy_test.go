@@ -83,16 +83,23 @@ func TestOrgPolicy(t *testing.T) {
 	for _, want := range []string{`kinds.partner.approvers: "operator" is not one of the platform's`,
 		"kinds.employee.approvers: every one of the platform's rules", `kinds.employee.allowed_roles: "Bad Role" is not a role name`,
 		"kinds.support.approvers: every one of the platform's rules"} {
+		// (employee allowed_roles without the administrator role is refused below.)
 		if msg, _ := a.body["message"].(string); !strings.Contains(msg, want) {
 			t.Errorf("refusal lacks %q: %s", want, a.raw)
 		}
 	}
+	// Leaving out the administrator role would end ann's own administration at once.
+	a = put(annTok, map[string]any{"kinds": map[string]any{"employee": map[string]any{"allowed_roles": []string{"viewer"}}}, "reason": "lock"})
+	b.want(a, 400, "invalid_input")
+	if msg, _ := a.body["message"].(string); !strings.Contains(msg, `must keep the administrator role "org-admin"`) {
+		t.Errorf("refusal %s", a.raw)
+	}
 	a = put(annTok, map[string]any{"kinds": map[string]any{
-		"partner": map[string]any{"approvers": []string{"org_admin_of:partnerco"}, "allowed_roles": []string{"viewer", "billing", "viewer"}},
+		"partner": map[string]any{"approvers": []string{"org_admin_of:partnerco"}, "allowed_roles": []string{"viewer", "billing", "viewer", "org-admin"}},
 	}, "reason": "SEC-9: partners approved by their own company"})
 	b.want(a, 200, "")
 	eff = a.body["effective"].(map[string]any)["partner"].(map[string]any)
-	if fmt.Sprint(eff["approvers"]) != "[org_admin_of:partnerco]" || fmt.Sprint(eff["allowed_roles"]) != "[billing viewer]" {
+	if fmt.Sprint(eff["approvers"]) != "[org_admin_of:partnerco]" || fmt.Sprint(eff["allowed_roles"]) != "[billing org-admin viewer]" {
 		t.Errorf("effective partner rule %v", eff)
 	}
 	// A role outside the list is refused at write time, naming the rule.

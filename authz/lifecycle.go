@@ -163,7 +163,7 @@ func narrow(platform, org []string, sorted bool) []string {
 		all = all && in(s)
 	}
 	if all && (!sorted || slices.IsSorted(org)) {
-		return org
+		return slices.Clip(org) // an append by a caller copies rather than writes into the org's record
 	}
 	out := []string{}
 	for _, s := range org {
@@ -180,7 +180,7 @@ func narrow(platform, org []string, sorted bool) []string {
 // sortedList is l when it is sorted (no allocation), else a sorted copy.
 func sortedList(l []string) []string {
 	if slices.IsSorted(l) {
-		return l
+		return slices.Clip(l)
 	}
 	c := slices.Clone(l)
 	slices.Sort(c)

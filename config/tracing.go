@@ -18,10 +18,14 @@ type Tracing struct {
 	Endpoint string `yaml:"endpoint"`
 	// ServiceName is the service.name resource attribute. Default "portcullis".
 	ServiceName string `yaml:"service_name"`
-	// SampleRatio is the share of new traces recorded, from 0 to 1; a request continuing a
-	// trace from a server.trusted_proxies peer follows its parent's choice, and anyone else's
-	// traceparent only links the new trace. Default 1.
+	// SampleRatio is the share of traces recorded, from 0 to 1. Default 1.
 	SampleRatio *float64 `yaml:"sample_ratio"`
+	// ContinueTrusted continues the trace of a traceparent from server.trusted_proxies (and
+	// follows its sampling choice): only for proxies that set traceparent themselves, since
+	// one that passes its client's on (nginx's auth_request does) would let any client join
+	// a trace or be sampled. Default false: every incoming traceparent starts a new trace
+	// linked to it.
+	ContinueTrusted bool `yaml:"continue_trusted"`
 	// Headers are sent with every export (an API key for a hosted collector).
 	Headers map[string]Secret `yaml:"headers"`
 }

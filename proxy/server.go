@@ -62,7 +62,10 @@ type Options struct {
 	RefusalInterval time.Duration
 	// TracerProvider records the requests' spans (tracing.go); nil: tracing off.
 	TracerProvider trace.TracerProvider
-	Gate           Gate
+	// TraceContinueTrusted continues the trace of a traceparent from server.trusted_proxies
+	// instead of starting one linked to it.
+	TraceContinueTrusted bool
+	Gate                 Gate
 	// StepUp signs the interstitial's button; nil shows the interstitial without one.
 	StepUp StepUpTickets
 	// Orgs backs the org picker (/.portcullis/orgs) and records an organisation chosen because
@@ -338,10 +341,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, forwardAuthOnly b
 	elapsed := s.now().Sub(start)
 	s.metrics.requests.WithLabelValues(ex.routeLabel, s.metrics.code(status)).Inc()
 	s.metrics.duration.WithLabelValues(ex.routeLabel).Observe(elapsed.Seconds())
-	if s.tracer != nil {
+	if sp := trace.SpanFromContext(r.Context()); s.tracer != nil && sp.IsRecording() {
 		// The request's span, named for its route (otelhttp names it for the listener).
-		sp := trace.SpanFromContext(r.Context())
-		sp.SetName(ex.r.Method + " " + ex.routeLabel)
+		sp.SetName(spanMethod(ex.r.Method) + " " + ex.routeLabel)
 		// client.address is the client decided for: otelhttp's comes from X-Forwarded-For,
 		// whoever sent it.
 		sp.SetAttributes(attribute.String("portcullis.route", ex.routeLabel), attribute.String("portcullis.request_id", ex.requestID),

@@ -17,11 +17,12 @@ import (
 
 // Tracing (Options.TracerProvider; nil: off, and nothing below runs). Each listener that
 // serves requests is wrapped in otelhttp's handler, whose span is the request's; the
-// decision is a child span (traced), the Redis commands are the store's (store.TraceWith),
-// and the request to the portal is otelhttp's client span, which sends the portal the
-// traceparent. A traceparent is continued only from server.trusted_proxies: anyone else's
-// starts a new trace that links to it, so a client can neither join a trace nor choose to be
-// sampled.
+// decision is a child span, the Redis commands are the store's (store.TraceWith), and the
+// request to the portal is a client span (upstreamTracer), which sends the portal the
+// traceparent. An incoming traceparent starts a new trace that links to it, so a client can
+// neither join a trace nor choose to be sampled; it is continued only from
+// server.trusted_proxies and only with Options.TraceContinueTrusted (the proxies in front
+// set it themselves).
 
 // traced wraps h, the handler of a listener, in the request span when tracing is on.
 func (s *Server) traced(h http.Handler, operation string) http.Handler {
@@ -33,7 +34,10 @@ func (s *Server) traced(h http.Handler, operation string) http.Handler {
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithPropagators(tracing.Propagator),
 		otelhttp.WithPublicEndpointFn(func(r *http.Request) bool {
-			return !isTrustedPeer(r, s.state.Load().trusted)
+			// A trusted proxy may well pass its client's traceparent on (nginx's
+			// auth_request does): continued only when the operator says the proxies in
+			// front set it themselves (tracing.continue_trusted).
+			return !s.opts.TraceContinueTrusted || !isTrustedPeer(r, s.state.Load().trusted)
 		}),
 	)
 }
@@ -58,12 +62,15 @@ type upstreamTracer struct {
 
 func (u *upstreamTracer) RoundTrip(r *http.Request) (*http.Response, error) {
 	ctx, sp := u.tracer.Start(r.Context(), "portcullis.upstream", trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("server.address", r.URL.Host),
+		trace.WithAttributes(attribute.String("http.request.method", spanMethod(r.Method)), attribute.String("server.address", r.URL.Host),
 			attribute.String("url.path", r.URL.Path)))
 	defer sp.End()
 	r = r.WithContext(ctx)
+	// The trace context the portal gets is Portcullis's: never the client's tracestate or
+	// baggage beside it (a portal's SDK would take the baggage as part of this trace).
 	r.Header.Del("Traceparent")
 	r.Header.Del("Tracestate")
+	r.Header.Del("Baggage")
 	tracing.Propagator.Inject(ctx, propagation.HeaderCarrier(r.Header))
 	resp, err := u.next.RoundTrip(r)
 	if err != nil {
@@ -129,8 +136,8 @@ func reasonOf(err error) string {
 
 // traceID is the request's trace id for its access-log line, "" when it has none.
 func traceID(r *http.Request) string {
-	if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
-		return sc.TraceID().String()
+	if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() && sc.IsSampled() {
+		return sc.TraceID().String() // a trace the backend receives
 	}
 	return ""
 }
@@ -150,4 +157,15 @@ func (s *Server) startCheckSpan(ctx context.Context, req *authv3.CheckRequest) (
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
 	}
 	return s.tracer.Start(ctx, "portcullis.ext_authz", opts...)
+}
+
+// spanMethod is method for span names and attributes: a method outside HTTP's registry is
+// _OTHER (as otelhttp records it), so a client cannot mint span names of its own.
+func spanMethod(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete,
+		http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "_OTHER"
 }

@@ -31,7 +31,7 @@ type tracedBed struct {
 	logs bytes.Buffer
 }
 
-func newTracedBed(t *testing.T, trusted string) *tracedBed {
+func newTracedBed(t *testing.T, trusted string, continueTrusted bool) *tracedBed {
 	t.Helper()
 	b := &tracedBed{t: t, up: newEcho(t), exp: tracetest.NewInMemoryExporter()}
 	b.tp = sdktrace.NewTracerProvider(sdktrace.WithSyncer(b.exp), sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
@@ -43,7 +43,7 @@ forward_auth: {enabled: true}
 routes:
   - {name: pub, path: /pub, upstream: %q, public: true}
 `, trusted, b.up.URL))
-	s, err := New(SettingsOf(cfg), Options{TracerProvider: b.tp, Logger: slog.New(slog.NewJSONHandler(lockedWriter{&b.mu, &b.logs}, nil))})
+	s, err := New(SettingsOf(cfg), Options{TracerProvider: b.tp, TraceContinueTrusted: continueTrusted, Logger: slog.New(slog.NewJSONHandler(lockedWriter{&b.mu, &b.logs}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,9 +96,9 @@ const clientTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
 // portal gets that trace's traceparent; the access log names the trace.
 func TestTracingUntrustedClient(t *testing.T) {
 	t.Parallel()
-	b := newTracedBed(t, "192.0.2.0/24")
+	b := newTracedBed(t, "192.0.2.0/24", true)
 	resp := b.get("/pub/x?email=alice%40x.example", http.Header{"Traceparent": {"00-" + clientTrace + "-00f067aa0ba902b7-01"},
-		"X-Forwarded-For": {"198.51.100.9"}})
+		"Tracestate": {"evil=chosen"}, "Baggage": {"user.id=admin"}, "X-Forwarded-For": {"198.51.100.9"}})
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -127,6 +127,9 @@ func TestTracingUntrustedClient(t *testing.T) {
 			}
 		}
 	}
+	if h := b.up.last(t).Header; h.Get("Tracestate") != "" || h.Get("Baggage") != "" {
+		t.Errorf("the portal got the client's tracestate %q or baggage %q", h.Get("Tracestate"), h.Get("Baggage"))
+	}
 	tp := b.up.last(t).Header.Get("Traceparent")
 	if !strings.Contains(tp, tid.String()) || !strings.Contains(tp, upstream.SpanContext.SpanID().String()) {
 		t.Errorf("the portal got traceparent %q, want the upstream span of trace %s", tp, tid)
@@ -139,14 +142,30 @@ func TestTracingUntrustedClient(t *testing.T) {
 	}
 }
 
-// From a trusted proxy the trace is continued; a refusal's decision span carries its reason.
+// From a trusted proxy the trace is continued only when configured (a proxy may pass its
+// client's traceparent on); a refusal's decision span carries its reason; a method outside
+// HTTP's registry does not name a span.
 func TestTracingTrustedAndRefused(t *testing.T) {
 	t.Parallel()
-	b := newTracedBed(t, "127.0.0.1/32")
-	b.get("/pub/x", http.Header{"Traceparent": {"00-" + clientTrace + "-00f067aa0ba902b7-01"}})
+	parent := http.Header{"Traceparent": {"00-" + clientTrace + "-00f067aa0ba902b7-01"}}
+	{
+		b := newTracedBed(t, "127.0.0.1/32", false)
+		b.get("/pub/x", parent)
+		if s := b.span("GET pub"); s.SpanContext.TraceID().String() == clientTrace || len(s.Links) != 1 {
+			t.Errorf("continued without continue_trusted: %s", s.SpanContext.TraceID())
+		}
+	}
+	b := newTracedBed(t, "127.0.0.1/32", true)
+	b.get("/pub/x", parent)
 	if s := b.span("GET pub"); s.SpanContext.TraceID().String() != clientTrace || s.Parent.SpanID().String() != "00f067aa0ba902b7" {
 		t.Errorf("a trusted proxy's trace was not continued: %s", s.SpanContext.TraceID())
 	}
+	b.exp.Reset()
+	req, _ := http.NewRequest("PROPFIND-"+strings.Repeat("A", 40), b.srv.URL+"/pub/x", nil)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		_ = resp.Body.Close()
+	}
+	b.span("_OTHER pub")
 	b.exp.Reset()
 	if resp := b.get("/nothing-here", nil); resp.StatusCode != 404 {
 		t.Fatalf("status %d", resp.StatusCode)
@@ -189,7 +208,7 @@ routes:
 // client's, only linked), and the decision is its child, named for the route.
 func TestTracingExtAuthz(t *testing.T) {
 	t.Parallel()
-	b := newTracedBed(t, "127.0.0.1/32")
+	b := newTracedBed(t, "127.0.0.1/32", true)
 	s := b.s
 	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}})
 	resp, err := (&extAuthz{s: s}).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{

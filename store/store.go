@@ -329,8 +329,29 @@ func (c clientLog) Printf(ctx context.Context, format string, v ...any) {
 	c.l.WarnContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }
 
-// TraceWith records a span for every Redis command and pipeline, as children of the span in
-// the caller's context (go-redis's OpenTelemetry hook). Call it once, before use.
+// TraceWith records a span for every Redis command and pipeline made for a traced request,
+// as children of the span in the caller's context (go-redis's OpenTelemetry hook); commands
+// of no trace (background work: last-use writes, the audit sinks) are not recorded, rather
+// than each starting a trace of its own. Neither the statement (keys name people and
+// sessions) nor the caller is recorded. Call it once, before use.
 func (s *Store) TraceWith(tp trace.TracerProvider) error {
-	return redisotel.InstrumentTracing(s.rdb, redisotel.WithTracerProvider(tp), redisotel.WithDBStatement(false))
+	return redisotel.InstrumentTracing(s.rdb, redisotel.WithTracerProvider(childOnly{tp}),
+		redisotel.WithDBStatement(false), redisotel.WithCallerEnabled(false))
+}
+
+// childOnly is a tracer provider whose spans are children only: a span started without a
+// parent in its context is not recorded.
+type childOnly struct{ trace.TracerProvider }
+
+func (p childOnly) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	return childTracer{p.TracerProvider.Tracer(name, opts...)}
+}
+
+type childTracer struct{ trace.Tracer }
+
+func (t childTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx, trace.SpanFromContext(ctx) // the no-op span of an untraced context
+	}
+	return t.Tracer.Start(ctx, name, opts...)
 }

@@ -56,7 +56,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if tp != nil {
-		opts.TracerProvider = tp
+		opts.TracerProvider, opts.TraceContinueTrusted = tp, cfg.Tracing.ContinueTrusted
 		defer func() {
 			// The spans still batched, sent before the process ends.
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
