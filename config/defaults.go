@@ -180,6 +180,8 @@ var defaultRules = []defaultRule{
 			setBool(&r.Require.VerifiedEmailDomain, true)
 		}
 	})},
+	{Default{"routes[].recovery_guard.preset", "none"}, applyRecoveryPresets},
+	{Default{"routes[].recovery_guard.flow", "the preset's (none without one)"}, func(*Config) {}},
 	{Default{"routes[].recovery_guard.methods", "[POST]"}, forGuards(func(g *RecoveryGuard) {
 		if len(g.Methods) == 0 {
 			g.Methods = []string{"POST"}

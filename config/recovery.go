@@ -81,6 +81,7 @@ func (v *validator) recoveryGuard(p string, r *Route) {
 	}
 	gp := p + ".recovery_guard"
 	errsBefore := len(v.errs)
+	v.recoveryPresetCheck(gp, r)
 	if !r.Public {
 		v.errorf(gp, "is only for public routes: a recovery request comes from someone who cannot sign in")
 	}

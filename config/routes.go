@@ -39,7 +39,9 @@ func (v *validator) routes(rs []Route) {
 			first[r.Name] = i
 		}
 	}
-	v.shadows(rs)
+	bad := v.badRoutes(rs)
+	v.shadows(rs, bad)
+	v.recoveryFlows(rs, bad)
 	v.oneHostPerUpstream(rs)
 	v.guardTwins(rs)
 }

@@ -11,18 +11,9 @@ const maxShadowRoutes = 5000
 // shadows warns about every route that can never match because an earlier route matches
 // every request it would (the first matching route wins). It names the first such route.
 // Routes with errors are left out: their warnings would only add noise to the errors.
-func (v *validator) shadows(rs []Route) {
+func (v *validator) shadows(rs []Route, bad []bool) {
 	if len(rs) > maxShadowRoutes {
 		return
-	}
-	bad := make([]bool, len(rs))
-	for _, list := range []Errors{v.d.errs, v.errs} {
-		for _, e := range list {
-			var i int
-			if _, err := fmt.Sscanf(e.Key, "routes[%d]", &i); err == nil && i >= 0 && i < len(rs) {
-				bad[i] = true
-			}
-		}
 	}
 	sets := make([]hostSet, len(rs))
 	for i := range rs {
@@ -41,6 +32,21 @@ func (v *validator) shadows(rs []Route) {
 			}
 		}
 	}
+}
+
+// badRoutes marks the routes with errors, which the analyses across routes leave out: their
+// warnings would only add noise to the errors.
+func (v *validator) badRoutes(rs []Route) []bool {
+	bad := make([]bool, len(rs))
+	for _, list := range []Errors{v.d.errs, v.errs} {
+		for _, e := range list {
+			var i int
+			if _, err := fmt.Sscanf(e.Key, "routes[%d]", &i); err == nil && i >= 0 && i < len(rs) {
+				bad[i] = true
+			}
+		}
+	}
+	return bad
 }
 
 // covers reports whether every request that b matches is matched by a: a's hosts, path and

@@ -570,6 +570,16 @@ type StepUp struct {
 // RecoveryGuard is a public route's account-recovery guard (config/recovery.go has the
 // parts and the checks; package proxy applies it). Defaults: see config.Defaults.
 type RecoveryGuard struct {
+	// Preset fills identifier and flow for a framework's stock reset views, from this
+	// route's path: django (.../password_reset/: form email), devise (.../users/password:
+	// user[email], form or JSON) or laravel (.../forgot-password: email, form or JSON). What
+	// the file sets itself is kept. Default: none.
+	Preset string `yaml:"preset"`
+	// Flow are example paths of the reset's later steps that people reach without signing
+	// in (the "check your mail" page, the link in the mail, its form), such as
+	// "/accounts/reset/MQ/set-password/". A path that a route requiring sign-in, or no route,
+	// would serve is warned about. Default: the preset's; none without one.
+	Flow []string `yaml:"flow"`
 	// Methods are the HTTP methods the guard inspects. Default [POST]. A method the route
 	// accepts but the guard does not list is forwarded uninspected.
 	Methods []string `yaml:"methods"`

@@ -124,7 +124,7 @@ routes:
     upstream: http://%s
     public: true
     recovery_guard:
-      identifier: [{from: form, name: email}]
+      preset: django
       unknown_domains: allow
       rate_limit: {per_identifier: 50, per_client: 500, window: 1h}
       blocked_response: mirror
@@ -133,7 +133,10 @@ routes:
     upstream: http://%s
     public: true
 `, listen, rs.Addr, djangoAddr, djangoAddr))
-	startBinary(t, cfg)
+	pc := startBinary(t, cfg)
+	if n := pc.countLog("configuration warning"); n != 0 {
+		t.Errorf("%d configuration warnings: the preset's flow is served by the public accounts route", n)
+	}
 	base := "https://" + listen
 
 	// One reset as a browser makes it: the form (its CSRF cookie and token), then the POST.
