@@ -42,7 +42,9 @@ func djangoPython(t *testing.T) string {
 // behind the real binary with a recovery guard in mirror mode, and checks what #22 asks: a
 // reset for a blocked address is answered exactly as one for an address Django does not know
 // (status, Location, headers, body), nobody is mailed for it, an allowed person gets the mail,
-// and its link names the public host.
+// its link names the public host and the reset completes through Portcullis, an existing user
+// Portcullis has only an invitation for can reset, and no spelling of a spoofed identity
+// header reaches Django's RemoteUserMiddleware.
 func TestE2EDjango(t *testing.T) {
 	t.Parallel()
 	py := djangoPython(t)
@@ -111,6 +113,9 @@ func TestE2EDjango(t *testing.T) {
 		}
 	}
 	must(o.SetDomainStatus(ctx, "stale", "stale.example", store.DomainLapsed, "seed", "the domain expired"))
+	// Day one behind Portcullis: bob has used the portal for years, Portcullis has only his
+	// invitation (he has never signed in through it).
+	must(o.Invite(ctx, store.Invitation{Org: "acme", Email: "bob@fresh.example", Kind: store.KindEmployee}, "seed", "existing users imported"))
 
 	listen := freePort(t)
 	cfg := filepath.Join(dir, "portcullis.yaml")
@@ -279,5 +284,37 @@ routes:
 	}
 	if n := mails(); n != 1 {
 		t.Errorf("%d mails after the timing runs, want alice's only", n)
+	}
+
+	// An invited person who never signed in through Portcullis can reset.
+	if bob, _, _ := reset("bob@fresh.example"); shape(bob) != shape(unknown) || mails() != 2 {
+		t.Errorf("bob (invited): %s, %d mails", shape(bob), mails())
+	}
+
+	// A spoofed identity header never reaches Django, in any spelling: its RemoteUserMiddleware
+	// would log the request in as that address, as it does when asked directly.
+	direct, _ := http.NewRequest("GET", "http://"+djangoAddr+"/accounts/whoami/", nil)
+	direct.Header.Set("X-Portcullis-Email", "alice@fresh.example")
+	if resp, err := http.DefaultClient.Do(direct); err != nil {
+		t.Fatal(err)
+	} else {
+		who, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(who) != "alice@fresh.example" {
+			t.Fatalf("Django's RemoteUserMiddleware does not read the header: %q", who)
+		}
+	}
+	for _, name := range []string{"X-Portcullis-Email", "X_Portcullis_Email", "x-portcullis-email", "X.Portcullis.Email"} {
+		req, _ := http.NewRequest("GET", base+"/accounts/whoami/", nil)
+		req.Header[name] = []string{"alice@fresh.example"}
+		resp, err := tlsClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		who, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(who) != "anonymous" {
+			t.Errorf("%s: Django took the request to be from %q (%d)", name, who, resp.StatusCode)
+		}
 	}
 }

@@ -4,5 +4,6 @@ import django
 django.setup()
 from django.contrib.auth.models import User  # noqa: E402
 
-for name, email in [("alice", "alice@fresh.example"), ("victim", "victim@stale.example")]:
+# bob is an existing user Portcullis has only an invitation for (he never signed in through it).
+for name, email in [("alice", "alice@fresh.example"), ("victim", "victim@stale.example"), ("bob", "bob@fresh.example")]:
     User.objects.create_user(name, email, "old-password-" + name)
