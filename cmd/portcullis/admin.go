@@ -45,7 +45,7 @@ Email domains of an organisation:
   domain lapse ORG DOMAIN --reason WHY
 
 Memberships (USER is the person's key "issuer|subject", or --issuer ISS --subject SUB):
-  member grant ORG USER --kind KIND [--role R]... [--purpose P:REASON[:EXPIRES]]...
+  member grant ORG (USER | --email ADDRESS) --kind KIND [--role R]... [--purpose P:REASON[:EXPIRES]]...
                         [--expires T] [--review-by T] [--approved-by WHO]
   member invite ORG EMAIL --kind KIND [same flags as grant] [--until T]
   member invitations ORG              invitations waiting for their first sign-in
