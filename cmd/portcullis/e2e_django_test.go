@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/devidp"
+	"github.com/portcullis-proxy/portcullis/internal/devidp/devidptest"
 	"github.com/portcullis-proxy/portcullis/internal/redistest"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -38,13 +40,14 @@ func djangoPython(t *testing.T) string {
 	return ""
 }
 
-// TestE2EDjango puts a stock Django project (its own password reset views, testdata/django)
+// TestE2EDjango puts the Django example (its own password reset views, examples/django)
 // behind the real binary with a recovery guard in mirror mode, and checks what #22 asks: a
 // reset for a blocked address is answered exactly as one for an address Django does not know
 // (status, Location, headers, body), nobody is mailed for it, an allowed person gets the mail,
 // its link names the public host and the reset completes through Portcullis, an existing user
-// Portcullis has only an invitation for can reset, and no spelling of a spoofed identity
-// header reaches Django's RemoteUserMiddleware.
+// Portcullis has only an invitation for can reset, a person signed in through the provider is
+// logged in by Django from the header, and no spelling of a spoofed identity header reaches
+// Django's RemoteUserMiddleware.
 func TestE2EDjango(t *testing.T) {
 	t.Parallel()
 	py := djangoPython(t)
@@ -53,12 +56,12 @@ func TestE2EDjango(t *testing.T) {
 	if err := os.Mkdir(mailDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	src, err := filepath.Abs(filepath.Join("testdata", "django"))
+	src, err := filepath.Abs(filepath.Join("..", "..", "examples", "django"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := append(os.Environ(), "PORTAL_DB="+filepath.Join(dir, "db.sqlite3"), "PORTAL_MAIL_DIR="+mailDir,
-		"DJANGO_SETTINGS_MODULE=portal.settings", "PYTHONPATH="+src, "PYTHONDONTWRITEBYTECODE=1")
+		"DJANGO_SETTINGS_MODULE=portal.settings", "PYTHONPATH="+src, "PYTHONDONTWRITEBYTECODE=1", "PORTAL_HOSTS=127.0.0.1")
 	for _, args := range [][]string{{"-m", "django", "migrate", "-v", "0"}, {"-m", "portal.seed"}} {
 		c := exec.Command(py, args...)
 		c.Env, c.Dir = env, src
@@ -118,31 +121,37 @@ func TestE2EDjango(t *testing.T) {
 	must(o.Invite(ctx, store.Invitation{Org: "acme", Email: "bob@fresh.example", Kind: store.KindEmployee}, "seed", "existing users imported"))
 
 	listen := freePort(t)
+	base := "https://" + listen
+	idp := devidptest.Start(t, devidp.Config{
+		Clients: []devidp.Client{{ID: "portcullis", Secret: "e2e-secret", RedirectURIs: []string{base + "/.portcullis/callback"}}},
+		Users:   azUsers,
+	})
+	writeFile(t, filepath.Join(dir, "oidc-secret"), "e2e-secret\n")
+	// The example as it is, with the test's addresses; the unknown address is let through so
+	// that Django's own answer for it can be compared with the blocked one's.
 	cfg := filepath.Join(dir, "portcullis.yaml")
-	writeFile(t, cfg, fmt.Sprintf(`server: {listen: %s, metrics_listen: "off"}
-tls: {mode: self_signed}
-redis: {address: %s}
-routes:
-  - name: password-reset
-    path: /accounts/password_reset
-    methods: [GET, POST]
-    upstream: http://%s
-    public: true
-    recovery_guard:
-      preset: django
-      unknown_domains: allow
-      rate_limit: {per_identifier: 50, per_client: 500, window: 1h}
-      blocked_response: mirror
-  - name: accounts
-    path: /accounts
-    upstream: http://%s
-    public: true
-`, listen, rs.Addr, djangoAddr, djangoAddr))
+	writeFile(t, cfg, renderExample(t, filepath.Join("..", "..", "examples", "django", "portcullis.yaml"),
+		"listen: 127.0.0.1:8443", "listen: "+listen,
+		"https://portal.example.com", base,
+		"address: 127.0.0.1:6379", "address: "+rs.Addr,
+		"issuer: https://idp.example.com", "issuer: "+idp.URL+"\n  ca_root_file: "+idp.CAFile(t),
+		"/etc/portcullis/oidc-secret", filepath.Join(dir, "oidc-secret"),
+		"http://127.0.0.1:8000", "http://"+djangoAddr,
+		"unknown_domains: block", "unknown_domains: allow",
+		"rate_limit: {per_identifier: 5, per_client: 20, window: 1h}", "rate_limit: {per_identifier: 50, per_client: 500, window: 1h}"))
 	pc := startBinary(t, cfg)
 	if n := pc.countLog("configuration warning"); n != 0 {
 		t.Errorf("%d configuration warnings: the preset's flow is served by the public accounts route", n)
 	}
-	base := "https://" + listen
+
+	// Signed in through the provider, Django logs the person in from Portcullis's header,
+	// whatever the client sends in its name.
+	person := (&azBed{t: t}).newClient()
+	person.signIn(&azProxy{name: "django", base: base}, "alice")
+	who := person.do("GET", base+"/accounts/whoami/", "", nil, http.Header{"X-Portcullis-Email": {"mallory@fresh.example"}})
+	if who.status != 200 || who.body != "alice@acme.example" {
+		t.Errorf("Django's whoami for alice: %d %q", who.status, who.body)
+	}
 
 	// One reset as a browser makes it: the form (its CSRF cookie and token), then the POST.
 	reset := func(email string) (*http.Response, string, time.Duration) {
@@ -305,7 +314,7 @@ routes:
 		}
 	}
 	for _, name := range []string{"X-Portcullis-Email", "X_Portcullis_Email", "x-portcullis-email", "X.Portcullis.Email"} {
-		req, _ := http.NewRequest("GET", base+"/accounts/whoami/", nil)
+		req, _ := http.NewRequest("GET", base+"/public/whoami/", nil)
 		req.Header[name] = []string{"alice@fresh.example"}
 		resp, err := tlsClient().Do(req)
 		if err != nil {

@@ -15,4 +15,5 @@ urlpatterns = [
     path("accounts/reset/<uidb64>/<token>/", views.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
     path("accounts/reset/done/", views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("accounts/whoami/", whoami),
+    path("public/whoami/", whoami),
 ]

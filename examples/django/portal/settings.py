@@ -1,4 +1,4 @@
-# A stock Django project behind Portcullis (TestE2EDjango): the password reset views of
+# A stock Django project behind Portcullis (examples/django, TestE2EDjango): the password reset views of
 # django.contrib.auth, unchanged; mail goes to files in PORTAL_MAIL_DIR, so the test sees who
 # was sent a reset link.
 import os
@@ -6,7 +6,8 @@ import os
 BASE_DIR = os.path.dirname(os.path.abspath(__file__))
 SECRET_KEY = "portcullis-test-only"
 DEBUG = False
-ALLOWED_HOSTS = ["*"]
+# The public host only (PORTAL_HOSTS: the test's loopback one).
+ALLOWED_HOSTS = os.environ.get("PORTAL_HOSTS", "portal.example.com").split(",")
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
