@@ -1,6 +1,7 @@
 package devidp
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/base32"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/page"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 )
@@ -64,31 +66,29 @@ type loginPage struct {
 	Error         string
 }
 
-var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Portcullis dev IdP: sign in</title></head>
-<body>
-<h1>Sign in</h1>
-<p>to <code>{{.ClientID}}</code> (Portcullis development identity provider)</p>
-{{if .Error}}<p role="alert" class="error">{{.Error}}</p>{{end}}
+// loginTmpl is the form, shown in the layout of Portcullis's own pages (internal/page) under
+// the provider's name, so a newcomer's first sign-in looks like the rest of the demo.
+var loginTmpl = template.Must(template.New("login").Parse(`<h1>Sign in</h1>
+<p>to <code>{{.ClientID}}</code>, at the Portcullis development identity provider. Every account of
+the demo is listed in the terminal that started it.</p>
+{{if .Error}}<p role="alert" class="note">{{.Error}}</p>{{end}}
 <form id="devidp-login" method="post" action="{{.Action}}">
 <input type="hidden" name="authRequestID" value="{{.AuthRequestID}}">
 <input type="hidden" name="csrf" value="{{.CSRF}}">
-<p><label>Username <input name="username" autocomplete="username" value="{{.Username}}" required autofocus></label></p>
-<p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p>
-{{if .ShowOTP}}<p><label>One-time code{{if not .MFARequested}} (optional){{end}} <input name="otp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}"{{if .MFARequested}} required{{end}}></label></p>{{end}}
+<p><label>Username<br><input name="username" autocomplete="username" value="{{.Username}}" required autofocus></label></p>
+<p><label>Password<br><input name="password" type="password" autocomplete="current-password" required></label></p>
+{{if .ShowOTP}}<p><label>One-time code{{if not .MFARequested}} (optional){{end}}<br><input name="otp" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}"{{if .MFARequested}} required{{end}}></label></p>{{end}}
 <p><button type="submit">Sign in</button></p>
 </form>
-</body></html>
 `))
 
+// loginBrand names the provider on its page: it is not the portal.
+var loginBrand = page.Brand{ProductName: "Portcullis dev identity provider"}
+
 func (l *loginUI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Cache-Control", "no-store")
-	// No CSP form-action: browsers apply it to the redirect chain after the
-	// POST, which ends at the relying party's redirect_uri.
-	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
+	// The page's headers are internal/page's (no caching, no framing, a CSP allowing only its
+	// stylesheet); without form-action, which browsers apply to the redirect chain after the
+	// POST, ending at the relying party's redirect_uri.
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		l.show(w, r)
@@ -107,7 +107,7 @@ func (l *loginUI) show(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unknown or expired login request", http.StatusBadRequest)
 		return
 	}
-	l.render(w, http.StatusOK, page)
+	l.render(w, r, http.StatusOK, page)
 }
 
 // page builds the form for an auth request; username pre-fills it (the
@@ -147,12 +147,15 @@ func (l *loginUI) page(id, username string) (loginPage, error) {
 	}, nil
 }
 
-func (l *loginUI) render(w http.ResponseWriter, status int, p loginPage) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	if err := loginTmpl.Execute(w, p); err != nil {
+func (l *loginUI) render(w http.ResponseWriter, r *http.Request, status int, p loginPage) {
+	var body bytes.Buffer
+	if err := loginTmpl.Execute(&body, p); err != nil {
 		l.log.Error("devidp: render login form", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
 	}
+	page.Render(w, r, page.Page{Status: status, Title: "Sign in", Body: template.HTML(body.String()), //nolint:gosec // html/template output
+		FormAction: page.NoFormAction, Brand: &loginBrand})
 }
 
 // submit checks the posted credentials and, on success, sends the browser to
@@ -200,7 +203,7 @@ func (l *loginUI) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	pwOK := subtle.ConstantTimeCompare([]byte(password), []byte(want)) == 1 && user != nil
 	if !pwOK {
-		l.fail(w, id, username, "Wrong username or password.")
+		l.fail(w, r, id, username, "Wrong username or password.")
 		return
 	}
 
@@ -210,7 +213,7 @@ func (l *loginUI) submit(w http.ResponseWriter, r *http.Request) {
 		case code != "":
 			ok, err := totp.ValidateCustom(code, user.TOTPSecret, l.now(), totpOpts)
 			if err != nil || !ok {
-				l.fail(w, id, username, "Wrong one-time code.")
+				l.fail(w, r, id, username, "Wrong one-time code.")
 				return
 			}
 			mfa = true
@@ -223,7 +226,7 @@ func (l *loginUI) submit(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			page.Error = "This application requires your one-time code."
-			l.render(w, http.StatusOK, page)
+			l.render(w, r, http.StatusOK, page)
 			return
 		}
 	}
@@ -238,7 +241,7 @@ func (l *loginUI) submit(w http.ResponseWriter, r *http.Request) {
 
 // fail counts a failed attempt and shows the form again, or ends the auth
 // request after too many.
-func (l *loginUI) fail(w http.ResponseWriter, id, username, msg string) {
+func (l *loginUI) fail(w http.ResponseWriter, r *http.Request, id, username, msg string) {
 	l.st.mu.Lock()
 	ended := false
 	if req, err := l.st.liveAuthRequest(id); err == nil {
@@ -260,7 +263,7 @@ func (l *loginUI) fail(w http.ResponseWriter, id, username, msg string) {
 		return
 	}
 	page.Error = msg
-	l.render(w, http.StatusUnauthorized, page)
+	l.render(w, r, http.StatusUnauthorized, page)
 }
 
 // decodeTOTPSecret decodes a base32 secret the way pquerna/otp does

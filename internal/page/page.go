@@ -75,6 +75,9 @@ type Page struct {
 	// person can still press its button without script): one inline script, allowed by its
 	// hash and nothing else. Ids are the callers' constants: letters, digits and "-".
 	AutoSubmit string
+	// Brand, when set, is the brand of this page instead of the current one: a page that is
+	// not the portal's (the development identity provider's sign-in).
+	Brand *Brand
 }
 
 // submitScript is the script submitting the form with the given id, or "" for an id that is
@@ -112,6 +115,9 @@ var layout = template.Must(template.New("layout").Parse(`<!doctype html>
 // no sniffing, no framing, and a CSP allowing only the embedded stylesheet and the logo.
 func Render(w http.ResponseWriter, r *http.Request, p Page) {
 	b := CurrentBrand()
+	if p.Brand != nil {
+		b = *p.Brand
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
