@@ -162,7 +162,10 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 		}
 		lns.Admin = aln.Addr()
 		// The administration API, with the main listener's TLS: the same certificates and
-		// protocol settings, no forwarding, none of the proxy's routes.
+		// protocol settings, no forwarding, none of the proxy's routes. Its clients often
+		// connect by address (127.0.0.1:9443), so a handshake without a name gets the first
+		// ACME domain's certificate rather than none.
+		adminTLS := withDefaultName(ts.Config, ts.DefaultName)
 		asrv := &http.Server{
 			Handler:           limitBody(h, 1<<20),
 			ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
@@ -171,9 +174,9 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 			IdleTimeout:       sc.IdleTimeout.D(),
 			MaxHeaderBytes:    sc.MaxHeaderBytes,
 			ErrorLog:          errLog,
-			TLSConfig:         ts.Config,
+			TLSConfig:         adminTLS,
 		}
-		serve(asrv, aln, ts.Config != nil)
+		serve(asrv, aln, adminTLS != nil)
 	}
 
 	if fa := set.ForwardAuth; fa.Enabled && fa.Listen != "" {

@@ -26,6 +26,10 @@ type tlsSetup struct {
 	// returns the handler unchanged; in mode acme with http-01 disabled the wrapper passes
 	// every request through.
 	HTTPHandler func(http.Handler) http.Handler
+	// DefaultName is the certificate name for a handshake that names none (a client that
+	// connects by IP address), on listeners that are not the portal's (the admin API); ""
+	// where the certificate does not depend on the name.
+	DefaultName string
 
 	// closers release, in reverse order, what the mode started: the certificate file watcher
 	// (files) or certmagic's maintenance goroutine and pending issuance (acme).
@@ -145,4 +149,24 @@ func tlsFingerprint(der []byte) string {
 		fmt.Fprintf(&b, "%02X", c)
 	}
 	return b.String()
+}
+
+// withDefaultName is conf answering a handshake without a server name as one for name (ACME
+// keeps a certificate per name and has none for an IP address, so such a handshake would fail
+// with an internal error); conf itself when name is "".
+func withDefaultName(conf *tls.Config, name string) *tls.Config {
+	if conf == nil || name == "" || conf.GetCertificate == nil {
+		return conf
+	}
+	c := conf.Clone()
+	get := conf.GetCertificate
+	c.GetCertificate = func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		if h.ServerName == "" {
+			named := *h
+			named.ServerName = name
+			h = &named
+		}
+		return get(h)
+	}
+	return c
 }

@@ -162,6 +162,7 @@ func newACMESetup(ctx context.Context, c config.ACME, base *tls.Config, log *slo
 	return &tlsSetup{
 		Config:      conf,
 		HTTPHandler: issuer.HTTPChallengeHandler,
+		DefaultName: domains[0],
 		closers:     []func(){func() { cancel(); cache.Stop() }},
 	}, nil
 }

@@ -200,7 +200,7 @@ func TestTLSACMEThroughRun(t *testing.T) {
 	} {
 		t.Run(tc.challenge, func(t *testing.T) {
 			t.Parallel()
-			mainPort, redirPort := tlsFreePort(t), tlsFreePort(t)
+			mainPort, redirPort, adminPort := tlsFreePort(t), tlsFreePort(t), tlsFreePort(t)
 			pebble := pebbletest.Start(t, pebbletest.Options{HTTPPort: redirPort, TLSALPNPort: mainPort})
 			upstream := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, _ = io.WriteString(w, "legacy portal")
@@ -225,13 +225,15 @@ tls:
     challenges: [%s]
     alt_http_port: %d
     alt_tls_alpn_port: %d
+redis: {address: "127.0.0.1:1"}   # needed by admin_api's validation; not used here
+admin_api: {listen: "127.0.0.1:%[11]d"}
 routes:
   - name: portal
     hosts: [%[3]s]
     upstream: http://%[10]s
     public: true
 `, mainPort, redirPort, tc.domain, pebble.DirectoryURL, pebble.RootFile, t.TempDir(), tc.challenge,
-				redirPort, mainPort, upLn.Addr())
+				redirPort, mainPort, upLn.Addr(), adminPort)
 			cfgFile := filepath.Join(t.TempDir(), "portcullis.yaml")
 			if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
 				t.Fatal(err)
@@ -240,7 +242,8 @@ routes:
 			if err != nil {
 				t.Fatalf("config: %v", err)
 			}
-			srv, err := New(SettingsOf(cfg), Options{Logger: newTLSTestLog(t).logger()})
+			admin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "admin") })
+			srv, err := New(SettingsOf(cfg), Options{Logger: newTLSTestLog(t).logger(), Admin: admin})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -285,6 +288,15 @@ routes:
 					t.Fatalf("no verified HTTPS through Run: %v", err)
 				}
 				time.Sleep(100 * time.Millisecond)
+			}
+			// The admin API, asked by address (no server name): the domain's certificate,
+			// not a failed handshake.
+			cs, err := tlsHandshake(fmt.Sprintf("127.0.0.1:%d", adminPort), &tls.Config{InsecureSkipVerify: true}) // checked below
+			if err != nil {
+				t.Fatalf("admin API by address: %v", err)
+			}
+			if certs := cs.PeerCertificates; len(certs) == 0 || !slices.Contains(certs[0].DNSNames, tc.domain) {
+				t.Errorf("admin API by address: certificate for %v", certs[0].DNSNames)
 			}
 		})
 	}
