@@ -84,9 +84,11 @@ Admin API tokens (the API itself makes the later ones):
   token list
   token revoke ID --reason WHY
 
-Flags of every command: --config FILE (default portcullis.yaml), --actor WHO (default $USER,
-else "admin"), --json (machine-readable output), before or after the command; changes also
-take --reason WHY.
+Flags of every command, before or after it: --server URL (or PORTCULLIS_ADMIN_SERVER: the admin
+API), --token-file FILE (or PORTCULLIS_ADMIN_TOKEN), --ca-file FILE, --insecure-skip-verify (a
+loopback server only), --json (machine-readable output); changes also take --reason WHY.
+--break-glass writes to Redis directly with --config FILE (default portcullis.yaml) and
+--actor WHO (default $USER, else "admin"): for the first operator token and API outages.
 Times T are RFC 3339 (2027-01-31T00:00:00Z) or a duration from now (90m, 12h, 30d).
 
 Run "portcullis admin <group> help" for a group's commands, and
