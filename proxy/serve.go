@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -107,6 +108,16 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 		return fmt.Errorf("tls: %w", err)
 	}
 	defer ts.Close()
+	// Each listener its own copy, made before any serves: http.Server.ServeTLS adds its ALPN
+	// protocols to the config it is given (http2ConfigureServer), so a shared one would be
+	// written by one server while another reads or copies it.
+	ownTLS := func() *tls.Config {
+		if ts.Config == nil {
+			return nil
+		}
+		return ts.Config.Clone()
+	}
+	adminTLS, faTLS, envoyTLS := withDefaultName(ownTLS(), ts.DefaultName), ownTLS(), ownTLS()
 	main.TLSConfig = ts.Config
 	if ts.Config != nil {
 		serve(main, ln, true)
@@ -164,8 +175,7 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 		// The administration API, with the main listener's TLS: the same certificates and
 		// protocol settings, no forwarding, none of the proxy's routes. Its clients often
 		// connect by address (127.0.0.1:9443), so a handshake without a name gets the first
-		// ACME domain's certificate rather than none.
-		adminTLS := withDefaultName(ts.Config, ts.DefaultName)
+		// ACME domain's certificate rather than none (adminTLS).
 		asrv := &http.Server{
 			Handler:           limitBody(h, 1<<20),
 			ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
@@ -196,8 +206,8 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 			IdleTimeout:       sc.IdleTimeout.D(),
 			MaxHeaderBytes:    sc.MaxHeaderBytes,
 			ErrorLog:          errLog,
-			TLSConfig:         ts.Config,
-		}, fln, ts.Config != nil)
+			TLSConfig:         faTLS,
+		}, fln, faTLS != nil)
 	}
 
 	// Envoy's ext_authz, last: nothing after it can fail and leave it serving.
@@ -214,8 +224,8 @@ func (s *Server) Run(ctx context.Context, ready func(Listeners)) error {
 			grpc.ConnectionTimeout(sc.ReadHeaderTimeout.D()),
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		}
-		if ts.Config != nil {
-			opts = append(opts, grpc.Creds(credentials.NewTLS(ts.Config)))
+		if envoyTLS != nil {
+			opts = append(opts, grpc.Creds(credentials.NewTLS(envoyTLS)))
 		}
 		gs := grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(s.recoverUnary))...)
 		s.RegisterExtAuthz(gs)
