@@ -18,7 +18,6 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
 	"github.com/portcullis-proxy/portcullis/session"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -341,30 +340,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, forwardAuthOnly b
 	elapsed := s.now().Sub(start)
 	s.metrics.requests.WithLabelValues(ex.routeLabel, s.metrics.code(status)).Inc()
 	s.metrics.duration.WithLabelValues(ex.routeLabel).Observe(elapsed.Seconds())
-	if sp := trace.SpanFromContext(r.Context()); s.tracer != nil && sp.IsRecording() {
-		// The request's span, named for its route (otelhttp names it for the listener).
-		sp.SetName(spanMethod(ex.r.Method) + " " + ex.routeLabel)
-		// client.address is the client decided for: otelhttp's comes from X-Forwarded-For,
-		// whoever sent it.
-		sp.SetAttributes(attribute.String("portcullis.route", ex.routeLabel), attribute.String("portcullis.request_id", ex.requestID),
-			attribute.String("client.address", client.String()))
+	if s.tracer != nil {
+		ex.nameRequestSpan(client)
 	}
 	if st.set.AccessLog {
 		path := ex.path
 		if path == "" {
 			path = "(rejected)"
 		}
-		if id := traceID(r); id != "" {
-			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-				slog.String("request_id", ex.requestID), slog.String("trace_id", id),
-				slog.String("client", client.String()), slog.String("method", ex.r.Method),
-				slog.String("host", ex.r.Host), slog.String("path", path), slog.String("route", ex.routeLabel),
-				slog.Int("status", status), slog.Int64("bytes", rec.bytes),
-				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000), slog.String("proto", r.Proto))
-			return
+		var buf [11]slog.Attr
+		attrs := append(buf[:0], slog.String("request_id", ex.requestID))
+		if s.tracer != nil {
+			if id := traceID(r); id != "" {
+				attrs = append(attrs, slog.String("trace_id", id))
+			}
 		}
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("request_id", ex.requestID),
+		attrs = append(attrs,
 			slog.String("client", client.String()),
 			// The request decided: for a forward-auth question, the one it describes.
 			slog.String("method", ex.r.Method),
@@ -376,6 +367,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, forwardAuthOnly b
 			slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 			slog.String("proto", r.Proto),
 		)
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	}
 }
 

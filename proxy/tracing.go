@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/netip"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
@@ -92,6 +93,19 @@ func (ex *exchange) startDecision() {
 	if trace.SpanFromContext(ex.r.Context()).IsRecording() {
 		_, ex.decision = ex.s.tracer.Start(ex.r.Context(), "portcullis.decide")
 	}
+}
+
+// nameRequestSpan names the request's span for its route (otelhttp names it for the
+// listener) and records the client decided for: otelhttp's client.address comes from
+// X-Forwarded-For, whoever sent it.
+func (ex *exchange) nameRequestSpan(client netip.Addr) {
+	sp := trace.SpanFromContext(ex.r.Context())
+	if !sp.IsRecording() {
+		return
+	}
+	sp.SetName(spanMethod(ex.r.Method) + " " + ex.routeLabel)
+	sp.SetAttributes(attribute.String("portcullis.route", ex.routeLabel), attribute.String("portcullis.request_id", ex.requestID),
+		attribute.String("client.address", client.String()))
 }
 
 // endDecision ends the decision's span, if any and not ended yet, with its outcome: err is
