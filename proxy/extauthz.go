@@ -223,11 +223,7 @@ func extAuthzAnswer(w *captureWriter, identityCGI []string) *authv3.CheckRespons
 	if w.allowed {
 		ok := &authv3.OkHttpResponse{}
 		for k, vs := range w.header {
-			identity := false
-			for _, c := range identityCGI {
-				identity = identity || cgiEqual(k, c)
-			}
-			if !identity {
+			if !cgiIn(k, identityCGI) {
 				continue
 			}
 			if len(vs) == 0 || vs[0] == "" {

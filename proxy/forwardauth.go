@@ -408,12 +408,7 @@ func unsafeClientHeader(h http.Header, identityCGI []string, clientIPHeader stri
 			}
 			continue
 		}
-		for _, c := range identityCGI {
-			if cgiEqual(k, c) {
-				return k
-			}
-		}
-		if isManaged(k, nil) && !ingressSet[k] {
+		if cgiIn(k, identityCGI) || isManaged(k, nil) && !ingressSet[k] {
 			return k
 		}
 	}

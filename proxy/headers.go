@@ -79,7 +79,8 @@ func cgiEqual(h, c string) bool {
 	return true
 }
 
-// cgiSame reports whether header names a and b have the same CGI name.
+// cgiSame reports whether header names a and b have the same CGI name (cgiEqual is the
+// faster form, for the every-request checks, when one side is a CGI name already).
 func cgiSame(a, b string) bool {
 	if len(a) != len(b) {
 		return false
@@ -112,13 +113,13 @@ func isManaged(name string, extra []string) bool {
 	if cgiHasPrefix(name, managedPrefix) {
 		return true
 	}
-	for _, c := range managedHeaders {
-		if cgiEqual(name, c) {
-			return true
-		}
-	}
-	for _, c := range extra {
-		if cgiEqual(name, c) {
+	return cgiIn(name, managedHeaders) || cgiIn(name, extra)
+}
+
+// cgiIn reports whether header name h has one of the CGI names cs.
+func cgiIn(h string, cs []string) bool {
+	for _, c := range cs {
+		if cgiEqual(h, c) {
 			return true
 		}
 	}

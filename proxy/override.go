@@ -36,14 +36,7 @@ const overrideField = "_method"
 // overridable are the methods an override may ask for: what Rack::MethodOverride accepts.
 var overridable = []string{"GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH", "LINK", "UNLINK"}
 
-func isOverrideHeader(name string) bool {
-	for _, c := range overrideHeaders {
-		if cgiEqual(name, c) {
-			return true
-		}
-	}
-	return false
-}
+func isOverrideHeader(name string) bool { return cgiIn(name, overrideHeaders[:]) }
 
 // overridePolicy is what a route does with method overrides, compiled once per
 // configuration.
