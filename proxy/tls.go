@@ -151,16 +151,15 @@ func tlsFingerprint(der []byte) string {
 	return b.String()
 }
 
-// withDefaultName is conf answering a handshake without a server name as one for name (ACME
-// keeps a certificate per name and has none for an IP address, so such a handshake would fail
-// with an internal error); conf itself when name is "".
+// withDefaultName makes conf, a listener's own copy, answer a handshake without a server
+// name as one for name (ACME keeps a certificate per name and has none for an IP address, so
+// such a handshake would fail with an internal error); nothing changes when name is "".
 func withDefaultName(conf *tls.Config, name string) *tls.Config {
 	if conf == nil || name == "" || conf.GetCertificate == nil {
 		return conf
 	}
-	c := conf.Clone()
 	get := conf.GetCertificate
-	c.GetCertificate = func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	conf.GetCertificate = func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		if h.ServerName == "" {
 			named := *h
 			named.ServerName = name
@@ -168,5 +167,5 @@ func withDefaultName(conf *tls.Config, name string) *tls.Config {
 		}
 		return get(h)
 	}
-	return c
+	return conf
 }
