@@ -78,8 +78,14 @@ func applyRecoveryPresets(c *Config) {
 	}
 }
 
-// recoveryPresetCheck reports an unknown preset, or a path that is not the preset's.
+// recoveryPresetCheck reports an unknown preset, or a path that is not the preset's, and a
+// flow path that is not a path.
 func (v *validator) recoveryPresetCheck(gp string, r *Route) {
+	for i, f := range r.RecoveryGuard.Flow {
+		if !strings.HasPrefix(f, "/") || strings.ContainsAny(f, "?#") {
+			v.errorf(fmt.Sprintf("%s.flow[%d]", gp, i), "must be a path such as \"/accounts/reset/MQ/set-password/\", without a query")
+		}
+	}
 	preset := r.RecoveryGuard.Preset
 	if preset == "" {
 		return
@@ -92,11 +98,6 @@ func (v *validator) recoveryPresetCheck(gp string, r *Route) {
 		v.errorf(gp+".preset", "%s is for the route of the reset request, whose path is %s; this route's is %s: list identifier and flow instead",
 			preset, want, v.show("routes[].path", r.Path))
 	}
-	for i, f := range r.RecoveryGuard.Flow {
-		if !strings.HasPrefix(f, "/") || strings.ContainsAny(f, "?#") {
-			v.errorf(fmt.Sprintf("%s.flow[%d]", gp, i), "must be a path such as \"/accounts/reset/MQ/set-password/\", without a query")
-		}
-	}
 }
 
 // recoveryFlows warns about every path of a recovery flow that a route requiring sign-in, or
@@ -107,10 +108,7 @@ func (v *validator) recoveryFlows(rs []Route, bad []bool) {
 		if bad[k] || g == nil {
 			continue
 		}
-		for j, path := range g.Flow {
-			if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?#") {
-				continue // an error already
-			}
+		for j, path := range g.Flow { // valid paths: a route with an invalid one is bad
 			// The request a person makes: GET of the path, on the guard's hosts.
 			probe := &Route{Path: path, PathMatch: PathExact, Hosts: rs[k].Hosts, Methods: []string{"GET"}}
 			key := fmt.Sprintf("routes[%d].recovery_guard.flow[%d]", k, j)
