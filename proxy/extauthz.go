@@ -65,7 +65,7 @@ func (a *extAuthz) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3
 		defer sp.End()
 	}
 	q := extAuthzQuestion(ctx, req)
-	w := &captureWriter{header: http.Header{}, question: q.Header}
+	w := &captureWriter{header: http.Header{}, source: q.Header.Get("X-Forwarded-For")}
 	a.s.serve(w, q, true)
 	return extAuthzAnswer(w, identityCGI), nil
 }
@@ -233,8 +233,8 @@ func extAuthzAnswer(w *captureWriter, identityCGI []string) *authv3.CheckRespons
 			ok.Headers = append(ok.Headers, headerOption(k, vs[0], corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
 		}
 		// The client as decided, not a chain that starts with what the client wrote.
-		if xff := w.question.Get("X-Forwarded-For"); xff != "" {
-			ok.Headers = append(ok.Headers, headerOption("X-Forwarded-For", xff, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
+		if w.source != "" {
+			ok.Headers = append(ok.Headers, headerOption("X-Forwarded-For", w.source, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
 		}
 		// The portal's Cookie header without Portcullis's own cookies.
 		if c := w.header.Get(hdrFAUpstreamCookie); c != "" {
@@ -276,8 +276,8 @@ type captureWriter struct {
 	status  int
 	body    bytes.Buffer
 	allowed bool // written by exchange.allow
-	// question is the question's headers (X-Forwarded-For: the source address).
-	question http.Header
+	// source is the source address the question was decided with (its X-Forwarded-For).
+	source string
 }
 
 // markAllowed implements allowMarker.
