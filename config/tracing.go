@@ -48,9 +48,6 @@ func (v *validator) tracing(c *Config) {
 	if r := t.Ratio(); r < 0 || r > 1 {
 		v.errorf("tracing.sample_ratio", "%s: must be from 0 to 1", v.show("tracing.sample_ratio", fmt.Sprint(r)))
 	}
-	if t.ServiceName == "" {
-		v.errorf("tracing.service_name", "must not be empty")
-	}
 	for k := range t.Headers {
 		if !syntax.Token(k) {
 			v.errorf("tracing.headers", "%q is not a header name", k)
