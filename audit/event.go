@@ -92,6 +92,17 @@ const RefusalsCounted Type = "access.refusals_counted"
 // Notifications: an event a webhook was never able to receive, given up after its attempts.
 const WebhookFailed Type = "webhook.failed"
 
+// Machine identities (memberships of kind service bound to a sponsor) and their API keys.
+const (
+	MachineCreated   Type = "machine.created"
+	MachineSuspended Type = "machine.suspended" // its sponsor's membership ended
+	// SponsorEnded is the parent event of the suspensions one sponsor's end causes.
+	SponsorEnded  Type = "machine.sponsor_ended"
+	APIKeyCreated Type = "api_key.created"
+	APIKeyRotated Type = "api_key.rotated"
+	APIKeyRevoked Type = "api_key.revoked"
+)
+
 // Admin API credentials.
 const (
 	TokenCreated Type = "token.created"

@@ -65,6 +65,8 @@ type Decision struct {
 	// ElevationsAfter, on allow, is the membership's: step-up elevations granted before it
 	// do not count for this organisation (Elevated).
 	ElevationsAfter time.Time
+	// Sponsor, on allow by DecideMachine, is the user key of the machine's sponsor.
+	Sponsor string
 
 	// Missing says, on deny, what was missing, for the page and the audit event.
 	Missing Missing

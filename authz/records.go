@@ -26,6 +26,12 @@ type Members interface {
 	WithPrefetch(ctx context.Context, org string) context.Context
 }
 
+// APIKeys finds the machine an API key belongs to (store.Cache implements it): its index
+// entry, nil when there is none; any error means storage could not answer.
+type APIKeys interface {
+	APIKeyOwner(ctx context.Context, id string) (*store.APIKeyOwner, error)
+}
+
 // RecoveryRecords answers the recovery guard's questions beside Members: who holds a domain,
 // whose an address or username is, and where a request stands against the rate limits.
 type RecoveryRecords interface {

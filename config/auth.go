@@ -100,7 +100,7 @@ func (v *validator) identity(c *Config) {
 func (v *validator) identityHeaders(p string, h *IdentityHeaders) {
 	for _, f := range []struct{ key, name string }{{"user", h.User}, {"email", h.Email}, {"org", h.Org},
 		{"roles", h.Roles}, {"purpose", h.Purpose}, {"purpose_reason", h.PurposeReason}, {"purpose_expires", h.PurposeExpires},
-		{"kind", h.Kind}, {"assertion", h.Assertion}} {
+		{"kind", h.Kind}, {"assertion", h.Assertion}, {"sponsor", h.Sponsor}} {
 		if f.name == "" {
 			continue
 		}
@@ -213,6 +213,7 @@ func (v *validator) policy(p string, r *Route) {
 			}
 		}
 	}
+	v.auth(p, r)
 	v.recoveryGuard(p, r)
 	if r.IdentityHeaders != nil {
 		v.identityHeaders(p+".identity_headers", r.IdentityHeaders)
@@ -257,4 +258,41 @@ func OrgHostSuffix(pattern string) (string, bool) {
 		return "", false
 	}
 	return pattern[len("{org}"):], true
+}
+
+// auth checks how a route's requests may authenticate.
+func (v *validator) auth(p string, r *Route) {
+	ap := p + ".auth"
+	switch {
+	case r.Public && r.Auth != nil:
+		v.errorf(ap, "a public route takes no credential: remove auth, or public")
+		return
+	case r.Public:
+		return
+	case len(r.Auth) == 0:
+		v.errorf(ap, "must list at least one of session, api_key")
+		return
+	}
+	for i, a := range r.Auth {
+		ip := fmt.Sprintf("%s[%d]", ap, i)
+		switch {
+		case a == "client_jwt":
+			v.errorf(ip, "client_jwt (client-credentials tokens) is not supported by this version; use api_key")
+		case a != AuthSession && a != AuthAPIKey:
+			v.errorf(ip, "must be session or api_key")
+		case slices.Index(r.Auth, a) < i:
+			v.errorf(ip, "%s is listed twice", a)
+		}
+	}
+	if r.AcceptsAPIKey() {
+		if r.Org == nil && r.Require == nil {
+			v.errorf(ap, "api_key needs an org-scoped route (org or require): a machine identity acts for its organisation")
+		}
+		if r.StepUp != nil {
+			v.errorf(ap, "api_key cannot be combined with step_up: a machine cannot step up")
+		}
+		if r.RecoveryGuard != nil {
+			v.errorf(ap, "api_key cannot be combined with a recovery guard")
+		}
+	}
 }

@@ -81,7 +81,7 @@ func TestDefaults(t *testing.T) {
 			ReadTimeout: Duration(time.Second), WriteTimeout: Duration(time.Second)},
 		Identity: Identity{Headers: IdentityHeaders{
 			User: "X-Portcullis-User", Email: "X-Portcullis-Email", Org: "X-Portcullis-Org", Roles: "X-Portcullis-Roles",
-			Purpose: "X-Portcullis-Purpose", Kind: "X-Portcullis-Kind", Assertion: "X-Portcullis-Assertion",
+			Purpose: "X-Portcullis-Purpose", Kind: "X-Portcullis-Kind", Assertion: "X-Portcullis-Assertion", Sponsor: "X-Portcullis-Sponsor",
 		}, AssertionLifetime: Duration(60 * time.Second)},
 		Authz: Authz{Cache: &yes, CacheTTL: Duration(2 * time.Second)},
 		Audit: Audit{MaxLen: 100000, Retention: Duration(24 * time.Hour), Refusals: "counted", RefusalInterval: Duration(time.Minute)},
@@ -95,11 +95,12 @@ func TestDefaults(t *testing.T) {
 				Service:  KindPolicy{MaxDuration: days(365), ReviewEvery: days(90), Approvers: []string{"org_admin", "operator"}, ApprovalsRequired: 1, RequiresTicket: new(bool)},
 			},
 			AdminRole: "org-admin", RequestTTL: Duration(72 * time.Hour),
+			APIKeys: APIKeyPolicy{MaxLifetime: *days(90), MaxOverlap: *days(7)},
 		},
 		AdminAPI: AdminAPI{Listen: "off"},
 		Tracing:  Tracing{Endpoint: "http://127.0.0.1:4318", ServiceName: "portcullis"},
 		Routes: []Route{{
-			Name: "app", Path: "/", PathMatch: PathPrefix, MethodOverride: MethodOverrideRefuse, Upstream: "http://10.0.0.5:8080", PreserveHost: &yes,
+			Name: "app", Path: "/", PathMatch: PathPrefix, MethodOverride: MethodOverrideRefuse, Upstream: "http://10.0.0.5:8080", PreserveHost: &yes, Auth: []string{"session"},
 			Timeouts: UpstreamTimeouts{Dial: Duration(5 * time.Second), ResponseHeader: Duration(60 * time.Second), IdleConn: Duration(90 * time.Second)},
 			Line:     5, Column: 5,
 		}},

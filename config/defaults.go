@@ -94,6 +94,7 @@ var defaultRules = []defaultRule{
 	{Default{"identity.headers.purpose", `"X-Portcullis-Purpose"`}, func(c *Config) { setString(&c.Identity.Headers.Purpose, "X-Portcullis-Purpose") }},
 	{Default{"identity.headers.kind", `"X-Portcullis-Kind"`}, func(c *Config) { setString(&c.Identity.Headers.Kind, "X-Portcullis-Kind") }},
 	{Default{"identity.headers.assertion", `"X-Portcullis-Assertion"`}, func(c *Config) { setString(&c.Identity.Headers.Assertion, "X-Portcullis-Assertion") }},
+	{Default{"identity.headers.sponsor", `"X-Portcullis-Sponsor"`}, func(c *Config) { setString(&c.Identity.Headers.Sponsor, "X-Portcullis-Sponsor") }},
 	{Default{"identity.assertion_lifetime", "60s"}, func(c *Config) { setDuration(&c.Identity.AssertionLifetime, 60*time.Second) }},
 	{Default{"authz.cache", "true"}, func(c *Config) { setBool(&c.Authz.Cache, true) }},
 	{Default{"authz.cache_ttl", "2s"}, func(c *Config) { setDuration(&c.Authz.CacheTTL, 2*time.Second) }},
@@ -135,6 +136,8 @@ var defaultRules = []defaultRule{
 	{Default{"pages.product_name", `"Portcullis"`}, func(c *Config) { setString(&c.Pages.ProductName, "Portcullis") }},
 	{Default{"lifecycle.admin_role", `"org-admin"`}, func(c *Config) { setString(&c.Lifecycle.AdminRole, "org-admin") }},
 	{Default{"lifecycle.request_ttl", "72h"}, func(c *Config) { setDuration(&c.Lifecycle.RequestTTL, 72*time.Hour) }},
+	{Default{"lifecycle.api_keys.max_lifetime", "90d"}, func(c *Config) { setDuration(&c.Lifecycle.APIKeys.MaxLifetime, 90*day) }},
+	{Default{"lifecycle.api_keys.max_overlap", "7d"}, func(c *Config) { setDuration(&c.Lifecycle.APIKeys.MaxOverlap, 7*day) }},
 	{Default{"admin_api.listen", `"off"`}, func(c *Config) { setString(&c.AdminAPI.Listen, "off") }},
 	{Default{"admin_api.operators.role_claim", `"roles"`}, func(c *Config) {
 		if c.AdminAPI.Operators.Issuer != "" {
@@ -165,6 +168,11 @@ var defaultRules = []defaultRule{
 	{Default{"routes[].timeouts.dial", "5s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.Dial, 5*time.Second) })},
 	{Default{"routes[].timeouts.response_header", "60s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.ResponseHeader, 60*time.Second) })},
 	{Default{"routes[].timeouts.idle_conn", "90s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.IdleConn, 90*time.Second) })},
+	{Default{"routes[].auth", "[session]"}, forRoutes(func(r *Route) {
+		if r.Auth == nil && !r.Public {
+			r.Auth = []string{AuthSession}
+		}
+	})},
 	{Default{"routes[].org.from", `"session"`}, forRoutes(func(r *Route) {
 		if r.Org != nil {
 			setString(&r.Org.From, OrgFromSession)

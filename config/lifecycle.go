@@ -28,6 +28,18 @@ type Lifecycle struct {
 	AdminRole string `yaml:"admin_role"`
 	// RequestTTL is how long a request waits for its approvals before it lapses. Default 72h.
 	RequestTTL Duration `yaml:"request_ttl"`
+	// APIKeys bounds machine identities' API keys.
+	APIKeys APIKeyPolicy `yaml:"api_keys"`
+}
+
+// APIKeyPolicy bounds the API keys of machine identities: every key has an end.
+type APIKeyPolicy struct {
+	// MaxLifetime is the longest a key may be valid from its creation. Default 90d, at most
+	// 366d.
+	MaxLifetime Duration `yaml:"max_lifetime"`
+	// MaxOverlap is the longest a rotated-out key keeps working beside its replacement.
+	// Default 7d.
+	MaxOverlap Duration `yaml:"max_overlap"`
 }
 
 // KindPolicies holds one policy per membership kind.
@@ -208,6 +220,12 @@ func (v *validator) lifecycle(l *Lifecycle) {
 	}
 	if d := l.RequestTTL.D(); d < time.Minute || d > 90*day {
 		v.errorf("lifecycle.request_ttl", "must be from 1m to 90d")
+	}
+	if d := l.APIKeys.MaxLifetime.D(); d < time.Hour || d > 366*day {
+		v.errorf("lifecycle.api_keys.max_lifetime", "must be from 1h to 366d")
+	}
+	if d := l.APIKeys.MaxOverlap.D(); d < 0 || d > l.APIKeys.MaxLifetime.D() {
+		v.errorf("lifecycle.api_keys.max_overlap", "must be from 0 to max_lifetime")
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/recoveryid"
@@ -116,6 +117,9 @@ type IdentityHeaders struct {
 	Kind string `yaml:"kind"`
 	// Assertion names the header carrying the signed JWT that asserts all of the above.
 	Assertion string `yaml:"assertion"`
+	// Sponsor names the header carrying, for a machine identity (kind service, admitted by
+	// an API key), the user key of the person who sponsors it. Absent for people.
+	Sponsor string `yaml:"sponsor"`
 }
 
 // Authz configures the membership lookups behind every org-scoped decision.
@@ -502,6 +506,11 @@ type Route struct {
 	IdentityHeaders *IdentityHeaders `yaml:"identity_headers"`
 	// StepUp demands a recent strong authentication (and grants a time-boxed elevation).
 	StepUp *StepUp `yaml:"step_up"`
+	// Auth lists how requests may authenticate: session (a person's browser session) and
+	// api_key (a machine identity's key, from "Authorization: Bearer pc_…" only, never a
+	// query string or a cookie). Default [session]. api_key needs an org-scoped route and
+	// no step_up (a machine cannot step up).
+	Auth []string `yaml:"auth"`
 	// RecoveryGuard inspects account-recovery requests (password reset by email) on a public
 	// route and stops those that would hand an account to a stale mailbox.
 	RecoveryGuard *RecoveryGuard `yaml:"recovery_guard"`
@@ -511,6 +520,18 @@ type Route struct {
 	// Line and Column locate the route in the file, for messages.
 	Line, Column int `yaml:"-"`
 }
+
+// Ways a request authenticates (Route.Auth).
+const (
+	AuthSession = "session"
+	AuthAPIKey  = "api_key"
+)
+
+// AcceptsAPIKey reports whether the route admits machine identities by API key.
+func (r *Route) AcceptsAPIKey() bool { return slices.Contains(r.Auth, AuthAPIKey) }
+
+// AcceptsSession reports whether the route admits people by their session.
+func (r *Route) AcceptsSession() bool { return slices.Contains(r.Auth, AuthSession) }
 
 // Organisation sources.
 const (

@@ -74,8 +74,8 @@ func compilePolicies(set Settings, lifecycle *authz.Policy) ([]routePolicy, []st
 }
 
 // identityNames are the names of a set of identity headers ("" for one that is not sent).
-func identityNames(h config.IdentityHeaders) [9]string {
-	return [...]string{h.User, h.Email, h.Org, h.Roles, h.Purpose, h.PurposeReason, h.PurposeExpires, h.Kind, h.Assertion}
+func identityNames(h config.IdentityHeaders) [10]string {
+	return [...]string{h.User, h.Email, h.Org, h.Roles, h.Purpose, h.PurposeReason, h.PurposeExpires, h.Kind, h.Assertion, h.Sponsor}
 }
 
 func mergeHeaders(global config.IdentityHeaders, route *config.IdentityHeaders) config.IdentityHeaders {
@@ -89,7 +89,7 @@ func mergeHeaders(global config.IdentityHeaders, route *config.IdentityHeaders) 
 	}{
 		{&h.User, route.User}, {&h.Email, route.Email}, {&h.Org, route.Org}, {&h.Roles, route.Roles},
 		{&h.Purpose, route.Purpose}, {&h.PurposeReason, route.PurposeReason}, {&h.PurposeExpires, route.PurposeExpires},
-		{&h.Kind, route.Kind}, {&h.Assertion, route.Assertion},
+		{&h.Kind, route.Kind}, {&h.Assertion, route.Assertion}, {&h.Sponsor, route.Sponsor},
 	} {
 		if f.src != "" {
 			*f.dst = f.src
@@ -109,6 +109,10 @@ type identity struct {
 	assertion   string
 	// elevationsAfter: step-up elevations granted before it do not count (a role change).
 	elevationsAfter time.Time
+	// machine: admitted on an API key (admitMachine), whose sponsor is sponsor's user key.
+	// The request's Authorization header, which carries the key, is not forwarded.
+	machine bool
+	sponsor string
 }
 
 // admit runs sign-in and then, on org-scoped routes, the membership decision, the step-up and
@@ -117,6 +121,16 @@ type identity struct {
 // session's choice.
 func (ex *exchange) admit() error {
 	s, route, pol := ex.s, ex.route, ex.pol
+	cred, err := ex.choosePrincipal()
+	if err != nil {
+		return err
+	}
+	if cred == credAPIKey {
+		if err := ex.admitMachine(); err != nil {
+			return err
+		}
+		return ex.finishAdmit()
+	}
 	if s.opts.Gate == nil {
 		// No sign-in configured: fail closed, as an answer rather than a counted refusal.
 		return &problem.Error{Problem: problem.New(reason.NoSession)}
@@ -155,12 +169,19 @@ func (ex *exchange) admit() error {
 	if err := ex.stepUp(); err != nil {
 		return err
 	}
+	return ex.finishAdmit()
+}
+
+// finishAdmit signs the assertion of an admitted request (a person's or a machine's) and
+// marks it admitted.
+func (ex *exchange) finishAdmit() error {
+	s, route := ex.s, ex.route
 	if s.opts.Signer != nil {
 		id := &ex.id
 		tok, err := s.opts.Signer.Reused(assertion.Claims{
 			Subject: id.user, Email: id.email, Org: id.org, Roles: id.roles, Purpose: id.purpose,
 			PurposeReason: id.grantReason, PurposeExpiry: id.grantExpiry(),
-			Kind: id.kind, ACR: id.acr, Audience: route.Name, RequestID: ex.requestID,
+			Kind: id.kind, Sponsor: id.sponsor, ACR: id.acr, Audience: route.Name, RequestID: ex.requestID,
 		}, s.now())
 		switch {
 		case errors.Is(err, assertion.ErrNoKey):
@@ -320,7 +341,7 @@ func setIdentity(h http.Header, names config.IdentityHeaders, id *identity) {
 	set := func(name, v string) {
 		if name != "" && v != "" {
 			if vals == nil {
-				vals = make([]string, 0, 9)
+				vals = make([]string, 0, 10)
 			}
 			vals = append(vals, v)
 			h[http.CanonicalHeaderKey(name)] = vals[len(vals)-1 : len(vals) : len(vals)]
@@ -338,6 +359,7 @@ func setIdentity(h http.Header, names config.IdentityHeaders, id *identity) {
 		}
 	}
 	set(names.Kind, id.kind)
+	set(names.Sponsor, id.sponsor)
 	set(names.Assertion, id.assertion)
 }
 

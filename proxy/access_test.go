@@ -48,10 +48,21 @@ type fakeMembers struct {
 	orgsOf  map[string][]string
 	err     error // every call fails with it when set
 	lookups int
+	keys    map[string]*store.APIKeyOwner // API key index entries, by key id
+}
+
+func (f *fakeMembers) APIKeyOwner(_ context.Context, id string) (*store.APIKeyOwner, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	return f.keys[id], nil
 }
 
 func newFakeMembers() *fakeMembers {
-	return &fakeMembers{orgs: map[string]*store.Org{}, mems: map[string]*store.Membership{}, orgsOf: map[string][]string{}}
+	return &fakeMembers{orgs: map[string]*store.Org{}, mems: map[string]*store.Membership{}, orgsOf: map[string][]string{},
+		keys: map[string]*store.APIKeyOwner{}}
 }
 
 func (f *fakeMembers) Lookup(_ context.Context, org, user string) (*store.Org, *store.Membership, error) {
@@ -94,6 +105,7 @@ func (f *fakeMembers) reset() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.orgs, f.mems, f.orgsOf, f.err = map[string]*store.Org{}, map[string]*store.Membership{}, map[string][]string{}, nil
+	f.keys = map[string]*store.APIKeyOwner{}
 }
 
 func (f *fakeMembers) fail(err error) {
@@ -239,6 +251,17 @@ routes:
     methods: [GET, POST]
     upstream: %[5]s
     org: {from: path, path_segment: 2}
+  - name: api
+    path: /api
+    upstream: %[5]s
+    org: {from: path, path_segment: 2}
+    require: {roles: [billing]}
+    auth: [api_key]
+  - name: both
+    path: /both
+    upstream: %[5]s
+    org: {from: session}
+    auth: [session, api_key]
   - name: reset
     path: /reset
     upstream: %[5]s
@@ -277,7 +300,7 @@ routes:
 	if b.signer, err = assertion.New(key, b.base, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	b.srv, err = New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: m.Endpoints(), Members: b.members, Audit: b.audit, Signer: b.signer,
+	b.srv, err = New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: m.Endpoints(), Members: b.members, APIKeys: b.members, Audit: b.audit, Signer: b.signer,
 		RefusalInterval: time.Hour}) // flushed by the tests (accCountedRefusals)
 	if err != nil {
 		t.Fatal(err)
@@ -308,6 +331,7 @@ func TestAccessLayer(t *testing.T) {
 		{"store error fails closed", accStoreErrorFailsClosed},
 		{"forward-auth", accForwardAuth},
 		{"counted refusals", accCountedRefusals},
+		{"machine identities", accMachines},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b.t = t

@@ -52,6 +52,11 @@ type exchange struct {
 	orgKnown bool
 
 	sess *session.Session
+	// question: the request is an ingress's forward-auth question about another (forwardauth.go).
+	question bool
+	// apiKey is the API key the request presents, when it is decided as a machine
+	// (choosePrincipal).
+	apiKey string
 	// id is what the portal is told, once admit has admitted the request (admitted).
 	id       identity
 	admitted bool

@@ -117,6 +117,10 @@ func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, id
 			stripManaged(out.Header, identityCGI, !fi.allowOverride)
 			stripOwnCookies(out.Header)
 			if fi.admitted {
+				if fi.id.machine {
+					// The API key is Portcullis's credential, not the portal's.
+					delete(out.Header, "Authorization")
+				}
 				setIdentity(out.Header, names, &fi.id)
 			}
 			// One backing array for the four values (capacity-limited slices, so appending to

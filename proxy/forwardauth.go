@@ -83,6 +83,7 @@ func (ex *exchange) serveForwardAuthListener() error {
 // forwardAuth answers a question at /.portcullis/auth.
 func (ex *exchange) forwardAuth() error {
 	ex.routeLabel = labelForwardAuth
+	ex.question = true
 	// Installed first, so every refusal carries its reason (problem.ReasonTagger); the
 	// convention and the original's base are known once the question is read.
 	fw := &forwardAuthWriter{ResponseWriter: ex.w}

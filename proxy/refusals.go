@@ -22,7 +22,10 @@ import (
 // one by one (a blocked recovery) are not counted again.
 
 // countedReasons are the codes counted rather than audited one by one.
-var countedReasons = map[reason.Code]bool{reason.NoSession: true, reason.StoreUnavailable: true}
+var countedReasons = map[reason.Code]bool{reason.NoSession: true, reason.StoreUnavailable: true,
+	// Anyone can send a made-up key: noise, like a missing session. A key that was real
+	// (expired, revoked) is audited one by one.
+	reason.CredentialMissing: true, reason.CredentialInvalid: true}
 
 // refusalSamples is how many request ids an event names.
 const refusalSamples = 5

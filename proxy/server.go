@@ -95,11 +95,15 @@ type Options struct {
 	// Uses is told of every membership an allowed request used, for the access reports' last
 	// use; it must not block (store.UseRecorder). nil records nothing.
 	Uses UseNotes
+	// APIKeys finds the machine identity of an API key, for routes whose auth lists api_key
+	// (with Members for its records); nil refuses every API key (503).
+	APIKeys authz.APIKeys
 }
 
-// UseNotes records the use of a membership (store.UseRecorder).
+// UseNotes records the use of a membership and of an API key (store.UseRecorder).
 type UseNotes interface {
 	Used(org, user string, now time.Time)
+	KeyUsed(org, id string, now time.Time)
 }
 
 // Settings is the part of a configuration a Server uses: the listeners and HTTP hardening,

@@ -518,6 +518,7 @@ func TestInvalidationMessages(t *testing.T) {
 			{invalMembership("acme", id), 'm', "acme", id},
 			{invalUser(id), 'u', "", id},
 			{invalOrg(id), 'o', id, ""},
+			{invalKey(id), 'k', "", id},
 		} {
 			kind, org, user, ok := parseInval(tc.msg)
 			if !ok || kind != tc.kind || org != tc.wantOrg || user != tc.wantUs {
@@ -525,11 +526,80 @@ func TestInvalidationMessages(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range []string{"", "o:", "m:acme", "m:acme:", "m::x", "x:acme", "o:a%zz", "o:a%4", "o:a}b", "u:a:b", "oacme"} {
+	for _, bad := range []string{"", "o:", "m:acme", "m:acme:", "m::x", "x:acme", "o:a%zz", "o:a%4", "o:a}b", "u:a:b", "oacme", "k:", "k:a:b"} {
 		if _, _, _, ok := parseInval(bad); ok {
 			t.Errorf("parseInval(%q) accepted", bad)
 		}
 	}
+}
+
+// getHook counts GETs, the command of the API key index.
+type getHook struct{ n atomic.Int64 }
+
+func (h *getHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *getHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "get" {
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h *getHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestCacheAPIKeyIndex: an index entry, present or absent, is read once; creating a key on
+// another replica makes a cached absence go at once.
+func TestCacheAPIKeyIndex(t *testing.T) {
+	cfg := sharedConfig(t)
+	r1, r2 := newReplica(t, cfg, time.Minute), newReplica(t, cfg, time.Minute)
+	gets := &getHook{}
+	r1.s.rdb.AddHook(gets)
+	ctx := context.Background()
+	mustCreate(t, r2.o, "acme")
+	mustGrant(t, r2.o, "acme", alice)
+	if _, err := r2.o.CreateMachine(ctx, Membership{Org: "acme", ExpiresAt: time.Now().Add(24 * time.Hour),
+		Machine: &Machine{ID: "sync", Name: "Sync", Sponsor: alice}}, admin, "t"); err != nil {
+		t.Fatal(err)
+	}
+	key, k, err := r2.o.CreateAPIKey(ctx, "acme", "sync", time.Now().Add(time.Hour), "", 0, admin, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	settle(t, r1, r2)
+	for range 3 {
+		a, err := r1.c.APIKeyOwner(ctx, k.ID)
+		if err != nil || a == nil || a.Org != "acme" || a.Machine != "sync" || !MatchAPIKey(key, a.Hash) {
+			t.Fatalf("owner %+v %v", a, err)
+		}
+	}
+	if n := gets.n.Load(); n != 1 {
+		t.Errorf("%d GETs for three lookups of one key", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = r1.c.APIKeyOwner(ctx, k.ID) }); n != 0 {
+		t.Errorf("a warm index lookup allocates %v times", n)
+	}
+
+	// An id nobody holds is cached as absent, then becomes present when a key gets it.
+	const id = "aaaaaaaaaaaaaaaa"
+	if a, err := r1.c.APIKeyOwner(ctx, id); err != nil || a != nil {
+		t.Fatalf("absent id: %+v %v", a, err)
+	}
+	before := gets.n.Load()
+	if a, _ := r1.c.APIKeyOwner(ctx, id); a != nil || gets.n.Load() != before {
+		t.Error("an absent id is read again")
+	}
+	if err := r2.s.rdb.Set(ctx, r2.s.keys.apiKeyIndex(id), `{"org":"acme","machine":"sync","hash":"`+APIKeyHash("x")+`"}`, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.s.rdb.Publish(ctx, r2.s.keys.invalidations(), invalKey(id)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the absence forgotten", func() bool {
+		a, err := r1.c.APIKeyOwner(ctx, id)
+		return err == nil && a != nil
+	})
 }
 
 func BenchmarkCacheWarmHit(b *testing.B) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -75,6 +76,93 @@ func (o *Orgs) writeMembership(ctx context.Context, tx *redis.Tx, m *Membership,
 		invalMembership(m.Org, m.User))
 }
 
+// writeWithSponsored is writeMembership for a person's revoked membership, with the ends of
+// what they sponsor (sponsoredEnds) in the same transaction.
+func (o *Orgs) writeWithSponsored(ctx context.Context, tx *redis.Tx, m *Membership, before string, typ audit.Type, actor, reason string) error {
+	after, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	ends, err := o.sponsoredEnds(ctx, tx, m.Org, m.User, m.Updated, actor, reason)
+	if err != nil {
+		return err
+	}
+	return o.commit(ctx, tx, func(w *batch) {
+		o.putMembership(w, m, after)
+		ends.writes(o, w)
+	}, append([]audit.Event{{Type: typ, Actor: actor, Org: m.Org, User: m.User, Reason: reason, Before: raw(before), After: after}}, ends.events...),
+		append([]string{invalMembership(m.Org, m.User)}, ends.inval...)...)
+}
+
+// machineEnds is what the end of a sponsor's membership writes: each live machine identity
+// of the organisation they sponsor suspended, its keys revoked, with an event of its own.
+type machineEnds struct {
+	puts   []*Membership
+	bodies [][]byte
+	events []audit.Event
+	inval  []string
+}
+
+func (e *machineEnds) writes(o *Orgs, w *batch) {
+	for i, m := range e.puts {
+		o.putMembership(w, m, e.bodies[i])
+	}
+}
+
+// sponsoredEnds reads, under tx's WATCH, the live machine identities of org that user
+// sponsors, and returns their ends at now.
+func (o *Orgs) sponsoredEnds(ctx context.Context, tx *redis.Tx, org, user string, now time.Time, actor, reason string) (*machineEnds, error) {
+	machines, err := o.sponsored(ctx, tx, org, user)
+	if err != nil {
+		return nil, err
+	}
+	e := &machineEnds{}
+	for _, mc := range machines {
+		nm := cloneMembership(mc.m)
+		nm.Status, nm.Updated = MembershipSuspended, now
+		nm.Machine = endKeys(nm.Machine, now, actor)
+		b, err := json.Marshal(nm)
+		if err != nil {
+			return nil, err
+		}
+		e.puts, e.bodies = append(e.puts, nm), append(e.bodies, b)
+		e.events = append(e.events, audit.Event{Type: audit.MachineSuspended, Actor: actor, Org: org, User: nm.User, Reason: reason,
+			Before: raw(mc.before), After: b, Detail: map[string]string{"machine": nm.Machine.ID, "sponsor": user}})
+		e.inval = append(e.inval, invalMembership(org, nm.User))
+	}
+	return e, nil
+}
+
+// sponsored reads, under tx's WATCH, the live machine identities of org that user sponsors.
+func (o *Orgs) sponsored(ctx context.Context, tx *redis.Tx, org, user string) ([]member, error) {
+	idx := o.s.keys.orgMembers(org)
+	if err := tx.Watch(ctx, idx).Err(); err != nil {
+		return nil, err
+	}
+	users, err := tx.SMembers(ctx, idx).Result()
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(users)
+	var out []member
+	for _, u := range users {
+		if !IsMachineUser(u) {
+			continue
+		}
+		if err := tx.Watch(ctx, o.s.keys.membership(org, u)).Err(); err != nil {
+			return nil, err
+		}
+		mc, before, err := o.s.getMembership(ctx, tx, org, u)
+		if err != nil {
+			return nil, err
+		}
+		if mc != nil && mc.Machine != nil && mc.Machine.Sponsor == user && mc.Status == MembershipActive {
+			out = append(out, member{mc, before})
+		}
+	}
+	return out, nil
+}
+
 // putMembership queues on w the write of m (encoded as after) and its indexes: every change
 // that writes a membership, whatever made it (a grant, an approval, an invitation's binding).
 func (o *Orgs) putMembership(w *batch, m *Membership, after []byte) {
@@ -102,6 +190,8 @@ func (o *Orgs) ChangeMembership(ctx context.Context, org, user string, edit func
 
 // Revoke marks user's membership of org revoked and removes org from the person's index. The
 // record stays, so a later request is denied as membership_revoked rather than not_member.
+// The machine identities of org that the person sponsors are suspended in the same change,
+// their keys revoked (so does any change that revokes a person's membership).
 // Revoking a revoked membership changes nothing and records nothing. Ending the person's
 // sessions for that org is the caller's job (package session); the invalidation makes every
 // replica's Cache drop the membership at once.
@@ -146,7 +236,13 @@ func (o *Orgs) updateMembership(ctx context.Context, op, org, user, actor, reaso
 			return err
 		}
 		out = m
-		return o.writeMembership(ctx, tx, m, before, typ, actor, reason, nil)
+		if m.Status != MembershipRevoked || IsMachineUser(user) {
+			return o.writeMembership(ctx, tx, m, before, typ, actor, reason, nil)
+		}
+		// A person's membership is revoked: what they sponsor in the organisation ends in
+		// the same transaction (the machines share the organisation's slot). A suspension
+		// ends nothing for good: the decision refuses their machines while it lasts.
+		return o.writeWithSponsored(ctx, tx, m, before, typ, actor, reason)
 	}, o.s.keys.membership(org, user))
 	if err != nil {
 		return nil, err

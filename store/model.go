@@ -122,6 +122,9 @@ type Membership struct {
 	// a step-up elevation granted before it no longer counts here (authz.Elevated), so a role
 	// change ends elevations on every replica without touching a session.
 	ElevationsAfter time.Time `json:"elevations_after,omitzero"`
+	// Machine, set exactly when User is a machine identity's key (MachineUser), says what the
+	// machine is, who sponsors it and which API keys it holds (machines.go).
+	Machine *Machine `json:"machine,omitempty"`
 }
 
 // RoleGrant is a role held until ExpiresAt, granted by an approved request.

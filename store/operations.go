@@ -96,6 +96,10 @@ type BusinessEvent struct {
 	// Policy, when set, shapes and checks every membership and request the event writes, in
 	// the transaction that writes them (package admin passes the lifecycle policy).
 	Policy EventPolicy `json:"-"`
+
+	// internal marks an operation of the store's own (SuspendSponsored), which nobody
+	// applies by name; it commits nothing when it changes nothing.
+	internal bool
 }
 
 // EventPolicy is what a business event asks of the lifecycle policy.
@@ -167,7 +171,7 @@ func (o *Orgs) Apply(ctx context.Context, ev BusinessEvent, actor, reason string
 		if out.Changes == nil {
 			out.Changes = []Change{}
 		}
-		if tx == nil {
+		if tx == nil || (ev.internal && len(p.changes) == 0) {
 			return nil
 		}
 		return o.commit(ctx, tx, func(w *batch) {
@@ -272,6 +276,13 @@ func (ev *BusinessEvent) check() error {
 		}
 		ev.Roles = slices.Compact(slices.Sorted(slices.Values(ev.Roles)))
 		return needOrg()
+	case eventSponsorEnded:
+		if ev.internal {
+			if err := needOrg(); err != nil {
+				return err
+			}
+			return needUser()
+		}
 	}
 	return bad("event %q: want one of %s", ev.Event, strings.Join(BusinessEvents(), ", "))
 }
@@ -320,6 +331,8 @@ func (p *plan) build() error {
 		return p.domainLapsed()
 	case EventSupportMoved:
 		return p.supportMoved()
+	case eventSponsorEnded:
+		return p.suspendSponsored(p.ev.Org, p.ev.User)
 	}
 	return fmt.Errorf("event %q: %w", p.ev.Event, ErrInvalid)
 }
@@ -330,7 +343,7 @@ func (p *plan) parent() audit.Event {
 		EventContractRenewed: audit.BusinessContractRenewed, EventContractEnded: audit.BusinessContractEnded,
 		EventMergedInto: audit.BusinessMergedInto, EventRoleChanged: audit.BusinessRoleChanged,
 		EventOffboarded: audit.PersonOffboarded, EventDomainLapsed: audit.BusinessDomainLapsed,
-		EventSupportMoved: audit.BusinessSupportMoved,
+		EventSupportMoved: audit.BusinessSupportMoved, eventSponsorEnded: audit.SponsorEnded,
 	}[p.ev.Event]
 	detail := map[string]string{"event": p.ev.Event, "changes": strconv.Itoa(len(p.changes))}
 	switch {
@@ -571,6 +584,10 @@ func (p *plan) putMembership(before *member, m *Membership, org *Org, typ audit.
 	p.writes = append(p.writes, func(w *batch) { p.o.putMembership(w, m, b) })
 	p.change(Change{Type: typ, Org: m.Org, User: m.User, What: what},
 		audit.Event{Type: typ, Org: m.Org, User: m.User, Before: raw(before.before), After: b}, invalMembership(m.Org, m.User))
+	if m.Status == MembershipRevoked && before.m.Status != MembershipRevoked && !IsMachineUser(m.User) {
+		// What the person sponsors there ends with their membership, in the same step.
+		return p.suspendSponsored(m.Org, m.User)
+	}
 	return nil
 }
 
@@ -1030,6 +1047,7 @@ func (p *plan) domainLapsed() error {
 func cloneMembership(m *Membership) *Membership {
 	cp := *m
 	cp.Roles, cp.Grants, cp.RoleGrants = slices.Clone(m.Roles), slices.Clone(m.Grants), slices.Clone(m.RoleGrants)
+	cp.Machine = cloneMachine(m.Machine)
 	return &cp
 }
 

@@ -345,6 +345,9 @@ func checkMembership(m *Membership) error {
 	if !validUser(m.User) {
 		bad("user %q: want a user key (issuer|subject)", m.User)
 	}
+	if IsMachineUser(m.User) || m.Machine != nil {
+		checkMachine(m, bad)
+	}
 	if !validKind(m.Kind) {
 		bad("kind %q: want employee, partner, reseller, support or service", m.Kind)
 	}

@@ -330,13 +330,21 @@ func (o *Orgs) DecideReview(ctx context.Context, org, id string, d ReviewDecisio
 		}
 		detail := map[string]string{"review": id, "decision": d.Decision}
 		out = rv
+		why := "access review " + id + ": " + d.Decision
+		ends := &machineEnds{}
+		if typ == audit.MembershipRevoked && !IsMachineUser(d.User) {
+			if ends, err = o.sponsoredEnds(ctx, tx, org, d.User, now, actor, why); err != nil {
+				return err
+			}
+		}
 		return o.commit(ctx, tx, func(w *batch) {
 			w.do("SET", key, rb)
 			o.putMembership(w, nm, mb)
-		}, []audit.Event{
+			ends.writes(o, w)
+		}, append([]audit.Event{
 			{Type: audit.ReviewDecided, Actor: actor, Org: org, User: d.User, Reason: d.Note, Before: raw(before), After: rb, Detail: detail},
-			{Type: typ, Actor: actor, Org: org, User: d.User, Reason: "access review " + id + ": " + d.Decision, Before: raw(mBefore), After: mb, Detail: detail},
-		}, invalMembership(org, d.User))
+			{Type: typ, Actor: actor, Org: org, User: d.User, Reason: why, Before: raw(mBefore), After: mb, Detail: detail},
+		}, ends.events...), append([]string{invalMembership(org, d.User)}, ends.inval...)...)
 	}, key)
 	if err != nil {
 		return nil, err

@@ -41,8 +41,11 @@ type Claims struct {
 	PurposeReason string `json:"purpose_reason,omitempty"`
 	PurposeExpiry int64  `json:"purpose_exp,omitempty"`
 	Kind          string `json:"kind,omitempty"`
-	ACR           string `json:"acr,omitempty"`
-	Audience      string `json:"-"`
+	// Sponsor, for a machine identity (kind service), is the user key of the person who
+	// answers for it.
+	Sponsor  string `json:"sponsor,omitempty"`
+	ACR      string `json:"acr,omitempty"`
+	Audience string `json:"-"`
 	// RequestID ties the token to one request (jti).
 	RequestID string `json:"-"`
 }
@@ -189,7 +192,7 @@ func (s *Signer) Reused(c Claims, now time.Time) (string, error) {
 // refused in header values and identifiers alike).
 func reuseKey(c Claims) string {
 	return strings.Join([]string{c.Audience, c.Subject, c.Email, c.Org, strings.Join(c.Roles, "\x01"), c.Purpose,
-		c.PurposeReason, strconv.FormatInt(c.PurposeExpiry, 10), c.Kind, c.ACR}, "\x00")
+		c.PurposeReason, strconv.FormatInt(c.PurposeExpiry, 10), c.Kind, c.ACR, c.Sponsor}, "\x00")
 }
 
 // JWKS is the public key set, as served at /.portcullis/jwks.json (empty without a key).

@@ -38,6 +38,9 @@ type Problem struct {
 	Action     string `json:"-"`
 	ActionText string `json:"-"`
 	Return     string `json:"-"`
+	// Bearer, when set, is the RFC 6750 error of the WWW-Authenticate challenge (from the
+	// reason table).
+	Bearer string `json:"-"`
 	// Page, when set, is the page browsers get instead of the generic problem page (the
 	// step-up interstitial); its Status is the problem's.
 	Page *page.Page `json:"-"`
@@ -72,7 +75,7 @@ func New(code reason.Code) Problem { return For(code, reason.Facts{}) }
 // For is the problem for code, its message naming facts f (reason.Spec.Text).
 func For(code reason.Code, f reason.Facts) Problem {
 	s := reason.Of(code)
-	return Problem{Status: s.Status, Reason: code, Message: s.Text(f), Hint: s.Hint, Action: s.Action, ActionText: s.ActionText}
+	return Problem{Status: s.Status, Reason: code, Message: s.Text(f), Hint: s.Hint, Action: s.Action, ActionText: s.ActionText, Bearer: s.Bearer}
 }
 
 var body = template.Must(template.New("problem").Parse(`<h1>{{.Title}}</h1>
@@ -111,6 +114,9 @@ func Write(w http.ResponseWriter, r *http.Request, p Problem) {
 	switch {
 	case p.Challenge != nil:
 		h.Set("WWW-Authenticate", p.Challenge.header())
+	case p.Bearer != "":
+		// RFC 6750 §3: the error code, and the message (table text: no quotes) to describe it.
+		h.Set("WWW-Authenticate", `Bearer realm="portcullis", error="`+p.Bearer+`", error_description="`+quotable(p.Message)+`"`)
 	case p.Status == http.StatusUnauthorized && h.Get("WWW-Authenticate") == "":
 		h.Set("WWW-Authenticate", `Bearer realm="portcullis"`)
 	}
@@ -220,4 +226,15 @@ func Fail(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
 		log.LogAttrs(r.Context(), e.Level, e.Msg, append(attrs, e.Attrs...)...)
 	}
 	Write(w, r, e.Problem)
+}
+
+// quotable makes s safe inside a quoted-string of a challenge: no quote, backslash or
+// control character survives.
+func quotable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '"' || r == '\\' || r < 0x20 || r == 0x7f {
+			return '\''
+		}
+		return r
+	}, s)
 }

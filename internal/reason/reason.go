@@ -45,6 +45,9 @@ type Spec struct {
 	// Action is a same-origin path the page offers as the way forward, with ActionText as
 	// its label; "" offers none.
 	Action, ActionText string
+	// Bearer, when set, is the RFC 6750 error code of the answer's WWW-Authenticate
+	// challenge (invalid_token, invalid_request): the codes of bearer credentials.
+	Bearer string
 	// Hidden codes are never shown to someone without a membership in the organisation the
 	// request named: they are told NotMember instead (Shown), so that nobody can learn which
 	// organisation ids exist or what became of them. Logs, metrics and audit events keep the
@@ -61,6 +64,7 @@ const (
 	AreaSession  Area = "session"  // sign-in, sign-out, the handoff to organisation hosts
 	AreaAccess   Area = "access"   // the membership decision (authz.Decide)
 	AreaStepUp   Area = "step-up"  // a recent, stronger authentication (authz step-up rules)
+	AreaMachine  Area = "machine"  // machine identities: API keys and their sponsors (authz.DecideMachine)
 	AreaRecovery Area = "recovery" // the account-recovery guard (authz.DecideRecovery)
 	AreaAdmin    Area = "admin"    // the administration API: credentials, requests, the policy
 	AreaService  Area = "service"  // Portcullis or what it depends on could not answer
@@ -230,6 +234,31 @@ const (
 	StepUpHost Code = "step_up_host_unsupported"
 )
 
+// Machine identities (authz.DecideMachine): the credential first, then the membership checks
+// of Decide, then the sponsor.
+const (
+	// CredentialInvalid: the bearer credential is not a key Portcullis issued: malformed,
+	// unknown, or its secret is wrong. Nothing more is said, whatever was wrong.
+	CredentialInvalid Code = "credential_invalid"
+	// CredentialExpired: the API key's end has passed (a rotated-out key once its overlap
+	// window is over, too).
+	CredentialExpired Code = "credential_expired"
+	// CredentialRevoked: the API key was revoked (by hand, or with its machine identity or
+	// sponsor).
+	CredentialRevoked Code = "credential_revoked"
+	// CredentialMissing: the route accepts API keys only, and the request carries none.
+	CredentialMissing Code = "credential_missing"
+	// CredentialNotAccepted: the request carries an API key where the route accepts none
+	// (its auth does not list api_key).
+	CredentialNotAccepted Code = "credential_not_accepted"
+	// CredentialMixed: the request carries both a bearer credential and a session cookie,
+	// or more than one credential: it is decided as one principal or not at all.
+	CredentialMixed Code = "credential_mixed"
+	// SponsorInactive: the person who sponsors the machine identity holds no live
+	// membership of its organisation (revoked, suspended, expired, overdue for review).
+	SponsorInactive Code = "sponsor_inactive"
+)
+
 // The account-recovery guard: first what makes a request unreadable (ExtractIdentifier's
 // problems, in the order it checks them), then the decision about the account.
 const (
@@ -388,6 +417,18 @@ var specs = []Spec{
 	{Code: PurposeMissing, Area: AreaAccess, Status: http.StatusForbidden, Message: "This area needs an approved purpose: {purposes}."},
 	{Code: PurposeExpired, Area: AreaAccess, Status: http.StatusForbidden, Message: "Your grant for {purposes} has expired."},
 	{Code: Allowed, Area: AreaAccess, Answer: "forwarded", Status: http.StatusOK, Message: "Allowed."},
+
+	{Code: CredentialMissing, Area: AreaMachine, Status: http.StatusUnauthorized, Message: "This address needs an API key, sent as \"Authorization: Bearer pc_…\"."},
+	{Code: CredentialInvalid, Area: AreaMachine, Status: http.StatusUnauthorized, Bearer: "invalid_token", Message: "The API key is not valid."},
+	{Code: CredentialExpired, Area: AreaMachine, Status: http.StatusUnauthorized, Bearer: "invalid_token", Message: "The API key has expired.",
+		Hint: "Ask the machine identity's sponsor or an administrator of the organisation for a new key."},
+	{Code: CredentialRevoked, Area: AreaMachine, Status: http.StatusUnauthorized, Bearer: "invalid_token", Message: "The API key has been revoked.",
+		Hint: "Ask the machine identity's sponsor or an administrator of the organisation for a new key."},
+	{Code: CredentialNotAccepted, Area: AreaMachine, Status: http.StatusUnauthorized, Bearer: "invalid_request", Message: "This address does not accept API keys.",
+		Action: signIn, ActionText: "Sign in"},
+	{Code: CredentialMixed, Area: AreaMachine, Status: http.StatusBadRequest, Bearer: "invalid_request", Message: "The request carries more than one credential (an API key and a session cookie, say); send one."},
+	{Code: SponsorInactive, Area: AreaMachine, Status: http.StatusForbidden, Message: "The person who sponsors this machine identity no longer holds a live membership of {org}.",
+		Hint: "An administrator of the organisation can hand the machine identity over to another sponsor."},
 
 	{Code: StepUpRequired, Area: AreaStepUp, Status: http.StatusUnauthorized, Message: "This resource needs a recent, stronger sign-in; complete it in a browser and retry."},
 	{Code: StepUpACR, Area: AreaStepUp, Status: http.StatusForbidden, Message: "The identity provider did not confirm the stronger sign-in this page needs (for example a second factor). Access was not raised.",

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -157,6 +158,11 @@ const (
 // -update it rewrites the section.
 func TestReasonReference(t *testing.T) {
 	declared := declaredCodes(t)
+	for _, s := range All() {
+		if !slices.Contains(docAreas, s.Area) {
+			t.Errorf("%s: area %q is missing from the README's list (docAreas)", s.Code, s.Area)
+		}
+	}
 	readme, err := os.ReadFile(readmePath)
 	if err != nil {
 		t.Fatal(err)
@@ -179,11 +185,13 @@ func TestReasonReference(t *testing.T) {
 	t.Errorf("%s's reason code table is out of date: run go generate ./internal/reason", readmePath)
 }
 
+// docAreas are the areas in the README's order.
+var docAreas = []Area{AreaRequest, AreaSession, AreaAccess, AreaStepUp, AreaMachine, AreaRecovery, AreaAdmin, AreaService}
+
 // renderReference is the README table: one section per area, a row per code.
 func renderReference(docs map[Code]string) string {
 	var b strings.Builder
-	areas := []Area{AreaRequest, AreaSession, AreaAccess, AreaStepUp, AreaRecovery, AreaAdmin, AreaService}
-	for _, a := range areas {
+	for _, a := range docAreas {
 		b.WriteString("\n**" + string(a) + "**\n\n| code | status | shown as | what it means |\n|---|---|---|---|\n")
 		for _, s := range All() {
 			if s.Area != a {

@@ -1,0 +1,95 @@
+package authz
+
+import (
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// MachineInput is everything DecideMachine looks at: one request presenting an API key on an
+// org-scoped route, with the records its caller gathered. As with Input, DecideMachine only
+// reads it.
+type MachineInput struct {
+	// Key is the API key as presented (the whole "pc_<id>_<secret>"), KeyID its public id
+	// (store.ParseAPIKey).
+	Key, KeyID string
+	// Owner is the key's index entry; nil when the index has none.
+	Owner *store.APIKeyOwner
+
+	// OrgID is the organisation the request acts for: what the route resolved, or the
+	// machine's own (Owner.Org) on a route where a person's session would choose.
+	OrgID   string
+	Require Requirement
+
+	// Org is the record of Owner.Org, Machine the machine's membership of it
+	// (Owner.User()), Sponsor the sponsor's membership of it; nil when absent.
+	Org     *store.Org
+	Machine *store.Membership
+	Sponsor *store.Membership
+
+	Policy *Policy
+}
+
+// DecideMachine decides whether a machine identity may use an org-scoped route with the API
+// key it presents, now. Like Decide it is pure, default-deny and allocation-free (but for the
+// roles Decide would allocate). Checks run in this order, the first failing giving the
+// Reason:
+//
+//  1. credential_invalid: no index entry, a secret that does not hash to the entry's (the
+//     comparison takes the same time wherever it differs), no machine record for the entry,
+//     or a record that does not list the key (a key whose creation did not complete).
+//  2. credential_revoked, then credential_expired: the key's own end.
+//  3. not_member: the request acts for another organisation than the machine's.
+//  4. every check of Decide on the machine's membership, but for the email domain (a
+//     machine has no address; its sponsor answers for it).
+//  5. sponsor_inactive: the sponsor holds no live membership of the organisation (none,
+//     revoked, suspended, expired, overdue for review).
+//
+// The credential comes first so that a request with a wrong key learns nothing about any
+// organisation. The sponsor comes last because the machine's own state is what its owner
+// must fix first; either way nothing is admitted without both.
+func DecideMachine(in MachineInput, now time.Time) Decision {
+	a := in.Owner
+	if a == nil || !store.MatchAPIKey(in.Key, a.Hash) {
+		return deny(reason.CredentialInvalid, Decision{})
+	}
+	m := in.Machine
+	if m == nil || m.Machine == nil || m.Org != a.Org || m.User != a.User() {
+		return deny(reason.CredentialInvalid, Decision{})
+	}
+	k := m.Machine.Key(in.KeyID)
+	switch {
+	case k == nil:
+		return deny(reason.CredentialInvalid, Decision{})
+	case !k.Revoked.IsZero():
+		return deny(reason.CredentialRevoked, Decision{Org: a.Org})
+	case !now.Before(k.ExpiresAt):
+		return deny(reason.CredentialExpired, Decision{Org: a.Org, Missing: Missing{Ended: k.ExpiresAt}})
+	}
+	if in.OrgID != a.Org {
+		d := Decide(Input{OrgID: in.OrgID}, now) // no_org for an invalid id
+		if d.Reason != reason.NoOrg {
+			d = deny(reason.NotMember, Decision{Org: in.OrgID})
+		}
+		return d
+	}
+	req := in.Require
+	req.skipEmailDomain = true
+	d := Decide(Input{User: m.User, OrgID: in.OrgID, Require: req, Org: in.Org, Membership: m, Policy: in.Policy}, now)
+	if !d.Allow {
+		return d
+	}
+	if !sponsorLive(in.Sponsor, m, now) {
+		return deny(reason.SponsorInactive, Decision{Org: d.Org, Member: true, Missing: Missing{Contact: in.Org.Contact}})
+	}
+	d.Sponsor = m.Machine.Sponsor
+	return d
+}
+
+// sponsorLive reports whether s is a live membership of machine m's sponsor in m's
+// organisation, as far as its own record says.
+func sponsorLive(s, m *store.Membership, now time.Time) bool {
+	return s != nil && s.Org == m.Org && s.User == m.Machine.Sponsor && !store.IsMachineUser(s.User) &&
+		s.Status == store.MembershipActive && !passed(s.ExpiresAt, now) && !passed(s.ReviewBy, now)
+}

@@ -1,0 +1,176 @@
+package authz
+
+import (
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// A fixed key of the right shape (ParseAPIKey), and its public id.
+const (
+	machineKey   = "pc_abcdefghijklmnop_" + "abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrst"
+	machineKeyID = "abcdefghijklmnop"
+)
+
+// machineFixture is an allowed machine request: acme's billing export, sponsored by alice
+// (fixture's live employee), holding the billing role and a live key.
+func machineFixture() MachineInput {
+	p := fixture()
+	user := store.MachineUser("acme", "billing-export")
+	return MachineInput{
+		Key: machineKey, KeyID: machineKeyID,
+		Owner:   &store.APIKeyOwner{Org: "acme", Machine: "billing-export", Hash: store.APIKeyHash(machineKey)},
+		OrgID:   "acme",
+		Require: p.Require,
+		Org:     p.Org,
+		Machine: &store.Membership{Org: "acme", User: user, Kind: store.KindService, Roles: []string{"billing"},
+			Status: store.MembershipActive, ExpiresAt: now.Add(30 * 24 * time.Hour),
+			Machine: &store.Machine{ID: "billing-export", Name: "Billing export", Sponsor: alice,
+				Keys: []store.APIKey{{ID: "zzzzzzzzzzzzzzzz", ExpiresAt: now.Add(time.Hour), Revoked: now.Add(-time.Hour)},
+					{ID: machineKeyID, ExpiresAt: now.Add(time.Hour)}}}},
+		Sponsor: p.Membership,
+	}
+}
+
+func TestDecideMachine(t *testing.T) {
+	if _, ok := store.ParseAPIKey(machineKey); !ok {
+		t.Fatal("the fixture's key is malformed")
+	}
+	d := DecideMachine(machineFixture(), now)
+	if !d.Allow || d.Reason != reason.Allowed || d.Org != "acme" || d.Kind != store.KindService ||
+		!slices.Equal(d.Roles, []string{"billing"}) || d.Sponsor != alice {
+		t.Fatalf("allowed case: %+v", d)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		change func(*MachineInput)
+		want   reason.Code
+	}{
+		// The credential.
+		{"no index entry", func(in *MachineInput) { in.Owner = nil }, reason.CredentialInvalid},
+		{"a wrong secret", func(in *MachineInput) { in.Key = in.Key[:len(in.Key)-1] + "b" }, reason.CredentialInvalid},
+		{"the hash as the key", func(in *MachineInput) { in.Key = in.Owner.Hash }, reason.CredentialInvalid},
+		{"an empty key", func(in *MachineInput) { in.Key = "" }, reason.CredentialInvalid},
+		{"no machine record", func(in *MachineInput) { in.Machine = nil }, reason.CredentialInvalid},
+		{"a person's membership as the record", func(in *MachineInput) { in.Machine = in.Sponsor }, reason.CredentialInvalid},
+		{"the record of another machine", func(in *MachineInput) { in.Machine.User = store.MachineUser("acme", "other") }, reason.CredentialInvalid},
+		{"the record in another org", func(in *MachineInput) { in.Machine.Org = "globex" }, reason.CredentialInvalid},
+		{"an entry naming another machine", func(in *MachineInput) { in.Owner.Machine = "other" }, reason.CredentialInvalid},
+		{"a key the record does not list", func(in *MachineInput) { in.Machine.Machine.Keys = in.Machine.Machine.Keys[:1] }, reason.CredentialInvalid},
+		{"another key's id", func(in *MachineInput) { in.KeyID = "zzzzzzzzzzzzzzzz" }, reason.CredentialRevoked},
+		{"revoked", func(in *MachineInput) { in.Machine.Machine.Keys[1].Revoked = now.Add(-time.Second) }, reason.CredentialRevoked},
+		{"expired", func(in *MachineInput) { in.Machine.Machine.Keys[1].ExpiresAt = now }, reason.CredentialExpired},
+		{"rotated out, overlap over", func(in *MachineInput) { in.Machine.Machine.Keys[1].ExpiresAt = now.Add(-time.Minute) }, reason.CredentialExpired},
+
+		// Another organisation, whatever it is.
+		{"another org", func(in *MachineInput) { in.OrgID = "globex" }, reason.NotMember},
+		{"no org", func(in *MachineInput) { in.OrgID = "" }, reason.NoOrg},
+
+		// The machine's own membership, as Decide sees it.
+		{"machine suspended", func(in *MachineInput) { in.Machine.Status = store.MembershipSuspended }, reason.MembershipSuspended},
+		{"machine revoked", func(in *MachineInput) { in.Machine.Status = store.MembershipRevoked }, reason.MembershipRevoked},
+		{"machine expired", func(in *MachineInput) { in.Machine.ExpiresAt = now }, reason.MembershipExpired},
+		{"machine overdue for review", func(in *MachineInput) { in.Machine.ReviewBy = now }, reason.ReviewOverdue},
+		{"org suspended", func(in *MachineInput) { in.Org.Status = store.OrgSuspended }, reason.OrgInactive},
+		{"contract ended", func(in *MachineInput) { in.Org.ContractEnd = now }, reason.OrgInactive},
+		{"no org record", func(in *MachineInput) { in.Org = nil }, reason.OrgUnknown},
+		{"role missing", func(in *MachineInput) { in.Machine.Roles = []string{"viewer"} }, reason.RoleMissing},
+		{"kind not admitted", func(in *MachineInput) { in.Require = require(config.Require{Kinds: []string{"employee"}}) }, reason.KindNotAllowed},
+		{"purpose missing", func(in *MachineInput) { in.Require = require(config.Require{Purposes: []string{"audit"}}) }, reason.PurposeMissing},
+
+		// The sponsor.
+		{"no sponsor membership", func(in *MachineInput) { in.Sponsor = nil }, reason.SponsorInactive},
+		{"sponsor revoked", func(in *MachineInput) { in.Sponsor.Status = store.MembershipRevoked }, reason.SponsorInactive},
+		{"sponsor suspended", func(in *MachineInput) { in.Sponsor.Status = store.MembershipSuspended }, reason.SponsorInactive},
+		{"sponsor expired", func(in *MachineInput) { in.Sponsor.ExpiresAt = now }, reason.SponsorInactive},
+		{"sponsor overdue", func(in *MachineInput) { in.Sponsor.ReviewBy = now }, reason.SponsorInactive},
+		{"sponsor's membership elsewhere", func(in *MachineInput) { in.Sponsor.Org = "globex" }, reason.SponsorInactive},
+		{"someone else's membership as the sponsor's", func(in *MachineInput) { in.Sponsor.User = "https://idp.example.com|bob" }, reason.SponsorInactive},
+		{"the machine as its own sponsor", func(in *MachineInput) {
+			in.Machine.Machine.Sponsor = in.Machine.User
+			in.Sponsor = in.Machine
+		}, reason.SponsorInactive},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := machineFixture()
+			tc.change(&in)
+			d := DecideMachine(in, now)
+			if d.Allow || d.Reason != tc.want {
+				t.Errorf("got %s (allow %v), want %s", d.Reason, d.Allow, tc.want)
+			}
+			if d.Kind != "" || d.Roles != nil || d.Sponsor != "" {
+				t.Errorf("a denial carries what is forwarded: %+v", d)
+			}
+			switch d.Reason {
+			case reason.CredentialInvalid, reason.CredentialRevoked, reason.CredentialExpired, reason.NotMember:
+				if d.Member || d.Missing.Contact != "" {
+					t.Errorf("a credential denial tells about the org: %+v", d)
+				}
+			}
+		})
+	}
+}
+
+// TestDecideMachineNoEmailCheck: a machine has no address; the route's email domain rule is
+// the people's, and it does not let a machine through on its sponsor's address either.
+func TestDecideMachineNoEmailCheck(t *testing.T) {
+	in := machineFixture()
+	in.Org.Domains = nil
+	if d := DecideMachine(in, now); !d.Allow {
+		t.Errorf("machine refused for the email domain: %+v", d)
+	}
+}
+
+func TestDecideMachineAllocatesNothing(t *testing.T) {
+	in := machineFixture()
+	if n := testing.AllocsPerRun(200, func() { DecideMachine(in, now) }); n != 0 {
+		t.Errorf("DecideMachine allocates %v times", n)
+	}
+}
+
+// TestMatchAPIKeyTiming: how long a wrong key takes to refuse does not depend on how much of
+// it is right. The keys are hashed before they are compared, and the hashes compared in full,
+// so a key right up to its last byte costs what a key wrong from its first does. Measured as
+// the median of many interleaved rounds, and allowed a generous margin: the check is for a
+// comparison that stops at the first difference, which on a prefix this long would differ by
+// far more than noise.
+func TestMatchAPIKeyTiming(t *testing.T) {
+	stored := store.APIKeyHash(machineKey)
+	almost := machineKey[:len(machineKey)-1] + "b" // right but for the last byte
+	wrong := "pc_zzzzzzzzzzzzzzzz_" + strings.Repeat("z", 52)
+	const rounds, per = 301, 2000
+	var ta, tw []float64
+	for range rounds {
+		start := time.Now()
+		for range per {
+			store.MatchAPIKey(almost, stored)
+		}
+		ta = append(ta, float64(time.Since(start)))
+		start = time.Now()
+		for range per {
+			store.MatchAPIKey(wrong, stored)
+		}
+		tw = append(tw, float64(time.Since(start)))
+	}
+	ma, mw := median(ta), median(tw)
+	if r := ma / mw; math.Abs(r-1) > 0.25 {
+		t.Errorf("an almost-right key takes %.2f× the time of a wrong one (median %.0f ns vs %.0f ns per call)", r, ma/per, mw/per)
+	}
+	if store.MatchAPIKey(almost, stored) || store.MatchAPIKey(wrong, stored) || !store.MatchAPIKey(machineKey, stored) {
+		t.Fatal("MatchAPIKey is wrong")
+	}
+}
+
+func median(v []float64) float64 {
+	v = slices.Clone(v)
+	sort.Float64s(v)
+	return v[len(v)/2]
+}

@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/session"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// Machine identities on the request path (store/machines.go has the model, authz.DecideMachine
+// the decision). A request presents an API key in its Authorization header, as a bearer token
+// (RFC 6750 §2.1), and nowhere else: a key in a query string or a cookie is never read, so it
+// is just another parameter the portal gets. Which principal a request is decided as is
+// settled before anything is looked up:
+//
+//   - a Portcullis API key (Bearer pc_…) on a route whose auth does not list api_key, or in a
+//     forward-auth question: credential_not_accepted, rather than silently deciding it as a
+//     person without a session;
+//   - an API key together with a session cookie: credential_mixed (RFC 6750 forbids more than
+//     one method, and one request is one principal);
+//   - an API key on a route that accepts them: the machine path below;
+//   - on a route that accepts API keys only, anything else: credential_missing without a
+//     bearer token, credential_invalid with one that is not ours;
+//   - otherwise the person's session, as before (a portal's own bearer tokens pass through).
+
+// credential is the principal a request presents.
+type credential int
+
+const (
+	credSession credential = iota // a person, by their session (or none yet)
+	credAPIKey                    // a machine identity, by an API key in ex.apiKey
+)
+
+// choosePrincipal settles how the request authenticates, or refuses it.
+func (ex *exchange) choosePrincipal() (credential, error) {
+	route := ex.route
+	token, bearer := bearerToken(ex.r.Header)
+	ours := bearer && strings.HasPrefix(token, store.APIKeyPrefix)
+	switch {
+	case ours && (!route.AcceptsAPIKey() || ex.question):
+		// Behind forward-auth the ingress would pass the key on to the portal, which must
+		// never hold it: machine identities are served with Portcullis as the proxy.
+		return 0, ex.machineRefusal(reason.CredentialNotAccepted, "", "")
+	case ours && hasSessionCookie(ex.r.Header):
+		return 0, ex.machineRefusal(reason.CredentialMixed, "", "")
+	case ours:
+		ex.apiKey = token
+		return credAPIKey, nil
+	case !route.AcceptsSession() && bearer:
+		return 0, ex.machineRefusal(reason.CredentialInvalid, "", "")
+	case !route.AcceptsSession():
+		return 0, ex.machineRefusal(reason.CredentialMissing, "", "")
+	}
+	return credSession, nil
+}
+
+// bearerToken is the token of the request's Authorization header when its scheme is Bearer
+// (case-insensitive, RFC 9110 §11.1), and whether it is. readTarget refused a request with
+// more than one Authorization header.
+func bearerToken(h http.Header) (string, bool) {
+	v := h["Authorization"]
+	if len(v) != 1 {
+		return "", false
+	}
+	scheme, token, ok := strings.Cut(v[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
+}
+
+// hasSessionCookie reports whether the request carries Portcullis's session cookie (in any
+// letter case, as stripOwnCookies removes it).
+func hasSessionCookie(h http.Header) bool {
+	for _, line := range h["Cookie"] {
+		for part := range strings.SplitSeq(line, ";") {
+			name, _, _ := strings.Cut(part, "=")
+			if strings.EqualFold(strings.TrimSpace(name), session.CookieName) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// admitMachine admits a request on an API key: the key's index entry, the machine's and its
+// sponsor's memberships (all cached like a person's), and authz.DecideMachine. The key's
+// secret is checked against the index entry before any record is read for it.
+func (ex *exchange) admitMachine() error {
+	s, pol := ex.s, ex.pol
+	keys, members := s.opts.APIKeys, s.opts.Members
+	if keys == nil || members == nil {
+		return storeDown("", errors.New("no machine identity store configured"))
+	}
+	ctx := ex.r.Context()
+	id, ok := store.ParseAPIKey(ex.apiKey)
+	if !ok {
+		return ex.machineRefusal(reason.CredentialInvalid, "", "")
+	}
+	owner, err := keys.APIKeyOwner(ctx, id)
+	if err != nil {
+		return storeDown("", err)
+	}
+	if owner == nil || !store.MatchAPIKey(ex.apiKey, owner.Hash) {
+		return ex.machineRefusal(reason.CredentialInvalid, "", "")
+	}
+	user := owner.User()
+	in := authz.MachineInput{Key: ex.apiKey, KeyID: id, Owner: owner, Require: pol.require, Policy: ex.st.lifecycle}
+	if pol.resolver.From() == config.OrgFromSession {
+		// A machine has no org picker: it acts for its own organisation.
+		ex.org, ex.orgKnown = owner.Org, true
+	} else {
+		ex.resolveOrg("")
+	}
+	in.OrgID = ex.org
+	if in.Org, in.Machine, err = members.Lookup(ctx, owner.Org, user); err != nil {
+		return storeDown(user, err)
+	}
+	if m := in.Machine; m != nil && m.Machine != nil && m.Status == store.MembershipActive {
+		if _, in.Sponsor, err = members.Lookup(ctx, owner.Org, m.Machine.Sponsor); err != nil {
+			return storeDown(user, err)
+		}
+	}
+	d := authz.DecideMachine(in, s.now())
+	if !d.Allow {
+		return ex.machineDenial(d, user)
+	}
+	ex.id = identity{user: user, org: d.Org, kind: d.Kind, roles: d.Roles, purpose: d.Purpose,
+		sponsor: d.Sponsor, machine: true}
+	if g := d.Grant; g != nil {
+		ex.id.grantReason, ex.id.grantEnd = g.Reason, g.ExpiresAt
+	}
+	if s.opts.Uses != nil {
+		now := s.now()
+		s.opts.Uses.Used(d.Org, user, now)
+		s.opts.Uses.KeyUsed(d.Org, id, now)
+	}
+	return nil
+}
+
+// machineDenial is the refusal of a machine's decision d: as a person's (deny), with the
+// bearer challenge of the credential codes, and without telling a key holder more than
+// not_member about another organisation.
+func (ex *exchange) machineDenial(d authz.Decision, user string) error {
+	shown := reason.Shown(d.Reason, d.Member || d.Reason == reason.NoOrg)
+	p := problem.For(shown, reason.Facts{Org: d.Org, Roles: d.Missing.Roles, Purposes: d.Missing.Purposes, Kinds: d.Missing.Kinds})
+	if d.Missing.Contact != "" && d.Member {
+		p.Hint = "To get access, ask " + d.Missing.Contact + "."
+	}
+	return &denial{code: d.Reason, p: p, msg: "access denied", level: slog.LevelInfo, user: user, org: d.Org, audit: true}
+}
+
+// machineRefusal refuses a credential before any machine is known.
+func (ex *exchange) machineRefusal(code reason.Code, user, org string) error {
+	return &denial{code: code, p: problem.New(code), msg: "credential refused", level: slog.LevelInfo, user: user, org: org,
+		audit: !countedReasons[code]}
+}

@@ -1,0 +1,584 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
+)
+
+// Machine identities (LIFECYCLE.md, "Machine identities"): an integration of one organisation
+// (a billing export, a ticket sync), bound to the person who sponsors it. A machine identity is
+// a membership like any other, of kind service, whose user key is MachineUser(org, id) and
+// whose Machine field says what it is, who sponsors it and which API keys it holds. Being a
+// membership, it is decided, reviewed, reported and invalidated like one; the one rule more is
+// that its sponsor's membership of the same organisation must be live (authz.DecideMachine).
+//
+// API keys are "pc_<key id>_<secret>": the key id is public (it names the key in listings,
+// audit events and the index), the secret 256 random bits shown once. The index entry
+// pc:{k:<key id>}:apikey names the machine a key belongs to and holds the SHA-256 of the whole
+// key (APIKeyHash), never the key: a Redis dump holds no usable credential, and the
+// membership record, which audit events and listings show, holds no hash at all. The entry
+// never changes once written (so any replica may cache it for as long as it likes); the
+// machine's record says whether the key is live. The entry is written before the record and
+// left in place when a key ends, so a crash between the two leaves an entry for a key the
+// record does not list, which grants nothing.
+
+// APIKeyPrefix starts every API key, so that secret scanners can match them
+// (pc_[a-z2-7]{16}_[a-z2-7]{52}).
+const APIKeyPrefix = "pc_"
+
+// machinePrefix starts the user key of every machine identity. An OpenID Provider's issuer is
+// an https URL, so no person's key (issuer|subject) can start with it.
+const machinePrefix = "machine:"
+
+// MaxAPIKeys bounds the keys one machine identity holds at once, ended ones included: rotation
+// replaces, it does not accumulate.
+const MaxAPIKeys = 10
+
+// MachineUser is the user key of machine identity id of org: "machine:<org>|<id>".
+func MachineUser(org, id string) string { return machinePrefix + org + "|" + id }
+
+// ParseMachineUser splits a machine identity's user key; ok is false for a person's key.
+func ParseMachineUser(user string) (org, id string, ok bool) {
+	rest, ok := strings.CutPrefix(user, machinePrefix)
+	if !ok {
+		return "", "", false
+	}
+	org, id, ok = strings.Cut(rest, "|")
+	if !ok || !syntax.OrgID(org) || !syntax.Name(id) {
+		return "", "", false
+	}
+	return org, id, true
+}
+
+// IsMachineUser reports whether user is the key of a machine identity (well-formed or not):
+// such keys never belong to a person.
+func IsMachineUser(user string) bool { return strings.HasPrefix(user, machinePrefix) }
+
+// Machine is what makes a membership a machine identity.
+type Machine struct {
+	// ID names the machine within its organisation ([a-z0-9_-]{1,64}).
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// Sponsor is the user key of the person who answers for the machine: they must hold a
+	// live membership of the same organisation for the machine to be admitted at all.
+	Sponsor string `json:"sponsor"`
+	// Keys are the machine's API keys, ended ones included (for the record), oldest first.
+	Keys []APIKey `json:"keys,omitempty"`
+}
+
+// APIKey is one API key of a machine identity.
+type APIKey struct {
+	// ID is the key's public id, the part after "pc_".
+	ID        string    `json:"id"`
+	Created   time.Time `json:"created"`
+	CreatedBy string    `json:"created_by"`
+	// ExpiresAt ends the key; every key has an end. A rotation moves the replaced key's end
+	// to the end of the overlap window.
+	ExpiresAt time.Time `json:"expires_at"`
+	Revoked   time.Time `json:"revoked,omitzero"`
+	RevokedBy string    `json:"revoked_by,omitempty"`
+	// Replaces names the key this one rotated out, if any.
+	Replaces string `json:"replaces,omitempty"`
+	// LastUsed is when the key last admitted a request, as far as recorded (coalesced like a
+	// membership's last use); filled by Machines, never stored in the record.
+	LastUsed time.Time `json:"last_used,omitzero"`
+}
+
+// Live reports whether k may admit a request at now.
+func (k *APIKey) Live(now time.Time) bool { return k.Revoked.IsZero() && now.Before(k.ExpiresAt) }
+
+// Key returns the key of public id id, or nil.
+func (m *Machine) Key(id string) *APIKey {
+	for i := range m.Keys {
+		if m.Keys[i].ID == id {
+			return &m.Keys[i]
+		}
+	}
+	return nil
+}
+
+// ParseAPIKey splits an API key into its public id and checks its shape, without allocating;
+// false for anything else.
+func ParseAPIKey(s string) (id string, ok bool) {
+	rest, ok := strings.CutPrefix(s, APIKeyPrefix)
+	if !ok || len(rest) != 16+1+52 || rest[16] != '_' {
+		return "", false
+	}
+	for i := 0; i < len(rest); i++ {
+		if c := rest[i]; i != 16 && !('a' <= c && c <= 'z' || '2' <= c && c <= '7') {
+			return "", false
+		}
+	}
+	return rest[:16], true
+}
+
+// apiKeyDomain separates API key hashes from every other hash Portcullis makes.
+const apiKeyDomain = "portcullis/api-key\x00"
+
+// APIKeyHash is the SHA-256 of the whole key, hex-encoded, as records keep it. It does not
+// allocate but for its result.
+func APIKeyHash(key string) string {
+	sum := apiKeySum(key)
+	return hex.EncodeToString(sum[:])
+}
+
+// apiKeySum hashes key on the stack (the request path compares with it).
+func apiKeySum(key string) [sha256.Size]byte {
+	var buf [len(apiKeyDomain) + len(APIKeyPrefix) + 16 + 1 + 52]byte
+	n := copy(buf[:], apiKeyDomain)
+	if len(key) > len(buf)-n {
+		// Not a key of ours (ParseAPIKey refuses it first); hash it anyway, off the fast path.
+		return sha256.Sum256([]byte(apiKeyDomain + key))
+	}
+	n += copy(buf[n:], key)
+	return sha256.Sum256(buf[:n])
+}
+
+// MatchAPIKey reports whether key hashes to stored (a record's Hash). The comparison takes the
+// same time wherever the two differ: the hashes are compared in full, and a key that is right
+// up to its last byte has a hash no closer to stored than any other. It does not allocate.
+func MatchAPIKey(key, stored string) bool {
+	sum := apiKeySum(key)
+	var hx [2 * sha256.Size]byte
+	hex.Encode(hx[:], sum[:])
+	if len(stored) != len(hx) {
+		return false
+	}
+	var v byte
+	for i := range hx {
+		v |= hx[i] ^ stored[i]
+	}
+	return v == 0
+}
+
+// newAPIKey draws a key: its public id and the whole key, shown once.
+func newAPIKey() (id, key string) {
+	var idb [10]byte
+	var secret [32]byte
+	_, _ = rand.Read(idb[:])
+	_, _ = rand.Read(secret[:])
+	id = strings.ToLower(b32.EncodeToString(idb[:]))
+	return id, APIKeyPrefix + id + "_" + strings.ToLower(b32.EncodeToString(secret[:]))
+}
+
+// checkMachine reports the problems of a machine membership's Machine part (checkMembership
+// calls it for every membership whose user key is a machine's).
+func checkMachine(m *Membership, bad func(string, ...any)) {
+	org, id, ok := ParseMachineUser(m.User)
+	switch {
+	case !ok:
+		bad("user %q: a machine key is machine:<org>|<id>", m.User)
+		return
+	case m.Machine == nil:
+		bad("user %q: a machine identity needs its machine record", m.User)
+		return
+	case org != m.Org || id != m.Machine.ID:
+		bad("user %q: names another machine than %s/%s", m.User, m.Org, m.Machine.ID)
+	}
+	if m.Kind != KindService {
+		bad("kind %q: a machine identity's membership is of kind service", m.Kind)
+	}
+	mc := m.Machine
+	if strings.TrimSpace(mc.Name) == "" || len(mc.Name) > 128 || !printable(mc.Name) {
+		bad("machine name: required, printable, at most 128 bytes")
+	}
+	if len(mc.Description) > 1024 || !printable(mc.Description) {
+		bad("machine description: printable, at most 1024 bytes")
+	}
+	if !validUser(mc.Sponsor) || IsMachineUser(mc.Sponsor) {
+		bad("machine sponsor %q: want a person's user key (issuer|subject)", mc.Sponsor)
+	}
+	if len(mc.Keys) > MaxAPIKeys {
+		bad("machine keys: at most %d (revoke or let old ones end)", MaxAPIKeys)
+	}
+	seen := map[string]bool{}
+	for i, k := range mc.Keys {
+		if _, ok := ParseAPIKey(APIKeyPrefix + k.ID + "_" + strings.Repeat("a", 52)); !ok || seen[k.ID] {
+			bad("machine keys[%d].id %q: malformed or repeated", i, k.ID)
+		}
+		seen[k.ID] = true
+		if k.ExpiresAt.IsZero() {
+			bad("machine keys[%d]: a key must end", i)
+		}
+	}
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// cloneMachine copies mc deeply enough that editing the copy's keys leaves mc as it is.
+func cloneMachine(mc *Machine) *Machine {
+	if mc == nil {
+		return nil
+	}
+	cp := *mc
+	cp.Keys = slices.Clone(mc.Keys)
+	return &cp
+}
+
+// apiKeyIndex is the key of the index entry of API key id (an APIKeyOwner).
+func (k keys) apiKeyIndex(id string) string { return k.prefix + "{k:" + escape(id) + "}:apikey" }
+
+// APIKeyOwner is an API key's index entry: the machine it belongs to and the key's hash.
+type APIKeyOwner struct {
+	Org     string `json:"org"`
+	Machine string `json:"machine"`
+	Hash    string `json:"hash"`
+}
+
+// User is the owning machine's user key.
+func (a *APIKeyOwner) User() string { return MachineUser(a.Org, a.Machine) }
+
+// APIKeyOwner returns the index entry of API key id, or ErrNotFound. The record it names is
+// the truth: a key the record does not list, or lists as ended, grants nothing.
+func (s *Store) APIKeyOwner(ctx context.Context, id string) (*APIKeyOwner, error) {
+	v, err := s.rdb.Get(ctx, s.keys.apiKeyIndex(id)).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, ErrNotFound
+	case err != nil:
+		return nil, s.unavailable("api key index", err)
+	}
+	var a APIKeyOwner
+	if err := json.Unmarshal([]byte(v), &a); err != nil || !syntax.OrgID(a.Org) || !syntax.Name(a.Machine) || len(a.Hash) != 2*sha256.Size {
+		return nil, fmt.Errorf("api key index %s: malformed entry", id)
+	}
+	return &a, nil
+}
+
+// Machines returns org's machine identities (their memberships), sorted by id, each API key's
+// LastUsed filled from the use records.
+func (s *Store) Machines(ctx context.Context, org string) ([]Membership, error) {
+	ms, err := s.Memberships(ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	used, err := s.LastUsed(ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	var out []Membership
+	for _, m := range ms {
+		if m.Machine == nil {
+			continue
+		}
+		m.Machine = cloneMachine(m.Machine)
+		for i := range m.Machine.Keys {
+			m.Machine.Keys[i].LastUsed = used[keyUseField(m.Machine.Keys[i].ID)]
+		}
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Membership) int { return strings.Compare(a.Machine.ID, b.Machine.ID) })
+	return out, nil
+}
+
+// keyUseField is the field of an org's use hash (lastUsed) that records API key id's last use:
+// no user key has this form.
+func keyUseField(id string) string { return "apikey/" + id }
+
+// KeyUsed notes that API key id of a machine of org admitted a request at now (coalesced with
+// the memberships' notes).
+func (u *UseRecorder) KeyUsed(org, id string, now time.Time) { u.Used(org, keyUseField(id), now) }
+
+// CreateMachine creates machine identity m (Org, Kind service, Roles, Grants, ExpiresAt,
+// ReviewBy, Machine with ID, Name, Description and Sponsor; no keys) and returns it. In the
+// same transaction it checks that the organisation exists and is active, that no membership
+// holds the machine's user key yet (ErrExists), and that the sponsor holds a live membership
+// of the organisation (ErrInvalid otherwise): a machine never starts without someone who
+// answers for it. Keys come from CreateAPIKey.
+func (o *Orgs) CreateMachine(ctx context.Context, m Membership, actor, reason string) (*Membership, error) {
+	if err := checkActor(actor); err != nil {
+		return nil, fmt.Errorf("create machine: %w", err)
+	}
+	if m.Machine == nil {
+		return nil, fmt.Errorf("create machine: %w: no machine record", ErrInvalid)
+	}
+	m.Machine = cloneMachine(m.Machine)
+	m.Machine.Keys = nil
+	m.User, m.Kind, m.Status = MachineUser(m.Org, m.Machine.ID), KindService, MembershipActive
+	normaliseMembership(&m, actor)
+	if err := checkMembership(&m); err != nil {
+		return nil, fmt.Errorf("create machine: %w", err)
+	}
+	orgKey, memKey := o.s.keys.org(m.Org), o.s.keys.membership(m.Org, m.User)
+	sponsorKey := o.s.keys.membership(m.Org, m.Machine.Sponsor)
+	err := o.atomically(ctx, "create machine "+m.Org, func(tx *redis.Tx) error {
+		org, _, err := o.s.getOrg(ctx, tx, m.Org)
+		if err != nil {
+			return err
+		}
+		now := o.now()
+		if !orgActive(org, now) {
+			return fmt.Errorf("org %s is not active: %w", m.Org, ErrInvalid)
+		}
+		if old, _, err := o.s.getMembership(ctx, tx, m.Org, m.User); err != nil {
+			return err
+		} else if old != nil {
+			return fmt.Errorf("machine %s/%s: %w", m.Org, m.Machine.ID, ErrExists)
+		}
+		sp, _, err := o.s.getMembership(ctx, tx, m.Org, m.Machine.Sponsor)
+		if err != nil {
+			return err
+		}
+		if sp == nil || !live(sp, now) || (!sp.ReviewBy.IsZero() && !now.Before(sp.ReviewBy)) {
+			return fmt.Errorf("sponsor %s holds no live membership of %s: %w", m.Machine.Sponsor, m.Org, ErrInvalid)
+		}
+		m.Created, m.Updated = now, now
+		detail := map[string]string{"machine": m.Machine.ID, "sponsor": m.Machine.Sponsor}
+		return o.writeMembership(ctx, tx, &m, "", audit.MachineCreated, actor, reason, detail)
+	}, orgKey, memKey, sponsorKey)
+	if err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// CreateAPIKey gives machine id of org a new key ending at expires and returns the key, shown
+// only now, and its record. With replaces set it rotates that key: the replaced key's end
+// moves to now+overlap (never later than it was), so clients can switch within the window. The
+// machine must be active and its sponsor's membership live. The index entry is written
+// first (see the file comment), the record and its audit event in one transaction after.
+func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Time, replaces string, overlap time.Duration, actor, reason string) (string, *APIKey, error) {
+	op := "create api key " + org + "/" + id
+	if err := checkActor(actor); err != nil {
+		return "", nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if !syntax.OrgID(org) || !syntax.Name(id) {
+		return "", nil, fmt.Errorf("%s: %w: org or machine id", op, ErrInvalid)
+	}
+	now := o.now()
+	if !expires.After(now) {
+		return "", nil, fmt.Errorf("%s: %w: expires must be in the future", op, ErrInvalid)
+	}
+	if overlap < 0 {
+		return "", nil, fmt.Errorf("%s: %w: overlap must not be negative", op, ErrInvalid)
+	}
+	kid, key := newAPIKey()
+	entry, err := json.Marshal(APIKeyOwner{Org: org, Machine: id, Hash: APIKeyHash(key)})
+	if err != nil {
+		return "", nil, err
+	}
+	// The index entry first: on its own it grants nothing.
+	ok, err := o.s.rdb.SetNX(ctx, o.s.keys.apiKeyIndex(kid), entry, 0).Result()
+	if err != nil {
+		return "", nil, o.s.unavailable(op, err)
+	}
+	if !ok {
+		// 80 random bits collided: refuse rather than point an existing key elsewhere.
+		return "", nil, fmt.Errorf("%s: %w: key id collision", op, ErrConflict)
+	}
+	k := APIKey{ID: kid, Created: now, CreatedBy: actor, ExpiresAt: utc(expires), Replaces: replaces}
+	user := MachineUser(org, id)
+	typ := audit.APIKeyCreated
+	if replaces != "" {
+		typ = audit.APIKeyRotated
+	}
+	err = o.atomically(ctx, op, func(tx *redis.Tx) error {
+		m, before, err := o.s.getMembership(ctx, tx, org, user)
+		if err != nil {
+			return err
+		}
+		if m == nil || m.Machine == nil {
+			return fmt.Errorf("machine %s/%s: %w", org, id, ErrNotFound)
+		}
+		now := o.now()
+		if !live(m, now) {
+			return fmt.Errorf("machine %s/%s is %s: %w", org, id, m.Status, ErrInvalid)
+		}
+		if !m.ExpiresAt.IsZero() && k.ExpiresAt.After(m.ExpiresAt) {
+			return fmt.Errorf("%w: the key would outlive its machine identity (which ends %s)", ErrInvalid, m.ExpiresAt.Format(time.RFC3339))
+		}
+		if err := tx.Watch(ctx, o.s.keys.membership(org, m.Machine.Sponsor)).Err(); err != nil {
+			return err
+		}
+		sp, _, err := o.s.getMembership(ctx, tx, org, m.Machine.Sponsor)
+		if err != nil {
+			return err
+		}
+		if sp == nil || !live(sp, now) {
+			return fmt.Errorf("%w: the sponsor %s holds no live membership of %s", ErrInvalid, m.Machine.Sponsor, org)
+		}
+		m.Machine = cloneMachine(m.Machine)
+		detail := map[string]string{"machine": id, "key": kid, "expires": k.ExpiresAt.Format(time.RFC3339)}
+		if replaces != "" {
+			old := m.Machine.Key(replaces)
+			if old == nil {
+				return fmt.Errorf("key %s of %s/%s: %w", replaces, org, id, ErrNotFound)
+			}
+			if !old.Live(now) {
+				return fmt.Errorf("key %s has ended: %w (create a new key instead)", replaces, ErrInvalid)
+			}
+			if end := now.Add(overlap); end.Before(old.ExpiresAt) {
+				old.ExpiresAt = utc(end)
+			}
+			detail["replaces"], detail["replaced_ends"] = replaces, old.ExpiresAt.Format(time.RFC3339)
+		}
+		m.Machine.Keys = append(m.Machine.Keys, k)
+		if len(m.Machine.Keys) > MaxAPIKeys {
+			// Drop the oldest ended keys to make room; live ones are never dropped.
+			m.Machine.Keys = dropEnded(m.Machine.Keys, len(m.Machine.Keys)-MaxAPIKeys, now)
+		}
+		m.Updated = now
+		if err := checkMembership(m); err != nil {
+			return err
+		}
+		after, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		return o.commit(ctx, tx, func(w *batch) { o.putMembership(w, m, after) },
+			[]audit.Event{{Type: typ, Actor: actor, Org: org, User: user, Reason: reason, Before: raw(before), After: after, Detail: detail}},
+			invalMembership(org, user), invalKey(kid))
+	}, o.s.keys.membership(org, user))
+	if err != nil {
+		return "", nil, err
+	}
+	return key, &k, nil
+}
+
+// dropEnded removes up to n of the oldest keys that have ended.
+func dropEnded(ks []APIKey, n int, now time.Time) []APIKey {
+	out := ks[:0:0]
+	for _, k := range ks {
+		if n > 0 && !k.Live(now) {
+			n--
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+// RevokeAPIKey ends key kid of machine id of org now. Revoking an ended key records nothing.
+func (o *Orgs) RevokeAPIKey(ctx context.Context, org, id, kid, actor, reason string) (*APIKey, error) {
+	var out APIKey
+	_, err := o.updateMembership(ctx, "revoke api key", org, MachineUser(org, id), actor, reason, audit.APIKeyRevoked, func(m *Membership) error {
+		if m.Machine == nil {
+			return fmt.Errorf("machine %s/%s: %w", org, id, ErrNotFound)
+		}
+		m.Machine = cloneMachine(m.Machine)
+		k := m.Machine.Key(kid)
+		if k == nil {
+			return fmt.Errorf("key %s of %s/%s: %w", kid, org, id, ErrNotFound)
+		}
+		if !k.Revoked.IsZero() {
+			out = *k
+			return errNoChange
+		}
+		k.Revoked, k.RevokedBy = o.now(), actor
+		out = *k
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// RevokeMachine revokes machine identity id of org and every key it holds, in one change.
+func (o *Orgs) RevokeMachine(ctx context.Context, org, id, actor, reason string) (*Membership, error) {
+	return o.updateMembership(ctx, "revoke machine", org, MachineUser(org, id), actor, reason, audit.MembershipRevoked, func(m *Membership) error {
+		if m.Machine == nil {
+			return fmt.Errorf("machine %s/%s: %w", org, id, ErrNotFound)
+		}
+		if m.Status == MembershipRevoked {
+			return errNoChange
+		}
+		m.Status = MembershipRevoked
+		m.Machine = endKeys(m.Machine, o.now(), actor)
+		return nil
+	})
+}
+
+// endKeys returns a copy of mc with every key that has not ended revoked at now by actor.
+func endKeys(mc *Machine, now time.Time, actor string) *Machine {
+	mc = cloneMachine(mc)
+	for i := range mc.Keys {
+		if k := &mc.Keys[i]; k.Revoked.IsZero() {
+			k.Revoked, k.RevokedBy = now, actor
+		}
+	}
+	return mc
+}
+
+// SuspendSponsored suspends every live machine identity of org that user sponsors and revokes
+// their keys, in one transaction with an event per machine, and returns their ids. It is what
+// the end of a sponsor's membership does to what they sponsor (Revoke's callers, and
+// offboarding in the same step). Until it runs, the decision refuses those machines anyway
+// (sponsor_inactive), so a crash before it grants nothing.
+func (o *Orgs) SuspendSponsored(ctx context.Context, org, user, actor, reason string) ([]string, error) {
+	out, err := o.Apply(ctx, BusinessEvent{Event: eventSponsorEnded, Org: org, User: user, internal: true}, actor, reason, false)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, c := range out.Changes {
+		if _, id, ok := ParseMachineUser(c.User); ok {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// eventSponsorEnded is the internal operation of SuspendSponsored: not a business event one
+// applies by name (check refuses it from outside), but built by the same plan code.
+const eventSponsorEnded = "sponsor_ended"
+
+// suspendSponsored adds to the plan the suspension of the live machines of org that user
+// sponsors, each with its keys revoked.
+func (p *plan) suspendSponsored(org, user string) error {
+	idx := p.o.s.keys.orgMembers(org)
+	if err := p.watch(idx); err != nil {
+		return err
+	}
+	users, err := p.c.SMembers(p.ctx, idx).Result()
+	if err != nil {
+		return err
+	}
+	slices.Sort(users)
+	var o *Org
+	for _, u := range users {
+		if !IsMachineUser(u) {
+			continue // only machines are read: a large organisation has few
+		}
+		m, err := p.membership(org, u)
+		if err != nil {
+			return err
+		}
+		if m == nil || m.m.Machine == nil || m.m.Machine.Sponsor != user || m.m.Status != MembershipActive {
+			continue
+		}
+		if o == nil {
+			if o, _, err = p.org(org); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		nm := cloneMembership(m.m)
+		nm.Status = MembershipSuspended
+		nm.Machine = endKeys(m.m.Machine, p.now, p.actor)
+		if err := p.putMembership(m, nm, o, audit.MachineSuspended, "machine identity "+m.m.Machine.ID+" suspended, its keys revoked: its sponsor's membership ended"); err != nil {
+			return err
+		}
+	}
+	return nil
+}

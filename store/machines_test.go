@@ -1,0 +1,316 @@
+package store
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/audit"
+)
+
+func (f *orgFixture) createMachine(org, id, sponsor string, roles ...string) *Membership {
+	f.t.Helper()
+	m, err := f.o.CreateMachine(f.ctx(), Membership{Org: org, Roles: roles, ExpiresAt: time.Now().Add(300 * 24 * time.Hour),
+		Machine: &Machine{ID: id, Name: "Billing export", Sponsor: sponsor}}, admin, "integration INT-7")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.expect([]audit.Type{audit.MachineCreated}, invalMembership(org, MachineUser(org, id)))
+	return m
+}
+
+func (f *orgFixture) createKey(org, id string) (string, *APIKey) {
+	f.t.Helper()
+	key, k, err := f.o.CreateAPIKey(f.ctx(), org, id, time.Now().Add(30*24*time.Hour), "", 0, admin, "first key")
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.expect([]audit.Type{audit.APIKeyCreated}, invalMembership(org, MachineUser(org, id)), invalKey(k.ID))
+	return key, k
+}
+
+func TestParseAPIKeyAndMachineUser(t *testing.T) {
+	_, key := newAPIKey()
+	id, ok := ParseAPIKey(key)
+	if !ok || len(id) != 16 || !strings.HasPrefix(key, "pc_"+id+"_") || len(key) != 3+16+1+52 {
+		t.Fatalf("new key %q: id %q ok %v", key, id, ok)
+	}
+	for _, bad := range []string{"", "pc_", key[:len(key)-1], key + "a", strings.ToUpper(key), "pcadm_" + key[3:],
+		strings.Replace(key, "_", "-", 2), key[:20] + "1" + key[21:], key[:18] + "_" + key[19:], key[:19] + "a" + key[20:]} {
+		if _, ok := ParseAPIKey(bad); ok {
+			t.Errorf("ParseAPIKey(%q) accepted", bad)
+		}
+	}
+	if !MatchAPIKey(key, APIKeyHash(key)) {
+		t.Error("a key does not match its own hash")
+	}
+	for _, other := range []string{key[:len(key)-1] + "b", "", key + key} {
+		if other != key && MatchAPIKey(other, APIKeyHash(key)) {
+			t.Errorf("%q matches another key's hash", other)
+		}
+	}
+	if MatchAPIKey(key, APIKeyHash(key)[:63]) || MatchAPIKey(key, "") {
+		t.Error("a truncated hash matches")
+	}
+
+	u := MachineUser("acme", "billing-export")
+	if org, mid, ok := ParseMachineUser(u); !ok || org != "acme" || mid != "billing-export" || !IsMachineUser(u) {
+		t.Errorf("ParseMachineUser(%q) = %q %q %v", u, org, mid, ok)
+	}
+	for _, p := range []string{alice, "machine:acme", "machine:|x", "machine:Acme|x", "machine:acme|X Y", "https://idp|machine:acme|x"} {
+		if _, _, ok := ParseMachineUser(p); ok {
+			t.Errorf("ParseMachineUser(%q) accepted", p)
+		}
+	}
+	if IsMachineUser(alice) {
+		t.Error("a person's key is a machine's")
+	}
+}
+
+// TestMatchAPIKeyAllocatesNothing: the comparison is on the request path.
+func TestMatchAPIKeyAllocatesNothing(t *testing.T) {
+	_, key := newAPIKey()
+	h := APIKeyHash(key)
+	if n := testing.AllocsPerRun(100, func() { MatchAPIKey(key, h) }); n != 0 {
+		t.Errorf("MatchAPIKey allocates %v times", n)
+	}
+}
+
+func TestMachineLifecycle(t *testing.T) {
+	f := newOrgFixture(t)
+	ctx := f.ctx()
+	f.createOrg("acme")
+	f.grant("acme", alice, "billing")
+
+	// A sponsor must hold a live membership of the organisation.
+	_, err := f.o.CreateMachine(ctx, Membership{Org: "acme", Machine: &Machine{ID: "sync", Name: "Sync", Sponsor: bob}}, admin, "no sponsor")
+	wantErr(t, "sponsor without membership", err, ErrInvalid)
+	_, err = f.o.CreateMachine(ctx, Membership{Org: "acme", Machine: &Machine{ID: "sync", Name: "Sync", Sponsor: MachineUser("acme", "other")}}, admin, "machine sponsor")
+	wantErr(t, "a machine as sponsor", err, ErrInvalid)
+	_, err = f.o.CreateMachine(ctx, Membership{Org: "nowhere", Machine: &Machine{ID: "sync", Name: "Sync", Sponsor: alice}}, admin, "no org")
+	wantErr(t, "unknown org", err, ErrNotFound)
+	f.expect(nil)
+
+	m := f.createMachine("acme", "billing-export", alice, "billing")
+	if m.User != MachineUser("acme", "billing-export") || m.Kind != KindService || m.Status != MembershipActive || m.GrantedBy != admin {
+		t.Errorf("created %+v", m)
+	}
+	_, err = f.o.CreateMachine(ctx, Membership{Org: "acme", Machine: &Machine{ID: "billing-export", Name: "Again", Sponsor: alice}}, admin, "twice")
+	wantErr(t, "create twice", err, ErrExists)
+	// A person's grant cannot take a machine's key, nor a machine's record a person's key.
+	_, err = f.o.Grant(ctx, Membership{Org: "acme", User: MachineUser("acme", "x"), Kind: KindService}, admin, "forged")
+	wantErr(t, "grant to a machine key", err, ErrInvalid)
+	_, err = f.o.Grant(ctx, Membership{Org: "acme", User: bob, Kind: KindService, Machine: &Machine{ID: "x", Name: "x", Sponsor: alice}}, admin, "forged")
+	wantErr(t, "machine record on a person", err, ErrInvalid)
+	f.expect(nil)
+
+	key, k := f.createKey("acme", "billing-export")
+	owner, err := f.s.APIKeyOwner(ctx, k.ID)
+	if err != nil || owner.Org != "acme" || owner.Machine != "billing-export" || !MatchAPIKey(key, owner.Hash) {
+		t.Fatalf("index entry %+v, %v", owner, err)
+	}
+	// Nothing Redis holds, and nothing the audit trail says, is the key.
+	dump := f.dump()
+	if strings.Contains(dump, key) || strings.Contains(dump, key[20:]) {
+		t.Error("the key's secret is stored")
+	}
+	_, stored, _ := f.s.Lookup(ctx, "acme", m.User)
+	if b, _ := json.Marshal(stored); strings.Contains(string(b), owner.Hash) {
+		t.Error("the membership record (shown in listings and audit events) holds the key's hash")
+	}
+
+	// Rotation: the new key works at once, the old one until the end of the overlap.
+	before := time.Now()
+	key2, k2, err := f.o.CreateAPIKey(ctx, "acme", "billing-export", time.Now().Add(30*24*time.Hour), k.ID, time.Hour, admin, "rotate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.expect([]audit.Type{audit.APIKeyRotated}, invalMembership("acme", m.User), invalKey(k2.ID))
+	if key2 == key || k2.Replaces != k.ID {
+		t.Errorf("rotated %+v", k2)
+	}
+	_, stored, _ = f.s.Lookup(ctx, "acme", m.User)
+	old := stored.Machine.Key(k.ID)
+	if old == nil || old.ExpiresAt.Before(before.Add(time.Hour-time.Second)) || old.ExpiresAt.After(time.Now().Add(time.Hour)) || !old.Revoked.IsZero() {
+		t.Errorf("the rotated-out key: %+v", old)
+	}
+	_, _, err = f.o.CreateAPIKey(ctx, "acme", "billing-export", time.Now().Add(time.Hour), "nokey", 0, admin, "rotate unknown")
+	wantErr(t, "rotate an unknown key", err, ErrNotFound)
+	_, _, err = f.o.CreateAPIKey(ctx, "acme", "billing-export", time.Now().Add(400*24*time.Hour), "", 0, admin, "outlive")
+	wantErr(t, "a key outliving its machine", err, ErrInvalid)
+	_, _, err = f.o.CreateAPIKey(ctx, "acme", "nobody", time.Now().Add(time.Hour), "", 0, admin, "no machine")
+	wantErr(t, "a key for no machine", err, ErrNotFound)
+	_, _, err = f.o.CreateAPIKey(ctx, "acme", alice, time.Now().Add(time.Hour), "", 0, admin, "person")
+	wantErr(t, "a key for a person", err, ErrInvalid)
+	f.expect(nil)
+
+	rk, err := f.o.RevokeAPIKey(ctx, "acme", "billing-export", k2.ID, admin, "leaked in a log")
+	if err != nil || rk.Revoked.IsZero() || rk.RevokedBy != admin {
+		t.Fatalf("revoke: %+v %v", rk, err)
+	}
+	f.expect([]audit.Type{audit.APIKeyRevoked}, invalMembership("acme", m.User))
+	if _, err := f.o.RevokeAPIKey(ctx, "acme", "billing-export", k2.ID, admin, "again"); err != nil {
+		t.Errorf("revoking twice: %v", err)
+	}
+	f.expect(nil)
+	_, err = f.o.RevokeAPIKey(ctx, "acme", "other", k2.ID, admin, "wrong machine")
+	wantErr(t, "revoke through another machine", err, ErrNotFound)
+	f.expect(nil)
+
+	ms, err := f.s.Machines(ctx, "acme")
+	if err != nil || len(ms) != 1 || ms[0].Machine.ID != "billing-export" || len(ms[0].Machine.Keys) != 2 {
+		t.Fatalf("machines %+v %v", ms, err)
+	}
+}
+
+// TestSponsorEndSuspendsMachines: revoking the sponsor, a review's revoke and offboarding each
+// suspend what the person sponsors, with its keys revoked, in the same change.
+func TestSponsorEndSuspendsMachines(t *testing.T) {
+	f := newOrgFixture(t)
+	ctx := f.ctx()
+	f.createOrg("acme")
+	f.createOrg("globex")
+	f.grant("acme", alice)
+	f.grant("acme", bob)
+	f.grant("globex", alice)
+	f.createMachine("acme", "alice-sync", alice)
+	f.createMachine("acme", "bob-sync", bob)
+	f.createMachine("globex", "alice-sync", alice)
+	f.createKey("acme", "alice-sync")
+	f.createKey("globex", "alice-sync")
+
+	status := func(org, id string) (string, bool) {
+		t.Helper()
+		_, m, err := f.s.Lookup(ctx, org, MachineUser(org, id))
+		if err != nil || m == nil {
+			t.Fatalf("lookup %s/%s: %v", org, id, err)
+		}
+		for _, k := range m.Machine.Keys {
+			if k.Revoked.IsZero() {
+				return m.Status, false
+			}
+		}
+		return m.Status, true
+	}
+
+	// A suspension of the sponsor ends nothing for good.
+	if _, err := f.o.ChangeMembership(ctx, "acme", alice, func(m *Membership) error { m.Status = MembershipSuspended; return nil }, admin, "leave"); err != nil {
+		t.Fatal(err)
+	}
+	f.expect([]audit.Type{audit.MembershipChanged}, invalMembership("acme", alice))
+	if st, revoked := status("acme", "alice-sync"); st != MembershipActive || revoked {
+		t.Errorf("after the sponsor's suspension: %s, keys revoked %v", st, revoked)
+	}
+	if _, err := f.o.ChangeMembership(ctx, "acme", alice, func(m *Membership) error { m.Status = MembershipActive; return nil }, admin, "back"); err != nil {
+		t.Fatal(err)
+	}
+	f.expect([]audit.Type{audit.MembershipChanged}, invalMembership("acme", alice))
+
+	// Revoking Alice in acme ends her machine there, not Bob's, not hers in globex.
+	if _, err := f.o.Revoke(ctx, "acme", alice, admin, "left the team"); err != nil {
+		t.Fatal(err)
+	}
+	evs := f.expect([]audit.Type{audit.MembershipRevoked, audit.MachineSuspended},
+		invalMembership("acme", alice), invalMembership("acme", MachineUser("acme", "alice-sync")))
+	if len(evs) == 2 && (evs[1].User != MachineUser("acme", "alice-sync") || evs[1].Detail["sponsor"] != alice || evs[1].Reason != "left the team") {
+		t.Errorf("suspension event %+v", evs[1])
+	}
+	if st, revoked := status("acme", "alice-sync"); st != MembershipSuspended || !revoked {
+		t.Errorf("alice's acme machine: %s, keys revoked %v", st, revoked)
+	}
+	if st, _ := status("acme", "bob-sync"); st != MembershipActive {
+		t.Errorf("bob's machine: %s", st)
+	}
+	if st, revoked := status("globex", "alice-sync"); st != MembershipActive || revoked {
+		t.Errorf("alice's globex machine: %s, keys revoked %v", st, revoked)
+	}
+	// A suspended machine gets no new key.
+	_, _, err := f.o.CreateAPIKey(ctx, "acme", "alice-sync", time.Now().Add(time.Hour), "", 0, admin, "revive")
+	wantErr(t, "a key for a suspended machine", err, ErrInvalid)
+
+	// Offboarding ends the rest, in the same operation.
+	out, err := f.o.Apply(ctx, BusinessEvent{Event: EventOffboarded, User: alice}, admin, "left the company", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var suspended []string
+	for _, c := range out.Changes {
+		if c.Type == audit.MachineSuspended {
+			suspended = append(suspended, c.Org+"/"+c.User)
+		}
+	}
+	if len(suspended) != 1 || suspended[0] != "globex/"+MachineUser("globex", "alice-sync") {
+		t.Errorf("offboarding suspended %v", suspended)
+	}
+	if st, revoked := status("globex", "alice-sync"); st != MembershipSuspended || !revoked {
+		t.Errorf("alice's globex machine after offboarding: %s, keys revoked %v", st, revoked)
+	}
+	if st, _ := status("acme", "bob-sync"); st != MembershipActive {
+		t.Errorf("bob's machine after alice's offboarding: %s", st)
+	}
+
+	// The internal operation cannot be applied by name from outside.
+	_, err = f.o.Apply(ctx, BusinessEvent{Event: eventSponsorEnded, Org: "acme", User: bob}, admin, "by name", false)
+	wantErr(t, "sponsor_ended by name", err, ErrInvalid)
+}
+
+// TestReviewRevokeSuspendsMachines: a review that revokes a sponsor ends their machines too.
+func TestReviewRevokeSuspendsMachines(t *testing.T) {
+	f := newOrgFixture(t)
+	ctx := f.ctx()
+	f.createOrg("acme")
+	f.grant("acme", alice)
+	f.createMachine("acme", "sync", alice)
+	rv, err := f.o.StartReview(ctx, "acme", []string{KindEmployee}, time.Now().Add(24*time.Hour), admin, "quarterly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.drain()
+	if _, err := f.o.DecideReview(ctx, "acme", rv.ID, ReviewDecision{User: alice, Decision: DecisionRevoke, Note: "left"}, nil, admin); err != nil {
+		t.Fatal(err)
+	}
+	evs := f.expect([]audit.Type{audit.ReviewDecided, audit.MembershipRevoked, audit.MachineSuspended},
+		invalMembership("acme", alice), invalMembership("acme", MachineUser("acme", "sync")))
+	if len(evs) == 3 && evs[2].User != MachineUser("acme", "sync") {
+		t.Errorf("suspension event %+v", evs[2])
+	}
+}
+
+// dump is every string value under the fixture's prefix, for "is this stored anywhere" checks.
+func (f *orgFixture) dump() string {
+	f.t.Helper()
+	ctx := f.ctx()
+	var b strings.Builder
+	iter := f.raw.Scan(ctx, 0, f.s.keys.prefix+"*", 100).Iterator()
+	for iter.Next(ctx) {
+		k := iter.Val()
+		switch typ, _ := f.raw.Type(ctx, k).Result(); typ {
+		case "string":
+			b.WriteString(f.raw.Get(ctx, k).Val())
+		case "stream":
+			for _, m := range f.raw.XRange(ctx, k, "-", "+").Val() {
+				for _, v := range m.Values {
+					b.WriteString(v.(string))
+				}
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// drain forgets the events and invalidations so far.
+func (f *orgFixture) drain() {
+	f.t.Helper()
+	_, next, err := f.a.Tail(f.ctx(), f.cursor, 1000, 0)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.cursor = next
+	for {
+		if _, err := f.sub.ReceiveTimeout(f.ctx(), 30*time.Millisecond); err != nil {
+			return
+		}
+	}
+}
