@@ -17,7 +17,7 @@ import (
 // endpoints is the route table of the API: the mux and the OpenAPI document are both built
 // from it.
 func (s *Server) endpoints() []endpoint {
-	return []endpoint{
+	return append([]endpoint{
 		{method: "GET", path: basePath + "/whoami", summary: "Who the credential authenticates, and how", access: anyone,
 			out: whoami{}, handle: (*call).whoami},
 
@@ -105,7 +105,7 @@ func (s *Server) endpoints() []endpoint {
 			in: tokenInput{}, out: createdToken{}, status: http.StatusCreated, handle: (*call).createToken},
 		{method: "POST", path: basePath + "/tokens/{id}/revoke", summary: "Revoke a token (operators: any; a person: their own)", access: anyone, change: true,
 			in: decisionInput{}, out: store.Token{}, handle: (*call).revokeToken},
-	}
+	}, s.machineEndpoints()...)
 }
 
 // list is a listing.
@@ -266,6 +266,9 @@ func (c *call) grant() (any, error) {
 		}
 		in.User = user
 	}
+	if store.IsMachineUser(in.User) {
+		return nil, invalid("user: a machine identity is created and changed through /orgs/{org}/machines")
+	}
 	if !c.p.Operator && in.User == c.p.Name {
 		// Separation of duties: an administrator's own access is granted by someone else.
 		return nil, refuse(reason.NotPermitted, "an administrator does not grant or change their own membership; ask another administrator, or request it")
@@ -292,6 +295,16 @@ func (c *call) mayGrant(org, kind string) (*store.Org, error) {
 	}
 	if !c.p.Operator && !slices.Contains(directKinds, kind) {
 		return nil, refuse(reason.NotPermitted, "an administrator grants "+strings.Join(directKinds, ", ")+" memberships; "+kind+" goes through a request")
+	}
+	return c.mayApproveAlone(org, kind)
+}
+
+// mayApproveAlone returns the organisation when the caller may approve a membership of kind
+// in org alone: operators, and the organisation's administrators when the kind's policy has
+// one administrator's approval suffice.
+func (c *call) mayApproveAlone(org, kind string) (*store.Org, error) {
+	if err := c.mayAdminister(org); err != nil {
+		return nil, err
 	}
 	o, err := c.s.st.Org(c.ctx, org)
 	if err != nil {
@@ -382,6 +395,10 @@ func (c *call) changeMember() (any, error) {
 	}
 	if !c.p.Operator && in.User == c.p.Name {
 		return nil, refuse(reason.NotPermitted, "an administrator does not grant or change their own membership; ask another administrator, or request it")
+	}
+	if store.IsMachineUser(in.User) {
+		// Its roles stay within its sponsor's, which only its own endpoints check.
+		return nil, invalid("user: a machine identity is changed through /orgs/{org}/machines")
 	}
 	// Authority first: whether the person is a member is nobody else's business.
 	if err := c.mayAdminister(org); err != nil {

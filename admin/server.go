@@ -37,6 +37,7 @@ type Records interface {
 	Review(ctx context.Context, org, id string) (*store.Review, error)
 	Reviews(ctx context.Context, org string) ([]store.Review, error)
 	LastUsed(ctx context.Context, org string) (map[string]time.Time, error)
+	Machines(ctx context.Context, org string) ([]store.Membership, error)
 	TokenBySecret(ctx context.Context, secret string) (*store.Token, error)
 	Tokens(ctx context.Context) ([]store.Token, error)
 	TokenUsed(ctx context.Context, id string, now time.Time) error

@@ -26,6 +26,8 @@ type Policy struct {
 	privileged []privilegedRole // sorted by role
 	adminRole  string
 	requestTTL time.Duration
+	// keyLife and keyOverlap bound machine identities' API keys (lifecycle.api_keys).
+	keyLife, keyOverlap time.Duration
 }
 
 const numKinds = 5
@@ -77,7 +79,8 @@ func (r *KindRule) RestrictsRoles() bool { return r.restricted || len(r.AllowedR
 
 // CompilePolicy compiles the lifecycle section of a loaded configuration.
 func CompilePolicy(l *config.Lifecycle) *Policy {
-	p := &Policy{adminRole: l.AdminRole, requestTTL: l.RequestTTL.D()}
+	p := &Policy{adminRole: l.AdminRole, requestTTL: l.RequestTTL.D(),
+		keyLife: l.APIKeys.MaxLifetime.D(), keyOverlap: l.APIKeys.MaxOverlap.D()}
 	for i, kind := range kindNames {
 		k, _ := l.Kinds.Of(kind)
 		p.kinds[i] = KindRule{
@@ -98,6 +101,10 @@ func (p *Policy) AdminRole() string { return p.adminRole }
 
 // RequestTTL is how long a request waits for its approvals.
 func (p *Policy) RequestTTL() time.Duration { return p.requestTTL }
+
+// APIKeyLimits are the longest an API key may live and the longest a rotated-out key keeps
+// working beside its replacement.
+func (p *Policy) APIKeyLimits() (lifetime, overlap time.Duration) { return p.keyLife, p.keyOverlap }
 
 // Privileged reports whether role is reached only just in time, and for how long at most.
 func (p *Policy) Privileged(role string) (time.Duration, bool) {

@@ -1,0 +1,279 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// Machine identities through the API (store/machines.go has the model). Who may do what:
+//
+//   - create: operators, and the organisation's administrators where the service kind's
+//     policy lets one administrator approve alone (as for a direct grant). The machine gets
+//     no role its sponsor does not hold standing, and lives within the service kind's policy.
+//   - keys (create, rotate, revoke) and retiring the machine: its organisation's
+//     administrators, operators, and its sponsor, who answers for it. A key lives at most
+//     lifecycle.api_keys.max_lifetime, never longer than the machine.
+//   - listing: the organisation's administrators and operators.
+
+func (s *Server) machineEndpoints() []endpoint {
+	base := basePath + "/orgs/{org}/machines"
+	return []endpoint{
+		{method: "GET", path: base, summary: "The machine identities of an organisation with their keys (never a secret or its hash), sponsors and last use (operators and its administrators)",
+			access: anyone, out: list[store.Membership]{}, handle: (*call).listMachines},
+		{method: "POST", path: base, summary: "Create a machine identity sponsored by a live member, with no role the sponsor lacks, within the service kind's policy (operators, and administrators where that policy lets one approve alone)",
+			access: anyone, change: true, in: machineInput{}, out: store.Membership{}, status: http.StatusCreated, handle: (*call).createMachine},
+		{method: "POST", path: base + "/{id}/keys", summary: "Create an API key for a machine identity, shown once, within lifecycle.api_keys (administrators, operators and its sponsor)",
+			access: anyone, change: true, in: keyInput{}, out: createdKey{}, status: http.StatusCreated, handle: (*call).createKey},
+		{method: "POST", path: base + "/{id}/keys/{key}/rotate", summary: "Replace a key: the new one is shown once, the old one keeps working for the overlap (at most lifecycle.api_keys.max_overlap)",
+			access: anyone, change: true, in: rotateInput{}, out: createdKey{}, status: http.StatusCreated, handle: (*call).rotateKey},
+		{method: "POST", path: base + "/{id}/keys/{key}/revoke", summary: "Revoke a key now",
+			access: anyone, change: true, in: decisionInput{}, out: store.APIKey{}, handle: (*call).revokeKey},
+		{method: "POST", path: base + "/{id}/revoke", summary: "Retire a machine identity: its membership and every key revoked",
+			access: anyone, change: true, in: decisionInput{}, out: store.Membership{}, handle: (*call).revokeMachine},
+	}
+}
+
+// machineInput creates a machine identity.
+type machineInput struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// Sponsor is the person who answers for the machine (a user key); default: the caller.
+	Sponsor   string         `json:"sponsor,omitempty"`
+	Roles     []string       `json:"roles,omitempty"`
+	Purposes  []purposeInput `json:"purposes,omitempty"`
+	ExpiresAt time.Time      `json:"expires_at,omitzero"`
+	ReviewBy  time.Time      `json:"review_by,omitzero"`
+	Ticket    string         `json:"ticket,omitempty"`
+	Reason    string         `json:"reason"`
+}
+
+func (in *machineInput) why() string { return in.Reason }
+
+// keyInput creates a key.
+type keyInput struct {
+	// ExpiresAt is the key's end; default: lifecycle.api_keys.max_lifetime from now, or the
+	// machine's end when that is sooner.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	Reason    string    `json:"reason"`
+}
+
+func (in *keyInput) why() string { return in.Reason }
+
+// rotateInput replaces a key.
+type rotateInput struct {
+	keyInput
+	// Overlap is how long the old key keeps working ("1h", "7d"); default: none, the old key
+	// ends now.
+	Overlap string `json:"overlap,omitempty"`
+}
+
+// createdKey is a new key: the only time its secret is shown.
+type createdKey struct {
+	Key    string       `json:"key"`
+	Record store.APIKey `json:"record"`
+	// Warning says what to do with the key.
+	Warning string `json:"warning"`
+}
+
+const keyWarning = "Store this key now (a secret manager, not a repository): it is shown only once. Send it as \"Authorization: Bearer <key>\"."
+
+func (c *call) listMachines() (any, error) {
+	org, err := c.administeredOrg()
+	if err != nil {
+		return nil, err
+	}
+	ms, err := c.s.st.Machines(c.ctx, org)
+	if err != nil {
+		return nil, err
+	}
+	return list[store.Membership]{Items: append([]store.Membership{}, ms...)}, nil
+}
+
+func (c *call) createMachine() (any, error) {
+	var in machineInput
+	org, err := c.orgChange(&in)
+	if err != nil {
+		return nil, err
+	}
+	o, err := c.mayApproveAlone(org, store.KindService)
+	if err != nil {
+		return nil, err
+	}
+	if in.Sponsor == "" && !c.p.Operator {
+		in.Sponsor = c.p.Name
+	}
+	switch {
+	case !syntax.Name(in.ID):
+		return nil, invalid("id: want [a-z0-9_-]{1,64}")
+	case in.Sponsor == "":
+		return nil, invalid("sponsor: an operator names the person who answers for the machine (a user key)")
+	case store.IsMachineUser(in.Sponsor):
+		return nil, invalid("sponsor: a person, not a machine")
+	}
+	// A machine holds nothing its sponsor does not hold standing: it is never a way to more.
+	_, sp, err := c.s.st.Lookup(c.ctx, org, in.Sponsor)
+	if err != nil {
+		return nil, err
+	}
+	if sp == nil || sp.Status != store.MembershipActive {
+		return nil, invalid("sponsor " + in.Sponsor + " holds no live membership of " + org)
+	}
+	var beyond []string
+	for _, r := range in.Roles {
+		if !slices.Contains(sp.Roles, r) {
+			beyond = append(beyond, r)
+		}
+	}
+	if len(beyond) > 0 {
+		return nil, refuse(reason.PolicyViolation, fmt.Sprintf("roles %s: the sponsor does not hold them standing, and a machine holds nothing its sponsor does not", strings.Join(beyond, ", ")))
+	}
+	m := c.membershipOf(org, "", &accessInput{Kind: store.KindService, Roles: in.Roles, Purposes: in.Purposes, ExpiresAt: in.ExpiresAt, ReviewBy: in.ReviewBy})
+	m.User = store.MachineUser(org, in.ID)
+	m.Machine = &store.Machine{ID: in.ID, Name: in.Name, Description: in.Description, Sponsor: in.Sponsor}
+	if err := c.withinPolicy(&m, o, in.Ticket); err != nil {
+		return nil, err
+	}
+	return c.changes().CreateMachine(c.ctx, m, c.p.Name, in.Reason)
+}
+
+// machineParam is the {id} of the path, whose machine the caller may manage: an administrator
+// of its organisation, an operator, or its sponsor. It returns the machine's membership.
+func (c *call) machineParam(org string) (*store.Membership, error) {
+	id := c.r.PathValue("id")
+	if !syntax.Name(id) {
+		return nil, refuse(reason.NotFound, "malformed machine id")
+	}
+	if err := c.inOrg(org); err != nil {
+		return nil, err
+	}
+	_, m, err := c.s.st.Lookup(c.ctx, org, store.MachineUser(org, id))
+	if err != nil {
+		return nil, err
+	}
+	if m != nil && m.Machine != nil && !c.p.Operator && m.Machine.Sponsor == c.p.Name {
+		return m, nil
+	}
+	if err := c.mayAdminister(org); err != nil {
+		return nil, err
+	}
+	if m == nil || m.Machine == nil {
+		return nil, refuse(reason.NotFound, "no machine identity "+id+" in "+org)
+	}
+	return m, nil
+}
+
+// keyEnd is the end of a new key of m: what was asked, or the longest the policy allows,
+// never beyond the machine's end. (The calling token's end does not bound it: the key is
+// the machine's credential, not a copy of the caller's.)
+func (c *call) keyEnd(m *store.Membership, asked time.Time) (time.Time, error) {
+	now := c.s.now()
+	life, _ := c.policy.APIKeyLimits()
+	limit := now.Add(life)
+	if !m.ExpiresAt.IsZero() && m.ExpiresAt.Before(limit) {
+		limit = m.ExpiresAt
+	}
+	switch {
+	case asked.IsZero():
+		return limit, nil
+	case !asked.After(now):
+		return time.Time{}, invalid("expires_at: must be in the future")
+	case asked.After(limit):
+		return time.Time{}, refuse(reason.PolicyViolation, fmt.Sprintf("expires_at: at most %s (lifecycle.api_keys.max_lifetime %s, or the machine's end)",
+			limit.UTC().Format(time.RFC3339), life))
+	}
+	return asked, nil
+}
+
+func (c *call) createKey() (any, error) {
+	var in keyInput
+	org, err := c.orgChange(&in)
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.machineParam(org)
+	if err != nil {
+		return nil, err
+	}
+	end, err := c.keyEnd(m, in.ExpiresAt)
+	if err != nil {
+		return nil, err
+	}
+	key, k, err := c.changes().CreateAPIKey(c.ctx, org, m.Machine.ID, end, "", 0, c.p.Name, in.Reason)
+	if err != nil {
+		return nil, err
+	}
+	return createdKey{Key: key, Record: *k, Warning: keyWarning}, nil
+}
+
+func (c *call) rotateKey() (any, error) {
+	var in rotateInput
+	org, err := c.orgChange(&in)
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.machineParam(org)
+	if err != nil {
+		return nil, err
+	}
+	old := m.Machine.Key(c.r.PathValue("key"))
+	if old == nil {
+		return nil, refuse(reason.NotFound, "no such key of "+m.Machine.ID)
+	}
+	var overlap time.Duration
+	if in.Overlap != "" {
+		if overlap, err = durationInput("overlap", in.Overlap); err != nil {
+			return nil, err
+		}
+	}
+	if _, most := c.policy.APIKeyLimits(); overlap > most {
+		return nil, refuse(reason.PolicyViolation, fmt.Sprintf("overlap: at most %s (lifecycle.api_keys.max_overlap)", most))
+	}
+	end, err := c.keyEnd(m, in.ExpiresAt)
+	if err != nil {
+		return nil, err
+	}
+	key, k, err := c.changes().CreateAPIKey(c.ctx, org, m.Machine.ID, end, old.ID, overlap, c.p.Name, in.Reason)
+	if err != nil {
+		return nil, err
+	}
+	return createdKey{Key: key, Record: *k, Warning: keyWarning}, nil
+}
+
+func (c *call) revokeKey() (any, error) {
+	var in decisionInput
+	org, err := c.orgChange(&in)
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.machineParam(org)
+	if err != nil {
+		return nil, err
+	}
+	k, err := c.changes().RevokeAPIKey(c.ctx, org, m.Machine.ID, c.r.PathValue("key"), c.p.Name, in.Reason)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, refuse(reason.NotFound, "no such key of "+m.Machine.ID)
+	}
+	return k, err
+}
+
+func (c *call) revokeMachine() (any, error) {
+	var in decisionInput
+	org, err := c.orgChange(&in)
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.machineParam(org)
+	if err != nil {
+		return nil, err
+	}
+	return c.changes().RevokeMachine(c.ctx, org, m.Machine.ID, c.p.Name, in.Reason)
+}

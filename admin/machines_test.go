@@ -1,0 +1,117 @@
+package admin
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// TestMachines: who may create a machine identity and its keys, within which limits, and each
+// way around them: another person, another organisation, more roles than the sponsor, longer
+// than the policy, through the membership endpoints.
+func TestMachines(t *testing.T) {
+	b := newBed(t)
+	annTok, bobTok, patTok, paulTok := b.personal(ann, "", false), b.personal(bob, "", false), b.personal(pat, "", false), b.personal(paul, "", false)
+	end := time.Now().Add(200 * 24 * time.Hour)
+	create := func(tok string, body map[string]any) answer {
+		body["reason"] = "integration INT-7"
+		if _, ok := body["expires_at"]; !ok {
+			body["expires_at"] = end
+		}
+		return b.call(tok, "POST", "/api/v1/orgs/acme/machines", body)
+	}
+
+	// Creating: an administrator, for a live sponsor, with roles the sponsor holds.
+	b.want(create(bobTok, map[string]any{"id": "sync", "name": "Sync"}), 403, "not_permitted")
+	b.want(create(annTok, map[string]any{"id": "sync", "name": "Sync", "sponsor": sue}), 400, "invalid_input")
+	b.want(create(annTok, map[string]any{"id": "sync", "name": "Sync", "sponsor": store.MachineUser("acme", "x")}), 400, "invalid_input")
+	b.want(create(annTok, map[string]any{"id": "sync", "name": "Sync", "sponsor": bob, "roles": []string{"viewer", "billing"}}), 422, "policy_violation")
+	b.want(create(annTok, map[string]any{"id": "sync", "name": "Sync", "sponsor": bob, "expires_at": time.Now().Add(400 * 24 * time.Hour)}), 422, "policy_violation")
+	b.want(create(annTok, map[string]any{"id": "Sync!", "name": "Sync", "sponsor": bob}), 400, "invalid_input")
+	// paul administers partnerco, not acme.
+	b.want(create(paulTok, map[string]any{"id": "sync", "name": "Sync", "sponsor": pat}), 403, "not_permitted")
+	a := create(annTok, map[string]any{"id": "sync", "name": "Ticket sync", "sponsor": bob, "roles": []string{"viewer"}})
+	b.want(a, 201, "")
+	if a.body["user"] != store.MachineUser("acme", "sync") || a.body["kind"] != "service" || a.body["approved_by"] != ann {
+		t.Errorf("created %s", a.raw)
+	}
+	b.want(create(annTok, map[string]any{"id": "sync", "name": "Again", "sponsor": bob}), 409, "")
+	if evs := b.events(audit.MachineCreated); len(evs) != 1 || evs[0].Actor != ann || evs[0].Detail["sponsor"] != bob {
+		t.Errorf("machine.created %+v", evs)
+	}
+
+	// Keys: the sponsor and administrators; nobody else.
+	keys := "/api/v1/orgs/acme/machines/sync/keys"
+	b.want(b.call(patTok, "POST", keys, map[string]any{"reason": "x"}), 403, "not_permitted")
+	b.want(b.call(paulTok, "POST", keys, map[string]any{"reason": "x"}), 403, "not_permitted")
+	// bob administers beta: the same machine id through beta is not his acme machine.
+	b.want(b.call(bobTok, "POST", "/api/v1/orgs/beta/machines/sync/keys", map[string]any{"reason": "x"}), 404, "not_found")
+	// A token of bob's restricted to beta cannot act in acme, even as the sponsor.
+	b.want(b.call(b.personal(bob, "beta", false), "POST", keys, map[string]any{"reason": "x"}), 403, "not_permitted")
+	b.want(b.call(bobTok, "POST", keys, map[string]any{"reason": "x", "expires_at": time.Now().Add(100 * 24 * time.Hour)}), 422, "policy_violation")
+	k := b.call(bobTok, "POST", keys, map[string]any{"reason": "first key"})
+	b.want(k, 201, "")
+	key, _ := k.body["key"].(string)
+	rec, _ := k.body["record"].(map[string]any)
+	id, _ := rec["id"].(string)
+	if _, ok := store.ParseAPIKey(key); !ok || !strings.HasPrefix(key, "pc_"+id+"_") {
+		t.Fatalf("created key %s", k.raw)
+	}
+	if exp, _ := time.Parse(time.RFC3339, rec["expires_at"].(string)); time.Until(exp) > 90*24*time.Hour+time.Minute || time.Until(exp) < 89*24*time.Hour {
+		t.Errorf("default expiry %v: want lifecycle.api_keys.max_lifetime (90d)", exp)
+	}
+	// Nobody sees the secret again, nor its hash: not a listing, not the audit trail.
+	l := b.call(annTok, "GET", "/api/v1/orgs/acme/machines", nil)
+	b.want(l, 200, "")
+	owner, err := b.st.APIKeyOwner(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, s := range map[string]string{"listing": l.raw, "members": b.call(annTok, "GET", "/api/v1/orgs/acme/members", nil).raw, "audit": b.call(b.ops, "GET", "/api/v1/audit?since=0&count=1000", nil).raw} {
+		if strings.Contains(s, key[len(key)-52:]) || strings.Contains(s, owner.Hash) {
+			t.Errorf("the %s shows the key or its hash", what)
+		}
+	}
+	if !strings.Contains(l.raw, `"sponsor":"`+bob+`"`) || !strings.Contains(l.raw, id) {
+		t.Errorf("listing %s", l.raw)
+	}
+	b.want(b.call(bobTok, "GET", "/api/v1/orgs/acme/machines", nil), 403, "not_permitted")
+
+	// Rotation within max_overlap.
+	rot := keys + "/" + id + "/rotate"
+	b.want(b.call(bobTok, "POST", rot, map[string]any{"reason": "x", "overlap": "8d"}), 422, "policy_violation")
+	b.want(b.call(bobTok, "POST", keys+"/nosuchkeyatall00/rotate", map[string]any{"reason": "x"}), 404, "not_found")
+	r := b.call(bobTok, "POST", rot, map[string]any{"reason": "yearly rotation", "overlap": "1h"})
+	b.want(r, 201, "")
+	if r.body["key"] == key || r.body["record"].(map[string]any)["replaces"] != id {
+		t.Errorf("rotated %s", r.raw)
+	}
+	// Revoking: not through another machine, not by someone else.
+	b.want(b.call(patTok, "POST", keys+"/"+id+"/revoke", map[string]any{"reason": "x"}), 403, "not_permitted")
+	b.want(b.call(bobTok, "POST", keys+"/"+id+"/revoke", map[string]any{"reason": "leaked"}), 200, "")
+
+	// The membership endpoints do not touch a machine: its roles stay within its sponsor's.
+	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/members/change", map[string]any{"user": store.MachineUser("acme", "sync"), "add_roles": []string{"billing"}, "reason": "x"}), 400, "invalid_input")
+	b.want(b.call(b.ops, "POST", "/api/v1/orgs/acme/members", map[string]any{"user": store.MachineUser("acme", "other"), "kind": "service", "expires_at": end, "reason": "x"}), 400, "invalid_input")
+
+	// The sponsor's revocation suspends the machine and ends its keys.
+	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/members/revoke", map[string]any{"user": bob, "reason": "left"}), 200, "")
+	l = b.call(annTok, "GET", "/api/v1/orgs/acme/machines", nil)
+	items := l.body["items"].([]any)
+	m := items[0].(map[string]any)
+	if m["status"] != "suspended" {
+		t.Errorf("machine after its sponsor's revocation: %s", l.raw)
+	}
+	for _, k := range m["machine"].(map[string]any)["keys"].([]any) {
+		if k.(map[string]any)["revoked"] == nil {
+			t.Errorf("a key survived its sponsor: %v", k)
+		}
+	}
+	// Nobody adds a key to a suspended machine, its former sponsor included.
+	b.want(b.call(bobTok, "POST", keys, map[string]any{"reason": "x"}), 400, "invalid_input")
+	b.want(b.call(annTok, "POST", keys, map[string]any{"reason": "x"}), 400, "invalid_input")
+	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/machines/sync/revoke", map[string]any{"reason": "retired"}), 200, "")
+}
