@@ -134,7 +134,7 @@ func (c *call) createMachine() (any, error) {
 		}
 	}
 	if len(beyond) > 0 {
-		return nil, refuse(reason.PolicyViolation, fmt.Sprintf("roles %s: the sponsor does not hold them standing, and a machine holds nothing its sponsor does not", strings.Join(beyond, ", ")))
+		return nil, policyRefusal(fmt.Sprintf("roles %s: the sponsor does not hold them standing, and a machine holds nothing its sponsor does not", strings.Join(beyond, ", ")))
 	}
 	m := c.membershipOf(org, "", &accessInput{Kind: store.KindService, Roles: in.Roles, Purposes: in.Purposes, ExpiresAt: in.ExpiresAt, ReviewBy: in.ReviewBy})
 	m.User = store.MachineUser(org, in.ID)
@@ -187,7 +187,7 @@ func (c *call) keyEnd(m *store.Membership, asked time.Time) (time.Time, error) {
 	case !asked.After(now):
 		return time.Time{}, invalid("expires_at: must be in the future")
 	case asked.After(limit):
-		return time.Time{}, refuse(reason.PolicyViolation, fmt.Sprintf("expires_at: at most %s (lifecycle.api_keys.max_lifetime %s, or the machine's end)",
+		return time.Time{}, policyRefusal(fmt.Sprintf("expires_at: at most %s (lifecycle.api_keys.max_lifetime %s, or the machine's end)",
 			limit.UTC().Format(time.RFC3339), life))
 	}
 	return asked, nil
@@ -235,7 +235,7 @@ func (c *call) rotateKey() (any, error) {
 		}
 	}
 	if _, most := c.policy.APIKeyLimits(); overlap > most {
-		return nil, refuse(reason.PolicyViolation, fmt.Sprintf("overlap: at most %s (lifecycle.api_keys.max_overlap)", most))
+		return nil, policyRefusal(fmt.Sprintf("overlap: at most %s (lifecycle.api_keys.max_overlap)", most))
 	}
 	end, err := c.keyEnd(m, in.ExpiresAt)
 	if err != nil {

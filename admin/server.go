@@ -262,7 +262,11 @@ func violation(vs []authz.Violation) error {
 	for i, v := range vs {
 		parts[i] = v.Error()
 	}
-	detail := strings.Join(parts, "; ")
+	return policyRefusal(strings.Join(parts, "; "))
+}
+
+// policyRefusal is policy_violation saying why (shown: it names the caller's own change).
+func policyRefusal(detail string) error {
 	e := problem.Refuse(reason.PolicyViolation, "admin API refused", detail)
 	e.Problem = problem.For(reason.PolicyViolation, reason.Facts{Detail: detail})
 	return e

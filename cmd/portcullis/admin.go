@@ -79,6 +79,15 @@ and makes none; the configuration's lifecycle policy applies):
 Audit stream:
   audit tail [--follow] [--since ID] [--count N]
 
+Machine identities (integrations of an organisation, each answered for by a sponsor who holds a
+live membership there) and their API keys (shown once; "Authorization: Bearer <key>"):
+  machine create ORG ID --name NAME [--sponsor USER] [--role R]... --expires T --reason WHY
+  machine list ORG
+  machine revoke ORG ID --reason WHY           its membership and every key end
+  key create ORG MACHINE [--expires T] --reason WHY
+  key rotate ORG MACHINE KEY [--overlap 1h] [--expires T] --reason WHY
+  key revoke ORG MACHINE KEY --reason WHY
+
 Admin API tokens (the API itself makes the later ones):
   token create --name NAME --owner WHO [--operator] [--org ORG] [--read-only] [--lifetime 90d]
   token list
@@ -146,6 +155,13 @@ var adminCommands = map[string]adminCommand{
 	"event domain-lapsed":    {"ORG DOMAIN --reason WHY [--dry-run]", true, true, adminEvent(store.EventDomainLapsed)},
 	"event support-moved":    {"ORG FROM TO [--person USER]... [--role R]... [--kind KIND] --reason WHY [--dry-run]", true, true, adminEvent(store.EventSupportMoved)},
 	"audit tail":             {"[--follow] [--since ID] [--count N]", false, false, adminAuditTail},
+
+	"machine create": {"ORG ID --name NAME [--sponsor USER] [--role R]... --expires T --reason WHY", true, true, adminMachineCreate},
+	"machine list":   {"ORG", false, false, adminMachineList},
+	"machine revoke": {"ORG ID --reason WHY", true, true, adminMachineRevoke},
+	"key create":     {"ORG MACHINE [--expires T] --reason WHY", true, true, adminKeyCreate},
+	"key rotate":     {"ORG MACHINE KEY [--overlap 1h] [--expires T] --reason WHY", true, true, adminKeyRotate},
+	"key revoke":     {"ORG MACHINE KEY --reason WHY", true, true, adminKeyRevoke},
 
 	"token create": {"--name NAME --owner WHO [--operator] [--org ORG] [--read-only] [--lifetime 90d]", true, false, adminTokenCreate},
 	"token list":   {"", false, false, adminTokenList},

@@ -53,6 +53,8 @@ type adminBackend interface {
 	Tokens(ctx context.Context) ([]store.Token, error)
 	RevokeToken(ctx context.Context, id, reason string) (*store.Token, error)
 
+	machineBackend
+
 	Close()
 }
 

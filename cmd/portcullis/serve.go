@@ -149,7 +149,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		reqAudit = audit.NewRetrying(aud, ro)
 	}
 	closers = append(closers, reqAudit.Close)
-	opts.Audit, opts.Members = reqAudit, cache
+	opts.Audit, opts.Members, opts.APIKeys = reqAudit, cache, cache
 	if cfg.Audit.Refusals == "counted" {
 		opts.RefusalInterval = cfg.Audit.RefusalInterval.D()
 	}

@@ -1,0 +1,221 @@
+package main
+
+// End-to-end test of machine identities (issue 15) through the real binary: two processes on
+// one Redis, the admin API on the first, `portcullis admin machine|key` against it, and API
+// keys on an org-scoped API route.
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+func TestE2EMachines(t *testing.T) {
+	t.Parallel()
+	adminListen := freePort(t)
+	b := newAZBedWith(t, azOptions{extra: func(b *azBed, i int) string {
+		// Continues the route list: the integration API takes API keys only.
+		s := fmt.Sprintf(`  - name: api
+    path: /api
+    upstream: %s
+    org: {from: path, path_segment: 2}
+    require: {roles: [user]}
+    auth: [api_key]
+`, b.portal.URL)
+		if i == 0 {
+			s += "admin_api:\n  listen: " + adminListen + "\n"
+		}
+		return s
+	}})
+	p1, p2 := b.px[0], b.px[1]
+	p1.proc.waitLog(t, "portcullis serving", 10*time.Second)
+	api := &govAPI{t: t, base: "https://" + adminListen, c: &http.Client{Timeout: 10 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}
+	erinKey := b.user("sub-erin")
+
+	// The CLI, as an operator would run it: the first token by break-glass, then the API.
+	cli := func(args ...string) (int, string, string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		code := run(append([]string{"admin"}, args...), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	code, out, errOut := cli("token", "create", "--break-glass", "--config", b.cfgs[0], "--actor", "olga", "--name", "e2e",
+		"--owner", "ops|olga", "--operator", "--lifetime", "1d", "--reason", "install", "--json")
+	var made struct{ Token string }
+	if code != 0 || json.Unmarshal([]byte(out), &made) != nil || made.Token == "" {
+		t.Fatalf("token create: %d %s %s", code, out, errOut)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	writeFile(t, tokenFile, made.Token+"\n")
+	viaAPI := func(args ...string) (int, string, string) {
+		t.Helper()
+		return cli(append(args, "--server", api.base, "--token-file", tokenFile, "--insecure-skip-verify")...)
+	}
+
+	code, out, errOut = viaAPI("machine", "create", "acme", "billing-export", "--name", "Billing export", "--sponsor", erinKey,
+		"--role", "user", "--expires", "30d", "--reason", "nightly invoice export (INT-7)")
+	if code != 0 || !strings.Contains(out, "acme/billing-export") || !strings.Contains(out, "sponsor="+erinKey) {
+		t.Fatalf("machine create: %d %s %s", code, out, errOut)
+	}
+	// A role the sponsor lacks is refused, naming why.
+	if code, _, errOut := viaAPI("machine", "create", "acme", "admin-sync", "--name", "x", "--sponsor", erinKey,
+		"--role", "admin", "--expires", "30d", "--reason", "x"); code == 0 || !strings.Contains(errOut, "sponsor does not hold") {
+		t.Errorf("a machine with more than its sponsor: %d %s", code, errOut)
+	}
+	// Break-glass can revoke, not create.
+	if code, _, errOut := cli("key", "create", "acme", "billing-export", "--break-glass", "--config", b.cfgs[0], "--reason", "x"); code == 0 || !strings.Contains(errOut, "through the admin API") {
+		t.Errorf("break-glass key create: %d %s", code, errOut)
+	}
+	newKey := func(args ...string) (string, string) {
+		t.Helper()
+		code, out, errOut := viaAPI(append(args, "--json")...)
+		var k struct {
+			Key    string
+			Record store.APIKey
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &k) != nil {
+			t.Fatalf("%v: %d %s %s", args, code, out, errOut)
+		}
+		return k.Key, k.Record.ID
+	}
+	key1, id1 := newKey("key", "create", "acme", "billing-export", "--reason", "first key")
+
+	c := b.newClient()
+	call := func(px *azProxy, path, key string, hdr http.Header) *azResp {
+		t.Helper()
+		h := http.Header{"Accept": {"application/json"}}
+		for k, v := range hdr {
+			h[k] = v
+		}
+		if key != "" {
+			h.Set("Authorization", "Bearer "+key)
+		}
+		return c.do("GET", px.base+path, "", nil, h)
+	}
+	// waitAll polls until every process answers path with the key as wanted.
+	waitAll := func(path, key string, status int, code string) {
+		t.Helper()
+		for _, px := range b.px {
+			deadline := time.Now().Add(store.DefaultCacheTTL + 2*time.Second)
+			for {
+				r := call(px, path, key, nil)
+				if r.status == status && (code == "" || r.reason() == code) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s via %s: %d %s, want %d %s", path, px.name, r.status, r.body, status, code)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+
+	t.Run("the key reaches the org's API as the machine, naming its sponsor", func(t *testing.T) {
+		for _, px := range b.px {
+			r := call(px, "/api/acme/invoices?month=2026-11", key1, nil)
+			s := r.seen()
+			if r.status != 200 || s == nil {
+				t.Fatalf("via %s: %d %s", px.name, r.status, r.body)
+			}
+			azWantIdentity(t, px.name, s, map[string]string{"X-Portcullis-User": store.MachineUser("acme", "billing-export"),
+				"X-Portcullis-Kind": "service", "X-Portcullis-Sponsor": erinKey, "X-Portcullis-Org": "acme", "X-Portcullis-Roles": "user",
+				"X-Portcullis-Email": "", "Authorization": ""})
+			if s.URI != "/api/acme/invoices?month=2026-11" {
+				t.Errorf("portal got %s", s.URI)
+			}
+		}
+	})
+
+	t.Run("the key is refused where it does not belong", func(t *testing.T) {
+		hits := b.portal.hits.Load()
+		for _, tc := range []struct {
+			path, key string
+			hdr       http.Header
+			status    int
+			code      string
+		}{
+			{"/orgs/acme/home", key1, nil, 401, "credential_not_accepted"},             // a route for people
+			{"/api/beta/invoices", key1, nil, 403, "not_member"},                       // another organisation
+			{"/api/acme/invoices?api_key=" + key1, "", nil, 401, "credential_missing"}, // a query string
+			{"/api/acme/invoices", "", http.Header{"Cookie": {"api_key=" + key1}}, 401, "credential_missing"},
+			{"/api/acme/invoices", key1[:len(key1)-2] + "aa", nil, 401, "credential_invalid"},
+		} {
+			r := call(p2, tc.path, tc.key, tc.hdr)
+			if r.status != tc.status || r.reason() != tc.code {
+				t.Errorf("%s: %d %s, want %d %s", tc.path, r.status, r.body, tc.status, tc.code)
+			}
+			if tc.status == 401 && tc.code != "credential_missing" && tc.code != "credential_not_accepted" &&
+				!strings.Contains(r.header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+				t.Errorf("%s: challenge %q", tc.path, r.header.Get("WWW-Authenticate"))
+			}
+		}
+		// A key beside a session is refused: one request, one principal.
+		alice := b.newClient()
+		alice.signIn(p1, "alice")
+		if r := alice.do("GET", p1.base+"/api/acme/invoices", "", nil, http.Header{"Accept": {"application/json"}, "Authorization": {"Bearer " + key1}}); r.status != 400 || r.reason() != "credential_mixed" {
+			t.Errorf("key with a session: %d %s", r.status, r.body)
+		}
+		if n := b.portal.hits.Load(); n != hits {
+			t.Errorf("%d refused requests reached the portal", n-hits)
+		}
+	})
+
+	t.Run("rotation keeps the old key for the overlap only; revocation ends a key on every replica", func(t *testing.T) {
+		key2, id2 := newKey("key", "rotate", "acme", "billing-export", id1, "--overlap", "3s", "--reason", "rotation")
+		waitAll("/api/acme/invoices", key2, 200, "")
+		if r := call(p2, "/api/acme/invoices", key1, nil); r.status != 200 {
+			t.Errorf("the old key within the overlap: %d %s", r.status, r.body)
+		}
+		waitAll("/api/acme/invoices", key1, 401, "credential_expired")
+		if code, _, errOut := viaAPI("key", "revoke", "acme", "billing-export", id2, "--reason", "leaked in a CI log"); code != 0 {
+			t.Fatalf("key revoke: %s", errOut)
+		}
+		waitAll("/api/acme/invoices", key2, 401, "credential_revoked")
+	})
+
+	t.Run("offboarding the sponsor ends the machine's access on every replica", func(t *testing.T) {
+		key3, _ := newKey("key", "create", "acme", "billing-export", "--reason", "after the leak")
+		waitAll("/api/acme/invoices", key3, 200, "")
+		if code, out, errOut := viaAPI("event", "offboarded", erinKey, "--reason", "erin left the company"); code != 0 {
+			t.Fatalf("offboard: %s %s", out, errOut)
+		}
+		// The machine is suspended and its keys revoked in the same change.
+		waitAll("/api/acme/invoices", key3, 401, "credential_revoked")
+		code, out, _ := viaAPI("machine", "list", "acme")
+		if code != 0 || !strings.Contains(out, "acme/billing-export  suspended") || strings.Contains(out, " live ") {
+			t.Errorf("machine list after offboarding: %s", out)
+		}
+		evs, _, err := b.aud.Tail(t.Context(), "0", 10000, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var suspended, created int
+		for _, e := range evs {
+			switch e.Type {
+			case audit.MachineSuspended:
+				suspended++
+				if e.Detail["sponsor"] != erinKey && e.Operation == "" {
+					t.Errorf("suspension event %+v", e)
+				}
+			case audit.APIKeyCreated, audit.APIKeyRotated:
+				created++
+				if e.Actor != "ops|olga" || strings.Contains(string(e.After), key3[len(key3)-52:]) {
+					t.Errorf("key event %+v", e)
+				}
+			}
+		}
+		if suspended != 1 || created != 3 {
+			t.Errorf("%d machine.suspended, %d key creations in the audit trail", suspended, created)
+		}
+	})
+}
