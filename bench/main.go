@@ -115,8 +115,11 @@ func run() error {
 		return fmt.Errorf("step-up: %w", err)
 	}
 
+	if b.apiKey, err = seedMachine(ctx, orgs, user); err != nil {
+		return err
+	}
 	targets := b.targets()
-	if err := checkTargets(targets, cookie); err != nil {
+	if err := checkTargets(targets, cookie, b.apiKey); err != nil {
 		return err
 	}
 	per := *duration / time.Duration(*rounds)

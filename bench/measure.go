@@ -24,17 +24,11 @@ import (
 )
 
 // checkTargets makes sure every target answers 200 before anything is measured.
-func checkTargets(targets []target, cookie string) error {
+func checkTargets(targets []target, cookie, apiKey string) error {
 	for _, tg := range targets {
 		c := newClient(1)
 		req, _ := http.NewRequest("GET", tg.base+tg.path, nil)
-		if tg.auth {
-			req.Header.Set("Cookie", cookie)
-		}
-		req.Header.Set("Accept", "application/json")
-		for k, v := range tg.question {
-			req.Header[k] = v
-		}
+		req.Header = tg.headers(cookie, apiKey)
 		resp, err := c.Do(req)
 		if err != nil {
 			return fmt.Errorf("%s: %w", tg.name, err)
@@ -64,13 +58,7 @@ func measureRounds(targets []target, cookie string, b *bed, per time.Duration) (
 			if *only != "" && !strings.Contains(tg.name, *only) && !strings.HasPrefix(tg.name, "bare") {
 				continue
 			}
-			hdr := http.Header{"Accept": {"application/json"}}
-			if tg.auth {
-				hdr.Set("Cookie", cookie)
-			}
-			for k, v := range tg.question {
-				hdr[k] = v
-			}
+			hdr := tg.headers(cookie, b.apiKey)
 			var prof *exec.Cmd
 			if *perfOf == tg.name && r == *rounds-1 {
 				prof = exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(tg.pid), "-o", filepath.Join(b.dir, "perf.data"),

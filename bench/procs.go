@@ -130,6 +130,9 @@ type bed struct {
 
 	procs []*proxyProc // portcullis-http, portcullis-tls, portcullis-http-nocache
 	tlsL  string       // address of portcullis-tls, the public_url of every instance
+	// apiKey is the API key of acme's machine identity (seedMachine), sent by the targets
+	// with key set.
+	apiKey string
 }
 
 // close stops the servers running in this process, the provider first.
@@ -279,6 +282,11 @@ routes:
     path: /orgs
     upstream: %[8]s
     org: {from: path, path_segment: 2}
+  - name: api
+    path: /api
+    upstream: %[8]s
+    org: {from: path, path_segment: 2}
+    auth: [api_key]
   - name: admin
     path: /admin
     upstream: %[8]s
@@ -305,6 +313,23 @@ type target struct {
 	auth             bool
 	bareRef          string      // the bare target this one is compared with
 	question         http.Header // a forward-auth question's headers: the answer has no body
+	// key: the request carries the machine's API key instead of the session cookie.
+	key bool
+}
+
+// headers are the request headers of a target: the cookie or the API key, and the question.
+func (tg *target) headers(cookie, apiKey string) http.Header {
+	hdr := http.Header{"Accept": {"application/json"}}
+	switch {
+	case tg.key:
+		hdr.Set("Authorization", "Bearer "+apiKey)
+	case tg.auth:
+		hdr.Set("Cookie", cookie)
+	}
+	for k, v := range tg.question {
+		hdr[k] = v
+	}
+	return hdr
 }
 
 // forwardAuthQuestion asks /.portcullis/auth about GET uri, as Caddy or Traefik would.
@@ -317,17 +342,20 @@ func forwardAuthQuestion(host, uri string) http.Header {
 func (b *bed) targets() []target {
 	procs := b.procs
 	return []target{
-		{"bare http", "http://" + b.bareHTTP, "/x", b.bare.cmd.Process.Pid, false, "", nil},
-		{"bare http (no buffer pool)", "http://" + b.defHTTP, "/x", b.bareDef.cmd.Process.Pid, false, "bare http", nil},
-		{"public http", procs[0].base, "/public/x", procs[0].pid, false, "bare http", nil},
-		{"authz warm http", procs[0].base, "/orgs/acme/x", procs[0].pid, true, "bare http", nil},
-		{"step-up warm http", procs[0].base, "/admin/acme/x", procs[0].pid, true, "bare http", nil},
-		{"authz cold http (caches off)", procs[2].base, "/orgs/acme/x", procs[2].pid, true, "bare http", nil},
+		{"bare http", "http://" + b.bareHTTP, "/x", b.bare.cmd.Process.Pid, false, "", nil, false},
+		{"bare http (no buffer pool)", "http://" + b.defHTTP, "/x", b.bareDef.cmd.Process.Pid, false, "bare http", nil, false},
+		{"public http", procs[0].base, "/public/x", procs[0].pid, false, "bare http", nil, false},
+		{"authz warm http", procs[0].base, "/orgs/acme/x", procs[0].pid, true, "bare http", nil, false},
+		// A machine identity's API key on the same kind of route: it should cost what the
+		// cookie does.
+		{"api key warm http", procs[0].base, "/api/acme/x", procs[0].pid, true, "bare http", nil, true},
+		{"step-up warm http", procs[0].base, "/admin/acme/x", procs[0].pid, true, "bare http", nil, false},
+		{"authz cold http (caches off)", procs[2].base, "/orgs/acme/x", procs[2].pid, true, "bare http", nil, false},
 		// The same decision asked by an ingress: no upstream hop, so its ratio is to the bare
 		// proxy's whole request, and beside "authz warm http" the cost of the decision alone.
-		{"forward-auth warm http", procs[0].base, "/.portcullis/auth", procs[0].pid, true, "bare http", forwardAuthQuestion(b.tlsL, "/orgs/acme/x")},
-		{"bare tls", "https://" + b.bareTLS, "/x", b.bare.cmd.Process.Pid, false, "", nil},
-		{"public tls", procs[1].base, "/public/x", procs[1].pid, false, "bare tls", nil},
-		{"authz warm tls", procs[1].base, "/orgs/acme/x", procs[1].pid, true, "bare tls", nil},
+		{"forward-auth warm http", procs[0].base, "/.portcullis/auth", procs[0].pid, true, "bare http", forwardAuthQuestion(b.tlsL, "/orgs/acme/x"), false},
+		{"bare tls", "https://" + b.bareTLS, "/x", b.bare.cmd.Process.Pid, false, "", nil, false},
+		{"public tls", procs[1].base, "/public/x", procs[1].pid, false, "bare tls", nil, false},
+		{"authz warm tls", procs[1].base, "/orgs/acme/x", procs[1].pid, true, "bare tls", nil, false},
 	}
 }

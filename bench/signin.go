@@ -43,6 +43,20 @@ func seed(ctx context.Context, st *store.Store, issuer string) (*store.Orgs, str
 	return orgs, user, nil
 }
 
+// seedMachine gives acme a machine identity sponsored by alice (user), with her role, and
+// returns its API key.
+func seedMachine(ctx context.Context, orgs *store.Orgs, user string) (string, error) {
+	if _, err := orgs.CreateMachine(ctx, store.Membership{Org: "acme", Roles: []string{"user"}, ExpiresAt: time.Now().Add(24 * time.Hour),
+		Machine: &store.Machine{ID: "export", Name: "Bench export", Sponsor: user}}, "admin|bench", "bench"); err != nil {
+		return "", fmt.Errorf("seed machine: %w", err)
+	}
+	key, _, err := orgs.CreateAPIKey(ctx, "acme", "export", time.Now().Add(time.Hour), "", 0, "admin|bench", "bench")
+	if err != nil {
+		return "", fmt.Errorf("seed api key: %w", err)
+	}
+	return key, nil
+}
+
 const totpSecret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 // signIn signs alice in through the proxy at base and returns the Cookie header to send and

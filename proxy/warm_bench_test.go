@@ -51,6 +51,46 @@ func BenchmarkAuthorisedWarm(b *testing.B) {
 	})
 }
 
+// BenchmarkAPIKeyWarm is BenchmarkAuthorisedWarm for a machine identity: its API key on an
+// org-scoped API route, with the key index, the machine's and its sponsor's memberships
+// cached. It should cost what the cookie request does (the issue's budget):
+//
+//	go test -run XXX -bench 'AuthorisedWarm|APIKeyWarm' -benchmem ./proxy
+func BenchmarkAPIKeyWarm(b *testing.B) {
+	srv, _, st := newWarmBed(b)
+	key := warmMachineKey(b, st)
+	runWarm(b, st, func() {
+		req := httptest.NewRequest("GET", "/api/acme/x", nil)
+		req.Host = "portal.example.test"
+		req.RemoteAddr = "192.0.2.1:1234"
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Authorization", "Bearer "+key)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatalf("status %d %s", rec.Code, rec.Body)
+		}
+		_, _ = io.Copy(io.Discard, rec.Body)
+	})
+}
+
+// warmMachineKey gives acme a machine identity sponsored by the bed's member, and returns its
+// API key.
+func warmMachineKey(b *testing.B, st *store.Store) string {
+	ctx := b.Context()
+	orgs := store.NewOrgs(st, nil)
+	const admin = "https://idp.example|admin"
+	if _, err := orgs.CreateMachine(ctx, store.Membership{Org: "acme", Roles: []string{"user"}, ExpiresAt: time.Now().Add(24 * time.Hour),
+		Machine: &store.Machine{ID: "export", Name: "Export", Sponsor: store.UserKey(warmIssuer, "sub-alice")}}, admin, ""); err != nil {
+		b.Fatal(err)
+	}
+	key, _, err := orgs.CreateAPIKey(ctx, "acme", "export", time.Now().Add(time.Hour), "", 0, admin, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return key
+}
+
 // BenchmarkForwardAuthWarm is BenchmarkAuthorisedWarm's request asked about by an ingress
 // (nginx's convention, on the forward-auth listener's handler): the same decision, headers and
 // assertion, without forwarding.
@@ -97,12 +137,15 @@ func BenchmarkExtAuthzWarm(b *testing.B) {
 	})
 }
 
+// warmIssuer is unreachable: discovery fails, sessions still work.
+const warmIssuer = "https://127.0.0.1:1"
+
 // newWarmBed is the handler as cmd/portcullis wires it, with one member (alice, of acme) and
 // her session written straight into Redis; forward-auth is enabled for loopback.
 func newWarmBed(b *testing.B) (*Server, string, *store.Store) {
 	up := benchUpstream(b)
 	rs := redistest.Start(b)
-	const issuer = "https://127.0.0.1:1" // unreachable: discovery fails, sessions still work
+	const issuer = warmIssuer
 	yaml := fmt.Sprintf(`server:
   public_url: https://portal.example.test
   metrics_listen: "off"
@@ -123,6 +166,11 @@ routes:
     path: /o
     upstream: %[3]s
     org: {from: path, path_segment: 2}
+  - name: api
+    path: /api
+    upstream: %[3]s
+    org: {from: path, path_segment: 2}
+    auth: [api_key]
 `, rs.Addr, issuer, up.URL)
 	p := filepath.Join(b.TempDir(), "portcullis.yaml")
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
@@ -156,7 +204,7 @@ routes:
 	// As serve wires it: the last use of a membership is written at most hourly, off the path.
 	uses := store.NewUseRecorder(st, 0, log)
 	b.Cleanup(uses.Close)
-	srv, err := New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: m.Endpoints(), Members: cache, Signer: signer, Uses: uses})
+	srv, err := New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: m.Endpoints(), Members: cache, APIKeys: cache, Signer: signer, Uses: uses})
 	if err != nil {
 		b.Fatal(err)
 	}
