@@ -119,22 +119,8 @@ func (c *call) createMachine() (any, error) {
 	case store.IsMachineUser(in.Sponsor):
 		return nil, invalid("sponsor: a person, not a machine")
 	}
-	// A machine holds nothing its sponsor does not hold standing: it is never a way to more.
-	_, sp, err := c.s.st.Lookup(c.ctx, org, in.Sponsor)
-	if err != nil {
+	if err := c.withinSponsor(org, in.Sponsor, in.Roles); err != nil {
 		return nil, err
-	}
-	if sp == nil || sp.Status != store.MembershipActive {
-		return nil, invalid("sponsor " + in.Sponsor + " holds no live membership of " + org)
-	}
-	var beyond []string
-	for _, r := range in.Roles {
-		if !slices.Contains(sp.Roles, r) {
-			beyond = append(beyond, r)
-		}
-	}
-	if len(beyond) > 0 {
-		return nil, policyRefusal(fmt.Sprintf("roles %s: the sponsor does not hold them standing, and a machine holds nothing its sponsor does not", strings.Join(beyond, ", ")))
 	}
 	m := c.membershipOf(org, "", &accessInput{Kind: store.KindService, Roles: in.Roles, Purposes: in.Purposes, ExpiresAt: in.ExpiresAt, ReviewBy: in.ReviewBy})
 	m.User = store.MachineUser(org, in.ID)
@@ -143,6 +129,28 @@ func (c *call) createMachine() (any, error) {
 		return nil, err
 	}
 	return c.changes().CreateMachine(c.ctx, m, c.p.Name, in.Reason)
+}
+
+// withinSponsor refuses roles for a machine of org that its sponsor does not hold standing in
+// a live membership: a machine is never a way to more than its sponsor has.
+func (c *call) withinSponsor(org, sponsor string, roles []string) error {
+	_, sp, err := c.s.st.Lookup(c.ctx, org, sponsor)
+	if err != nil {
+		return err
+	}
+	if sp == nil || sp.Status != store.MembershipActive {
+		return invalid("sponsor " + sponsor + " holds no live membership of " + org)
+	}
+	var beyond []string
+	for _, r := range roles {
+		if !slices.Contains(sp.Roles, r) {
+			beyond = append(beyond, r)
+		}
+	}
+	if len(beyond) > 0 {
+		return policyRefusal(fmt.Sprintf("roles %s: the sponsor does not hold them standing, and a machine holds nothing its sponsor does not", strings.Join(beyond, ", ")))
+	}
+	return nil
 }
 
 // machineParam is the {id} of the path, whose machine the caller may manage: an administrator

@@ -15,7 +15,7 @@ import (
 
 // reviewInput starts a campaign.
 type reviewInput struct {
-	// Kinds limits the campaign to these membership kinds; empty: every kind but service.
+	// Kinds limits the campaign to these membership kinds; empty: every kind, machine identities included.
 	Kinds    []string  `json:"kinds,omitempty"`
 	Deadline time.Time `json:"deadline"`
 	Reason   string    `json:"reason"`
@@ -214,6 +214,11 @@ func (c *call) decideReview() (any, error) {
 			if vs := c.policy.CheckChange(before, after, o, in.Reason, now); len(vs) > 0 {
 				return violation(vs)
 			}
+			if after.Machine != nil {
+				if err := c.withinSponsor(org, after.Machine.Sponsor, after.Roles); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	}
@@ -237,6 +242,8 @@ type accessLine struct {
 	ExpiresAt  time.Time         `json:"expires_at,omitzero"`
 	ReviewBy   time.Time         `json:"review_by,omitzero"`
 	LastUsed   time.Time         `json:"last_used,omitzero"`
+	// Sponsor, for a machine identity, is the person who answers for it.
+	Sponsor string `json:"sponsor,omitempty"`
 }
 
 // accessReport is "who has what".
@@ -246,7 +253,7 @@ type accessReport struct {
 
 func (r accessReport) table() ([]string, [][]string) {
 	head := []string{"org", "user", "kind", "effective", "roles", "role_grants", "purposes", "since", "granted_by", "approved_by",
-		"expires_at", "review_by", "last_used"}
+		"expires_at", "review_by", "last_used", "sponsor"}
 	rows := make([][]string, 0, len(r.Items))
 	for _, l := range r.Items {
 		var rg, pg []string
@@ -257,14 +264,18 @@ func (r accessReport) table() ([]string, [][]string) {
 			pg = append(pg, g.Purpose+" until "+showTime(g.ExpiresAt))
 		}
 		rows = append(rows, []string{l.Org, l.User, l.Kind, l.Effective, strings.Join(l.Roles, " "), strings.Join(rg, "; "),
-			strings.Join(pg, "; "), showTime(l.Since), l.GrantedBy, l.ApprovedBy, showTime(l.ExpiresAt), showTime(l.ReviewBy), showTime(l.LastUsed)})
+			strings.Join(pg, "; "), showTime(l.Since), l.GrantedBy, l.ApprovedBy, showTime(l.ExpiresAt), showTime(l.ReviewBy), showTime(l.LastUsed), l.Sponsor})
 	}
 	return head, rows
 }
 
 func (c *call) line(m *store.Membership, o *store.Org, used time.Time, now time.Time) accessLine {
-	return accessLine{Org: m.Org, User: m.User, Kind: m.Kind, Effective: effective(m, o, now), Roles: m.Roles, RoleGrants: liveRoleGrants(m, now),
+	l := accessLine{Org: m.Org, User: m.User, Kind: m.Kind, Effective: effective(m, o, now), Roles: m.Roles, RoleGrants: liveRoleGrants(m, now),
 		Purposes: m.Grants, Since: m.Created, GrantedBy: m.GrantedBy, ApprovedBy: m.ApprovedBy, ExpiresAt: m.ExpiresAt, ReviewBy: m.ReviewBy, LastUsed: used}
+	if m.Machine != nil {
+		l.Sponsor = m.Machine.Sponsor
+	}
+	return l
 }
 
 func (c *call) orgAccess() (any, error) {

@@ -39,7 +39,8 @@ const (
 type Review struct {
 	ID  string `json:"id"`
 	Org string `json:"org"`
-	// Kinds limits the campaign to these membership kinds; empty: every kind but service.
+	// Kinds limits the campaign to these membership kinds; empty: every kind, machine
+	// identities (service) included.
 	Kinds     []string     `json:"kinds,omitempty"`
 	Deadline  time.Time    `json:"deadline"`
 	Reason    string       `json:"reason"`
@@ -84,7 +85,7 @@ func validReviewID(id string) bool {
 }
 
 // StartReview starts a campaign over the live memberships of org (of kinds, when given; every
-// kind but service otherwise) due by deadline, in one transaction: the campaign record, each
+// kind, machine identities included, otherwise) due by deadline, in one transaction: the campaign record, each
 // membership's review date brought forward to the deadline where it was later, and the events
 // (review.started, then membership.changed for each date moved). An organisation with nothing
 // to review is ErrInvalid.
@@ -124,7 +125,7 @@ func (o *Orgs) StartReview(ctx context.Context, org string, kinds []string, dead
 		var events []audit.Event
 		var inval []string
 		for _, m := range ms {
-			if !live(m.m, now) || (len(kinds) == 0 && m.m.Kind == KindService) || (len(kinds) > 0 && !slices.Contains(kinds, m.m.Kind)) {
+			if !live(m.m, now) || (len(kinds) > 0 && !slices.Contains(kinds, m.m.Kind)) {
 				continue
 			}
 			rv.Items = append(rv.Items, ReviewItem{User: m.m.User, Kind: m.m.Kind, Roles: slices.Clone(m.m.Roles), ReviewBy: m.m.ReviewBy})

@@ -46,17 +46,18 @@ func TestReviews(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// alice and bob are reviewed (carol is a machine, dave is gone); alice's later review date
-	// comes forward to the deadline, bob's earlier one stays.
+	// alice, bob and carol (service memberships, machine identities', are reviewed too) are
+	// reviewed, dave is gone; alice's later review date comes forward to the deadline, bob's
+	// earlier one stays, carol's (none) becomes the deadline.
 	users := []string{}
 	for _, it := range rv.Items {
 		users = append(users, it.User)
 	}
-	if !slices.Equal(users, []string{alice, bob}) || rv.State != ReviewOpen || !rv.Items[0].ReviewBy.Equal(late) {
+	if !slices.Equal(users, []string{alice, bob, carol}) || rv.State != ReviewOpen || !rv.Items[0].ReviewBy.Equal(late) {
 		t.Fatalf("review %+v", rv)
 	}
-	evs := f.expect([]audit.Type{audit.ReviewStarted, audit.MembershipChanged}, invalMembership("acme", alice))
-	if evs[0].Detail["review"] != rv.ID || evs[0].Detail["items"] != "2" || evs[1].User != alice {
+	evs := f.expect([]audit.Type{audit.ReviewStarted, audit.MembershipChanged, audit.MembershipChanged}, invalMembership("acme", alice), invalMembership("acme", carol))
+	if evs[0].Detail["review"] != rv.ID || evs[0].Detail["items"] != "3" || evs[1].User != alice || evs[2].User != carol {
 		t.Errorf("events %+v", evs)
 	}
 	if _, m, _ := f.s.Lookup(ctx, "acme", alice); !m.ReviewBy.Equal(deadline) {
@@ -86,13 +87,17 @@ func TestReviews(t *testing.T) {
 	if !errors.Is(err, refused) {
 		t.Errorf("a refused check: %v", err)
 	}
-	_, err = f.o.DecideReview(ctx, "acme", rv.ID, ReviewDecision{User: carol, Decision: DecisionKeep, NextReview: next}, nil, admin)
+	_, err = f.o.DecideReview(ctx, "acme", rv.ID, ReviewDecision{User: dave, Decision: DecisionKeep, NextReview: next}, nil, admin)
 	wantErr(t, "not an item", err, ErrNotFound)
 	_, err = f.o.DecideReview(ctx, "acme", rv.ID, ReviewDecision{User: bob, Decision: "maybe"}, nil, admin)
 	wantErr(t, "unknown decision", err, ErrInvalid)
 	_, err = f.o.DecideReview(ctx, "acme", rv.ID, ReviewDecision{User: bob, Decision: DecisionKeep, NextReview: now.Add(-time.Hour)}, nil, admin)
 	wantErr(t, "next review in the past", err, ErrInvalid)
 	f.expect(nil)
+	if _, err := f.o.DecideReview(ctx, "acme", rv.ID, ReviewDecision{User: carol, Decision: DecisionKeep, NextReview: now.Add(24 * time.Hour)}, nil, admin); err != nil {
+		t.Fatal(err)
+	}
+	f.expect([]audit.Type{audit.ReviewDecided, audit.MembershipChanged}, invalMembership("acme", carol))
 	// The last decision closes the campaign.
 	got, err = f.o.DecideReview(ctx, "acme", rv.ID, ReviewDecision{User: bob, Decision: DecisionRevoke, Note: "contract over"}, nil, admin)
 	if err != nil || got.State != ReviewClosed || got.Undecided() != 0 {

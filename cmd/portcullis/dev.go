@@ -200,7 +200,11 @@ Route file: %[2]s (edit it: Portcullis reloads it). Ctrl-C stops; nothing is kep
 }
 
 // demoTokens are the admin API tokens the demo makes, printed in its walkthrough.
-type demoTokens struct{ operator, alice, bob string }
+type demoTokens struct {
+	operator, alice, bob string
+	// apiKey is the key of Acme's invoice export, a machine identity bob sponsors (bobUser).
+	apiKey, bobUser string
+}
 
 // adminWalkthrough shows the administration API with the demo's tokens: bob asks for the
 // billing role, alice (Acme's administrator) approves, bob reaches /billing/ for an hour; then
@@ -232,7 +236,17 @@ access ends at once (Acme's stays).
 Every change is in the audit trail, with who made it and with which token (portcullis admin is
 a client of the same API):
   PORTCULLIS_ADMIN_TOKEN=$OPS go run ./cmd/portcullis admin audit tail --server %[1]s --insecure-skip-verify
-`, api, t.operator, t.alice, t.bob, base, cfgPath)
+
+An integration, not a person: Acme's invoice export is a machine identity with an API key, and bob
+answers for it (its sponsor). %[5]s/api/invoices takes API keys only, from the Authorization header:
+  export KEY=%[6]s
+  curl -sk %[5]s/api/invoices -H "Authorization: Bearer $KEY"    # as machine:acme|invoice-export, sponsor bob
+  curl -sk "%[5]s/api/invoices?api_key=$KEY"                     # anywhere else it is not read: credential_missing
+When bob leaves Acme, what he sponsors ends with him, on every replica:
+  curl -sk %[1]s/api/v1/events -H "Authorization: Bearer $OPS" \
+       --json '{"event":"offboarded","user":"%[7]s","reason":"bob left Acme"}'
+  curl -sk %[5]s/api/invoices -H "Authorization: Bearer $KEY"    # credential_revoked
+`, api, t.operator, t.alice, t.bob, base, t.apiKey, t.bobUser)
 }
 
 // orgHostURL is the address of organisation org's host on the demo's listener (base's port):
@@ -318,6 +332,17 @@ func seedDemo(ctx context.Context, rc config.Redis, issuer string) (demoTokens, 
 			return tokens, err
 		}
 	}
+	// An integration: Acme's invoice export, which bob answers for, with the role he holds.
+	if _, err := orgs.CreateMachine(ctx, store.Membership{Org: "acme", Roles: []string{"viewer"}, ExpiresAt: now.Add(180 * 24 * time.Hour),
+		ReviewBy: now.Add(90 * 24 * time.Hour), ApprovedBy: "alice",
+		Machine: &store.Machine{ID: "invoice-export", Name: "Invoice export", Description: "nightly export to the accounting system", Sponsor: user("bob")}},
+		actor, why); err != nil {
+		return tokens, err
+	}
+	if tokens.apiKey, _, err = orgs.CreateAPIKey(ctx, "acme", "invoice-export", now.Add(24*time.Hour), "", 0, actor, why); err != nil {
+		return tokens, err
+	}
+	tokens.bobUser = user("bob")
 	expires := now.Add(24 * time.Hour)
 	for _, tk := range []struct {
 		dst *string
@@ -443,6 +468,13 @@ routes:
     path: /
     upstream: %[2]s
     org: {from: host, host: "{org}.localhost"}
+  # The portal's API for integrations: machine identities' API keys only (auth), for the
+  # organisation the machine belongs to.
+  - name: api
+    path: /api
+    upstream: %[2]s
+    require: {roles: [viewer, admin]}
+    auth: [api_key]
   - name: billing
     path: /billing
     upstream: %[2]s

@@ -328,13 +328,18 @@ func TestE2EDevGovernance(t *testing.T) {
 		}
 		env[name] = m[1]
 	}
+	if m := regexp.MustCompile(`export KEY=(pc_\S+)`).FindStringSubmatch(out); m != nil {
+		env["KEY"] = m[1]
+	} else {
+		t.Fatalf("the walkthrough prints no API key:\n%s", out)
+	}
 	api := regexp.MustCompile(`Administration API: (https://\S+)/api/v1/`).FindStringSubmatch(out)
 	if api == nil {
 		t.Fatalf("the walkthrough names no admin API:\n%s", out)
 	}
 	// The commands as printed: "curl ..." lines, with their "\" continuations; the
 	// forward-auth question apart.
-	var cmds, question []string
+	var cmds, question, machine []string
 	lines := strings.Split(out, "\n")
 	for i := 0; i < len(lines); i++ {
 		l := strings.TrimSpace(lines[i])
@@ -352,6 +357,10 @@ func TestE2EDevGovernance(t *testing.T) {
 			question = append(question, l)
 			continue
 		}
+		if strings.Contains(l, "/api/invoices") || strings.Contains(l, `"offboarded"`) {
+			machine = append(machine, l)
+			continue
+		}
 		cmds = append(cmds, l)
 	}
 	if len(cmds) != 6 {
@@ -360,7 +369,7 @@ func TestE2EDevGovernance(t *testing.T) {
 	shell := func(cmdline string) map[string]any {
 		t.Helper()
 		c := exec.Command("sh", "-c", cmdline)
-		c.Env = append(os.Environ(), "OPS="+env["OPS"], "ALICE="+env["ALICE"], "BOB="+env["BOB"])
+		c.Env = append(os.Environ(), "OPS="+env["OPS"], "ALICE="+env["ALICE"], "BOB="+env["BOB"], "KEY="+env["KEY"])
 		b, err := c.Output()
 		if err != nil {
 			t.Fatalf("%s: %v", cmdline, err)
@@ -445,5 +454,31 @@ func TestE2EDevGovernance(t *testing.T) {
 	if code := run(append([]string{"admin", "audit", "tail", "--count", "1000"}, strings.Fields(tail[1])...), &stdout, &stderr); code != 0 ||
 		!strings.Contains(stdout.String(), "business.contract_ended") || strings.Contains(stderr.String(), "BREAK-GLASS") {
 		t.Errorf("audit tail as printed: %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+
+	// The integration: its key reaches the portal's API as the machine, naming bob; a key in a
+	// query string is not read; bob's offboarding ends it.
+	if len(machine) != 4 {
+		t.Fatalf("want the 4 machine identity commands of the walkthrough, found %q", machine)
+	}
+	if v := shell(machine[0]); v["caller"] != "machine:acme|invoice-export" || v["kind"] != "service" || !strings.HasSuffix(fmt.Sprint(v["sponsor"]), "|demo-bob") {
+		t.Errorf("the API key: %v", v)
+	}
+	if v := shell(machine[1]); v["error"] != "credential_missing" {
+		t.Errorf("the key in a query string: %v", v)
+	}
+	if v := shell(machine[2]); v["event"] != "offboarded" {
+		t.Fatalf("bob's offboarding: %v", v)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		v := shell(machine[3])
+		if v["error"] == "credential_revoked" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the key after bob's offboarding: %v", v)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

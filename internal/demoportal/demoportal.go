@@ -5,6 +5,7 @@
 package demoportal
 
 import (
+	"encoding/json"
 	"html/template"
 	"net/http"
 	"sort"
@@ -37,6 +38,7 @@ func New() *Portal {
 	})
 	p.mux.HandleFunc("GET /static/help.html", p.page("Getting help", "Write to it-help@acme.example or call the service desk. Access to Acme's portal is granted by your organisation's administrator."))
 	p.mux.HandleFunc("GET /headers", p.headers)
+	p.mux.HandleFunc("GET /api/invoices", p.invoices)
 	p.mux.HandleFunc("GET /password/reset", p.resetForm)
 	p.mux.HandleFunc("POST /password/reset", p.reset)
 	return p
@@ -90,6 +92,18 @@ func (p *Portal) headers(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(hs, func(i, j int) bool { return hs[i][0] < hs[j][0] })
 	hs = append([][2]string{{"(request)", r.Method + " " + r.RequestURI}, {"(host)", r.Host}}, hs...)
 	render(w, view{Title: "Headers received", Text: "Exactly what reached the portal.", Headers: hs})
+}
+
+// invoices is the portal's API for integrations: it answers who asked, as Portcullis told it.
+func (p *Portal) invoices(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"org":      r.Header.Get("X-Portcullis-Org"),
+		"caller":   r.Header.Get("X-Portcullis-User"),
+		"kind":     r.Header.Get("X-Portcullis-Kind"),
+		"sponsor":  r.Header.Get("X-Portcullis-Sponsor"),
+		"invoices": []map[string]any{{"id": "INV-2026-11-001", "amount": "1250.00 EUR", "status": "paid"}, {"id": "INV-2026-12-001", "amount": "980.00 EUR", "status": "open"}},
+	})
 }
 
 func (p *Portal) resetForm(w http.ResponseWriter, r *http.Request) {
