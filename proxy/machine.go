@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -112,21 +113,15 @@ func (ex *exchange) admitMachine() error {
 		return ex.machineRefusal(reason.CredentialInvalid, "", "")
 	}
 	user := owner.User()
-	in := authz.MachineInput{Key: ex.apiKey, KeyID: id, Owner: owner, Require: pol.require, Policy: ex.st.lifecycle}
 	if pol.resolver.From() == config.OrgFromSession {
 		// A machine has no org picker: it acts for its own organisation.
 		ex.org, ex.orgKnown = owner.Org, true
 	} else {
 		ex.resolveOrg("")
 	}
-	in.OrgID = ex.org
-	if in.Org, in.Machine, err = members.Lookup(ctx, owner.Org, user); err != nil {
+	in, err := ex.machineInput(ctx, id, owner)
+	if err != nil {
 		return storeDown(user, err)
-	}
-	if m := in.Machine; m != nil && m.Machine != nil && m.Status == store.MembershipActive {
-		if _, in.Sponsor, err = members.Lookup(ctx, owner.Org, m.Machine.Sponsor); err != nil {
-			return storeDown(user, err)
-		}
 	}
 	d := authz.DecideMachine(in, s.now())
 	if !d.Allow {
@@ -143,6 +138,24 @@ func (ex *exchange) admitMachine() error {
 		s.opts.Uses.KeyUsed(d.Org, id, now)
 	}
 	return nil
+}
+
+// machineInput gathers what DecideMachine is asked about the request's key (of public id id,
+// whose index entry is owner) for the organisation resolved: the machine's and its sponsor's
+// memberships, through the cache. A WebSocket tunnel's re-decisions ask the same question.
+func (ex *exchange) machineInput(ctx context.Context, id string, owner *store.APIKeyOwner) (authz.MachineInput, error) {
+	members := ex.s.opts.Members
+	in := authz.MachineInput{Key: ex.apiKey, KeyID: id, Owner: owner, OrgID: ex.org, Require: ex.pol.require, Policy: ex.st.lifecycle}
+	var err error
+	if in.Org, in.Machine, err = members.Lookup(ctx, owner.Org, owner.User()); err != nil {
+		return in, err
+	}
+	if m := in.Machine; m != nil && m.Machine != nil && m.Status == store.MembershipActive {
+		if _, in.Sponsor, err = members.Lookup(ctx, owner.Org, m.Machine.Sponsor); err != nil {
+			return in, err
+		}
+	}
+	return in, nil
 }
 
 // machineDenial is the refusal of a machine's decision d: as a person's (deny), with the

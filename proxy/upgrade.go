@@ -9,6 +9,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/store"
 )
 
 // Protocol upgrades (issue 19). An Upgrade reaching a portal can switch the connection to
@@ -72,12 +73,17 @@ func (ex *exchange) guardTunnel() (*http.Request, context.CancelFunc) {
 	if !ex.pol.orgScoped || ex.s.opts.Members == nil {
 		return r, cancel
 	}
+	org, user := ex.id.org, ex.id.user
 	var changed <-chan struct{}
 	stop := func() {}
 	if w, ok := ex.s.opts.Members.(MembershipWatcher); ok {
-		changed, stop = w.Watch(ex.id.org, ex.sess.UserKey)
+		changed, stop = w.Watch(org, user)
+		if ex.id.machine {
+			// A machine's access also ends with its sponsor's.
+			sponsorChanged, stopSponsor := w.Watch(org, ex.id.sponsor)
+			changed, stop = either(changed, sponsorChanged, ctx), func() { stop(); stopSponsor() }
+		}
 	}
-	org, user := ex.id.org, ex.sess.UserKey
 	go func() {
 		defer stop()
 		t := time.NewTicker(recheckEvery)
@@ -89,13 +95,7 @@ func (ex *exchange) guardTunnel() (*http.Request, context.CancelFunc) {
 			case <-changed:
 			case <-t.C:
 			}
-			o, m, err := ex.s.opts.Members.Lookup(context.WithoutCancel(ctx), org, user)
-			var d authz.Decision
-			if err == nil {
-				in := ex.decisionInput(org)
-				in.Org, in.Membership = o, m
-				d = authz.Decide(in, ex.s.now())
-			}
+			d, err := ex.redecide(context.WithoutCancel(ctx), org, user)
 			if err != nil || !d.Allow {
 				code := d.Reason
 				if err != nil {
@@ -109,4 +109,48 @@ func (ex *exchange) guardTunnel() (*http.Request, context.CancelFunc) {
 		}
 	}()
 	return r, cancel
+}
+
+// redecide decides the tunnel's principal again, as its request was: a person's membership
+// (authz.Decide) or a machine's key, membership and sponsor (authz.DecideMachine).
+func (ex *exchange) redecide(ctx context.Context, org, user string) (authz.Decision, error) {
+	if ex.id.machine {
+		id, _ := store.ParseAPIKey(ex.apiKey)
+		owner, err := ex.s.opts.APIKeys.APIKeyOwner(ctx, id)
+		if err != nil || owner == nil {
+			return authz.Decision{Reason: reason.CredentialInvalid}, err
+		}
+		in, err := ex.machineInput(ctx, id, owner)
+		if err != nil {
+			return authz.Decision{}, err
+		}
+		return authz.DecideMachine(in, ex.s.now()), nil
+	}
+	o, m, err := ex.s.opts.Members.Lookup(ctx, org, user)
+	if err != nil {
+		return authz.Decision{}, err
+	}
+	in := ex.decisionInput(org)
+	in.Org, in.Membership = o, m
+	return authz.Decide(in, ex.s.now()), nil
+}
+
+// either is a channel that receives a value whenever a or b does, until done.
+func either(a, b <-chan struct{}, done context.Context) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-done.Done():
+				return
+			case <-a:
+			case <-b:
+			}
+			select {
+			case out <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return out
 }

@@ -5,10 +5,12 @@ package main
 // keys on an org-scoped API route.
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -22,15 +24,23 @@ import (
 func TestE2EMachines(t *testing.T) {
 	t.Parallel()
 	adminListen := freePort(t)
+	tunnel, _ := echoTunnel(t)
 	b := newAZBedWith(t, azOptions{extra: func(b *azBed, i int) string {
-		// Continues the route list: the integration API takes API keys only.
+		// Continues the route list: the integration API takes API keys only, and so does
+		// its event stream (a WebSocket).
 		s := fmt.Sprintf(`  - name: api
     path: /api
     upstream: %s
     org: {from: path, path_segment: 2}
     require: {roles: [user]}
     auth: [api_key]
-`, b.portal.URL)
+  - name: api-events
+    path: /events
+    upstream: %s
+    websocket: true
+    org: {from: path, path_segment: 2}
+    auth: [api_key]
+`, b.portal.URL, tunnel.URL)
 		if i == 0 {
 			s += "admin_api:\n  listen: " + adminListen + "\n"
 		}
@@ -183,11 +193,37 @@ func TestE2EMachines(t *testing.T) {
 		waitAll("/api/acme/invoices", key2, 401, "credential_revoked")
 	})
 
-	t.Run("offboarding the sponsor ends the machine's access on every replica", func(t *testing.T) {
+	t.Run("offboarding the sponsor ends the machine's access on every replica, open tunnels too", func(t *testing.T) {
 		key3, _ := newKey("key", "create", "acme", "billing-export", "--reason", "after the leak")
 		waitAll("/api/acme/invoices", key3, 200, "")
+		conn, err := tls.Dial("tcp", strings.TrimPrefix(p2.base, "https://"), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "GET /events/acme/feed HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", strings.TrimPrefix(p2.base, "https://"), key3)
+		br := bufio.NewReader(conn)
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("the machine's websocket: %v %v", resp, err)
+		}
+		if _, err := io.WriteString(conn, "ping\n"); err != nil {
+			t.Fatal(err)
+		}
+		if line, err := br.ReadString('\n'); err != nil || line != "ping\n" {
+			t.Fatalf("echo: %q %v", line, err)
+		}
 		if code, out, errOut := viaAPI("event", "offboarded", erinKey, "--reason", "erin left the company"); code != 0 {
 			t.Fatalf("offboard: %s %s", out, errOut)
+		}
+		start := time.Now()
+		_ = conn.SetReadDeadline(time.Now().Add(store.DefaultCacheTTL + 3*time.Second))
+		if _, err := br.ReadString('\n'); err == nil {
+			t.Error("the tunnel is still open after the sponsor's offboarding")
+		} else if d := time.Since(start); d > store.DefaultCacheTTL+2*time.Second {
+			t.Errorf("the tunnel closed %v after the offboarding", d)
 		}
 		// The machine is suspended and its keys revoked in the same change.
 		waitAll("/api/acme/invoices", key3, 401, "credential_revoked")
