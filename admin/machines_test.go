@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/internal/apikey"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -57,7 +58,7 @@ func TestMachines(t *testing.T) {
 	key, _ := k.body["key"].(string)
 	rec, _ := k.body["record"].(map[string]any)
 	id, _ := rec["id"].(string)
-	if _, ok := store.ParseAPIKey(key); !ok || !strings.HasPrefix(key, "pc_"+id+"_") {
+	if _, ok := apikey.Parse(key); !ok || !strings.HasPrefix(key, "pc_"+id+"_") {
 		t.Fatalf("created key %s", k.raw)
 	}
 	if exp, _ := time.Parse(time.RFC3339, rec["expires_at"].(string)); time.Until(exp) > 90*24*time.Hour+time.Minute || time.Until(exp) < 89*24*time.Hour {

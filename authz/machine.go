@@ -1,8 +1,10 @@
 package authz
 
 import (
+	"context"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/apikey"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -12,7 +14,7 @@ import (
 // reads it.
 type MachineInput struct {
 	// Key is the API key as presented (the whole "pc_<id>_<secret>"), KeyID its public id
-	// (store.ParseAPIKey).
+	// (apikey.Parse).
 	Key, KeyID string
 	// Owner is the key's index entry; nil when the index has none.
 	Owner *store.APIKeyOwner
@@ -51,7 +53,7 @@ type MachineInput struct {
 // must fix first; either way nothing is admitted without both.
 func DecideMachine(in MachineInput, now time.Time) Decision {
 	a := in.Owner
-	if a == nil || !store.MatchAPIKey(in.Key, a.Hash) {
+	if a == nil || !apikey.Match(in.Key, a.Hash) {
 		return deny(reason.CredentialInvalid, Decision{})
 	}
 	m := in.Machine
@@ -92,4 +94,27 @@ func DecideMachine(in MachineInput, now time.Time) Decision {
 func sponsorLive(s, m *store.Membership, now time.Time) bool {
 	return s != nil && s.Org == m.Org && s.User == m.Machine.Sponsor && !store.IsMachineUser(s.User) &&
 		s.Status == store.MembershipActive && !passed(s.ExpiresAt, now) && !passed(s.ReviewBy, now)
+}
+
+// GatherMachine reads what DecideMachine is asked about an API key (key, of public id id):
+// its index entry and, when the key matches it, the machine's and its sponsor's memberships.
+// It leaves OrgID, Require and Policy to the caller. A key that matches no entry is read no
+// further: DecideMachine refuses it as credential_invalid. Any error means storage could not
+// answer.
+func GatherMachine(ctx context.Context, keys APIKeys, members Members, key, id string) (MachineInput, error) {
+	in := MachineInput{Key: key, KeyID: id}
+	owner, err := keys.APIKeyOwner(ctx, id)
+	if err != nil || owner == nil || !apikey.Match(key, owner.Hash) {
+		return in, err
+	}
+	in.Owner = owner
+	if in.Org, in.Machine, err = members.Lookup(ctx, owner.Org, owner.User()); err != nil {
+		return in, err
+	}
+	if m := in.Machine; m != nil && m.Machine != nil && m.Status == store.MembershipActive {
+		if _, in.Sponsor, err = members.Lookup(ctx, owner.Org, m.Machine.Sponsor); err != nil {
+			return in, err
+		}
+	}
+	return in, nil
 }

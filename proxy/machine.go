@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -9,10 +8,10 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/apikey"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/session"
-	"github.com/portcullis-proxy/portcullis/store"
 )
 
 // Machine identities on the request path (store/machines.go has the model, authz.DecideMachine
@@ -43,7 +42,7 @@ const (
 func (ex *exchange) choosePrincipal() (credential, error) {
 	route := ex.route
 	token, bearer := bearerToken(ex.r.Header)
-	ours := bearer && strings.HasPrefix(token, store.APIKeyPrefix)
+	ours := bearer && strings.HasPrefix(token, apikey.Prefix)
 	switch {
 	case ours && (!route.AcceptsAPIKey() || ex.question):
 		// Behind forward-auth the ingress would pass the key on to the portal, which must
@@ -101,28 +100,25 @@ func (ex *exchange) admitMachine() error {
 		return storeDown("", errors.New("no machine identity store configured"))
 	}
 	ctx := ex.r.Context()
-	id, ok := store.ParseAPIKey(ex.apiKey)
+	id, ok := apikey.Parse(ex.apiKey)
 	if !ok {
 		return ex.machineRefusal(reason.CredentialInvalid, "", "")
 	}
-	owner, err := keys.APIKeyOwner(ctx, id)
+	in, err := authz.GatherMachine(ctx, keys, members, ex.apiKey, id)
 	if err != nil {
 		return storeDown("", err)
 	}
-	if owner == nil || !store.MatchAPIKey(ex.apiKey, owner.Hash) {
+	if in.Owner == nil {
 		return ex.machineRefusal(reason.CredentialInvalid, "", "")
 	}
-	user := owner.User()
+	user := in.Owner.User()
 	if pol.resolver.From() == config.OrgFromSession {
 		// A machine has no org picker: it acts for its own organisation.
-		ex.org, ex.orgKnown = owner.Org, true
+		ex.org, ex.orgKnown = in.Owner.Org, true
 	} else {
 		ex.resolveOrg("")
 	}
-	in, err := ex.machineInput(ctx, id, owner)
-	if err != nil {
-		return storeDown(user, err)
-	}
+	in.OrgID, in.Require, in.Policy = ex.org, pol.require, ex.st.lifecycle
 	d := authz.DecideMachine(in, s.now())
 	if !d.Allow {
 		return ex.machineDenial(d, user)
@@ -138,24 +134,6 @@ func (ex *exchange) admitMachine() error {
 		s.opts.Uses.KeyUsed(d.Org, id, now)
 	}
 	return nil
-}
-
-// machineInput gathers what DecideMachine is asked about the request's key (of public id id,
-// whose index entry is owner) for the organisation resolved: the machine's and its sponsor's
-// memberships, through the cache. A WebSocket tunnel's re-decisions ask the same question.
-func (ex *exchange) machineInput(ctx context.Context, id string, owner *store.APIKeyOwner) (authz.MachineInput, error) {
-	members := ex.s.opts.Members
-	in := authz.MachineInput{Key: ex.apiKey, KeyID: id, Owner: owner, OrgID: ex.org, Require: ex.pol.require, Policy: ex.st.lifecycle}
-	var err error
-	if in.Org, in.Machine, err = members.Lookup(ctx, owner.Org, owner.User()); err != nil {
-		return in, err
-	}
-	if m := in.Machine; m != nil && m.Machine != nil && m.Status == store.MembershipActive {
-		if _, in.Sponsor, err = members.Lookup(ctx, owner.Org, m.Machine.Sponsor); err != nil {
-			return in, err
-		}
-	}
-	return in, nil
 }
 
 // machineDenial is the refusal of a machine's decision d: as a person's (deny), with the

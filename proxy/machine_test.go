@@ -13,6 +13,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/internal/apikey"
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -44,7 +45,7 @@ func accMachines(t *testing.T, b *accBed) {
 			Machine: &store.Machine{ID: "billing-export", Name: "Billing export", Sponsor: alice,
 				Keys: []store.APIKey{{ID: keyID, ExpiresAt: time.Now().Add(time.Hour)}}}})
 		b.members.mu.Lock()
-		b.members.keys[keyID] = &store.APIKeyOwner{Org: "acme", Machine: "billing-export", Hash: store.APIKeyHash(key)}
+		b.members.keys[keyID] = &store.APIKeyOwner{Org: "acme", Machine: "billing-export", Hash: apikey.Hash(key)}
 		b.members.mu.Unlock()
 	}
 	bearer := func(k string) http.Header {

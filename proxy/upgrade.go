@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/internal/apikey"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
-	"github.com/portcullis-proxy/portcullis/store"
 )
 
 // Protocol upgrades (issue 19). An Upgrade reaching a portal can switch the connection to
@@ -115,15 +115,12 @@ func (ex *exchange) guardTunnel() (*http.Request, context.CancelFunc) {
 // (authz.Decide) or a machine's key, membership and sponsor (authz.DecideMachine).
 func (ex *exchange) redecide(ctx context.Context, org, user string) (authz.Decision, error) {
 	if ex.id.machine {
-		id, _ := store.ParseAPIKey(ex.apiKey)
-		owner, err := ex.s.opts.APIKeys.APIKeyOwner(ctx, id)
-		if err != nil || owner == nil {
-			return authz.Decision{Reason: reason.CredentialInvalid}, err
-		}
-		in, err := ex.machineInput(ctx, id, owner)
+		id, _ := apikey.Parse(ex.apiKey)
+		in, err := authz.GatherMachine(ctx, ex.s.opts.APIKeys, ex.s.opts.Members, ex.apiKey, id)
 		if err != nil {
 			return authz.Decision{}, err
 		}
+		in.OrgID, in.Require, in.Policy = ex.org, ex.pol.require, ex.st.lifecycle
 		return authz.DecideMachine(in, ex.s.now()), nil
 	}
 	o, m, err := ex.s.opts.Members.Lookup(ctx, org, user)

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/apikey"
 	"github.com/portcullis-proxy/portcullis/internal/redistest"
 )
 
@@ -570,7 +571,7 @@ func TestCacheAPIKeyIndex(t *testing.T) {
 	settle(t, r1, r2)
 	for range 3 {
 		a, err := r1.c.APIKeyOwner(ctx, k.ID)
-		if err != nil || a == nil || a.Org != "acme" || a.Machine != "sync" || !MatchAPIKey(key, a.Hash) {
+		if err != nil || a == nil || a.Org != "acme" || a.Machine != "sync" || !apikey.Match(key, a.Hash) {
 			t.Fatalf("owner %+v %v", a, err)
 		}
 	}
@@ -590,7 +591,7 @@ func TestCacheAPIKeyIndex(t *testing.T) {
 	if a, _ := r1.c.APIKeyOwner(ctx, id); a != nil || gets.n.Load() != before {
 		t.Error("an absent id is read again")
 	}
-	if err := r2.s.rdb.Set(ctx, r2.s.keys.apiKeyIndex(id), `{"org":"acme","machine":"sync","hash":"`+APIKeyHash("x")+`"}`, 0).Err(); err != nil {
+	if err := r2.s.rdb.Set(ctx, r2.s.keys.apiKeyIndex(id), `{"org":"acme","machine":"sync","hash":"`+apikey.Hash("x")+`"}`, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := r2.s.rdb.Publish(ctx, r2.s.keys.invalidations(), invalKey(id)).Err(); err != nil {

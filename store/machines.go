@@ -2,9 +2,7 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/internal/apikey"
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
@@ -28,16 +27,12 @@ import (
 // API keys are "pc_<key id>_<secret>": the key id is public (it names the key in listings,
 // audit events and the index), the secret 256 random bits shown once. The index entry
 // pc:{k:<key id>}:apikey names the machine a key belongs to and holds the SHA-256 of the whole
-// key (APIKeyHash), never the key: a Redis dump holds no usable credential, and the
+// key (apikey.Hash), never the key: a Redis dump holds no usable credential, and the
 // membership record, which audit events and listings show, holds no hash at all. The entry
 // never changes once written (so any replica may cache it for as long as it likes); the
 // machine's record says whether the key is live. The entry is written before the record and
 // left in place when a key ends, so a crash between the two leaves an entry for a key the
 // record does not list, which grants nothing.
-
-// APIKeyPrefix starts every API key, so that secret scanners can match them
-// (pc_[a-z2-7]{16}_[a-z2-7]{52}).
-const APIKeyPrefix = "pc_"
 
 // machinePrefix starts the user key of every machine identity. An OpenID Provider's issuer is
 // an https URL, so no person's key (issuer|subject) can start with it.
@@ -111,70 +106,6 @@ func (m *Machine) Key(id string) *APIKey {
 	return nil
 }
 
-// ParseAPIKey splits an API key into its public id and checks its shape, without allocating;
-// false for anything else.
-func ParseAPIKey(s string) (id string, ok bool) {
-	rest, ok := strings.CutPrefix(s, APIKeyPrefix)
-	if !ok || len(rest) != 16+1+52 || rest[16] != '_' {
-		return "", false
-	}
-	for i := 0; i < len(rest); i++ {
-		if c := rest[i]; i != 16 && !('a' <= c && c <= 'z' || '2' <= c && c <= '7') {
-			return "", false
-		}
-	}
-	return rest[:16], true
-}
-
-// apiKeyDomain separates API key hashes from every other hash Portcullis makes.
-const apiKeyDomain = "portcullis/api-key\x00"
-
-// APIKeyHash is the SHA-256 of the whole key, hex-encoded, as records keep it. It does not
-// allocate but for its result.
-func APIKeyHash(key string) string {
-	sum := apiKeySum(key)
-	return hex.EncodeToString(sum[:])
-}
-
-// apiKeySum hashes key on the stack (the request path compares with it).
-func apiKeySum(key string) [sha256.Size]byte {
-	var buf [len(apiKeyDomain) + len(APIKeyPrefix) + 16 + 1 + 52]byte
-	n := copy(buf[:], apiKeyDomain)
-	if len(key) > len(buf)-n {
-		// Not a key of ours (ParseAPIKey refuses it first); hash it anyway, off the fast path.
-		return sha256.Sum256([]byte(apiKeyDomain + key))
-	}
-	n += copy(buf[n:], key)
-	return sha256.Sum256(buf[:n])
-}
-
-// MatchAPIKey reports whether key hashes to stored (a record's Hash). The comparison takes the
-// same time wherever the two differ: the hashes are compared in full, and a key that is right
-// up to its last byte has a hash no closer to stored than any other. It does not allocate.
-func MatchAPIKey(key, stored string) bool {
-	sum := apiKeySum(key)
-	var hx [2 * sha256.Size]byte
-	hex.Encode(hx[:], sum[:])
-	if len(stored) != len(hx) {
-		return false
-	}
-	var v byte
-	for i := range hx {
-		v |= hx[i] ^ stored[i]
-	}
-	return v == 0
-}
-
-// newAPIKey draws a key: its public id and the whole key, shown once.
-func newAPIKey() (id, key string) {
-	var idb [10]byte
-	var secret [32]byte
-	_, _ = rand.Read(idb[:])
-	_, _ = rand.Read(secret[:])
-	id = strings.ToLower(b32.EncodeToString(idb[:]))
-	return id, APIKeyPrefix + id + "_" + strings.ToLower(b32.EncodeToString(secret[:]))
-}
-
 // checkMachine reports the problems of a machine membership's Machine part (checkMembership
 // calls it for every membership whose user key is a machine's).
 func checkMachine(m *Membership, bad func(string, ...any)) {
@@ -207,7 +138,7 @@ func checkMachine(m *Membership, bad func(string, ...any)) {
 	}
 	seen := map[string]bool{}
 	for i, k := range mc.Keys {
-		if _, ok := ParseAPIKey(APIKeyPrefix + k.ID + "_" + strings.Repeat("a", 52)); !ok || seen[k.ID] {
+		if !apikey.ValidID(k.ID) || seen[k.ID] {
 			bad("machine keys[%d].id %q: malformed or repeated", i, k.ID)
 		}
 		seen[k.ID] = true
@@ -373,8 +304,8 @@ func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Ti
 	if overlap < 0 {
 		return "", nil, fmt.Errorf("%s: %w: overlap must not be negative", op, ErrInvalid)
 	}
-	kid, key := newAPIKey()
-	entry, err := json.Marshal(APIKeyOwner{Org: org, Machine: id, Hash: APIKeyHash(key)})
+	kid, key := apikey.New()
+	entry, err := json.Marshal(APIKeyOwner{Org: org, Machine: id, Hash: apikey.Hash(key)})
 	if err != nil {
 		return "", nil, err
 	}
