@@ -15,28 +15,33 @@ import (
 
 // Machine identities through the API (store/machines.go has the model). Who may do what:
 //
-//   - create: operators, and the organisation's administrators where the service kind's
-//     policy lets one administrator approve alone (as for a direct grant). The machine gets
-//     no role its sponsor does not hold standing, and lives within the service kind's policy.
-//   - keys (create, rotate, revoke) and retiring the machine: its organisation's
-//     administrators, operators, and its sponsor, who answers for it. A key lives at most
-//     lifecycle.api_keys.max_lifetime, never longer than the machine.
+//   - create: operators, for any live member as sponsor; and the organisation's own
+//     administrators where the service kind's policy lets one administrator approve alone (as
+//     for a direct grant), sponsoring it themselves: nobody makes a machine that someone else
+//     answers for, and whoever holds a machine's keys is the person whose end ends it. The
+//     machine gets no role its sponsor does not hold standing, and lives within the service
+//     kind's policy (the decision caps it at its sponsor's access at every request anyway).
+//   - creating and rotating keys: its sponsor and operators, so that a key's secret is only
+//     ever shown to the person it ends with (or the platform's staff).
+//   - revoking keys and retiring the machine: also the organisation's administrators.
 //   - listing: the organisation's administrators and operators.
+//
+// A key lives at most lifecycle.api_keys.max_lifetime, never longer than the machine.
 
 func (s *Server) machineEndpoints() []endpoint {
 	base := basePath + "/orgs/{org}/machines"
 	return []endpoint{
 		{method: "GET", path: base, summary: "The machine identities of an organisation with their keys (never a secret or its hash), sponsors and last use (operators and its administrators)",
 			access: anyone, out: list[store.Membership]{}, handle: (*call).listMachines},
-		{method: "POST", path: base, summary: "Create a machine identity sponsored by a live member, with no role the sponsor lacks, within the service kind's policy (operators, and administrators where that policy lets one approve alone)",
+		{method: "POST", path: base, summary: "Create a machine identity sponsored by a live member, with no role the sponsor lacks, within the service kind's policy (operators, for any sponsor; an organisation's own administrators, where that policy lets one approve alone, sponsoring it themselves)",
 			access: anyone, change: true, in: machineInput{}, out: store.Membership{}, status: http.StatusCreated, handle: (*call).createMachine},
-		{method: "POST", path: base + "/{id}/keys", summary: "Create an API key for a machine identity, shown once, within lifecycle.api_keys (administrators, operators and its sponsor)",
+		{method: "POST", path: base + "/{id}/keys", summary: "Create an API key for a machine identity, shown once, within lifecycle.api_keys (its sponsor and operators)",
 			access: anyone, change: true, in: keyInput{}, out: createdKey{}, status: http.StatusCreated, handle: (*call).createKey},
-		{method: "POST", path: base + "/{id}/keys/{key}/rotate", summary: "Replace a key: the new one is shown once, the old one keeps working for the overlap (at most lifecycle.api_keys.max_overlap)",
+		{method: "POST", path: base + "/{id}/keys/{key}/rotate", summary: "Replace a key: the new one is shown once, the old one keeps working for the overlap (at most lifecycle.api_keys.max_overlap; its sponsor and operators)",
 			access: anyone, change: true, in: rotateInput{}, out: createdKey{}, status: http.StatusCreated, handle: (*call).rotateKey},
-		{method: "POST", path: base + "/{id}/keys/{key}/revoke", summary: "Revoke a key now",
+		{method: "POST", path: base + "/{id}/keys/{key}/revoke", summary: "Revoke a key now (its sponsor, the organisation's administrators, operators)",
 			access: anyone, change: true, in: decisionInput{}, out: store.APIKey{}, handle: (*call).revokeKey},
-		{method: "POST", path: base + "/{id}/revoke", summary: "Retire a machine identity: its membership and every key revoked",
+		{method: "POST", path: base + "/{id}/revoke", summary: "Retire a machine identity: its membership and every key revoked (its sponsor, the organisation's administrators, operators)",
 			access: anyone, change: true, in: decisionInput{}, out: store.Membership{}, handle: (*call).revokeMachine},
 	}
 }
@@ -46,7 +51,8 @@ type machineInput struct {
 	ID          string `json:"id"`
 	Name        string `json:"name"`
 	Description string `json:"description,omitempty"`
-	// Sponsor is the person who answers for the machine (a user key); default: the caller.
+	// Sponsor is the person who answers for the machine (a user key): the caller, unless an
+	// operator names another live member.
 	Sponsor   string         `json:"sponsor,omitempty"`
 	Roles     []string       `json:"roles,omitempty"`
 	Purposes  []purposeInput `json:"purposes,omitempty"`
@@ -108,7 +114,15 @@ func (c *call) createMachine() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if in.Sponsor == "" && !c.p.Operator {
+	if !c.p.Operator {
+		// An administrator in their own right (not through a delegation), for a machine of
+		// their own.
+		if err := c.mayAdministerDirectly(org); err != nil {
+			return nil, err
+		}
+		if in.Sponsor != "" && in.Sponsor != c.p.Name {
+			return nil, refuse(reason.NotPermitted, "an administrator creates machine identities they sponsor themselves; an operator can name another sponsor")
+		}
 		in.Sponsor = c.p.Name
 	}
 	switch {
@@ -155,6 +169,18 @@ func (c *call) withinSponsor(org, sponsor string, roles []string) error {
 
 // machineParam is the {id} of the path, whose machine the caller may manage: an administrator
 // of its organisation, an operator, or its sponsor. It returns the machine's membership.
+// keyMaker is machineParam for making a key: its sponsor or an operator only.
+func (c *call) keyMaker(org string) (*store.Membership, error) {
+	m, err := c.machineParam(org)
+	if err != nil {
+		return nil, err
+	}
+	if !c.p.Operator && m.Machine.Sponsor != c.p.Name {
+		return nil, refuse(reason.NotPermitted, "keys of "+m.Machine.ID+" are made by its sponsor ("+m.Machine.Sponsor+") or an operator: a key's secret is shown only to whom it ends with")
+	}
+	return m, nil
+}
+
 func (c *call) machineParam(org string) (*store.Membership, error) {
 	id := c.r.PathValue("id")
 	if !syntax.Name(id) {
@@ -207,7 +233,7 @@ func (c *call) createKey() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := c.machineParam(org)
+	m, err := c.keyMaker(org)
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +254,7 @@ func (c *call) rotateKey() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := c.machineParam(org)
+	m, err := c.keyMaker(org)
 	if err != nil {
 		return nil, err
 	}

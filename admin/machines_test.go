@@ -25,27 +25,40 @@ func TestMachines(t *testing.T) {
 		return b.call(tok, "POST", "/api/v1/orgs/acme/machines", body)
 	}
 
-	// Creating: an administrator, for a live sponsor, with roles the sponsor holds.
+	// Creating: an operator for a live sponsor, an administrator for themselves only, with roles
+	// the sponsor holds.
 	b.want(create(bobTok, map[string]any{"id": "sync", "name": "Sync"}), 403, "not_permitted")
-	b.want(create(annTok, map[string]any{"id": "sync", "name": "Sync", "sponsor": sue}), 400, "invalid_input")
-	b.want(create(annTok, map[string]any{"id": "sync", "name": "Sync", "sponsor": store.MachineUser("acme", "x")}), 400, "invalid_input")
-	b.want(create(annTok, map[string]any{"id": "sync", "name": "Sync", "sponsor": bob, "roles": []string{"viewer", "billing"}}), 422, "policy_violation")
-	b.want(create(annTok, map[string]any{"id": "sync", "name": "Sync", "sponsor": bob, "expires_at": time.Now().Add(400 * 24 * time.Hour)}), 422, "policy_violation")
-	b.want(create(annTok, map[string]any{"id": "Sync!", "name": "Sync", "sponsor": bob}), 400, "invalid_input")
-	// paul administers partnerco, not acme.
-	b.want(create(paulTok, map[string]any{"id": "sync", "name": "Sync", "sponsor": pat}), 403, "not_permitted")
-	a := create(annTok, map[string]any{"id": "sync", "name": "Ticket sync", "sponsor": bob, "roles": []string{"viewer"}})
+	b.want(create(annTok, map[string]any{"id": "sync", "name": "Sync", "sponsor": bob}), 403, "not_permitted")
+	b.want(create(b.ops, map[string]any{"id": "sync", "name": "Sync"}), 400, "invalid_input") // an operator names the sponsor
+	b.want(create(b.ops, map[string]any{"id": "sync", "name": "Sync", "sponsor": sue}), 400, "invalid_input")
+	b.want(create(b.ops, map[string]any{"id": "sync", "name": "Sync", "sponsor": store.MachineUser("acme", "x")}), 400, "invalid_input")
+	b.want(create(b.ops, map[string]any{"id": "sync", "name": "Sync", "sponsor": bob, "roles": []string{"viewer", "billing"}}), 422, "policy_violation")
+	b.want(create(b.ops, map[string]any{"id": "sync", "name": "Sync", "sponsor": bob, "expires_at": time.Now().Add(400 * 24 * time.Hour)}), 422, "policy_violation")
+	b.want(create(b.ops, map[string]any{"id": "Sync!", "name": "Sync", "sponsor": bob}), 400, "invalid_input")
+	b.want(create(annTok, map[string]any{"id": "ann-bot", "name": "Ann's", "roles": []string{"viewer"}}), 422, "policy_violation") // ann holds org-admin only
+	// paul administers partnerco, not acme; pat is no administrator.
+	b.want(create(paulTok, map[string]any{"id": "sync", "name": "Sync"}), 403, "not_permitted")
+	b.want(create(patTok, map[string]any{"id": "sync", "name": "Sync"}), 403, "not_permitted")
+	if a := create(annTok, map[string]any{"id": "ann-bot", "name": "Ann's report job", "roles": []string{"org-admin"}}); a.status != 201 || a.body["machine"].(map[string]any)["sponsor"] != ann {
+		t.Fatalf("ann's own machine: %s", a.raw)
+	}
+	a := create(b.ops, map[string]any{"id": "sync", "name": "Ticket sync", "sponsor": bob, "roles": []string{"viewer"}})
 	b.want(a, 201, "")
-	if a.body["user"] != store.MachineUser("acme", "sync") || a.body["kind"] != "service" || a.body["approved_by"] != ann {
+	if a.body["user"] != store.MachineUser("acme", "sync") || a.body["kind"] != "service" || a.body["approved_by"] != "ops-olga" {
 		t.Errorf("created %s", a.raw)
 	}
-	b.want(create(annTok, map[string]any{"id": "sync", "name": "Again", "sponsor": bob}), 409, "")
-	if evs := b.events(audit.MachineCreated); len(evs) != 1 || evs[0].Actor != ann || evs[0].Detail["sponsor"] != bob {
+	b.want(create(b.ops, map[string]any{"id": "sync", "name": "Again", "sponsor": bob}), 409, "")
+	if evs := b.events(audit.MachineCreated); len(evs) != 2 || evs[1].Actor != "ops-olga" || evs[1].Detail["sponsor"] != bob {
 		t.Errorf("machine.created %+v", evs)
 	}
+	// A request or a role change never gives a machine a grant of its own.
+	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/requests", map[string]any{"for": store.MachineUser("acme", "sync"), "role": "billing", "duration": "8h", "reason": "x"}), 400, "invalid_input")
+	b.want(b.call(b.ops, "POST", "/api/v1/events", map[string]any{"event": "role_changed", "org": "acme", "user": store.MachineUser("acme", "sync"), "roles": []string{"admin"}, "reason": "x"}), 400, "invalid_input")
 
-	// Keys: the sponsor and administrators; nobody else.
+	// Keys: made by the sponsor (or an operator) only, so the secret is shown to whom it ends
+	// with; not by an administrator, not by anyone else.
 	keys := "/api/v1/orgs/acme/machines/sync/keys"
+	b.want(b.call(annTok, "POST", keys, map[string]any{"reason": "x"}), 403, "not_permitted")
 	b.want(b.call(patTok, "POST", keys, map[string]any{"reason": "x"}), 403, "not_permitted")
 	b.want(b.call(paulTok, "POST", keys, map[string]any{"reason": "x"}), 403, "not_permitted")
 	// bob administers beta: the same machine id through beta is not his acme machine.
@@ -90,9 +103,10 @@ func TestMachines(t *testing.T) {
 	if r.body["key"] == key || r.body["record"].(map[string]any)["replaces"] != id {
 		t.Errorf("rotated %s", r.raw)
 	}
-	// Revoking: not through another machine, not by someone else.
+	b.want(b.call(annTok, "POST", rot, map[string]any{"reason": "x"}), 403, "not_permitted")
+	// Revoking: the sponsor or an administrator, not someone else.
 	b.want(b.call(patTok, "POST", keys+"/"+id+"/revoke", map[string]any{"reason": "x"}), 403, "not_permitted")
-	b.want(b.call(bobTok, "POST", keys+"/"+id+"/revoke", map[string]any{"reason": "leaked"}), 200, "")
+	b.want(b.call(annTok, "POST", keys+"/"+id+"/revoke", map[string]any{"reason": "leaked"}), 200, "")
 
 	// The membership endpoints do not touch a machine: its roles stay within its sponsor's.
 	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/members/change", map[string]any{"user": store.MachineUser("acme", "sync"), "add_roles": []string{"billing"}, "reason": "x"}), 400, "invalid_input")
@@ -101,8 +115,12 @@ func TestMachines(t *testing.T) {
 	// The sponsor's revocation suspends the machine and ends its keys.
 	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/members/revoke", map[string]any{"user": bob, "reason": "left"}), 200, "")
 	l = b.call(annTok, "GET", "/api/v1/orgs/acme/machines", nil)
-	items := l.body["items"].([]any)
-	m := items[0].(map[string]any)
+	var m map[string]any
+	for _, it := range l.body["items"].([]any) {
+		if it.(map[string]any)["user"] == store.MachineUser("acme", "sync") {
+			m = it.(map[string]any)
+		}
+	}
 	if m["status"] != "suspended" {
 		t.Errorf("machine after its sponsor's revocation: %s", l.raw)
 	}
@@ -113,6 +131,6 @@ func TestMachines(t *testing.T) {
 	}
 	// Nobody adds a key to a suspended machine, its former sponsor included.
 	b.want(b.call(bobTok, "POST", keys, map[string]any{"reason": "x"}), 400, "invalid_input")
-	b.want(b.call(annTok, "POST", keys, map[string]any{"reason": "x"}), 400, "invalid_input")
+	b.want(b.call(b.ops, "POST", keys, map[string]any{"reason": "x"}), 400, "invalid_input")
 	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/machines/sync/revoke", map[string]any{"reason": "retired"}), 200, "")
 }

@@ -73,6 +73,10 @@ func (c *call) createRequest() (any, error) {
 	if who == "" {
 		who = c.p.Name
 	}
+	if store.IsMachineUser(who) {
+		// A machine holds what its sponsor holds: a request is for the sponsor.
+		return nil, invalid("for: a machine identity gets no grant of its own; its sponsor asks for what it needs")
+	}
 	if who != c.p.Name {
 		// Asking on someone's behalf is an administrator's act.
 		if err := c.mayAdminister(org); err != nil {

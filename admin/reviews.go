@@ -200,6 +200,9 @@ func (c *call) decideReview() (any, error) {
 		if !c.mayReview(org, o, before.Kind) {
 			return refuse(reason.NotPermitted, "not a reviewer of "+before.Kind+" memberships in "+org)
 		}
+		if before.Machine != nil && before.Machine.Sponsor == c.p.Name && !c.p.Operator {
+			return refuse(reason.SelfApproval, "a reviewer does not decide a machine identity they sponsor")
+		}
 		if kr, ok := c.policy.Kind(after.Kind, o); ok && after.Status != store.MembershipRevoked {
 			after.ReviewBy = time.Time{}
 			if kr.ReviewEvery > 0 {

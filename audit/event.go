@@ -96,11 +96,9 @@ const WebhookFailed Type = "webhook.failed"
 const (
 	MachineCreated   Type = "machine.created"
 	MachineSuspended Type = "machine.suspended" // its sponsor's membership ended
-	// SponsorEnded is the parent event of the suspensions one sponsor's end causes.
-	SponsorEnded  Type = "machine.sponsor_ended"
-	APIKeyCreated Type = "api_key.created"
-	APIKeyRotated Type = "api_key.rotated"
-	APIKeyRevoked Type = "api_key.revoked"
+	APIKeyCreated    Type = "api_key.created"
+	APIKeyRotated    Type = "api_key.rotated"
+	APIKeyRevoked    Type = "api_key.revoked"
 )
 
 // Admin API credentials.

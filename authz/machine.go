@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/apikey"
@@ -45,9 +46,16 @@ type MachineInput struct {
 //  3. not_member: the request acts for another organisation than the machine's.
 //  4. every check of Decide on the machine's membership, but for the email domain (a
 //     machine has no address; its sponsor answers for it).
-//  5. sponsor_inactive: the sponsor holds no live membership of the organisation (none,
-//     revoked, suspended, expired, overdue for review).
+//  5. the sponsor, decided by Decide for the same route (but for its kinds, which are the
+//     machine's to meet, and the email domain, which a record cannot show): sponsor_inactive
+//     when the sponsor's membership does not grant at all (none, revoked, suspended,
+//     expired, overdue for review, beyond its kind's policy), and the sponsor's own
+//     role_missing, role_requires_request, purpose_missing or purpose_expired when it lacks
+//     what the route requires.
 //
+// A machine never holds more than its sponsor, whatever its own record says (a role the
+// sponsor lost, a purpose granted to the machine alone, a role granted to it by any path):
+// the roles forwarded are those both hold, and the route's requirement must be met by both.
 // The credential comes first so that a request with a wrong key learns nothing about any
 // organisation. The sponsor comes last because the machine's own state is what its owner
 // must fix first; either way nothing is admitted without both.
@@ -82,18 +90,40 @@ func DecideMachine(in MachineInput, now time.Time) Decision {
 	if !d.Allow {
 		return d
 	}
-	if !sponsorLive(in.Sponsor, m, now) {
+	sp := in.Sponsor
+	if sp == nil || sp.User != m.Machine.Sponsor || store.IsMachineUser(sp.User) {
 		return deny(reason.SponsorInactive, Decision{Org: d.Org, Member: true, Missing: Missing{Contact: in.Org.Contact}})
 	}
-	d.Sponsor = m.Machine.Sponsor
+	req.kinds = nil
+	sd := Decide(Input{User: sp.User, OrgID: in.OrgID, Require: req, Org: in.Org, Membership: sp, Policy: in.Policy}, now)
+	switch sd.Reason {
+	case reason.Allowed:
+	case reason.RoleMissing, reason.RoleRequiresRequest, reason.PurposeMissing, reason.PurposeExpired:
+		sd.Missing.Contact = in.Org.Contact
+		return sd
+	default:
+		return deny(reason.SponsorInactive, Decision{Org: d.Org, Member: true, Missing: Missing{Contact: in.Org.Contact}})
+	}
+	d.Roles = common(d.Roles, sd.Roles)
+	d.Sponsor = sp.User
 	return d
 }
 
-// sponsorLive reports whether s is a live membership of machine m's sponsor in m's
-// organisation, as far as its own record says.
-func sponsorLive(s, m *store.Membership, now time.Time) bool {
-	return s != nil && s.Org == m.Org && s.User == m.Machine.Sponsor && !store.IsMachineUser(s.User) &&
-		s.Status == store.MembershipActive && !passed(s.ExpiresAt, now) && !passed(s.ReviewBy, now)
+// common is the roles of a that b holds too: a itself when b holds them all (no allocation,
+// the usual case), else a new slice.
+func common(a, b []string) []string {
+	for i, r := range a {
+		if !slices.Contains(b, r) {
+			out := append(make([]string, 0, len(a)-1), a[:i]...)
+			for _, r := range a[i+1:] {
+				if slices.Contains(b, r) {
+					out = append(out, r)
+				}
+			}
+			return out
+		}
+	}
+	return a
 }
 
 // GatherMachine reads what DecideMachine is asked about an API key (key, of public id id):

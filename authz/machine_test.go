@@ -47,6 +47,8 @@ func TestDecideMachine(t *testing.T) {
 		t.Fatalf("allowed case: %+v", d)
 	}
 
+	// Employees (the sponsor's kind) end within 30 days.
+	capped := policyOf(t, "\n  kinds:\n    employee: {max_duration: 30d}\n")
 	for _, tc := range []struct {
 		name   string
 		change func(*MachineInput)
@@ -92,6 +94,15 @@ func TestDecideMachine(t *testing.T) {
 		{"sponsor overdue", func(in *MachineInput) { in.Sponsor.ReviewBy = now }, reason.SponsorInactive},
 		{"sponsor's membership elsewhere", func(in *MachineInput) { in.Sponsor.Org = "globex" }, reason.SponsorInactive},
 		{"someone else's membership as the sponsor's", func(in *MachineInput) { in.Sponsor.User = "https://idp.example.com|bob" }, reason.SponsorInactive},
+		{"sponsor lost the role the route needs", func(in *MachineInput) { in.Sponsor.Roles = []string{"viewer"} }, reason.RoleMissing},
+		{"a purpose only the machine holds", func(in *MachineInput) {
+			in.Require = require(config.Require{Purposes: []string{"export"}})
+			in.Machine.Grants = []store.Grant{{Purpose: "export", ExpiresAt: now.Add(time.Hour)}}
+		}, reason.PurposeMissing},
+		{"sponsor beyond its kind's policy", func(in *MachineInput) {
+			in.Policy = capped
+			in.Sponsor.Created, in.Sponsor.ExpiresAt = now.Add(-time.Hour), time.Time{}
+		}, reason.SponsorInactive},
 		{"the machine as its own sponsor", func(in *MachineInput) {
 			in.Machine.Machine.Sponsor = in.Machine.User
 			in.Sponsor = in.Machine
@@ -114,6 +125,22 @@ func TestDecideMachine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDecideMachineWithinSponsor: the roles forwarded are those both hold, whatever the
+// machine's own record says; with the sponsor holding them all, nothing is allocated.
+func TestDecideMachineWithinSponsor(t *testing.T) {
+	in := machineFixture()
+	in.Require = require(config.Require{})
+	in.Machine.Roles = []string{"billing", "finance", "viewer"}
+	in.Sponsor.Roles = []string{"billing", "viewer"}
+	if d := DecideMachine(in, now); !d.Allow || !slices.Equal(d.Roles, []string{"billing", "viewer"}) {
+		t.Errorf("roles %v (%s), want those the sponsor holds too", d.Roles, d.Reason)
+	}
+	in.Sponsor.Roles = []string{"admin"}
+	if d := DecideMachine(in, now); !d.Allow || len(d.Roles) != 0 {
+		t.Errorf("roles %v (%s), want none", d.Roles, d.Reason)
 	}
 }
 

@@ -35,7 +35,9 @@ func accMachines(t *testing.T, b *accBed) {
 	machine := store.MachineUser("acme", "billing-export")
 	setUp := func() {
 		b.members.reset()
-		b.members.set(acmeOrg(), b.aliceIn("acme"))
+		sponsor := b.aliceIn("acme")
+		sponsor.Roles = []string{"billing", "user"}
+		b.members.set(acmeOrg(), sponsor)
 		b.members.set(&store.Org{ID: "globex", Name: "Globex", Status: store.OrgActive}, b.aliceIn("globex"))
 		b.members.set(nil, &store.Membership{Org: "globex", User: store.MachineUser("globex", "billing-export"), Kind: store.KindService,
 			Roles: []string{"billing"}, Status: store.MembershipActive,
@@ -109,7 +111,7 @@ func accMachines(t *testing.T, b *accBed) {
 
 	t.Run("a route that does not accept keys refuses one, and never decides it as a person", func(t *testing.T) {
 		setUp()
-		hits := b.up.hits()
+		hits, events := b.up.hits(), len(b.audit.Events())
 		for _, path := range []string{"/o/acme/x", "/authn/x", "/adm/acme/x"} {
 			refused(t, accDo(t, anon(), "GET", b.base+path, nil, bearer(key)), 401, "credential_not_accepted")
 			// Signed in, the key still is not ignored.
@@ -117,6 +119,12 @@ func accMachines(t *testing.T, b *accBed) {
 		}
 		if b.up.hits() != hits {
 			t.Error("a refused key reached the portal")
+		}
+		// Anyone can send these: counted, not audited one by one (the trail is not for floods).
+		refused(t, accDo(t, anon(), "GET", b.base+"/both/x", nil, http.Header{"Authorization": {"Bearer pc_junk"},
+			"Cookie": {"__Host-portcullis=x"}}), 400, "credential_mixed")
+		if n := len(b.audit.Events()); n != events {
+			t.Errorf("%d refusals of made-up credentials audited one by one: %+v", n-events, b.audit.Events()[events:])
 		}
 	})
 
@@ -175,6 +183,7 @@ func accMachines(t *testing.T, b *accBed) {
 			{"an org that does not exist", func() {}, "/api/initech/x", 403, "not_member"},
 			{"machine suspended", func() { edit(func(m *store.Membership) { m.Status = store.MembershipSuspended }) }, "/api/acme/x", 403, "membership_suspended"},
 			{"role missing", func() { edit(func(m *store.Membership) { m.Roles = []string{"viewer"} }) }, "/api/acme/x", 403, "role_missing"},
+			{"sponsor lost the role", func() { b.members.set(nil, b.aliceIn("acme")) }, "/api/acme/x", 403, "role_missing"},
 			{"sponsor revoked", func() {
 				m := b.aliceIn("acme")
 				m.Status = store.MembershipRevoked
@@ -214,7 +223,7 @@ func accMachines(t *testing.T, b *accBed) {
 				}
 			}
 		}
-		if len(audited) != 9 {
+		if len(audited) != 10 {
 			t.Errorf("audited %v", audited)
 		}
 	})

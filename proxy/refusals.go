@@ -25,7 +25,7 @@ import (
 var countedReasons = map[reason.Code]bool{reason.NoSession: true, reason.StoreUnavailable: true,
 	// Anyone can send a made-up key: noise, like a missing session. A key that was real
 	// (expired, revoked) is audited one by one.
-	reason.CredentialMissing: true, reason.CredentialInvalid: true}
+	reason.CredentialMissing: true, reason.CredentialInvalid: true, reason.CredentialNotAccepted: true, reason.CredentialMixed: true}
 
 // refusalSamples is how many request ids an event names.
 const refusalSamples = 5

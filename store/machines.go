@@ -271,7 +271,7 @@ func (o *Orgs) CreateMachine(ctx context.Context, m Membership, actor, reason st
 		if err != nil {
 			return err
 		}
-		if sp == nil || !live(sp, now) || (!sp.ReviewBy.IsZero() && !now.Before(sp.ReviewBy)) {
+		if !sponsorLive(sp, now) {
 			return fmt.Errorf("sponsor %s holds no live membership of %s: %w", m.Machine.Sponsor, m.Org, ErrInvalid)
 		}
 		m.Created, m.Updated = now, now
@@ -287,8 +287,8 @@ func (o *Orgs) CreateMachine(ctx context.Context, m Membership, actor, reason st
 // CreateAPIKey gives machine id of org a new key ending at expires and returns the key, shown
 // only now, and its record. With replaces set it rotates that key: the replaced key's end
 // moves to now+overlap (never later than it was), so clients can switch within the window. The
-// machine must be active and its sponsor's membership live. The index entry is written
-// first (see the file comment), the record and its audit event in one transaction after.
+// machine must be active and its sponsor's membership live. The index entry, the record
+// and the audit event are written in one transaction.
 func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Time, replaces string, overlap time.Duration, actor, reason string) (string, *APIKey, error) {
 	op := "create api key " + org + "/" + id
 	if err := checkActor(actor); err != nil {
@@ -309,15 +309,7 @@ func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Ti
 	if err != nil {
 		return "", nil, err
 	}
-	// The index entry first: on its own it grants nothing.
-	ok, err := o.s.rdb.SetNX(ctx, o.s.keys.apiKeyIndex(kid), entry, 0).Result()
-	if err != nil {
-		return "", nil, o.s.unavailable(op, err)
-	}
-	if !ok {
-		// 80 random bits collided: refuse rather than point an existing key elsewhere.
-		return "", nil, fmt.Errorf("%s: %w: key id collision", op, ErrConflict)
-	}
+	idx := o.s.keys.apiKeyIndex(kid)
 	k := APIKey{ID: kid, Created: now, CreatedBy: actor, ExpiresAt: utc(expires), Replaces: replaces}
 	user := MachineUser(org, id)
 	typ := audit.APIKeyCreated
@@ -325,6 +317,14 @@ func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Ti
 		typ = audit.APIKeyRotated
 	}
 	err = o.atomically(ctx, op, func(tx *redis.Tx) error {
+		// The entry is written with the record, and only once everything is checked: a
+		// refused key leaves nothing behind.
+		if n, err := tx.Exists(ctx, idx).Result(); err != nil {
+			return err
+		} else if n > 0 {
+			// 80 random bits collided: refuse rather than point an existing key elsewhere.
+			return fmt.Errorf("%w: key id collision", ErrConflict)
+		}
 		m, before, err := o.s.getMembership(ctx, tx, org, user)
 		if err != nil {
 			return err
@@ -346,7 +346,7 @@ func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Ti
 		if err != nil {
 			return err
 		}
-		if sp == nil || !live(sp, now) {
+		if !sponsorLive(sp, now) {
 			return fmt.Errorf("%w: the sponsor %s holds no live membership of %s", ErrInvalid, m.Machine.Sponsor, org)
 		}
 		m.Machine = cloneMachine(m.Machine)
@@ -377,14 +377,22 @@ func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Ti
 		if err != nil {
 			return err
 		}
-		return o.commit(ctx, tx, func(w *batch) { o.putMembership(w, m, after) },
-			[]audit.Event{{Type: typ, Actor: actor, Org: org, User: user, Reason: reason, Before: raw(before), After: after, Detail: detail}},
+		return o.commit(ctx, tx, func(w *batch) {
+			w.do("SET", idx, entry)
+			o.putMembership(w, m, after)
+		}, []audit.Event{{Type: typ, Actor: actor, Org: org, User: user, Reason: reason, Before: raw(before), After: after, Detail: detail}},
 			invalMembership(org, user), invalKey(kid))
-	}, o.s.keys.membership(org, user))
+	}, o.s.keys.membership(org, user), idx)
 	if err != nil {
 		return "", nil, err
 	}
 	return key, &k, nil
+}
+
+// sponsorLive reports whether sp is a membership that grants, as its record says: active, not
+// expired, not overdue for review.
+func sponsorLive(sp *Membership, now time.Time) bool {
+	return sp != nil && live(sp, now) && (sp.ReviewBy.IsZero() || now.Before(sp.ReviewBy))
 }
 
 // dropEnded removes up to n of the oldest keys that have ended.
@@ -441,6 +449,14 @@ func (o *Orgs) RevokeMachine(ctx context.Context, org, id, actor, reason string)
 	})
 }
 
+// settleKeys ends the keys of a machine identity m that is revoked (by whatever change): a
+// retired machine lists no live key. Other memberships are left as they are.
+func settleKeys(m *Membership, now time.Time, actor string) {
+	if m.Machine != nil && m.Status == MembershipRevoked {
+		m.Machine = endKeys(m.Machine, now, actor)
+	}
+}
+
 // endKeys returns a copy of mc with every key that has not ended revoked at now by actor.
 func endKeys(mc *Machine, now time.Time, actor string) *Machine {
 	mc = cloneMachine(mc)
@@ -451,29 +467,6 @@ func endKeys(mc *Machine, now time.Time, actor string) *Machine {
 	}
 	return mc
 }
-
-// SuspendSponsored suspends every live machine identity of org that user sponsors and revokes
-// their keys, in one transaction with an event per machine, and returns their ids. It is what
-// the end of a sponsor's membership does to what they sponsor (Revoke's callers, and
-// offboarding in the same step). Until it runs, the decision refuses those machines anyway
-// (sponsor_inactive), so a crash before it grants nothing.
-func (o *Orgs) SuspendSponsored(ctx context.Context, org, user, actor, reason string) ([]string, error) {
-	out, err := o.Apply(ctx, BusinessEvent{Event: eventSponsorEnded, Org: org, User: user, internal: true}, actor, reason, false)
-	if err != nil {
-		return nil, err
-	}
-	var ids []string
-	for _, c := range out.Changes {
-		if _, id, ok := ParseMachineUser(c.User); ok {
-			ids = append(ids, id)
-		}
-	}
-	return ids, nil
-}
-
-// eventSponsorEnded is the internal operation of SuspendSponsored: not a business event one
-// applies by name (check refuses it from outside), but built by the same plan code.
-const eventSponsorEnded = "sponsor_ended"
 
 // suspendSponsored adds to the plan the suspension of the live machines of org that user
 // sponsors, each with its keys revoked.

@@ -219,9 +219,9 @@ func TestSponsorEndSuspendsMachines(t *testing.T) {
 		t.Errorf("bob's machine after alice's offboarding: %s", st)
 	}
 
-	// The internal operation cannot be applied by name from outside.
-	_, err = f.o.Apply(ctx, BusinessEvent{Event: eventSponsorEnded, Org: "acme", User: bob}, admin, "by name", false)
-	wantErr(t, "sponsor_ended by name", err, ErrInvalid)
+	// role_changed is for people: a machine's roles are capped by its sponsor's.
+	_, err = f.o.Apply(ctx, BusinessEvent{Event: EventRoleChanged, Org: "acme", User: MachineUser("acme", "bob-sync"), Roles: []string{"admin"}}, admin, "x", false)
+	wantErr(t, "role_changed on a machine", err, ErrInvalid)
 }
 
 // TestReviewRevokeSuspendsMachines: a review that revokes a sponsor ends their machines too.

@@ -232,6 +232,7 @@ func (o *Orgs) updateMembership(ctx context.Context, op, org, user, actor, reaso
 		m.Org, m.User, m.Created, m.Updated = org, user, created, o.now()
 		normaliseMembership(m, actor)
 		carryCut(old, m, m.Updated)
+		settleKeys(m, m.Updated, actor)
 		if err := checkMembership(m); err != nil {
 			return err
 		}

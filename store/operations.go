@@ -96,10 +96,6 @@ type BusinessEvent struct {
 	// Policy, when set, shapes and checks every membership and request the event writes, in
 	// the transaction that writes them (package admin passes the lifecycle policy).
 	Policy EventPolicy `json:"-"`
-
-	// internal marks an operation of the store's own (SuspendSponsored), which nobody
-	// applies by name; it commits nothing when it changes nothing.
-	internal bool
 }
 
 // EventPolicy is what a business event asks of the lifecycle policy.
@@ -171,7 +167,7 @@ func (o *Orgs) Apply(ctx context.Context, ev BusinessEvent, actor, reason string
 		if out.Changes == nil {
 			out.Changes = []Change{}
 		}
-		if tx == nil || (ev.internal && len(p.changes) == 0) {
+		if tx == nil {
 			return nil
 		}
 		return o.commit(ctx, tx, func(w *batch) {
@@ -233,6 +229,9 @@ func (ev *BusinessEvent) check() error {
 		if err := needOrg(); err != nil {
 			return err
 		}
+		if IsMachineUser(ev.User) {
+			return bad("user %q: a machine identity's roles are its sponsor's to change, through /orgs/{org}/machines", ev.User)
+		}
 		return needUser()
 	case EventOffboarded:
 		for i, e := range ev.Emails {
@@ -276,13 +275,6 @@ func (ev *BusinessEvent) check() error {
 		}
 		ev.Roles = slices.Compact(slices.Sorted(slices.Values(ev.Roles)))
 		return needOrg()
-	case eventSponsorEnded:
-		if ev.internal {
-			if err := needOrg(); err != nil {
-				return err
-			}
-			return needUser()
-		}
 	}
 	return bad("event %q: want one of %s", ev.Event, strings.Join(BusinessEvents(), ", "))
 }
@@ -331,8 +323,6 @@ func (p *plan) build() error {
 		return p.domainLapsed()
 	case EventSupportMoved:
 		return p.supportMoved()
-	case eventSponsorEnded:
-		return p.suspendSponsored(p.ev.Org, p.ev.User)
 	}
 	return fmt.Errorf("event %q: %w", p.ev.Event, ErrInvalid)
 }
@@ -343,7 +333,7 @@ func (p *plan) parent() audit.Event {
 		EventContractRenewed: audit.BusinessContractRenewed, EventContractEnded: audit.BusinessContractEnded,
 		EventMergedInto: audit.BusinessMergedInto, EventRoleChanged: audit.BusinessRoleChanged,
 		EventOffboarded: audit.PersonOffboarded, EventDomainLapsed: audit.BusinessDomainLapsed,
-		EventSupportMoved: audit.BusinessSupportMoved, eventSponsorEnded: audit.SponsorEnded,
+		EventSupportMoved: audit.BusinessSupportMoved,
 	}[p.ev.Event]
 	detail := map[string]string{"event": p.ev.Event, "changes": strconv.Itoa(len(p.changes))}
 	switch {
@@ -574,6 +564,7 @@ func (p *plan) putMembership(before *member, m *Membership, org *Org, typ audit.
 	m.Updated = p.now
 	normaliseMembership(m, p.actor)
 	carryCut(before.m, m, p.now)
+	settleKeys(m, p.now, p.actor)
 	if err := checkMembership(m); err != nil {
 		return err
 	}

@@ -306,6 +306,7 @@ func (o *Orgs) DecideReview(ctx context.Context, org, id string, d ReviewDecisio
 		nm.Updated = now
 		normaliseMembership(nm, actor)
 		carryCut(m, nm, now)
+		settleKeys(nm, now, actor)
 		if err := checkMembership(nm); err != nil {
 			return err
 		}
