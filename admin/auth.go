@@ -2,23 +2,18 @@ package admin
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/clientjwt"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
@@ -167,46 +162,29 @@ func (c *call) mayAdminister(org string) error {
 
 // OperatorVerifier checks operator JWTs: access tokens of the platform's own identity
 // provider (admin_api.operators), verified with go-oidc against its published keys: issuer,
-// audience, expiry and signature, then the role claim.
+// audience, expiry and signature (clientjwt.Issuer), then the role claim.
 type OperatorVerifier struct {
-	issuer, audience, roleClaim, role string
-	client                            *http.Client
-
-	mu       sync.Mutex
-	verifier *oidc.IDTokenVerifier
-	tried    time.Time
+	issuer, roleClaim, role string
+	is                      *clientjwt.Issuer
 }
 
 // NewOperatorVerifier prepares the verifier of c; discovery happens at the first token, and
 // again at most every 30 seconds while the provider cannot be reached.
 func NewOperatorVerifier(c config.OperatorTokens) (*OperatorVerifier, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if c.CARootFile != "" {
-		pem, err := os.ReadFile(c.CARootFile)
-		if err != nil {
-			return nil, fmt.Errorf("admin_api.operators.ca_root_file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("admin_api.operators.ca_root_file %s: no PEM certificates", c.CARootFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	is, err := clientjwt.NewIssuer(c.Issuer, c.Audience, []string{"RS256", "ES256"}, c.CARootFile, "admin_api.operators", nil)
+	if err != nil {
+		return nil, err
 	}
-	return &OperatorVerifier{issuer: c.Issuer, audience: c.Audience, roleClaim: c.RoleClaim, role: c.Role,
-		client: &http.Client{Transport: tr, Timeout: 10 * time.Second}}, nil
+	return &OperatorVerifier{issuer: c.Issuer, roleClaim: c.RoleClaim, role: c.Role, is: is}, nil
 }
 
 // verify checks raw and returns the operator's name: issuer|subject.
 func (v *OperatorVerifier) verify(ctx context.Context, raw string) (string, error) {
-	ver, err := v.current(ctx)
-	if err != nil {
-		return "", err
-	}
-	tok, err := ver.Verify(oidc.ClientContext(ctx, v.client), raw)
-	if err != nil {
+	tok, err := v.is.Verify(ctx, raw)
+	switch {
+	case errors.Is(err, clientjwt.ErrUnavailable):
+		return "", fmt.Errorf("%w: %w", errProviderDown, err)
+	case err != nil:
 		return "", fmt.Errorf("operator token: %w", err)
 	}
 	var claims map[string]json.RawMessage
@@ -235,37 +213,6 @@ func hasRole(raw json.RawMessage, role string) bool {
 // errProviderDown: the operator identity provider could not be discovered, so no operator
 // token can be checked (an outage, not a bad token).
 var errProviderDown = errors.New("operator identity provider unavailable")
-
-// current is the verifier, discovering the provider when it is not known yet.
-func (v *OperatorVerifier) current(ctx context.Context) (*oidc.IDTokenVerifier, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.verifier != nil {
-		return v.verifier, nil
-	}
-	if time.Since(v.tried) < 30*time.Second && !v.tried.IsZero() {
-		return nil, errProviderDown
-	}
-	v.tried = time.Now()
-	dctx, cancel := context.WithTimeout(oidc.ClientContext(context.WithoutCancel(ctx), v.client), 10*time.Second)
-	defer cancel()
-	p, err := oidc.NewProvider(dctx, v.issuer)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errProviderDown, err)
-	}
-	// The key set fetches lazily, beyond this call's context.
-	keys := oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), v.client), jwksURI(p))
-	v.verifier = oidc.NewVerifier(v.issuer, keys, &oidc.Config{ClientID: v.audience, SupportedSigningAlgs: []string{"RS256", "ES256"}})
-	return v.verifier, nil
-}
-
-func jwksURI(p *oidc.Provider) string {
-	var d struct {
-		JWKS string `json:"jwks_uri"`
-	}
-	_ = p.Claims(&d)
-	return d.JWKS
-}
 
 // tokenUseInterval is how often one process records a token's use at most.
 const tokenUseInterval = time.Minute

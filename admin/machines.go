@@ -41,6 +41,10 @@ func (s *Server) machineEndpoints() []endpoint {
 			access: anyone, change: true, in: rotateInput{}, out: createdKey{}, status: http.StatusCreated, handle: (*call).rotateKey},
 		{method: "POST", path: base + "/{id}/keys/{key}/revoke", summary: "Revoke a key now (its sponsor, the organisation's administrators, operators)",
 			access: anyone, change: true, in: decisionInput{}, out: store.APIKey{}, handle: (*call).revokeKey},
+		{method: "POST", path: base + "/{id}/clients", summary: "Bind a federated client (the issuer, one of client_jwt.issuers, and subject of client-credentials tokens a customer's IdP issues) to a machine identity: its tokens are the machine from then on (its sponsor and operators)",
+			access: anyone, change: true, in: clientInput{}, out: store.Membership{}, handle: (*call).bindClient},
+		{method: "POST", path: base + "/{id}/clients/unbind", summary: "Unbind a federated client: its tokens stop being the machine at once (its sponsor, the organisation's administrators, operators)",
+			access: anyone, change: true, in: clientInput{}, out: store.Membership{}, handle: (*call).unbindClient},
 		{method: "POST", path: base + "/{id}/revoke", summary: "Retire a machine identity: its membership and every key revoked (its sponsor, the organisation's administrators, operators)",
 			access: anyone, change: true, in: decisionInput{}, out: store.Membership{}, handle: (*call).revokeMachine},
 	}
@@ -80,6 +84,52 @@ type rotateInput struct {
 	// Overlap is how long the old key keeps working ("1h", "7d"); default: none, the old key
 	// ends now.
 	Overlap string `json:"overlap,omitempty"`
+}
+
+// clientInput names a federated client.
+type clientInput struct {
+	Issuer  string `json:"issuer"`
+	Subject string `json:"subject"`
+	Reason  string `json:"reason"`
+}
+
+func (in *clientInput) why() string { return in.Reason }
+
+func (c *call) bindClient() (any, error) {
+	var in clientInput
+	org, err := c.orgChange(&in)
+	if err != nil {
+		return nil, err
+	}
+	// Binding a client is making a credential: the sponsor's or an operator's act.
+	m, err := c.keyMaker(org)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(c.s.clientIssuers, in.Issuer) {
+		return nil, invalid("issuer: want one of client_jwt.issuers (" + strings.Join(c.s.clientIssuers, ", ") + ")")
+	}
+	if strings.TrimSpace(in.Subject) == "" {
+		return nil, invalid("subject: the client's subject at the issuer (its sub, client_id or azp, as the issuer's subject_claim says)")
+	}
+	return c.changes().BindClient(c.ctx, org, m.Machine.ID, in.Issuer, in.Subject, c.p.Name, in.Reason)
+}
+
+func (c *call) unbindClient() (any, error) {
+	var in clientInput
+	org, err := c.orgChange(&in)
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.machineParam(org)
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.changes().UnbindClient(c.ctx, org, m.Machine.ID, in.Issuer, in.Subject, c.p.Name, in.Reason)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, refuse(reason.NotFound, "no such client bound to "+m.Machine.ID)
+	}
+	return out, err
 }
 
 // createdKey is a new key: the only time its secret is shown.

@@ -78,6 +78,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock of approvals and checks; nil means time.Now.
 	Now func() time.Time
+	// ClientIssuers are the issuers of client_jwt.issuers: a federated client is bound to a
+	// machine only for one of them.
+	ClientIssuers []string
 }
 
 // Server is the administration API: JSON over HTTPS under /api/v1/. Every call but the
@@ -94,6 +97,8 @@ type Server struct {
 	mux    *http.ServeMux
 	doc    []byte
 	events AuditStream
+	// clientIssuers: Options.ClientIssuers.
+	clientIssuers []string
 
 	// tokenUse is when this process last recorded each token's use (coalescing TokenUsed).
 	tokenUseMu sync.Mutex
@@ -105,7 +110,8 @@ func New(o Options) (*Server, error) {
 	if o.Store == nil || o.Orgs == nil || o.Lifecycle == nil || o.Audit == nil {
 		return nil, errors.New("admin: a store, the change API, the audit stream and the lifecycle policy are required")
 	}
-	s := &Server{st: o.Store, orgs: o.Orgs, ops: o.Operators, sess: o.Sessions, log: o.Logger, now: o.Now, mux: http.NewServeMux(), tokenUse: map[string]time.Time{}, events: o.Audit}
+	s := &Server{st: o.Store, orgs: o.Orgs, ops: o.Operators, sess: o.Sessions, log: o.Logger, now: o.Now, mux: http.NewServeMux(), tokenUse: map[string]time.Time{},
+		clientIssuers: slices.Clone(o.ClientIssuers), events: o.Audit}
 	s.policy.Store(newLifecycle(o.Lifecycle))
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

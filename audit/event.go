@@ -99,6 +99,10 @@ const (
 	APIKeyCreated    Type = "api_key.created"
 	APIKeyRotated    Type = "api_key.rotated"
 	APIKeyRevoked    Type = "api_key.revoked"
+	// MachineClientBound and MachineClientUnbound: a federated client (issuer and subject of
+	// client-credentials tokens) was bound to a machine identity, or no longer is.
+	MachineClientBound   Type = "machine.client_bound"
+	MachineClientUnbound Type = "machine.client_unbound"
 )
 
 // Admin API credentials.

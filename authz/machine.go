@@ -19,6 +19,11 @@ type MachineInput struct {
 	Key, KeyID string
 	// Owner is the key's index entry; nil when the index has none.
 	Owner *store.APIKeyOwner
+	// Client, instead of a key, is a client-credentials token whose signature, issuer,
+	// audience and algorithm were verified (package clientjwt), and ClientOwner the index
+	// entry of its issuer and subject (nil when none).
+	Client      *VerifiedClient
+	ClientOwner *store.ClientOwner
 
 	// OrgID is the organisation the request acts for: what the route resolved, or the
 	// machine's own (Owner.Org) on a route where a person's session would choose.
@@ -60,24 +65,12 @@ type MachineInput struct {
 // organisation. The sponsor comes last because the machine's own state is what its owner
 // must fix first; either way nothing is admitted without both.
 func DecideMachine(in MachineInput, now time.Time) Decision {
-	a := in.Owner
-	if a == nil || !apikey.Match(in.Key, a.Hash) {
-		return deny(reason.CredentialInvalid, Decision{})
+	org, d, ok := in.credential(now)
+	if !ok {
+		return d
 	}
 	m := in.Machine
-	if m == nil || m.Machine == nil || m.Org != a.Org || m.User != a.User() {
-		return deny(reason.CredentialInvalid, Decision{})
-	}
-	k := m.Machine.Key(in.KeyID)
-	switch {
-	case k == nil:
-		return deny(reason.CredentialInvalid, Decision{})
-	case !k.Revoked.IsZero():
-		return deny(reason.CredentialRevoked, Decision{Org: a.Org})
-	case !now.Before(k.ExpiresAt):
-		return deny(reason.CredentialExpired, Decision{Org: a.Org, Missing: Missing{Ended: k.ExpiresAt}})
-	}
-	if in.OrgID != a.Org {
+	if in.OrgID != org {
 		d := Decide(Input{OrgID: in.OrgID}, now) // no_org for an invalid id
 		if d.Reason != reason.NoOrg {
 			d = deny(reason.NotMember, Decision{Org: in.OrgID})
@@ -86,7 +79,7 @@ func DecideMachine(in MachineInput, now time.Time) Decision {
 	}
 	req := in.Require
 	req.skipEmailDomain = true
-	d := Decide(Input{User: m.User, OrgID: in.OrgID, Require: req, Org: in.Org, Membership: m, Policy: in.Policy}, now)
+	d = Decide(Input{User: m.User, OrgID: in.OrgID, Require: req, Org: in.Org, Membership: m, Policy: in.Policy}, now)
 	if !d.Allow {
 		return d
 	}
@@ -107,6 +100,66 @@ func DecideMachine(in MachineInput, now time.Time) Decision {
 	d.Roles = common(d.Roles, sd.Roles)
 	d.Sponsor = sp.User
 	return d
+}
+
+// credential checks the key or the token against the machine's record and returns the
+// machine's organisation, or the denial.
+func (in *MachineInput) credential(now time.Time) (string, Decision, bool) {
+	m := in.Machine
+	if c := in.Client; c != nil {
+		// The token itself was verified; what it names must be bound to this machine.
+		co := in.ClientOwner
+		switch {
+		case co == nil || co.Issuer != c.Issuer || co.Subject != c.Subject:
+			return "", deny(reason.CredentialInvalid, Decision{}), false
+		case m == nil || m.Machine == nil || m.Org != co.Org || m.User != co.User() || m.Machine.Client(c.Issuer, c.Subject) == nil:
+			return "", deny(reason.CredentialInvalid, Decision{}), false
+		case !now.Before(c.Expiry):
+			return "", deny(reason.CredentialExpired, Decision{Org: co.Org, Missing: Missing{Ended: c.Expiry}}), false
+		}
+		return co.Org, Decision{}, true
+	}
+	a := in.Owner
+	if a == nil || !apikey.Match(in.Key, a.Hash) {
+		return "", deny(reason.CredentialInvalid, Decision{}), false
+	}
+	if m == nil || m.Machine == nil || m.Org != a.Org || m.User != a.User() {
+		return "", deny(reason.CredentialInvalid, Decision{}), false
+	}
+	k := m.Machine.Key(in.KeyID)
+	switch {
+	case k == nil:
+		return "", deny(reason.CredentialInvalid, Decision{}), false
+	case !k.Revoked.IsZero():
+		return "", deny(reason.CredentialRevoked, Decision{Org: a.Org}), false
+	case !now.Before(k.ExpiresAt):
+		return "", deny(reason.CredentialExpired, Decision{Org: a.Org, Missing: Missing{Ended: k.ExpiresAt}}), false
+	}
+	return a.Org, Decision{}, true
+}
+
+// VerifiedClient is a client-credentials token whose signature, issuer, audience and
+// algorithm have been verified: who it names, and until when it is valid.
+type VerifiedClient struct {
+	Issuer, Subject string
+	Expiry          time.Time
+}
+
+// ClientIndex finds the machine a federated client is bound to (store.Cache implements it):
+// its index entry, nil when there is none; any error means storage could not answer.
+type ClientIndex interface {
+	ClientOwner(ctx context.Context, issuer, subject string) (*store.ClientOwner, error)
+}
+
+// GatherClient is GatherMachine for a verified client-credentials token.
+func GatherClient(ctx context.Context, clients ClientIndex, members Members, c *VerifiedClient) (MachineInput, error) {
+	in := MachineInput{Client: c}
+	co, err := clients.ClientOwner(ctx, c.Issuer, c.Subject)
+	if err != nil || co == nil {
+		return in, err
+	}
+	in.ClientOwner = co
+	return in, gatherRecords(ctx, members, &in, co.Org, co.User())
 }
 
 // common is the roles of a that b holds too: a itself when b holds them all (no allocation,
@@ -138,13 +191,20 @@ func GatherMachine(ctx context.Context, keys APIKeys, members Members, key, id s
 		return in, err
 	}
 	in.Owner = owner
-	if in.Org, in.Machine, err = members.Lookup(ctx, owner.Org, owner.User()); err != nil {
-		return in, err
+	return in, gatherRecords(ctx, members, &in, owner.Org, owner.User())
+}
+
+// gatherRecords reads the organisation org, the machine user's membership of it and its
+// sponsor's into in.
+func gatherRecords(ctx context.Context, members Members, in *MachineInput, org, user string) error {
+	var err error
+	if in.Org, in.Machine, err = members.Lookup(ctx, org, user); err != nil {
+		return err
 	}
 	if m := in.Machine; m != nil && m.Machine != nil && m.Status == store.MembershipActive {
-		if _, in.Sponsor, err = members.Lookup(ctx, owner.Org, m.Machine.Sponsor); err != nil {
-			return in, err
+		if _, in.Sponsor, err = members.Lookup(ctx, org, m.Machine.Sponsor); err != nil {
+			return err
 		}
 	}
-	return in, nil
+	return nil
 }

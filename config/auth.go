@@ -270,29 +270,24 @@ func (v *validator) auth(p string, r *Route) {
 	case r.Public:
 		return
 	case len(r.Auth) == 0:
-		v.errorf(ap, "must list at least one of session, api_key")
+		v.errorf(ap, "must list at least one of session, api_key, client_jwt")
 		return
 	}
 	for i, a := range r.Auth {
 		ip := fmt.Sprintf("%s[%d]", ap, i)
 		switch {
-		case a == "client_jwt":
-			v.errorf(ip, "client_jwt (client-credentials tokens) is not supported by this version; use api_key")
-		case a != AuthSession && a != AuthAPIKey:
-			v.errorf(ip, "must be session or api_key")
+		case a != AuthSession && a != AuthAPIKey && a != AuthClientJWT:
+			v.errorf(ip, "must be session, api_key or client_jwt")
 		case slices.Index(r.Auth, a) < i:
 			v.errorf(ip, "%s is listed twice", a)
 		}
 	}
-	if r.AcceptsAPIKey() {
+	if r.AcceptsMachine() {
 		if r.Org == nil && r.Require == nil {
-			v.errorf(ap, "api_key needs an org-scoped route (org or require): a machine identity acts for its organisation")
+			v.errorf(ap, "api_key and client_jwt need an org-scoped route (org or require): a machine identity acts for its organisation")
 		}
 		if r.StepUp != nil {
-			v.errorf(ap, "api_key cannot be combined with step_up: a machine cannot step up")
-		}
-		if r.RecoveryGuard != nil {
-			v.errorf(ap, "api_key cannot be combined with a recovery guard")
+			v.errorf(ap, "api_key and client_jwt cannot be combined with step_up: a machine cannot step up")
 		}
 	}
 }

@@ -168,6 +168,18 @@ var defaultRules = []defaultRule{
 	{Default{"routes[].timeouts.dial", "5s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.Dial, 5*time.Second) })},
 	{Default{"routes[].timeouts.response_header", "60s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.ResponseHeader, 60*time.Second) })},
 	{Default{"routes[].timeouts.idle_conn", "90s"}, forRoutes(func(r *Route) { setDuration(&r.Timeouts.IdleConn, 90*time.Second) })},
+	{Default{"client_jwt.issuers[].algorithms", "[RS256, ES256]"}, func(c *Config) {
+		for i := range c.ClientJWT.Issuers {
+			if c.ClientJWT.Issuers[i].Algorithms == nil {
+				c.ClientJWT.Issuers[i].Algorithms = []string{"RS256", "ES256"}
+			}
+		}
+	}},
+	{Default{"client_jwt.issuers[].subject_claim", "sub"}, func(c *Config) {
+		for i := range c.ClientJWT.Issuers {
+			setString(&c.ClientJWT.Issuers[i].SubjectClaim, "sub")
+		}
+	}},
 	{Default{"routes[].auth", "[session]"}, forRoutes(func(r *Route) {
 		if r.Auth == nil && !r.Public {
 			r.Auth = []string{AuthSession}

@@ -37,6 +37,8 @@ type Config struct {
 	ForwardAuth ForwardAuth `yaml:"forward_auth"`
 	// Tracing exports OpenTelemetry traces.
 	Tracing Tracing `yaml:"tracing"`
+	// ClientJWT trusts issuers of machine identities' client-credentials tokens.
+	ClientJWT ClientJWT `yaml:"client_jwt"`
 	// Routes is the ordered route table: the first route that matches host, path and method
 	// handles the request.
 	Routes []Route `yaml:"routes"`
@@ -506,10 +508,12 @@ type Route struct {
 	IdentityHeaders *IdentityHeaders `yaml:"identity_headers"`
 	// StepUp demands a recent strong authentication (and grants a time-boxed elevation).
 	StepUp *StepUp `yaml:"step_up"`
-	// Auth lists how requests may authenticate: session (a person's browser session) and
+	// Auth lists how requests may authenticate: session (a person's browser session),
 	// api_key (a machine identity's key, from "Authorization: Bearer pc_…" only, never a
-	// query string or a cookie). Default [session]. api_key needs an org-scoped route and
-	// no step_up (a machine cannot step up).
+	// query string or a cookie) and client_jwt (a machine identity's client-credentials token
+	// from an issuer in client_jwt.issuers, from "Authorization: Bearer" only). Default
+	// [session]. api_key and client_jwt need an org-scoped route and no step_up (a machine
+	// cannot step up).
 	Auth []string `yaml:"auth"`
 	// RecoveryGuard inspects account-recovery requests (password reset by email) on a public
 	// route and stops those that would hand an account to a stale mailbox.
@@ -523,9 +527,17 @@ type Route struct {
 
 // Ways a request authenticates (Route.Auth).
 const (
-	AuthSession = "session"
-	AuthAPIKey  = "api_key"
+	AuthSession   = "session"
+	AuthAPIKey    = "api_key"
+	AuthClientJWT = "client_jwt"
 )
+
+// AcceptsClientJWT reports whether the route admits machine identities by a client-credentials
+// token of a trusted issuer (client_jwt).
+func (r *Route) AcceptsClientJWT() bool { return slices.Contains(r.Auth, AuthClientJWT) }
+
+// AcceptsMachine reports whether the route admits machine identities at all.
+func (r *Route) AcceptsMachine() bool { return r.AcceptsAPIKey() || r.AcceptsClientJWT() }
 
 // AcceptsAPIKey reports whether the route admits machine identities by API key.
 func (r *Route) AcceptsAPIKey() bool { return slices.Contains(r.Auth, AuthAPIKey) }

@@ -114,6 +114,7 @@ func (v *validator) config(c *Config) {
 	v.adminAPI(c)
 	v.forwardAuth(c)
 	v.tracing(c)
+	v.clientJWT(c)
 	v.notifications(c)
 	v.auditSinks(c)
 }

@@ -125,10 +125,16 @@ func (ex *exchange) admit() error {
 	if err != nil {
 		return err
 	}
-	if cred == credAPIKey {
-		if err := ex.admitMachine(); err != nil {
+	switch cred {
+	case credAPIKey, credClientJWT:
+		admit := ex.admitMachine
+		if cred == credClientJWT {
+			admit = ex.admitClient
+		}
+		if err := admit(); err != nil {
 			return err
 		}
+		ex.cred = cred
 		return ex.finishAdmit()
 	}
 	if s.opts.Gate == nil {

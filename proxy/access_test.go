@@ -33,6 +33,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
+	"github.com/portcullis-proxy/portcullis/internal/clientjwt"
 	"github.com/portcullis-proxy/portcullis/internal/devidp"
 	"github.com/portcullis-proxy/portcullis/internal/devidp/devidptest"
 	"github.com/portcullis-proxy/portcullis/internal/redistest"
@@ -49,6 +50,16 @@ type fakeMembers struct {
 	err     error // every call fails with it when set
 	lookups int
 	keys    map[string]*store.APIKeyOwner // API key index entries, by key id
+	clients map[string]*store.ClientOwner // federated client index entries, by issuer + "\x00" + subject
+}
+
+func (f *fakeMembers) ClientOwner(_ context.Context, issuer, subject string) (*store.ClientOwner, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	return f.clients[issuer+"\x00"+subject], nil
 }
 
 func (f *fakeMembers) APIKeyOwner(_ context.Context, id string) (*store.APIKeyOwner, error) {
@@ -62,7 +73,7 @@ func (f *fakeMembers) APIKeyOwner(_ context.Context, id string) (*store.APIKeyOw
 
 func newFakeMembers() *fakeMembers {
 	return &fakeMembers{orgs: map[string]*store.Org{}, mems: map[string]*store.Membership{}, orgsOf: map[string][]string{},
-		keys: map[string]*store.APIKeyOwner{}}
+		keys: map[string]*store.APIKeyOwner{}, clients: map[string]*store.ClientOwner{}}
 }
 
 func (f *fakeMembers) Lookup(_ context.Context, org, user string) (*store.Org, *store.Membership, error) {
@@ -106,6 +117,7 @@ func (f *fakeMembers) reset() {
 	defer f.mu.Unlock()
 	f.orgs, f.mems, f.orgsOf, f.err = map[string]*store.Org{}, map[string]*store.Membership{}, map[string][]string{}, nil
 	f.keys = map[string]*store.APIKeyOwner{}
+	f.clients = map[string]*store.ClientOwner{}
 }
 
 func (f *fakeMembers) fail(err error) {
@@ -182,7 +194,9 @@ func newAccBed(t *testing.T) *accBed {
 	ts := httptest.NewUnstartedServer(nil)
 	b.base = "https://" + ts.Listener.Addr().String()
 	idp := devidptest.Start(t, devidp.Config{
-		Clients: []devidp.Client{{ID: "portcullis", Secret: "unit-secret", RedirectURIs: []string{b.base + config.CallbackPath}}},
+		Clients: []devidp.Client{{ID: "portcullis", Secret: "unit-secret", RedirectURIs: []string{b.base + config.CallbackPath}},
+			{ID: "billing-sync", Secret: "sync-secret", ClientCredentials: true, JWTAccessTokens: true, Audience: []string{"portal-api"}},
+			{ID: "elsewhere", Secret: "else-secret", ClientCredentials: true, JWTAccessTokens: true, Audience: []string{"another-api"}}},
 		Users: []devidp.User{{Subject: accAlice, Username: "alice", Password: "pw", Email: "alice@acme.example", EmailVerified: true},
 			{Subject: "sub-bob", Username: "bob", Password: "pw", Email: "bob@acme.example", EmailVerified: true}},
 	})
@@ -205,6 +219,9 @@ oidc:
   client_id: portcullis
   client_secret: unit-secret
   ca_root_file: %[4]s
+client_jwt:
+  issuers:
+    - {issuer: %[3]s, audience: portal-api, ca_root_file: %[4]s}
 routes:
   - name: public
     path: /pub
@@ -262,6 +279,11 @@ routes:
     upstream: %[5]s
     org: {from: session}
     auth: [session, api_key]
+  - name: japi
+    path: /japi
+    upstream: %[5]s
+    org: {from: path, path_segment: 2}
+    auth: [client_jwt]
   - name: reset
     path: /reset
     upstream: %[5]s
@@ -300,7 +322,11 @@ routes:
 	if b.signer, err = assertion.New(key, b.base, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	b.srv, err = New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: m.Endpoints(), Members: b.members, APIKeys: b.members, Audit: b.audit, Signer: b.signer,
+	tokens, err := clientjwt.NewVerifier(cfg.ClientJWT, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.srv, err = New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: m.Endpoints(), Members: b.members, APIKeys: b.members, Clients: b.members, ClientTokens: tokens, Audit: b.audit, Signer: b.signer,
 		RefusalInterval: time.Hour}) // flushed by the tests (accCountedRefusals)
 	if err != nil {
 		t.Fatal(err)
@@ -332,6 +358,7 @@ func TestAccessLayer(t *testing.T) {
 		{"forward-auth", accForwardAuth},
 		{"counted refusals", accCountedRefusals},
 		{"machine identities", accMachines},
+		{"client-credentials tokens", accClientTokens},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b.t = t

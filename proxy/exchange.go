@@ -54,9 +54,10 @@ type exchange struct {
 	sess *session.Session
 	// question: the request is an ingress's forward-auth question about another (forwardauth.go).
 	question bool
-	// apiKey is the API key the request presents, when it is decided as a machine
-	// (choosePrincipal).
+	// apiKey is the API key or client token the request presents, when it is decided as a
+	// machine (choosePrincipal), and cred which of the two it is.
 	apiKey string
+	cred   credential
 	// id is what the portal is told, once admit has admitted the request (admitted).
 	id       identity
 	admitted bool

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/apikey"
+	"github.com/portcullis-proxy/portcullis/internal/clientjwt"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/session"
@@ -26,6 +28,10 @@ import (
 //   - an API key together with a session cookie: credential_mixed (RFC 6750 forbids more than
 //     one method, and one request is one principal);
 //   - an API key on a route that accepts them: the machine path below;
+//   - a JWT on a route whose auth lists client_jwt: a client-credentials token of a trusted
+//     issuer (client_jwt.issuers), the machine its client is bound to, the same decision; on
+//     such a route every bearer JWT is taken as one (and refused if it is not), and like
+//     keys they are refused beside a session cookie and in forward-auth questions;
 //   - on a route that accepts API keys only, anything else: credential_missing without a
 //     bearer token, credential_invalid with one that is not ours;
 //   - otherwise the person's session, as before (a portal's own bearer tokens pass through).
@@ -34,8 +40,9 @@ import (
 type credential int
 
 const (
-	credSession credential = iota // a person, by their session (or none yet)
-	credAPIKey                    // a machine identity, by an API key in ex.apiKey
+	credSession   credential = iota // a person, by their session (or none yet)
+	credAPIKey                      // a machine identity, by an API key in ex.apiKey
+	credClientJWT                   // a machine identity, by a client-credentials token in ex.apiKey
 )
 
 // choosePrincipal settles how the request authenticates, or refuses it.
@@ -53,6 +60,15 @@ func (ex *exchange) choosePrincipal() (credential, error) {
 	case ours:
 		ex.apiKey = token
 		return credAPIKey, nil
+	case bearer && route.AcceptsClientJWT() && looksLikeJWT(token):
+		switch {
+		case ex.question:
+			return 0, ex.machineRefusal(reason.CredentialNotAccepted, "", "")
+		case hasSessionCookie(ex.r.Header):
+			return 0, ex.machineRefusal(reason.CredentialMixed, "", "")
+		}
+		ex.apiKey = token
+		return credClientJWT, nil
 	case !route.AcceptsSession() && bearer:
 		return 0, ex.machineRefusal(reason.CredentialInvalid, "", "")
 	case !route.AcceptsSession():
@@ -74,6 +90,22 @@ func bearerToken(h http.Header) (string, bool) {
 		return "", false
 	}
 	return strings.TrimSpace(token), true
+}
+
+// looksLikeJWT reports whether token has a JWS compact serialisation's shape: three
+// base64url parts (the verifier then decides what it is).
+func looksLikeJWT(token string) bool {
+	dots := 0
+	for i := 0; i < len(token); i++ {
+		switch c := token[i]; {
+		case c == '.':
+			dots++
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return dots == 2
 }
 
 // hasSessionCookie reports whether the request carries Portcullis's session cookie (in any
@@ -119,6 +151,58 @@ func (ex *exchange) admitMachine() error {
 		ex.resolveOrg("")
 	}
 	in.OrgID, in.Require, in.Policy = ex.org, pol.require, ex.st.lifecycle
+	return ex.admitMachineDecided(in, user, id)
+}
+
+// admitClient admits a request on a client-credentials token: verified (package clientjwt,
+// cached until it expires), the machine its client is bound to, authz.DecideMachine.
+func (ex *exchange) admitClient() error {
+	s, pol := ex.s, ex.pol
+	if s.opts.ClientTokens == nil || s.opts.Clients == nil || s.opts.Members == nil {
+		return storeDown("", errors.New("no client token verifier or machine identity store configured"))
+	}
+	ctx := ex.r.Context()
+	vc, err := ex.verifyClient(ctx)
+	if err != nil {
+		return err
+	}
+	in, err := authz.GatherClient(ctx, s.opts.Clients, s.opts.Members, vc)
+	if err != nil {
+		return storeDown("", err)
+	}
+	if in.ClientOwner == nil {
+		// A valid token of a client no machine is bound to.
+		return ex.machineRefusal(reason.CredentialInvalid, "", "")
+	}
+	user := in.ClientOwner.User()
+	if pol.resolver.From() == config.OrgFromSession {
+		ex.org, ex.orgKnown = in.ClientOwner.Org, true
+	} else {
+		ex.resolveOrg("")
+	}
+	in.OrgID, in.Require, in.Policy = ex.org, pol.require, ex.st.lifecycle
+	return ex.admitMachineDecided(in, user, "")
+}
+
+// verifyClient verifies the request's client-credentials token.
+func (ex *exchange) verifyClient(ctx context.Context) (*authz.VerifiedClient, error) {
+	c, err := ex.s.opts.ClientTokens.Verify(ctx, ex.apiKey)
+	switch {
+	case errors.Is(err, clientjwt.ErrExpired):
+		return nil, ex.machineRefusal(reason.CredentialExpired, "", "")
+	case errors.Is(err, clientjwt.ErrUnavailable):
+		return nil, problem.Outage(reason.IdPUnavailable, "client token issuer unavailable; refusing (fail closed)", "", err)
+	case err != nil:
+		ex.s.log.LogAttrs(ctx, slog.LevelDebug, "client token refused", slog.Any("error", err), slog.String("request_id", ex.requestID))
+		return nil, ex.machineRefusal(reason.CredentialInvalid, "", "")
+	}
+	return &authz.VerifiedClient{Issuer: c.Issuer, Subject: c.Subject, Expiry: c.Expiry}, nil
+}
+
+// admitMachineDecided decides a machine's request (in gathered) and admits it; keyID is the
+// API key's id ("" for a client token), for its last use.
+func (ex *exchange) admitMachineDecided(in authz.MachineInput, user, id string) error {
+	s := ex.s
 	d := authz.DecideMachine(in, s.now())
 	if !d.Allow {
 		return ex.machineDenial(d, user)
@@ -131,7 +215,9 @@ func (ex *exchange) admitMachine() error {
 	if s.opts.Uses != nil {
 		now := s.now()
 		s.opts.Uses.Used(d.Org, user, now)
-		s.opts.Uses.KeyUsed(d.Org, id, now)
+		if id != "" {
+			s.opts.Uses.KeyUsed(d.Org, id, now)
+		}
 	}
 	return nil
 }

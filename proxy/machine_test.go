@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/internal/apikey"
@@ -247,4 +251,86 @@ func accMachines(t *testing.T, b *accBed) {
 			t.Errorf("forward-auth with a key: %d %s", r.StatusCode, r.Header.Get("X-Portcullis-Reason"))
 		}
 	})
+}
+
+// accClientTokens: client-credentials tokens of the trusted issuer on a route with auth
+// [client_jwt] (machine.go), and the ways around them.
+func accClientTokens(t *testing.T, b *accBed) {
+	alice := b.user(accAlice)
+	anon := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var disc struct {
+		TokenEndpoint string `json:"token_endpoint"`
+	}
+	idpc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if resp, err := idpc.Get(b.issuer + "/.well-known/openid-configuration"); err != nil || json.NewDecoder(resp.Body).Decode(&disc) != nil {
+		t.Fatalf("discovery: %v", err)
+	}
+	token := func(id, secret string) string {
+		t.Helper()
+		cc := clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: disc.TokenEndpoint}
+		tok, err := cc.Token(context.WithValue(context.Background(), oauth2.HTTPClient, idpc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.AccessToken
+	}
+	machine := store.MachineUser("acme", "billing-sync")
+	setUp := func(bound bool) {
+		b.members.reset()
+		b.members.set(acmeOrg(), b.aliceIn("acme"))
+		mc := &store.Machine{ID: "billing-sync", Name: "Billing sync", Sponsor: alice}
+		if bound {
+			mc.Clients = []store.FederatedClient{{Issuer: b.issuer, Subject: "billing-sync"}}
+		}
+		b.members.set(nil, &store.Membership{Org: "acme", User: machine, Kind: store.KindService, Roles: []string{"user"},
+			Status: store.MembershipActive, ExpiresAt: time.Now().Add(24 * time.Hour), Machine: mc})
+		b.members.mu.Lock()
+		b.members.clients[b.issuer+"\x00billing-sync"] = &store.ClientOwner{Org: "acme", Machine: "billing-sync", Issuer: b.issuer, Subject: "billing-sync"}
+		b.members.mu.Unlock()
+	}
+	bearer := func(tok string) http.Header {
+		return http.Header{"Accept": {"application/json"}, "Authorization": {"Bearer " + tok}}
+	}
+	refused := func(t *testing.T, r *accResp, status int, code string) {
+		t.Helper()
+		if got, _, _ := r.problem(); r.StatusCode != status || got != code {
+			t.Errorf("got %d %s, want %d %s: %s", r.StatusCode, got, status, code, r.body)
+		}
+	}
+	good := token("billing-sync", "sync-secret")
+
+	setUp(true)
+	r := accDo(t, anon, "GET", b.base+"/japi/acme/x", nil, bearer(good))
+	if r.StatusCode != 200 {
+		t.Fatalf("a bound client's token: %d %s", r.StatusCode, r.body)
+	}
+	if h := b.up.last(); h.Get("X-Portcullis-User") != machine || h.Get("X-Portcullis-Sponsor") != alice || h.Get("Authorization") != "" {
+		t.Errorf("portal got %v", h)
+	}
+	refused(t, accDo(t, anon, "GET", b.base+"/japi/globex/x", nil, bearer(good)), 403, "not_member")
+	refused(t, accDo(t, anon, "GET", b.base+"/japi/acme/x", nil, bearer(token("elsewhere", "else-secret"))), 401, "credential_invalid")
+	parts := strings.Split(good, ".")
+	refused(t, accDo(t, anon, "GET", b.base+"/japi/acme/x", nil, bearer(base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none"}`))+"."+parts[1]+".")), 401, "credential_invalid")
+	refused(t, accDo(t, anon, "GET", b.base+"/japi/acme/x", nil, http.Header{"Accept": {"application/json"}, "Authorization": {"Bearer " + good},
+		"Cookie": {"__Host-portcullis=x"}}), 400, "credential_mixed")
+	refused(t, accDo(t, anon, "GET", b.base+"/japi/acme/x", nil, accAPI), 401, "credential_missing")
+	// On a route for people, a bearer JWT is the portal's business: the person still needs a session.
+	refused(t, accDo(t, anon, "GET", b.base+"/o/acme/x", nil, bearer(good)), 401, "no_session")
+
+	// The index names the machine, but its record does not list the client (unbound): nothing.
+	setUp(false)
+	refused(t, accDo(t, anon, "GET", b.base+"/japi/acme/x", nil, bearer(good)), 401, "credential_invalid")
+	// No index entry at all.
+	setUp(true)
+	b.members.mu.Lock()
+	clear(b.members.clients)
+	b.members.mu.Unlock()
+	refused(t, accDo(t, anon, "GET", b.base+"/japi/acme/x", nil, bearer(good)), 401, "credential_invalid")
+	// The sponsor's end ends the machine.
+	setUp(true)
+	m := b.aliceIn("acme")
+	m.Status = store.MembershipSuspended
+	b.members.set(nil, m)
+	refused(t, accDo(t, anon, "GET", b.base+"/japi/acme/x", nil, bearer(good)), 403, "sponsor_inactive")
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
+	"github.com/portcullis-proxy/portcullis/internal/clientjwt"
 	"github.com/portcullis-proxy/portcullis/session"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
@@ -98,6 +99,16 @@ type Options struct {
 	// APIKeys finds the machine identity of an API key, for routes whose auth lists api_key
 	// (with Members for its records); nil refuses every API key (503).
 	APIKeys authz.APIKeys
+	// ClientTokens verifies machine identities' client-credentials tokens on routes whose auth
+	// lists client_jwt (clientjwt.Verifier), and Clients finds the machine a client is bound
+	// to; nil refuses such tokens (503).
+	ClientTokens ClientTokenVerifier
+	Clients      authz.ClientIndex
+}
+
+// ClientTokenVerifier verifies a client-credentials token (clientjwt.Verifier).
+type ClientTokenVerifier interface {
+	Verify(ctx context.Context, raw string) (clientjwt.Client, error)
 }
 
 // UseNotes records the use of a membership and of an API key (store.UseRecorder).

@@ -115,8 +115,18 @@ func (ex *exchange) guardTunnel() (*http.Request, context.CancelFunc) {
 // (authz.Decide) or a machine's key, membership and sponsor (authz.DecideMachine).
 func (ex *exchange) redecide(ctx context.Context, org, user string) (authz.Decision, error) {
 	if ex.id.machine {
-		id, _ := apikey.Parse(ex.apiKey)
-		in, err := authz.GatherMachine(ctx, ex.s.opts.APIKeys, ex.s.opts.Members, ex.apiKey, id)
+		var in authz.MachineInput
+		var err error
+		if ex.cred == credClientJWT {
+			c, verr := ex.s.opts.ClientTokens.Verify(ctx, ex.apiKey)
+			if verr != nil {
+				return authz.Decision{Reason: reason.CredentialExpired}, nil
+			}
+			in, err = authz.GatherClient(ctx, ex.s.opts.Clients, ex.s.opts.Members, &authz.VerifiedClient{Issuer: c.Issuer, Subject: c.Subject, Expiry: c.Expiry})
+		} else {
+			id, _ := apikey.Parse(ex.apiKey)
+			in, err = authz.GatherMachine(ctx, ex.s.opts.APIKeys, ex.s.opts.Members, ex.apiKey, id)
+		}
 		if err != nil {
 			return authz.Decision{}, err
 		}

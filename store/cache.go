@@ -55,6 +55,9 @@ type Cache struct {
 	// cache is disabled. A present entry never changes; an absent one is forgotten when a
 	// key of that id is created (invalKey).
 	keys *invalcache.Cache[string, keyEntry]
+	// clients caches federated client index entries (ClientOwner), by index id, absent ones
+	// included; an entry written is announced (invalClient).
+	clients *invalcache.Cache[string, clientEntry]
 
 	prefetchWarned atomic.Bool // a failed prefetch was logged (once per Cache)
 
@@ -74,6 +77,9 @@ type cacheKey struct{ org, user string }
 
 // keyEntry is what the index says about one API key id: nil when it has no entry.
 type keyEntry struct{ owner *APIKeyOwner }
+
+// clientEntry is what the index says about one federated client: nil when it has no entry.
+type clientEntry struct{ owner *ClientOwner }
 
 // cacheEntry is what Lookup answers for a key: either record may be nil (absent).
 type cacheEntry struct {
@@ -101,6 +107,10 @@ func NewCache(s *Store, ttl time.Duration, log *slog.Logger) *Cache {
 		TTL: ttl, PerShard: maxShardEntries,
 		Hash: func(k string) uint64 { return maphash.String(c.seed, k) },
 	})
+	c.clients = invalcache.New[string, clientEntry](invalcache.Options[string]{
+		TTL: ttl, PerShard: maxShardEntries,
+		Hash: func(k string) uint64 { return maphash.String(c.seed, k) },
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	c.watch = &channelWatch{
@@ -111,6 +121,7 @@ func NewCache(s *Store, ttl time.Duration, log *slog.Logger) *Cache {
 		onLive: func(live bool) {
 			c.c.SetLive(live)
 			c.keys.SetLive(live)
+			c.clients.SetLive(live)
 			if !live {
 				c.notify(nil) // changes may be missed now: every watcher re-decides
 			}
@@ -132,6 +143,7 @@ func (c *Cache) Close() error {
 		err = c.watch.close()
 		c.c.SetLive(false)
 		c.keys.SetLive(false)
+		c.clients.SetLive(false)
 	})
 	return err
 }
@@ -202,6 +214,33 @@ func (c *Cache) APIKeyOwner(ctx context.Context, id string) (*APIKeyOwner, error
 	return e.owner, err
 }
 
+// ClientOwner is Store.ClientOwner through the cache: the machine issuer's subject is bound to,
+// nil (and no error) when none is. A warm client costs no Redis round trip.
+func (c *Cache) ClientOwner(ctx context.Context, issuer, subject string) (*ClientOwner, error) {
+	id := clientIndexID(issuer, subject)
+	if c.clients != nil {
+		if e, ok := c.clients.Get(id); ok {
+			return e.owner, nil
+		}
+	}
+	read := func(ctx context.Context) (clientEntry, error) {
+		a, err := c.s.ClientOwner(ctx, issuer, subject)
+		if errors.Is(err, ErrNotFound) {
+			return clientEntry{}, nil
+		}
+		return clientEntry{a}, err
+	}
+	if c.clients == nil {
+		e, err := read(ctx)
+		return e.owner, err
+	}
+	e, err := c.clients.Load(ctx, id, fillTimeout, read)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrUnavailable) {
+		return nil, c.s.unavailable("client index", err)
+	}
+	return e.owner, err
+}
+
 // OrgsOf is Store.OrgsOf, uncached: the org picker is not on every request, and it must not
 // offer an org the person just lost. It lets a Cache stand wherever Lookup and OrgsOf are needed.
 func (c *Cache) OrgsOf(ctx context.Context, user string) ([]string, error) {
@@ -216,6 +255,7 @@ func (c *Cache) drop(match func(cacheKey) bool) {
 	if match == nil {
 		c.c.ForgetIf(nil)
 		c.keys.ForgetIf(nil)
+		c.clients.ForgetIf(nil)
 		return
 	}
 	c.c.ForgetIf(func(k cacheKey, _ cacheEntry) bool { return match(k) })
@@ -243,6 +283,10 @@ func (c *Cache) invalidate(msg string) {
 	case kind == 'k':
 		if c.keys != nil {
 			c.keys.Forget(user)
+		}
+	case kind == 'c':
+		if c.clients != nil {
+			c.clients.Forget(user)
 		}
 	}
 }
@@ -297,10 +341,14 @@ func (c *Cache) notify(match func(cacheKey) bool) {
 //	m:<org>:<user>   one membership
 //	u:<user>         everything of one person (offboarding)
 //	k:<key id>       an API key's index entry was written (forget a cached absence)
+//	c:<index id>     a federated client's index entry was written or removed
 func invalOrg(org string) string              { return "o:" + escape(org) }
 func invalMembership(org, user string) string { return "m:" + escape(org) + ":" + escape(user) }
 func invalUser(user string) string            { return "u:" + escape(user) }
 func invalKey(id string) string               { return "k:" + escape(id) }
+func invalClient(issuer, subject string) string {
+	return "c:" + clientIndexID(issuer, subject)
+}
 
 // parseInval reads a message written by the functions above.
 func parseInval(msg string) (kind byte, org, user string, ok bool) {
@@ -311,7 +359,7 @@ func parseInval(msg string) (kind byte, org, user string, ok bool) {
 	switch kind {
 	case 'o':
 		org, ok = unescape(rest)
-	case 'u', 'k':
+	case 'u', 'k', 'c':
 		user, ok = unescape(rest)
 	case 'm':
 		o, u, found := strings.Cut(rest, ":")

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,6 +74,31 @@ type Machine struct {
 	Sponsor string `json:"sponsor"`
 	// Keys are the machine's API keys, ended ones included (for the record), oldest first.
 	Keys []APIKey `json:"keys,omitempty"`
+	// Clients are the federated clients bound to the machine: the issuer and subject of
+	// client-credentials tokens a customer's own IdP issues (config client_jwt).
+	Clients []FederatedClient `json:"clients,omitempty"`
+}
+
+// FederatedClient is a client of a trusted issuer, bound to a machine identity: a token of
+// that issuer with that subject is the machine.
+type FederatedClient struct {
+	Issuer  string    `json:"issuer"`
+	Subject string    `json:"subject"`
+	Bound   time.Time `json:"bound"`
+	BoundBy string    `json:"bound_by"`
+}
+
+// MaxClients bounds the federated clients of one machine identity.
+const MaxClients = 5
+
+// Client returns the binding of issuer's subject, or nil.
+func (m *Machine) Client(issuer, subject string) *FederatedClient {
+	for i := range m.Clients {
+		if m.Clients[i].Issuer == issuer && m.Clients[i].Subject == subject {
+			return &m.Clients[i]
+		}
+	}
+	return nil
 }
 
 // APIKey is one API key of a machine identity.
@@ -133,6 +159,14 @@ func checkMachine(m *Membership, bad func(string, ...any)) {
 	if !validUser(mc.Sponsor) || IsMachineUser(mc.Sponsor) {
 		bad("machine sponsor %q: want a person's user key (issuer|subject)", mc.Sponsor)
 	}
+	if len(mc.Clients) > MaxClients {
+		bad("machine clients: at most %d", MaxClients)
+	}
+	for i, c := range mc.Clients {
+		if c.Issuer == "" || len(c.Issuer) > 512 || c.Subject == "" || len(c.Subject) > 255 || !printable(c.Issuer) || !printable(c.Subject) {
+			bad("machine clients[%d]: an issuer URL and a subject (printable, at most 512 and 255 bytes)", i)
+		}
+	}
 	if len(mc.Keys) > MaxAPIKeys {
 		bad("machine keys: at most %d (revoke or let old ones end)", MaxAPIKeys)
 	}
@@ -164,6 +198,7 @@ func cloneMachine(mc *Machine) *Machine {
 	}
 	cp := *mc
 	cp.Keys = slices.Clone(mc.Keys)
+	cp.Clients = slices.Clone(mc.Clients)
 	return &cp
 }
 
@@ -505,4 +540,171 @@ func (p *plan) suspendSponsored(org, user string) error {
 		}
 	}
 	return nil
+}
+
+// Federated clients. The index pc:{c:<hash>}:client, by a hash of issuer and subject (so a key
+// stays short whatever the issuer's URL), names the machine a client is bound to. As for API
+// keys, the machine's record is the truth: the entry is written before the record and a token
+// whose client the record does not list grants nothing. Unlike a key's, an entry changes (a
+// client unbound from one machine may be bound to another), so writing one announces it.
+
+// clientIndexID is the index id of issuer's subject.
+func clientIndexID(issuer, subject string) string {
+	sum := sha256.Sum256([]byte("portcullis/client\x00" + issuer + "\x00" + subject))
+	return hex.EncodeToString(sum[:16])
+}
+
+// clientIndex is the key of the index entry of issuer's subject.
+func (k keys) clientIndex(issuer, subject string) string {
+	return k.prefix + "{c:" + clientIndexID(issuer, subject) + "}:client"
+}
+
+// ClientOwner is a federated client's index entry: the machine it is bound to.
+type ClientOwner struct {
+	Org     string `json:"org"`
+	Machine string `json:"machine"`
+	Issuer  string `json:"issuer"`
+	Subject string `json:"subject"`
+}
+
+// User is the owning machine's user key.
+func (c *ClientOwner) User() string { return MachineUser(c.Org, c.Machine) }
+
+// ClientOwner returns the index entry of issuer's subject, or ErrNotFound.
+func (s *Store) ClientOwner(ctx context.Context, issuer, subject string) (*ClientOwner, error) {
+	v, err := s.rdb.Get(ctx, s.keys.clientIndex(issuer, subject)).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, ErrNotFound
+	case err != nil:
+		return nil, s.unavailable("client index", err)
+	}
+	var c ClientOwner
+	if err := json.Unmarshal([]byte(v), &c); err != nil || !syntax.OrgID(c.Org) || !syntax.Name(c.Machine) || c.Issuer != issuer || c.Subject != subject {
+		return nil, fmt.Errorf("client index: malformed entry")
+	}
+	return &c, nil
+}
+
+// BindClient binds issuer's subject to machine id of org: tokens of that client are the
+// machine from then on. A client is bound to one machine at most (ErrConflict when another
+// live binding holds it); the machine must be active and its sponsor live.
+func (o *Orgs) BindClient(ctx context.Context, org, id, issuer, subject, actor, reason string) (*Membership, error) {
+	op := "bind client " + org + "/" + id
+	if err := checkActor(actor); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if !syntax.OrgID(org) || !syntax.Name(id) || issuer == "" || subject == "" || len(issuer) > 512 || len(subject) > 255 || !printable(issuer) || !printable(subject) {
+		return nil, fmt.Errorf("%s: %w: org, machine id, issuer or subject", op, ErrInvalid)
+	}
+	idx := o.s.keys.clientIndex(issuer, subject)
+	entry, err := json.Marshal(ClientOwner{Org: org, Machine: id, Issuer: issuer, Subject: subject})
+	if err != nil {
+		return nil, err
+	}
+	user := MachineUser(org, id)
+	var out *Membership
+	err = o.atomically(ctx, op, func(tx *redis.Tx) error {
+		// The entry and the record in one transaction: both keys are read under WATCH, so a
+		// concurrent binding of the same client elsewhere makes one of the two retry.
+		if err := tx.Watch(ctx, idx).Err(); err != nil {
+			return err
+		}
+		if v, err := tx.Get(ctx, idx).Result(); err == nil {
+			var cur ClientOwner
+			if json.Unmarshal([]byte(v), &cur) == nil && (cur.Org != org || cur.Machine != id) {
+				if held, _, err := o.s.getMembership(ctx, tx, cur.Org, cur.User()); err == nil && held != nil && held.Machine != nil &&
+					held.Machine.Client(issuer, subject) != nil {
+					return fmt.Errorf("%w: the client is bound to machine %s/%s; unbind it there first", ErrConflict, cur.Org, cur.Machine)
+				}
+			}
+		} else if !errors.Is(err, redis.Nil) {
+			return err
+		}
+		m, before, err := o.s.getMembership(ctx, tx, org, user)
+		if err != nil {
+			return err
+		}
+		if m == nil || m.Machine == nil {
+			return fmt.Errorf("machine %s/%s: %w", org, id, ErrNotFound)
+		}
+		now := o.now()
+		if !live(m, now) {
+			return fmt.Errorf("machine %s/%s is %s: %w", org, id, m.Status, ErrInvalid)
+		}
+		if err := tx.Watch(ctx, o.s.keys.membership(org, m.Machine.Sponsor)).Err(); err != nil {
+			return err
+		}
+		if sp, _, err := o.s.getMembership(ctx, tx, org, m.Machine.Sponsor); err != nil {
+			return err
+		} else if sp == nil || !live(sp, now) {
+			return fmt.Errorf("%w: the sponsor %s holds no live membership of %s", ErrInvalid, m.Machine.Sponsor, org)
+		}
+		out = m
+		if m.Machine.Client(issuer, subject) != nil {
+			return nil // bound already
+		}
+		m.Machine = cloneMachine(m.Machine)
+		m.Machine.Clients = append(m.Machine.Clients, FederatedClient{Issuer: issuer, Subject: subject, Bound: now, BoundBy: actor})
+		m.Updated = now
+		if err := checkMembership(m); err != nil {
+			return err
+		}
+		after, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		detail := map[string]string{"machine": id, "issuer": issuer, "subject": subject}
+		return o.commit(ctx, tx, func(w *batch) {
+			w.do("SET", idx, entry)
+			o.putMembership(w, m, after)
+		}, []audit.Event{{Type: audit.MachineClientBound, Actor: actor, Org: org, User: user, Reason: reason, Before: raw(before), After: after, Detail: detail}},
+			invalMembership(org, user), invalClient(issuer, subject))
+	}, o.s.keys.membership(org, user))
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// UnbindClient removes the binding of issuer's subject from machine id of org: its tokens
+// stop being the machine at once (the record first, in one transaction with the index entry).
+func (o *Orgs) UnbindClient(ctx context.Context, org, id, issuer, subject, actor, reason string) (*Membership, error) {
+	op := "unbind client " + org + "/" + id
+	if err := checkActor(actor); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if !syntax.OrgID(org) || !syntax.Name(id) {
+		return nil, fmt.Errorf("%s: %w", op, ErrInvalid)
+	}
+	idx := o.s.keys.clientIndex(issuer, subject)
+	user := MachineUser(org, id)
+	var out *Membership
+	err := o.atomically(ctx, op, func(tx *redis.Tx) error {
+		m, before, err := o.s.getMembership(ctx, tx, org, user)
+		if err != nil {
+			return err
+		}
+		if m == nil || m.Machine == nil || m.Machine.Client(issuer, subject) == nil {
+			return fmt.Errorf("binding of %s to %s/%s: %w", subject, org, id, ErrNotFound)
+		}
+		m.Machine = cloneMachine(m.Machine)
+		m.Machine.Clients = slices.DeleteFunc(m.Machine.Clients, func(c FederatedClient) bool { return c.Issuer == issuer && c.Subject == subject })
+		m.Updated = o.now()
+		out = m
+		after, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		detail := map[string]string{"machine": id, "issuer": issuer, "subject": subject}
+		return o.commit(ctx, tx, func(w *batch) {
+			o.putMembership(w, m, after)
+			w.do("DEL", idx)
+		}, []audit.Event{{Type: audit.MachineClientUnbound, Actor: actor, Org: org, User: user, Reason: reason, Before: raw(before), After: after, Detail: detail}},
+			invalMembership(org, user), invalClient(issuer, subject))
+	}, o.s.keys.membership(org, user), idx)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -283,3 +283,71 @@ func (f *orgFixture) drain() {
 		}
 	}
 }
+
+// TestBindClient: a federated client is bound to one machine at most; its index entry and the
+// record change together; an unbound client names nothing; the cache forgets on every change.
+func TestBindClient(t *testing.T) {
+	f := newOrgFixture(t)
+	ctx := f.ctx()
+	f.createOrg("acme")
+	f.createOrg("globex")
+	f.grant("acme", alice)
+	f.grant("globex", bob)
+	f.createMachine("acme", "sync", alice)
+	f.createMachine("globex", "sync", bob)
+	const iss = "https://login.acme.example"
+	c := NewCache(f.s, time.Minute, nil)
+	defer c.Close()
+
+	if co, err := c.ClientOwner(ctx, iss, "client-1"); err != nil || co != nil {
+		t.Fatalf("an unbound client: %+v %v", co, err)
+	}
+	m, err := f.o.BindClient(ctx, "acme", "sync", iss, "client-1", admin, "INT-7")
+	if err != nil || m.Machine.Client(iss, "client-1") == nil {
+		t.Fatalf("bind: %+v %v", m, err)
+	}
+	f.expect([]audit.Type{audit.MachineClientBound}, invalMembership("acme", MachineUser("acme", "sync")), invalClient(iss, "client-1"))
+	waitForCond(t, func() bool {
+		co, err := c.ClientOwner(ctx, iss, "client-1")
+		return err == nil && co != nil && co.Org == "acme" && co.Machine == "sync"
+	})
+	// Binding again changes nothing; binding it to another machine is refused.
+	if _, err := f.o.BindClient(ctx, "acme", "sync", iss, "client-1", admin, "again"); err != nil {
+		t.Errorf("bind twice: %v", err)
+	}
+	_, err = f.o.BindClient(ctx, "globex", "sync", iss, "client-1", admin, "steal")
+	wantErr(t, "bind to another machine", err, ErrConflict)
+	_, err = f.o.BindClient(ctx, "acme", "nobody", iss, "client-2", admin, "x")
+	wantErr(t, "bind to no machine", err, ErrNotFound)
+	f.expect(nil)
+
+	// Unbinding: the record and the entry go together; then another machine may have it.
+	if _, err := f.o.UnbindClient(ctx, "acme", "sync", iss, "client-1", admin, "rotated"); err != nil {
+		t.Fatal(err)
+	}
+	f.expect([]audit.Type{audit.MachineClientUnbound}, invalMembership("acme", MachineUser("acme", "sync")), invalClient(iss, "client-1"))
+	waitForCond(t, func() bool { co, err := c.ClientOwner(ctx, iss, "client-1"); return err == nil && co == nil })
+	_, err = f.o.UnbindClient(ctx, "acme", "sync", iss, "client-1", admin, "again")
+	wantErr(t, "unbind twice", err, ErrNotFound)
+	if _, err := f.o.BindClient(ctx, "globex", "sync", iss, "client-1", admin, "moved"); err != nil {
+		t.Errorf("bind after unbinding elsewhere: %v", err)
+	}
+	// A stale entry (its record no longer lists the client) does not block a binding.
+	if err := f.raw.Set(ctx, f.s.keys.clientIndex(iss, "client-3"), `{"org":"globex","machine":"sync","issuer":"`+iss+`","subject":"client-3"}`, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.o.BindClient(ctx, "acme", "sync", iss, "client-3", admin, "stale entry"); err != nil {
+		t.Errorf("bind over a stale entry: %v", err)
+	}
+}
+
+func waitForCond(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

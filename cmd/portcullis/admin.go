@@ -84,6 +84,9 @@ live membership there) and their API keys (shown once; "Authorization: Bearer <k
   machine create ORG ID --name NAME [--sponsor USER] [--role R]... --expires T --reason WHY
   machine list ORG
   machine revoke ORG ID --reason WHY           its membership and every key end
+  machine bind ORG ID --issuer URL --subject SUB --reason WHY    its client-credentials tokens
+                                               from that issuer (client_jwt) are the machine
+  machine unbind ORG ID --issuer URL --subject SUB --reason WHY
   key create ORG MACHINE [--expires T] --reason WHY
   key rotate ORG MACHINE KEY [--overlap 1h] [--expires T] --reason WHY
   key revoke ORG MACHINE KEY --reason WHY
@@ -159,6 +162,8 @@ var adminCommands = map[string]adminCommand{
 	"machine create": {"ORG ID --name NAME [--sponsor USER] [--role R]... --expires T --reason WHY", true, true, adminMachineCreate},
 	"machine list":   {"ORG", false, false, adminMachineList},
 	"machine revoke": {"ORG ID --reason WHY", true, true, adminMachineRevoke},
+	"machine bind":   {"ORG ID --issuer URL --subject SUB --reason WHY", true, true, adminMachineBind},
+	"machine unbind": {"ORG ID --issuer URL --subject SUB --reason WHY", true, true, adminMachineUnbind},
 	"key create":     {"ORG MACHINE [--expires T] --reason WHY", true, true, adminKeyCreate},
 	"key rotate":     {"ORG MACHINE KEY [--overlap 1h] [--expires T] --reason WHY", true, true, adminKeyRotate},
 	"key revoke":     {"ORG MACHINE KEY --reason WHY", true, true, adminKeyRevoke},

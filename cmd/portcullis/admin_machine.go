@@ -24,6 +24,8 @@ type machineBackend interface {
 	RevokeMachine(ctx context.Context, org, id, reason string) (*store.Membership, error)
 	CreateAPIKey(ctx context.Context, org, id string, expires time.Time, replaces string, overlap time.Duration, reason string) (string, *store.APIKey, error)
 	RevokeAPIKey(ctx context.Context, org, id, key, reason string) (*store.APIKey, error)
+	BindClient(ctx context.Context, org, id, issuer, subject, reason string) (*store.Membership, error)
+	UnbindClient(ctx context.Context, org, id, issuer, subject, reason string) (*store.Membership, error)
 }
 
 // machineSpec is what `machine create` asks for.
@@ -106,6 +108,38 @@ func adminMachineRevoke(a *adminRun) int {
 	return a.output(m, func(w io.Writer) { fmt.Fprintf(w, "machine %s/%s: revoked, with every key\n", org, id) })
 }
 
+func adminMachineBind(a *adminRun) int   { return adminMachineClient(a, true) }
+func adminMachineUnbind(a *adminRun) int { return adminMachineClient(a, false) }
+
+func adminMachineClient(a *adminRun, bind bool) int {
+	issuer := a.fs.String("issuer", "", "the issuer of the client's tokens, one of client_jwt.issuers (required)")
+	subject := a.fs.String("subject", "", "the client's subject at the issuer: its sub, client_id or azp, as the issuer's subject_claim says (required)")
+	if !a.parse("ORG", "ID") {
+		return 2
+	}
+	org, id := a.pos[0], a.pos[1]
+	a.checkOrgID("ORG", org)
+	if *issuer == "" {
+		a.bad("--issuer", "is required")
+	}
+	if *subject == "" {
+		a.bad("--subject", "is required")
+	}
+	if a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	f, what := a.be.BindClient, "bound to"
+	if !bind {
+		f, what = a.be.UnbindClient, "unbound from"
+	}
+	m, err := f(a.ctx, org, id, *issuer, *subject, a.reason)
+	if err != nil {
+		return a.fail(err)
+	}
+	return a.output(m, func(w io.Writer) { fmt.Fprintf(w, "client %s of %s %s %s/%s\n", *subject, *issuer, what, org, id) })
+}
+
 // createdAPIKey is what `key create --json` prints.
 type createdAPIKey struct {
 	Key    string       `json:"key"`
@@ -184,6 +218,9 @@ func printMachines(w io.Writer, ms []store.Membership) {
 			end = "ends " + m.ExpiresAt.Format(time.RFC3339)
 		}
 		fmt.Fprintf(w, "%s/%s  %s  %q  sponsor=%s  roles=%s  %s\n", m.Org, mc.ID, m.Status, mc.Name, mc.Sponsor, strings.Join(m.Roles, ","), end)
+		for _, c := range mc.Clients {
+			fmt.Fprintf(w, "  client %s of %s  bound %s by %s\n", c.Subject, c.Issuer, c.Bound.Format(time.RFC3339), c.BoundBy)
+		}
 		for _, k := range mc.Keys {
 			state := "live"
 			switch {
@@ -249,6 +286,16 @@ func (b *apiBackend) RevokeAPIKey(ctx context.Context, org, id, key, reason stri
 	return &out, b.call(ctx, "POST", machinePath(org, id)+"/keys/"+url.PathEscape(key)+"/revoke", map[string]any{"reason": reason}, &out)
 }
 
+func (b *apiBackend) BindClient(ctx context.Context, org, id, issuer, subject, reason string) (*store.Membership, error) {
+	var out store.Membership
+	return &out, b.call(ctx, "POST", machinePath(org, id)+"/clients", map[string]any{"issuer": issuer, "subject": subject, "reason": reason}, &out)
+}
+
+func (b *apiBackend) UnbindClient(ctx context.Context, org, id, issuer, subject, reason string) (*store.Membership, error) {
+	var out store.Membership
+	return &out, b.call(ctx, "POST", machinePath(org, id)+"/clients/unbind", map[string]any{"issuer": issuer, "subject": subject, "reason": reason}, &out)
+}
+
 // Break-glass: retiring and revoking only.
 
 var errMachineThroughAPI = errors.New("machine identities and API keys are created through the admin API, which applies the lifecycle policy and the sponsor's rules; break-glass can only revoke")
@@ -271,4 +318,12 @@ func (b *storeBackend) RevokeMachine(ctx context.Context, org, id, reason string
 
 func (b *storeBackend) RevokeAPIKey(ctx context.Context, org, id, key, reason string) (*store.APIKey, error) {
 	return b.orgs.RevokeAPIKey(ctx, org, id, key, b.actor, reason)
+}
+
+func (b *storeBackend) BindClient(context.Context, string, string, string, string, string) (*store.Membership, error) {
+	return nil, errMachineThroughAPI
+}
+
+func (b *storeBackend) UnbindClient(ctx context.Context, org, id, issuer, subject, reason string) (*store.Membership, error) {
+	return b.orgs.UnbindClient(ctx, org, id, issuer, subject, b.actor, reason)
 }

@@ -7,7 +7,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,15 +21,26 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/internal/devidp"
 	"github.com/portcullis-proxy/portcullis/store"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 func TestE2EMachines(t *testing.T) {
 	t.Parallel()
 	adminListen := freePort(t)
 	tunnel, _ := echoTunnel(t)
-	b := newAZBedWith(t, azOptions{extra: func(b *azBed, i int) string {
+	b := newAZBedWith(t, azOptions{clients: []devidp.Client{
+		// Acme's own IdP, for its integrations (here the same provider as the people's).
+		{ID: "acme-sync", Secret: "sync-secret", ClientCredentials: true, JWTAccessTokens: true, Audience: []string{"portal-api"}},
+		{ID: "acme-short", Secret: "short-secret", ClientCredentials: true, JWTAccessTokens: true, Audience: []string{"portal-api"},
+			AccessTokenLifetime: time.Second},
+		{ID: "elsewhere", Secret: "else-secret", ClientCredentials: true, JWTAccessTokens: true, Audience: []string{"another-api"}},
+	}, extra: func(b *azBed, i int) string {
 		// Continues the route list: the integration API takes API keys only, and so does
 		// its event stream (a WebSocket).
 		s := fmt.Sprintf(`  - name: api
@@ -40,7 +55,15 @@ func TestE2EMachines(t *testing.T) {
     websocket: true
     org: {from: path, path_segment: 2}
     auth: [api_key]
-`, b.portal.URL, tunnel.URL)
+  - name: japi
+    path: /japi
+    upstream: %s
+    org: {from: path, path_segment: 2}
+    auth: [client_jwt]
+client_jwt:
+  issuers:
+    - {issuer: %s, audience: portal-api, ca_root_file: %s}
+`, b.portal.URL, tunnel.URL, b.portal.URL, b.idp.URL, b.ca)
 		if i == 0 {
 			s += "admin_api:\n  listen: " + adminListen + "\n"
 		}
@@ -193,6 +216,87 @@ func TestE2EMachines(t *testing.T) {
 		waitAll("/api/acme/invoices", key2, 401, "credential_revoked")
 	})
 
+	t.Run("a client-credentials token of the customer's IdP is the machine its client is bound to", func(t *testing.T) {
+		ctx := oidc.ClientContext(context.Background(), b.idp.HTTP.Client())
+		p, err := oidc.NewProvider(ctx, b.idp.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		token := func(id, secret string) string {
+			t.Helper()
+			tok, err := (&clientcredentials.Config{ClientID: id, ClientSecret: secret, TokenURL: p.Endpoint().TokenURL}).Token(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok.AccessToken
+		}
+		good := token("acme-sync", "sync-secret")
+		// Not bound yet: a valid token names no machine.
+		if r := call(p1, "/japi/acme/x", good, nil); r.status != 401 || r.reason() != "credential_invalid" {
+			t.Errorf("an unbound client: %d %s", r.status, r.body)
+		}
+		for _, sub := range []string{"acme-sync", "acme-short"} {
+			if code, _, errOut := viaAPI("machine", "bind", "acme", "billing-export", "--issuer", b.idp.URL, "--subject", sub, "--reason", "acme's IdP client"); code != 0 {
+				t.Fatalf("bind %s: %s", sub, errOut)
+			}
+		}
+		if code, _, errOut := viaAPI("machine", "bind", "acme", "billing-export", "--issuer", "https://idp.elsewhere.example", "--subject", "x", "--reason", "x"); code == 0 || !strings.Contains(errOut, "client_jwt.issuers") {
+			t.Errorf("bind for an untrusted issuer: %d %s", code, errOut)
+		}
+		waitAll("/japi/acme/x", good, 200, "")
+		for _, px := range b.px {
+			s := call(px, "/japi/acme/x", good, nil).seen()
+			azWantIdentity(t, px.name, s, map[string]string{"X-Portcullis-User": store.MachineUser("acme", "billing-export"),
+				"X-Portcullis-Kind": "service", "X-Portcullis-Sponsor": erinKey, "Authorization": ""})
+		}
+
+		// Forged and misused tokens.
+		var set jose.JSONWebKeySet
+		resp, err := b.idp.HTTP.Client().Get(jwksURL(t, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&set)
+		resp.Body.Close()
+		claims := map[string]any{"iss": b.idp.URL, "sub": "acme-sync", "aud": "portal-api", "exp": time.Now().Add(5 * time.Minute).Unix(), "iat": time.Now().Unix()}
+		sign := func(alg jose.SignatureAlgorithm, key any) string {
+			t.Helper()
+			s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", set.Keys[0].KeyID).WithType("JWT"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, err := jwt.Signed(s).Claims(claims).Serialize()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}
+		other, _ := rsa.GenerateKey(rand.Reader, 2048)
+		pub, _ := set.Keys[0].Public().MarshalJSON()
+		cj, _ := json.Marshal(claims)
+		b64 := base64.RawURLEncoding.EncodeToString
+		for name, tok := range map[string]string{
+			"another key":                  sign(jose.RS256, other),
+			"alg none":                     b64([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + b64(cj) + ".",
+			"HS256 with the issuer's key":  sign(jose.HS256, pub),
+			"another audience":             token("elsewhere", "else-secret"),
+			"the key of the right machine": key1,
+		} {
+			r := call(p2, "/japi/acme/x", tok, nil)
+			if r.status != 401 || r.reason() != "credential_invalid" && !(name == "the key of the right machine" && r.reason() == "credential_not_accepted") {
+				t.Errorf("%s: %d %s", name, r.status, r.body)
+			}
+		}
+		// An expired token: acme-short's live one second.
+		short := token("acme-short", "short-secret")
+		waitAll("/japi/acme/x", short, 401, "credential_expired")
+		// Unbinding ends the client's tokens on every replica.
+		if code, _, errOut := viaAPI("machine", "unbind", "acme", "billing-export", "--issuer", b.idp.URL, "--subject", "acme-sync", "--reason", "client rotated"); code != 0 {
+			t.Fatalf("unbind: %s", errOut)
+		}
+		waitAll("/japi/acme/x", good, 401, "credential_invalid")
+	})
+
 	t.Run("offboarding the sponsor ends the machine's access on every replica, open tunnels too", func(t *testing.T) {
 		key3, _ := newKey("key", "create", "acme", "billing-export", "--reason", "after the leak")
 		waitAll("/api/acme/invoices", key3, 200, "")
@@ -254,4 +358,15 @@ func TestE2EMachines(t *testing.T) {
 			t.Errorf("%d machine.suspended, %d key creations in the audit trail", suspended, created)
 		}
 	})
+}
+
+// jwksURL is the provider's published key set.
+func jwksURL(t *testing.T, p *oidc.Provider) string {
+	var d struct {
+		JWKS string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&d); err != nil || d.JWKS == "" {
+		t.Fatalf("jwks_uri: %v", err)
+	}
+	return d.JWKS
 }

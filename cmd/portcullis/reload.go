@@ -220,7 +220,8 @@ func on(b *bool) bool { return b == nil || *b }
 
 // restartKeys names the settings that differ between a and b but are read once at start: the
 // listeners and TLS (bound sockets), and what the serve command wires once (Redis, the OIDC
-// client, sessions, caches, the audit stream, the assertion key, the webhooks, the tracer).
+// client, sessions, caches, the audit stream, the assertion key, the webhooks, the tracer,
+// the client token issuers).
 // Routes, identity headers,
 // pages and the log level apply at reload.
 func restartKeys(a, b *config.Config) []string {
@@ -244,6 +245,7 @@ func restartKeys(a, b *config.Config) []string {
 		{"admin_api", a.AdminAPI, b.AdminAPI},
 		{"notifications", a.Notifications, b.Notifications},
 		{"tracing", a.Tracing, b.Tracing},
+		{"client_jwt", a.ClientJWT, b.ClientJWT},
 	} {
 		if !reflect.DeepEqual(c.x, c.y) {
 			keys = append(keys, c.key)

@@ -18,6 +18,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
+	"github.com/portcullis-proxy/portcullis/internal/clientjwt"
 	"github.com/portcullis-proxy/portcullis/internal/page"
 	"github.com/portcullis-proxy/portcullis/internal/tracing"
 	"github.com/portcullis-proxy/portcullis/notify"
@@ -149,7 +150,10 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		reqAudit = audit.NewRetrying(aud, ro)
 	}
 	closers = append(closers, reqAudit.Close)
-	opts.Audit, opts.Members, opts.APIKeys = reqAudit, cache, cache
+	opts.Audit, opts.Members, opts.APIKeys, opts.Clients = reqAudit, cache, cache, cache
+	if opts.ClientTokens, err = clientjwt.NewVerifier(cfg.ClientJWT, nil); err != nil {
+		return closeAll, err
+	}
 	if cfg.Audit.Refusals == "counted" {
 		opts.RefusalInterval = cfg.Audit.RefusalInterval.D()
 	}
@@ -314,8 +318,12 @@ func newAdminAPI(cfg *config.Config, st *store.Store, orgs *store.Orgs, aud *sto
 			return nil, err
 		}
 	}
+	var issuers []string
+	for _, is := range cfg.ClientJWT.Issuers {
+		issuers = append(issuers, is.Issuer)
+	}
 	api, err := admin.New(admin.Options{Store: st, Orgs: orgs, Audit: aud, Lifecycle: authz.CompilePolicy(&cfg.Lifecycle), Operators: ops, Sessions: st,
-		Logger: log.With(slog.String("component", "admin_api"))})
+		Logger: log.With(slog.String("component", "admin_api")), ClientIssuers: issuers})
 	if err != nil {
 		return nil, fmt.Errorf("admin api: %w", err)
 	}

@@ -96,6 +96,9 @@ type Client struct {
 	// Claims are further claims of its client-credentials access tokens, such
 	// as {"roles": ["portcullis-operator"]}.
 	Claims map[string]any
+	// AccessTokenLifetime, when set, is how long its client-credentials access
+	// tokens are valid (default 5 minutes): short, to see a token expire.
+	AccessTokenLifetime time.Duration
 }
 
 // User is a person who can log in.

@@ -217,15 +217,21 @@ func (s *storage) CreateAccessToken(_ context.Context, r op.TokenRequest) (strin
 	if ar, ok := r.(*authRequest); ok {
 		clientID = ar.clientID
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	life := accessTokenLifetime
+	if cc, ok := r.(*ccRequest); ok {
+		if c := s.clients[cc.subject]; c != nil && c.cfg.AccessTokenLifetime > 0 {
+			life = c.cfg.AccessTokenLifetime
+		}
+	}
 	t := &accessToken{
 		id:       randomID(16),
 		subject:  r.GetSubject(),
 		clientID: clientID,
 		scopes:   slices.Clone(r.GetScopes()),
-		expires:  time.Now().Add(accessTokenLifetime),
+		expires:  time.Now().Add(life),
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.tokens[t.id] = t
 	return t.id, t.expires, nil
 }
