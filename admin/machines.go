@@ -45,6 +45,8 @@ func (s *Server) machineEndpoints() []endpoint {
 			access: anyone, change: true, in: clientInput{}, out: store.Membership{}, handle: (*call).bindClient},
 		{method: "POST", path: base + "/{id}/clients/unbind", summary: "Unbind a federated client: its tokens stop being the machine at once (its sponsor, the organisation's administrators, operators)",
 			access: anyone, change: true, in: clientInput{}, out: store.Membership{}, handle: (*call).unbindClient},
+		{method: "POST", path: base + "/{id}/sponsor", summary: "Hand a machine identity over to another sponsor, a live member holding its roles standing; every key it holds is revoked (operators, and the organisation's own administrators where the service kind's policy lets one approve alone)",
+			access: anyone, change: true, in: handOverInput{}, out: store.Membership{}, handle: (*call).handOver},
 		{method: "POST", path: base + "/{id}/revoke", summary: "Retire a machine identity: its membership and every key revoked (its sponsor, the organisation's administrators, operators)",
 			access: anyone, change: true, in: decisionInput{}, out: store.Membership{}, handle: (*call).revokeMachine},
 	}
@@ -84,6 +86,43 @@ type rotateInput struct {
 	// Overlap is how long the old key keeps working ("1h", "7d"); default: none, the old key
 	// ends now.
 	Overlap string `json:"overlap,omitempty"`
+}
+
+// handOverInput names a machine's new sponsor.
+type handOverInput struct {
+	Sponsor string `json:"sponsor"`
+	Reason  string `json:"reason"`
+}
+
+func (in *handOverInput) why() string { return in.Reason }
+
+// handOver is the business event "sponsor handed over": approved like a grant of the
+// machine's access to its new sponsor.
+func (c *call) handOver() (any, error) {
+	var in handOverInput
+	org, err := c.orgChange(&in)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.mayApproveAlone(org, store.KindService); err != nil {
+		return nil, err
+	}
+	if !c.p.Operator {
+		if err := c.mayAdministerDirectly(org); err != nil {
+			return nil, err
+		}
+	}
+	m, err := c.machineParam(org)
+	if err != nil {
+		return nil, err
+	}
+	if store.IsMachineUser(in.Sponsor) || in.Sponsor == "" {
+		return nil, invalid("sponsor: a person's user key")
+	}
+	if err := c.withinSponsor(org, in.Sponsor, m.Roles); err != nil {
+		return nil, err
+	}
+	return c.changes().HandOver(c.ctx, org, m.Machine.ID, in.Sponsor, c.p.Name, in.Reason)
 }
 
 // clientInput names a federated client.

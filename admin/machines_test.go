@@ -134,3 +134,37 @@ func TestMachines(t *testing.T) {
 	b.want(b.call(b.ops, "POST", keys, map[string]any{"reason": "x"}), 400, "invalid_input")
 	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/machines/sync/revoke", map[string]any{"reason": "retired"}), 200, "")
 }
+
+// TestMachineHandOver: another sponsor takes a machine over, approved like a grant of its
+// access; the keys its former sponsor saw end with the handover.
+func TestMachineHandOver(t *testing.T) {
+	b := newBed(t)
+	annTok, bobTok, paulTok := b.personal(ann, "", false), b.personal(bob, "", false), b.personal(paul, "", false)
+	b.want(b.call(b.ops, "POST", "/api/v1/orgs/acme/machines", map[string]any{"id": "sync", "name": "Sync", "sponsor": bob, "roles": []string{"viewer"},
+		"expires_at": time.Now().Add(100 * 24 * time.Hour), "reason": "x"}), 201, "")
+	k := b.call(bobTok, "POST", "/api/v1/orgs/acme/machines/sync/keys", map[string]any{"reason": "x"})
+	b.want(k, 201, "")
+	path := "/api/v1/orgs/acme/machines/sync/sponsor"
+	b.want(b.call(bobTok, "POST", path, map[string]any{"sponsor": pat, "reason": "x"}), 403, "not_permitted")    // not an administrator
+	b.want(b.call(paulTok, "POST", path, map[string]any{"sponsor": pat, "reason": "x"}), 403, "not_permitted")   // another org's
+	b.want(b.call(annTok, "POST", path, map[string]any{"sponsor": sue, "reason": "x"}), 400, "invalid_input")    // no membership
+	b.want(b.call(annTok, "POST", path, map[string]any{"sponsor": ann, "reason": "x"}), 422, "policy_violation") // ann lacks viewer
+	b.want(b.call(annTok, "POST", path, map[string]any{"sponsor": store.MachineUser("acme", "sync"), "reason": "x"}), 400, "invalid_input")
+	a := b.call(annTok, "POST", path, map[string]any{"sponsor": pat, "reason": "bob moves to another team"})
+	b.want(a, 200, "")
+	mc := a.body["machine"].(map[string]any)
+	if mc["sponsor"] != pat {
+		t.Errorf("after the handover: %s", a.raw)
+	}
+	for _, key := range mc["keys"].([]any) {
+		if key.(map[string]any)["revoked"] == nil {
+			t.Errorf("a key the former sponsor saw survived the handover: %v", key)
+		}
+	}
+	if evs := b.events(audit.MachineHandedOver); len(evs) != 1 || evs[0].Detail["previous_sponsor"] != bob || evs[0].Actor != ann {
+		t.Errorf("handover events %+v", evs)
+	}
+	// The new sponsor makes keys; the former one no longer does.
+	b.want(b.call(bobTok, "POST", "/api/v1/orgs/acme/machines/sync/keys", map[string]any{"reason": "x"}), 403, "not_permitted")
+	b.want(b.call(b.personal(pat, "", false), "POST", "/api/v1/orgs/acme/machines/sync/keys", map[string]any{"reason": "x"}), 201, "")
+}

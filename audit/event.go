@@ -103,6 +103,8 @@ const (
 	// client-credentials tokens) was bound to a machine identity, or no longer is.
 	MachineClientBound   Type = "machine.client_bound"
 	MachineClientUnbound Type = "machine.client_unbound"
+	// MachineHandedOver: a machine identity got another sponsor; its keys were revoked.
+	MachineHandedOver Type = "machine.handed_over"
 )
 
 // Admin API credentials.

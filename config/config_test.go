@@ -95,7 +95,7 @@ func TestDefaults(t *testing.T) {
 				Service:  KindPolicy{MaxDuration: days(365), ReviewEvery: days(90), Approvers: []string{"org_admin", "operator"}, ApprovalsRequired: 1, RequiresTicket: new(bool)},
 			},
 			AdminRole: "org-admin", RequestTTL: Duration(72 * time.Hour),
-			APIKeys: APIKeyPolicy{MaxLifetime: *days(90), MaxOverlap: *days(7)},
+			APIKeys: APIKeyPolicy{MaxLifetime: *days(90), MaxOverlap: *days(7), DisableUnusedAfter: days(30)},
 		},
 		AdminAPI: AdminAPI{Listen: "off"},
 		Tracing:  Tracing{Endpoint: "http://127.0.0.1:4318", ServiceName: "portcullis"},

@@ -138,6 +138,11 @@ var defaultRules = []defaultRule{
 	{Default{"lifecycle.request_ttl", "72h"}, func(c *Config) { setDuration(&c.Lifecycle.RequestTTL, 72*time.Hour) }},
 	{Default{"lifecycle.api_keys.max_lifetime", "90d"}, func(c *Config) { setDuration(&c.Lifecycle.APIKeys.MaxLifetime, 90*day) }},
 	{Default{"lifecycle.api_keys.max_overlap", "7d"}, func(c *Config) { setDuration(&c.Lifecycle.APIKeys.MaxOverlap, 7*day) }},
+	{Default{"lifecycle.api_keys.disable_unused_after", "30d"}, func(c *Config) {
+		if c.Lifecycle.APIKeys.DisableUnusedAfter == nil {
+			c.Lifecycle.APIKeys.DisableUnusedAfter = days(30)
+		}
+	}},
 	{Default{"admin_api.listen", `"off"`}, func(c *Config) { setString(&c.AdminAPI.Listen, "off") }},
 	{Default{"admin_api.operators.role_claim", `"roles"`}, func(c *Config) {
 		if c.AdminAPI.Operators.Issuer != "" {

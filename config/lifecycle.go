@@ -40,6 +40,10 @@ type APIKeyPolicy struct {
 	// MaxOverlap is the longest a rotated-out key keeps working beside its replacement.
 	// Default 7d.
 	MaxOverlap Duration `yaml:"max_overlap"`
+	// DisableUnusedAfter revokes a key that admitted no request for this long (from its
+	// creation when it never did): a forgotten integration's key does not wait for its end.
+	// Default 30d; 0 keeps unused keys until they end.
+	DisableUnusedAfter *Duration `yaml:"disable_unused_after"`
 }
 
 // KindPolicies holds one policy per membership kind.
@@ -226,6 +230,9 @@ func (v *validator) lifecycle(l *Lifecycle) {
 	}
 	if d := l.APIKeys.MaxOverlap.D(); d < 0 || d > l.APIKeys.MaxLifetime.D() {
 		v.errorf("lifecycle.api_keys.max_overlap", "must be from 0 to max_lifetime")
+	}
+	if d := l.APIKeys.DisableUnusedAfter.OrZero(); d != 0 && d < 24*time.Hour {
+		v.errorf("lifecycle.api_keys.disable_unused_after", "must be 0 (never) or at least 1d: last uses are recorded hourly")
 	}
 }
 

@@ -708,3 +708,110 @@ func (o *Orgs) UnbindClient(ctx context.Context, org, id, issuer, subject, actor
 	}
 	return out, nil
 }
+
+// HandOver makes newSponsor the sponsor of machine id of org: a person with a live membership
+// of the organisation. Every key the machine holds is revoked in the same change (its secrets
+// were shown to the old sponsor, who may be leaving); its federated clients stay bound (their
+// secrets are the customer's IdP's). Handing a machine to its own sponsor changes nothing.
+func (o *Orgs) HandOver(ctx context.Context, org, id, newSponsor, actor, reason string) (*Membership, error) {
+	op := "hand over machine " + org + "/" + id
+	if err := checkActor(actor); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if !syntax.OrgID(org) || !syntax.Name(id) || !validUser(newSponsor) || IsMachineUser(newSponsor) {
+		return nil, fmt.Errorf("%s: %w: org, machine id or sponsor (a person's user key)", op, ErrInvalid)
+	}
+	user := MachineUser(org, id)
+	var out *Membership
+	err := o.atomically(ctx, op, func(tx *redis.Tx) error {
+		m, before, err := o.s.getMembership(ctx, tx, org, user)
+		if err != nil {
+			return err
+		}
+		if m == nil || m.Machine == nil {
+			return fmt.Errorf("machine %s/%s: %w", org, id, ErrNotFound)
+		}
+		now := o.now()
+		if m.Status == MembershipRevoked {
+			return fmt.Errorf("machine %s/%s is revoked: %w", org, id, ErrInvalid)
+		}
+		out = m
+		if m.Machine.Sponsor == newSponsor {
+			return nil
+		}
+		if err := tx.Watch(ctx, o.s.keys.membership(org, newSponsor)).Err(); err != nil {
+			return err
+		}
+		sp, _, err := o.s.getMembership(ctx, tx, org, newSponsor)
+		if err != nil {
+			return err
+		}
+		if !sponsorLive(sp, now) {
+			return fmt.Errorf("%w: %s holds no live membership of %s", ErrInvalid, newSponsor, org)
+		}
+		old := m.Machine.Sponsor
+		m.Machine = endKeys(m.Machine, now, actor)
+		m.Machine.Sponsor = newSponsor
+		if m.Status == MembershipSuspended {
+			// Suspended with its former sponsor's end: a new sponsor takes it up again.
+			m.Status = MembershipActive
+		}
+		m.Updated = now
+		if err := checkMembership(m); err != nil {
+			return err
+		}
+		after, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		detail := map[string]string{"machine": id, "sponsor": newSponsor, "previous_sponsor": old}
+		return o.commit(ctx, tx, func(w *batch) { o.putMembership(w, m, after) },
+			[]audit.Event{{Type: audit.MachineHandedOver, Actor: actor, Org: org, User: user, Reason: reason, Before: raw(before), After: after, Detail: detail}},
+			invalMembership(org, user))
+	}, o.s.keys.membership(org, user))
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DisableUnusedKeys revokes every live API key, in every organisation, that has not admitted a
+// request for unusedAfter (counted from its creation when it never did), as actor, and returns
+// how many it revoked. Last uses are coalesced (UseRecorder), so a key is judged by its use at
+// most an interval old; with unusedAfter in days, that is noise. Each key is its own change, so
+// a run cut short leaves every key either revoked or as it was; running it again (on another
+// replica, say) revokes only what is left.
+func (o *Orgs) DisableUnusedKeys(ctx context.Context, unusedAfter time.Duration, actor string) (int, error) {
+	if unusedAfter <= 0 {
+		return 0, nil
+	}
+	orgs, err := o.s.OrgIDs(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	reason := "not used for " + unusedAfter.String() + " (lifecycle.api_keys.disable_unused_after)"
+	for _, org := range orgs {
+		ms, err := o.s.Machines(ctx, org)
+		if err != nil {
+			return n, err
+		}
+		now := o.now()
+		for _, m := range ms {
+			for _, k := range m.Machine.Keys {
+				used := k.LastUsed
+				if used.Before(k.Created) {
+					used = k.Created
+				}
+				if !k.Live(now) || now.Sub(used) < unusedAfter {
+					continue
+				}
+				if _, err := o.RevokeAPIKey(ctx, org, m.Machine.ID, k.ID, actor, reason); err != nil {
+					return n, err
+				}
+				n++
+			}
+		}
+	}
+	return n, nil
+}

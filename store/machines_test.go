@@ -219,6 +219,27 @@ func TestSponsorEndSuspendsMachines(t *testing.T) {
 		t.Errorf("bob's machine after alice's offboarding: %s", st)
 	}
 
+	// A machine suspended with its sponsor's end is taken up by another sponsor; a revoked
+	// one is not; a sponsor without a live membership cannot take one.
+	f.drain()
+	_, err = f.o.HandOver(ctx, "acme", "alice-sync", dave, admin, "back")
+	wantErr(t, "hand over to a non-member", err, ErrInvalid)
+	f.expect(nil)
+	m, err := f.o.HandOver(ctx, "acme", "alice-sync", bob, admin, "bob takes the sync over")
+	if err != nil || m.Status != MembershipActive || m.Machine.Sponsor != bob {
+		t.Fatalf("hand over: %+v %v", m, err)
+	}
+	f.expect([]audit.Type{audit.MachineHandedOver}, invalMembership("acme", MachineUser("acme", "alice-sync")))
+	if _, err := f.o.RevokeMachine(ctx, "acme", "alice-sync", admin, "retired"); err != nil {
+		t.Fatal(err)
+	}
+	f.expect([]audit.Type{audit.MembershipRevoked}, invalMembership("acme", MachineUser("acme", "alice-sync")))
+	if st, revoked := status("acme", "alice-sync"); st != MembershipRevoked || !revoked {
+		t.Errorf("a retired machine: %s, keys revoked %v", st, revoked)
+	}
+	_, err = f.o.HandOver(ctx, "acme", "alice-sync", bob, admin, "revive")
+	wantErr(t, "hand over a revoked machine", err, ErrInvalid)
+
 	// role_changed is for people: a machine's roles are capped by its sponsor's.
 	_, err = f.o.Apply(ctx, BusinessEvent{Event: EventRoleChanged, Org: "acme", User: MachineUser("acme", "bob-sync"), Roles: []string{"admin"}}, admin, "x", false)
 	wantErr(t, "role_changed on a machine", err, ErrInvalid)
@@ -349,5 +370,43 @@ func waitForCond(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met in 5s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestDisableUnusedKeys: a live key that admitted nothing for the policy's age is revoked, a
+// recently used one is kept, ended ones are left alone.
+func TestDisableUnusedKeys(t *testing.T) {
+	f := newOrgFixture(t)
+	ctx := f.ctx()
+	f.createOrg("acme")
+	f.grant("acme", alice)
+	f.createMachine("acme", "sync", alice)
+	_, unused := f.createKey("acme", "sync")
+	_, used := f.createKey("acme", "sync")
+	later := time.Now().Add(20 * 24 * time.Hour) // the keys live 30 days
+	// used admitted a request a day before "later".
+	if err := f.raw.HSet(ctx, f.s.keys.lastUsed("acme"), keyUseField(used.ID), later.Add(-24*time.Hour).Unix()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	f.o.now = func() time.Time { return later.UTC() }
+	n, err := f.o.DisableUnusedKeys(ctx, 10*24*time.Hour, "sweep")
+	if err != nil || n != 1 {
+		t.Fatalf("revoked %d, %v; want 1", n, err)
+	}
+	evs := f.expect([]audit.Type{audit.APIKeyRevoked}, invalMembership("acme", MachineUser("acme", "sync")))
+	if len(evs) == 1 && (evs[0].Actor != "sweep" || !strings.Contains(evs[0].Reason, "disable_unused_after")) {
+		t.Errorf("event %+v", evs[0])
+	}
+	ms, _ := f.s.Machines(ctx, "acme")
+	for _, k := range ms[0].Machine.Keys {
+		if (k.ID == unused.ID) == k.Revoked.IsZero() {
+			t.Errorf("key %s: revoked %v", k.ID, k.Revoked)
+		}
+	}
+	if n, err := f.o.DisableUnusedKeys(ctx, 10*24*time.Hour, "sweep"); err != nil || n != 0 {
+		t.Errorf("a second sweep revoked %d, %v", n, err)
+	}
+	if n, _ := f.o.DisableUnusedKeys(ctx, 0, "sweep"); n != 0 {
+		t.Error("a sweep with no age revoked keys")
 	}
 }

@@ -84,6 +84,8 @@ live membership there) and their API keys (shown once; "Authorization: Bearer <k
   machine create ORG ID --name NAME [--sponsor USER] [--role R]... --expires T --reason WHY
   machine list ORG
   machine revoke ORG ID --reason WHY           its membership and every key end
+  machine handover ORG ID --sponsor USER --reason WHY   another person answers for it; its
+                                               keys are revoked
   machine bind ORG ID --issuer URL --subject SUB --reason WHY    its client-credentials tokens
                                                from that issuer (client_jwt) are the machine
   machine unbind ORG ID --issuer URL --subject SUB --reason WHY
@@ -159,14 +161,15 @@ var adminCommands = map[string]adminCommand{
 	"event support-moved":    {"ORG FROM TO [--person USER]... [--role R]... [--kind KIND] --reason WHY [--dry-run]", true, true, adminEvent(store.EventSupportMoved)},
 	"audit tail":             {"[--follow] [--since ID] [--count N]", false, false, adminAuditTail},
 
-	"machine create": {"ORG ID --name NAME [--sponsor USER] [--role R]... --expires T --reason WHY", true, true, adminMachineCreate},
-	"machine list":   {"ORG", false, false, adminMachineList},
-	"machine revoke": {"ORG ID --reason WHY", true, true, adminMachineRevoke},
-	"machine bind":   {"ORG ID --issuer URL --subject SUB --reason WHY", true, true, adminMachineBind},
-	"machine unbind": {"ORG ID --issuer URL --subject SUB --reason WHY", true, true, adminMachineUnbind},
-	"key create":     {"ORG MACHINE [--expires T] --reason WHY", true, true, adminKeyCreate},
-	"key rotate":     {"ORG MACHINE KEY [--overlap 1h] [--expires T] --reason WHY", true, true, adminKeyRotate},
-	"key revoke":     {"ORG MACHINE KEY --reason WHY", true, true, adminKeyRevoke},
+	"machine create":   {"ORG ID --name NAME [--sponsor USER] [--role R]... --expires T --reason WHY", true, true, adminMachineCreate},
+	"machine list":     {"ORG", false, false, adminMachineList},
+	"machine revoke":   {"ORG ID --reason WHY", true, true, adminMachineRevoke},
+	"machine handover": {"ORG ID --sponsor USER --reason WHY", true, true, adminMachineHandOver},
+	"machine bind":     {"ORG ID --issuer URL --subject SUB --reason WHY", true, true, adminMachineBind},
+	"machine unbind":   {"ORG ID --issuer URL --subject SUB --reason WHY", true, true, adminMachineUnbind},
+	"key create":       {"ORG MACHINE [--expires T] --reason WHY", true, true, adminKeyCreate},
+	"key rotate":       {"ORG MACHINE KEY [--overlap 1h] [--expires T] --reason WHY", true, true, adminKeyRotate},
+	"key revoke":       {"ORG MACHINE KEY --reason WHY", true, true, adminKeyRevoke},
 
 	"token create": {"--name NAME --owner WHO [--operator] [--org ORG] [--read-only] [--lifetime 90d]", true, false, adminTokenCreate},
 	"token list":   {"", false, false, adminTokenList},

@@ -26,6 +26,7 @@ type machineBackend interface {
 	RevokeAPIKey(ctx context.Context, org, id, key, reason string) (*store.APIKey, error)
 	BindClient(ctx context.Context, org, id, issuer, subject, reason string) (*store.Membership, error)
 	UnbindClient(ctx context.Context, org, id, issuer, subject, reason string) (*store.Membership, error)
+	HandOver(ctx context.Context, org, id, sponsor, reason string) (*store.Membership, error)
 }
 
 // machineSpec is what `machine create` asks for.
@@ -106,6 +107,29 @@ func adminMachineRevoke(a *adminRun) int {
 		return a.fail(err)
 	}
 	return a.output(m, func(w io.Writer) { fmt.Fprintf(w, "machine %s/%s: revoked, with every key\n", org, id) })
+}
+
+func adminMachineHandOver(a *adminRun) int {
+	sponsor := a.fs.String("sponsor", "", "the new sponsor, a person's issuer|subject with a live membership holding the machine's roles (required)")
+	if !a.parse("ORG", "ID") {
+		return 2
+	}
+	org, id := a.pos[0], a.pos[1]
+	a.checkOrgID("ORG", org)
+	if *sponsor == "" {
+		a.bad("--sponsor", "is required")
+	}
+	if a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	m, err := a.be.HandOver(a.ctx, org, id, *sponsor, a.reason)
+	if err != nil {
+		return a.fail(err)
+	}
+	return a.output(m, func(w io.Writer) {
+		fmt.Fprintf(w, "machine %s/%s: sponsored by %s now; its keys were revoked (the new sponsor makes new ones)\n", org, id, *sponsor)
+	})
 }
 
 func adminMachineBind(a *adminRun) int   { return adminMachineClient(a, true) }
@@ -296,6 +320,11 @@ func (b *apiBackend) UnbindClient(ctx context.Context, org, id, issuer, subject,
 	return &out, b.call(ctx, "POST", machinePath(org, id)+"/clients/unbind", map[string]any{"issuer": issuer, "subject": subject, "reason": reason}, &out)
 }
 
+func (b *apiBackend) HandOver(ctx context.Context, org, id, sponsor, reason string) (*store.Membership, error) {
+	var out store.Membership
+	return &out, b.call(ctx, "POST", machinePath(org, id)+"/sponsor", map[string]any{"sponsor": sponsor, "reason": reason}, &out)
+}
+
 // Break-glass: retiring and revoking only.
 
 var errMachineThroughAPI = errors.New("machine identities and API keys are created through the admin API, which applies the lifecycle policy and the sponsor's rules; break-glass can only revoke")
@@ -326,4 +355,8 @@ func (b *storeBackend) BindClient(context.Context, string, string, string, strin
 
 func (b *storeBackend) UnbindClient(ctx context.Context, org, id, issuer, subject, reason string) (*store.Membership, error) {
 	return b.orgs.UnbindClient(ctx, org, id, issuer, subject, b.actor, reason)
+}
+
+func (b *storeBackend) HandOver(context.Context, string, string, string, string) (*store.Membership, error) {
+	return nil, errMachineThroughAPI
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -196,6 +197,12 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	}
 
 	orgs := store.NewOrgs(st, aud)
+	if d := cfg.Lifecycle.APIKeys.DisableUnusedAfter.OrZero(); d > 0 {
+		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		go func() { defer close(done); sweepUnusedKeys(sctx, orgs.Via("unused key sweep"), d, time.Hour, log) }()
+		closers = append(closers, func() { cancel(); <-done })
+	}
 	if cfg.AdminAPI.Enabled() {
 		api, err := newAdminAPI(cfg, st, orgs, aud, log)
 		if err != nil {
@@ -328,4 +335,30 @@ func newAdminAPI(cfg *config.Config, st *store.Store, orgs *store.Orgs, aud *sto
 		return nil, fmt.Errorf("admin api: %w", err)
 	}
 	return api, nil
+}
+
+// unusedKeyActor records the sweep of unused API keys in audit events.
+const unusedKeyActor = "portcullis (lifecycle.api_keys.disable_unused_after)"
+
+// sweepUnusedKeys revokes API keys unused for unusedAfter (store.DisableUnusedKeys) a minute
+// after start and then every interval, until ctx ends. Every replica sweeps: each key is its
+// own change, so two sweeps at once revoke each key once.
+func sweepUnusedKeys(ctx context.Context, orgs *store.Orgs, unusedAfter, interval time.Duration, log *slog.Logger) {
+	t := time.NewTimer(time.Minute + time.Duration(rand.Int64N(int64(time.Minute))))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := orgs.DisableUnusedKeys(ctx, unusedAfter, unusedKeyActor)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("unused API key sweep failed; it runs again later", "error", err, "revoked", n)
+		case n > 0:
+			log.Info("API keys unused for too long revoked", "revoked", n, "unused_after", unusedAfter.String())
+		}
+		t.Reset(interval)
+	}
 }
