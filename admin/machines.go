@@ -326,11 +326,17 @@ func (c *call) createKey() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	end, err := c.keyEnd(m, in.ExpiresAt)
+	return c.issueKey(org, m, in.ExpiresAt, "", 0, in.Reason)
+}
+
+// issueKey makes a key of m ending at asked (or as the policy allows), replacing replaces
+// after overlap when set.
+func (c *call) issueKey(org string, m *store.Membership, asked time.Time, replaces string, overlap time.Duration, reason string) (any, error) {
+	end, err := c.keyEnd(m, asked)
 	if err != nil {
 		return nil, err
 	}
-	key, k, err := c.changes().CreateAPIKey(c.ctx, org, m.Machine.ID, end, "", 0, c.p.Name, in.Reason)
+	key, k, err := c.changes().CreateAPIKey(c.ctx, org, m.Machine.ID, end, replaces, overlap, c.p.Name, reason)
 	if err != nil {
 		return nil, err
 	}
@@ -360,15 +366,7 @@ func (c *call) rotateKey() (any, error) {
 	if _, most := c.policy.APIKeyLimits(); overlap > most {
 		return nil, policyRefusal(fmt.Sprintf("overlap: at most %s (lifecycle.api_keys.max_overlap)", most))
 	}
-	end, err := c.keyEnd(m, in.ExpiresAt)
-	if err != nil {
-		return nil, err
-	}
-	key, k, err := c.changes().CreateAPIKey(c.ctx, org, m.Machine.ID, end, old.ID, overlap, c.p.Name, in.Reason)
-	if err != nil {
-		return nil, err
-	}
-	return createdKey{Key: key, Record: *k, Warning: keyWarning}, nil
+	return c.issueKey(org, m, in.ExpiresAt, old.ID, overlap, in.Reason)
 }
 
 func (c *call) revokeKey() (any, error) {

@@ -360,29 +360,13 @@ func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Ti
 			// 80 random bits collided: refuse rather than point an existing key elsewhere.
 			return fmt.Errorf("%w: key id collision", ErrConflict)
 		}
-		m, before, err := o.s.getMembership(ctx, tx, org, user)
+		now := o.now()
+		m, before, err := o.liveMachine(ctx, tx, org, id, now)
 		if err != nil {
 			return err
-		}
-		if m == nil || m.Machine == nil {
-			return fmt.Errorf("machine %s/%s: %w", org, id, ErrNotFound)
-		}
-		now := o.now()
-		if !live(m, now) {
-			return fmt.Errorf("machine %s/%s is %s: %w", org, id, m.Status, ErrInvalid)
 		}
 		if !m.ExpiresAt.IsZero() && k.ExpiresAt.After(m.ExpiresAt) {
 			return fmt.Errorf("%w: the key would outlive its machine identity (which ends %s)", ErrInvalid, m.ExpiresAt.Format(time.RFC3339))
-		}
-		if err := tx.Watch(ctx, o.s.keys.membership(org, m.Machine.Sponsor)).Err(); err != nil {
-			return err
-		}
-		sp, _, err := o.s.getMembership(ctx, tx, org, m.Machine.Sponsor)
-		if err != nil {
-			return err
-		}
-		if !sponsorLive(sp, now) {
-			return fmt.Errorf("%w: the sponsor %s holds no live membership of %s", ErrInvalid, m.Machine.Sponsor, org)
 		}
 		m.Machine = cloneMachine(m.Machine)
 		detail := map[string]string{"machine": id, "key": kid, "expires": k.ExpiresAt.Format(time.RFC3339)}
@@ -422,6 +406,32 @@ func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Ti
 		return "", nil, err
 	}
 	return key, &k, nil
+}
+
+// liveMachine reads, under tx's WATCH (the sponsor's membership added to it), machine id of
+// org, which must be live with a live sponsor: what a new credential needs.
+func (o *Orgs) liveMachine(ctx context.Context, tx *redis.Tx, org, id string, now time.Time) (*Membership, string, error) {
+	m, before, err := o.s.getMembership(ctx, tx, org, MachineUser(org, id))
+	if err != nil {
+		return nil, "", err
+	}
+	if m == nil || m.Machine == nil {
+		return nil, "", fmt.Errorf("machine %s/%s: %w", org, id, ErrNotFound)
+	}
+	if !live(m, now) {
+		return nil, "", fmt.Errorf("machine %s/%s is %s: %w", org, id, m.Status, ErrInvalid)
+	}
+	if err := tx.Watch(ctx, o.s.keys.membership(org, m.Machine.Sponsor)).Err(); err != nil {
+		return nil, "", err
+	}
+	sp, _, err := o.s.getMembership(ctx, tx, org, m.Machine.Sponsor)
+	if err != nil {
+		return nil, "", err
+	}
+	if !sponsorLive(sp, now) {
+		return nil, "", fmt.Errorf("%w: the sponsor %s holds no live membership of %s", ErrInvalid, m.Machine.Sponsor, org)
+	}
+	return m, before, nil
 }
 
 // sponsorLive reports whether sp is a membership that grants, as its record says: active, not
@@ -621,24 +631,10 @@ func (o *Orgs) BindClient(ctx context.Context, org, id, issuer, subject, actor, 
 		} else if !errors.Is(err, redis.Nil) {
 			return err
 		}
-		m, before, err := o.s.getMembership(ctx, tx, org, user)
+		now := o.now()
+		m, before, err := o.liveMachine(ctx, tx, org, id, now)
 		if err != nil {
 			return err
-		}
-		if m == nil || m.Machine == nil {
-			return fmt.Errorf("machine %s/%s: %w", org, id, ErrNotFound)
-		}
-		now := o.now()
-		if !live(m, now) {
-			return fmt.Errorf("machine %s/%s is %s: %w", org, id, m.Status, ErrInvalid)
-		}
-		if err := tx.Watch(ctx, o.s.keys.membership(org, m.Machine.Sponsor)).Err(); err != nil {
-			return err
-		}
-		if sp, _, err := o.s.getMembership(ctx, tx, org, m.Machine.Sponsor); err != nil {
-			return err
-		} else if sp == nil || !live(sp, now) {
-			return fmt.Errorf("%w: the sponsor %s holds no live membership of %s", ErrInvalid, m.Machine.Sponsor, org)
 		}
 		out = m
 		if m.Machine.Client(issuer, subject) != nil {
