@@ -145,8 +145,13 @@ func (c *call) bindClient() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !slices.Contains(c.s.clientIssuers, in.Issuer) {
-		return nil, invalid("issuer: want one of client_jwt.issuers (" + strings.Join(c.s.clientIssuers, ", ") + ")")
+	orgs, trusted := c.s.clientIssuers[in.Issuer]
+	if !trusted {
+		return nil, invalid("issuer: want one of client_jwt.issuers")
+	}
+	if !slices.Contains(orgs, org) {
+		// An issuer is a customer's own IdP: its clients are that customer's machines only.
+		return nil, refuse(reason.NotPermitted, "issuer "+in.Issuer+" does not issue for "+org+" (client_jwt.issuers[].orgs)")
 	}
 	if strings.TrimSpace(in.Subject) == "" {
 		return nil, invalid("subject: the client's subject at the issuer (its sub, client_id or azp, as the issuer's subject_claim says)")
@@ -225,6 +230,9 @@ func (c *call) createMachine() (any, error) {
 	if err := c.withinSponsor(org, in.Sponsor, in.Roles); err != nil {
 		return nil, err
 	}
+	if err := c.purposesWithinSponsor(org, in.Sponsor, in.Purposes); err != nil {
+		return nil, err
+	}
 	m := c.membershipOf(org, "", &accessInput{Kind: store.KindService, Roles: in.Roles, Purposes: in.Purposes, ExpiresAt: in.ExpiresAt, ReviewBy: in.ReviewBy})
 	m.User = store.MachineUser(org, in.ID)
 	m.Machine = &store.Machine{ID: in.ID, Name: in.Name, Description: in.Description, Sponsor: in.Sponsor}
@@ -252,6 +260,28 @@ func (c *call) withinSponsor(org, sponsor string, roles []string) error {
 	}
 	if len(beyond) > 0 {
 		return policyRefusal(fmt.Sprintf("roles %s: the sponsor does not hold them standing, and a machine holds nothing its sponsor does not", strings.Join(beyond, ", ")))
+	}
+	return nil
+}
+
+// purposesWithinSponsor refuses purposes for a machine that its sponsor does not hold live,
+// or that would outlast the sponsor's grant.
+func (c *call) purposesWithinSponsor(org, sponsor string, ps []purposeInput) error {
+	_, sp, err := c.s.st.Lookup(c.ctx, org, sponsor)
+	if err != nil || sp == nil {
+		return err
+	}
+	now := c.s.now()
+	for _, p := range ps {
+		ok := false
+		for _, g := range sp.Grants {
+			if g.Purpose == p.Purpose && (g.ExpiresAt.IsZero() || now.Before(g.ExpiresAt) && !p.ExpiresAt.IsZero() && !p.ExpiresAt.After(g.ExpiresAt)) {
+				ok = true
+			}
+		}
+		if !ok {
+			return policyRefusal("purpose " + p.Purpose + ": the sponsor holds no live grant of it lasting as long, and a machine holds nothing its sponsor does not")
+		}
 	}
 	return nil
 }

@@ -168,3 +168,17 @@ func TestMachineHandOver(t *testing.T) {
 	b.want(b.call(bobTok, "POST", "/api/v1/orgs/acme/machines/sync/keys", map[string]any{"reason": "x"}), 403, "not_permitted")
 	b.want(b.call(b.personal(pat, "", false), "POST", "/api/v1/orgs/acme/machines/sync/keys", map[string]any{"reason": "x"}), 201, "")
 }
+
+// TestBindClientScope: an issuer speaks for the organisations the configuration names; another
+// organisation's administrator cannot bind its clients to their own machine.
+func TestBindClientScope(t *testing.T) {
+	b := newBed(t)
+	b.api.clientIssuers = map[string][]string{"https://login.acme.example": {"acme"}}
+	bobTok := b.personal(bob, "", false) // administers beta
+	b.want(b.call(bobTok, "POST", "/api/v1/orgs/beta/machines", map[string]any{"id": "squat", "name": "x", "roles": []string{"org-admin"},
+		"expires_at": time.Now().Add(100 * 24 * time.Hour), "reason": "x"}), 201, "")
+	bind := map[string]any{"issuer": "https://login.acme.example", "subject": "acme-billing-sync", "reason": "x"}
+	b.want(b.call(bobTok, "POST", "/api/v1/orgs/beta/machines/squat/clients", bind), 403, "not_permitted")
+	bind["issuer"] = "https://login.elsewhere.example"
+	b.want(b.call(bobTok, "POST", "/api/v1/orgs/beta/machines/squat/clients", bind), 400, "invalid_input")
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -78,9 +79,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock of approvals and checks; nil means time.Now.
 	Now func() time.Time
-	// ClientIssuers are the issuers of client_jwt.issuers: a federated client is bound to a
-	// machine only for one of them.
-	ClientIssuers []string
+	// ClientIssuers are the issuers of client_jwt.issuers and, for each, the organisations
+	// whose machines its clients may be bound to.
+	ClientIssuers map[string][]string
 }
 
 // Server is the administration API: JSON over HTTPS under /api/v1/. Every call but the
@@ -98,7 +99,7 @@ type Server struct {
 	doc    []byte
 	events AuditStream
 	// clientIssuers: Options.ClientIssuers.
-	clientIssuers []string
+	clientIssuers map[string][]string
 
 	// tokenUse is when this process last recorded each token's use (coalescing TokenUsed).
 	tokenUseMu sync.Mutex
@@ -111,7 +112,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("admin: a store, the change API, the audit stream and the lifecycle policy are required")
 	}
 	s := &Server{st: o.Store, orgs: o.Orgs, ops: o.Operators, sess: o.Sessions, log: o.Logger, now: o.Now, mux: http.NewServeMux(), tokenUse: map[string]time.Time{},
-		clientIssuers: slices.Clone(o.ClientIssuers), events: o.Audit}
+		clientIssuers: maps.Clone(o.ClientIssuers), events: o.Audit}
 	s.policy.Store(newLifecycle(o.Lifecycle))
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

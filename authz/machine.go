@@ -87,7 +87,7 @@ func DecideMachine(in MachineInput, now time.Time) Decision {
 	if sp == nil || sp.User != m.Machine.Sponsor || store.IsMachineUser(sp.User) {
 		return deny(reason.SponsorInactive, Decision{Org: d.Org, Member: true, Missing: Missing{Contact: in.Org.Contact}})
 	}
-	req.kinds = nil
+	req.kinds, req.purposes = nil, nil
 	sd := Decide(Input{User: sp.User, OrgID: in.OrgID, Require: req, Org: in.Org, Membership: sp, Policy: in.Policy}, now)
 	switch sd.Reason {
 	case reason.Allowed:
@@ -97,9 +97,27 @@ func DecideMachine(in MachineInput, now time.Time) Decision {
 	default:
 		return deny(reason.SponsorInactive, Decision{Org: d.Org, Member: true, Missing: Missing{Contact: in.Org.Contact}})
 	}
+	// The route's requirements are "any of": both must meet them the same way. The purpose
+	// the machine acts for is one the sponsor holds live, and a required role one both hold.
+	if g := d.Grant; g != nil && !holdsPurpose(sp.Grants, g.Purpose, now) {
+		return deny(reason.PurposeMissing, Decision{Org: d.Org, Member: true, Missing: Missing{Purposes: in.Require.purposes, Contact: in.Org.Contact}})
+	}
 	d.Roles = common(d.Roles, sd.Roles)
+	if q := &in.Require; len(q.roles) > 0 && !holdsRole(d.Roles, q.roles) {
+		return deny(reason.RoleMissing, Decision{Org: d.Org, Member: true, Missing: Missing{Roles: q.roles, Contact: in.Org.Contact}})
+	}
 	d.Sponsor = sp.User
 	return d
+}
+
+// holdsPurpose reports whether grants hold a live grant of purpose.
+func holdsPurpose(grants []store.Grant, purpose string, now time.Time) bool {
+	for i := range grants {
+		if grants[i].Purpose == purpose && !passed(grants[i].ExpiresAt, now) {
+			return true
+		}
+	}
+	return false
 }
 
 // credential checks the key or the token against the machine's record and returns the
@@ -110,7 +128,8 @@ func (in *MachineInput) credential(now time.Time) (string, Decision, bool) {
 		// The token itself was verified; what it names must be bound to this machine.
 		co := in.ClientOwner
 		switch {
-		case co == nil || co.Issuer != c.Issuer || co.Subject != c.Subject:
+		case co == nil || co.Issuer != c.Issuer || co.Subject != c.Subject || !slices.Contains(c.Orgs, co.Org):
+			// Not bound, or bound to a machine of an organisation the issuer does not speak for.
 			return "", deny(reason.CredentialInvalid, Decision{}), false
 		case m == nil || m.Machine == nil || m.Org != co.Org || m.User != co.User() || m.Machine.Client(c.Issuer, c.Subject) == nil:
 			return "", deny(reason.CredentialInvalid, Decision{}), false
@@ -143,6 +162,8 @@ func (in *MachineInput) credential(now time.Time) (string, Decision, bool) {
 type VerifiedClient struct {
 	Issuer, Subject string
 	Expiry          time.Time
+	// Orgs are the organisations the issuer speaks for (client_jwt.issuers[].orgs).
+	Orgs []string
 }
 
 // ClientIndex finds the machine a federated client is bound to (store.Cache implements it):

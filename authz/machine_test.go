@@ -103,6 +103,14 @@ func TestDecideMachine(t *testing.T) {
 			in.Policy = capped
 			in.Sponsor.Created, in.Sponsor.ExpiresAt = now.Add(-time.Hour), time.Time{}
 		}, reason.SponsorInactive},
+		{"any-of purposes met differently", func(in *MachineInput) {
+			in.Require = require(config.Require{Purposes: []string{"audit", "export"}})
+			in.Machine.Grants = []store.Grant{{Purpose: "export", ExpiresAt: now.Add(time.Hour)}}
+		}, reason.PurposeMissing},
+		{"any-of roles met differently", func(in *MachineInput) {
+			in.Require = require(config.Require{Roles: []string{"admin", "billing"}})
+			in.Machine.Roles = []string{"admin"}
+		}, reason.RoleMissing},
 		{"the machine as its own sponsor", func(in *MachineInput) {
 			in.Machine.Machine.Sponsor = in.Machine.User
 			in.Sponsor = in.Machine
@@ -125,6 +133,41 @@ func TestDecideMachine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDecideMachineClient: a verified client-credentials token is the machine its client is
+// bound to, in an organisation its issuer speaks for, until the token expires.
+func TestDecideMachineClient(t *testing.T) {
+	const iss = "https://login.acme.example"
+	base := func() MachineInput {
+		in := machineFixture()
+		in.Key, in.KeyID, in.Owner = "", "", nil
+		in.Client = &VerifiedClient{Issuer: iss, Subject: "sync-client", Expiry: now.Add(time.Minute), Orgs: []string{"acme"}}
+		in.ClientOwner = &store.ClientOwner{Org: "acme", Machine: "billing-export", Issuer: iss, Subject: "sync-client"}
+		in.Machine.Machine.Clients = []store.FederatedClient{{Issuer: iss, Subject: "sync-client"}}
+		return in
+	}
+	if d := DecideMachine(base(), now); !d.Allow || d.Sponsor != alice {
+		t.Fatalf("a bound client: %+v", d)
+	}
+	for name, tc := range map[string]struct {
+		change func(*MachineInput)
+		want   reason.Code
+	}{
+		"no index entry":                    {func(in *MachineInput) { in.ClientOwner = nil }, reason.CredentialInvalid},
+		"the record does not list it":       {func(in *MachineInput) { in.Machine.Machine.Clients = nil }, reason.CredentialInvalid},
+		"an entry for another subject":      {func(in *MachineInput) { in.ClientOwner.Subject = "other" }, reason.CredentialInvalid},
+		"the issuer speaks for another org": {func(in *MachineInput) { in.Client.Orgs = []string{"globex"} }, reason.CredentialInvalid},
+		"expired":                           {func(in *MachineInput) { in.Client.Expiry = now }, reason.CredentialExpired},
+		"another org's route":               {func(in *MachineInput) { in.OrgID = "globex" }, reason.NotMember},
+		"bound at another issuer":           {func(in *MachineInput) { in.Machine.Machine.Clients[0].Issuer = "https://elsewhere" }, reason.CredentialInvalid},
+	} {
+		in := base()
+		tc.change(&in)
+		if d := DecideMachine(in, now); d.Allow || d.Reason != tc.want {
+			t.Errorf("%s: %s, want %s", name, d.Reason, tc.want)
+		}
 	}
 }
 

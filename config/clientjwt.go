@@ -2,8 +2,11 @@ package config
 
 import (
 	"fmt"
+
 	"slices"
 	"strings"
+
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
 // ClientJWT lists the issuers whose client-credentials access tokens (signed JWTs, RFC 9068
@@ -32,6 +35,15 @@ type ClientIssuer struct {
 	// CARootFile is a PEM bundle trusted for the issuer's HTTPS endpoints. Default: the
 	// system's.
 	CARootFile string `yaml:"ca_root_file"`
+	// Orgs are the organisations whose machine identities this issuer's clients may be: a
+	// customer's own IdP speaks for that customer only. Required.
+	Orgs []string `yaml:"orgs"`
+	// RequiredClaims are claims every token must carry with exactly these values, to tell
+	// an application's token from a person's where the issuer marks it (gty:
+	// client-credentials at Auth0, idtyp: app at Entra ID). With subject_claim client_id or
+	// azp and no required claims, a token's sub must equal that claim (a person's token
+	// through the same client has the person as sub).
+	RequiredClaims map[string]string `yaml:"required_claims"`
 }
 
 // ClientJWTAlgorithms are the signing algorithms an issuer may list.
@@ -77,6 +89,17 @@ func (v *validator) clientJWT(c *Config) {
 		}
 		if is.CARootFile != "" {
 			v.fileExists(p+".ca_root_file", is.CARootFile)
+		}
+		if len(is.Orgs) == 0 {
+			v.errorf(p+".orgs", "is required: the organisations whose machines this issuer's clients may be (a customer's IdP speaks for that customer only)")
+		}
+		for j, o := range is.Orgs {
+			if !syntax.OrgID(o) {
+				v.errorf(fmt.Sprintf("%s.orgs[%d]", p, j), "must be an organisation id ([a-z0-9-]{1,63})")
+			}
+		}
+		if is.Issuer == c.OIDC.Issuer && is.Audience == c.OIDC.ClientID {
+			v.errorf(p+".audience", "is the sign-in client's own (oidc.client_id) at the sign-in issuer: every person's ID token would be a client token; give the API an audience of its own")
 		}
 	}
 	for i := range c.Routes {

@@ -221,7 +221,7 @@ oidc:
   ca_root_file: %[4]s
 client_jwt:
   issuers:
-    - {issuer: %[3]s, audience: portal-api, ca_root_file: %[4]s}
+    - {issuer: %[3]s, audience: portal-api, ca_root_file: %[4]s, orgs: [acme]}
 routes:
   - name: public
     path: /pub

@@ -196,7 +196,7 @@ func (ex *exchange) verifyClient(ctx context.Context) (*authz.VerifiedClient, er
 		ex.s.log.LogAttrs(ctx, slog.LevelDebug, "client token refused", slog.Any("error", err), slog.String("request_id", ex.requestID))
 		return nil, ex.machineRefusal(reason.CredentialInvalid, "", "")
 	}
-	return &authz.VerifiedClient{Issuer: c.Issuer, Subject: c.Subject, Expiry: c.Expiry}, nil
+	return &authz.VerifiedClient{Issuer: c.Issuer, Subject: c.Subject, Expiry: c.Expiry, Orgs: c.Orgs}, nil
 }
 
 // admitMachineDecided decides a machine's request (in gathered) and admits it; keyID is the
@@ -231,7 +231,7 @@ func (ex *exchange) machineDenial(d authz.Decision, user string) error {
 	if d.Missing.Contact != "" && d.Member {
 		p.Hint = "To get access, ask " + d.Missing.Contact + "."
 	}
-	return &denial{code: d.Reason, p: p, msg: "access denied", level: slog.LevelInfo, user: user, org: d.Org, audit: true}
+	return &denial{code: d.Reason, p: p, msg: "access denied", level: slog.LevelInfo, user: user, org: d.Org, audit: !countedReasons[d.Reason]}
 }
 
 // machineRefusal refuses a credential before any machine is known.

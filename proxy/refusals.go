@@ -23,9 +23,10 @@ import (
 
 // countedReasons are the codes counted rather than audited one by one.
 var countedReasons = map[reason.Code]bool{reason.NoSession: true, reason.StoreUnavailable: true,
-	// Anyone can send a made-up key: noise, like a missing session. A key that was real
-	// (expired, revoked) is audited one by one.
-	reason.CredentialMissing: true, reason.CredentialInvalid: true, reason.CredentialNotAccepted: true, reason.CredentialMixed: true}
+	// Anyone can send a made-up key, or replay a client token long expired: noise, like a
+	// missing session. A revoked key, which was real and live, is audited one by one.
+	reason.CredentialMissing: true, reason.CredentialInvalid: true, reason.CredentialNotAccepted: true, reason.CredentialMixed: true,
+	reason.CredentialExpired: true}
 
 // refusalSamples is how many request ids an event names.
 const refusalSamples = 5

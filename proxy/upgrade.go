@@ -122,7 +122,7 @@ func (ex *exchange) redecide(ctx context.Context, org, user string) (authz.Decis
 			if verr != nil {
 				return authz.Decision{Reason: reason.CredentialExpired}, nil
 			}
-			in, err = authz.GatherClient(ctx, ex.s.opts.Clients, ex.s.opts.Members, &authz.VerifiedClient{Issuer: c.Issuer, Subject: c.Subject, Expiry: c.Expiry})
+			in, err = authz.GatherClient(ctx, ex.s.opts.Clients, ex.s.opts.Members, &authz.VerifiedClient{Issuer: c.Issuer, Subject: c.Subject, Expiry: c.Expiry, Orgs: c.Orgs})
 		} else {
 			id, _ := apikey.Parse(ex.apiKey)
 			in, err = authz.GatherMachine(ctx, ex.s.opts.APIKeys, ex.s.opts.Members, ex.apiKey, id)

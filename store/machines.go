@@ -624,7 +624,7 @@ func (o *Orgs) BindClient(ctx context.Context, org, id, issuer, subject, actor, 
 			var cur ClientOwner
 			if json.Unmarshal([]byte(v), &cur) == nil && (cur.Org != org || cur.Machine != id) {
 				if held, _, err := o.s.getMembership(ctx, tx, cur.Org, cur.User()); err == nil && held != nil && held.Machine != nil &&
-					held.Machine.Client(issuer, subject) != nil {
+					held.Status != MembershipRevoked && held.Machine.Client(issuer, subject) != nil {
 					return fmt.Errorf("%w: the client is bound to machine %s/%s; unbind it there first", ErrConflict, cur.Org, cur.Machine)
 				}
 			}

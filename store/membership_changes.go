@@ -185,6 +185,10 @@ var errNoChange = errors.New("no change")
 // concurrent change forces a retry), so it must only modify its argument; its error is returned
 // as is and nothing is written. Org and User cannot be changed; Created is kept.
 func (o *Orgs) ChangeMembership(ctx context.Context, org, user string, edit func(*Membership) error, actor, reason string) (*Membership, error) {
+	if IsMachineUser(user) {
+		// Its roles and purposes stay within its sponsor's; only its own operations change it.
+		return nil, fmt.Errorf("change membership %s: %w: a machine identity changes through its own operations (keys, handover, revoke)", org, ErrInvalid)
+	}
 	return o.updateMembership(ctx, "change membership", org, user, actor, reason, audit.MembershipChanged, edit)
 }
 

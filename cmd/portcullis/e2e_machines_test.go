@@ -62,7 +62,7 @@ func TestE2EMachines(t *testing.T) {
     auth: [client_jwt]
 client_jwt:
   issuers:
-    - {issuer: %s, audience: portal-api, ca_root_file: %s}
+    - {issuer: %s, audience: portal-api, ca_root_file: %s, orgs: [acme]}
 `, b.portal.URL, tunnel.URL, b.portal.URL, b.idp.URL, b.ca)
 		if i == 0 {
 			s += "admin_api:\n  listen: " + adminListen + "\n"

@@ -325,9 +325,9 @@ func newAdminAPI(cfg *config.Config, st *store.Store, orgs *store.Orgs, aud *sto
 			return nil, err
 		}
 	}
-	var issuers []string
+	issuers := map[string][]string{}
 	for _, is := range cfg.ClientJWT.Issuers {
-		issuers = append(issuers, is.Issuer)
+		issuers[is.Issuer] = is.Orgs
 	}
 	api, err := admin.New(admin.Options{Store: st, Orgs: orgs, Audit: aud, Lifecycle: authz.CompilePolicy(&cfg.Lifecycle), Operators: ops, Sessions: st,
 		Logger: log.With(slog.String("component", "admin_api")), ClientIssuers: issuers})

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"sync"
@@ -92,11 +93,16 @@ func (is *Issuer) Verify(ctx context.Context, raw string) (*oidc.IDToken, error)
 	if err != nil {
 		return nil, err
 	}
-	tok, err := ver.Verify(oidc.ClientContext(ctx, is.client), raw)
+	// go-oidc reports the key set's errors as text only: the key set records a failed fetch
+	// here, so that an outage is not taken for a bad token.
+	var fetchErr error
+	tok, err := ver.Verify(context.WithValue(oidc.ClientContext(ctx, is.client), fetchErrKey{}, &fetchErr), raw)
 	var expired *oidc.TokenExpiredError
 	switch {
 	case errors.As(err, &expired):
 		return nil, fmt.Errorf("%w: %w", ErrExpired, err)
+	case err != nil && fetchErr != nil:
+		return nil, fetchErr
 	case err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -124,17 +130,114 @@ func (is *Issuer) current(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 		JWKS string `json:"jwks_uri"`
 	}
 	_ = p.Claims(&d)
-	// The key set fetches lazily (and again for a key it does not know), beyond this call's
-	// context.
-	keys := oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), is.client), d.JWKS)
+	keys := &keySet{url: d.JWKS, client: is.client}
 	is.verifier = oidc.NewVerifier(is.url, keys, &oidc.Config{ClientID: is.audience, SupportedSigningAlgs: is.algs, Now: is.now})
 	return is.verifier, nil
 }
 
-// Client is who a verified token names.
+// keySet is the issuer's published keys, as go-oidc's verifier asks them to check a
+// signature. Unlike oidc.RemoteKeySet, which fetches the key set again whenever a signature
+// does not verify, it fetches again only for a key id it does not know, at most every
+// refetchEvery: a forged token under a known key id costs no request to the issuer, and a
+// flood of made-up key ids costs one per interval. A fetch that fails is ErrUnavailable.
+type keySet struct {
+	url    string
+	client *http.Client
+
+	mu      sync.Mutex
+	keys    []jose.JSONWebKey
+	fetched time.Time
+	failed  time.Time // the last fetch that failed, while no keys are known
+}
+
+// retryFailedEvery is how soon a fetch that failed, with no keys known, is tried again.
+const retryFailedEvery = 5 * time.Second
+
+// fetchErrKey carries, in the context of one verification, where the key set records a fetch
+// that failed.
+type fetchErrKey struct{}
+
+// refetchEvery bounds how often an unknown key id makes the key set be fetched again (a key
+// rotation at the issuer is picked up within it).
+const refetchEvery = time.Minute
+
+// VerifySignature implements oidc.KeySet.
+func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+	jws, err := jose.ParseSignedCompact(raw, allAlgorithms)
+	if err != nil || len(jws.Signatures) != 1 {
+		return nil, fmt.Errorf("%w: malformed signature", ErrInvalid)
+	}
+	kid := jws.Signatures[0].Header.KeyID
+	keys, err := k.keysFor(ctx, kid)
+	if err != nil {
+		if p, ok := ctx.Value(fetchErrKey{}).(*error); ok {
+			*p = err
+		}
+		return nil, err
+	}
+	for _, key := range keys {
+		if kid == "" || key.KeyID == kid {
+			if payload, err := jws.Verify(&key); err == nil {
+				return payload, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%w: no published key verifies the signature", ErrInvalid)
+}
+
+// keysFor returns the keys, fetching them when none is known yet or kid is unknown and the
+// last fetch is older than refetchEvery.
+func (k *keySet) keysFor(ctx context.Context, kid string) ([]jose.JSONWebKey, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	known := false
+	for _, key := range k.keys {
+		if key.KeyID == kid {
+			known = true
+		}
+	}
+	if k.keys != nil && (known || time.Since(k.fetched) < refetchEvery) {
+		return k.keys, nil
+	}
+	if k.keys == nil && !k.failed.IsZero() && time.Since(k.failed) < retryFailedEvery {
+		return nil, fmt.Errorf("%w: fetch keys: failed moments ago", ErrUnavailable)
+	}
+	k.failed = time.Now()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(fctx, http.MethodGet, k.url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: fetch keys: %w", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	var set jose.JSONWebKeySet
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%w: fetch keys: %s", ErrUnavailable, resp.Status)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
+		return nil, fmt.Errorf("%w: decode keys: %w", ErrUnavailable, err)
+	}
+	k.keys, k.fetched, k.failed = set.Keys, time.Now(), time.Time{}
+	if k.keys == nil {
+		k.keys = []jose.JSONWebKey{}
+	}
+	return k.keys, nil
+}
+
+// allAlgorithms are the algorithms a signature is parsed with; which ones are accepted is
+// the verifier's SupportedSigningAlgs, checked before the key set is asked.
+var allAlgorithms = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
+	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA}
+
+// Client is who a verified token names, and the organisations its issuer speaks for.
 type Client struct {
 	Issuer, Subject string
 	Expiry          time.Time
+	Orgs            []string
 }
 
 // Verifier verifies the tokens of the configured issuers (config.ClientJWT).
@@ -148,8 +251,10 @@ type Verifier struct {
 }
 
 type entry struct {
-	is           *Issuer
-	subjectClaim string
+	is             *Issuer
+	subjectClaim   string
+	orgs           []string
+	requiredClaims map[string]string
 }
 
 // maxVerified bounds the cache of verified tokens; past it, expired ones are dropped, and
@@ -169,7 +274,7 @@ func NewVerifier(c config.ClientJWT, now func() time.Time) (*Verifier, error) {
 		if err != nil {
 			return nil, err
 		}
-		v.issuers[ic.Issuer] = &entry{is: is, subjectClaim: ic.SubjectClaim}
+		v.issuers[ic.Issuer] = &entry{is: is, subjectClaim: ic.SubjectClaim, orgs: ic.Orgs, requiredClaims: ic.RequiredClaims}
 		for _, a := range ic.Algorithms {
 			if !seen[a] {
 				seen[a] = true
@@ -216,19 +321,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Client, error) {
 	if err != nil {
 		return Client{}, err
 	}
-	subject := idt.Subject
-	if e.subjectClaim != "" && e.subjectClaim != "sub" {
-		var claims map[string]json.RawMessage
-		if err := idt.Claims(&claims); err != nil {
-			return Client{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-		subject = ""
-		_ = json.Unmarshal(claims[e.subjectClaim], &subject)
+	subject, err := e.subject(idt)
+	if err != nil {
+		return Client{}, err
 	}
-	if subject == "" {
-		return Client{}, fmt.Errorf("%w: no %s claim", ErrInvalid, e.subjectClaim)
-	}
-	c = Client{Issuer: idt.Issuer, Subject: subject, Expiry: idt.Expiry}
+	c = Client{Issuer: idt.Issuer, Subject: subject, Expiry: idt.Expiry, Orgs: e.orgs}
 	v.mu.Lock()
 	if len(v.verified) >= maxVerified {
 		for k, old := range v.verified {
@@ -243,4 +340,40 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Client, error) {
 	v.verified[sum] = c
 	v.mu.Unlock()
 	return c, nil
+}
+
+// personMarkers are claims only tokens issued to or for a person carry: an ID token's nonce
+// and hashes, the time a person authenticated. A client-credentials token has none.
+var personMarkers = []string{"nonce", "at_hash", "c_hash", "auth_time"}
+
+// subject is the client a verified token names, after the checks that tell an
+// application's token from a person's.
+func (e *entry) subject(idt *oidc.IDToken) (string, error) {
+	var claims map[string]json.RawMessage
+	if err := idt.Claims(&claims); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	for _, c := range personMarkers {
+		if _, ok := claims[c]; ok {
+			return "", fmt.Errorf("%w: a person's token (it carries %s)", ErrInvalid, c)
+		}
+	}
+	for name, want := range e.requiredClaims {
+		var got string
+		if json.Unmarshal(claims[name], &got) != nil || got != want {
+			return "", fmt.Errorf("%w: claim %s is not %q", ErrInvalid, name, want)
+		}
+	}
+	if e.subjectClaim == "" || e.subjectClaim == "sub" {
+		return idt.Subject, nil
+	}
+	var subject string
+	if json.Unmarshal(claims[e.subjectClaim], &subject) != nil || subject == "" {
+		return "", fmt.Errorf("%w: no %s claim", ErrInvalid, e.subjectClaim)
+	}
+	if len(e.requiredClaims) == 0 && subject != idt.Subject {
+		// A person's token through the client names the client in client_id or azp too.
+		return "", fmt.Errorf("%w: sub %q is not the %s %q: not the client's own token", ErrInvalid, idt.Subject, e.subjectClaim, subject)
+	}
+	return subject, nil
 }

@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -59,7 +61,7 @@ func TestVerifier(t *testing.T) {
 		return time.Now()
 	}
 	cfg := config.ClientJWT{Issuers: []config.ClientIssuer{{Issuer: idp.URL, Audience: "portal-api", Algorithms: []string{"RS256", "ES256"},
-		SubjectClaim: "sub", CARootFile: idp.CAFile(t)}}}
+		SubjectClaim: "sub", CARootFile: idp.CAFile(t), Orgs: []string{"acme"}}}}
 	v, err := NewVerifier(cfg, now)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +72,7 @@ func TestVerifier(t *testing.T) {
 	if err != nil || c.Issuer != idp.URL || c.Subject != "billing-sync" || c.Expiry.Before(time.Now()) {
 		t.Fatalf("a good token: %+v %v", c, err)
 	}
-	if c2, err := v.Verify(ctx, good); err != nil || c2 != c {
+	if c2, err := v.Verify(ctx, good); err != nil || c2.Subject != c.Subject || c2.Expiry != c.Expiry {
 		t.Errorf("the same token again: %+v %v", c2, err)
 	}
 
@@ -164,5 +166,140 @@ func TestVerifierIssuerDown(t *testing.T) {
 	}
 	if _, err := NewIssuer("https://x", "a", []string{"HS256"}, "", "t", nil); err == nil {
 		t.Error("an HMAC algorithm was accepted")
+	}
+}
+
+// testIssuer is a minimal issuer: discovery and a key set, one RSA key, counting key set
+// fetches; it signs what a test asks.
+type testIssuer struct {
+	*httptest.Server
+	key     *rsa.PrivateKey
+	fetches atomic.Int64
+	down    atomic.Bool
+}
+
+func newTestIssuer(t *testing.T) *testIssuer {
+	ti := &testIssuer{}
+	ti.key, _ = rsa.GenerateKey(rand.Reader, 2048)
+	mux := http.NewServeMux()
+	ti.Server = httptest.NewServer(mux)
+	t.Cleanup(ti.Close)
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": ti.URL, "jwks_uri": ti.URL + "/keys", "authorization_endpoint": ti.URL + "/auth",
+			"token_endpoint": ti.URL + "/token", "response_types_supported": []string{"code"}, "subject_types_supported": []string{"public"},
+			"id_token_signing_alg_values_supported": []string{"RS256"}})
+	})
+	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) {
+		ti.fetches.Add(1)
+		if ti.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &ti.key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	})
+	return ti
+}
+
+func (ti *testIssuer) sign(t *testing.T, key *rsa.PrivateKey, kid string, claims map[string]any) string {
+	t.Helper()
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithHeader("kid", kid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Signed(s).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (ti *testIssuer) claims(extra map[string]any) map[string]any {
+	c := map[string]any{"iss": ti.URL, "sub": "sync-client", "aud": "portal-api", "exp": time.Now().Add(5 * time.Minute).Unix(), "iat": time.Now().Unix()}
+	for k, v := range extra {
+		c[k] = v
+	}
+	return c
+}
+
+// TestVerifierPersonTokens: a person's token of the same issuer and audience is not a client's:
+// an ID token's markers refuse it, and with subject_claim client_id or azp a token whose sub is
+// someone else than that client is refused unless required claims say what an app token is.
+func TestVerifierPersonTokens(t *testing.T) {
+	ti := newTestIssuer(t)
+	mk := func(claim string, required map[string]string) *Verifier {
+		v, err := NewVerifier(config.ClientJWT{Issuers: []config.ClientIssuer{{Issuer: ti.URL, Audience: "portal-api", Algorithms: []string{"RS256"},
+			SubjectClaim: claim, Orgs: []string{"acme"}, RequiredClaims: required}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	ctx := context.Background()
+	sub := mk("sub", nil)
+	if c, err := sub.Verify(ctx, ti.sign(t, ti.key, "k1", ti.claims(nil))); err != nil || c.Subject != "sync-client" || len(c.Orgs) != 1 {
+		t.Fatalf("a client's token: %+v %v", c, err)
+	}
+	for _, m := range personMarkers {
+		if _, err := sub.Verify(ctx, ti.sign(t, ti.key, "k1", ti.claims(map[string]any{m: "x"}))); !errors.Is(err, ErrInvalid) {
+			t.Errorf("a token with %s: %v", m, err)
+		}
+	}
+	cid := mk("client_id", nil)
+	if _, err := cid.Verify(ctx, ti.sign(t, ti.key, "k1", ti.claims(map[string]any{"sub": "alice", "client_id": "sync-client"}))); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a person's token through the client, as the client: %v", err)
+	}
+	if c, err := cid.Verify(ctx, ti.sign(t, ti.key, "k1", ti.claims(map[string]any{"client_id": "sync-client"}))); err != nil || c.Subject != "sync-client" {
+		t.Errorf("the client's own token by client_id: %+v %v", c, err)
+	}
+	app := mk("azp", map[string]string{"idtyp": "app"})
+	if c, err := app.Verify(ctx, ti.sign(t, ti.key, "k1", ti.claims(map[string]any{"sub": "sp-object-id", "azp": "app-id", "idtyp": "app"}))); err != nil || c.Subject != "app-id" {
+		t.Errorf("an app token marked by a required claim: %+v %v", c, err)
+	}
+	for _, idtyp := range []any{"user", nil, 1} {
+		extra := map[string]any{"azp": "app-id"}
+		if idtyp != nil {
+			extra["idtyp"] = idtyp
+		}
+		if _, err := app.Verify(ctx, ti.sign(t, ti.key, "k1", ti.claims(extra))); !errors.Is(err, ErrInvalid) {
+			t.Errorf("idtyp %v: %v", idtyp, err)
+		}
+	}
+}
+
+// TestKeySetFetches: forged tokens cost the issuer no request under a known key id and one
+// per interval under made-up ones; an issuer whose keys cannot be fetched is an outage.
+func TestKeySetFetches(t *testing.T) {
+	ti := newTestIssuer(t)
+	v, err := NewVerifier(config.ClientJWT{Issuers: []config.ClientIssuer{{Issuer: ti.URL, Audience: "portal-api", Algorithms: []string{"RS256"},
+		SubjectClaim: "sub", Orgs: []string{"acme"}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, ti.sign(t, ti.key, "k1", ti.claims(nil))); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	before := ti.fetches.Load()
+	for i := range 20 {
+		kid := "k1"
+		if i%2 == 1 {
+			kid = "made-up-" + string(rune('a'+i))
+		}
+		if _, err := v.Verify(ctx, ti.sign(t, other, kid, ti.claims(map[string]any{"jti": i}))); !errors.Is(err, ErrInvalid) {
+			t.Errorf("forged token %d: %v", i, err)
+		}
+	}
+	if n := ti.fetches.Load() - before; n > 1 {
+		t.Errorf("20 forged tokens fetched the key set %d times, want at most once", n)
+	}
+
+	// Keys that cannot be fetched: an outage, not a bad token.
+	ti2 := newTestIssuer(t)
+	ti2.down.Store(true)
+	v2, _ := NewVerifier(config.ClientJWT{Issuers: []config.ClientIssuer{{Issuer: ti2.URL, Audience: "portal-api", Algorithms: []string{"RS256"},
+		SubjectClaim: "sub", Orgs: []string{"acme"}}}}, nil)
+	if _, err := v2.Verify(ctx, ti2.sign(t, ti2.key, "k1", ti2.claims(nil))); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("keys down: %v", err)
 	}
 }
