@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
@@ -58,6 +59,8 @@ type exchange struct {
 	// machine (choosePrincipal), and cred which of the two it is.
 	apiKey string
 	cred   credential
+	// tokenExpiry is a client token's exp (admitClient): a WebSocket tunnel ends with it.
+	tokenExpiry time.Time
 	// id is what the portal is told, once admit has admitted the request (admitted).
 	id       identity
 	admitted bool

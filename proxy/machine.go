@@ -166,6 +166,7 @@ func (ex *exchange) admitClient() error {
 	if err != nil {
 		return err
 	}
+	ex.tokenExpiry = vc.Expiry
 	in, err := authz.GatherClient(ctx, s.opts.Clients, s.opts.Members, vc)
 	if err != nil {
 		return storeDown("", err)

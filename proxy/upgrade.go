@@ -84,6 +84,14 @@ func (ex *exchange) guardTunnel() (*http.Request, context.CancelFunc) {
 			changed, stop = either(changed, sponsorChanged, ctx), func() { stop(); stopSponsor() }
 		}
 	}
+	// A client token's tunnel ends with the token, re-decided at its exp.
+	var expiry <-chan time.Time
+	if !ex.tokenExpiry.IsZero() {
+		et := time.NewTimer(time.Until(ex.tokenExpiry))
+		expiry = et.C
+		prev := stop
+		stop = func() { prev(); et.Stop() }
+	}
 	go func() {
 		defer stop()
 		t := time.NewTicker(recheckEvery)
@@ -92,6 +100,7 @@ func (ex *exchange) guardTunnel() (*http.Request, context.CancelFunc) {
 			select {
 			case <-ctx.Done():
 				return
+			case <-expiry:
 			case <-changed:
 			case <-t.C:
 			}

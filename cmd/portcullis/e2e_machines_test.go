@@ -13,8 +13,10 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -38,7 +40,7 @@ func TestE2EMachines(t *testing.T) {
 		// Acme's own IdP, for its integrations (here the same provider as the people's).
 		{ID: "acme-sync", Secret: "sync-secret", ClientCredentials: true, JWTAccessTokens: true, Audience: []string{"portal-api"}},
 		{ID: "acme-short", Secret: "short-secret", ClientCredentials: true, JWTAccessTokens: true, Audience: []string{"portal-api"},
-			AccessTokenLifetime: time.Second},
+			AccessTokenLifetime: 2 * time.Second},
 		{ID: "elsewhere", Secret: "else-secret", ClientCredentials: true, JWTAccessTokens: true, Audience: []string{"another-api"}},
 	}, extra: func(b *azBed, i int) string {
 		// Continues the route list: the integration API takes API keys only, and so does
@@ -60,10 +62,16 @@ func TestE2EMachines(t *testing.T) {
     upstream: %s
     org: {from: path, path_segment: 2}
     auth: [client_jwt]
+  - name: jevents
+    path: /jevents
+    upstream: %s
+    websocket: true
+    org: {from: path, path_segment: 2}
+    auth: [client_jwt]
 client_jwt:
   issuers:
     - {issuer: %s, audience: portal-api, ca_root_file: %s, orgs: [acme]}
-`, b.portal.URL, tunnel.URL, b.portal.URL, b.idp.URL, b.ca)
+`, b.portal.URL, tunnel.URL, b.portal.URL, tunnel.URL, b.idp.URL, b.ca)
 		if i == 0 {
 			s += "admin_api:\n  listen: " + adminListen + "\n"
 		}
@@ -293,9 +301,16 @@ client_jwt:
 				t.Errorf("%s: %d %s", name, r.status, r.body)
 			}
 		}
-		// An expired token: acme-short's live one second.
+		// An expired token: acme-short's live two seconds; a tunnel opened with one closes then.
 		short := token("acme-short", "short-secret")
-		waitWithin(time.Second, "/japi/acme/x", short, 401, "credential_expired")
+		conn, br := dialTunnel(t, p1, "/jevents/acme/feed", short)
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(store.DefaultCacheTTL + 3*time.Second))
+		var ne net.Error
+		if _, err := br.ReadString('\n'); err == nil || errors.As(err, &ne) && ne.Timeout() {
+			t.Errorf("a tunnel outlived its token: %v", err)
+		}
+		waitWithin(2*time.Second, "/japi/acme/x", short, 401, "credential_expired")
 		// Unbinding ends the client's tokens on every replica.
 		if code, _, errOut := viaAPI("machine", "unbind", "acme", "billing-export", "--issuer", b.idp.URL, "--subject", "acme-sync", "--reason", "client rotated"); code != 0 {
 			t.Fatalf("unbind: %s", errOut)
@@ -306,25 +321,8 @@ client_jwt:
 	t.Run("offboarding the sponsor ends the machine's access on every replica, open tunnels too", func(t *testing.T) {
 		key3, _ := newKey("key", "create", "acme", "billing-export", "--reason", "after the leak")
 		waitAll("/api/acme/invoices", key3, 200, "")
-		conn, err := tls.Dial("tcp", strings.TrimPrefix(p2.base, "https://"), &tls.Config{InsecureSkipVerify: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		conn, br := dialTunnel(t, p2, "/events/acme/feed", key3)
 		defer conn.Close()
-		fmt.Fprintf(conn, "GET /events/acme/feed HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", strings.TrimPrefix(p2.base, "https://"), key3)
-		br := bufio.NewReader(conn)
-		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-			t.Fatalf("the machine's websocket: %v %v", resp, err)
-		}
-		if _, err := io.WriteString(conn, "ping\n"); err != nil {
-			t.Fatal(err)
-		}
-		if line, err := br.ReadString('\n'); err != nil || line != "ping\n" {
-			t.Fatalf("echo: %q %v", line, err)
-		}
 		if code, out, errOut := viaAPI("event", "offboarded", erinKey, "--reason", "erin left the company"); code != 0 {
 			t.Fatalf("offboard: %s %s", out, errOut)
 		}
@@ -375,4 +373,30 @@ func jwksURL(t *testing.T, p *oidc.Provider) string {
 		t.Fatalf("jwks_uri: %v", err)
 	}
 	return d.JWKS
+}
+
+// dialTunnel opens a WebSocket on px's path with a bearer credential and checks that it echoes.
+func dialTunnel(t *testing.T, px *azProxy, path, credential string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	host := strings.TrimPrefix(px.base, "https://")
+	conn, err := tls.Dial("tcp", host, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", path, host, credential)
+	br := bufio.NewReader(conn)
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		conn.Close()
+		t.Fatalf("websocket on %s: %v %v", path, resp, err)
+	}
+	if _, err := io.WriteString(conn, "ping\n"); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := br.ReadString('\n'); err != nil || line != "ping\n" {
+		t.Fatalf("echo: %q %v", line, err)
+	}
+	return conn, br
 }
