@@ -182,3 +182,40 @@ func TestBindClientScope(t *testing.T) {
 	bind["issuer"] = "https://login.elsewhere.example"
 	b.want(b.call(bobTok, "POST", "/api/v1/orgs/beta/machines/squat/clients", bind), 400, "invalid_input")
 }
+
+// TestMachineRequest: a member asks for a machine identity they will sponsor; the service
+// kind's approvers approve (never the requester), and the approval creates it.
+func TestMachineRequest(t *testing.T) {
+	b := newBed(t)
+	annTok, bobTok := b.personal(ann, "", false), b.personal(bob, "", false)
+	ask := func(body map[string]any) answer {
+		body["reason"], body["duration"] = "nightly export (INT-9)", "30d"
+		return b.call(bobTok, "POST", "/api/v1/orgs/acme/requests", body)
+	}
+	b.want(ask(map[string]any{"machine": map[string]any{"id": "bob-export", "name": "Bob's export"}, "role": "billing"}), 422, "policy_violation") // bob lacks billing
+	b.want(ask(map[string]any{"machine": map[string]any{"id": "Bad id", "name": "x"}}), 400, "invalid_input")
+	r := ask(map[string]any{"machine": map[string]any{"id": "bob-export", "name": "Bob's export"}, "role": "viewer"})
+	b.want(r, 201, "")
+	id, _ := r.body["id"].(string)
+	path := "/api/v1/orgs/acme/requests/" + id
+	b.want(b.call(bobTok, "POST", path+"/approve", map[string]any{"reason": "mine"}), 403, "self_approval")
+	a := b.call(annTok, "POST", path+"/approve", map[string]any{"reason": "ok"})
+	b.want(a, 200, "")
+	if a.body["state"] != "approved" {
+		t.Fatalf("after ann's approval: %s", a.raw)
+	}
+	_, m, err := b.st.Lookup(t.Context(), "acme", store.MachineUser("acme", "bob-export"))
+	if err != nil || m == nil || m.Machine == nil || m.Machine.Sponsor != bob || m.Kind != store.KindService || len(m.Roles) != 1 || m.Roles[0] != "viewer" ||
+		m.ApprovedBy != ann || m.ExpiresAt.IsZero() {
+		t.Fatalf("the machine the approval created: %+v %v", m, err)
+	}
+	// Its sponsor makes its keys.
+	b.want(b.call(bobTok, "POST", "/api/v1/orgs/acme/machines/bob-export/keys", map[string]any{"reason": "first"}), 201, "")
+	// The same id again: the approval finds it taken.
+	r = ask(map[string]any{"machine": map[string]any{"id": "bob-export", "name": "Again"}, "role": "viewer"})
+	if r.status == 201 {
+		b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/requests/"+r.body["id"].(string)+"/approve", map[string]any{"reason": "ok"}), 409, "")
+	} else if r.status != 422 {
+		t.Errorf("asking for a machine id taken: %s", r.raw)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -18,6 +19,9 @@ type requestInput struct {
 	Kind    string `json:"kind,omitempty"`
 	Role    string `json:"role,omitempty"`
 	Purpose string `json:"purpose,omitempty"`
+	// Machine asks for a new machine identity that the person it is for sponsors, with Role
+	// (one the sponsor holds standing): created when the request is approved.
+	Machine *store.RequestedMachine `json:"machine,omitempty"`
 	// Duration is how long the grant lasts from its approval ("8h", "30d").
 	Duration string `json:"duration"`
 	Reason   string `json:"reason"`
@@ -83,7 +87,23 @@ func (c *call) createRequest() (any, error) {
 			return nil, err
 		}
 	}
-	o, m, err := c.s.st.Lookup(c.ctx, org, who)
+	subject := who
+	if in.Machine != nil {
+		// The machine, with no role its sponsor lacks; the policy is the service kind's.
+		in.Kind = store.KindService
+		if !syntax.Name(in.Machine.ID) {
+			return nil, invalid("machine.id: want [a-z0-9_-]{1,64}")
+		}
+		var roles []string
+		if in.Role != "" {
+			roles = []string{in.Role}
+		}
+		if err := c.withinSponsor(org, who, roles); err != nil {
+			return nil, err
+		}
+		subject = store.MachineUser(org, in.Machine.ID)
+	}
+	o, m, err := c.s.st.Lookup(c.ctx, org, subject)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +111,7 @@ func (c *call) createRequest() (any, error) {
 		return nil, refuse(reason.NotFound, "no org "+org)
 	}
 	r := store.Request{Org: org, For: who, Requester: c.p.Name, Kind: in.Kind, Role: in.Role, Purpose: in.Purpose, Duration: d,
-		Reason: in.Reason, Ticket: in.Ticket}
+		Reason: in.Reason, Ticket: in.Ticket, Machine: in.Machine}
 	if vs := c.policy.CheckRequest(&r, o, m, c.s.now()); len(vs) > 0 {
 		return nil, violation(vs)
 	}
@@ -296,6 +316,15 @@ func (c *call) decide(approve bool) (any, error) {
 			typ = audit.MembershipGranted
 		}
 		nm, until := c.policy.Fulfil(r, m, org, now)
+		if mc := r.Machine; mc != nil {
+			// The machine the request asked for, sponsored by the person it is for, who must
+			// still hold what it gets.
+			nm.User = store.MachineUser(r.Org, mc.ID)
+			nm.Machine = &store.Machine{ID: mc.ID, Name: mc.Name, Description: mc.Description, Sponsor: r.For}
+			if err := c.withinSponsor(r.Org, r.For, nm.Roles); err != nil {
+				return store.RequestStep{}, err
+			}
+		}
 		before := m
 		if typ == audit.MembershipGranted {
 			before = nil // a new membership: all of it is the change

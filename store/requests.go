@@ -49,6 +49,9 @@ type Request struct {
 	// Roles are further roles asked with a new membership (Kind): a merger asks the
 	// surviving organisation for each absorbed membership with all its standing roles.
 	Roles []string `json:"roles,omitempty"`
+	// Machine, when set, asks for a new machine identity of kind service that For sponsors
+	// (with Role, when given): the approval creates it.
+	Machine *RequestedMachine `json:"machine,omitempty"`
 	// Duration is how long the grant lasts from its approval.
 	Duration time.Duration `json:"duration"`
 	Reason   string        `json:"reason"`
@@ -65,6 +68,22 @@ type Request struct {
 	DecisionReason string    `json:"decision_reason,omitempty"`
 	// GrantedUntil is the end of the grant an approval wrote.
 	GrantedUntil time.Time `json:"granted_until,omitzero"`
+}
+
+// RequestedMachine is the machine identity a request asks for.
+type RequestedMachine struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+}
+
+// subject is the user key of the membership r grants: the machine's for a machine request,
+// else the person's.
+func (r *Request) subject() string {
+	if r.Machine != nil {
+		return MachineUser(r.Org, r.Machine.ID)
+	}
+	return r.For
 }
 
 // Approval is one approver's approval of a request.
@@ -132,6 +151,21 @@ func checkRequest(r *Request) error {
 	}
 	if r.Purpose != "" && !syntax.Name(r.Purpose) {
 		bad("purpose %q: want [a-z0-9_-]{1,64}", r.Purpose)
+	}
+	if mc := r.Machine; mc != nil {
+		switch {
+		case r.Kind != KindService:
+			bad("machine: a machine identity's membership is of kind service")
+		case !syntax.Name(mc.ID):
+			bad("machine.id %q: want [a-z0-9_-]{1,64}", mc.ID)
+		case strings.TrimSpace(mc.Name) == "" || len(mc.Name) > 128 || !printable(mc.Name) || len(mc.Description) > 1024 || !printable(mc.Description):
+			bad("machine: a name (printable, at most 128 bytes) and an optional description (at most 1024)")
+		case r.Purpose != "":
+			bad("machine: a machine is asked for with a role, not a purpose")
+		}
+	}
+	if IsMachineUser(r.For) {
+		bad("for: a machine identity gets no grant of its own; its sponsor asks")
 	}
 	if r.Kind == "" && r.Role == "" && r.Purpose == "" {
 		bad("nothing requested: want a role, a purpose or a kind of membership")
@@ -324,8 +358,8 @@ type MemberRef struct {
 	User string `json:"user"`
 }
 
-// DecideRequest applies edit to the request id of org and the current membership of the
-// person it is for (nil when there is none), in one transaction with the audit events: edit
+// DecideRequest applies edit to the request id of org and the current membership it grants or
+// changes (the person's, or for a machine request the machine's; nil when there is none), in one transaction with the audit events: edit
 // changes the request in place and says what to write. edit may run more than once (a
 // concurrent change retries), so it must only change its arguments; an error it returns is
 // returned as it is and nothing is written.
@@ -352,7 +386,10 @@ func (o *Orgs) DecideRequest(ctx context.Context, org, id string, edit func(r *R
 		if r == nil {
 			return fmt.Errorf("request %s: %w", id, ErrNotFound)
 		}
-		keys := []string{o.s.keys.membership(org, r.For), o.s.keys.org(org)}
+		// The membership the request grants or changes: the person's, or for a machine
+		// request the machine's (which must not exist yet).
+		subject := r.subject()
+		keys := []string{o.s.keys.membership(org, subject), o.s.keys.org(org)}
 		for _, ref := range watch {
 			if !syntax.OrgID(ref.Org) || !validUser(ref.User) {
 				return fmt.Errorf("watch %q in %q: %w", ref.User, ref.Org, ErrInvalid)
@@ -362,7 +399,7 @@ func (o *Orgs) DecideRequest(ctx context.Context, org, id string, edit func(r *R
 		if err := tx.Watch(ctx, keys...).Err(); err != nil {
 			return err
 		}
-		stored, mBefore, err := o.s.getMembership(ctx, tx, org, r.For)
+		stored, mBefore, err := o.s.getMembership(ctx, tx, org, subject)
 		if err != nil {
 			return err
 		}
@@ -378,7 +415,10 @@ func (o *Orgs) DecideRequest(ctx context.Context, org, id string, edit func(r *R
 		var gw *grantWrite
 		if step.Membership != nil {
 			nm := step.Membership
-			nm.Org, nm.User, nm.Updated = org, r.For, o.now()
+			if r.Machine != nil && stored != nil {
+				return fmt.Errorf("machine %s/%s exists already: %w", org, r.Machine.ID, ErrExists)
+			}
+			nm.Org, nm.User, nm.Updated = org, subject, o.now()
 			if m == nil || m.Created.IsZero() {
 				nm.Created = nm.Updated
 			}
