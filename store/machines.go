@@ -811,3 +811,51 @@ func (o *Orgs) DisableUnusedKeys(ctx context.Context, unusedAfter time.Duration,
 	}
 	return n, nil
 }
+
+// SuspendOrphans suspends, in every organisation, each live machine identity whose sponsor's
+// membership has ended for good (revoked, expired, or gone), revoking its keys, as actor, and
+// returns how many. It is what a sponsor's end does when no change announced it (an expiry):
+// the decision refuses such machines from the moment the sponsor's membership ends
+// (sponsor_inactive); this makes the record say so, so that a renewed sponsor membership does
+// not silently revive keys nobody answered for meanwhile. A sponsor merely suspended or
+// overdue for review is left alone: that may be undone.
+func (o *Orgs) SuspendOrphans(ctx context.Context, actor string) (int, error) {
+	orgs, err := o.s.OrgIDs(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, org := range orgs {
+		ms, err := o.s.Machines(ctx, org)
+		if err != nil {
+			return n, err
+		}
+		for _, m := range ms {
+			if m.Status != MembershipActive {
+				continue
+			}
+			_, sp, err := o.s.Lookup(ctx, org, m.Machine.Sponsor)
+			if err != nil {
+				return n, err
+			}
+			now := o.now()
+			if sp != nil && sp.Status != MembershipRevoked && (sp.ExpiresAt.IsZero() || now.Before(sp.ExpiresAt)) {
+				continue
+			}
+			sponsor := m.Machine.Sponsor
+			_, err = o.updateMembership(ctx, "suspend orphaned machine", org, m.User, actor, "its sponsor's membership ended", audit.MachineSuspended, func(cur *Membership) error {
+				if cur.Machine == nil || cur.Status != MembershipActive || cur.Machine.Sponsor != sponsor {
+					return errNoChange // changed meanwhile: decided again at the next sweep
+				}
+				cur.Status = MembershipSuspended
+				cur.Machine = endKeys(cur.Machine, o.now(), actor)
+				return nil
+			})
+			if err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}

@@ -410,3 +410,43 @@ func TestDisableUnusedKeys(t *testing.T) {
 		t.Error("a sweep with no age revoked keys")
 	}
 }
+
+// TestSuspendOrphans: a machine whose sponsor's membership expired is suspended with its keys
+// by the sweep; one whose sponsor is only suspended is left alone.
+func TestSuspendOrphans(t *testing.T) {
+	f := newOrgFixture(t)
+	ctx := f.ctx()
+	f.createOrg("acme")
+	if _, err := f.o.Grant(ctx, Membership{Org: "acme", User: alice, Kind: KindEmployee, ExpiresAt: time.Now().Add(time.Hour)}, admin, "contractor"); err != nil {
+		t.Fatal(err)
+	}
+	f.drain()
+	f.grant("acme", bob)
+	f.createMachine("acme", "alice-sync", alice)
+	f.createMachine("acme", "bob-sync", bob)
+	f.createKey("acme", "alice-sync")
+	if _, err := f.o.ChangeMembership(ctx, "acme", bob, func(m *Membership) error { m.Status = MembershipSuspended; return nil }, admin, "leave"); err != nil {
+		t.Fatal(err)
+	}
+	f.drain()
+	if n, err := f.o.SuspendOrphans(ctx, "sweep"); err != nil || n != 0 {
+		t.Fatalf("with every sponsor's membership unexpired: %d %v", n, err)
+	}
+	later := time.Now().Add(2 * time.Hour)
+	f.o.now = func() time.Time { return later.UTC() }
+	if n, err := f.o.SuspendOrphans(ctx, "sweep"); err != nil || n != 1 {
+		t.Fatalf("after alice's membership expired: %d %v", n, err)
+	}
+	f.expect([]audit.Type{audit.MachineSuspended}, invalMembership("acme", MachineUser("acme", "alice-sync")))
+	_, m, _ := f.s.Lookup(ctx, "acme", MachineUser("acme", "alice-sync"))
+	if m.Status != MembershipSuspended || m.Machine.Keys[0].Revoked.IsZero() {
+		t.Errorf("alice's machine: %s, key %+v", m.Status, m.Machine.Keys[0])
+	}
+	_, m, _ = f.s.Lookup(ctx, "acme", MachineUser("acme", "bob-sync"))
+	if m.Status != MembershipActive {
+		t.Errorf("bob's machine (his membership only suspended): %s", m.Status)
+	}
+	if n, _ := f.o.SuspendOrphans(ctx, "sweep"); n != 0 {
+		t.Errorf("a second sweep suspended %d", n)
+	}
+}

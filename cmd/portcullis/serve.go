@@ -197,10 +197,13 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	}
 
 	orgs := store.NewOrgs(st, aud)
-	if d := cfg.Lifecycle.APIKeys.DisableUnusedAfter.OrZero(); d > 0 {
+	{
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		done := make(chan struct{})
-		go func() { defer close(done); sweepUnusedKeys(sctx, orgs.Via("unused key sweep"), d, time.Hour, log) }()
+		go func() {
+			defer close(done)
+			sweepMachines(sctx, orgs.Via("machine identity sweep"), cfg.Lifecycle.APIKeys.DisableUnusedAfter.OrZero(), time.Hour, log)
+		}()
 		closers = append(closers, func() { cancel(); <-done })
 	}
 	if cfg.AdminAPI.Enabled() {
@@ -337,13 +340,15 @@ func newAdminAPI(cfg *config.Config, st *store.Store, orgs *store.Orgs, aud *sto
 	return api, nil
 }
 
-// unusedKeyActor records the sweep of unused API keys in audit events.
-const unusedKeyActor = "portcullis (lifecycle.api_keys.disable_unused_after)"
+// sweepActor records the machine identity sweep in audit events.
+const sweepActor = "portcullis (machine identity sweep)"
 
-// sweepUnusedKeys revokes API keys unused for unusedAfter (store.DisableUnusedKeys) a minute
-// after start and then every interval, until ctx ends. Every replica sweeps: each key is its
-// own change, so two sweeps at once revoke each key once.
-func sweepUnusedKeys(ctx context.Context, orgs *store.Orgs, unusedAfter, interval time.Duration, log *slog.Logger) {
+// sweepMachines runs a minute after start and then every interval, until ctx ends: machine
+// identities whose sponsor's membership ended without a change saying so (an expiry) are
+// suspended with their keys (store.SuspendOrphans), and keys unused for unusedAfter (0: none)
+// are revoked (store.DisableUnusedKeys). Every replica sweeps: each machine and key is its own
+// change, so two sweeps at once change each once.
+func sweepMachines(ctx context.Context, orgs *store.Orgs, unusedAfter, interval time.Duration, log *slog.Logger) {
 	t := time.NewTimer(time.Minute + time.Duration(rand.Int64N(int64(time.Minute))))
 	defer t.Stop()
 	for {
@@ -352,11 +357,14 @@ func sweepUnusedKeys(ctx context.Context, orgs *store.Orgs, unusedAfter, interva
 			return
 		case <-t.C:
 		}
-		n, err := orgs.DisableUnusedKeys(ctx, unusedAfter, unusedKeyActor)
-		switch {
-		case err != nil && ctx.Err() == nil:
+		if n, err := orgs.SuspendOrphans(ctx, sweepActor); err != nil && ctx.Err() == nil {
+			log.Warn("machine identity sweep failed; it runs again later", "error", err, "suspended", n)
+		} else if n > 0 {
+			log.Info("machine identities whose sponsor's membership ended suspended", "suspended", n)
+		}
+		if n, err := orgs.DisableUnusedKeys(ctx, unusedAfter, sweepActor); err != nil && ctx.Err() == nil {
 			log.Warn("unused API key sweep failed; it runs again later", "error", err, "revoked", n)
-		case n > 0:
+		} else if n > 0 {
 			log.Info("API keys unused for too long revoked", "revoked", n, "unused_after", unusedAfter.String())
 		}
 		t.Reset(interval)
