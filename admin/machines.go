@@ -31,7 +31,7 @@ import (
 func (s *Server) machineEndpoints() []endpoint {
 	base := basePath + "/orgs/{org}/machines"
 	return []endpoint{
-		{method: "GET", path: base, summary: "The machine identities of an organisation with their keys (never a secret or its hash), sponsors and last use (operators and its administrators)",
+		{method: "GET", path: base, summary: "The machine identities of an organisation with their keys (never a secret or its hash), sponsors and last use (operators and its administrators; a sponsor, those they sponsor)",
 			access: anyone, out: list[store.Membership]{}, handle: (*call).listMachines},
 		{method: "POST", path: base, summary: "Create a machine identity sponsored by a live member, with no role the sponsor lacks, within the service kind's policy (operators, for any sponsor; an organisation's own administrators, where that policy lets one approve alone, sponsoring it themselves)",
 			access: anyone, change: true, in: machineInput{}, out: store.Membership{}, status: http.StatusCreated, handle: (*call).createMachine},
@@ -187,15 +187,29 @@ type createdKey struct {
 const keyWarning = "Store this key now (a secret manager, not a repository): it is shown only once. Send it as \"Authorization: Bearer <key>\"."
 
 func (c *call) listMachines() (any, error) {
-	org, err := c.administeredOrg()
+	org, err := c.orgParam()
 	if err != nil {
 		return nil, err
 	}
+	if err := c.inOrg(org); err != nil {
+		return nil, err
+	}
+	// Administrators see every machine; a sponsor, those they answer for.
+	admin := c.mayAdminister(org) == nil
 	ms, err := c.s.st.Machines(c.ctx, org)
 	if err != nil {
 		return nil, err
 	}
-	return list[store.Membership]{Items: append([]store.Membership{}, ms...)}, nil
+	out := list[store.Membership]{Items: []store.Membership{}}
+	for _, m := range ms {
+		if admin || m.Machine.Sponsor == c.p.Name {
+			out.Items = append(out.Items, m)
+		}
+	}
+	if !admin && len(out.Items) == 0 {
+		return nil, refuse(reason.NotPermitted, "not an administrator of "+org+", nor the sponsor of any of its machine identities")
+	}
+	return out, nil
 }
 
 func (c *call) createMachine() (any, error) {

@@ -92,7 +92,11 @@ func TestMachines(t *testing.T) {
 	if !strings.Contains(l.raw, `"sponsor":"`+bob+`"`) || !strings.Contains(l.raw, id) {
 		t.Errorf("listing %s", l.raw)
 	}
-	b.want(b.call(bobTok, "GET", "/api/v1/orgs/acme/machines", nil), 403, "not_permitted")
+	// bob sees the machine he sponsors, and only that one; pat sees none.
+	if l := b.call(bobTok, "GET", "/api/v1/orgs/acme/machines", nil); l.status != 200 || len(l.body["items"].([]any)) != 1 || !strings.Contains(l.raw, `"id":"sync"`) {
+		t.Errorf("bob's listing: %s", l.raw)
+	}
+	b.want(b.call(patTok, "GET", "/api/v1/orgs/acme/machines", nil), 403, "not_permitted")
 
 	// Rotation within max_overlap.
 	rot := keys + "/" + id + "/rotate"

@@ -115,6 +115,10 @@ func (ex *exchange) serve() error {
 	switch {
 	case !ex.route.Public:
 		err = ex.admit()
+	case presentsAPIKey(r.Header):
+		// A public route takes no credential: a Portcullis key sent to one would reach the
+		// portal (and its logs) as it is.
+		err = ex.machineRefusal(reason.CredentialNotAccepted, "", "")
 	case ex.pol.recovery != nil:
 		err = ex.recover()
 	}

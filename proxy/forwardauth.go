@@ -245,6 +245,9 @@ func (ex *exchange) decideOriginal() error {
 	switch {
 	case !ex.route.Public:
 		return ex.admit()
+	case presentsAPIKey(r.Header):
+		// The ingress would pass the key on to the portal: never answered with an allow.
+		return ex.machineRefusal(reason.CredentialNotAccepted, "", "")
 	case ex.pol.recovery != nil && ex.pol.recovery.Spec.Guards(ex.method):
 		// ex.method: an allowed override (X-HTTP-Method-Override: PUT on a POST) is decided
 		// as the method it asks for, as the proxy's recover() does.

@@ -77,6 +77,12 @@ func (ex *exchange) choosePrincipal() (credential, error) {
 	return credSession, nil
 }
 
+// presentsAPIKey reports whether the request carries a Portcullis API key as a bearer token.
+func presentsAPIKey(h http.Header) bool {
+	token, bearer := bearerToken(h)
+	return bearer && strings.HasPrefix(token, apikey.Prefix)
+}
+
 // bearerToken is the token of the request's Authorization header when its scheme is Bearer
 // (case-insensitive, RFC 9110 §11.1), and whether it is. readTarget refused a request with
 // more than one Authorization header.

@@ -121,8 +121,18 @@ func accMachines(t *testing.T, b *accBed) {
 			// Signed in, the key still is not ignored.
 			refused(t, accDo(t, b.cli, "GET", b.base+path, nil, bearer(key)), 401, "credential_not_accepted")
 		}
+		// A public route takes no credential: the key would reach the portal as it is.
+		refused(t, accDo(t, anon(), "GET", b.base+"/pub/x", nil, bearer(key)), 401, "credential_not_accepted")
 		if b.up.hits() != hits {
 			t.Error("a refused key reached the portal")
+		}
+		fa := bearer(key)
+		fa.Set("X-Forwarded-Host", strings.TrimPrefix(b.base, "https://"))
+		fa.Set("X-Forwarded-Proto", "https")
+		fa.Set("X-Forwarded-Method", "GET")
+		fa.Set("X-Forwarded-Uri", "/pub/x")
+		if r := accDo(t, anon(), "GET", b.base+"/.portcullis/auth", nil, fa); r.StatusCode == 200 || r.Header.Get("X-Portcullis-Reason") != "credential_not_accepted" {
+			t.Errorf("forward-auth about a public path with a key: %d %s", r.StatusCode, r.Header.Get("X-Portcullis-Reason"))
 		}
 		// Anyone can send these: counted, not audited one by one (the trail is not for floods).
 		refused(t, accDo(t, anon(), "GET", b.base+"/both/x", nil, http.Header{"Authorization": {"Bearer pc_junk"},

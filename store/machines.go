@@ -295,7 +295,7 @@ func (o *Orgs) CreateMachine(ctx context.Context, m Membership, actor, reason st
 		}
 		now := o.now()
 		if !orgActive(org, now) {
-			return fmt.Errorf("org %s is not active: %w", m.Org, ErrInvalid)
+			return fmt.Errorf("%w: org %s is not active", ErrInvalid, m.Org)
 		}
 		if old, _, err := o.s.getMembership(ctx, tx, m.Org, m.User); err != nil {
 			return err
@@ -307,7 +307,7 @@ func (o *Orgs) CreateMachine(ctx context.Context, m Membership, actor, reason st
 			return err
 		}
 		if !sponsorLive(sp, now) {
-			return fmt.Errorf("sponsor %s holds no live membership of %s: %w", m.Machine.Sponsor, m.Org, ErrInvalid)
+			return fmt.Errorf("%w: sponsor %s holds no live membership of %s", ErrInvalid, m.Machine.Sponsor, m.Org)
 		}
 		m.Created, m.Updated = now, now
 		detail := map[string]string{"machine": m.Machine.ID, "sponsor": m.Machine.Sponsor}
@@ -376,7 +376,7 @@ func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Ti
 				return fmt.Errorf("key %s of %s/%s: %w", replaces, org, id, ErrNotFound)
 			}
 			if !old.Live(now) {
-				return fmt.Errorf("key %s has ended: %w (create a new key instead)", replaces, ErrInvalid)
+				return fmt.Errorf("%w: key %s has ended (create a new key instead)", ErrInvalid, replaces)
 			}
 			if end := now.Add(overlap); end.Before(old.ExpiresAt) {
 				old.ExpiresAt = utc(end)
@@ -419,7 +419,7 @@ func (o *Orgs) liveMachine(ctx context.Context, tx *redis.Tx, org, id string, no
 		return nil, "", fmt.Errorf("machine %s/%s: %w", org, id, ErrNotFound)
 	}
 	if !live(m, now) {
-		return nil, "", fmt.Errorf("machine %s/%s is %s: %w", org, id, m.Status, ErrInvalid)
+		return nil, "", fmt.Errorf("%w: machine %s/%s is %s", ErrInvalid, org, id, m.Status)
 	}
 	if err := tx.Watch(ctx, o.s.keys.membership(org, m.Machine.Sponsor)).Err(); err != nil {
 		return nil, "", err
@@ -671,7 +671,7 @@ func (o *Orgs) UnbindClient(ctx context.Context, org, id, issuer, subject, actor
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if !syntax.OrgID(org) || !syntax.Name(id) {
-		return nil, fmt.Errorf("%s: %w", op, ErrInvalid)
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, op)
 	}
 	idx := o.s.keys.clientIndex(issuer, subject)
 	user := MachineUser(org, id)
@@ -729,7 +729,7 @@ func (o *Orgs) HandOver(ctx context.Context, org, id, newSponsor, actor, reason 
 		}
 		now := o.now()
 		if m.Status == MembershipRevoked {
-			return fmt.Errorf("machine %s/%s is revoked: %w", org, id, ErrInvalid)
+			return fmt.Errorf("%w: machine %s/%s is revoked", ErrInvalid, org, id)
 		}
 		out = m
 		if m.Machine.Sponsor == newSponsor {

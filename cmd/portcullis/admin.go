@@ -292,7 +292,9 @@ func groupHelp(group string, stdout, stderr io.Writer) int {
 	for _, c := range cmds {
 		fmt.Fprintf(stdout, "  %s\n", strings.TrimSpace(group+" "+c+" "+adminCommands[group+" "+c].synopsis))
 	}
-	fmt.Fprintf(stdout, "\nFlags of every command: --config FILE, --actor WHO, --json (also before the group).\n"+
+	fmt.Fprintf(stdout, "\nFlags of every command, before or after it: --server URL (or PORTCULLIS_ADMIN_SERVER), --token-file FILE\n"+
+		"(or PORTCULLIS_ADMIN_TOKEN), --ca-file FILE, --insecure-skip-verify (a loopback server only), --json; --break-glass\n"+
+		"with --config FILE and --actor WHO writes to Redis directly.\n"+
 		"Run \"portcullis admin %s <command> -h\" for a command's flags.\n", group)
 	return 0
 }

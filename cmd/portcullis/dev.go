@@ -452,6 +452,13 @@ routes:
     recovery_guard:
       identifier: [{from: form, name: email}]
       blocked_response: forbidden   # the demo shows why; production keeps the default, generic
+  # The portal's API for integrations: machine identities' API keys only (auth), for the
+  # organisation the machine belongs to, on every host (before the organisation hosts' routes).
+  - name: api
+    path: /api
+    upstream: %[2]s
+    require: {roles: [viewer, admin]}
+    auth: [api_key]
   # Each organisation's own host name: Chromium, Firefox and curl resolve every *.localhost
   # name to loopback, so these reach this listener. People sign in on the sign-in host
   # (public_url) and are handed over (session/handoff.go); the organisation is the host's.
@@ -468,13 +475,6 @@ routes:
     path: /
     upstream: %[2]s
     org: {from: host, host: "{org}.localhost"}
-  # The portal's API for integrations: machine identities' API keys only (auth), for the
-  # organisation the machine belongs to.
-  - name: api
-    path: /api
-    upstream: %[2]s
-    require: {roles: [viewer, admin]}
-    auth: [api_key]
   - name: billing
     path: /billing
     upstream: %[2]s
