@@ -1,6 +1,8 @@
 package store
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"strconv"
 	"strings"
@@ -277,4 +279,27 @@ func (k keys) handoffCode(h string) string { return k.prefix + "{hc:" + escape(h
 // sessionFamily is the key of the set of session hashes created from one sign-in.
 func (k keys) sessionFamily(family string) string {
 	return k.prefix + "{f:" + escape(family) + "}:family"
+}
+
+// Machine identity keys (store/machines.go). A machine's record is a membership (see the
+// organisation keys); its credentials are found through two indexes, each naming the machine:
+//
+//	pc:{k:<key id>}:apikey    an API key's index entry: org, machine, the SHA-256 of the key
+//	pc:{c:<hash>}:client      a federated client's index entry: org, machine, issuer, subject,
+//	                          by 128 bits of the SHA-256 of issuer and subject
+//
+// An entry on its own grants nothing: the machine's record must list the key or the client.
+
+// apiKeyIndex is the key of the index entry of API key id (an APIKeyOwner).
+func (k keys) apiKeyIndex(id string) string { return k.prefix + "{k:" + escape(id) + "}:apikey" }
+
+// clientIndexID is the index id of issuer's subject.
+func clientIndexID(issuer, subject string) string {
+	sum := sha256.Sum256([]byte("portcullis/client\x00" + issuer + "\x00" + subject))
+	return hex.EncodeToString(sum[:16])
+}
+
+// clientIndex is the key of the index entry of issuer's subject.
+func (k keys) clientIndex(issuer, subject string) string {
+	return k.prefix + "{c:" + clientIndexID(issuer, subject) + "}:client"
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -201,9 +200,6 @@ func cloneMachine(mc *Machine) *Machine {
 	cp.Clients = slices.Clone(mc.Clients)
 	return &cp
 }
-
-// apiKeyIndex is the key of the index entry of API key id (an APIKeyOwner).
-func (k keys) apiKeyIndex(id string) string { return k.prefix + "{k:" + escape(id) + "}:apikey" }
 
 // APIKeyOwner is an API key's index entry: the machine it belongs to and the key's hash.
 type APIKeyOwner struct {
@@ -557,17 +553,6 @@ func (p *plan) suspendSponsored(org, user string) error {
 // keys, the machine's record is the truth: the entry is written before the record and a token
 // whose client the record does not list grants nothing. Unlike a key's, an entry changes (a
 // client unbound from one machine may be bound to another), so writing one announces it.
-
-// clientIndexID is the index id of issuer's subject.
-func clientIndexID(issuer, subject string) string {
-	sum := sha256.Sum256([]byte("portcullis/client\x00" + issuer + "\x00" + subject))
-	return hex.EncodeToString(sum[:16])
-}
-
-// clientIndex is the key of the index entry of issuer's subject.
-func (k keys) clientIndex(issuer, subject string) string {
-	return k.prefix + "{c:" + clientIndexID(issuer, subject) + "}:client"
-}
 
 // ClientOwner is a federated client's index entry: the machine it is bound to.
 type ClientOwner struct {
