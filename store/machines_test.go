@@ -240,6 +240,10 @@ func TestSponsorEndSuspendsMachines(t *testing.T) {
 	_, err = f.o.HandOver(ctx, "acme", "alice-sync", bob, admin, "revive")
 	wantErr(t, "hand over a revoked machine", err, ErrInvalid)
 
+	// Nor does a machine hold an admin API token.
+	_, _, err = f.o.CreateToken(ctx, Token{Name: "x", Owner: MachineUser("acme", "bob-sync"), Expires: time.Now().Add(time.Hour)}, admin, "x")
+	wantErr(t, "an admin token for a machine", err, ErrInvalid)
+
 	// role_changed is for people: a machine's roles are capped by its sponsor's.
 	_, err = f.o.Apply(ctx, BusinessEvent{Event: EventRoleChanged, Org: "acme", User: MachineUser("acme", "bob-sync"), Roles: []string{"admin"}}, admin, "x", false)
 	wantErr(t, "role_changed on a machine", err, ErrInvalid)

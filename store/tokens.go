@@ -98,6 +98,9 @@ func (o *Orgs) CreateToken(ctx context.Context, t Token, actor, reason string) (
 	}
 	if !validUser(t.Owner) {
 		errs = append(errs, errors.New("owner: required"))
+	} else if IsMachineUser(t.Owner) {
+		// A machine has API keys for the portal; the administration API is for people.
+		errs = append(errs, errors.New("owner: a machine identity holds API keys, not admin API tokens"))
 	}
 	if t.Org != "" && !syntax.OrgID(t.Org) {
 		errs = append(errs, fmt.Errorf("org %q: want [a-z0-9-]{1,63}", t.Org))
