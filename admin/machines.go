@@ -104,13 +104,8 @@ func (c *call) handOver() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.mayApproveAlone(org, store.KindService); err != nil {
+	if _, err := c.mayGrantMachine(org); err != nil {
 		return nil, err
-	}
-	if !c.p.Operator {
-		if err := c.mayAdministerDirectly(org); err != nil {
-			return nil, err
-		}
 	}
 	m, err := c.machineParam(org)
 	if err != nil {
@@ -218,16 +213,12 @@ func (c *call) createMachine() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	o, err := c.mayApproveAlone(org, store.KindService)
+	o, err := c.mayGrantMachine(org)
 	if err != nil {
 		return nil, err
 	}
 	if !c.p.Operator {
-		// An administrator in their own right (not through a delegation), for a machine of
-		// their own.
-		if err := c.mayAdministerDirectly(org); err != nil {
-			return nil, err
-		}
+		// An administrator creates a machine of their own.
 		if in.Sponsor != "" && in.Sponsor != c.p.Name {
 			return nil, refuse(reason.NotPermitted, "an administrator creates machine identities they sponsor themselves; an operator can name another sponsor")
 		}
@@ -254,6 +245,23 @@ func (c *call) createMachine() (any, error) {
 		return nil, err
 	}
 	return c.changes().CreateMachine(c.ctx, m, c.p.Name, in.Reason)
+}
+
+// mayGrantMachine returns the organisation when the caller may give a machine identity's
+// access alone (create one, hand one over): operators, and the organisation's administrators
+// in their own right (not through a delegation) where the service kind's policy lets one
+// administrator approve alone.
+func (c *call) mayGrantMachine(org string) (*store.Org, error) {
+	o, err := c.mayApproveAlone(org, store.KindService)
+	if err != nil {
+		return nil, err
+	}
+	if !c.p.Operator {
+		if err := c.mayAdministerDirectly(org); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
 }
 
 // withinSponsor refuses roles for a machine of org that its sponsor does not hold standing in
