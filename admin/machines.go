@@ -21,10 +21,15 @@ import (
 //     answers for, and whoever holds a machine's keys is the person whose end ends it. The
 //     machine gets no role its sponsor does not hold standing, and lives within the service
 //     kind's policy (the decision caps it at its sponsor's access at every request anyway).
-//   - creating and rotating keys: its sponsor and operators, so that a key's secret is only
-//     ever shown to the person it ends with (or the platform's staff).
-//   - revoking keys and retiring the machine: also the organisation's administrators.
-//   - listing: the organisation's administrators and operators.
+//   - asking for one (POST /orgs/{org}/requests with machine): any member, who sponsors it
+//     once the service kind's approvers approve (admin/requests.go).
+//   - creating and rotating keys, binding federated clients: its sponsor and operators, so
+//     that a key's secret is only ever shown to the person it ends with (or the platform's
+//     staff).
+//   - revoking keys, unbinding clients and retiring the machine: also the organisation's
+//     administrators.
+//   - handing it over to another sponsor: as creating one, and every key ends with it.
+//   - listing: the organisation's administrators and operators; a sponsor, their own.
 //
 // A key lives at most lifecycle.api_keys.max_lifetime, never longer than the machine.
 

@@ -17,12 +17,13 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
-// Machine identities (LIFECYCLE.md, "Machine identities"): an integration of one organisation
-// (a billing export, a ticket sync), bound to the person who sponsors it. A machine identity is
-// a membership like any other, of kind service, whose user key is MachineUser(org, id) and
-// whose Machine field says what it is, who sponsors it and which API keys it holds. Being a
-// membership, it is decided, reviewed, reported and invalidated like one; the one rule more is
-// that its sponsor's membership of the same organisation must be live (authz.DecideMachine).
+// Machine identities (README, "Machine identities"): an integration of one organisation (a
+// billing export, a ticket sync), bound to the person who sponsors it. A machine identity is a
+// membership like any other, of kind service, whose user key is MachineUser(org, id) and whose
+// Machine field says what it is, who sponsors it, which API keys it holds and which federated
+// clients are bound to it. Being a membership, it is decided, reviewed, reported and
+// invalidated like one; the rule more is that it holds no more than its sponsor, whose
+// membership of the same organisation must grant too (authz.DecideMachine).
 //
 // API keys are "pc_<key id>_<secret>": the key id is public (it names the key in listings,
 // audit events and the index), the secret 256 random bits shown once. The index entry
@@ -30,9 +31,9 @@ import (
 // key (apikey.Hash), never the key: a Redis dump holds no usable credential, and the
 // membership record, which audit events and listings show, holds no hash at all. The entry
 // never changes once written (so any replica may cache it for as long as it likes); the
-// machine's record says whether the key is live. The entry is written before the record and
-// left in place when a key ends, so a crash between the two leaves an entry for a key the
-// record does not list, which grants nothing.
+// machine's record says whether the key is live. The entry is written with the record, in one
+// transaction, and left in place when a key ends; an entry for a key the record does not list,
+// or lists as ended, grants nothing.
 
 // machinePrefix starts the user key of every machine identity. An OpenID Provider's issuer is
 // an https URL, so no person's key (issuer|subject) can start with it.
