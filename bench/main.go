@@ -5,7 +5,7 @@
 //
 // It starts everything itself on loopback and stops by itself:
 //
-//	go run ./bench -duration 10s
+//	go run ./bench -duration 10s -rounds 5
 //
 // Pieces: an upstream answering 1 KiB, a bare ReverseProxy with pooled upstream connections (a
 // child process of this command, so its CPU time is its own), a private redis-server (found
@@ -37,7 +37,7 @@ import (
 )
 
 var (
-	duration = flag.Duration("duration", 10*time.Second, "measuring time per target, split over the rounds")
+	duration = flag.Duration("duration", 10*time.Second, "how long each target is measured in each round (a cell)")
 	rounds   = flag.Int("rounds", 3, "rounds: every round runs every target once, in turn")
 	conns    = flag.Int("c", 64, "concurrent keep-alive clients (32-128 is the budget's setting)")
 	warmup   = flag.Duration("warmup", 500*time.Millisecond, "unmeasured load before each measurement")
@@ -122,7 +122,7 @@ func run() error {
 	if err := checkTargets(targets, cookie, b.apiKey); err != nil {
 		return err
 	}
-	per := *duration / time.Duration(*rounds)
+	per := *duration
 	results, byRound, err := measureRounds(targets, cookie, b, per)
 	if err != nil {
 		return err
