@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -201,5 +202,65 @@ func TestDecideMachineAllocatesNothing(t *testing.T) {
 	in := machineFixture()
 	if n := testing.AllocsPerRun(200, func() { DecideMachine(in, now) }); n != 0 {
 		t.Errorf("DecideMachine allocates %v times", n)
+	}
+}
+
+// fakeMachines is a Members and MachineLookup over fixed records, counting reads.
+type fakeMachines struct {
+	org            *store.Org
+	mems           map[string]*store.Membership
+	singles, pairs int
+}
+
+func (f *fakeMachines) Lookup(_ context.Context, org, user string) (*store.Org, *store.Membership, error) {
+	f.singles++
+	return f.org, f.mems[user], nil
+}
+func (f *fakeMachines) LookupMachine(_ context.Context, org, machine, sponsor string) (*store.Org, *store.Membership, *store.Membership, error) {
+	f.pairs++
+	return f.org, f.mems[machine], f.mems[sponsor], nil
+}
+func (f *fakeMachines) OrgsOf(context.Context, string) ([]string, error)           { return nil, nil }
+func (f *fakeMachines) WithPrefetch(ctx context.Context, _ string) context.Context { return ctx }
+
+type fakeKeys map[string]*store.APIKeyOwner
+
+func (k fakeKeys) APIKeyOwner(_ context.Context, id string) (*store.APIKeyOwner, error) {
+	return k[id], nil
+}
+
+// TestGatherMachine: the key's sponsor, named in its index entry, is read with the machine in
+// one lookup; when the record names another sponsor (a handover, which revoked the key), the
+// record's is read instead, for the decision to refuse.
+func TestGatherMachine(t *testing.T) {
+	in := machineFixture()
+	bob := &store.Membership{Org: "acme", User: "https://idp.example.com|bob", Kind: store.KindEmployee, Roles: []string{"billing"}, Status: store.MembershipActive}
+	f := &fakeMachines{org: in.Org, mems: map[string]*store.Membership{in.Machine.User: in.Machine, alice: in.Sponsor, bob.User: bob}}
+	owner := *in.Owner
+	owner.Sponsor = alice
+	keys := fakeKeys{machineKeyID: &owner}
+	got, err := GatherMachine(context.Background(), keys, f, machineKey, machineKeyID)
+	if err != nil || got.Sponsor != in.Sponsor || got.Machine != in.Machine || f.pairs != 1 || f.singles != 0 {
+		t.Fatalf("with the key's sponsor: %+v %v (pairs %d, singles %d)", got, err, f.pairs, f.singles)
+	}
+	got.OrgID, got.Require = "acme", in.Require
+	if d := DecideMachine(got, now); !d.Allow {
+		t.Errorf("decided: %+v", d)
+	}
+	// Handed over to bob: the record is the truth.
+	handed := *in.Machine
+	mc := *handed.Machine
+	mc.Sponsor = bob.User
+	handed.Machine = &mc
+	f.mems[in.Machine.User] = &handed
+	f.pairs, f.singles = 0, 0
+	got, err = GatherMachine(context.Background(), keys, f, machineKey, machineKeyID)
+	if err != nil || got.Sponsor != bob || f.pairs != 1 || f.singles != 2 {
+		t.Fatalf("after a handover: sponsor %+v %v (pairs %d, singles %d)", got.Sponsor, err, f.pairs, f.singles)
+	}
+	// A wrong secret reads nothing but the index.
+	f.pairs, f.singles = 0, 0
+	if got, _ := GatherMachine(context.Background(), keys, f, machineKey[:len(machineKey)-1]+"b", machineKeyID); got.Owner != nil || f.pairs+f.singles != 0 {
+		t.Errorf("a wrong secret: %+v (reads %d)", got, f.pairs+f.singles)
 	}
 }

@@ -351,6 +351,8 @@ func (b *bed) targets() []target {
 		{"api key warm http", procs[0].base, "/api/acme/x", procs[0].pid, true, "bare http", nil, true},
 		{"step-up warm http", procs[0].base, "/admin/acme/x", procs[0].pid, true, "bare http", nil, false},
 		{"authz cold http (caches off)", procs[2].base, "/orgs/acme/x", procs[2].pid, true, "bare http", nil, false},
+		// The key's index entry, then the machine's and its sponsor's memberships at once.
+		{"api key cold (caches off)", procs[2].base, "/api/acme/x", procs[2].pid, true, "bare http", nil, true},
 		// The same decision asked by an ingress: no upstream hop, so its ratio is to the bare
 		// proxy's whole request, and beside "authz warm http" the cost of the decision alone.
 		{"forward-auth warm http", procs[0].base, "/.portcullis/auth", procs[0].pid, true, "bare http", forwardAuthQuestion(b.tlsL, "/orgs/acme/x"), false},

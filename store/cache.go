@@ -214,6 +214,28 @@ func (c *Cache) APIKeyOwner(ctx context.Context, id string) (*APIKeyOwner, error
 	return e.owner, err
 }
 
+// LookupMachine is Store.LookupMachine through the cache: with both memberships cached it
+// costs no round trip; otherwise one, whose records are cached as Lookup's would be.
+func (c *Cache) LookupMachine(ctx context.Context, org, machine, sponsor string) (*Org, *Membership, *Membership, error) {
+	if c.c == nil || !syntax.OrgID(org) {
+		return c.s.LookupMachine(ctx, org, machine, sponsor)
+	}
+	km, ks := cacheKey{org, machine}, cacheKey{org, sponsor}
+	em, okm := c.c.Get(km)
+	es, oks := c.c.Get(ks)
+	if okm && oks {
+		return em.org, em.mem, es.mem, nil
+	}
+	g, at := c.c.Begin(), c.c.Now()
+	o, m, sp, err := c.s.LookupMachine(ctx, org, machine, sponsor)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c.c.Put(km, cacheEntry{org: o, mem: m}, at, g)
+	c.c.Put(ks, cacheEntry{org: o, mem: sp}, at, g)
+	return o, m, sp, nil
+}
+
 // ClientOwner is Store.ClientOwner through the cache: the machine issuer's subject is bound to,
 // nil (and no error) when none is. A warm client costs no Redis round trip.
 func (c *Cache) ClientOwner(ctx context.Context, issuer, subject string) (*ClientOwner, error) {

@@ -603,6 +603,52 @@ func TestCacheAPIKeyIndex(t *testing.T) {
 	})
 }
 
+// TestCacheLookupMachine: a key's machine and sponsor are read in one round trip when cold,
+// none when warm, and a change to either on another replica is seen.
+func TestCacheLookupMachine(t *testing.T) {
+	cfg := sharedConfig(t)
+	r1, r2 := newReplica(t, cfg, time.Minute), newReplica(t, cfg, time.Minute)
+	ctx := context.Background()
+	mustCreate(t, r2.o, "acme")
+	mustGrant(t, r2.o, "acme", alice)
+	if _, err := r2.o.CreateMachine(ctx, Membership{Org: "acme", ExpiresAt: time.Now().Add(24 * time.Hour),
+		Machine: &Machine{ID: "sync", Name: "Sync", Sponsor: alice}}, admin, "t"); err != nil {
+		t.Fatal(err)
+	}
+	_, k, err := r2.o.CreateAPIKey(ctx, "acme", "sync", time.Now().Add(time.Hour), "", 0, admin, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := r1.s.APIKeyOwner(ctx, k.ID); err != nil || a.Sponsor != alice {
+		t.Fatalf("the key's entry names its sponsor: %+v %v", a, err)
+	}
+	settle(t, r1, r2)
+	before := r1.mgets.n.Load()
+	o, m, sp, err := r1.c.LookupMachine(ctx, "acme", MachineUser("acme", "sync"), alice)
+	if err != nil || o == nil || m == nil || sp == nil || m.Machine.Sponsor != alice || sp.User != alice {
+		t.Fatalf("cold: %v %v %v %v", o, m, sp, err)
+	}
+	if n := r1.mgets.n.Load() - before; n != 1 {
+		t.Errorf("a cold machine lookup sent %d MGETs, want 1", n)
+	}
+	for range 3 {
+		if _, _, _, err := r1.c.LookupMachine(ctx, "acme", MachineUser("acme", "sync"), alice); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r1.mgets.n.Load() - before; n != 1 {
+		t.Errorf("warm machine lookups sent %d MGETs in all, want the first only", n)
+	}
+	// The sponsor's revocation on another replica reaches this one's entries.
+	if _, err := r2.o.Revoke(ctx, "acme", alice, admin, "left"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "the revocation", func() bool {
+		_, m, sp, err := r1.c.LookupMachine(ctx, "acme", MachineUser("acme", "sync"), alice)
+		return err == nil && sp != nil && sp.Status == MembershipRevoked && m.Status == MembershipSuspended
+	})
+}
+
 func BenchmarkCacheWarmHit(b *testing.B) {
 	r := newReplica(b, sharedConfig(b), time.Hour)
 	mustCreate(b, r.o, "acme")

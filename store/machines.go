@@ -207,6 +207,10 @@ type APIKeyOwner struct {
 	Org     string `json:"org"`
 	Machine string `json:"machine"`
 	Hash    string `json:"hash"`
+	// Sponsor is the machine's sponsor when the key was made. A handover revokes every key,
+	// so while the key is live it is the machine's sponsor: the request reads both
+	// memberships at once (Cache.LookupMachine). The record is still the truth.
+	Sponsor string `json:"sponsor,omitempty"`
 }
 
 // User is the owning machine's user key.
@@ -227,6 +231,34 @@ func (s *Store) APIKeyOwner(ctx context.Context, id string) (*APIKeyOwner, error
 		return nil, fmt.Errorf("api key index %s: malformed entry", id)
 	}
 	return &a, nil
+}
+
+// LookupMachine returns organisation org and the memberships of machine and sponsor in it, in
+// one round trip (one MGET: they share the organisation's hash tag); a membership is nil when
+// absent.
+func (s *Store) LookupMachine(ctx context.Context, org, machine, sponsor string) (*Org, *Membership, *Membership, error) {
+	if !validUser(machine) || !validUser(sponsor) {
+		return nil, nil, nil, fmt.Errorf("lookup machine %q: user: %w", org, ErrInvalid)
+	}
+	if !syntax.OrgID(org) {
+		return nil, nil, nil, nil
+	}
+	vals, err := s.rdb.MGet(ctx, s.keys.org(org), s.keys.membership(org, machine), s.keys.membership(org, sponsor)).Result()
+	if err != nil {
+		return nil, nil, nil, s.unavailable("lookup machine "+org, err)
+	}
+	var o *Org
+	var m, sp *Membership
+	if err := decodeValue(vals[0], &o); err != nil {
+		return nil, nil, nil, fmt.Errorf("lookup machine %s: org: %w", org, err)
+	}
+	if err := decodeValue(vals[1], &m); err != nil {
+		return nil, nil, nil, fmt.Errorf("lookup machine %s: machine: %w", org, err)
+	}
+	if err := decodeValue(vals[2], &sp); err != nil {
+		return nil, nil, nil, fmt.Errorf("lookup machine %s: sponsor: %w", org, err)
+	}
+	return o, m, sp, nil
 }
 
 // Machines returns org's machine identities (their memberships), sorted by id, each API key's
@@ -337,10 +369,6 @@ func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Ti
 		return "", nil, fmt.Errorf("%s: %w: overlap must not be negative", op, ErrInvalid)
 	}
 	kid, key := apikey.New()
-	entry, err := json.Marshal(APIKeyOwner{Org: org, Machine: id, Hash: apikey.Hash(key)})
-	if err != nil {
-		return "", nil, err
-	}
 	idx := o.s.keys.apiKeyIndex(kid)
 	k := APIKey{ID: kid, Created: now, CreatedBy: actor, ExpiresAt: utc(expires), Replaces: replaces}
 	user := MachineUser(org, id)
@@ -348,7 +376,7 @@ func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Ti
 	if replaces != "" {
 		typ = audit.APIKeyRotated
 	}
-	err = o.atomically(ctx, op, func(tx *redis.Tx) error {
+	err := o.atomically(ctx, op, func(tx *redis.Tx) error {
 		// The entry is written with the record, and only once everything is checked: a
 		// refused key leaves nothing behind.
 		if n, err := tx.Exists(ctx, idx).Result(); err != nil {
@@ -364,6 +392,10 @@ func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Ti
 		}
 		if !m.ExpiresAt.IsZero() && k.ExpiresAt.After(m.ExpiresAt) {
 			return fmt.Errorf("%w: the key would outlive its machine identity (which ends %s)", ErrInvalid, m.ExpiresAt.Format(time.RFC3339))
+		}
+		entry, err := json.Marshal(APIKeyOwner{Org: org, Machine: id, Hash: apikey.Hash(key), Sponsor: m.Machine.Sponsor})
+		if err != nil {
+			return err
 		}
 		m.Machine = cloneMachine(m.Machine)
 		detail := map[string]string{"machine": id, "key": kid, "expires": k.ExpiresAt.Format(time.RFC3339)}
