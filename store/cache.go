@@ -54,10 +54,10 @@ type Cache struct {
 	// keys caches API key index entries (APIKeyOwner), absent ones included; nil when the
 	// cache is disabled. A present entry never changes; an absent one is forgotten when a
 	// key of that id is created (invalKey).
-	keys *invalcache.Cache[string, keyEntry]
+	keys *invalcache.Cache[string, indexEntry[APIKeyOwner]]
 	// clients caches federated client index entries (ClientOwner), by index id, absent ones
 	// included; an entry written is announced (invalClient).
-	clients *invalcache.Cache[string, clientEntry]
+	clients *invalcache.Cache[string, indexEntry[ClientOwner]]
 
 	prefetchWarned atomic.Bool // a failed prefetch was logged (once per Cache)
 
@@ -74,12 +74,6 @@ type Cache struct {
 }
 
 type cacheKey struct{ org, user string }
-
-// keyEntry is what the index says about one API key id: nil when it has no entry.
-type keyEntry struct{ owner *APIKeyOwner }
-
-// clientEntry is what the index says about one federated client: nil when it has no entry.
-type clientEntry struct{ owner *ClientOwner }
 
 // cacheEntry is what Lookup answers for a key: either record may be nil (absent).
 type cacheEntry struct {
@@ -103,11 +97,11 @@ func NewCache(s *Store, ttl time.Duration, log *slog.Logger) *Cache {
 		TTL: ttl, PerShard: maxShardEntries,
 		Hash: func(k cacheKey) uint64 { return maphash.String(c.seed, k.org)*31 ^ maphash.String(c.seed, k.user) },
 	})
-	c.keys = invalcache.New[string, keyEntry](invalcache.Options[string]{
+	c.keys = invalcache.New[string, indexEntry[APIKeyOwner]](invalcache.Options[string]{
 		TTL: ttl, PerShard: maxShardEntries,
 		Hash: func(k string) uint64 { return maphash.String(c.seed, k) },
 	})
-	c.clients = invalcache.New[string, clientEntry](invalcache.Options[string]{
+	c.clients = invalcache.New[string, indexEntry[ClientOwner]](invalcache.Options[string]{
 		TTL: ttl, PerShard: maxShardEntries,
 		Hash: func(k string) uint64 { return maphash.String(c.seed, k) },
 	})
@@ -191,25 +185,41 @@ func (c *Cache) Lookup(ctx context.Context, org, user string) (*Org, *Membership
 // APIKeyOwner is Store.APIKeyOwner through the cache: the index entry of API key id, nil (and
 // no error) when there is none. A warm id costs no Redis round trip and does not allocate.
 func (c *Cache) APIKeyOwner(ctx context.Context, id string) (*APIKeyOwner, error) {
-	if c.keys != nil {
-		if e, ok := c.keys.Get(id); ok {
-			return e.owner, nil
-		}
+	if e, ok := cachedEntry(c.keys, id); ok {
+		return e, nil
 	}
-	read := func(ctx context.Context) (keyEntry, error) {
-		a, err := c.s.APIKeyOwner(ctx, id)
+	return loadEntry(c, ctx, c.keys, id, "api key index", func(ctx context.Context) (*APIKeyOwner, error) { return c.s.APIKeyOwner(ctx, id) })
+}
+
+// indexEntry is what an index says about one id: its entry, nil when it has none.
+type indexEntry[T any] struct{ owner *T }
+
+// cachedEntry is the entry of id that ix holds, if it holds one (ix nil: the cache is off).
+func cachedEntry[T any](ix *invalcache.Cache[string, indexEntry[T]], id string) (*T, bool) {
+	if ix == nil {
+		return nil, false
+	}
+	e, ok := ix.Get(id)
+	return e.owner, ok
+}
+
+// loadEntry reads index entry id with read, through ix when the cache is on, an absent entry
+// (ErrNotFound) cached as nil like a present one. what names the index in errors.
+func loadEntry[T any](c *Cache, ctx context.Context, ix *invalcache.Cache[string, indexEntry[T]], id, what string, read func(context.Context) (*T, error)) (*T, error) {
+	fill := func(ctx context.Context) (indexEntry[T], error) {
+		a, err := read(ctx)
 		if errors.Is(err, ErrNotFound) {
-			return keyEntry{}, nil
+			return indexEntry[T]{}, nil
 		}
-		return keyEntry{a}, err
+		return indexEntry[T]{a}, err
 	}
-	if c.keys == nil {
-		e, err := read(ctx)
+	if ix == nil {
+		e, err := fill(ctx)
 		return e.owner, err
 	}
-	e, err := c.keys.Load(ctx, id, fillTimeout, read)
+	e, err := ix.Load(ctx, id, fillTimeout, fill)
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrUnavailable) {
-		return nil, c.s.unavailable("api key index", err)
+		return nil, c.s.unavailable(what, err)
 	}
 	return e.owner, err
 }
@@ -240,27 +250,12 @@ func (c *Cache) LookupMachine(ctx context.Context, org, machine, sponsor string)
 // nil (and no error) when none is. A warm client costs no Redis round trip.
 func (c *Cache) ClientOwner(ctx context.Context, issuer, subject string) (*ClientOwner, error) {
 	id := clientIndexID(issuer, subject)
-	if c.clients != nil {
-		if e, ok := c.clients.Get(id); ok {
-			return e.owner, nil
-		}
+	if e, ok := cachedEntry(c.clients, id); ok {
+		return e, nil
 	}
-	read := func(ctx context.Context) (clientEntry, error) {
-		a, err := c.s.ClientOwner(ctx, issuer, subject)
-		if errors.Is(err, ErrNotFound) {
-			return clientEntry{}, nil
-		}
-		return clientEntry{a}, err
-	}
-	if c.clients == nil {
-		e, err := read(ctx)
-		return e.owner, err
-	}
-	e, err := c.clients.Load(ctx, id, fillTimeout, read)
-	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrUnavailable) {
-		return nil, c.s.unavailable("client index", err)
-	}
-	return e.owner, err
+	return loadEntry(c, ctx, c.clients, id, "client index", func(ctx context.Context) (*ClientOwner, error) {
+		return c.s.ClientOwner(ctx, issuer, subject)
+	})
 }
 
 // OrgsOf is Store.OrgsOf, uncached: the org picker is not on every request, and it must not

@@ -397,7 +397,6 @@ func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Ti
 		if err != nil {
 			return err
 		}
-		m.Machine = cloneMachine(m.Machine)
 		detail := map[string]string{"machine": id, "key": kid, "expires": k.ExpiresAt.Format(time.RFC3339)}
 		if replaces != "" {
 			old := m.Machine.Key(replaces)
@@ -421,15 +420,8 @@ func (o *Orgs) CreateAPIKey(ctx context.Context, org, id string, expires time.Ti
 		if err := checkMembership(m); err != nil {
 			return err
 		}
-		after, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
-		return o.commit(ctx, tx, func(w *batch) {
-			w.do("SET", idx, entry)
-			o.putMembership(w, m, after)
-		}, []audit.Event{{Type: typ, Actor: actor, Org: org, User: user, Reason: reason, Before: raw(before), After: after, Detail: detail}},
-			invalMembership(org, user), invalKey(kid))
+		return o.writeMembershipWith(ctx, tx, m, before, typ, actor, reason, detail,
+			func(w *batch) { w.do("SET", idx, entry) }, invalKey(kid))
 	}, o.s.keys.membership(org, user), idx)
 	if err != nil {
 		return "", nil, err
@@ -489,7 +481,6 @@ func (o *Orgs) RevokeAPIKey(ctx context.Context, org, id, kid, actor, reason str
 		if m.Machine == nil {
 			return fmt.Errorf("machine %s/%s: %w", org, id, ErrNotFound)
 		}
-		m.Machine = cloneMachine(m.Machine)
 		k := m.Machine.Key(kid)
 		if k == nil {
 			return fmt.Errorf("key %s of %s/%s: %w", kid, org, id, ErrNotFound)
@@ -545,36 +536,19 @@ func endKeys(mc *Machine, now time.Time, actor string) *Machine {
 // suspendSponsored adds to the plan the suspension of the live machines of org that user
 // sponsors, each with its keys revoked.
 func (p *plan) suspendSponsored(org, user string) error {
-	idx := p.o.s.keys.orgMembers(org)
-	if err := p.watch(idx); err != nil {
+	machines, err := p.o.sponsored(p.ctx, p.c, p.watch, org, user)
+	if err != nil || len(machines) == 0 {
 		return err
 	}
-	users, err := p.c.SMembers(p.ctx, idx).Result()
-	if err != nil {
+	o, _, err := p.org(org)
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	slices.Sort(users)
-	var o *Org
-	for _, u := range users {
-		if !IsMachineUser(u) {
-			continue // only machines are read: a large organisation has few
-		}
-		m, err := p.membership(org, u)
-		if err != nil {
-			return err
-		}
-		if m == nil || m.m.Machine == nil || m.m.Machine.Sponsor != user || m.m.Status != MembershipActive {
-			continue
-		}
-		if o == nil {
-			if o, _, err = p.org(org); err != nil && !errors.Is(err, ErrNotFound) {
-				return err
-			}
-		}
+	for _, m := range machines {
 		nm := cloneMembership(m.m)
 		nm.Status = MembershipSuspended
 		nm.Machine = endKeys(m.m.Machine, p.now, p.actor)
-		if err := p.putMembership(m, nm, o, audit.MachineSuspended, "machine identity "+m.m.Machine.ID+" suspended, its keys revoked: its sponsor's membership ended"); err != nil {
+		if err := p.putMembership(&m, nm, o, audit.MachineSuspended, "machine identity "+m.m.Machine.ID+" suspended, its keys revoked: its sponsor's membership ended"); err != nil {
 			return err
 		}
 	}
@@ -583,8 +557,8 @@ func (p *plan) suspendSponsored(org, user string) error {
 
 // Federated clients. The index pc:{c:<hash>}:client, by a hash of issuer and subject (so a key
 // stays short whatever the issuer's URL), names the machine a client is bound to. As for API
-// keys, the machine's record is the truth: the entry is written before the record and a token
-// whose client the record does not list grants nothing. Unlike a key's, an entry changes (a
+// keys, the machine's record is the truth: the entry is written with the record, in one
+// transaction, and a token whose client the record does not list grants nothing. Unlike a key's, an entry changes (a
 // client unbound from one machine may be bound to another), so writing one announces it.
 
 // ClientOwner is a federated client's index entry: the machine it is bound to.
@@ -658,22 +632,14 @@ func (o *Orgs) BindClient(ctx context.Context, org, id, issuer, subject, actor, 
 		if m.Machine.Client(issuer, subject) != nil {
 			return nil // bound already
 		}
-		m.Machine = cloneMachine(m.Machine)
 		m.Machine.Clients = append(m.Machine.Clients, FederatedClient{Issuer: issuer, Subject: subject, Bound: now, BoundBy: actor})
 		m.Updated = now
 		if err := checkMembership(m); err != nil {
 			return err
 		}
-		after, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
 		detail := map[string]string{"machine": id, "issuer": issuer, "subject": subject}
-		return o.commit(ctx, tx, func(w *batch) {
-			w.do("SET", idx, entry)
-			o.putMembership(w, m, after)
-		}, []audit.Event{{Type: audit.MachineClientBound, Actor: actor, Org: org, User: user, Reason: reason, Before: raw(before), After: after, Detail: detail}},
-			invalMembership(org, user), invalClient(issuer, subject))
+		return o.writeMembershipWith(ctx, tx, m, before, audit.MachineClientBound, actor, reason, detail,
+			func(w *batch) { w.do("SET", idx, entry) }, invalClient(issuer, subject))
 	}, o.s.keys.membership(org, user))
 	if err != nil {
 		return nil, err
@@ -702,20 +668,12 @@ func (o *Orgs) UnbindClient(ctx context.Context, org, id, issuer, subject, actor
 		if m == nil || m.Machine == nil || m.Machine.Client(issuer, subject) == nil {
 			return fmt.Errorf("binding of %s to %s/%s: %w", subject, org, id, ErrNotFound)
 		}
-		m.Machine = cloneMachine(m.Machine)
 		m.Machine.Clients = slices.DeleteFunc(m.Machine.Clients, func(c FederatedClient) bool { return c.Issuer == issuer && c.Subject == subject })
 		m.Updated = o.now()
 		out = m
-		after, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
 		detail := map[string]string{"machine": id, "issuer": issuer, "subject": subject}
-		return o.commit(ctx, tx, func(w *batch) {
-			o.putMembership(w, m, after)
-			w.do("DEL", idx)
-		}, []audit.Event{{Type: audit.MachineClientUnbound, Actor: actor, Org: org, User: user, Reason: reason, Before: raw(before), After: after, Detail: detail}},
-			invalMembership(org, user), invalClient(issuer, subject))
+		return o.writeMembershipWith(ctx, tx, m, before, audit.MachineClientUnbound, actor, reason, detail,
+			func(w *batch) { w.do("DEL", idx) }, invalClient(issuer, subject))
 	}, o.s.keys.membership(org, user), idx)
 	if err != nil {
 		return nil, err
@@ -774,14 +732,8 @@ func (o *Orgs) HandOver(ctx context.Context, org, id, newSponsor, actor, reason 
 		if err := checkMembership(m); err != nil {
 			return err
 		}
-		after, err := json.Marshal(m)
-		if err != nil {
-			return err
-		}
 		detail := map[string]string{"machine": id, "sponsor": newSponsor, "previous_sponsor": old}
-		return o.commit(ctx, tx, func(w *batch) { o.putMembership(w, m, after) },
-			[]audit.Event{{Type: audit.MachineHandedOver, Actor: actor, Org: org, User: user, Reason: reason, Before: raw(before), After: after, Detail: detail}},
-			invalMembership(org, user))
+		return o.writeMembership(ctx, tx, m, before, audit.MachineHandedOver, actor, reason, detail)
 	}, o.s.keys.membership(org, user))
 	if err != nil {
 		return nil, err

@@ -67,13 +67,24 @@ func (o *Orgs) Grant(ctx context.Context, m Membership, actor, reason string) (*
 
 // writeMembership queues the write of m with its indexes, event and invalidation on tx.
 func (o *Orgs) writeMembership(ctx context.Context, tx *redis.Tx, m *Membership, before string, typ audit.Type, actor, reason string, detail map[string]string) error {
+	return o.writeMembershipWith(ctx, tx, m, before, typ, actor, reason, detail, nil)
+}
+
+// writeMembershipWith is writeMembership with further writes (a machine's index entries) and
+// invalidations in the same commit.
+func (o *Orgs) writeMembershipWith(ctx context.Context, tx *redis.Tx, m *Membership, before string, typ audit.Type, actor, reason string,
+	detail map[string]string, also func(w *batch), inval ...string) error {
 	after, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	return o.commit(ctx, tx, func(w *batch) { o.putMembership(w, m, after) },
-		[]audit.Event{{Type: typ, Actor: actor, Org: m.Org, User: m.User, Reason: reason, Before: raw(before), After: after, Detail: detail}},
-		invalMembership(m.Org, m.User))
+	return o.commit(ctx, tx, func(w *batch) {
+		o.putMembership(w, m, after)
+		if also != nil {
+			also(w)
+		}
+	}, []audit.Event{{Type: typ, Actor: actor, Org: m.Org, User: m.User, Reason: reason, Before: raw(before), After: after, Detail: detail}},
+		append([]string{invalMembership(m.Org, m.User)}, inval...)...)
 }
 
 // writeWithSponsored is writeMembership for a person's revoked membership, with the ends of
@@ -112,7 +123,7 @@ func (e *machineEnds) writes(o *Orgs, w *batch) {
 // sponsoredEnds reads, under tx's WATCH, the live machine identities of org that user
 // sponsors, and returns their ends at now.
 func (o *Orgs) sponsoredEnds(ctx context.Context, tx *redis.Tx, org, user string, now time.Time, actor, reason string) (*machineEnds, error) {
-	machines, err := o.sponsored(ctx, tx, org, user)
+	machines, err := o.sponsored(ctx, tx, watchOn(ctx, tx), org, user)
 	if err != nil {
 		return nil, err
 	}
@@ -133,13 +144,15 @@ func (o *Orgs) sponsoredEnds(ctx context.Context, tx *redis.Tx, org, user string
 	return e, nil
 }
 
-// sponsored reads, under tx's WATCH, the live machine identities of org that user sponsors.
-func (o *Orgs) sponsored(ctx context.Context, tx *redis.Tx, org, user string) ([]member, error) {
+// sponsored reads through c, each key given to watch before it is read, the live machine
+// identities of org that user sponsors. Only machines' records are read: a large organisation
+// has few.
+func (o *Orgs) sponsored(ctx context.Context, c redis.Cmdable, watch func(keys ...string) error, org, user string) ([]member, error) {
 	idx := o.s.keys.orgMembers(org)
-	if err := tx.Watch(ctx, idx).Err(); err != nil {
+	if err := watch(idx); err != nil {
 		return nil, err
 	}
-	users, err := tx.SMembers(ctx, idx).Result()
+	users, err := c.SMembers(ctx, idx).Result()
 	if err != nil {
 		return nil, err
 	}
@@ -149,10 +162,10 @@ func (o *Orgs) sponsored(ctx context.Context, tx *redis.Tx, org, user string) ([
 		if !IsMachineUser(u) {
 			continue
 		}
-		if err := tx.Watch(ctx, o.s.keys.membership(org, u)).Err(); err != nil {
+		if err := watch(o.s.keys.membership(org, u)); err != nil {
 			return nil, err
 		}
-		mc, before, err := o.s.getMembership(ctx, tx, org, u)
+		mc, before, err := o.s.getMembership(ctx, c, org, u)
 		if err != nil {
 			return nil, err
 		}
@@ -161,6 +174,11 @@ func (o *Orgs) sponsored(ctx context.Context, tx *redis.Tx, org, user string) ([
 		}
 	}
 	return out, nil
+}
+
+// watchOn is the watch of sponsored for a transaction of its own.
+func watchOn(ctx context.Context, tx *redis.Tx) func(keys ...string) error {
+	return func(keys ...string) error { return tx.Watch(ctx, keys...).Err() }
 }
 
 // putMembership queues on w the write of m (encoded as after) and its indexes: every change
