@@ -132,7 +132,7 @@ func hasSessionCookie(h http.Header) bool {
 // sponsor's memberships (all cached like a person's), and authz.DecideMachine. The key's
 // secret is checked against the index entry before any record is read for it.
 func (ex *exchange) admitMachine() error {
-	s, pol := ex.s, ex.pol
+	s := ex.s
 	keys, members := s.opts.APIKeys, s.opts.Members
 	if keys == nil || members == nil {
 		return storeDown("", errors.New("no machine identity store configured"))
@@ -149,21 +149,32 @@ func (ex *exchange) admitMachine() error {
 	if in.Owner == nil {
 		return ex.machineRefusal(reason.CredentialInvalid, "", "")
 	}
-	user := in.Owner.User()
-	if pol.resolver.From() == config.OrgFromSession {
-		// A machine has no org picker: it acts for its own organisation.
-		ex.org, ex.orgKnown = in.Owner.Org, true
-	} else {
-		ex.resolveOrg("")
+	ex.resolveMachineOrg(in.Owner.Org)
+	ex.completeMachine(&in)
+	return ex.admitMachineDecided(in, in.Owner.User(), id)
+}
+
+// resolveMachineOrg resolves the organisation a machine's request acts for: as a person's,
+// but on a route where a person's session would choose, the machine's own (own).
+func (ex *exchange) resolveMachineOrg(own string) {
+	if ex.pol.resolver.From() == config.OrgFromSession {
+		// A machine has no org picker.
+		ex.org, ex.orgKnown = own, true
+		return
 	}
-	in.OrgID, in.Require, in.Policy = ex.org, pol.require, ex.st.lifecycle
-	return ex.admitMachineDecided(in, user, id)
+	ex.resolveOrg("")
+}
+
+// completeMachine gives in what the route asks and the organisation resolved: what a machine's
+// request and its tunnel's re-decisions ask DecideMachine beside the records.
+func (ex *exchange) completeMachine(in *authz.MachineInput) {
+	in.OrgID, in.Require, in.Policy = ex.org, ex.pol.require, ex.st.lifecycle
 }
 
 // admitClient admits a request on a client-credentials token: verified (package clientjwt,
 // cached until it expires), the machine its client is bound to, authz.DecideMachine.
 func (ex *exchange) admitClient() error {
-	s, pol := ex.s, ex.pol
+	s := ex.s
 	if s.opts.ClientTokens == nil || s.opts.Clients == nil || s.opts.Members == nil {
 		return storeDown("", errors.New("no client token verifier or machine identity store configured"))
 	}
@@ -181,14 +192,9 @@ func (ex *exchange) admitClient() error {
 		// A valid token of a client no machine is bound to.
 		return ex.machineRefusal(reason.CredentialInvalid, "", "")
 	}
-	user := in.ClientOwner.User()
-	if pol.resolver.From() == config.OrgFromSession {
-		ex.org, ex.orgKnown = in.ClientOwner.Org, true
-	} else {
-		ex.resolveOrg("")
-	}
-	in.OrgID, in.Require, in.Policy = ex.org, pol.require, ex.st.lifecycle
-	return ex.admitMachineDecided(in, user, "")
+	ex.resolveMachineOrg(in.ClientOwner.Org)
+	ex.completeMachine(&in)
+	return ex.admitMachineDecided(in, in.ClientOwner.User(), "")
 }
 
 // verifyClient verifies the request's client-credentials token.
@@ -203,7 +209,12 @@ func (ex *exchange) verifyClient(ctx context.Context) (*authz.VerifiedClient, er
 		ex.s.log.LogAttrs(ctx, slog.LevelDebug, "client token refused", slog.Any("error", err), slog.String("request_id", ex.requestID))
 		return nil, ex.machineRefusal(reason.CredentialInvalid, "", "")
 	}
-	return &authz.VerifiedClient{Issuer: c.Issuer, Subject: c.Subject, Expiry: c.Expiry, Orgs: c.Orgs}, nil
+	return verifiedClient(c), nil
+}
+
+// verifiedClient is what DecideMachine is told of a verified token.
+func verifiedClient(c clientjwt.Client) *authz.VerifiedClient {
+	return &authz.VerifiedClient{Issuer: c.Issuer, Subject: c.Subject, Expiry: c.Expiry, Orgs: c.Orgs}
 }
 
 // admitMachineDecided decides a machine's request (in gathered) and admits it; keyID is the
@@ -238,11 +249,10 @@ func (ex *exchange) machineDenial(d authz.Decision, user string) error {
 	if d.Missing.Contact != "" && d.Member {
 		p.Hint = "To get access, ask " + d.Missing.Contact + "."
 	}
-	return &denial{code: d.Reason, p: p, msg: "access denied", level: slog.LevelInfo, user: user, org: d.Org, audit: !countedReasons[d.Reason]}
+	return &denial{code: d.Reason, p: p, msg: "access denied", level: slog.LevelInfo, user: user, org: d.Org, audit: true}
 }
 
 // machineRefusal refuses a credential before any machine is known.
 func (ex *exchange) machineRefusal(code reason.Code, user, org string) error {
-	return &denial{code: code, p: problem.New(code), msg: "credential refused", level: slog.LevelInfo, user: user, org: org,
-		audit: !countedReasons[code]}
+	return &denial{code: code, p: problem.New(code), msg: "credential refused", level: slog.LevelInfo, user: user, org: org, audit: true}
 }

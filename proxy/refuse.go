@@ -78,7 +78,8 @@ func (ex *exchange) fail(err error) {
 			attrs = append(attrs, slog.String("email", ex.sess.Email))
 		}
 		s.log.LogAttrs(ex.r.Context(), den.level, den.msg, attrs...)
-		if den.audit {
+		if den.audit && !countedReasons[den.code] {
+			// A counted reason is recorded in its interval's count instead (refusals.go).
 			ev := audit.Event{Type: audit.AccessDenied, Org: den.org, User: den.user, Reason: string(den.code),
 				Route: route, RequestID: ex.requestID}
 			if ex.sess != nil && ex.sess.Email != "" {

@@ -74,14 +74,17 @@ func (ex *exchange) guardTunnel() (*http.Request, context.CancelFunc) {
 		return r, cancel
 	}
 	org, user := ex.id.org, ex.id.user
-	var changed <-chan struct{}
+	// changed and sponsorChanged (a machine's access also ends with its sponsor's; nil, which
+	// never receives, for a person) tell of changes to what the tunnel was admitted on.
+	var changed, sponsorChanged <-chan struct{}
 	stop := func() {}
 	if w, ok := ex.s.opts.Members.(MembershipWatcher); ok {
 		changed, stop = w.Watch(org, user)
 		if ex.id.machine {
-			// A machine's access also ends with its sponsor's.
-			sponsorChanged, stopSponsor := w.Watch(org, ex.id.sponsor)
-			changed, stop = either(changed, sponsorChanged, ctx), func() { stop(); stopSponsor() }
+			var stopSponsor func()
+			sponsorChanged, stopSponsor = w.Watch(org, ex.id.sponsor)
+			stopUser := stop
+			stop = func() { stopUser(); stopSponsor() }
 		}
 	}
 	// A client token's tunnel ends with the token, re-decided at its exp.
@@ -101,6 +104,7 @@ func (ex *exchange) guardTunnel() (*http.Request, context.CancelFunc) {
 			case <-ctx.Done():
 				return
 			case <-expiry:
+			case <-sponsorChanged:
 			case <-changed:
 			case <-t.C:
 			}
@@ -131,7 +135,7 @@ func (ex *exchange) redecide(ctx context.Context, org, user string) (authz.Decis
 			if verr != nil {
 				return authz.Decision{Reason: reason.CredentialExpired}, nil
 			}
-			in, err = authz.GatherClient(ctx, ex.s.opts.Clients, ex.s.opts.Members, &authz.VerifiedClient{Issuer: c.Issuer, Subject: c.Subject, Expiry: c.Expiry, Orgs: c.Orgs})
+			in, err = authz.GatherClient(ctx, ex.s.opts.Clients, ex.s.opts.Members, verifiedClient(c))
 		} else {
 			id, _ := apikey.Parse(ex.apiKey)
 			in, err = authz.GatherMachine(ctx, ex.s.opts.APIKeys, ex.s.opts.Members, ex.apiKey, id)
@@ -139,7 +143,7 @@ func (ex *exchange) redecide(ctx context.Context, org, user string) (authz.Decis
 		if err != nil {
 			return authz.Decision{}, err
 		}
-		in.OrgID, in.Require, in.Policy = ex.org, ex.pol.require, ex.st.lifecycle
+		ex.completeMachine(&in)
 		return authz.DecideMachine(in, ex.s.now()), nil
 	}
 	o, m, err := ex.s.opts.Members.Lookup(ctx, org, user)
@@ -149,24 +153,4 @@ func (ex *exchange) redecide(ctx context.Context, org, user string) (authz.Decis
 	in := ex.decisionInput(org)
 	in.Org, in.Membership = o, m
 	return authz.Decide(in, ex.s.now()), nil
-}
-
-// either is a channel that receives a value whenever a or b does, until done.
-func either(a, b <-chan struct{}, done context.Context) <-chan struct{} {
-	out := make(chan struct{}, 1)
-	go func() {
-		for {
-			select {
-			case <-done.Done():
-				return
-			case <-a:
-			case <-b:
-			}
-			select {
-			case out <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	return out
 }
