@@ -119,7 +119,7 @@ func (c *call) handOver() (any, error) {
 	if store.IsMachineUser(in.Sponsor) || in.Sponsor == "" {
 		return nil, invalid("sponsor: a person's user key")
 	}
-	if err := c.withinSponsor(org, in.Sponsor, m.Roles); err != nil {
+	if err := c.withinSponsor(org, in.Sponsor, m.Roles, nil); err != nil {
 		return nil, err
 	}
 	return c.changes().HandOver(c.ctx, org, m.Machine.ID, in.Sponsor, c.p.Name, in.Reason)
@@ -237,10 +237,7 @@ func (c *call) createMachine() (any, error) {
 	case store.IsMachineUser(in.Sponsor):
 		return nil, invalid("sponsor: a person, not a machine")
 	}
-	if err := c.withinSponsor(org, in.Sponsor, in.Roles); err != nil {
-		return nil, err
-	}
-	if err := c.purposesWithinSponsor(org, in.Sponsor, in.Purposes); err != nil {
+	if err := c.withinSponsor(org, in.Sponsor, in.Roles, in.Purposes); err != nil {
 		return nil, err
 	}
 	m := c.membershipOf(org, "", &accessInput{Kind: store.KindService, Roles: in.Roles, Purposes: in.Purposes, ExpiresAt: in.ExpiresAt, ReviewBy: in.ReviewBy})
@@ -269,9 +266,10 @@ func (c *call) mayGrantMachine(org string) (*store.Org, error) {
 	return o, nil
 }
 
-// withinSponsor refuses roles for a machine of org that its sponsor does not hold standing in
-// a live membership: a machine is never a way to more than its sponsor has.
-func (c *call) withinSponsor(org, sponsor string, roles []string) error {
+// withinSponsor refuses roles and purposes for a machine of org that its sponsor does not hold
+// in a live membership: roles standing, purposes live and lasting as long. A machine is never
+// a way to more than its sponsor has.
+func (c *call) withinSponsor(org, sponsor string, roles []string, purposes []purposeInput) error {
 	_, sp, err := c.s.st.Lookup(c.ctx, org, sponsor)
 	if err != nil {
 		return err
@@ -288,18 +286,8 @@ func (c *call) withinSponsor(org, sponsor string, roles []string) error {
 	if len(beyond) > 0 {
 		return policyRefusal(fmt.Sprintf("roles %s: the sponsor does not hold them standing, and a machine holds nothing its sponsor does not", strings.Join(beyond, ", ")))
 	}
-	return nil
-}
-
-// purposesWithinSponsor refuses purposes for a machine that its sponsor does not hold live,
-// or that would outlast the sponsor's grant.
-func (c *call) purposesWithinSponsor(org, sponsor string, ps []purposeInput) error {
-	_, sp, err := c.s.st.Lookup(c.ctx, org, sponsor)
-	if err != nil || sp == nil {
-		return err
-	}
 	now := c.s.now()
-	for _, p := range ps {
+	for _, p := range purposes {
 		ok := false
 		for _, g := range sp.Grants {
 			if g.Purpose == p.Purpose && (g.ExpiresAt.IsZero() || now.Before(g.ExpiresAt) && !p.ExpiresAt.IsZero() && !p.ExpiresAt.After(g.ExpiresAt)) {
@@ -313,9 +301,8 @@ func (c *call) purposesWithinSponsor(org, sponsor string, ps []purposeInput) err
 	return nil
 }
 
-// machineParam is the {id} of the path, whose machine the caller may manage: an administrator
-// of its organisation, an operator, or its sponsor. It returns the machine's membership.
-// keyMaker is machineParam for making a key: its sponsor or an operator only.
+// keyMaker is machineParam for making a key or binding a client: its sponsor or an operator
+// only.
 func (c *call) keyMaker(org string) (*store.Membership, error) {
 	m, err := c.machineParam(org)
 	if err != nil {
@@ -327,6 +314,8 @@ func (c *call) keyMaker(org string) (*store.Membership, error) {
 	return m, nil
 }
 
+// machineParam is the {id} of the path, whose machine the caller may manage: an administrator
+// of its organisation, an operator, or its sponsor. It returns the machine's membership.
 func (c *call) machineParam(org string) (*store.Membership, error) {
 	id := c.r.PathValue("id")
 	if !syntax.Name(id) {

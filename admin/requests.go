@@ -98,7 +98,7 @@ func (c *call) createRequest() (any, error) {
 		if in.Role != "" {
 			roles = []string{in.Role}
 		}
-		if err := c.withinSponsor(org, who, roles); err != nil {
+		if err := c.withinSponsor(org, who, roles, nil); err != nil {
 			return nil, err
 		}
 		subject = store.MachineUser(org, in.Machine.ID)
@@ -321,7 +321,7 @@ func (c *call) decide(approve bool) (any, error) {
 			// still hold what it gets.
 			nm.User = store.MachineUser(r.Org, mc.ID)
 			nm.Machine = &store.Machine{ID: mc.ID, Name: mc.Name, Description: mc.Description, Sponsor: r.For}
-			if err := c.withinSponsor(r.Org, r.For, nm.Roles); err != nil {
+			if err := c.withinSponsor(r.Org, r.For, nm.Roles, nil); err != nil {
 				return store.RequestStep{}, err
 			}
 		}

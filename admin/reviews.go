@@ -218,7 +218,7 @@ func (c *call) decideReview() (any, error) {
 				return violation(vs)
 			}
 			if after.Machine != nil {
-				if err := c.withinSponsor(org, after.Machine.Sponsor, after.Roles); err != nil {
+				if err := c.withinSponsor(org, after.Machine.Sponsor, after.Roles, nil); err != nil {
 					return err
 				}
 			}
