@@ -751,35 +751,8 @@ func (o *Orgs) DisableUnusedKeys(ctx context.Context, unusedAfter time.Duration,
 	if unusedAfter <= 0 {
 		return 0, nil
 	}
-	orgs, err := o.s.OrgIDs(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	reason := "not used for " + unusedAfter.String() + " (lifecycle.api_keys.disable_unused_after)"
-	for _, org := range orgs {
-		ms, err := o.s.Machines(ctx, org)
-		if err != nil {
-			return n, err
-		}
-		now := o.now()
-		for _, m := range ms {
-			for _, k := range m.Machine.Keys {
-				used := k.LastUsed
-				if used.Before(k.Created) {
-					used = k.Created
-				}
-				if !k.Live(now) || now.Sub(used) < unusedAfter {
-					continue
-				}
-				if _, err := o.RevokeAPIKey(ctx, org, m.Machine.ID, k.ID, actor, reason); err != nil {
-					return n, err
-				}
-				n++
-			}
-		}
-	}
-	return n, nil
+	_, n, err := o.sweepMachines(ctx, false, unusedAfter, actor)
+	return n, err
 }
 
 // SuspendOrphans suspends, in every organisation, each live machine identity whose sponsor's
@@ -790,42 +763,93 @@ func (o *Orgs) DisableUnusedKeys(ctx context.Context, unusedAfter time.Duration,
 // not silently revive keys nobody answered for meanwhile. A sponsor merely suspended or
 // overdue for review is left alone: that may be undone.
 func (o *Orgs) SuspendOrphans(ctx context.Context, actor string) (int, error) {
+	n, _, err := o.sweepMachines(ctx, true, 0, actor)
+	return n, err
+}
+
+// SweepMachines is SuspendOrphans and DisableUnusedKeys (with unusedAfter; 0 revokes no key)
+// in one pass over every organisation's machines, as the periodic sweep runs them; a machine
+// it suspends has its keys revoked with it. It returns how many machines it suspended and how
+// many keys it revoked.
+func (o *Orgs) SweepMachines(ctx context.Context, unusedAfter time.Duration, actor string) (suspended, revoked int, err error) {
+	return o.sweepMachines(ctx, true, unusedAfter, actor)
+}
+
+func (o *Orgs) sweepMachines(ctx context.Context, orphans bool, unusedAfter time.Duration, actor string) (suspended, revoked int, err error) {
 	orgs, err := o.s.OrgIDs(ctx)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	n := 0
 	for _, org := range orgs {
 		ms, err := o.s.Machines(ctx, org)
 		if err != nil {
-			return n, err
+			return suspended, revoked, err
 		}
 		for _, m := range ms {
-			if m.Status != MembershipActive {
-				continue
-			}
-			_, sp, err := o.s.Lookup(ctx, org, m.Machine.Sponsor)
-			if err != nil {
-				return n, err
-			}
-			now := o.now()
-			if sp != nil && sp.Status != MembershipRevoked && (sp.ExpiresAt.IsZero() || now.Before(sp.ExpiresAt)) {
-				continue
-			}
-			sponsor := m.Machine.Sponsor
-			_, err = o.updateMembership(ctx, "suspend orphaned machine", org, m.User, actor, "its sponsor's membership ended", audit.MachineSuspended, func(cur *Membership) error {
-				if cur.Machine == nil || cur.Status != MembershipActive || cur.Machine.Sponsor != sponsor {
-					return errNoChange // changed meanwhile: decided again at the next sweep
+			if orphans {
+				done, err := o.suspendOrphan(ctx, &m, actor)
+				if err != nil {
+					return suspended, revoked, err
 				}
-				cur.Status = MembershipSuspended
-				cur.Machine = endKeys(cur.Machine, o.now(), actor)
-				return nil
-			})
-			if err != nil {
-				return n, err
+				if done {
+					suspended++
+					continue
+				}
 			}
-			n++
+			if unusedAfter > 0 {
+				n, err := o.revokeUnused(ctx, &m, unusedAfter, actor)
+				revoked += n
+				if err != nil {
+					return suspended, revoked, err
+				}
+			}
 		}
+	}
+	return suspended, revoked, nil
+}
+
+// suspendOrphan suspends machine m, as listed, when it is active and its sponsor's membership
+// has ended for good, and reports whether it did.
+func (o *Orgs) suspendOrphan(ctx context.Context, m *Membership, actor string) (bool, error) {
+	if m.Status != MembershipActive {
+		return false, nil
+	}
+	_, sp, err := o.s.Lookup(ctx, m.Org, m.Machine.Sponsor)
+	if err != nil {
+		return false, err
+	}
+	if now := o.now(); sp != nil && sp.Status != MembershipRevoked && (sp.ExpiresAt.IsZero() || now.Before(sp.ExpiresAt)) {
+		return false, nil
+	}
+	sponsor := m.Machine.Sponsor
+	_, err = o.updateMembership(ctx, "suspend orphaned machine", m.Org, m.User, actor, "its sponsor's membership ended", audit.MachineSuspended, func(cur *Membership) error {
+		if cur.Machine == nil || cur.Status != MembershipActive || cur.Machine.Sponsor != sponsor {
+			return errNoChange // changed meanwhile: decided again at the next sweep
+		}
+		cur.Status = MembershipSuspended
+		cur.Machine = endKeys(cur.Machine, o.now(), actor)
+		return nil
+	})
+	return err == nil, err
+}
+
+// revokeUnused revokes the live keys of machine m, as listed, unused for unusedAfter, and
+// returns how many.
+func (o *Orgs) revokeUnused(ctx context.Context, m *Membership, unusedAfter time.Duration, actor string) (int, error) {
+	reason := "not used for " + unusedAfter.String() + " (lifecycle.api_keys.disable_unused_after)"
+	now, n := o.now(), 0
+	for _, k := range m.Machine.Keys {
+		used := k.LastUsed
+		if used.Before(k.Created) {
+			used = k.Created
+		}
+		if !k.Live(now) || now.Sub(used) < unusedAfter {
+			continue
+		}
+		if _, err := o.RevokeAPIKey(ctx, m.Org, m.Machine.ID, k.ID, actor, reason); err != nil {
+			return n, err
+		}
+		n++
 	}
 	return n, nil
 }

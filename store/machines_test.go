@@ -454,3 +454,32 @@ func TestSuspendOrphans(t *testing.T) {
 		t.Errorf("a second sweep suspended %d", n)
 	}
 }
+
+// TestSweepMachines: one pass suspends an orphaned machine (its keys ending with it, not
+// counted as unused) and revokes another machine's unused key.
+func TestSweepMachines(t *testing.T) {
+	f := newOrgFixture(t)
+	ctx := f.ctx()
+	f.createOrg("acme")
+	if _, err := f.o.Grant(ctx, Membership{Org: "acme", User: alice, Kind: KindEmployee, ExpiresAt: time.Now().Add(time.Hour)}, admin, "contractor"); err != nil {
+		t.Fatal(err)
+	}
+	f.drain()
+	f.grant("acme", bob)
+	f.createMachine("acme", "alice-sync", alice)
+	f.createMachine("acme", "bob-sync", bob)
+	f.createKey("acme", "alice-sync")
+	f.createKey("acme", "bob-sync")
+	later := time.Now().Add(20 * 24 * time.Hour)
+	f.o.now = func() time.Time { return later.UTC() }
+	suspended, revoked, err := f.o.SweepMachines(ctx, 10*24*time.Hour, "sweep")
+	if err != nil || suspended != 1 || revoked != 1 {
+		t.Fatalf("sweep: suspended %d, revoked %d, %v; want 1 and 1", suspended, revoked, err)
+	}
+	for id, want := range map[string]string{"alice-sync": MembershipSuspended, "bob-sync": MembershipActive} {
+		_, m, _ := f.s.Lookup(ctx, "acme", MachineUser("acme", id))
+		if m.Status != want || m.Machine.Keys[0].Revoked.IsZero() {
+			t.Errorf("%s: %s, key %+v", id, m.Status, m.Machine.Keys[0])
+		}
+	}
+}

@@ -343,10 +343,10 @@ func newAdminAPI(cfg *config.Config, st *store.Store, orgs *store.Orgs, aud *sto
 // sweepActor records the machine identity sweep in audit events.
 const sweepActor = "portcullis (machine identity sweep)"
 
-// sweepMachines runs a minute after start and then every interval, until ctx ends: machine
-// identities whose sponsor's membership ended without a change saying so (an expiry) are
-// suspended with their keys (store.SuspendOrphans), and keys unused for unusedAfter (0: none)
-// are revoked (store.DisableUnusedKeys). Every replica sweeps: each machine and key is its own
+// sweepMachines runs a minute after start and then every interval, until ctx ends, one pass
+// over the machines (store.SweepMachines): machine identities whose sponsor's membership ended
+// without a change saying so (an expiry) are suspended with their keys, and keys unused for
+// unusedAfter (0: none) are revoked. Every replica sweeps: each machine and key is its own
 // change, so two sweeps at once change each once.
 func sweepMachines(ctx context.Context, orgs *store.Orgs, unusedAfter, interval time.Duration, log *slog.Logger) {
 	t := time.NewTimer(time.Minute + time.Duration(rand.Int64N(int64(time.Minute))))
@@ -357,15 +357,13 @@ func sweepMachines(ctx context.Context, orgs *store.Orgs, unusedAfter, interval 
 			return
 		case <-t.C:
 		}
-		if n, err := orgs.SuspendOrphans(ctx, sweepActor); err != nil && ctx.Err() == nil {
-			log.Warn("machine identity sweep failed; it runs again later", "error", err, "suspended", n)
-		} else if n > 0 {
-			log.Info("machine identities whose sponsor's membership ended suspended", "suspended", n)
-		}
-		if n, err := orgs.DisableUnusedKeys(ctx, unusedAfter, sweepActor); err != nil && ctx.Err() == nil {
-			log.Warn("unused API key sweep failed; it runs again later", "error", err, "revoked", n)
-		} else if n > 0 {
-			log.Info("API keys unused for too long revoked", "revoked", n, "unused_after", unusedAfter.String())
+		suspended, revoked, err := orgs.SweepMachines(ctx, unusedAfter, sweepActor)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("machine identity sweep failed; it runs again later", "error", err, "suspended", suspended, "revoked", revoked)
+		case suspended > 0 || revoked > 0:
+			log.Info("machine identity sweep: machines whose sponsor's membership ended suspended, keys unused for too long revoked",
+				"suspended", suspended, "revoked", revoked, "unused_after", unusedAfter.String())
 		}
 		t.Reset(interval)
 	}
