@@ -131,7 +131,7 @@ func (in *MachineInput) credential(now time.Time) (string, Decision, bool) {
 		case co == nil || co.Issuer != c.Issuer || co.Subject != c.Subject || !slices.Contains(c.Orgs, co.Org):
 			// Not bound, or bound to a machine of an organisation the issuer does not speak for.
 			return "", deny(reason.CredentialInvalid, Decision{}), false
-		case m == nil || m.Machine == nil || m.Org != co.Org || m.User != co.User() || m.Machine.Client(c.Issuer, c.Subject) == nil:
+		case !isRecordOf(m, co.Org, co.User()) || m.Machine.Client(c.Issuer, c.Subject) == nil:
 			return "", deny(reason.CredentialInvalid, Decision{}), false
 		case !now.Before(c.Expiry):
 			return "", deny(reason.CredentialExpired, Decision{Org: co.Org, Missing: Missing{Ended: c.Expiry}}), false
@@ -142,7 +142,7 @@ func (in *MachineInput) credential(now time.Time) (string, Decision, bool) {
 	if a == nil || !apikey.Match(in.Key, a.Hash) {
 		return "", deny(reason.CredentialInvalid, Decision{}), false
 	}
-	if m == nil || m.Machine == nil || m.Org != a.Org || m.User != a.User() {
+	if !isRecordOf(m, a.Org, a.User()) {
 		return "", deny(reason.CredentialInvalid, Decision{}), false
 	}
 	k := m.Machine.Key(in.KeyID)
@@ -155,6 +155,12 @@ func (in *MachineInput) credential(now time.Time) (string, Decision, bool) {
 		return "", deny(reason.CredentialExpired, Decision{Org: a.Org, Missing: Missing{Ended: k.ExpiresAt}}), false
 	}
 	return a.Org, Decision{}, true
+}
+
+// isRecordOf reports whether m is the record of machine user of org: the one an index entry
+// names (defence against a cache or key mix-up).
+func isRecordOf(m *store.Membership, org, user string) bool {
+	return m != nil && m.Machine != nil && m.Org == org && m.User == user
 }
 
 // VerifiedClient is a client-credentials token whose signature, issuer, audience and
