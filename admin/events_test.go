@@ -246,7 +246,12 @@ func TestSupportMoved(t *testing.T) {
 	}
 	b.want(move(paulTok, map[string]any{"dry_run": true}), 403, "not_permitted") // the partner replaced, through its delegation
 	b.want(move(bobTok, map[string]any{"dry_run": true}), 403, "not_permitted")  // another org's administrator
-	b.want(move(annTok, map[string]any{"people": []string{bob}}), 400, "invalid_input")
+	notPartner := move(annTok, map[string]any{"people": []string{bob}})
+	b.want(notPartner, 400, "invalid_input")
+	// The answer says what was wrong (the store's error wraps "invalid" at its end).
+	if msg, _ := notPartner.body["message"].(string); !strings.Contains(msg, "is not a live member of newco") {
+		t.Errorf("support_moved to someone outside the partner: %s", notPartner.raw)
+	}
 	b.want(move(annTok, map[string]any{"to": "partnerco"}), 400, "invalid_input")
 	b.want(move(annTok, map[string]any{"from": "acme"}), 400, "invalid_input")
 	if n := len(b.events(audit.BusinessSupportMoved)); n != 0 {

@@ -307,12 +307,16 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, p *principal, err 
 	problem.Fail(s.log, w, r, e)
 }
 
-// invalidDetail is the part of a store validation error that describes the input, without
-// the operation's prefix.
+// invalidDetail is the part of a store validation error that describes the input: what
+// follows "invalid: " (the operation's prefix dropped), or, for an error that wraps
+// ErrInvalid at its end ("org x is not active: ...: invalid"), the message without it.
 func invalidDetail(err error) string {
-	msg := err.Error()
-	if i := strings.LastIndex(msg, store.ErrInvalid.Error()+": "); i >= 0 {
-		return msg[i+len(store.ErrInvalid.Error())+2:]
+	msg, tag := err.Error(), store.ErrInvalid.Error()
+	if i := strings.LastIndex(msg, tag+": "); i >= 0 {
+		return msg[i+len(tag)+2:]
+	}
+	if d, ok := strings.CutSuffix(msg, ": "+tag); ok && d != "" {
+		return d
 	}
 	return "the values given"
 }
