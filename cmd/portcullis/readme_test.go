@@ -1,0 +1,425 @@
+package main
+
+// The README's code blocks, checked as a newcomer would use them: every shell command is run
+// (or, where it cannot run here, named with the test that runs it), every configuration
+// snippet passes `portcullis check`, and every admin command the synopsis lists exists.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v4"
+
+	"github.com/portcullis-proxy/portcullis/internal/redistest"
+)
+
+// readmeBlock is one fenced code block of README.md.
+type readmeBlock struct {
+	line int    // of its first line of content
+	lang string // the fence's info string: sh, yaml or text
+	body string
+}
+
+func (b readmeBlock) String() string { return fmt.Sprintf("README.md:%d (%s)", b.line, b.lang) }
+
+func readmeBlocks(t *testing.T) []readmeBlock {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []readmeBlock
+	var cur *readmeBlock
+	for i, l := range strings.Split(string(raw), "\n") {
+		switch {
+		case strings.HasPrefix(l, "```") && cur == nil:
+			cur = &readmeBlock{line: i + 2, lang: strings.TrimPrefix(l, "```")}
+		case strings.HasPrefix(l, "```"):
+			blocks = append(blocks, *cur)
+			cur = nil
+		case cur != nil:
+			cur.body += l + "\n"
+		}
+	}
+	if cur != nil {
+		t.Fatalf("README.md:%d: a code block is never closed", cur.line-1)
+	}
+	if len(blocks) < 15 {
+		t.Fatalf("found %d code blocks in README.md", len(blocks))
+	}
+	for _, b := range blocks {
+		if b.lang != "sh" && b.lang != "yaml" && b.lang != "text" {
+			t.Errorf("%s: say what the block is (sh, yaml or text), so that a test checks it", b)
+		}
+	}
+	return blocks
+}
+
+// shellCommands splits a shell block into its commands: comments dropped, "\" continuations
+// joined; each command keeps the README line it starts on.
+func shellCommands(b readmeBlock) (cmds []string, lines []int) {
+	var cur strings.Builder
+	start := 0
+	for i, l := range strings.Split(strings.TrimRight(b.body, "\n"), "\n") {
+		if cur.Len() == 0 {
+			if t := strings.TrimSpace(l); t == "" || strings.HasPrefix(t, "#") {
+				continue
+			}
+			start = b.line + i
+		}
+		if s, ok := strings.CutSuffix(l, "\\"); ok {
+			cur.WriteString(s)
+			continue
+		}
+		cur.WriteString(l)
+		cmds, lines = append(cmds, strings.TrimSpace(cur.String())), append(lines, start)
+		cur.Reset()
+	}
+	return cmds, lines
+}
+
+// TestREADMEAdminSynopsis: every "portcullis admin GROUP VERB" the README's command list
+// names is a command of the binary, and every command of the binary is in the README.
+func TestREADMEAdminSynopsis(t *testing.T) {
+	named := map[string]bool{}
+	// "portcullis admin org show|list;  org activate ID ...": the group, then each verb; in
+	// the command list, later "GROUP VERB" clauses after a ";" on the same line.
+	first := regexp.MustCompile(`^(?:portcullis admin|pa)\s+([a-z]+) ([a-z|-]+)`)
+	later := regexp.MustCompile(`;\s+([a-z]+) ([a-z|-]+)`)
+	for _, b := range readmeBlocks(t) {
+		if b.lang == "yaml" {
+			continue
+		}
+		for _, l := range strings.Split(b.body, "\n") {
+			ms := first.FindAllStringSubmatch(l, -1)
+			if b.lang == "text" && len(ms) > 0 {
+				ms = append(ms, later.FindAllStringSubmatch(l, -1)...)
+			}
+			for _, m := range ms {
+				for _, verb := range strings.Split(m[2], "|") {
+					named[m[1]+" "+verb] = true
+				}
+			}
+		}
+	}
+	for cmd := range named {
+		if _, ok := adminCommands[cmd]; !ok && !strings.HasPrefix(cmd, "help") {
+			t.Errorf("the README names `portcullis admin %s`, which is no command", cmd)
+		}
+	}
+	for cmd := range adminCommands {
+		if !named[cmd] {
+			t.Errorf("`portcullis admin %s` is in no README code block", cmd)
+		}
+	}
+}
+
+// TestREADMEConfigSnippets: each YAML block of the README, as a reader would paste it into a
+// file that has the rest (a listener, Redis, a provider, a catch-all route), passes `check`.
+// A list is routes; a block of route keys ("recovery_guard:") is one route's part.
+func TestREADMEConfigSnippets(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "secrets")
+	if err := os.MkdirAll(secrets, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"oidc", "siem-webhook", "webhook"} {
+		writeFile(t, filepath.Join(secrets, f), "whsec_"+strings.Repeat("c2VjcmV0IHNlY3JldCBzZWNyZXQh", 2))
+	}
+	if _, k := writeTestCert(t, secrets); os.Rename(k, filepath.Join(secrets, "assertion.pem")) != nil {
+		t.Fatal("assertion key")
+	}
+	for _, b := range readmeBlocks(t) {
+		if b.lang != "yaml" {
+			continue
+		}
+		t.Run(fmt.Sprint(b.line), func(t *testing.T) {
+			var frag yaml.Node
+			if err := yaml.Unmarshal([]byte(b.body), &frag); err != nil {
+				t.Fatalf("%s: not YAML: %v", b, err)
+			}
+			base := map[string]any{
+				"server": map[string]any{"listen": "127.0.0.1:8443", "public_url": "https://portal.example.com"},
+				"tls":    map[string]any{"mode": "self_signed"},
+				"redis":  map[string]any{"address": "127.0.0.1:6379"},
+				"oidc": map[string]any{"issuer": "https://idp.example.com", "client_id": "portcullis",
+					"client_secret_file": filepath.Join(secrets, "oidc")},
+			}
+			catchAll := map[string]any{"name": "catch-all", "upstream": "http://127.0.0.1:9000"}
+			var routes []any
+			var top any
+			if err := frag.Decode(&top); err != nil {
+				t.Fatal(err)
+			}
+			switch v := top.(type) {
+			case []any:
+				routes = v
+			case map[string]any:
+				if _, ok := v["recovery_guard"]; ok {
+					routes = []any{map[string]any{"name": "recovery", "path": "/password/reset", "public": true,
+						"recovery_guard": v["recovery_guard"]}}
+					break
+				}
+				for k, val := range v {
+					if k == "routes" {
+						routes = val.([]any)
+						continue
+					}
+					// A section the snippet shows in part keeps the rest of the base's.
+					into, ok1 := base[k].(map[string]any)
+					from, ok2 := val.(map[string]any)
+					if !ok1 || !ok2 {
+						base[k] = val
+						continue
+					}
+					for kk, vv := range from {
+						into[kk] = vv
+					}
+				}
+			default:
+				t.Fatalf("%s: neither a list of routes nor a map", b)
+			}
+			for _, r := range routes {
+				if m, ok := r.(map[string]any); ok && m["upstream"] == nil {
+					m["upstream"] = "http://127.0.0.1:9000" // a route's part, shown without its upstream
+				}
+			}
+			base["routes"] = append(routes, catchAll)
+			out, err := yaml.Marshal(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := strings.NewReplacer("/run/secrets/", secrets+"/", "/var/log/portcullis/", dir+"/").Replace(string(out))
+			path := filepath.Join(dir, fmt.Sprintf("readme-%d.yaml", b.line))
+			writeFile(t, path, text)
+			cmd := exec.Command(binPath, "check", "--config", path)
+			cmd.Env = append(os.Environ(), "OIDC_SECRET=s3cret")
+			if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "valid:") {
+				t.Errorf("%s does not pass check: %v\n%s\nas the file:\n%s", b, err, out, text)
+			}
+		})
+	}
+}
+
+// readmeSetAside are the README's commands that do not run in this test, each with what runs
+// it instead. Every other shell command in the README runs in TestREADMECommands.
+var readmeSetAside = map[string]string{
+	"go run ./cmd/portcullis dev":                        "runs until stopped: TestE2EDev and the other TestE2EDev* tests run the same binary's dev",
+	"go test -race -count=1 -timeout 15m ./...":          "what .ci/run runs (checked below)",
+	"go install ./cmd/portcullis":                        "TestMain builds the same package; the session's portcullis is that binary",
+	"portcullis serve --config examples/portcullis.yaml": "runs until stopped: TestE2EExamples serves each example",
+	"docker compose -f docker/compose.yaml up --build":   "no Docker engine in CI: TestComposeConfigIsValid checks its configuration; pa runs the same commands with the binary",
+	"go run ./bench -duration 10s -rounds 5":             "minutes of load beside the suite's other tests: its flags are checked below",
+}
+
+// TestREADMECommands runs the README's shell blocks in order, as one reader's session in a
+// directory of its own: `portcullis` is the binary under test, serving the admin API over TLS
+// on a certificate curl and the CLI trust (as a deployment's would be), against a test Redis.
+// Before a block, the organisations and people it speaks of are made as the README's earlier
+// steps would have; the tokens it prints are kept as the variables it then uses. curl fails on
+// an HTTP error (--fail-with-body), so a refused call fails the test.
+func TestREADMECommands(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("curl"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("curl is not installed; .ci/run installs it")
+		}
+		t.Skip("curl is not installed (apt-get install curl)")
+	}
+	ci, err := os.ReadFile(filepath.Join("..", "..", ".ci", "run"))
+	if err != nil || !strings.Contains(string(ci), "go test -race -count=1 -timeout 15m ./...") {
+		t.Errorf(".ci/run does not run the README's test command: %v", err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(binPath, filepath.Join(bin, "portcullis")); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := writeTestCert(t, dir)
+	writeFile(t, filepath.Join(dir, ".curlrc"), "--fail-with-body\n")
+	// The reader's checkout: the session runs in a directory of its own with the examples.
+	examples, err := filepath.Abs(filepath.Join("..", "..", "examples"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(examples, filepath.Join(dir, "examples")); err != nil {
+		t.Fatal(err)
+	}
+	rs := redistest.Start(t)
+	adminListen := freePort(t)
+	writeFile(t, filepath.Join(dir, "portcullis.yaml"), fmt.Sprintf(`server: {listen: %s, metrics_listen: "off"}
+tls: {mode: files, cert_file: %s, key_file: %s}
+redis: {address: %s}
+admin_api: {listen: %s}
+client_jwt:
+  issuers:
+    - {issuer: https://login.acme.example, audience: portal-api, orgs: [acme]}
+routes:
+  - {name: app, path: /app, upstream: "http://127.0.0.1:9", public: true}
+`, freePort(t), cert, key, rs.Addr, adminListen))
+	p := startBinary(t, filepath.Join(dir, "portcullis.yaml"))
+	p.waitLog(t, "portcullis serving", 10*time.Second)
+
+	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "HOME="+dir, "SSL_CERT_FILE="+cert,
+		"CURL_CA_BUNDLE="+cert, "PORTCULLIS_ADMIN_SERVER=", "PORTCULLIS_ADMIN_TOKEN=")
+	// The README's addresses and Docker wrapper, for this machine's.
+	local := strings.NewReplacer("127.0.0.1:9443", adminListen,
+		"docker compose -f docker/compose.yaml run --rm portcullis admin", "portcullis admin",
+		"/etc/portcullis/portcullis.yaml", "portcullis.yaml")
+	var defs []string // variable assignments and functions, in force for the commands after them
+	vars := map[string]string{}
+	sh := func(where, cmd string) string {
+		t.Helper()
+		script := "set -eo pipefail\n"
+		for k, v := range vars {
+			script += k + "=" + shellQuote(v) + "\n"
+		}
+		script += strings.Join(defs, "\n") + "\n" + cmd + "\n"
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c := exec.CommandContext(ctx, "bash", "-c", script)
+		c.Dir, c.Env, c.WaitDelay = dir, env, time.Second
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %s\n%v\n%s", where, cmd, err, out)
+		}
+		return string(out)
+	}
+	breakGlass := func(args string) string {
+		t.Helper()
+		return sh("setup", "portcullis admin "+args+" --break-glass --config portcullis.yaml")
+	}
+	token := func(out string) string {
+		t.Helper()
+		m := regexp.MustCompile(`(?m)^(pcadm_\S+)$`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no token printed:\n%s", out)
+		}
+		return m[1]
+	}
+	// What the README's reader has made by the time of each block, keyed by the block's first
+	// command.
+	before := map[string]func(){
+		"portcullis admin token create --break-glass": func() {
+			breakGlass(`org create globex --name "Globex" --reason "a customer"`)
+			breakGlass(`member grant acme "https://idp.acme.example|ann" --kind employee --role org-admin --reason "Acme's administrator"`)
+			breakGlass(`member grant acme "https://idp.acme.example|bob" --kind employee --role viewer --reason hired`)
+			vars["BOB"] = token(breakGlass(`token create --name bob --owner "https://idp.acme.example|bob" --org acme --lifetime 1d --reason "bob's own"`))
+		},
+		"curl -s $API/events": func() {
+			for _, org := range []string{"bigco", "oldpartner", "newpartner"} {
+				breakGlass("org create " + org + " --name " + org + " --reason setup")
+			}
+			breakGlass(`member grant oldpartner "https://idp.oldpartner.example|otto" --kind employee --role support --reason hired`)
+			breakGlass(`member grant acme "https://idp.oldpartner.example|otto" --kind partner --role viewer --reason "support contract"`)
+			breakGlass(`member grant newpartner "https://idp.newpartner.example|nina" --kind employee --role support --reason hired`)
+		},
+		"portcullis admin machine create": func() {
+			breakGlass(`member grant acme "https://idp.acme.example|erin" --kind employee --role user --reason hired`)
+		},
+	}
+	// The outputs the README's later commands use: tokens, a request's id, a key's id.
+	after := func(cmd, out string) {
+		switch {
+		case strings.Contains(cmd, "token create") && strings.Contains(cmd, "--name ops-console"):
+			vars["OPS"] = token(out)
+		case strings.Contains(cmd, "token create") && strings.Contains(cmd, "--name ann"):
+			vars["ANN"] = token(out)
+		case strings.Contains(cmd, "/requests -H") && strings.Contains(cmd, "--json"):
+			var req struct {
+				ID string `json:"id"`
+			}
+			if err := json.Unmarshal([]byte(out), &req); err != nil || req.ID == "" {
+				t.Fatalf("%s: no request id in %s", cmd, out)
+			}
+			vars["REQ_ID"] = req.ID
+		case strings.Contains(cmd, "key create"):
+			m := regexp.MustCompile(`API key (\S+) of`).FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("%s: no key id in %s", cmd, out)
+			}
+			vars["KEY_ID"] = m[1]
+		}
+	}
+	ran := 0
+	for _, b := range readmeBlocks(t) {
+		if b.lang != "sh" {
+			continue
+		}
+		cmds, lines := shellCommands(b)
+		for prefix, f := range before {
+			if len(cmds) > 0 && strings.HasPrefix(cmds[0], prefix) {
+				f()
+			}
+		}
+		for i, cmd := range cmds {
+			where := fmt.Sprintf("README.md:%d", lines[i])
+			if why, ok := readmeSetAside[trailingComment.ReplaceAllString(cmd, "")]; ok {
+				t.Logf("%s: %s: not run here: %s", where, cmd, why)
+				continue
+			}
+			cmd = local.Replace(cmd)
+			cmd = strings.NewReplacer("REQ_ID", "$REQ_ID", "KEY-ID", "$KEY_ID").Replace(cmd)
+			if isDefinition(cmd) {
+				defs = append(defs, cmd)
+				continue
+			}
+			out := sh(where, cmd)
+			t.Logf("%s: %s\n%s", where, cmd, out)
+			for what, want := range readmeExpect {
+				if strings.Contains(cmd, what) && !strings.Contains(out, want) {
+					t.Errorf("%s: %s: want %q in its output:\n%s", where, cmd, want, out)
+				}
+			}
+			after(cmd, out)
+			ran++
+		}
+	}
+	if ran < 25 {
+		t.Errorf("ran %d README commands", ran)
+	}
+	// The benchmark's command, without its load: the flags it gives exist.
+	c := exec.Command("go", "run", "./bench", "-h")
+	c.Dir = filepath.Join("..", "..")
+	out, _ := c.CombinedOutput()
+	for _, f := range []string{"-duration", "-rounds"} {
+		if !strings.Contains(string(out), "  "+f) {
+			t.Errorf("go run ./bench -h lists no %s flag:\n%s", f, out)
+		}
+	}
+}
+
+// readmeExpect: what a README command's output shows when it did what the README says.
+var readmeExpect = map[string]string{
+	"portcullis check":   "valid:",
+	"org list":           "acme.example(verified)",
+	"--dry-run":          "dry run, nothing changed",
+	"/approve":           `"state":"approved"`,
+	"/me/requests":       `"state":"approved"`,
+	"event offboarded":   "membership.revoked",
+	"event support-move": "request.created",
+	"machine list":       "live",
+	"machine bind":       "bound to acme/billing-export",
+}
+
+// trailingComment is a shell comment after a command.
+var trailingComment = regexp.MustCompile(`\s+#\s.*$`)
+
+// isDefinition: a shell variable assignment (exported or not) or a function definition.
+func isDefinition(cmd string) bool {
+	return regexp.MustCompile(`^(export )?[A-Za-z_][A-Za-z0-9_]*=|^[a-z_]+\(\) \{`).MatchString(cmd)
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
