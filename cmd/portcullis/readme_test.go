@@ -21,39 +21,53 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/redistest"
 )
 
-// readmeBlock is one fenced code block of README.md.
+// readmeBlock is one fenced code block of a Markdown file of the repository.
 type readmeBlock struct {
-	line int    // of its first line of content
-	lang string // the fence's info string: sh, yaml or text
-	body string
+	file    string // relative to the repository
+	line    int    // of its first line of content
+	lang    string // the fence's info string: sh, yaml or text
+	heading string // the section it is in
+	body    string
 }
 
-func (b readmeBlock) String() string { return fmt.Sprintf("README.md:%d (%s)", b.line, b.lang) }
+func (b readmeBlock) String() string { return fmt.Sprintf("%s:%d (%s)", b.file, b.line, b.lang) }
 
 func readmeBlocks(t *testing.T) []readmeBlock {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	blocks := markdownBlocks(t, "README.md")
+	if len(blocks) < 15 {
+		t.Fatalf("found %d code blocks in README.md", len(blocks))
+	}
+	return blocks
+}
+
+// markdownBlocks reads the fenced code blocks of file (indented ones included: a fence is
+// matched after leading spaces).
+func markdownBlocks(t *testing.T, file string) []readmeBlock {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", file))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var blocks []readmeBlock
 	var cur *readmeBlock
+	heading := ""
 	for i, l := range strings.Split(string(raw), "\n") {
+		fence := strings.HasPrefix(strings.TrimLeft(l, " "), "```")
 		switch {
-		case strings.HasPrefix(l, "```") && cur == nil:
-			cur = &readmeBlock{line: i + 2, lang: strings.TrimPrefix(l, "```")}
-		case strings.HasPrefix(l, "```"):
+		case fence && cur == nil:
+			cur = &readmeBlock{file: file, line: i + 2, lang: strings.TrimPrefix(strings.TrimLeft(l, " "), "```"), heading: heading}
+		case fence:
 			blocks = append(blocks, *cur)
 			cur = nil
 		case cur != nil:
 			cur.body += l + "\n"
+		case strings.HasPrefix(l, "#"):
+			heading = strings.TrimSpace(strings.TrimLeft(l, "#"))
 		}
 	}
 	if cur != nil {
-		t.Fatalf("README.md:%d: a code block is never closed", cur.line-1)
-	}
-	if len(blocks) < 15 {
-		t.Fatalf("found %d code blocks in README.md", len(blocks))
+		t.Fatalf("%s:%d: a code block is never closed", file, cur.line-1)
 	}
 	for _, b := range blocks {
 		if b.lang != "sh" && b.lang != "yaml" && b.lang != "text" {
@@ -122,92 +136,120 @@ func TestREADMEAdminSynopsis(t *testing.T) {
 	}
 }
 
-// TestREADMEConfigSnippets: each YAML block of the README, as a reader would paste it into a
-// file that has the rest (a listener, Redis, a provider, a catch-all route), passes `check`.
-// A list is routes; a block of route keys ("recovery_guard:") is one route's part.
+// TestREADMEConfigSnippets: each YAML block of the README and of the guides in docs/ passes
+// check as a reader would use it (see snippetDir.write).
 func TestREADMEConfigSnippets(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	secrets := filepath.Join(dir, "secrets")
-	if err := os.MkdirAll(secrets, 0o700); err != nil {
+	sn := newSnippetDir(t)
+	blocks := readmeBlocks(t)
+	for _, f := range []string{"docs/first-deployment.md"} {
+		blocks = append(blocks, markdownBlocks(t, f)...)
+	}
+	for _, b := range blocks {
+		if b.lang == "yaml" {
+			t.Run(fmt.Sprintf("%s:%d", b.file, b.line), func(t *testing.T) { sn.check(t, b) })
+		}
+	}
+}
+
+// snippetDir holds the files the documentation's snippets name (/run/secrets/..., the
+// audit log's directory), made for real so that check reads them.
+type snippetDir struct{ dir, secrets string }
+
+func newSnippetDir(t *testing.T) *snippetDir {
+	t.Helper()
+	sn := &snippetDir{dir: t.TempDir()}
+	sn.secrets = filepath.Join(sn.dir, "secrets")
+	if err := os.MkdirAll(sn.secrets, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"oidc", "siem-webhook", "webhook"} {
-		writeFile(t, filepath.Join(secrets, f), "whsec_"+strings.Repeat("c2VjcmV0IHNlY3JldCBzZWNyZXQh", 2))
+	for _, f := range []string{"oidc", "siem-webhook", "webhook", "redis", "oidc-secret", "redis-password"} {
+		writeFile(t, filepath.Join(sn.secrets, f), "whsec_"+strings.Repeat("c2VjcmV0IHNlY3JldCBzZWNyZXQh", 2))
 	}
-	if _, k := writeTestCert(t, secrets); os.Rename(k, filepath.Join(secrets, "assertion.pem")) != nil {
+	if _, k := writeTestCert(t, sn.secrets); os.Rename(k, filepath.Join(sn.secrets, "assertion.pem")) != nil {
 		t.Fatal("assertion key")
 	}
-	for _, b := range readmeBlocks(t) {
-		if b.lang != "yaml" {
-			continue
+	return sn
+}
+
+// write writes the YAML block b into a file that has the rest (a listener, Redis, a provider,
+// a catch-all route), as a reader would paste it, and returns its path. A list is routes; a block of route keys ("recovery_guard:") is one route's
+// part; a section the block shows in part keeps the rest of the base's.
+func (sn *snippetDir) write(t *testing.T, b readmeBlock) string {
+	t.Helper()
+	var top any
+	if err := yaml.Unmarshal([]byte(b.body), &top); err != nil {
+		t.Fatalf("%s: not YAML: %v", b, err)
+	}
+	base := map[string]any{
+		"server": map[string]any{"listen": "127.0.0.1:8443", "public_url": "https://portal.example.com"},
+		"tls":    map[string]any{"mode": "self_signed"},
+		"redis":  map[string]any{"address": "127.0.0.1:6379"},
+		"oidc": map[string]any{"issuer": "https://idp.example.com", "client_id": "portcullis",
+			"client_secret_file": filepath.Join(sn.secrets, "oidc")},
+	}
+	var routes []any
+	switch v := top.(type) {
+	case []any:
+		routes = v
+	case map[string]any:
+		if _, ok := v["recovery_guard"]; ok {
+			routes = []any{map[string]any{"name": "recovery", "path": "/password/reset", "public": true,
+				"recovery_guard": v["recovery_guard"]}}
+			break
 		}
-		t.Run(fmt.Sprint(b.line), func(t *testing.T) {
-			var frag yaml.Node
-			if err := yaml.Unmarshal([]byte(b.body), &frag); err != nil {
-				t.Fatalf("%s: not YAML: %v", b, err)
-			}
-			base := map[string]any{
-				"server": map[string]any{"listen": "127.0.0.1:8443", "public_url": "https://portal.example.com"},
-				"tls":    map[string]any{"mode": "self_signed"},
-				"redis":  map[string]any{"address": "127.0.0.1:6379"},
-				"oidc": map[string]any{"issuer": "https://idp.example.com", "client_id": "portcullis",
-					"client_secret_file": filepath.Join(secrets, "oidc")},
-			}
-			catchAll := map[string]any{"name": "catch-all", "upstream": "http://127.0.0.1:9000"}
-			var routes []any
-			var top any
-			if err := frag.Decode(&top); err != nil {
-				t.Fatal(err)
-			}
-			switch v := top.(type) {
-			case []any:
-				routes = v
-			case map[string]any:
-				if _, ok := v["recovery_guard"]; ok {
-					routes = []any{map[string]any{"name": "recovery", "path": "/password/reset", "public": true,
-						"recovery_guard": v["recovery_guard"]}}
-					break
-				}
-				for k, val := range v {
-					if k == "routes" {
-						routes = val.([]any)
-						continue
-					}
-					// A section the snippet shows in part keeps the rest of the base's.
-					into, ok1 := base[k].(map[string]any)
-					from, ok2 := val.(map[string]any)
-					if !ok1 || !ok2 {
-						base[k] = val
-						continue
-					}
-					for kk, vv := range from {
-						into[kk] = vv
-					}
+		for k, val := range v {
+			into, ok1 := base[k].(map[string]any)
+			from, ok2 := val.(map[string]any)
+			switch {
+			case k == "routes":
+				routes = val.([]any)
+			case (k == "oidc" || k == "redis") && ok2:
+				base[k] = from // a provider or a Redis of its own: none of the base's
+			case ok1 && ok2:
+				for kk, vv := range from {
+					into[kk] = vv
 				}
 			default:
-				t.Fatalf("%s: neither a list of routes nor a map", b)
+				base[k] = val
 			}
-			for _, r := range routes {
-				if m, ok := r.(map[string]any); ok && m["upstream"] == nil {
-					m["upstream"] = "http://127.0.0.1:9000" // a route's part, shown without its upstream
-				}
-			}
-			base["routes"] = append(routes, catchAll)
-			out, err := yaml.Marshal(base)
-			if err != nil {
-				t.Fatal(err)
-			}
-			text := strings.NewReplacer("/run/secrets/", secrets+"/", "/var/log/portcullis/", dir+"/").Replace(string(out))
-			path := filepath.Join(dir, fmt.Sprintf("readme-%d.yaml", b.line))
-			writeFile(t, path, text)
-			cmd := exec.Command(binPath, "check", "--config", path)
-			cmd.Env = append(os.Environ(), "OIDC_SECRET=s3cret")
-			if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "valid:") {
-				t.Errorf("%s does not pass check: %v\n%s\nas the file:\n%s", b, err, out, text)
-			}
-		})
+		}
+	default:
+		t.Fatalf("%s: neither a list of routes nor a map", b)
 	}
+	for _, r := range routes {
+		if m, ok := r.(map[string]any); ok && m["upstream"] == nil {
+			m["upstream"] = "http://127.0.0.1:9000" // a route's part, shown without its upstream
+		}
+	}
+	base["routes"] = append(routes, map[string]any{"name": "catch-all", "upstream": "http://127.0.0.1:9000"})
+	out, err := yaml.Marshal(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.NewReplacer("/run/secrets/", sn.secrets+"/", "/etc/portcullis/", sn.secrets+"/",
+		"/var/log/portcullis/", sn.dir+"/", "/var/lib/portcullis/", sn.dir+"/").Replace(string(out))
+	path := filepath.Join(sn.dir, fmt.Sprintf("%s-%d.yaml", strings.ReplaceAll(b.file, "/", "-"), b.line))
+	writeFile(t, path, text)
+	return path
+}
+
+// check writes b (see write) and wants `portcullis check` to accept it; it returns the file.
+func (sn *snippetDir) check(t *testing.T, b readmeBlock) string {
+	t.Helper()
+	path := sn.write(t, b)
+	if out, err := runCheck(path); err != nil || !strings.Contains(out, "valid:") {
+		raw, _ := os.ReadFile(path)
+		t.Errorf("%s does not pass check: %v\n%s\nas the file:\n%s", b, err, out, raw)
+	}
+	return path
+}
+
+func runCheck(path string) (string, error) {
+	cmd := exec.Command(binPath, "check", "--config", path)
+	cmd.Env = append(os.Environ(), "OIDC_SECRET=s3cret", "OIDC_CLIENT_SECRET=s3cret")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // readmeSetAside are the README's commands that do not run in this test, each with what runs
