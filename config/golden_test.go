@@ -2,6 +2,7 @@ package config
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,20 @@ var testEnv = map[string]string{
 
 // secretValues are the values golden outputs must never contain.
 var secretValues = []string{"env-secret-0xBADC0DE", "file-secret-0xC0FFEE", "inline-secret-value", "hunter2"}
+
+// TestMain makes the private spool directory the audit_sinks fixture names as
+// ${PRIVATE_SPOOL}: git keeps no directory modes, so none in testdata is private for sure.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "portcullis-config-spool")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testEnv["PRIVATE_SPOOL"] = dir // MkdirTemp makes it 0700
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 func testLoader() Loader {
 	return Loader{LookupEnv: func(name string) (string, bool) {

@@ -152,6 +152,10 @@ func (v *validator) auditSinks(c *Config) {
 	if a.SpoolDir != "" {
 		if fi, err := os.Stat(a.SpoolDir); err != nil || !fi.IsDir() {
 			v.errorf("audit.spool_dir", "%s: not a directory", v.show("audit.spool_dir", a.SpoolDir))
+		} else if fi.Mode().Perm()&0o077 != 0 {
+			// The spool holds events in clear: who was refused where, with their address.
+			v.warnf("audit.spool_dir", "%s is open to other users (mode %04o): the spooled events name people, their addresses and what they were refused; make it private to Portcullis (chmod 700)",
+				v.show("audit.spool_dir", a.SpoolDir), fi.Mode().Perm())
 		}
 		v.oneOf("audit.spool_fsync", a.SpoolFsync, "always", "off")
 		if a.SpoolMaxMB < 1 {

@@ -165,7 +165,8 @@ type Audit struct {
 	// SpoolDir keeps the events of requests (denials, sign-ins, blocked recoveries) that
 	// Redis did not take at once in a file there (one per process) until it does, instead of
 	// in memory: they survive a crash or a restart, and a process started on the directory
-	// stores what another left. Must exist and be private to Portcullis. Default: in memory
+	// stores what another left. Must exist and be private to Portcullis: check (and the
+	// start) warns when its group or others have any access. Default: in memory
 	// (up to 10000 events, lost with the process).
 	SpoolDir string `yaml:"spool_dir"`
 	// SpoolFsync is when a spooled event reaches the disk: always (before the request is
