@@ -56,22 +56,29 @@ func TestE2EDjango(t *testing.T) {
 	if err := os.Mkdir(mailDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	src, err := filepath.Abs(filepath.Join("..", "..", "examples", "django"))
+	// The example README's run steps, as a reader runs them from the repository's root, with
+	// this test's database, mail directory and address; the last (runserver) is exec'd, so
+	// the process is Django's. PORTAL_HOSTS lets Django answer on 127.0.0.1 too.
+	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := append(os.Environ(), "PORTAL_DB="+filepath.Join(dir, "db.sqlite3"), "PORTAL_MAIL_DIR="+mailDir,
-		"DJANGO_SETTINGS_MODULE=portal.settings", "PYTHONPATH="+src, "PYTHONDONTWRITEBYTECODE=1", "PORTAL_HOSTS=127.0.0.1")
-	for _, args := range [][]string{{"-m", "django", "migrate", "-v", "0"}, {"-m", "portal.seed"}} {
-		c := exec.Command(py, args...)
-		c.Env, c.Dir = env, src
-		if out, err := c.CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
+	var steps []string
+	for _, b := range markdownBlocks(t, "examples/django/README.md") {
+		if b.lang == "sh" && strings.Contains(b.body, "runserver") {
+			steps, _ = shellCommands(b)
 		}
 	}
+	if len(steps) < 4 || !strings.HasPrefix(steps[0], "cd examples/django") || !strings.Contains(steps[len(steps)-1], "runserver") {
+		t.Fatalf("examples/django/README.md: no run steps from cd to runserver: %q", steps)
+	}
 	djangoAddr := freePort(t)
-	dj := exec.Command(py, "-m", "django", "runserver", "--noreload", djangoAddr)
-	dj.Env, dj.Dir = env, src
+	steps[len(steps)-1] = "exec " + steps[len(steps)-1]
+	script := replacePlaceholders(t, "examples/django/README.md", "set -e\n"+strings.Join(steps, "\n"),
+		"/tmp/portal.sqlite3", filepath.Join(dir, "db.sqlite3"), "/tmp/portal-mail", mailDir,
+		"127.0.0.1:8000", djangoAddr, "python3 ", py+" ")
+	dj := exec.Command("bash", "-c", script)
+	dj.Env, dj.Dir = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1", "PORTAL_HOSTS=127.0.0.1"), root
 	var djMu sync.Mutex
 	var djBuf bytes.Buffer
 	djLog := &lockedBuf{mu: &djMu, b: &djBuf}
