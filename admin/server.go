@@ -280,7 +280,8 @@ func policyRefusal(detail string) error {
 }
 
 // fail maps err to its answer: refusals as they are, store errors to their codes, anything
-// else an internal error. Causes are logged, never shown.
+// else an internal error. The causes of outages and internal errors are logged, never shown;
+// a validation error's detail (about the caller's own input) is shown.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, p *principal, err error) {
 	var e *problem.Error
 	if !errors.As(err, &e) {
