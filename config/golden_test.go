@@ -31,8 +31,9 @@ var testEnv = map[string]string{
 // secretValues are the values golden outputs must never contain.
 var secretValues = []string{"env-secret-0xBADC0DE", "file-secret-0xC0FFEE", "inline-secret-value", "hunter2"}
 
-// TestMain makes the private spool directory the audit_sinks fixture names as
-// ${PRIVATE_SPOOL}: git keeps no directory modes, so none in testdata is private for sure.
+// TestMain makes the spool directories the fixtures name: ${PRIVATE_SPOOL} (0700, for
+// audit_sinks) and ${PUBLIC_SPOOL} (0755, for audit_spool_public). Git keeps no directory
+// modes, so no directory in testdata has a known one.
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "portcullis-config-spool")
 	if err != nil {
@@ -40,6 +41,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	testEnv["PRIVATE_SPOOL"] = dir // MkdirTemp makes it 0700
+	public := filepath.Join(dir, "public")
+	if err := os.Mkdir(public, 0o700); err != nil || os.Chmod(public, 0o755) != nil {
+		fmt.Fprintln(os.Stderr, "public spool:", err)
+		os.Exit(1)
+	}
+	testEnv["PUBLIC_SPOOL"] = public
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -152,10 +152,15 @@ func (v *validator) auditSinks(c *Config) {
 	if a.SpoolDir != "" {
 		if fi, err := os.Stat(a.SpoolDir); err != nil || !fi.IsDir() {
 			v.errorf("audit.spool_dir", "%s: not a directory", v.show("audit.spool_dir", a.SpoolDir))
-		} else if fi.Mode().Perm()&0o077 != 0 {
-			// The spool holds events in clear: who was refused where, with their address.
-			v.warnf("audit.spool_dir", "%s is open to other users (mode %04o): the spooled events name people, their addresses and what they were refused; make it private to Portcullis (chmod 700)",
-				v.show("audit.spool_dir", a.SpoolDir), fi.Mode().Perm())
+		} else if perm := fi.Mode().Perm(); perm&0o077 != 0 || ownedByOther(fi) {
+			// The spool holds events in clear: who was refused where, with their address. (A
+			// symlink is followed: what is checked is the directory the files go to.)
+			what := fmt.Sprintf("is open to other users (mode %04o)", perm)
+			if perm&0o077 == 0 {
+				what = "belongs to another user"
+			}
+			v.warnf("audit.spool_dir", "%s %s: the spooled events name people, their addresses and what they were refused; make it private to Portcullis (owned by its user, chmod 700)",
+				v.show("audit.spool_dir", a.SpoolDir), what)
 		}
 		v.oneOf("audit.spool_fsync", a.SpoolFsync, "always", "off")
 		if a.SpoolMaxMB < 1 {

@@ -18,6 +18,9 @@ import (
 // started on the same directory stores the event once Redis takes appends again.
 func TestE2EAuditSpoolSurvivesACrash(t *testing.T) {
 	spool := t.TempDir()
+	if err := os.Chmod(spool, 0o700); err != nil { // private, as the README asks
+		t.Fatal(err)
+	}
 	b := newAZBedWith(t, azOptions{extra: func(_ *azBed, i int) string {
 		if i != 0 {
 			return ""
