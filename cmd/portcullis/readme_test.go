@@ -103,7 +103,8 @@ func shellCommands(b readmeBlock) (cmds []string, lines []int) {
 // TestREADMEAdminSynopsis: every "portcullis admin GROUP VERB" the README's command list
 // names is a command of the binary, and every command of the binary is in the README.
 func TestREADMEAdminSynopsis(t *testing.T) {
-	named := map[string]bool{}
+	named := map[string]bool{}  // anywhere in the README's blocks
+	listed := map[string]bool{} // in the command list (the text block)
 	// "portcullis admin org show|list;  org activate ID ...": the group, then each verb; in
 	// the command list, later "GROUP VERB" clauses after a ";" on the same line.
 	first := regexp.MustCompile(`^(?:portcullis admin|pa)\s+([a-z]+) ([a-z|-]+)`)
@@ -120,6 +121,7 @@ func TestREADMEAdminSynopsis(t *testing.T) {
 			for _, m := range ms {
 				for _, verb := range strings.Split(m[2], "|") {
 					named[m[1]+" "+verb] = true
+					listed[m[1]+" "+verb] = listed[m[1]+" "+verb] || b.lang == "text"
 				}
 			}
 		}
@@ -130,8 +132,8 @@ func TestREADMEAdminSynopsis(t *testing.T) {
 		}
 	}
 	for cmd := range adminCommands {
-		if !named[cmd] {
-			t.Errorf("`portcullis admin %s` is in no README code block", cmd)
+		if !listed[cmd] {
+			t.Errorf("`portcullis admin %s` is not in the README's command list", cmd)
 		}
 	}
 }
@@ -217,12 +219,23 @@ func (sn *snippetDir) write(t *testing.T, b readmeBlock) string {
 	default:
 		t.Fatalf("%s: neither a list of routes nor a map", b)
 	}
+	catchAll := true // unless the snippet has its own
 	for _, r := range routes {
-		if m, ok := r.(map[string]any); ok && m["upstream"] == nil {
+		m, ok := r.(map[string]any)
+		if !ok {
+			continue
+		}
+		if m["upstream"] == nil {
 			m["upstream"] = "http://127.0.0.1:9000" // a route's part, shown without its upstream
 		}
+		if (m["path"] == nil || m["path"] == "/") && m["hosts"] == nil && m["methods"] == nil {
+			catchAll = false
+		}
 	}
-	base["routes"] = append(routes, map[string]any{"name": "catch-all", "upstream": "http://127.0.0.1:9000"})
+	if catchAll {
+		routes = append(routes, map[string]any{"name": "catch-all", "upstream": "http://127.0.0.1:9000"})
+	}
+	base["routes"] = routes
 	out, err := yaml.Marshal(base)
 	if err != nil {
 		t.Fatal(err)
@@ -234,11 +247,12 @@ func (sn *snippetDir) write(t *testing.T, b readmeBlock) string {
 	return path
 }
 
-// check writes b (see write) and wants `portcullis check` to accept it; it returns the file.
+// check writes b (see write) and wants `portcullis check` to accept it without a warning; it
+// returns the file.
 func (sn *snippetDir) check(t *testing.T, b readmeBlock) string {
 	t.Helper()
 	path := sn.write(t, b)
-	if out, err := runCheck(path); err != nil || !strings.Contains(out, "valid:") {
+	if out, err := runCheck(path); err != nil || !strings.Contains(out, "valid:") || !strings.Contains(out, " 0 warnings") {
 		raw, _ := os.ReadFile(path)
 		t.Errorf("%s does not pass check: %v\n%s\nas the file:\n%s", b, err, out, raw)
 	}
@@ -314,7 +328,8 @@ routes:
 	p := startBinary(t, filepath.Join(dir, "portcullis.yaml"))
 	p.waitLog(t, "portcullis serving", 10*time.Second)
 
-	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "HOME="+dir, "SSL_CERT_FILE="+cert,
+	// CURL_HOME: curl reads this .curlrc, whatever the machine's XDG_CONFIG_HOME says.
+	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "HOME="+dir, "CURL_HOME="+dir, "SSL_CERT_FILE="+cert,
 		"CURL_CA_BUNDLE="+cert, "PORTCULLIS_ADMIN_SERVER=", "PORTCULLIS_ADMIN_TOKEN=")
 	// The README's addresses and Docker wrapper, for this machine's.
 	local := strings.NewReplacer("127.0.0.1:9443", adminListen,
@@ -396,6 +411,7 @@ routes:
 		}
 	}
 	ran := 0
+	setAside := map[string]bool{}
 	for _, b := range readmeBlocks(t) {
 		if b.lang != "sh" {
 			continue
@@ -408,7 +424,9 @@ routes:
 		}
 		for i, cmd := range cmds {
 			where := fmt.Sprintf("README.md:%d", lines[i])
-			if why, ok := readmeSetAside[trailingComment.ReplaceAllString(cmd, "")]; ok {
+			cmd = trailingComment.ReplaceAllString(cmd, "")
+			if why, ok := readmeSetAside[cmd]; ok {
+				setAside[cmd] = true
 				t.Logf("%s: %s: not run here: %s", where, cmd, why)
 				continue
 			}
@@ -431,6 +449,11 @@ routes:
 	}
 	if ran < 25 {
 		t.Errorf("ran %d README commands", ran)
+	}
+	for cmd := range readmeSetAside {
+		if !setAside[cmd] {
+			t.Errorf("readmeSetAside names %q, which is no longer in the README", cmd)
+		}
 	}
 	// The benchmark's command, without its load: the flags it gives exist.
 	c := exec.Command("go", "run", "./bench", "-h")
@@ -459,9 +482,10 @@ var readmeExpect = map[string]string{
 // trailingComment is a shell comment after a command.
 var trailingComment = regexp.MustCompile(`\s+#\s.*$`)
 
-// isDefinition: a shell variable assignment (exported or not) or a function definition.
-func isDefinition(cmd string) bool {
-	return regexp.MustCompile(`^(export )?[A-Za-z_][A-Za-z0-9_]*=|^[a-z_]+\(\) \{`).MatchString(cmd)
-}
+// isDefinition: only shell variable assignments (exported or not, with no command after
+// them and no command substitution) or a function definition.
+func isDefinition(cmd string) bool { return definition.MatchString(cmd) }
+
+var definition = regexp.MustCompile(`^(export )?([A-Za-z_][A-Za-z0-9_]*=[^\s$(` + "`" + `]*(\$[A-Z_]+)?[^\s$(` + "`" + `]*\s*)+$|^[a-z_]+\(\) \{.*\}$`)
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
