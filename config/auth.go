@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -76,7 +77,16 @@ func (v *validator) oidc(c *Config) {
 	if o.CARootFile != "" {
 		v.fileExists("oidc.ca_root_file", o.CARootFile)
 	}
+	switch {
+	case o.EmailDomainClaim != "" && !claimNamePattern.MatchString(o.EmailDomainClaim):
+		v.errorf("oidc.email_domain_claim", "must be a claim name such as hd")
+	case o.EmailDomainClaim == "" && o.IssuerURL != nil && o.IssuerURL.Host == "accounts.google.com":
+		v.warnf("oidc.issuer", "Google calls an address verified at any domain, including ones it does not host: set oidc.email_domain_claim: hd, so that only Workspace addresses of their own domain count as verified")
+	}
 }
+
+// claimNamePattern is a JWT claim name Portcullis reads: letters, digits, "_", "-", ".", ":".
+var claimNamePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]{0,63}$`)
 
 // identity checks the identity header names and the assertion key.
 func (v *validator) identity(c *Config) {

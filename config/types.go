@@ -69,6 +69,11 @@ type OIDC struct {
 	// RequireVerifiedEmail refuses sign-in when the ID token does not say email_verified:
 	// true. Default true.
 	RequireVerifiedEmail *bool `yaml:"require_verified_email"`
+	// EmailDomainClaim names an ID token claim that must equal the address's domain for the
+	// address to count as verified, such as Google's hd (the Workspace domain): Google's
+	// email_verified also covers addresses at domains Google does not host, made by anyone
+	// who once read mail there. Default: none (email_verified alone).
+	EmailDomainClaim string `yaml:"email_domain_claim"`
 	// SigningAlgs are the accepted ID token algorithms. Default [RS256, ES256]. Never "none"
 	// or an HMAC algorithm.
 	SigningAlgs []string `yaml:"signing_algs"`

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/authz"
@@ -96,6 +97,18 @@ func (m *Manager) verifyIDToken(ctx context.Context, rp *relyingParty, raw, nonc
 			return nil, err
 		}
 		id.authTime = t
+	}
+	if m.domainClaim != "" && id.emailVerified {
+		// The provider vouches for the address only at a domain it names as its own (Google's
+		// hd): elsewhere email_verified says only that someone once read mail there.
+		var d string
+		if err := optString(c, m.domainClaim, &d); err != nil {
+			return nil, err
+		}
+		at := strings.LastIndexByte(id.email, '@')
+		if d == "" || at < 0 || !strings.EqualFold(d, id.email[at+1:]) {
+			id.emailVerified = false
+		}
 	}
 	if m.requireEV && !id.emailVerified {
 		return nil, errEmailUnverified

@@ -101,6 +101,7 @@ type envOpts struct {
 	privateRedis bool // a redis-server of the test's own (it will be stopped)
 	swap         bool // talk to the provider through tokenSwap instead of the client from ca_root_file
 	session      string
+	oidc         string     // further oidc keys (YAML lines indented two spaces)
 	routes       string     // further routes (YAML list items), before the catch-all "app"
 	audit        audit.Sink // given to the manager and the proxy
 }
@@ -211,7 +212,7 @@ oidc:
   client_secret: %[6]s
   ca_root_file: %[7]s
   extra_params: {ui_locales: en}
-session: %[8]s
+%[11]ssession: %[8]s
 routes:
   - name: public
     path: /public
@@ -220,7 +221,7 @@ routes:
 %[10]s  - name: app
     path: /
     upstream: %[9]s
-`, e.base, e.redis.Addr, e.redis.DB(t), e.idpURL, clientID, clientSecret, e.caFile, sess, up.URL, strings.ReplaceAll(o.routes, "UPSTREAM", up.URL))
+`, e.base, e.redis.Addr, e.redis.DB(t), e.idpURL, clientID, clientSecret, e.caFile, sess, up.URL, strings.ReplaceAll(o.routes, "UPSTREAM", up.URL), o.oidc)
 	cfgPath := filepath.Join(t.TempDir(), "portcullis.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/devidp"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/session"
 )
@@ -294,5 +295,44 @@ func logHas(t *testing.T, e *env, s string) {
 	t.Helper()
 	if !strings.Contains(e.logs.String(), s) {
 		t.Errorf("log does not say %q", s)
+	}
+}
+
+// TestEmailDomainClaim: with oidc.email_domain_claim (Google's hd), an address counts as
+// verified only when the claim names its own domain: a provider's email_verified for an
+// address at a domain it does not host (a personal account made while someone read mail at
+// the company) is not enough. Tried with the claim missing, for another domain, a subdomain,
+// of the wrong type, and for the right domain in another case.
+func TestEmailDomainClaim(t *testing.T) {
+	e := newEnv(t, envOpts{oidc: "  email_domain_claim: hd\n"})
+	for _, tc := range []struct {
+		name string
+		hd   any // nil: no claim
+		ok   bool
+	}{
+		// Refusals first: refused checks that no session record exists at all.
+		{"no hd", nil, false},
+		{"another domain", "other.example", false},
+		{"a parent domain", "example", false},
+		{"a subdomain", "mail.fresh.example", false},
+		{"empty", "", false},
+		{"not a string", []string{"fresh.example"}, false},
+		{"its own domain", "fresh.example", true},
+		{"its own domain in capitals", "FRESH.Example", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.hd != nil {
+				e.idp.ForceClaims("alice", func(c *devidp.Claims) { c.Extra = map[string]any{"hd": tc.hd} })
+			}
+			b := e.browser()
+			switch _, list := tc.hd.([]string); {
+			case tc.ok:
+				b.mustSignIn("alice")
+			case list:
+				refused(t, e, b, b.signIn("/.portcullis/login", "alice"), 400, string(reason.SignInFailed))
+			default:
+				refused(t, e, b, b.signIn("/.portcullis/login", "alice"), 403, string(reason.EmailNotVerified))
+			}
+		})
 	}
 }
