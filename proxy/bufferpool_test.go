@@ -26,6 +26,16 @@ func TestBufferPool(t *testing.T) {
 	}
 }
 
+// TestBufferPoolAllocatesNothing: lending and returning a buffer, once the pool holds one,
+// allocates nothing (a []byte put in an interface would be allocated on every Put).
+func TestBufferPoolAllocatesNothing(t *testing.T) {
+	p := &bufferPool{}
+	p.Put(p.Get())
+	if n := testing.AllocsPerRun(100, func() { p.Put(p.Get()) }); n != 0 {
+		t.Errorf("Get and Put: %v allocations, want 0", n)
+	}
+}
+
 // TestPooledBuffersKeepBodiesApart: bodies larger than one buffer, forwarded concurrently,
 // arrive intact (a buffer returned to the pool while still in use would mix them).
 func TestPooledBuffersKeepBodiesApart(t *testing.T) {
