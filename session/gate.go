@@ -100,9 +100,10 @@ func (m *Manager) Admit(w http.ResponseWriter, r *http.Request, route *config.Ro
 		m.fail(w, r, m.loadError(r, err, true))
 		return nil, false
 	}
-	s := viewOf(l.rec)
-	ctx := context.WithValue(context.WithValue(r.Context(), ctxKey{}, &s), admittedKey{}, l)
-	return r.WithContext(ctx), true
+	// One context value for both (the view FromContext copies, the record the methods of
+	// org.go use): every admitted request makes it.
+	a := &admission{view: viewOf(l.rec), l: l}
+	return r.WithContext(context.WithValue(r.Context(), ctxKey{}, a)), true
 }
 
 // loadError is the answer to a request whose session could not be loaded. signIn sends

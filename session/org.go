@@ -16,12 +16,13 @@ import (
 // The organisation picker (package proxy) records the person's choice in the session. These
 // methods work on a request Admit let through: it carries the session it was admitted with.
 
-type admittedKey struct{}
-
 // admitted is the session a request was admitted with, for the methods below only.
 func admitted(r *http.Request) (*loaded, bool) {
-	l, ok := r.Context().Value(admittedKey{}).(*loaded)
-	return l, ok
+	a, ok := r.Context().Value(ctxKey{}).(*admission)
+	if !ok {
+		return nil, false
+	}
+	return a.l, true
 }
 
 // CSRFToken returns a token bound to the session of r (admitted by Admit) for forms that change

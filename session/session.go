@@ -99,12 +99,20 @@ func viewOf(r *record) Session {
 
 type ctxKey struct{}
 
+// admission is what Admit puts in a request's context: the session's view and the record it
+// was loaded as.
+type admission struct {
+	view Session
+	l    *loaded
+}
+
 // FromContext returns a copy of the session Admit put in ctx.
 func FromContext(ctx context.Context) (*Session, bool) {
-	s, ok := ctx.Value(ctxKey{}).(*Session)
+	a, ok := ctx.Value(ctxKey{}).(*admission)
 	if !ok {
 		return nil, false
 	}
+	s := &a.view
 	c := *s
 	c.AMR, c.Elevations = slices.Clone(s.AMR), slices.Clone(s.Elevations)
 	for i := range c.Elevations {
