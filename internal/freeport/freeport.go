@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"sync"
 )
 
 const (
@@ -25,10 +26,26 @@ const (
 // hands to outgoing connections.
 func Get() (int, error) { return get(low, high) }
 
+// handed are the ports this process has returned: a port handed to one test and not yet
+// bound by its server is free to a bind check, so without this two parallel tests of a
+// package could be given the same one.
+var handed struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
 func get(low, high int) (int, error) {
 	var last error
+	handed.Lock()
+	defer handed.Unlock()
+	if handed.ports == nil {
+		handed.ports = map[int]bool{}
+	}
 	for range 100 {
 		p := low + rand.IntN(high-low)
+		if handed.ports[p] {
+			continue
+		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
 			last = err
@@ -37,6 +54,7 @@ func get(low, high int) (int, error) {
 		if err := ln.Close(); err != nil {
 			return 0, fmt.Errorf("freeport: close %d: %w", p, err)
 		}
+		handed.ports[p] = true
 		return p, nil
 	}
 	return 0, fmt.Errorf("freeport: no free port in [%d, %d) after 100 tries: %w", low, high, last)
