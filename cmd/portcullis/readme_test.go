@@ -18,6 +18,8 @@ import (
 
 	"go.yaml.in/yaml/v4"
 
+	"github.com/portcullis-proxy/portcullis/internal/devidp"
+	"github.com/portcullis-proxy/portcullis/internal/devidp/devidptest"
 	"github.com/portcullis-proxy/portcullis/internal/redistest"
 )
 
@@ -285,26 +287,12 @@ var readmeSetAside = map[string]string{
 // an HTTP error (--fail-with-body), so a refused call fails the test.
 func TestREADMECommands(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("curl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("curl is not installed; .ci/run installs it")
-		}
-		t.Skip("curl is not installed (apt-get install curl)")
-	}
+	sess := newShellSession(t)
+	dir, cert, key := sess.dir, sess.cert, sess.key
 	ci, err := os.ReadFile(filepath.Join("..", "..", ".ci", "run"))
 	if err != nil || !strings.Contains(string(ci), "go test -race -count=1 -timeout 15m ./...") {
 		t.Errorf(".ci/run does not run the README's test command: %v", err)
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(binPath, filepath.Join(bin, "portcullis")); err != nil {
-		t.Fatal(err)
-	}
-	cert, key := writeTestCert(t, dir)
-	writeFile(t, filepath.Join(dir, ".curlrc"), "--fail-with-body\n")
 	// The reader's checkout: the session runs in a directory of its own with the examples.
 	examples, err := filepath.Abs(filepath.Join("..", "..", "examples"))
 	if err != nil {
@@ -328,44 +316,16 @@ routes:
 	p := startBinary(t, filepath.Join(dir, "portcullis.yaml"))
 	p.waitLog(t, "portcullis serving", 10*time.Second)
 
-	// CURL_HOME: curl reads this .curlrc, whatever the machine's XDG_CONFIG_HOME says.
-	env := append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "HOME="+dir, "CURL_HOME="+dir, "SSL_CERT_FILE="+cert,
-		"CURL_CA_BUNDLE="+cert, "PORTCULLIS_ADMIN_SERVER=", "PORTCULLIS_ADMIN_TOKEN=")
 	// The README's addresses and Docker wrapper, for this machine's.
 	local := strings.NewReplacer("127.0.0.1:9443", adminListen,
 		"docker compose -f docker/compose.yaml run --rm portcullis admin", "portcullis admin",
 		"/etc/portcullis/portcullis.yaml", "portcullis.yaml")
-	var defs []string // variable assignments and functions, in force for the commands after them
-	vars := map[string]string{}
-	sh := func(where, cmd string) string {
-		t.Helper()
-		script := "set -eo pipefail\n"
-		for k, v := range vars {
-			script += k + "=" + shellQuote(v) + "\n"
-		}
-		script += strings.Join(defs, "\n") + "\n" + cmd + "\n"
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		c := exec.CommandContext(ctx, "bash", "-c", script)
-		c.Dir, c.Env, c.WaitDelay = dir, env, time.Second
-		out, err := c.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s: %s\n%v\n%s", where, cmd, err, out)
-		}
-		return string(out)
-	}
+	vars, sh := sess.vars, sess.run
 	breakGlass := func(args string) string {
 		t.Helper()
 		return sh("setup", "portcullis admin "+args+" --break-glass --config portcullis.yaml")
 	}
-	token := func(out string) string {
-		t.Helper()
-		m := regexp.MustCompile(`(?m)^(pcadm_\S+)$`).FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("no token printed:\n%s", out)
-		}
-		return m[1]
-	}
+	token := func(out string) string { t.Helper(); return printedToken(t, out) }
 	// What the README's reader has made by the time of each block, keyed by the block's first
 	// command.
 	before := map[string]func(){
@@ -433,7 +393,7 @@ routes:
 			cmd = local.Replace(cmd)
 			cmd = strings.NewReplacer("REQ_ID", "$REQ_ID", "KEY-ID", "$KEY_ID").Replace(cmd)
 			if isDefinition(cmd) {
-				defs = append(defs, cmd)
+				sess.defs = append(sess.defs, cmd)
 				continue
 			}
 			out := sh(where, cmd)
@@ -482,6 +442,71 @@ var readmeExpect = map[string]string{
 // trailingComment is a shell comment after a command.
 var trailingComment = regexp.MustCompile(`\s+#\s.*$`)
 
+// shellSession is one reader's shell, command after command, in a directory of its own:
+// `portcullis` on PATH is the binary under test; curl and the CLI trust the test certificate
+// (cert, key: for 127.0.0.1), and curl fails on an HTTP error (--fail-with-body). Variables
+// and functions the reader defined (defs) and values the test carries (vars) are in force for
+// every later command.
+type shellSession struct {
+	t              *testing.T
+	dir, cert, key string
+	env, defs      []string
+	vars           map[string]string
+}
+
+func newShellSession(t *testing.T) *shellSession {
+	t.Helper()
+	if _, err := exec.LookPath("curl"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("curl is not installed; .ci/run installs it")
+		}
+		t.Skip("curl is not installed (apt-get install curl)")
+	}
+	s := &shellSession{t: t, dir: t.TempDir(), vars: map[string]string{}}
+	bin := filepath.Join(s.dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(binPath, filepath.Join(bin, "portcullis")); err != nil {
+		t.Fatal(err)
+	}
+	s.cert, s.key = writeTestCert(t, s.dir)
+	writeFile(t, filepath.Join(s.dir, ".curlrc"), "--fail-with-body\n")
+	// CURL_HOME: curl reads this .curlrc, whatever the machine's XDG_CONFIG_HOME says.
+	s.env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "HOME="+s.dir, "CURL_HOME="+s.dir,
+		"SSL_CERT_FILE="+s.cert, "CURL_CA_BUNDLE="+s.cert, "PORTCULLIS_ADMIN_SERVER=", "PORTCULLIS_ADMIN_TOKEN=")
+	return s
+}
+
+// run runs cmd (the README line where) and returns its output; a failure fails the test.
+func (s *shellSession) run(where, cmd string) string {
+	s.t.Helper()
+	script := "set -eo pipefail\n"
+	for k, v := range s.vars {
+		script += k + "=" + shellQuote(v) + "\n"
+	}
+	script += strings.Join(s.defs, "\n") + "\n" + cmd + "\n"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := exec.CommandContext(ctx, "bash", "-c", script)
+	c.Dir, c.Env, c.WaitDelay = s.dir, s.env, time.Second
+	out, err := c.CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("%s: %s\n%v\n%s", where, cmd, err, out)
+	}
+	return string(out)
+}
+
+// printedToken is the admin API token `portcullis admin token create` printed in out.
+func printedToken(t *testing.T, out string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^(pcadm_\S+)$`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no token printed:\n%s", out)
+	}
+	return m[1]
+}
+
 // isDefinition: only shell variable assignments (exported or not, with no command after
 // them and no command substitution) or a function definition.
 func isDefinition(cmd string) bool { return definition.MatchString(cmd) }
@@ -489,3 +514,108 @@ func isDefinition(cmd string) bool { return definition.MatchString(cmd) }
 var definition = regexp.MustCompile(`^(export )?([A-Za-z_][A-Za-z0-9_]*=[^\s$(` + "`" + `]*(\$[A-Z_]+)?[^\s$(` + "`" + `]*\s*)+$|^[a-z_]+\(\) \{.*\}$`)
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// TestFirstDeploymentGuide runs docs/first-deployment.md's commands in order, as an operator
+// following it would. The configuration is the guide's own snippets, with this machine's
+// provider, Redis and addresses, and a files certificate for 127.0.0.1 instead of ACME; its
+// snippets as written pass check in TestREADMEConfigSnippets. serve is started by the test
+// where the guide starts it; go install is TestMain's build.
+func TestFirstDeploymentGuide(t *testing.T) {
+	t.Parallel()
+	sess := newShellSession(t)
+	listen, adminListen := freePort(t), freePort(t)
+	base := "https://" + listen
+	idp := devidptest.Start(t, devidp.Config{Clients: []devidp.Client{{ID: "portcullis", Secret: "guide-secret",
+		RedirectURIs: []string{base + "/.portcullis/callback"}}}})
+	rs := redistest.Start(t)
+	up := upstream(t, "portal")
+
+	cfg := map[string]any{}
+	for _, b := range markdownBlocks(t, "docs/first-deployment.md") {
+		if b.lang != "yaml" {
+			continue
+		}
+		var part map[string]any
+		if err := yaml.Unmarshal([]byte(b.body), &part); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		for k, v := range part {
+			cfg[k] = v
+		}
+	}
+	for _, k := range []string{"oidc", "redis", "server", "tls", "admin_api"} {
+		if _, ok := cfg[k].(map[string]any); !ok {
+			t.Fatalf("docs/first-deployment.md shows no %s section", k)
+		}
+	}
+	secret := filepath.Join(sess.dir, "oidc-secret")
+	writeFile(t, secret, "guide-secret\n")
+	oidc := cfg["oidc"].(map[string]any)
+	oidc["issuer"], oidc["client_secret_file"], oidc["ca_root_file"] = idp.URL, secret, idp.CAFile(t)
+	cfg["redis"] = map[string]any{"address": rs.Addr} // the guide's has a password; the test's has none
+	server := cfg["server"].(map[string]any)
+	server["listen"], server["public_url"], server["metrics_listen"] = listen, base, "off"
+	delete(server, "redirect_listen")
+	cfg["tls"] = map[string]any{"mode": "files", "cert_file": sess.cert, "key_file": sess.key}
+	cfg["admin_api"].(map[string]any)["listen"] = adminListen
+	cfg["routes"] = []any{map[string]any{"name": "portal", "upstream": up.URL}}
+	raw, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(sess.dir, "portcullis.yaml")
+	writeFile(t, cfgPath, string(raw))
+	writeFile(t, filepath.Join(sess.dir, "users.csv"), "email,kind,roles\nbob@acme.example,employee,viewer\ncarol@acme.example,employee,viewer;billing\n")
+
+	local := strings.NewReplacer("/etc/portcullis/portcullis.yaml", "portcullis.yaml",
+		"https://portal.example.com:9443", "https://"+adminListen, "https://portal.example.com", base,
+		"pcadm_...", "$FIRST_TOKEN",
+		// -q: not the session's .curlrc, whose --fail-with-body curl refuses beside the guide's -f.
+		"curl -fsS", "curl -q -fsS")
+	expect := map[string]string{
+		"portcullis check":    "valid:",
+		"portcullis version":  "portcullis",
+		"org create":          "created org acme",
+		"domain verify":       "verified",
+		"member invite":       "invited alice@acme.example",
+		"member import":       "invited 2 address(es) to acme",
+		"/.portcullis/readyz": "ok",
+	}
+	ran := 0
+	for _, b := range markdownBlocks(t, "docs/first-deployment.md") {
+		if b.lang != "sh" {
+			continue
+		}
+		cmds, lines := shellCommands(b)
+		for i, cmd := range cmds {
+			where := fmt.Sprintf("docs/first-deployment.md:%d", lines[i])
+			cmd = local.Replace(trailingComment.ReplaceAllString(cmd, ""))
+			switch {
+			case cmd == "go install ./cmd/portcullis":
+				continue
+			case strings.HasPrefix(cmd, "portcullis serve --config portcullis.yaml"):
+				startBinary(t, cfgPath).waitLog(t, "portcullis serving", 10*time.Second)
+				continue
+			case isDefinition(cmd):
+				sess.defs = append(sess.defs, cmd)
+				continue
+			}
+			out := sess.run(where, cmd)
+			t.Logf("%s: %s\n%s", where, cmd, out)
+			for what, want := range expect {
+				if strings.Contains(cmd, what) && !strings.Contains(out, want) {
+					t.Errorf("%s: %s: want %q in its output:\n%s", where, cmd, want, out)
+				}
+			}
+			if strings.Contains(cmd, "token create") {
+				sess.vars["FIRST_TOKEN"] = printedToken(t, out)
+			} else if strings.Contains(out, "BREAK-GLASS") {
+				t.Errorf("%s: %s went straight to Redis, not through the admin API the guide set up:\n%s", where, cmd, out)
+			}
+			ran++
+		}
+	}
+	if ran < 8 {
+		t.Errorf("ran %d of the guide's commands", ran)
+	}
+}
