@@ -292,20 +292,31 @@ func verifiedDomain(domains []store.Domain, domain string) bool {
 	return false
 }
 
+// AddressInDomain reports whether email's domain (what follows its last "@") is domain,
+// compared as verified domains are: ASCII case only, exact names. Neither may be empty.
+func AddressInDomain(email, domain string) bool {
+	d := emailDomain(email)
+	return d != "" && domain != "" && asciiEqualFold(d, domain)
+}
+
 // asciiEqualFold compares after lower-casing ASCII letters only. strings.EqualFold would
 // also apply Unicode folding, under which "\u212a" (KELVIN SIGN) equals "k": an address at
 // such a look-alike domain must not match a verified one. Stored names are lower-case ASCII
-// (A-labels), so any non-ASCII byte simply fails to match.
+// (A-labels), so any non-ASCII byte simply fails to match; both sides are folded, for names
+// that are not stored (a provider's claim).
 func asciiEqualFold(stored, given string) bool {
 	if len(stored) != len(given) {
 		return false
 	}
 	for i := 0; i < len(stored); i++ {
-		c := given[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
+		a, b := stored[i], given[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
 		}
-		if stored[i] != c {
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
 			return false
 		}
 	}

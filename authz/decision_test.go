@@ -499,9 +499,31 @@ func TestASCIIEqualFold(t *testing.T) {
 		{"acme.com", "acme\x00com", false},
 		{"a-b.com", "a-b.com", true},
 		{"a[b.com", "a{b.com", false},
+		{"Acme.COM", "aCME.com", true}, // a name that is not stored (a provider's claim)
 	} {
 		if got := asciiEqualFold(c.stored, c.given); got != c.want {
 			t.Errorf("asciiEqualFold(%q, %q) = %v, want %v", c.stored, c.given, got, c.want)
+		}
+	}
+}
+
+func TestAddressInDomain(t *testing.T) {
+	for _, c := range []struct {
+		email, domain string
+		want          bool
+	}{
+		{"alice@fresh.example", "fresh.example", true},
+		{"alice@FRESH.example", "fresh.EXAMPLE", true},
+		{`"a@b"@fresh.example`, "fresh.example", true}, // the last "@"
+		{"alice@fresh.example", "mail.fresh.example", false},
+		{"alice@mail.fresh.example", "fresh.example", false},
+		{"alice@kone.example", "\u212Aone.example", false}, // KELVIN SIGN folds to k in Unicode only
+		{"alice@fresh.example", "", false},
+		{"alice", "alice", false},
+		{"alice@", "", false},
+	} {
+		if got := AddressInDomain(c.email, c.domain); got != c.want {
+			t.Errorf("AddressInDomain(%q, %q) = %v, want %v", c.email, c.domain, got, c.want)
 		}
 	}
 }

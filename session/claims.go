@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/authz"
@@ -98,17 +97,14 @@ func (m *Manager) verifyIDToken(ctx context.Context, rp *relyingParty, raw, nonc
 		}
 		id.authTime = t
 	}
-	if m.domainClaim != "" && id.emailVerified {
+	if claim := m.oc.EmailDomainClaim; claim != "" && id.emailVerified {
 		// The provider vouches for the address only at a domain it names as its own (Google's
 		// hd): elsewhere email_verified says only that someone once read mail there.
 		var d string
-		if err := optString(c, m.domainClaim, &d); err != nil {
+		if err := optString(c, claim, &d); err != nil {
 			return nil, err
 		}
-		at := strings.LastIndexByte(id.email, '@')
-		if d == "" || at < 0 || !strings.EqualFold(d, id.email[at+1:]) {
-			id.emailVerified = false
-		}
+		id.emailVerified = authz.AddressInDomain(id.email, d)
 	}
 	if m.requireEV && !id.emailVerified {
 		return nil, errEmailUnverified

@@ -142,10 +142,8 @@ type Manager struct {
 	publicBase *url.URL
 	origin     string // scheme://host of the public base, "" when unknown
 	requireEV  bool
-	// domainClaim, when set, must name the email's domain for the address to be verified.
-	domainClaim string
-	onSignIn    func(context.Context, Session) error
-	audit       audit.Sink
+	onSignIn   func(context.Context, Session) error
+	audit      audit.Sink
 	// signInHost is the lower-case host name of oidc.redirect_url, where the callback arrives;
 	// signInOrigin its scheme://host[:port]. hostAllowed is Options.HostAllowed.
 	signInHost, signInOrigin string
@@ -191,7 +189,6 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 		log: opts.Logger, now: opts.Now, client: opts.HTTPClient, logins: st, st: st, handoffs: st, logouts: st, oc: oc, sc: sc,
 		publicBase: publicBase, stopped: make(chan struct{}),
 		requireEV:     oc.RequireVerifiedEmail == nil || *oc.RequireVerifiedEmail,
-		domainClaim:   oc.EmailDomainClaim,
 		onSignIn:      opts.OnSignIn,
 		audit:         opts.Audit,
 		refusalBudget: rate.NewLimiter(rate.Every(time.Second), refusalBurst),
