@@ -18,7 +18,7 @@ import (
 
 // admitted is the session a request was admitted with, for the methods below only.
 func admitted(r *http.Request) (*loaded, bool) {
-	a, ok := r.Context().Value(ctxKey{}).(*admission)
+	a, ok := admissionOf(r.Context())
 	if !ok {
 		return nil, false
 	}

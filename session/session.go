@@ -106,15 +106,20 @@ type admission struct {
 	l    *loaded
 }
 
+// admissionOf is what Admit put in ctx.
+func admissionOf(ctx context.Context) (*admission, bool) {
+	a, ok := ctx.Value(ctxKey{}).(*admission)
+	return a, ok
+}
+
 // FromContext returns a copy of the session Admit put in ctx.
 func FromContext(ctx context.Context) (*Session, bool) {
-	a, ok := ctx.Value(ctxKey{}).(*admission)
+	a, ok := admissionOf(ctx)
 	if !ok {
 		return nil, false
 	}
-	s := &a.view
-	c := *s
-	c.AMR, c.Elevations = slices.Clone(s.AMR), slices.Clone(s.Elevations)
+	c := a.view
+	c.AMR, c.Elevations = slices.Clone(c.AMR), slices.Clone(c.Elevations)
 	for i := range c.Elevations {
 		c.Elevations[i].AMR = slices.Clone(c.Elevations[i].AMR)
 	}
