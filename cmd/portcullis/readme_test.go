@@ -396,13 +396,7 @@ routes:
 				sess.defs = append(sess.defs, cmd)
 				continue
 			}
-			out := sh(where, cmd)
-			t.Logf("%s: %s\n%s", where, cmd, out)
-			for what, want := range readmeExpect {
-				if strings.Contains(cmd, what) && !strings.Contains(out, want) {
-					t.Errorf("%s: %s: want %q in its output:\n%s", where, cmd, want, out)
-				}
-			}
+			out := sess.runExpecting(where, cmd, readmeExpect)
 			after(cmd, out)
 			ran++
 		}
@@ -495,6 +489,20 @@ func (s *shellSession) run(where, cmd string) string {
 		s.t.Fatalf("%s: %s\n%v\n%s", where, cmd, err, out)
 	}
 	return string(out)
+}
+
+// runExpecting is run, with the output logged and checked: for each command fragment of
+// expect that cmd contains, the output must contain its text.
+func (s *shellSession) runExpecting(where, cmd string, expect map[string]string) string {
+	s.t.Helper()
+	out := s.run(where, cmd)
+	s.t.Logf("%s: %s\n%s", where, cmd, out)
+	for what, want := range expect {
+		if strings.Contains(cmd, what) && !strings.Contains(out, want) {
+			s.t.Errorf("%s: %s: want %q in its output:\n%s", where, cmd, want, out)
+		}
+	}
+	return out
 }
 
 // printedToken is the admin API token `portcullis admin token create` printed in out.
@@ -600,13 +608,7 @@ func TestFirstDeploymentGuide(t *testing.T) {
 				sess.defs = append(sess.defs, cmd)
 				continue
 			}
-			out := sess.run(where, cmd)
-			t.Logf("%s: %s\n%s", where, cmd, out)
-			for what, want := range expect {
-				if strings.Contains(cmd, what) && !strings.Contains(out, want) {
-					t.Errorf("%s: %s: want %q in its output:\n%s", where, cmd, want, out)
-				}
-			}
+			out := sess.runExpecting(where, cmd, expect)
 			if strings.Contains(cmd, "token create") {
 				sess.vars["FIRST_TOKEN"] = printedToken(t, out)
 			} else if strings.Contains(out, "BREAK-GLASS") {
