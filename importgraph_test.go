@@ -82,6 +82,8 @@ func TestImportGraphRules(t *testing.T) {
 	write("nodoc/n.go", "package nodoc\n")
 	write("admin/a.go", "// Package admin is fine.\npackage admin\n\nimport (\n\t_ \"example.com/pc/proxy\"\n\t_ \"example.com/pc/authz\"\n)\n")
 	write("proxy/q.go", "package proxy\n\nimport _ \"example.com/pc/admin\"\n")
+	write("console/c.go", "// Package console is fine.\npackage console\n\nimport (\n\t_ \"example.com/pc/proxy\"\n\t_ \"example.com/pc/session\"\n)\n")
+	write("proxy/r.go", "package proxy\n\nimport _ \"example.com/pc/console\"\n")
 	write("testdata/x/x.go", "package x\n\nimport _ \"github.com/redis/go-redis/v9\"\n")
 
 	module, pkgs := loadTree(t, root)
@@ -100,6 +102,8 @@ func TestImportGraphRules(t *testing.T) {
 		"package nodoc (nodoc) has no package doc comment",
 		"admin/a.go imports example.com/pc/proxy: admin stands beside proxy and session",
 		"proxy/q.go imports example.com/pc/admin: only cmd imports admin",
+		"console/c.go imports example.com/pc/proxy: the console reaches the admin API through its interface only",
+		"proxy/r.go imports example.com/pc/console: only cmd imports console",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing problem %q", want)
@@ -107,7 +111,7 @@ func TestImportGraphRules(t *testing.T) {
 	}
 	for _, unwanted := range []string{"store/s.go imports github.com/redis", "p_test.go", "testdata", "package audit", "package config",
 		"config/c.go imports example.com/pc/internal/syntax",
-		"admin/a.go imports example.com/pc/authz"} {
+		"admin/a.go imports example.com/pc/authz", "console/c.go imports example.com/pc/session"} {
 		if strings.Contains(got, unwanted) {
 			t.Errorf("false alarm containing %q", unwanted)
 		}
@@ -186,6 +190,12 @@ func checkGraph(module string, pkgs map[string]*pkgInfo) []string {
 				bad("%s imports %s: only cmd imports admin", at, imp)
 			case under(p.dir, "admin") && isProj && under(target, "proxy", "session"):
 				bad("%s imports %s: admin stands beside proxy and session, on authz and store", at, imp)
+			// The console is a client of the admin API (through an interface, as the person),
+			// never of its internals or of the proxy's: it can do nothing the API refuses.
+			case under(p.dir, "console") && isProj && under(target, "proxy", "admin"):
+				bad("%s imports %s: the console reaches the admin API through its interface only", at, imp)
+			case isProj && under(target, "console") && !under(p.dir, "console", "cmd"):
+				bad("%s imports %s: only cmd imports console", at, imp)
 			}
 		}
 

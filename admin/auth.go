@@ -34,6 +34,9 @@ type principal struct {
 // authenticate finds the principal of r from its Authorization header: an admin API token, or
 // an operator JWT when an operator issuer is configured. Anything else is unauthenticated.
 func (s *Server) authenticate(r *http.Request) (*principal, error) {
+	if p, ok := r.Context().Value(asKey{}).(*principal); ok {
+		return p, nil
+	}
 	h := r.Header.Values("Authorization")
 	if len(h) != 1 {
 		return nil, refuse(reason.Unauthenticated, "no single Authorization header")
@@ -67,6 +70,21 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 		return nil, refuse(reason.Unauthenticated, err.Error())
 	}
 	return &principal{Actor: authz.Actor{Operator: true, Name: name}, via: "jwt " + s.ops.issuer}, nil
+}
+
+// asKey carries the principal of a call made in process (As).
+type asKey struct{}
+
+// As serves the API for the person user (an issuer|subject key) whom Portcullis's own
+// session authenticated: the console's calls, made in process, so that a page can do nothing
+// the API would refuse that person. The request's Authorization header is not read. via
+// names the session in the log and the audit events ("console session …"). The person is
+// never an operator, whatever they hold: operators act through their own credentials.
+func (s *Server) As(user, via string) http.Handler {
+	p := &principal{Actor: authz.Actor{Name: user}, via: via}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), asKey{}, p)))
+	})
 }
 
 // inOrg refuses a call about org by a personal token restricted to another one.

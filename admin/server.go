@@ -142,6 +142,10 @@ func New(o Options) (*Server, error) {
 // SetLifecycle makes p the policy of every later call (a configuration reload).
 func (s *Server) SetLifecycle(p *authz.Policy) { s.policy.Store(newLifecycle(p)) }
 
+// AdminRole is the admin role of the policy in force: what makes a member an administrator
+// of their organisation.
+func (s *Server) AdminRole() string { return s.policy.Load().AdminRole() }
+
 // lifecycle is a policy with what the API derives from it, compiled once per policy. A call
 // takes the one in force when it starts and keeps it: a reload never mixes two policies in
 // one decision.

@@ -198,30 +198,10 @@ func (v *validator) policy(p string, r *Route) {
 		}
 	}
 	if su := r.StepUp; su != nil {
-		sp := p + ".step_up"
 		if r.Public {
-			v.errorf(sp, "a public route cannot demand step-up: it has no signed-in user")
+			v.errorf(p+".step_up", "a public route cannot demand step-up: it has no signed-in user")
 		}
-		if len(su.ACR) == 0 && len(su.AMR) == 0 {
-			v.errorf(sp, "needs acr or amr: what counts as a strong authentication")
-		}
-		if su.MaxAge <= 0 {
-			v.errorf(sp+".max_age", "is required and must be positive")
-		}
-		v.nonNegative(sp+".elevation", su.Elevation)
-		if su.MaxAge > 0 && su.Elevation > su.MaxAge {
-			v.errorf(sp+".elevation", "must not exceed max_age")
-		}
-		for i, m := range su.AMR {
-			if !routeNamePattern.MatchString(m) {
-				v.errorf(fmt.Sprintf("%s.amr[%d]", sp, i), "must be a method name such as mfa, otp or hwk")
-			}
-		}
-		for i, a := range su.ACR {
-			if a == "" || strings.ContainsAny(a, " \t\r\n\"") {
-				v.errorf(fmt.Sprintf("%s.acr[%d]", sp, i), "must be a non-empty value without spaces or quotes")
-			}
-		}
+		v.stepUp(p+".step_up", su)
 	}
 	v.auth(p, r)
 	v.recoveryGuard(p, r)
@@ -298,6 +278,30 @@ func (v *validator) auth(p string, r *Route) {
 		}
 		if r.StepUp != nil {
 			v.errorf(ap, "api_key and client_jwt cannot be combined with step_up: a machine cannot step up")
+		}
+	}
+}
+
+// stepUp checks a step-up demand at sp (a route's step_up, console.step_up).
+func (v *validator) stepUp(sp string, su *StepUp) {
+	if len(su.ACR) == 0 && len(su.AMR) == 0 {
+		v.errorf(sp, "needs acr or amr: what counts as a strong authentication")
+	}
+	if su.MaxAge <= 0 {
+		v.errorf(sp+".max_age", "is required and must be positive")
+	}
+	v.nonNegative(sp+".elevation", su.Elevation)
+	if su.MaxAge > 0 && su.Elevation > su.MaxAge {
+		v.errorf(sp+".elevation", "must not exceed max_age")
+	}
+	for i, m := range su.AMR {
+		if !routeNamePattern.MatchString(m) {
+			v.errorf(fmt.Sprintf("%s.amr[%d]", sp, i), "must be a method name such as mfa, otp or hwk")
+		}
+	}
+	for i, a := range su.ACR {
+		if a == "" || strings.ContainsAny(a, " \t\r\n\"") {
+			v.errorf(fmt.Sprintf("%s.acr[%d]", sp, i), "must be a non-empty value without spaces or quotes")
 		}
 	}
 }

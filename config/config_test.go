@@ -99,6 +99,7 @@ func TestDefaults(t *testing.T) {
 		},
 		AdminAPI: AdminAPI{Listen: "off"},
 		Tracing:  Tracing{Endpoint: "http://127.0.0.1:4318", ServiceName: "portcullis"},
+		Console:  Console{Enabled: &yes},
 		Routes: []Route{{
 			Name: "app", Path: "/", PathMatch: PathPrefix, MethodOverride: MethodOverrideRefuse, Upstream: "http://10.0.0.5:8080", PreserveHost: &yes, Auth: []string{"session"},
 			Timeouts: UpstreamTimeouts{Dial: Duration(5 * time.Second), ResponseHeader: Duration(60 * time.Second), IdleConn: Duration(90 * time.Second)},

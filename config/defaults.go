@@ -200,6 +200,12 @@ var defaultRules = []defaultRule{
 			r.StepUp.Elevation = r.StepUp.MaxAge
 		}
 	})},
+	{Default{"console.enabled", "true"}, func(c *Config) { setBool(&c.Console.Enabled, true) }},
+	{Default{"console.step_up.elevation", "console.step_up.max_age"}, func(c *Config) {
+		if su := c.Console.StepUp; su != nil && su.Elevation == 0 {
+			su.Elevation = su.MaxAge
+		}
+	}},
 	{Default{"routes[].require.verified_email_domain", "true"}, forRoutes(func(r *Route) {
 		if r.Require != nil {
 			setBool(&r.Require.VerifiedEmailDomain, true)

@@ -37,6 +37,8 @@ type Config struct {
 	ForwardAuth ForwardAuth `yaml:"forward_auth"`
 	// Tracing exports OpenTelemetry traces.
 	Tracing Tracing `yaml:"tracing"`
+	// Console is the self-serve console of members and organisation administrators.
+	Console Console `yaml:"console"`
 	// ClientJWT trusts issuers of machine identities' client-credentials tokens.
 	ClientJWT ClientJWT `yaml:"client_jwt"`
 	// Routes is the ordered route table: the first route that matches host, path and method

@@ -113,6 +113,7 @@ func (v *validator) config(c *Config) {
 	v.lifecycle(&c.Lifecycle)
 	v.adminAPI(c)
 	v.forwardAuth(c)
+	v.console(c)
 	v.tracing(c)
 	v.clientJWT(c)
 	v.notifications(c)

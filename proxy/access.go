@@ -301,6 +301,14 @@ func (ex *exchange) deny(d authz.Decision) error {
 	case d.Reason == reason.NoOrg:
 		p.Return = ex.returnPath()
 	}
+	if d.Member && ex.s.opts.Endpoints[consoleEndpoint] != nil {
+		switch shown {
+		case reason.RoleMissing, reason.PurposeMissing, reason.PurposeExpired:
+			// A member lacking a role or a purpose may ask for it (outsiders are told no
+			// more than not_member, and get no form for an organisation).
+			p.Action, p.ActionText = requestAccessLink(d, ex.returnPath()), "Request access"
+		}
+	}
 	return &denial{code: d.Reason, p: p, msg: "access denied", level: slog.LevelInfo, user: ex.sess.UserKey, org: d.Org, audit: true}
 }
 
@@ -385,4 +393,19 @@ func (ex *exchange) headerValues(name string) []string {
 		return nil
 	}
 	return vs
+}
+
+// consoleEndpoint is the key of the console in Options.Endpoints.
+const consoleEndpoint = "console/"
+
+// requestAccessLink is the console's request form for what d found missing, returning to rd.
+func requestAccessLink(d authz.Decision, rd string) string {
+	q := url.Values{"org": {d.Org}, "rd": {rd}}
+	for _, r := range d.Missing.Roles {
+		q.Add("role", r)
+	}
+	for _, p := range d.Missing.Purposes {
+		q.Add("purpose", p)
+	}
+	return ownPrefix + "console/request?" + q.Encode()
 }

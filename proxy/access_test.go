@@ -326,7 +326,10 @@ routes:
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.srv, err = New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: m.Endpoints(), Members: b.members, APIKeys: b.members, Clients: b.members, ClientTokens: tokens, Audit: b.audit, Signer: b.signer,
+	endpoints := m.Endpoints()
+	// The console's place (package console serves it): refusals of members link to its form.
+	endpoints["console/"] = http.NotFoundHandler()
+	b.srv, err = New(SettingsOf(cfg), Options{Logger: log, Gate: m, StepUp: m, Orgs: m, Endpoints: endpoints, Members: b.members, APIKeys: b.members, Clients: b.members, ClientTokens: tokens, Audit: b.audit, Signer: b.signer,
 		RefusalInterval: time.Hour}) // flushed by the tests (accCountedRefusals)
 	if err != nil {
 		t.Fatal(err)
@@ -597,6 +600,22 @@ func accReasonCodes(t *testing.T, b *accBed) {
 				"purpose_expired": {"audit"}, "kind_not_allowed": {"partner", "reseller"}, "email_domain_not_verified": {"acme.example"}}[tc.shown] {
 				if !strings.Contains(msg, want) || !strings.Contains(h.body, want) {
 					t.Errorf("%s: the page does not name %q: %q", tc.shown, want, msg)
+				}
+			}
+			// A member lacking a role or a purpose is offered to request it, with what is
+			// missing and the way back; nobody else is.
+			form := "/.portcullis/console/request?"
+			switch tc.shown {
+			case "role_missing", "purpose_missing", "purpose_expired":
+				want := map[string]string{"role_missing": "role=admin&amp;role=owner", "purpose_missing": "purpose=audit",
+					"purpose_expired": "purpose=audit"}[tc.shown]
+				if !strings.Contains(h.body, `href="`+form) || !strings.Contains(h.body, "org=acme") || !strings.Contains(h.body, want) ||
+					!strings.Contains(h.body, "rd="+url.QueryEscape(tc.path)) || !strings.Contains(h.body, "Request access") {
+					t.Errorf("%s: the page does not offer to request %s:\n%s", tc.shown, want, h.body)
+				}
+			default:
+				if strings.Contains(h.body, form) {
+					t.Errorf("%s: the page offers a request form:\n%s", tc.shown, h.body)
 				}
 			}
 			// Audited with the precise reason (twice: API and browser), logged and counted.

@@ -66,7 +66,12 @@ func (ex *exchange) serveOwn() error {
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		_, _ = w.Write(s.opts.Signer.JWKS())
 	default:
-		h, ok := s.opts.Endpoints[strings.TrimPrefix(ex.path, ownPrefix)]
+		name := strings.TrimPrefix(ex.path, ownPrefix)
+		h, ok := s.opts.Endpoints[name]
+		if i := strings.IndexByte(name, '/'); !ok && i >= 0 {
+			// An endpoint keyed "name/" serves the paths under it (the console).
+			h, ok = s.opts.Endpoints[name[:i+1]]
+		}
 		if !ok {
 			return reject(reason.NoRoute)
 		}

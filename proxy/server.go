@@ -77,7 +77,8 @@ type Options struct {
 	// sinks' progress).
 	Collectors []prometheus.Collector
 	// Endpoints are further own endpoints, keyed by their name under /.portcullis/ ("login"
-	// serves /.portcullis/login). They see the normalised path; nothing there is forwarded.
+	// serves /.portcullis/login; "console/" every path under /.portcullis/console/). They see
+	// the normalised path; nothing there is forwarded.
 	Endpoints map[string]http.Handler
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time

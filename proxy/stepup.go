@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"html/template"
 	"log/slog"
-	"net/http"
 	"strings"
 	"time"
 
@@ -13,17 +11,6 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/session"
 )
-
-var stepUpBody = template.Must(template.New("stepup").Parse(`<h1>Confirm it is you</h1>
-<p>The area <code>{{.Route}}</code>{{if .Org}} of the organisation <code>{{.Org}}</code>{{end}} needs a recent, stronger sign-in
-{{- if .Methods}} ({{.Methods}}){{end}}, no older than {{.MaxAge}}. Your current sign-in is not enough.</p>
-<p>Once confirmed, access is raised for this session{{if .Org}} and this organisation{{end}} for up to {{.Elevation}}.</p>
-{{if .NotReplayed}}<p class="note">Your {{.Method}} request was not sent. After confirming, repeat the action.</p>{{end}}
-{{if .Ticket}}<form id="portcullis-step-up" method="post" action="/.portcullis/step-up">
-<input type="hidden" name="ticket" value="{{.Ticket}}">
-<button type="submit">Confirm with a stronger sign-in</button>
-</form>{{end}}
-<p class="meta">Reason: <code>step_up_required</code>{{if .RequestID}} · Request ID: <code>{{.RequestID}}</code>{{end}}</p>`))
 
 // stepUp enforces the route's step_up for the admitted session acting for the organisation
 // the decision resolved ("" on a route that is not org-scoped). Only the session's
@@ -56,17 +43,9 @@ func (ex *exchange) interstitial(c session.Challenge) *page.Page {
 	if t := ex.s.opts.StepUp; t != nil {
 		ticket = t.StepUpTicket(ex.r, c)
 	}
-	nav := ex.r.Method == http.MethodGet || ex.r.Method == http.MethodHead
-	body, err := page.Execute(stepUpBody, struct {
-		Route, Org, Methods, MaxAge, Elevation, Ticket, Method, RequestID string
-		NotReplayed                                                       bool
-	}{c.Route, c.Org, strings.Join(c.AMR, ", "), c.MaxAge.String(), c.Elevation.String(), ticket, ex.r.Method,
-		ex.requestID, !nav})
+	p, err := session.StepUpPage(c, ticket, ex.r.Method, ex.requestID)
 	if err != nil {
 		ex.s.log.Error("step-up page", slog.Any("error", err))
 	}
-	// No form-action: the button posts here and is redirected on to the provider (and maybe
-	// beyond), and browsers apply form-action to every hop, which would block the step-up.
-	// The page runs no script, so there is nothing to inject a form with.
-	return &page.Page{Title: "Confirm it is you", Body: body, FormAction: page.NoFormAction}
+	return p
 }

@@ -103,6 +103,7 @@ func (m *Manager) Admit(w http.ResponseWriter, r *http.Request, route *config.Ro
 	// One context value for both (the view FromContext copies, the record the methods of
 	// org.go use): every admitted request makes it.
 	a := &admission{view: viewOf(l.rec), l: l}
+	a.view.LogID = logID(l.h)
 	return r.WithContext(context.WithValue(r.Context(), ctxKey{}, a)), true
 }
 

@@ -87,6 +87,9 @@ type Session struct {
 	// Elevations are the step-ups the session holds (authz.Elevated checks them against a
 	// route's step_up); switching the active organisation drops those of other organisations.
 	Elevations []authz.Elevation
+	// LogID names the session in logs and audit events: a prefix of its handle, which
+	// cannot be used to act as the session.
+	LogID string
 }
 
 func viewOf(r *record) Session {

@@ -130,7 +130,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 
 	opts := proxy.Options{Logger: log, Version: version, ReadyChecks: map[string]proxy.ReadyCheck{}}
 	var served atomic.Pointer[proxy.Server]
-	closeAll, err := wireRedis(ctx, cfg, log, &opts, &served)
+	closeAll, api, err := wireRedis(ctx, cfg, log, &opts, &served)
 	defer closeAll()
 	if err != nil {
 		return fail("start", err)
@@ -140,7 +140,7 @@ func cmdDev(args []string, stdout, stderr io.Writer) int {
 		return fail("start", err)
 	}
 	served.Store(srv)
-	go reloadLoop(ctx, cfgPath, cfg, srv, level, log)
+	go reloadLoop(ctx, cfgPath, cfg, srv, api, level, log)
 	err = srv.Run(ctx, func(l proxy.Listeners) {
 		fmt.Fprint(stdout, walkthrough("https://"+l.Main.String(), cfgPath, totp))
 		if l.Admin != nil {
@@ -428,6 +428,10 @@ lifecycle:
     billing: {max_elevation: 8h}
 admin_api:
   listen: %[6]q
+# The self-serve console, /.portcullis/console/: everyone sees their own access there and
+# asks for what they lack; administrators' pages ask for the second factor first.
+console:
+  step_up: {acr: ["urn:portcullis:acr:mfa"], amr: [otp], max_age: 10m, elevation: 10m}
 pages:
   product_name: Acme customer portal (demo)
   logo_url: /static/logo.svg

@@ -19,8 +19,10 @@ import (
 )
 
 // reloadLoop reloads the configuration on SIGHUP and whenever the file changes. A file that
-// does not load is rejected with every error logged; the running configuration stays.
-func reloadLoop(ctx context.Context, path string, running *config.Config, srv *proxy.Server, level *slog.LevelVar, log *slog.Logger) {
+// does not load is rejected with every error logged; the running configuration stays. api,
+// when not nil, is the administration API (its listener's and the console's), whose
+// lifecycle policy follows the file.
+func reloadLoop(ctx context.Context, path string, running *config.Config, srv *proxy.Server, api *admin.Server, level *slog.LevelVar, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -81,7 +83,7 @@ func reloadLoop(ctx context.Context, path string, running *config.Config, srv *p
 				slog.Any("keys", keys))
 		}
 		running = cfg
-		if api, ok := srv.AdminAPI().(*admin.Server); ok {
+		if api != nil {
 			api.SetLifecycle(authz.CompilePolicy(&cfg.Lifecycle))
 		}
 		level.Set(cfg.Log.SlogLevel)
@@ -246,6 +248,7 @@ func restartKeys(a, b *config.Config) []string {
 		{"notifications", a.Notifications, b.Notifications},
 		{"tracing", a.Tracing, b.Tracing},
 		{"client_jwt", a.ClientJWT, b.ClientJWT},
+		{"console", a.Console, b.Console},
 	} {
 		if !reflect.DeepEqual(c.x, c.y) {
 			keys = append(keys, c.key)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/signal"
@@ -18,6 +19,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/console"
 	"github.com/portcullis-proxy/portcullis/internal/assertion"
 	"github.com/portcullis-proxy/portcullis/internal/clientjwt"
 	"github.com/portcullis-proxy/portcullis/internal/page"
@@ -70,7 +72,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		log.Info("tracing on", slog.String("endpoint", cfg.Tracing.Endpoint), slog.Float64("sample_ratio", cfg.Tracing.Ratio()))
 	}
 	var served atomic.Pointer[proxy.Server]
-	closeAll, err := wireRedis(ctx, cfg, log, &opts, &served)
+	closeAll, api, err := wireRedis(ctx, cfg, log, &opts, &served)
 	defer closeAll()
 	if err != nil {
 		log.Error("start", slog.Any("error", err))
@@ -82,7 +84,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	served.Store(srv)
-	go reloadLoop(ctx, *path, cfg, srv, level, log)
+	go reloadLoop(ctx, *path, cfg, srv, api, level, log)
 
 	if err := srv.Run(ctx, nil); err != nil {
 		log.Error("serve", slog.Any("error", err))
@@ -111,7 +113,8 @@ func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
 // invalidation), the audit stream and the assertion signer. Without redis.address it
 // leaves opts alone: only public routes can then be served. served is the server built from
 // opts, once it exists: the sign-in handoff asks it which hosts it serves.
-func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *proxy.Options, served *atomic.Pointer[proxy.Server]) (func(), error) {
+func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *proxy.Options, served *atomic.Pointer[proxy.Server]) (func(), *admin.Server, error) {
+	var api *admin.Server
 	var closers []func()
 	closeAll := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -119,17 +122,17 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		}
 	}
 	if !cfg.Redis.Configured() {
-		return closeAll, nil
+		return closeAll, api, nil
 	}
 	store.SetClientLog(log)
 	st, err := store.New(cfg.Redis)
 	if err != nil {
-		return closeAll, fmt.Errorf("redis: %w", err)
+		return closeAll, api, fmt.Errorf("redis: %w", err)
 	}
 	closers = append(closers, func() { st.Close() })
 	if opts.TracerProvider != nil {
 		if err := st.TraceWith(opts.TracerProvider); err != nil {
-			return closeAll, fmt.Errorf("tracing redis: %w", err)
+			return closeAll, api, fmt.Errorf("tracing redis: %w", err)
 		}
 	}
 	opts.ReadyChecks["redis"] = st.Ping
@@ -145,7 +148,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	if a := cfg.Audit; a.SpoolDir != "" {
 		reqAudit, err = audit.NewSpooledRetrying(aud, audit.SpoolOptions{Dir: a.SpoolDir, Fsync: a.SpoolFsync != "off", MaxBytes: int64(a.SpoolMaxMB) << 20}, ro)
 		if err != nil {
-			return closeAll, err
+			return closeAll, api, err
 		}
 	} else {
 		reqAudit = audit.NewRetrying(aud, ro)
@@ -153,7 +156,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	closers = append(closers, reqAudit.Close)
 	opts.Audit, opts.Members, opts.APIKeys, opts.Clients = reqAudit, cache, cache, cache
 	if opts.ClientTokens, err = clientjwt.NewVerifier(cfg.ClientJWT, nil); err != nil {
-		return closeAll, err
+		return closeAll, api, err
 	}
 	if cfg.Audit.Refusals == "counted" {
 		opts.RefusalInterval = cfg.Audit.RefusalInterval.D()
@@ -165,7 +168,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 
 	signer, err := newSigner(ctx, cfg, st, log)
 	if err != nil {
-		return closeAll, err
+		return closeAll, api, err
 	}
 	opts.Signer = signer
 	opts.ReadyChecks["assertion_key"] = func(context.Context) error {
@@ -179,7 +182,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		// Every process delivers; the audit stream's consumer groups give each event to one.
 		d, err := notify.NewWithSinks(hooks, sinks, aud, notify.Options{Logger: log.With(slog.String("component", "deliveries"))})
 		if err != nil {
-			return closeAll, err
+			return closeAll, api, err
 		}
 		d.Start(ctx)
 		closers = append(closers, d.Close)
@@ -206,16 +209,19 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		}()
 		closers = append(closers, func() { cancel(); <-done })
 	}
-	if cfg.AdminAPI.Enabled() {
-		api, err := newAdminAPI(cfg, st, orgs, aud, log)
-		if err != nil {
-			return closeAll, err
+	if cfg.AdminAPI.Enabled() || cfg.OIDC.Issuer != "" && cfg.Console.On() {
+		// The console is a client of the same API, in process, whether or not it has a
+		// listener of its own.
+		if api, err = newAdminAPI(cfg, st, orgs, aud, log); err != nil {
+			return closeAll, nil, err
 		}
-		opts.Admin = api
+		if cfg.AdminAPI.Enabled() {
+			opts.Admin = api
+		}
 	}
 
 	if cfg.OIDC.Issuer == "" {
-		return closeAll, nil
+		return closeAll, api, nil
 	}
 	sm, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{
 		Logger: log,
@@ -248,11 +254,19 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		},
 	})
 	if err != nil {
-		return closeAll, fmt.Errorf("oidc: %w", err)
+		return closeAll, api, fmt.Errorf("oidc: %w", err)
 	}
 	closers = append(closers, sm.Close)
 	opts.Gate, opts.StepUp, opts.Orgs, opts.Endpoints = sm, sm, sm, sm.Endpoints()
-	return closeAll, nil
+	if cfg.Console.On() {
+		c, err := console.New(console.Options{Sessions: sm, API: api, StepUp: cfg.Console.StepUp, AdminRole: api.AdminRole,
+			Audit: reqAudit, Logger: log.With(slog.String("component", "console"))})
+		if err != nil {
+			return closeAll, api, err
+		}
+		maps.Copy(opts.Endpoints, c.Endpoints())
+	}
+	return closeAll, api, nil
 }
 
 // newSigner loads the assertion key from identity.assertion_key_file, or, for development,

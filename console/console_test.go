@@ -1,0 +1,518 @@
+package console
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/admin"
+	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/authz"
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/redistest"
+	"github.com/portcullis-proxy/portcullis/session"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// TestMain shares one redis-server between the package's tests (each with a database and a
+// key prefix of its own).
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+const (
+	ann   = "https://idp.acme|ann"    // acme's administrator
+	bob   = "https://idp.acme|bob"    // an acme member; beta's administrator
+	carl  = "https://idp.acme|carl"   // an acme member
+	frank = "https://idp.other|frank" // a member of nothing
+)
+
+// policyYAML: billing is privileged (held for at most 8h, after approval).
+const policyYAML = `
+tls: {mode: self_signed}
+redis: {address: "127.0.0.1:1"}
+lifecycle:
+  privileged_roles:
+    billing: {max_elevation: 8h}
+console:
+  step_up: {acr: ["urn:mfa"], amr: [otp], max_age: 10m}
+routes:
+  - {name: app, upstream: "http://127.0.0.1:9"}
+`
+
+// bed is the console over the real administration API and a real Redis (the shared test
+// server, a database and prefix of its own). The session side is a stand-in: a request's
+// X-Test-User header is its signed-in person, whose elevations the test sets.
+type bed struct {
+	t    *testing.T
+	st   *store.Store
+	orgs *store.Orgs
+	aud  *store.Audit
+	c    *Console
+
+	mu    sync.Mutex
+	elev  map[string][]authz.Elevation
+	clock time.Time
+}
+
+func newBed(t *testing.T) *bed {
+	t.Helper()
+	srv := redistest.Shared(t)
+	st, err := store.New(config.Redis{Address: srv.Addr, DB: srv.DB(t), KeyPrefix: redistest.Prefix(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cfg, _, err := config.Parse("console.yaml", []byte(policyYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bed{t: t, st: st, aud: store.NewAudit(st, 0), elev: map[string][]authz.Elevation{}, clock: time.Now()}
+	b.orgs = store.NewOrgs(st, b.aud)
+	api, err := admin.New(admin.Options{Store: st, Orgs: b.orgs, Audit: b.aud, Lifecycle: authz.CompilePolicy(&cfg.Lifecycle), Sessions: st, Now: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.c, err = New(Options{Sessions: fakeSessions{}, API: api, StepUp: cfg.Console.StepUp, AdminRole: api.AdminRole, Audit: b.aud,
+		Current: b.current, Now: b.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, id := range []string{"acme", "beta"} {
+		if _, err := b.orgs.CreateOrg(ctx, store.Org{ID: id, Name: id}, "bootstrap", "setup"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	year := time.Now().Add(300 * 24 * time.Hour)
+	for _, m := range []store.Membership{
+		{Org: "acme", User: ann, Kind: store.KindEmployee, Roles: []string{"org-admin"}, ReviewBy: year},
+		{Org: "acme", User: bob, Kind: store.KindEmployee, Roles: []string{"viewer"}, ReviewBy: year},
+		{Org: "acme", User: carl, Kind: store.KindEmployee, Roles: []string{"viewer"}, ReviewBy: time.Now().Add(5 * 24 * time.Hour)},
+		{Org: "beta", User: bob, Kind: store.KindEmployee, Roles: []string{"org-admin"}, ReviewBy: year},
+	} {
+		if _, err := b.orgs.Grant(ctx, m, "bootstrap", "setup"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
+}
+
+func (b *bed) now() time.Time { b.mu.Lock(); defer b.mu.Unlock(); return b.clock }
+
+// stepUp gives user's session an elevation for org that meets console.step_up.
+func (b *bed) stepUp(user, org string) {
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.elev[user] = append(b.elev[user], authz.Elevation{Org: org, ACR: "urn:mfa", AMR: []string{"pwd", "otp"}, AuthTime: now, GrantedAt: now,
+		Until: now.Add(10 * time.Minute)})
+}
+
+type userKey struct{}
+
+func (b *bed) current(ctx context.Context) (*session.Session, bool) {
+	u, ok := ctx.Value(userKey{}).(string)
+	if !ok {
+		return nil, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.clock
+	return &session.Session{UserKey: u, Email: strings.TrimPrefix(u[strings.IndexByte(u, '|')+1:], "") + "@example.com",
+		Created: now.Add(-time.Hour), Expires: now.Add(7 * time.Hour), Elevations: slices.Clone(b.elev[u]), LogID: "test1234"}, true
+}
+
+// fakeSessions admits the person X-Test-User names; their CSRF token is "csrf:" and the key.
+type fakeSessions struct{}
+
+func (fakeSessions) Admit(w http.ResponseWriter, r *http.Request, _ *config.Route) (*http.Request, bool) {
+	u := r.Header.Get("X-Test-User")
+	if u == "" {
+		http.Error(w, "no session", http.StatusUnauthorized)
+		return nil, false
+	}
+	return r.WithContext(context.WithValue(r.Context(), userKey{}, u)), true
+}
+func (fakeSessions) CSRFToken(r *http.Request) string { return "csrf:" + r.Header.Get("X-Test-User") }
+func (fakeSessions) CheckCSRF(r *http.Request, t string) bool {
+	return t != "" && t == "csrf:"+r.Header.Get("X-Test-User")
+}
+func (fakeSessions) StepUpTicket(r *http.Request, c session.Challenge) string {
+	return "ticket-for-" + c.Org
+}
+
+// get is a browser's navigation to path as user.
+func (b *bed) get(user, path string) *httptest.ResponseRecorder {
+	b.t.Helper()
+	r := httptest.NewRequest(http.MethodGet, "https://portal.example"+path, nil)
+	r.Header.Set("Accept", "text/html")
+	r.Header.Set("Sec-Fetch-Mode", "navigate")
+	if user != "" {
+		r.Header.Set("X-Test-User", user)
+	}
+	w := httptest.NewRecorder()
+	b.c.ServeHTTP(w, r)
+	return w
+}
+
+// post submits a form to path as user, with the session's CSRF token unless form sets csrf.
+func (b *bed) post(user, path string, form url.Values) *httptest.ResponseRecorder {
+	b.t.Helper()
+	if !form.Has("csrf") {
+		form.Set("csrf", "csrf:"+user)
+	}
+	r := httptest.NewRequest(http.MethodPost, "https://portal.example"+path, strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Accept", "text/html")
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	r.Header.Set("Origin", "https://portal.example")
+	r.Header.Set("X-Test-User", user)
+	w := httptest.NewRecorder()
+	b.c.ServeHTTP(w, r)
+	return w
+}
+
+func expect(t *testing.T, w *httptest.ResponseRecorder, status int, want ...string) string {
+	t.Helper()
+	body := w.Body.String()
+	if w.Code != status {
+		t.Fatalf("status %d, want %d; body:\n%s", w.Code, status, body)
+	}
+	for _, s := range want {
+		if !strings.Contains(body, s) {
+			t.Errorf("page lacks %q:\n%s", s, body)
+		}
+	}
+	return body
+}
+
+// seeOther checks a form's answer is a redirect and returns where to.
+func seeOther(t *testing.T, w *httptest.ResponseRecorder) string {
+	t.Helper()
+	if w.Code != http.StatusSeeOther {
+		t.Fatalf("status %d, want 303; body:\n%s", w.Code, w.Body.String())
+	}
+	return w.Header().Get("Location")
+}
+
+// events are the audit events of type typ, oldest first.
+func (b *bed) events(typ audit.Type) []audit.Event {
+	b.t.Helper()
+	all, _, err := b.aud.Tail(context.Background(), "0", 1000, 0)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	var out []audit.Event
+	for _, e := range all {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// request makes bob's request for billing through the console and returns its page's path.
+func (b *bed) request(user, role string) string {
+	b.t.Helper()
+	loc := seeOther(b.t, b.post(user, Prefix+"request", url.Values{"org": {"acme"}, "what": {"role:" + role}, "choices": {"role:" + role},
+		"duration": {"4h"}, "reason": {"month-end invoices"}, "ticket": {"FIN-7"}, "rd": {"/billing/"}}))
+	if !strings.HasPrefix(loc, Prefix+"orgs/acme/requests/") {
+		b.t.Fatalf("after the request the browser goes to %s, want its page", loc)
+	}
+	return loc
+}
+
+// TestRequestAndApprove: bob asks for billing from the form a refusal links to, sees it
+// waiting, cannot approve it himself; ann steps up and approves; bob holds billing for the
+// time asked, and the audit trail names each of them and the console session.
+func TestRequestAndApprove(t *testing.T) {
+	b := newBed(t)
+	form := expect(t, b.get(bob, Prefix+"request?org=acme&role=billing&role=admin&rd=%2Fbilling%2F"), http.StatusOK,
+		`value="role:billing" checked`, `value="role:admin"`, `name="rd" value="/billing/"`, `name="csrf" value="csrf:`+bob+`"`)
+	if strings.Contains(form, "<script") {
+		t.Error("the request form has a script")
+	}
+
+	loc := b.request(bob, "billing")
+	u, _ := url.Parse(loc)
+	id := strings.TrimPrefix(u.Path, Prefix+"orgs/acme/requests/")
+	if u.Query().Get("rd") != "/billing/" {
+		t.Errorf("the request page does not lead back to /billing/: %s", loc)
+	}
+	page := expect(t, b.get(bob, loc), http.StatusOK, "waiting for approval", "month-end invoices", "FIN-7", "Withdraw the request")
+	if strings.Contains(page, "Approve") {
+		t.Error("the requester is offered to approve their own request")
+	}
+	expect(t, b.get(bob, Prefix), http.StatusOK, "Waiting for approval", "role <code>billing</code> in <code>acme</code> for 4 hours")
+
+	// A forged approval by the requester, with a step-up for acme: the API refuses it.
+	b.stepUp(bob, "acme")
+	w := b.post(bob, Prefix+"orgs/acme/requests/"+id+"/approve", url.Values{"reason": {"me"}})
+	if w.Code < 400 {
+		t.Fatalf("bob approving his own request: status %d, want a refusal", w.Code)
+	}
+
+	// ann without a step-up: sent to step up, nothing changes.
+	w = b.post(ann, Prefix+"orgs/acme/requests/"+id+"/approve", url.Values{"reason": {"ok"}})
+	expect(t, w, http.StatusUnauthorized, "Confirm it is you", "ticket-for-acme")
+	if r := b.requestState(id); r.State != store.RequestPending {
+		t.Fatalf("after an approval without step-up the request is %s", r.State)
+	}
+	expect(t, b.get(ann, Prefix+"orgs/acme/requests"), http.StatusUnauthorized, "Confirm it is you")
+
+	b.stepUp(ann, "acme")
+	list := expect(t, b.get(ann, Prefix+"orgs/acme/requests"), http.StatusOK, "month-end invoices", `id="approve-`+id+`"`)
+	_ = list
+	loc = seeOther(t, b.post(ann, Prefix+"orgs/acme/requests/"+id+"/approve", url.Values{"reason": {"month end"}}))
+	expect(t, b.get(ann, loc), http.StatusOK, "Request <code>"+id+"</code> approved")
+	r := b.requestState(id)
+	if r.State != store.RequestApproved || len(r.Approvals) != 1 || r.Approvals[0].By != ann {
+		t.Fatalf("request after ann's approval: %+v", r)
+	}
+	_, m, err := b.st.Lookup(context.Background(), "acme", bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.RoleGrants) != 1 || m.RoleGrants[0].Role != "billing" || m.RoleGrants[0].ExpiresAt.Sub(b.now()) > 4*time.Hour {
+		t.Fatalf("bob's grants after approval: %+v", m.RoleGrants)
+	}
+	expect(t, b.get(bob, loc2(id)), http.StatusOK, "approved", "Continue")
+
+	granted := b.events(audit.RequestGranted)
+	if len(granted) != 1 || granted[0].Actor != ann || !strings.Contains(granted[0].Via, "console session test1234") {
+		t.Errorf("request.granted events: %+v", granted)
+	}
+	created := b.events(audit.RequestCreated)
+	if len(created) != 1 || created[0].Actor != bob {
+		t.Errorf("request.created events: %+v", created)
+	}
+}
+
+func loc2(id string) string { return Prefix + "orgs/acme/requests/" + id }
+
+func (b *bed) requestState(id string) *store.Request {
+	b.t.Helper()
+	r, err := b.st.Request(context.Background(), "acme", id)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return r
+}
+
+// TestFormRefusalKeepsWhatWasTyped: a duration beyond the policy comes back as the form,
+// with the API's reason and everything typed, and no request is made.
+func TestFormRefusalKeepsWhatWasTyped(t *testing.T) {
+	b := newBed(t)
+	w := b.post(bob, Prefix+"request", url.Values{"org": {"acme"}, "what": {"role:billing"}, "choices": {"role:billing"},
+		"duration": {"30d"}, "reason": {"quarterly close"}, "ticket": {"FIN-8"}})
+	body := w.Body.String()
+	if w.Code < 400 || !strings.Contains(body, "Not done:") || !strings.Contains(body, "quarterly close") ||
+		!strings.Contains(body, `value="30d"`) || !strings.Contains(body, `value="FIN-8"`) {
+		t.Fatalf("status %d; the form is not shown again with the values and the reason:\n%s", w.Code, body)
+	}
+	if ev := b.events(audit.RequestCreated); len(ev) != 0 {
+		t.Errorf("a refused request was recorded: %+v", ev)
+	}
+	// Nothing asked at all.
+	w = b.post(bob, Prefix+"request", url.Values{"org": {"acme"}, "duration": {"1h"}, "reason": {"x"}})
+	if w.Code < 400 || !strings.Contains(w.Body.String(), "Not done:") {
+		t.Fatalf("a request for nothing: status %d\n%s", w.Code, w.Body.String())
+	}
+}
+
+// TestOtherOrganisation: ann administers acme, not beta. Editing the organisation in a URL
+// or a form gets her a refusal, never a step-up or a page, and each attempt is audited.
+func TestOtherOrganisation(t *testing.T) {
+	b := newBed(t)
+	b.stepUp(ann, "acme")
+	b.stepUp(ann, "beta") // even holding one for beta
+	// bob asks beta's ... no: carl asks acme for billing; bob (beta's admin) must not see it.
+	id := strings.TrimPrefix(b.request(carl, "billing"), Prefix+"orgs/acme/requests/")
+	id, _, _ = strings.Cut(id, "?")
+
+	for _, path := range []string{Prefix + "orgs/beta/", Prefix + "orgs/beta/requests", Prefix + "orgs/beta/access.csv",
+		Prefix + "orgs/beta/revoke?user=" + url.QueryEscape(bob)} {
+		w := b.get(ann, path)
+		if w.Code != http.StatusForbidden || strings.Contains(w.Body.String(), "Confirm it is you") {
+			t.Errorf("ann GET %s: status %d, want 403 without a step-up\n%s", path, w.Code, w.Body.String())
+		}
+	}
+	b.stepUp(bob, "beta")
+	b.stepUp(bob, "acme")
+	for _, path := range []string{loc2(id), Prefix + "orgs/acme/", Prefix + "orgs/acme/requests"} {
+		if w := b.get(bob, path); w.Code != http.StatusForbidden && w.Code != http.StatusNotFound {
+			t.Errorf("bob (beta's admin, acme's member) GET %s: status %d, want a refusal\n%s", path, w.Code, w.Body.String())
+		}
+	}
+	// Forms with another organisation's ids.
+	for _, tc := range []struct {
+		user, path string
+		form       url.Values
+	}{
+		{bob, Prefix + "orgs/acme/requests/" + id + "/approve", url.Values{"reason": {"ok"}}},
+		{bob, Prefix + "orgs/beta/requests/" + id + "/approve", url.Values{"reason": {"ok"}}},
+		{bob, Prefix + "orgs/acme/revoke", url.Values{"user": {carl}, "reason": {"x"}, "confirm": {"yes"}}},
+		{ann, Prefix + "orgs/beta/revoke", url.Values{"user": {bob}, "reason": {"x"}, "confirm": {"yes"}}},
+		{bob, Prefix + "orgs/acme/requests/" + id + "/cancel", url.Values{}},
+	} {
+		if w := b.post(tc.user, tc.path, tc.form); w.Code != http.StatusForbidden && w.Code != http.StatusNotFound {
+			t.Errorf("%s POST %s: status %d, want a refusal\n%s", tc.user, tc.path, w.Code, w.Body.String())
+		}
+	}
+	if r := b.requestState(id); r.State != store.RequestPending {
+		t.Errorf("carl's request is %s after the attempts", r.State)
+	}
+	for _, who := range []string{carl, bob} {
+		org := map[string]string{carl: "acme", bob: "beta"}[who]
+		if _, m, _ := b.st.Lookup(context.Background(), org, who); m == nil || m.Status != store.MembershipActive {
+			t.Errorf("%s's membership of %s after the attempts: %+v", who, org, m)
+		}
+	}
+	refused := 0
+	for _, e := range b.events(audit.AccessDenied) {
+		if e.Route == RouteName && (e.Reason == "not_permitted" || e.Reason == "not_found") {
+			refused++
+		}
+	}
+	if refused < 9 {
+		t.Errorf("%d refused attempts audited, want every one (at least 9)", refused)
+	}
+}
+
+// TestFormsNeedTheSessionsTokenAndOrigin: a post without the CSRF token, with another
+// person's, or from another site changes nothing.
+func TestFormsNeedTheSessionsTokenAndOrigin(t *testing.T) {
+	b := newBed(t)
+	b.stepUp(ann, "acme")
+	revoke := url.Values{"user": {bob}, "reason": {"left"}, "confirm": {"yes"}}
+	for name, f := range map[string]url.Values{"no token": {"csrf": {""}}, "bob's token": {"csrf": {"csrf:" + bob}}} {
+		form := url.Values{}
+		for k, v := range revoke {
+			form[k] = v
+		}
+		form.Set("csrf", f.Get("csrf"))
+		expect(t, b.post(ann, Prefix+"orgs/acme/revoke", form), http.StatusForbidden, "csrf_failed")
+		_ = name
+	}
+	r := httptest.NewRequest(http.MethodPost, "https://portal.example"+Prefix+"orgs/acme/revoke",
+		strings.NewReader(url.Values{"user": {bob}, "reason": {"left"}, "confirm": {"yes"}, "csrf": {"csrf:" + ann}}.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Sec-Fetch-Site", "cross-site")
+	r.Header.Set("Origin", "https://evil.example")
+	r.Header.Set("X-Test-User", ann)
+	w := httptest.NewRecorder()
+	b.c.ServeHTTP(w, r)
+	if w.Code != http.StatusForbidden {
+		t.Errorf("cross-site post with the right token: status %d, want 403", w.Code)
+	}
+	if _, m, _ := b.st.Lookup(context.Background(), "acme", bob); m.Status != store.MembershipActive {
+		t.Fatalf("bob's membership after forged posts: %s", m.Status)
+	}
+	if n := len(b.events(audit.AccessDenied)); n < 3 {
+		t.Errorf("%d refused forms audited, want 3", n)
+	}
+}
+
+// TestRevokeNeedsConfirmation: a revocation happens only from the confirmation page, with a
+// reason; ann is never offered to revoke herself.
+func TestRevokeNeedsConfirmation(t *testing.T) {
+	b := newBed(t)
+	b.stepUp(ann, "acme")
+	members := expect(t, b.get(ann, Prefix+"orgs/acme/"), http.StatusOK, "3 of 3 memberships", bob, carl)
+	if strings.Contains(members, "revoke?user="+url.QueryEscape(ann)) {
+		t.Error("ann is offered to revoke her own membership")
+	}
+	// Straight to the action, without the confirmation: sent to the confirmation page.
+	loc := seeOther(t, b.post(ann, Prefix+"orgs/acme/revoke", url.Values{"user": {bob}, "reason": {"left"}}))
+	expect(t, b.get(ann, loc), http.StatusOK, "Revoke a membership", bob, `name="confirm" value="yes"`)
+	// Confirmed, without a reason: the page again, saying why.
+	w := b.post(ann, Prefix+"orgs/acme/revoke", url.Values{"user": {bob}, "confirm": {"yes"}})
+	if w.Code < 400 || !strings.Contains(w.Body.String(), "Not done:") {
+		t.Fatalf("revoke without a reason: status %d\n%s", w.Code, w.Body.String())
+	}
+	loc = seeOther(t, b.post(ann, Prefix+"orgs/acme/revoke", url.Values{"user": {bob}, "confirm": {"yes"}, "reason": {"left the company"}}))
+	expect(t, b.get(ann, loc), http.StatusOK, "was revoked")
+	if _, m, _ := b.st.Lookup(context.Background(), "acme", bob); m.Status != store.MembershipRevoked {
+		t.Fatalf("bob's membership: %s", m.Status)
+	}
+	ev := b.events(audit.MembershipRevoked)
+	if len(ev) != 1 || ev[0].Actor != ann || ev[0].Reason != "left the company" {
+		t.Errorf("membership.revoked events: %+v", ev)
+	}
+}
+
+// TestMembersFiltersAndExport: the filters and the exports of "who has what".
+func TestMembersFiltersAndExport(t *testing.T) {
+	b := newBed(t)
+	b.stepUp(ann, "acme")
+	due := expect(t, b.get(ann, Prefix+"orgs/acme/?due=1"), http.StatusOK, "1 of 3 memberships", carl)
+	if strings.Contains(due, ">"+bob) {
+		t.Errorf("bob's review is not due, yet he is listed:\n%s", due)
+	}
+	expect(t, b.get(ann, Prefix+"orgs/acme/?role=org-admin"), http.StatusOK, "1 of 3 memberships")
+	w := b.get(ann, Prefix+"orgs/acme/access.csv")
+	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/csv") || !strings.Contains(w.Body.String(), carl) ||
+		!strings.Contains(w.Header().Get("Content-Disposition"), "acme-access.csv") {
+		t.Errorf("CSV export: %d %v\n%s", w.Code, w.Header(), w.Body.String())
+	}
+	w = b.get(ann, Prefix+"orgs/acme/access.json")
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `"items"`) {
+		t.Errorf("JSON export: %d\n%s", w.Code, w.Body.String())
+	}
+	// An elevation that ran out is no elevation.
+	b.mu.Lock()
+	b.clock = b.clock.Add(11 * time.Minute)
+	b.mu.Unlock()
+	expect(t, b.get(ann, Prefix+"orgs/acme/"), http.StatusUnauthorized, "Confirm it is you")
+}
+
+// TestHome: "My access" lists the person's memberships and offers administration only where
+// they hold the admin role; a person with no membership is told whom to ask.
+func TestHome(t *testing.T) {
+	b := newBed(t)
+	home := expect(t, b.get(bob, Prefix), http.StatusOK, "<h3>acme</h3>", "<h3>beta</h3>", "viewer", "Administer beta", "Sign out of this session")
+	if strings.Contains(home, "Administer acme") {
+		t.Error("bob is offered to administer acme, where he is a viewer")
+	}
+	expect(t, b.get(frank, Prefix), http.StatusOK, "no membership in any organisation")
+	if w := b.get("", Prefix); w.Code != http.StatusUnauthorized {
+		t.Errorf("no session: status %d", w.Code)
+	}
+	if w := b.get(bob, Prefix+"nothing-here"); w.Code != http.StatusNotFound {
+		t.Errorf("unknown console path: status %d", w.Code)
+	}
+}
+
+// TestOutsiderRequest: someone with no membership who finds the form is told not_member,
+// for an organisation that exists as for one that does not, and asks for nothing.
+func TestOutsiderRequest(t *testing.T) {
+	b := newBed(t)
+	var pages []string
+	for _, org := range []string{"acme", "nosuchorg"} {
+		w := b.get(frank, Prefix+"request?org="+org+"&role=billing")
+		pages = append(pages, strings.ReplaceAll(expect(t, w, http.StatusForbidden, "not_member"), org, "ORG"))
+		w = b.post(frank, Prefix+"request", url.Values{"org": {org}, "what": {"role:billing"}, "choices": {"role:billing"},
+			"duration": {"1h"}, "reason": {"let me in"}})
+		pages = append(pages, strings.ReplaceAll(expect(t, w, http.StatusForbidden, "not_member"), org, "ORG"))
+	}
+	if pages[0] != pages[2] || pages[1] != pages[3] {
+		t.Errorf("an outsider can tell an organisation that exists from one that does not:\n%s\n---\n%s", pages[0], pages[2])
+	}
+	if ev := b.events(audit.RequestCreated); len(ev) != 0 {
+		t.Errorf("an outsider's request was recorded: %+v", ev)
+	}
+}
+
+// TestWithdraw: the requester withdraws their own waiting request.
+func TestWithdraw(t *testing.T) {
+	b := newBed(t)
+	loc := b.request(bob, "billing")
+	path, _, _ := strings.Cut(loc, "?")
+	loc = seeOther(t, b.post(bob, path+"/cancel", url.Values{}))
+	expect(t, b.get(bob, loc), http.StatusOK, "withdrawn")
+}

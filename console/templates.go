@@ -1,0 +1,83 @@
+package console
+
+import (
+	_ "embed"
+	"errors"
+	"html/template"
+	"strconv"
+	"strings"
+	"time"
+)
+
+//go:embed templates.html
+var templateText string
+
+// templates are the console's pages, parsed once.
+var templates = template.Must(template.New("console").Funcs(template.FuncMap{
+	"when":     when,
+	"duration": duration,
+	"state":    state,
+	"join":     strings.Join,
+	"dict":     dict,
+}).Parse(templateText))
+
+// when shows a time to the minute, in UTC (the pages do not know the reader's zone).
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2 Jan 2006 15:04 UTC")
+}
+
+// duration shows a grant's length in the units people ask in: days, hours, minutes.
+func duration(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "—"
+	case d%(24*time.Hour) == 0:
+		return plural(int(d/(24*time.Hour)), "day")
+	case d%time.Hour == 0:
+		return plural(int(d/time.Hour), "hour")
+	case d%time.Minute == 0:
+		return plural(int(d/time.Minute), "minute")
+	}
+	return d.String()
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return strconv.Itoa(n) + " " + unit + "s"
+}
+
+// states are the words for the API's states of memberships and requests.
+var states = map[string]string{
+	"active": "active", "expired": "ended", "review_overdue": "review overdue: not granting access", "suspended": "suspended",
+	"revoked": "revoked", "org_inactive": "organisation inactive",
+	"pending": "waiting for approval", "approved": "approved", "denied": "denied", "cancelled": "withdrawn",
+	"lapsed": "lapsed (nobody answered in time)", "ended": "approved, now ended",
+}
+
+func state(s string) string {
+	if w, ok := states[s]; ok {
+		return w
+	}
+	return s
+}
+
+// dict makes a map of key, value pairs: the data of a template called from a range.
+func dict(kv ...any) (map[string]any, error) {
+	if len(kv)%2 != 0 {
+		return nil, errors.New("dict: odd number of arguments")
+	}
+	m := make(map[string]any, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		k, ok := kv[i].(string)
+		if !ok {
+			return nil, errors.New("dict: key is not a string")
+		}
+		m[k] = kv[i+1]
+	}
+	return m, nil
+}
