@@ -516,3 +516,18 @@ func TestWithdraw(t *testing.T) {
 	loc = seeOther(t, b.post(bob, path+"/cancel", url.Values{}))
 	expect(t, b.get(bob, loc), http.StatusOK, "withdrawn")
 }
+
+// TestPerson: a person's key is shown as its subject and its issuer's host, escaped, the
+// subject kept whole when it holds the separator itself.
+func TestPerson(t *testing.T) {
+	for key, want := range map[string]string{
+		"https://idp.example/realms/x|auth0|123": `<span class="person" title="https://idp.example/realms/x|auth0|123">auth0|123 <span class="meta">(idp.example)</span></span>`,
+		`https://idp.example|<b>"x"`:             `<span class="person" title="https://idp.example|&lt;b&gt;&#34;x&#34;">&lt;b&gt;&#34;x&#34; <span class="meta">(idp.example)</span></span>`,
+		"machine:acme|export":                    `<span class="person" title="machine:acme|export">export <span class="meta">(machine:acme)</span></span>`,
+		"no-separator":                           `no-separator`,
+	} {
+		if got := string(person(key)); got != want {
+			t.Errorf("person(%q) = %s, want %s", key, got, want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"errors"
 	"html/template"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -19,7 +20,24 @@ var templates = template.Must(template.New("console").Funcs(template.FuncMap{
 	"state":    state,
 	"join":     strings.Join,
 	"dict":     dict,
+	"person":   person,
 }).Parse(templateText))
+
+// person shows a person's key (issuer|subject) as people read it: the subject, with the
+// issuer's host beside it, and the whole key as the element's title.
+func person(key string) template.HTML {
+	// At the first "|": issuers are URLs, and subjects may hold one ("auth0|123").
+	iss, sub, ok := strings.Cut(key, "|")
+	if !ok {
+		return template.HTML(template.HTMLEscapeString(key)) //nolint:gosec // escaped
+	}
+	host := iss
+	if u, err := url.Parse(iss); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	e := template.HTMLEscapeString
+	return template.HTML(`<span class="person" title="` + e(key) + `">` + e(sub) + ` <span class="meta">(` + e(host) + `)</span></span>`) //nolint:gosec // escaped
+}
 
 // when shows a time to the minute, in UTC (the pages do not know the reader's zone).
 func when(t time.Time) string {

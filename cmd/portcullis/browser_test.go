@@ -360,6 +360,9 @@ type browser struct {
 	ctx   context.Context // the tab's context: no deadline, or a deadline would close the tab
 	shots string          // directory of the screenshots
 	n     int             // screenshots taken
+	// who, when set, names the person using this browser in its screenshots' names (a test
+	// with two browsers).
+	who string
 
 	mu      sync.Mutex
 	console []string // the browser's log entries
@@ -553,8 +556,11 @@ func (b *browser) clearCookies() {
 // not fatal: the screenshot is evidence, not the test.
 func (b *browser) shot(name string) {
 	b.n++
-	file := filepath.Join(b.shots, fmt.Sprintf("%s-%02d-%s.png",
-		strings.NewReplacer("/", "_", " ", "_").Replace(b.t.Name()), b.n, name))
+	prefix := strings.NewReplacer("/", "_", " ", "_").Replace(b.t.Name())
+	if b.who != "" {
+		prefix += "-" + b.who
+	}
+	file := filepath.Join(b.shots, fmt.Sprintf("%s-%02d-%s.png", prefix, b.n, name))
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100: PNG
