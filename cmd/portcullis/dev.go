@@ -183,6 +183,16 @@ Pages (the portal behind Portcullis is unmodified):
   %[1]s/.portcullis/whoami   who you are;   %[1]s/.portcullis/orgs   choose an organisation
   %[1]s/.portcullis/logout   sign out
 
+Self-serve console: %[1]s/.portcullis/console/ (on every organisation host too)
+  everyone  "My access": memberships with their roles, purposes and ends, raised access, this
+            session, and one's own access requests
+  bob       refused /billing/, follows the refusal page's "Request access" and asks Acme for
+            billing; the request waits for an administrator (never for bob himself)
+  alice     Acme's administrator (role org-admin): Acme's members (filter, export, revoke) and
+            the requests waiting for her answer, after her second factor
+  pat       a partner on support duty for Acme and Globex: both memberships, with the incident's
+            end; only their administrators change them
+
 Organisation hosts: each organisation's own address, acting for it. You sign in on %[1]s
 (single sign-on: once for all of them) and signing out on any of them signs you out everywhere.
   %[5]s/headers     as Acme: the portal receives X-Portcullis-Org: acme

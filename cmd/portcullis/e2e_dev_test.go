@@ -56,6 +56,17 @@ func TestE2EDev(t *testing.T) {
 	if p := alice("/admin/", nil); p.status != 401 || !strings.Contains(p.body, "step-up") {
 		t.Errorf("admin as alice without step-up: %d %.500s", p.status, p.body)
 	}
+	// The console the walkthrough names: everyone's own access; the administration pages
+	// behind the second factor.
+	if p := browse("/.portcullis/console/", nil); p.status != 200 || !strings.Contains(p.body, "My access") || !strings.Contains(p.body, "viewer") {
+		t.Errorf("console as bob: %d %.300s", p.status, p.body)
+	}
+	if p := alice("/.portcullis/console/orgs/acme/", nil); p.status != 401 || !strings.Contains(p.body, "step_up_required") {
+		t.Errorf("Acme's members as alice without step-up: %d %.500s", p.status, p.body)
+	}
+	if p := browse("/.portcullis/console/orgs/acme/", nil); p.status != 403 || !strings.Contains(p.body, "not_permitted") {
+		t.Errorf("Acme's members as bob: %d %.500s", p.status, p.body)
+	}
 	frank := signIn(t, base, "frank")
 	if p := frank("/billing/", nil); p.status != 403 || !strings.Contains(p.body, "not_member") {
 		t.Errorf("billing as frank: %d %.300s", p.status, p.body)
