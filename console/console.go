@@ -114,6 +114,14 @@ func New(o Options) (*Console, error) {
 	handle("GET "+Prefix+"orgs/{org}/requests", (*exchange).requests)
 	handle("GET "+Prefix+"orgs/{org}/revoke", (*exchange).revokeForm)
 	handle("POST "+Prefix+"orgs/{org}/revoke", (*exchange).revoke)
+	handle("GET "+Prefix+"orgs/{org}/invite", (*exchange).inviteForm)
+	handle("POST "+Prefix+"orgs/{org}/invite", (*exchange).invite)
+	handle("GET "+Prefix+"orgs/{org}/change", (*exchange).changeForm)
+	handle("POST "+Prefix+"orgs/{org}/change", (*exchange).change)
+	handle("GET "+Prefix+"orgs/{org}/reviews", (*exchange).reviews)
+	handle("POST "+Prefix+"orgs/{org}/reviews", (*exchange).startReview)
+	handle("GET "+Prefix+"orgs/{org}/reviews/{id}", (*exchange).review)
+	handle("POST "+Prefix+"orgs/{org}/reviews/{id}/decide", (*exchange).decideReview)
 	return c, nil
 }
 

@@ -531,3 +531,97 @@ func TestPerson(t *testing.T) {
 		}
 	}
 }
+
+// TestInviteAndChange: an invitation outside the policy comes back as the form with the
+// reason; one at a verified domain is made. A change of roles is made, and ann cannot
+// change her own membership even by posting the form.
+func TestInviteAndChange(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	b.stepUp(ann, "acme")
+	expect(t, b.get(ann, Prefix+"orgs/acme/invite"), http.StatusOK, "Invite to acme", `name="email"`)
+	// acme verifies no domain yet: an employee's invitation is refused, the form kept.
+	w := b.post(ann, Prefix+"orgs/acme/invite", url.Values{"email": {"dora@acme.example"}, "kind": {"employee"}, "roles": {"viewer"},
+		"reason": {"new hire"}})
+	if w.Code < 400 || !strings.Contains(w.Body.String(), "Not done:") || !strings.Contains(w.Body.String(), `value="dora@acme.example"`) {
+		t.Fatalf("invitation at an unverified domain: %d\n%s", w.Code, w.Body.String())
+	}
+	if _, err := b.orgs.AddDomain(ctx, "acme", "acme.example", "bootstrap", "setup"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.orgs.SetDomainStatus(ctx, "acme", "acme.example", store.DomainVerified, "bootstrap", "setup"); err != nil {
+		t.Fatal(err)
+	}
+	loc := seeOther(t, b.post(ann, Prefix+"orgs/acme/invite", url.Values{"email": {"dora@acme.example"}, "kind": {"employee"},
+		"roles": {"viewer, support-desk"}, "reason": {"new hire"}}))
+	expect(t, b.get(ann, loc), http.StatusOK, "dora@acme.example is invited")
+	invs, err := b.st.OrgInvitations(ctx, "acme")
+	if err != nil || len(invs) != 1 || !slices.Equal(invs[0].Roles, []string{"support-desk", "viewer"}) {
+		t.Fatalf("invitations: %+v %v", invs, err)
+	}
+
+	expect(t, b.get(ann, Prefix+"orgs/acme/change?user="+url.QueryEscape(bob)), http.StatusOK, "Change a membership", `name="remove" value="viewer"`)
+	loc = seeOther(t, b.post(ann, Prefix+"orgs/acme/change", url.Values{"user": {bob}, "remove": {"viewer"}, "add": {"reports"},
+		"reason": {"moved to reporting"}}))
+	expect(t, b.get(ann, loc), http.StatusOK, "was changed")
+	if _, m, _ := b.st.Lookup(ctx, "acme", bob); !slices.Equal(m.Roles, []string{"reports"}) {
+		t.Errorf("bob's roles after the change: %v", m.Roles)
+	}
+	w = b.post(ann, Prefix+"orgs/acme/change", url.Values{"user": {ann}, "add": {"billing-admin"}, "reason": {"myself"}})
+	if w.Code < 400 {
+		t.Errorf("ann changing her own membership: %d", w.Code)
+	}
+	if _, m, _ := b.st.Lookup(ctx, "acme", ann); !slices.Equal(m.Roles, []string{"org-admin"}) {
+		t.Errorf("ann's roles after changing her own: %v", m.Roles)
+	}
+}
+
+// TestReviewInBulk: ann starts a review of acme, selects bob and carl, confirms keeping them;
+// her own membership is not offered, and a forged decision on it is refused and named while
+// the others stand. Revoking needs the confirmation too.
+func TestReviewInBulk(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	b.stepUp(ann, "acme")
+	expect(t, b.get(ann, Prefix+"orgs/acme/reviews"), http.StatusOK, "No review yet", "Start a review")
+	deadline := b.now().Add(20 * 24 * time.Hour).UTC().Format(time.DateOnly)
+	loc := seeOther(t, b.post(ann, Prefix+"orgs/acme/reviews", url.Values{"kind": {"employee"}, "deadline": {deadline}, "reason": {"Q4 review"}}))
+	page := expect(t, b.get(ann, loc), http.StatusOK, "Q4 review", "3 of 3 undecided")
+	if strings.Contains(page, `name="user" value="`+ann+`"`) {
+		t.Error("ann is offered to decide her own membership")
+	}
+	decide := loc + "/decide"
+	// Selected, not yet confirmed: the confirmation page, nothing decided.
+	confirm := expect(t, b.post(ann, decide, url.Values{"user": {bob, carl, ann}, "decision": {"keep"}}), http.StatusOK,
+		"Confirm the review decisions", "Keep 3")
+	_ = confirm
+	id := strings.TrimPrefix(loc, Prefix+"orgs/acme/reviews/")
+	if r, _ := b.st.Review(ctx, "acme", id); r.Undecided() != 3 {
+		t.Fatalf("decisions before the confirmation: %d undecided", r.Undecided())
+	}
+	loc = seeOther(t, b.post(ann, decide, url.Values{"user": {bob, carl, ann}, "decision": {"keep"}, "confirm": {"yes"}, "reason": {"still on the team"}}))
+	done := expect(t, b.get(ann, loc), http.StatusOK, "Decided:", "Not decided:", "1 of 3 undecided")
+	if !strings.Contains(done, "Nobody approves a request they made or one for themselves.") {
+		t.Errorf("the refusal of ann's own item is not named:\n%s", done)
+	}
+	r, _ := b.st.Review(ctx, "acme", id)
+	for _, it := range r.Items {
+		want := map[string]string{bob: "keep", carl: "keep", ann: ""}[it.User]
+		if it.Decision != want || (want != "" && it.DecidedBy != ann) {
+			t.Errorf("item %s: %q by %s, want %q", it.User, it.Decision, it.DecidedBy, want)
+		}
+	}
+	// A confirmed revocation without a reason: asked again, nothing revoked.
+	w := b.post(ann, decide, url.Values{"user": {ann}, "decision": {"revoke"}, "confirm": {"yes"}})
+	if w.Code < 400 || !strings.Contains(w.Body.String(), "Not done:") {
+		t.Errorf("confirmed without a reason: %d\n%s", w.Code, w.Body.String())
+	}
+	// Another organisation's review, by its id in the URL.
+	b.stepUp(bob, "beta")
+	if w := b.get(bob, Prefix+"orgs/beta/reviews/"+id); w.Code != http.StatusNotFound && w.Code != http.StatusForbidden {
+		t.Errorf("acme's review under beta: %d", w.Code)
+	}
+	if w := b.post(bob, Prefix+"orgs/acme/reviews/"+id+"/decide", url.Values{"user": {carl}, "decision": {"revoke"}, "confirm": {"yes"}, "reason": {"x"}}); w.Code != http.StatusForbidden {
+		t.Errorf("bob deciding in acme's review: %d", w.Code)
+	}
+}

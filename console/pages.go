@@ -347,8 +347,10 @@ func (ex *exchange) members() error {
 		Kinds   []string
 		Me      string
 		Revoked string
+		Invited string
+		Changed string
 		Now     time.Time
-	}{org, shown, len(access.Items), f, kindList, ex.sess.UserKey, q.Get("revoked"), now})
+	}{org, shown, len(access.Items), f, kindList, ex.sess.UserKey, q.Get("revoked"), q.Get("invited"), q.Get("changed"), now})
 }
 
 // export is the organisation's "who has what" as CSV or JSON, for auditors.

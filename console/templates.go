@@ -5,6 +5,7 @@ import (
 	"errors"
 	"html/template"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ var templates = template.Must(template.New("console").Funcs(template.FuncMap{
 	"join":     strings.Join,
 	"dict":     dict,
 	"person":   person,
+	"has":      slices.Contains[[]string],
 }).Parse(templateText))
 
 // person shows a person's key (issuer|subject) as people read it: the subject, with the

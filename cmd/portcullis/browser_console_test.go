@@ -106,6 +106,31 @@ func TestBrowserConsole(t *testing.T) {
 	alice.do("open the revocation of bob", chromedp.Click(chromedp.CSS(`a[href*="revoke?user="][href*="demo-bob"]`)))
 	alice.waitText("Revoke a membership", "demo-bob", "cannot be undone")
 	alice.consolePage("revoke-confirm")
+	alice.navigate(d.base + "/.portcullis/console/orgs/acme/invite")
+	alice.waitText("Invite to acme", "Email address")
+	alice.consolePage("invite")
+	alice.navigate(d.base + "/.portcullis/console/orgs/acme/")
+	alice.do("open the change of pat's membership", chromedp.Click(chromedp.CSS(`a[href*="change?user="][href*="demo-pat"]`)))
+	alice.waitText("Change a membership", "Remove roles", "demo-pat")
+	alice.consolePage("change")
+
+	// An access review: started, two memberships selected, kept after the confirmation.
+	alice.navigate(d.base + "/.portcullis/console/orgs/acme/reviews")
+	alice.waitText("Access reviews of acme", "Start a review")
+	alice.consolePage("reviews")
+	alice.do("start a review", chromedp.SendKeys(chromedp.CSS(`#reason`), "quarterly review"),
+		chromedp.Click(chromedp.CSS(`form[action$="/reviews"] button[type="submit"]`)))
+	alice.waitText("Access review", "quarterly review", "undecided")
+	alice.consolePage("review")
+	alice.do("select bob and pat, keep", chromedp.Click(chromedp.CSS(`input[name="user"][value$="|demo-bob"]`)),
+		chromedp.Click(chromedp.CSS(`input[name="user"][value$="|demo-pat"]`)),
+		chromedp.Click(chromedp.CSS(`form[action$="/decide"] button[type="submit"]`)))
+	alice.waitText("Confirm the review decisions", "Keep 2")
+	alice.consolePage("review-confirm")
+	alice.do("confirm", chromedp.SendKeys(chromedp.CSS(`#reason`), "still on the team"),
+		chromedp.Click(chromedp.CSS(`form[action$="/decide"] button[type="submit"]`)))
+	alice.waitText("Decided:", "demo-bob", "demo-pat")
+
 	alice.navigate(d.base + "/.portcullis/console/")
 	alice.waitText("My access", "Administer acme", "Raised access")
 	alice.consolePage("my-access-admin")

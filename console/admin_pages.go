@@ -1,0 +1,318 @@
+package console
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// administer is the start of every administration page and change of the {org} of the
+// path: the person must administer it (the API says; nobody is asked to step up for an
+// organisation that is not theirs), then hold the console's step-up for it, returning to
+// returnTo after one.
+func (ex *exchange) administer(returnTo string) (string, error) {
+	org, err := ex.orgParam()
+	if err != nil {
+		return "", err
+	}
+	if err := ex.call(http.MethodGet, "/orgs/"+org+"/policy", nil, nil); err != nil {
+		return "", err
+	}
+	return org, ex.stepUp(org, returnTo)
+}
+
+// names splits a list typed in a form field ("billing, viewer" or "billing viewer").
+func names(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r' })
+}
+
+// dateInput reads an <input type="date"> value as the end of that day, UTC; zero for "".
+func dateInput(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	d, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return d.Add(24*time.Hour - time.Second), nil
+}
+
+// invalidForm is the refusal of a form's own value, shown with the form.
+func invalidForm(detail string) *problem.Problem {
+	p := problem.For(reason.InvalidInput, reason.Facts{Detail: detail})
+	return &p
+}
+
+// inviteForm is the invitation of an address to the organisation.
+type inviteForm struct {
+	Org, CSRF                                string
+	Email, Kind, Roles, ReviewBy, Until, Why string
+	Kinds                                    []string
+	Error                                    *problem.Problem
+}
+
+// directKinds are the kinds an administrator grants directly (support and service
+// memberships come from requests); the API decides.
+var directKinds = []string{store.KindEmployee, store.KindPartner, store.KindReseller}
+
+func (ex *exchange) inviteForm() error {
+	org, err := ex.administer(ex.r.URL.Path)
+	if err != nil {
+		return err
+	}
+	return ex.render("Invite to "+org, "invite", inviteForm{Org: org, CSRF: ex.c.o.Sessions.CSRFToken(ex.r), Kind: store.KindEmployee,
+		Kinds: directKinds})
+}
+
+// invite sends the invitation; a refusal of its content shows the form again with it.
+func (ex *exchange) invite() error {
+	org, err := ex.administer(Prefix + "orgs/" + ex.r.PathValue("org") + "/invite")
+	if err != nil {
+		return err
+	}
+	f := ex.r.PostForm
+	d := inviteForm{Org: org, CSRF: ex.c.o.Sessions.CSRFToken(ex.r), Email: strings.TrimSpace(f.Get("email")), Kind: f.Get("kind"),
+		Roles: f.Get("roles"), ReviewBy: f.Get("review_by"), Until: f.Get("until"), Why: strings.TrimSpace(f.Get("reason")), Kinds: directKinds}
+	in := struct {
+		Email     string    `json:"email"`
+		Kind      string    `json:"kind"`
+		Roles     []string  `json:"roles,omitempty"`
+		ExpiresAt time.Time `json:"expires_at,omitzero"`
+		ReviewBy  time.Time `json:"review_by,omitzero"`
+		Reason    string    `json:"reason"`
+	}{Email: d.Email, Kind: d.Kind, Roles: names(d.Roles), Reason: d.Why}
+	if in.ReviewBy, err = dateInput(d.ReviewBy); err != nil {
+		d.Error = invalidForm("review date: want a date")
+	}
+	if in.ExpiresAt, err = dateInput(d.Until); err != nil {
+		d.Error = invalidForm("end: want a date")
+	}
+	if d.Error == nil {
+		err = ex.call(http.MethodPost, "/orgs/"+org+"/invitations", in, nil)
+		var apiErr *apiError
+		switch {
+		case err == nil:
+			return ex.seeOther(Prefix+"orgs/"+org+"/", url.Values{"invited": {d.Email}})
+		case errors.As(err, &apiErr) && inputRefusal(apiErr.p.Reason):
+			d.Error = &apiErr.p
+		default:
+			return err
+		}
+	}
+	return ex.renderStatus(d.Error.Status, "Invite to "+org, "invite", d)
+}
+
+// changeForm changes one membership's roles.
+type changeForm struct {
+	Org, CSRF, Add, Why string
+	Line                accessLine
+	Remove              []string
+	Error               *problem.Problem
+}
+
+func (ex *exchange) changeForm() error {
+	user := ex.r.URL.Query().Get("user")
+	org, err := ex.administer(ex.r.URL.RequestURI())
+	if err != nil {
+		return err
+	}
+	l, err := ex.line(org, user)
+	if err != nil {
+		return err
+	}
+	return ex.render("Change a membership", "change", changeForm{Org: org, CSRF: ex.c.o.Sessions.CSRFToken(ex.r), Line: *l})
+}
+
+// line is user's membership in org, from "who has what" (what the administrator may see).
+func (ex *exchange) line(org, user string) (*accessLine, error) {
+	var access items[accessLine]
+	if err := ex.call(http.MethodGet, "/orgs/"+org+"/access", nil, &access); err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(access.Items, func(l accessLine) bool { return l.User == user })
+	if i < 0 {
+		return nil, &apiError{p: problem.For(reason.NotFound, reason.Facts{})}
+	}
+	return &access.Items[i], nil
+}
+
+// change adds and removes standing roles, within the policy (the API checks it, and that
+// nobody changes their own).
+func (ex *exchange) change() error {
+	f := ex.r.PostForm
+	user := f.Get("user")
+	org, err := ex.administer(Prefix + "orgs/" + ex.r.PathValue("org") + "/change?" + url.Values{"user": {user}}.Encode())
+	if err != nil {
+		return err
+	}
+	d := changeForm{Org: org, CSRF: ex.c.o.Sessions.CSRFToken(ex.r), Add: f.Get("add"), Remove: f["remove"], Why: strings.TrimSpace(f.Get("reason"))}
+	in := struct {
+		User        string   `json:"user"`
+		AddRoles    []string `json:"add_roles,omitempty"`
+		RemoveRoles []string `json:"remove_roles,omitempty"`
+		Reason      string   `json:"reason"`
+	}{User: user, AddRoles: names(d.Add), RemoveRoles: d.Remove, Reason: d.Why}
+	err = ex.call(http.MethodPost, "/orgs/"+org+"/members/change", in, nil)
+	var apiErr *apiError
+	switch {
+	case err == nil:
+		return ex.seeOther(Prefix+"orgs/"+org+"/", url.Values{"changed": {user}})
+	case errors.As(err, &apiErr) && inputRefusal(apiErr.p.Reason):
+		l, lerr := ex.line(org, user)
+		if lerr != nil {
+			return lerr
+		}
+		d.Line, d.Error = *l, &apiErr.p
+		return ex.renderStatus(apiErr.p.Status, "Change a membership", "change", d)
+	default:
+		return err
+	}
+}
+
+// reviewView is a campaign as the API lists it.
+type reviewView struct {
+	store.Review
+}
+
+// reviews lists the organisation's access reviews, with the form that starts one.
+func (ex *exchange) reviews() error {
+	org, err := ex.administer(ex.r.URL.Path)
+	if err != nil {
+		return err
+	}
+	var rs items[reviewView]
+	if err := ex.call(http.MethodGet, "/orgs/"+org+"/reviews", nil, &rs); err != nil {
+		return err
+	}
+	return ex.render("Access reviews of "+org, "reviews", struct {
+		Org, CSRF, Deadline string
+		Reviews             []reviewView
+		Kinds               []string
+		Error               *problem.Problem
+	}{org, ex.c.o.Sessions.CSRFToken(ex.r), ex.c.now().Add(14 * 24 * time.Hour).UTC().Format(time.DateOnly), rs.Items, config.MembershipKinds, nil})
+}
+
+// startReview starts a campaign over the kinds ticked, due at the end of the deadline's day.
+func (ex *exchange) startReview() error {
+	org, err := ex.administer(Prefix + "orgs/" + ex.r.PathValue("org") + "/reviews")
+	if err != nil {
+		return err
+	}
+	f := ex.r.PostForm
+	deadline, err := dateInput(f.Get("deadline"))
+	if err != nil || deadline.IsZero() {
+		return &apiError{p: *invalidForm("deadline: want a date")}
+	}
+	var started store.Review
+	if err := ex.call(http.MethodPost, "/orgs/"+org+"/reviews", struct {
+		Kinds    []string  `json:"kinds,omitempty"`
+		Deadline time.Time `json:"deadline"`
+		Reason   string    `json:"reason"`
+	}{f["kind"], deadline, strings.TrimSpace(f.Get("reason"))}, &started); err != nil {
+		return err
+	}
+	return ex.seeOther(Prefix+"orgs/"+org+"/reviews/"+url.PathEscape(started.ID), nil)
+}
+
+// reviewLine is one item of a campaign's report.
+type reviewLine struct {
+	store.ReviewItem
+	Reviewers []string  `json:"reviewers"`
+	Now       string    `json:"now"`
+	LastUsed  time.Time `json:"last_used"`
+}
+
+// reviewReport is a campaign with its items.
+type reviewReport struct {
+	store.Review
+	Undecided int          `json:"undecided"`
+	Rows      []reviewLine `json:"report"`
+}
+
+// review is one campaign: every item, decided or not; the undecided ones are kept or
+// revoked in bulk, after a confirmation.
+func (ex *exchange) review() error {
+	org, err := ex.administer(ex.r.URL.Path)
+	if err != nil {
+		return err
+	}
+	var rep reviewReport
+	if err := ex.call(http.MethodGet, "/orgs/"+org+"/reviews/"+url.PathEscape(ex.r.PathValue("id")), nil, &rep); err != nil {
+		return err
+	}
+	q := ex.r.URL.Query()
+	type refusal struct{ User, Why string }
+	var refused []refusal
+	for _, v := range q["refused"] {
+		u, why, _ := strings.Cut(v, ": ")
+		refused = append(refused, refusal{u, why})
+	}
+	return ex.render("Access review "+rep.ID, "review", struct {
+		Org, CSRF, Me string
+		Report        reviewReport
+		Done          []string
+		Refused       []refusal
+	}{org, ex.c.o.Sessions.CSRFToken(ex.r), ex.sess.UserKey, rep, q["done"], refused})
+}
+
+// decideReview keeps or revokes the items ticked: first a confirmation page listing them,
+// then (confirm=yes) each decision through the API. Each item is its own change: one the API
+// refuses (the person's own membership, a machine they sponsor) is named, the others stand.
+func (ex *exchange) decideReview() error {
+	id := ex.r.PathValue("id")
+	org, err := ex.administer(Prefix + "orgs/" + ex.r.PathValue("org") + "/reviews/" + url.PathEscape(id))
+	if err != nil {
+		return err
+	}
+	f := ex.r.PostForm
+	users, decision, why := f["user"], f.Get("decision"), strings.TrimSpace(f.Get("reason"))
+	if decision != store.DecisionKeep && decision != store.DecisionRevoke {
+		return &apiError{p: *invalidForm("decision: keep or revoke")}
+	}
+	page := Prefix + "orgs/" + org + "/reviews/" + url.PathEscape(id)
+	if len(users) == 0 {
+		return ex.seeOther(page, nil)
+	}
+	if f.Get("confirm") != "yes" || why == "" {
+		var missing *problem.Problem
+		if f.Get("confirm") == "yes" {
+			missing = invalidForm("reason: say why, for the audit trail")
+		}
+		status := http.StatusOK
+		if missing != nil {
+			status = missing.Status
+		}
+		return ex.renderStatus(status, "Confirm the review decisions", "review-confirm", struct {
+			Org, CSRF, ID, Decision, Reason string
+			Users                           []string
+			Error                           *problem.Problem
+		}{org, ex.c.o.Sessions.CSRFToken(ex.r), id, decision, why, users, missing})
+	}
+	q := url.Values{}
+	for _, u := range users {
+		err := ex.call(http.MethodPost, "/orgs/"+org+"/reviews/"+url.PathEscape(id)+"/decide", struct {
+			User     string `json:"user"`
+			Decision string `json:"decision"`
+			Reason   string `json:"reason"`
+		}{u, decision, why}, nil)
+		var apiErr *apiError
+		switch {
+		case err == nil:
+			q.Add("done", u)
+		case errors.As(err, &apiErr):
+			q.Add("refused", u+": "+apiErr.p.Message)
+		default:
+			return err
+		}
+	}
+	return ex.seeOther(page, q)
+}
