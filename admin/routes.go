@@ -79,6 +79,8 @@ func (s *Server) endpoints() []endpoint {
 			access: anyone, out: accessReport{}, csv: true, handle: (*call).orgAccess},
 		{method: "GET", path: basePath + "/access", summary: "What one person has, in every organisation: one's own, or for operators anyone's (?user=issuer|subject; ?format=csv)",
 			access: anyone, out: accessReport{}, csv: true, query: []string{"user"}, handle: (*call).personAccess},
+		{method: "GET", path: basePath + "/orgs/{org}/activity", summary: "The audit events concerning an organisation, newest first: its changes, requests, support and partner access, refusals (operators and its administrators; ?before, ?count, ?type, ?kind; ?format=csv)",
+			access: anyone, out: activityPage{}, csv: true, query: []string{"before", "count", "type", "kind"}, handle: (*call).orgActivity},
 		{method: "GET", path: basePath + "/orgs/{org}/reviews", summary: "The access review campaigns of an organisation, newest first (operators and its administrators)",
 			access: anyone, out: list[store.Review]{}, handle: (*call).listReviews},
 		{method: "POST", path: basePath + "/orgs/{org}/reviews", summary: "Start an access review: every live membership (of the kinds given) is due by the deadline, and stops granting then unless kept or changed",

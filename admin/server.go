@@ -53,6 +53,7 @@ type Records interface {
 type AuditStream interface {
 	Append(ctx context.Context, e audit.Event) error
 	Tail(ctx context.Context, after string, count int, block time.Duration) ([]audit.Event, string, error)
+	Before(ctx context.Context, before string, count int) ([]audit.Event, string, error)
 }
 
 // SessionRevoker ends every session of a person (*store.Store).

@@ -144,8 +144,12 @@ const (
 	RecoveryByInvitation Type = "recovery.by_invitation"
 	// RecoveryLimitReset: an operator cleared an identifier's recovery rate limit.
 	RecoveryLimitReset Type = "recovery.limit_reset"
-	StepUpGranted      Type = "stepup.granted"
-	StepUpRefused      Type = "stepup.refused"
+	// AccessReached: a partner, a reseller or a support engineer used an organisation's route
+	// (the first allowed request per person, organisation and route in a quarter hour, per
+	// process; Detail: kind, purpose, ticket: the purpose grant's reason).
+	AccessReached Type = "access.reached"
+	StepUpGranted Type = "stepup.granted"
+	StepUpRefused Type = "stepup.refused"
 )
 
 // Event is one audit record. The zero value of every field but Type means "not applicable".

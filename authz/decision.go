@@ -323,6 +323,13 @@ func asciiEqualFold(stored, given string) bool {
 	return true
 }
 
+// FromOutside reports whether kind is a membership of someone from outside the organisation:
+// a partner, a reseller, the portal owner's support staff. Their use of it is what the
+// organisation's administrators must be able to see (audit.AccessReached).
+func FromOutside(kind string) bool {
+	return kind == store.KindPartner || kind == store.KindReseller || kind == store.KindSupport
+}
+
 // knownKind reports whether k is a membership kind this version understands.
 func knownKind(k string) bool {
 	switch k {

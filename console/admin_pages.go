@@ -1,6 +1,7 @@
 package console
 
 import (
+	"html/template"
 	"errors"
 	"net/http"
 	"net/url"
@@ -315,4 +316,91 @@ func (ex *exchange) decideReview() error {
 		}
 	}
 	return ex.seeOther(page, q)
+}
+
+// activityLine is one event of an organisation's activity, as the API states it.
+type activityLine struct {
+	ID        string            `json:"id"`
+	Time      time.Time         `json:"time"`
+	Type      string            `json:"type"`
+	Actor     string            `json:"actor"`
+	Via       string            `json:"via"`
+	User      string            `json:"user"`
+	Kind      string            `json:"kind"`
+	Reason    string            `json:"reason"`
+	Ticket    string            `json:"ticket"`
+	Route     string            `json:"route"`
+	RequestID string            `json:"request_id"`
+	Detail    map[string]string `json:"detail"`
+}
+
+// activityTypes are the groups of events the activity page filters by.
+var activityTypes = []string{"request.", "membership.", "invitation.", "access.", "stepup.", "session.", "review.", "business.", "machine.", "api_key."}
+
+// activityQuery is the API query of the activity page's filters (?type, ?kind, ?before).
+func activityQuery(q url.Values) url.Values {
+	out := url.Values{}
+	if t := q.Get("type"); slices.Contains(activityTypes, t) {
+		out.Set("type", t)
+	}
+	if k := q.Get("kind"); slices.Contains(config.MembershipKinds, k) {
+		out.Set("kind", k)
+	}
+	if b := q.Get("before"); b != "" {
+		out.Set("before", b)
+	}
+	return out
+}
+
+// activity is the organisation's audit trail for its administrators: every change, request,
+// approval, refusal and support or partner access concerning it, newest first, filtered and
+// exportable.
+func (ex *exchange) activity() error {
+	org, err := ex.administer(ex.r.URL.RequestURI())
+	if err != nil {
+		return err
+	}
+	q := activityQuery(ex.r.URL.Query())
+	var page struct {
+		Items   []activityLine `json:"items"`
+		Next    string         `json:"next"`
+		Scanned int            `json:"scanned"`
+	}
+	if err := ex.call(http.MethodGet, "/orgs/"+org+"/activity?"+q.Encode(), nil, &page); err != nil {
+		return err
+	}
+	older := ""
+	if page.Next != "" {
+		o := activityQuery(q)
+		o.Set("before", page.Next)
+		older = o.Encode()
+	}
+	filters := activityQuery(q)
+	filters.Del("before")
+	// Query strings encoded here (url.Values.Encode), put in the links as they are.
+	return ex.render("Activity of "+org, "activity", struct {
+		Org, Type, Kind string
+		Older, Filters  template.URL
+		Lines           []activityLine
+		Types, Kinds    []string
+		Paged           bool
+	}{org, q.Get("type"), q.Get("kind"), template.URL(older), template.URL(filters.Encode()), page.Items, activityTypes, //nolint:gosec // url.Values.Encode
+		config.MembershipKinds, q.Get("before") != ""})
+}
+
+// activityExport is the activity page's events as CSV or JSON, with its filters.
+func (ex *exchange) activityExport(format string) error {
+	org, err := ex.administer(ex.r.URL.RequestURI())
+	if err != nil {
+		return err
+	}
+	q := activityQuery(ex.r.URL.Query())
+	q.Set("format", format)
+	q.Set("count", "500")
+	var body rawBody
+	if err := ex.call(http.MethodGet, "/orgs/"+org+"/activity?"+q.Encode(), nil, &body); err != nil {
+		return err
+	}
+	ex.attachment(org+"-activity."+format, format, body)
+	return nil
 }

@@ -625,3 +625,35 @@ func TestReviewInBulk(t *testing.T) {
 		t.Errorf("bob deciding in acme's review: %d", w.Code)
 	}
 }
+
+// TestActivity: ann reads acme's activity (bob's request with its ticket among it), filtered
+// and exported; the older-events link pages on; bob, beta's administrator, gets no page of
+// acme's.
+func TestActivity(t *testing.T) {
+	b := newBed(t)
+	b.request(bob, "billing")
+	b.stepUp(ann, "acme")
+	expect(t, b.get(ann, Prefix+"orgs/acme/activity"), http.StatusOK, "Activity of acme", "request.created", "FIN-7", "membership.granted")
+	filtered := expect(t, b.get(ann, Prefix+"orgs/acme/activity?type=request."), http.StatusOK, "request.created",
+		`href="/.portcullis/console/orgs/acme/activity.csv?type=request."`)
+	if strings.Contains(filtered, "membership.granted") {
+		t.Errorf("the request filter shows membership events:\n%s", filtered)
+	}
+	employees := expect(t, b.get(ann, Prefix+"orgs/acme/activity?kind=employee&type=membership."), http.StatusOK, "membership.granted",
+		`activity.csv?kind=employee&amp;type=membership.`)
+	if strings.Contains(employees, "request.created") {
+		t.Errorf("the kind filter shows a request:\n%s", employees)
+	}
+	expect(t, b.get(ann, Prefix+"orgs/acme/activity?kind=partner"), http.StatusOK, "Nothing recorded of this kind")
+	w := b.get(ann, Prefix+"orgs/acme/activity.csv?type=request.")
+	if w.Code != 200 || !strings.Contains(w.Body.String(), "FIN-7") || !strings.Contains(w.Header().Get("Content-Disposition"), "acme-activity.csv") {
+		t.Errorf("activity CSV: %d %v\n%s", w.Code, w.Header(), w.Body.String())
+	}
+	b.stepUp(bob, "acme")
+	if w := b.get(bob, Prefix+"orgs/acme/activity"); w.Code != http.StatusForbidden {
+		t.Errorf("bob at acme's activity: %d", w.Code)
+	}
+	if w := b.get(bob, Prefix+"orgs/acme/activity.json"); w.Code != http.StatusForbidden {
+		t.Errorf("bob at acme's activity export: %d", w.Code)
+	}
+}

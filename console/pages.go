@@ -366,13 +366,18 @@ func (ex *exchange) export(format string) error {
 	if err := ex.stepUp(org, ex.r.URL.Path); err != nil {
 		return err
 	}
+	ex.attachment(org+"-access."+format, format, body)
+	return nil
+}
+
+// attachment sends an export to be saved, not shown.
+func (ex *exchange) attachment(name, format string, body []byte) {
 	h := ex.w.Header()
 	h.Set("Content-Type", map[string]string{"csv": "text/csv; charset=utf-8", "json": "application/json"}[format])
-	h.Set("Content-Disposition", `attachment; filename="`+org+`-access.`+format+`"`)
+	h.Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	_, _ = ex.w.Write(body)
-	return nil
 }
 
 // requests are the organisation's requests, those waiting first, for its administrators.

@@ -254,7 +254,12 @@ func (ex *exchange) decide() error {
 	}
 	ex.id.elevationsAfter = d.ElevationsAfter
 	if s.opts.Uses != nil {
-		s.opts.Uses.Used(d.Org, sess.UserKey, s.now())
+		now := s.now()
+		s.opts.Uses.Used(d.Org, sess.UserKey, now)
+		if authz.FromOutside(d.Kind) {
+			// Access from outside the organisation is what its administrators must see.
+			s.opts.Uses.Reached(d.Org, sess.UserKey, ex.route.Name, d.Kind, d.Purpose, ex.id.grantReason, now)
+		}
 	}
 	if autoPicked {
 		ex.rememberOrg()

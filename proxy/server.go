@@ -112,8 +112,10 @@ type ClientTokenVerifier interface {
 	Verify(ctx context.Context, raw string) (clientjwt.Client, error)
 }
 
-// UseNotes records the use of a membership and of an API key (store.UseRecorder).
+// UseNotes records the use of a membership and of an API key, and what people from outside
+// an organisation (partners, resellers, support staff) reach in it (store.UseRecorder).
 type UseNotes interface {
+	Reached(org, user, route, kind, purpose, ticket string, now time.Time)
 	Used(org, user string, now time.Time)
 	KeyUsed(org, id string, now time.Time)
 }

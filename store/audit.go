@@ -157,6 +157,31 @@ func (a *Audit) Tail(ctx context.Context, since string, count int, block time.Du
 	return out, next, nil
 }
 
+// Before returns up to count events older than before (an event ID; "" for the newest),
+// newest first, and the position to pass for the next older page ("" once the oldest kept
+// event was read). It serves the pages that show recent activity.
+func (a *Audit) Before(ctx context.Context, before string, count int) ([]audit.Event, string, error) {
+	if count <= 0 {
+		count = 100
+	}
+	end := "+"
+	if before != "" {
+		if !validStreamID(before) || !strings.Contains(before, "-") {
+			return nil, "", fmt.Errorf("audit before: position %q: %w", before, ErrInvalid)
+		}
+		end = "(" + before // exclusive
+	}
+	msgs, err := a.s.rdb.XRevRangeN(ctx, a.s.keys.audit(), end, "-", int64(count)).Result()
+	if err != nil {
+		return nil, "", a.s.unavailable("audit before", err)
+	}
+	next := ""
+	if len(msgs) == count {
+		next = msgs[len(msgs)-1].ID
+	}
+	return decodeMessages(msgs), next, nil
+}
+
 // validStreamID accepts "<ms>-<seq>" and "<ms>", digits only.
 func validStreamID(id string) bool {
 	ms, seq, hasSeq := strings.Cut(id, "-")

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,5 +141,44 @@ func TestAuditUnavailable(t *testing.T) {
 	}
 	if err := errs["Tail"]; !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Tail with Redis down: %v", err)
+	}
+}
+
+// TestAuditBefore pages from the newest event to the oldest, each event once.
+func TestAuditBefore(t *testing.T) {
+	srv := redistest.Shared(t)
+	s := newStore(t, config.Redis{Address: srv.Addr, DB: srv.DB(t)})
+	a := NewAudit(s, 0)
+	ctx := ctxT(t, 10*time.Second)
+	if evs, next, err := a.Before(ctx, "", 10); err != nil || len(evs) != 0 || next != "" {
+		t.Fatalf("empty stream: %v %q %v", evs, next, err)
+	}
+	for i := range 5 {
+		if err := a.Append(ctx, audit.Event{Type: audit.MembershipChanged, Org: "acme", Detail: map[string]string{"n": fmt.Sprint(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	pos := ""
+	for range 10 {
+		evs, next, err := a.Before(ctx, pos, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			got = append(got, e.Detail["n"])
+		}
+		if next == "" {
+			break
+		}
+		pos = next
+	}
+	if strings.Join(got, "") != "43210" {
+		t.Errorf("pages newest first gave %v, want 4 3 2 1 0", got)
+	}
+	for _, bad := range []string{"x", "123", "1-2-3", "(1-0"} {
+		if _, _, err := a.Before(ctx, bad, 2); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Before(%q): %v, want ErrInvalid", bad, err)
+		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/portcullis-proxy/portcullis/audit"
 )
 
 // UseRecorder records when members last used their memberships (the "last used" column of
@@ -13,14 +15,20 @@ import (
 // interval in each process, made by a background worker, so the request that uses a membership
 // never waits on Redis for it. A full queue drops the note (the next use after the interval
 // records it): the record is a report's hint, never a decision's input.
+//
+// With ReportReaches, it also records what partners, resellers and support staff reach in an
+// organisation (Reached): an access.reached audit event per person, organisation and route
+// per reach interval, for the organisation's activity page.
 type UseRecorder struct {
-	s        *Store
-	interval time.Duration
-	log      *slog.Logger
+	s   *Store
+	log *slog.Logger
 
-	mu   sync.Mutex
-	seen map[MemberRef]time.Time
+	uses    coalescer[MemberRef]
+	reaches coalescer[reachRef]
+	// aud receives the reach events; nil records none.
+	aud  audit.Sink
 	q    chan use
+	rq   chan reachNote
 	done chan struct{}
 	wg   sync.WaitGroup
 }
@@ -30,8 +38,22 @@ type use struct {
 	at  time.Time
 }
 
+// reachRef is a person's use of one route of one organisation.
+type reachRef struct{ org, user, route string }
+
+type reachNote struct {
+	reachRef
+	kind, purpose, ticket string
+	at                    time.Time
+}
+
 // DefaultUseInterval is how often a membership's last use is written at most, per process.
 const DefaultUseInterval = time.Hour
+
+// ReachInterval is how often a person's use of one route of an organisation is recorded at
+// most, per process: a support engineer's session shows as one event per area and quarter
+// hour, not one per click.
+const ReachInterval = 15 * time.Minute
 
 // NewUseRecorder starts a recorder writing to s; interval <= 0 means DefaultUseInterval. Close
 // stops it.
@@ -42,37 +64,54 @@ func NewUseRecorder(s *Store, interval time.Duration, log *slog.Logger) *UseReco
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	u := &UseRecorder{s: s, interval: interval, log: log, seen: map[MemberRef]time.Time{},
-		q: make(chan use, 1024), done: make(chan struct{})}
+	u := &UseRecorder{s: s, log: log, uses: newCoalescer[MemberRef](interval), reaches: newCoalescer[reachRef](ReachInterval),
+		q: make(chan use, 1024), rq: make(chan reachNote, 256), done: make(chan struct{})}
 	u.wg.Add(1)
 	go u.run()
 	return u
 }
 
+// ReportReaches makes Reached record its notes as audit events in a. Call it before the
+// recorder is used.
+func (u *UseRecorder) ReportReaches(a audit.Sink) { u.aud = a }
+
 // Used notes that user used their membership of org at now. It never blocks, and allocates
 // only when it queues a write.
 func (u *UseRecorder) Used(org, user string, now time.Time) {
 	ref := MemberRef{Org: org, User: user}
-	u.mu.Lock()
-	last, ok := u.seen[ref]
-	if ok && now.Sub(last) < u.interval {
-		u.mu.Unlock()
+	if !u.uses.admit(ref, now) {
 		return
 	}
-	u.seen[ref] = now
-	u.mu.Unlock()
 	select {
 	case u.q <- use{ref, now}:
 	default:
-		u.mu.Lock()
-		delete(u.seen, ref) // dropped: the next use tries again
-		u.mu.Unlock()
+		u.uses.forget(ref) // dropped: the next use tries again
+	}
+}
+
+// Reached notes that user, whose membership of org is of kind, reached route at now, for the
+// purpose and under the ticket (the purpose grant's reason) the decision used. It is for the
+// kinds from outside the organisation (partner, reseller, support): their access is what the
+// organisation's administrators must be able to see. It never blocks; without ReportReaches
+// it records nothing.
+func (u *UseRecorder) Reached(org, user, route, kind, purpose, ticket string, now time.Time) {
+	if u.aud == nil {
+		return
+	}
+	ref := reachRef{org, user, route}
+	if !u.reaches.admit(ref, now) {
+		return
+	}
+	select {
+	case u.rq <- reachNote{ref, kind, purpose, ticket, now}:
+	default:
+		u.reaches.forget(ref)
 	}
 }
 
 func (u *UseRecorder) run() {
 	defer u.wg.Done()
-	prune := time.NewTicker(u.interval)
+	prune := time.NewTicker(u.uses.interval)
 	defer prune.Stop()
 	for {
 		select {
@@ -85,15 +124,24 @@ func (u *UseRecorder) run() {
 			if err != nil {
 				u.log.Debug("last use not recorded", slog.String("org", x.ref.Org), slog.Any("error", err))
 			}
+		case x := <-u.rq:
+			detail := map[string]string{"kind": x.kind}
+			if x.purpose != "" {
+				detail["purpose"] = x.purpose
+			}
+			if x.ticket != "" {
+				detail["ticket"] = x.ticket
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			err := u.aud.Append(ctx, audit.Event{Time: x.at, Type: audit.AccessReached, Org: x.org, User: x.user, Route: x.route, Detail: detail})
+			cancel()
+			if err != nil {
+				u.log.Warn("access reached not recorded", slog.String("org", x.org), slog.String("user", x.user), slog.Any("error", err))
+			}
 		case now := <-prune.C:
 			// Forget what is older than the interval: its next use writes anyway.
-			u.mu.Lock()
-			for ref, t := range u.seen {
-				if now.Sub(t) >= u.interval {
-					delete(u.seen, ref)
-				}
-			}
-			u.mu.Unlock()
+			u.uses.prune(now)
+			u.reaches.prune(now)
 		}
 	}
 }
@@ -102,6 +150,47 @@ func (u *UseRecorder) run() {
 func (u *UseRecorder) Close() {
 	close(u.done)
 	u.wg.Wait()
+}
+
+// coalescer admits each key at most once per interval.
+type coalescer[K comparable] struct {
+	interval time.Duration
+	mu       sync.Mutex
+	seen     map[K]time.Time
+}
+
+func newCoalescer[K comparable](interval time.Duration) coalescer[K] {
+	return coalescer[K]{interval: interval, seen: map[K]time.Time{}}
+}
+
+// admit reports whether k was not admitted within the interval before now, and if so
+// remembers now for it. It allocates nothing for a key already seen.
+func (c *coalescer[K]) admit(k K, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if last, ok := c.seen[k]; ok && now.Sub(last) < c.interval {
+		return false
+	}
+	c.seen[k] = now
+	return true
+}
+
+// forget lets k be admitted again at once (its note was dropped).
+func (c *coalescer[K]) forget(k K) {
+	c.mu.Lock()
+	delete(c.seen, k)
+	c.mu.Unlock()
+}
+
+// prune forgets the keys admitted an interval or more before now.
+func (c *coalescer[K]) prune(now time.Time) {
+	c.mu.Lock()
+	for k, t := range c.seen {
+		if now.Sub(t) >= c.interval {
+			delete(c.seen, k)
+		}
+	}
+	c.mu.Unlock()
 }
 
 // LastUsed returns when each member of org last used their membership, as far as recorded.

@@ -156,3 +156,52 @@ func TestUseRecorder(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestUseRecorderReaches: what someone from outside reaches becomes an access.reached event
+// per person, organisation and route per ReachInterval; a coalesced note allocates nothing;
+// without ReportReaches nothing is recorded.
+func TestUseRecorderReaches(t *testing.T) {
+	f := newOrgFixture(t)
+	rec := &audit.Recorder{}
+	silent := NewUseRecorder(f.s, time.Hour, nil)
+	silent.Reached("acme", bob, "support", KindPartner, "incident", "INC-1", time.Now())
+	silent.Close()
+	u := NewUseRecorder(f.s, time.Hour, nil)
+	u.ReportReaches(rec)
+	defer u.Close()
+	now := time.Now()
+	u.Reached("acme", bob, "support", KindPartner, "incident", "INC-1", now)
+	u.Reached("acme", bob, "support", KindPartner, "incident", "INC-1", now.Add(time.Minute)) // coalesced
+	u.Reached("acme", bob, "billing", KindPartner, "", "", now)
+	u.Reached("globex", bob, "support", KindPartner, "incident", "INC-2", now)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(rec.Events()) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("reach events: %+v", rec.Events())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // nothing more comes
+	evs := rec.Events()
+	if len(evs) != 3 {
+		t.Fatalf("reach events: %+v", evs)
+	}
+	for _, e := range evs {
+		if e.Type != audit.AccessReached || e.User != bob || e.Detail["kind"] != KindPartner {
+			t.Errorf("event %+v", e)
+		}
+		if e.Org == "acme" && e.Route == "support" && (e.Detail["ticket"] != "INC-1" || e.Detail["purpose"] != "incident") {
+			t.Errorf("support reach without its purpose and ticket: %+v", e)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { u.Reached("acme", bob, "support", KindPartner, "incident", "INC-1", now.Add(2*time.Minute)) }); n != 0 {
+		t.Errorf("a coalesced reach allocates %v times", n)
+	}
+	u.Reached("acme", bob, "support", KindPartner, "incident", "INC-1", now.Add(ReachInterval))
+	for len(rec.Events()) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the reach after the interval was not recorded: %+v", rec.Events())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/portcullis-proxy/portcullis/internal/devidp/devidptest"
@@ -20,7 +22,8 @@ import (
 // administrator, opens the requests waiting for Acme and is sent to step up first (her second
 // factor); then she approves, and bob, still signed in, reaches /billing/ within the
 // invalidation delay. alice cannot see Globex's pages (not her organisation), and a form
-// posted without the session's CSRF token changes nothing. Every console page is checked for
+// posted without the session's CSRF token changes nothing; Acme's activity shows pat's work
+// in its support area, with the incident's ticket. Every console page is checked for
 // accessibility (axe-core) and photographed at desktop and phone widths.
 func TestBrowserConsole(t *testing.T) {
 	bob := newBrowser(t) // first: without chromium, skip before starting anything
@@ -135,6 +138,26 @@ func TestBrowserConsole(t *testing.T) {
 	alice.waitText("My access", "Administer acme", "Raised access")
 	alice.consolePage("my-access-admin")
 
+	// pat, a partner on an incident, works in Acme's support area (in bob's browser, signed
+	// in again); Acme's activity shows her there, with the incident's ticket.
+	bob.clearCookies()
+	bob.navigate(d.base + "/support/")
+	bob.signIn("pat", devPassword, "")
+	bob.waitText("Choose an organisation")
+	bob.do("act for Acme", chromedp.Click(chromedp.CSS(`button[name="org"][value="acme"]`)))
+	bob.waitText("Support cases", "demo-pat")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		alice.navigate(d.base + "/.portcullis/console/orgs/acme/activity?type=access.")
+		text := alice.waitText("Activity of acme")
+		if strings.Contains(text, "access.reached") && strings.Contains(text, "demo-pat") && strings.Contains(text, "INC-4711") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Acme's activity does not show pat's support access with its ticket:\n%s", text)
+		}
+	}
+	alice.consolePage("activity")
+
 	// Another organisation's pages, by editing the URL: refused, without a step-up.
 	resp := alice.navigateResponse(d.base + "/.portcullis/console/orgs/globex/")
 	text = alice.waitText("not_permitted")
@@ -161,7 +184,13 @@ func (b *browser) consolePage(name string) {
 	b.shot(name)
 	b.do("narrow the window to a phone's", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	b.shot(name + "-phone")
-	b.do("widen the window again", chromedp.ResetViewport())
+	b.do("widen the window again", func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Call(ctx, emulation.ClearDeviceMetricsOverride, cdp.Empty{})
+		if err == nil {
+			_, err = chromedp.Call(ctx, emulation.SetTouchEmulationEnabled, emulation.SetTouchEmulationEnabledParams{})
+		}
+		return chromedp.Void{}, err
+	})
 }
 
 // axeSource is axe-core's script, from $PORTCULLIS_AXE (.ci/run installs it from the npm

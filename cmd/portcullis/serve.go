@@ -163,6 +163,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	}
 	opts.Recovery = st // recovery guards: domain holders, person indexes, rate limits
 	uses := store.NewUseRecorder(st, 0, log.With(slog.String("component", "last_used")))
+	uses.ReportReaches(reqAudit) // what partners and support staff reach, for the activity pages
 	closers = append(closers, uses.Close)
 	opts.Uses = uses
 
