@@ -1,8 +1,8 @@
 package console
 
 import (
-	"html/template"
 	"errors"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
