@@ -34,12 +34,15 @@ const RouteName = "_console"
 var route = config.Route{Name: RouteName}
 
 // Sessions is what the console needs of the session side (*session.Manager): the person
-// behind a request, a CSRF token bound to their session, and the step-up ticket.
+// behind a request, a CSRF token bound to their session, the step-up ticket, and their
+// sessions.
 type Sessions interface {
 	Admit(w http.ResponseWriter, r *http.Request, route *config.Route) (*http.Request, bool)
 	CSRFToken(r *http.Request) string
 	CheckCSRF(r *http.Request, token string) bool
 	StepUpTicket(r *http.Request, c session.Challenge) string
+	SessionsOf(r *http.Request) ([]session.Info, error)
+	EndSessionOf(r *http.Request, id string) error
 }
 
 // API is the administration API, called as a person (*admin.Server).
@@ -104,6 +107,7 @@ func New(o Options) (*Console, error) {
 		})
 	}
 	handle("GET "+Prefix+"{$}", (*exchange).home)
+	handle("POST "+Prefix+"sessions/end", (*exchange).endSession)
 	handle("GET "+Prefix+"request", (*exchange).requestForm)
 	handle("POST "+Prefix+"request", (*exchange).createRequest)
 	handle("GET "+Prefix+"orgs/{org}/requests/{id}", (*exchange).request)

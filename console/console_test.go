@@ -146,6 +146,21 @@ func (fakeSessions) StepUpTicket(r *http.Request, c session.Challenge) string {
 	return "ticket-for-" + c.Org
 }
 
+// SessionsOf: the person's current session, and another one in Firefox ("other123").
+func (fakeSessions) SessionsOf(r *http.Request) ([]session.Info, error) {
+	now := time.Now()
+	return []session.Info{{ID: "current1", Current: true, Created: now.Add(-time.Hour), LastSeen: now, Agent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0"},
+		{ID: "other123", Created: now.Add(-48 * time.Hour), LastSeen: now.Add(-24 * time.Hour), Agent: "Mozilla/5.0 (Windows NT 10.0) Gecko/20100101 Firefox/133.0"}}, nil
+}
+
+// EndSessionOf ends "other123" only.
+func (fakeSessions) EndSessionOf(r *http.Request, id string) error {
+	if id != "other123" {
+		return session.ErrNoSuchSession
+	}
+	return nil
+}
+
 // get is a browser's navigation to path as user.
 func (b *bed) get(user, path string) *httptest.ResponseRecorder {
 	b.t.Helper()
@@ -480,6 +495,12 @@ func TestHome(t *testing.T) {
 		t.Error("bob is offered to administer acme, where he is a viewer")
 	}
 	expect(t, b.get(frank, Prefix), http.StatusOK, "no membership in any organisation")
+	expect(t, b.get(bob, Prefix), http.StatusOK, "Chrome on Linux (this session)", "Firefox on Windows", `name="id" value="other123"`)
+	expect(t, b.get(bob, seeOther(t, b.post(bob, Prefix+"sessions/end", url.Values{"id": {"other123"}}))), http.StatusOK, "That session is signed out")
+	expect(t, b.get(bob, seeOther(t, b.post(bob, Prefix+"sessions/end", url.Values{"id": {"current1"}}))), http.StatusOK, "had already ended")
+	if w := b.post(bob, Prefix+"sessions/end", url.Values{"id": {"other123"}, "csrf": {"nope"}}); w.Code != http.StatusForbidden {
+		t.Errorf("ending a session without the CSRF token: %d", w.Code)
+	}
 	if w := b.get("", Prefix); w.Code != http.StatusUnauthorized {
 		t.Errorf("no session: status %d", w.Code)
 	}

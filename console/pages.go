@@ -87,13 +87,38 @@ func (ex *exchange) home() error {
 			decided = append(decided, r)
 		}
 	}
+	sessions, err := ex.c.o.Sessions.SessionsOf(ex.r)
+	if err != nil {
+		return err
+	}
+	q := ex.r.URL.Query()
 	return ex.render("My access", "home", struct {
 		Session          *session.Session
 		Memberships      []membership
 		Elevations       []authz.Elevation
 		Pending, Decided []requestView
+		Sessions         []session.Info
+		CSRF             string
+		Ended, NotEnded  bool
 		Now              time.Time
-	}{ex.sess, ms, authz.Live(ex.sess.Elevations, now), pending, decided, now})
+	}{ex.sess, ms, authz.Live(ex.sess.Elevations, now), pending, decided, sessions, ex.c.o.Sessions.CSRFToken(ex.r),
+		q.Get("ended") != "", q.Get("not_ended") != "", now})
+}
+
+// endSession signs out one of the person's other sessions (a browser left signed in
+// elsewhere); the current one signs out at /.portcullis/logout.
+func (ex *exchange) endSession() error {
+	err := ex.c.o.Sessions.EndSessionOf(ex.r, ex.r.PostForm.Get("id"))
+	switch {
+	case err == nil:
+		return ex.seeOther(Prefix, url.Values{"ended": {"1"}})
+	case errors.Is(err, session.ErrNoSuchSession):
+		// Ended meanwhile, or an id that is not one of theirs: nothing to end.
+		ex.audit(reason.NotFound, "", map[string]string{"path": ex.r.URL.Path})
+		return ex.seeOther(Prefix, url.Values{"not_ended": {"1"}})
+	default:
+		return err
+	}
 }
 
 // requestFormData is the request form, as shown and as re-shown with what was wrong.

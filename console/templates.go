@@ -23,6 +23,7 @@ var templates = template.Must(template.New("console").Funcs(template.FuncMap{
 	"dict":     dict,
 	"person":   person,
 	"has":      slices.Contains[[]string],
+	"browser":  browserName,
 }).Parse(templateText))
 
 // person shows a person's key (issuer|subject) as people read it: the subject, with the
@@ -100,4 +101,28 @@ func dict(kv ...any) (map[string]any, error) {
 		m[k] = kv[i+1]
 	}
 	return m, nil
+}
+
+// browserName names a browser from its User-Agent the way people call it ("Firefox on
+// Linux"); the agent itself is not shown (it says little to most people, and much to some).
+func browserName(ua string) string {
+	if ua == "" {
+		return "A browser"
+	}
+	name := "A browser"
+	for _, b := range []struct{ token, name string }{{"Edg/", "Edge"}, {"OPR/", "Opera"}, {"Firefox/", "Firefox"},
+		{"Chromium/", "Chromium"}, {"HeadlessChrome/", "Chrome (headless)"}, {"Chrome/", "Chrome"}, {"Safari/", "Safari"},
+		{"curl/", "curl"}, {"Go-http-client/", "A Go program"}} {
+		if strings.Contains(ua, b.token) {
+			name = b.name
+			break
+		}
+	}
+	for _, o := range []struct{ token, name string }{{"Android", "Android"}, {"iPhone", "iOS"}, {"iPad", "iPadOS"},
+		{"Windows", "Windows"}, {"Mac OS X", "macOS"}, {"CrOS", "ChromeOS"}, {"Linux", "Linux"}} {
+		if strings.Contains(ua, o.token) {
+			return name + " on " + o.name
+		}
+	}
+	return name
 }

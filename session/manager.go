@@ -56,6 +56,8 @@ type Sessions interface {
 	RevokeSID(ctx context.Context, iss, sid string) (int, error)
 	JoinFamily(ctx context.Context, family string, ttl time.Duration, hs ...string) error
 	EndFamily(ctx context.Context, family, user, iss, sid string) (int, error)
+	// UserSessions returns the records of a person's sessions by handle (SessionsOf).
+	UserSessions(ctx context.Context, user string) (map[string][]byte, error)
 }
 
 // Handoffs keeps the sign-in handoff's requests and one-time codes (handoff.go), each spent

@@ -52,6 +52,11 @@ type record struct {
 	Family string `json:"family,omitempty"`
 	// HandedOff is set on a session created by a handoff: the sign-in happened on another host.
 	HandedOff bool `json:"handed_off,omitempty"`
+	// Agent is the browser's User-Agent at sign-in (agentOf), shown to the person among
+	// their sessions; "" in older records.
+	Agent string `json:"agent,omitempty"`
+	// Host is the host name the session was made for.
+	Host string `json:"host,omitempty"`
 }
 
 // familyOf is the family of the session rec stored under h.

@@ -191,6 +191,35 @@ func (s *Store) EndSession(ctx context.Context, h, user, iss, sid string) (bool,
 	return del.Val() == 1, s.replicated("delete session", wait)
 }
 
+// UserSessions returns the records of user's sessions, by handle: the index read, then the
+// records in one pipelined round trip. Sessions that ended without leaving the index (their
+// record expired) are left out.
+func (s *Store) UserSessions(ctx context.Context, user string) (map[string][]byte, error) {
+	hs, err := s.rdb.SMembers(ctx, s.keys.userSessions(user)).Result()
+	if err != nil {
+		return nil, s.unavailable("read session index", err)
+	}
+	cmds := make([]*redis.StringCmd, len(hs))
+	if len(hs) > 0 {
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, h := range hs {
+				cmds[i] = p.Get(ctx, s.keys.sessionRecord(h))
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, s.unavailable("load sessions", err)
+		}
+	}
+	out := make(map[string][]byte, len(hs))
+	for i, h := range hs {
+		if b, err := cmds[i].Bytes(); err == nil {
+			out[h] = b
+		}
+	}
+	return out, nil
+}
+
 // RevokeUser deletes every session of user and the index, and returns how many records existed.
 func (s *Store) RevokeUser(ctx context.Context, user string) (int, error) {
 	n, err := s.revokeIndex(ctx, s.keys.userSessions(user))
