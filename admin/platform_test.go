@@ -121,6 +121,25 @@ func TestChangeMember(t *testing.T) {
 	if evs := b.events(audit.MembershipChanged); len(evs) == 0 || evs[len(evs)-1].Actor != ann || evs[len(evs)-1].Reason != "team change" {
 		t.Errorf("events %+v", evs)
 	}
+
+	// Suspended, then resumed; never her own, never another organisation's, never a
+	// revoked one back, and no status but these two.
+	b.want(change(annTok, map[string]any{"user": ann, "status": "suspended"}), 403, "not_permitted")
+	b.want(change(bobTok, map[string]any{"user": pat, "status": "suspended"}), 403, "not_permitted")
+	b.want(change(annTok, map[string]any{"user": bob, "status": "revoked"}), 400, "invalid_input")
+	b.want(change(annTok, map[string]any{"user": bob, "status": "suspended", "reason": "leave of absence"}), 200, "")
+	if _, m, _ := b.st.Lookup(ctx, "acme", bob); m.Status != store.MembershipSuspended {
+		t.Fatalf("bob after the suspension: %s", m.Status)
+	}
+	b.want(change(annTok, map[string]any{"user": bob, "status": "active", "reason": "back"}), 200, "")
+	if _, m, _ := b.st.Lookup(ctx, "acme", bob); m.Status != store.MembershipActive {
+		t.Fatalf("bob after resuming: %s", m.Status)
+	}
+	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/members/revoke", map[string]any{"user": bob, "reason": "left"}), 200, "")
+	b.want(change(annTok, map[string]any{"user": bob, "status": "active"}), 400, "invalid_input")
+	if _, m, _ := b.st.Lookup(ctx, "acme", bob); m.Status != store.MembershipRevoked {
+		t.Fatalf("a revoked membership was resumed: %s", m.Status)
+	}
 }
 
 // TestResetRecoveryLimit: an operator clears the per-address limit a person ran into, by the

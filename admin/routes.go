@@ -39,7 +39,7 @@ func (s *Server) endpoints() []endpoint {
 			access: anyone, out: list[store.Membership]{}, handle: (*call).listMembers},
 		{method: "POST", path: basePath + "/orgs/{org}/members", summary: "Grant or replace a membership, within the lifecycle policy (operators and the organisation's administrators; support and service memberships go through requests)",
 			access: anyone, change: true, in: grantInput{}, out: store.Membership{}, handle: (*call).grant},
-		{method: "POST", path: basePath + "/orgs/{org}/members/change", summary: "Change a membership in place: add or remove roles and purposes, a new kind, end or review date, within the lifecycle policy (operators and the organisation's administrators, never for their own)",
+		{method: "POST", path: basePath + "/orgs/{org}/members/change", summary: "Change a membership in place: add or remove roles and purposes, a new kind, end or review date, suspend or resume it, within the lifecycle policy (operators and the organisation's administrators, never for their own)",
 			access: anyone, change: true, in: changeInput{}, out: store.Membership{}, handle: (*call).changeMember},
 		{method: "POST", path: basePath + "/orgs/{org}/members/revoke", summary: "Revoke a membership (operators and the organisation's administrators)",
 			access: anyone, change: true, in: revokeInput{}, out: store.Membership{}, handle: (*call).revoke},
@@ -381,8 +381,12 @@ type changeInput struct {
 	// "never" for none.
 	ExpiresAt string `json:"expires_at,omitempty"`
 	ReviewBy  string `json:"review_by,omitempty"`
-	Ticket    string `json:"ticket,omitempty"`
-	Reason    string `json:"reason"`
+	// Status, when set, suspends the membership ("suspended": it grants nothing, its
+	// machine identities work no more, until resumed) or resumes it ("active"). Revoking
+	// is /members/revoke; a revoked membership is not resumed, only granted again.
+	Status string `json:"status,omitempty"`
+	Ticket string `json:"ticket,omitempty"`
+	Reason string `json:"reason"`
 }
 
 func (in *changeInput) why() string { return in.Reason }
@@ -465,6 +469,16 @@ func (c *call) changeMember() (any, error) {
 		}
 		if setRev {
 			m.ReviewBy = rev
+		}
+		switch in.Status {
+		case "":
+		case store.MembershipActive, store.MembershipSuspended:
+			if m.Status == store.MembershipRevoked {
+				return invalid("status: a revoked membership is not resumed; grant it again")
+			}
+			m.Status = in.Status
+		default:
+			return invalid("status: want active or suspended (revoking is /members/revoke)")
 		}
 		m.ApprovedBy = c.p.Name
 		if vs := c.policy.CheckChange(&before, m, o, in.Ticket, now); len(vs) > 0 {

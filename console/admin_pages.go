@@ -112,9 +112,11 @@ func (ex *exchange) invite() error {
 	return ex.renderStatus(d.Error.Status, "Invite to "+org, "invite", d)
 }
 
-// changeForm changes one membership's roles.
+// changeForm changes one membership's roles, or suspends or resumes it.
 type changeForm struct {
 	Org, CSRF, Add, Why string
+	// Status suspends ("suspended") or resumes ("active") the membership; "" leaves it.
+	Status string
 	Line                accessLine
 	Remove              []string
 	Error               *problem.Problem
@@ -155,13 +157,15 @@ func (ex *exchange) change() error {
 	if err != nil {
 		return err
 	}
-	d := changeForm{Org: org, CSRF: ex.c.o.Sessions.CSRFToken(ex.r), Add: f.Get("add"), Remove: f["remove"], Why: strings.TrimSpace(f.Get("reason"))}
+	d := changeForm{Org: org, CSRF: ex.c.o.Sessions.CSRFToken(ex.r), Add: f.Get("add"), Remove: f["remove"], Status: f.Get("status"),
+		Why: strings.TrimSpace(f.Get("reason"))}
 	in := struct {
 		User        string   `json:"user"`
 		AddRoles    []string `json:"add_roles,omitempty"`
 		RemoveRoles []string `json:"remove_roles,omitempty"`
+		Status      string   `json:"status,omitempty"`
 		Reason      string   `json:"reason"`
-	}{User: user, AddRoles: names(d.Add), RemoveRoles: d.Remove, Reason: d.Why}
+	}{User: user, AddRoles: names(d.Add), RemoveRoles: d.Remove, Status: d.Status, Reason: d.Why}
 	err = ex.call(http.MethodPost, "/orgs/"+org+"/members/change", in, nil)
 	var apiErr *apiError
 	switch {

@@ -554,8 +554,8 @@ func TestPerson(t *testing.T) {
 }
 
 // TestInviteAndChange: an invitation outside the policy comes back as the form with the
-// reason; one at a verified domain is made. A change of roles is made, and ann cannot
-// change her own membership even by posting the form.
+// reason; one at a verified domain is made. A change of roles is made, a membership suspended
+// and resumed, and ann cannot change her own membership even by posting the form.
 func TestInviteAndChange(t *testing.T) {
 	b := newBed(t)
 	ctx := context.Background()
@@ -587,6 +587,16 @@ func TestInviteAndChange(t *testing.T) {
 	expect(t, b.get(ann, loc), http.StatusOK, "was changed")
 	if _, m, _ := b.st.Lookup(ctx, "acme", bob); !slices.Equal(m.Roles, []string{"reports"}) {
 		t.Errorf("bob's roles after the change: %v", m.Roles)
+	}
+	expect(t, b.get(ann, Prefix+"orgs/acme/change?user="+url.QueryEscape(carl)), http.StatusOK, `value="suspended"`)
+	seeOther(t, b.post(ann, Prefix+"orgs/acme/change", url.Values{"user": {carl}, "status": {"suspended"}, "reason": {"leave"}}))
+	if _, m, _ := b.st.Lookup(ctx, "acme", carl); m.Status != store.MembershipSuspended {
+		t.Errorf("carl after the suspension: %s", m.Status)
+	}
+	expect(t, b.get(ann, Prefix+"orgs/acme/change?user="+url.QueryEscape(carl)), http.StatusOK, `value="active"`, "resume it")
+	seeOther(t, b.post(ann, Prefix+"orgs/acme/change", url.Values{"user": {carl}, "status": {"active"}, "reason": {"back"}}))
+	if _, m, _ := b.st.Lookup(ctx, "acme", carl); m.Status != store.MembershipActive {
+		t.Errorf("carl after resuming: %s", m.Status)
 	}
 	w = b.post(ann, Prefix+"orgs/acme/change", url.Values{"user": {ann}, "add": {"billing-admin"}, "reason": {"myself"}})
 	if w.Code < 400 {
