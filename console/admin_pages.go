@@ -117,9 +117,9 @@ type changeForm struct {
 	Org, CSRF, Add, Why string
 	// Status suspends ("suspended") or resumes ("active") the membership; "" leaves it.
 	Status string
-	Line                accessLine
-	Remove              []string
-	Error               *problem.Problem
+	Line   accessLine
+	Remove []string
+	Error  *problem.Problem
 }
 
 func (ex *exchange) changeForm() error {
