@@ -408,3 +408,106 @@ func (ex *exchange) activityExport(format string) error {
 	ex.attachment(org+"-activity."+format, format, body)
 	return nil
 }
+
+// machines are the organisation's machine identities (integrations), each with its sponsor
+// and keys, for its administrators.
+func (ex *exchange) machines() error {
+	org, err := ex.administer(ex.r.URL.Path)
+	if err != nil {
+		return err
+	}
+	var ms items[store.Membership]
+	if err := ex.call(http.MethodGet, "/orgs/"+org+"/machines", nil, &ms); err != nil {
+		return err
+	}
+	q := ex.r.URL.Query()
+	return ex.render("Machine identities of "+org, "machines", struct {
+		Org, Done string
+		Machines  []store.Membership
+		Now       time.Time
+	}{org, q.Get("done"), ms.Items, ex.c.now()})
+}
+
+// machineTarget is what a machine's revocation page ends: one key (?key) or the machine.
+func (ex *exchange) machineTarget(org string, key string) (*store.Membership, *store.APIKey, error) {
+	var ms items[store.Membership]
+	if err := ex.call(http.MethodGet, "/orgs/"+org+"/machines", nil, &ms); err != nil {
+		return nil, nil, err
+	}
+	id := ex.r.PathValue("id")
+	i := slices.IndexFunc(ms.Items, func(m store.Membership) bool { return m.Machine != nil && m.Machine.ID == id })
+	if i < 0 {
+		return nil, nil, &apiError{p: problem.For(reason.NotFound, reason.Facts{})}
+	}
+	m := &ms.Items[i]
+	if key == "" {
+		return m, nil, nil
+	}
+	k := m.Machine.Key(key)
+	if k == nil {
+		return nil, nil, &apiError{p: problem.For(reason.NotFound, reason.Facts{})}
+	}
+	return m, k, nil
+}
+
+// machineRevokeForm confirms revoking a machine's key, or retiring the machine.
+func (ex *exchange) machineRevokeForm() error {
+	org, err := ex.administer(ex.r.URL.RequestURI())
+	if err != nil {
+		return err
+	}
+	m, k, err := ex.machineTarget(org, ex.r.URL.Query().Get("key"))
+	if err != nil {
+		return err
+	}
+	return ex.render("Revoke", "machine-revoke", struct {
+		Org, CSRF string
+		Machine   *store.Membership
+		Key       *store.APIKey
+		Error     *problem.Problem
+	}{org, ex.c.o.Sessions.CSRFToken(ex.r), m, k, nil})
+}
+
+// machineRevoke revokes the key, or retires the machine, from the confirmation page.
+func (ex *exchange) machineRevoke() error {
+	f := ex.r.PostForm
+	key := f.Get("key")
+	page := Prefix + "orgs/" + ex.r.PathValue("org") + "/machines/" + url.PathEscape(ex.r.PathValue("id")) + "/revoke"
+	if key != "" {
+		page += "?" + url.Values{"key": {key}}.Encode()
+	}
+	org, err := ex.administer(page)
+	if err != nil {
+		return err
+	}
+	if f.Get("confirm") != "yes" {
+		return ex.seeOther(page, nil)
+	}
+	m, k, err := ex.machineTarget(org, key)
+	if err != nil {
+		return err
+	}
+	path := "/orgs/" + org + "/machines/" + url.PathEscape(m.Machine.ID)
+	if k != nil {
+		path += "/keys/" + url.PathEscape(k.ID)
+	}
+	err = ex.call(http.MethodPost, path+"/revoke", decisionInput{Reason: strings.TrimSpace(f.Get("reason"))}, nil)
+	var apiErr *apiError
+	switch {
+	case err == nil:
+		done := "machine:" + m.Machine.ID
+		if k != nil {
+			done = "key:" + k.ID
+		}
+		return ex.seeOther(Prefix+"orgs/"+org+"/machines", url.Values{"done": {done}})
+	case errors.As(err, &apiErr) && inputRefusal(apiErr.p.Reason):
+		return ex.renderStatus(apiErr.p.Status, "Revoke", "machine-revoke", struct {
+			Org, CSRF string
+			Machine   *store.Membership
+			Key       *store.APIKey
+			Error     *problem.Problem
+		}{org, ex.c.o.Sessions.CSRFToken(ex.r), m, k, &apiErr.p})
+	default:
+		return err
+	}
+}

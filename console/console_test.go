@@ -688,3 +688,46 @@ func TestActivity(t *testing.T) {
 		t.Errorf("bob at acme's activity export: %d", w.Code)
 	}
 }
+
+// TestMachines: acme's administrator sees its machine identities with their keys, revokes a
+// key only from the confirmation page, and sees nothing of another organisation's.
+func TestMachines(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	if _, err := b.orgs.CreateMachine(ctx, store.Membership{Org: "acme", User: store.MachineUser("acme", "export"), Kind: store.KindService,
+		Roles: []string{"viewer"}, ReviewBy: b.now().Add(30 * 24 * time.Hour),
+		Machine: &store.Machine{ID: "export", Name: "Invoice export", Sponsor: bob}}, "bootstrap", "setup"); err != nil {
+		t.Fatal(err)
+	}
+	_, key, err := b.orgs.CreateAPIKey(ctx, "acme", "export", b.now().Add(30*24*time.Hour), "", 0, "bootstrap", "setup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.stepUp(ann, "acme")
+	expect(t, b.get(ann, Prefix+"orgs/acme/machines"), http.StatusOK, "Invoice export", "pc_"+key.ID+"_", "Retire Invoice export")
+	page := Prefix + "orgs/acme/machines/export/revoke"
+	expect(t, b.get(ann, page+"?key="+key.ID), http.StatusOK, "Revoke an API key", `name="key" value="`+key.ID+`"`)
+	// Not confirmed: back to the confirmation, the key still live.
+	seeOther(t, b.post(ann, page, url.Values{"key": {key.ID}, "reason": {"leaked"}}))
+	live := func() bool {
+		ms, err := b.st.Machines(ctx, "acme")
+		if err != nil || len(ms) != 1 {
+			t.Fatalf("machines: %+v %v", ms, err)
+		}
+		return ms[0].Machine.Key(key.ID).Live(time.Now())
+	}
+	if !live() {
+		t.Fatal("an unconfirmed revocation revoked the key")
+	}
+	expect(t, b.get(ann, seeOther(t, b.post(ann, page, url.Values{"key": {key.ID}, "reason": {"leaked"}, "confirm": {"yes"}}))), http.StatusOK, "Revoked: <code>key:"+key.ID)
+	if live() {
+		t.Fatal("the confirmed revocation left the key live")
+	}
+	b.stepUp(bob, "beta")
+	if w := b.get(bob, Prefix+"orgs/beta/machines/export/revoke"); w.Code != http.StatusNotFound {
+		t.Errorf("acme's machine under beta: %d", w.Code)
+	}
+	if w := b.post(bob, Prefix+"orgs/acme/machines/export/revoke", url.Values{"reason": {"x"}, "confirm": {"yes"}}); w.Code != http.StatusForbidden {
+		t.Errorf("bob (a member, its sponsor) retiring acme's machine through the administrators' page: %d", w.Code)
+	}
+}
