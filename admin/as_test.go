@@ -43,4 +43,11 @@ func TestAsIsThePersonOnly(t *testing.T) {
 	if w := call(ann, "GET", "/api/v1/orgs/acme/members", ""); w.Code != 200 {
 		t.Errorf("ann's own organisation's members: %d %s", w.Code, w.Body.String())
 	}
+	// AsOperator is an operator's call, recorded with the person and the session.
+	r := httptest.NewRequest("GET", "/api/v1/orgs", nil)
+	w := httptest.NewRecorder()
+	b.api.AsOperator("https://idp.portal|olga", "console session abcd1234").ServeHTTP(w, r)
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `"id":"beta"`) {
+		t.Errorf("organisations as an operator: %d %s", w.Code, w.Body.String())
+	}
 }

@@ -81,7 +81,17 @@ type asKey struct{}
 // names the session in the log and the audit events ("console session …"). The person is
 // never an operator, whatever they hold: operators act through their own credentials.
 func (s *Server) As(user, via string) http.Handler {
-	p := &principal{Actor: authz.Actor{Name: user}, via: via}
+	return s.as(&principal{Actor: authz.Actor{Name: user}, via: via})
+}
+
+// AsOperator is As for a person the console's configuration names as an operator
+// (console.operators), once the console has checked their step-up: the call is an
+// operator's, recorded with the person and the session.
+func (s *Server) AsOperator(user, via string) http.Handler {
+	return s.as(&principal{Actor: authz.Actor{Operator: true, Name: user}, via: via})
+}
+
+func (s *Server) as(p *principal) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), asKey{}, p)))
 	})

@@ -18,11 +18,17 @@ import (
 // administer is the start of every administration page and change of the {org} of the
 // path: the person must administer it (the API says; nobody is asked to step up for an
 // organisation that is not theirs), then hold the console's step-up for it, returning to
-// returnTo after one.
+// returnTo after one. An operator (console.operators) steps up once for the platform.
 func (ex *exchange) administer(returnTo string) (string, error) {
 	org, err := ex.orgParam()
 	if err != nil {
 		return "", err
+	}
+	if ex.listed {
+		// An operator administers every organisation, after the platform's step-up.
+		if err := ex.asOperator(returnTo); err != nil {
+			return "", err
+		}
 	}
 	if err := ex.call(http.MethodGet, "/orgs/"+org+"/policy", nil, nil); err != nil {
 		return "", err

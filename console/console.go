@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,9 +46,10 @@ type Sessions interface {
 	EndSessionOf(r *http.Request, id string) error
 }
 
-// API is the administration API, called as a person (*admin.Server).
+// API is the administration API, called as a person, or as an operator (*admin.Server).
 type API interface {
 	As(user, via string) http.Handler
+	AsOperator(user, via string) http.Handler
 }
 
 // Options are the console's collaborators.
@@ -58,6 +60,9 @@ type Options struct {
 	// StepUp is console.step_up: what the administration pages demand. nil: no
 	// administration pages.
 	StepUp *config.StepUp
+	// Operators are console.operators: the people who act as operators here, after the
+	// step-up (for no organisation: the platform's).
+	Operators []string
 	// AdminRole returns the lifecycle policy's admin role in force (the organisations a
 	// person is offered to administer; the API decides whether they may).
 	AdminRole func() string
@@ -90,6 +95,9 @@ func New(o Options) (*Console, error) {
 	if o.Sessions == nil || o.API == nil || o.AdminRole == nil {
 		return nil, errors.New("console: sessions, the administration API and the admin role are required")
 	}
+	if len(o.Operators) > 0 && o.StepUp == nil {
+		return nil, errors.New("console: operators need console.step_up")
+	}
 	c := &Console{o: o, su: authz.CompileStepUp(o.StepUp), log: o.Logger, now: o.Now, mux: http.NewServeMux(),
 		origin: http.NewCrossOriginProtection()}
 	if c.log == nil {
@@ -108,6 +116,9 @@ func New(o Options) (*Console, error) {
 	}
 	handle("GET "+Prefix+"{$}", (*exchange).home)
 	handle("POST "+Prefix+"sessions/end", (*exchange).endSession)
+	handle("GET "+Prefix+"operator/{$}", (*exchange).operatorHome)
+	handle("GET "+Prefix+"operator/events", (*exchange).eventForm)
+	handle("POST "+Prefix+"operator/events", (*exchange).event)
 	handle("GET "+Prefix+"request", (*exchange).requestForm)
 	handle("POST "+Prefix+"request", (*exchange).createRequest)
 	handle("GET "+Prefix+"orgs/{org}/requests/{id}", (*exchange).request)
@@ -163,6 +174,9 @@ type exchange struct {
 	w    http.ResponseWriter
 	r    *http.Request
 	sess *session.Session
+	// listed: the person is one of console.operators; operator: and holds the step-up, so
+	// the API is called as an operator (asOperator).
+	listed, operator bool
 }
 
 // serve admits r (signing the browser in when it has no session), checks a form's origin
@@ -177,7 +191,7 @@ func (c *Console) serve(w http.ResponseWriter, r *http.Request, h func(*exchange
 		problem.Fail(c.log, w, r, errors.New("console: admitted request without a session"))
 		return
 	}
-	ex := &exchange{c: c, w: w, r: r, sess: sess}
+	ex := &exchange{c: c, w: w, r: r, sess: sess, listed: slices.Contains(c.o.Operators, sess.UserKey)}
 	var err error
 	if r.Method == http.MethodPost {
 		err = ex.checkForm()
@@ -266,7 +280,11 @@ func (ex *exchange) call(method, path string, in, out any) error {
 	}
 	req.Header.Set("Accept", "application/json")
 	rec := &recorder{h: http.Header{}}
-	ex.c.o.API.As(ex.sess.UserKey, "console session "+ex.sess.LogID).ServeHTTP(rec, req)
+	api := ex.c.o.API.As
+	if ex.operator {
+		api = ex.c.o.API.AsOperator
+	}
+	api(ex.sess.UserKey, "console session "+ex.sess.LogID).ServeHTTP(rec, req)
 	if rec.status >= 400 {
 		var p problem.Problem
 		if err := json.Unmarshal(rec.body.Bytes(), &p); err != nil || p.Reason == "" {
@@ -338,6 +356,9 @@ func (ex *exchange) stepUp(org, returnTo string) error {
 	if su == nil {
 		return problem.Refuse(reason.NoRoute, "console: administration pages need console.step_up", "")
 	}
+	if ex.operator {
+		return nil // an operator holds the platform's step-up (asOperator)
+	}
 	if _, ok := authz.Elevated(ex.sess.Elevations, org, su, time.Time{}, ex.c.now()); ok {
 		return nil
 	}
@@ -356,6 +377,20 @@ func (ex *exchange) stepUp(org, returnTo string) error {
 	ex.c.log.LogAttrs(ex.r.Context(), slog.LevelInfo, "step-up required", slog.String("route", RouteName),
 		slog.String("user", ex.sess.UserKey), slog.String("org", org))
 	return &apiError{p: p}
+}
+
+// asOperator makes the rest of the exchange an operator's, for a person console.operators
+// names: after the step-up for no organisation (the platform's), which is demanded otherwise.
+// Nothing is called as an operator before it.
+func (ex *exchange) asOperator(returnTo string) error {
+	if !ex.listed {
+		return problem.Refuse(reason.NotPermitted, "console: operators only", "", slog.String("user", ex.sess.UserKey))
+	}
+	if err := ex.stepUp("", returnTo); err != nil {
+		return err
+	}
+	ex.operator = true
+	return nil
 }
 
 // render writes a console page.

@@ -29,6 +29,7 @@ const (
 	bob   = "https://idp.acme|bob"    // an acme member; beta's administrator
 	carl  = "https://idp.acme|carl"   // an acme member
 	frank = "https://idp.other|frank" // a member of nothing
+	olga  = "https://idp.portal|olga" // an operator (console.operators)
 )
 
 // policyYAML: billing is privileged (held for at most 8h, after approval).
@@ -77,7 +78,7 @@ func newBed(t *testing.T) *bed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.c, err = New(Options{Sessions: fakeSessions{}, API: api, StepUp: cfg.Console.StepUp, AdminRole: api.AdminRole, Audit: b.aud,
+	b.c, err = New(Options{Sessions: fakeSessions{}, API: api, StepUp: cfg.Console.StepUp, Operators: []string{olga}, AdminRole: api.AdminRole, Audit: b.aud,
 		Current: b.current, Now: b.now})
 	if err != nil {
 		t.Fatal(err)
@@ -729,5 +730,56 @@ func TestMachines(t *testing.T) {
 	}
 	if w := b.post(bob, Prefix+"orgs/acme/machines/export/revoke", url.Values{"reason": {"x"}, "confirm": {"yes"}}); w.Code != http.StatusForbidden {
 		t.Errorf("bob (a member, its sponsor) retiring acme's machine through the administrators' page: %d", w.Code)
+	}
+}
+
+// TestOperator: a person console.operators names acts as an operator only after the step-up
+// for the platform (an organisation's does not count): every organisation's pages, and
+// business events, the dry run's list first, the change only once confirmed. Nobody else
+// reaches the operator's pages.
+func TestOperator(t *testing.T) {
+	b := newBed(t)
+	ctx := context.Background()
+	expect(t, b.get(olga, Prefix), http.StatusOK, "Operator: every organisation")
+	if strings.Contains(b.get(ann, Prefix).Body.String(), "Operator:") {
+		t.Error("ann is offered the operator's pages")
+	}
+	b.stepUp(olga, "acme") // an organisation's step-up is not the platform's
+	expect(t, b.get(olga, Prefix+"operator/"), http.StatusUnauthorized, "Confirm it is you", `value="ticket-for-"`)
+	expect(t, b.get(olga, Prefix+"orgs/beta/"), http.StatusUnauthorized, "Confirm it is you")
+	b.stepUp(olga, "")
+	expect(t, b.get(olga, Prefix+"operator/"), http.StatusOK, "<code>acme</code>", "<code>beta</code>")
+	expect(t, b.get(olga, Prefix+"orgs/beta/"), http.StatusOK, "Members of beta", "1 of 1 memberships")
+	b.stepUp(ann, "")
+	for _, path := range []string{Prefix + "operator/", Prefix + "operator/events"} {
+		if w := b.get(ann, path); w.Code != http.StatusForbidden {
+			t.Errorf("ann at %s: %d", path, w.Code)
+		}
+	}
+	if w := b.post(ann, Prefix+"operator/events", url.Values{"event": {"contract_ended"}, "org": {"beta"}, "reason": {"x"}, "confirm": {"yes"}}); w.Code != http.StatusForbidden {
+		t.Errorf("ann applying an event: %d", w.Code)
+	}
+
+	expect(t, b.get(olga, Prefix+"operator/events"), http.StatusOK, "Business events", "Show what it would change")
+	form := url.Values{"event": {"contract_ended"}, "org": {"beta"}, "reason": {"not renewed"}}
+	dry := expect(t, b.post(olga, Prefix+"operator/events", form), http.StatusOK, "Confirm the business event", "Nothing has changed yet",
+		`name="confirm" value="yes"`, "Apply contract_ended")
+	_ = dry
+	if o, _ := b.st.Org(ctx, "beta"); o.Status != store.OrgActive {
+		t.Fatalf("the dry run changed beta: %s", o.Status)
+	}
+	form.Set("confirm", "yes")
+	expect(t, b.post(olga, Prefix+"operator/events", form), http.StatusOK, "Business event applied", "contract_ended")
+	if o, _ := b.st.Org(ctx, "beta"); o.Status != store.OrgEnded {
+		t.Fatalf("beta after the event: %s", o.Status)
+	}
+	evs := b.events(audit.BusinessContractEnded)
+	if len(evs) != 1 || evs[0].Actor != olga || !strings.Contains(evs[0].Via, "console session") {
+		t.Errorf("business events: %+v", evs)
+	}
+	// A malformed event comes back as the form.
+	w := b.post(olga, Prefix+"operator/events", url.Values{"event": {"merged_into"}, "org": {"acme"}, "reason": {"x"}})
+	if w.Code < 400 || !strings.Contains(w.Body.String(), "Not done:") {
+		t.Errorf("merged_into without a target: %d\n%s", w.Code, w.Body.String())
 	}
 }

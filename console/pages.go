@@ -100,9 +100,10 @@ func (ex *exchange) home() error {
 		Sessions         []session.Info
 		CSRF             string
 		Ended, NotEnded  bool
+		Operator         bool
 		Now              time.Time
 	}{ex.sess, ms, authz.Live(ex.sess.Elevations, now), pending, decided, sessions, ex.c.o.Sessions.CSRFToken(ex.r),
-		q.Get("ended") != "", q.Get("not_ended") != "", now})
+		q.Get("ended") != "", q.Get("not_ended") != "", ex.listed, now})
 }
 
 // endSession signs out one of the person's other sessions (a browser left signed in
@@ -246,6 +247,12 @@ func (ex *exchange) request() error {
 	if err != nil {
 		return err
 	}
+	if ex.listed {
+		// An operator sees any request, after the platform's step-up.
+		if err := ex.asOperator(ex.r.URL.RequestURI()); err != nil {
+			return err
+		}
+	}
 	var r requestView
 	if err := ex.call(http.MethodGet, "/orgs/"+org+"/requests/"+url.PathEscape(ex.r.PathValue("id")), nil, &r); err != nil {
 		return err
@@ -280,6 +287,11 @@ func (ex *exchange) decide() error {
 	id, action := ex.r.PathValue("id"), ex.r.PathValue("action")
 	path := "/orgs/" + org + "/requests/" + url.PathEscape(id)
 	page := Prefix + "orgs/" + org + "/requests/" + url.PathEscape(id)
+	if ex.listed {
+		if err := ex.asOperator(page); err != nil {
+			return err
+		}
+	}
 	switch action {
 	case "approve", "deny":
 		// The request must be one the person may see (an approver, an administrator)
@@ -338,15 +350,12 @@ func (f memberFilter) keep(l *accessLine, now time.Time) bool {
 
 // members is an organisation's "who has what", filtered, for its administrators.
 func (ex *exchange) members() error {
-	org, err := ex.orgParam()
+	org, err := ex.administer(ex.r.URL.RequestURI())
 	if err != nil {
 		return err
 	}
 	var access items[accessLine]
 	if err := ex.call(http.MethodGet, "/orgs/"+org+"/access", nil, &access); err != nil {
-		return err
-	}
-	if err := ex.stepUp(org, ex.r.URL.RequestURI()); err != nil {
 		return err
 	}
 	q, now := ex.r.URL.Query(), ex.c.now()
@@ -380,15 +389,12 @@ func (ex *exchange) members() error {
 
 // export is the organisation's "who has what" as CSV or JSON, for auditors.
 func (ex *exchange) export(format string) error {
-	org, err := ex.orgParam()
+	org, err := ex.administer(ex.r.URL.Path)
 	if err != nil {
 		return err
 	}
 	var body rawBody
 	if err := ex.call(http.MethodGet, "/orgs/"+org+"/access?format="+format, nil, &body); err != nil {
-		return err
-	}
-	if err := ex.stepUp(org, ex.r.URL.Path); err != nil {
 		return err
 	}
 	ex.attachment(org+"-access."+format, format, body)
@@ -407,15 +413,12 @@ func (ex *exchange) attachment(name, format string, body []byte) {
 
 // requests are the organisation's requests, those waiting first, for its administrators.
 func (ex *exchange) requests() error {
-	org, err := ex.orgParam()
+	org, err := ex.administer(ex.r.URL.Path)
 	if err != nil {
 		return err
 	}
 	var reqs items[requestView]
 	if err := ex.call(http.MethodGet, "/orgs/"+org+"/requests", nil, &reqs); err != nil {
-		return err
-	}
-	if err := ex.stepUp(org, ex.r.URL.Path); err != nil {
 		return err
 	}
 	var pending, decided []requestView
@@ -441,15 +444,12 @@ func (ex *exchange) revokeForm() error {
 // revokeConfirm shows the membership of user in the {org} of the path with the form that
 // revokes it, after the step-up; with the reason typed and what was wrong, when shown again.
 func (ex *exchange) revokeConfirm(user, why string, refusal *problem.Problem) error {
-	org, err := ex.orgParam()
+	org, err := ex.administer(Prefix + "orgs/" + ex.r.PathValue("org") + "/revoke?" + url.Values{"user": {user}}.Encode())
 	if err != nil {
 		return err
 	}
 	var access items[accessLine]
 	if err := ex.call(http.MethodGet, "/orgs/"+org+"/access", nil, &access); err != nil {
-		return err
-	}
-	if err := ex.stepUp(org, Prefix+"orgs/"+org+"/revoke?"+url.Values{"user": {user}}.Encode()); err != nil {
 		return err
 	}
 	i := slices.IndexFunc(access.Items, func(l accessLine) bool { return l.User == user })
@@ -479,11 +479,7 @@ func (ex *exchange) revoke() error {
 	if f.Get("confirm") != "yes" {
 		return ex.seeOther(Prefix+"orgs/"+org+"/revoke", url.Values{"user": {user}})
 	}
-	// Only an administrator of org gets as far as the step-up.
-	if err := ex.call(http.MethodGet, "/orgs/"+org+"/policy", nil, nil); err != nil {
-		return err
-	}
-	if err := ex.stepUp(org, Prefix+"orgs/"+org+"/revoke?"+url.Values{"user": {user}}.Encode()); err != nil {
+	if _, err := ex.administer(Prefix + "orgs/" + org + "/revoke?" + url.Values{"user": {user}}.Encode()); err != nil {
 		return err
 	}
 	err = ex.call(http.MethodPost, "/orgs/"+org+"/members/revoke", struct {

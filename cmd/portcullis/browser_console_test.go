@@ -23,7 +23,8 @@ import (
 // factor); then she approves, and bob, still signed in, reaches /billing/ within the
 // invalidation delay. alice cannot see Globex's pages (not her organisation), and a form
 // posted without the session's CSRF token changes nothing; Acme's activity shows pat's work
-// in its support area, with the incident's ticket. Every console page is checked for
+// in its support area, with the incident's ticket. olga, the operator, steps up once for the
+// platform, sees every organisation and ends Oldcorp's contract after its dry run. Every console page is checked for
 // accessibility (axe-core) and photographed at desktop and phone widths.
 func TestBrowserConsole(t *testing.T) {
 	bob := newBrowser(t) // first: without chromium, skip before starting anything
@@ -160,6 +161,34 @@ func TestBrowserConsole(t *testing.T) {
 		}
 	}
 	alice.consolePage("activity")
+
+	// olga, the operator: every organisation after her second factor, and a business event
+	// shown as its dry run before it is applied.
+	olga := newBrowser(t)
+	olga.who = "olga"
+	olga.navigate(d.base + "/.portcullis/console/operator/")
+	olga.signIn("olga", devPassword, "")
+	olga.waitText("Confirm it is you")
+	olga.do("click the interstitial's button", chromedp.Click(chromedp.CSS(`#portcullis-step-up button[type="submit"]`)))
+	olga.do("wait for devidp's form asking for the one-time code", chromedp.WaitVisible(chromedp.CSS(`#devidp-login input[name="otp"]`)))
+	olgaCode, err := devidptest.TOTP(d.totp, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	olga.signIn("olga", devPassword, olgaCode)
+	olga.waitText("Organisations", "acme", "globex", "oldcorp")
+	olga.consolePage("operator")
+	olga.navigate(d.base + "/.portcullis/console/operator/events")
+	olga.waitText("Business events", "Show what it would change")
+	olga.consolePage("events")
+	olga.do("dry-run oldcorp's contract end", chromedp.SetValue(chromedp.CSS(`#event`), "contract_ended"),
+		chromedp.SendKeys(chromedp.CSS(`#org`), "oldcorp"), chromedp.SendKeys(chromedp.CSS(`#reason`), "not renewed"),
+		chromedp.Click(chromedp.CSS(`form[action="/.portcullis/console/operator/events"] button[type="submit"]`)))
+	olga.waitText("Confirm the business event", "Nothing has changed yet", "Apply contract_ended")
+	olga.consolePage("event-dry-run")
+	olga.do("apply it", chromedp.Click(chromedp.CSS(`form[action="/.portcullis/console/operator/events"] button[type="submit"]`)))
+	olga.waitText("Business event applied", "contract_ended")
+	olga.consolePage("event-applied")
 
 	// Another organisation's pages, by editing the URL: refused, without a step-up.
 	resp := alice.navigateResponse(d.base + "/.portcullis/console/orgs/globex/")

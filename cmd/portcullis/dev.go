@@ -168,6 +168,7 @@ Every account's password is %[4]q.
   pat     a partner acting for Acme and Globex on an incident: /support/ (org picker first)
   frank   a former Acme employee (membership revoked): refused with not_member
   lena    works for Oldcorp, whose domain oldcorp.example lapsed: email_domain_not_verified
+  olga    the portal owner's operator (console.operators), with the same second factor as alice
 
 Pages (the portal behind Portcullis is unmodified):
   %[1]s/                  public home
@@ -191,7 +192,9 @@ Self-serve console: %[1]s/.portcullis/console/ (on every organisation host too)
   alice     Acme's administrator (role org-admin): Acme's members (filter, export, revoke) and
             the requests waiting for her answer, after her second factor
   pat       a partner on support duty for Acme and Globex: both memberships, with the incident's
-            end; only their administrators change them
+            end; only their administrators change them; Acme's activity shows what pat reached
+  olga      an operator, after her second factor: every organisation's pages, and business
+            events (contract ended, merged, offboarded...) shown as a dry run before applying
 
 Organisation hosts: each organisation's own address, acting for it. You sign in on %[1]s
 (single sign-on: once for all of them) and signing out on any of them signs you out everywhere.
@@ -281,6 +284,7 @@ func demoUsers(totp string) []devidp.User {
 		u("pat", "pat@partner.example", "Pat Partner", ""),
 		u("frank", "frank@acme.example", "Frank Former", ""),
 		u("lena", "lena@oldcorp.example", "Lena Lapsed", ""),
+		u("olga", "olga@portal.example", "Olga Operator", totp),
 	}
 }
 
@@ -442,6 +446,7 @@ admin_api:
 # asks for what they lack; administrators' pages ask for the second factor first.
 console:
   step_up: {acr: ["urn:portcullis:acr:mfa"], amr: [otp], max_age: 10m, elevation: 10m}
+  operators: ["%[4]s|demo-olga"]   # the portal owner's staff: every organisation, business events
 pages:
   product_name: Acme customer portal (demo)
   logo_url: /static/logo.svg
