@@ -123,6 +123,10 @@ type changeForm struct {
 	Org, CSRF, Add, Why string
 	// Status suspends ("suspended") or resumes ("active") the membership; "" leaves it.
 	Status string
+	// Purpose is a purpose to grant, with its reason (a ticket) and end; RemovePurposes
+	// those to take away.
+	Purpose, PurposeWhy, PurposeUntil string
+	RemovePurposes                    []string
 	Line   accessLine
 	Remove []string
 	Error  *problem.Problem
@@ -165,28 +169,49 @@ func (ex *exchange) change() error {
 	}
 	d := changeForm{Org: org, CSRF: ex.c.o.Sessions.CSRFToken(ex.r), Add: f.Get("add"), Remove: f["remove"], Status: f.Get("status"),
 		Why: strings.TrimSpace(f.Get("reason"))}
+	d.Purpose, d.PurposeWhy, d.PurposeUntil, d.RemovePurposes = strings.TrimSpace(f.Get("purpose")), strings.TrimSpace(f.Get("purpose_reason")),
+		f.Get("purpose_until"), f["remove_purpose"]
+	type purposeInput struct {
+		Purpose   string    `json:"purpose"`
+		Reason    string    `json:"reason"`
+		ExpiresAt time.Time `json:"expires_at,omitzero"`
+	}
 	in := struct {
-		User        string   `json:"user"`
-		AddRoles    []string `json:"add_roles,omitempty"`
-		RemoveRoles []string `json:"remove_roles,omitempty"`
-		Status      string   `json:"status,omitempty"`
-		Reason      string   `json:"reason"`
-	}{User: user, AddRoles: names(d.Add), RemoveRoles: d.Remove, Status: d.Status, Reason: d.Why}
+		User           string         `json:"user"`
+		AddRoles       []string       `json:"add_roles,omitempty"`
+		RemoveRoles    []string       `json:"remove_roles,omitempty"`
+		AddPurposes    []purposeInput `json:"add_purposes,omitempty"`
+		RemovePurposes []string       `json:"remove_purposes,omitempty"`
+		Status         string         `json:"status,omitempty"`
+		Reason         string         `json:"reason"`
+	}{User: user, AddRoles: names(d.Add), RemoveRoles: d.Remove, RemovePurposes: d.RemovePurposes, Status: d.Status, Reason: d.Why}
+	if d.Purpose != "" {
+		until, err := dateInput(d.PurposeUntil)
+		if err != nil {
+			return ex.changeRefused(org, user, d, invalidForm("purpose end: want a date"))
+		}
+		in.AddPurposes = []purposeInput{{Purpose: d.Purpose, Reason: d.PurposeWhy, ExpiresAt: until}}
+	}
 	err = ex.call(http.MethodPost, "/orgs/"+org+"/members/change", in, nil)
 	var apiErr *apiError
 	switch {
 	case err == nil:
 		return ex.seeOther(Prefix+"orgs/"+org+"/", url.Values{"changed": {user}})
 	case errors.As(err, &apiErr) && inputRefusal(apiErr.p.Reason):
-		l, lerr := ex.line(org, user)
-		if lerr != nil {
-			return lerr
-		}
-		d.Line, d.Error = *l, &apiErr.p
-		return ex.renderStatus(apiErr.p.Status, "Change a membership", "change", d)
+		return ex.changeRefused(org, user, d, &apiErr.p)
 	default:
 		return err
 	}
+}
+
+// changeRefused shows the change form again, with what was typed and why it was refused.
+func (ex *exchange) changeRefused(org, user string, d changeForm, p *problem.Problem) error {
+	l, err := ex.line(org, user)
+	if err != nil {
+		return err
+	}
+	d.Line, d.Error = *l, p
+	return ex.renderStatus(p.Status, "Change a membership", "change", d)
 }
 
 // reviewView is a campaign as the API lists it.

@@ -589,6 +589,21 @@ func TestInviteAndChange(t *testing.T) {
 	if _, m, _ := b.st.Lookup(ctx, "acme", bob); !slices.Equal(m.Roles, []string{"reports"}) {
 		t.Errorf("bob's roles after the change: %v", m.Roles)
 	}
+	until := b.now().Add(10 * 24 * time.Hour).UTC().Format(time.DateOnly)
+	seeOther(t, b.post(ann, Prefix+"orgs/acme/change", url.Values{"user": {carl}, "purpose": {"audit"}, "purpose_reason": {"AUD-3"},
+		"purpose_until": {until}, "reason": {"year-end audit"}}))
+	if _, m, _ := b.st.Lookup(ctx, "acme", carl); len(m.Grants) != 1 || m.Grants[0].Purpose != "audit" || m.Grants[0].Reason != "AUD-3" {
+		t.Fatalf("carl's purposes after the grant: %+v", m.Grants)
+	}
+	expect(t, b.get(ann, Prefix+"orgs/acme/change?user="+url.QueryEscape(carl)), http.StatusOK, `name="remove_purpose" value="audit"`)
+	seeOther(t, b.post(ann, Prefix+"orgs/acme/change", url.Values{"user": {carl}, "remove_purpose": {"audit"}, "reason": {"audit done"}}))
+	if _, m, _ := b.st.Lookup(ctx, "acme", carl); len(m.Grants) != 0 {
+		t.Fatalf("carl's purposes after the removal: %+v", m.Grants)
+	}
+	w = b.post(ann, Prefix+"orgs/acme/change", url.Values{"user": {carl}, "purpose": {"audit"}, "purpose_until": {"next week"}, "reason": {"x"}})
+	if w.Code < 400 || !strings.Contains(w.Body.String(), "purpose end: want a date") || !strings.Contains(w.Body.String(), `value="next week"`) {
+		t.Errorf("a purpose end that is not a date: %d\n%s", w.Code, w.Body.String())
+	}
 	expect(t, b.get(ann, Prefix+"orgs/acme/change?user="+url.QueryEscape(carl)), http.StatusOK, `value="suspended"`)
 	seeOther(t, b.post(ann, Prefix+"orgs/acme/change", url.Values{"user": {carl}, "status": {"suspended"}, "reason": {"leave"}}))
 	if _, m, _ := b.st.Lookup(ctx, "acme", carl); m.Status != store.MembershipSuspended {
