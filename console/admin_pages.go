@@ -127,9 +127,9 @@ type changeForm struct {
 	// those to take away.
 	Purpose, PurposeWhy, PurposeUntil string
 	RemovePurposes                    []string
-	Line   accessLine
-	Remove []string
-	Error  *problem.Problem
+	Line                              accessLine
+	Remove                            []string
+	Error                             *problem.Problem
 }
 
 func (ex *exchange) changeForm() error {
