@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"errors"
 	"slices"
 	"time"
 
@@ -85,4 +86,61 @@ func (c *call) endDelegation() (any, error) {
 		}
 	}
 	return c.changes().EndDelegation(c.ctx, org, id, c.p.Name, in.Reason)
+}
+
+// administered is an organisation the caller administers: in their own right, or through a
+// delegation to an organisation they administer.
+type administered struct {
+	Org string `json:"org"`
+	// Through is the organisation the administration was delegated to, and Delegation the
+	// delegation's id; both "" for one's own organisation.
+	Through    string `json:"through,omitempty"`
+	Delegation string `json:"delegation,omitempty"`
+}
+
+// myAdministered lists the organisations the caller administers: those where their own live
+// membership holds the admin role, and those that delegated their administration to one of
+// these by a live delegation (never transitively). Operators administer nothing themselves.
+func (c *call) myAdministered() (any, error) {
+	out := list[administered]{Items: []administered{}}
+	if c.p.Operator {
+		return out, nil
+	}
+	orgs, err := c.s.st.OrgsOf(c.ctx, c.p.Name)
+	if err != nil {
+		return nil, err
+	}
+	now := c.s.now()
+	for _, org := range orgs {
+		ok, _, err := c.directAdminOf(org)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		if c.p.org == "" || c.p.org == org {
+			out.Items = append(out.Items, administered{Org: org})
+		}
+		clients, err := c.s.st.Delegators(c.ctx, org)
+		if err != nil {
+			return nil, err
+		}
+		for _, client := range clients {
+			if c.p.org != "" && c.p.org != client {
+				continue // a token restricted to one organisation sees that one
+			}
+			o, err := c.s.st.Org(c.ctx, client)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			if i := slices.IndexFunc(o.Delegations, func(d store.Delegation) bool { return d.To == org && d.Live(now) }); i >= 0 {
+				out.Items = append(out.Items, administered{Org: client, Through: org, Delegation: o.Delegations[i].ID})
+			}
+		}
+	}
+	return out, nil
 }

@@ -54,6 +54,24 @@ func TestDelegation(t *testing.T) {
 	b.want(del(bobTok, "beta", "acme", month), 201, "")
 	b.want(b.call(annTok, "GET", "/api/v1/orgs/beta/members", nil), 200, "")
 	b.want(b.call(paulTok, "GET", "/api/v1/orgs/beta/members", nil), 403, "not_permitted")
+	// What each administers, as the console lists it: paul partnerco and acme through it;
+	// ann acme and beta through it; pat nothing.
+	for tok, want := range map[string]string{paulTok: "partnerco acme<partnerco", annTok: "acme beta<acme", patTok: ""} {
+		a := b.call(tok, "GET", "/api/v1/me/administers", nil)
+		b.want(a, 200, "")
+		var got []string
+		for _, it := range a.body["items"].([]any) {
+			m := it.(map[string]any)
+			s := m["org"].(string)
+			if th, _ := m["through"].(string); th != "" {
+				s += "<" + th
+			}
+			got = append(got, s)
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("administers: %v, want %s", got, want)
+		}
+	}
 
 	// He approves as acme's administrator, and the approval names the delegation.
 	r := b.call(bobTok, "POST", "/api/v1/orgs/acme/requests", map[string]string{"role": "billing", "duration": "8h", "reason": "month end"})
@@ -75,6 +93,9 @@ func TestDelegation(t *testing.T) {
 	b.want(b.call(paulTok, "POST", "/api/v1/orgs/acme/delegations/"+id+"/end", map[string]string{"reason": "contract over"}), 200, "")
 	b.want(b.call(annTok, "POST", "/api/v1/orgs/acme/delegations/"+id+"/end", map[string]string{"reason": "again"}), 409, "")
 	b.want(b.call(paulTok, "GET", "/api/v1/orgs/acme/members", nil), 403, "not_permitted")
+	if a := b.call(paulTok, "GET", "/api/v1/me/administers", nil); strings.Contains(a.raw, `"org":"acme"`) {
+		t.Errorf("paul still lists acme after the delegation ended: %s", a.raw)
+	}
 	lst := b.call(annTok, "GET", "/api/v1/orgs/acme/delegations", nil)
 	if items, _ := lst.body["items"].([]any); len(items) != 1 || items[0].(map[string]any)["live"] != false || items[0].(map[string]any)["ended_by"] != paul {
 		t.Errorf("delegations %s", lst.raw)

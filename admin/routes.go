@@ -65,6 +65,8 @@ func (s *Server) endpoints() []endpoint {
 			access: anyone, change: true, in: decisionInput{}, out: requestView{}, handle: (*call).deny},
 		{method: "POST", path: basePath + "/orgs/{org}/requests/{id}/cancel", summary: "Withdraw a request (the requester, the person it is for, operators)",
 			access: anyone, change: true, in: decisionInput{}, out: requestView{}, handle: (*call).cancel},
+		{method: "GET", path: basePath + "/me/administers", summary: "The organisations the caller administers: in their own right, and through live delegations to those (never transitively)",
+			access: anyone, out: list[administered]{}, handle: (*call).myAdministered},
 		{method: "GET", path: basePath + "/me/requests", summary: "The caller's own access requests, in every organisation",
 			access: anyone, out: list[requestView]{}, handle: (*call).myRequests},
 

@@ -47,6 +47,7 @@ type Records interface {
 	ReviewDue(ctx context.Context, now time.Time, within time.Duration) ([]store.Membership, error)
 	ResetRecoveryCount(ctx context.Context, route, identifier string) (int, error)
 	ResolveEmail(ctx context.Context, email string) (string, error)
+	Delegators(ctx context.Context, org string) ([]string, error)
 }
 
 // AuditStream is the audit trail as the API reads and appends it (*store.Audit).
@@ -142,10 +143,6 @@ func New(o Options) (*Server, error) {
 
 // SetLifecycle makes p the policy of every later call (a configuration reload).
 func (s *Server) SetLifecycle(p *authz.Policy) { s.policy.Store(newLifecycle(p)) }
-
-// AdminRole is the admin role of the policy in force: what makes a member an administrator
-// of their organisation.
-func (s *Server) AdminRole() string { return s.policy.Load().AdminRole() }
 
 // lifecycle is a policy with what the API derives from it, compiled once per policy. A call
 // takes the one in force when it starts and keeps it: a reload never mixes two policies in

@@ -63,9 +63,6 @@ type Options struct {
 	// Operators are console.operators: the people who act as operators here, after the
 	// step-up (for no organisation: the platform's).
 	Operators []string
-	// AdminRole returns the lifecycle policy's admin role in force (the organisations a
-	// person is offered to administer; the API decides whether they may).
-	AdminRole func() string
 	// Audit receives the console's refusals: a step-up demanded, a page or change the API
 	// refused (another organisation's, another person's). nil records nothing.
 	Audit audit.Sink
@@ -92,8 +89,8 @@ type Console struct {
 
 // New builds the console.
 func New(o Options) (*Console, error) {
-	if o.Sessions == nil || o.API == nil || o.AdminRole == nil {
-		return nil, errors.New("console: sessions, the administration API and the admin role are required")
+	if o.Sessions == nil || o.API == nil {
+		return nil, errors.New("console: sessions and the administration API are required")
 	}
 	if len(o.Operators) > 0 && o.StepUp == nil {
 		return nil, errors.New("console: operators need console.step_up")

@@ -78,7 +78,7 @@ func newBed(t *testing.T) *bed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.c, err = New(Options{Sessions: fakeSessions{}, API: api, StepUp: cfg.Console.StepUp, Operators: []string{olga}, AdminRole: api.AdminRole, Audit: b.aud,
+	b.c, err = New(Options{Sessions: fakeSessions{}, API: api, StepUp: cfg.Console.StepUp, Operators: []string{olga}, Audit: b.aud,
 		Current: b.current, Now: b.now})
 	if err != nil {
 		t.Fatal(err)
@@ -496,6 +496,14 @@ func TestHome(t *testing.T) {
 		t.Error("bob is offered to administer acme, where he is a viewer")
 	}
 	expect(t, b.get(frank, Prefix), http.StatusOK, "no membership in any organisation")
+	// beta delegates its administration to acme: ann is offered to administer beta, and does.
+	if _, err := b.orgs.Delegate(context.Background(), "beta", store.Delegation{To: "acme", ExpiresAt: b.now().Add(30 * 24 * time.Hour)},
+		"bootstrap", "managed service"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, b.get(ann, Prefix), http.StatusOK, "Administered for other organisations", "Administer beta", "delegated to <code>acme</code>")
+	b.stepUp(ann, "beta")
+	expect(t, b.get(ann, Prefix+"orgs/beta/"), http.StatusOK, "Members of beta")
 	expect(t, b.get(bob, Prefix), http.StatusOK, "Chrome on Linux (this session)", "Firefox on Windows", `name="id" value="other123"`)
 	expect(t, b.get(bob, seeOther(t, b.post(bob, Prefix+"sessions/end", url.Values{"id": {"other123"}}))), http.StatusOK, "That session is signed out")
 	expect(t, b.get(bob, seeOther(t, b.post(bob, Prefix+"sessions/end", url.Values{"id": {"current1"}}))), http.StatusOK, "had already ended")

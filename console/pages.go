@@ -57,6 +57,13 @@ type items[T any] struct {
 	Items []T `json:"items"`
 }
 
+// administered is an organisation the person administers (GET /me/administers): their own,
+// or one that delegated its administration to theirs (Through).
+type administered struct {
+	Org     string `json:"org"`
+	Through string `json:"through"`
+}
+
 // membership is a line of "My access", with whether the person is offered to administer it.
 type membership struct {
 	accessLine
@@ -74,10 +81,26 @@ func (ex *exchange) home() error {
 	if err := ex.call(http.MethodGet, "/me/requests", nil, &reqs); err != nil {
 		return err
 	}
-	now, role := ex.c.now(), ex.c.o.AdminRole()
+	var admins items[administered]
+	if err := ex.call(http.MethodGet, "/me/administers", nil, &admins); err != nil {
+		return err
+	}
+	own := map[string]bool{}
+	var delegated []administered
+	for _, a := range admins.Items {
+		if a.Through == "" {
+			own[a.Org] = true
+		} else {
+			delegated = append(delegated, a)
+		}
+	}
+	if ex.c.su == nil {
+		own, delegated = nil, nil // no administration pages
+	}
+	now := ex.c.now()
 	ms := make([]membership, 0, len(access.Items))
 	for _, l := range access.Items {
-		ms = append(ms, membership{accessLine: l, Administer: ex.c.su != nil && l.Effective == "active" && l.holds(role, now)})
+		ms = append(ms, membership{accessLine: l, Administer: own[l.Org]})
 	}
 	var pending, decided []requestView
 	for _, r := range reqs.Items {
@@ -98,11 +121,12 @@ func (ex *exchange) home() error {
 		Elevations       []authz.Elevation
 		Pending, Decided []requestView
 		Sessions         []session.Info
+		Delegated        []administered
 		CSRF             string
 		Ended, NotEnded  bool
 		Operator         bool
 		Now              time.Time
-	}{ex.sess, ms, authz.Live(ex.sess.Elevations, now), pending, decided, sessions, ex.c.o.Sessions.CSRFToken(ex.r),
+	}{ex.sess, ms, authz.Live(ex.sess.Elevations, now), pending, decided, sessions, delegated, ex.c.o.Sessions.CSRFToken(ex.r),
 		q.Get("ended") != "", q.Get("not_ended") != "", ex.listed, now})
 }
 

@@ -79,7 +79,7 @@ func (o *Orgs) Delegate(ctx context.Context, org string, d Delegation, actor, re
 				return nil, fmt.Errorf("delegate %s to %s: both organisations must be active: %w", org, d.To, ErrInvalid)
 			}
 			rec.Delegations = append(rec.Delegations, d)
-			return nil, nil
+			return func(w *batch) { w.do("SADD", o.s.keys.delegators(d.To), org) }, nil
 		})
 	if err != nil {
 		return nil, err
@@ -109,4 +109,15 @@ func (o *Orgs) EndDelegation(ctx context.Context, org, id, actor, reason string)
 		return nil, err
 	}
 	return &out, nil
+}
+
+// Delegators returns the organisations that have delegated their administration to org, ended
+// delegations included: the caller checks each organisation's own record (Delegation.Live).
+func (s *Store) Delegators(ctx context.Context, org string) ([]string, error) {
+	ids, err := s.rdb.SMembers(ctx, s.keys.delegators(org)).Result()
+	if err != nil {
+		return nil, s.unavailable("delegators", err)
+	}
+	slices.Sort(ids)
+	return ids, nil
 }

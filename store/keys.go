@@ -209,6 +209,11 @@ func (k keys) orgReviews(org string) string { return k.orgTag(org) + ":reviews" 
 // (user → Unix seconds), written coalesced (UseRecorder).
 func (k keys) lastUsed(org string) string { return k.orgTag(org) + ":used" }
 
+// delegators is the key of the set of organisations that have delegated their
+// administration to org (Delegate adds them): a listing's hint, each entry re-checked against
+// the delegating organisation's record, which alone grants anything.
+func (k keys) delegators(org string) string { return k.orgTag(org) + ":delegators" }
+
 // token is the key of an admin API token, by the hash of its secret.
 func (k keys) token(h string) string { return k.prefix + "{t:" + escape(h) + "}:token" }
 

@@ -260,7 +260,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	closers = append(closers, sm.Close)
 	opts.Gate, opts.StepUp, opts.Orgs, opts.Endpoints = sm, sm, sm, sm.Endpoints()
 	if cfg.Console.On() {
-		c, err := console.New(console.Options{Sessions: sm, API: api, StepUp: cfg.Console.StepUp, Operators: cfg.Console.Operators, AdminRole: api.AdminRole,
+		c, err := console.New(console.Options{Sessions: sm, API: api, StepUp: cfg.Console.StepUp, Operators: cfg.Console.Operators,
 			Audit: reqAudit, Logger: log.With(slog.String("component", "console"))})
 		if err != nil {
 			return closeAll, api, err
