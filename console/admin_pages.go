@@ -3,6 +3,7 @@ package console
 import (
 	"errors"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -34,6 +35,15 @@ func (ex *exchange) administer(returnTo string) (string, error) {
 		return "", err
 	}
 	return org, ex.stepUp(org, returnTo)
+}
+
+// flash is the ?done of a page redirected to after a change, when it is one of the words the
+// page knows: pages show fixed text for it, never what a link put in the URL.
+func flash(q url.Values, known ...string) string {
+	if d := q.Get("done"); slices.Contains(known, d) {
+		return d
+	}
+	return ""
 }
 
 // names splits a list typed in a form field ("billing, viewer" or "billing viewer").
@@ -108,7 +118,7 @@ func (ex *exchange) invite() error {
 		var apiErr *apiError
 		switch {
 		case err == nil:
-			return ex.seeOther(Prefix+"orgs/"+org+"/", url.Values{"invited": {d.Email}})
+			return ex.seeOther(Prefix+"orgs/"+org+"/", url.Values{"done": {"invited"}})
 		case errors.As(err, &apiErr) && inputRefusal(apiErr.p.Reason):
 			d.Error = &apiErr.p
 		default:
@@ -196,7 +206,7 @@ func (ex *exchange) change() error {
 	var apiErr *apiError
 	switch {
 	case err == nil:
-		return ex.seeOther(Prefix+"orgs/"+org+"/", url.Values{"changed": {user}})
+		return ex.seeOther(Prefix+"orgs/"+org+"/", url.Values{"done": {"changed"}})
 	case errors.As(err, &apiErr) && inputRefusal(apiErr.p.Reason):
 		return ex.changeRefused(org, user, d, &apiErr.p)
 	default:
@@ -281,23 +291,25 @@ func (ex *exchange) review() error {
 	if err != nil {
 		return err
 	}
+	return ex.reviewPage(org, ex.r.PathValue("id"), nil, nil)
+}
+
+// reviewRefusal is an item a bulk decision did not decide, and why.
+type reviewRefusal struct{ User, Why string }
+
+// reviewPage shows campaign id of org, with what a bulk decision just did (done) and did not
+// (refused): shown from the decision's own results, never from the URL.
+func (ex *exchange) reviewPage(org, id string, done []string, refused []reviewRefusal) error {
 	var rep reviewReport
-	if err := ex.call(http.MethodGet, "/orgs/"+org+"/reviews/"+url.PathEscape(ex.r.PathValue("id")), nil, &rep); err != nil {
+	if err := ex.call(http.MethodGet, "/orgs/"+org+"/reviews/"+url.PathEscape(id), nil, &rep); err != nil {
 		return err
-	}
-	q := ex.r.URL.Query()
-	type refusal struct{ User, Why string }
-	var refused []refusal
-	for _, v := range q["refused"] {
-		u, why, _ := strings.Cut(v, ": ")
-		refused = append(refused, refusal{u, why})
 	}
 	return ex.render("Access review "+rep.ID, "review", struct {
 		Org, CSRF, Me string
 		Report        reviewReport
 		Done          []string
-		Refused       []refusal
-	}{org, ex.c.o.Sessions.CSRFToken(ex.r), ex.sess.UserKey, rep, q["done"], refused})
+		Refused       []reviewRefusal
+	}{org, ex.c.o.Sessions.CSRFToken(ex.r), ex.sess.UserKey, rep, done, refused})
 }
 
 // decideReview keeps or revokes the items ticked: first a confirmation page listing them,
@@ -333,8 +345,11 @@ func (ex *exchange) decideReview() error {
 			Error                           *problem.Problem
 		}{org, ex.c.o.Sessions.CSRFToken(ex.r), id, decision, why, users, missing})
 	}
-	q := url.Values{}
-	for _, u := range users {
+	// The results are shown at once (no redirect): they are this post's, and a post sent
+	// again decides nothing twice (a decided item is refused as such).
+	var done []string
+	var refused []reviewRefusal
+	for i, u := range users {
 		err := ex.call(http.MethodPost, "/orgs/"+org+"/reviews/"+url.PathEscape(id)+"/decide", struct {
 			User     string `json:"user"`
 			Decision string `json:"decision"`
@@ -343,14 +358,19 @@ func (ex *exchange) decideReview() error {
 		var apiErr *apiError
 		switch {
 		case err == nil:
-			q.Add("done", u)
+			done = append(done, u)
 		case errors.As(err, &apiErr):
-			q.Add("refused", u+": "+apiErr.p.Message)
+			refused = append(refused, reviewRefusal{u, apiErr.p.Message})
 		default:
-			return err
+			// The store stopped answering: what was decided stands, the rest is said undone.
+			ex.c.log.Error("review decision failed", slog.String("review", id), slog.String("user", u), slog.Any("error", err))
+			for _, rest := range users[i:] {
+				refused = append(refused, reviewRefusal{rest, "not decided: Portcullis could not complete the change; try again"})
+			}
+			return ex.reviewPage(org, id, done, refused)
 		}
 	}
-	return ex.seeOther(page, q)
+	return ex.reviewPage(org, id, done, refused)
 }
 
 // activityLine is one event of an organisation's activity, as the API states it.
@@ -456,7 +476,7 @@ func (ex *exchange) machines() error {
 		Org, Done string
 		Machines  []store.Membership
 		Now       time.Time
-	}{org, q.Get("done"), ms.Items, ex.c.now()})
+	}{org, flash(q, "key_revoked", "retired"), ms.Items, ex.c.now()})
 }
 
 // machineTarget is what a machine's revocation page ends: one key (?key) or the machine.
@@ -526,9 +546,9 @@ func (ex *exchange) machineRevoke() error {
 	var apiErr *apiError
 	switch {
 	case err == nil:
-		done := "machine:" + m.Machine.ID
+		done := "retired"
 		if k != nil {
-			done = "key:" + k.ID
+			done = "key_revoked"
 		}
 		return ex.seeOther(Prefix+"orgs/"+org+"/machines", url.Values{"done": {done}})
 	case errors.As(err, &apiErr) && inputRefusal(apiErr.p.Reason):

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
@@ -85,6 +86,37 @@ type Console struct {
 	// origin refuses cross-origin form posts (Sec-Fetch-Site and Origin), besides the
 	// session-bound CSRF token every form carries.
 	origin *http.CrossOriginProtection
+	// refusals coalesces the refusal events (audit).
+	refusals coalescer
+}
+
+// coalescer admits each refusal at most once per auditInterval; it forgets old ones as it
+// goes, so it holds at most what an interval brings.
+type coalescer struct {
+	mu   sync.Mutex
+	seen map[refusalRef]time.Time
+	last time.Time // the last sweep
+}
+
+func (c *coalescer) admit(k refusalRef, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seen == nil {
+		c.seen = map[refusalRef]time.Time{}
+	}
+	if now.Sub(c.last) >= auditInterval {
+		for r, t := range c.seen {
+			if now.Sub(t) >= auditInterval {
+				delete(c.seen, r)
+			}
+		}
+		c.last = now
+	}
+	if t, ok := c.seen[k]; ok && now.Sub(t) < auditInterval {
+		return false
+	}
+	c.seen[k] = now
+	return true
 }
 
 // New builds the console.
@@ -206,14 +238,14 @@ const formLimit = 16 << 10
 
 // checkForm refuses a post that is cross-origin or lacks the session's CSRF token.
 func (ex *exchange) checkForm() error {
+	if err := ex.c.origin.Check(ex.r); err != nil {
+		return ex.refusedForm("cross-origin form post") // before the body is read
+	}
 	ex.r.Body = http.MaxBytesReader(ex.w, ex.r.Body, formLimit)
 	if err := ex.r.ParseForm(); err != nil {
 		e := problem.Refuse(reason.InvalidInput, "console form refused", err.Error())
 		e.Status = http.StatusBadRequest
 		return e
-	}
-	if err := ex.c.origin.Check(ex.r); err != nil {
-		return ex.refusedForm("cross-origin form post")
 	}
 	if !ex.c.o.Sessions.CheckCSRF(ex.r, ex.r.PostForm.Get("csrf")) {
 		return ex.refusedForm("missing or wrong CSRF token")
@@ -237,9 +269,18 @@ func (ex *exchange) fail(err error) {
 	problem.Fail(ex.c.log, ex.w, ex.r, err)
 }
 
-// audit records a refusal of the console for the person, at org.
+// auditInterval bounds the console's refusal events: one per person, organisation, reason and
+// path per interval, so that a page reloaded, or a link that makes a browser ask again and
+// again, cannot flood an organisation's activity (the log still has each one).
+const auditInterval = time.Minute
+
+// refusalRef is what one coalesced refusal event stands for.
+type refusalRef struct{ user, org, code, path string }
+
+// audit records a refusal of the console for the person, at org, at most once per
+// auditInterval for the same refusal.
 func (ex *exchange) audit(code reason.Code, org string, detail map[string]string) {
-	if ex.c.o.Audit == nil {
+	if ex.c.o.Audit == nil || !ex.c.refusals.admit(refusalRef{ex.sess.UserKey, org, string(code), ex.r.URL.Path}, ex.c.now()) {
 		return
 	}
 	ev := audit.Event{Time: ex.c.now(), Type: audit.AccessDenied, User: ex.sess.UserKey, Org: org, Reason: string(code),
@@ -381,6 +422,7 @@ func (ex *exchange) stepUp(org, returnTo string) error {
 // Nothing is called as an operator before it.
 func (ex *exchange) asOperator(returnTo string) error {
 	if !ex.listed {
+		ex.audit(reason.NotPermitted, "", map[string]string{"path": ex.r.URL.Path})
 		return problem.Refuse(reason.NotPermitted, "console: operators only", "", slog.String("user", ex.sess.UserKey))
 	}
 	if err := ex.stepUp("", returnTo); err != nil {

@@ -1,6 +1,9 @@
 package console
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -28,8 +31,23 @@ type eventForm struct {
 	CSRF, Event, Org, User, Until, Into, Roles, Domain, From, To, People, Kind, Why string
 	Events                                                                          []string
 	Error                                                                           *problem.Problem
-	// Outcome is the dry run's list, shown before the operator confirms.
+	// Outcome is the dry run's list, shown before the operator confirms; Digest sums it
+	// up, and comes back with the confirmation; Changed says the list changed since the one
+	// the operator confirmed.
 	Outcome *eventOutcome
+	Digest  string
+	Changed bool
+}
+
+// digest sums up what a dry run would change, to tell whether the event would still do what
+// the operator confirmed (the records may have changed meanwhile).
+func (o *eventOutcome) digest() string {
+	b, _ := json.Marshal(struct {
+		Changes, Skipped []store.Change
+		Ends             []store.MemberRef
+	}{o.Changes, o.Skipped, o.Ends})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // eventOutcome is what an event does, or would do, as the API states it.
@@ -48,7 +66,8 @@ func (ex *exchange) eventForm() error {
 
 // event runs a business event in two steps: its dry run, shown as the list of every change
 // it would make; then, confirmed (with the same values), the event itself, shown as what it
-// did. Nothing changes before the confirmation.
+// did, provided a new dry run still lists exactly the changes confirmed (else the new list is
+// shown to confirm). Nothing changes before the confirmation.
 func (ex *exchange) event() error {
 	if err := ex.asOperator(Prefix + "operator/events"); err != nil {
 		return err
@@ -71,6 +90,24 @@ func (ex *exchange) event() error {
 	} else {
 		in.Until = until
 	}
+	if d.Error == nil && !in.DryRun {
+		// Applied only if it still makes exactly the changes the operator confirmed: the
+		// dry run again, compared with the one they saw.
+		in.DryRun = true
+		var now eventOutcome
+		err := ex.call(http.MethodPost, "/events", in, &now)
+		var apiErr *apiError
+		switch {
+		case err == nil && now.digest() != f.Get("digest"):
+			d.Outcome, d.Digest, d.Changed = &now, now.digest(), true
+			return ex.renderStatus(http.StatusConflict, "Confirm the business event", "events", d)
+		case errors.As(err, &apiErr) && (inputRefusal(apiErr.p.Reason) || apiErr.p.Reason == reason.NotFound):
+			d.Error = &apiErr.p
+		case err != nil:
+			return err
+		}
+		in.DryRun = false
+	}
 	if d.Error == nil {
 		var out eventOutcome
 		err := ex.call(http.MethodPost, "/events", in, &out)
@@ -83,7 +120,7 @@ func (ex *exchange) event() error {
 					Form    eventForm
 				}{out, d})
 			}
-			d.Outcome = &out
+			d.Outcome, d.Digest = &out, out.digest()
 			return ex.render("Confirm the business event", "events", d)
 		case errors.As(err, &apiErr) && (inputRefusal(apiErr.p.Reason) || apiErr.p.Reason == reason.NotFound):
 			d.Error = &apiErr.p

@@ -342,7 +342,7 @@ func (ex *exchange) decide() error {
 	if action == "cancel" {
 		return ex.seeOther(page, nil)
 	}
-	return ex.seeOther(Prefix+"orgs/"+org+"/requests", url.Values{"done": {action + ":" + id}})
+	return ex.seeOther(Prefix+"orgs/"+org+"/requests", url.Values{"done": {action}})
 }
 
 // memberFilter is what the members page shows.
@@ -398,17 +398,15 @@ func (ex *exchange) members() error {
 	}
 	slices.Sort(kindList)
 	return ex.render("Members of "+org, "members", struct {
-		Org     string
-		Lines   []accessLine
-		Total   int
-		Filter  memberFilter
-		Kinds   []string
-		Me      string
-		Revoked string
-		Invited string
-		Changed string
-		Now     time.Time
-	}{org, shown, len(access.Items), f, kindList, ex.sess.UserKey, q.Get("revoked"), q.Get("invited"), q.Get("changed"), now})
+		Org    string
+		Lines  []accessLine
+		Total  int
+		Filter memberFilter
+		Kinds  []string
+		Me     string
+		Done   string
+		Now    time.Time
+	}{org, shown, len(access.Items), f, kindList, ex.sess.UserKey, flash(q, "revoked", "invited", "changed"), now})
 }
 
 // export is the organisation's "who has what" as CSV or JSON, for auditors.
@@ -453,11 +451,10 @@ func (ex *exchange) requests() error {
 			decided = append(decided, r)
 		}
 	}
-	done, doneID, _ := strings.Cut(ex.r.URL.Query().Get("done"), ":")
 	return ex.render("Requests to "+org, "requests", struct {
-		Org, CSRF, Me, Done, DoneID string
-		Pending, Decided            []requestView
-	}{org, ex.c.o.Sessions.CSRFToken(ex.r), ex.sess.UserKey, done, doneID, pending, decided})
+		Org, CSRF, Me, Done string
+		Pending, Decided    []requestView
+	}{org, ex.c.o.Sessions.CSRFToken(ex.r), ex.sess.UserKey, flash(ex.r.URL.Query(), "approve", "deny"), pending, decided})
 }
 
 // revokeForm is the confirmation before a membership is revoked.
@@ -513,7 +510,7 @@ func (ex *exchange) revoke() error {
 	var apiErr *apiError
 	switch {
 	case err == nil:
-		return ex.seeOther(Prefix+"orgs/"+org+"/", url.Values{"revoked": {user}})
+		return ex.seeOther(Prefix+"orgs/"+org+"/", url.Values{"done": {"revoked"}})
 	case errors.As(err, &apiErr) && inputRefusal(apiErr.p.Reason):
 		return ex.revokeConfirm(user, why, &apiErr.p)
 	default:

@@ -25,8 +25,10 @@ type Info struct {
 	// HandedOff is a session of an organisation host, made from the sign-in host's.
 	HandedOff bool
 	ActiveOrg string
-	// Current is the session the request came with.
-	Current bool
+	// Current is the session the request came with; SameBrowser a session of the same
+	// sign-in in the same browser (the sign-in host's and the organisation hosts' sessions
+	// made from it by handoffs).
+	Current, SameBrowser bool
 }
 
 // ErrNoSuchSession is EndSessionOf's answer for an id that names none of the person's other
@@ -68,14 +70,15 @@ func (m *Manager) SessionsOf(r *http.Request) ([]Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := m.now()
+	now, family := m.now(), familyOf(l.rec, l.h)
 	out := make([]Info, 0, len(recs))
 	for h, rec := range recs {
 		if !m.live(rec, now) {
 			continue
 		}
 		out = append(out, Info{ID: logID(h), Created: rec.Created, LastSeen: rec.LastSeen, Expires: rec.Expires, Agent: rec.Agent,
-			Host: rec.Host, HandedOff: rec.HandedOff, ActiveOrg: rec.ActiveOrg, Current: h == l.h})
+			Host: rec.Host, HandedOff: rec.HandedOff, ActiveOrg: rec.ActiveOrg, Current: h == l.h,
+			SameBrowser: h != l.h && familyOf(rec, h) == family})
 	}
 	slices.SortFunc(out, func(a, b Info) int {
 		if a.Current != b.Current {
@@ -106,10 +109,11 @@ func (m *Manager) userSessions(ctx context.Context, user string) (map[string]*re
 }
 
 // EndSessionOf ends another session of the person whose session admitted r, named by its id
-// (Info.ID), with the sessions of its sign-in in that browser (its family, as signing out
-// there would): "sign out this session" for a browser left signed in elsewhere. The current
-// session ends by signing out (/.portcullis/logout), never here. An id that names none of the
-// person's other sessions, or more than one, is ErrNoSuchSession.
+// (Info.ID): "sign out this session" for a browser left signed in elsewhere, with the
+// sessions of its sign-in in that browser (its family, as signing out there would). A session
+// of the current one's own family (an organisation host's, in this browser) ends alone: the
+// current session ends by signing out (/.portcullis/logout), never here. An id that names
+// none of the person's other sessions, or more than one, is ErrNoSuchSession.
 func (m *Manager) EndSessionOf(r *http.Request, id string) error {
 	l, ok := admitted(r)
 	if !ok {
@@ -134,9 +138,11 @@ func (m *Manager) EndSessionOf(r *http.Request, id string) error {
 		return ErrNoSuchSession
 	}
 	ctx := r.Context()
-	family, err := m.st.EndFamily(ctx, familyOf(rec, target), rec.User, rec.Issuer, rec.SID)
-	if err != nil {
-		return err
+	family := 0
+	if f := familyOf(rec, target); f != familyOf(l.rec, l.h) {
+		if family, err = m.st.EndFamily(ctx, f, rec.User, rec.Issuer, rec.SID); err != nil {
+			return err
+		}
 	}
 	if err := m.st.DeleteSession(ctx, target, rec.User, rec.Issuer, rec.SID); err != nil {
 		return err

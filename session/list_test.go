@@ -66,3 +66,55 @@ func TestSessionsOfAndEndSessionOf(t *testing.T) {
 		t.Errorf("alice's sessions after the end: %+v", list)
 	}
 }
+
+// TestEndSessionOfInOneBrowser: from the sign-in host's session, alice ends her organisation
+// host's session in the same browser (handed off from it): that one ends alone, her current
+// session stays. Ending her session in another browser ends that browser's family.
+func TestEndSessionOfInOneBrowser(t *testing.T) {
+	h := newHandoffEnv(t)
+	b, other := h.browser(), h.browser()
+	h.handedOff(b, "alice", "acme.example.com")
+	h.handedOff(other, "alice", "acme.example.com")
+	r := httptest.NewRequest("GET", h.origin("127.0.0.1")+"/x", nil)
+	r.Header.Set("Cookie", session.CookieName+"="+h.cookieOn(b, "127.0.0.1", session.CookieName))
+	r, ok := h.m.Admit(httptest.NewRecorder(), r, &config.Route{Name: "x"})
+	if !ok {
+		t.Fatal("not admitted")
+	}
+	list, err := h.m.SessionsOf(r)
+	if err != nil || len(list) != 4 {
+		t.Fatalf("alice's sessions: %+v %v", list, err)
+	}
+	var sibling, elsewhere string
+	for _, s := range list {
+		switch {
+		case s.SameBrowser && s.Host == "acme.example.com":
+			sibling = s.ID
+		case !s.SameBrowser && !s.Current && s.Host == "127.0.0.1":
+			elsewhere = s.ID
+		}
+	}
+	if sibling == "" || elsewhere == "" {
+		t.Fatalf("sessions not told apart: %+v", list)
+	}
+	if err := h.m.EndSessionOf(r, sibling); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := h.whoami(b, "acme.example.com"); s != 401 {
+		t.Errorf("the organisation host's session after its end: %d", s)
+	}
+	if s, _ := h.whoami(b, "127.0.0.1"); s != 200 {
+		t.Errorf("the current session after ending its sibling: %d, want 200", s)
+	}
+	if err := h.m.EndSessionOf(r, elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"127.0.0.1", "acme.example.com"} {
+		if s, _ := h.whoami(other, host); s != 401 {
+			t.Errorf("the other browser on %s after its end: %d", host, s)
+		}
+	}
+	if s, _ := h.whoami(b, "127.0.0.1"); s != 200 {
+		t.Errorf("the current session after ending the other browser's: %d", s)
+	}
+}

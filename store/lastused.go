@@ -38,13 +38,14 @@ type use struct {
 	at  time.Time
 }
 
-// reachRef is a person's use of one route of one organisation.
-type reachRef struct{ org, user, route string }
+// reachRef is a person's use of one route of one organisation, for one purpose under one
+// ticket: a support engineer who moves to another ticket is recorded again at once.
+type reachRef struct{ org, user, route, purpose, ticket string }
 
 type reachNote struct {
 	reachRef
-	kind, purpose, ticket string
-	at                    time.Time
+	kind string
+	at   time.Time
 }
 
 // DefaultUseInterval is how often a membership's last use is written at most, per process.
@@ -98,14 +99,17 @@ func (u *UseRecorder) Reached(org, user, route, kind, purpose, ticket string, no
 	if u.aud == nil {
 		return
 	}
-	ref := reachRef{org, user, route}
+	ref := reachRef{org, user, route, purpose, ticket}
 	if !u.reaches.admit(ref, now) {
 		return
 	}
 	select {
-	case u.rq <- reachNote{ref, kind, purpose, ticket, now}:
+	case u.rq <- reachNote{ref, kind, now}:
 	default:
 		u.reaches.forget(ref)
+		// A report's record, not a decision's input; but the organisation's administrators
+		// look for it: say it was not written.
+		u.log.Warn("access reached not recorded: queue full", slog.String("org", org), slog.String("user", user), slog.String("route", route))
 	}
 }
 
