@@ -235,16 +235,33 @@ func (ex *exchange) reviews() error {
 	if err != nil {
 		return err
 	}
+	return ex.reviewsPage(org, reviewStart{Deadline: ex.c.now().Add(14 * 24 * time.Hour).UTC().Format(time.DateOnly)})
+}
+
+// reviewStart is the form that starts a campaign, as typed.
+type reviewStart struct {
+	Deadline, Reason string
+	Kinds            []string
+	Error            *problem.Problem
+}
+
+// reviewsPage lists org's campaigns, with the form that starts one (shown again with what
+// was typed and why it was refused).
+func (ex *exchange) reviewsPage(org string, form reviewStart) error {
 	var rs items[reviewView]
 	if err := ex.call(http.MethodGet, "/orgs/"+org+"/reviews", nil, &rs); err != nil {
 		return err
 	}
-	return ex.render("Access reviews of "+org, "reviews", struct {
-		Org, CSRF, Deadline string
-		Reviews             []reviewView
-		Kinds               []string
-		Error               *problem.Problem
-	}{org, ex.c.o.Sessions.CSRFToken(ex.r), ex.c.now().Add(14 * 24 * time.Hour).UTC().Format(time.DateOnly), rs.Items, config.MembershipKinds, nil})
+	status := http.StatusOK
+	if form.Error != nil {
+		status = form.Error.Status
+	}
+	return ex.renderStatus(status, "Access reviews of "+org, "reviews", struct {
+		Org, CSRF string
+		Reviews   []reviewView
+		Kinds     []string
+		Form      reviewStart
+	}{org, ex.c.o.Sessions.CSRFToken(ex.r), rs.Items, config.MembershipKinds, form})
 }
 
 // startReview starts a campaign over the kinds ticked, due at the end of the deadline's day.
@@ -254,19 +271,28 @@ func (ex *exchange) startReview() error {
 		return err
 	}
 	f := ex.r.PostForm
-	deadline, err := dateInput(f.Get("deadline"))
+	form := reviewStart{Deadline: f.Get("deadline"), Reason: strings.TrimSpace(f.Get("reason")), Kinds: f["kind"]}
+	deadline, err := dateInput(form.Deadline)
 	if err != nil || deadline.IsZero() {
-		return &apiError{p: *invalidForm("deadline: want a date")}
+		form.Error = invalidForm("deadline: want a date")
+		return ex.reviewsPage(org, form)
 	}
 	var started store.Review
-	if err := ex.call(http.MethodPost, "/orgs/"+org+"/reviews", struct {
+	err = ex.call(http.MethodPost, "/orgs/"+org+"/reviews", struct {
 		Kinds    []string  `json:"kinds,omitempty"`
 		Deadline time.Time `json:"deadline"`
 		Reason   string    `json:"reason"`
-	}{f["kind"], deadline, strings.TrimSpace(f.Get("reason"))}, &started); err != nil {
+	}{form.Kinds, deadline, form.Reason}, &started)
+	var apiErr *apiError
+	switch {
+	case err == nil:
+		return ex.seeOther(Prefix+"orgs/"+org+"/reviews/"+url.PathEscape(started.ID), nil)
+	case errors.As(err, &apiErr) && inputRefusal(apiErr.p.Reason):
+		form.Error = &apiErr.p
+		return ex.reviewsPage(org, form)
+	default:
 		return err
 	}
-	return ex.seeOther(Prefix+"orgs/"+org+"/reviews/"+url.PathEscape(started.ID), nil)
 }
 
 // reviewLine is one item of a campaign's report.

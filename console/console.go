@@ -206,6 +206,9 @@ type exchange struct {
 	// listed: the person is one of console.operators; operator: and holds the step-up, so
 	// the API is called as an operator (asOperator).
 	listed, operator bool
+	// quiet leaves a refused call unaudited: a probe whose refusal is not the person's
+	// attempt (an operator's own request read as the person first).
+	quiet bool
 }
 
 // serve admits r (signing the browser in when it has no session), checks a form's origin
@@ -333,6 +336,9 @@ func (ex *exchange) call(method, path string, in, out any) error {
 		p.Action, p.ActionText, p.Bearer = s.Action, s.ActionText, ""
 		switch p.Reason {
 		case reason.NotPermitted, reason.NotFound, reason.Unauthenticated:
+			if ex.quiet {
+				break
+			}
 			// Another organisation's page, another person's request, an id edited in a
 			// URL or a form: refused by the API, and recorded here as the person's attempt.
 			ex.audit(p.Reason, ex.r.PathValue("org"), map[string]string{"path": ex.r.URL.Path, "api": method + " " + path})

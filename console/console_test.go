@@ -648,6 +648,12 @@ func TestReviewInBulk(t *testing.T) {
 	ctx := context.Background()
 	b.stepUp(ann, "acme")
 	expect(t, b.get(ann, Prefix+"orgs/acme/reviews"), http.StatusOK, "No review yet", "Start a review")
+	// A deadline that is not a date, or none: the form again, with what was typed.
+	w := b.post(ann, Prefix+"orgs/acme/reviews", url.Values{"kind": {"employee"}, "deadline": {"soon"}, "reason": {"Q4 review"}})
+	if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "deadline: want a date") ||
+		!strings.Contains(w.Body.String(), `value="employee" checked`) || !strings.Contains(w.Body.String(), `value="Q4 review"`) {
+		t.Errorf("a deadline that is not a date: %d\n%s", w.Code, w.Body.String())
+	}
 	deadline := b.now().Add(20 * 24 * time.Hour).UTC().Format(time.DateOnly)
 	loc := seeOther(t, b.post(ann, Prefix+"orgs/acme/reviews", url.Values{"kind": {"employee"}, "deadline": {deadline}, "reason": {"Q4 review"}}))
 	page := expect(t, b.get(ann, loc), http.StatusOK, "Q4 review", "3 of 3 undecided")
@@ -677,7 +683,7 @@ func TestReviewInBulk(t *testing.T) {
 		}
 	}
 	// A confirmed revocation without a reason: asked again, nothing revoked.
-	w := b.post(ann, decide, url.Values{"user": {ann}, "decision": {"revoke"}, "confirm": {"yes"}})
+	w = b.post(ann, decide, url.Values{"user": {ann}, "decision": {"revoke"}, "confirm": {"yes"}})
 	if w.Code < 400 || !strings.Contains(w.Body.String(), "Not done:") {
 		t.Errorf("confirmed without a reason: %d\n%s", w.Code, w.Body.String())
 	}
@@ -792,6 +798,26 @@ func TestOperator(t *testing.T) {
 	if w := b.post(ann, Prefix+"operator/events", url.Values{"event": {"contract_ended"}, "org": {"beta"}, "reason": {"x"}, "confirm": {"yes"}}); w.Code != http.StatusForbidden {
 		t.Errorf("ann applying an event: %d", w.Code)
 	}
+
+	// Her own request, seen and withdrawn without the platform's step-up; someone else's
+	// needs it (she holds it here).
+	b.mu.Lock()
+	saved := b.elev[olga]
+	b.elev[olga] = nil
+	b.mu.Unlock()
+	if _, err := b.orgs.Grant(ctx, store.Membership{Org: "acme", User: olga, Kind: store.KindEmployee, Roles: []string{"viewer"},
+		ReviewBy: b.now().Add(30 * 24 * time.Hour)}, "bootstrap", "setup"); err != nil {
+		t.Fatal(err)
+	}
+	own, _, _ := strings.Cut(b.request(olga, "billing"), "?")
+	expect(t, b.get(olga, own), http.StatusOK, "waiting for approval", "Withdraw the request")
+	seeOther(t, b.post(olga, own+"/cancel", url.Values{}))
+	others, _, _ := strings.Cut(b.request(bob, "billing"), "?")
+	expect(t, b.get(olga, others), http.StatusUnauthorized, "Confirm it is you")
+	b.mu.Lock()
+	b.elev[olga] = saved
+	b.mu.Unlock()
+	expect(t, b.get(olga, others), http.StatusOK, "waiting for approval", "Approve")
 
 	expect(t, b.get(olga, Prefix+"operator/events"), http.StatusOK, "Business events", "Show what it would change")
 	form := url.Values{"event": {"contract_ended"}, "org": {"beta"}, "reason": {"not renewed"}}

@@ -271,14 +271,20 @@ func (ex *exchange) request() error {
 	if err != nil {
 		return err
 	}
-	if ex.listed {
+	var r requestView
+	path := "/orgs/" + org + "/requests/" + url.PathEscape(ex.r.PathValue("id"))
+	ex.quiet = ex.listed // an operator's own request needs no step-up; another's does
+	err = ex.call(http.MethodGet, path, nil, &r)
+	ex.quiet = false
+	var apiErr *apiError
+	if ex.listed && errors.As(err, &apiErr) && (apiErr.p.Reason == reason.NotFound || apiErr.p.Reason == reason.NotPermitted) {
 		// An operator sees any request, after the platform's step-up.
 		if err := ex.asOperator(ex.r.URL.RequestURI()); err != nil {
 			return err
 		}
+		err = ex.call(http.MethodGet, path, nil, &r)
 	}
-	var r requestView
-	if err := ex.call(http.MethodGet, "/orgs/"+org+"/requests/"+url.PathEscape(ex.r.PathValue("id")), nil, &r); err != nil {
+	if err != nil {
 		return err
 	}
 	mine := r.Requester == ex.sess.UserKey || r.For == ex.sess.UserKey
@@ -311,7 +317,8 @@ func (ex *exchange) decide() error {
 	id, action := ex.r.PathValue("id"), ex.r.PathValue("action")
 	path := "/orgs/" + org + "/requests/" + url.PathEscape(id)
 	page := Prefix + "orgs/" + org + "/requests/" + url.PathEscape(id)
-	if ex.listed {
+	if ex.listed && action != "cancel" {
+		// An operator approves as an operator; withdrawing one's own request is the person's.
 		if err := ex.asOperator(page); err != nil {
 			return err
 		}
