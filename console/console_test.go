@@ -177,8 +177,15 @@ func (b *bed) get(user, path string) *httptest.ResponseRecorder {
 	return w
 }
 
-// post submits a form to path as user, with the session's CSRF token unless form sets csrf.
+// post submits a form to path as user, with the session's CSRF token unless form sets csrf,
+// from the console's own pages.
 func (b *bed) post(user, path string, form url.Values) *httptest.ResponseRecorder {
+	b.t.Helper()
+	return b.postFrom("https://portal.example", user, path, form)
+}
+
+// postFrom is post from the pages of origin (Sec-Fetch-Site says whether that is this site).
+func (b *bed) postFrom(origin, user, path string, form url.Values) *httptest.ResponseRecorder {
 	b.t.Helper()
 	if !form.Has("csrf") {
 		form.Set("csrf", "csrf:"+user)
@@ -186,8 +193,12 @@ func (b *bed) post(user, path string, form url.Values) *httptest.ResponseRecorde
 	r := httptest.NewRequest(http.MethodPost, "https://portal.example"+path, strings.NewReader(form.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	r.Header.Set("Accept", "text/html")
-	r.Header.Set("Sec-Fetch-Site", "same-origin")
-	r.Header.Set("Origin", "https://portal.example")
+	site := "same-origin"
+	if origin != "https://portal.example" {
+		site = "cross-site"
+	}
+	r.Header.Set("Sec-Fetch-Site", site)
+	r.Header.Set("Origin", origin)
 	r.Header.Set("X-Test-User", user)
 	w := httptest.NewRecorder()
 	b.c.ServeHTTP(w, r)
@@ -416,15 +427,7 @@ func TestFormsNeedTheSessionsTokenAndOrigin(t *testing.T) {
 		expect(t, b.post(ann, Prefix+"orgs/acme/revoke", form), http.StatusForbidden, "csrf_failed")
 		_ = name
 	}
-	r := httptest.NewRequest(http.MethodPost, "https://portal.example"+Prefix+"orgs/acme/revoke",
-		strings.NewReader(url.Values{"user": {bob}, "reason": {"left"}, "confirm": {"yes"}, "csrf": {"csrf:" + ann}}.Encode()))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	r.Header.Set("Sec-Fetch-Site", "cross-site")
-	r.Header.Set("Origin", "https://evil.example")
-	r.Header.Set("X-Test-User", ann)
-	w := httptest.NewRecorder()
-	b.c.ServeHTTP(w, r)
-	if w.Code != http.StatusForbidden {
+	if w := b.postFrom("https://evil.example", ann, Prefix+"orgs/acme/revoke", url.Values{"user": {bob}, "reason": {"left"}, "confirm": {"yes"}}); w.Code != http.StatusForbidden {
 		t.Errorf("cross-site post with the right token: status %d, want 403", w.Code)
 	}
 	if _, m, _ := b.st.Lookup(context.Background(), "acme", bob); m.Status != store.MembershipActive {

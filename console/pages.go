@@ -16,7 +16,8 @@ import (
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
-// accessLine is one membership as the API's access reports state it.
+// accessLine is one membership as the API's access reports state it: the JSON of admin's
+// accessLine, decoded here (the console reads the API's answers, never its Go types).
 type accessLine struct {
 	Org        string            `json:"org"`
 	User       string            `json:"user"`
@@ -45,6 +46,19 @@ func (l *accessLine) holds(role string, now time.Time) bool {
 		}
 	}
 	return false
+}
+
+// splitPending separates the requests still waiting for an answer from the others, each in
+// the API's order.
+func splitPending(rs []requestView) (pending, decided []requestView) {
+	for _, r := range rs {
+		if r.Effective == store.RequestPending {
+			pending = append(pending, r)
+		} else {
+			decided = append(decided, r)
+		}
+	}
+	return pending, decided
 }
 
 // requestView is a request as the API shows it.
@@ -102,14 +116,7 @@ func (ex *exchange) home() error {
 	for _, l := range access.Items {
 		ms = append(ms, membership{accessLine: l, Administer: own[l.Org]})
 	}
-	var pending, decided []requestView
-	for _, r := range reqs.Items {
-		if r.Effective == store.RequestPending {
-			pending = append(pending, r)
-		} else {
-			decided = append(decided, r)
-		}
-	}
+	pending, decided := splitPending(reqs.Items)
 	sessions, err := ex.c.o.Sessions.SessionsOf(ex.r)
 	if err != nil {
 		return err
@@ -450,14 +457,7 @@ func (ex *exchange) requests() error {
 	if err := ex.call(http.MethodGet, "/orgs/"+org+"/requests", nil, &reqs); err != nil {
 		return err
 	}
-	var pending, decided []requestView
-	for _, r := range reqs.Items {
-		if r.Effective == store.RequestPending {
-			pending = append(pending, r)
-		} else {
-			decided = append(decided, r)
-		}
-	}
+	pending, decided := splitPending(reqs.Items)
 	return ex.render("Requests to "+org, "requests", struct {
 		Org, CSRF, Me, Done string
 		Pending, Decided    []requestView
