@@ -588,3 +588,66 @@ func (ex *exchange) machineRevoke() error {
 		return err
 	}
 }
+
+// reviewChangeForm is the decision "change" on one item of a campaign: its new standing
+// roles.
+func (ex *exchange) reviewChangeForm() error {
+	id, user := ex.r.PathValue("id"), ex.r.URL.Query().Get("user")
+	org, err := ex.administer(ex.r.URL.RequestURI())
+	if err != nil {
+		return err
+	}
+	return ex.reviewChangePage(org, id, user, "", "", nil)
+}
+
+// reviewChangePage shows the change of user's item in campaign id, with what was typed and
+// why it was refused when shown again.
+func (ex *exchange) reviewChangePage(org, id, user, roles, why string, refusal *problem.Problem) error {
+	var rep reviewReport
+	if err := ex.call(http.MethodGet, "/orgs/"+org+"/reviews/"+url.PathEscape(id), nil, &rep); err != nil {
+		return err
+	}
+	i := slices.IndexFunc(rep.Rows, func(l reviewLine) bool { return l.User == user })
+	if i < 0 {
+		return &apiError{p: problem.For(reason.NotFound, reason.Facts{})}
+	}
+	if refusal == nil {
+		roles = strings.Join(rep.Rows[i].Roles, ", ")
+	}
+	status := http.StatusOK
+	if refusal != nil {
+		status = refusal.Status
+	}
+	return ex.renderStatus(status, "Change in a review", "review-change", struct {
+		Org, CSRF, ID, Roles, Reason string
+		Item                         reviewLine
+		Error                        *problem.Problem
+	}{org, ex.c.o.Sessions.CSRFToken(ex.r), id, roles, why, rep.Rows[i], refusal})
+}
+
+// reviewChange decides one item "change": the membership keeps only the roles given (within
+// the policy; the API checks it, and that nobody decides their own).
+func (ex *exchange) reviewChange() error {
+	id := ex.r.PathValue("id")
+	f := ex.r.PostForm
+	user, roles, why := f.Get("user"), f.Get("roles"), strings.TrimSpace(f.Get("reason"))
+	org, err := ex.administer(Prefix + "orgs/" + ex.r.PathValue("org") + "/reviews/" + url.PathEscape(id) + "/change?" + url.Values{"user": {user}}.Encode())
+	if err != nil {
+		return err
+	}
+	err = ex.call(http.MethodPost, "/orgs/"+org+"/reviews/"+url.PathEscape(id)+"/decide", struct {
+		User     string   `json:"user"`
+		Decision string   `json:"decision"`
+		Roles    []string `json:"roles"`
+		Reason   string   `json:"reason"`
+	}{user, store.DecisionChange, names(roles), why}, nil)
+	var apiErr *apiError
+	switch {
+	case err == nil:
+		return ex.reviewPage(org, id, []string{user}, nil)
+	case errors.As(err, &apiErr) && inputRefusal(apiErr.p.Reason):
+		return ex.reviewChangePage(org, id, user, roles, why, &apiErr.p)
+	default:
+		return err
+	}
+}

@@ -172,6 +172,8 @@ func New(o Options) (*Console, error) {
 	handle("POST "+Prefix+"orgs/{org}/reviews", (*exchange).startReview)
 	handle("GET "+Prefix+"orgs/{org}/reviews/{id}", (*exchange).review)
 	handle("POST "+Prefix+"orgs/{org}/reviews/{id}/decide", (*exchange).decideReview)
+	handle("GET "+Prefix+"orgs/{org}/reviews/{id}/change", (*exchange).reviewChangeForm)
+	handle("POST "+Prefix+"orgs/{org}/reviews/{id}/change", (*exchange).reviewChange)
 	return c, nil
 }
 

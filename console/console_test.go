@@ -685,6 +685,21 @@ func TestReviewInBulk(t *testing.T) {
 			t.Errorf("item %s: %q by %s, want %q", it.User, it.Decision, it.DecidedBy, want)
 		}
 	}
+	// The item left: ann's own is decided by someone else; a change of carl's roles (a
+	// second campaign) through its own page.
+	loc2 := seeOther(t, b.post(ann, Prefix+"orgs/acme/reviews", url.Values{"deadline": {deadline}, "reason": {"Q1 review"}}))
+	id2 := strings.TrimPrefix(loc2, Prefix+"orgs/acme/reviews/")
+	expect(t, b.get(ann, loc2+"/change?user="+url.QueryEscape(carl)), http.StatusOK, "Change in a review", `value="viewer"`)
+	expect(t, b.post(ann, loc2+"/change", url.Values{"user": {carl}, "roles": {"reports"}, "reason": {"moved"}}), http.StatusOK, "Decided:", "change to reports")
+	if _, m, _ := b.st.Lookup(ctx, "acme", carl); !slices.Equal(m.Roles, []string{"reports"}) {
+		t.Errorf("carl's roles after the review's change: %v", m.Roles)
+	}
+	if w := b.post(ann, loc2+"/change", url.Values{"user": {ann}, "roles": {"org-admin", "billing-admin"}, "reason": {"me"}}); w.Code < 400 {
+		t.Errorf("ann changing her own item: %d", w.Code)
+	}
+	if r, _ := b.st.Review(ctx, "acme", id2); r.Items[slices.IndexFunc(r.Items, func(it store.ReviewItem) bool { return it.User == ann })].Decision != "" {
+		t.Error("ann decided her own item")
+	}
 	// A confirmed revocation without a reason: asked again, nothing revoked.
 	w = b.post(ann, decide, url.Values{"user": {ann}, "decision": {"revoke"}, "confirm": {"yes"}})
 	if w.Code < 400 || !strings.Contains(w.Body.String(), "Not done:") {

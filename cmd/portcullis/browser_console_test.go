@@ -24,7 +24,8 @@ import (
 // invalidation delay. alice cannot see Globex's pages (not her organisation), and a form
 // posted without the session's CSRF token changes nothing; Acme's activity shows pat's work
 // in its support area, with the incident's ticket. olga, the operator, steps up once for the
-// platform, sees every organisation and ends Oldcorp's contract after its dry run. Every console page is checked for
+// platform, sees every organisation and ends Oldcorp's contract after its dry run. On the way
+// bob withdraws a request and alice denies another, invites, changes and revokes. Every console page is checked for
 // accessibility (axe-core) and photographed at desktop and phone widths.
 func TestBrowserConsole(t *testing.T) {
 	bob := newBrowser(t) // first: without chromium, skip before starting anything
@@ -103,6 +104,26 @@ func TestBrowserConsole(t *testing.T) {
 	}
 	bob.waitText("Invoices and payment methods.")
 
+	// bob asks for admin, withdraws it, asks again; alice denies that one.
+	askAdmin := func() {
+		t.Helper()
+		bob.navigate(d.base + "/.portcullis/console/request?org=acme&role=admin")
+		bob.waitText("Request access", "the role admin")
+		bob.do("ask for admin", chromedp.Clear(chromedp.CSS(`#duration`)), chromedp.SendKeys(chromedp.CSS(`#duration`), "2h"),
+			chromedp.SendKeys(chromedp.CSS(`#reason`), "SSO certificate rotation"),
+			chromedp.Click(chromedp.CSS(`form[action="/.portcullis/console/request"] button[type="submit"]`)))
+		bob.waitText("Access request", "waiting for approval", "role admin in acme for 2 hours")
+	}
+	askAdmin()
+	bob.do("withdraw it", chromedp.Click(chromedp.CSS(`form[action$="/cancel"] button[type="submit"]`)))
+	bob.waitText("Access request", "withdrawn")
+	askAdmin()
+	alice.navigate(d.base + "/.portcullis/console/orgs/acme/requests")
+	alice.waitText("Requests to acme", "SSO certificate rotation")
+	alice.do("deny bob's request for admin", chromedp.SendKeys(chromedp.CSS(`form.decide input[name="reason"]`), "use the change window"),
+		chromedp.Click(chromedp.CSS(`form.decide button[id^="deny-"]`)))
+	alice.waitText("The request was denied.", "No request waits for an answer")
+
 	// Acme's members, the confirmation before a revocation, alice's own access.
 	alice.navigate(d.base + "/.portcullis/console/orgs/acme/")
 	alice.waitText("Members of acme", "memberships", "demo-bob")
@@ -116,10 +137,18 @@ func TestBrowserConsole(t *testing.T) {
 	alice.navigate(d.base + "/.portcullis/console/orgs/acme/invite")
 	alice.waitText("Invite to acme", "Email address")
 	alice.consolePage("invite")
-	alice.navigate(d.base + "/.portcullis/console/orgs/acme/")
+	alice.do("invite dora", chromedp.SendKeys(chromedp.CSS(`#email`), "dora@acme.example"), chromedp.SendKeys(chromedp.CSS(`#roles`), "viewer"),
+		chromedp.SendKeys(chromedp.CSS(`#reason`), "new hire"), chromedp.Click(chromedp.CSS(`form[action$="/invite"] button[type="submit"]`)))
+	alice.waitText("Members of acme", "The invitation is made")
 	alice.do("open the change of pat's membership", chromedp.Click(chromedp.CSS(`a[href*="change?user="][href*="demo-pat"]`)))
 	alice.waitText("Change a membership", "Remove roles", "demo-pat")
 	alice.consolePage("change")
+	alice.navigate(d.base + "/.portcullis/console/orgs/acme/")
+	alice.do("open the change of bob's membership", chromedp.Click(chromedp.CSS(`a[href*="change?user="][href*="demo-bob"]`)))
+	alice.waitText("Change a membership", "demo-bob")
+	alice.do("give bob reports", chromedp.SendKeys(chromedp.CSS(`#add`), "reports"), chromedp.SendKeys(chromedp.CSS(`#reason`), "monthly reporting"),
+		chromedp.Click(chromedp.CSS(`form[action$="/change"] button[type="submit"]`)))
+	alice.waitText("Members of acme", "The membership was changed.", "reports")
 
 	// An access review: started, two memberships selected, kept after the confirmation.
 	alice.navigate(d.base + "/.portcullis/console/orgs/acme/reviews")
@@ -189,6 +218,16 @@ func TestBrowserConsole(t *testing.T) {
 	olga.do("apply it", chromedp.Click(chromedp.CSS(`form[action="/.portcullis/console/operator/events"] button[type="submit"]`)))
 	olga.waitText("Business event applied", "contract_ended")
 	olga.consolePage("event-applied")
+
+	// pat's incident is over: alice revokes the partner's membership, after the confirmation.
+	alice.navigate(d.base + "/.portcullis/console/orgs/acme/")
+	alice.do("open the revocation of pat", chromedp.Click(chromedp.CSS(`a[href*="revoke?user="][href*="demo-pat"]`)))
+	alice.waitText("Revoke a membership", "demo-pat")
+	alice.do("revoke it", chromedp.SendKeys(chromedp.CSS(`#reason`), "incident closed"),
+		chromedp.Click(chromedp.CSS(`form[action$="/revoke"] button[type="submit"]`)))
+	alice.waitText("Members of acme", "The membership was revoked.")
+	bob.navigate(d.base + "/support/")
+	bob.waitText("membership_revoked")
 
 	// Another organisation's pages, by editing the URL: refused, without a step-up.
 	resp := alice.navigateResponse(d.base + "/.portcullis/console/orgs/globex/")
