@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -409,9 +408,7 @@ func (ex *exchange) stepUp(org, returnTo string) error {
 		return nil
 	}
 	ch := session.NewChallenge(RouteName, su, org, returnTo)
-	p := problem.New(reason.StepUpRequired)
-	p.Challenge = &problem.Challenge{Route: ch.Route, Org: org, ACRValues: strings.Join(ch.ACR, " "), AMR: strings.Join(ch.AMR, " "),
-		MaxAge: int64(ch.MaxAge / time.Second)}
+	p := ch.Problem()
 	if problem.WantsHTML(ex.r) {
 		pg, err := session.StepUpPage(ch, ex.c.o.Sessions.StepUpTicket(ex.r, ch), ex.r.Method, ex.w.Header().Get("X-Request-Id"))
 		if err != nil {

@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"log/slog"
-	"strings"
-	"time"
 
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/internal/page"
@@ -27,9 +25,7 @@ func (ex *exchange) stepUp() error {
 		return nil
 	}
 	c := session.NewChallenge(ex.route.Name, su, org, ex.returnPath())
-	p := problem.New(reason.StepUpRequired)
-	p.Challenge = &problem.Challenge{Route: c.Route, Org: org, ACRValues: strings.Join(c.ACR, " "), AMR: strings.Join(c.AMR, " "),
-		MaxAge: int64(c.MaxAge / time.Second)}
+	p := c.Problem()
 	if problem.WantsHTML(ex.r) {
 		p.Page = ex.interstitial(c)
 	}

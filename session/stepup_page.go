@@ -4,8 +4,11 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/page"
+	"github.com/portcullis-proxy/portcullis/internal/problem"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 )
 
 var stepUpBody = template.Must(template.New("stepup").Parse(`<h1>Confirm it is you</h1>
@@ -18,6 +21,15 @@ var stepUpBody = template.Must(template.New("stepup").Parse(`<h1>Confirm it is y
 <button type="submit">Confirm with a stronger sign-in</button>
 </form>{{end}}
 <p class="meta">Reason: <code>step_up_required</code>{{if .RequestID}} · Request ID: <code>{{.RequestID}}</code>{{end}}</p>`))
+
+// Problem is the step_up_required refusal stating c: for API clients, the RFC 9470 challenge
+// (WWW-Authenticate and the JSON fields); browsers are given StepUpPage as its page.
+func (c Challenge) Problem() problem.Problem {
+	p := problem.New(reason.StepUpRequired)
+	p.Challenge = &problem.Challenge{Route: c.Route, Org: c.Org, ACRValues: strings.Join(c.ACR, " "), AMR: strings.Join(c.AMR, " "),
+		MaxAge: int64(c.MaxAge / time.Second)}
+	return p
+}
 
 // StepUpPage is the step-up interstitial for browsers: what the area of c needs, and a button
 // posting ticket (StepUpTicket; "" shows no button) to start the step-up. method is the
