@@ -12,12 +12,12 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/coalesce"
 	"github.com/portcullis-proxy/portcullis/internal/page"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
@@ -86,36 +86,7 @@ type Console struct {
 	// session-bound CSRF token every form carries.
 	origin *http.CrossOriginProtection
 	// refusals coalesces the refusal events (audit).
-	refusals coalescer
-}
-
-// coalescer admits each refusal at most once per auditInterval; it forgets old ones as it
-// goes, so it holds at most what an interval brings.
-type coalescer struct {
-	mu   sync.Mutex
-	seen map[refusalRef]time.Time
-	last time.Time // the last sweep
-}
-
-func (c *coalescer) admit(k refusalRef, now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.seen == nil {
-		c.seen = map[refusalRef]time.Time{}
-	}
-	if now.Sub(c.last) >= auditInterval {
-		for r, t := range c.seen {
-			if now.Sub(t) >= auditInterval {
-				delete(c.seen, r)
-			}
-		}
-		c.last = now
-	}
-	if t, ok := c.seen[k]; ok && now.Sub(t) < auditInterval {
-		return false
-	}
-	c.seen[k] = now
-	return true
+	refusals *coalesce.Set[refusalRef]
 }
 
 // New builds the console.
@@ -127,7 +98,7 @@ func New(o Options) (*Console, error) {
 		return nil, errors.New("console: operators need console.step_up")
 	}
 	c := &Console{o: o, su: authz.CompileStepUp(o.StepUp), log: o.Logger, now: o.Now, mux: http.NewServeMux(),
-		origin: http.NewCrossOriginProtection()}
+		origin: http.NewCrossOriginProtection(), refusals: coalesce.New[refusalRef](auditInterval)}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -284,10 +255,15 @@ type refusalRef struct{ user, org, code, path string }
 // audit records a refusal of the console for the person, at org, at most once per
 // auditInterval for the same refusal.
 func (ex *exchange) audit(code reason.Code, org string, detail map[string]string) {
-	if ex.c.o.Audit == nil || !ex.c.refusals.admit(refusalRef{ex.sess.UserKey, org, string(code), ex.r.URL.Path}, ex.c.now()) {
+	if ex.c.o.Audit == nil {
 		return
 	}
-	ev := audit.Event{Time: ex.c.now(), Type: audit.AccessDenied, User: ex.sess.UserKey, Org: org, Reason: string(code),
+	now := ex.c.now()
+	ex.c.refusals.Sweep(now) // no worker here: the set forgets as it goes
+	if !ex.c.refusals.Admit(refusalRef{ex.sess.UserKey, org, string(code), ex.r.URL.Path}, now) {
+		return
+	}
+	ev := audit.Event{Time: now, Type: audit.AccessDenied, User: ex.sess.UserKey, Org: org, Reason: string(code),
 		Route: RouteName, RequestID: ex.w.Header().Get("X-Request-Id"), Detail: detail}
 	if err := ex.c.o.Audit.Append(context.WithoutCancel(ex.r.Context()), ev); err != nil {
 		ex.c.log.Error("audit append failed", slog.String("type", string(ev.Type)), slog.Any("error", err))

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/internal/coalesce"
+
 	"github.com/portcullis-proxy/portcullis/audit"
 )
 
@@ -23,8 +25,8 @@ type UseRecorder struct {
 	s   *Store
 	log *slog.Logger
 
-	uses    coalescer[MemberRef]
-	reaches coalescer[reachRef]
+	uses    *coalesce.Set[MemberRef]
+	reaches *coalesce.Set[reachRef]
 	// aud receives the reach events; nil records none.
 	aud  audit.Sink
 	q    chan use
@@ -65,7 +67,7 @@ func NewUseRecorder(s *Store, interval time.Duration, log *slog.Logger) *UseReco
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	u := &UseRecorder{s: s, log: log, uses: newCoalescer[MemberRef](interval), reaches: newCoalescer[reachRef](ReachInterval),
+	u := &UseRecorder{s: s, log: log, uses: coalesce.New[MemberRef](interval), reaches: coalesce.New[reachRef](ReachInterval),
 		q: make(chan use, 1024), rq: make(chan reachNote, 256), done: make(chan struct{})}
 	u.wg.Add(1)
 	go u.run()
@@ -80,13 +82,13 @@ func (u *UseRecorder) ReportReaches(a audit.Sink) { u.aud = a }
 // only when it queues a write.
 func (u *UseRecorder) Used(org, user string, now time.Time) {
 	ref := MemberRef{Org: org, User: user}
-	if !u.uses.admit(ref, now) {
+	if !u.uses.Admit(ref, now) {
 		return
 	}
 	select {
 	case u.q <- use{ref, now}:
 	default:
-		u.uses.forget(ref) // dropped: the next use tries again
+		u.uses.Forget(ref) // dropped: the next use tries again
 	}
 }
 
@@ -100,13 +102,13 @@ func (u *UseRecorder) Reached(org, user, route, kind, purpose, ticket string, no
 		return
 	}
 	ref := reachRef{org, user, route, purpose, ticket}
-	if !u.reaches.admit(ref, now) {
+	if !u.reaches.Admit(ref, now) {
 		return
 	}
 	select {
 	case u.rq <- reachNote{ref, kind, now}:
 	default:
-		u.reaches.forget(ref)
+		u.reaches.Forget(ref)
 		// A report's record, not a decision's input; but the organisation's administrators
 		// look for it: say it was not written.
 		u.log.Warn("access reached not recorded: queue full", slog.String("org", org), slog.String("user", user), slog.String("route", route))
@@ -115,7 +117,7 @@ func (u *UseRecorder) Reached(org, user, route, kind, purpose, ticket string, no
 
 func (u *UseRecorder) run() {
 	defer u.wg.Done()
-	prune := time.NewTicker(u.uses.interval)
+	prune := time.NewTicker(u.uses.Interval())
 	defer prune.Stop()
 	for {
 		select {
@@ -144,8 +146,8 @@ func (u *UseRecorder) run() {
 			}
 		case now := <-prune.C:
 			// Forget what is older than the interval: its next use writes anyway.
-			u.uses.prune(now)
-			u.reaches.prune(now)
+			u.uses.Prune(now)
+			u.reaches.Prune(now)
 		}
 	}
 }
@@ -154,47 +156,6 @@ func (u *UseRecorder) run() {
 func (u *UseRecorder) Close() {
 	close(u.done)
 	u.wg.Wait()
-}
-
-// coalescer admits each key at most once per interval.
-type coalescer[K comparable] struct {
-	interval time.Duration
-	mu       sync.Mutex
-	seen     map[K]time.Time
-}
-
-func newCoalescer[K comparable](interval time.Duration) coalescer[K] {
-	return coalescer[K]{interval: interval, seen: map[K]time.Time{}}
-}
-
-// admit reports whether k was not admitted within the interval before now, and if so
-// remembers now for it. It allocates nothing for a key already seen.
-func (c *coalescer[K]) admit(k K, now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if last, ok := c.seen[k]; ok && now.Sub(last) < c.interval {
-		return false
-	}
-	c.seen[k] = now
-	return true
-}
-
-// forget lets k be admitted again at once (its note was dropped).
-func (c *coalescer[K]) forget(k K) {
-	c.mu.Lock()
-	delete(c.seen, k)
-	c.mu.Unlock()
-}
-
-// prune forgets the keys admitted an interval or more before now.
-func (c *coalescer[K]) prune(now time.Time) {
-	c.mu.Lock()
-	for k, t := range c.seen {
-		if now.Sub(t) >= c.interval {
-			delete(c.seen, k)
-		}
-	}
-	c.mu.Unlock()
 }
 
 // LastUsed returns when each member of org last used their membership, as far as recorded.
