@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,13 +62,7 @@ func (p activityPage) table() ([]string, [][]string) {
 	rows := make([][]string, 0, len(p.Items))
 	for _, l := range p.Items {
 		var d []string
-		for _, k := range slices.Sorted(func(yield func(string) bool) {
-			for k := range l.Detail {
-				if !yield(k) {
-					return
-				}
-			}
-		}) {
+		for _, k := range slices.Sorted(maps.Keys(l.Detail)) {
 			d = append(d, k+"="+l.Detail[k])
 		}
 		rows = append(rows, []string{l.ID, showTime(l.Time), string(l.Type), l.Actor, l.Via, l.User, l.Kind, l.Reason, l.Ticket, l.Route,

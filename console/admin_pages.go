@@ -252,11 +252,7 @@ func (ex *exchange) reviewsPage(org string, form reviewStart) error {
 	if err := ex.call(http.MethodGet, "/orgs/"+org+"/reviews", nil, &rs); err != nil {
 		return err
 	}
-	status := http.StatusOK
-	if form.Error != nil {
-		status = form.Error.Status
-	}
-	return ex.renderStatus(status, "Access reviews of "+org, "reviews", struct {
+	return ex.renderStatus(statusOf(form.Error), "Access reviews of "+org, "reviews", struct {
 		Org, CSRF string
 		Reviews   []reviewView
 		Kinds     []string
@@ -361,11 +357,7 @@ func (ex *exchange) decideReview() error {
 		if f.Get("confirm") == "yes" {
 			missing = invalidForm("reason: say why, for the audit trail")
 		}
-		status := http.StatusOK
-		if missing != nil {
-			status = missing.Status
-		}
-		return ex.renderStatus(status, "Confirm the review decisions", "review-confirm", struct {
+		return ex.renderStatus(statusOf(missing), "Confirm the review decisions", "review-confirm", struct {
 			Org, CSRF, ID, Decision, Reason string
 			Users                           []string
 			Error                           *problem.Problem
@@ -537,12 +529,18 @@ func (ex *exchange) machineRevokeForm() error {
 	if err != nil {
 		return err
 	}
-	return ex.render("Revoke", "machine-revoke", struct {
+	return ex.machineRevokePage(org, m, k, nil)
+}
+
+// machineRevokePage confirms revoking key k of machine m (the machine itself for a nil k),
+// with why the revocation was refused when shown again.
+func (ex *exchange) machineRevokePage(org string, m *store.Membership, k *store.APIKey, refusal *problem.Problem) error {
+	return ex.renderStatus(statusOf(refusal), "Revoke", "machine-revoke", struct {
 		Org, CSRF string
 		Machine   *store.Membership
 		Key       *store.APIKey
 		Error     *problem.Problem
-	}{org, ex.c.o.Sessions.CSRFToken(ex.r), m, k, nil})
+	}{org, ex.c.o.Sessions.CSRFToken(ex.r), m, k, refusal})
 }
 
 // machineRevoke revokes the key, or retires the machine, from the confirmation page.
@@ -578,12 +576,7 @@ func (ex *exchange) machineRevoke() error {
 		}
 		return ex.seeOther(Prefix+"orgs/"+org+"/machines", url.Values{"done": {done}})
 	case errors.As(err, &apiErr) && inputRefusal(apiErr.p.Reason):
-		return ex.renderStatus(apiErr.p.Status, "Revoke", "machine-revoke", struct {
-			Org, CSRF string
-			Machine   *store.Membership
-			Key       *store.APIKey
-			Error     *problem.Problem
-		}{org, ex.c.o.Sessions.CSRFToken(ex.r), m, k, &apiErr.p})
+		return ex.machineRevokePage(org, m, k, &apiErr.p)
 	default:
 		return err
 	}
@@ -614,11 +607,7 @@ func (ex *exchange) reviewChangePage(org, id, user, roles, why string, refusal *
 	if refusal == nil {
 		roles = strings.Join(rep.Rows[i].Roles, ", ")
 	}
-	status := http.StatusOK
-	if refusal != nil {
-		status = refusal.Status
-	}
-	return ex.renderStatus(status, "Change in a review", "review-change", struct {
+	return ex.renderStatus(statusOf(refusal), "Change in a review", "review-change", struct {
 		Org, CSRF, ID, Roles, Reason string
 		Item                         reviewLine
 		Error                        *problem.Problem

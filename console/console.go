@@ -428,6 +428,15 @@ func (ex *exchange) renderStatus(status int, title, name string, data any) error
 	return nil
 }
 
+// statusOf is the status of a page shown with refusal: 200 for none, else the refusal's (a
+// form shown again with what was wrong).
+func statusOf(refusal *problem.Problem) int {
+	if refusal == nil {
+		return http.StatusOK
+	}
+	return refusal.Status
+}
+
 // seeOther ends a form post: POST-redirect-GET to a console path.
 func (ex *exchange) seeOther(path string, q url.Values) error {
 	if len(q) > 0 {

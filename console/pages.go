@@ -476,24 +476,16 @@ func (ex *exchange) revokeConfirm(user, why string, refusal *problem.Problem) er
 	if err != nil {
 		return err
 	}
-	var access items[accessLine]
-	if err := ex.call(http.MethodGet, "/orgs/"+org+"/access", nil, &access); err != nil {
+	l, err := ex.line(org, user)
+	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(access.Items, func(l accessLine) bool { return l.User == user })
-	if i < 0 {
-		return &apiError{p: problem.For(reason.NotFound, reason.Facts{})}
-	}
-	status := http.StatusOK
-	if refusal != nil {
-		status = refusal.Status
-	}
-	return ex.renderStatus(status, "Revoke a membership", "revoke", struct {
+	return ex.renderStatus(statusOf(refusal), "Revoke a membership", "revoke", struct {
 		Org, CSRF, Reason string
 		Line              accessLine
 		Error             *problem.Problem
 		Own               bool
-	}{org, ex.c.o.Sessions.CSRFToken(ex.r), why, access.Items[i], refusal, user == ex.sess.UserKey})
+	}{org, ex.c.o.Sessions.CSRFToken(ex.r), why, *l, refusal, user == ex.sess.UserKey})
 }
 
 // revoke revokes a membership: only from the confirmation page (confirm), with a reason.
