@@ -391,7 +391,7 @@ func (m *Manager) createHandedOff(w http.ResponseWriter, r *http.Request, parent
 		EmailVerified: parent.EmailVerified, Name: parent.Name, ACR: parent.ACR, AMR: slices.Clone(parent.AMR),
 		AuthTime: parent.AuthTime, SID: parent.SID, IDToken: parent.IDToken,
 		Created: now, LastSeen: now, Expires: minTime(parent.Expires, now.Add(m.sc.AbsoluteTimeout.D())),
-		CSRFKey: key, Family: family, HandedOff: true, Agent: agentOf(r), Host: hostOf(r),
+		CSRFKey: key, Family: family, HandedOff: true, Agent: agentOf(r), Host: hostName(r.Host),
 	}
 	ttl := m.ttl(rec, now)
 	if ttl <= 0 {

@@ -50,15 +50,6 @@ func agentOf(r *http.Request) string {
 	return b.String()
 }
 
-// hostOf is r's host name, lower case, without a port.
-func hostOf(r *http.Request) string {
-	h := strings.ToLower(r.Host)
-	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
-		h = h[:i]
-	}
-	return h
-}
-
 // SessionsOf lists the live sessions of the person whose session admitted r (Admit), the
 // current one first, then the most recently used.
 func (m *Manager) SessionsOf(r *http.Request) ([]Info, error) {

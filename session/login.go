@@ -267,7 +267,7 @@ func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *ident
 		User: id.user, Issuer: id.issuer, Subject: id.subject, Email: id.email, EmailVerified: id.emailVerified,
 		Name: id.name, ACR: id.acr, AMR: id.amr, AuthTime: id.authTime, SID: id.sid,
 		Created: now, LastSeen: now, Expires: now.Add(m.sc.AbsoluteTimeout.D()),
-		IDToken: rawIDToken, CSRFKey: key, Agent: agentOf(r), Host: hostOf(r),
+		IDToken: rawIDToken, CSRFKey: key, Agent: agentOf(r), Host: hostName(r.Host),
 		// The sign-in's family is named after its first session; sessions handed off from
 		// it (handoff.go) join it.
 		Family: h,
