@@ -147,7 +147,7 @@ func (c *call) directAdminOf(org string) (bool, *store.Org, error) {
 		return false, nil, err
 	}
 	d := authz.Decide(authz.Input{User: c.p.Name, OrgID: org, Org: o, Membership: m, Require: c.policy.admin,
-		Policy: c.policy.Policy}, c.s.now())
+		Policy: c.policy.Policy, Providers: c.s.providers}, c.s.now())
 	return d.Allow, o, nil
 }
 

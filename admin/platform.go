@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -67,6 +68,31 @@ func (c *call) setDomain() (any, error) {
 		}
 	}
 	return c.changes().SetDomainStatus(c.ctx, org, in.Domain, in.Status, c.p.Name, in.Reason)
+}
+
+// providersInput lists the providers an organisation trusts.
+type providersInput struct {
+	// Providers are names of configured providers ("default" for oidc's own); empty: the
+	// shared providers.
+	Providers []string `json:"providers"`
+	Reason    string   `json:"reason"`
+}
+
+func (in *providersInput) why() string { return in.Reason }
+
+func (c *call) setProviders() (any, error) {
+	var in providersInput
+	org, err := c.orgChange(&in)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range in.Providers {
+		// Only this process's configuration can be checked; replicas share one file.
+		if !c.s.providers.Known(n) {
+			return nil, invalid(fmt.Sprintf("provider %q is not a configured identity provider", n))
+		}
+	}
+	return c.changes().SetOrgProviders(c.ctx, org, in.Providers, c.p.Name, in.Reason)
 }
 
 // personIndexInput records whose address or portal username it is.

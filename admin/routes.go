@@ -31,6 +31,8 @@ func (s *Server) endpoints() []endpoint {
 			access: operator, change: true, in: orgStatusInput{}, out: store.Org{}, handle: (*call).setOrgStatus},
 		{method: "POST", path: basePath + "/orgs/{org}/domains", summary: "Add an email domain to an organisation (pending verification), or set its status: verified, pending, lapsed (operators)",
 			access: operator, change: true, in: domainInput{}, out: store.Org{}, handle: (*call).setDomain},
+		{method: "PUT", path: basePath + "/orgs/{org}/providers", summary: "Replace the OpenID Providers that may sign people in for an organisation (names of configured providers, default for oidc's own; none: the shared providers). People signed in through a provider no longer listed are refused at once (operators)",
+			access: operator, change: true, in: providersInput{}, out: store.Org{}, handle: (*call).setProviders},
 		{method: "GET", path: basePath + "/orgs/{org}/policy", summary: "An organisation's lifecycle policy: its own limits, the platform's rules and the rules in force, per kind (operators and its administrators)",
 			access: anyone, out: policyView{}, handle: (*call).getPolicy},
 		{method: "PUT", path: basePath + "/orgs/{org}/policy", summary: "Replace an organisation's own lifecycle limits, which may only tighten the platform's (operators and the organisation's own administrators)",

@@ -84,6 +84,10 @@ type Options struct {
 	// ClientIssuers are the issuers of client_jwt.issuers and, for each, the organisations
 	// whose machines its clients may be bound to.
 	ClientIssuers map[string][]string
+	// Providers are the configured OpenID Providers: who may sign people in for which
+	// organisation (authz.Providers). nil: sign-in is not configured, and no organisation
+	// can be given providers; decisions apply no trust rule.
+	Providers *authz.Providers
 }
 
 // Server is the administration API: JSON over HTTPS under /api/v1/. Every call but the
@@ -102,6 +106,7 @@ type Server struct {
 	events AuditStream
 	// clientIssuers: Options.ClientIssuers.
 	clientIssuers map[string][]string
+	providers     *authz.Providers
 
 	// tokenUse is when this process last recorded each token's use (coalescing TokenUsed).
 	tokenUseMu sync.Mutex
@@ -114,7 +119,7 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("admin: a store, the change API, the audit stream and the lifecycle policy are required")
 	}
 	s := &Server{st: o.Store, orgs: o.Orgs, ops: o.Operators, sess: o.Sessions, log: o.Logger, now: o.Now, mux: http.NewServeMux(), tokenUse: map[string]time.Time{},
-		clientIssuers: maps.Clone(o.ClientIssuers), events: o.Audit}
+		clientIssuers: maps.Clone(o.ClientIssuers), events: o.Audit, providers: o.Providers}
 	s.policy.Store(newLifecycle(o.Lifecycle))
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -69,6 +69,8 @@ const (
 	OrgMerged          Type = "org.merged"
 	// OrgPolicyChanged records an organisation's own lifecycle limits, set or cleared.
 	OrgPolicyChanged Type = "org.policy_changed"
+	// OrgProvidersChanged records the OpenID Providers an organisation trusts, set or cleared.
+	OrgProvidersChanged Type = "org.providers_changed"
 )
 
 // Access reviews: a campaign started, and one reviewer's decision on one item (the

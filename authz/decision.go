@@ -35,6 +35,9 @@ type Input struct {
 
 	// Policy is the lifecycle policy (CompilePolicy); nil applies none.
 	Policy *Policy
+	// Providers is the trust rule (CompileProviders): the membership's person must be signed
+	// in through a provider the organisation trusts. nil trusts every provider.
+	Providers *Providers
 }
 
 // Decision is the outcome of Decide. Its slices and strings refer to the Input's records and
@@ -161,6 +164,9 @@ func Decide(in Input, now time.Time) Decision {
 
 	if !d.Member {
 		return deny(reason.NotMember, d)
+	}
+	if !in.Providers.TrustsUser(o, m.User) {
+		return deny(reason.ProviderNotTrusted, d)
 	}
 	switch m.Status {
 	case store.MembershipActive:

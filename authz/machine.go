@@ -37,6 +37,8 @@ type MachineInput struct {
 	Sponsor *store.Membership
 
 	Policy *Policy
+	// Providers is the trust rule of the sponsor, a person (Input.Providers).
+	Providers *Providers
 }
 
 // DecideMachine decides whether a machine identity may use an org-scoped route with the API
@@ -88,7 +90,7 @@ func DecideMachine(in MachineInput, now time.Time) Decision {
 		return deny(reason.SponsorInactive, Decision{Org: d.Org, Member: true, Missing: Missing{Contact: in.Org.Contact}})
 	}
 	req.kinds, req.purposes = nil, nil
-	sd := Decide(Input{User: sp.User, OrgID: in.OrgID, Require: req, Org: in.Org, Membership: sp, Policy: in.Policy}, now)
+	sd := Decide(Input{User: sp.User, OrgID: in.OrgID, Require: req, Org: in.Org, Membership: sp, Policy: in.Policy, Providers: in.Providers}, now)
 	switch sd.Reason {
 	case reason.Allowed:
 	case reason.RoleMissing, reason.RoleRequiresRequest, reason.PurposeMissing, reason.PurposeExpired:

@@ -31,9 +31,14 @@ func (v *validator) oidc(c *Config) {
 		return
 	}
 	o.IssuerURL = v.endpointURL("oidc.issuer", o.Issuer)
-	if o.IssuerURL != nil && (o.IssuerURL.RawQuery != "" || o.IssuerURL.Fragment != "") {
+	switch {
+	case o.IssuerURL != nil && (o.IssuerURL.RawQuery != "" || o.IssuerURL.Fragment != ""):
 		v.errorf("oidc.issuer", "must not have a query or fragment")
+	case strings.Contains(o.Issuer, "|"):
+		// "|" separates issuer and subject in a person's key (store.UserKey).
+		v.errorf("oidc.issuer", "must not contain \"|\"")
 	}
+	o.All = []OIDCProvider{{Name: DefaultProvider, Issuer: o.Issuer, Shared: true}}
 	if o.ClientID == "" {
 		v.errorf("oidc.client_id", "is required when oidc.issuer is set")
 	}

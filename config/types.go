@@ -86,6 +86,23 @@ type OIDC struct {
 	// Parsed values, filled by Load.
 	IssuerURL   *url.URL `yaml:"-"`
 	RedirectURI *url.URL `yaml:"-"`
+	// All is every provider people sign in with, for the trust rule (authz.Providers): today
+	// the one above, named "default" and shared, when its issuer is set.
+	All []OIDCProvider `yaml:"-"`
+}
+
+// DefaultProvider is the name of the provider that oidc's own keys (oidc.issuer, …) describe.
+const DefaultProvider = "default"
+
+// OIDCProvider is what the trust rule knows of one OpenID Provider.
+type OIDCProvider struct {
+	// Name identifies the provider in organisations' provider lists.
+	Name string
+	// Issuer is the provider's issuer URL: a person's key starts with it (store.UserKey).
+	Issuer string
+	// Shared makes the provider sign people in for every organisation that lists no
+	// providers of its own: the portal owner's IdP.
+	Shared bool
 }
 
 // Identity configures what a portal receives about the person behind an authorised request.

@@ -273,7 +273,7 @@ func (ex *exchange) decide() error {
 func (ex *exchange) decisionInput(org string) authz.Input {
 	sess := ex.sess
 	return authz.Input{User: sess.UserKey, Email: sess.Email, EmailVerified: sess.EmailVerified, OrgID: org,
-		Require: ex.pol.require, Policy: ex.st.lifecycle}
+		Require: ex.pol.require, Policy: ex.st.lifecycle, Providers: ex.st.providers}
 }
 
 // rememberOrg records an organisation picked because it was the person's only one as the

@@ -112,13 +112,14 @@ func (s *Server) liveOrgs(ctx context.Context, sess *session.Session) ([]pickerO
 		return nil, err
 	}
 	var out []pickerOrg
+	st := s.state.Load()
 	for _, id := range ids {
 		o, m, err := s.opts.Members.Lookup(ctx, id, sess.UserKey)
 		if err != nil {
 			return nil, err
 		}
 		d := authz.Decide(authz.Input{User: sess.UserKey, Email: sess.Email, EmailVerified: sess.EmailVerified,
-			OrgID: id, Org: o, Membership: m, Require: pickerRequire, Policy: s.state.Load().lifecycle}, s.now())
+			OrgID: id, Org: o, Membership: m, Require: pickerRequire, Policy: st.lifecycle, Providers: st.providers}, s.now())
 		if d.Allow {
 			name := o.Name
 			if name == "" {

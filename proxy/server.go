@@ -137,12 +137,16 @@ type Settings struct {
 	AdminListen string
 	// ForwardAuth is the forward-auth endpoint's configuration.
 	ForwardAuth config.ForwardAuth
+	// Providers are the OpenID Providers (config.OIDC.All): which may sign people in for
+	// which organisation (authz.Providers). None: no trust rule (sign-in is not configured).
+	Providers []config.OIDCProvider
 }
 
 // SettingsOf is the part of c a Server uses. c must come from config.Load.
 func SettingsOf(c *config.Config) Settings {
 	s := Settings{File: c.File, Server: c.Server, TLS: c.TLS, AccessLog: c.Log.AccessLog == nil || *c.Log.AccessLog,
-		Headers: c.Identity.Headers, Routes: c.Routes, Lifecycle: c.Lifecycle, ForwardAuth: c.ForwardAuth}
+		Headers: c.Identity.Headers, Routes: c.Routes, Lifecycle: c.Lifecycle, ForwardAuth: c.ForwardAuth,
+		Providers: c.OIDC.All}
 	if c.AdminAPI.Enabled() {
 		s.AdminListen = c.AdminAPI.Listen
 	}
@@ -178,6 +182,8 @@ type state struct {
 	overrides   []overridePolicy
 	// lifecycle is the compiled lifecycle policy (Settings.Lifecycle).
 	lifecycle *authz.Policy
+	// providers is the trust rule (Settings.Providers).
+	providers *authz.Providers
 	// identityCGI are the CGI names of every identity header; client values are stripped.
 	identityCGI []string
 	// clientIPHeader is server.client_ip_header, canonical ("" for none).
@@ -220,6 +226,7 @@ func (s *Server) build(set Settings) (*state, error) {
 	st := &state{
 		set:         set,
 		lifecycle:   authz.CompilePolicy(&set.Lifecycle),
+		providers:   authz.CompileProviders(set.Providers),
 		router:      rt,
 		trusted:     set.Server.TrustedPrefixes,
 		stripParams: set.Server.PathParams == "strip",

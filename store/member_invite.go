@@ -276,6 +276,14 @@ func decodeInvitations(vals map[string]string) ([]Invitation, error) {
 // consumed. It returns the orgs whose membership it created, sorted, with one audit event per
 // binding.
 func (o *Orgs) BindInvitations(ctx context.Context, email string, emailVerified bool, user string) ([]string, error) {
+	return o.BindInvitationsTrusted(ctx, email, emailVerified, user, nil)
+}
+
+// BindInvitationsTrusted is BindInvitations for a person signed in through a provider that
+// only some organisations trust: an invitation to an organisation for which trusts (given the
+// organisation's record, nil when it has none) is false stays, unbound, for the address's
+// owner at a provider that organisation trusts. A nil trusts trusts every organisation.
+func (o *Orgs) BindInvitationsTrusted(ctx context.Context, email string, emailVerified bool, user string, trusts func(*Org) bool) ([]string, error) {
 	if !emailVerified {
 		return nil, nil
 	}
@@ -306,8 +314,21 @@ func (o *Orgs) BindInvitations(ctx context.Context, email string, emailVerified 
 		}
 		var binds []binding
 		var events []audit.Event
-		var inval []string
+		var inval, spent []string
 		for _, inv := range invs {
+			if trusts != nil {
+				if err := tx.Watch(ctx, o.s.keys.org(inv.Org)).Err(); err != nil {
+					return err
+				}
+				org, _, err := o.s.getOrg(ctx, tx, inv.Org)
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					return err
+				}
+				if !trusts(org) {
+					continue
+				}
+			}
+			spent = append(spent, inv.Org)
 			if !now.Before(inv.Until) {
 				events = append(events, audit.Event{Type: audit.InvitationExpired, Actor: user, Org: inv.Org,
 					Reason: "invitation lapsed unused", Before: json.RawMessage(vals[inv.Org]), Detail: map[string]string{"email": e}})
@@ -341,10 +362,17 @@ func (o *Orgs) BindInvitations(ctx context.Context, email string, emailVerified 
 			inval = append(inval, invalMembership(inv.Org, user))
 			bound = append(bound, inv.Org)
 		}
+		if len(spent) == 0 {
+			return nil
+		}
 		return o.commit(ctx, tx, func(w *batch) {
-			w.do("DEL", invKey)
-			for _, inv := range invs {
-				w.do("SREM", o.s.keys.orgInvitations(inv.Org), e)
+			if len(spent) == len(invs) {
+				w.do("DEL", invKey)
+			} else {
+				w.do(append([]any{"HDEL", invKey}, anys(spent)...)...)
+			}
+			for _, org := range spent {
+				w.do("SREM", o.s.keys.orgInvitations(org), e)
 			}
 			for _, b := range binds {
 				o.putMembership(w, &b.m, b.after)
@@ -355,6 +383,14 @@ func (o *Orgs) BindInvitations(ctx context.Context, email string, emailVerified 
 		return nil, err
 	}
 	return bound, nil
+}
+
+func anys(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
 }
 
 // invitable says why org cannot take the invitation inv at now, or nil.

@@ -48,8 +48,11 @@ type Org struct {
 	MergedInto string   `json:"merged_into,omitempty"`
 	Domains    []Domain `json:"domains,omitempty"`
 	// Contact is whom members should ask for access (shown on denial pages).
-	Contact string    `json:"contact,omitempty"`
-	Updated time.Time `json:"updated,omitzero"`
+	Contact string `json:"contact,omitempty"`
+	// Providers, when set, are the only OpenID Providers (configured names, sorted) that may
+	// sign people in for this organisation; empty: the shared providers (authz.Providers).
+	Providers []string  `json:"providers,omitempty"`
+	Updated   time.Time `json:"updated,omitzero"`
 	// Policy tightens the platform's lifecycle policy for this organisation; nil: the
 	// platform's as it is. It can only tighten (authz applies the stricter of both).
 	Policy *OrgPolicy `json:"policy,omitempty"`

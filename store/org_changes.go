@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -261,6 +262,31 @@ func (o *Orgs) SetOrgPolicy(ctx context.Context, id string, p *OrgPolicy, actor,
 	return o.updateOrg(ctx, "set org policy", id, actor, reason, audit.OrgPolicyChanged, nil,
 		func(_ *redis.Tx, org *Org) (func(*batch), error) {
 			org.Policy = p
+			return nil, nil
+		})
+}
+
+// SetOrgProviders replaces the OpenID Providers that may sign people in for an organisation
+// (configured provider names; none: the shared providers). Names are checked for shape here;
+// that they are configured is the caller's check, since this process's configuration is not
+// every replica's. Sessions of people signed in through a provider no longer trusted are
+// refused from the next decision on (the org's caches are invalidated).
+func (o *Orgs) SetOrgProviders(ctx context.Context, id string, providers []string, actor, reason string) (*Org, error) {
+	names := slices.Clone(providers)
+	slices.Sort(names)
+	names = slices.Compact(names)
+	for _, n := range names {
+		if !syntax.Name(n) {
+			return nil, fmt.Errorf("set org providers %s: provider %q: %w", id, n, ErrInvalid)
+		}
+	}
+	if len(names) == 0 {
+		names = nil
+	}
+	return o.updateOrg(ctx, "set org providers", id, actor, reason, audit.OrgProvidersChanged,
+		map[string]string{"providers": strings.Join(names, " ")},
+		func(_ *redis.Tx, org *Org) (func(*batch), error) {
+			org.Providers = names
 			return nil, nil
 		})
 }

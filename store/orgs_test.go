@@ -805,3 +805,72 @@ func TestCanonicalEmail(t *testing.T) {
 		}
 	}
 }
+
+// TestOrgProvidersAndTrustedInvitations: an organisation's provider list is a normal audited
+// change, and an invitation binds only to a person whose provider the organisation trusts; a
+// person of another provider with the same verified address leaves it for its owner.
+func TestOrgProvidersAndTrustedInvitations(t *testing.T) {
+	f := newOrgFixture(t)
+	ctx := f.ctx()
+	f.createOrg("acme")
+	f.verifyDomain("acme", "acme.example")
+	f.createOrg("beta")
+
+	_, err := f.o.SetOrgProviders(ctx, "acme", []string{"Not A Name"}, admin, "")
+	wantErr(t, "malformed provider name", err, ErrInvalid)
+	_, err = f.o.SetOrgProviders(ctx, "ghost", []string{"acme-entra"}, admin, "")
+	wantErr(t, "missing org", err, ErrNotFound)
+	f.expect(nil)
+	o, err := f.o.SetOrgProviders(ctx, "acme", []string{"acme-entra", "default", "acme-entra"}, admin, "acme signs in with Entra ID")
+	if err != nil || !slices.Equal(o.Providers, []string{"acme-entra", "default"}) {
+		t.Fatalf("SetOrgProviders = %+v, %v", o, err)
+	}
+	evs := f.expect([]audit.Type{audit.OrgProvidersChanged}, invalOrg("acme"))
+	if evs[0].Detail["providers"] != "acme-entra default" || evs[0].Reason != "acme signs in with Entra ID" {
+		t.Errorf("event %+v", evs[0])
+	}
+	if got, _ := f.s.Org(ctx, "acme"); !slices.Equal(got.Providers, []string{"acme-entra", "default"}) {
+		t.Errorf("stored providers %v", got.Providers)
+	}
+
+	for _, org := range []string{"acme", "beta"} {
+		if _, err := f.o.Invite(ctx, Invitation{Org: org, Email: "dan@acme.example", Kind: KindPartner}, admin, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.expect([]audit.Type{audit.MembershipInvited, audit.MembershipInvited})
+	// The person of another provider is trusted by beta (it lists none) but not by acme.
+	const other = "https://other-idp.example|dan"
+	onlyBeta := func(o *Org) bool { return o != nil && len(o.Providers) == 0 }
+	orgs, err := f.o.BindInvitationsTrusted(ctx, "dan@acme.example", true, other, onlyBeta)
+	if err != nil || !slices.Equal(orgs, []string{"beta"}) {
+		t.Fatalf("bind = %v, %v", orgs, err)
+	}
+	f.expect([]audit.Type{audit.InvitationBound}, invalMembership("beta", other))
+	if _, m, _ := f.s.Lookup(ctx, "acme", other); m != nil {
+		t.Fatalf("an untrusted provider's person collected acme's invitation: %+v", m)
+	}
+	if invs, _ := f.s.Invitations(ctx, "dan@acme.example"); len(invs) != 1 || invs[0].Org != "acme" {
+		t.Fatalf("acme's invitation should wait for its owner: %+v", invs)
+	}
+	// Nothing to bind for the same person again: no change, no event.
+	if orgs, err := f.o.BindInvitationsTrusted(ctx, "dan@acme.example", true, other, onlyBeta); err != nil || orgs != nil {
+		t.Errorf("second bind = %v, %v", orgs, err)
+	}
+	f.expect(nil)
+	// Acme's own provider's person takes it.
+	const dan = "https://login.acme.example|dan"
+	if orgs, err := f.o.BindInvitationsTrusted(ctx, "dan@acme.example", true, dan, func(o *Org) bool { return o != nil && o.ID == "acme" }); err != nil || !slices.Equal(orgs, []string{"acme"}) {
+		t.Fatalf("bind by acme's person = %v, %v", orgs, err)
+	}
+	f.expect([]audit.Type{audit.InvitationBound}, invalMembership("acme", dan))
+	if invs, _ := f.s.Invitations(ctx, "dan@acme.example"); len(invs) != 0 {
+		t.Errorf("invitations left: %+v", invs)
+	}
+
+	// Clearing the list returns the organisation to the shared providers.
+	if o, err := f.o.SetOrgProviders(ctx, "acme", nil, admin, "back to the portal's IdP"); err != nil || o.Providers != nil {
+		t.Fatalf("clear = %+v, %v", o, err)
+	}
+	f.expect([]audit.Type{audit.OrgProvidersChanged}, invalOrg("acme"))
+}

@@ -224,6 +224,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	if cfg.OIDC.Issuer == "" {
 		return closeAll, api, nil
 	}
+	providers := authz.CompileProviders(cfg.OIDC.All)
 	sm, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{
 		Logger: log,
 		Audit:  reqAudit, // sign-in, sign-out, session ends, handoffs, step-ups
@@ -236,7 +237,10 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		// Access granted to an address before its owner ever signed in binds now, once, to
 		// this person (issue 4: a later owner of the address inherits nothing).
 		OnSignIn: func(ctx context.Context, s session.Session) error {
-			bound, err := orgs.BindInvitations(ctx, s.Email, s.EmailVerified, s.UserKey)
+			// Only organisations that trust the person's provider take their invitations:
+			// the others' stay for the address's owner at a provider they trust.
+			bound, err := orgs.BindInvitationsTrusted(ctx, s.Email, s.EmailVerified, s.UserKey,
+				func(o *store.Org) bool { return o != nil && providers.TrustsUser(o, s.UserKey) })
 			if len(bound) > 0 {
 				log.Info("invitations bound at sign-in", slog.String("user", s.UserKey), slog.Any("orgs", bound))
 			}
@@ -348,7 +352,7 @@ func newAdminAPI(cfg *config.Config, st *store.Store, orgs *store.Orgs, aud *sto
 		issuers[is.Issuer] = is.Orgs
 	}
 	api, err := admin.New(admin.Options{Store: st, Orgs: orgs, Audit: aud, Lifecycle: authz.CompilePolicy(&cfg.Lifecycle), Operators: ops, Sessions: st,
-		Logger: log.With(slog.String("component", "admin_api")), ClientIssuers: issuers})
+		Logger: log.With(slog.String("component", "admin_api")), ClientIssuers: issuers, Providers: authz.CompileProviders(cfg.OIDC.All)})
 	if err != nil {
 		return nil, fmt.Errorf("admin api: %w", err)
 	}

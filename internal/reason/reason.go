@@ -181,6 +181,10 @@ const (
 	// NotMember: the person holds no membership in the organisation (or the record loaded is
 	// for another person or organisation).
 	NotMember Code = "not_member"
+	// ProviderNotTrusted: the membership is of a person signed in through an identity
+	// provider the organisation does not list (or, when it lists none, one that is not
+	// shared): a provider speaks only for the organisations that trust it.
+	ProviderNotTrusted Code = "provider_not_trusted"
 	// MembershipRevoked: the membership was revoked.
 	MembershipRevoked Code = "membership_revoked"
 	// MembershipSuspended: the membership is suspended, or has a status Portcullis does not
@@ -348,6 +352,7 @@ const (
 const (
 	signIn       = "/.portcullis/login"
 	chooseOrg    = "/.portcullis/orgs"
+	signOut      = "/.portcullis/logout"
 	pathRejected = "The address contains characters or sequences that are not allowed."
 	recoveryBad  = "The account-recovery request could not be understood: it must carry exactly one well-formed identifier."
 )
@@ -403,6 +408,8 @@ var specs = []Spec{
 	{Code: OrgInactive, Area: AreaAccess, Status: http.StatusForbidden, Message: "The organisation {org} is no longer active.", Hidden: true},
 	{Code: NotMember, Area: AreaAccess, Status: http.StatusForbidden, Message: "You are not a member of the organisation {org}.",
 		Fallback: "You are not a member of any organisation that can use this page."},
+	{Code: ProviderNotTrusted, Area: AreaAccess, Status: http.StatusForbidden, Message: "{org} does not accept sign-ins through the identity provider you used. Sign out and sign in with your organisation's own.",
+		Action: signOut, ActionText: "Sign out"},
 	{Code: MembershipRevoked, Area: AreaAccess, Status: http.StatusForbidden, Message: "Your membership of {org} has been revoked."},
 	{Code: MembershipSuspended, Area: AreaAccess, Status: http.StatusForbidden, Message: "Your membership of {org} is suspended."},
 	{Code: MembershipExpired, Area: AreaAccess, Status: http.StatusForbidden, Message: "Your membership of {org} has expired."},

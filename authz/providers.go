@@ -1,0 +1,104 @@
+package authz
+
+import (
+	"strings"
+
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// Providers is which OpenID Providers may establish identities for which organisations,
+// compiled from oidc's providers (config.OIDC.All): the trust rule of Decide. An organisation
+// that lists providers (store.Org.Providers) trusts those; one that lists none trusts the
+// shared providers. A person is their issuer and subject (store.UserKey), so a membership
+// already belongs to one provider's person; the rule makes sure that provider speaks for the
+// organisation, whatever anyone granted or an invitation bound.
+//
+// A nil *Providers trusts every issuer: the decision is then what it was before providers
+// (the admin API's own tests, and deployments without sign-in). It is immutable and safe to
+// share.
+type Providers struct {
+	list []trusted
+}
+
+type trusted struct {
+	name, issuer string
+	shared       bool
+}
+
+// CompileProviders compiles the configured providers; nil when there are none.
+func CompileProviders(all []config.OIDCProvider) *Providers {
+	if len(all) == 0 {
+		return nil
+	}
+	p := &Providers{}
+	for _, c := range all {
+		p.list = append(p.list, trusted{name: c.Name, issuer: c.Issuer, shared: c.Shared})
+	}
+	return p
+}
+
+// Known reports whether name is a configured provider (none is, for a nil p).
+func (p *Providers) Known(name string) bool {
+	if p == nil {
+		return false
+	}
+	for i := range p.list {
+		if p.list[i].name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ByIssuer is the name of the provider of issuer, "" when none is configured.
+func (p *Providers) ByIssuer(issuer string) string {
+	if p == nil {
+		return ""
+	}
+	for i := range p.list {
+		if p.list[i].issuer == issuer {
+			return p.list[i].name
+		}
+	}
+	return ""
+}
+
+// Trusts reports whether organisation o accepts people signed in through the provider called
+// name. It allocates nothing.
+func (p *Providers) Trusts(o *store.Org, name string) bool {
+	if p == nil {
+		return true
+	}
+	if o == nil || name == "" {
+		return false
+	}
+	if len(o.Providers) > 0 {
+		for _, n := range o.Providers {
+			if n == name {
+				return p.Known(name)
+			}
+		}
+		return false
+	}
+	for i := range p.list {
+		if p.list[i].name == name {
+			return p.list[i].shared
+		}
+	}
+	return false
+}
+
+// TrustsUser reports whether o accepts the person user (a store.UserKey): whether the
+// provider of the key's issuer is one o trusts. Machine identities are not signed in
+// through a provider; their sponsors are, and are decided as persons.
+func (p *Providers) TrustsUser(o *store.Org, user string) bool {
+	if p == nil || store.IsMachineUser(user) {
+		return true
+	}
+	iss, _, ok := strings.Cut(user, "|")
+	if !ok {
+		return false
+	}
+	return p.Trusts(o, p.ByIssuer(iss))
+}
