@@ -37,6 +37,7 @@ Organisations:
   org suspend ID --reason WHY
   org activate ID
   org end ID --reason WHY [--contract-end RFC3339] [--merged-into ORG]
+  org providers ID [--provider NAME]... --reason WHY   (none: the shared providers)
 
 Email domains of an organisation:
   domain add ORG DOMAIN
@@ -124,12 +125,13 @@ type adminCommand struct {
 
 // adminCommands maps "group name" to its command.
 var adminCommands = map[string]adminCommand{
-	"org create":   {"ID --name NAME [--contact EMAIL]", true, false, adminOrgCreate},
-	"org show":     {"ID", false, false, adminOrgShow},
-	"org list":     {"", false, false, adminOrgList},
-	"org suspend":  {"ID --reason WHY", true, true, adminOrgSuspend},
-	"org activate": {"ID", true, false, adminOrgActivate},
-	"org end":      {"ID --reason WHY [--contract-end RFC3339] [--merged-into ORG]", true, true, adminOrgEnd},
+	"org create":    {"ID --name NAME [--contact EMAIL]", true, false, adminOrgCreate},
+	"org show":      {"ID", false, false, adminOrgShow},
+	"org list":      {"", false, false, adminOrgList},
+	"org suspend":   {"ID --reason WHY", true, true, adminOrgSuspend},
+	"org activate":  {"ID", true, false, adminOrgActivate},
+	"org end":       {"ID --reason WHY [--contract-end RFC3339] [--merged-into ORG]", true, true, adminOrgEnd},
+	"org providers": {"ID [--provider NAME]... --reason WHY", true, true, adminOrgProviders},
 
 	"domain add":     {"ORG DOMAIN", true, false, adminDomainStatus("")},
 	"domain verify":  {"ORG DOMAIN", true, false, adminDomainStatus(store.DomainVerified)},
@@ -460,7 +462,8 @@ func (a *adminRun) open() bool {
 	fmt.Fprintf(a.stderr, "portcullis %s: BREAK-GLASS: writing to Redis %s directly as %q, not through the admin API; every change is audited as %q\n",
 		a.name, st.Addr(), a.actor, via)
 	aud := auditStream(st, cfg.Audit)
-	a.be = &storeBackend{st: st, orgs: store.NewOrgs(st, aud).Via(via), audit: aud, policy: authz.CompilePolicy(&cfg.Lifecycle), actor: a.actor, via: via}
+	a.be = &storeBackend{st: st, orgs: store.NewOrgs(st, aud).Via(via), audit: aud, policy: authz.CompilePolicy(&cfg.Lifecycle),
+		providers: authz.CompileProviders(cfg.OIDC.All), actor: a.actor, via: via}
 	return true
 }
 

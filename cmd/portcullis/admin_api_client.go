@@ -172,6 +172,14 @@ func (b *apiBackend) SetDomain(ctx context.Context, org, domain, status, reason 
 	return &out, b.call(ctx, "POST", orgPath(org)+"/domains", map[string]any{"domain": domain, "status": status, "reason": reason}, &out)
 }
 
+func (b *apiBackend) SetProviders(ctx context.Context, org string, providers []string, reason string) (*store.Org, error) {
+	var out store.Org
+	if providers == nil {
+		providers = []string{}
+	}
+	return &out, b.call(ctx, "PUT", orgPath(org)+"/providers", map[string]any{"providers": providers, "reason": reason}, &out)
+}
+
 // purposesBody is purpose grants as the API takes them (nil for none).
 func purposesBody(grants []store.Grant) []map[string]any {
 	var ps []map[string]any

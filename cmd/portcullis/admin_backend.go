@@ -27,6 +27,8 @@ type adminBackend interface {
 	SetOrgStatus(ctx context.Context, id string, st store.OrgStatus, reason string) (*store.Org, error)
 	// SetDomain adds domain to org (status "") or sets its status.
 	SetDomain(ctx context.Context, org, domain, status, reason string) (*store.Org, error)
+	// SetProviders replaces the identity providers org trusts (none: the shared ones).
+	SetProviders(ctx context.Context, org string, providers []string, reason string) (*store.Org, error)
 
 	Grant(ctx context.Context, m store.Membership, ticket, reason string) (*store.Membership, error)
 	Invite(ctx context.Context, inv store.Invitation, reason string) (*store.Invitation, error)
@@ -80,8 +82,10 @@ type storeBackend struct {
 	orgs   *store.Orgs
 	audit  *store.Audit
 	policy *authz.Policy
-	actor  string
-	via    string
+	// providers are the configuration's identity providers, the names SetProviders takes.
+	providers *authz.Providers
+	actor     string
+	via       string
 }
 
 func (b *storeBackend) Close() { _ = b.st.Close() }
@@ -127,6 +131,15 @@ func (b *storeBackend) SetDomain(ctx context.Context, org, domain, status, reaso
 		return b.orgs.AddDomain(ctx, org, domain, b.actor, reason)
 	}
 	return b.orgs.SetDomainStatus(ctx, org, domain, status, b.actor, reason)
+}
+
+func (b *storeBackend) SetProviders(ctx context.Context, org string, providers []string, reason string) (*store.Org, error) {
+	for _, n := range providers {
+		if !b.providers.Known(n) {
+			return nil, fmt.Errorf("provider %q is not a configured identity provider: %w", n, store.ErrInvalid)
+		}
+	}
+	return b.orgs.SetOrgProviders(ctx, org, providers, b.actor, reason)
 }
 
 func (b *storeBackend) Grant(ctx context.Context, m store.Membership, _, reason string) (*store.Membership, error) {

@@ -141,6 +141,35 @@ func adminOrgSetStatus(a *adminRun, status string) int {
 	})
 }
 
+// adminOrgProviders replaces the identity providers an organisation trusts.
+func adminOrgProviders(a *adminRun) int {
+	var names stringList
+	a.fs.Var(&names, "provider", "a configured identity provider's name, \"default\" for oidc's own (repeatable; none: the shared providers)")
+	if !a.parse("ID") {
+		return 2
+	}
+	id := a.pos[0]
+	if a.checkOrgID("ID", id); a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	o, err := a.be.SetProviders(a.ctx, id, names, a.reason)
+	if err != nil {
+		return a.fail(err)
+	}
+	return a.output(o, func(w io.Writer) {
+		fmt.Fprintf(w, "org %s: providers %s\n", o.ID, providerList(o.Providers))
+	})
+}
+
+// providerList shows an organisation's providers, or that it trusts the shared ones.
+func providerList(p []string) string {
+	if len(p) == 0 {
+		return "shared (none listed)"
+	}
+	return strings.Join(p, ", ")
+}
+
 // adminDomainStatus returns the command that adds a domain (status "") or sets its status.
 func adminDomainStatus(status string) func(a *adminRun) int {
 	return func(a *adminRun) int {
@@ -181,6 +210,7 @@ func printOrg(w io.Writer, o *store.Org) {
 	fmt.Fprintf(tw, "contract end\t%s\n", when(o.ContractEnd))
 	fmt.Fprintf(tw, "merged into\t%s\n", orDash(o.MergedInto))
 	fmt.Fprintf(tw, "contact\t%s\n", orDash(o.Contact))
+	fmt.Fprintf(tw, "providers\t%s\n", providerList(o.Providers))
 	if len(o.Domains) == 0 {
 		fmt.Fprintf(tw, "domains\t-\n")
 	}

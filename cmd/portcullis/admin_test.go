@@ -1037,3 +1037,34 @@ func TestAdminClientFollowsNoRedirect(t *testing.T) {
 		t.Errorf("--insecure-skip-verify with a name: %d %s", code, errOut.String())
 	}
 }
+
+// TestAdminOrgProviders: break-glass sets an organisation's identity providers to configured
+// names only; none returns it to the shared ones.
+func TestAdminOrgProviders(t *testing.T) {
+	t.Parallel()
+	b := newAdminBed(t)
+	b.ok("org", "create", "acme", "--name", "Acme")
+	// Without sign-in configured no provider is known.
+	b.refused(1, []string{`"default" is not a configured identity provider`}, "org", "providers", "acme", "--provider", "default", "--reason", "x")
+	writeFile(t, b.cfg, adminConfig(b.rs.Addr)+`oidc:
+  issuer: https://idp.example.com
+  client_id: portcullis
+  redirect_url: https://portal.example.com/.portcullis/callback
+`)
+	b.refused(1, []string{"--reason"}, "org", "providers", "acme", "--provider", "default")
+	b.refused(1, []string{`"acme-entra" is not a configured identity provider`}, "org", "providers", "acme", "--provider", "acme-entra", "--reason", "x")
+	if out := b.ok("org", "providers", "acme", "--provider", "default", "--reason", "only the portal's IdP"); !strings.Contains(out, "org acme: providers default") {
+		t.Errorf("providers printed %q", out)
+	}
+	if e := b.lastEvent(audit.OrgProvidersChanged); e.Reason != "only the portal's IdP" || e.Detail["providers"] != "default" || e.Actor != testActor {
+		t.Errorf("event %+v", e)
+	}
+	if out := b.ok("org", "show", "acme"); !strings.Contains(out, "providers") || !strings.Contains(out, "default") {
+		t.Errorf("show printed %q", out)
+	}
+	var o store.Org
+	b.okJSON(&o, "org", "providers", "acme", "--reason", "back to the shared ones")
+	if o.Providers != nil {
+		t.Errorf("cleared = %+v", o.Providers)
+	}
+}
