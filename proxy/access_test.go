@@ -499,6 +499,15 @@ func accReasonCodes(t *testing.T, b *accBed) {
 			return o, m
 		}, "org_inactive", "org_inactive"},
 		{"not a member", "/o/acme/x", func(o *store.Org, m *store.Membership) (*store.Org, *store.Membership) { return o, nil }, "not_member", "not_member"},
+		// alice signed in through the shared provider; acme lists only a provider of its own.
+		{"provider not trusted", "/o/acme/x", func(o *store.Org, m *store.Membership) (*store.Org, *store.Membership) {
+			o.Providers = []string{"acme-entra"}
+			return o, m
+		}, "provider_not_trusted", "provider_not_trusted"},
+		{"shared provider listed", "/o/acme/x", func(o *store.Org, m *store.Membership) (*store.Org, *store.Membership) {
+			o.Providers = []string{"acme-entra", "default"}
+			return o, m
+		}, "", ""},
 		{"revoked", "/o/acme/x", func(o *store.Org, m *store.Membership) (*store.Org, *store.Membership) {
 			m.Status = store.MembershipRevoked
 			return o, m
