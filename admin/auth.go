@@ -118,6 +118,10 @@ func (c *call) adminOf(org string) (bool, error) {
 	if err != nil || ok || o == nil {
 		return ok, err
 	}
+	// A delegate acts in org: org's trust rule applies to them as to its own members.
+	if !c.s.providers.TrustsUser(o, c.p.Name) {
+		return false, nil
+	}
 	now := c.s.now()
 	for i := range o.Delegations {
 		d := &o.Delegations[i]

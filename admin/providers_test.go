@@ -4,10 +4,12 @@ import (
 	"net/http/httptest"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/store"
 )
 
 // TestOrgProviders: only operators say which providers sign people in for an organisation,
@@ -20,6 +22,7 @@ func TestOrgProviders(t *testing.T) {
 	table := authz.CompileProviders([]config.OIDCProvider{
 		{Name: config.DefaultProvider, Issuer: "https://idp.portal", Shared: true},
 		{Name: "acme-idp", Issuer: "https://idp.acme"},
+		{Name: "partner-idp", Issuer: "https://idp.partner/"},
 	})
 	api, err := New(Options{Store: b.st, Orgs: b.orgs, Audit: b.aud, Lifecycle: b.api.policy.Load().Policy, Sessions: b.st, Now: b.now, Providers: table})
 	if err != nil {
@@ -62,6 +65,19 @@ func TestOrgProviders(t *testing.T) {
 	if o, _ := b.st.Org(t.Context(), "beta"); o.Providers != nil {
 		t.Fatalf("beta %v", o.Providers)
 	}
+
+	// A delegate acts in acme: acme's rule applies to them. paul administers partnerco
+	// through partnerco's own provider, and acme delegates to partnerco.
+	b.want(b.call(b.ops, "PUT", "/api/v1/orgs/partnerco/providers", map[string]any{"providers": []string{"partner-idp"}, "reason": "x"}), 200, "")
+	if _, err := b.orgs.Delegate(t.Context(), "acme", store.Delegation{To: "partnerco", ExpiresAt: time.Now().Add(24 * time.Hour)}, "bootstrap", "msp"); err != nil {
+		t.Fatal(err)
+	}
+	paulTok := b.personal(paul, "", false)
+	b.want(b.call(paulTok, "GET", "/api/v1/orgs/partnerco/members", nil), 200, "")
+	b.want(b.call(paulTok, "GET", "/api/v1/orgs/acme/members", nil), 403, "")
+	b.want(put(b.ops, "acme-idp", "partner-idp"), 200, "")
+	b.want(b.call(paulTok, "GET", "/api/v1/orgs/acme/members", nil), 200, "")
+
 	// Without configured providers no name is known.
 	b.srv = httptest.NewTLSServer(b.api)
 	t.Cleanup(b.srv.Close)

@@ -116,7 +116,8 @@ type Missing struct {
 //  3. org_inactive: status not active (suspended, ended, unknown), merged into another org,
 //     or contract end reached.
 //  4. not_member: no membership record, or one whose Org or User differs from the request
-//     (defence against a cache or key mix-up), or an empty User.
+//     (defence against a cache or key mix-up), or an empty User; then provider_not_trusted
+//     (with Providers): the record's person is of a provider the organisation does not trust.
 //  5. membership_revoked, then membership_suspended (also for an unknown status).
 //  6. membership_expired, then review_overdue.
 //  7. email_domain_not_verified (unless the route lifts it).

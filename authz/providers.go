@@ -33,7 +33,7 @@ func CompileProviders(all []config.OIDCProvider) *Providers {
 	}
 	p := &Providers{}
 	for _, c := range all {
-		p.list = append(p.list, trusted{name: c.Name, issuer: c.Issuer, shared: c.Shared})
+		p.list = append(p.list, trusted{name: c.Name, issuer: strings.TrimSuffix(c.Issuer, "/"), shared: c.Shared})
 	}
 	return p
 }
@@ -56,6 +56,10 @@ func (p *Providers) ByIssuer(issuer string) string {
 	if p == nil {
 		return ""
 	}
+	// go-oidc matches a token's iss to the configured issuer exactly, but keys typed by hand
+	// (a sponsor, a token's owner) may differ by a trailing slash, which names the same
+	// issuer: config.admin's operator issuers compare the same way.
+	issuer = strings.TrimSuffix(issuer, "/")
 	for i := range p.list {
 		if p.list[i].issuer == issuer {
 			return p.list[i].name

@@ -46,6 +46,9 @@ func TestDecideTrustRule(t *testing.T) {
 			in.User, in.Membership.User = "https://idp.example.com.evil|alice", "https://idp.example.com.evil|alice"
 		}, reason.ProviderNotTrusted},
 		{"org lists a name no longer configured", func(in *Input) { in.Org.Providers = []string{"gone"} }, reason.ProviderNotTrusted},
+		{"hand-typed key with a trailing slash", func(in *Input) {
+			in.User, in.Membership.User = "https://idp.example.com/|alice", "https://idp.example.com/|alice"
+		}, reason.Allowed},
 		{"no separator", func(in *Input) { in.User, in.Membership.User = "alice", "alice" }, reason.ProviderNotTrusted},
 		{"not a member stays not_member", func(in *Input) { in.Membership = nil; in.Org.Providers = []string{"acme-entra"} }, reason.NotMember},
 	} {

@@ -44,6 +44,8 @@ type RecoveryPolicy struct {
 	AllowUnknownDomains bool
 	// Lifecycle is the lifecycle policy a live membership must meet; nil applies none.
 	Lifecycle *Policy
+	// Providers is the trust rule a live membership must meet (Input.Providers).
+	Providers *Providers
 }
 
 // RecoveryPolicyOf is the policy of guard g.
@@ -249,7 +251,7 @@ func DecideRecovery(p RecoveryPolicy, f *RecoveryFacts, now time.Time) RecoveryD
 			return d
 		}
 		h := f.Memberships[i]
-		if Decide(Input{User: f.Person, OrgID: org, Org: h.Org, Membership: h.Membership, Require: anyLiveMembership, Policy: p.Lifecycle}, now).Allow {
+		if Decide(Input{User: f.Person, OrgID: org, Org: h.Org, Membership: h.Membership, Require: anyLiveMembership, Policy: p.Lifecycle, Providers: p.Providers}, now).Allow {
 			if d.Org == "" {
 				d.Org = org
 			}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -66,6 +67,12 @@ func decideRecovery(t *testing.T, p RecoveryPolicy, w recoveryWorld, now time.Ti
 	return RecoveryDecision{}, nil
 }
 
+// recoveryTrust: "iss" (the test's people) is a customer's provider, not shared.
+var recoveryTrust = CompileProviders([]config.OIDCProvider{
+	{Name: config.DefaultProvider, Issuer: "https://idp.example", Shared: true},
+	{Name: "customer", Issuer: "iss"},
+})
+
 func TestDecideRecovery(t *testing.T) {
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	pol := RecoveryPolicy{PerIdentifier: 5, PerClient: 20}
@@ -98,6 +105,14 @@ func TestDecideRecovery(t *testing.T) {
 		needs []RecoveryNeed
 	}{
 		{"live person, verified domain", nil, nil, reason.Allowed, "acme", all},
+		// A membership of a person of a provider the organisation does not trust is not live.
+		{"membership of an untrusted provider's person", func(p *RecoveryPolicy) { p.Providers = recoveryTrust }, nil,
+			reason.NoActiveMembership, "acme", all},
+		{"membership of a provider the organisation lists", func(p *RecoveryPolicy) { p.Providers = recoveryTrust }, func(w *recoveryWorld) {
+			h := live("acme", nil)
+			h.Org.Providers = []string{"customer"}
+			w.records = map[string]HeldMembership{"acme": h}
+		}, reason.Allowed, "acme", all},
 
 		// Rate limits come first and cost no lookup.
 		{"identifier over its limit", nil, func(w *recoveryWorld) { w.count.Identifier = 6 }, reason.RateLimited, "", []RecoveryNeed{NeedCount}},

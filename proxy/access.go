@@ -35,7 +35,7 @@ type routePolicy struct {
 // (all routes' names), which are stripped from every request on every route.
 // A recovery guard config.Load did not compile (a hand-built configuration) is refused
 // rather than served without its guard.
-func compilePolicies(set Settings, lifecycle *authz.Policy) ([]routePolicy, []string, error) {
+func compilePolicies(set Settings, lifecycle *authz.Policy, providers *authz.Providers) ([]routePolicy, []string, error) {
 	pols := make([]routePolicy, len(set.Routes))
 	seen := map[string]bool{}
 	var cgi []string
@@ -57,7 +57,7 @@ func compilePolicies(set Settings, lifecycle *authz.Policy) ([]routePolicy, []st
 				return nil, nil, fmt.Errorf("route %s: recovery_guard was not compiled: the configuration must come from config.Load", r.Name)
 			}
 			p.recovery, p.recoveryPolicy = g, authz.RecoveryPolicyOf(g)
-			p.recoveryPolicy.Lifecycle = lifecycle
+			p.recoveryPolicy.Lifecycle, p.recoveryPolicy.Providers = lifecycle, providers
 		}
 		if r.Org != nil || r.Require != nil {
 			p.orgScoped = true

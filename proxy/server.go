@@ -241,7 +241,7 @@ func (s *Server) build(set Settings) (*state, error) {
 		}
 		st.hsts = v
 	}
-	if st.policies, st.identityCGI, err = compilePolicies(set, st.lifecycle); err != nil {
+	if st.policies, st.identityCGI, err = compilePolicies(set, st.lifecycle, st.providers); err != nil {
 		return nil, err
 	}
 	st.overrides = compileOverrides(set.Routes)
