@@ -116,13 +116,6 @@ func TestE2EDjango(t *testing.T) {
 		must(o.AddDomain(ctx, org.id, org.domain, "seed", "seed"))
 		must(o.SetDomainStatus(ctx, org.id, org.domain, store.DomainVerified, "seed", "seed"))
 	}
-	for _, p := range []struct{ org, user, email string }{{"acme", "idp|alice", "alice@fresh.example"}, {"stale", "idp|victim", "victim@stale.example"}} {
-		must(o.Grant(ctx, store.Membership{Org: p.org, User: p.user, Kind: store.KindEmployee}, "seed", "seed"))
-		if err := st.RecordPerson(ctx, p.email, p.user, time.Now(), 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(o.SetDomainStatus(ctx, "stale", "stale.example", store.DomainLapsed, "seed", "the domain expired"))
 	// Day one behind Portcullis: bob has used the portal for years, Portcullis has only his
 	// invitation (he has never signed in through it).
 	must(o.Invite(ctx, store.Invitation{Org: "acme", Email: "bob@fresh.example", Kind: store.KindEmployee}, "seed", "existing users imported"))
@@ -134,6 +127,15 @@ func TestE2EDjango(t *testing.T) {
 		Users:   azUsers,
 	})
 	writeFile(t, filepath.Join(dir, "oidc-secret"), "e2e-secret\n")
+	// People the portal knows, of the provider Portcullis trusts (a membership of another
+	// issuer's person is not live: the trust rule).
+	for _, p := range []struct{ org, user, email string }{{"acme", store.UserKey(idp.URL, "portal-alice"), "alice@fresh.example"}, {"stale", store.UserKey(idp.URL, "portal-victim"), "victim@stale.example"}} {
+		must(o.Grant(ctx, store.Membership{Org: p.org, User: p.user, Kind: store.KindEmployee}, "seed", "seed"))
+		if err := st.RecordPerson(ctx, p.email, p.user, time.Now(), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(o.SetDomainStatus(ctx, "stale", "stale.example", store.DomainLapsed, "seed", "the domain expired"))
 	// The example as it is, with the test's addresses; the unknown address is let through so
 	// that Django's own answer for it can be compared with the blocked one's.
 	cfg := filepath.Join(dir, "portcullis.yaml")
