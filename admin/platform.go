@@ -86,11 +86,9 @@ func (c *call) setProviders() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range in.Providers {
-		// Only this process's configuration can be checked; replicas share one file.
-		if !c.s.providers.Known(n) {
-			return nil, invalid(fmt.Sprintf("provider %q is not a configured identity provider", n))
-		}
+	// Only this process's configuration can be checked; replicas share one file.
+	if n := c.s.providers.Unknown(in.Providers); n != "" {
+		return nil, invalid(fmt.Sprintf("provider %q is not a configured identity provider", n))
 	}
 	return c.changes().SetOrgProviders(c.ctx, org, in.Providers, c.p.Name, in.Reason)
 }

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/portcullis-proxy/portcullis/config"
@@ -51,6 +52,17 @@ func (p *Providers) Known(name string) bool {
 	return false
 }
 
+// Unknown is the first of names that is not a configured provider, "" when all are: what an
+// organisation's provider list may not name.
+func (p *Providers) Unknown(names []string) string {
+	for _, n := range names {
+		if !p.Known(n) {
+			return n
+		}
+	}
+	return ""
+}
+
 // ByIssuer is the name of the provider of issuer, "" when none is configured.
 func (p *Providers) ByIssuer(issuer string) string {
 	if p == nil {
@@ -78,12 +90,7 @@ func (p *Providers) Trusts(o *store.Org, name string) bool {
 		return false
 	}
 	if len(o.Providers) > 0 {
-		for _, n := range o.Providers {
-			if n == name {
-				return p.Known(name)
-			}
-		}
-		return false
+		return slices.Contains(o.Providers, name) && p.Known(name)
 	}
 	for i := range p.list {
 		if p.list[i].name == name {

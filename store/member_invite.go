@@ -366,12 +366,9 @@ func (o *Orgs) BindInvitationsTrusted(ctx context.Context, email string, emailVe
 			return nil
 		}
 		return o.commit(ctx, tx, func(w *batch) {
-			if len(spent) == len(invs) {
-				w.do("DEL", invKey)
-			} else {
-				w.do(append([]any{"HDEL", invKey}, anys(spent)...)...)
-			}
+			// A hash whose last field goes is deleted with it.
 			for _, org := range spent {
+				w.do("HDEL", invKey, org)
 				w.do("SREM", o.s.keys.orgInvitations(org), e)
 			}
 			for _, b := range binds {
@@ -383,14 +380,6 @@ func (o *Orgs) BindInvitationsTrusted(ctx context.Context, email string, emailVe
 		return nil, err
 	}
 	return bound, nil
-}
-
-func anys(s []string) []any {
-	out := make([]any, len(s))
-	for i, v := range s {
-		out[i] = v
-	}
-	return out
 }
 
 // invitable says why org cannot take the invitation inv at now, or nil.

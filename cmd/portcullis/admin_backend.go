@@ -134,10 +134,8 @@ func (b *storeBackend) SetDomain(ctx context.Context, org, domain, status, reaso
 }
 
 func (b *storeBackend) SetProviders(ctx context.Context, org string, providers []string, reason string) (*store.Org, error) {
-	for _, n := range providers {
-		if !b.providers.Known(n) {
-			return nil, fmt.Errorf("provider %q is not a configured identity provider: %w", n, store.ErrInvalid)
-		}
+	if n := b.providers.Unknown(providers); n != "" {
+		return nil, fmt.Errorf("provider %q is not a configured identity provider: %w", n, store.ErrInvalid)
 	}
 	return b.orgs.SetOrgProviders(ctx, org, providers, b.actor, reason)
 }

@@ -240,7 +240,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 			// Only organisations that trust the person's provider take their invitations:
 			// the others' stay for the address's owner at a provider they trust.
 			bound, err := orgs.BindInvitationsTrusted(ctx, s.Email, s.EmailVerified, s.UserKey,
-				func(o *store.Org) bool { return o != nil && providers.TrustsUser(o, s.UserKey) })
+				func(o *store.Org) bool { return providers.TrustsUser(o, s.UserKey) })
 			if len(bound) > 0 {
 				log.Info("invitations bound at sign-in", slog.String("user", s.UserKey), slog.Any("orgs", bound))
 			}
