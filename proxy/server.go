@@ -139,6 +139,7 @@ type Settings struct {
 	ForwardAuth config.ForwardAuth
 	// Providers are the OpenID Providers (config.OIDC.All): which may sign people in for
 	// which organisation (authz.Providers). None: no trust rule (sign-in is not configured).
+	// New reads them; Reload keeps New's.
 	Providers []config.OIDCProvider
 }
 
@@ -274,6 +275,9 @@ func (s *Server) build(set Settings) (*state, error) {
 // Listener addresses and TLS settings are read once at start (Run); the caller says which
 // changed settings wait for a restart.
 func (s *Server) Reload(set Settings) error {
+	// Sign-in (oidc) is read only at start: sessions, the sign-in hook and the admin API keep
+	// the providers they started with, and so must every decision.
+	set.Providers = s.state.Load().set.Providers
 	st, err := s.build(set)
 	if err != nil {
 		s.metrics.reloads.WithLabelValues("failure").Inc()

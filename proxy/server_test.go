@@ -675,3 +675,30 @@ func TestOwnCookiesNeverReachThePortal(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadKeepsProviders: sign-in is read at start, so a reload that names other providers
+// (an edited oidc.issuer) leaves the trust rule as sessions know it.
+func TestReloadKeepsProviders(t *testing.T) {
+	up := newEcho(t)
+	cfg := loadConfig(t, baseConfig(up.URL, ""))
+	set := SettingsOf(cfg)
+	set.Providers = []config.OIDCProvider{{Name: config.DefaultProvider, Issuer: "https://idp.example", Shared: true}}
+	s, err := New(set, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := SettingsOf(cfg)
+	next.Providers = []config.OIDCProvider{{Name: config.DefaultProvider, Issuer: "https://idp.example/other", Shared: true}}
+	if err := s.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.state.Load().providers.ByIssuer("https://idp.example"); got != config.DefaultProvider {
+		t.Errorf("after reload the start's issuer is %q, want default", got)
+	}
+	if err := s.Reload(SettingsOf(cfg)); err != nil { // a file without oidc
+		t.Fatal(err)
+	}
+	if s.state.Load().providers == nil {
+		t.Error("a reload without providers switched the trust rule off")
+	}
+}

@@ -23,7 +23,6 @@ import (
 // when not nil, is the administration API (its listener's and the console's), whose
 // lifecycle policy follows the file.
 func reloadLoop(ctx context.Context, path string, running *config.Config, srv *proxy.Server, api *admin.Server, level *slog.LevelVar, log *slog.Logger) {
-	providers := running.OIDC.All // the providers of the start (see below)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -75,11 +74,7 @@ func reloadLoop(ctx context.Context, path string, running *config.Config, srv *p
 		for _, w := range weakenedRoutes(running.Routes, cfg.Routes) {
 			log.Warn("configuration reload weakens a route", slog.String("route", w.route), slog.Any("changes", w.why))
 		}
-		next := proxy.SettingsOf(cfg)
-		// Sign-in (oidc) is read only at start: sessions, the sign-in hook and the admin API
-		// keep the providers they started with, and so must every decision.
-		next.Providers = providers
-		if err := srv.Reload(next); err != nil {
+		if err := srv.Reload(proxy.SettingsOf(cfg)); err != nil {
 			log.Error("configuration rejected; still serving the previous one", slog.String("trigger", trigger), slog.Any("error", err))
 			continue
 		}
