@@ -66,9 +66,9 @@ func (v *validator) adminAPI(c *Config) {
 	switch {
 	case o.Audience == "":
 		v.errorf("admin_api.operators.audience", "is required with an issuer: a token for another audience must not make anyone an operator")
-	case strings.TrimSuffix(o.Issuer, "/") == strings.TrimSuffix(c.OIDC.Issuer, "/") && o.Audience == c.OIDC.ClientID:
+	case c.OIDC.signInClient(o.Issuer, o.Audience) != "":
 		// The ID tokens of people signing in to the portal carry that audience.
-		v.errorf("admin_api.operators.audience", "is oidc.client_id of the same issuer: the ID token of anyone signing in would be accepted; register an audience of its own for the admin API")
+		v.errorf("admin_api.operators.audience", "is %s.client_id of the same issuer: the ID token of anyone signing in would be accepted; register an audience of its own for the admin API", c.OIDC.signInClient(o.Issuer, o.Audience))
 	}
 	if o.CARootFile != "" {
 		v.fileExists("admin_api.operators.ca_root_file", o.CARootFile)

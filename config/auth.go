@@ -18,11 +18,13 @@ const CallbackPath = "/.portcullis/callback"
 // Membership kinds, as stored with each membership.
 var MembershipKinds = []string{"employee", "partner", "reseller", "support", "service"}
 
-// oidc checks sign-in; it needs Redis (sessions live there) and a redirect URL.
+// oidc checks sign-in; it needs Redis (sessions live there) and a redirect URL. oidc's own
+// keys describe the default provider, oidc.providers the others; each is checked alike and
+// collected, with its defaults, in o.All.
 func (v *validator) oidc(c *Config) {
 	o := &c.OIDC
-	if o.Issuer == "" {
-		for _, k := range []string{"client_id", "client_secret", "redirect_url", "ca_root_file"} {
+	if !o.Configured() {
+		for _, k := range []string{"client_id", "client_secret", "redirect_url", "ca_root_file", "acr_values", "display_name"} {
 			if _, ok := v.d.valPos["oidc."+k]; ok {
 				v.errorf("oidc."+k, "is set but oidc.issuer is not")
 				break
@@ -30,17 +32,51 @@ func (v *validator) oidc(c *Config) {
 		}
 		return
 	}
-	o.IssuerURL = v.endpointURL("oidc.issuer", o.Issuer)
-	switch {
-	case o.IssuerURL != nil && (o.IssuerURL.RawQuery != "" || o.IssuerURL.Fragment != ""):
-		v.errorf("oidc.issuer", "must not have a query or fragment")
-	case strings.Contains(o.Issuer, "|"):
-		// "|" separates issuer and subject in a person's key (store.UserKey).
-		v.errorf("oidc.issuer", "must not contain \"|\"")
+	o.All = o.All[:0]
+	if o.Issuer != "" {
+		def := OIDCProvider{Name: DefaultProvider, DisplayName: o.DisplayName, Issuer: o.Issuer, ClientID: o.ClientID,
+			ClientSecret: o.ClientSecret, Scopes: o.Scopes, ExtraParams: o.ExtraParams, RequireVerifiedEmail: o.RequireVerifiedEmail,
+			EmailDomainClaim: o.EmailDomainClaim, SigningAlgs: o.SigningAlgs, CARootFile: o.CARootFile, Shared: true, ACRValues: o.ACRValues}
+		v.provider("oidc.", &def)
+		o.IssuerURL, o.Scopes, o.DisplayName = def.IssuerURL, def.Scopes, def.DisplayName
+		o.All = append(o.All, def)
+	} else {
+		for _, k := range []string{"client_id", "client_secret", "ca_root_file", "acr_values", "display_name", "scopes",
+			"extra_params", "require_verified_email", "email_domain_claim", "signing_algs"} {
+			if _, ok := v.d.valPos["oidc."+k]; ok {
+				v.errorf("oidc."+k, "is set but oidc.issuer is not: each of oidc.providers has its own")
+				break
+			}
+		}
 	}
-	o.All = []OIDCProvider{{Name: DefaultProvider, Issuer: o.Issuer, Shared: true}}
-	if o.ClientID == "" {
-		v.errorf("oidc.client_id", "is required when oidc.issuer is set")
+	names, issuers := map[string]string{}, map[string]string{}
+	if o.Issuer != "" {
+		names[DefaultProvider], issuers[strings.TrimSuffix(o.Issuer, "/")] = "oidc", "oidc.issuer"
+	}
+	for i := range o.Providers {
+		p := &o.Providers[i]
+		pp := fmt.Sprintf("oidc.providers[%d].", i)
+		switch {
+		case p.Name == "":
+			v.errorf(pp+"name", "is required")
+		case !providerName.MatchString(p.Name):
+			v.errorf(pp+"name", "%s must be lower-case letters, digits and \"-\" (at most 63)", v.show(pp+"name", p.Name))
+		case names[p.Name] != "":
+			v.errorf(pp+"name", "%s is already the name of %s", v.show(pp+"name", p.Name), names[p.Name])
+		default:
+			names[p.Name] = strings.TrimSuffix(pp, ".")
+		}
+		if p.Issuer == "" {
+			v.errorf(pp+"issuer", "is required")
+			continue
+		}
+		if prev, ok := issuers[strings.TrimSuffix(p.Issuer, "/")]; ok {
+			// A person's key is issuer|subject: two providers on one issuer would be one.
+			v.errorf(pp+"issuer", "is already %s's issuer", prev)
+		}
+		issuers[strings.TrimSuffix(p.Issuer, "/")] = pp + "issuer"
+		v.provider(pp, p)
+		o.All = append(o.All, *p)
 	}
 	if !c.Redis.Configured() {
 		v.errorf("redis.address", "is required (or redis.sentinel_master) when oidc is configured: sessions are kept in Redis")
@@ -57,36 +93,63 @@ func (v *validator) oidc(c *Config) {
 			}
 		}
 	}
-	if !slices.Contains(o.Scopes, "openid") {
-		o.Scopes = append([]string{"openid"}, o.Scopes...)
-	}
-	for k := range o.ExtraParams {
-		switch k {
-		case "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge",
-			"code_challenge_method", "response_mode", "request", "request_uri":
-			v.keyErrorf("oidc.extra_params."+k, "cannot be overridden: Portcullis sets it")
-		}
-	}
 	if o.ClockSkew.D() > 5*time.Minute {
 		v.errorf("oidc.clock_skew", "must be at most 5m")
 	}
 	v.nonNegative("oidc.clock_skew", o.ClockSkew)
-	for i, alg := range o.SigningAlgs {
-		p := fmt.Sprintf("oidc.signing_algs[%d]", i)
+}
+
+// providerName is what an OpenID Provider may be called (oidc.providers[].name).
+var providerName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// provider checks one provider whose keys are under prefix pp ("oidc." or
+// "oidc.providers[i].") and fills its parsed issuer and its defaults.
+func (v *validator) provider(pp string, p *OIDCProvider) {
+	if p.Issuer == "" {
+		return
+	}
+	p.IssuerURL = v.endpointURL(pp+"issuer", p.Issuer)
+	switch {
+	case p.IssuerURL != nil && (p.IssuerURL.RawQuery != "" || p.IssuerURL.Fragment != ""):
+		v.errorf(pp+"issuer", "must not have a query or fragment")
+	case strings.Contains(p.Issuer, "|"):
+		// "|" separates issuer and subject in a person's key (store.UserKey).
+		v.errorf(pp+"issuer", "must not contain \"|\"")
+	}
+	if p.ClientID == "" {
+		v.errorf(pp+"client_id", "is required when %sissuer is set", pp)
+	}
+	if !slices.Contains(p.Scopes, "openid") {
+		p.Scopes = append([]string{"openid"}, p.Scopes...)
+	}
+	for k := range p.ExtraParams {
+		switch k {
+		case "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge",
+			"code_challenge_method", "response_mode", "request", "request_uri":
+			v.keyErrorf(pp+"extra_params."+k, "cannot be overridden: Portcullis sets it")
+		}
+	}
+	for i, alg := range p.SigningAlgs {
+		ap := fmt.Sprintf("%ssigning_algs[%d]", pp, i)
 		switch alg {
 		case "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA":
 		default:
-			v.errorf(p, "%s is not an accepted signing algorithm (asymmetric algorithms only; never none or HS*)", v.show(p, alg))
+			v.errorf(ap, "%s is not an accepted signing algorithm (asymmetric algorithms only; never none or HS*)", v.show(ap, alg))
 		}
 	}
-	if o.CARootFile != "" {
-		v.fileExists("oidc.ca_root_file", o.CARootFile)
+	for k, val := range p.ACRValues {
+		if k == "" || val == "" || strings.ContainsAny(k+val, " \t\r\n") {
+			v.keyErrorf(pp+"acr_values."+k, "must map an acr value to one acr value (no spaces)")
+		}
+	}
+	if p.CARootFile != "" {
+		v.fileExists(pp+"ca_root_file", p.CARootFile)
 	}
 	switch {
-	case o.EmailDomainClaim != "" && !claimNamePattern.MatchString(o.EmailDomainClaim):
-		v.errorf("oidc.email_domain_claim", "must be a claim name such as hd")
-	case o.EmailDomainClaim == "" && o.IssuerURL != nil && o.IssuerURL.Host == "accounts.google.com":
-		v.warnf("oidc.issuer", "Google calls an address verified at any domain, including ones it does not host: set oidc.email_domain_claim: hd, so that only Workspace addresses of their own domain count as verified")
+	case p.EmailDomainClaim != "" && !claimNamePattern.MatchString(p.EmailDomainClaim):
+		v.errorf(pp+"email_domain_claim", "must be a claim name such as hd")
+	case p.EmailDomainClaim == "" && p.IssuerURL != nil && p.IssuerURL.Host == "accounts.google.com":
+		v.warnf(pp+"issuer", "Google calls an address verified at any domain, including ones it does not host: set %semail_domain_claim: hd, so that only Workspace addresses of their own domain count as verified", pp)
 	}
 }
 
@@ -155,7 +218,7 @@ func isLoopbackHost(h string) bool {
 }
 
 func (v *validator) session(c *Config) {
-	if c.OIDC.Issuer == "" {
+	if !c.OIDC.Configured() {
 		return
 	}
 	s := &c.Session

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,5 +55,110 @@ routes: [{name: a, upstream: "http://10.0.0.5"}]
 `)
 	if diff := cmp.Diff([]string{"openid", "email"}, cfg.OIDC.Scopes); diff != "" {
 		t.Errorf("scopes: %s", diff)
+	}
+}
+
+func TestOIDCProviders(t *testing.T) {
+	cfg := mustParse(t, `
+server: {public_url: "https://portal.example.com"}
+tls: {mode: self_signed}
+redis: {address: "127.0.0.1:6379"}
+oidc:
+  issuer: "https://login.portal.example"
+  client_id: portal
+  providers:
+    - name: acme
+      issuer: "https://idp.acme.example/"
+      client_id: portcullis
+      client_secret: "${PORTCULLIS_TEST_ACME_SECRET}"
+      verified_domains_only: true
+      acr_values: {phr: "http://schemas.openid.net/pape/policies/2007/06/multi-factor"}
+    - name: beta
+      display_name: Beta Corp
+      issuer: "https://beta.okta.example"
+      client_id: pc
+      scopes: [email]
+      shared: true
+routes: [{name: a, upstream: "http://10.0.0.5"}]
+`)
+	o := cfg.OIDC
+	if len(o.All) != 3 || o.All[0].Name != DefaultProvider || o.All[1].Name != "acme" || o.All[2].Name != "beta" {
+		t.Fatalf("All = %+v", o.All)
+	}
+	def, acme, beta := o.All[0], o.All[1], o.All[2]
+	if !def.Shared || def.DisplayName != "login.portal.example" || def.ClientID != "portal" || !*def.RequireVerifiedEmail {
+		t.Errorf("default provider %+v", def)
+	}
+	if acme.Shared || !acme.VerifiedDomainsOnly || acme.ClientSecret.Reveal() != "acme-secret-0xBEEF" || acme.DisplayName != "idp.acme.example" ||
+		acme.IssuerURL == nil || acme.ACRValues["phr"] == "" || !*acme.RequireVerifiedEmail {
+		t.Errorf("acme %+v", acme)
+	}
+	if diff := cmp.Diff([]string{"openid", "email", "profile"}, acme.Scopes); diff != "" {
+		t.Errorf("acme scopes: %s", diff)
+	}
+	if diff := cmp.Diff([]string{"openid", "email"}, beta.Scopes); diff != "" {
+		t.Errorf("beta scopes: %s", diff)
+	}
+	if !beta.Shared || beta.DisplayName != "Beta Corp" || len(beta.SigningAlgs) != 2 {
+		t.Errorf("beta %+v", beta)
+	}
+	if o.Provider("acme") == nil || o.Provider("nobody") != nil {
+		t.Error("Provider lookup")
+	}
+
+	// Providers alone, without a default one.
+	only := mustParse(t, `
+server: {public_url: "https://portal.example.com"}
+tls: {mode: self_signed}
+redis: {address: "127.0.0.1:6379"}
+oidc:
+  providers: [{name: acme, issuer: "https://idp.acme.example", client_id: c}]
+routes: [{name: a, upstream: "http://10.0.0.5"}]
+`)
+	if len(only.OIDC.All) != 1 || only.OIDC.RedirectURI == nil || only.Session.AbsoluteTimeout == 0 {
+		t.Errorf("providers only: All %+v, redirect %v, session %+v", only.OIDC.All, only.OIDC.RedirectURI, only.Session)
+	}
+}
+
+func TestOIDCProviderErrors(t *testing.T) {
+	const head = `
+server: {public_url: "https://portal.example.com"}
+tls: {mode: self_signed}
+redis: {address: "127.0.0.1:6379"}
+routes: [{name: a, upstream: "http://10.0.0.5"}]
+`
+	for _, tc := range []struct {
+		name, oidc, key, msg string
+		line                 int
+	}{
+		{"name required", "oidc:\n  providers:\n    - {issuer: \"https://a.example\", client_id: c}", "oidc.providers[0].name", "is required", 8},
+		{"bad name", "oidc:\n  providers:\n    - {name: Acme Corp, issuer: \"https://a.example\", client_id: c}", "oidc.providers[0].name", "lower-case", 8},
+		{"default taken", "oidc:\n  issuer: \"https://d.example\"\n  client_id: c\n  providers:\n    - {name: default, issuer: \"https://a.example\", client_id: c}", "oidc.providers[0].name", "already the name of oidc", 10},
+		{"duplicate name", "oidc:\n  providers:\n    - {name: a, issuer: \"https://a.example\", client_id: c}\n    - {name: a, issuer: \"https://b.example\", client_id: c}", "oidc.providers[1].name", "already the name of oidc.providers[0]", 9},
+		{"same issuer", "oidc:\n  issuer: \"https://d.example/\"\n  client_id: c\n  providers:\n    - {name: a, issuer: \"https://d.example\", client_id: c}", "oidc.providers[0].issuer", "already oidc.issuer's issuer", 10},
+		{"issuer required", "oidc:\n  providers:\n    - {name: a, client_id: c}", "oidc.providers[0].issuer", "is required", 8},
+		{"http issuer", "oidc:\n  providers:\n    - {name: a, issuer: \"http://a.example\", client_id: c}", "oidc.providers[0].issuer", "must use https", 8},
+		{"client id", "oidc:\n  providers:\n    - {name: a, issuer: \"https://a.example\"}", "oidc.providers[0].client_id", "is required", 8},
+		{"hmac", "oidc:\n  providers:\n    - {name: a, issuer: \"https://a.example\", client_id: c, signing_algs: [HS256]}", "oidc.providers[0].signing_algs[0]", "not an accepted", 8},
+		{"extra param", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      extra_params: {nonce: x}", "oidc.providers[0].extra_params.nonce", "cannot be overridden", 11},
+		{"acr value", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      acr_values: {phr: \"a b\"}", "oidc.providers[0].acr_values.phr", "one acr value", 11},
+		{"default key without issuer", "oidc:\n  client_id: c\n  providers:\n    - {name: a, issuer: \"https://a.example\", client_id: c}", "oidc.client_id", "oidc.issuer is not", 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := parse(t, head+tc.oidc+"\n")
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("err = %v", err)
+			}
+			for _, e := range errs {
+				if e.Key == tc.key && strings.Contains(e.Message, tc.msg) {
+					if e.Line != tc.line || e.File != "test.yaml" {
+						t.Errorf("%s at %s:%d, want line %d", e.Key, e.File, e.Line, tc.line)
+					}
+					return
+				}
+			}
+			t.Errorf("want %s: …%s…, got %v", tc.key, tc.msg, err)
+		})
 	}
 }

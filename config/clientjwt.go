@@ -98,7 +98,7 @@ func (v *validator) clientJWT(c *Config) {
 				v.errorf(fmt.Sprintf("%s.orgs[%d]", p, j), "must be an organisation id ([a-z0-9-]{1,63})")
 			}
 		}
-		if is.Issuer == c.OIDC.Issuer && is.Audience == c.OIDC.ClientID {
+		if c.OIDC.signInClient(is.Issuer, is.Audience) != "" {
 			v.errorf(p+".audience", "is the sign-in client's own (oidc.client_id) at the sign-in issuer: every person's ID token would be a client token; give the API an audience of its own")
 		}
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -65,20 +66,33 @@ var defaultRules = []defaultRule{
 	{Default{"redis.read_timeout", "1s"}, func(c *Config) { setDuration(&c.Redis.ReadTimeout, time.Second) }},
 	{Default{"redis.write_timeout", "1s"}, func(c *Config) { setDuration(&c.Redis.WriteTimeout, time.Second) }},
 	{Default{"oidc.redirect_url", `server.public_url + "/.portcullis/callback"`}, func(c *Config) {
-		if c.OIDC.Issuer != "" && c.OIDC.RedirectURL == "" && c.Server.PublicURL != "" {
+		if c.OIDC.Configured() && c.OIDC.RedirectURL == "" && c.Server.PublicURL != "" {
 			c.OIDC.RedirectURL = strings.TrimSuffix(c.Server.PublicURL, "/") + "/.portcullis/callback"
 		}
 	}},
-	{Default{"oidc.scopes", "[openid, email, profile]"}, ifOIDC(func(c *Config) {
+	{Default{"oidc.display_name", "the issuer's host name"}, ifIssuer(func(c *Config) { setString(&c.OIDC.DisplayName, issuerHost(c.OIDC.Issuer)) })},
+	{Default{"oidc.scopes", "[openid, email, profile]"}, ifIssuer(func(c *Config) {
 		if len(c.OIDC.Scopes) == 0 {
 			c.OIDC.Scopes = []string{"openid", "email", "profile"}
 		}
 	})},
 	{Default{"oidc.clock_skew", "30s"}, ifOIDC(func(c *Config) { setDuration(&c.OIDC.ClockSkew, 30*time.Second) })},
-	{Default{"oidc.require_verified_email", "true"}, ifOIDC(func(c *Config) { setBool(&c.OIDC.RequireVerifiedEmail, true) })},
-	{Default{"oidc.signing_algs", "[RS256, ES256]"}, ifOIDC(func(c *Config) {
+	{Default{"oidc.require_verified_email", "true"}, ifIssuer(func(c *Config) { setBool(&c.OIDC.RequireVerifiedEmail, true) })},
+	{Default{"oidc.signing_algs", "[RS256, ES256]"}, ifIssuer(func(c *Config) {
 		if len(c.OIDC.SigningAlgs) == 0 {
 			c.OIDC.SigningAlgs = []string{"RS256", "ES256"}
+		}
+	})},
+	{Default{"oidc.providers[].display_name", "the issuer's host name"}, forProviders(func(p *OIDCProvider) { setString(&p.DisplayName, issuerHost(p.Issuer)) })},
+	{Default{"oidc.providers[].scopes", "[openid, email, profile]"}, forProviders(func(p *OIDCProvider) {
+		if len(p.Scopes) == 0 {
+			p.Scopes = []string{"openid", "email", "profile"}
+		}
+	})},
+	{Default{"oidc.providers[].require_verified_email", "true"}, forProviders(func(p *OIDCProvider) { setBool(&p.RequireVerifiedEmail, true) })},
+	{Default{"oidc.providers[].signing_algs", "[RS256, ES256]"}, forProviders(func(p *OIDCProvider) {
+		if len(p.SigningAlgs) == 0 {
+			p.SigningAlgs = []string{"RS256", "ES256"}
 		}
 	})},
 	{Default{"session.idle_timeout", "1h"}, ifOIDC(func(c *Config) { setDuration(&c.Session.IdleTimeout, time.Hour) })},
@@ -288,10 +302,38 @@ func setDuration(p *Duration, v time.Duration) {
 // without oidc decodes to zero values there.
 func ifOIDC(f func(*Config)) func(*Config) {
 	return func(c *Config) {
+		if c.OIDC.Configured() {
+			f(c)
+		}
+	}
+}
+
+// ifIssuer applies a default of the default provider (oidc's own keys) only when it is
+// configured.
+func ifIssuer(f func(*Config)) func(*Config) {
+	return func(c *Config) {
 		if c.OIDC.Issuer != "" {
 			f(c)
 		}
 	}
+}
+
+// forProviders applies f to every entry of oidc.providers.
+func forProviders(f func(*OIDCProvider)) func(*Config) {
+	return func(c *Config) {
+		for i := range c.OIDC.Providers {
+			f(&c.OIDC.Providers[i])
+		}
+	}
+}
+
+// issuerHost is the host name of an issuer URL, "" when it has none.
+func issuerHost(issuer string) string {
+	u, err := url.Parse(issuer)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }
 
 func forRoutes(f func(*Route)) func(*Config) {

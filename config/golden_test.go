@@ -16,16 +16,17 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 // testEnv is the environment every golden file sees. The secret-looking values must never
 // appear in any golden output.
 var testEnv = map[string]string{
-	"REDIS_ADDRESS":    "redis.internal:6379",
-	"REDIS_PASSWORD":   "env-secret-0xBADC0DE",
-	"REDIS_DB":         "env-secret-0xBADC0DE",
-	"PORTAL_UPSTREAM":  "http://10.0.0.7:8080",
-	"LISTEN_HOST":      "127.0.0.1",
-	"LISTEN_PORT":      "8443",
-	"MAX_HEADER_BYTES": "not-a-number-env-secret-0xBADC0DE",
-	"TLS_MODE":         "self_signed",
-	"EMPTY":            "",
-	"SECRET_URL":       "http://user:env-secret-0xBADC0DE@10.0.0.5",
+	"REDIS_ADDRESS":               "redis.internal:6379",
+	"REDIS_PASSWORD":              "env-secret-0xBADC0DE",
+	"REDIS_DB":                    "env-secret-0xBADC0DE",
+	"PORTAL_UPSTREAM":             "http://10.0.0.7:8080",
+	"LISTEN_HOST":                 "127.0.0.1",
+	"LISTEN_PORT":                 "8443",
+	"MAX_HEADER_BYTES":            "not-a-number-env-secret-0xBADC0DE",
+	"TLS_MODE":                    "self_signed",
+	"EMPTY":                       "",
+	"PORTCULLIS_TEST_ACME_SECRET": "acme-secret-0xBEEF",
+	"SECRET_URL":                  "http://user:env-secret-0xBADC0DE@10.0.0.5",
 }
 
 // secretValues are the values golden outputs must never contain.

@@ -1,10 +1,12 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/internal/recoveryid"
@@ -83,26 +85,99 @@ type OIDC struct {
 	// Default: the system roots.
 	CARootFile string `yaml:"ca_root_file"`
 
+	// DisplayName is how the sign-in page names this provider when it offers a choice.
+	// Default: the issuer's host name.
+	DisplayName string `yaml:"display_name"`
+	// ACRValues maps the acr values routes ask for (step_up.acr) to the ones this provider
+	// knows, for providers that name the same assurance differently. A value not listed is
+	// sent and accepted as the route writes it. Default: none.
+	ACRValues map[string]string `yaml:"acr_values"`
+	// Providers are further OpenID Providers: customers' own, each listed by the
+	// organisations it may sign people in for (an organisation's providers). oidc's own keys
+	// (issuer, client_id, …) describe the provider named "default", shared by every
+	// organisation that lists none; either may be left out, not both.
+	Providers []OIDCProvider `yaml:"providers"`
+
 	// Parsed values, filled by Load.
 	IssuerURL   *url.URL `yaml:"-"`
 	RedirectURI *url.URL `yaml:"-"`
-	// All is every provider people sign in with, for the trust rule (authz.Providers): today
-	// the one above, named "default" and shared, when its issuer is set.
+	// All is every provider people sign in with: the default one (oidc's own keys) first
+	// when oidc.issuer is set, then providers in their order, each with its defaults.
 	All []OIDCProvider `yaml:"-"`
+}
+
+// Configured reports whether sign-in is configured: a default provider or any other.
+func (o OIDC) Configured() bool { return o.Issuer != "" || len(o.Providers) > 0 }
+
+// Provider returns the provider named name from All, or nil.
+func (o OIDC) Provider(name string) *OIDCProvider {
+	for i := range o.All {
+		if o.All[i].Name == name {
+			return &o.All[i]
+		}
+	}
+	return nil
+}
+
+// signInClient names the provider ("oidc" or "oidc.providers[i]") whose issuer is issuer and
+// whose client_id is audience: that provider's ID tokens carry the audience. "" when none is.
+func (o OIDC) signInClient(issuer, audience string) string {
+	for i, p := range o.All {
+		if strings.TrimSuffix(p.Issuer, "/") == strings.TrimSuffix(issuer, "/") && p.ClientID == audience {
+			if p.Name == DefaultProvider && o.Issuer != "" {
+				return "oidc"
+			}
+			return fmt.Sprintf("oidc.providers[%d]", i-len(o.All)+len(o.Providers))
+		}
+	}
+	return ""
 }
 
 // DefaultProvider is the name of the provider that oidc's own keys (oidc.issuer, …) describe.
 const DefaultProvider = "default"
 
-// OIDCProvider is what the trust rule knows of one OpenID Provider.
+// OIDCProvider is one OpenID Provider people sign in with (an entry of oidc.providers, or the
+// default provider that oidc's own keys describe). Keys left out take the same defaults as
+// oidc's own.
 type OIDCProvider struct {
-	// Name identifies the provider in organisations' provider lists.
-	Name string
-	// Issuer is the provider's issuer URL: a person's key starts with it (store.UserKey).
-	Issuer string
+	// Name identifies the provider in organisations' provider lists and in its people's
+	// sessions: lower-case letters, digits and "-", unique. Required.
+	Name string `yaml:"name"`
+	// DisplayName is how the sign-in page names the provider. Default: the issuer's host.
+	DisplayName string `yaml:"display_name"`
+	// Issuer is the provider's issuer URL, exactly as in its discovery document: a person's
+	// key starts with it (store.UserKey). Unique among providers. Required.
+	Issuer string `yaml:"issuer"`
+	// ClientID identifies Portcullis at this provider. Required.
+	ClientID string `yaml:"client_id"`
+	// ClientSecret authenticates Portcullis at this provider; may be given as
+	// client_secret_file or ${ENV}. Empty means a public client (PKCE only).
+	ClientSecret Secret `yaml:"client_secret"`
+	// Scopes are the scopes requested. Default [openid, email, profile].
+	Scopes []string `yaml:"scopes"`
+	// ExtraParams are query parameters added to every authorisation request.
+	ExtraParams map[string]string `yaml:"extra_params"`
+	// RequireVerifiedEmail refuses sign-in without email_verified: true. Default true.
+	RequireVerifiedEmail *bool `yaml:"require_verified_email"`
+	// EmailDomainClaim names a claim that must equal the address's domain for the address
+	// to count as verified (Google's hd). Default: none.
+	EmailDomainClaim string `yaml:"email_domain_claim"`
+	// SigningAlgs are the accepted ID token algorithms. Default [RS256, ES256].
+	SigningAlgs []string `yaml:"signing_algs"`
+	// CARootFile is a PEM bundle trusted for this provider's HTTPS endpoints.
+	CARootFile string `yaml:"ca_root_file"`
 	// Shared makes the provider sign people in for every organisation that lists no
-	// providers of its own: the portal owner's IdP.
-	Shared bool
+	// providers of its own. Default false (true for the default provider).
+	Shared bool `yaml:"shared"`
+	// VerifiedDomainsOnly refuses a sign-in whose verified address is not at a domain
+	// verified by an organisation that lists this provider: a customer's IdP speaks only for
+	// its own domains. Default false.
+	VerifiedDomainsOnly bool `yaml:"verified_domains_only"`
+	// ACRValues maps the acr values routes ask for to this provider's. Default: none.
+	ACRValues map[string]string `yaml:"acr_values"`
+
+	// IssuerURL is Issuer parsed, filled by Load.
+	IssuerURL *url.URL `yaml:"-"`
 }
 
 // Identity configures what a portal receives about the person behind an authorised request.
