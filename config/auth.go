@@ -34,9 +34,7 @@ func (v *validator) oidc(c *Config) {
 	}
 	o.All = o.All[:0]
 	if o.Issuer != "" {
-		def := OIDCProvider{Name: DefaultProvider, DisplayName: o.DisplayName, Issuer: o.Issuer, ClientID: o.ClientID,
-			ClientSecret: o.ClientSecret, Scopes: o.Scopes, ExtraParams: o.ExtraParams, RequireVerifiedEmail: o.RequireVerifiedEmail,
-			EmailDomainClaim: o.EmailDomainClaim, SigningAlgs: o.SigningAlgs, CARootFile: o.CARootFile, Shared: true, ACRValues: o.ACRValues}
+		def := o.Default()
 		v.provider("oidc.", &def)
 		o.IssuerURL, o.Scopes, o.DisplayName = def.IssuerURL, def.Scopes, def.DisplayName
 		o.All = append(o.All, def)

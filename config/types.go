@@ -109,6 +109,14 @@ type OIDC struct {
 // Configured reports whether sign-in is configured: a default provider or any other.
 func (o OIDC) Configured() bool { return o.Issuer != "" || len(o.Providers) > 0 }
 
+// Default is the provider oidc's own keys describe, named DefaultProvider and shared.
+func (o OIDC) Default() OIDCProvider {
+	return OIDCProvider{Name: DefaultProvider, DisplayName: o.DisplayName, Issuer: o.Issuer, ClientID: o.ClientID,
+		ClientSecret: o.ClientSecret, Scopes: o.Scopes, ExtraParams: o.ExtraParams, RequireVerifiedEmail: o.RequireVerifiedEmail,
+		EmailDomainClaim: o.EmailDomainClaim, SigningAlgs: o.SigningAlgs, CARootFile: o.CARootFile, Shared: true, ACRValues: o.ACRValues,
+		IssuerURL: o.IssuerURL}
+}
+
 // Provider returns the provider named name from All, or nil.
 func (o OIDC) Provider(name string) *OIDCProvider {
 	for i := range o.All {

@@ -58,7 +58,8 @@ func (m *Manager) verifyIDToken(ctx context.Context, rp *relyingParty, raw, nonc
 	}
 	// OIDC Core 3.1.3.7 (4, 5): with several audiences, we must be the authorised party; and an
 	// azp naming someone else is never ours (OIDC-05).
-	if (len(tok.Audience) > 1 && azp != m.oc.ClientID) || (azp != "" && azp != m.oc.ClientID) {
+	clientID := rp.p.cfg.ClientID
+	if (len(tok.Audience) > 1 && azp != clientID) || (azp != "" && azp != clientID) {
 		return nil, fmt.Errorf("id token azp %q with audience %q is not for this client", azp, tok.Audience)
 	}
 	if tok.Subject == "" {
@@ -97,7 +98,7 @@ func (m *Manager) verifyIDToken(ctx context.Context, rp *relyingParty, raw, nonc
 		}
 		id.authTime = t
 	}
-	if claim := m.oc.EmailDomainClaim; claim != "" && id.emailVerified {
+	if claim := rp.p.cfg.EmailDomainClaim; claim != "" && id.emailVerified {
 		// The provider vouches for the address only at a domain it names as its own (Google's
 		// hd): elsewhere email_verified says only that someone once read mail there.
 		var d string
@@ -106,7 +107,7 @@ func (m *Manager) verifyIDToken(ctx context.Context, rp *relyingParty, raw, nonc
 		}
 		id.emailVerified = authz.AddressInDomain(id.email, d)
 	}
-	if m.requireEV && !id.emailVerified {
+	if rp.p.requireEV && !id.emailVerified {
 		return nil, errEmailUnverified
 	}
 	return id, nil

@@ -114,7 +114,7 @@ func (m *Manager) loadError(r *http.Request, err error, signIn bool) error {
 	case errors.Is(err, errAmbiguousCookie):
 		return quietly(reason.AmbiguousCookie)
 	case errors.Is(err, errNoSession):
-		if m.rp.Load() == nil {
+		if !m.anyDiscovered() {
 			return quietly(reason.IdPUnavailable)
 		}
 		if signIn && isNavigation(r) {

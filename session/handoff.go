@@ -190,8 +190,7 @@ func (m *Manager) serveHandoffStart(w http.ResponseWriter, r *http.Request) erro
 	l, err := m.load(r.Context(), r, true)
 	switch {
 	case errors.Is(err, errNoSession):
-		rp := m.current()
-		if rp == nil {
+		if !m.anyDiscovered() {
 			return quietly(reason.IdPUnavailable)
 		}
 		req, err := m.takeRequest(w, r, t, false)
@@ -207,7 +206,12 @@ func (m *Manager) serveHandoffStart(w http.ResponseWriter, r *http.Request) erro
 		if err := m.handoffs.SaveHandoff(r.Context(), handle(next), rec, max(left, time.Second)); err != nil {
 			return outage("save handoff request", err)
 		}
-		return m.beginAuth(w, r, rp, loginRecord{ReturnTo: handoffStartPath + "?t=" + next, Started: m.now()}, nil, http.StatusFound)
+		// An organisation host signs in at its organisation's provider (realm.go).
+		org := ""
+		if m.hostOrg != nil {
+			org = m.hostOrg(req.Host)
+		}
+		return m.signIn(w, r, handoffStartPath+"?t="+next, org)
 	case err != nil:
 		return m.loadError(r, err, false)
 	}

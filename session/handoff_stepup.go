@@ -73,10 +73,6 @@ func (m *Manager) serveHandoffStepUp(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	rp := m.current()
-	if rp == nil {
-		return quietly(reason.IdPUnavailable)
-	}
 	req, err := m.takeRequest(w, r, t, true)
 	if err != nil {
 		return err
@@ -85,9 +81,14 @@ func (m *Manager) serveHandoffStepUp(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
+	// The step-up is at the provider the session's person signed in with.
+	rp := m.current(m.providerOf(target.Issuer))
+	if rp == nil {
+		return quietly(reason.IdPUnavailable)
+	}
 	su := req.StepUp
 	return m.beginAuth(w, r, rp, loginRecord{ReturnTo: req.ReturnTo, Started: m.now(), Purpose: purposeHandoffStepUp,
-		StepUp: su, Handoff: req}, stepUpParams(su.Demand, target.Email, req.PromptLogin), http.StatusFound)
+		StepUp: su, Handoff: req}, stepUpParams(rp.p.demand(su.Demand), target.Email, req.PromptLogin), http.StatusFound)
 }
 
 // handoffSession loads the organisation host's session that su elevates; it must be live.
@@ -125,7 +126,8 @@ func (m *Manager) handoffStepUpCallback(w http.ResponseWriter, r *http.Request, 
 		return err
 	}
 	now := m.now()
-	el, code, cause := authz.Grant(su.Demand, lr.Started, target.Issuer, target.Subject, id.authentication(), now)
+	el, code, cause := authz.Grant(rp.p.demand(su.Demand), lr.Started, target.Issuer, target.Subject, id.authentication(), now)
+	el.ACR = rp.p.routeACR(su.ACR, el.ACR)
 	if code != "" {
 		// The way back is the page on the organisation host.
 		return m.stepUpRefusedPage(ctx, w, target.User, su, code, cause+" (host "+req.Host+")", id, "https://"+req.Host+lr.ReturnTo)

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
@@ -31,6 +33,10 @@ type loginRecord struct {
 	Verifier string    `json:"verifier"`
 	ReturnTo string    `json:"return_to"`
 	Started  time.Time `json:"started"`
+	// Provider names the provider the browser was sent to (config.OIDCProvider.Name): the
+	// callback redeems the code there and nowhere else. "" in records from before several
+	// providers: the default one.
+	Provider string `json:"provider,omitempty"`
 	// Purpose is "" for a sign-in and purposeStepUp for a step-up of an existing session, which
 	// StepUp then describes.
 	Purpose string       `json:"purpose,omitempty"`
@@ -43,15 +49,27 @@ type loginRecord struct {
 // return path, the flow is bound to this browser by a cookie, and the browser goes to the
 // provider.
 func (m *Manager) serveLogin(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return methodNotAllowed(w, "GET, HEAD")
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+	case http.MethodPost:
+		// The sign-in page's address form (realm.go), from this origin only.
+		if !m.sameOrigin(r) {
+			return warning(reason.CSRFFailed, signInRefused, "cross-origin sign-in form")
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+		if err := r.ParseForm(); err != nil {
+			e := quietly(reason.BadRequest)
+			e.Status = http.StatusBadRequest
+			return e
+		}
+	default:
+		return methodNotAllowed(w, "GET, HEAD, POST")
 	}
-	rp := m.current()
-	if rp == nil {
+	if !m.anyDiscovered() {
 		return quietly(reason.IdPUnavailable)
 	}
 	returnTo := "/"
-	if rd := r.URL.Query().Get("rd"); rd != "" {
+	if rd := r.FormValue("rd"); rd != "" {
 		if v, ok := safeRedirect(rd); ok {
 			returnTo = v
 		}
@@ -61,7 +79,7 @@ func (m *Manager) serveLogin(w http.ResponseWriter, r *http.Request) error {
 		// sign in there and hand the session over (handoff.go).
 		return m.requestHandoff(w, r, returnTo)
 	}
-	return m.beginAuth(w, r, rp, loginRecord{ReturnTo: returnTo, Started: m.now()}, nil, http.StatusFound)
+	return m.signIn(w, r, returnTo, "")
 }
 
 // beginAuth starts an authorisation request for lr (a sign-in or a step-up): state, nonce and
@@ -75,7 +93,7 @@ func (m *Manager) beginAuth(w http.ResponseWriter, r *http.Request, rp *relyingP
 		browser = newSecret()
 	}
 	state, nonce, verifier := newSecret(), newSecret(), oauth2.GenerateVerifier()
-	lr.Browser, lr.Nonce, lr.Verifier = handle(browser), nonce, verifier
+	lr.Browser, lr.Nonce, lr.Verifier, lr.Provider = handle(browser), nonce, verifier, rp.p.cfg.Name
 	rec, err := json.Marshal(lr)
 	if err != nil {
 		return internal("encode sign-in state", err)
@@ -84,7 +102,7 @@ func (m *Manager) beginAuth(w http.ResponseWriter, r *http.Request, rp *relyingP
 		return outage("save sign-in state", err)
 	}
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)}
-	for k, v := range m.oc.ExtraParams {
+	for k, v := range rp.p.cfg.ExtraParams {
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
 	opts = append(opts, extra...)
@@ -106,10 +124,6 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return methodNotAllowed(w, "GET, HEAD")
 	}
-	rp := m.current()
-	if rp == nil {
-		return quietly(reason.IdPUnavailable)
-	}
 	q := r.URL.Query()
 	state := q.Get("state")
 	if len(q["state"]) != 1 || !validSecret(state) {
@@ -129,6 +143,10 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	var lr loginRecord
 	if err := json.Unmarshal(b, &lr); err != nil {
 		return problem.Outage(reason.InvalidState, "unreadable sign-in state", "", err)
+	}
+	rp := m.current(m.provider(cmp.Or(lr.Provider, config.DefaultProvider)))
+	if rp == nil {
+		return quietly(reason.IdPUnavailable)
 	}
 	err = m.finishCallback(w, r, rp, state, &lr)
 	var refused *problem.Error
@@ -199,6 +217,9 @@ func (m *Manager) finishCallback(w http.ResponseWriter, r *http.Request, rp *rel
 	if err != nil {
 		return err
 	}
+	if err := m.checkDomain(r.Context(), rp, id); err != nil {
+		return err
+	}
 	return m.startSession(w, r, id, raw, lr.ReturnTo)
 }
 
@@ -207,6 +228,15 @@ func (m *Manager) finishCallback(w http.ResponseWriter, r *http.Request, rp *rel
 // identity and the raw ID token, or the refusal.
 func (m *Manager) redeem(r *http.Request, rp *relyingParty, lr *loginRecord) (*identity, string, error) {
 	q := r.URL.Query()
+	// RFC 9207: the response names who sent it. With several providers, a response made by
+	// another one than this sign-in went to (a mix-up) is refused before its code is sent
+	// anywhere; a provider that announces iss must send it.
+	if iss, ok := q["iss"]; ok || rp.issParam {
+		if len(iss) != 1 || iss[0] != rp.p.cfg.Issuer {
+			return nil, "", warning(reason.ProviderMixUp, signInRefused, "authorisation response from another issuer than this sign-in's provider",
+				slog.String("provider", rp.p.cfg.Name))
+		}
+	}
 	if e := q.Get("error"); e != "" {
 		code := "unknown"
 		if errorCode.MatchString(e) {
@@ -222,7 +252,7 @@ func (m *Manager) redeem(r *http.Request, rp *relyingParty, lr *loginRecord) (*i
 	if code == "" || len(q["code"]) != 1 {
 		return nil, "", refusal(reason.SignInFailed, signInRefused, "no code")
 	}
-	ctx, cancel := context.WithTimeout(m.ctx(r.Context()), providerCallLimit)
+	ctx, cancel := context.WithTimeout(rp.p.ctx(r.Context()), providerCallLimit)
 	defer cancel()
 	tok, err := rp.oauth.Exchange(ctx, code, oauth2.VerifierOption(lr.Verifier))
 	if err != nil {

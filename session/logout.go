@@ -10,7 +10,11 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
@@ -71,11 +75,17 @@ func (m *Manager) showLogout(w http.ResponseWriter, r *http.Request) error {
 // submission). On an organisation host the sign-in host is another origin: without it,
 // Chromium blocks the provider's sign-out form, reporting the provider's URL.
 func (m *Manager) logoutFormAction() string {
-	fa := "'self'"
-	if rp := m.rp.Load(); rp != nil && rp.endSession != "" {
-		if u, err := url.Parse(rp.endSession); err == nil && u.Host != "" {
-			fa += " " + u.Scheme + "://" + u.Host
+	// Every provider's: the page does not know whose session will post the form.
+	fa, found := "'self'", false
+	for _, p := range m.idps {
+		if rp := p.rp.Load(); rp != nil && rp.endSession != "" {
+			if u, err := url.Parse(rp.endSession); err == nil && u.Host != "" && !strings.Contains(fa, " "+u.Scheme+"://"+u.Host) {
+				fa += " " + u.Scheme + "://" + u.Host
+			}
+			found = true
 		}
+	}
+	if found {
 		fa += " " + m.signInOrigin
 	}
 	return fa
@@ -136,7 +146,10 @@ func (m *Manager) doLogout(w http.ResponseWriter, r *http.Request) error {
 	expire(w, LoginCookieName)
 	http.SetCookie(w, handoffCookie("", -1))
 	w.Header().Set("Cache-Control", "no-store")
-	rp := m.rp.Load()
+	var rp *relyingParty
+	if p := m.providerOf(l.rec.Issuer); p != nil {
+		rp = p.rp.Load()
+	}
 	if rp == nil || rp.endSession == "" {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return nil
@@ -147,7 +160,7 @@ func (m *Manager) doLogout(w http.ResponseWriter, r *http.Request) error {
 	ru := m.oc.RedirectURI
 	body, err := page.Execute(endSessionBody, struct {
 		Action, ClientID, IDToken, Return string
-	}{rp.endSession, m.oc.ClientID, l.rec.IDToken, ru.Scheme + "://" + ru.Host + "/"})
+	}{rp.endSession, rp.p.cfg.ClientID, l.rec.IDToken, ru.Scheme + "://" + ru.Host + "/"})
 	if err != nil {
 		m.log.Error("sign-out page", slog.Any("error", err))
 		http.Redirect(w, r, "/", http.StatusSeeOther)
@@ -180,8 +193,7 @@ func (m *Manager) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(w, "POST")
 	}
-	rp := m.current()
-	if rp == nil {
+	if !m.anyDiscovered() {
 		return quietly(reason.IdPUnavailable)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
@@ -192,7 +204,20 @@ func (m *Manager) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	if raw == "" {
 		return bad("no logout_token")
 	}
-	ctx, cancel := context.WithTimeout(m.ctx(r.Context()), providerCallLimit)
+	// The token's own iss picks the provider whose keys must have signed it; its signature,
+	// iss and aud are then checked by that provider's verifier, so a token naming one
+	// provider and signed by another fails.
+	p := m.idps[0]
+	if len(m.idps) > 1 {
+		if p = m.providerOf(unverifiedIssuer(raw)); p == nil {
+			return bad("logout token of no configured provider")
+		}
+	}
+	rp := m.current(p)
+	if rp == nil {
+		return quietly(reason.IdPUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(rp.p.ctx(r.Context()), providerCallLimit)
 	defer cancel()
 	// go-oidc checks signature (allowed algorithms, provider keys), iss, aud, exp, the presence
 	// of the event, the absence of nonce, jti, and sub or sid.
@@ -292,3 +317,22 @@ func (m *Manager) serveWhoami(w http.ResponseWriter, r *http.Request) error {
 	})
 	return nil
 }
+
+// unverifiedIssuer is the iss claim of the compact JWT raw, read without checking anything:
+// only to choose the verifier that then checks everything. "" when unreadable.
+func unverifiedIssuer(raw string) string {
+	tok, err := jwt.ParseSigned(raw, logoutTokenAlgs)
+	if err != nil {
+		return ""
+	}
+	var c jwt.Claims
+	if tok.UnsafeClaimsWithoutVerification(&c) != nil {
+		return ""
+	}
+	return c.Issuer
+}
+
+// logoutTokenAlgs are the algorithms a logout token may be parsed with (config's
+// signing_algs are a subset; the verifier applies the provider's own).
+var logoutTokenAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512,
+	jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -104,6 +106,13 @@ type Options struct {
 	// when the store announces changes (store.Store does). Negative disables the cache (every
 	// request reads its session from storage).
 	CacheTTL time.Duration
+	// Realms finds the organisation of an email domain and its providers, for home-realm
+	// discovery when several providers are configured, and for a provider's
+	// verified_domains_only. nil uses the store, when it can (store.Store does).
+	Realms Realms
+	// HostOrg returns the organisation an organisation host serves ("" for none): such a
+	// host signs its people in at that organisation's provider without asking. nil: none.
+	HostOrg func(host string) string
 	// HostAllowed reports whether host (a Host header, possibly with a port) is one Portcullis
 	// serves for browsers: a host some route names (proxy.Server.ServesHost). A browser on such
 	// a host other than the sign-in host (oidc.redirect_url's) signs in through a handoff from
@@ -134,7 +143,6 @@ const refusalBurst = 120
 type Manager struct {
 	log        *slog.Logger
 	now        func() time.Time
-	client     *http.Client
 	logins     LoginStates
 	st         Sessions
 	handoffs   Handoffs
@@ -143,7 +151,6 @@ type Manager struct {
 	sc         config.Session
 	publicBase *url.URL
 	origin     string // scheme://host of the public base, "" when unknown
-	requireEV  bool
 	onSignIn   func(context.Context, Session) error
 	audit      audit.Sink
 	// signInHost is the lower-case host name of oidc.redirect_url, where the callback arrives;
@@ -151,7 +158,13 @@ type Manager struct {
 	signInHost, signInOrigin string
 	hostAllowed              func(string) bool
 
-	rp atomic.Pointer[relyingParty]
+	// idps are the providers in configuration order (oidc.All); trust is the trust rule on
+	// them (which may sign people in for which organisation); realms and hostOrg serve
+	// home-realm discovery (realm.go).
+	idps    []*idp
+	trust   *authz.Providers
+	realms  Realms
+	hostOrg func(string) string
 
 	// cache holds session records between requests (nil: none); touch writes last-seen.
 	cache     *sessionCache
@@ -159,44 +172,61 @@ type Manager struct {
 	stopWatch func()
 
 	stop     context.CancelFunc
-	stopped  chan struct{}
-	keysMu   sync.Mutex // serialises key set refreshes
+	stopped  sync.WaitGroup // background discoveries
 	closeOne sync.Once
 	// refusalBudget bounds the sign-in refusals audited per process (session.signin_refused).
 	refusalBudget *rate.Limiter
 }
 
+// idp is one OpenID Provider people sign in with, and what its discovery yielded.
+type idp struct {
+	cfg       config.OIDCProvider
+	client    *http.Client
+	requireEV bool
+	rp       atomic.Pointer[relyingParty]
+	keysMu   sync.Mutex // serialises key set refreshes
+}
+
 // relyingParty is what discovery yields. It is replaced whole (key set refresh), never changed.
 type relyingParty struct {
+	p          *idp
 	provider   *oidc.Provider
 	verifier   *oidc.IDTokenVerifier
 	oauth      oauth2.Config
 	endSession string // end_session_endpoint, "" when not advertised
+	issParam   bool   // the provider sends iss in authorisation responses (RFC 9207)
 	jwksURI    string
 	keysAt     time.Time
 }
 
-// NewManager builds a Manager for the provider oc and the session settings sc. publicBase is
-// server.public_url (nil: own endpoints use the request's host). Discovery is attempted once
-// here with a timeout; failure is logged and retried in the background, not returned. Errors
-// are configuration errors (an unreadable CA file). Call Close to stop background work.
+// NewManager builds a Manager for the providers of oc (oc.All) and the session settings sc.
+// publicBase is server.public_url (nil: own endpoints use the request's host). Discovery is
+// attempted once per provider here with a timeout; failure is logged and retried in the
+// background, not returned. Errors are configuration errors (an unreadable CA file). Call
+// Close to stop background work.
 func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store, opts Options) (*Manager, error) {
-	if oc.Issuer == "" || oc.ClientID == "" || oc.RedirectURI == nil {
-		return nil, errors.New("session: oidc issuer, client_id and redirect_url are required (use a configuration from config.Load)")
+	if len(oc.All) == 0 && oc.Issuer != "" {
+		// Built by hand rather than by config.Load (tests): the default provider alone.
+		oc.All = []config.OIDCProvider{oc.Default()}
+	}
+	if len(oc.All) == 0 || oc.RedirectURI == nil {
+		return nil, errors.New("session: oidc providers and redirect_url are required (use a configuration from config.Load)")
 	}
 	if st == nil {
 		return nil, errors.New("session: a store is required")
 	}
 	m := &Manager{
-		log: opts.Logger, now: opts.Now, client: opts.HTTPClient, logins: st, st: st, handoffs: st, logouts: st, oc: oc, sc: sc,
-		publicBase: publicBase, stopped: make(chan struct{}),
-		requireEV:     oc.RequireVerifiedEmail == nil || *oc.RequireVerifiedEmail,
+		log: opts.Logger, now: opts.Now, logins: st, st: st, handoffs: st, logouts: st, oc: oc, sc: sc,
+		publicBase:    publicBase,
 		onSignIn:      opts.OnSignIn,
 		audit:         opts.Audit,
 		refusalBudget: rate.NewLimiter(rate.Every(time.Second), refusalBurst),
 		signInHost:    strings.ToLower(oc.RedirectURI.Hostname()),
 		signInOrigin:  oc.RedirectURI.Scheme + "://" + strings.ToLower(oc.RedirectURI.Host),
 		hostAllowed:   opts.HostAllowed,
+		trust:         authz.CompileProviders(oc.All),
+		realms:        opts.Realms,
+		hostOrg:       opts.HostOrg,
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -204,15 +234,25 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 	if m.now == nil {
 		m.now = time.Now
 	}
+	if m.realms == nil {
+		m.realms, _ = st.(Realms)
+	}
 	if publicBase != nil {
 		m.origin = publicBase.Scheme + "://" + publicBase.Host
 	}
-	if m.client == nil {
-		c, err := providerClient(oc.CARootFile)
-		if err != nil {
-			return nil, err
+	for _, pc := range oc.All {
+		if pc.Issuer == "" || pc.ClientID == "" {
+			return nil, fmt.Errorf("session: provider %q needs an issuer and a client_id", pc.Name)
 		}
-		m.client = c
+		p := &idp{cfg: pc, client: opts.HTTPClient, requireEV: pc.RequireVerifiedEmail == nil || *pc.RequireVerifiedEmail}
+		if p.client == nil {
+			c, err := providerClient(pc.CARootFile)
+			if err != nil {
+				return nil, fmt.Errorf("provider %s: %w", pc.Name, err)
+			}
+			p.client = c
+		}
+		m.idps = append(m.idps, p)
 	}
 	m.touch, m.stopWatch = st.UpdateSession, func() {}
 	ttl := opts.CacheTTL
@@ -229,13 +269,18 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.stop = cancel
-	if err := m.discover(ctx); err != nil {
-		m.log.Warn("identity provider unavailable at start; sign-in answers 503 until it is reachable",
-			slog.String("issuer", oc.Issuer), slog.String("error", err.Error()))
-		go m.retryDiscovery(ctx)
-	} else {
-		close(m.stopped)
+	// Providers are discovered side by side: one that is down delays no other.
+	var first sync.WaitGroup
+	for _, p := range m.idps {
+		first.Go(func() {
+			if err := m.discover(ctx, p); err != nil {
+				m.log.Warn("identity provider unavailable at start; sign-in through it answers 503 until it is reachable",
+					slog.String("provider", p.cfg.Name), slog.String("issuer", p.cfg.Issuer), slog.String("error", err.Error()))
+				m.stopped.Go(func() { m.retryDiscovery(ctx, p) })
+			}
+		})
 	}
+	first.Wait()
 	return m, nil
 }
 
@@ -243,7 +288,7 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 func (m *Manager) Close() {
 	m.closeOne.Do(func() {
 		m.stop()
-		<-m.stopped
+		m.stopped.Wait()
 		m.stopWatch()
 	})
 }
@@ -267,41 +312,45 @@ func providerClient(caFile string) (*http.Client, error) {
 	return &http.Client{Transport: tr, Timeout: providerCallLimit}, nil
 }
 
-// ctx returns a context whose HTTP calls to the provider use m's client.
-func (m *Manager) ctx(parent context.Context) context.Context {
-	return oidc.ClientContext(parent, m.client)
+// ctx returns a context whose HTTP calls to the provider use p's client.
+func (p *idp) ctx(parent context.Context) context.Context {
+	return oidc.ClientContext(parent, p.client)
 }
 
-func (m *Manager) discover(parent context.Context) error {
+func (m *Manager) discover(parent context.Context, p *idp) error {
 	ctx, cancel := context.WithTimeout(parent, discoveryTimeout)
 	defer cancel()
 	// go-oidc checks that the document's issuer is exactly ours (OIDC-04).
-	p, err := oidc.NewProvider(m.ctx(ctx), m.oc.Issuer)
+	op, err := oidc.NewProvider(p.ctx(ctx), p.cfg.Issuer)
 	if err != nil {
 		return err
 	}
 	var extra struct {
 		EndSession string `json:"end_session_endpoint"`
 		JWKSURI    string `json:"jwks_uri"`
+		// RFC 9207: a provider that says so puts iss in every authorisation response.
+		IssParameter bool `json:"authorization_response_iss_parameter_supported"`
 	}
-	if err := p.Claims(&extra); err != nil {
+	if err := op.Claims(&extra); err != nil {
 		return fmt.Errorf("read discovery document: %w", err)
 	}
 	rp := &relyingParty{
-		provider:   p,
+		p:          p,
+		provider:   op,
 		endSession: extra.EndSession,
 		jwksURI:    extra.JWKSURI,
+		issParam:   extra.IssParameter,
 		oauth: oauth2.Config{
-			ClientID:     m.oc.ClientID,
-			ClientSecret: m.oc.ClientSecret.Reveal(),
-			Endpoint:     p.Endpoint(),
+			ClientID:     p.cfg.ClientID,
+			ClientSecret: p.cfg.ClientSecret.Reveal(),
+			Endpoint:     op.Endpoint(),
 			RedirectURL:  m.oc.RedirectURI.String(),
-			Scopes:       m.oc.Scopes,
+			Scopes:       p.cfg.Scopes,
 		},
 	}
 	m.withKeys(rp)
-	m.rp.Store(rp)
-	m.log.Info("identity provider discovered", slog.String("issuer", m.oc.Issuer))
+	p.rp.Store(rp)
+	m.log.Info("identity provider discovered", slog.String("provider", p.cfg.Name), slog.String("issuer", p.cfg.Issuer))
 	return nil
 }
 
@@ -310,37 +359,93 @@ func (m *Manager) discover(parent context.Context) error {
 // rebuilt every keySetMaxAge forgets it.
 func (m *Manager) withKeys(rp *relyingParty) {
 	// The key set's context must outlive any request: keys are fetched lazily.
-	keys := oidc.NewRemoteKeySet(m.ctx(context.Background()), rp.jwksURI)
+	keys := oidc.NewRemoteKeySet(rp.p.ctx(context.Background()), rp.jwksURI)
 	skew := m.oc.ClockSkew.D()
-	rp.verifier = oidc.NewVerifier(m.oc.Issuer, keys, &oidc.Config{
-		ClientID:             m.oc.ClientID,
-		SupportedSigningAlgs: m.oc.SigningAlgs,
+	rp.verifier = oidc.NewVerifier(rp.p.cfg.Issuer, keys, &oidc.Config{
+		ClientID:             rp.p.cfg.ClientID,
+		SupportedSigningAlgs: rp.p.cfg.SigningAlgs,
 		// Expiry is checked against a clock set back by the allowed skew, i.e. with tolerance.
 		Now: func() time.Time { return m.now().Add(-skew) },
 	})
 	rp.keysAt = m.now()
 }
 
-// current returns the discovered provider with a key set younger than keySetMaxAge, or nil
-// before discovery.
-func (m *Manager) current() *relyingParty {
-	rp := m.rp.Load()
+// current returns p as discovered, with a key set younger than keySetMaxAge, or nil before
+// discovery.
+func (m *Manager) current(p *idp) *relyingParty {
+	if p == nil {
+		return nil
+	}
+	rp := p.rp.Load()
 	if rp == nil || m.now().Sub(rp.keysAt) < keySetMaxAge {
 		return rp
 	}
-	m.keysMu.Lock()
-	defer m.keysMu.Unlock()
-	if rp = m.rp.Load(); m.now().Sub(rp.keysAt) < keySetMaxAge {
+	p.keysMu.Lock()
+	defer p.keysMu.Unlock()
+	if rp = p.rp.Load(); m.now().Sub(rp.keysAt) < keySetMaxAge {
 		return rp
 	}
 	next := *rp
 	m.withKeys(&next)
-	m.rp.Store(&next)
+	p.rp.Store(&next)
 	return &next
 }
 
-func (m *Manager) retryDiscovery(ctx context.Context) {
-	defer close(m.stopped)
+// demand is d in p's terms: the routes' acr values as p names them (acr_values).
+func (p *idp) demand(d authz.Demand) authz.Demand {
+	if len(p.cfg.ACRValues) == 0 || len(d.ACR) == 0 {
+		return d
+	}
+	d.ACR = slices.Clone(d.ACR)
+	for i, v := range d.ACR {
+		if theirs, ok := p.cfg.ACRValues[v]; ok {
+			d.ACR[i] = theirs
+		}
+	}
+	return d
+}
+
+// routeACR is the route's name (one of want, the demand's acr values) for acr, the value p's
+// token carried; acr itself when no mapping applies. An elevation records the route's names,
+// which is what later requests compare.
+func (p *idp) routeACR(want []string, acr string) string {
+	for _, v := range want {
+		if theirs, ok := p.cfg.ACRValues[v]; ok && theirs == acr {
+			return v
+		}
+	}
+	return acr
+}
+
+// provider returns the provider named name, or nil.
+func (m *Manager) provider(name string) *idp {
+	for _, p := range m.idps {
+		if p.cfg.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// providerOf returns the provider whose issuer is issuer (a session's, a token's), or nil.
+func (m *Manager) providerOf(issuer string) *idp {
+	if name := m.trust.ByIssuer(issuer); name != "" {
+		return m.provider(name)
+	}
+	return nil
+}
+
+// anyDiscovered reports whether some provider can sign people in.
+func (m *Manager) anyDiscovered() bool {
+	for _, p := range m.idps {
+		if p.rp.Load() != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manager) retryDiscovery(ctx context.Context, p *idp) {
 	wait := retryFirst
 	for {
 		select {
@@ -348,11 +453,11 @@ func (m *Manager) retryDiscovery(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		err := m.discover(ctx)
+		err := m.discover(ctx, p)
 		if err == nil {
 			return
 		}
-		m.log.Warn("identity provider still unavailable", slog.String("issuer", m.oc.Issuer),
+		m.log.Warn("identity provider still unavailable", slog.String("provider", p.cfg.Name), slog.String("issuer", p.cfg.Issuer),
 			slog.String("error", err.Error()), slog.Duration("retry_in", min(2*wait, retryMax)))
 		wait = min(2*wait, retryMax)
 	}

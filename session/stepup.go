@@ -139,14 +139,16 @@ func (m *Manager) serveStepUp(w http.ResponseWriter, r *http.Request) error {
 	if !m.sameOrigin(r) {
 		return warning(reason.CSRFFailed, stepUpRefusedMsg, "cross-origin request")
 	}
-	rp := m.current()
-	if rp == nil {
-		return quietly(reason.IdPUnavailable)
-	}
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	l, err := m.load(r.Context(), r, false)
 	if err != nil {
 		return m.loadError(r, err, false)
+	}
+	// The step-up is at the provider the person signed in with: another one's token would
+	// name another person (and authz.Grant would refuse it).
+	rp := m.current(m.providerOf(l.rec.Issuer))
+	if rp == nil {
+		return quietly(reason.IdPUnavailable)
 	}
 	if err := r.ParseForm(); err != nil {
 		// A body that does not parse (or is too large) is malformed rather than forged: 400,
@@ -170,7 +172,7 @@ func (m *Manager) serveStepUp(w http.ResponseWriter, r *http.Request) error {
 		StepUp: &stepUpState{Session: l.h, Route: c.Route, Demand: c.Demand}}
 	m.log.Info("step-up started", slog.String("user", l.rec.User), slog.String("session", logID(l.h)),
 		slog.String("route", c.Route), slog.String("org", c.Org))
-	return m.beginAuth(w, r, rp, lr, stepUpParams(c.Demand, l.rec.Email, c.PromptLogin), http.StatusSeeOther)
+	return m.beginAuth(w, r, rp, lr, stepUpParams(rp.p.demand(c.Demand), l.rec.Email, c.PromptLogin), http.StatusSeeOther)
 }
 
 // stepUpCallback finishes a step-up for l, the session stepUpOwner found it belongs to: the
@@ -186,7 +188,8 @@ func (m *Manager) stepUpCallback(w http.ResponseWriter, r *http.Request, rp *rel
 		m.auditStepUp(ctx, w, audit.StepUpRefused, l.rec.User, su, codeOf(err), nil)
 		return err
 	}
-	el, code, cause := authz.Grant(su.Demand, lr.Started, l.rec.Issuer, l.rec.Subject, id.authentication(), m.now())
+	el, code, cause := authz.Grant(rp.p.demand(su.Demand), lr.Started, l.rec.Issuer, l.rec.Subject, id.authentication(), m.now())
+	el.ACR = rp.p.routeACR(su.ACR, el.ACR)
 	if code != "" {
 		return m.stepUpRefusedPage(ctx, w, l.rec.User, su, code, cause, id, lr.ReturnTo)
 	}

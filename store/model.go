@@ -1,6 +1,9 @@
 package store
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // The records below are plain data: what Redis holds about organisations and memberships.
 // They carry no policy; authz decides what they mean. Times are UTC; a zero time means "not
@@ -59,6 +62,12 @@ type Org struct {
 	// Delegations let other organisations' administrators administer this one (delegations.go),
 	// ended ones included, for the record.
 	Delegations []Delegation `json:"delegations,omitempty"`
+}
+
+// VerifiedDomain reports whether o holds domain (lower case) verified now: not pending, not
+// lapsed.
+func (o *Org) VerifiedDomain(domain string) bool {
+	return o != nil && slices.ContainsFunc(o.Domains, func(d Domain) bool { return d.Name == domain && d.Status == DomainVerified })
 }
 
 // OrgPolicy is an organisation's own, stricter lifecycle limits, per membership kind.

@@ -210,7 +210,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		}()
 		closers = append(closers, func() { cancel(); <-done })
 	}
-	if cfg.AdminAPI.Enabled() || cfg.OIDC.Issuer != "" && cfg.Console.On() {
+	if cfg.AdminAPI.Enabled() || cfg.OIDC.Configured() && cfg.Console.On() {
 		// The console is a client of the same API, in process, whether or not it has a
 		// listener of its own.
 		if api, err = newAdminAPI(cfg, st, orgs, aud, log); err != nil {
@@ -221,7 +221,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		}
 	}
 
-	if cfg.OIDC.Issuer == "" {
+	if !cfg.OIDC.Configured() {
 		return closeAll, api, nil
 	}
 	providers := authz.CompileProviders(cfg.OIDC.All)
@@ -233,6 +233,13 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		HostAllowed: func(host string) bool {
 			srv := served.Load()
 			return srv != nil && srv.ServesHost(host)
+		},
+		// With several providers, an organisation host signs in at its organisation's.
+		HostOrg: func(host string) string {
+			if srv := served.Load(); srv != nil {
+				return srv.HostOrg(host)
+			}
+			return ""
 		},
 		// Access granted to an address before its owner ever signed in binds now, once, to
 		// this person (issue 4: a later owner of the address inherits nothing).

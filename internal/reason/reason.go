@@ -164,6 +164,16 @@ const (
 	HandoffHostUnknown   Code = "handoff_host_unknown"
 	HandoffWrongHost     Code = "handoff_wrong_host"
 	HandoffSessionEnded  Code = "handoff_session_ended"
+	// ProviderMixUp: the authorisation response names another issuer than the provider the
+	// sign-in went to (RFC 9207), or a provider that promises iss left it out.
+	ProviderMixUp Code = "provider_mix_up"
+	// ProviderUnknown: no provider may sign in the address given at home-realm discovery:
+	// its domain is no organisation's verified one and no provider is shared, or the
+	// provider chosen is not one of those that may.
+	ProviderUnknown Code = "provider_unknown"
+	// ProviderDomainRefused: the provider may sign in only addresses at domains verified by
+	// the organisations that list it (verified_domains_only), and this address is not one.
+	ProviderDomainRefused Code = "provider_domain_refused"
 )
 
 // The membership decision (authz.Decide), in the order Decide checks (the first failing check
@@ -395,6 +405,9 @@ var specs = []Spec{
 		Fallback: "The identity provider did not sign you in.", Action: signIn, ActionText: "Sign in"},
 	{Code: SignInFailed, Area: AreaSession, Status: http.StatusBadRequest, Message: "Sign-in could not be completed. Start again.", Action: signIn, ActionText: "Sign in"},
 	{Code: EmailNotVerified, Area: AreaSession, Status: http.StatusForbidden, Message: "Your email address is not verified at the identity provider."},
+	{Code: ProviderMixUp, Area: AreaSession, Status: http.StatusBadRequest, Message: "The sign-in answer came from another identity provider than the one you were sent to. Start again.", Action: signIn, ActionText: "Sign in"},
+	{Code: ProviderUnknown, Area: AreaSession, Status: http.StatusForbidden, Message: "No sign-in is set up for this address. Use your work address, or ask your organisation's administrator.", Action: signIn, ActionText: "Try another address"},
+	{Code: ProviderDomainRefused, Area: AreaSession, Status: http.StatusForbidden, Message: "This identity provider may not sign in addresses at your email domain. Sign in with your own organisation's provider.", Action: signIn, ActionText: "Sign in"},
 	{Code: CSRFFailed, Area: AreaSession, Status: http.StatusForbidden, Message: "The form expired or came from another site. Go back and try again."},
 	{Code: InvalidLogoutToken, Area: AreaSession, Status: http.StatusBadRequest, Message: "The logout token is not valid."},
 	{Code: HandoffInvalid, Area: AreaSession, Status: http.StatusBadRequest, Message: "This sign-in link is not valid any more (used, expired or unknown). Start again.", Action: signIn, ActionText: "Sign in"},
