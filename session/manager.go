@@ -183,8 +183,8 @@ type idp struct {
 	cfg       config.OIDCProvider
 	client    *http.Client
 	requireEV bool
-	rp       atomic.Pointer[relyingParty]
-	keysMu   sync.Mutex // serialises key set refreshes
+	rp        atomic.Pointer[relyingParty]
+	keysMu    sync.Mutex // serialises key set refreshes
 }
 
 // relyingParty is what discovery yields. It is replaced whole (key set refresh), never changed.
