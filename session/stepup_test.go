@@ -436,3 +436,52 @@ func TestStepUpStrippedRequest(t *testing.T) {
 		t.Fatalf("elevated: %d", p.StatusCode)
 	}
 }
+
+// A provider that names an assurance differently from the routes (oidc.acr_values): the step-up
+// asks the provider for its own value, accepts the token that carries it, and records the
+// route's, which later requests compare.
+func TestStepUpACRMapping(t *testing.T) {
+	rec := &audit.Recorder{}
+	e := newEnv(t, envOpts{audit: rec, oidc: "  acr_values: {phr: \"" + devidp.ACRMFA + "\"}\n", routes: `  - name: phr
+    path: /phr
+    upstream: UPSTREAM
+    step_up: {acr: [phr], max_age: 10m}
+  - name: mfa
+    path: /mfa
+    upstream: UPSTREAM
+    step_up: {acr: ["` + devidp.ACRMFA + `"], max_age: 10m}
+`})
+	b := e.browser()
+	b.mustSignIn("carol")
+	p := b.postStepUp(b.ticket("/phr/x"))
+	u, _ := url.Parse(p.loc())
+	if got := u.Query().Get("acr_values"); p.StatusCode != http.StatusSeeOther || got != devidp.ACRMFA {
+		t.Fatalf("step-up asked the provider for acr_values %q (%d), want its own name %q", got, p.StatusCode, devidp.ACRMFA)
+	}
+	// devidp asks for the second factor only when its own value is asked for.
+	b.stepUp("/phr/x")
+	if p := b.api("/phr/x"); p.StatusCode != 200 {
+		t.Fatalf("after the mapped step-up: %d %s", p.StatusCode, p.body)
+	}
+	// The elevation is the route's "phr", not the provider's value: a route asking for the
+	// provider's value by its own name needs its own step-up.
+	if p := b.api("/mfa/x"); p.StatusCode != 401 {
+		t.Errorf("route asking for %s after a phr step-up: %d", devidp.ACRMFA, p.StatusCode)
+	}
+	var granted *audit.Event
+	for _, ev := range rec.Events() {
+		if ev.Type == audit.StepUpGranted {
+			granted = &ev
+		}
+	}
+	if granted == nil || granted.Detail["acr"] != "phr" {
+		t.Errorf("granted event: %+v", granted)
+	}
+	// A password-only token does not pass for phr: the mapping does not weaken the check.
+	b2 := e.browser()
+	b2.mustSignIn("alice")
+	p = b2.nav(b2.stepUpCallback("/phr/y", "alice", false))
+	if p.StatusCode != 403 || !strings.Contains(p.body, "step_up_acr") {
+		t.Errorf("password-only step-up for phr: %d %s", p.StatusCode, p.body)
+	}
+}
