@@ -336,3 +336,43 @@ func TestEmailDomainClaim(t *testing.T) {
 		})
 	}
 }
+
+// RFC 9207: an authorisation response that names another issuer than the provider the sign-in
+// went to is refused before its code is redeemed (OIDC-04); one naming the right issuer, or
+// none from a provider that does not announce the parameter (devidp), is accepted.
+func TestCallbackIssParameter(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	for _, tc := range []struct {
+		name, iss string
+		repeat    bool
+		want      int
+	}{
+		{"another issuer", "https://idp.rogue.test", false, http.StatusBadRequest},
+		{"with a trailing slash", e.idpURL + "/", false, http.StatusBadRequest},
+		{"twice", e.idpURL, true, http.StatusBadRequest},
+		{"the provider's own", e.idpURL, false, http.StatusFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := e.browser()
+			cb := b.toCallback("/.portcullis/login?rd=/app/x", "alice")
+			q := cb.Query()
+			q.Set("iss", tc.iss)
+			if tc.repeat {
+				q.Add("iss", tc.iss)
+			}
+			cb.RawQuery = q.Encode()
+			p := b.nav(cb.String())
+			if p.StatusCode != tc.want {
+				t.Fatalf("%d %s", p.StatusCode, p.body)
+			}
+			if tc.want != http.StatusFound {
+				if !strings.Contains(p.body, string(reason.ProviderMixUp)) {
+					t.Errorf("reason: %s", p.body)
+				}
+				if w := b.api("/.portcullis/whoami"); w.StatusCode != 401 {
+					t.Errorf("a session was made: %d", w.StatusCode)
+				}
+			}
+		})
+	}
+}

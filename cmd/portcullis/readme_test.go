@@ -167,7 +167,7 @@ func newSnippetDir(t *testing.T) *snippetDir {
 	if err := os.MkdirAll(sn.secrets, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"oidc", "siem-webhook", "webhook", "redis", "oidc-secret", "redis-password"} {
+	for _, f := range []string{"oidc", "siem-webhook", "webhook", "redis", "oidc-secret", "redis-password", "acme-entra"} {
 		writeFile(t, filepath.Join(sn.secrets, f), "whsec_"+strings.Repeat("c2VjcmV0IHNlY3JldCBzZWNyZXQh", 2))
 	}
 	if _, k := writeTestCert(t, sn.secrets); os.Rename(k, filepath.Join(sn.secrets, "assertion.pem")) != nil {
