@@ -83,6 +83,13 @@ var defaultRules = []defaultRule{
 			c.OIDC.SigningAlgs = []string{"RS256", "ES256"}
 		}
 	})},
+	{Default{"scim.subject_attribute", `"externalId"`}, ifSCIM(func(c *Config) { setString(&c.SCIM.SubjectAttribute, SCIMSubjectExternalID) })},
+	{Default{"scim.kind", `"employee"`}, ifSCIM(func(c *Config) { setString(&c.SCIM.Kind, "employee") })},
+	{Default{"scim.roles", "[user]"}, ifSCIM(func(c *Config) {
+		if c.SCIM.Roles == nil {
+			c.SCIM.Roles = []string{"user"}
+		}
+	})},
 	{Default{"oidc.providers[].display_name", "the issuer's host name"}, forProviders(func(p *OIDCProvider) { setString(&p.DisplayName, issuerHost(p.Issuer)) })},
 	{Default{"oidc.providers[].scopes", "[openid, email, profile]"}, forProviders(func(p *OIDCProvider) {
 		if len(p.Scopes) == 0 {
@@ -313,6 +320,15 @@ func ifOIDC(f func(*Config)) func(*Config) {
 func ifIssuer(f func(*Config)) func(*Config) {
 	return func(c *Config) {
 		if c.OIDC.Issuer != "" {
+			f(c)
+		}
+	}
+}
+
+// ifSCIM applies a SCIM default only when SCIM is enabled.
+func ifSCIM(f func(*Config)) func(*Config) {
+	return func(c *Config) {
+		if c.SCIM.Enabled {
 			f(c)
 		}
 	}

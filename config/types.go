@@ -43,6 +43,8 @@ type Config struct {
 	Console Console `yaml:"console"`
 	// ClientJWT trusts issuers of machine identities' client-credentials tokens.
 	ClientJWT ClientJWT `yaml:"client_jwt"`
+	// SCIM serves each organisation's SCIM 2.0 provisioning on the admin API listener.
+	SCIM SCIM `yaml:"scim"`
 	// Routes is the ordered route table: the first route that matches host, path and method
 	// handles the request.
 	Routes []Route `yaml:"routes"`

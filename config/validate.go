@@ -116,6 +116,7 @@ func (v *validator) config(c *Config) {
 	v.console(c)
 	v.tracing(c)
 	v.clientJWT(c)
+	v.scim(c)
 	v.notifications(c)
 	v.auditSinks(c)
 }
