@@ -54,6 +54,9 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 			return nil, err
 		case !t.Live(s.now()):
 			return nil, refuse(reason.Unauthenticated, "token "+t.ID+" expired or revoked")
+		case t.SCIM:
+			// A directory's credential provisions its organisation at /scim/v2, nothing more.
+			return nil, refuse(reason.Unauthenticated, "token "+t.ID+" is a SCIM token: it authenticates at /scim/v2/"+t.Org+" only")
 		}
 		s.tokenUsed(r.Context(), t.ID)
 		return &principal{Actor: authz.Actor{Operator: t.Operator, Name: t.Owner}, via: "token " + t.ID, org: t.Org, readOnly: t.ReadOnly,

@@ -43,6 +43,17 @@ const (
 	PersonUsernameSet   Type = "person.username_set"
 )
 
+// SCIM provisioning events: a record of an organisation's directory changed (package scim);
+// the memberships the records decide have their own membership events, with the same actor.
+const (
+	SCIMUserCreated  Type = "scim.user_created"
+	SCIMUserChanged  Type = "scim.user_changed"
+	SCIMUserDeleted  Type = "scim.user_deleted"
+	SCIMGroupCreated Type = "scim.group_created"
+	SCIMGroupChanged Type = "scim.group_changed"
+	SCIMGroupDeleted Type = "scim.group_deleted"
+)
+
 // Access request events (the just-in-time flow).
 const (
 	RequestCreated   Type = "request.created"

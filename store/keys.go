@@ -18,6 +18,7 @@ import (
 //	pc:{u:<user>}:orgs         set of the user's organisation ids (org picker, offboarding)
 //	pc:{o:<org>}:org           organisation record
 //	pc:{o:<org>}:mem:<user>    membership of user in org
+//	pc:{o:<org>}:scim:users    hash of org's SCIM users by id (scim:groups: its groups)
 //	pc:{d:<domain>}:org        email domain → organisation index
 //	pc:inval                   pub/sub channel of cache invalidations
 //	pc:audit                   audit event stream
@@ -168,6 +169,11 @@ func (k keys) logoutJTI(iss, jti string) string {
 
 // orgMembers is the key of the set of users with a membership record in org.
 func (k keys) orgMembers(org string) string { return k.orgTag(org) + ":members" }
+
+// scimUsers and scimGroups are the hashes of an organisation's SCIM records, by resource id
+// (store/scim.go): beside its memberships, under its tag.
+func (k keys) scimUsers(org string) string  { return k.orgTag(org) + ":scim:users" }
+func (k keys) scimGroups(org string) string { return k.orgTag(org) + ":scim:groups" }
 
 // orgIDs is the key of the set of every organisation id.
 func (k keys) orgIDs() string { return k.prefix + "orgs" }

@@ -42,7 +42,10 @@ type Token struct {
 	Operator bool   `json:"operator,omitempty"`
 	Org      string `json:"org,omitempty"`
 	// ReadOnly tokens may only read.
-	ReadOnly  bool      `json:"read_only,omitempty"`
+	ReadOnly bool `json:"read_only,omitempty"`
+	// SCIM tokens authenticate an organisation's directory at its SCIM endpoint (package
+	// scim), and nothing else: they are no admin API credential. Org is required.
+	SCIM      bool      `json:"scim,omitempty"`
 	Created   time.Time `json:"created"`
 	Expires   time.Time `json:"expires"`
 	CreatedBy string    `json:"created_by"`
@@ -107,6 +110,9 @@ func (o *Orgs) CreateToken(ctx context.Context, t Token, actor, reason string) (
 	}
 	if t.Operator && t.Org != "" {
 		errs = append(errs, errors.New("an operator token is not restricted to one org"))
+	}
+	if t.SCIM && (t.Org == "" || t.Operator || t.ReadOnly) {
+		errs = append(errs, errors.New("a SCIM token is one organisation's, neither an operator's nor read-only"))
 	}
 	if !t.Expires.After(now) || t.Expires.Sub(now) > MaxTokenLifetime {
 		errs = append(errs, fmt.Errorf("expires: must be in the future and at most %d days away", MaxTokenLifetime/(24*time.Hour)))
