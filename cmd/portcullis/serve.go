@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/tracing"
 	"github.com/portcullis-proxy/portcullis/notify"
 	"github.com/portcullis-proxy/portcullis/proxy"
+	"github.com/portcullis-proxy/portcullis/scim"
 	"github.com/portcullis-proxy/portcullis/session"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -218,6 +220,18 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		}
 		if cfg.AdminAPI.Enabled() {
 			opts.Admin = api
+			if cfg.SCIM.Enabled {
+				// Each organisation's directory provisions it at /scim/v2/{org}, beside the API.
+				sc, err := scim.New(scim.Options{Store: st, Orgs: orgs, Policy: authz.CompilePolicy(&cfg.Lifecycle), Providers: cfg.OIDC.All,
+					Config: cfg.SCIM, Sessions: st, Logger: log.With(slog.String("component", "scim"))})
+				if err != nil {
+					return closeAll, nil, err
+				}
+				mux := http.NewServeMux()
+				mux.Handle(scim.PathPrefix, sc)
+				mux.Handle("/", api)
+				opts.Admin = mux
+			}
 		}
 	}
 
