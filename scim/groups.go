@@ -77,8 +77,10 @@ func (h groups) Replace(r *http.Request, id string, attrs escim.ResourceAttribut
 	return h.edit(r, id, func(*store.SCIMGroup) (map[string]any, error) { return attrs, nil })
 }
 
+// Patch answers 204 No Content, as Entra ID expects of a group (Okta takes it too): a large
+// group's members are not sent back for every change.
 func (h groups) Patch(r *http.Request, id string, ops []escim.PatchOperation) (escim.Resource, error) {
-	return h.edit(r, id, func(cur *store.SCIMGroup) (map[string]any, error) {
+	res, err := h.edit(r, id, func(cur *store.SCIMGroup) (map[string]any, error) {
 		res := groupAttributes(cur)
 		for _, op := range ops {
 			if op.Path == nil {
@@ -96,6 +98,10 @@ func (h groups) Patch(r *http.Request, id string, ops []escim.PatchOperation) (e
 		}
 		return res, nil
 	})
+	if err != nil {
+		return res, err
+	}
+	return escim.Resource{}, nil
 }
 
 // edit rewrites group id from the attributes next gives for its current record.

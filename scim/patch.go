@@ -79,6 +79,20 @@ func applyOp(res map[string]any, op escim.PatchOperation) error {
 	}
 	switch op.Op {
 	case escim.PatchOperationRemove:
+		// Entra ID removes members by value: {"op":"Remove","path":"members","value":[…]}.
+		if vs, ok := op.Value.([]any); ok && len(vs) > 0 {
+			if cur, ok := getAttr(target, name).([]any); ok {
+				cur = slices.DeleteFunc(slices.Clone(cur), func(x any) bool {
+					return slices.ContainsFunc(vs, func(v any) bool { return sameValue(x, v) })
+				})
+				if len(cur) == 0 {
+					deleteAttr(target, name)
+				} else {
+					setAttr(target, name, cur, false)
+				}
+				return nil
+			}
+		}
 		deleteAttr(target, name)
 	case escim.PatchOperationAdd:
 		setAttr(target, name, op.Value, true)

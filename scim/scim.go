@@ -17,9 +17,12 @@
 package scim
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -155,9 +158,64 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r2 := r.WithContext(context.WithValue(r.Context(), ctxKey{}, c))
 	r2.URL.Path = "/" + rest
 	r2.URL.RawPath = ""
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-	r2.Body = r.Body
+	r2.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	if r.Method == http.MethodPatch {
+		body, err := io.ReadAll(r2.Body)
+		if err != nil {
+			writeError(w, scimerrors.ScimErrorInvalidSyntax)
+			return
+		}
+		r2.Body = io.NopCloser(bytes.NewReader(entraBooleans(body)))
+		r2.ContentLength = -1
+	}
 	srv.ServeHTTP(w, r2)
+}
+
+// entraBooleans rewrites the strings "True" and "False" that Entra ID sends as active's value
+// in PATCH operations into the booleans the schema says active is (Microsoft documents the
+// quirk; aadOptscim062020 turns it off). Anything else, or a body that does not parse, is
+// passed on as it is, for the library to judge.
+func entraBooleans(body []byte) []byte {
+	var req map[string]any
+	if json.Unmarshal(body, &req) != nil {
+		return body
+	}
+	ops, _ := getAttr(req, "Operations").([]any)
+	changed := false
+	fix := func(v any) any {
+		if s, ok := v.(string); ok && (strings.EqualFold(s, "true") || strings.EqualFold(s, "false")) {
+			changed = true
+			return strings.EqualFold(s, "true")
+		}
+		return v
+	}
+	for _, o := range ops {
+		op, _ := o.(map[string]any)
+		if op == nil {
+			continue
+		}
+		path, _ := getAttr(op, "path").(string)
+		switch value := getAttr(op, "value").(type) {
+		case string:
+			if strings.EqualFold(path, "active") {
+				setAttr(op, "value", fix(value), false)
+			}
+		case map[string]any:
+			if path == "" {
+				if v := getAttr(value, "active"); v != nil {
+					setAttr(value, "active", fix(v), false)
+				}
+			}
+		}
+	}
+	if !changed {
+		return body
+	}
+	out, err := json.Marshal(req)
+	if err != nil {
+		return body
+	}
+	return out
 }
 
 // authenticate finds the live SCIM token of org the request carries. Every failure says

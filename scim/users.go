@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -83,14 +84,19 @@ func (h users) Replace(r *http.Request, id string, attrs escim.ResourceAttribute
 	if err != nil {
 		return escim.Resource{}, err
 	}
-	u, err := h.s.userFrom(attrs, issuer)
-	if err != nil {
-		return escim.Resource{}, err
-	}
 	if err := h.s.change(r, o, func(st *store.SCIMState) error {
 		cur := st.Users[id]
 		if cur == nil {
 			return scimerrors.ScimErrorResourceNotFound(id)
+		}
+		// Okta's full-object PUT leaves externalId out: the binding to the person stays.
+		if h.s.o.Config.SubjectAttribute == config.SCIMSubjectExternalID && getAttr(attrs, "externalId") == nil && cur.ExternalID != "" {
+			attrs = maps.Clone(attrs)
+			attrs["externalId"] = cur.ExternalID
+		}
+		u, err := h.s.userFrom(attrs, issuer)
+		if err != nil {
+			return err
 		}
 		if cur.User != u.User {
 			return mutability("the user's " + h.s.o.Config.SubjectAttribute + " names the person; it cannot change")

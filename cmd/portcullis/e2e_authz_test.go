@@ -96,6 +96,7 @@ type azBed struct {
 	px     []*azProxy
 	cfgs   []string // the configuration file of each process
 	ca     string   // the provider's CA file
+	users  []devidp.User
 }
 
 func (b *azBed) user(sub string) string { return store.UserKey(b.idp.URL, sub) }
@@ -111,11 +112,13 @@ type azOptions struct {
 	extra func(b *azBed, i int) string
 	// top is the Redis topology; the zero value is one server.
 	top topology
+	// users are further people at the provider.
+	users []devidp.User
 }
 
 func newAZBedWith(t *testing.T, o azOptions) *azBed {
 	t.Helper()
-	b := &azBed{t: t}
+	b := &azBed{t: t, users: append(slices.Clone(azUsers), o.users...)}
 	listens := []string{freePort(t), freePort(t)}
 	var redirects, logouts []string
 	for _, l := range listens {
@@ -124,7 +127,7 @@ func newAZBedWith(t *testing.T, o azOptions) *azBed {
 	}
 	b.idp = devidptest.Start(t, devidp.Config{
 		Clients: append([]devidp.Client{{ID: "portcullis", Secret: "e2e-secret", RedirectURIs: redirects, PostLogoutRedirectURIs: logouts}}, o.clients...),
-		Users:   azUsers,
+		Users:   b.users,
 	})
 	dir := t.TempDir()
 	ca := b.idp.CAFile(t)
@@ -354,10 +357,10 @@ func (c *azClient) api(px *azProxy, path string) *azResp {
 func (c *azClient) signIn(px *azProxy, user string) {
 	t := c.b.t
 	t.Helper()
-	pw := ""
-	for _, u := range azUsers {
+	pw, sub := "", ""
+	for _, u := range c.b.users {
 		if u.Username == user {
-			pw = u.Password
+			pw, sub = u.Password, u.Subject
 		}
 	}
 	r := c.do("GET", px.base+"/.portcullis/login?rd=/public/home", "", nil, azBrowser)
@@ -366,7 +369,7 @@ func (c *azClient) signIn(px *azProxy, user string) {
 		case r.status/100 == 3:
 			u, _ := r.url.Parse(r.header.Get("Location"))
 			if u.Host == strings.TrimPrefix(px.base, "https://") && u.Path == "/public/home" {
-				if w := c.api(px, "/.portcullis/whoami"); w.status != 200 || !strings.Contains(w.body, `"sub-`+user+`"`) {
+				if w := c.api(px, "/.portcullis/whoami"); w.status != 200 || !strings.Contains(w.body, `"`+sub+`"`) {
 					t.Fatalf("whoami after signing in as %s: %d %s", user, w.status, w.body)
 				}
 				return
