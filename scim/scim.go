@@ -108,8 +108,8 @@ func New(o Options) (*Server, error) {
 		s.groupOf[strings.ToLower(g)] = r
 	}
 	s.users = escim.ResourceType{ID: optional.NewString("User"), Name: "User", Endpoint: "/Users",
-		Description: optional.NewString("People of the organisation, each a membership"),
-		Schema:      schema.CoreUserSchema(),
+		Description:      optional.NewString("People of the organisation, each a membership"),
+		Schema:           schema.CoreUserSchema(),
 		SchemaExtensions: []escim.SchemaExtension{{Schema: schema.ExtensionEnterpriseUser()}},
 		Handler:          users{s}}
 	s.groups = escim.ResourceType{ID: optional.NewString("Group"), Name: "Group", Endpoint: "/Groups",

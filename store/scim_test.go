@@ -81,7 +81,9 @@ func TestSCIMChange(t *testing.T) {
 	}
 	f.expect(nil)
 	// A follow that refuses (the policy) leaves the records as they were.
-	refuse := func(*SCIMUser, []*SCIMGroup, *Membership) (*Membership, error) { return nil, errors.New("outside the policy") }
+	refuse := func(*SCIMUser, []*SCIMGroup, *Membership) (*Membership, error) {
+		return nil, errors.New("outside the policy")
+	}
 	deactivate := func(st *SCIMState) error { st.Users[aid].Active = false; return nil }
 	if err := f.o.SCIMChange(ctx, "acme", deactivate, refuse, scimActor, "scim"); err == nil || err.Error() != "scim change acme: outside the policy" {
 		t.Errorf("refused follow: %v", err)
