@@ -162,3 +162,38 @@ routes: [{name: a, upstream: "http://10.0.0.5"}]
 		})
 	}
 }
+
+func TestSCIMConfig(t *testing.T) {
+	const head = `
+server: {public_url: "https://portal.example.com"}
+tls: {mode: self_signed}
+redis: {address: "127.0.0.1:6379"}
+routes: [{name: a, upstream: "http://10.0.0.5"}]
+`
+	cfg := mustParse(t, head+"admin_api: {listen: \"127.0.0.1:9443\"}\nscim: {enabled: true, group_roles: {Admins: admin}}\n")
+	if s := cfg.SCIM; s.SubjectAttribute != SCIMSubjectExternalID || s.Kind != "employee" || len(s.Roles) != 1 || s.Roles[0] != "user" {
+		t.Errorf("defaults: %+v", s)
+	}
+	for _, tc := range []struct{ name, yaml, key, msg string }{
+		{"no admin listener", "scim: {enabled: true}", "scim.enabled", "needs admin_api.listen"},
+		{"subject attribute", "admin_api: {listen: \"127.0.0.1:9443\"}\nscim: {enabled: true, subject_attribute: email}", "scim.subject_attribute", "externalId or userName"},
+		{"service kind", "admin_api: {listen: \"127.0.0.1:9443\"}\nscim: {enabled: true, kind: service}", "scim.kind", "one of employee"},
+		{"privileged role", "admin_api: {listen: \"127.0.0.1:9443\"}\nlifecycle: {privileged_roles: {billing-admin: {max_duration: 8h}}}\nscim: {enabled: true, group_roles: {Billing: billing-admin}}",
+			"scim", "never provisioned"},
+		{"a group twice", "admin_api: {listen: \"127.0.0.1:9443\"}\nscim: {enabled: true, group_roles: {Admins: admin, admins: user}}", "scim.group_roles", "twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := parse(t, head+tc.yaml+"\n")
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("err = %v", err)
+			}
+			for _, e := range errs {
+				if e.Key == tc.key && strings.Contains(e.Message, tc.msg) {
+					return
+				}
+			}
+			t.Errorf("want %s: …%s…, got %v", tc.key, tc.msg, err)
+		})
+	}
+}
