@@ -38,6 +38,7 @@ Organisations:
   org activate ID
   org end ID --reason WHY [--contract-end RFC3339] [--merged-into ORG]
   org providers ID [--provider NAME]... --reason WHY   (none: the shared providers)
+  org scim-token ID --name NAME [--lifetime D] --reason WHY   a token for the organisation's directory (SCIM)
 
 Email domains of an organisation:
   domain add ORG DOMAIN
@@ -125,13 +126,14 @@ type adminCommand struct {
 
 // adminCommands maps "group name" to its command.
 var adminCommands = map[string]adminCommand{
-	"org create":    {"ID --name NAME [--contact EMAIL]", true, false, adminOrgCreate},
-	"org show":      {"ID", false, false, adminOrgShow},
-	"org list":      {"", false, false, adminOrgList},
-	"org suspend":   {"ID --reason WHY", true, true, adminOrgSuspend},
-	"org activate":  {"ID", true, false, adminOrgActivate},
-	"org end":       {"ID --reason WHY [--contract-end RFC3339] [--merged-into ORG]", true, true, adminOrgEnd},
-	"org providers": {"ID [--provider NAME]... --reason WHY", true, true, adminOrgProviders},
+	"org create":     {"ID --name NAME [--contact EMAIL]", true, false, adminOrgCreate},
+	"org show":       {"ID", false, false, adminOrgShow},
+	"org list":       {"", false, false, adminOrgList},
+	"org suspend":    {"ID --reason WHY", true, true, adminOrgSuspend},
+	"org activate":   {"ID", true, false, adminOrgActivate},
+	"org end":        {"ID --reason WHY [--contract-end RFC3339] [--merged-into ORG]", true, true, adminOrgEnd},
+	"org providers":  {"ID [--provider NAME]... --reason WHY", true, true, adminOrgProviders},
+	"org scim-token": {"ID --name NAME [--lifetime D] --reason WHY", true, true, adminOrgSCIMToken},
 
 	"domain add":     {"ORG DOMAIN", true, false, adminDomainStatus("")},
 	"domain verify":  {"ORG DOMAIN", true, false, adminDomainStatus(store.DomainVerified)},

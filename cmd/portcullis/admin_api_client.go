@@ -364,6 +364,18 @@ func (b *apiBackend) CreateToken(ctx context.Context, t store.Token, reason stri
 	return out.Token, &out.Record, nil
 }
 
+func (b *apiBackend) CreateSCIMToken(ctx context.Context, org, name string, life time.Duration, reason string) (string, *store.Token, error) {
+	in := map[string]any{"name": name, "lifetime": strconv.FormatInt(int64(life/time.Minute), 10) + "m", "reason": reason}
+	var out struct {
+		Token  string      `json:"token"`
+		Record store.Token `json:"record"`
+	}
+	if err := b.call(ctx, "POST", orgPath(org)+"/scim/tokens", in, &out); err != nil {
+		return "", nil, err
+	}
+	return out.Token, &out.Record, nil
+}
+
 func (b *apiBackend) Tokens(ctx context.Context) ([]store.Token, error) {
 	var out items[store.Token]
 	return out.Items, b.call(ctx, "GET", "/tokens", nil, &out)

@@ -52,6 +52,8 @@ type adminBackend interface {
 	ResetRecoveryLimit(ctx context.Context, route, email, username, reason string) (string, int, error)
 
 	CreateToken(ctx context.Context, t store.Token, reason string) (string, *store.Token, error)
+	// CreateSCIMToken makes a SCIM token for org's directory, living life.
+	CreateSCIMToken(ctx context.Context, org, name string, life time.Duration, reason string) (string, *store.Token, error)
 	Tokens(ctx context.Context) ([]store.Token, error)
 	RevokeToken(ctx context.Context, id, reason string) (*store.Token, error)
 
@@ -282,6 +284,13 @@ func (b *storeBackend) Tail(ctx context.Context, after string, count int, block 
 
 func (b *storeBackend) CreateToken(ctx context.Context, t store.Token, reason string) (string, *store.Token, error) {
 	return b.orgs.CreateToken(ctx, t, b.actor, reason)
+}
+
+func (b *storeBackend) CreateSCIMToken(ctx context.Context, org, name string, life time.Duration, reason string) (string, *store.Token, error) {
+	if _, err := b.st.Org(ctx, org); err != nil {
+		return "", nil, err
+	}
+	return b.orgs.CreateToken(ctx, store.Token{Name: name, Owner: b.actor, Org: org, SCIM: true, Expires: time.Now().Add(life)}, b.actor, reason)
 }
 
 func (b *storeBackend) Tokens(ctx context.Context) ([]store.Token, error) { return b.st.Tokens(ctx) }

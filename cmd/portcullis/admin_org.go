@@ -9,7 +9,10 @@ import (
 	"net/mail"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/scim"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -159,6 +162,45 @@ func adminOrgProviders(a *adminRun) int {
 	}
 	return a.output(o, func(w io.Writer) {
 		fmt.Fprintf(w, "org %s: providers %s\n", o.ID, providerList(o.Providers))
+	})
+}
+
+// adminOrgSCIMToken makes the token an organisation's directory provisions it with at
+// /scim/v2/ORG (the admin API's listener), shown once.
+func adminOrgSCIMToken(a *adminRun) int {
+	name := a.fs.String("name", "", "what the token is for, such as \"Entra ID provisioning\" (required)")
+	lifetime := a.fs.String("lifetime", "180d", "how long it lives, at most 366d")
+	if !a.parse("ID") {
+		return 2
+	}
+	id := a.pos[0]
+	a.checkOrgID("ID", id)
+	life, err := config.ParseDuration(*lifetime)
+	switch {
+	case err != nil || life <= 0:
+		a.bad("--lifetime", "%q: want a duration such as 180d", *lifetime)
+	case life > store.MaxTokenLifetime:
+		a.bad("--lifetime", "%s: a token lives at most a year (366d)", *lifetime)
+	}
+	if strings.TrimSpace(*name) == "" {
+		a.bad("--name", "is required")
+	}
+	if a.failed() || !a.open() {
+		return 1
+	}
+	defer a.close()
+	secret, t, err := a.be.CreateSCIMToken(a.ctx, id, *name, life, a.reason)
+	if err != nil {
+		return a.fail(err)
+	}
+	t.Hash = ""
+	res := struct {
+		Token  string      `json:"token"`
+		Record store.Token `json:"record"`
+	}{secret, *t}
+	return a.output(res, func(w io.Writer) {
+		fmt.Fprintf(w, "SCIM token %s for %s's directory (expires %s); it is shown only now:\n%s\n", t.ID, t.Org, t.Expires.Format(time.RFC3339), secret)
+		fmt.Fprintf(w, "the directory's base URL: https://<admin_api.listen>%s%s (revoke: portcullis admin token revoke %s)\n", scim.PathPrefix, t.Org, t.ID)
 	})
 }
 

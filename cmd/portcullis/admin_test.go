@@ -1068,3 +1068,24 @@ func TestAdminOrgProviders(t *testing.T) {
 		t.Errorf("cleared = %+v", o.Providers)
 	}
 }
+
+func TestAdminOrgSCIMToken(t *testing.T) {
+	t.Parallel()
+	b := newAdminBed(t)
+	b.ok("org", "create", "acme", "--name", "Acme")
+	b.refused(1, []string{"--reason"}, "org", "scim-token", "acme", "--name", "Entra ID")
+	b.refused(1, []string{"--name"}, "org", "scim-token", "acme", "--reason", "x")
+	b.refused(1, []string{"--lifetime"}, "org", "scim-token", "acme", "--name", "Entra ID", "--lifetime", "400d", "--reason", "x")
+	b.refused(1, []string{"nope"}, "org", "scim-token", "nope", "--name", "Entra ID", "--reason", "x")
+	var res struct {
+		Token  string      `json:"token"`
+		Record store.Token `json:"record"`
+	}
+	b.okJSON(&res, "org", "scim-token", "acme", "--name", "Entra ID", "--reason", "provisioning from Entra")
+	if !res.Record.SCIM || res.Record.Org != "acme" || res.Record.Operator || !strings.HasPrefix(res.Token, store.TokenPrefix) || res.Record.Hash != "" {
+		t.Errorf("token %+v", res)
+	}
+	if e := b.lastEvent(audit.TokenCreated); e.Org != "acme" || e.Reason != "provisioning from Entra" {
+		t.Errorf("event %+v", e)
+	}
+}
