@@ -143,6 +143,11 @@ const (
 	// SessionEnded: sessions ended without the person signing out (Reason: why:
 	// backchannel_logout, idle_timeout, absolute_timeout; Detail: sessions_ended).
 	SessionEnded Type = "session.ended"
+	// SecurityEventApplied: a Shared Signals transmitter's event was verified and acted on
+	// (Reason: the event type; Detail: transmitter, jti, done). SecurityEventRefused: one
+	// was refused (Reason: RFC 8935's error code; Detail: transmitter, cause).
+	SecurityEventApplied Type = "ssf.event_applied"
+	SecurityEventRefused Type = "ssf.event_refused"
 	// Handoff and HandoffRefused: a session carried to an organisation host, or refused.
 	Handoff        Type = "session.handoff"
 	HandoffRefused Type = "session.handoff_refused"

@@ -45,6 +45,8 @@ type Config struct {
 	ClientJWT ClientJWT `yaml:"client_jwt"`
 	// SCIM serves each organisation's SCIM 2.0 provisioning on the admin API listener.
 	SCIM SCIM `yaml:"scim"`
+	// SSF receives identity providers' security events (OpenID Shared Signals).
+	SSF SSF `yaml:"ssf"`
 	// Routes is the ordered route table: the first route that matches host, path and method
 	// handles the request.
 	Routes []Route `yaml:"routes"`

@@ -117,6 +117,7 @@ func (v *validator) config(c *Config) {
 	v.tracing(c)
 	v.clientJWT(c)
 	v.scim(c)
+	v.ssf(c)
 	v.notifications(c)
 	v.auditSinks(c)
 }

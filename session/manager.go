@@ -110,6 +110,9 @@ type Options struct {
 	// discovery when several providers are configured, and for a provider's
 	// verified_domains_only. nil uses the store, when it can (store.Store does).
 	Realms Realms
+	// SSF are the Shared Signals transmitters whose events the receiver at SSFPath accepts
+	// (ssf.go). None: it answers 404.
+	SSF []config.SSFTransmitter
 	// HostOrg returns the organisation an organisation host serves ("" for none): such a
 	// host signs its people in at that organisation's provider without asking. nil: none.
 	HostOrg func(host string) string
@@ -161,8 +164,10 @@ type Manager struct {
 	// idps are the providers in configuration order (oidc.All); trust is the trust rule on
 	// them (which may sign people in for which organisation); realms and hostOrg serve
 	// home-realm discovery (realm.go).
-	idps    []*idp
-	trust   *authz.Providers
+	idps         []*idp
+	transmitters []*transmitter
+	events       SecurityEvents // the store's, for the receiver (ssf.go); nil: none
+	trust        *authz.Providers
 	realms  Realms
 	hostOrg func(string) string
 
@@ -253,6 +258,15 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 			p.client = c
 		}
 		m.idps = append(m.idps, p)
+	}
+	ts, err := newTransmitters(opts.SSF, oc)
+	if err != nil {
+		return nil, err
+	}
+	m.transmitters = ts
+	m.events, _ = st.(SecurityEvents)
+	if len(ts) > 0 && m.events == nil {
+		return nil, errors.New("session: the store cannot remember security events (ssf.transmitters)")
 	}
 	m.touch, m.stopWatch = st.UpdateSession, func() {}
 	ttl := opts.CacheTTL
@@ -476,6 +490,7 @@ func (m *Manager) Endpoints() map[string]http.Handler {
 		"handoff":            m.serve(m.serveHandoff),
 		"handoff/step-up":    m.serve(m.serveHandoffStepUp),
 		"handoff/finish":     m.serve(m.serveHandoffFinish),
+		"ssf/events":         m.serve(m.serveSSF),
 	}
 }
 

@@ -161,6 +161,11 @@ func (k keys) logoutJTI(iss, jti string) string {
 	return k.prefix + "{j:" + escape(iss) + ":" + escape(jti) + "}:jti"
 }
 
+// setJTI is the key remembering a Security Event Token's jti (session/ssf.go).
+func (k keys) setJTI(iss, jti string) string {
+	return k.prefix + "{e:" + escape(iss) + ":" + escape(jti) + "}:setjti"
+}
+
 // Organisation keys (store/orgs.go), beside those in the layout above:
 //
 //	pc:{o:<org>}:members    set of user keys with a membership record in org (any status)

@@ -283,6 +283,19 @@ func (s *Store) MarkLogoutToken(ctx context.Context, iss, jti string, ttl time.D
 	return ok, nil
 }
 
+// MarkSecurityEvent records that the Security Event Token jti of issuer iss was received, for
+// ttl; false means it was already (a replay).
+func (s *Store) MarkSecurityEvent(ctx context.Context, iss, jti string, ttl time.Duration) (bool, error) {
+	if err := positive("mark security event", ttl); err != nil {
+		return false, err
+	}
+	ok, err := s.rdb.SetNX(ctx, s.keys.setJTI(iss, jti), 1, ttl).Result()
+	if err != nil {
+		return false, s.unavailable("mark security event", err)
+	}
+	return ok, nil
+}
+
 // positive refuses a TTL that is not positive: go-redis reads 0 as "no expiry", which would make
 // a session or a single-use state live for ever.
 func positive(op string, ttl time.Duration) error {

@@ -358,7 +358,11 @@ func (c *azClient) signIn(px *azProxy, user string) {
 	t := c.b.t
 	t.Helper()
 	pw, sub := "", ""
-	for _, u := range c.b.users {
+	people := c.b.users
+	if people == nil {
+		people = azUsers // a bed built by hand (the ingress tests)
+	}
+	for _, u := range people {
 		if u.Username == user {
 			pw, sub = u.Password, u.Subject
 		}

@@ -248,6 +248,8 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 			srv := served.Load()
 			return srv != nil && srv.ServesHost(host)
 		},
+		// Identity providers' security events end sessions and drop elevations at once.
+		SSF: cfg.SSF.Transmitters,
 		// With several providers, an organisation host signs in at its organisation's.
 		HostOrg: func(host string) string {
 			if srv := served.Load(); srv != nil {
