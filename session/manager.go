@@ -168,8 +168,8 @@ type Manager struct {
 	transmitters []*transmitter
 	events       SecurityEvents // the store's, for the receiver (ssf.go); nil: none
 	trust        *authz.Providers
-	realms  Realms
-	hostOrg func(string) string
+	realms       Realms
+	hostOrg      func(string) string
 
 	// cache holds session records between requests (nil: none); touch writes last-seen.
 	cache     *sessionCache

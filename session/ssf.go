@@ -198,7 +198,7 @@ func (m *Manager) receiveSET(w http.ResponseWriter, r *http.Request) (string, *t
 		return "", nil, bad(ssfErrInvalidReq, "unreadable body (at most %d bytes)", maxSETBytes)
 	}
 	raw := strings.TrimSpace(string(body))
-	jws, err := jose.ParseSigned(raw, setAlgs)
+	jws, err := jose.ParseSignedCompact(raw, setAlgs)
 	if err != nil || len(jws.Signatures) != 1 {
 		return "", nil, bad(ssfErrInvalidReq, "not a compact JWS signed with one of %s", setAlgsDescribed)
 	}

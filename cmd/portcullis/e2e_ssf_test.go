@@ -70,7 +70,7 @@ var ssfSeq int
 func (tr *ssfTransmitter) event(typ, iss, sub string) map[string]any {
 	ssfSeq++
 	return map[string]any{"iss": tr.issuer, "aud": "https://portal.example/ssf", "iat": time.Now().Unix(),
-		"jti": fmt.Sprintf("jti-%d-%d", time.Now().UnixNano(), ssfSeq),
+		"jti":    fmt.Sprintf("jti-%d-%d", time.Now().UnixNano(), ssfSeq),
 		"sub_id": map[string]any{"format": "iss_sub", "iss": iss, "sub": sub},
 		"events": map[string]any{typ: map[string]any{"event_timestamp": time.Now().Unix()}}}
 }
