@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/portcullis-proxy/portcullis/store"
 )
 
 // ssfTransmitter signs SETs and serves its JWKS over TLS.
@@ -77,7 +79,12 @@ func (tr *ssfTransmitter) event(typ, iss, sub string) map[string]any {
 
 func pushSET(t *testing.T, px *azProxy, set, contentType string) (int, map[string]string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", px.base+"/.portcullis/ssf/events", strings.NewReader(set))
+	return pushSETTo(t, px.base, set, contentType)
+}
+
+func pushSETTo(t *testing.T, base, set, contentType string) (int, map[string]string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/.portcullis/ssf/events", strings.NewReader(set))
 	req.Header.Set("Content-Type", contentType)
 	resp, err := tlsClient().Do(req)
 	if err != nil {
@@ -186,5 +193,50 @@ func TestE2ESharedSignals(t *testing.T) {
 	}
 	if applied != 2 || refused != 11 {
 		t.Errorf("audit: %d applied, %d refused", applied, refused)
+	}
+}
+
+// A credential change at the provider drops the person's step-up elevations: the privileged
+// area asks for a fresh one, while the session itself goes on.
+func TestE2ESharedSignalsDropElevations(t *testing.T) {
+	tr := newSSFTransmitter(t)
+	b := newSUBedWith(t, oneServer, func(b *suBed) string {
+		return fmt.Sprintf(`ssf:
+  transmitters:
+    - name: idp-caep
+      issuer: %s
+      jwks_uri: %s/jwks
+      audience: https://portal.example/ssf
+      ca_root_file: %s
+`, tr.issuer, tr.srv.URL, tr.ca)
+	})
+	c := b.client()
+	c.signIn("alice", "alice-pw", "acme")
+	if p := c.stepUp("/admin/users", "alice", "alice-pw", true); p.StatusCode != 200 {
+		t.Fatalf("step-up: %d %s", p.StatusCode, p.body)
+	}
+	if p := c.do("GET", "/admin/users", nil, suAPI); p.StatusCode != 200 {
+		t.Fatalf("elevated: %d", p.StatusCode)
+	}
+	const changed = "https://schemas.openid.net/secevent/caep/event-type/credential-change"
+	if st, out := pushSETTo(t, b.base, tr.set(nil, tr.event(changed, b.idp.URL, "sub-alice")), "application/secevent+jwt"); st != 202 {
+		t.Fatalf("credential-change: %d %v", st, out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p := c.do("GET", "/admin/users", nil, suAPI)
+		if p.StatusCode == 401 && p.reason() == "step_up_required" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still elevated after the credential change: %d %s", p.StatusCode, p.body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p := c.do("GET", "/app/home", nil, suAPI); p.StatusCode != 200 {
+		t.Errorf("the session ended with the elevation: %d", p.StatusCode)
+	}
+	if !b.hasEvent("ssf.event_applied", changed, store.UserKey(b.idp.URL, "sub-alice")) {
+		t.Error("no ssf.event_applied event")
 	}
 }

@@ -51,7 +51,10 @@ type suBed struct {
 
 func newSUBed(t *testing.T) *suBed { t.Helper(); return newSUBedOn(t, oneServer) }
 
-func newSUBedOn(t *testing.T, top topology) *suBed {
+func newSUBedOn(t *testing.T, top topology) *suBed { t.Helper(); return newSUBedWith(t, top, nil) }
+
+// newSUBedWith is newSUBedOn with extra YAML (top-level keys) appended to the configuration.
+func newSUBedWith(t *testing.T, top topology, extra func(b *suBed) string) *suBed {
 	t.Helper()
 	b := &suBed{t: t}
 	listen := freePort(t)
@@ -136,6 +139,9 @@ routes:
     org: {from: session}
     require: {verified_email_domain: false}
 `, listen, b.base, rs.yaml(), b.idp.URL, filepath.Join(dir, "secret"), ca, b.portal.URL)
+	if extra != nil {
+		cfg += extra(b)
+	}
 	cfgPath := filepath.Join(dir, "portcullis.yaml")
 	writeFile(t, cfgPath, cfg)
 	b.proc = startBinary(t, cfgPath)
