@@ -50,8 +50,14 @@ func (c *call) createSCIMToken() (any, error) {
 	if _, err := c.s.st.Org(c.ctx, org); err != nil {
 		return nil, err
 	}
-	secret, t, err := c.changes().CreateToken(c.ctx, store.Token{Name: in.Name, Owner: c.p.Name, Org: org, SCIM: true,
-		Expires: c.s.now().Add(life)}, c.p.Name, in.Reason)
+	expires := c.s.now().Add(life)
+	if !c.p.expires.IsZero() && expires.After(c.p.expires) {
+		return nil, invalid("lifetime: a token ends no later than the token that makes it (" + c.p.expires.UTC().Format("2006-01-02T15:04:05Z") + ")")
+	}
+	// The token is the organisation's directory's, not its maker's (created_by says who):
+	// the maker leaving does not silently stop the organisation's deprovisioning.
+	secret, t, err := c.changes().CreateToken(c.ctx, store.Token{Name: in.Name, Owner: store.SCIMOwner(org), Org: org, SCIM: true,
+		Expires: expires}, c.p.Name, in.Reason)
 	if err != nil {
 		return nil, err
 	}

@@ -146,6 +146,9 @@ func New(o Options) (*Server, error) {
 	return s, nil
 }
 
+// Policy is the lifecycle policy in force (SetLifecycle's latest).
+func (s *Server) Policy() *authz.Policy { return s.policy.Load().Policy }
+
 // SetLifecycle makes p the policy of every later call (a configuration reload).
 func (s *Server) SetLifecycle(p *authz.Policy) { s.policy.Store(newLifecycle(p)) }
 

@@ -66,6 +66,7 @@ redis: {address: "127.0.0.1:6379"}
 oidc:
   issuer: "https://login.portal.example"
   client_id: portal
+  client_secret: portal-secret
   providers:
     - name: acme
       issuer: "https://idp.acme.example/"
@@ -77,6 +78,7 @@ oidc:
       display_name: Beta Corp
       issuer: "https://beta.okta.example"
       client_id: pc
+      client_secret: beta-secret
       scopes: [email]
       shared: true
 routes: [{name: a, upstream: "http://10.0.0.5"}]
@@ -142,6 +144,7 @@ routes: [{name: a, upstream: "http://10.0.0.5"}]
 		{"hmac", "oidc:\n  providers:\n    - {name: a, issuer: \"https://a.example\", client_id: c, signing_algs: [HS256]}", "oidc.providers[0].signing_algs[0]", "not an accepted", 8},
 		{"extra param", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      extra_params: {nonce: x}", "oidc.providers[0].extra_params.nonce", "cannot be overridden", 11},
 		{"acr value", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      acr_values: {phr: \"a b\"}", "oidc.providers[0].acr_values.phr", "one acr value", 11},
+		{"a public client among several", "oidc:\n  providers:\n    - {name: a, issuer: \"https://a.example\", client_id: c, client_secret: s}\n    - {name: b, issuer: \"https://b.example\", client_id: c}", "oidc.providers[1].client_id", "needs a client_secret", 9},
 		{"default key without issuer", "oidc:\n  client_id: c\n  providers:\n    - {name: a, issuer: \"https://a.example\", client_id: c}", "oidc.client_id", "oidc.issuer is not", 7},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -45,8 +45,9 @@ func (v *validator) scim(c *Config) {
 	default:
 		v.errorf("scim.subject_attribute", "%s must be externalId or userName", v.show("scim.subject_attribute", s.SubjectAttribute))
 	}
-	if !slices.Contains(MembershipKinds, s.Kind) || s.Kind == "service" {
-		v.errorf("scim.kind", "%s must be one of employee, partner, reseller, support", v.show("scim.kind", s.Kind))
+	if !slices.Contains([]string{"employee", "partner", "reseller"}, s.Kind) {
+		// Support and service memberships go through requests, never a grant alone.
+		v.errorf("scim.kind", "%s must be one of employee, partner, reseller", v.show("scim.kind", s.Kind))
 	}
 	roles := slices.Clone(s.Roles)
 	for g, r := range s.GroupRoles {

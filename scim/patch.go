@@ -35,6 +35,11 @@ func applyOp(res map[string]any, op escim.PatchOperation) error {
 			return scimerrors.ScimErrorInvalidValue
 		}
 		for k, v := range vals {
+			if vm, ok := v.(map[string]any); ok && strings.HasPrefix(strings.ToLower(k), "urn:") {
+				// An extension's attributes as one object ("urn:…:User": {…}): merged.
+				setAttr(res, k, vm, true)
+				continue
+			}
 			p, err := filter.ParsePath([]byte(k))
 			if err != nil {
 				// A URN key whose attribute is an object ("urn:…:User": {…}) parses as no
@@ -67,6 +72,22 @@ func applyOp(res map[string]any, op escim.PatchOperation) error {
 		return applyFiltered(target, name, op.Path.ValueExpression, op.Path.SubAttribute, op)
 	}
 	if sub != nil {
+		if list, ok := getAttr(target, name).([]any); ok {
+			// A sub-attribute of a multi-valued attribute without a filter: every value's
+			// (RFC 7644 §3.5.2.3), never the list turned into one object.
+			for _, el := range list {
+				m, ok := el.(map[string]any)
+				if !ok {
+					return scimerrors.ScimErrorInvalidPath
+				}
+				if op.Op == escim.PatchOperationRemove {
+					deleteAttr(m, *sub)
+				} else {
+					setAttr(m, *sub, op.Value, false)
+				}
+			}
+			return nil
+		}
 		parent, _ := getAttr(target, name).(map[string]any)
 		if parent == nil {
 			if op.Op == escim.PatchOperationRemove {
@@ -79,8 +100,9 @@ func applyOp(res map[string]any, op escim.PatchOperation) error {
 	}
 	switch op.Op {
 	case escim.PatchOperationRemove:
-		// Entra ID removes members by value: {"op":"Remove","path":"members","value":[…]}.
-		if vs, ok := op.Value.([]any); ok && len(vs) > 0 {
+		// Entra ID removes members by value: {"op":"Remove","path":"members","value":[…]};
+		// an empty list removes none.
+		if vs, ok := op.Value.([]any); ok {
 			if cur, ok := getAttr(target, name).([]any); ok {
 				cur = slices.DeleteFunc(slices.Clone(cur), func(x any) bool {
 					return slices.ContainsFunc(vs, func(v any) bool { return sameValue(x, v) })

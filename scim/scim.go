@@ -61,9 +61,12 @@ type SessionRevoker interface {
 
 // Options are the collaborators of a Server.
 type Options struct {
-	Store  Records
-	Orgs   *store.Orgs
-	Policy *authz.Policy
+	Store Records
+	Orgs  *store.Orgs
+	// Policy is the lifecycle policy; PolicyOf, when set, returns the one in force instead
+	// (the admin API's, which a reload replaces).
+	Policy   *authz.Policy
+	PolicyOf func() *authz.Policy
 	// Providers are the configured OpenID Providers (config.OIDC.All): a user's issuer is
 	// its organisation's provider's.
 	Providers []config.OIDCProvider
@@ -71,6 +74,16 @@ type Options struct {
 	Sessions  SessionRevoker
 	Logger    *slog.Logger
 	Now       func() time.Time
+}
+
+// policy is the lifecycle policy in force.
+func (s *Server) policy() *authz.Policy {
+	if s.o.PolicyOf != nil {
+		if p := s.o.PolicyOf(); p != nil {
+			return p
+		}
+	}
+	return s.o.Policy
 }
 
 // Server serves PathPrefix. It is safe for concurrent use.

@@ -49,6 +49,7 @@ func newBed(t *testing.T, cfg config.SCIM, providers []config.OIDCProvider) *bed
 	t.Cleanup(func() { st.Close() })
 	b := &bed{t: t, st: st, orgs: store.NewOrgs(st, store.NewAudit(st, 0)), tokens: map[string]string{}}
 	ctx := context.Background()
+	_ = ctx
 	for _, id := range []string{"acme", "beta"} {
 		if _, err := b.orgs.CreateOrg(ctx, store.Org{ID: id, Name: id}, actor, "test"); err != nil {
 			t.Fatal(err)
@@ -69,15 +70,30 @@ func newBed(t *testing.T, cfg config.SCIM, providers []config.OIDCProvider) *bed
 		cfg.Roles = []string{"user"}
 	}
 	if providers == nil {
-		providers = []config.OIDCProvider{{Name: "default", Issuer: issuer, Shared: true}}
+		// The customers' own provider, listed by both organisations.
+		providers = []config.OIDCProvider{{Name: "acme-idp", Issuer: issuer}}
+		for _, id := range []string{"acme", "beta"} {
+			if _, err := b.orgs.SetOrgProviders(ctx, id, []string{"acme-idp"}, actor, "test"); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	s, err := scim.New(scim.Options{Store: st, Orgs: b.orgs, Policy: authz.CompilePolicy(&config.Lifecycle{}), Providers: providers, Config: cfg, Sessions: b})
+	s, err := scim.New(scim.Options{Store: st, Orgs: b.orgs, Policy: defaultPolicy(t), Providers: providers, Config: cfg, Sessions: b})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.srv = httptest.NewServer(s)
 	t.Cleanup(b.srv.Close)
 	return b
+}
+
+// defaultPolicy is the lifecycle policy of a configuration that sets none.
+func defaultPolicy(t *testing.T) *authz.Policy {
+	cfg, _, err := config.Loader{}.Parse("test.yaml", []byte("tls: {mode: self_signed}\nroutes: [{name: a, upstream: \"http://10.0.0.5\"}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return authz.CompilePolicy(&cfg.Lifecycle)
 }
 
 func (b *bed) call(org, method, path, body string) (int, map[string]any) {
@@ -298,6 +314,87 @@ func TestProvisioningStaysWithinItsBounds(t *testing.T) {
 	if _, m, _ := two.st.Lookup(ctx, "acme", store.UserKey("https://other.example", "sub-a")); m == nil {
 		t.Error("the user is not the listed provider's person")
 	}
+
+	// Through the shared provider, beta's directory may name acme's people too: deactivating
+	// its own user refuses them at beta, but does not end their sessions, which are acme's
+	// as much as beta's.
+	shared := newBed(t, config.SCIM{}, []config.OIDCProvider{{Name: "default", Issuer: issuer, Shared: true}})
+	id := shared.create("beta", "alice@acme.example", "sub-alice")
+	if st, _ := shared.call("beta", "PATCH", "/Users/"+id, patchOp+`[{"op":"replace","path":"active","value":false}]}`); st != 200 {
+		t.Fatal("deactivate")
+	}
+	if m := shared.membership("beta", "sub-alice"); m.Status != store.MembershipSuspended || len(shared.ended) != 0 {
+		t.Errorf("through the shared provider: %+v, sessions ended %v", m, shared.ended)
+	}
+	// A user created inactive ends nobody's sessions either.
+	if st, out := shared.call("beta", "POST", "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"z@beta.example","externalId":"sub-z","active":false}`); st != 201 || len(shared.ended) != 0 {
+		t.Errorf("created inactive: %d %v, ended %v", st, out, shared.ended)
+	}
+}
+
+func TestStatusFollowsActiveOnly(t *testing.T) {
+	b := newBed(t, config.SCIM{}, nil)
+	ctx := context.Background()
+	id := b.create("acme", "alice@acme.example", "sub-alice")
+	// An administrator suspends her; the directory edits her name: she stays suspended.
+	if _, err := b.orgs.ChangeMembership(ctx, "acme", store.UserKey(issuer, "sub-alice"), func(m *store.Membership) error {
+		m.Status = store.MembershipSuspended
+		return nil
+	}, actor, "investigation"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := b.call("acme", "PATCH", "/Users/"+id, patchOp+`[{"op":"replace","path":"displayName","value":"Alice E."}]}`); st != 200 {
+		t.Fatal("edit")
+	}
+	if m := b.membership("acme", "sub-alice"); m.Status != store.MembershipSuspended {
+		t.Errorf("an edit undid the suspension: %+v", m)
+	}
+	// Deactivated by the directory, a PUT without active, or removing active, keeps her so.
+	if st, _ := b.call("acme", "PATCH", "/Users/"+id, patchOp+`[{"op":"replace","path":"active","value":false}]}`); st != 200 {
+		t.Fatal("deactivate")
+	}
+	if st, out := b.call("acme", "PUT", "/Users/"+id, `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"alice@acme.example","externalId":"sub-alice"}`); st != 200 || out["active"] != false {
+		t.Errorf("PUT without active: %d %v", st, out)
+	}
+	if st, out := b.call("acme", "PATCH", "/Users/"+id, patchOp+`[{"op":"remove","path":"active"}]}`); st != 200 || out["active"] != false {
+		t.Errorf("remove active: %d %v", st, out)
+	}
+	// After a second provider is listed, the directory still deactivates and deletes its
+	// users: their persons are bound already.
+	id2 := b.create("acme", "bob@acme.example", "sub-bob")
+	if _, err := b.orgs.SetOrgProviders(ctx, "acme", []string{"acme-idp", "another"}, actor, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if st, out := b.call("acme", "PATCH", "/Users/"+id2, patchOp+`[{"op":"replace","path":"active","value":false}]}`); st != 200 {
+		t.Errorf("deactivate with two providers: %d %v", st, out)
+	}
+	// DELETE revokes the directory's memberships only.
+	if _, err := b.orgs.ChangeMembership(ctx, "acme", store.UserKey(issuer, "sub-bob"), func(m *store.Membership) error {
+		m.Kind = store.KindPartner
+		m.ExpiresAt = time.Now().Add(30 * 24 * time.Hour)
+		return nil
+	}, actor, "now a partner"); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := b.call("acme", "DELETE", "/Users/"+id2, ""); st != 204 {
+		t.Fatal("delete")
+	}
+	if m := b.membership("acme", "sub-bob"); m.Status == store.MembershipRevoked || m.Kind != store.KindPartner {
+		t.Errorf("DELETE revoked a membership the directory does not manage: %+v", m)
+	}
+}
+
+func TestDirectoryNeedsWhatOneAdministratorMayGrant(t *testing.T) {
+	b := newBed(t, config.SCIM{}, nil)
+	if _, err := b.orgs.SetOrgPolicy(context.Background(), "acme", &store.OrgPolicy{Kinds: map[string]store.KindLimits{"employee": {ApprovalsRequired: 2}}}, actor, "four eyes"); err != nil {
+		t.Fatal(err)
+	}
+	if st, out := b.call("acme", "POST", "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"a@acme.example","externalId":"sub-a"}`); st != 400 {
+		t.Errorf("a kind needing two approvals: %d %v", st, out)
+	}
+	if m := b.membership("acme", "sub-a"); m != nil {
+		t.Errorf("membership written: %+v", m)
+	}
 }
 
 func TestTokens(t *testing.T) {
@@ -337,5 +434,54 @@ func TestTokens(t *testing.T) {
 	st, out := b.call("acme", "GET", "/ServiceProviderConfig", "")
 	if st != 200 || out["patch"].(map[string]any)["supported"] != true || out["filter"].(map[string]any)["supported"] != true {
 		t.Errorf("ServiceProviderConfig: %d %v", st, out)
+	}
+}
+
+// PATCH forms that must not damage the record: a sub-attribute of a multi-valued attribute
+// without a filter, an extension given as one object, an empty list of members to remove, and
+// a group renamed (its members' roles follow).
+func TestPatchFormsKeepTheRecordWhole(t *testing.T) {
+	b := newBed(t, config.SCIM{GroupRoles: map[string]string{"Admins": "admin"}}, nil)
+	id := b.create("acme", "alice@acme.example", "sub-alice")
+	for _, body := range []string{
+		patchOp + `[{"op":"replace","path":"emails.type","value":"home"}]}`,
+		patchOp + `[{"op":"replace","value":{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"Sales"}}}]}`,
+	} {
+		if st, out := b.call("acme", "PATCH", "/Users/"+id, body); st != 200 {
+			t.Fatalf("%s: %d %v", body, st, out)
+		}
+	}
+	_, got := b.call("acme", "GET", "/Users/"+id, "")
+	emails, _ := got["emails"].([]any)
+	ext, _ := got["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"].(map[string]any)
+	if len(emails) != 1 || emails[0].(map[string]any)["type"] != "home" || emails[0].(map[string]any)["value"] != "alice@acme.example" || ext["department"] != "Sales" {
+		t.Errorf("after the patches: %v", got)
+	}
+	st, out := b.call("acme", "POST", "/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Admins","members":[{"value":"`+id+`"}]}`)
+	if st != 201 {
+		t.Fatalf("group: %d %v", st, out)
+	}
+	gid := out["id"].(string)
+	if st, _ := b.call("acme", "PATCH", "/Groups/"+gid, patchOp+`[{"op":"remove","path":"members","value":[]}]}`); st != 204 {
+		t.Fatal("remove nothing")
+	}
+	if g, _ := b.st.SCIMGroup(context.Background(), "acme", gid); len(g.Members) != 1 {
+		t.Errorf("an empty removal removed members: %+v", g)
+	}
+	if m := b.membership("acme", "sub-alice"); !strings.Contains(strings.Join(m.Roles, ","), "admin") {
+		t.Fatalf("roles in Admins: %v", m.Roles)
+	}
+	// Okta's rename: a value with the group's id and its new name.
+	if st, _ := b.call("acme", "PATCH", "/Groups/"+gid, patchOp+`[{"op":"replace","value":{"id":"`+gid+`","displayName":"Former admins"}}]}`); st != 204 {
+		t.Fatal("rename")
+	}
+	if m := b.membership("acme", "sub-alice"); strings.Contains(strings.Join(m.Roles, ","), "admin") {
+		t.Errorf("roles after the rename: %v", m.Roles)
+	}
+	// An id in the value changes no id (the library drops it: ids are the server's).
+	if st, _ := b.call("acme", "PATCH", "/Groups/"+gid, patchOp+`[{"op":"replace","value":{"id":"someone-else","displayName":"x"}}]}`); st/100 == 2 {
+		if st, out := b.call("acme", "GET", "/Groups/"+gid, ""); st != 200 || out["id"] != gid {
+			t.Errorf("after a value naming another id: %d %v", st, out)
+		}
 	}
 }

@@ -67,7 +67,7 @@ func (h users) Create(r *http.Request, attrs escim.ResourceAttributes) (escim.Re
 	if err != nil {
 		return escim.Resource{}, err
 	}
-	u, err := h.s.userFrom(attrs, issuer)
+	u, err := h.s.userFrom(attrs, issuer, true)
 	if err != nil {
 		return escim.Resource{}, err
 	}
@@ -80,9 +80,9 @@ func (h users) Create(r *http.Request, attrs escim.ResourceAttributes) (escim.Re
 
 func (h users) Replace(r *http.Request, id string, attrs escim.ResourceAttributes) (escim.Resource, error) {
 	c := callerOf(r)
-	o, issuer, err := h.s.orgAndIssuer(r, c.org)
+	o, err := h.s.o.Store.Org(r.Context(), c.org)
 	if err != nil {
-		return escim.Resource{}, err
+		return escim.Resource{}, h.s.fail(err, "read organisation")
 	}
 	if err := h.s.change(r, o, func(st *store.SCIMState) error {
 		cur := st.Users[id]
@@ -94,7 +94,9 @@ func (h users) Replace(r *http.Request, id string, attrs escim.ResourceAttribute
 			attrs = maps.Clone(attrs)
 			attrs["externalId"] = cur.ExternalID
 		}
-		u, err := h.s.userFrom(attrs, issuer)
+		// The person stays the one the user was bound to, whatever providers the
+		// organisation lists now; an absent active keeps its value.
+		u, err := h.s.userFrom(attrs, issuerOf(cur.User), cur.Active)
 		if err != nil {
 			return err
 		}
@@ -112,9 +114,9 @@ func (h users) Replace(r *http.Request, id string, attrs escim.ResourceAttribute
 
 func (h users) Patch(r *http.Request, id string, ops []escim.PatchOperation) (escim.Resource, error) {
 	c := callerOf(r)
-	o, issuer, err := h.s.orgAndIssuer(r, c.org)
+	o, err := h.s.o.Store.Org(r.Context(), c.org)
 	if err != nil {
-		return escim.Resource{}, err
+		return escim.Resource{}, h.s.fail(err, "read organisation")
 	}
 	if err := h.s.change(r, o, func(st *store.SCIMState) error {
 		cur := st.Users[id]
@@ -127,7 +129,7 @@ func (h users) Patch(r *http.Request, id string, ops []escim.PatchOperation) (es
 				return err
 			}
 		}
-		u, err := h.s.userFrom(res, issuer)
+		u, err := h.s.userFrom(res, issuerOf(cur.User), cur.Active)
 		if err != nil {
 			return err
 		}
@@ -185,10 +187,13 @@ func (s *Server) orgAndIssuer(r *http.Request, org string) (*store.Org, string, 
 	return o, issuers[0], nil
 }
 
+// issuerOf is the issuer part of a person's key.
+func issuerOf(user string) string { iss, _, _ := strings.Cut(user, "|"); return iss }
+
 // userFrom reads a user record from a resource's attributes (as the client sent them, or as
-// PATCH left them), for the person at issuer.
-func (s *Server) userFrom(attrs map[string]any, issuer string) (*store.SCIMUser, error) {
-	u := &store.SCIMUser{Active: true}
+// PATCH left them), for the person at issuer; active is what an absent active means.
+func (s *Server) userFrom(attrs map[string]any, issuer string, active bool) (*store.SCIMUser, error) {
+	u := &store.SCIMUser{Active: active}
 	rest := map[string]any{}
 	for k, v := range attrs {
 		switch strings.ToLower(k) {
@@ -301,10 +306,14 @@ func (s *Server) change(r *http.Request, o *store.Org, edit func(st *store.SCIMS
 	err := s.o.Orgs.Via("scim").SCIMChange(r.Context(), c.org, func(st *store.SCIMState) error {
 		ended = ended[:0]
 		return edit(st)
-	}, func(u *store.SCIMUser, groups []*store.SCIMGroup, cur *store.Membership) (*store.Membership, error) {
-		m, err := s.follow(o, u, groups, cur)
-		if err == nil && m != nil && m.Status != store.MembershipActive && (cur == nil || cur.Status == store.MembershipActive) {
-			ended = append(ended, m.User)
+	}, func(before, u *store.SCIMUser, groups []*store.SCIMGroup, cur *store.Membership) (*store.Membership, error) {
+		m, err := s.follow(o, before, u, groups, cur)
+		// The person's sessions end when their live membership here ends, and only when
+		// they are the organisation's own provider's person: a shared provider's people
+		// may be others' too, whose sessions this directory has no say over (the
+		// membership's end refuses them here at once either way).
+		if err == nil && m != nil && m.Status != store.MembershipActive && cur != nil && cur.Status == store.MembershipActive && s.ownProvider(cur.User) {
+			ended = append(ended, cur.User)
 		}
 		return m, err
 	}, c.actor, "SCIM provisioning")
@@ -326,17 +335,28 @@ func (s *Server) change(r *http.Request, o *store.Org, edit func(st *store.SCIMS
 	return nil
 }
 
-// follow is the membership the records decide for the person of u (nil: deleted), in the
-// groups given, whose membership is cur: within the lifecycle policy, or refused.
-func (s *Server) follow(o *store.Org, u *store.SCIMUser, groups []*store.SCIMGroup, cur *store.Membership) (*store.Membership, error) {
+// follow is the membership the records decide for the person of u (nil: deleted; before:
+// the record before the change, nil when new), in the groups given, whose membership is cur:
+// within the lifecycle policy, or refused. The directory manages memberships of scim.kind
+// only, and only where one administrator could grant them alone; the status follows the
+// record's active when active changes, so an administrator's suspension is not undone by an
+// unrelated edit.
+func (s *Server) follow(o *store.Org, before, u *store.SCIMUser, groups []*store.SCIMGroup, cur *store.Membership) (*store.Membership, error) {
 	now := s.o.Now()
+	policy := s.policy()
+	kind := s.o.Config.Kind
 	if u == nil {
-		if cur == nil || cur.Status == store.MembershipRevoked {
-			return nil, nil
+		if cur == nil || cur.Status == store.MembershipRevoked || cur.Kind != kind {
+			return nil, nil // not the directory's: it stays
 		}
 		m := *cur
 		m.Status = store.MembershipRevoked
 		return &m, nil
+	}
+	if kr, ok := policy.Kind(kind, o); ok && (kr.ApprovalsRequired > 1 || !slices.Contains(kr.Approvers, config.ApproverOrgAdmin)) {
+		// What one administrator may not grant alone, their directory may not either.
+		return nil, &policyError{fmt.Sprintf("%s memberships of %s need %d approval(s) from %s: the directory cannot provision them",
+			kind, o.ID, kr.ApprovalsRequired, strings.Join(kr.Approvers, ", "))}
 	}
 	roles := slices.Clone(s.o.Config.Roles)
 	for _, g := range groups {
@@ -348,34 +368,47 @@ func (s *Server) follow(o *store.Org, u *store.SCIMUser, groups []*store.SCIMGro
 	if !u.Active {
 		status = store.MembershipSuspended
 	}
-	if cur == nil || cur.Status == store.MembershipRevoked || cur.Kind != s.o.Config.Kind {
-		if cur != nil && cur.Status != store.MembershipRevoked {
-			// Someone else's membership of another kind (a partner, support): SCIM does not
-			// turn it into the directory's.
-			return nil, &policyError{fmt.Sprintf("the person already holds a %s membership of %s, which the directory does not manage", cur.Kind, o.ID)}
-		}
-		m := &store.Membership{Kind: s.o.Config.Kind, Roles: roles, Status: status, Email: emailOf(u)}
-		if kr, ok := s.o.Policy.Kind(m.Kind, o); ok && kr.ReviewEvery > 0 {
+	if cur == nil || cur.Status == store.MembershipRevoked {
+		m := &store.Membership{Kind: kind, Roles: roles, Status: status, Email: emailOf(u)}
+		if kr, ok := policy.Kind(m.Kind, o); ok && kr.ReviewEvery > 0 {
 			m.ReviewBy = now.Add(kr.ReviewEvery)
 		}
-		if vs := s.o.Policy.CheckMembership(m, o, "", now); len(vs) > 0 {
+		if vs := policy.CheckMembership(m, o, "", now); len(vs) > 0 {
 			return nil, &policyError{violations(vs)}
 		}
 		return m, nil
+	}
+	if cur.Kind != kind {
+		// Someone else's membership of another kind (a partner, support): SCIM does not
+		// turn it into the directory's.
+		return nil, &policyError{fmt.Sprintf("the person already holds a %s membership of %s, which the directory does not manage", cur.Kind, o.ID)}
 	}
 	m := *cur
 	m.Roles = slices.DeleteFunc(slices.Clone(cur.Roles), func(r string) bool { return s.managed[r] })
 	m.Roles = append(m.Roles, roles...)
 	slices.Sort(m.Roles)
 	m.Roles = slices.Compact(m.Roles)
-	m.Status = status
+	if before == nil || before.Active != u.Active {
+		m.Status = status
+	}
 	if e := emailOf(u); e != "" {
 		m.Email = e
 	}
-	if vs := s.o.Policy.CheckChange(cur, &m, o, "", now); len(vs) > 0 {
+	if vs := policy.CheckChange(cur, &m, o, "", now); len(vs) > 0 {
 		return nil, &policyError{violations(vs)}
 	}
 	return &m, nil
+}
+
+// ownProvider reports whether user is a person of a provider that is not shared.
+func (s *Server) ownProvider(user string) bool {
+	name := s.trust.ByIssuer(issuerOf(user))
+	for _, p := range s.o.Providers {
+		if p.Name == name {
+			return !p.Shared
+		}
+	}
+	return false
 }
 
 // emailOf is u's primary address (or its userName when that is one), "" otherwise.

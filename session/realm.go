@@ -184,11 +184,22 @@ func emailDomain(email string) (string, bool) {
 	if at < 1 || at == len(email)-1 || strings.ContainsAny(email, " \t\r\n<>,;\"") {
 		return "", false
 	}
-	d := strings.ToLower(email[at+1:])
-	if !strings.Contains(d, ".") {
+	// ASCII only (an IDN as its A-labels): Unicode case folding would turn the Kelvin sign
+	// into "k", and a domain is compared byte for byte with the verified ones.
+	d := []byte(strings.TrimSuffix(email[at+1:], "."))
+	for i, c := range d {
+		switch {
+		case 'A' <= c && c <= 'Z':
+			d[i] = c + 'a' - 'A'
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '.':
+		default:
+			return "", false
+		}
+	}
+	if !strings.Contains(string(d), ".") {
 		return "", false
 	}
-	return d, true
+	return string(d), true
 }
 
 var realmBody = template.Must(template.New("realm").Parse(`<h1>Sign in</h1>

@@ -11,17 +11,20 @@ import (
 
 func TestEmailDomain(t *testing.T) {
 	for email, want := range map[string]string{
-		"alice@acme.example":         "acme.example",
-		"Alice@ACME.Example":         "acme.example",
-		"a@b@acme.example":           "acme.example", // the domain is after the last @
-		"alice@localhost":            "",
-		"alice@":                     "",
-		"@acme.example":              "",
-		"alice":                      "",
-		"alice@acme.example\r\nX: y": "",
-		"alice <a@acme.example>":     "",
-		"a,b@acme.example":           "",
-		"":                           "",
+		"alice@acme.example":          "acme.example",
+		"Alice@ACME.Example":          "acme.example",
+		"a@b@acme.example":            "acme.example", // the domain is after the last @
+		"alice@localhost":             "",
+		"alice@":                      "",
+		"@acme.example":               "",
+		"alice":                       "",
+		"alice@acme.example\r\nX: y":  "",
+		"alice <a@acme.example>":      "",
+		"a,b@acme.example":            "",
+		"alice@\u212acme.example":     "", // the Kelvin sign is not "k"
+		"alice@acme.example.":         "acme.example",
+		"alice@xn--bcher-kva.example": "xn--bcher-kva.example",
+		"":                            "",
 	} {
 		got, ok := emailDomain(email)
 		if got != want || ok != (want != "") {

@@ -77,11 +77,11 @@ func (st *SCIMState) GroupsOf(id string) []*SCIMGroup {
 	return out
 }
 
-// SCIMFollow gives the membership a person's SCIM records decide: u is their user record (nil
-// when it was deleted), groups the groups it is in, cur their membership (nil when none). It
-// returns the membership to write, or nil to leave cur as it is; an error refuses the whole
-// change.
-type SCIMFollow func(u *SCIMUser, groups []*SCIMGroup, cur *Membership) (*Membership, error)
+// SCIMFollow gives the membership a person's SCIM records decide: before and u are their user
+// record before and after the change (before nil: new; u nil: deleted), groups the groups u
+// is in, cur their membership (nil when none). It returns the membership to write, or nil to
+// leave cur as it is; an error refuses the whole change.
+type SCIMFollow func(before, u *SCIMUser, groups []*SCIMGroup, cur *Membership) (*Membership, error)
 
 // SCIMUsers returns org's provisioned users, oldest first.
 func (s *Store) SCIMUsers(ctx context.Context, org string) ([]SCIMUser, error) {
@@ -231,14 +231,15 @@ func (o *Orgs) SCIMChange(ctx context.Context, org string, edit func(st *SCIMSta
 		// Persons to follow: every user whose record or groups changed, and the persons of
 		// deleted users.
 		type person struct {
-			user  string
-			after *SCIMUser
+			user          string
+			before, after *SCIMUser
 		}
 		var persons []person
+		// A user's groups as what decides roles: id and name (a rename changes roles too).
 		groupsOf := func(st *SCIMState, id string) []string {
 			var ids []string
 			for _, g := range st.GroupsOf(id) {
-				ids = append(ids, g.ID)
+				ids = append(ids, g.ID+" "+strings.ToLower(g.DisplayName))
 			}
 			return ids
 		}
@@ -249,7 +250,7 @@ func (o *Orgs) SCIMChange(ctx context.Context, org string, edit func(st *SCIMSta
 				b.do("HDEL", usersKey, id)
 				events = append(events, audit.Event{Type: audit.SCIMUserDeleted, Actor: actor, Org: org, User: bu.User, Reason: reason,
 					Detail: map[string]string{"scim_id": id, "user_name": bu.UserName}})
-				persons = append(persons, person{bu.User, nil})
+				persons = append(persons, person{bu.User, bu, nil})
 			default:
 				au.ID, au.Org = id, org
 				if bu != nil && au.User != bu.User {
@@ -276,7 +277,7 @@ func (o *Orgs) SCIMChange(ctx context.Context, org string, edit func(st *SCIMSta
 						Detail: map[string]string{"scim_id": id, "user_name": au.UserName, "active": fmt.Sprint(au.Active)}})
 				}
 				if changed || !slices.Equal(groupsOf(before, id), groupsOf(after, id)) {
-					persons = append(persons, person{au.User, au})
+					persons = append(persons, person{au.User, bu, au})
 				}
 			}
 		}
@@ -322,7 +323,7 @@ func (o *Orgs) SCIMChange(ctx context.Context, org string, edit func(st *SCIMSta
 			if cur != nil {
 				old = cloneMembership(cur)
 			}
-			m, err := follow(p.after, groups, cur)
+			m, err := follow(p.before, p.after, groups, cur)
 			if err != nil {
 				return &editError{err}
 			}
@@ -330,6 +331,14 @@ func (o *Orgs) SCIMChange(ctx context.Context, org string, edit func(st *SCIMSta
 				continue
 			}
 			m.Org, m.User = org, p.user
+			if m.Email != "" {
+				// Kept canonical, as Grant keeps it: lapses and offboarding compare it exactly.
+				if e, err := canonicalEmail(m.Email); err == nil {
+					m.Email = e
+				} else {
+					m.Email = ""
+				}
+			}
 			normaliseMembership(m, actor)
 			m.Created, m.Updated = now, now
 			if old != nil {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/portcullis-proxy/portcullis/audit"
@@ -11,7 +12,7 @@ const scimActor = "scim:acme:tok1"
 
 // followActive is the follow of the tests: an active user is an employee with role user and,
 // in a group, the group's name as a role; an inactive one suspended; a deleted one revoked.
-func followActive(u *SCIMUser, groups []*SCIMGroup, cur *Membership) (*Membership, error) {
+func followActive(_, u *SCIMUser, groups []*SCIMGroup, cur *Membership) (*Membership, error) {
 	if u == nil {
 		if cur == nil {
 			return nil, nil
@@ -81,7 +82,7 @@ func TestSCIMChange(t *testing.T) {
 	}
 	f.expect(nil)
 	// A follow that refuses (the policy) leaves the records as they were.
-	refuse := func(*SCIMUser, []*SCIMGroup, *Membership) (*Membership, error) {
+	refuse := func(_, _ *SCIMUser, _ []*SCIMGroup, _ *Membership) (*Membership, error) {
 		return nil, errors.New("outside the policy")
 	}
 	deactivate := func(st *SCIMState) error { st.Users[aid].Active = false; return nil }
@@ -103,6 +104,14 @@ func TestSCIMChange(t *testing.T) {
 	f.expect([]audit.Type{audit.SCIMGroupCreated, audit.MembershipChanged}, invalMembership("acme", alice))
 	if _, m, _ := f.s.Lookup(ctx, "acme", alice); m == nil || len(m.Roles) != 2 {
 		t.Errorf("roles after the group: %+v", m)
+	}
+	// A rename changes what the group gives: its members follow.
+	if err := f.o.SCIMChange(ctx, "acme", func(st *SCIMState) error { st.Groups[gid].DisplayName = "auditor"; return nil }, followActive, scimActor, "scim"); err != nil {
+		t.Fatal(err)
+	}
+	f.expect([]audit.Type{audit.SCIMGroupChanged, audit.MembershipChanged}, invalMembership("acme", alice))
+	if _, m, _ := f.s.Lookup(ctx, "acme", alice); m == nil || !slices.Contains(m.Roles, "auditor") || slices.Contains(m.Roles, "admin") {
+		t.Errorf("roles after the rename: %+v", m)
 	}
 	if err := f.o.SCIMChange(ctx, "acme", deactivate, followActive, scimActor, "scim"); err != nil {
 		t.Fatal(err)

@@ -55,6 +55,9 @@ type Token struct {
 	LastUsed time.Time `json:"last_used,omitzero"`
 }
 
+// SCIMOwner is the owner of org's SCIM tokens: its directory, which no person is.
+func SCIMOwner(org string) string { return "scim:" + org }
+
 // Live reports whether t may be used at now.
 func (t *Token) Live(now time.Time) bool { return t.Revoked.IsZero() && now.Before(t.Expires) }
 

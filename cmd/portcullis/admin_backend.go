@@ -290,7 +290,7 @@ func (b *storeBackend) CreateSCIMToken(ctx context.Context, org, name string, li
 	if _, err := b.st.Org(ctx, org); err != nil {
 		return "", nil, err
 	}
-	return b.orgs.CreateToken(ctx, store.Token{Name: name, Owner: b.actor, Org: org, SCIM: true, Expires: time.Now().Add(life)}, b.actor, reason)
+	return b.orgs.CreateToken(ctx, store.Token{Name: name, Owner: store.SCIMOwner(org), Org: org, SCIM: true, Expires: time.Now().Add(life)}, b.actor, reason)
 }
 
 func (b *storeBackend) Tokens(ctx context.Context) ([]store.Token, error) { return b.st.Tokens(ctx) }

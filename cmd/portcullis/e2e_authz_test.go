@@ -114,6 +114,9 @@ type azOptions struct {
 	top topology
 	// users are further people at the provider.
 	users []devidp.User
+	// ownProvider configures the provider as a customer's own (oidc.providers, named
+	// "customer-idp", not shared) rather than the portal's: organisations must list it.
+	ownProvider bool
 }
 
 func newAZBedWith(t *testing.T, o azOptions) *azBed {
@@ -150,6 +153,10 @@ func newAZBedWith(t *testing.T, o azOptions) *azBed {
 	for i, l := range listens {
 		cfgPath := filepath.Join(dir, fmt.Sprintf("portcullis-%d.yaml", i))
 		cfg := azConfig(l, b.rs.yaml(), b.idp.URL, filepath.Join(dir, "secret"), ca, b.portal.URL)
+		if o.ownProvider {
+			cfg = strings.Replace(cfg, "oidc:\n  issuer: "+b.idp.URL+"\n  client_id: portcullis\n  client_secret_file: "+filepath.Join(dir, "secret")+"\n  ca_root_file: "+ca+"\n",
+				"oidc:\n  providers:\n    - name: customer-idp\n      issuer: "+b.idp.URL+"\n      client_id: portcullis\n      client_secret_file: "+filepath.Join(dir, "secret")+"\n      ca_root_file: "+ca+"\n", 1)
+		}
 		if o.extra != nil {
 			cfg += o.extra(b, i)
 		}

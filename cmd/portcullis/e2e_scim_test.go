@@ -134,13 +134,19 @@ scim:
   enabled: true
   group_roles: {"Portal Admins": admin}
 `, admins[i])
-	}, users: []devidp.User{
+	}, ownProvider: true, users: []devidp.User{
 		{Subject: "alice-entra-oid-0001", Username: "scim-alice", Password: "pw-scim-alice", Email: "alice@acme.example", EmailVerified: true},
 		{Subject: "00u1alice", Username: "okta-alice", Password: "pw-okta-alice", Email: "alice@acme.example", EmailVerified: true},
 	}})
 	ctx := context.Background()
+	// Both organisations sign their people in through their own provider.
+	for _, org := range []string{"acme", "beta"} {
+		if _, err := b.orgs.SetOrgProviders(ctx, org, []string{"customer-idp"}, azActor, "e2e"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tokenFor := func(org string) string {
-		secret, _, err := b.orgs.CreateToken(ctx, store.Token{Name: org + " directory", Owner: azActor, Org: org, SCIM: true,
+		secret, _, err := b.orgs.CreateToken(ctx, store.Token{Name: org + " directory", Owner: store.SCIMOwner(org), Org: org, SCIM: true,
 			Expires: time.Now().Add(24 * time.Hour)}, azActor, "e2e")
 		if err != nil {
 			t.Fatal(err)

@@ -249,6 +249,8 @@ func restartKeys(a, b *config.Config) []string {
 		{"tracing", a.Tracing, b.Tracing},
 		{"client_jwt", a.ClientJWT, b.ClientJWT},
 		{"console", a.Console, b.Console},
+		{"scim", a.SCIM, b.SCIM},
+		{"ssf", a.SSF, b.SSF},
 	} {
 		if !reflect.DeepEqual(c.x, c.y) {
 			keys = append(keys, c.key)

@@ -222,7 +222,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 			opts.Admin = api
 			if cfg.SCIM.Enabled {
 				// Each organisation's directory provisions it at /scim/v2/{org}, beside the API.
-				sc, err := scim.New(scim.Options{Store: st, Orgs: orgs, Policy: authz.CompilePolicy(&cfg.Lifecycle), Providers: cfg.OIDC.All,
+				sc, err := scim.New(scim.Options{Store: st, Orgs: orgs, Policy: api.Policy(), PolicyOf: api.Policy, Providers: cfg.OIDC.All,
 					Config: cfg.SCIM, Sessions: st, Logger: log.With(slog.String("component", "scim"))})
 				if err != nil {
 					return closeAll, nil, err
