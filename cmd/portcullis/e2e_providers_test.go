@@ -334,10 +334,18 @@ func TestE2ESeveralProviders(t *testing.T) {
 		if err != nil || len(invs) != 1 {
 			t.Fatalf("acme's invitations after mallory: %v %v", invs, err)
 		}
+		// Nor does mallory's sign-in make carol's address look like hers (or shared), which
+		// would block carol's account recovery.
+		if _, err := b.st.PersonByEmail(context.Background(), "carol@acme.example"); err == nil {
+			t.Error("the lax provider's sign-in recorded carol's address")
+		}
 		carol := b.browser()
 		p = carol.follow(carol.submitEmail("carol@acme.example", "", "/orgs/acme/x"), "carol", "pw-carol")
 		if p.StatusCode != 200 || !strings.HasPrefix(p.body, "portal GET /orgs/acme/x") {
 			t.Fatalf("carol at acme: %d %q", p.StatusCode, p.body)
+		}
+		if rec, err := b.st.PersonByEmail(context.Background(), "carol@acme.example"); err != nil || rec.Shared || rec.User != store.UserKey(b.idpA.URL, "sub-carol") {
+			t.Errorf("carol's address after her sign-in: %+v %v", rec, err)
 		}
 	})
 

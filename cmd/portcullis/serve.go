@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -273,7 +274,19 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 			// The recovery guard finds the person behind an address through this index.
 			// An address that does not canonicalise is skipped: the guard then finds nobody
 			// for it and refuses recovery, which is the safe side.
+			// A provider that an organisation holding the address's domain does not trust
+			// does not speak for the address either: recording it would make the address
+			// look shared and block its real owner's recovery.
 			if s.EmailVerified && s.Email != "" {
+				_, domain, _ := strings.Cut(strings.ToLower(s.Email), "@")
+				o, err := st.OrgByDomain(ctx, domain)
+				switch {
+				case err == nil && o.VerifiedDomain(domain) && !providers.TrustsUser(o, s.UserKey):
+					log.Info("address not recorded: its domain's organisation does not trust the provider", slog.String("user", s.UserKey), slog.String("org", o.ID))
+					return nil
+				case err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrInvalid):
+					return err
+				}
 				if err := st.RecordPerson(ctx, s.Email, s.UserKey, time.Now(), 0); err != nil && !errors.Is(err, store.ErrInvalid) {
 					return err
 				}
