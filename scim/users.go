@@ -79,40 +79,33 @@ func (h users) Create(r *http.Request, attrs escim.ResourceAttributes) (escim.Re
 }
 
 func (h users) Replace(r *http.Request, id string, attrs escim.ResourceAttributes) (escim.Resource, error) {
-	c := callerOf(r)
-	o, err := h.s.o.Store.Org(r.Context(), c.org)
-	if err != nil {
-		return escim.Resource{}, h.s.fail(err, "read organisation")
-	}
-	if err := h.s.change(r, o, func(st *store.SCIMState) error {
-		cur := st.Users[id]
-		if cur == nil {
-			return scimerrors.ScimErrorResourceNotFound(id)
-		}
+	return h.edit(r, id, "replace user", func(cur *store.SCIMUser) (map[string]any, error) {
 		// Okta's full-object PUT leaves externalId out: the binding to the person stays.
 		if h.s.o.Config.SubjectAttribute == config.SCIMSubjectExternalID && getAttr(attrs, "externalId") == nil && cur.ExternalID != "" {
-			attrs = maps.Clone(attrs)
-			attrs["externalId"] = cur.ExternalID
+			out := maps.Clone(attrs)
+			out["externalId"] = cur.ExternalID
+			return out, nil
 		}
-		// The person stays the one the user was bound to, whatever providers the
-		// organisation lists now; an absent active keeps its value.
-		u, err := h.s.userFrom(attrs, issuerOf(cur.User), cur.Active)
-		if err != nil {
-			return err
-		}
-		if cur.User != u.User {
-			return mutability("the user's " + h.s.o.Config.SubjectAttribute + " names the person; it cannot change")
-		}
-		u.ID = id
-		st.Users[id] = u
-		return nil
-	}); err != nil {
-		return escim.Resource{}, h.s.fail(err, "replace user")
-	}
-	return h.Get(r, id)
+		return attrs, nil
+	})
 }
 
 func (h users) Patch(r *http.Request, id string, ops []escim.PatchOperation) (escim.Resource, error) {
+	return h.edit(r, id, "patch user", func(cur *store.SCIMUser) (map[string]any, error) {
+		res := userAttributes(cur)
+		for _, op := range ops {
+			if err := applyOp(res, op); err != nil {
+				return nil, err
+			}
+		}
+		return res, nil
+	})
+}
+
+// edit rewrites user id from the attributes next gives for its current record. The person
+// stays the one the user was bound to, whatever providers the organisation lists now; an
+// absent active keeps its value.
+func (h users) edit(r *http.Request, id, what string, next func(cur *store.SCIMUser) (map[string]any, error)) (escim.Resource, error) {
 	c := callerOf(r)
 	o, err := h.s.o.Store.Org(r.Context(), c.org)
 	if err != nil {
@@ -123,13 +116,11 @@ func (h users) Patch(r *http.Request, id string, ops []escim.PatchOperation) (es
 		if cur == nil {
 			return scimerrors.ScimErrorResourceNotFound(id)
 		}
-		res := userAttributes(cur)
-		for _, op := range ops {
-			if err := applyOp(res, op); err != nil {
-				return err
-			}
+		attrs, err := next(cur)
+		if err != nil {
+			return err
 		}
-		u, err := h.s.userFrom(res, issuerOf(cur.User), cur.Active)
+		u, err := h.s.userFrom(attrs, issuerOf(cur.User), cur.Active)
 		if err != nil {
 			return err
 		}
@@ -140,7 +131,7 @@ func (h users) Patch(r *http.Request, id string, ops []escim.PatchOperation) (es
 		st.Users[id] = u
 		return nil
 	}); err != nil {
-		return escim.Resource{}, h.s.fail(err, "patch user")
+		return escim.Resource{}, h.s.fail(err, what)
 	}
 	return h.Get(r, id)
 }
