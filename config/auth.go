@@ -95,20 +95,17 @@ func (v *validator) oidc(c *Config) {
 		v.errorf("oidc.clock_skew", "must be at most 5m")
 	}
 	v.nonNegative("oidc.clock_skew", o.ClockSkew)
-	if len(o.All) > 1 {
-		for i, p := range o.All {
-			pp := "oidc."
-			if p.Name != DefaultProvider || o.Issuer == "" {
-				pp = fmt.Sprintf("oidc.providers[%d].", i-len(o.All)+len(o.Providers))
-			}
-			if p.ClientSecret.Reveal() == "" {
-				// All providers share the callback: a browser mixed up by a malicious
-				// provider brings another provider's code to it, which Portcullis then sends
-				// to the malicious one (RFC 9700 §4.4); without a client secret, that code
-				// could be redeemed there.
-				v.errorf(pp+"client_id", "needs a client_secret with several providers: a public client's code could be redeemed by another provider")
-			}
+	// Each provider has a callback of its own (RFC 9700 §4.4.2), on the sign-in host.
+	for i := range o.All {
+		p := &o.All[i]
+		if o.RedirectURI == nil {
+			continue
 		}
+		u := *o.RedirectURI
+		if p.Name != DefaultProvider || o.Issuer == "" {
+			u.Path = CallbackPath + "/" + p.Name
+		}
+		p.RedirectURI = &u
 	}
 }
 

@@ -190,6 +190,11 @@ type OIDCProvider struct {
 
 	// IssuerURL is Issuer parsed, filled by Load.
 	IssuerURL *url.URL `yaml:"-"`
+	// RedirectURI is the callback this provider sends browsers back to, filled by Load:
+	// oidc.redirect_url for the default provider, oidc.redirect_url + "/" + name for the
+	// others (each provider's own, RFC 9700 §4.4.2: a response brought to another
+	// provider's callback is refused before its code is sent anywhere).
+	RedirectURI *url.URL `yaml:"-"`
 }
 
 // Identity configures what a portal receives about the person behind an authorised request.

@@ -118,9 +118,14 @@ var errorCode = regexp.MustCompile(`^[a-z_]{1,64}$`)
 // signInRefused is the log message of a refused sign-in.
 const signInRefused = "sign-in refused"
 
-// serveCallback finishes a sign-in. Every failure creates no session and says why only in
-// general terms; the cause is logged.
-func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) error {
+// callbackOf is provider at's callback: serveCallback for the sign-ins that went to at.
+func (m *Manager) callbackOf(at *idp) endpoint {
+	return func(w http.ResponseWriter, r *http.Request) error { return m.serveCallback(w, r, at) }
+}
+
+// serveCallback finishes a sign-in that went to provider at. Every failure creates no session
+// and says why only in general terms; the cause is logged.
+func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request, at *idp) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return methodNotAllowed(w, "GET, HEAD")
 	}
@@ -144,7 +149,13 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	if err := json.Unmarshal(b, &lr); err != nil {
 		return problem.Outage(reason.InvalidState, "unreadable sign-in state", "", err)
 	}
-	rp := m.current(m.provider(cmp.Or(lr.Provider, config.DefaultProvider)))
+	if p := m.provider(cmp.Or(lr.Provider, config.DefaultProvider)); p != at {
+		// The browser was sent to one provider and comes back through another's callback:
+		// a mix-up (RFC 9700 §4.4), refused before the code goes anywhere.
+		return warning(reason.ProviderMixUp, signInRefused, "authorisation response at another provider's callback",
+			slog.String("callback", at.cfg.Name), slog.String("provider", lr.Provider))
+	}
+	rp := m.current(at)
 	if rp == nil {
 		return quietly(reason.IdPUnavailable)
 	}

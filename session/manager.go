@@ -358,7 +358,7 @@ func (m *Manager) discover(parent context.Context, p *idp) error {
 			ClientID:     p.cfg.ClientID,
 			ClientSecret: p.cfg.ClientSecret.Reveal(),
 			Endpoint:     op.Endpoint(),
-			RedirectURL:  m.oc.RedirectURI.String(),
+			RedirectURL:  p.redirect(m.oc).String(),
 			Scopes:       p.cfg.Scopes,
 		},
 	}
@@ -403,6 +403,15 @@ func (m *Manager) current(p *idp) *relyingParty {
 	m.withKeys(&next)
 	p.rp.Store(&next)
 	return &next
+}
+
+// redirect is p's callback: its own (config.OIDCProvider.RedirectURI), or oidc.redirect_url
+// for a provider configured by hand.
+func (p *idp) redirect(oc config.OIDC) *url.URL {
+	if p.cfg.RedirectURI != nil {
+		return p.cfg.RedirectURI
+	}
+	return oc.RedirectURI
 }
 
 // demand is d in p's terms: the routes' acr values as p names them (acr_values).
@@ -479,9 +488,8 @@ func (m *Manager) retryDiscovery(ctx context.Context, p *idp) {
 
 // Endpoints returns the handlers to serve under /.portcullis/ (proxy.Options.Endpoints).
 func (m *Manager) Endpoints() map[string]http.Handler {
-	return map[string]http.Handler{
+	eps := map[string]http.Handler{
 		"login":              m.serve(m.serveLogin),
-		"callback":           m.serve(m.serveCallback),
 		"logout":             m.serve(m.serveLogout),
 		"backchannel-logout": m.serve(m.serveBackchannelLogout),
 		"whoami":             m.serve(m.serveWhoami),
@@ -492,6 +500,12 @@ func (m *Manager) Endpoints() map[string]http.Handler {
 		"handoff/finish":     m.serve(m.serveHandoffFinish),
 		"ssf/events":         m.serve(m.serveSSF),
 	}
+	// Each provider's callback answers for that provider's sign-ins only.
+	for _, p := range m.idps {
+		name := strings.TrimPrefix(strings.TrimPrefix(p.redirect(m.oc).Path, "/.portcullis/"), "/")
+		eps[name] = m.serve(m.callbackOf(p))
+	}
+	return eps
 }
 
 // RevokeUser ends every session of the person userKey (store.UserKey), on every replica at once

@@ -125,7 +125,7 @@ func newAZBedWith(t *testing.T, o azOptions) *azBed {
 	listens := []string{freePort(t), freePort(t)}
 	var redirects, logouts []string
 	for _, l := range listens {
-		redirects = append(redirects, "https://"+l+"/.portcullis/callback")
+		redirects = append(redirects, "https://"+l+"/.portcullis/callback", "https://"+l+"/.portcullis/callback/customer-idp")
 		logouts = append(logouts, "https://"+l+"/")
 	}
 	b.idp = devidptest.Start(t, devidp.Config{

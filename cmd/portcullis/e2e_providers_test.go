@@ -70,10 +70,13 @@ func newPVBed(t *testing.T) *pvBed {
 			return d.DialContext(ctx, network, b.listen)
 		},
 	}}
-	client := devidp.Client{ID: "portcullis", Secret: "e2e-secret", RedirectURIs: []string{signIn + "/.portcullis/callback"},
-		PostLogoutRedirectURIs: []string{signIn + "/"}, BackchannelLogoutURI: signIn + "/.portcullis/backchannel-logout"}
-	b.idpA = devidptest.Start(t, devidp.Config{Clients: []devidp.Client{client}, Users: pvUsersA, BackchannelClient: backchannel})
-	b.idpB = devidptest.Start(t, devidp.Config{Clients: []devidp.Client{client}, Users: pvUsersB, BackchannelClient: backchannel})
+	// Each provider knows its own callback (oidc.providers' are /.portcullis/callback/NAME).
+	client := func(name string) devidp.Client {
+		return devidp.Client{ID: "portcullis", Secret: "e2e-secret", RedirectURIs: []string{signIn + "/.portcullis/callback/" + name},
+			PostLogoutRedirectURIs: []string{signIn + "/"}, BackchannelLogoutURI: signIn + "/.portcullis/backchannel-logout"}
+	}
+	b.idpA = devidptest.Start(t, devidp.Config{Clients: []devidp.Client{client("acme-idp")}, Users: pvUsersA, BackchannelClient: backchannel})
+	b.idpB = devidptest.Start(t, devidp.Config{Clients: []devidp.Client{client("beta-idp")}, Users: pvUsersB, BackchannelClient: backchannel})
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "secret"), "e2e-secret\n")
 	rs := redistest.Start(t)
@@ -386,17 +389,26 @@ func TestE2ESeveralProviders(t *testing.T) {
 		}
 	})
 
-	t.Run("an authorisation response naming the other provider is refused", func(t *testing.T) {
+	t.Run("an authorisation response at or naming the other provider is refused", func(t *testing.T) {
 		br := b.browser()
 		p := br.submitEmail("alice@acme.example", "", "/")
 		loc, _ := url.Parse(p.Header.Get("Location"))
 		if p.StatusCode != 303 || !strings.HasPrefix(loc.String(), b.idpA.URL) {
 			t.Fatalf("not sent to acme's provider: %d %s", p.StatusCode, loc)
 		}
+		if ru := loc.Query().Get("redirect_uri"); ru != b.origin("login")+"/.portcullis/callback/acme-idp" {
+			t.Errorf("redirect_uri %q: not acme's provider's own callback", ru)
+		}
 		state := loc.Query().Get("state")
-		cb := b.origin("login") + "/.portcullis/callback?" + url.Values{"state": {state}, "code": {"x"}, "iss": {b.idpB.URL}}.Encode()
-		if p := br.do("GET", cb, nil, browserHeaders); p.StatusCode != 400 || reasonOf(p) != "provider_mix_up" {
-			t.Errorf("mixed-up response: %d %q", p.StatusCode, reasonOf(p))
+		// A response at beta's provider's callback for a sign-in that went to acme's
+		// (RFC 9700 §4.4.2), and one at acme's callback naming beta's issuer (RFC 9207).
+		for _, cb := range []string{
+			b.origin("login") + "/.portcullis/callback/beta-idp?" + url.Values{"state": {state}, "code": {"x"}}.Encode(),
+			b.origin("login") + "/.portcullis/callback/acme-idp?" + url.Values{"state": {state}, "code": {"x"}, "iss": {b.idpB.URL}}.Encode(),
+		} {
+			if p := br.do("GET", cb, nil, browserHeaders); p.StatusCode != 400 || reasonOf(p) != "provider_mix_up" {
+				t.Errorf("mixed-up response %s: %d %q", cb, p.StatusCode, reasonOf(p))
+			}
 		}
 	})
 
