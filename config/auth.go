@@ -39,7 +39,7 @@ func (v *validator) oidc(c *Config) {
 		o.IssuerURL, o.Scopes, o.DisplayName = def.IssuerURL, def.Scopes, def.DisplayName
 		o.All = append(o.All, def)
 	} else {
-		for _, k := range []string{"client_id", "client_secret", "ca_root_file", "acr_values", "display_name", "scopes",
+		for _, k := range []string{"client_id", "client_secret", "ca_root_file", "acr_values", "display_name", "subject_claim", "scopes",
 			"extra_params", "require_verified_email", "email_domain_claim", "signing_algs"} {
 			if _, ok := v.d.valPos["oidc."+k]; ok {
 				v.errorf("oidc."+k, "is set but oidc.issuer is not: each of oidc.providers has its own")
@@ -154,6 +154,9 @@ func (v *validator) provider(pp string, p *OIDCProvider) {
 	}
 	if p.CARootFile != "" {
 		v.fileExists(pp+"ca_root_file", p.CARootFile)
+	}
+	if p.SubjectClaim != "" && !claimNamePattern.MatchString(p.SubjectClaim) {
+		v.errorf(pp+"subject_claim", "must be a claim name such as sub or oid")
 	}
 	switch {
 	case p.EmailDomainClaim != "" && !claimNamePattern.MatchString(p.EmailDomainClaim):

@@ -92,6 +92,10 @@ type OIDC struct {
 	// DisplayName is how the sign-in page names this provider when it offers a choice.
 	// Default: the issuer's host name.
 	DisplayName string `yaml:"display_name"`
+	// SubjectClaim is the ID token claim that is the person's subject in their key
+	// (issuer|subject). Default sub. Entra ID's sub is pairwise per application and no
+	// directory can provision it; its oid (the object id) can be, over SCIM.
+	SubjectClaim string `yaml:"subject_claim"`
 	// ACRValues maps the acr values routes ask for (step_up.acr) to the ones this provider
 	// knows, for providers that name the same assurance differently. A value not listed is
 	// sent and accepted as the route writes it. Default: none.
@@ -118,7 +122,7 @@ func (o OIDC) Default() OIDCProvider {
 	return OIDCProvider{Name: DefaultProvider, DisplayName: o.DisplayName, Issuer: o.Issuer, ClientID: o.ClientID,
 		ClientSecret: o.ClientSecret, Scopes: o.Scopes, ExtraParams: o.ExtraParams, RequireVerifiedEmail: o.RequireVerifiedEmail,
 		EmailDomainClaim: o.EmailDomainClaim, SigningAlgs: o.SigningAlgs, CARootFile: o.CARootFile, Shared: true, ACRValues: o.ACRValues,
-		IssuerURL: o.IssuerURL}
+		SubjectClaim: o.SubjectClaim, IssuerURL: o.IssuerURL}
 }
 
 // Provider returns the provider named name from All, or nil.
@@ -187,6 +191,9 @@ type OIDCProvider struct {
 	VerifiedDomainsOnly bool `yaml:"verified_domains_only"`
 	// ACRValues maps the acr values routes ask for to this provider's. Default: none.
 	ACRValues map[string]string `yaml:"acr_values"`
+	// SubjectClaim is the ID token claim that is the person's subject: sub (default), or an
+	// immutable id such as Entra ID's oid, which a directory can provision over SCIM.
+	SubjectClaim string `yaml:"subject_claim"`
 
 	// IssuerURL is Issuer parsed, filled by Load.
 	IssuerURL *url.URL `yaml:"-"`

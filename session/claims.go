@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -62,10 +63,19 @@ func (m *Manager) verifyIDToken(ctx context.Context, rp *relyingParty, raw, nonc
 	if (len(tok.Audience) > 1 && azp != clientID) || (azp != "" && azp != clientID) {
 		return nil, fmt.Errorf("id token azp %q with audience %q is not for this client", azp, tok.Audience)
 	}
-	if tok.Subject == "" {
-		return nil, errors.New("id token has no sub")
+	subject := tok.Subject
+	if claim := rp.p.cfg.SubjectClaim; claim != "" && claim != "sub" {
+		// The provider's immutable id other than sub (Entra ID's oid): what a directory
+		// provisions, and what the person's key is made of.
+		subject = ""
+		if err := optString(c, claim, &subject); err != nil {
+			return nil, err
+		}
 	}
-	id := &identity{issuer: tok.Issuer, subject: tok.Subject, user: store.UserKey(tok.Issuer, tok.Subject)}
+	if subject == "" {
+		return nil, fmt.Errorf("id token has no %s", cmp.Or(rp.p.cfg.SubjectClaim, "sub"))
+	}
+	id := &identity{issuer: tok.Issuer, subject: subject, user: store.UserKey(tok.Issuer, subject)}
 	for _, f := range []struct {
 		name string
 		dst  *string

@@ -11,6 +11,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/devidp"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/session"
+	"github.com/portcullis-proxy/portcullis/store"
 )
 
 func TestSignIn(t *testing.T) {
@@ -374,5 +375,26 @@ func TestCallbackIssParameter(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A provider whose sub cannot be provisioned (Entra ID's is pairwise) names its people by
+// another immutable claim (oid): the person's key is made of it, and a token without it signs
+// nobody in.
+func TestSubjectClaim(t *testing.T) {
+	e := newEnv(t, envOpts{oidc: "  subject_claim: oid\n"})
+	e.idp.ForceClaims("alice", func(c *devidp.Claims) { c.Extra = map[string]any{"oid": "00000000-aaaa-0000-0000-000000000001"} })
+	b := e.browser()
+	b.mustSignIn("alice")
+	w := b.api("/.portcullis/whoami")
+	if want := store.UserKey(e.idpURL, "00000000-aaaa-0000-0000-000000000001"); !strings.Contains(w.body, want) || strings.Contains(w.body, "|sub-alice") {
+		t.Errorf("whoami %s, want the key %s", w.body, want)
+	}
+	for name, extra := range map[string]map[string]any{"no oid": nil, "an oid that is no string": {"oid": 42}} {
+		e.idp.ForceClaims("bob", func(c *devidp.Claims) { c.Extra = extra })
+		p := e.browser().signIn("/.portcullis/login?rd=/app/x", "bob")
+		if p.StatusCode != http.StatusBadRequest || !strings.Contains(p.body, string(reason.SignInFailed)) {
+			t.Errorf("%s: %d %s", name, p.StatusCode, p.body)
+		}
 	}
 }
