@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/scim"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -175,13 +174,7 @@ func adminOrgSCIMToken(a *adminRun) int {
 	}
 	id := a.pos[0]
 	a.checkOrgID("ID", id)
-	life, err := config.ParseDuration(*lifetime)
-	switch {
-	case err != nil || life <= 0:
-		a.bad("--lifetime", "%q: want a duration such as 180d", *lifetime)
-	case life > store.MaxTokenLifetime:
-		a.bad("--lifetime", "%s: a token lives at most a year (366d)", *lifetime)
-	}
+	life := a.tokenLifetime(*lifetime)
 	if strings.TrimSpace(*name) == "" {
 		a.bad("--name", "is required")
 	}
@@ -193,14 +186,10 @@ func adminOrgSCIMToken(a *adminRun) int {
 	if err != nil {
 		return a.fail(err)
 	}
-	t.Hash = ""
-	res := struct {
-		Token  string      `json:"token"`
-		Record store.Token `json:"record"`
-	}{secret, *t}
-	return a.output(res, func(w io.Writer) {
+	return a.output(newToken(secret, t), func(w io.Writer) {
 		fmt.Fprintf(w, "SCIM token %s for %s's directory (expires %s); it is shown only now:\n%s\n", t.ID, t.Org, t.Expires.Format(time.RFC3339), secret)
-		fmt.Fprintf(w, "the directory's base URL: https://<admin_api.listen>%s%s (revoke: portcullis admin token revoke %s)\n", scim.PathPrefix, t.Org, t.ID)
+		fmt.Fprintf(w, "the directory's base URL: https://<admin_api.listen>%s%s (revoke: POST /api/v1/orgs/%s/scim/tokens/%s/revoke, or an operator's token revoke %s)\n",
+			scim.PathPrefix, t.Org, t.Org, t.ID, t.ID)
 	})
 }
 

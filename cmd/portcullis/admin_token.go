@@ -24,13 +24,7 @@ func adminTokenCreate(a *adminRun) int {
 	if !a.parse() {
 		return 2
 	}
-	life, err := config.ParseDuration(*lifetime)
-	switch {
-	case err != nil || life <= 0:
-		a.bad("--lifetime", "%q: want a duration such as 90d", *lifetime)
-	case life > store.MaxTokenLifetime:
-		a.bad("--lifetime", "%s: a token lives at most a year (366d)", *lifetime)
-	}
+	life := a.tokenLifetime(*lifetime)
 	if *name == "" {
 		a.bad("--name", "is required")
 	}
@@ -48,14 +42,34 @@ func adminTokenCreate(a *adminRun) int {
 	if err != nil {
 		return a.fail(err)
 	}
-	t.Hash = ""
-	res := struct {
-		Token  string      `json:"token"`
-		Record store.Token `json:"record"`
-	}{secret, *t}
-	return a.output(res, func(w io.Writer) {
+	return a.output(newToken(secret, t), func(w io.Writer) {
 		fmt.Fprintf(w, "token %s for %s (expires %s); it is shown only now:\n%s\n", t.ID, t.Owner, t.Expires.Format(time.RFC3339), secret)
 	})
+}
+
+// tokenLifetime reads --lifetime: a duration of at most a year.
+func (a *adminRun) tokenLifetime(lifetime string) time.Duration {
+	life, err := config.ParseDuration(lifetime)
+	switch {
+	case err != nil || life <= 0:
+		a.bad("--lifetime", "%q: want a duration such as 90d", lifetime)
+	case life > store.MaxTokenLifetime:
+		a.bad("--lifetime", "%s: a token lives at most a year (366d)", lifetime)
+	}
+	return life
+}
+
+// createdToken is a new token as the commands print it in JSON: the only time its secret is
+// shown (the record without its hash).
+type createdToken struct {
+	Token  string      `json:"token"`
+	Record store.Token `json:"record"`
+}
+
+func newToken(secret string, t *store.Token) createdToken {
+	r := *t
+	r.Hash = ""
+	return createdToken{secret, r}
 }
 
 func adminTokenList(a *adminRun) int {
