@@ -24,12 +24,7 @@ var MembershipKinds = []string{"employee", "partner", "reseller", "support", "se
 func (v *validator) oidc(c *Config) {
 	o := &c.OIDC
 	if !o.Configured() {
-		for _, k := range []string{"client_id", "client_secret", "redirect_url", "ca_root_file", "acr_values", "display_name"} {
-			if _, ok := v.d.valPos["oidc."+k]; ok {
-				v.errorf("oidc."+k, "is set but oidc.issuer is not")
-				break
-			}
-		}
+		v.firstGiven([]string{"client_id", "client_secret", "redirect_url", "ca_root_file", "acr_values", "display_name"}, "is set but oidc.issuer is not")
 		return
 	}
 	o.All = o.All[:0]
@@ -39,13 +34,8 @@ func (v *validator) oidc(c *Config) {
 		o.IssuerURL, o.Scopes, o.DisplayName = def.IssuerURL, def.Scopes, def.DisplayName
 		o.All = append(o.All, def)
 	} else {
-		for _, k := range []string{"client_id", "client_secret", "ca_root_file", "acr_values", "display_name", "subject_claim", "scopes",
-			"extra_params", "require_verified_email", "email_domain_claim", "signing_algs"} {
-			if _, ok := v.d.valPos["oidc."+k]; ok {
-				v.errorf("oidc."+k, "is set but oidc.issuer is not: each of oidc.providers has its own")
-				break
-			}
-		}
+		v.firstGiven([]string{"client_id", "client_secret", "ca_root_file", "acr_values", "display_name", "subject_claim", "scopes",
+			"extra_params", "require_verified_email", "email_domain_claim", "signing_algs"}, "is set but oidc.issuer is not: each of oidc.providers has its own")
 	}
 	names, issuers := map[string]string{}, map[string]string{}
 	if o.Issuer != "" {
@@ -97,15 +87,25 @@ func (v *validator) oidc(c *Config) {
 	v.nonNegative("oidc.clock_skew", o.ClockSkew)
 	// Each provider has a callback of its own (RFC 9700 §4.4.2), on the sign-in host.
 	for i := range o.All {
-		p := &o.All[i]
 		if o.RedirectURI == nil {
-			continue
+			break
 		}
 		u := *o.RedirectURI
-		if p.Name != DefaultProvider || o.Issuer == "" {
-			u.Path = CallbackPath + "/" + p.Name
+		if !o.isDefault(i) {
+			u.Path = CallbackPath + "/" + o.All[i].Name
 		}
-		p.RedirectURI = &u
+		o.All[i].RedirectURI = &u
+	}
+}
+
+// firstGiven reports msg at the first of oidc's keys the file gives: keys of the default
+// provider, given without it.
+func (v *validator) firstGiven(keys []string, msg string) {
+	for _, k := range keys {
+		if _, ok := v.d.valPos["oidc."+k]; ok {
+			v.errorf("oidc."+k, "%s", msg)
+			return
+		}
 	}
 }
 

@@ -140,7 +140,7 @@ func (o OIDC) Provider(name string) *OIDCProvider {
 func (o OIDC) signInClient(issuer, audience string) string {
 	for i, p := range o.All {
 		if strings.TrimSuffix(p.Issuer, "/") == strings.TrimSuffix(issuer, "/") && p.ClientID == audience {
-			if p.Name == DefaultProvider && o.Issuer != "" {
+			if o.isDefault(i) {
 				return "oidc"
 			}
 			return fmt.Sprintf("oidc.providers[%d]", i-len(o.All)+len(o.Providers))
@@ -148,6 +148,10 @@ func (o OIDC) signInClient(issuer, audience string) string {
 	}
 	return ""
 }
+
+// isDefault reports whether All[i] is the default provider, which oidc's own keys describe:
+// the first, when oidc.issuer is set.
+func (o OIDC) isDefault(i int) bool { return i == 0 && o.Issuer != "" }
 
 // DefaultProvider is the name of the provider that oidc's own keys (oidc.issuer, …) describe.
 const DefaultProvider = "default"
