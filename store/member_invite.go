@@ -394,7 +394,7 @@ func invitable(org *Org, inv *Invitation, now time.Time) error {
 	}
 	if inv.Kind == KindEmployee {
 		_, domain, _ := strings.Cut(inv.Email, "@")
-		if !slices.ContainsFunc(org.Domains, func(d Domain) bool { return d.Name == domain && d.Status == DomainVerified }) {
+		if !org.VerifiedDomain(domain) {
 			return fmt.Errorf("an employee is invited at one of the organisation's verified domains, and %s is not one", domain)
 		}
 	}

@@ -356,7 +356,7 @@ func (o *Orgs) SetDomainStatus(ctx context.Context, id, domain, status, actor, r
 				if err != nil && !errors.Is(err, ErrNotFound) {
 					return nil, err
 				}
-				if other != nil && slices.ContainsFunc(other.Domains, func(x Domain) bool { return x.Name == d && x.Status == DomainVerified }) {
+				if other.VerifiedDomain(d) {
 					return nil, fmt.Errorf("domain %s is verified for org %s: %w", d, holder, ErrConflict)
 				}
 			}

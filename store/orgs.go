@@ -102,6 +102,24 @@ func (s *Store) OrgByDomain(ctx context.Context, domain string) (*Org, error) {
 	return s.Org(ctx, id)
 }
 
+// VerifiedHolder returns the organisation that holds domain verified now, or nil when none
+// does (a domain nobody holds, a lapsed or pending one, or one that is no domain at all).
+func (s *Store) VerifiedHolder(ctx context.Context, domain string) (*Org, error) {
+	o, err := s.OrgByDomain(ctx, domain)
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalid):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	d, _ := canonicalDomain(domain)
+	if !o.VerifiedDomain(d) {
+		// A lapsed domain still names its former holder, which must not count for it.
+		return nil, nil
+	}
+	return o, nil
+}
+
 // Memberships returns every membership record of org (any status), sorted by user.
 func (s *Store) Memberships(ctx context.Context, org string) ([]Membership, error) {
 	if !syntax.OrgID(org) {
@@ -231,7 +249,14 @@ func validUser(s string) bool {
 // of at least two labels (IDNs as A-labels, "xn--…"): keys compare bytes, so "Acme.example."
 // and "acme.example" must be one key.
 func canonicalDomain(d string) (string, error) {
-	c := strings.ToLower(strings.TrimSuffix(d, "."))
+	// ASCII folding only: Unicode's would turn the Kelvin sign (U+212A) into "k", making
+	// "\u212acme.example" the key of kcme.example; a non-ASCII byte is then refused below.
+	c := strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, strings.TrimSuffix(d, "."))
 	if len(c) == 0 || len(c) > 253 || !strings.Contains(c, ".") {
 		return "", fmt.Errorf("domain %q: %w", d, ErrInvalid)
 	}

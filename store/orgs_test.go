@@ -799,7 +799,7 @@ func TestCanonicalEmail(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "@acme.example", "carol@", "carol", "a@b@c.example", "a b@c.example", "a@c.example.",
-		"a\x00@c.example", "a@localhost", "ü@c.example", "a@bü.example", `"a"@c.example`, strings.Repeat("a", 65) + "@c.example"} {
+		"a\x00@c.example", "a@localhost", "ü@c.example", "a@bü.example", "a@\u212acme.example", `"a"@c.example`, strings.Repeat("a", 65) + "@c.example"} {
 		if got, err := canonicalEmail(bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("canonicalEmail(%q) = %q, %v", bad, got, err)
 		}
