@@ -28,7 +28,8 @@ import (
 
 // Realms is what home-realm discovery reads of organisations; *store.Store implements it.
 type Realms interface {
-	OrgByDomain(ctx context.Context, domain string) (*store.Org, error)
+	// VerifiedHolder returns the organisation holding domain verified now, nil for none.
+	VerifiedHolder(ctx context.Context, domain string) (*store.Org, error)
 	Org(ctx context.Context, id string) (*store.Org, error)
 }
 
@@ -104,18 +105,15 @@ func (m *Manager) beginAt(w http.ResponseWriter, r *http.Request, p *idp, return
 // realmOf returns the providers that may sign in an address at domain: those of the
 // organisation that has verified it, else the shared ones.
 func (m *Manager) realmOf(ctx context.Context, domain string) ([]*idp, error) {
-	if m.realms != nil {
-		o, err := m.realms.OrgByDomain(ctx, domain)
-		switch {
-		case err == nil && o.VerifiedDomain(domain):
-			return m.speakFor(o), nil
-		case err == nil, errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
-			// A lapsed domain names its former holder, whose provider it must not reach.
-		default:
-			return nil, outage("organisation of an email domain", err)
-		}
+	if m.realms == nil {
+		return m.speakFor(nil), nil
 	}
-	return m.speakFor(nil), nil
+	// A lapsed domain names its former holder, whose provider it must not reach: no holder.
+	o, err := m.realms.VerifiedHolder(ctx, domain)
+	if err != nil {
+		return nil, outage("organisation of an email domain", err)
+	}
+	return m.speakFor(o), nil
 }
 
 // orgOf reads organisation id; nil when there is none (or nothing to read it from).
@@ -161,14 +159,12 @@ func (m *Manager) checkDomain(ctx context.Context, rp *relyingParty, id *identit
 	if m.realms == nil {
 		return refuse("no organisation records to check the domain against")
 	}
-	o, err := m.realms.OrgByDomain(ctx, domain)
+	o, err := m.realms.VerifiedHolder(ctx, domain)
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
-		return refuse("the address's domain is no organisation's")
 	case err != nil:
 		return outage("organisation of an email domain", err)
-	case !o.VerifiedDomain(domain):
-		return refuse("the address's domain is not verified (any more)")
+	case o == nil:
+		return refuse("no organisation holds the address's domain verified")
 	case !m.trust.Trusts(o, rp.p.cfg.Name):
 		return refuse("the organisation that verified the address's domain does not list this provider")
 	}

@@ -278,14 +278,14 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 			// does not speak for the address either: recording it would make the address
 			// look shared and block its real owner's recovery.
 			if s.EmailVerified && s.Email != "" {
-				_, domain, _ := strings.Cut(strings.ToLower(s.Email), "@")
-				o, err := st.OrgByDomain(ctx, domain)
+				_, domain, _ := strings.Cut(s.Email, "@")
+				o, err := st.VerifiedHolder(ctx, domain)
 				switch {
-				case err == nil && o.VerifiedDomain(domain) && !providers.TrustsUser(o, s.UserKey):
+				case err != nil:
+					return err
+				case o != nil && !providers.TrustsUser(o, s.UserKey):
 					log.Info("address not recorded: its domain's organisation does not trust the provider", slog.String("user", s.UserKey), slog.String("org", o.ID))
 					return nil
-				case err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrInvalid):
-					return err
 				}
 				if err := st.RecordPerson(ctx, s.Email, s.UserKey, time.Now(), 0); err != nil && !errors.Is(err, store.ErrInvalid) {
 					return err
