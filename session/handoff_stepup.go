@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
-	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/internal/problem"
 	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
@@ -126,8 +125,7 @@ func (m *Manager) handoffStepUpCallback(w http.ResponseWriter, r *http.Request, 
 		return err
 	}
 	now := m.now()
-	el, code, cause := authz.Grant(rp.p.demand(su.Demand), lr.Started, target.Issuer, target.Subject, id.authentication(), now)
-	el.ACR = rp.p.routeACR(su.ACR, el.ACR)
+	el, code, cause := rp.p.grant(su.Demand, lr.Started, target.Issuer, target.Subject, id.authentication(), now)
 	if code != "" {
 		// The way back is the page on the organisation host.
 		return m.stepUpRefusedPage(ctx, w, target.User, su, code, cause+" (host "+req.Host+")", id, "https://"+req.Host+lr.ReturnTo)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,19 +77,20 @@ func (m *Manager) showLogout(w http.ResponseWriter, r *http.Request) error {
 // Chromium blocks the provider's sign-out form, reporting the provider's URL.
 func (m *Manager) logoutFormAction() string {
 	// Every provider's: the page does not know whose session will post the form.
-	fa, found := "'self'", false
+	sources := []string{"'self'"}
+	found := false
 	for _, p := range m.idps {
 		if rp := p.rp.Load(); rp != nil && rp.endSession != "" {
-			if u, err := url.Parse(rp.endSession); err == nil && u.Host != "" && !strings.Contains(fa, " "+u.Scheme+"://"+u.Host) {
-				fa += " " + u.Scheme + "://" + u.Host
+			if u, err := url.Parse(rp.endSession); err == nil && u.Host != "" && !slices.Contains(sources, u.Scheme+"://"+u.Host) {
+				sources = append(sources, u.Scheme+"://"+u.Host)
 			}
 			found = true
 		}
 	}
 	if found {
-		fa += " " + m.signInOrigin
+		sources = append(sources, m.signInOrigin)
 	}
-	return fa
+	return strings.Join(sources, " ")
 }
 
 // sameOrigin checks the browser's own account of where a request came from, when it gives one.
@@ -321,7 +323,7 @@ func (m *Manager) serveWhoami(w http.ResponseWriter, r *http.Request) error {
 // unverifiedIssuer is the iss claim of the compact JWT raw, read without checking anything:
 // only to choose the verifier that then checks everything. "" when unreadable.
 func unverifiedIssuer(raw string) string {
-	tok, err := jwt.ParseSigned(raw, logoutTokenAlgs)
+	tok, err := jwt.ParseSigned(raw, asymmetricAlgs)
 	if err != nil {
 		return ""
 	}
@@ -332,7 +334,8 @@ func unverifiedIssuer(raw string) string {
 	return c.Issuer
 }
 
-// logoutTokenAlgs are the algorithms a logout token may be parsed with (config's
-// signing_algs are a subset; the verifier applies the provider's own).
-var logoutTokenAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512,
+// asymmetricAlgs are the algorithms a provider's or a transmitter's token may be parsed with
+// (logout tokens, SETs): asymmetric ones only, as config's signing_algs; the verifier then
+// applies the provider's own.
+var asymmetricAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512,
 	jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}

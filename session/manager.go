@@ -23,6 +23,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -428,9 +429,16 @@ func (p *idp) demand(d authz.Demand) authz.Demand {
 	return d
 }
 
+// grant is authz.Grant for a step-up at p: the demand in p's terms, the elevation under the
+// route's acr names (which later requests compare).
+func (p *idp) grant(d authz.Demand, started time.Time, issuer, subject string, a authz.Authentication, now time.Time) (authz.Elevation, reason.Code, string) {
+	el, code, cause := authz.Grant(p.demand(d), started, issuer, subject, a, now)
+	el.ACR = p.routeACR(d.ACR, el.ACR)
+	return el, code, cause
+}
+
 // routeACR is the route's name (one of want, the demand's acr values) for acr, the value p's
-// token carried; acr itself when no mapping applies. An elevation records the route's names,
-// which is what later requests compare.
+// token carried; acr itself when no mapping applies.
 func (p *idp) routeACR(want []string, acr string) string {
 	for _, v := range want {
 		if theirs, ok := p.cfg.ACRValues[v]; ok && theirs == acr {

@@ -55,7 +55,6 @@ const (
 	riscPurged          = "https://schemas.openid.net/secevent/risc/event-type/account-purged"
 	ssfVerification     = "https://schemas.openid.net/secevent/ssf/event-type/verification"
 	setContentType      = "application/secevent+jwt"
-	setAlgsDescribed    = "RS256, RS384, RS512, ES256, ES384, ES512, PS256, PS384, PS512, EdDSA"
 	maxSETBytes         = 64 << 10
 	ssfSubjectIssSub    = "iss_sub"
 	ssfSubjectEmail     = "email"
@@ -65,9 +64,6 @@ const (
 	ssfErrInvalidIssuer = "invalid_issuer"
 	ssfErrInvalidAud    = "invalid_audience"
 )
-
-var setAlgs = []jose.SignatureAlgorithm{jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512,
-	jose.PS256, jose.PS384, jose.PS512, jose.EdDSA}
 
 // transmitter is one configured transmitter and its keys.
 type transmitter struct {
@@ -87,10 +83,8 @@ type SecurityEvents interface {
 func newTransmitters(ts []config.SSFTransmitter, oc config.OIDC) ([]*transmitter, error) {
 	var out []*transmitter
 	for _, t := range ts {
+		// config.Load names the provider when there is only one (ssf.transmitters[].provider).
 		p := oc.Provider(t.Provider)
-		if p == nil && t.Provider == "" && len(oc.All) == 1 {
-			p = &oc.All[0]
-		}
 		if p == nil {
 			return nil, fmt.Errorf("ssf transmitter %s: provider %q is not configured", t.Name, t.Provider)
 		}
@@ -122,7 +116,7 @@ func (m *Manager) serveSSF(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(w, "POST")
 	}
-	applied, t, err := m.receiveSET(w, r)
+	t, err := m.receiveSET(w, r)
 	if err != nil {
 		var se *ssfError
 		if !errors.As(err, &se) {
@@ -143,7 +137,6 @@ func (m *Manager) serveSSF(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	// RFC 8935 §2.2: 202 once the SET is received and validated.
-	_ = applied
 	w.WriteHeader(http.StatusAccepted)
 	return nil
 }
@@ -183,32 +176,32 @@ func (a *jsonAudience) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// receiveSET verifies the request's SET and applies its event. It returns what was done, the
-// transmitter once known, and an *ssfError for the transmitter, or a storage error.
-func (m *Manager) receiveSET(w http.ResponseWriter, r *http.Request) (string, *transmitter, error) {
+// receiveSET verifies the request's SET and applies its event. It returns the transmitter once
+// known, and an *ssfError for the transmitter, or a storage error.
+func (m *Manager) receiveSET(w http.ResponseWriter, r *http.Request) (*transmitter, error) {
 	bad := func(code, format string, args ...any) error {
 		return &ssfError{http.StatusBadRequest, code, fmt.Sprintf(format, args...)}
 	}
 	if ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || ct != setContentType {
-		return "", nil, bad(ssfErrInvalidReq, "Content-Type must be %s", setContentType)
+		return nil, bad(ssfErrInvalidReq, "Content-Type must be %s", setContentType)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxSETBytes)
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		return "", nil, bad(ssfErrInvalidReq, "unreadable body (at most %d bytes)", maxSETBytes)
+		return nil, bad(ssfErrInvalidReq, "unreadable body (at most %d bytes)", maxSETBytes)
 	}
 	raw := strings.TrimSpace(string(body))
-	jws, err := jose.ParseSignedCompact(raw, setAlgs)
+	jws, err := jose.ParseSignedCompact(raw, asymmetricAlgs)
 	if err != nil || len(jws.Signatures) != 1 {
-		return "", nil, bad(ssfErrInvalidReq, "not a compact JWS signed with one of %s", setAlgsDescribed)
+		return nil, bad(ssfErrInvalidReq, "not a compact JWS signed with one of %v", asymmetricAlgs)
 	}
 	if typ, _ := jws.Signatures[0].Protected.ExtraHeaders["typ"].(string); typ != "" &&
-		!strings.EqualFold(strings.TrimPrefix(strings.ToLower(typ), "application/"), "secevent+jwt") {
-		return "", nil, bad(ssfErrInvalidReq, "typ %q is not secevent+jwt", typ)
+		strings.TrimPrefix(strings.ToLower(typ), "application/") != "secevent+jwt" {
+		return nil, bad(ssfErrInvalidReq, "typ %q is not secevent+jwt", typ)
 	}
 	var unverified setClaims
 	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &unverified); err != nil {
-		return "", nil, bad(ssfErrInvalidReq, "claims: %v", err)
+		return nil, bad(ssfErrInvalidReq, "claims: %v", err)
 	}
 	var t *transmitter
 	for _, c := range m.transmitters {
@@ -217,35 +210,35 @@ func (m *Manager) receiveSET(w http.ResponseWriter, r *http.Request) (string, *t
 		}
 	}
 	if t == nil {
-		return "", nil, bad(ssfErrInvalidIssuer, "iss %q is no configured transmitter", truncate(unverified.Issuer, 100))
+		return nil, bad(ssfErrInvalidIssuer, "iss %q is no configured transmitter", truncate(unverified.Issuer, 100))
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), providerCallLimit)
 	defer cancel()
 	payload, err := t.keys.VerifySignature(ctx, raw)
 	if err != nil {
-		return "", t, bad(ssfErrInvalidKey, "signature not made by a key of %s's JWKS", t.cfg.Name)
+		return t, bad(ssfErrInvalidKey, "signature not made by a key of %s's JWKS", t.cfg.Name)
 	}
 	var c setClaims
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return "", t, bad(ssfErrInvalidReq, "claims: %v", err)
+		return t, bad(ssfErrInvalidReq, "claims: %v", err)
 	}
 	now := m.now()
 	skew := m.oc.ClockSkew.D()
 	switch {
 	case c.Issuer != t.cfg.Issuer:
-		return "", t, bad(ssfErrInvalidIssuer, "iss is not %s's", t.cfg.Name)
+		return t, bad(ssfErrInvalidIssuer, "iss is not %s's", t.cfg.Name)
 	case !slices.Contains(c.Audience, t.cfg.Audience):
-		return "", t, bad(ssfErrInvalidAud, "aud %q does not include %q", []string(c.Audience), t.cfg.Audience)
+		return t, bad(ssfErrInvalidAud, "aud %q does not include %q", []string(c.Audience), t.cfg.Audience)
 	case c.IssuedAt == nil:
-		return "", t, bad(ssfErrInvalidReq, "no iat")
+		return t, bad(ssfErrInvalidReq, "no iat")
 	case time.Unix(int64(*c.IssuedAt), 0).After(now.Add(skew)):
-		return "", t, bad(ssfErrInvalidReq, "iat is in the future")
+		return t, bad(ssfErrInvalidReq, "iat is in the future")
 	case now.Sub(time.Unix(int64(*c.IssuedAt), 0)) > setMaxAge:
-		return "", t, bad(ssfErrInvalidReq, "iat is older than %v", setMaxAge)
+		return t, bad(ssfErrInvalidReq, "iat is older than %v", setMaxAge)
 	case c.JTI == "" || len(c.JTI) > 256:
-		return "", t, bad(ssfErrInvalidReq, "no jti (or longer than 256 bytes)")
+		return t, bad(ssfErrInvalidReq, "no jti (or longer than 256 bytes)")
 	case len(c.Events) != 1:
-		return "", t, bad(ssfErrInvalidReq, "a SET carries exactly one event (%d here)", len(c.Events))
+		return t, bad(ssfErrInvalidReq, "a SET carries exactly one event (%d here)", len(c.Events))
 	}
 	var typ string
 	var event json.RawMessage
@@ -264,25 +257,25 @@ func (m *Manager) receiveSET(w http.ResponseWriter, r *http.Request) (string, *t
 	var user string
 	if typ != ssfVerification {
 		if user, err = m.subjectUser(ctx, t, sub); err != nil {
-			return "", t, err
+			return t, err
 		}
 	}
 	fresh, err := m.events.MarkSecurityEvent(r.Context(), c.Issuer, c.JTI, setMaxAge+skew)
 	if err != nil {
-		return "", t, outage("mark security event", err)
+		return t, outage("mark security event", err)
 	}
 	if !fresh {
-		return "", t, bad(ssfErrInvalidReq, "jti %q already received (replay)", truncate(c.JTI, 64))
+		return t, bad(ssfErrInvalidReq, "jti %q already received (replay)", truncate(c.JTI, 64))
 	}
 	done, err := m.applyEvent(r.Context(), typ, user)
 	if err != nil {
-		return "", t, err
+		return t, err
 	}
 	m.log.Info("security event applied", slog.String("transmitter", t.cfg.Name), slog.String("event", typ),
 		slog.String("user", user), slog.String("done", done))
 	m.appendAudit(r.Context(), w, audit.Event{Type: audit.SecurityEventApplied, User: user, Reason: typ,
 		Detail: map[string]string{"transmitter": t.cfg.Name, "jti": truncate(c.JTI, 64), "done": done}})
-	return done, t, nil
+	return t, nil
 }
 
 // subjectUser is the person sub names: one of t's provider's.

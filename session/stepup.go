@@ -188,8 +188,7 @@ func (m *Manager) stepUpCallback(w http.ResponseWriter, r *http.Request, rp *rel
 		m.auditStepUp(ctx, w, audit.StepUpRefused, l.rec.User, su, codeOf(err), nil)
 		return err
 	}
-	el, code, cause := authz.Grant(rp.p.demand(su.Demand), lr.Started, l.rec.Issuer, l.rec.Subject, id.authentication(), m.now())
-	el.ACR = rp.p.routeACR(su.ACR, el.ACR)
+	el, code, cause := rp.p.grant(su.Demand, lr.Started, l.rec.Issuer, l.rec.Subject, id.authentication(), m.now())
 	if code != "" {
 		return m.stepUpRefusedPage(ctx, w, l.rec.User, su, code, cause, id, lr.ReturnTo)
 	}
