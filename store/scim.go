@@ -214,15 +214,12 @@ func (o *Orgs) SCIMChange(ctx context.Context, org string, edit func(st *SCIMSta
 		if err != nil {
 			return err
 		}
-		after, err := o.s.scimState(ctx, tx, org) // a copy edit may change
-		if err != nil {
-			return err
-		}
+		after := before.clone() // what edit may change
 		if err := edit(after); err != nil {
 			return &editError{err}
 		}
 		now := o.now()
-		if err := checkSCIM(org, after); err != nil {
+		if err := checkSCIM(after); err != nil {
 			return err
 		}
 		var b batch
@@ -371,9 +368,24 @@ func (o *Orgs) SCIMChange(ctx context.Context, org string, edit func(st *SCIMSta
 	}, usersKey, groupsKey, orgKey)
 }
 
+// clone is a copy of st whose records can be changed without changing st's.
+func (st *SCIMState) clone() *SCIMState {
+	c := &SCIMState{Users: make(map[string]*SCIMUser, len(st.Users)), Groups: make(map[string]*SCIMGroup, len(st.Groups))}
+	for id, u := range st.Users {
+		cu := *u
+		c.Users[id] = &cu
+	}
+	for id, g := range st.Groups {
+		cg := *g
+		cg.Members = slices.Clone(g.Members)
+		c.Groups[id] = &cg
+	}
+	return c
+}
+
 // checkSCIM refuses a state where a userName (without case), an externalId or a person is
 // two users', or a group names a user that does not exist.
-func checkSCIM(org string, st *SCIMState) error {
+func checkSCIM(st *SCIMState) error {
 	names, exts, persons, gnames := map[string]string{}, map[string]string{}, map[string]string{}, map[string]string{}
 	for _, id := range sortedKeys(st.Users, nil) {
 		u := st.Users[id]
@@ -415,7 +427,6 @@ func checkSCIM(org string, st *SCIMState) error {
 			}
 		}
 	}
-	_ = org
 	return nil
 }
 
