@@ -46,6 +46,21 @@ func newSSFTransmitter(t *testing.T) *ssfTransmitter {
 	return tr
 }
 
+// yaml is the configuration trusting the transmitter.
+func (tr *ssfTransmitter) yaml() string {
+	return fmt.Sprintf(`ssf:
+  transmitters:
+    - name: idp-caep
+      issuer: %s
+      jwks_uri: %s/jwks
+      audience: %s
+      ca_root_file: %s
+`, tr.issuer, tr.srv.URL, ssfAudience, tr.ca)
+}
+
+// ssfAudience is the audience the receiver is configured with.
+const ssfAudience = "https://portal.example/ssf"
+
 // set signs claims with key (the transmitter's when nil).
 func (tr *ssfTransmitter) set(key *ecdsa.PrivateKey, claims map[string]any) string {
 	tr.t.Helper()
@@ -71,7 +86,7 @@ var ssfSeq int
 // event is a SET's claims for one event about sub (an iss_sub subject).
 func (tr *ssfTransmitter) event(typ, iss, sub string) map[string]any {
 	ssfSeq++
-	return map[string]any{"iss": tr.issuer, "aud": "https://portal.example/ssf", "iat": time.Now().Unix(),
+	return map[string]any{"iss": tr.issuer, "aud": ssfAudience, "iat": time.Now().Unix(),
 		"jti":    fmt.Sprintf("jti-%d-%d", time.Now().UnixNano(), ssfSeq),
 		"sub_id": map[string]any{"format": "iss_sub", "iss": iss, "sub": sub},
 		"events": map[string]any{typ: map[string]any{"event_timestamp": time.Now().Unix()}}}
@@ -100,14 +115,7 @@ func pushSETTo(t *testing.T, base, set, contentType string) (int, map[string]str
 func TestE2ESharedSignals(t *testing.T) {
 	tr := newSSFTransmitter(t)
 	b := newAZBedWith(t, azOptions{extra: func(b *azBed, i int) string {
-		return fmt.Sprintf(`ssf:
-  transmitters:
-    - name: idp-caep
-      issuer: %s
-      jwks_uri: %s/jwks
-      audience: https://portal.example/ssf
-      ca_root_file: %s
-`, tr.issuer, tr.srv.URL, tr.ca)
+		return tr.yaml()
 	}})
 	p1, p2 := b.px[0], b.px[1]
 	alice, bob := b.newClient(), b.newClient()
@@ -201,14 +209,7 @@ func TestE2ESharedSignals(t *testing.T) {
 func TestE2ESharedSignalsDropElevations(t *testing.T) {
 	tr := newSSFTransmitter(t)
 	b := newSUBedWith(t, oneServer, func(b *suBed) string {
-		return fmt.Sprintf(`ssf:
-  transmitters:
-    - name: idp-caep
-      issuer: %s
-      jwks_uri: %s/jwks
-      audience: https://portal.example/ssf
-      ca_root_file: %s
-`, tr.issuer, tr.srv.URL, tr.ca)
+		return tr.yaml()
 	})
 	c := b.client()
 	c.signIn("alice", "alice-pw", "acme")
