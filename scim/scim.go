@@ -26,7 +26,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	escim "github.com/elimity-com/scim"
@@ -36,6 +35,7 @@ import (
 
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/coalesce"
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -94,9 +94,8 @@ type Server struct {
 	users   escim.ResourceType
 	groups  escim.ResourceType
 	config  escim.ServiceProviderConfig
-	usedMu  sync.Mutex
-	usedAt  map[string]time.Time
-	managed map[string]bool // the roles SCIM decides (scim.roles and group_roles' values)
+	used    *coalesce.Set[string] // tokens whose use was recorded within the minute
+	managed map[string]bool       // the roles SCIM decides (scim.roles and group_roles' values)
 	groupOf map[string]string
 }
 
@@ -108,7 +107,7 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Server{o: o, log: o.Logger, trust: authz.CompileProviders(o.Providers), usedAt: map[string]time.Time{},
+	s := &Server{o: o, log: o.Logger, trust: authz.CompileProviders(o.Providers), used: coalesce.New[string](time.Minute),
 		managed: map[string]bool{}, groupOf: map[string]string{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -262,22 +261,18 @@ func (s *Server) authenticate(r *http.Request, org string) (*caller, error) {
 		s.log.Warn("scim: request refused", slog.String("org", org), slog.String("why", why), slog.String("client", r.RemoteAddr))
 		return nil, errors.New("a SCIM token of this organisation is required (Authorization: Bearer)")
 	}
-	s.used(r.Context(), t.ID)
+	s.noteUse(r.Context(), t.ID)
 	return &caller{org: org, actor: "scim:" + org + ":" + t.ID, token: t.ID}, nil
 }
 
-// used records a token's use at most once a minute per process.
-func (s *Server) used(ctx context.Context, id string) {
+// noteUse records a token's use at most once a minute per process.
+func (s *Server) noteUse(ctx context.Context, id string) {
 	now := s.o.Now()
-	s.usedMu.Lock()
-	last := s.usedAt[id]
-	if now.Sub(last) < time.Minute {
-		s.usedMu.Unlock()
+	s.used.Sweep(now)
+	if !s.used.Admit(id, now) {
 		return
 	}
-	s.usedAt[id] = now
-	s.usedMu.Unlock()
-	if err := s.o.Store.TokenUsed(ctx, id, now); err != nil {
+	if err := s.o.Store.TokenUsed(context.WithoutCancel(ctx), id, now); err != nil {
 		s.log.Warn("scim: token use not recorded", slog.String("token", id), slog.String("error", err.Error()))
 	}
 }
