@@ -193,11 +193,10 @@ func (s *Server) userFrom(attrs map[string]any, issuer string, active bool) (*st
 		case "externalid":
 			u.ExternalID, _ = v.(string)
 		case "active":
-			switch b := v.(type) {
-			case bool:
+			// A boolean by now: the library checks it against the schema, after
+			// entraBooleans turned Entra ID's "False" into one.
+			if b, ok := v.(bool); ok {
 				u.Active = b
-			case string: // Entra ID's "False"
-				u.Active = !strings.EqualFold(b, "false")
 			}
 		default:
 			if !slices.Contains(userOwn, strings.ToLower(k)) && v != nil {
