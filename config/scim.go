@@ -50,8 +50,10 @@ func (v *validator) scim(c *Config) {
 		v.errorf("scim.kind", "%s must be one of employee, partner, reseller", v.show("scim.kind", s.Kind))
 	}
 	roles := slices.Clone(s.Roles)
+	groups := map[string]bool{}
 	for g, r := range s.GroupRoles {
 		p := "scim.group_roles." + g
+		groups[strings.ToLower(g)] = true
 		if strings.TrimSpace(g) == "" || r == "" {
 			v.keyErrorf(p, "must map a group's displayName to a role")
 			continue
@@ -66,15 +68,7 @@ func (v *validator) scim(c *Config) {
 			v.errorf("scim", "role %s is not among lifecycle.kinds.%s.allowed_roles", r, s.Kind)
 		}
 	}
-	if len(s.GroupRoles) > 0 && len(s.GroupRoles) != len(mapKeysLower(s.GroupRoles)) {
+	if len(groups) < len(s.GroupRoles) {
 		v.errorf("scim.group_roles", "names a group twice (group names compare without case)")
 	}
-}
-
-func mapKeysLower(m map[string]string) map[string]bool {
-	out := map[string]bool{}
-	for k := range m {
-		out[strings.ToLower(k)] = true
-	}
-	return out
 }
