@@ -26,12 +26,17 @@ func (c *call) listSCIMTokens() (any, error) {
 	if err := c.mayAdministerDirectly(org); err != nil {
 		return nil, err
 	}
-	ts, err := c.s.st.Tokens(c.ctx)
+	ts, err := c.scimTokens(org)
 	if err != nil {
 		return nil, err
 	}
-	ts = slices.DeleteFunc(ts, func(t store.Token) bool { return !t.SCIM || t.Org != org })
 	return list[store.Token]{Items: append([]store.Token{}, ts...)}, nil
+}
+
+// scimTokens are org's SCIM tokens, revoked ones included.
+func (c *call) scimTokens(org string) ([]store.Token, error) {
+	ts, err := c.s.st.Tokens(c.ctx)
+	return slices.DeleteFunc(ts, func(t store.Token) bool { return !t.SCIM || t.Org != org }), err
 }
 
 func (c *call) createSCIMToken() (any, error) {
@@ -74,11 +79,11 @@ func (c *call) revokeSCIMToken() (any, error) {
 	if err := c.mayAdministerDirectly(org); err != nil {
 		return nil, err
 	}
-	ts, err := c.s.st.Tokens(c.ctx)
+	ts, err := c.scimTokens(org)
 	if err != nil {
 		return nil, err
 	}
-	if !slices.ContainsFunc(ts, func(t store.Token) bool { return t.ID == id && t.SCIM && t.Org == org }) {
+	if !slices.ContainsFunc(ts, func(t store.Token) bool { return t.ID == id }) {
 		return nil, refuse(reason.NotFound, "no SCIM token "+id+" of "+org)
 	}
 	return c.changes().RevokeToken(c.ctx, id, c.p.Name, in.Reason)
