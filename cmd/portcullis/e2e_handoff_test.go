@@ -103,23 +103,29 @@ routes:
 
 	b := &handoffBed{t: t, port: port, idp: idp, proc: startBinary(t, cfgPath)}
 	jar, _ := cookiejar.New(nil)
-	var d net.Dialer
 	b.c = &http.Client{
-		Jar: jar,
-		Transport: locationRecorder{b: b, base: &http.Transport{
-			// Self-signed proxy and httptest provider: a browser whose user accepted both.
-			TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				if h, _, _ := net.SplitHostPort(addr); strings.HasSuffix(h, ".portal.test") {
-					addr = listen // what DNS would answer for the portal's names
-				}
-				return d.DialContext(ctx, network, addr)
-			},
-		}},
+		Jar:           jar,
+		Transport:     locationRecorder{b: b, base: portalTransport(listen)},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Timeout:       10 * time.Second,
 	}
 	return b
+}
+
+// portalTransport is a browser's transport for the test beds serving *.portal.test on
+// listen: those names resolve to it, as DNS would answer, and the self-signed proxy and the
+// httptest providers are trusted, as by a person who accepted both.
+func portalTransport(listen string) *http.Transport {
+	var d net.Dialer
+	return &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if h, _, _ := net.SplitHostPort(addr); strings.HasSuffix(h, ".portal.test") {
+				addr = listen
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+	}
 }
 
 type locationRecorder struct {

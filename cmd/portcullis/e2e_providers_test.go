@@ -168,18 +168,9 @@ type pvBrowser struct {
 func (b *pvBed) browser() *pvBrowser {
 	br := &pvBrowser{b: b}
 	jar, _ := cookiejar.New(nil)
-	var d net.Dialer
 	br.c = &http.Client{
-		Jar: jar,
-		Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				if h, _, _ := net.SplitHostPort(addr); strings.HasSuffix(h, ".portal.test") {
-					addr = b.listen
-				}
-				return d.DialContext(ctx, network, addr)
-			},
-		},
+		Jar:           jar,
+		Transport:     portalTransport(b.listen),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Timeout:       10 * time.Second,
 	}
