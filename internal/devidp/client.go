@@ -10,8 +10,9 @@ import (
 // idTokenLifetime is the exp - iat of ID tokens.
 const idTokenLifetime = time.Hour
 
-// client is a configured relying party as the op library sees it. Only the
-// authorization code flow is enabled; there are no refresh tokens.
+// client is a configured relying party as the op library sees it: the
+// authorization code flow, with refresh tokens when it asks for
+// offline_access, and client credentials when configured.
 type client struct {
 	cfg      Client
 	loginURL string // issuer + pathLogin
@@ -42,9 +43,9 @@ func (c *client) ResponseTypes() []oidc.ResponseType {
 }
 func (c *client) GrantTypes() []oidc.GrantType {
 	if c.cfg.ClientCredentials {
-		return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeClientCredentials}
+		return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeClientCredentials}
 	}
-	return []oidc.GrantType{oidc.GrantTypeCode}
+	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
 }
 
 // LoginURL is absolute so that it is right whatever path the issuer has.

@@ -5,7 +5,8 @@
 // the step-up rules in authz) is exercised against the protocol as a real
 // provider speaks it, not against hand-made JWTs: discovery, the authorization
 // code flow with PKCE, client authentication at the token endpoint, a JWKS
-// that rotates, RP-initiated logout and back-channel logout. The protocol work
+// that rotates, refresh tokens (rotated at every use), RP-initiated logout and
+// back-channel logout. The protocol work
 // is done by github.com/zitadel/oidc/v3/pkg/op; this package supplies the
 // in-memory storage that library needs, a plain HTML login form, and the test
 // seams that let a relying-party test produce the tokens it must refuse
@@ -38,5 +39,6 @@
 //	login.go        the login form (password, optional one-time code)
 //	keys.go         RS256 signing keys and their rotation
 //	seams.go        test seams: auth_time offset, one-shot forced claims
+//	refresh.go      refresh tokens; DisableUser and SetEmail, as a directory changes people
 //	backchannel.go  OIDC Back-Channel Logout 1.0 logout tokens
 package devidp

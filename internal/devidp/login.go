@@ -182,7 +182,7 @@ func (l *loginUI) submit(w http.ResponseWriter, r *http.Request) {
 		mfaWanted = mfaRequested(req.acrValues)
 	}
 	var user *User
-	if u, ok := l.st.users[username]; ok {
+	if u, ok := l.st.users[username]; ok && !l.st.disabled[username] {
 		cp := *u
 		user = &cp
 	}

@@ -171,6 +171,7 @@ func New(cfg Config) (*Provider, error) {
 		CryptoKey:                         cryptoKey,
 		DefaultLogoutRedirectURI:          issuer + pathLoggedOut,
 		CodeMethodS256:                    true,
+		GrantTypeRefreshToken:             true,
 		AuthMethodPost:                    true,
 		SupportedUILocales:                []language.Tag{language.English},
 		BackChannelLogoutSupported:        true,

@@ -42,6 +42,9 @@ type storage struct {
 	keys           keyring
 	authTimeOffset time.Duration
 	forced         map[string]func(*Claims) // by username, one-shot
+	refreshTokens  map[string]*refreshToken
+	disabled       map[string]bool // by username (DisableUser)
+	refreshUses    map[string]int  // by username (RefreshTokenUses)
 }
 
 type codeEntry struct {
@@ -75,6 +78,9 @@ func newStorage(issuer string, clients []Client, users []User, now func() time.T
 		sessions:       map[string]*session{},
 		keys:           keyring{current: k},
 		forced:         map[string]func(*Claims){},
+		refreshTokens:  map[string]*refreshToken{},
+		disabled:       map[string]bool{},
+		refreshUses:    map[string]int{},
 	}
 	for _, c := range clients {
 		c.RedirectURIs = slices.Clone(c.RedirectURIs)
@@ -140,6 +146,11 @@ func (s *storage) sweep() {
 	for id, t := range s.tokens {
 		if wall.After(t.expires) {
 			delete(s.tokens, id)
+		}
+	}
+	for id, t := range s.refreshTokens {
+		if now.After(t.expires) {
+			delete(s.refreshTokens, id)
 		}
 	}
 }
@@ -234,24 +245,6 @@ func (s *storage) CreateAccessToken(_ context.Context, r op.TokenRequest) (strin
 	}
 	s.tokens[t.id] = t
 	return t.id, t.expires, nil
-}
-
-var errNoRefresh = oidc.ErrUnsupportedGrantType().WithDescription("the dev IdP issues no refresh tokens")
-
-// CreateAccessAndRefreshTokens is not reached: no client has the
-// refresh_token grant.
-func (s *storage) CreateAccessAndRefreshTokens(context.Context, op.TokenRequest, string) (string, string, time.Time, error) {
-	return "", "", time.Time{}, errNoRefresh
-}
-
-// TokenRequestByRefreshToken: there are no refresh tokens.
-func (s *storage) TokenRequestByRefreshToken(context.Context, string) (op.RefreshTokenRequest, error) {
-	return nil, errNoRefresh
-}
-
-// GetRefreshTokenInfo: there are no refresh tokens.
-func (s *storage) GetRefreshTokenInfo(context.Context, string, string) (string, string, error) {
-	return "", "", op.ErrInvalidRefreshToken
 }
 
 // TerminateSession is called by the end_session endpoint: the user's login
@@ -370,7 +363,12 @@ func (s *storage) SetUserinfoFromToken(_ context.Context, ui *oidc.UserInfo, tok
 
 func (s *storage) setUserinfo(ui *oidc.UserInfo, subject string, scopes []string) error {
 	s.mu.Lock()
-	u, ok := s.usersBySubject[subject]
+	var u User
+	p, ok := s.usersBySubject[subject]
+	if ok {
+		u = *p // a copy: SetEmail may change the user meanwhile
+		ok = !s.disabled[u.Username]
+	}
 	s.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("user %q: %w", subject, errNotFound)
