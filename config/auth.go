@@ -155,6 +155,7 @@ func (v *validator) provider(pp string, p *OIDCProvider) {
 	if p.CARootFile != "" {
 		v.fileExists(pp+"ca_root_file", p.CARootFile)
 	}
+	v.revalidate(pp, p)
 	if p.SubjectClaim != "" && !claimNamePattern.MatchString(p.SubjectClaim) {
 		v.errorf(pp+"subject_claim", "must be a claim name such as sub or oid")
 	}
@@ -163,6 +164,34 @@ func (v *validator) provider(pp string, p *OIDCProvider) {
 		v.errorf(pp+"email_domain_claim", "must be a claim name such as hd")
 	case p.EmailDomainClaim == "" && p.IssuerURL != nil && p.IssuerURL.Host == "accounts.google.com":
 		v.warnf(pp+"issuer", "Google calls an address verified at any domain, including ones it does not host: set %semail_domain_claim: hd, so that only Workspace addresses of their own domain count as verified", pp)
+	}
+}
+
+// revalidate checks a provider's revalidate section.
+func (v *validator) revalidate(pp string, p *OIDCProvider) {
+	r := p.Revalidate
+	rp := pp + "revalidate."
+	v.nonNegative(rp+"interval", r.Interval)
+	v.nonNegative(rp+"grace", Duration(r.GracePeriod()))
+	if r.Interval == 0 {
+		for _, k := range []string{"grace", "userinfo"} {
+			if _, ok := v.d.valPos[rp+k]; ok {
+				v.errorf(rp+k, "is set but %sinterval is not", rp)
+				return
+			}
+		}
+		return
+	}
+	switch {
+	case r.Interval > 0 && r.Interval.D() < time.Second:
+		v.errorf(rp+"interval", "must be at least 1s")
+	case r.GracePeriod() > time.Hour:
+		v.errorf(rp+"grace", "must be at most 1h: past it a person disabled at the provider keeps their session while it is down")
+	}
+	// Providers issue refresh tokens only when asked: offline_access (OIDC Core 11), or
+	// Google's access_type=offline.
+	if !slices.Contains(p.Scopes, "offline_access") && p.ExtraParams["access_type"] != "offline" {
+		v.warnf(rp+"interval", "most providers issue refresh tokens only for offline_access: add it to %sscopes (Google: %sextra_params access_type: offline); a sign-in that yields none is refused", pp, pp)
 	}
 }
 
@@ -251,6 +280,15 @@ func (v *validator) session(c *Config) {
 	}
 	if s.TouchInterval >= s.IdleTimeout {
 		v.errorf("session.touch_interval", "must be shorter than session.idle_timeout")
+	}
+	for i, p := range c.OIDC.All {
+		if p.Revalidate.Interval > 0 && p.Revalidate.Interval >= s.AbsoluteTimeout {
+			at := "oidc.revalidate.interval"
+			if !c.OIDC.isDefault(i) {
+				at = fmt.Sprintf("oidc.providers[%d].revalidate.interval", i-len(c.OIDC.All)+len(c.OIDC.Providers))
+			}
+			v.errorf(at, "must be shorter than session.absolute_timeout: a session would never check back")
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -151,6 +152,11 @@ routes: [{name: a, upstream: "http://10.0.0.5"}]
 		{"hmac", "oidc:\n  providers:\n    - {name: a, issuer: \"https://a.example\", client_id: c, signing_algs: [HS256]}", "oidc.providers[0].signing_algs[0]", "not an accepted", 8},
 		{"extra param", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      extra_params: {nonce: x}", "oidc.providers[0].extra_params.nonce", "cannot be overridden", 11},
 		{"acr value", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      acr_values: {phr: \"a b\"}", "oidc.providers[0].acr_values.phr", "one acr value", 11},
+		{"revalidate too often", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      revalidate: {interval: 100ms}", "oidc.providers[0].revalidate.interval", "at least 1s", 11},
+		{"revalidate grace alone", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      revalidate: {grace: 1m}", "oidc.providers[0].revalidate.grace", "interval is not", 11},
+		{"revalidate long grace", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      revalidate: {interval: 5m, grace: 2h}", "oidc.providers[0].revalidate.grace", "at most 1h", 11},
+		{"revalidate past the session", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      revalidate: {interval: 24h}", "oidc.providers[0].revalidate.interval", "shorter than session.absolute_timeout", 11},
+		{"default revalidates past the session", "session: {absolute_timeout: 1h}\noidc:\n  issuer: \"https://d.example\"\n  client_id: c\n  revalidate: {interval: 1h}", "oidc.revalidate.interval", "shorter than session.absolute_timeout", 10},
 		{"default key without issuer", "oidc:\n  client_id: c\n  providers:\n    - {name: a, issuer: \"https://a.example\", client_id: c}", "oidc.client_id", "oidc.issuer is not", 7},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,6 +175,40 @@ routes: [{name: a, upstream: "http://10.0.0.5"}]
 			}
 			t.Errorf("want %s: …%s…, got %v", tc.key, tc.msg, err)
 		})
+	}
+}
+
+// Revalidation's defaults, and the warning for a provider asked for no refresh token.
+func TestRevalidateConfig(t *testing.T) {
+	const head = `
+server: {public_url: "https://portal.example.com"}
+tls: {mode: self_signed}
+redis: {address: "127.0.0.1:6379"}
+routes: [{name: a, upstream: "http://10.0.0.5"}]
+`
+	cfg, warns, err := parse(t, head+"oidc:\n  issuer: \"https://d.example\"\n  client_id: c\n  revalidate: {interval: 10m}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.OIDC.All[0].Revalidate
+	if r.Interval.D() != 10*time.Minute || r.GracePeriod() != 5*time.Minute || r.Userinfo == nil || !*r.Userinfo {
+		t.Errorf("defaults: %+v", r)
+	}
+	if !strings.Contains(fmt.Sprint(warns), "offline_access") {
+		t.Errorf("no warning about offline_access: %v", warns)
+	}
+	cfg, warns, err = parse(t, head+"oidc:\n  providers:\n    - name: g\n      issuer: \"https://g.example\"\n      client_id: c\n      extra_params: {access_type: offline}\n      revalidate: {interval: 10m, grace: 0s, userinfo: false}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.OIDC.All[0].Revalidate; r.Grace == nil || r.GracePeriod() != 0 || *r.Userinfo {
+		t.Errorf("explicit values: %+v", r)
+	}
+	if strings.Contains(fmt.Sprint(warns), "offline_access") {
+		t.Errorf("warning despite access_type offline: %v", warns)
+	}
+	if cfg, _, _ := parse(t, head+"oidc:\n  issuer: \"https://d.example\"\n  client_id: c\n"); cfg.OIDC.All[0].Revalidate.Userinfo != nil {
+		t.Error("revalidation defaults applied to a provider that does not revalidate")
 	}
 }
 

@@ -83,6 +83,8 @@ var defaultRules = []defaultRule{
 			c.OIDC.SigningAlgs = []string{"RS256", "ES256"}
 		}
 	})},
+	{Default{"oidc.revalidate.grace", "5m"}, ifIssuer(func(c *Config) { revalidateDefaults(&c.OIDC.Revalidate) })},
+	{Default{"oidc.revalidate.userinfo", "true"}, ifIssuer(func(c *Config) { revalidateDefaults(&c.OIDC.Revalidate) })},
 	{Default{"scim.subject_attribute", `"externalId"`}, ifSCIM(func(c *Config) { setString(&c.SCIM.SubjectAttribute, SCIMSubjectExternalID) })},
 	{Default{"scim.kind", `"employee"`}, ifSCIM(func(c *Config) { setString(&c.SCIM.Kind, "employee") })},
 	{Default{"scim.roles", "[user]"}, ifSCIM(func(c *Config) {
@@ -102,6 +104,8 @@ var defaultRules = []defaultRule{
 			p.SigningAlgs = []string{"RS256", "ES256"}
 		}
 	})},
+	{Default{"oidc.providers[].revalidate.grace", "5m"}, forProviders(func(p *OIDCProvider) { revalidateDefaults(&p.Revalidate) })},
+	{Default{"oidc.providers[].revalidate.userinfo", "true"}, forProviders(func(p *OIDCProvider) { revalidateDefaults(&p.Revalidate) })},
 	{Default{"session.idle_timeout", "1h"}, ifOIDC(func(c *Config) { setDuration(&c.Session.IdleTimeout, time.Hour) })},
 	{Default{"session.absolute_timeout", "12h"}, ifOIDC(func(c *Config) { setDuration(&c.Session.AbsoluteTimeout, 12*time.Hour) })},
 	{Default{"session.touch_interval", "1m"}, ifOIDC(func(c *Config) { setDuration(&c.Session.TouchInterval, time.Minute) })},
@@ -341,6 +345,18 @@ func forProviders(f func(*OIDCProvider)) func(*Config) {
 			f(&c.OIDC.Providers[i])
 		}
 	}
+}
+
+// revalidateDefaults fills a provider's revalidation defaults when it revalidates at all.
+func revalidateDefaults(r *Revalidate) {
+	if r.Interval == 0 {
+		return
+	}
+	if r.Grace == nil {
+		g := Duration(5 * time.Minute)
+		r.Grace = &g
+	}
+	setBool(&r.Userinfo, true)
 }
 
 // issuerHost is the host name of an issuer URL, "" when it has none.

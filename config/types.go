@@ -100,6 +100,9 @@ type OIDC struct {
 	// knows, for providers that name the same assurance differently. A value not listed is
 	// sent and accepted as the route writes it. Default: none.
 	ACRValues map[string]string `yaml:"acr_values"`
+	// Revalidate makes the provider's people's sessions check back with it while they last:
+	// a person disabled there loses their session here within the interval. Default: off.
+	Revalidate Revalidate `yaml:"revalidate"`
 	// Providers are further OpenID Providers: customers' own, each listed by the
 	// organisations it may sign people in for (an organisation's providers). oidc's own keys
 	// (issuer, client_id, …) describe the provider named "default", shared by every
@@ -122,7 +125,7 @@ func (o OIDC) Default() OIDCProvider {
 	return OIDCProvider{Name: DefaultProvider, DisplayName: o.DisplayName, Issuer: o.Issuer, ClientID: o.ClientID,
 		ClientSecret: o.ClientSecret, Scopes: o.Scopes, ExtraParams: o.ExtraParams, RequireVerifiedEmail: o.RequireVerifiedEmail,
 		EmailDomainClaim: o.EmailDomainClaim, SigningAlgs: o.SigningAlgs, CARootFile: o.CARootFile, Shared: true, ACRValues: o.ACRValues,
-		SubjectClaim: o.SubjectClaim, IssuerURL: o.IssuerURL}
+		SubjectClaim: o.SubjectClaim, Revalidate: o.Revalidate, IssuerURL: o.IssuerURL}
 }
 
 // Provider returns the provider named name from All, or nil.
@@ -198,6 +201,8 @@ type OIDCProvider struct {
 	// SubjectClaim is the ID token claim that is the person's subject: sub (default), or an
 	// immutable id such as Entra ID's oid, which a directory can provision over SCIM.
 	SubjectClaim string `yaml:"subject_claim"`
+	// Revalidate makes this provider's people's sessions check back with it. Default: off.
+	Revalidate Revalidate `yaml:"revalidate"`
 
 	// IssuerURL is Issuer parsed, filled by Load.
 	IssuerURL *url.URL `yaml:"-"`
@@ -206,6 +211,36 @@ type OIDCProvider struct {
 	// others (each provider's own, RFC 9700 §4.4.2: a response brought to another
 	// provider's callback is refused before its code is sent anywhere).
 	RedirectURI *url.URL `yaml:"-"`
+}
+
+// Revalidate is how sessions check back with their provider. Every Interval, a request of
+// the session redeems the refresh token the sign-in earned (kept sealed with a key only the
+// session's cookies can open, never in clear in Redis), verifies the new ID token and asks
+// userinfo: a refusal (the person was disabled or deleted there), another subject, a changed
+// or no longer verified address ends the sign-in's sessions on every host. A provider that
+// cannot be reached keeps sessions for Grace past their due time, then answers 503
+// idp_unavailable until it answers again.
+type Revalidate struct {
+	// Interval is how often a session checks back: at least 1s, less than
+	// session.absolute_timeout. 0 (the default) never does. The sign-in must then yield a
+	// refresh token: ask for offline_access in scopes (Google: extra_params access_type:
+	// offline).
+	Interval Duration `yaml:"interval"`
+	// Grace is how long past its due time a session keeps working while the provider cannot
+	// be reached (a network error, a 5xx): never when the provider refuses. 0s: not at all.
+	// Default 5m.
+	Grace *Duration `yaml:"grace"`
+	// Userinfo also asks the userinfo endpoint with the new access token and checks its sub
+	// and address, for providers whose refreshed ID tokens carry no address. Default true.
+	Userinfo *bool `yaml:"userinfo"`
+}
+
+// GracePeriod is Grace, 0 when not set.
+func (r Revalidate) GracePeriod() time.Duration {
+	if r.Grace == nil {
+		return 0
+	}
+	return r.Grace.D()
 }
 
 // Identity configures what a portal receives about the person behind an authorised request.

@@ -22,6 +22,9 @@ type identity struct {
 	emailVerified         bool
 	amr                   []string
 	authTime              time.Time
+	// sub is the ID token's sub (the subject unless subject_claim names another claim);
+	// refresh the token response's refresh token, "" when none.
+	sub, refresh string
 }
 
 // authentication is what id asserts about the sign-in, for authz.Grant.
@@ -75,7 +78,7 @@ func (m *Manager) verifyIDToken(ctx context.Context, rp *relyingParty, raw, nonc
 	if subject == "" {
 		return nil, fmt.Errorf("id token has no %s", cmp.Or(rp.p.cfg.SubjectClaim, "sub"))
 	}
-	id := &identity{issuer: tok.Issuer, subject: subject, user: store.UserKey(tok.Issuer, subject)}
+	id := &identity{issuer: tok.Issuer, subject: subject, user: store.UserKey(tok.Issuer, subject), sub: tok.Subject}
 	for _, f := range []struct {
 		name string
 		dst  *string

@@ -96,6 +96,9 @@ var _ interface {
 // cookie alone (REDIS-01).
 func (m *Manager) Admit(w http.ResponseWriter, r *http.Request, route *config.Route) (*http.Request, bool) {
 	l, err := m.load(r.Context(), r, true)
+	if err == nil && revalidateDue(l, m.now()) {
+		err = m.revalidate(r.Context(), l)
+	}
 	if err != nil {
 		m.fail(w, r, m.loadError(r, err, true))
 		return nil, false
@@ -125,9 +128,12 @@ func (m *Manager) loadError(r *http.Request, err error, signIn bool) error {
 			return &redirect{url: "/.portcullis/login?rd=" + url.QueryEscape(rd), code: reason.NoSession}
 		}
 		return quietly(reason.NoSession)
-	default:
-		return outage("", err)
 	}
+	var pe *problem.Error
+	if errors.As(err, &pe) {
+		return pe // a refusal already (revalidate.go)
+	}
+	return outage("", err)
 }
 
 // isNavigation reports whether r is a browser navigating (GET/HEAD of a page), which can be

@@ -94,6 +94,9 @@ type handoffCode struct {
 	Elevation *authz.Elevation `json:"elevation,omitempty"`
 	// Finish marks the record an elevation waiting on H for its session cookie, not a code.
 	Finish bool `json:"finish,omitempty"`
+	// FamilyKey is the sign-in's family key (revalidate.go) sealed under a key derived from
+	// the code, which only the browser holds; empty when the sign-in does not revalidate.
+	FamilyKey []byte `json:"fk,omitempty"`
 }
 
 // hostName is the lower-case host name of a Host header, without its port.
@@ -279,14 +282,24 @@ func (m *Manager) issueCode(w http.ResponseWriter, r *http.Request, l *loaded, r
 			return m.loadError(r, err, false)
 		}
 	}
-	return m.postCode(w, r, &handoffCode{Session: l.h, Host: req.Host, ReturnTo: req.ReturnTo, Browser: req.Browser, Issued: now}, l.rec.User)
+	var key []byte
+	if l.rec.FamilyKey != nil {
+		var err error
+		if key, err = l.familyKey(); err != nil {
+			return m.handoffRefused(w, r, reason.HandoffSessionEnded, "the session's family key does not open", l.rec.User)
+		}
+	}
+	return m.postCode(w, r, &handoffCode{Session: l.h, Host: req.Host, ReturnTo: req.ReturnTo, Browser: req.Browser, Issued: now}, l.rec.User, key)
 }
 
-// postCode stores hc under a fresh one-time code and answers with the page that posts the
-// code to hc.Host.
-func (m *Manager) postCode(w http.ResponseWriter, r *http.Request, hc *handoffCode, user string) error {
+// postCode stores hc under a fresh one-time code, with familyKey sealed under the code when
+// there is one, and answers with the page that posts the code to hc.Host.
+func (m *Manager) postCode(w http.ResponseWriter, r *http.Request, hc *handoffCode, user string, familyKey []byte) error {
 	ctx := r.Context()
 	code := newSecret()
+	if familyKey != nil {
+		hc.FamilyKey = codeFamilyKey(code, familyKey)
+	}
 	rec, err := json.Marshal(hc)
 	if err != nil {
 		return internal("encode handoff code", err)
@@ -349,7 +362,16 @@ func (m *Manager) serveHandoff(w http.ResponseWriter, r *http.Request) error {
 	if err := json.Unmarshal(pb, parent); err != nil || !m.live(parent, now) {
 		return m.handoffRefused(w, r, reason.HandoffSessionEnded, "sign-in host's session unreadable or expired", parent.User)
 	}
-	return m.createHandedOff(w, r, parent, hc, now)
+	var key []byte
+	if parent.FamilyKey != nil {
+		// The sign-in revalidates: its new session must be able to open the family's refresh
+		// token too. A code without the key is refused rather than make a session that
+		// could not check back.
+		if key, err = openCodeFamilyKey(code, hc.FamilyKey); err != nil {
+			return m.handoffRefused(w, r, reason.HandoffInvalid, "the code does not carry its sign-in's family key", parent.User)
+		}
+	}
+	return m.createHandedOff(w, r, parent, hc, key, now)
 }
 
 // takeCode spends the code record stored under the hash of secret (a handoff code, or a
@@ -383,8 +405,10 @@ func (m *Manager) codeFor(w http.ResponseWriter, r *http.Request, hc *handoffCod
 
 // createHandedOff makes the session on this host from parent, sets its cookie and returns the
 // browser to where it was going.
-func (m *Manager) createHandedOff(w http.ResponseWriter, r *http.Request, parent *record, hc *handoffCode, now time.Time) error {
+func (m *Manager) createHandedOff(w http.ResponseWriter, r *http.Request, parent *record, hc *handoffCode, familyKey []byte, now time.Time) error {
 	ctx := r.Context()
+	secret := newSecret()
+	h := handle(secret)
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	family := familyOf(parent, hc.Session)
@@ -396,6 +420,10 @@ func (m *Manager) createHandedOff(w http.ResponseWriter, r *http.Request, parent
 		AuthTime: parent.AuthTime, SID: parent.SID, IDToken: parent.IDToken,
 		Created: now, LastSeen: now, Expires: minTime(parent.Expires, now.Add(m.sc.AbsoluteTimeout.D())),
 		CSRFKey: key, Family: family, HandedOff: true, Agent: agentOf(r), Host: hostName(r.Host),
+		RevalidateAt: parent.RevalidateAt,
+	}
+	if familyKey != nil {
+		rec.FamilyKey = sessionFamilyKey(secret, h, familyKey)
 	}
 	ttl := m.ttl(rec, now)
 	if ttl <= 0 {
@@ -411,8 +439,6 @@ func (m *Manager) createHandedOff(w http.ResponseWriter, r *http.Request, parent
 			m.endPresented(ctx, handle(c.Value))
 		}
 	}
-	secret := newSecret()
-	h := handle(secret)
 	life := rec.Expires.Sub(now)
 	// The family first: a session that exists outside it would survive signing out elsewhere.
 	if err := m.st.JoinFamily(ctx, family, life, hc.Session, h); err != nil {

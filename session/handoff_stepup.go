@@ -132,7 +132,7 @@ func (m *Manager) handoffStepUpCallback(w http.ResponseWriter, r *http.Request, 
 	}
 	expire(w, LoginCookieName)
 	return m.postCode(w, r, &handoffCode{Session: su.Session, Host: req.Host, ReturnTo: req.ReturnTo, Browser: req.Browser,
-		Issued: now, StepUp: su, Elevation: &el}, target.User)
+		Issued: now, StepUp: su, Elevation: &el}, target.User, nil)
 }
 
 // awaitSession is step 4, on H: serveHandoff calls it for a step-up's code, spent and checked

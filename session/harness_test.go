@@ -126,6 +126,8 @@ type env struct {
 	bcRecord atomic.Pointer[string] // the last logout token devidp sent
 	caFile   string
 	caPool   *x509.CertPool
+	// idpFailing makes the running provider answer 503 to everything.
+	idpFailing atomic.Bool
 }
 
 var users = []devidp.User{
@@ -168,7 +170,13 @@ func newEnv(t testing.TB, o envOpts) *env {
 		t.Fatal(err)
 	}
 	e.idp = idp
-	e.idpHTTP.Config.Handler = idp.Handler()
+	e.idpHTTP.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e.idpFailing.Load() {
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		idp.Handler().ServeHTTP(w, r)
+	})
 	if !o.idpDown {
 		e.idpHTTP.StartTLS()
 		t.Cleanup(e.idpHTTP.Close)

@@ -286,6 +286,7 @@ func (m *Manager) redeem(r *http.Request, rp *relyingParty, lr *loginRecord) (*i
 		}
 		return nil, "", warning(code, signInRefused, err.Error())
 	}
+	id.refresh = tok.RefreshToken
 	return id, raw, nil
 }
 
@@ -304,6 +305,10 @@ func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *ident
 	_, _ = rand.Read(key)
 	secret := newSecret()
 	h := handle(secret)
+	familyKey, revalidateAt, err := m.beginRevalidation(ctx, m.providerOf(id.issuer), id, secret, h, now)
+	if err != nil {
+		return err
+	}
 	rec := &record{
 		User: id.user, Issuer: id.issuer, Subject: id.subject, Email: id.email, EmailVerified: id.emailVerified,
 		Name: id.name, ACR: id.acr, AMR: id.amr, AuthTime: id.authTime, SID: id.sid,
@@ -311,7 +316,8 @@ func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *ident
 		IDToken: rawIDToken, CSRFKey: key, Agent: agentOf(r), Host: hostName(r.Host),
 		// The sign-in's family is named after its first session; sessions handed off from
 		// it (handoff.go) join it.
-		Family: h,
+		Family:    h,
+		FamilyKey: familyKey, RevalidateAt: revalidateAt,
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {

@@ -168,6 +168,7 @@ type Manager struct {
 	idps         []*idp
 	transmitters []*transmitter
 	events       SecurityEvents // the store's, for the receiver (ssf.go); nil: none
+	revals       Revalidations  // the store's, for providers that revalidate; nil: none
 	trust        *authz.Providers
 	realms       Realms
 	hostOrg      func(string) string
@@ -268,6 +269,12 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 	m.events, _ = st.(SecurityEvents)
 	if len(ts) > 0 && m.events == nil {
 		return nil, errors.New("session: the store cannot remember security events (ssf.transmitters)")
+	}
+	m.revals, _ = st.(Revalidations)
+	for _, p := range m.idps {
+		if p.cfg.Revalidate.Interval > 0 && m.revals == nil {
+			return nil, fmt.Errorf("session: the store cannot keep revalidation records (provider %s revalidates)", p.cfg.Name)
+		}
 	}
 	m.touch, m.stopWatch = st.UpdateSession, func() {}
 	ttl := opts.CacheTTL

@@ -57,6 +57,11 @@ type record struct {
 	Agent string `json:"agent,omitempty"`
 	// Host is the host name the session was made for.
 	Host string `json:"host,omitempty"`
+	// FamilyKey is the key the family's refresh token is sealed with (revalidate.go), itself
+	// sealed under a key derived from this session's cookie; RevalidateAt when the session
+	// next checks back with its provider. Both empty when its provider does not revalidate.
+	FamilyKey    []byte    `json:"fk,omitempty"`
+	RevalidateAt time.Time `json:"reval_at,omitzero"`
 }
 
 // familyOf is the family of the session rec stored under h.
@@ -205,10 +210,11 @@ func sessionCookie(r *http.Request, name string) (string, error) {
 	return v, nil
 }
 
-// loaded is a session read from storage for one request.
+// loaded is a session read from storage for one request. secret is the cookie it was loaded
+// by (which opens its family key), "" when loaded by handle.
 type loaded struct {
-	h   string
-	rec *record
+	h, secret string
+	rec       *record
 }
 
 // errNoSession: no usable session (absent, malformed, unknown, expired).
@@ -234,7 +240,7 @@ func (m *Manager) load(ctx context.Context, r *http.Request, touch bool) (*loade
 	var gen invalcache.Gen
 	if c := m.cache; c != nil {
 		if rec, ok := c.Get(h); ok && m.live(rec, start) && !(touch && m.touchDue(rec, start)) {
-			return &loaded{h: h, rec: rec}, nil
+			return &loaded{h: h, secret: v, rec: rec}, nil
 		}
 		gen = c.Begin()
 	}
@@ -285,7 +291,7 @@ func (m *Manager) load(ctx context.Context, r *http.Request, touch bool) (*loade
 	if m.cache != nil {
 		m.cache.Put(h, rec, start, gen)
 	}
-	return &loaded{h: h, rec: rec}, nil
+	return &loaded{h: h, secret: v, rec: rec}, nil
 }
 
 // live reports whether rec is within both its absolute and its idle timeout at now.

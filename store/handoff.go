@@ -108,7 +108,7 @@ func (s *Store) EndFamily(ctx context.Context, family, user, iss, sid string) (i
 			}
 			p.Publish(ctx, s.keys.sessionInvalidations(), h)
 		}
-		p.Del(ctx, fk)
+		p.Del(ctx, fk, s.keys.revalidation(family), s.keys.revalidationLease(family))
 		return nil
 	})
 	if err != nil {

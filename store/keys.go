@@ -285,6 +285,8 @@ func (k keys) sessionInvalidations() string { return k.prefix + "sinval" }
 //	pc:{hr:<hash>}:handoff     a handoff request, single use, 10 minutes
 //	pc:{hc:<hash>}:handoff     a handoff code, single use, 60 seconds
 //	pc:{f:<family>}:family     set of the session hashes of one sign-in's family
+//	pc:{f:<family>}:reval      the family's revalidation record (its sealed refresh token)
+//	pc:{f:<family>}:reval:lease who is revalidating the family now, for seconds
 
 // handoffRequest is the key of a handoff request, by the hash of its token.
 func (k keys) handoffRequest(h string) string { return k.prefix + "{hr:" + escape(h) + "}:handoff" }
@@ -296,6 +298,15 @@ func (k keys) handoffCode(h string) string { return k.prefix + "{hc:" + escape(h
 func (k keys) sessionFamily(family string) string {
 	return k.prefix + "{f:" + escape(family) + "}:family"
 }
+
+// revalidation is the key of the revalidation record of a sign-in's family, beside the
+// family's set (same slot).
+func (k keys) revalidation(family string) string {
+	return k.prefix + "{f:" + escape(family) + "}:reval"
+}
+
+// revalidationLease is the key of the lease of the one replica revalidating a family.
+func (k keys) revalidationLease(family string) string { return k.revalidation(family) + ":lease" }
 
 // Machine identity keys (store/machines.go). A machine's record is a membership (see the
 // organisation keys); its credentials are found through two indexes, each naming the machine:

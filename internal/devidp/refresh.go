@@ -80,7 +80,11 @@ func (s *storage) CreateAccessAndRefreshTokens(ctx context.Context, r op.TokenRe
 		}
 	}
 	s.refreshTokens[rt.id] = rt
+	seen := s.onRefresh
 	s.mu.Unlock()
+	if seen != nil {
+		seen(rt.id)
+	}
 	access, exp, err := s.CreateAccessToken(ctx, r)
 	if err != nil {
 		return "", "", time.Time{}, err
@@ -155,4 +159,12 @@ func (p *Provider) RefreshTokenUses(username string) int {
 	p.st.mu.Lock()
 	defer p.st.mu.Unlock()
 	return p.st.refreshUses[username]
+}
+
+// OnRefreshToken calls f with every refresh token issued from now on, for a test that looks
+// for them where they must not be.
+func (p *Provider) OnRefreshToken(f func(string)) {
+	p.st.mu.Lock()
+	defer p.st.mu.Unlock()
+	p.st.onRefresh = f
 }

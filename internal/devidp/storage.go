@@ -45,6 +45,7 @@ type storage struct {
 	refreshTokens  map[string]*refreshToken
 	disabled       map[string]bool // by username (DisableUser)
 	refreshUses    map[string]int  // by username (RefreshTokenUses)
+	onRefresh      func(string)    // OnRefreshToken
 }
 
 type codeEntry struct {
