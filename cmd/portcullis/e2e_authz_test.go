@@ -117,6 +117,8 @@ type azOptions struct {
 	// ownProvider configures the provider as a customer's own (oidc.providers, named
 	// "customer-idp", not shared) rather than the portal's: organisations must list it.
 	ownProvider bool
+	// oidc are further keys of the default provider (YAML lines indented two spaces).
+	oidc string
 }
 
 func newAZBedWith(t *testing.T, o azOptions) *azBed {
@@ -156,6 +158,9 @@ func newAZBedWith(t *testing.T, o azOptions) *azBed {
 		if o.ownProvider {
 			cfg = strings.Replace(cfg, "oidc:\n  issuer: "+b.idp.URL+"\n  client_id: portcullis\n  client_secret_file: "+filepath.Join(dir, "secret")+"\n  ca_root_file: "+ca+"\n",
 				"oidc:\n  providers:\n    - name: customer-idp\n      issuer: "+b.idp.URL+"\n      client_id: portcullis\n      client_secret_file: "+filepath.Join(dir, "secret")+"\n      ca_root_file: "+ca+"\n", 1)
+		}
+		if o.oidc != "" {
+			cfg = strings.Replace(cfg, "\nroutes:\n", "\n"+o.oidc+"routes:\n", 1)
 		}
 		if o.extra != nil {
 			cfg += o.extra(b, i)
