@@ -3,6 +3,7 @@ package authz
 import (
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/store"
@@ -25,6 +26,7 @@ type Providers struct {
 type trusted struct {
 	name, issuer string
 	shared       bool
+	org          string // the one organisation it may sign people in for; "" any that lists it
 }
 
 // CompileProviders compiles the configured providers; nil when there are none.
@@ -34,7 +36,7 @@ func CompileProviders(all []config.OIDCProvider) *Providers {
 	}
 	p := &Providers{}
 	for _, c := range all {
-		p.list = append(p.list, trusted{name: c.Name, issuer: strings.TrimSuffix(c.Issuer, "/"), shared: c.Shared})
+		p.list = append(p.list, trusted{name: c.Name, issuer: strings.TrimSuffix(c.Issuer, "/"), shared: c.Shared && c.Org == "", org: c.Org})
 	}
 	return p
 }
@@ -58,6 +60,43 @@ func (p *Providers) Unknown(names []string) string {
 	for _, n := range names {
 		if !p.Known(n) {
 			return n
+		}
+	}
+	return ""
+}
+
+// BoundTo is the organisation provider name is bound to (OIDCProvider.Org), "" when none.
+func (p *Providers) BoundTo(name string) string {
+	if p == nil {
+		return ""
+	}
+	for i := range p.list {
+		if p.list[i].name == name {
+			return p.list[i].org
+		}
+	}
+	return ""
+}
+
+// Foreign is the first of names bound to another organisation than org, "" when none is: what
+// org's provider list may not name.
+func (p *Providers) Foreign(org string, names []string) string {
+	for _, n := range names {
+		if b := p.BoundTo(n); b != "" && b != org {
+			return n
+		}
+	}
+	return ""
+}
+
+// Issuer is the issuer of the provider called name, "" when none is.
+func (p *Providers) Issuer(name string) string {
+	if p == nil {
+		return ""
+	}
+	for i := range p.list {
+		if p.list[i].name == name {
+			return p.list[i].issuer
 		}
 	}
 	return ""
@@ -89,16 +128,45 @@ func (p *Providers) Trusts(o *store.Org, name string) bool {
 	if o == nil || name == "" {
 		return false
 	}
-	if len(o.Providers) > 0 {
-		return slices.Contains(o.Providers, name) && p.Known(name)
-	}
 	for i := range p.list {
-		if p.list[i].name == name {
-			return p.list[i].shared
+		t := &p.list[i]
+		if t.name != name {
+			continue
 		}
+		if t.org != "" && t.org != o.ID {
+			// Bound to another organisation: whatever this one's list says.
+			return false
+		}
+		if len(o.Providers) > 0 {
+			return slices.Contains(o.Providers, name)
+		}
+		return t.shared
 	}
 	return false
 }
+
+// Trust holds the providers in force, which change while the process runs when providers are
+// managed through the admin API: every decision loads the current table. Load and Store are
+// safe for concurrent use and allocate nothing. A nil *Trust holds nil (trusts everyone).
+type Trust struct{ p atomic.Pointer[Providers] }
+
+// NewTrust holds p.
+func NewTrust(p *Providers) *Trust {
+	t := &Trust{}
+	t.p.Store(p)
+	return t
+}
+
+// Load is the table in force.
+func (t *Trust) Load() *Providers {
+	if t == nil {
+		return nil
+	}
+	return t.p.Load()
+}
+
+// Store replaces the table in force.
+func (t *Trust) Store(p *Providers) { t.p.Store(p) }
 
 // TrustsUser reports whether o accepts the person user (a store.UserKey): whether the
 // provider of the key's issuer is one o trusts. Machine identities are not signed in
