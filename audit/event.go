@@ -82,6 +82,11 @@ const (
 	OrgPolicyChanged Type = "org.policy_changed"
 	// OrgProvidersChanged records the OpenID Providers an organisation trusts, set or cleared.
 	OrgProvidersChanged Type = "org.providers_changed"
+	// ProviderSaved records an OpenID Provider added or changed through the admin API
+	// (oidc.managed_providers); its secret is a reference, never a value.
+	ProviderSaved Type = "provider.saved"
+	// ProviderDeleted records a managed OpenID Provider removed.
+	ProviderDeleted Type = "provider.deleted"
 )
 
 // Access reviews: a campaign started, and one reviewer's decision on one item (the

@@ -24,7 +24,7 @@ var MembershipKinds = []string{"employee", "partner", "reseller", "support", "se
 func (v *validator) oidc(c *Config) {
 	o := &c.OIDC
 	if !o.Configured() {
-		v.firstGiven([]string{"client_id", "client_secret", "redirect_url", "ca_root_file", "acr_values", "display_name"}, "is set but oidc.issuer is not")
+		v.firstGiven([]string{"client_id", "client_secret", "redirect_url", "ca_root_file", "acr_values", "display_name", "managed_providers"}, "is set but oidc.issuer is not")
 		return
 	}
 	o.All = o.All[:0]
@@ -35,7 +35,7 @@ func (v *validator) oidc(c *Config) {
 		o.All = append(o.All, def)
 	} else {
 		v.firstGiven([]string{"client_id", "client_secret", "ca_root_file", "acr_values", "display_name", "subject_claim", "scopes",
-			"extra_params", "require_verified_email", "email_domain_claim", "signing_algs"}, "is set but oidc.issuer is not: each of oidc.providers has its own")
+			"extra_params", "require_verified_email", "email_domain_claim", "signing_algs", "revalidate"}, "is set but oidc.issuer is not: each of oidc.providers has its own")
 	}
 	names, issuers := map[string]string{}, map[string]string{}
 	if o.Issuer != "" {
@@ -156,6 +156,9 @@ func (v *validator) provider(pp string, p *OIDCProvider) {
 		v.fileExists(pp+"ca_root_file", p.CARootFile)
 	}
 	v.revalidate(pp, p)
+	if p.Org != "" && !syntax.Name(p.Org) {
+		v.errorf(pp+"org", "%s is not an organisation id", v.show(pp+"org", p.Org))
+	}
 	if p.SubjectClaim != "" && !claimNamePattern.MatchString(p.SubjectClaim) {
 		v.errorf(pp+"subject_claim", "must be a claim name such as sub or oid")
 	}
@@ -182,11 +185,14 @@ func (v *validator) revalidate(pp string, p *OIDCProvider) {
 		}
 		return
 	}
-	switch {
-	case r.Interval > 0 && r.Interval.D() < time.Second:
+	if r.Interval > 0 && r.Interval.D() < time.Second {
 		v.errorf(rp+"interval", "must be at least 1s")
-	case r.GracePeriod() > time.Hour:
+	}
+	switch g := r.GracePeriod(); {
+	case g > time.Hour:
 		v.errorf(rp+"grace", "must be at most 1h: past it a person disabled at the provider keeps their session while it is down")
+	case g < MinRevalidateGrace:
+		v.errorf(rp+"grace", "must be at least %s: requests that arrive while another one checks back are served meanwhile", MinRevalidateGrace)
 	}
 	// Providers issue refresh tokens only when asked: offline_access (OIDC Core 11), or
 	// Google's access_type=offline.
@@ -281,14 +287,16 @@ func (v *validator) session(c *Config) {
 	if s.TouchInterval >= s.IdleTimeout {
 		v.errorf("session.touch_interval", "must be shorter than session.idle_timeout")
 	}
-	for i, p := range c.OIDC.All {
-		if p.Revalidate.Interval > 0 && p.Revalidate.Interval >= s.AbsoluteTimeout {
-			at := "oidc.revalidate.interval"
-			if !c.OIDC.isDefault(i) {
-				at = fmt.Sprintf("oidc.providers[%d].revalidate.interval", i-len(c.OIDC.All)+len(c.OIDC.Providers))
-			}
+	long := func(at string, r Revalidate) {
+		if r.Interval > 0 && r.Interval >= s.AbsoluteTimeout {
 			v.errorf(at, "must be shorter than session.absolute_timeout: a session would never check back")
 		}
+	}
+	if c.OIDC.Issuer != "" {
+		long("oidc.revalidate.interval", c.OIDC.Revalidate)
+	}
+	for i, p := range c.OIDC.Providers {
+		long(fmt.Sprintf("oidc.providers[%d].revalidate.interval", i), p.Revalidate)
 	}
 }
 

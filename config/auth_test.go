@@ -154,6 +154,8 @@ routes: [{name: a, upstream: "http://10.0.0.5"}]
 		{"acr value", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      acr_values: {phr: \"a b\"}", "oidc.providers[0].acr_values.phr", "one acr value", 11},
 		{"revalidate too often", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      revalidate: {interval: 100ms}", "oidc.providers[0].revalidate.interval", "at least 1s", 11},
 		{"revalidate grace alone", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      revalidate: {grace: 1m}", "oidc.providers[0].revalidate.grace", "interval is not", 11},
+		{"revalidate short grace", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      revalidate: {interval: 5m, grace: 0s}", "oidc.providers[0].revalidate.grace", "at least 30s", 11},
+		{"revalidate without the default provider", "oidc:\n  revalidate: {interval: 5m}\n  providers:\n    - {name: a, issuer: \"https://a.example\", client_id: c}", "oidc.revalidate", "oidc.issuer is not", 7},
 		{"revalidate long grace", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      revalidate: {interval: 5m, grace: 2h}", "oidc.providers[0].revalidate.grace", "at most 1h", 11},
 		{"revalidate past the session", "oidc:\n  providers:\n    - name: a\n      issuer: \"https://a.example\"\n      client_id: c\n      revalidate: {interval: 24h}", "oidc.providers[0].revalidate.interval", "shorter than session.absolute_timeout", 11},
 		{"default revalidates past the session", "session: {absolute_timeout: 1h}\noidc:\n  issuer: \"https://d.example\"\n  client_id: c\n  revalidate: {interval: 1h}", "oidc.revalidate.interval", "shorter than session.absolute_timeout", 10},
@@ -197,11 +199,11 @@ routes: [{name: a, upstream: "http://10.0.0.5"}]
 	if !strings.Contains(fmt.Sprint(warns), "offline_access") {
 		t.Errorf("no warning about offline_access: %v", warns)
 	}
-	cfg, warns, err = parse(t, head+"oidc:\n  providers:\n    - name: g\n      issuer: \"https://g.example\"\n      client_id: c\n      extra_params: {access_type: offline}\n      revalidate: {interval: 10m, grace: 0s, userinfo: false}\n")
+	cfg, warns, err = parse(t, head+"oidc:\n  providers:\n    - name: g\n      issuer: \"https://g.example\"\n      client_id: c\n      extra_params: {access_type: offline}\n      revalidate: {interval: 10m, grace: 30s, userinfo: false}\n")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := cfg.OIDC.All[0].Revalidate; r.Grace == nil || r.GracePeriod() != 0 || *r.Userinfo {
+	if r := cfg.OIDC.All[0].Revalidate; r.GracePeriod() != 30*time.Second || *r.Userinfo {
 		t.Errorf("explicit values: %+v", r)
 	}
 	if strings.Contains(fmt.Sprint(warns), "offline_access") {

@@ -103,6 +103,9 @@ type OIDC struct {
 	// Revalidate makes the provider's people's sessions check back with it while they last:
 	// a person disabled there loses their session here within the interval. Default: off.
 	Revalidate Revalidate `yaml:"revalidate"`
+	// ManagedProviders lets operators add providers through the admin API, with their
+	// secrets by reference. Default: off.
+	ManagedProviders ManagedProviders `yaml:"managed_providers"`
 	// Providers are further OpenID Providers: customers' own, each listed by the
 	// organisations it may sign people in for (an organisation's providers). oidc's own keys
 	// (issuer, client_id, …) describe the provider named "default", shared by every
@@ -203,6 +206,9 @@ type OIDCProvider struct {
 	SubjectClaim string `yaml:"subject_claim"`
 	// Revalidate makes this provider's people's sessions check back with it. Default: off.
 	Revalidate Revalidate `yaml:"revalidate"`
+	// Org, when set, binds the provider to one organisation: it signs people in for that
+	// organisation only, and no other may list it. Default: none.
+	Org string `yaml:"org"`
 
 	// IssuerURL is Issuer parsed, filled by Load.
 	IssuerURL *url.URL `yaml:"-"`
@@ -227,13 +233,18 @@ type Revalidate struct {
 	// offline).
 	Interval Duration `yaml:"interval"`
 	// Grace is how long past its due time a session keeps working while the provider cannot
-	// be reached (a network error, a 5xx): never when the provider refuses. 0s: not at all.
-	// Default 5m.
+	// be reached (no answer, a 5xx, an OAuth error other than invalid_grant): never when the
+	// provider refuses. At least 30s (one check's time, during which other requests are
+	// served), at most 1h. Default 5m.
 	Grace *Duration `yaml:"grace"`
 	// Userinfo also asks the userinfo endpoint with the new access token and checks its sub
 	// and address, for providers whose refreshed ID tokens carry no address. Default true.
 	Userinfo *bool `yaml:"userinfo"`
 }
+
+// MinRevalidateGrace is the least Revalidate.Grace: how long one check may take, while the
+// session's other requests are served.
+const MinRevalidateGrace = 30 * time.Second
 
 // GracePeriod is Grace, 0 when not set.
 func (r Revalidate) GracePeriod() time.Duration {

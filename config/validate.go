@@ -105,6 +105,7 @@ func (v *validator) config(c *Config) {
 	v.log(&c.Log)
 	v.redis(&c.Redis)
 	v.oidc(c)
+	v.managedProviders(c)
 	v.session(c)
 	v.identity(c)
 	v.pages(&c.Pages)

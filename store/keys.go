@@ -299,6 +299,11 @@ func (k keys) sessionFamily(family string) string {
 	return k.prefix + "{f:" + escape(family) + "}:family"
 }
 
+// providers is the hash of the managed OpenID Providers, by name; providerChanges the channel
+// their changes are announced on.
+func (k keys) providers() string       { return k.prefix + "providers" }
+func (k keys) providerChanges() string { return k.prefix + "providers:changed" }
+
 // revalidation is the key of the revalidation record of a sign-in's family, beside the
 // family's set (same slot).
 func (k keys) revalidation(family string) string {

@@ -1,0 +1,222 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+
+	yaml "go.yaml.in/yaml/v4"
+
+	"github.com/portcullis-proxy/portcullis/internal/syntax"
+)
+
+// ManagedProviders lets operators add customers' OpenID Providers through the admin API
+// (PUT /api/v1/providers/{name}), kept in Redis beside the organisations, instead of in this
+// file. Their client secrets are never sent to, nor stored in, Redis: a provider names its
+// secret by reference, a file in SecretsDir or an environment variable whose name starts with
+// SecretsEnvPrefix, which each process resolves for itself. The references are confined there
+// so that an operator cannot have another provider's secret (oidc.client_secret_file, say)
+// sent to a token endpoint of their choosing.
+type ManagedProviders struct {
+	// SecretsDir is the directory that managed providers' client_secret_file and ca_root_file
+	// name files in (a mounted secret volume). Absolute.
+	SecretsDir string `yaml:"secrets_dir"`
+	// SecretsEnvPrefix is the prefix of the environment variables managed providers'
+	// client_secret_env may name, such as PORTCULLIS_IDP_.
+	SecretsEnvPrefix string `yaml:"secrets_env_prefix"`
+}
+
+// Enabled reports whether providers may be managed through the admin API.
+func (m ManagedProviders) Enabled() bool { return m.SecretsDir != "" || m.SecretsEnvPrefix != "" }
+
+// ManagedProvider is a provider as the admin API takes it and Redis keeps it: the keys of an
+// oidc.providers entry, with the client secret and CA bundle by reference, and the organisation
+// it is bound to.
+type ManagedProvider struct {
+	Name                 string            `yaml:"name" json:"name"`
+	DisplayName          string            `yaml:"display_name" json:"display_name,omitempty"`
+	Issuer               string            `yaml:"issuer" json:"issuer"`
+	ClientID             string            `yaml:"client_id" json:"client_id"`
+	ClientSecretFile     string            `yaml:"client_secret_file" json:"client_secret_file,omitempty"`
+	ClientSecretEnv      string            `yaml:"client_secret_env" json:"client_secret_env,omitempty"`
+	CARootFile           string            `yaml:"ca_root_file" json:"ca_root_file,omitempty"`
+	Scopes               []string          `yaml:"scopes" json:"scopes,omitempty"`
+	ExtraParams          map[string]string `yaml:"extra_params" json:"extra_params,omitempty"`
+	RequireVerifiedEmail *bool             `yaml:"require_verified_email" json:"require_verified_email,omitempty"`
+	EmailDomainClaim     string            `yaml:"email_domain_claim" json:"email_domain_claim,omitempty"`
+	SigningAlgs          []string          `yaml:"signing_algs" json:"signing_algs,omitempty"`
+	VerifiedDomainsOnly  bool              `yaml:"verified_domains_only" json:"verified_domains_only,omitempty"`
+	ACRValues            map[string]string `yaml:"acr_values" json:"acr_values,omitempty"`
+	SubjectClaim         string            `yaml:"subject_claim" json:"subject_claim,omitempty"`
+	Revalidate           Revalidate        `yaml:"revalidate" json:"revalidate,omitzero"`
+	// Org, when set, is the one organisation the provider may sign people in for: no other
+	// organisation may list it.
+	Org string `yaml:"org" json:"org,omitempty"`
+}
+
+// secretRef is a file name managed providers may give: one name, no directories.
+var secretRef = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
+
+// ParseManagedProvider decodes a managed provider (a JSON or YAML document, called name in
+// messages), checks it as oidc.providers entries are checked, and resolves its references under
+// m: the result is the provider as sign-in uses it, with its secret read. Errors carry the key
+// and the line of the document. A client_secret given by value is refused: secrets are given by
+// reference only.
+func ParseManagedProvider(name string, data []byte, m ManagedProviders) (*ManagedProvider, *OIDCProvider, error) {
+	d := newDecoder(name, func(string) (string, bool) { return "", false }, func(string) ([]byte, error) {
+		return nil, errors.New("files cannot be read from a managed provider")
+	})
+	v := &validator{file: name, d: d, stat: os.Stat}
+	var mp ManagedProvider
+	if root := d.parseYAML(data); root != nil {
+		// client_secret is not a key of ManagedProvider; say why rather than "unknown key".
+		if r := resolve(root); r != nil && r.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(r.Content); i += 2 {
+				if r.Content[i].Value == "client_secret" {
+					d.errorAt(nodePos(r.Content[i]), "client_secret", "secrets are given by reference: client_secret_file (a file in oidc.managed_providers.secrets_dir) or client_secret_env (a variable starting with oidc.managed_providers.secrets_env_prefix), never by value")
+					r.Content = append(r.Content[:i:i], r.Content[i+2:]...)
+					i -= 2
+				}
+			}
+		}
+		d.decode(root, reflect.ValueOf(&mp).Elem(), "")
+	}
+	if len(d.errs) > 0 {
+		sortErrors(d.errs)
+		return nil, nil, d.errs
+	}
+	p, err := mp.Resolve(m, os.LookupEnv, v)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &mp, p, nil
+}
+
+// Resolve checks mp and makes it the provider sign-in uses: its defaults applied, its secret
+// read from the reference under m. It runs where the provider is saved and again in every process
+// that loads it. v, when not nil, is the validator to report with (positions of a document).
+func (mp *ManagedProvider) Resolve(m ManagedProviders, env func(string) (string, bool), v *validator) (*OIDCProvider, error) {
+	if v == nil {
+		v = &validator{file: "provider " + mp.Name, d: newDecoder("", env, os.ReadFile), stat: os.Stat}
+	}
+	switch {
+	case mp.Name == "":
+		v.errorf("name", "is required")
+	case !providerName.MatchString(mp.Name):
+		v.errorf("name", "%q must be lower-case letters, digits and \"-\" (at most 63)", mp.Name)
+	case mp.Name == DefaultProvider:
+		v.errorf("name", "%q is the name of oidc's own provider", mp.Name)
+	}
+	if mp.Issuer == "" {
+		v.errorf("issuer", "is required")
+	}
+	p := OIDCProvider{Name: mp.Name, DisplayName: mp.DisplayName, Issuer: mp.Issuer, ClientID: mp.ClientID,
+		Scopes: append([]string(nil), mp.Scopes...), ExtraParams: mp.ExtraParams, RequireVerifiedEmail: mp.RequireVerifiedEmail,
+		EmailDomainClaim: mp.EmailDomainClaim, SigningAlgs: append([]string(nil), mp.SigningAlgs...),
+		VerifiedDomainsOnly: mp.VerifiedDomainsOnly, ACRValues: mp.ACRValues, SubjectClaim: mp.SubjectClaim,
+		Revalidate: mp.Revalidate, Org: mp.Org}
+	if mp.Org != "" && !syntax.Name(mp.Org) {
+		v.errorf("org", "%q is not an organisation id", mp.Org)
+	}
+	switch {
+	case mp.ClientSecretFile != "" && mp.ClientSecretEnv != "":
+		v.errorf("client_secret_env", "give client_secret_file or client_secret_env, not both")
+	case mp.ClientSecretFile != "":
+		if b, ok := v.managedFile("client_secret_file", mp.ClientSecretFile, m); ok {
+			p.ClientSecret = Secret(strings.TrimRight(string(b), "\r\n"))
+		}
+	case mp.ClientSecretEnv != "":
+		switch val, ok := env(mp.ClientSecretEnv); {
+		case m.SecretsEnvPrefix == "":
+			v.errorf("client_secret_env", "needs oidc.managed_providers.secrets_env_prefix")
+		case !validEnvName(mp.ClientSecretEnv) || !strings.HasPrefix(mp.ClientSecretEnv, m.SecretsEnvPrefix) || mp.ClientSecretEnv == m.SecretsEnvPrefix:
+			v.errorf("client_secret_env", "%q must be a variable name starting with %s", mp.ClientSecretEnv, m.SecretsEnvPrefix)
+		case !ok || val == "":
+			v.errorf("client_secret_env", "%s is not set in this process's environment", mp.ClientSecretEnv)
+		default:
+			p.ClientSecret = Secret(val)
+		}
+	}
+	if mp.CARootFile != "" {
+		if _, ok := v.managedFile("ca_root_file", mp.CARootFile, m); ok {
+			p.CARootFile = filepath.Join(m.SecretsDir, mp.CARootFile)
+		}
+	}
+	c := &Config{OIDC: OIDC{Providers: []OIDCProvider{p}}}
+	ApplyDefaults(c)
+	p = c.OIDC.Providers[0]
+	v.provider("", &p)
+	if len(v.errs) > 0 {
+		sortErrors(v.errs)
+		return nil, v.errs
+	}
+	return &p, nil
+}
+
+// managedFile reads the file name in m's secrets directory.
+func (v *validator) managedFile(key, name string, m ManagedProviders) ([]byte, bool) {
+	switch {
+	case m.SecretsDir == "":
+		v.errorf(key, "needs oidc.managed_providers.secrets_dir")
+		return nil, false
+	case !secretRef.MatchString(name) || name == "." || name == "..":
+		v.errorf(key, "%q must be a file name in %s, without directories", name, m.SecretsDir)
+		return nil, false
+	}
+	path := filepath.Join(m.SecretsDir, name)
+	fi, err := os.Lstat(path)
+	switch {
+	case err != nil:
+		v.errorf(key, "cannot read %s in %s: %s", name, m.SecretsDir, fileReason(err))
+		return nil, false
+	case fi.Mode()&fs.ModeSymlink != 0 && !within(m.SecretsDir, path):
+		v.errorf(key, "%s is a link out of %s", name, m.SecretsDir)
+		return nil, false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		v.errorf(key, "cannot read %s in %s: %s", name, m.SecretsDir, fileReason(err))
+		return nil, false
+	}
+	return b, true
+}
+
+// within reports whether the link at path resolves inside dir. Kubernetes mounts secrets as
+// links into a hidden directory of the volume, which is fine; a link to /etc is not.
+func within(dir, path string) bool {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return false
+	}
+	d, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return false
+	}
+	rel, err := filepath.Rel(d, real)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// managedProviders checks oidc.managed_providers.
+func (v *validator) managedProviders(c *Config) {
+	m := c.OIDC.ManagedProviders
+	if !m.Enabled() || !c.OIDC.Configured() {
+		return
+	}
+	if m.SecretsDir != "" {
+		switch fi, err := v.stat(m.SecretsDir); {
+		case !filepath.IsAbs(m.SecretsDir):
+			v.errorf("oidc.managed_providers.secrets_dir", "must be an absolute path")
+		case err != nil:
+			v.errorf("oidc.managed_providers.secrets_dir", "cannot read %s: %s", m.SecretsDir, fileReason(err))
+		case !fi.IsDir():
+			v.errorf("oidc.managed_providers.secrets_dir", "%s is not a directory", m.SecretsDir)
+		}
+	}
+	if p := m.SecretsEnvPrefix; p != "" && (!validEnvName(p) || len(p) < 4) {
+		v.errorf("oidc.managed_providers.secrets_env_prefix", "%q must be the start of environment variable names, such as PORTCULLIS_IDP_ (at least 4 characters)", p)
+	}
+}
