@@ -5,7 +5,7 @@ import "context"
 // VerifyIDToken exposes the ID token checks of the callback to the black-box tests, which can
 // then try forged tokens without a provider willing to issue them.
 func (m *Manager) VerifyIDToken(ctx context.Context, raw, nonce string) error {
-	rp := m.current(m.idps[0])
+	rp := m.current(m.providers()[0])
 	if rp == nil {
 		return errNoSession
 	}

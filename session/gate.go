@@ -95,10 +95,7 @@ var _ interface {
 // cannot answer the request is refused with 503 store_unavailable: never admitted on the
 // cookie alone (REDIS-01).
 func (m *Manager) Admit(w http.ResponseWriter, r *http.Request, route *config.Route) (*http.Request, bool) {
-	l, err := m.load(r.Context(), r, true)
-	if err == nil && revalidateDue(l, m.now()) {
-		err = m.revalidate(r.Context(), l)
-	}
+	l, err := m.loadChecked(r.Context(), r)
 	if err != nil {
 		m.fail(w, r, m.loadError(r, err, true))
 		return nil, false

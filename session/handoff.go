@@ -190,7 +190,7 @@ func (m *Manager) serveHandoffStart(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	l, err := m.load(r.Context(), r, true)
+	l, err := m.loadChecked(r.Context(), r)
 	switch {
 	case errors.Is(err, errNoSession):
 		if !m.anyDiscovered() {
@@ -298,7 +298,7 @@ func (m *Manager) postCode(w http.ResponseWriter, r *http.Request, hc *handoffCo
 	ctx := r.Context()
 	code := newSecret()
 	if familyKey != nil {
-		hc.FamilyKey = codeFamilyKey(code, familyKey)
+		hc.FamilyKey = codeFamilyKey(code, hc, familyKey)
 	}
 	rec, err := json.Marshal(hc)
 	if err != nil {
@@ -367,7 +367,7 @@ func (m *Manager) serveHandoff(w http.ResponseWriter, r *http.Request) error {
 		// The sign-in revalidates: its new session must be able to open the family's refresh
 		// token too. A code without the key is refused rather than make a session that
 		// could not check back.
-		if key, err = openCodeFamilyKey(code, hc.FamilyKey); err != nil {
+		if key, err = openCodeFamilyKey(code, hc); err != nil {
 			return m.handoffRefused(w, r, reason.HandoffInvalid, "the code does not carry its sign-in's family key", parent.User)
 		}
 	}

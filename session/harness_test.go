@@ -128,6 +128,8 @@ type env struct {
 	caPool   *x509.CertPool
 	// idpFailing makes the running provider answer 503 to everything.
 	idpFailing atomic.Bool
+	// tokenError makes the token endpoint answer 400 with this OAuth error code.
+	tokenError atomic.Pointer[string]
 }
 
 var users = []devidp.User{
@@ -173,6 +175,12 @@ func newEnv(t testing.TB, o envOpts) *env {
 	e.idpHTTP.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if e.idpFailing.Load() {
 			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		if code := e.tokenError.Load(); code != nil && strings.HasSuffix(r.URL.Path, "/oauth/token") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, `{"error":%q}`, *code)
 			return
 		}
 		idp.Handler().ServeHTTP(w, r)

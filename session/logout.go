@@ -79,7 +79,7 @@ func (m *Manager) logoutFormAction() string {
 	// Every provider's: the page does not know whose session will post the form.
 	sources := []string{"'self'"}
 	found := false
-	for _, p := range m.idps {
+	for _, p := range m.providers() {
 		if rp := p.rp.Load(); rp != nil && rp.endSession != "" {
 			if u, err := url.Parse(rp.endSession); err == nil && u.Host != "" && !slices.Contains(sources, u.Scheme+"://"+u.Host) {
 				sources = append(sources, u.Scheme+"://"+u.Host)
@@ -209,8 +209,9 @@ func (m *Manager) serveBackchannelLogout(w http.ResponseWriter, r *http.Request)
 	// The token's own iss picks the provider whose keys must have signed it; its signature,
 	// iss and aud are then checked by that provider's verifier, so a token naming one
 	// provider and signed by another fails.
-	p := m.idps[0]
-	if len(m.idps) > 1 {
+	ps := m.providers()
+	p := ps[0]
+	if len(ps) > 1 {
 		if p = m.providerOf(unverifiedIssuer(raw)); p == nil {
 			return bad("logout token of no configured provider")
 		}
@@ -300,7 +301,7 @@ func (m *Manager) serveWhoami(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return methodNotAllowed(w, "GET, HEAD")
 	}
-	l, err := m.load(r.Context(), r, true)
+	l, err := m.loadChecked(r.Context(), r)
 	if err != nil {
 		return m.loadError(r, err, false)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -117,6 +118,10 @@ type Options struct {
 	// HostOrg returns the organisation an organisation host serves ("" for none): such a
 	// host signs its people in at that organisation's provider without asking. nil: none.
 	HostOrg func(host string) string
+	// Trust is the trust rule's table in force (providerset.Set.Trust), which changes when
+	// providers are managed through the admin API; with SetProviders. nil: compiled from
+	// oc.All once.
+	Trust *authz.Trust
 	// HostAllowed reports whether host (a Host header, possibly with a port) is one Portcullis
 	// serves for browsers: a host some route names (proxy.Server.ServesHost). A browser on such
 	// a host other than the sign-in host (oidc.redirect_url's) signs in through a handoff from
@@ -165,11 +170,12 @@ type Manager struct {
 	// idps are the providers in configuration order (oidc.All); trust is the trust rule on
 	// them (which may sign people in for which organisation); realms and hostOrg serve
 	// home-realm discovery (realm.go).
-	idps         []*idp
+	idps         atomic.Pointer[[]*idp] // replaced whole by SetProviders
+	idpsMu       sync.Mutex             // serialises SetProviders
 	transmitters []*transmitter
 	events       SecurityEvents // the store's, for the receiver (ssf.go); nil: none
 	revals       Revalidations  // the store's, for providers that revalidate; nil: none
-	trust        *authz.Providers
+	trust        *authz.Trust
 	realms       Realms
 	hostOrg      func(string) string
 
@@ -179,6 +185,9 @@ type Manager struct {
 	stopWatch func()
 
 	stop     context.CancelFunc
+	bg       context.Context // background work's, until Close
+	// httpClient is Options.HTTPClient (nil: each provider's own, from its ca_root_file).
+	httpClient *http.Client
 	stopped  sync.WaitGroup // background discoveries
 	closeOne sync.Once
 	// refusalBudget bounds the sign-in refusals audited per process (session.signin_refused).
@@ -192,6 +201,9 @@ type idp struct {
 	requireEV bool
 	rp        atomic.Pointer[relyingParty]
 	keysMu    sync.Mutex // serialises key set refreshes
+	// stop ends its background discovery (the provider was removed, or the manager closed).
+	life context.Context
+	stop context.CancelFunc
 }
 
 // relyingParty is what discovery yields. It is replaced whole (key set refresh), never changed.
@@ -231,7 +243,7 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 		signInHost:    strings.ToLower(oc.RedirectURI.Hostname()),
 		signInOrigin:  oc.RedirectURI.Scheme + "://" + strings.ToLower(oc.RedirectURI.Host),
 		hostAllowed:   opts.HostAllowed,
-		trust:         authz.CompileProviders(oc.All),
+		trust:         opts.Trust,
 		realms:        opts.Realms,
 		hostOrg:       opts.HostOrg,
 	}
@@ -244,23 +256,25 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 	if m.realms == nil {
 		m.realms, _ = st.(Realms)
 	}
+	if m.trust == nil {
+		m.trust = authz.NewTrust(authz.CompileProviders(oc.All))
+	}
+	m.httpClient = opts.HTTPClient
 	if publicBase != nil {
 		m.origin = publicBase.Scheme + "://" + publicBase.Host
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stop, m.bg = cancel, ctx
+	var idps []*idp
 	for _, pc := range oc.All {
-		if pc.Issuer == "" || pc.ClientID == "" {
-			return nil, fmt.Errorf("session: provider %q needs an issuer and a client_id", pc.Name)
+		p, err := m.newIdP(ctx, pc)
+		if err != nil {
+			cancel()
+			return nil, err
 		}
-		p := &idp{cfg: pc, client: opts.HTTPClient, requireEV: pc.RequireVerifiedEmail == nil || *pc.RequireVerifiedEmail}
-		if p.client == nil {
-			c, err := providerClient(pc.CARootFile)
-			if err != nil {
-				return nil, fmt.Errorf("provider %s: %w", pc.Name, err)
-			}
-			p.client = c
-		}
-		m.idps = append(m.idps, p)
+		idps = append(idps, p)
 	}
+	m.idps.Store(&idps)
 	ts, err := newTransmitters(opts.SSF, oc)
 	if err != nil {
 		return nil, err
@@ -271,7 +285,7 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 		return nil, errors.New("session: the store cannot remember security events (ssf.transmitters)")
 	}
 	m.revals, _ = st.(Revalidations)
-	for _, p := range m.idps {
+	for _, p := range idps {
 		if p.cfg.Revalidate.Interval > 0 && m.revals == nil {
 			return nil, fmt.Errorf("session: the store cannot keep revalidation records (provider %s revalidates)", p.cfg.Name)
 		}
@@ -289,21 +303,86 @@ func NewManager(oc config.OIDC, sc config.Session, publicBase *url.URL, st Store
 			Live:    m.cache.SetLive,
 		}, m.log)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m.stop = cancel
 	// Providers are discovered side by side: one that is down delays no other.
 	var first sync.WaitGroup
-	for _, p := range m.idps {
+	for _, p := range idps {
 		first.Go(func() {
-			if err := m.discover(ctx, p); err != nil {
+			if err := m.discover(p.life, p); err != nil {
 				m.log.Warn("identity provider unavailable at start; sign-in through it answers 503 until it is reachable",
 					slog.String("provider", p.cfg.Name), slog.String("issuer", p.cfg.Issuer), slog.String("error", err.Error()))
-				m.stopped.Go(func() { m.retryDiscovery(ctx, p) })
+				m.stopped.Go(func() { m.retryDiscovery(p.life, p) })
 			}
 		})
 	}
 	first.Wait()
 	return m, nil
+}
+
+// newIdP makes the provider of pc, whose background work ends with parent.
+func (m *Manager) newIdP(parent context.Context, pc config.OIDCProvider) (*idp, error) {
+	if pc.Issuer == "" || pc.ClientID == "" {
+		return nil, fmt.Errorf("session: provider %q needs an issuer and a client_id", pc.Name)
+	}
+	p := &idp{cfg: pc, client: m.httpClient, requireEV: pc.RequireVerifiedEmail == nil || *pc.RequireVerifiedEmail}
+	if p.client == nil {
+		c, err := providerClient(pc.CARootFile)
+		if err != nil {
+			return nil, fmt.Errorf("provider %s: %w", pc.Name, err)
+		}
+		p.client = c
+	}
+	p.life, p.stop = context.WithCancel(parent)
+	return p, nil
+}
+
+// providers are the providers people sign in with now, in order (oidc.All, then the managed
+// ones).
+func (m *Manager) providers() []*idp { return *m.idps.Load() }
+
+// SetProviders makes all the providers people sign in with (providerset.Set.OnChange): a
+// provider whose configuration is unchanged is kept as it is, discovered keys and all; a new
+// or changed one is discovered in the background (its sign-ins answer 503 idp_unavailable
+// until then); a removed one's sign-ins and callbacks are refused from now on. A provider that
+// cannot be made (an unreadable CA file) is left out and logged. The trust rule's table is the
+// Trust's owner's to change, before this is called.
+func (m *Manager) SetProviders(all []config.OIDCProvider) {
+	m.idpsMu.Lock()
+	defer m.idpsMu.Unlock()
+	old := m.providers()
+	var next []*idp
+	for _, pc := range all {
+		if i := slices.IndexFunc(old, func(p *idp) bool { return p.cfg.Name == pc.Name && reflect.DeepEqual(p.cfg, pc) }); i >= 0 {
+			next = append(next, old[i])
+			continue
+		}
+		p, err := m.newIdP(m.bg, pc)
+		if err != nil {
+			m.log.Error("provider left out", slog.String("provider", pc.Name), slog.String("error", err.Error()))
+			continue
+		}
+		if pc.Revalidate.Interval > 0 && m.revals == nil {
+			m.log.Error("provider left out: the store cannot keep revalidation records", slog.String("provider", pc.Name))
+			continue
+		}
+		next = append(next, p)
+		m.stopped.Go(func() {
+			if err := m.discover(p.life, p); err != nil {
+				m.log.Warn("identity provider unavailable; sign-in through it answers 503 until it is reachable",
+					slog.String("provider", p.cfg.Name), slog.String("issuer", p.cfg.Issuer), slog.String("error", err.Error()))
+				m.retryDiscovery(p.life, p)
+			}
+		})
+	}
+	if len(next) == 0 {
+		m.log.Error("no provider left to sign people in with; keeping the previous ones")
+		return
+	}
+	m.idps.Store(&next)
+	for _, p := range old {
+		if !slices.Contains(next, p) {
+			p.stop()
+		}
+	}
 }
 
 // Close stops background discovery. Handlers keep working with what was discovered.
@@ -457,7 +536,7 @@ func (p *idp) routeACR(want []string, acr string) string {
 
 // provider returns the provider named name, or nil.
 func (m *Manager) provider(name string) *idp {
-	for _, p := range m.idps {
+	for _, p := range m.providers() {
 		if p.cfg.Name == name {
 			return p
 		}
@@ -467,7 +546,7 @@ func (m *Manager) provider(name string) *idp {
 
 // providerOf returns the provider whose issuer is issuer (a session's, a token's), or nil.
 func (m *Manager) providerOf(issuer string) *idp {
-	if name := m.trust.ByIssuer(issuer); name != "" {
+	if name := m.trust.Load().ByIssuer(issuer); name != "" {
 		return m.provider(name)
 	}
 	return nil
@@ -475,7 +554,7 @@ func (m *Manager) providerOf(issuer string) *idp {
 
 // anyDiscovered reports whether some provider can sign people in.
 func (m *Manager) anyDiscovered() bool {
-	for _, p := range m.idps {
+	for _, p := range m.providers() {
 		if p.rp.Load() != nil {
 			return true
 		}
@@ -515,11 +594,22 @@ func (m *Manager) Endpoints() map[string]http.Handler {
 		"handoff/finish":     m.serve(m.serveHandoffFinish),
 		"ssf/events":         m.serve(m.serveSSF),
 	}
-	// Each provider's callback answers for that provider's sign-ins only.
-	for _, p := range m.idps {
-		name := strings.TrimPrefix(strings.TrimPrefix(p.redirect(m.oc).Path, "/.portcullis/"), "/")
-		eps[name] = m.serve(m.callbackOf(p))
-	}
+	// Each provider's callback answers for that provider's sign-ins only: the default one's at
+	// oidc.redirect_url, the others' at callback/NAME, whichever are in force at the time.
+	eps["callback"] = m.serve(func(w http.ResponseWriter, r *http.Request) error {
+		p := m.provider(config.DefaultProvider)
+		if p == nil || p.redirect(m.oc).Path != r.URL.Path {
+			return quietly(reason.NotFound)
+		}
+		return m.callbackOf(p)(w, r)
+	})
+	eps["callback/"] = m.serve(func(w http.ResponseWriter, r *http.Request) error {
+		p := m.provider(strings.TrimPrefix(r.URL.Path, config.CallbackPath+"/"))
+		if p == nil || p.redirect(m.oc).Path != r.URL.Path {
+			return quietly(reason.NotFound)
+		}
+		return m.callbackOf(p)(w, r)
+	})
 	return eps
 }
 

@@ -40,8 +40,8 @@ const maxEmailLen = 254
 // may sign the person in (see above). org, when not "", is the organisation the sign-in is
 // for (an organisation host's).
 func (m *Manager) signIn(w http.ResponseWriter, r *http.Request, returnTo, org string) error {
-	if len(m.idps) == 1 {
-		return m.beginAt(w, r, m.idps[0], returnTo, "")
+	if ps := m.providers(); len(ps) == 1 {
+		return m.beginAt(w, r, ps[0], returnTo, "")
 	}
 	ctx := r.Context()
 	if org != "" {
@@ -135,8 +135,9 @@ func (m *Manager) orgOf(ctx context.Context, id string) (*store.Org, error) {
 // order; for nil, the shared ones.
 func (m *Manager) speakFor(o *store.Org) []*idp {
 	var out []*idp
-	for _, p := range m.idps {
-		if o == nil && p.cfg.Shared || o != nil && m.trust.Trusts(o, p.cfg.Name) {
+	trust := m.trust.Load()
+	for _, p := range m.providers() {
+		if o == nil && p.cfg.Shared || o != nil && trust.Trusts(o, p.cfg.Name) {
 			out = append(out, p)
 		}
 	}
@@ -165,7 +166,7 @@ func (m *Manager) checkDomain(ctx context.Context, rp *relyingParty, id *identit
 		return outage("organisation of an email domain", err)
 	case o == nil:
 		return refuse("no organisation holds the address's domain verified")
-	case !m.trust.Trusts(o, rp.p.cfg.Name):
+	case !m.trust.Load().Trusts(o, rp.p.cfg.Name):
 		return refuse("the organisation that verified the address's domain does not list this provider")
 	}
 	return nil

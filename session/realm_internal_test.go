@@ -61,10 +61,12 @@ func TestProviderACRMapping(t *testing.T) {
 func TestSpeakFor(t *testing.T) {
 	all := []config.OIDCProvider{{Name: "portal", Issuer: "https://p.example", Shared: true},
 		{Name: "acme-idp", Issuer: "https://a.example"}, {Name: "beta-idp", Issuer: "https://b.example"}}
-	m := &Manager{trust: authz.CompileProviders(all)}
+	m := &Manager{trust: authz.NewTrust(authz.CompileProviders(all))}
+	var idps []*idp
 	for _, c := range all {
-		m.idps = append(m.idps, &idp{cfg: c})
+		idps = append(idps, &idp{cfg: c})
 	}
+	m.idps.Store(&idps)
 	names := func(ps []*idp) (out []string) {
 		for _, p := range ps {
 			out = append(out, p.cfg.Name)

@@ -135,13 +135,14 @@ func (l *loaded) familyKey() ([]byte, error) {
 	return unseal(keyFrom(l.secret, "session family key"), l.rec.FamilyKey, l.h)
 }
 
-// codeFamilyKey seals the family key into a handoff code; openCodeFamilyKey opens it.
-func codeFamilyKey(code string, key []byte) []byte {
-	return seal(keyFrom(code, "handoff family key"), key, "handoff")
+// codeFamilyKey seals the family key into a handoff code, bound to the session it comes from
+// and the host it is for; openCodeFamilyKey opens it.
+func codeFamilyKey(code string, hc *handoffCode, key []byte) []byte {
+	return seal(keyFrom(code, "handoff family key"), key, "handoff\x00"+hc.Session+"\x00"+hc.Host)
 }
 
-func openCodeFamilyKey(code string, sealed []byte) ([]byte, error) {
-	return unseal(keyFrom(code, "handoff family key"), sealed, "handoff")
+func openCodeFamilyKey(code string, hc *handoffCode) ([]byte, error) {
+	return unseal(keyFrom(code, "handoff family key"), hc.FamilyKey, "handoff\x00"+hc.Session+"\x00"+hc.Host)
 }
 
 // beginRevalidation makes the revalidation record of a new sign-in whose first session is
@@ -170,6 +171,19 @@ func (m *Manager) beginRevalidation(ctx context.Context, p *idp, id *identity, s
 	return sessionFamilyKey(secret, h, key), next, nil
 }
 
+// loadChecked is load (touching last-seen) for requests that act as the session, checked
+// back with its provider first when due: the proxied requests (Admit), whoami, and handoffs,
+// which make new sessions of the sign-in.
+func (m *Manager) loadChecked(ctx context.Context, r *http.Request) (*loaded, error) {
+	l, err := m.load(ctx, r, true)
+	if err == nil && revalidateDue(l, m.now()) {
+		if err = m.revalidate(ctx, l); err != nil {
+			return nil, err
+		}
+	}
+	return l, err
+}
+
 // revalidateDue reports whether l's session must check back with its provider at now.
 func revalidateDue(l *loaded, now time.Time) bool {
 	return !l.rec.RevalidateAt.IsZero() && !now.Before(l.rec.RevalidateAt)
@@ -180,21 +194,9 @@ func revalidateDue(l *loaded, now time.Time) bool {
 func (m *Manager) revalidate(ctx context.Context, l *loaded) error {
 	now := m.now()
 	family := familyOf(l.rec, l.h)
-	b, err := m.revals.LoadRevalidation(ctx, family)
-	if errors.Is(err, store.ErrNotFound) {
-		return m.endByRevalidation(ctx, l, endedRevalidation, "the sign-in's revalidation record is gone")
-	}
-	if err != nil {
-		return outage("load revalidation", err)
-	}
-	var rv revalidation
-	if err := json.Unmarshal(b, &rv); err != nil {
-		return m.endByRevalidation(ctx, l, endedRevalidation, "unreadable revalidation record")
-	}
-	if rv.Next.After(now) {
-		// Another session of the family, or another replica, checked it meanwhile.
-		m.advance(ctx, l, rv.Next, now)
-		return nil
+	rv, err := m.loadRevalidation(ctx, l, family)
+	if err != nil || rv == nil {
+		return err
 	}
 	p := m.provider(rv.Provider)
 	switch {
@@ -205,9 +207,21 @@ func (m *Manager) revalidate(ctx context.Context, l *loaded) error {
 		m.advance(ctx, l, time.Time{}, now)
 		return nil
 	}
+	interval := p.cfg.Revalidate.Interval.D()
+	// checked reports whether rv was checked meanwhile: a Next further away than an interval
+	// (and the time a check takes: requests that began before it finished see it) was written
+	// by a clock well ahead of ours, and is due now.
+	checked := func(rv *revalidation) bool {
+		return rv.Next.After(now) && !rv.Next.After(now.Add(interval+revalidationLease))
+	}
+	if checked(rv) {
+		// Another session of the family, or another replica, checked it meanwhile.
+		m.advance(ctx, l, rv.Next, now)
+		return nil
+	}
 	rp := m.current(p)
 	if rp == nil {
-		return m.unreachable(l, now, p, &rv, "provider not discovered")
+		return m.unreachable(l, now, p, rv, "provider not discovered")
 	}
 	holder := newSecret()
 	switch ok, err := m.revals.LeaseRevalidation(ctx, family, holder, revalidationLease); {
@@ -215,49 +229,90 @@ func (m *Manager) revalidate(ctx context.Context, l *loaded) error {
 		return outage("lease revalidation", err)
 	case !ok:
 		// Being checked by another request, or a failed attempt's lease still running.
-		return m.unreachable(l, now, p, &rv, "checked by another request, or retried later")
+		return m.unreachable(l, now, p, rv, "checked by another request, or retried later")
+	}
+	// From here the work must finish even if the browser goes away: the provider may rotate
+	// the refresh token, and a new one that is not stored would end the family at the next
+	// check.
+	bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), revalidationLease-5*time.Second)
+	defer cancel()
+	// Read again under the lease: a check that finished between the first read and the lease
+	// has spent the token read first.
+	if again, err := m.loadRevalidation(bg, l, family); err != nil || again == nil {
+		return err
+	} else if rv = again; checked(rv) {
+		if b, err := json.Marshal(rv); err == nil {
+			_ = m.revals.FinishRevalidation(bg, family, holder, b, true)
+		}
+		m.advance(ctx, l, rv.Next, now)
+		return nil
 	}
 	key, err := l.familyKey()
 	if err != nil {
-		return m.endByRevalidation(ctx, l, endedRevalidation, "family key does not open: "+err.Error())
+		return m.endByRevalidation(bg, l, endedRevalidation, "family key does not open: "+err.Error())
 	}
 	rt, err := unseal(key, rv.Refresh, family)
 	if err != nil {
-		return m.endByRevalidation(ctx, l, endedRevalidation, "refresh token does not open")
+		return m.endByRevalidation(bg, l, endedRevalidation, "refresh token does not open")
 	}
-	cctx, cancel := context.WithTimeout(p.ctx(ctx), providerCallLimit)
-	defer cancel()
+	cctx, ccancel := context.WithTimeout(p.ctx(bg), providerCallLimit)
+	defer ccancel()
 	tok, err := rp.oauth.TokenSource(cctx, &oauth2.Token{RefreshToken: string(rt)}).Token()
 	if err != nil {
 		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.ErrorCode != "" && re.Response.StatusCode < 500 {
-			// An OAuth error: the provider no longer honours this sign-in.
-			return m.endByRevalidation(ctx, l, endedRefreshRefused, "refresh refused: "+truncate(re.ErrorCode, 64))
+		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+			// RFC 6749 5.2: the grant is invalid, expired or revoked: the provider no longer
+			// honours this sign-in (the person was disabled, deleted, or signed out there).
+			return m.endByRevalidation(bg, l, endedRefreshRefused, "refresh refused: invalid_grant")
 		}
-		// The lease is kept: it spaces the next attempt.
-		m.log.Warn("could not revalidate a session: provider unreachable", slog.String("provider", p.cfg.Name),
-			slog.String("session", logID(l.h)), slog.String("error", err.Error()))
-		return m.unreachable(l, now, p, &rv, "token endpoint unreachable")
+		// Anything else (no answer, a 5xx, temporarily_unavailable, a client the provider no
+		// longer accepts) is not a verdict on the person: the grace applies, and the lease is
+		// kept to space the next attempt.
+		attrs := []any{slog.String("provider", p.cfg.Name), slog.String("session", logID(l.h))}
+		if re != nil {
+			attrs = append(attrs, slog.Int("status", re.Response.StatusCode), slog.String("idp_error", truncate(re.ErrorCode, 64)))
+		} else {
+			attrs = append(attrs, slog.String("error", err.Error()))
+		}
+		m.log.Warn("could not revalidate a session: the provider did not answer the refresh", attrs...)
+		return m.unreachable(l, now, p, rv, "token endpoint unreachable")
 	}
-	why, err := m.recheck(cctx, rp, &rv, tok)
+	why, err := m.recheck(cctx, rp, l, rv, tok)
 	switch {
 	case err != nil:
 		// The refresh token was spent: keep the new one, keep the lease to space the next
 		// attempt, and do not call the sign-in checked.
-		m.log.Warn("could not revalidate a session: userinfo unreachable", slog.String("provider", p.cfg.Name),
+		m.log.Warn("could not revalidate a session: its answer could not be checked", slog.String("provider", p.cfg.Name),
 			slog.String("session", logID(l.h)), slog.String("error", err.Error()))
-		m.storeRevalidation(ctx, l, family, holder, &rv, key, tok, false)
-		return m.unreachable(l, now, p, &rv, "userinfo unreachable")
+		m.storeRevalidation(bg, l, family, holder, rv, key, tok, false)
+		return m.unreachable(l, now, p, rv, "answer could not be checked")
 	case why != "":
-		return m.endByRevalidation(ctx, l, endedClaimsChanged, why)
+		return m.endByRevalidation(bg, l, endedClaimsChanged, why)
 	}
-	rv.Next, rv.Checked = now.Add(p.cfg.Revalidate.Interval.D()), now
-	if !m.storeRevalidation(ctx, l, family, holder, &rv, key, tok, true) {
+	rv.Next, rv.Checked = now.Add(interval), now
+	if !m.storeRevalidation(bg, l, family, holder, rv, key, tok, true) {
 		return outage("finish revalidation", store.ErrUnavailable)
 	}
 	m.log.Debug("session revalidated", slog.String("provider", p.cfg.Name), slog.String("session", logID(l.h)))
-	m.advance(ctx, l, rv.Next, now)
+	m.advance(bg, l, rv.Next, now)
 	return nil
+}
+
+// loadRevalidation reads family's record. A record that is gone or unreadable ends the
+// family (nil, errNoSession): it cannot check back any more.
+func (m *Manager) loadRevalidation(ctx context.Context, l *loaded, family string) (*revalidation, error) {
+	b, err := m.revals.LoadRevalidation(ctx, family)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, m.endByRevalidation(ctx, l, endedRevalidation, "the sign-in's revalidation record is gone")
+	}
+	if err != nil {
+		return nil, outage("load revalidation", err)
+	}
+	rv := new(revalidation)
+	if err := json.Unmarshal(b, rv); err != nil {
+		return nil, m.endByRevalidation(ctx, l, endedRevalidation, "unreadable revalidation record")
+	}
+	return rv, nil
 }
 
 // storeRevalidation writes rv with tok's refresh token (or the one it had, when the provider
@@ -280,14 +335,22 @@ func (m *Manager) storeRevalidation(ctx context.Context, l *loaded, family, hold
 	return true
 }
 
-// advance moves l's own due time to next, so its later requests read nothing until then.
-// Best effort: a session that keeps the old time only reads the family's record again.
+// advance moves l's own due time to next, so its later requests read nothing until then. The
+// record is read again first, so a change made meanwhile (elevations dropped by a signal, an
+// organisation switch) is kept. Best effort: a session that keeps the old time only reads the
+// family's record again.
 func (m *Manager) advance(ctx context.Context, l *loaded, next, now time.Time) {
-	cp := *l.rec
-	cp.RevalidateAt = next
-	b, err := json.Marshal(&cp)
-	if err == nil {
-		err = m.st.UpdateSession(ctx, l.h, b, m.ttl(&cp, now))
+	b, err := m.st.LoadSession(ctx, l.h)
+	if err != nil {
+		return // ended meanwhile, or storage unavailable: nothing to move
+	}
+	rec := new(record)
+	if err := json.Unmarshal(b, rec); err != nil || rec.User != l.rec.User {
+		return
+	}
+	rec.RevalidateAt = next
+	if b, err = json.Marshal(rec); err == nil {
+		err = m.st.UpdateSession(ctx, l.h, b, m.ttl(rec, now))
 	}
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		m.log.Warn("could not record a session's revalidation", slog.String("session", logID(l.h)), slog.String("error", err.Error()))
@@ -306,24 +369,23 @@ func (m *Manager) unreachable(l *loaded, now time.Time, p *idp, rv *revalidation
 		slog.String("provider", p.cfg.Name), slog.String("session", logID(l.h)))
 }
 
-// recheck verifies what the refresh returned against what the sign-in said: the new ID token,
-// when there is one, and userinfo when configured. why is not empty when the provider now says
-// something else about the person; err when userinfo could not be asked.
-func (m *Manager) recheck(ctx context.Context, rp *relyingParty, rv *revalidation, tok *oauth2.Token) (why string, err error) {
+// recheck verifies what the refresh returned against what the sign-in said (OIDC Core 12.2):
+// the new ID token, when there is one, and userinfo when configured. why is not empty when
+// the provider now says something else about the person; err when the answer could not be
+// checked (its keys or userinfo unreachable, a token that does not verify), which is no
+// verdict on the person.
+func (m *Manager) recheck(ctx context.Context, rp *relyingParty, l *loaded, rv *revalidation, tok *oauth2.Token) (why string, err error) {
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
-		// OIDC Core 12.2: same iss and sub, for this client; no nonce on a refresh.
+		// Signature, iss, aud and exp (go-oidc); no nonce on a refresh.
 		idt, err := rp.verifier.Verify(ctx, raw)
 		if err != nil {
-			return "refreshed id token does not verify: " + err.Error(), nil
+			return "", fmt.Errorf("refreshed id token: %w", err)
 		}
-		var c struct {
-			Email         *string `json:"email"`
-			EmailVerified any     `json:"email_verified"`
-		}
+		var c map[string]json.RawMessage
 		if err := idt.Claims(&c); err != nil {
-			return "refreshed id token claims unreadable", nil
+			return "", fmt.Errorf("refreshed id token claims: %w", err)
 		}
-		if why := changed(rv, idt.Subject, c.Email, c.EmailVerified); why != "" {
+		if why := m.changedClaims(rp, l, rv, idt.Subject, c); why != "" {
 			return "refreshed id token: " + why, nil
 		}
 	}
@@ -339,6 +401,7 @@ func (m *Manager) recheck(ctx context.Context, rp *relyingParty, rv *revalidatio
 		return "", err
 	}
 	tok.SetAuthHeader(req)
+	req.Header.Set("Accept", "application/json")
 	resp, err := rp.p.client.Do(req)
 	if err != nil {
 		return "", err
@@ -350,50 +413,63 @@ func (m *Manager) recheck(ctx context.Context, rp *relyingParty, rv *revalidatio
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		// The access token the provider has just issued is refused: so is the person.
 		return "userinfo refused the refreshed access token: " + strconv.Itoa(resp.StatusCode), nil
 	case resp.StatusCode != http.StatusOK:
 		return "", fmt.Errorf("userinfo answered %d", resp.StatusCode)
 	}
+	var c map[string]json.RawMessage
 	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct == "application/jwt" {
-		// A signed userinfo response: go-oidc verifies it with the provider's keys.
+		// A signed userinfo response: go-oidc asks again and verifies its signature.
 		ui, err := rp.provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))
 		if err != nil {
 			return "", err
 		}
-		var ev any = ui.EmailVerified
-		email := ui.Email
-		return changed(rv, ui.Subject, &email, ev), nil
+		if err := ui.Claims(&c); err != nil {
+			return "", fmt.Errorf("userinfo claims: %w", err)
+		}
+	} else if err := json.Unmarshal(body, &c); err != nil {
+		return "", errors.New("userinfo is not a JSON object")
 	}
-	var c struct {
-		Subject       string  `json:"sub"`
-		Email         *string `json:"email"`
-		EmailVerified any     `json:"email_verified"`
+	var sub string
+	if err := optString(c, "sub", &sub); err != nil {
+		return "", err
 	}
-	if err := json.Unmarshal(body, &c); err != nil {
-		return "userinfo unreadable", nil
-	}
-	return changed(rv, c.Subject, c.Email, c.EmailVerified), nil
+	return m.changedClaims(rp, nil, rv, sub, c), nil
 }
 
-// changed compares what the provider says now with the sign-in: the same subject, and the
-// address (when it says one) the same and still verified. "" when nothing changed.
-func changed(rv *revalidation, sub string, email *string, verified any) string {
+// changedClaims compares what the provider says now (sub and the claims c) with the sign-in: the
+// same subject, for this client (azp, in an ID token: l is set), the person's subject claim
+// unchanged, and the address, when it says one, the same and still verified. "" when nothing
+// changed.
+func (m *Manager) changedClaims(rp *relyingParty, l *loaded, rv *revalidation, sub string, c map[string]json.RawMessage) string {
 	if sub != rv.Subject {
 		return "another subject"
 	}
-	if email != nil && !strings.EqualFold(*email, rv.Email) {
-		return "another address"
+	if l != nil {
+		var azp string
+		if optString(c, "azp", &azp) != nil || (azp != "" && azp != rp.p.cfg.ClientID) {
+			return "issued to another client (azp)"
+		}
+		if claim := rp.p.cfg.SubjectClaim; claim != "" && claim != "sub" {
+			var subject string
+			if optString(c, claim, &subject) != nil || (subject != "" && subject != l.rec.Subject) {
+				return "another " + claim
+			}
+		}
 	}
-	if rv.EmailVerified {
-		switch v := verified.(type) {
-		case bool:
-			if !v {
-				return "address no longer verified"
-			}
-		case string:
-			if v == "false" {
-				return "address no longer verified"
-			}
+	var email string
+	if v, ok := c["email"]; ok && !isNull(v) {
+		if json.Unmarshal(v, &email) != nil || !strings.EqualFold(email, rv.Email) {
+			return "another address"
+		}
+	}
+	if v, ok := c["email_verified"]; ok && !isNull(v) && rv.EmailVerified {
+		var b bool
+		var s string
+		switch {
+		case json.Unmarshal(v, &b) == nil && !b, json.Unmarshal(v, &s) == nil && s == "false":
+			return "address no longer verified"
 		}
 	}
 	return ""

@@ -241,7 +241,7 @@ func (m *Manager) grantElevation(ctx context.Context, w http.ResponseWriter, r *
 			rec = fresh
 		}
 	}
-	l = &loaded{h: l.h, rec: rec}
+	l = &loaded{h: l.h, secret: l.secret, rec: rec}
 	kept := append(authz.Live(rec.Elevations, now), el)
 	if len(kept) > maxElevations {
 		kept = kept[len(kept)-maxElevations:]
@@ -278,6 +278,15 @@ func (m *Manager) rotate(ctx context.Context, l *loaded) (string, error) {
 	// The new id stays in the sign-in's family, so signing out on another host still ends it.
 	if rec.Family == "" {
 		rec.Family = l.h
+	}
+	if rec.FamilyKey != nil {
+		// The family key was sealed for the old cookie: seal it for the new one, or the
+		// session could no longer check back with its provider (revalidate.go).
+		key, err := l.familyKey()
+		if err != nil {
+			return "", internal("open the session's family key", err)
+		}
+		rec.FamilyKey = sessionFamilyKey(secret, nh, key)
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
