@@ -122,7 +122,7 @@ func (c *call) adminOf(org string) (bool, error) {
 		return ok, err
 	}
 	// A delegate acts in org: org's trust rule applies to them as to its own members.
-	if !c.s.providers.TrustsUser(o, c.p.Name) {
+	if !c.s.trust.Load().TrustsUser(o, c.p.Name) {
 		return false, nil
 	}
 	now := c.s.now()
@@ -154,7 +154,7 @@ func (c *call) directAdminOf(org string) (bool, *store.Org, error) {
 		return false, nil, err
 	}
 	d := authz.Decide(authz.Input{User: c.p.Name, OrgID: org, Org: o, Membership: m, Require: c.policy.admin,
-		Policy: c.policy.Policy, Providers: c.s.providers}, c.s.now())
+		Policy: c.policy.Policy, Providers: c.s.trust.Load()}, c.s.now())
 	return d.Allow, o, nil
 }
 

@@ -1,8 +1,10 @@
 package admin
 
 import (
+	"encoding"
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strings"
 
@@ -86,10 +88,18 @@ func openAPIDocument(es []endpoint) ([]byte, error) {
 	return json.MarshalIndent(doc, "", "  ")
 }
 
-// schemaOf is the JSON schema of v's type, inline.
+// schemaOf is the JSON schema of v's type, inline. A type that writes itself as text
+// (config.Duration: "15m0s") is a string, whatever its kind.
 func schemaOf(v any) (*openapi3.SchemaRef, error) {
-	return openapi3gen.NewSchemaRefForValue(v, nil)
+	return openapi3gen.NewSchemaRefForValue(v, nil, openapi3gen.SchemaCustomizer(func(_ string, t reflect.Type, _ reflect.StructTag, s *openapi3.Schema) error {
+		if t.Kind() != reflect.Struct && t.Implements(textMarshaler) {
+			*s = *openapi3.NewStringSchema()
+		}
+		return nil
+	}))
 }
+
+var textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
 
 // operationID is a stable name of an endpoint: its method and path, as words.
 func operationID(e endpoint) string {

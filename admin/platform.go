@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
 	"github.com/portcullis-proxy/portcullis/internal/recoveryid"
 	"github.com/portcullis-proxy/portcullis/store"
 )
@@ -86,9 +87,13 @@ func (c *call) setProviders() (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Only this process's configuration can be checked; replicas share one file.
-	if n := c.s.providers.Unknown(in.Providers); n != "" {
+	// Only this process's providers can be checked; replicas share one file and one Redis.
+	trust := c.s.trust.Load()
+	if n := trust.Unknown(in.Providers); n != "" {
 		return nil, invalid(fmt.Sprintf("provider %q is not a configured identity provider", n))
+	}
+	if n := trust.Foreign(org, in.Providers); n != "" {
+		return nil, refuse(reason.NotPermitted, fmt.Sprintf("provider %q is bound to organisation %s", n, trust.BoundTo(n)))
 	}
 	return c.changes().SetOrgProviders(c.ctx, org, in.Providers, c.p.Name, in.Reason)
 }

@@ -88,6 +88,10 @@ type Options struct {
 	// organisation (authz.Providers). nil: sign-in is not configured, and no organisation
 	// can be given providers; decisions apply no trust rule.
 	Providers *authz.Providers
+	// Trust, when set, is the trust rule's table in force instead of Providers (providers
+	// managed while the process runs); ProviderSet manages them (PUT /providers/{name}).
+	Trust       *authz.Trust
+	ProviderSet ProviderSet
 }
 
 // Server is the administration API: JSON over HTTPS under /api/v1/. Every call but the
@@ -106,7 +110,8 @@ type Server struct {
 	events AuditStream
 	// clientIssuers: Options.ClientIssuers.
 	clientIssuers map[string][]string
-	providers     *authz.Providers
+	trust         *authz.Trust
+	pset          ProviderSet
 
 	// tokenUse is when this process last recorded each token's use (coalescing TokenUsed).
 	tokenUseMu sync.Mutex
@@ -119,7 +124,10 @@ func New(o Options) (*Server, error) {
 		return nil, errors.New("admin: a store, the change API, the audit stream and the lifecycle policy are required")
 	}
 	s := &Server{st: o.Store, orgs: o.Orgs, ops: o.Operators, sess: o.Sessions, log: o.Logger, now: o.Now, mux: http.NewServeMux(), tokenUse: map[string]time.Time{},
-		clientIssuers: maps.Clone(o.ClientIssuers), events: o.Audit, providers: o.Providers}
+		clientIssuers: maps.Clone(o.ClientIssuers), events: o.Audit, trust: o.Trust, pset: o.ProviderSet}
+	if s.trust == nil {
+		s.trust = authz.NewTrust(o.Providers)
+	}
 	s.policy.Store(newLifecycle(o.Lifecycle))
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

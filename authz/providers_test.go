@@ -109,3 +109,47 @@ func TestProvidersLookups(t *testing.T) {
 		t.Error("a machine's own key is not a provider's person: its sponsor is decided")
 	}
 }
+
+// A provider bound to one organisation signs people in there only: another organisation that
+// lists it anyway (an old list, a direct write) does not trust it, and a bound provider is
+// never shared.
+func TestBoundProvider(t *testing.T) {
+	p := CompileProviders([]config.OIDCProvider{
+		{Name: config.DefaultProvider, Issuer: "https://idp.example.com", Shared: true},
+		{Name: "acme-okta", Issuer: "https://acme.okta.example", Org: "acme", Shared: true},
+	})
+	acme := &store.Org{ID: "acme", Providers: []string{"acme-okta"}}
+	beta := &store.Org{ID: "beta", Providers: []string{"acme-okta"}}
+	gamma := &store.Org{ID: "gamma"}
+	switch {
+	case !p.Trusts(acme, "acme-okta"):
+		t.Error("acme does not trust its own bound provider")
+	case p.Trusts(beta, "acme-okta"):
+		t.Error("beta trusts a provider bound to acme")
+	case p.Trusts(gamma, "acme-okta"):
+		t.Error("a bound provider is shared")
+	case !p.Trusts(gamma, config.DefaultProvider):
+		t.Error("the shared provider is no longer shared")
+	}
+	if n := p.Foreign("beta", []string{"default", "acme-okta"}); n != "acme-okta" {
+		t.Errorf("Foreign = %q", n)
+	}
+	if n := p.Foreign("acme", []string{"acme-okta"}); n != "" {
+		t.Errorf("Foreign for its own organisation = %q", n)
+	}
+	if p.Issuer("acme-okta") != "https://acme.okta.example" || p.BoundTo("acme-okta") != "acme" {
+		t.Error("lookups")
+	}
+	var tr *Trust
+	if tr.Load() != nil {
+		t.Error("a nil Trust holds a table")
+	}
+	tr = NewTrust(nil)
+	tr.Store(p)
+	if !tr.Load().Known("acme-okta") {
+		t.Error("Store did not replace the table")
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = tr.Load().Trusts(acme, "acme-okta") }); n != 0 {
+		t.Errorf("Load and Trusts allocate %v", n)
+	}
+}

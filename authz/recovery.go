@@ -44,8 +44,10 @@ type RecoveryPolicy struct {
 	AllowUnknownDomains bool
 	// Lifecycle is the lifecycle policy a live membership must meet; nil applies none.
 	Lifecycle *Policy
-	// Providers is the trust rule a live membership must meet (Input.Providers).
+	// Providers is the trust rule a live membership must meet (Input.Providers); Trust, when
+	// set, holds the table in force instead (providers managed while the process runs).
 	Providers *Providers
+	Trust     *Trust
 }
 
 // RecoveryPolicyOf is the policy of guard g.
@@ -251,7 +253,7 @@ func DecideRecovery(p RecoveryPolicy, f *RecoveryFacts, now time.Time) RecoveryD
 			return d
 		}
 		h := f.Memberships[i]
-		if Decide(Input{User: f.Person, OrgID: org, Org: h.Org, Membership: h.Membership, Require: anyLiveMembership, Policy: p.Lifecycle, Providers: p.Providers}, now).Allow {
+		if Decide(Input{User: f.Person, OrgID: org, Org: h.Org, Membership: h.Membership, Require: anyLiveMembership, Policy: p.Lifecycle, Providers: p.providers()}, now).Allow {
 			if d.Org == "" {
 				d.Org = org
 			}
@@ -279,4 +281,12 @@ func staleDomain(o *store.Org, matched string, now time.Time) bool {
 		}
 	}
 	return true // the index names an org that does not list the domain: no present holder
+}
+
+// providers is the trust rule's table in force.
+func (p RecoveryPolicy) providers() *Providers {
+	if p.Trust != nil {
+		return p.Trust.Load()
+	}
+	return p.Providers
 }

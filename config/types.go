@@ -231,15 +231,15 @@ type Revalidate struct {
 	// session.absolute_timeout. 0 (the default) never does. The sign-in must then yield a
 	// refresh token: ask for offline_access in scopes (Google: extra_params access_type:
 	// offline).
-	Interval Duration `yaml:"interval"`
+	Interval Duration `yaml:"interval" json:"interval,omitzero"`
 	// Grace is how long past its due time a session keeps working while the provider cannot
 	// be reached (no answer, a 5xx, an OAuth error other than invalid_grant): never when the
 	// provider refuses. At least 30s (one check's time, during which other requests are
 	// served), at most 1h. Default 5m.
-	Grace *Duration `yaml:"grace"`
+	Grace *Duration `yaml:"grace" json:"grace,omitempty"`
 	// Userinfo also asks the userinfo endpoint with the new access token and checks its sub
 	// and address, for providers whose refreshed ID tokens carry no address. Default true.
-	Userinfo *bool `yaml:"userinfo"`
+	Userinfo *bool `yaml:"userinfo" json:"userinfo,omitempty"`
 }
 
 // MinRevalidateGrace is the least Revalidate.Grace: how long one check may take, while the
@@ -861,6 +861,19 @@ type Duration time.Duration
 
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalText writes d as Go writes durations ("15m0s"), for JSON records and answers.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads what MarshalText writes, or a duration as the configuration does.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := parseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
 
 // Secret holds a credential. It never prints its value: String, GoString and LogValue redact.
 // In YAML a Secret key "x" may also be given as "x_file", naming a file whose contents

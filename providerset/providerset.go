@@ -72,6 +72,9 @@ func (s *Set) Managed() []config.ManagedProvider {
 	return slices.Clone(s.managed)
 }
 
+// ManagedConfig is oidc.managed_providers: where managed providers' secrets may be.
+func (s *Set) ManagedConfig() config.ManagedProviders { return s.oc.ManagedProviders }
+
 // Configured reports whether name is a provider of the configuration file (which the admin
 // API cannot change).
 func (s *Set) Configured(name string) bool { return s.oc.Provider(name) != nil }

@@ -35,7 +35,7 @@ type routePolicy struct {
 // (all routes' names), which are stripped from every request on every route.
 // A recovery guard config.Load did not compile (a hand-built configuration) is refused
 // rather than served without its guard.
-func compilePolicies(set Settings, lifecycle *authz.Policy, providers *authz.Providers) ([]routePolicy, []string, error) {
+func compilePolicies(set Settings, lifecycle *authz.Policy, trust *authz.Trust) ([]routePolicy, []string, error) {
 	pols := make([]routePolicy, len(set.Routes))
 	seen := map[string]bool{}
 	var cgi []string
@@ -57,7 +57,7 @@ func compilePolicies(set Settings, lifecycle *authz.Policy, providers *authz.Pro
 				return nil, nil, fmt.Errorf("route %s: recovery_guard was not compiled: the configuration must come from config.Load", r.Name)
 			}
 			p.recovery, p.recoveryPolicy = g, authz.RecoveryPolicyOf(g)
-			p.recoveryPolicy.Lifecycle, p.recoveryPolicy.Providers = lifecycle, providers
+			p.recoveryPolicy.Lifecycle, p.recoveryPolicy.Trust = lifecycle, trust
 		}
 		if r.Org != nil || r.Require != nil {
 			p.orgScoped = true
@@ -273,7 +273,7 @@ func (ex *exchange) decide() error {
 func (ex *exchange) decisionInput(org string) authz.Input {
 	sess := ex.sess
 	return authz.Input{User: sess.UserKey, Email: sess.Email, EmailVerified: sess.EmailVerified, OrgID: org,
-		Require: ex.pol.require, Policy: ex.st.lifecycle, Providers: ex.st.providers}
+		Require: ex.pol.require, Policy: ex.st.lifecycle, Providers: ex.st.trust.Load()}
 }
 
 // rememberOrg records an organisation picked because it was the person's only one as the

@@ -168,7 +168,7 @@ func (ex *exchange) resolveMachineOrg(own string) {
 // completeMachine gives in what the route asks and the organisation resolved: what a machine's
 // request and its tunnel's re-decisions ask DecideMachine beside the records.
 func (ex *exchange) completeMachine(in *authz.MachineInput) {
-	in.OrgID, in.Require, in.Policy, in.Providers = ex.org, ex.pol.require, ex.st.lifecycle, ex.st.providers
+	in.OrgID, in.Require, in.Policy, in.Providers = ex.org, ex.pol.require, ex.st.lifecycle, ex.st.trust.Load()
 }
 
 // admitClient admits a request on a client-credentials token: verified (package clientjwt,

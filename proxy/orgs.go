@@ -119,7 +119,7 @@ func (s *Server) liveOrgs(ctx context.Context, sess *session.Session) ([]pickerO
 			return nil, err
 		}
 		d := authz.Decide(authz.Input{User: sess.UserKey, Email: sess.Email, EmailVerified: sess.EmailVerified,
-			OrgID: id, Org: o, Membership: m, Require: pickerRequire, Policy: st.lifecycle, Providers: st.providers}, s.now())
+			OrgID: id, Org: o, Membership: m, Require: pickerRequire, Policy: st.lifecycle, Providers: st.trust.Load()}, s.now())
 		if d.Allow {
 			name := o.Name
 			if name == "" {

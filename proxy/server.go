@@ -71,6 +71,9 @@ type Options struct {
 	// Orgs backs the org picker (/.portcullis/orgs) and records an organisation chosen because
 	// it is the person's only one; nil: no picker (404), and nothing is recorded.
 	Orgs OrgChooser
+	// Trust is the trust rule's table in force (providerset.Set.Trust), when providers can
+	// change while the process runs. nil: Settings.Providers, compiled.
+	Trust *authz.Trust
 	// ReadyChecks are run by /.portcullis/readyz, by name.
 	ReadyChecks map[string]ReadyCheck
 	// Collectors are further Prometheus metrics served on the metrics listener (the audit
@@ -183,8 +186,8 @@ type state struct {
 	overrides   []overridePolicy
 	// lifecycle is the compiled lifecycle policy (Settings.Lifecycle).
 	lifecycle *authz.Policy
-	// providers is the trust rule (Settings.Providers).
-	providers *authz.Providers
+	// trust is the trust rule's table in force (Options.Trust, or Settings.Providers compiled).
+	trust *authz.Trust
 	// identityCGI are the CGI names of every identity header; client values are stripped.
 	identityCGI []string
 	// clientIPHeader is server.client_ip_header, canonical ("" for none).
@@ -227,7 +230,7 @@ func (s *Server) build(set Settings) (*state, error) {
 	st := &state{
 		set:         set,
 		lifecycle:   authz.CompilePolicy(&set.Lifecycle),
-		providers:   authz.CompileProviders(set.Providers),
+		trust:       s.opts.Trust,
 		router:      rt,
 		trusted:     set.Server.TrustedPrefixes,
 		stripParams: set.Server.PathParams == "strip",
@@ -242,7 +245,10 @@ func (s *Server) build(set Settings) (*state, error) {
 		}
 		st.hsts = v
 	}
-	if st.policies, st.identityCGI, err = compilePolicies(set, st.lifecycle, st.providers); err != nil {
+	if st.trust == nil {
+		st.trust = authz.NewTrust(authz.CompileProviders(set.Providers))
+	}
+	if st.policies, st.identityCGI, err = compilePolicies(set, st.lifecycle, st.trust); err != nil {
 		return nil, err
 	}
 	st.overrides = compileOverrides(set.Routes)

@@ -692,13 +692,13 @@ func TestReloadKeepsProviders(t *testing.T) {
 	if err := s.Reload(next); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.state.Load().providers.ByIssuer("https://idp.example"); got != config.DefaultProvider {
+	if got := s.state.Load().trust.Load().ByIssuer("https://idp.example"); got != config.DefaultProvider {
 		t.Errorf("after reload the start's issuer is %q, want default", got)
 	}
 	if err := s.Reload(SettingsOf(cfg)); err != nil { // a file without oidc
 		t.Fatal(err)
 	}
-	if s.state.Load().providers == nil {
+	if s.state.Load().trust.Load() == nil {
 		t.Error("a reload without providers switched the trust rule off")
 	}
 }

@@ -70,10 +70,16 @@ type Options struct {
 	// Providers are the configured OpenID Providers (config.OIDC.All): a user's issuer is
 	// its organisation's provider's.
 	Providers []config.OIDCProvider
-	Config    config.SCIM
-	Sessions  SessionRevoker
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// ProviderSet, when set, is the providers in force instead (providerset.Set: managed
+	// providers change while the process runs).
+	ProviderSet interface {
+		All() []config.OIDCProvider
+		Trust() *authz.Trust
+	}
+	Config   config.SCIM
+	Sessions SessionRevoker
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // policy is the lifecycle policy in force.
@@ -328,3 +334,11 @@ func clean(err error) string {
 type policyError struct{ msg string }
 
 func (e *policyError) Error() string { return e.msg }
+
+// providers are the providers in force and the trust rule's table on them.
+func (s *Server) providers() ([]config.OIDCProvider, *authz.Providers) {
+	if ps := s.o.ProviderSet; ps != nil {
+		return ps.All(), ps.Trust().Load()
+	}
+	return s.o.Providers, s.trust
+}

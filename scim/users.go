@@ -166,8 +166,9 @@ func (s *Server) orgAndIssuer(r *http.Request, org string) (*store.Org, string, 
 		return nil, "", s.fail(err, "read organisation")
 	}
 	var issuers []string
-	for _, p := range s.o.Providers {
-		if s.trust.Trusts(o, p.Name) {
+	all, trust := s.providers()
+	for _, p := range all {
+		if trust.Trusts(o, p.Name) {
 			issuers = append(issuers, p.Issuer)
 		}
 	}
@@ -392,8 +393,9 @@ func (s *Server) follow(o *store.Org, before, u *store.SCIMUser, groups []*store
 
 // ownProvider reports whether user is a person of a provider that is not shared.
 func (s *Server) ownProvider(user string) bool {
-	name := s.trust.ByIssuer(issuerOf(user))
-	for _, p := range s.o.Providers {
+	all, trust := s.providers()
+	name := trust.ByIssuer(issuerOf(user))
+	for _, p := range all {
 		if p.Name == name {
 			return !p.Shared
 		}

@@ -184,12 +184,12 @@ type Manager struct {
 	touch     func(ctx context.Context, h string, rec []byte, ttl time.Duration) error
 	stopWatch func()
 
-	stop     context.CancelFunc
-	bg       context.Context // background work's, until Close
+	stop context.CancelFunc
+	bg   context.Context // background work's, until Close
 	// httpClient is Options.HTTPClient (nil: each provider's own, from its ca_root_file).
 	httpClient *http.Client
-	stopped  sync.WaitGroup // background discoveries
-	closeOne sync.Once
+	stopped    sync.WaitGroup // background discoveries
+	closeOne   sync.Once
 	// refusalBudget bounds the sign-in refusals audited per process (session.signin_refused).
 	refusalBudget *rate.Limiter
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
+	"github.com/portcullis-proxy/portcullis/providerset"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -464,8 +465,18 @@ func (a *adminRun) open() bool {
 	fmt.Fprintf(a.stderr, "portcullis %s: BREAK-GLASS: writing to Redis %s directly as %q, not through the admin API; every change is audited as %q\n",
 		a.name, st.Addr(), a.actor, via)
 	aud := auditStream(st, cfg.Audit)
+	// The providers in force: the file's and the managed ones, read once.
+	pset := providerset.New(cfg.OIDC, st, nil)
+	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err = pset.Reload(rctx)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(a.stderr, "portcullis %s: managed providers: %v\n", a.name, err)
+		st.Close()
+		return false
+	}
 	a.be = &storeBackend{st: st, orgs: store.NewOrgs(st, aud).Via(via), audit: aud, policy: authz.CompilePolicy(&cfg.Lifecycle),
-		providers: authz.CompileProviders(cfg.OIDC.All), actor: a.actor, via: via}
+		providers: pset.Trust().Load(), actor: a.actor, via: via}
 	return true
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/internal/page"
 	"github.com/portcullis-proxy/portcullis/internal/tracing"
 	"github.com/portcullis-proxy/portcullis/notify"
+	"github.com/portcullis-proxy/portcullis/providerset"
 	"github.com/portcullis-proxy/portcullis/proxy"
 	"github.com/portcullis-proxy/portcullis/scim"
 	"github.com/portcullis-proxy/portcullis/session"
@@ -204,6 +205,18 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	}
 
 	orgs := store.NewOrgs(st, aud)
+	// The providers people sign in with: the file's, and those managed through the admin API,
+	// reread on every replica when they change. One table of who may sign people in for whom
+	// serves the decisions, the admin API, SCIM and sign-in.
+	pset := providerset.New(cfg.OIDC, st, log.With(slog.String("component", "providers")))
+	if cfg.OIDC.ManagedProviders.Enabled() {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := pset.Reload(rctx); err != nil {
+			log.Warn("managed providers not readable yet; read when Redis answers", slog.String("error", err.Error()))
+		}
+		cancel()
+	}
+	opts.Trust = pset.Trust()
 	{
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		done := make(chan struct{})
@@ -216,14 +229,14 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	if cfg.AdminAPI.Enabled() || cfg.OIDC.Configured() && cfg.Console.On() {
 		// The console is a client of the same API, in process, whether or not it has a
 		// listener of its own.
-		if api, err = newAdminAPI(cfg, st, orgs, aud, log); err != nil {
+		if api, err = newAdminAPI(cfg, st, orgs, aud, pset, log); err != nil {
 			return closeAll, nil, err
 		}
 		if cfg.AdminAPI.Enabled() {
 			opts.Admin = api
 			if cfg.SCIM.Enabled {
 				// Each organisation's directory provisions it at /scim/v2/{org}, beside the API.
-				sc, err := scim.New(scim.Options{Store: st, Orgs: orgs, Policy: api.Policy(), PolicyOf: api.Policy, Providers: cfg.OIDC.All,
+				sc, err := scim.New(scim.Options{Store: st, Orgs: orgs, Policy: api.Policy(), PolicyOf: api.Policy, ProviderSet: pset,
 					Config: cfg.SCIM, Sessions: st, Logger: log.With(slog.String("component", "scim"))})
 				if err != nil {
 					return closeAll, nil, err
@@ -239,9 +252,11 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	if !cfg.OIDC.Configured() {
 		return closeAll, api, nil
 	}
-	providers := authz.CompileProviders(cfg.OIDC.All)
-	sm, err := session.NewManager(cfg.OIDC, cfg.Session, cfg.Server.PublicBase, st, session.Options{
+	oc := cfg.OIDC
+	oc.All = pset.All()
+	sm, err := session.NewManager(oc, cfg.Session, cfg.Server.PublicBase, st, session.Options{
 		Logger: log,
+		Trust:  pset.Trust(),
 		Audit:  reqAudit, // sign-in, sign-out, session ends, handoffs, step-ups
 		// Organisation hosts sign in through a handoff from the sign-in host, only to host
 		// names a route lists (in the configuration in force, reloads included).
@@ -264,7 +279,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 			// Only organisations that trust the person's provider take their invitations:
 			// the others' stay for the address's owner at a provider they trust.
 			bound, err := orgs.BindInvitationsTrusted(ctx, s.Email, s.EmailVerified, s.UserKey,
-				func(o *store.Org) bool { return providers.TrustsUser(o, s.UserKey) })
+				func(o *store.Org) bool { return pset.Trust().Load().TrustsUser(o, s.UserKey) })
 			if len(bound) > 0 {
 				log.Info("invitations bound at sign-in", slog.String("user", s.UserKey), slog.Any("orgs", bound))
 			}
@@ -283,7 +298,7 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 				switch {
 				case err != nil:
 					return err
-				case o != nil && !providers.TrustsUser(o, s.UserKey):
+				case o != nil && !pset.Trust().Load().TrustsUser(o, s.UserKey):
 					log.Info("address not recorded: its domain's organisation does not trust the provider", slog.String("user", s.UserKey), slog.String("org", o.ID))
 					return nil
 				}
@@ -298,6 +313,9 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 		return closeAll, api, fmt.Errorf("oidc: %w", err)
 	}
 	closers = append(closers, sm.Close)
+	// From now on every change of the managed providers reaches the session manager too.
+	pset.OnChange(sm.SetProviders)
+	closers = append(closers, pset.Watch())
 	opts.Gate, opts.StepUp, opts.Orgs, opts.Endpoints = sm, sm, sm, sm.Endpoints()
 	if cfg.Console.On() {
 		c, err := console.New(console.Options{Sessions: sm, API: api, StepUp: cfg.Console.StepUp, Operators: cfg.Console.Operators,
@@ -375,7 +393,7 @@ func newSigner(ctx context.Context, cfg *config.Config, st *store.Store, log *sl
 }
 
 // newAdminAPI builds the administration API of cfg over st.
-func newAdminAPI(cfg *config.Config, st *store.Store, orgs *store.Orgs, aud *store.Audit, log *slog.Logger) (*admin.Server, error) {
+func newAdminAPI(cfg *config.Config, st *store.Store, orgs *store.Orgs, aud *store.Audit, pset *providerset.Set, log *slog.Logger) (*admin.Server, error) {
 	var ops *admin.OperatorVerifier
 	if cfg.AdminAPI.Operators.Issuer != "" {
 		var err error
@@ -388,7 +406,7 @@ func newAdminAPI(cfg *config.Config, st *store.Store, orgs *store.Orgs, aud *sto
 		issuers[is.Issuer] = is.Orgs
 	}
 	api, err := admin.New(admin.Options{Store: st, Orgs: orgs, Audit: aud, Lifecycle: authz.CompilePolicy(&cfg.Lifecycle), Operators: ops, Sessions: st,
-		Logger: log.With(slog.String("component", "admin_api")), ClientIssuers: issuers, Providers: authz.CompileProviders(cfg.OIDC.All)})
+		Logger: log.With(slog.String("component", "admin_api")), ClientIssuers: issuers, Trust: pset.Trust(), ProviderSet: pset})
 	if err != nil {
 		return nil, fmt.Errorf("admin api: %w", err)
 	}

@@ -1,0 +1,188 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/reason"
+	"github.com/portcullis-proxy/portcullis/store"
+)
+
+// ProviderSet is the providers in force and their management (providerset.Set): what the
+// provider endpoints read and change.
+type ProviderSet interface {
+	All() []config.OIDCProvider
+	Managed() []config.ManagedProvider
+	Configured(name string) bool
+	ManagedConfig() config.ManagedProviders
+	Resolve(mp config.ManagedProvider, others []config.OIDCProvider) (*config.OIDCProvider, error)
+	Reload(ctx context.Context) error
+}
+
+// providerView is a provider as the API shows it: where it comes from, whether it is in force
+// in this process, and for a managed one its record (secrets by reference only).
+type providerView struct {
+	Name    string `json:"name"`
+	Issuer  string `json:"issuer"`
+	Org     string `json:"org,omitempty"`
+	Shared  bool   `json:"shared,omitempty"`
+	Source  string `json:"source"` // configuration or admin_api
+	InForce bool   `json:"in_force"`
+	// Managed is the record of a provider added through the API.
+	Managed *config.ManagedProvider `json:"managed,omitempty"`
+	// ListedBy are the organisations whose provider list names it.
+	ListedBy []string `json:"listed_by,omitempty"`
+}
+
+// providerInput adds or replaces a managed provider: the keys of an oidc.providers entry, with
+// the client secret by reference (client_secret_file, client_secret_env) and, optionally, the
+// one organisation it is bound to (org).
+type providerInput struct {
+	Provider json.RawMessage `json:"provider"`
+	Reason   string          `json:"reason"`
+}
+
+func (in *providerInput) why() string { return in.Reason }
+
+// providerDoc is providerInput as the OpenAPI document describes it.
+type providerDoc struct {
+	Provider config.ManagedProvider `json:"provider"`
+	Reason   string                 `json:"reason"`
+}
+
+func (c *call) providerSet() (ProviderSet, error) {
+	if c.s.pset == nil || !c.s.pset.ManagedConfig().Enabled() {
+		return nil, refuse(reason.NotPermitted, "providers are managed in the configuration file here (oidc.managed_providers is not set)")
+	}
+	return c.s.pset, nil
+}
+
+func (c *call) listProviders() (any, error) {
+	out := list[providerView]{Items: []providerView{}}
+	if c.s.pset == nil {
+		return out, nil
+	}
+	inForce := map[string]bool{}
+	for _, p := range c.s.pset.All() {
+		inForce[p.Name] = true
+		if c.s.pset.Configured(p.Name) {
+			out.Items = append(out.Items, providerView{Name: p.Name, Issuer: p.Issuer, Org: p.Org, Shared: p.Shared, Source: "configuration", InForce: true})
+		}
+	}
+	for _, mp := range c.s.pset.Managed() {
+		mp := mp
+		out.Items = append(out.Items, providerView{Name: mp.Name, Issuer: mp.Issuer, Org: mp.Org, Source: "admin_api", InForce: inForce[mp.Name], Managed: &mp})
+	}
+	for i := range out.Items {
+		by, err := c.changes().OrgsListing(c.ctx, out.Items[i].Name)
+		if err != nil {
+			return nil, err
+		}
+		out.Items[i].ListedBy = by
+	}
+	return out, nil
+}
+
+// saveProvider adds or replaces the managed provider of the path. It is checked as the
+// configuration checks oidc.providers entries, its secret reference must resolve in this
+// process, and neither its name nor its issuer may be another provider's.
+func (c *call) saveProvider() (any, error) {
+	ps, err := c.providerSet()
+	if err != nil {
+		return nil, err
+	}
+	name := c.r.PathValue("name")
+	var in providerInput
+	if err := c.body(&in); err != nil {
+		return nil, err
+	}
+	if len(in.Provider) == 0 || string(in.Provider) == "null" {
+		return nil, invalid("provider: is required")
+	}
+	mp, _, err := config.ParseManagedProvider("provider", in.Provider, ps.ManagedConfig())
+	if err != nil {
+		return nil, invalid(configProblem(err))
+	}
+	switch {
+	case mp.Name != name:
+		return nil, invalid(fmt.Sprintf("provider.name %q is not the name of the path, %q", mp.Name, name))
+	case ps.Configured(name):
+		return nil, refuse(reason.Conflict, "provider "+name+" is in the configuration file: change it there")
+	}
+	if _, err := ps.Resolve(*mp, ps.All()); err != nil {
+		return nil, refuse(reason.Conflict, err.Error())
+	}
+	if mp.Org != "" {
+		// A provider bound to one organisation cannot already be listed by another.
+		by, err := c.changes().OrgsListing(c.ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range by {
+			if o != mp.Org {
+				return nil, refuse(reason.Conflict, fmt.Sprintf("provider %s is listed by %s: it cannot be bound to %s", name, o, mp.Org))
+			}
+		}
+	}
+	if _, err := c.changes().SaveProvider(c.ctx, *mp, c.p.Name, in.Reason); err != nil {
+		return nil, err
+	}
+	// In force here at once; the other replicas hear the announcement.
+	if err := ps.Reload(c.ctx); err != nil {
+		c.s.log.Warn("managed providers not reread after a change; the subscription will", "error", err.Error())
+	}
+	v := providerView{Name: mp.Name, Issuer: mp.Issuer, Org: mp.Org, Source: "admin_api", Managed: mp}
+	for _, p := range ps.All() {
+		v.InForce = v.InForce || p.Name == mp.Name
+	}
+	return v, nil
+}
+
+// deleteProviderInput removes a managed provider.
+type deleteProviderInput struct {
+	Reason string `json:"reason"`
+}
+
+func (in *deleteProviderInput) why() string { return in.Reason }
+
+func (c *call) deleteProvider() (any, error) {
+	ps, err := c.providerSet()
+	if err != nil {
+		return nil, err
+	}
+	name := c.r.PathValue("name")
+	var in deleteProviderInput
+	if err := c.body(&in); err != nil {
+		return nil, err
+	}
+	if ps.Configured(name) {
+		return nil, refuse(reason.Conflict, "provider "+name+" is in the configuration file: remove it there")
+	}
+	if err := c.changes().DeleteProvider(c.ctx, name, c.p.Name, in.Reason); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, refuse(reason.Conflict, "organisations list provider "+name+": change their lists first")
+		}
+		return nil, err
+	}
+	if err := ps.Reload(c.ctx); err != nil {
+		c.s.log.Warn("managed providers not reread after a change; the subscription will", "error", err.Error())
+	}
+	return map[string]string{"deleted": name}, nil
+}
+
+// configProblem is the configuration's errors as one detail: each key with its message.
+func configProblem(err error) string {
+	var errs config.Errors
+	if !errors.As(err, &errs) {
+		return err.Error()
+	}
+	parts := make([]string, 0, len(errs))
+	for _, e := range errs {
+		parts = append(parts, e.Key+": "+e.Message)
+	}
+	return strings.Join(parts, "; ")
+}
