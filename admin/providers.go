@@ -19,13 +19,13 @@ type ProviderSet interface {
 	Managed() []config.ManagedProvider
 	Configured(name string) bool
 	ManagedConfig() config.ManagedProviders
-	Resolve(mp config.ManagedProvider, others []config.OIDCProvider) (*config.OIDCProvider, error)
+	Admit(mp config.ManagedProvider, listedBy []string) error
 	Reload(ctx context.Context) error
 }
 
-// providerView is a provider as the API shows it: where it comes from, whether it is in force
+// ProviderView is a provider as the API shows it (GET /providers): where it comes from, whether it is in force
 // in this process, and for a managed one its record (secrets by reference only).
-type providerView struct {
+type ProviderView struct {
 	Name    string `json:"name"`
 	Issuer  string `json:"issuer"`
 	Org     string `json:"org,omitempty"`
@@ -62,7 +62,7 @@ func (c *call) providerSet() (ProviderSet, error) {
 }
 
 func (c *call) listProviders() (any, error) {
-	out := list[providerView]{Items: []providerView{}}
+	out := list[ProviderView]{Items: []ProviderView{}}
 	if c.s.pset == nil {
 		return out, nil
 	}
@@ -70,12 +70,12 @@ func (c *call) listProviders() (any, error) {
 	for _, p := range c.s.pset.All() {
 		inForce[p.Name] = true
 		if c.s.pset.Configured(p.Name) {
-			out.Items = append(out.Items, providerView{Name: p.Name, Issuer: p.Issuer, Org: p.Org, Shared: p.Shared, Source: "configuration", InForce: true})
+			out.Items = append(out.Items, ProviderView{Name: p.Name, Issuer: p.Issuer, Org: p.Org, Shared: p.Shared, Source: "configuration", InForce: true})
 		}
 	}
 	for _, mp := range c.s.pset.Managed() {
 		mp := mp
-		out.Items = append(out.Items, providerView{Name: mp.Name, Issuer: mp.Issuer, Org: mp.Org, Source: "admin_api", InForce: inForce[mp.Name], Managed: &mp})
+		out.Items = append(out.Items, ProviderView{Name: mp.Name, Issuer: mp.Issuer, Org: mp.Org, Source: "admin_api", InForce: inForce[mp.Name], Managed: &mp})
 	}
 	for i := range out.Items {
 		by, err := c.changes().OrgsListing(c.ctx, out.Items[i].Name)
@@ -107,26 +107,18 @@ func (c *call) saveProvider() (any, error) {
 	if err != nil {
 		return nil, invalid(configProblem(err))
 	}
-	switch {
-	case mp.Name != name:
+	if mp.Name != name {
 		return nil, invalid(fmt.Sprintf("provider.name %q is not the name of the path, %q", mp.Name, name))
-	case ps.Configured(name):
-		return nil, refuse(reason.Conflict, "provider "+name+" is in the configuration file: change it there")
 	}
-	if _, err := ps.Resolve(*mp, ps.All()); err != nil {
-		return nil, refuse(reason.Conflict, err.Error())
+	by, err := c.changes().OrgsListing(c.ctx, name)
+	if err != nil {
+		return nil, err
 	}
-	if mp.Org != "" {
-		// A provider bound to one organisation cannot already be listed by another.
-		by, err := c.changes().OrgsListing(c.ctx, name)
-		if err != nil {
-			return nil, err
+	if err := ps.Admit(*mp, by); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, refuse(reason.Conflict, err.Error())
 		}
-		for _, o := range by {
-			if o != mp.Org {
-				return nil, refuse(reason.Conflict, fmt.Sprintf("provider %s is listed by %s: it cannot be bound to %s", name, o, mp.Org))
-			}
-		}
+		return nil, invalid(err.Error())
 	}
 	if _, err := c.changes().SaveProvider(c.ctx, *mp, c.p.Name, in.Reason); err != nil {
 		return nil, err
@@ -135,7 +127,7 @@ func (c *call) saveProvider() (any, error) {
 	if err := ps.Reload(c.ctx); err != nil {
 		c.s.log.Warn("managed providers not reread after a change; the subscription will", "error", err.Error())
 	}
-	v := providerView{Name: mp.Name, Issuer: mp.Issuer, Org: mp.Org, Source: "admin_api", Managed: mp}
+	v := ProviderView{Name: mp.Name, Issuer: mp.Issuer, Org: mp.Org, Source: "admin_api", Managed: mp}
 	for _, p := range ps.All() {
 		v.InForce = v.InForce || p.Name == mp.Name
 	}

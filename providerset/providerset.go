@@ -147,6 +147,32 @@ func (s *Set) Resolve(mp config.ManagedProvider, others []config.OIDCProvider) (
 	return p, nil
 }
 
+// Admit checks that mp may be saved beside the providers in force: not a provider of the
+// configuration file, no other provider's issuer, its secret resolving here, and, when bound to
+// an organisation, listed by no other (listedBy: the organisations listing it now). Refusals
+// wrap store.ErrConflict (the state refuses it) or store.ErrInvalid (mp itself does not resolve).
+func (s *Set) Admit(mp config.ManagedProvider, listedBy []string) error {
+	if s.Configured(mp.Name) {
+		return fmt.Errorf("provider %s is in the configuration file: change it there: %w", mp.Name, store.ErrConflict)
+	}
+	for _, o := range s.All() {
+		if o.Name != mp.Name && strings.TrimSuffix(o.Issuer, "/") == strings.TrimSuffix(mp.Issuer, "/") {
+			return fmt.Errorf("issuer %s is already provider %s's: %w", mp.Issuer, o.Name, store.ErrConflict)
+		}
+	}
+	if mp.Org != "" {
+		for _, o := range listedBy {
+			if o != mp.Org {
+				return fmt.Errorf("provider %s is listed by %s: it cannot be bound to %s: %w", mp.Name, o, mp.Org, store.ErrConflict)
+			}
+		}
+	}
+	if _, err := s.Resolve(mp, nil); err != nil {
+		return fmt.Errorf("%v: %w", err, store.ErrInvalid)
+	}
+	return nil
+}
+
 // Watch rereads the managed providers whenever they change, on any replica, until stop.
 func (s *Set) Watch() (stop func()) {
 	if s.src == nil {

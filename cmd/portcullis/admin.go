@@ -41,6 +41,11 @@ Organisations:
   org providers ID [--provider NAME]... --reason WHY   (none: the shared providers)
   org scim-token ID --name NAME [--lifetime D] --reason WHY   a token for the organisation's directory (SCIM)
 
+Managed identity providers (oidc.managed_providers; organisations list them to trust them):
+  provider list
+  provider put NAME --file PROVIDER.json --reason WHY   add or replace (secrets by reference only)
+  provider delete NAME --reason WHY                     one that no organisation lists
+
 Email domains of an organisation:
   domain add ORG DOMAIN
   domain verify ORG DOMAIN
@@ -135,6 +140,10 @@ var adminCommands = map[string]adminCommand{
 	"org end":        {"ID --reason WHY [--contract-end RFC3339] [--merged-into ORG]", true, true, adminOrgEnd},
 	"org providers":  {"ID [--provider NAME]... --reason WHY", true, true, adminOrgProviders},
 	"org scim-token": {"ID --name NAME [--lifetime D] --reason WHY", true, true, adminOrgSCIMToken},
+
+	"provider list":   {"", false, false, adminProviderList},
+	"provider put":    {"NAME --file PROVIDER.json --reason WHY", true, true, adminProviderPut},
+	"provider delete": {"NAME --reason WHY", true, true, adminProviderDelete},
 
 	"domain add":     {"ORG DOMAIN", true, false, adminDomainStatus("")},
 	"domain verify":  {"ORG DOMAIN", true, false, adminDomainStatus(store.DomainVerified)},
@@ -476,7 +485,7 @@ func (a *adminRun) open() bool {
 		return false
 	}
 	a.be = &storeBackend{st: st, orgs: store.NewOrgs(st, aud).Via(via), audit: aud, policy: authz.CompilePolicy(&cfg.Lifecycle),
-		providers: pset.Trust().Load(), actor: a.actor, via: via}
+		providers: pset.Trust().Load(), pset: pset, actor: a.actor, via: via}
 	return true
 }
 

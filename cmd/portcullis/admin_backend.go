@@ -12,6 +12,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/internal/recoveryid"
+	"github.com/portcullis-proxy/portcullis/providerset"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -58,6 +59,7 @@ type adminBackend interface {
 	RevokeToken(ctx context.Context, id, reason string) (*store.Token, error)
 
 	machineBackend
+	providerBackend
 
 	Close()
 }
@@ -86,8 +88,10 @@ type storeBackend struct {
 	policy *authz.Policy
 	// providers are the configuration's identity providers, the names SetProviders takes.
 	providers *authz.Providers
-	actor     string
-	via       string
+	// pset are the providers in force, the managed ones as read at start.
+	pset  *providerset.Set
+	actor string
+	via   string
 }
 
 func (b *storeBackend) Close() { _ = b.st.Close() }
@@ -136,6 +140,9 @@ func (b *storeBackend) SetDomain(ctx context.Context, org, domain, status, reaso
 }
 
 func (b *storeBackend) SetProviders(ctx context.Context, org string, providers []string, reason string) (*store.Org, error) {
+	if n := b.providers.Foreign(org, providers); n != "" {
+		return nil, fmt.Errorf("provider %q is bound to organisation %s: %w", n, b.providers.BoundTo(n), store.ErrConflict)
+	}
 	if n := b.providers.Unknown(providers); n != "" {
 		return nil, fmt.Errorf("provider %q is not a configured identity provider: %w", n, store.ErrInvalid)
 	}

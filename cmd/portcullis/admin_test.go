@@ -1089,3 +1089,50 @@ func TestAdminOrgSCIMToken(t *testing.T) {
 		t.Errorf("event %+v", e)
 	}
 }
+
+// TestAdminProviders: break-glass adds, lists and deletes a managed provider; the secret is a
+// reference, a provider of the file cannot be replaced, and one an organisation lists cannot be
+// deleted; a provider bound to acme cannot be listed by beta.
+func TestAdminProviders(t *testing.T) {
+	t.Parallel()
+	b := newAdminBed(t)
+	b.ok("org", "create", "acme", "--name", "Acme")
+	b.ok("org", "create", "beta", "--name", "Beta")
+	secrets := t.TempDir()
+	writeFile(t, filepath.Join(secrets, "acme-okta"), "s3cret\n")
+	file := filepath.Join(t.TempDir(), "acme.yaml")
+	writeFile(t, file, "name: acme-okta\nissuer: https://acme.okta.example\nclient_id: 0oa1\nclient_secret_file: acme-okta\norg: acme\n")
+	b.refused(1, []string{"oidc.managed_providers is not set"}, "provider", "put", "acme-okta", "--file", file, "--reason", "x")
+	writeFile(t, b.cfg, adminConfig(b.rs.Addr)+`oidc:
+  issuer: https://idp.example.com
+  client_id: portcullis
+  redirect_url: https://portal.example.com/.portcullis/callback
+  managed_providers: {secrets_dir: `+secrets+`}
+`)
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	writeFile(t, bad, `{"name": "acme-okta", "issuer": "https://acme.okta.example", "client_id": "0oa1", "client_secret": "s3cret"}`)
+	b.refused(1, []string{"by reference"}, "provider", "put", "acme-okta", "--file", bad, "--reason", "x")
+	def := filepath.Join(t.TempDir(), "default.json")
+	writeFile(t, def, `{"name": "default", "issuer": "https://other.example", "client_id": "c"}`)
+	b.refused(1, []string{"oidc's own"}, "provider", "put", "default", "--file", def, "--reason", "x")
+	if out := b.ok("provider", "put", "acme-okta", "--file", file, "--reason", "acme's Okta"); !strings.Contains(out, "provider acme-okta saved") || !strings.Contains(out, "bound to acme") {
+		t.Errorf("put printed %q", out)
+	}
+	if e := b.lastEvent(audit.ProviderSaved); e.Reason != "acme's Okta" || e.Org != "acme" || strings.Contains(string(e.After), "s3cret") {
+		t.Errorf("event %+v", e)
+	}
+	out := b.ok("provider", "list")
+	if !strings.Contains(out, "acme-okta") || !strings.Contains(out, "admin_api") || !strings.Contains(out, "configuration") {
+		t.Errorf("list printed %q", out)
+	}
+	b.ok("org", "providers", "acme", "--provider", "acme-okta", "--reason", "acme signs in with Okta")
+	b.refused(1, []string{"bound to organisation acme"}, "org", "providers", "beta", "--provider", "acme-okta", "--reason", "x")
+	b.refused(1, []string{"listed by"}, "provider", "delete", "acme-okta", "--reason", "x")
+	b.ok("org", "providers", "acme", "--reason", "back to the portal's")
+	if out := b.ok("provider", "delete", "acme-okta", "--reason", "contract ended"); !strings.Contains(out, "deleted") {
+		t.Errorf("delete printed %q", out)
+	}
+	if e := b.lastEvent(audit.ProviderDeleted); e.Reason != "contract ended" {
+		t.Errorf("event %+v", e)
+	}
+}
