@@ -65,7 +65,9 @@ func (s cachingStore) EndSession(ctx context.Context, h, user, iss, sid string) 
 }
 
 func (s cachingStore) RevokeUser(ctx context.Context, user string) (int, error) {
-	defer s.c.ForgetIf(func(_ string, r *record) bool { return r.User == user })
+	defer s.c.ForgetIf(func(_ string, r *record) bool {
+		return r.User == user || r.OIDCSub != "" && store.UserKey(r.Issuer, r.OIDCSub) == user
+	})
 	return s.Sessions.RevokeUser(ctx, user)
 }
 

@@ -417,7 +417,7 @@ func (m *Manager) createHandedOff(w http.ResponseWriter, r *http.Request, parent
 	rec := &record{
 		User: parent.User, Issuer: parent.Issuer, Subject: parent.Subject, Email: parent.Email,
 		EmailVerified: parent.EmailVerified, Name: parent.Name, ACR: parent.ACR, AMR: slices.Clone(parent.AMR),
-		AuthTime: parent.AuthTime, SID: parent.SID, IDToken: parent.IDToken,
+		AuthTime: parent.AuthTime, SID: parent.SID, IDToken: parent.IDToken, OIDCSub: parent.OIDCSub,
 		Created: now, LastSeen: now, Expires: minTime(parent.Expires, now.Add(m.sc.AbsoluteTimeout.D())),
 		CSRFKey: key, Family: family, HandedOff: true, Agent: agentOf(r), Host: hostName(r.Host),
 		RevalidateAt: parent.RevalidateAt,
@@ -444,7 +444,7 @@ func (m *Manager) createHandedOff(w http.ResponseWriter, r *http.Request, parent
 	if err := m.st.JoinFamily(ctx, family, life, hc.Session, h); err != nil {
 		return outage("join session family", err)
 	}
-	if err := m.st.CreateSession(ctx, h, rec.User, rec.Issuer, rec.SID, b, ttl, life); err != nil {
+	if err := m.createSession(ctx, h, rec, b, ttl, life); err != nil {
 		return outage("create session", err)
 	}
 	// Signed out on the sign-in host meanwhile (after the family was read)? Then this one

@@ -311,7 +311,7 @@ func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *ident
 	}
 	rec := &record{
 		User: id.user, Issuer: id.issuer, Subject: id.subject, Email: id.email, EmailVerified: id.emailVerified,
-		Name: id.name, ACR: id.acr, AMR: id.amr, AuthTime: id.authTime, SID: id.sid,
+		Name: id.name, ACR: id.acr, AMR: id.amr, AuthTime: id.authTime, SID: id.sid, OIDCSub: subIfOther(id),
 		Created: now, LastSeen: now, Expires: now.Add(m.sc.AbsoluteTimeout.D()),
 		IDToken: rawIDToken, CSRFKey: key, Agent: agentOf(r), Host: hostName(r.Host),
 		// The sign-in's family is named after its first session; sessions handed off from
@@ -328,7 +328,7 @@ func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *ident
 			return problem.Outage(reason.StoreUnavailable, "sign-in hook failed; refusing the sign-in", "", err, slog.String("user", rec.User))
 		}
 	}
-	if err := m.st.CreateSession(ctx, h, rec.User, rec.Issuer, rec.SID, b, m.ttl(rec, now), m.sc.AbsoluteTimeout.D()); err != nil {
+	if err := m.createSession(ctx, h, rec, b, m.ttl(rec, now), m.sc.AbsoluteTimeout.D()); err != nil {
 		return outage("create session", err)
 	}
 	m.log.Info("signed in", slog.String("user", rec.User), slog.String("email", rec.Email), slog.Bool("email_verified", rec.EmailVerified),
@@ -369,4 +369,12 @@ func (m *Manager) endPresented(ctx context.Context, h string) {
 		return
 	}
 	m.log.Info("previous session ended at sign-in", slog.String("session", logID(h)))
+}
+
+// subIfOther is id's sub when the person's key is made of another claim, else "".
+func subIfOther(id *identity) string {
+	if id.sub != id.subject {
+		return id.sub
+	}
+	return ""
 }

@@ -59,6 +59,9 @@ type Sessions interface {
 	RevokeUser(ctx context.Context, user string) (int, error)
 	RevokeSID(ctx context.Context, iss, sid string) (int, error)
 	JoinFamily(ctx context.Context, family string, ttl time.Duration, hs ...string) error
+	// IndexSession adds h to user's index as well (a person keyed by another claim than
+	// sub is also found by sub).
+	IndexSession(ctx context.Context, user, h string, indexTTL time.Duration) error
 	EndFamily(ctx context.Context, family, user, iss, sid string) (int, error)
 	// UserSessions returns the records of a person's sessions by handle (SessionsOf).
 	UserSessions(ctx context.Context, user string) (map[string][]byte, error)

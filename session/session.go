@@ -57,6 +57,10 @@ type record struct {
 	Agent string `json:"agent,omitempty"`
 	// Host is the host name the session was made for.
 	Host string `json:"host,omitempty"`
+	// OIDCSub is the ID token's sub when the person's key is made of another claim
+	// (subject_claim): the session is indexed under it too, so a back-channel logout or a
+	// security event naming the sub finds it. "" when Subject is the sub.
+	OIDCSub string `json:"oidc_sub,omitempty"`
 	// FamilyKey is the key the family's refresh token is sealed with (revalidate.go), itself
 	// sealed under a key derived from this session's cookie; RevalidateAt when the session
 	// next checks back with its provider. Both empty when its provider does not revalidate.
@@ -318,3 +322,15 @@ func cookie(name, value string, maxAge int) *http.Cookie {
 
 // expire deletes a cookie in the browser.
 func expire(w http.ResponseWriter, name string) { http.SetCookie(w, cookie(name, "", -1)) }
+
+// createSession stores rec (encoded as b) under h with its indexes: the person's, the
+// provider session's (sid), and, for a person keyed by another claim than sub, the sub's.
+func (m *Manager) createSession(ctx context.Context, h string, rec *record, b []byte, ttl, indexTTL time.Duration) error {
+	if rec.OIDCSub != "" && rec.OIDCSub != rec.Subject {
+		// The extra index first: a session that exists outside it would survive a logout by sub.
+		if err := m.st.IndexSession(ctx, store.UserKey(rec.Issuer, rec.OIDCSub), h, indexTTL); err != nil {
+			return err
+		}
+	}
+	return m.st.CreateSession(ctx, h, rec.User, rec.Issuer, rec.SID, b, ttl, indexTTL)
+}

@@ -390,6 +390,13 @@ func TestSubjectClaim(t *testing.T) {
 	if want := store.UserKey(e.idpURL, "00000000-aaaa-0000-0000-000000000001"); !strings.Contains(w.body, want) || strings.Contains(w.body, "|sub-alice") {
 		t.Errorf("whoami %s, want the key %s", w.body, want)
 	}
+	// A back-channel logout names the provider's sub, not the oid: the session is found by it.
+	if status, err := e.idp.SendBackchannelLogout(t.Context(), "sub-alice"); err != nil || status != 200 {
+		t.Fatalf("back-channel logout by sub: %d %v", status, err)
+	}
+	if w := b.api("/.portcullis/whoami"); w.StatusCode != 401 {
+		t.Fatalf("whoami after a back-channel logout by sub: %d %s", w.StatusCode, w.body)
+	}
 	for name, extra := range map[string]map[string]any{"no oid": nil, "an oid that is no string": {"oid": 42}} {
 		e.idp.ForceClaims("bob", func(c *devidp.Claims) { c.Extra = extra })
 		p := e.browser().signIn("/.portcullis/login?rd=/app/x", "bob")

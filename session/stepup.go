@@ -295,7 +295,7 @@ func (m *Manager) rotate(ctx context.Context, l *loaded) (string, error) {
 	if err := m.st.JoinFamily(ctx, rec.Family, rec.Expires.Sub(now), nh); err != nil {
 		return "", outage("rotate session", err)
 	}
-	if err := m.st.CreateSession(ctx, nh, rec.User, rec.Issuer, rec.SID, b, ttl, rec.Expires.Sub(now)); err != nil {
+	if err := m.createSession(ctx, nh, rec, b, ttl, rec.Expires.Sub(now)); err != nil {
 		return "", outage("rotate session", err)
 	}
 	drop := func() { _ = m.st.DeleteSession(ctx, nh, rec.User, rec.Issuer, rec.SID) }

@@ -99,6 +99,25 @@ func (s *Store) CreateSession(ctx context.Context, h, user, iss, sid string, rec
 	return nil
 }
 
+// IndexSession adds h to the session index of user as well, for indexTTL: a session of a
+// person whose key is made of another claim than the provider's sub (subject_claim) is also
+// found by that sub, which back-channel logout tokens and security events name.
+func (s *Store) IndexSession(ctx context.Context, user, h string, indexTTL time.Duration) error {
+	if err := positive("index session", indexTTL); err != nil {
+		return err
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		uk := s.keys.userSessions(user)
+		p.SAdd(ctx, uk, h)
+		p.Expire(ctx, uk, indexTTL)
+		return nil
+	})
+	if err != nil {
+		return s.unavailable("index session", err)
+	}
+	return nil
+}
+
 // LoadSession returns the record stored under h, or ErrNotFound.
 //
 // When ctx was marked by Cache.WithPrefetch (for a Cache over s) and this is the first
