@@ -66,23 +66,35 @@ func (c *call) listProviders() (any, error) {
 	if c.s.pset == nil {
 		return out, nil
 	}
+	views, err := ProviderViews(c.ctx, c.s.pset, c.s.orgs)
+	if views != nil {
+		out.Items = views
+	}
+	return out, err
+}
+
+// ProviderViews are the providers of ps as the API shows them: the file's, then the managed
+// ones, each with the organisations whose list names it (orgs.OrgsListing).
+func ProviderViews(ctx context.Context, ps ProviderSet, orgs interface {
+	OrgsListing(ctx context.Context, provider string) ([]string, error)
+}) ([]ProviderView, error) {
+	var out []ProviderView
 	inForce := map[string]bool{}
-	for _, p := range c.s.pset.All() {
+	for _, p := range ps.All() {
 		inForce[p.Name] = true
-		if c.s.pset.Configured(p.Name) {
-			out.Items = append(out.Items, ProviderView{Name: p.Name, Issuer: p.Issuer, Org: p.Org, Shared: p.Shared, Source: "configuration", InForce: true})
+		if ps.Configured(p.Name) {
+			out = append(out, ProviderView{Name: p.Name, Issuer: p.Issuer, Org: p.Org, Shared: p.Shared, Source: "configuration", InForce: true})
 		}
 	}
-	for _, mp := range c.s.pset.Managed() {
-		mp := mp
-		out.Items = append(out.Items, ProviderView{Name: mp.Name, Issuer: mp.Issuer, Org: mp.Org, Source: "admin_api", InForce: inForce[mp.Name], Managed: &mp})
+	for _, mp := range ps.Managed() {
+		out = append(out, ProviderView{Name: mp.Name, Issuer: mp.Issuer, Org: mp.Org, Source: "admin_api", InForce: inForce[mp.Name], Managed: &mp})
 	}
-	for i := range out.Items {
-		by, err := c.changes().OrgsListing(c.ctx, out.Items[i].Name)
+	for i := range out {
+		by, err := orgs.OrgsListing(ctx, out[i].Name)
 		if err != nil {
 			return nil, err
 		}
-		out.Items[i].ListedBy = by
+		out[i].ListedBy = by
 	}
 	return out, nil
 }

@@ -133,26 +133,7 @@ func providerJSON(doc []byte) (json.RawMessage, error) {
 }
 
 func (b *storeBackend) Providers(ctx context.Context) ([]admin.ProviderView, error) {
-	var out []admin.ProviderView
-	inForce := map[string]bool{}
-	for _, p := range b.pset.All() {
-		inForce[p.Name] = true
-		if b.pset.Configured(p.Name) {
-			out = append(out, admin.ProviderView{Name: p.Name, Issuer: p.Issuer, Org: p.Org, Shared: p.Shared, Source: "configuration", InForce: true})
-		}
-	}
-	for _, mp := range b.pset.Managed() {
-		mp := mp
-		out = append(out, admin.ProviderView{Name: mp.Name, Issuer: mp.Issuer, Org: mp.Org, Source: "admin_api", InForce: inForce[mp.Name], Managed: &mp})
-	}
-	for i := range out {
-		by, err := b.orgs.OrgsListing(ctx, out[i].Name)
-		if err != nil {
-			return nil, err
-		}
-		out[i].ListedBy = by
-	}
-	return out, nil
+	return admin.ProviderViews(ctx, b.pset, b.orgs)
 }
 
 func (b *storeBackend) SaveProvider(ctx context.Context, name string, doc []byte, reason string) (*admin.ProviderView, error) {
