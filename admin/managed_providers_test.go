@@ -18,7 +18,7 @@ import (
 func TestManagedProviderEndpoints(t *testing.T) {
 	b := newBed(t)
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "acme"), []byte("s3cret"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "acme-idp"), []byte("s3cret"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cb, _ := url.Parse("https://login.portal/.portcullis/callback")
@@ -38,7 +38,7 @@ func TestManagedProviderEndpoints(t *testing.T) {
 		return b.call(tok, "PUT", "/api/v1/providers/"+name, map[string]any{"provider": p, "reason": "acme's IdP"})
 	}
 	acme := func() map[string]any {
-		return map[string]any{"name": "acme-idp", "issuer": "https://idp.acme", "client_id": "c", "client_secret_file": "acme", "org": "acme"}
+		return map[string]any{"name": "acme-idp", "issuer": "https://idp.acme", "client_id": "c", "client_secret_file": "acme-idp", "org": "acme"}
 	}
 
 	b.want(put(annTok, "acme-idp", acme()), 403, "")

@@ -42,16 +42,20 @@ type ProviderView struct {
 // the client secret by reference (client_secret_file, client_secret_env) and, optionally, the
 // one organisation it is bound to (org).
 type providerInput struct {
-	Provider json.RawMessage `json:"provider"`
-	Reason   string          `json:"reason"`
+	Provider json.RawMessage `json:"provider,omitempty"`
+	// ProviderYAML is the provider as a YAML document instead (the CLI sends the file as it
+	// is, so its values and line numbers are the file's).
+	ProviderYAML string `json:"provider_yaml,omitempty"`
+	Reason       string `json:"reason"`
 }
 
 func (in *providerInput) why() string { return in.Reason }
 
 // providerDoc is providerInput as the OpenAPI document describes it.
 type providerDoc struct {
-	Provider config.ManagedProvider `json:"provider"`
-	Reason   string                 `json:"reason"`
+	Provider     config.ManagedProvider `json:"provider"`
+	ProviderYAML string                 `json:"provider_yaml,omitempty"`
+	Reason       string                 `json:"reason"`
 }
 
 func (c *call) providerSet() (ProviderSet, error) {
@@ -112,10 +116,16 @@ func (c *call) saveProvider() (any, error) {
 	if err := c.body(&in); err != nil {
 		return nil, err
 	}
-	if len(in.Provider) == 0 || string(in.Provider) == "null" {
+	doc, docName := []byte(in.Provider), "provider"
+	switch has := len(in.Provider) > 0 && string(in.Provider) != "null"; {
+	case has && in.ProviderYAML != "":
+		return nil, invalid("give provider or provider_yaml, not both")
+	case in.ProviderYAML != "":
+		doc, docName = []byte(in.ProviderYAML), "provider_yaml"
+	case !has:
 		return nil, invalid("provider: is required")
 	}
-	mp, _, err := config.ParseManagedProvider("provider", in.Provider, ps.ManagedConfig())
+	mp, _, err := config.ParseManagedProvider(docName, doc, ps.ManagedConfig())
 	if err != nil {
 		return nil, invalid(configProblem(err))
 	}

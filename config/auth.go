@@ -156,7 +156,7 @@ func (v *validator) provider(pp string, p *OIDCProvider) {
 		v.fileExists(pp+"ca_root_file", p.CARootFile)
 	}
 	v.revalidate(pp, p)
-	if p.Org != "" && !syntax.Name(p.Org) {
+	if p.Org != "" && !syntax.OrgID(p.Org) {
 		v.errorf(pp+"org", "%s is not an organisation id", v.show(pp+"org", p.Org))
 	}
 	if p.SubjectClaim != "" && !claimNamePattern.MatchString(p.SubjectClaim) {

@@ -38,12 +38,17 @@ type decoder struct {
 	// failed holds the key paths that already have a decoding error, so validation does not
 	// add a second, confusing message about the zero value left behind.
 	failed map[string]bool
+	// secretFiles are the files secrets were read from (…_file keys) and envNames the
+	// variables ${…} expanded, by key path: managed providers' secret references must not
+	// reach them (oidc.managed_providers).
+	secretFiles map[string]string
+	envNames    map[string]string
 }
 
 func newDecoder(file string, env func(string) (string, bool), readFile func(string) ([]byte, error)) *decoder {
 	return &decoder{
 		file: file, env: env, readFile: readFile,
-		valPos: map[string]pos{}, keyPos: map[string]pos{},
+		valPos: map[string]pos{}, keyPos: map[string]pos{}, secretFiles: map[string]string{}, envNames: map[string]string{},
 		raw: map[string]string{}, failed: map[string]bool{},
 		budget: maxValues,
 	}
@@ -218,7 +223,12 @@ func (d *decoder) scalar(n *yaml.Node, path, want string) (string, bool) {
 		d.errorAt(nodePos(n), path, "must be %s, got %s", want, describe(n))
 		return "", false
 	}
-	s, expanded, err := expandEnv(n.Value, d.env)
+	s, expanded, err := expandEnv(n.Value, func(name string) (string, bool) {
+		if d.envNames != nil {
+			d.envNames[path] = name
+		}
+		return d.env(name)
+	})
 	if err != nil {
 		d.errorAt(nodePos(n), path, "%s", err)
 		return "", false

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -113,28 +115,36 @@ func (mp *ManagedProvider) Resolve(m ManagedProviders, env func(string) (string,
 	}
 	if mp.Issuer == "" {
 		v.errorf("issuer", "is required")
+	} else if u, err := url.Parse(mp.Issuer); err == nil && u.Scheme != "https" {
+		// The file may name a loopback provider over http (development); an operator may not
+		// make the proxy call local services.
+		v.errorf("issuer", "must use https")
 	}
 	p := OIDCProvider{Name: mp.Name, DisplayName: mp.DisplayName, Issuer: mp.Issuer, ClientID: mp.ClientID,
 		Scopes: append([]string(nil), mp.Scopes...), ExtraParams: mp.ExtraParams, RequireVerifiedEmail: mp.RequireVerifiedEmail,
 		EmailDomainClaim: mp.EmailDomainClaim, SigningAlgs: append([]string(nil), mp.SigningAlgs...),
 		VerifiedDomainsOnly: mp.VerifiedDomainsOnly, ACRValues: mp.ACRValues, SubjectClaim: mp.SubjectClaim,
 		Revalidate: mp.Revalidate, Org: mp.Org}
-	if mp.Org != "" && !syntax.Name(mp.Org) {
+	if mp.Org != "" && !syntax.OrgID(mp.Org) {
 		v.errorf("org", "%q is not an organisation id", mp.Org)
 	}
 	switch {
 	case mp.ClientSecretFile != "" && mp.ClientSecretEnv != "":
 		v.errorf("client_secret_env", "give client_secret_file or client_secret_env, not both")
 	case mp.ClientSecretFile != "":
-		if b, ok := v.managedFile("client_secret_file", mp.ClientSecretFile, m); ok {
+		if secretRef.MatchString(mp.ClientSecretFile) && !namedAfter(mp.ClientSecretFile, mp.Name) {
+			v.errorf("client_secret_file", "%q must be named after the provider: %s, or %s.<anything>", mp.ClientSecretFile, mp.Name, mp.Name)
+		} else if b, ok := v.managedFile("client_secret_file", mp.ClientSecretFile, m); ok {
 			p.ClientSecret = Secret(strings.TrimRight(string(b), "\r\n"))
 		}
 	case mp.ClientSecretEnv != "":
 		switch val, ok := env(mp.ClientSecretEnv); {
 		case m.SecretsEnvPrefix == "":
 			v.errorf("client_secret_env", "needs oidc.managed_providers.secrets_env_prefix")
-		case !validEnvName(mp.ClientSecretEnv) || !strings.HasPrefix(mp.ClientSecretEnv, m.SecretsEnvPrefix) || mp.ClientSecretEnv == m.SecretsEnvPrefix:
-			v.errorf("client_secret_env", "%q must be a variable name starting with %s", mp.ClientSecretEnv, m.SecretsEnvPrefix)
+		case !validEnvName(mp.ClientSecretEnv) || !strings.HasPrefix(mp.ClientSecretEnv, m.SecretsEnvPrefix) ||
+			!namedAfter(strings.TrimPrefix(mp.ClientSecretEnv, m.SecretsEnvPrefix), envName(mp.Name)):
+			v.errorf("client_secret_env", "%q must be %s%s (or that and _<anything>): a variable starting with %s, named after the provider",
+				mp.ClientSecretEnv, m.SecretsEnvPrefix, envName(mp.Name), m.SecretsEnvPrefix)
 		case !ok || val == "":
 			v.errorf("client_secret_env", "%s is not set in this process's environment", mp.ClientSecretEnv)
 		default:
@@ -142,7 +152,10 @@ func (mp *ManagedProvider) Resolve(m ManagedProviders, env func(string) (string,
 		}
 	}
 	if mp.CARootFile != "" {
-		if _, ok := v.managedFile("ca_root_file", mp.CARootFile, m); ok {
+		if b, ok := v.managedFile("ca_root_file", mp.CARootFile, m); ok {
+			if !x509.NewCertPool().AppendCertsFromPEM(b) {
+				v.errorf("ca_root_file", "%s holds no PEM certificate", mp.CARootFile)
+			}
 			p.CARootFile = filepath.Join(m.SecretsDir, mp.CARootFile)
 		}
 	}
@@ -156,6 +169,16 @@ func (mp *ManagedProvider) Resolve(m ManagedProviders, env func(string) (string,
 	}
 	return &p, nil
 }
+
+// namedAfter reports whether ref is name, or name followed by "." or "_" and more: a secret
+// reference is tied to its provider's name, so one provider cannot be given another's secret.
+func namedAfter(ref, name string) bool {
+	rest, ok := strings.CutPrefix(ref, name)
+	return ok && (rest == "" || len(rest) > 1 && (rest[0] == '.' || rest[0] == '_'))
+}
+
+// envName is a provider's name as a variable name's part: upper case, "-" as "_".
+func envName(name string) string { return strings.ToUpper(strings.ReplaceAll(name, "-", "_")) }
 
 // managedFile reads the file name in m's secrets directory.
 func (v *validator) managedFile(key, name string, m ManagedProviders) ([]byte, bool) {
@@ -206,17 +229,62 @@ func (v *validator) managedProviders(c *Config) {
 	if !m.Enabled() || !c.OIDC.Configured() {
 		return
 	}
+	const dirKey, prefixKey = "oidc.managed_providers.secrets_dir", "oidc.managed_providers.secrets_env_prefix"
 	if m.SecretsDir != "" {
 		switch fi, err := v.stat(m.SecretsDir); {
 		case !filepath.IsAbs(m.SecretsDir):
-			v.errorf("oidc.managed_providers.secrets_dir", "must be an absolute path")
+			v.errorf(dirKey, "must be an absolute path")
+		case sharedDirs[filepath.Clean(m.SecretsDir)]:
+			v.errorf(dirKey, "%s holds more than managed providers' secrets: use a directory of their own, such as /run/secrets/idp", m.SecretsDir)
 		case err != nil:
-			v.errorf("oidc.managed_providers.secrets_dir", "cannot read %s: %s", m.SecretsDir, fileReason(err))
+			v.errorf(dirKey, "cannot read %s: %s", m.SecretsDir, fileReason(err))
 		case !fi.IsDir():
-			v.errorf("oidc.managed_providers.secrets_dir", "%s is not a directory", m.SecretsDir)
+			v.errorf(dirKey, "%s is not a directory", m.SecretsDir)
+		default:
+			// A secret of this file read from there could be sent to any token endpoint.
+			for key, f := range v.d.secretFiles {
+				if insideDir(m.SecretsDir, f) {
+					v.errorf(dirKey, "holds %s, the secret of %s: managed providers could have it sent to a token endpoint of their choosing; keep their secrets in a directory of their own", f, key)
+				}
+			}
 		}
 	}
-	if p := m.SecretsEnvPrefix; p != "" && (!validEnvName(p) || len(p) < 4) {
-		v.errorf("oidc.managed_providers.secrets_env_prefix", "%q must be the start of environment variable names, such as PORTCULLIS_IDP_ (at least 4 characters)", p)
+	if p := m.SecretsEnvPrefix; p != "" {
+		if !validEnvName(p) || len(p) < 8 || !strings.HasSuffix(p, "_") {
+			v.errorf(prefixKey, "%q must be the start of environment variable names of their own, ending in \"_\", such as PORTCULLIS_IDP_ (at least 8 characters)", p)
+		}
+		for key, name := range v.d.envNames {
+			if strings.HasPrefix(name, p) {
+				v.errorf(prefixKey, "covers %s, which %s reads: managed providers could have it sent to a token endpoint of their choosing", name, key)
+			}
+		}
 	}
+}
+
+// sharedDirs hold other secrets or the system: never a managed providers' secrets directory.
+var sharedDirs = map[string]bool{"/": true, "/etc": true, "/run": true, "/run/secrets": true, "/var/run": true, "/var/run/secrets": true,
+	"/proc": true, "/sys": true, "/dev": true, "/root": true, "/home": true, "/var": true, "/tmp": true, "/usr": true}
+
+// insideDir reports whether file (as a configuration names it) is in dir or below it, links
+// resolved where they can be.
+func insideDir(dir, file string) bool {
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return false
+	}
+	for _, f := range []string{abs, evalOr(abs)} {
+		for _, d := range []string{filepath.Clean(dir), evalOr(dir)} {
+			if rel, err := filepath.Rel(d, f); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func evalOr(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return filepath.Clean(p)
 }

@@ -87,6 +87,9 @@ func (d *decoder) secretFile(n *yaml.Node, v reflect.Value, kp, secretPath strin
 		d.errorAt(nodePos(n), kp, "must name a file")
 		return
 	}
+	if d.secretFiles != nil {
+		d.secretFiles[kp] = name
+	}
 	data, err := d.readFile(name)
 	if err != nil {
 		d.errorAt(nodePos(n), kp, "cannot read %s: %s", d.show(kp, name), fileReason(err))

@@ -35,7 +35,8 @@ type Set struct {
 	env   func(string) (string, bool)
 	trust *authz.Trust
 
-	mu      sync.Mutex // serialises Reload
+	reload  sync.Mutex // serialises Reload, the read included: reads apply in their order
+	mu      sync.Mutex // guards what follows
 	all     []config.OIDCProvider
 	managed []config.ManagedProvider // as last read, for the admin API
 	subs    []func([]config.OIDCProvider)
@@ -96,6 +97,8 @@ func (s *Set) Reload(ctx context.Context) error {
 	if s.src == nil {
 		return nil
 	}
+	s.reload.Lock()
+	defer s.reload.Unlock()
 	managed, bad, err := s.src.ManagedProviders(ctx)
 	if err != nil {
 		return err

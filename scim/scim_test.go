@@ -21,8 +21,9 @@ import (
 func TestMain(m *testing.M) { redistest.Main(m) }
 
 const (
-	issuer = "https://idp.acme.example"
-	actor  = "admin|test"
+	issuer     = "https://idp.acme.example"
+	issuerBeta = "https://idp.beta.example"
+	actor      = "admin|test"
 )
 
 type bed struct {
@@ -32,6 +33,8 @@ type bed struct {
 	srv    *httptest.Server
 	tokens map[string]string
 	ended  []string
+	// issuers are each organisation's provider's issuer.
+	issuers map[string]string
 }
 
 func (b *bed) RevokeUser(_ context.Context, user string) (int, error) {
@@ -47,7 +50,8 @@ func newBed(t *testing.T, cfg config.SCIM, providers []config.OIDCProvider) *bed
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	b := &bed{t: t, st: st, orgs: store.NewOrgs(st, store.NewAudit(st, 0)), tokens: map[string]string{}}
+	b := &bed{t: t, st: st, orgs: store.NewOrgs(st, store.NewAudit(st, 0)), tokens: map[string]string{},
+		issuers: map[string]string{"acme": issuer, "beta": issuer}}
 	ctx := context.Background()
 	_ = ctx
 	for _, id := range []string{"acme", "beta"} {
@@ -70,10 +74,11 @@ func newBed(t *testing.T, cfg config.SCIM, providers []config.OIDCProvider) *bed
 		cfg.Roles = []string{"user"}
 	}
 	if providers == nil {
-		// The customers' own provider, listed by both organisations.
-		providers = []config.OIDCProvider{{Name: "acme-idp", Issuer: issuer}}
+		// Each customer's own provider, listed by its organisation alone.
+		providers = []config.OIDCProvider{{Name: "acme-idp", Issuer: issuer}, {Name: "beta-idp", Issuer: issuerBeta}}
+		b.issuers["beta"] = issuerBeta
 		for _, id := range []string{"acme", "beta"} {
-			if _, err := b.orgs.SetOrgProviders(ctx, id, []string{"acme-idp"}, actor, "test"); err != nil {
+			if _, err := b.orgs.SetOrgProviders(ctx, id, []string{id + "-idp"}, actor, "test"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -131,7 +136,7 @@ func (b *bed) create(org, userName, ext string) string {
 
 func (b *bed) membership(org, sub string) *store.Membership {
 	b.t.Helper()
-	_, m, err := b.st.Lookup(context.Background(), org, store.UserKey(issuer, sub))
+	_, m, err := b.st.Lookup(context.Background(), org, store.UserKey(b.issuers[org], sub))
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -483,5 +488,40 @@ func TestPatchFormsKeepTheRecordWhole(t *testing.T) {
 		if st, out := b.call("acme", "GET", "/Groups/"+gid, ""); st != 200 || out["id"] != gid {
 			t.Errorf("after a value naming another id: %d %v", st, out)
 		}
+	}
+}
+
+// A directory ends the sessions only of its own provider's people: a provider bound to its
+// organisation, or listed by it alone. Through a provider two organisations list, acme's
+// directory suspends alice at acme but leaves her sessions, which are beta's too.
+func TestSessionsEndOnlyForTheOrganisationsOwnProvider(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		providers []config.OIDCProvider
+		listedBy  []string
+		ends      bool
+	}{
+		{"listed by acme alone", []config.OIDCProvider{{Name: "acme-idp", Issuer: issuer}}, []string{"acme"}, true},
+		{"bound to acme", []config.OIDCProvider{{Name: "acme-idp", Issuer: issuer, Org: "acme"}}, []string{"acme"}, true},
+		{"listed by acme and beta", []config.OIDCProvider{{Name: "acme-idp", Issuer: issuer}}, []string{"acme", "beta"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBed(t, config.SCIM{}, tc.providers)
+			for _, org := range tc.listedBy {
+				if _, err := b.orgs.SetOrgProviders(context.Background(), org, []string{"acme-idp"}, actor, "test"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			id := b.create("acme", "alice@acme.example", "sub-alice")
+			if st, _ := b.call("acme", "PATCH", "/Users/"+id, patchOp+`[{"op":"replace","path":"active","value":false}]}`); st != 200 {
+				t.Fatalf("deactivate: %d", st)
+			}
+			if m := b.membership("acme", "sub-alice"); m.Status != store.MembershipSuspended {
+				t.Fatalf("membership %+v", m)
+			}
+			if got := len(b.ended) == 1; got != tc.ends {
+				t.Errorf("sessions ended %v, want ended: %v", b.ended, tc.ends)
+			}
+		})
 	}
 }

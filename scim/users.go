@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -293,8 +294,12 @@ func mutability(msg string) error {
 // (follow), and then ends the sessions of each person whose membership stopped being active.
 func (s *Server) change(r *http.Request, o *store.Org, edit func(st *store.SCIMState) error) error {
 	c := callerOf(r)
+	own, err := s.ownIssuer(r.Context(), o)
+	if err != nil {
+		return s.fail(err, "read the providers' organisations")
+	}
 	var ended []string
-	err := s.o.Orgs.Via("scim").SCIMChange(r.Context(), c.org, func(st *store.SCIMState) error {
+	err = s.o.Orgs.Via("scim").SCIMChange(r.Context(), c.org, func(st *store.SCIMState) error {
 		ended = ended[:0]
 		return edit(st)
 	}, func(before, u *store.SCIMUser, groups []*store.SCIMGroup, cur *store.Membership) (*store.Membership, error) {
@@ -303,7 +308,7 @@ func (s *Server) change(r *http.Request, o *store.Org, edit func(st *store.SCIMS
 		// they are the organisation's own provider's person: a shared provider's people
 		// may be others' too, whose sessions this directory has no say over (the
 		// membership's end refuses them here at once either way).
-		if err == nil && m != nil && m.Status != store.MembershipActive && cur != nil && cur.Status == store.MembershipActive && s.ownProvider(cur.User) {
+		if err == nil && m != nil && m.Status != store.MembershipActive && cur != nil && cur.Status == store.MembershipActive && own != "" && issuerOf(cur.User) == own {
 			ended = append(ended, cur.User)
 		}
 		return m, err
@@ -391,16 +396,29 @@ func (s *Server) follow(o *store.Org, before, u *store.SCIMUser, groups []*store
 	return &m, nil
 }
 
-// ownProvider reports whether user is a person of a provider that is not shared.
-func (s *Server) ownProvider(user string) bool {
+// ownIssuer is the issuer of o's own provider, whose people's sessions o's directory may end:
+// one not shared, and bound to o or listed by o alone. "" when o has none: a provider that
+// others trust too has people whose sessions are not this directory's to end.
+func (s *Server) ownIssuer(ctx context.Context, o *store.Org) (string, error) {
 	all, trust := s.providers()
-	name := trust.ByIssuer(issuerOf(user))
 	for _, p := range all {
-		if p.Name == name {
-			return !p.Shared
+		if p.Shared || !trust.Trusts(o, p.Name) {
+			continue
+		}
+		switch trust.BoundTo(p.Name) {
+		case o.ID:
+			return strings.TrimSuffix(p.Issuer, "/"), nil
+		case "":
+			by, err := s.o.Orgs.OrgsListing(ctx, p.Name)
+			if err != nil {
+				return "", err
+			}
+			if len(by) == 1 && by[0] == o.ID {
+				return strings.TrimSuffix(p.Issuer, "/"), nil
+			}
 		}
 	}
-	return false
+	return "", nil
 }
 
 // emailOf is u's primary address (or its userName when that is one), "" otherwise.

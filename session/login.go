@@ -37,6 +37,9 @@ type loginRecord struct {
 	// callback redeems the code there and nowhere else. "" in records from before several
 	// providers: the default one.
 	Provider string `json:"provider,omitempty"`
+	// Issuer is that provider's issuer then: a provider of that name pointed elsewhere since
+	// (managed providers) is another provider, and its callback redeems nothing of this one.
+	Issuer string `json:"iss,omitempty"`
 	// Purpose is "" for a sign-in and purposeStepUp for a step-up of an existing session, which
 	// StepUp then describes.
 	Purpose string       `json:"purpose,omitempty"`
@@ -93,7 +96,7 @@ func (m *Manager) beginAuth(w http.ResponseWriter, r *http.Request, rp *relyingP
 		browser = newSecret()
 	}
 	state, nonce, verifier := newSecret(), newSecret(), oauth2.GenerateVerifier()
-	lr.Browser, lr.Nonce, lr.Verifier, lr.Provider = handle(browser), nonce, verifier, rp.p.cfg.Name
+	lr.Browser, lr.Nonce, lr.Verifier, lr.Provider, lr.Issuer = handle(browser), nonce, verifier, rp.p.cfg.Name, rp.p.cfg.Issuer
 	rec, err := json.Marshal(lr)
 	if err != nil {
 		return internal("encode sign-in state", err)
@@ -149,7 +152,7 @@ func (m *Manager) serveCallback(w http.ResponseWriter, r *http.Request, at *idp)
 	if err := json.Unmarshal(b, &lr); err != nil {
 		return problem.Outage(reason.InvalidState, "unreadable sign-in state", "", err)
 	}
-	if p := m.provider(cmp.Or(lr.Provider, config.DefaultProvider)); p != at {
+	if p := m.provider(cmp.Or(lr.Provider, config.DefaultProvider)); p != at || lr.Issuer != "" && lr.Issuer != at.cfg.Issuer {
 		// The browser was sent to one provider and comes back through another's callback:
 		// a mix-up (RFC 9700 §4.4), refused before the code goes anywhere.
 		return warning(reason.ProviderMixUp, signInRefused, "authorisation response at another provider's callback",

@@ -364,6 +364,7 @@ func (m *Manager) SetProviders(all []config.OIDCProvider) {
 			continue
 		}
 		if pc.Revalidate.Interval > 0 && m.revals == nil {
+			p.stop()
 			m.log.Error("provider left out: the store cannot keep revalidation records", slog.String("provider", pc.Name))
 			continue
 		}
@@ -550,7 +551,11 @@ func (m *Manager) provider(name string) *idp {
 // providerOf returns the provider whose issuer is issuer (a session's, a token's), or nil.
 func (m *Manager) providerOf(issuer string) *idp {
 	if name := m.trust.Load().ByIssuer(issuer); name != "" {
-		return m.provider(name)
+		// The trust table and the providers in force change apart (providerset, then
+		// SetProviders): only a provider in force with this very issuer counts.
+		if p := m.provider(name); p != nil && strings.TrimSuffix(p.cfg.Issuer, "/") == strings.TrimSuffix(issuer, "/") {
+			return p
+		}
 	}
 	return nil
 }

@@ -176,6 +176,13 @@ func (m *Manager) beginRevalidation(ctx context.Context, p *idp, id *identity, s
 // which make new sessions of the sign-in.
 func (m *Manager) loadChecked(ctx context.Context, r *http.Request) (*loaded, error) {
 	l, err := m.load(ctx, r, true)
+	if err == nil && m.providerOf(l.rec.Issuer) == nil {
+		// Its provider was removed (a managed provider deleted), or is not read yet: no session
+		// speaks for anyone without its provider. The record stays, so a provider read late
+		// (Redis down at start) finds its sessions again; a deleted one's expire.
+		m.log.Debug("session of a provider not in force", slog.String("session", logID(l.h)), slog.String("issuer", l.rec.Issuer))
+		return nil, errNoSession
+	}
 	if err == nil && revalidateDue(l, m.now()) {
 		if err = m.revalidate(ctx, l); err != nil {
 			return nil, err
@@ -200,7 +207,9 @@ func (m *Manager) revalidate(ctx context.Context, l *loaded) error {
 	}
 	p := m.provider(rv.Provider)
 	switch {
-	case p == nil:
+	case p == nil || strings.TrimSuffix(p.cfg.Issuer, "/") != strings.TrimSuffix(l.rec.Issuer, "/"):
+		// Removed, or a provider of that name now points elsewhere: the refresh token is
+		// the old provider's and goes to no other.
 		return m.endByRevalidation(ctx, l, endedRevalidation, "its provider is no longer configured")
 	case p.cfg.Revalidate.Interval <= 0:
 		// The provider's sessions no longer revalidate: this one stops too.

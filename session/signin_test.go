@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -403,5 +404,30 @@ func TestSubjectClaim(t *testing.T) {
 		if p.StatusCode != http.StatusBadRequest || !strings.Contains(p.body, string(reason.SignInFailed)) {
 			t.Errorf("%s: %d %s", name, p.StatusCode, p.body)
 		}
+	}
+}
+
+// Providers change while the manager runs (managed providers): a session whose provider is no
+// longer in force, or whose provider's name now points at another issuer, speaks for nobody;
+// its record stays, so it works again if its provider comes back (one read late at start).
+func TestSetProvidersSessionsFollow(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	b := e.browser()
+	b.mustSignIn("alice")
+	orig := e.cfg.OIDC.All
+	moved := slices.Clone(orig)
+	moved[0].Issuer = "https://elsewhere.example"
+	e.m.SetProviders(moved)
+	hits := e.hits.Load()
+	// No provider that can sign anyone in is discovered now: 503 rather than 401.
+	if p := b.api("/app/data"); p.StatusCode != 503 || e.hits.Load() != hits {
+		t.Fatalf("a session of a provider pointed elsewhere: %d %s", p.StatusCode, p.body)
+	}
+	if s := e.whoamiWith(b.sessionCookie()); s == 200 {
+		t.Fatalf("whoami: %d", s)
+	}
+	e.m.SetProviders(orig)
+	if p := b.api("/app/data"); p.StatusCode != 200 {
+		t.Fatalf("its provider back: %d %s", p.StatusCode, p.body)
 	}
 }

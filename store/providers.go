@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -47,12 +48,26 @@ func (o *Orgs) SaveProvider(ctx context.Context, p config.ManagedProvider, actor
 		watch = append(watch, o.s.keys.org(p.Org))
 	}
 	err = o.atomically(ctx, op, func(tx *redis.Tx) error {
-		before, err := tx.HGet(ctx, key, p.Name).Result()
-		switch {
-		case errors.Is(err, redis.Nil):
-			before, created = "", true
-		case err != nil:
+		all, err := tx.HGetAll(ctx, key).Result()
+		if err != nil {
 			return err
+		}
+		before, ok := all[p.Name]
+		created = !ok
+		for name, rec := range all {
+			var other config.ManagedProvider
+			if json.Unmarshal([]byte(rec), &other) != nil {
+				continue
+			}
+			same := strings.TrimSuffix(other.Issuer, "/") == strings.TrimSuffix(p.Issuer, "/")
+			switch {
+			case name == p.Name && !same:
+				// Its people's sessions and refresh tokens are the old issuer's: a name that
+				// pointed elsewhere would send them there.
+				return &editError{fmt.Errorf("the issuer of provider %s is %s and cannot change: add a provider of another name: %w", name, other.Issuer, ErrConflict)}
+			case name != p.Name && same:
+				return &editError{fmt.Errorf("issuer %s is already provider %s's: %w", p.Issuer, name, ErrConflict)}
+			}
 		}
 		if p.Org != "" {
 			if _, _, err := o.s.getOrg(ctx, tx, p.Org); err != nil {

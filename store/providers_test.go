@@ -57,6 +57,17 @@ func TestManagedProviderRecords(t *testing.T) {
 	if !strings.Contains(string(evs[0].Before), `"acme-okta"`) || !strings.Contains(string(evs[0].After), "Acme (Okta)") {
 		t.Errorf("before/after %s → %s", evs[0].Before, evs[0].After)
 	}
+	// Its issuer cannot change, and no other may take it.
+	moved := p
+	moved.Issuer = "https://evil.example"
+	if _, err := f.o.SaveProvider(ctx, moved, admin, "r"); !errors.Is(err, ErrConflict) {
+		t.Errorf("issuer changed: %v", err)
+	}
+	twin := config.ManagedProvider{Name: "twin", Issuer: "https://acme.okta.example/", ClientID: "c"}
+	if _, err := f.o.SaveProvider(ctx, twin, admin, "r"); !errors.Is(err, ErrConflict) {
+		t.Errorf("another provider on the same issuer: %v", err)
+	}
+	f.expect(nil)
 	list, bad, err := f.s.ManagedProviders(ctx)
 	if err != nil || len(bad) != 0 || len(list) != 1 || list[0].DisplayName != "Acme (Okta)" || list[0].ClientSecretFile != "acme-okta" {
 		t.Fatalf("list %+v %v %v", list, bad, err)

@@ -10,8 +10,6 @@ import (
 	"os"
 	"text/tabwriter"
 
-	yaml "go.yaml.in/yaml/v4"
-
 	"github.com/portcullis-proxy/portcullis/admin"
 	"github.com/portcullis-proxy/portcullis/config"
 	"github.com/portcullis-proxy/portcullis/store"
@@ -105,31 +103,20 @@ func (b *apiBackend) Providers(ctx context.Context) ([]admin.ProviderView, error
 }
 
 func (b *apiBackend) SaveProvider(ctx context.Context, name string, doc []byte, reason string) (*admin.ProviderView, error) {
-	// The API takes JSON; a YAML file is read as the configuration reads it, without
-	// resolving anything, so the server checks the same document.
-	raw, err := providerJSON(doc)
-	if err != nil {
-		return nil, err
+	// A JSON file goes as it is; a YAML one as text, which the server reads as the
+	// configuration does: its values and line numbers stay the file's.
+	body := map[string]any{"reason": reason}
+	if json.Valid(doc) {
+		body["provider"] = json.RawMessage(doc)
+	} else {
+		body["provider_yaml"] = string(doc)
 	}
 	var out admin.ProviderView
-	return &out, b.call(ctx, "PUT", "/providers/"+url.PathEscape(name), map[string]any{"provider": raw, "reason": reason}, &out)
+	return &out, b.call(ctx, "PUT", "/providers/"+url.PathEscape(name), body, &out)
 }
 
 func (b *apiBackend) DeleteProvider(ctx context.Context, name, reason string) error {
 	return b.call(ctx, "POST", "/providers/"+url.PathEscape(name)+"/delete", map[string]any{"reason": reason}, nil)
-}
-
-// providerJSON is doc as JSON: JSON as it is, YAML converted.
-func providerJSON(doc []byte) (json.RawMessage, error) {
-	if json.Valid(doc) {
-		return json.RawMessage(doc), nil
-	}
-	var v map[string]any
-	if err := yaml.Unmarshal(doc, &v); err != nil {
-		return nil, fmt.Errorf("the provider file is neither JSON nor YAML: %w", err)
-	}
-	b, err := json.Marshal(v)
-	return json.RawMessage(b), err
 }
 
 func (b *storeBackend) Providers(ctx context.Context) ([]admin.ProviderView, error) {

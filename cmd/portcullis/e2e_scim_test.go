@@ -139,11 +139,10 @@ scim:
 		{Subject: "00u1alice", Username: "okta-alice", Password: "pw-okta-alice", Email: "alice@acme.example", EmailVerified: true},
 	}})
 	ctx := context.Background()
-	// Both organisations sign their people in through their own provider.
-	for _, org := range []string{"acme", "beta"} {
-		if _, err := b.orgs.SetOrgProviders(ctx, org, []string{"customer-idp"}, azActor, "e2e"); err != nil {
-			t.Fatal(err)
-		}
+	// acme signs its people in through its own provider, which it alone lists: its directory
+	// then ends their sessions too. beta lists none, and has a directory token all the same.
+	if _, err := b.orgs.SetOrgProviders(ctx, "acme", []string{"customer-idp"}, azActor, "e2e"); err != nil {
+		t.Fatal(err)
 	}
 	tokenFor := func(org string) string {
 		secret, _, err := b.orgs.CreateToken(ctx, store.Token{Name: org + " directory", Owner: store.SCIMOwner(org), Org: org, SCIM: true,
@@ -239,9 +238,9 @@ scim:
 	})
 
 	t.Run("Okta's sequence", func(t *testing.T) {
-		sc := client(t, 1, "beta", betaTok)
+		sc := client(t, 1, "acme", acmeTok)
 		sc.replay(seqs["okta"], "", "")
-		if _, m, _ := b.st.Lookup(ctx, "beta", store.UserKey(b.idp.URL, "00u1alice")); m == nil || m.Status != store.MembershipSuspended {
+		if _, m, _ := b.st.Lookup(ctx, "acme", store.UserKey(b.idp.URL, "00u1alice")); m == nil || m.Status != store.MembershipSuspended {
 			t.Errorf("after Okta's deactivation: %+v", m)
 		}
 	})
@@ -252,6 +251,7 @@ scim:
 			c    *scimClient
 		}{
 			{"beta's token at acme", client(t, 0, "acme", betaTok)},
+			// (acme holds Okta's deactivated user: what follows must add none.)
 			{"acme's token at beta", client(t, 0, "beta", acmeTok)},
 			{"no token", client(t, 0, "acme", "")},
 			{"a forged token", client(t, 0, "acme", acmeTok[:len(acmeTok)-4]+"aaaa")},
@@ -265,7 +265,13 @@ scim:
 				}
 			}
 		}
-		if us, _ := b.st.SCIMUsers(ctx, "acme"); len(us) != 0 {
+		us, _ := b.st.SCIMUsers(ctx, "acme")
+		for _, u := range us {
+			if u.UserName == "x@acme.example" {
+				t.Errorf("a refused request made a user: %+v", u)
+			}
+		}
+		if len(us) > 1 {
 			t.Errorf("acme has users after the refusals: %v", us)
 		}
 		// A SCIM token is no admin API credential.
