@@ -190,8 +190,9 @@ func TestE2EManagedProviders(t *testing.T) {
 	for _, px := range b.px {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
+			// Her session speaks for nobody once its provider is gone.
 			r := c.api(px, "/orgs/acme/home")
-			if r.status == 403 && r.reason() == "provider_not_trusted" {
+			if r.status == 401 && r.reason() == "no_session" {
 				break
 			}
 			if time.Now().After(deadline) {
