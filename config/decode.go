@@ -42,13 +42,13 @@ type decoder struct {
 	// variables ${…} expanded, by key path: managed providers' secret references must not
 	// reach them (oidc.managed_providers).
 	secretFiles map[string]string
-	envNames    map[string]string
+	envNames    map[string][]string
 }
 
 func newDecoder(file string, env func(string) (string, bool), readFile func(string) ([]byte, error)) *decoder {
 	return &decoder{
 		file: file, env: env, readFile: readFile,
-		valPos: map[string]pos{}, keyPos: map[string]pos{}, secretFiles: map[string]string{}, envNames: map[string]string{},
+		valPos: map[string]pos{}, keyPos: map[string]pos{}, secretFiles: map[string]string{}, envNames: map[string][]string{},
 		raw: map[string]string{}, failed: map[string]bool{},
 		budget: maxValues,
 	}
@@ -225,7 +225,7 @@ func (d *decoder) scalar(n *yaml.Node, path, want string) (string, bool) {
 	}
 	s, expanded, err := expandEnv(n.Value, func(name string) (string, bool) {
 		if d.envNames != nil {
-			d.envNames[path] = name
+			d.envNames[path] = append(d.envNames[path], name)
 		}
 		return d.env(name)
 	})
@@ -235,6 +235,11 @@ func (d *decoder) scalar(n *yaml.Node, path, want string) (string, bool) {
 	}
 	if expanded {
 		d.raw[path] = n.Value
+	}
+	if d.secretFiles != nil && isKeyFile(path) {
+		// Private keys and credentials the file names by path (tls.key_file,
+		// identity.assertion_key_file, …): as much a secret as a Secret's file.
+		d.secretFiles[path] = s
 	}
 	return s, true
 }
@@ -478,4 +483,20 @@ func parseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("bad duration after the days in %q", s)
 	}
 	return d + r, nil
+}
+
+// isKeyFile reports whether key path p names a file holding a key or credential.
+func isKeyFile(p string) bool {
+	if i := strings.LastIndexByte(p, '.'); i >= 0 {
+		p = p[i+1:]
+	}
+	if !strings.HasSuffix(p, "_file") {
+		return false
+	}
+	for _, w := range []string{"key", "secret", "password", "token"} {
+		if strings.Contains(p, w) {
+			return true
+		}
+	}
+	return false
 }

@@ -141,9 +141,10 @@ func (mp *ManagedProvider) Resolve(m ManagedProviders, env func(string) (string,
 		switch val, ok := env(mp.ClientSecretEnv); {
 		case m.SecretsEnvPrefix == "":
 			v.errorf("client_secret_env", "needs oidc.managed_providers.secrets_env_prefix")
-		case !validEnvName(mp.ClientSecretEnv) || !strings.HasPrefix(mp.ClientSecretEnv, m.SecretsEnvPrefix) ||
-			!namedAfter(strings.TrimPrefix(mp.ClientSecretEnv, m.SecretsEnvPrefix), envName(mp.Name)):
-			v.errorf("client_secret_env", "%q must be %s%s (or that and _<anything>): a variable starting with %s, named after the provider",
+		case mp.ClientSecretEnv != m.SecretsEnvPrefix+envName(mp.Name):
+			// Exactly: "-" becomes "_" in the name, so a suffix could reach another provider's
+			// variable (acme + _OKTA is acme-okta's).
+			v.errorf("client_secret_env", "%q must be %s%s: a variable starting with %s, named after the provider",
 				mp.ClientSecretEnv, m.SecretsEnvPrefix, envName(mp.Name), m.SecretsEnvPrefix)
 		case !ok || val == "":
 			v.errorf("client_secret_env", "%s is not set in this process's environment", mp.ClientSecretEnv)
@@ -253,9 +254,11 @@ func (v *validator) managedProviders(c *Config) {
 		if !validEnvName(p) || len(p) < 8 || !strings.HasSuffix(p, "_") {
 			v.errorf(prefixKey, "%q must be the start of environment variable names of their own, ending in \"_\", such as PORTCULLIS_IDP_ (at least 8 characters)", p)
 		}
-		for key, name := range v.d.envNames {
-			if strings.HasPrefix(name, p) {
-				v.errorf(prefixKey, "covers %s, which %s reads: managed providers could have it sent to a token endpoint of their choosing", name, key)
+		for key, names := range v.d.envNames {
+			for _, name := range names {
+				if strings.HasPrefix(name, p) {
+					v.errorf(prefixKey, "covers %s, which %s reads: managed providers could have it sent to a token endpoint of their choosing", name, key)
+				}
 			}
 		}
 	}

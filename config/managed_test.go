@@ -50,6 +50,7 @@ func TestParseManagedProvider(t *testing.T) {
 		{"absolute file", `{"name": "a", "issuer": "https://a.example", "client_id": "c", "client_secret_file": "/run/secrets/oidc"}`, "client_secret_file", "without directories"},
 		{"link out of the directory", `{"name": "a", "issuer": "https://a.example", "client_id": "c", "client_secret_file": "a.escape"}`, "client_secret_file", "link out of"},
 		{"another provider's file", `{"name": "a", "issuer": "https://a.example", "client_id": "c", "client_secret_file": "acme-okta"}`, "client_secret_file", "named after the provider"},
+		{"a variable with a suffix (acme + _OKTA is acme-okta's)", `{"name": "acme", "issuer": "https://a.example", "client_id": "c", "client_secret_env": "PORTCULLIS_IDP_ACME_OKTA"}`, "client_secret_env", "must be PORTCULLIS_IDP_ACME:"},
 		{"another provider's variable", `{"name": "a", "issuer": "https://a.example", "client_id": "c", "client_secret_env": "PORTCULLIS_IDP_BETA"}`, "client_secret_env", "named after the provider"},
 		{"a loopback http issuer", `{"name": "a", "issuer": "http://127.0.0.1:6379", "client_id": "c"}`, "issuer", "must use https"},
 		{"no certificate in the CA file", `{"name": "a", "issuer": "https://a.example", "client_id": "c", "ca_root_file": "acme-okta"}`, "ca_root_file", "no PEM certificate"},
@@ -104,7 +105,9 @@ oidc:
 	if err := os.WriteFile(filepath.Join(dir, "oidc"), []byte("own"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("PORTCULLIS_IDP_OWN", "own")
+	if err := os.WriteFile(filepath.Join(dir, "assertion.pem"), []byte("-----BEGIN EC PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg := mustParse(t, head+"  managed_providers: {secrets_dir: "+dir+", secrets_env_prefix: PORTCULLIS_IDP_}\n")
 	if !cfg.OIDC.ManagedProviders.Enabled() {
 		t.Fatal("not enabled")
@@ -117,6 +120,10 @@ oidc:
 		{"a shared directory", "  managed_providers: {secrets_dir: /run/secrets}\n", "oidc.managed_providers.secrets_dir", "directory of their own"},
 		{"the portal's own secret in the directory", "  client_secret_file: " + filepath.Join(dir, "oidc") + "\n  managed_providers: {secrets_dir: " + dir + "}\n",
 			"oidc.managed_providers.secrets_dir", "the secret of oidc.client_secret_file"},
+		{"the assertion key in the directory", "  managed_providers: {secrets_dir: " + dir + "}\nidentity: {assertion_key_file: " + filepath.Join(dir, "assertion.pem") + "}\n",
+			"oidc.managed_providers.secrets_dir", "identity.assertion_key_file"},
+		{"a prefix covering the second of two variables", "  client_secret: \"${LISTEN_HOST}${PORTCULLIS_IDP_OWN}\"\n  managed_providers: {secrets_env_prefix: PORTCULLIS_IDP_}\n",
+			"oidc.managed_providers.secrets_env_prefix", "covers PORTCULLIS_IDP_OWN"},
 		{"a prefix covering the file's variables", "  client_secret: ${PORTCULLIS_IDP_OWN}\n  managed_providers: {secrets_env_prefix: PORTCULLIS_IDP_}\n",
 			"oidc.managed_providers.secrets_env_prefix", "covers PORTCULLIS_IDP_OWN"},
 	} {

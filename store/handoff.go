@@ -80,7 +80,7 @@ func (s *Store) JoinFamily(ctx context.Context, family string, ttl time.Duration
 	fk := s.keys.sessionFamily(family)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		p.SAdd(ctx, fk, hs)
-		p.Expire(ctx, fk, ttl)
+		expireAtLeast(ctx, p, fk, ttl)
 		return nil
 	})
 	if err != nil {

@@ -304,6 +304,10 @@ func (k keys) sessionFamily(family string) string {
 func (k keys) providers() string       { return k.prefix + "providers" }
 func (k keys) providerChanges() string { return k.prefix + "providers:changed" }
 
+// providerIssuers is the hash of every issuer a managed provider's name ever had, by name,
+// kept after deletion: a name never points at another issuer.
+func (k keys) providerIssuers() string { return k.prefix + "providers:issuers" }
+
 // revalidation is the key of the revalidation record of a sign-in's family, beside the
 // family's set (same slot).
 func (k keys) revalidation(family string) string {

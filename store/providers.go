@@ -41,9 +41,9 @@ func (o *Orgs) SaveProvider(ctx context.Context, p config.ManagedProvider, actor
 	if err != nil {
 		return false, err
 	}
-	key := o.s.keys.providers()
+	key, issuers := o.s.keys.providers(), o.s.keys.providerIssuers()
 	var created bool
-	watch := []string{key}
+	watch := []string{key, issuers}
 	if p.Org != "" {
 		watch = append(watch, o.s.keys.org(p.Org))
 	}
@@ -54,6 +54,14 @@ func (o *Orgs) SaveProvider(ctx context.Context, p config.ManagedProvider, actor
 		}
 		before, ok := all[p.Name]
 		created = !ok
+		// A name deleted and added again is still the issuer it was: its secret file,
+		// named after it, was the old provider's.
+		switch was, err := tx.HGet(ctx, issuers, p.Name).Result(); {
+		case err == nil && strings.TrimSuffix(was, "/") != strings.TrimSuffix(p.Issuer, "/"):
+			return &editError{fmt.Errorf("provider name %s was issuer %s's and never names another: add a provider of another name: %w", p.Name, was, ErrConflict)}
+		case err != nil && !errors.Is(err, redis.Nil):
+			return err
+		}
 		for name, rec := range all {
 			var other config.ManagedProvider
 			if json.Unmarshal([]byte(rec), &other) != nil {
@@ -76,6 +84,7 @@ func (o *Orgs) SaveProvider(ctx context.Context, p config.ManagedProvider, actor
 		}
 		return o.commit(ctx, tx, func(w *batch) {
 			w.do("HSET", key, p.Name, after)
+			w.do("HSET", issuers, p.Name, p.Issuer)
 			w.do("PUBLISH", o.s.keys.providerChanges(), p.Name)
 		}, []audit.Event{{Type: audit.ProviderSaved, Actor: actor, Org: p.Org, Reason: reason, Before: raw(before), After: after,
 			Detail: map[string]string{"provider": p.Name, "issuer": p.Issuer}}})

@@ -91,9 +91,17 @@ func TestManagedProviderRecords(t *testing.T) {
 	if err := f.o.DeleteProvider(ctx, "acme-okta", admin, "again"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("delete twice: %v", err)
 	}
+	// Added again, the name keeps its issuer: it cannot come back pointing elsewhere.
+	if _, err := f.o.SaveProvider(ctx, moved, admin, "r"); !errors.Is(err, ErrConflict) {
+		t.Errorf("re-added pointing elsewhere: %v", err)
+	}
+	if _, err := f.o.SaveProvider(ctx, p, admin, "back"); err != nil {
+		t.Errorf("re-added as it was: %v", err)
+	}
+	f.expect([]audit.Type{audit.ProviderSaved})
 	// A record that does not read is left out, and said so.
 	f.raw.HSet(ctx, f.s.keys.providers(), "broken", "{not json")
-	if list, bad, err := f.s.ManagedProviders(ctx); err != nil || len(list) != 0 || len(bad) != 1 {
+	if list, bad, err := f.s.ManagedProviders(ctx); err != nil || len(list) != 1 || len(bad) != 1 {
 		t.Errorf("with a broken record: %v %v %v", list, bad, err)
 	}
 }

@@ -83,11 +83,11 @@ func (s *Store) CreateSession(ctx context.Context, h, user, iss, sid string, rec
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		uk := s.keys.userSessions(user)
 		p.SAdd(ctx, uk, h)
-		p.Expire(ctx, uk, indexTTL)
+		expireAtLeast(ctx, p, uk, indexTTL)
 		if sid != "" {
 			sk := s.keys.sidSessions(iss, sid)
 			p.SAdd(ctx, sk, h)
-			p.Expire(ctx, sk, indexTTL)
+			expireAtLeast(ctx, p, sk, indexTTL)
 		}
 		// The record last: it is what makes the session usable.
 		p.Set(ctx, s.keys.sessionRecord(h), rec, ttl)
@@ -109,7 +109,7 @@ func (s *Store) IndexSession(ctx context.Context, user, h string, indexTTL time.
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		uk := s.keys.userSessions(user)
 		p.SAdd(ctx, uk, h)
-		p.Expire(ctx, uk, indexTTL)
+		expireAtLeast(ctx, p, uk, indexTTL)
 		return nil
 	})
 	if err != nil {
@@ -313,6 +313,19 @@ func (s *Store) MarkSecurityEvent(ctx context.Context, iss, jti string, ttl time
 		return false, s.unavailable("mark security event", err)
 	}
 	return ok, nil
+}
+
+// expireAtLeastScript sets KEYS[1]'s TTL to ARGV[1] ms unless it already lives longer. An
+// index of sessions lives as long as its longest-lived member: a session made late in
+// another's life (a step-up's new id, a handoff) must not shorten it, or the other would
+// drop out of it and survive offboarding and logout.
+const expireAtLeastScript = `local t = redis.call('PTTL', KEYS[1])
+if t >= 0 and t >= tonumber(ARGV[1]) then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[1])`
+
+// expireAtLeast queues expireAtLeastScript for key on p.
+func expireAtLeast(ctx context.Context, p redis.Pipeliner, key string, ttl time.Duration) {
+	p.Eval(ctx, expireAtLeastScript, []string{key}, ttl.Milliseconds())
 }
 
 // positive refuses a TTL that is not positive: go-redis reads 0 as "no expiry", which would make

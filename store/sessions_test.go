@@ -242,3 +242,31 @@ func TestSessionMethodsFailClosedWhenRedisIsDown(t *testing.T) {
 		}
 	}
 }
+
+// A session indexed late in another's life does not shorten the index: the other would drop
+// out of it and survive offboarding.
+func TestSessionIndexOnlyLengthens(t *testing.T) {
+	st, _ := sharedStore(t)
+	ctx := ctxT(t, 5*time.Second)
+	user := "https://idp.example|" + t.Name()
+	if err := st.CreateSession(ctx, "h-long", user, "https://idp.example", "sid-1", []byte("{}"), time.Hour, 12*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateSession(ctx, "h-short", user, "https://idp.example", "sid-1", []byte("{}"), time.Minute, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.IndexSession(ctx, user, "h-other", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.JoinFamily(ctx, "fam-"+t.Name(), 12*time.Hour, "h-long"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.JoinFamily(ctx, "fam-"+t.Name(), time.Minute, "h-short"); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{st.keys.userSessions(user), st.keys.sidSessions("https://idp.example", "sid-1"), st.keys.sessionFamily("fam-" + t.Name())} {
+		if ttl := st.rdb.PTTL(ctx, k).Val(); ttl < 11*time.Hour {
+			t.Errorf("%s lives %v, want the longest member's 12h", k, ttl)
+		}
+	}
+}
