@@ -294,7 +294,7 @@ func mutability(msg string) error {
 // (follow), and then ends the sessions of each person whose membership stopped being active.
 func (s *Server) change(r *http.Request, o *store.Org, edit func(st *store.SCIMState) error) error {
 	c := callerOf(r)
-	own, err := s.ownIssuer(r.Context(), o)
+	own, err := s.ownIssuers(r.Context(), o)
 	if err != nil {
 		return s.fail(err, "read the providers' organisations")
 	}
@@ -308,7 +308,7 @@ func (s *Server) change(r *http.Request, o *store.Org, edit func(st *store.SCIMS
 		// they are the organisation's own provider's person: a shared provider's people
 		// may be others' too, whose sessions this directory has no say over (the
 		// membership's end refuses them here at once either way).
-		if err == nil && m != nil && m.Status != store.MembershipActive && cur != nil && cur.Status == store.MembershipActive && own != "" && issuerOf(cur.User) == own {
+		if err == nil && m != nil && m.Status != store.MembershipActive && cur != nil && cur.Status == store.MembershipActive && own[strings.TrimSuffix(issuerOf(cur.User), "/")] {
 			ended = append(ended, cur.User)
 		}
 		return m, err
@@ -396,29 +396,30 @@ func (s *Server) follow(o *store.Org, before, u *store.SCIMUser, groups []*store
 	return &m, nil
 }
 
-// ownIssuer is the issuer of o's own provider, whose people's sessions o's directory may end:
-// one not shared, and bound to o or listed by o alone. "" when o has none: a provider that
-// others trust too has people whose sessions are not this directory's to end.
-func (s *Server) ownIssuer(ctx context.Context, o *store.Org) (string, error) {
+// ownIssuers are the issuers (without a trailing slash) of o's own providers, whose people's
+// sessions o's directory may end: not shared, and bound to o or listed by o alone. A provider
+// that others trust too has people whose sessions are not this directory's to end.
+func (s *Server) ownIssuers(ctx context.Context, o *store.Org) (map[string]bool, error) {
 	all, trust := s.providers()
+	own := map[string]bool{}
 	for _, p := range all {
 		if p.Shared || !trust.Trusts(o, p.Name) {
 			continue
 		}
 		switch trust.BoundTo(p.Name) {
 		case o.ID:
-			return strings.TrimSuffix(p.Issuer, "/"), nil
+			own[strings.TrimSuffix(p.Issuer, "/")] = true
 		case "":
 			by, err := s.o.Orgs.OrgsListing(ctx, p.Name)
 			if err != nil {
-				return "", err
+				return nil, err
 			}
 			if len(by) == 1 && by[0] == o.ID {
-				return strings.TrimSuffix(p.Issuer, "/"), nil
+				own[strings.TrimSuffix(p.Issuer, "/")] = true
 			}
 		}
 	}
-	return "", nil
+	return own, nil
 }
 
 // emailOf is u's primary address (or its userName when that is one), "" otherwise.

@@ -234,7 +234,7 @@ func (m *Manager) finishCallback(w http.ResponseWriter, r *http.Request, rp *rel
 	if err := m.checkDomain(r.Context(), rp, id); err != nil {
 		return err
 	}
-	return m.startSession(w, r, id, raw, lr.ReturnTo)
+	return m.startSession(w, r, rp.p, id, raw, lr.ReturnTo)
 }
 
 // redeem finishes the authorisation response of r for lr: the provider's error, the code
@@ -295,7 +295,7 @@ func (m *Manager) redeem(r *http.Request, rp *relyingParty, lr *loginRecord) (*i
 
 // startSession creates the session with a new id and ends any session the browser presented
 // before (SESS-02: a cookie planted before sign-in never becomes an authenticated one).
-func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *identity, rawIDToken, returnTo string) error {
+func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, p *idp, id *identity, rawIDToken, returnTo string) error {
 	ctx := r.Context()
 	for _, c := range r.CookiesNamed(CookieName) {
 		if !validSecret(c.Value) {
@@ -308,7 +308,7 @@ func (m *Manager) startSession(w http.ResponseWriter, r *http.Request, id *ident
 	_, _ = rand.Read(key)
 	secret := newSecret()
 	h := handle(secret)
-	familyKey, revalidateAt, err := m.beginRevalidation(ctx, m.providerOf(id.issuer), id, secret, h, now)
+	familyKey, revalidateAt, err := m.beginRevalidation(ctx, p, id, secret, h, now)
 	if err != nil {
 		return err
 	}

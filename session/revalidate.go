@@ -72,9 +72,11 @@ type revalidation struct {
 	// Refresh is the refresh token, sealed under the family key with the family as
 	// additional data.
 	Refresh []byte `json:"refresh"`
-	// Next is when the family is next due; Checked when the provider last answered.
+	// Next is when the family is next due; Checked when the provider last answered; Failed
+	// when an attempt last could not check it (zero: none since).
 	Next    time.Time `json:"next"`
 	Checked time.Time `json:"checked"`
+	Failed  time.Time `json:"failed,omitzero"`
 }
 
 // Why a family ended by re-validation, in session.ended events.
@@ -238,7 +240,19 @@ func (m *Manager) revalidate(ctx context.Context, l *loaded) error {
 		return outage("lease revalidation", err)
 	case !ok:
 		// Being checked by another request, or a failed attempt's lease still running.
-		return m.unreachable(l, now, p, rv, "checked by another request, or retried later")
+		if m.unreachable(l, now, p, rv, "") == nil {
+			return nil // within the grace: go on meanwhile
+		}
+		// Past it (the session comes back after a long idle time): wait for the check in
+		// flight rather than refuse a healthy provider's session, unless an attempt failed.
+		if !rv.Failed.Before(rv.Next) {
+			return m.unreachable(l, now, p, rv, "an attempt since it was due failed")
+		}
+		if m.awaitCheck(ctx, l, family, checked) {
+			m.advance(ctx, l, now.Add(interval), now)
+			return nil
+		}
+		return m.unreachable(l, now, p, rv, "checked by another request, which did not finish")
 	}
 	// From here the work must finish even if the browser goes away: the provider may rotate
 	// the refresh token, and a new one that is not stored would end the family at the next
@@ -284,6 +298,10 @@ func (m *Manager) revalidate(ctx context.Context, l *loaded) error {
 			attrs = append(attrs, slog.String("error", err.Error()))
 		}
 		m.log.Warn("could not revalidate a session: the provider did not answer the refresh", attrs...)
+		rv.Failed = now
+		if b, err := json.Marshal(rv); err == nil {
+			_ = m.revals.FinishRevalidation(bg, family, holder, b, false)
+		}
 		return m.unreachable(l, now, p, rv, "token endpoint unreachable")
 	}
 	why, err := m.recheck(cctx, rp, l, rv, tok)
@@ -293,18 +311,47 @@ func (m *Manager) revalidate(ctx context.Context, l *loaded) error {
 		// attempt, and do not call the sign-in checked.
 		m.log.Warn("could not revalidate a session: its answer could not be checked", slog.String("provider", p.cfg.Name),
 			slog.String("session", logID(l.h)), slog.String("error", err.Error()))
+		rv.Failed = now
 		m.storeRevalidation(bg, l, family, holder, rv, key, tok, false)
 		return m.unreachable(l, now, p, rv, "answer could not be checked")
 	case why != "":
 		return m.endByRevalidation(bg, l, endedClaimsChanged, why)
 	}
-	rv.Next, rv.Checked = now.Add(interval), now
+	rv.Next, rv.Checked, rv.Failed = now.Add(interval), now, time.Time{}
 	if !m.storeRevalidation(bg, l, family, holder, rv, key, tok, true) {
 		return outage("finish revalidation", store.ErrUnavailable)
 	}
 	m.log.Debug("session revalidated", slog.String("provider", p.cfg.Name), slog.String("session", logID(l.h)))
 	m.advance(bg, l, rv.Next, now)
 	return nil
+}
+
+// awaitCheck waits, at most as long as one check may take, for the check another request
+// holds the lease for, reading the family's record; it reports whether it succeeded.
+func (m *Manager) awaitCheck(ctx context.Context, l *loaded, family string, checked func(*revalidation) bool) bool {
+	deadline := time.Now().Add(providerCallLimit + 2*time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+		b, err := m.revals.LoadRevalidation(ctx, family)
+		if err != nil {
+			return false
+		}
+		var rv revalidation
+		if json.Unmarshal(b, &rv) != nil {
+			return false
+		}
+		if checked(&rv) {
+			return true
+		}
+		if !rv.Failed.IsZero() && !rv.Failed.Before(rv.Next) {
+			return false // the holder's attempt failed
+		}
+	}
+	return false
 }
 
 // loadRevalidation reads family's record. A record that is gone or unreadable ends the

@@ -374,3 +374,28 @@ func TestRevalidateWhoami(t *testing.T) {
 		t.Fatalf("whoami of a session the provider refused: %d", s)
 	}
 }
+
+// A session back after a long idle time is past its grace when it is checked: the requests
+// that arrive while one of them checks wait for that check instead of being refused, since the
+// provider is healthy.
+func TestRevalidateAfterLongIdleConcurrent(t *testing.T) {
+	e := newRevalidateEnv(t, "")
+	b := e.browser()
+	b.mustSignIn("alice")
+	e.clock.advance(16 * time.Minute) // interval 10m + grace 5m ago
+	var wg sync.WaitGroup
+	codes := make(chan int, 16)
+	for range 16 {
+		wg.Go(func() { codes <- app(b) })
+	}
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != 200 {
+			t.Errorf("concurrent request after a long idle time: %d", c)
+		}
+	}
+	if n := e.idp.RefreshTokenUses("alice"); n != 1 {
+		t.Fatalf("refresh token uses = %d, want 1", n)
+	}
+}
