@@ -24,6 +24,17 @@ func newRevalidateEnv(t *testing.T, routes string) *env {
 	return newEnv(t, envOpts{oidc: revalidateOIDC, routes: routes})
 }
 
+// concurrently makes n requests of app at once and returns their statuses.
+func concurrently(b *browser, n int) []int {
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { codes[i] = app(b) })
+	}
+	wg.Wait()
+	return codes
+}
+
 // app is an API request through the gate (whoami does not check back: it only reports).
 func app(b *browser) int { return b.api("/app/data").StatusCode }
 
@@ -97,14 +108,7 @@ func TestRevalidateConcurrentRequestsRedeemOnce(t *testing.T) {
 	b := e.browser()
 	b.mustSignIn("alice")
 	e.clock.advance(11 * time.Minute)
-	var wg sync.WaitGroup
-	codes := make(chan int, 16)
-	for range 16 {
-		wg.Go(func() { codes <- app(b) })
-	}
-	wg.Wait()
-	close(codes)
-	for c := range codes {
+	for _, c := range concurrently(b, 16) {
 		if c != 200 {
 			t.Errorf("concurrent request: %d", c)
 		}
@@ -383,14 +387,7 @@ func TestRevalidateAfterLongIdleConcurrent(t *testing.T) {
 	b := e.browser()
 	b.mustSignIn("alice")
 	e.clock.advance(16 * time.Minute) // interval 10m + grace 5m ago
-	var wg sync.WaitGroup
-	codes := make(chan int, 16)
-	for range 16 {
-		wg.Go(func() { codes <- app(b) })
-	}
-	wg.Wait()
-	close(codes)
-	for c := range codes {
+	for _, c := range concurrently(b, 16) {
 		if c != 200 {
 			t.Errorf("concurrent request after a long idle time: %d", c)
 		}
