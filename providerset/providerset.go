@@ -129,13 +129,8 @@ func (s *Set) Reload(ctx context.Context) error {
 // checked, its secret read in this process, with its callback. Its name and issuer must be
 // none of the others'.
 func (s *Set) Resolve(mp config.ManagedProvider, others []config.OIDCProvider) (*config.OIDCProvider, error) {
-	for _, o := range others {
-		switch {
-		case o.Name == mp.Name && s.Configured(o.Name):
-			return nil, fmt.Errorf("%s is the name of a provider of the configuration file", mp.Name)
-		case o.Name != mp.Name && strings.TrimSuffix(o.Issuer, "/") == strings.TrimSuffix(mp.Issuer, "/"):
-			return nil, fmt.Errorf("issuer %s is already provider %s's", mp.Issuer, o.Name)
-		}
+	if err := s.conflict(mp, others); err != nil {
+		return nil, err
 	}
 	p, err := mp.Resolve(s.oc.ManagedProviders, s.env, nil)
 	if err != nil {
@@ -150,18 +145,27 @@ func (s *Set) Resolve(mp config.ManagedProvider, others []config.OIDCProvider) (
 	return p, nil
 }
 
+// conflict is why mp cannot stand beside others (wrapping store.ErrConflict): its name is a
+// provider's of the configuration file, or its issuer another provider's. nil when neither.
+func (s *Set) conflict(mp config.ManagedProvider, others []config.OIDCProvider) error {
+	if s.Configured(mp.Name) {
+		return fmt.Errorf("provider %s is in the configuration file: change it there: %w", mp.Name, store.ErrConflict)
+	}
+	for _, o := range others {
+		if o.Name != mp.Name && strings.TrimSuffix(o.Issuer, "/") == strings.TrimSuffix(mp.Issuer, "/") {
+			return fmt.Errorf("issuer %s is already provider %s's: %w", mp.Issuer, o.Name, store.ErrConflict)
+		}
+	}
+	return nil
+}
+
 // Admit checks that mp may be saved beside the providers in force: not a provider of the
 // configuration file, no other provider's issuer, its secret resolving here, and, when bound to
 // an organisation, listed by no other (listedBy: the organisations listing it now). Refusals
 // wrap store.ErrConflict (the state refuses it) or store.ErrInvalid (mp itself does not resolve).
 func (s *Set) Admit(mp config.ManagedProvider, listedBy []string) error {
-	if s.Configured(mp.Name) {
-		return fmt.Errorf("provider %s is in the configuration file: change it there: %w", mp.Name, store.ErrConflict)
-	}
-	for _, o := range s.All() {
-		if o.Name != mp.Name && strings.TrimSuffix(o.Issuer, "/") == strings.TrimSuffix(mp.Issuer, "/") {
-			return fmt.Errorf("issuer %s is already provider %s's: %w", mp.Issuer, o.Name, store.ErrConflict)
-		}
+	if err := s.conflict(mp, s.All()); err != nil {
+		return err
 	}
 	if mp.Org != "" {
 		for _, o := range listedBy {
