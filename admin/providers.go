@@ -78,9 +78,9 @@ func (c *call) listProviders() (any, error) {
 }
 
 // ProviderViews are the providers of ps as the API shows them: the file's, then the managed
-// ones, each with the organisations whose list names it (orgs.OrgsListing).
+// ones, each with the organisations whose list names it (orgs.Listings).
 func ProviderViews(ctx context.Context, ps ProviderSet, orgs interface {
-	OrgsListing(ctx context.Context, provider string) ([]string, error)
+	Listings(ctx context.Context) (map[string][]string, error)
 }) ([]ProviderView, error) {
 	var out []ProviderView
 	inForce := map[string]bool{}
@@ -93,12 +93,12 @@ func ProviderViews(ctx context.Context, ps ProviderSet, orgs interface {
 	for _, mp := range ps.Managed() {
 		out = append(out, ProviderView{Name: mp.Name, Issuer: mp.Issuer, Org: mp.Org, Source: "admin_api", InForce: inForce[mp.Name], Managed: &mp})
 	}
+	by, err := orgs.Listings(ctx)
+	if err != nil {
+		return nil, err
+	}
 	for i := range out {
-		by, err := orgs.OrgsListing(ctx, out[i].Name)
-		if err != nil {
-			return nil, err
-		}
-		out[i].ListedBy = by
+		out[i].ListedBy = by[out[i].Name]
 	}
 	return out, nil
 }

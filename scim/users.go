@@ -402,6 +402,7 @@ func (s *Server) follow(o *store.Org, before, u *store.SCIMUser, groups []*store
 func (s *Server) ownIssuers(ctx context.Context, o *store.Org) (map[string]bool, error) {
 	all, trust := s.providers()
 	own := map[string]bool{}
+	var listings map[string][]string // read once, when an unbound provider needs it
 	for _, p := range all {
 		if p.Shared || !trust.Trusts(o, p.Name) {
 			continue
@@ -410,11 +411,13 @@ func (s *Server) ownIssuers(ctx context.Context, o *store.Org) (map[string]bool,
 		case o.ID:
 			own[strings.TrimSuffix(p.Issuer, "/")] = true
 		case "":
-			by, err := s.o.Orgs.OrgsListing(ctx, p.Name)
-			if err != nil {
-				return nil, err
+			if listings == nil {
+				var err error
+				if listings, err = s.o.Orgs.Listings(ctx); err != nil {
+					return nil, err
+				}
 			}
-			if len(by) == 1 && by[0] == o.ID {
+			if by := listings[p.Name]; len(by) == 1 && by[0] == o.ID {
 				own[strings.TrimSuffix(p.Issuer, "/")] = true
 			}
 		}

@@ -417,3 +417,24 @@ func (s *Store) OrgIDs(ctx context.Context) ([]string, error) {
 	slices.Sort(ids)
 	return ids, nil
 }
+
+// AllOrgs returns every organisation, by id. One deleted between reading the ids and its
+// record is left out.
+func (s *Store) AllOrgs(ctx context.Context) ([]Org, error) {
+	ids, err := s.OrgIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Org, 0, len(ids))
+	for _, id := range ids {
+		o, err := s.Org(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *o)
+	}
+	return out, nil
+}

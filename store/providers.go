@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -127,25 +126,24 @@ func (o *Orgs) DeleteProvider(ctx context.Context, name, actor, reason string) e
 
 // OrgsListing returns the ids of the organisations whose provider list names provider, sorted.
 func (o *Orgs) OrgsListing(ctx context.Context, provider string) ([]string, error) {
-	ids, err := o.s.OrgIDs(ctx)
+	by, err := o.Listings(ctx)
+	return by[provider], err
+}
+
+// Listings returns, for every provider some organisation lists, the ids of the organisations
+// listing it, sorted: one read of every organisation.
+func (o *Orgs) Listings(ctx context.Context) (map[string][]string, error) {
+	orgs, err := o.s.AllOrgs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, id := range ids {
-		org, err := o.s.Org(ctx, id)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if slices.Contains(org.Providers, provider) {
-			out = append(out, org.ID)
+	by := map[string][]string{}
+	for _, org := range orgs { // by id: each list comes out sorted
+		for _, p := range org.Providers {
+			by[p] = append(by[p], org.ID)
 		}
 	}
-	sort.Strings(out)
-	return out, nil
+	return by, nil
 }
 
 // ManagedProviders returns the managed providers, by name. A record that cannot be read is

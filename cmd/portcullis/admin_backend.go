@@ -105,22 +105,7 @@ func (b *storeBackend) Org(ctx context.Context, id string) (*store.Org, error) {
 }
 
 func (b *storeBackend) Orgs(ctx context.Context) ([]store.Org, error) {
-	ids, err := b.st.OrgIDs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]store.Org, 0, len(ids))
-	for _, id := range ids {
-		o, err := b.st.Org(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			continue // deleted between the two reads
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *o)
-	}
-	return out, nil
+	return b.st.AllOrgs(ctx)
 }
 
 func (b *storeBackend) SetOrgStatus(ctx context.Context, id string, st store.OrgStatus, reason string) (*store.Org, error) {
