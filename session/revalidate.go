@@ -240,7 +240,7 @@ func (m *Manager) revalidate(ctx context.Context, l *loaded) error {
 		return outage("lease revalidation", err)
 	case !ok:
 		// Being checked by another request, or a failed attempt's lease still running.
-		if m.unreachable(l, now, p, rv, "") == nil {
+		if withinGrace(p, rv, now) {
 			return nil // within the grace: go on meanwhile
 		}
 		// Past it (the session comes back after a long idle time): wait for the check in
@@ -417,12 +417,17 @@ func (m *Manager) advance(ctx context.Context, l *loaded, next, now time.Time) {
 // while the provider last vouched for it within the interval and grace, and is refused 503
 // idp_unavailable past that.
 func (m *Manager) unreachable(l *loaded, now time.Time, p *idp, rv *revalidation, cause string) error {
-	r := p.cfg.Revalidate
-	if now.Before(rv.Checked.Add(r.Interval.D() + r.GracePeriod())) {
+	if withinGrace(p, rv, now) {
 		return nil
 	}
 	return warning(reason.IdPUnavailable, "session could not be revalidated within its grace", cause,
 		slog.String("provider", p.cfg.Name), slog.String("session", logID(l.h)))
+}
+
+// withinGrace reports whether p last vouched for rv's sign-in within its interval and grace.
+func withinGrace(p *idp, rv *revalidation, now time.Time) bool {
+	r := p.cfg.Revalidate
+	return now.Before(rv.Checked.Add(r.Interval.D() + r.GracePeriod()))
 }
 
 // recheck verifies what the refresh returned against what the sign-in said (OIDC Core 12.2):
