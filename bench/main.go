@@ -47,6 +47,7 @@ var (
 	keep     = flag.Bool("keep", false, "print the working directory and keep it")
 	revokes  = flag.Int("revocations", 30, "revocation-delay trials after the load (membership, then session); 0 skips them")
 	perfOf   = flag.String("perf", "", "record a `perf` profile of the proxy process during the (last round's) measurement of this target and print its top functions")
+	pprofOf  = flag.String("pprof", "", "fetch a Go CPU profile of the portcullis process (its /debug/pprof/ on a loopback metrics listener) during the (last round's) measurement of this `target` and print its top functions")
 
 	role     = flag.String("role", "", "internal: bare runs the bare reverse proxy")
 	listen   = flag.String("listen", "", "internal: bare proxy plain listener")

@@ -68,7 +68,21 @@ func measureRounds(targets []target, cookie string, b *bed, per time.Duration) (
 					return nil, nil, fmt.Errorf("perf: %w", err)
 				}
 			}
+			var gprof chan error
+			if *pprofOf == tg.name && r == *rounds-1 && tg.metrics != "" {
+				gprof = make(chan error, 1)
+				go func() { gprof <- fetchProfile(tg.metrics, per, filepath.Join(b.dir, "cpu.pprof")) }()
+			}
 			res, err := measure(tg.base+tg.path, hdr, tg.pid, b.redisAddr, per)
+			if gprof != nil {
+				if err := <-gprof; err != nil {
+					return nil, nil, fmt.Errorf("pprof %s: %w", tg.name, err)
+				}
+				out, _ := exec.Command("go", "tool", "pprof", "-top", "-nodecount", "45", filepath.Join(b.dir, "cpu.pprof")).CombinedOutput()
+				fmt.Printf("Go CPU profile of %s (flat: in the function itself; cum: with its callees):\n%s", tg.name, out)
+				out, _ = exec.Command("go", "tool", "pprof", "-top", "-cum", "-focus", "portcullis", "-nodecount", "45", filepath.Join(b.dir, "cpu.pprof")).CombinedOutput()
+				fmt.Printf("the same, portcullis's own functions and what they call, by cum:\n%s", out)
+			}
 			if prof != nil {
 				_ = prof.Wait()
 				out, _ := exec.Command("perf", "report", "-i", filepath.Join(b.dir, "perf.data"), "--stdio", "--children",
@@ -147,6 +161,10 @@ func measure(u string, hdr http.Header, pid int, redisAddr string, d time.Durati
 	if err != nil {
 		return nil, err
 	}
+	sys0, err := syscalls(pid)
+	if err != nil {
+		return nil, err
+	}
 	var count atomic.Int64
 	t0 := time.Now()
 	errs := loop(t0.Add(d), &count, lat)
@@ -155,12 +173,16 @@ func measure(u string, hdr http.Header, pid int, redisAddr string, d time.Durati
 	if err != nil {
 		return nil, err
 	}
+	sys1, err := syscalls(pid)
+	if err != nil {
+		return nil, err
+	}
 	cmd1, reads1, err := redisStats(redisAddr)
 	if err != nil {
 		return nil, err
 	}
 	// -1: our own INFO (the first connection's close may count one more read; noise).
-	res := &result{errors: errs, elapsed: elapsed, cpu: cpu1 - cpu0, redisCmds: cmd1 - cmd0 - 1, redisReads: reads1 - reads0 - 1}
+	res := &result{errors: errs, elapsed: elapsed, cpu: cpu1 - cpu0, syscalls: sys1 - sys0, redisCmds: cmd1 - cmd0 - 1, redisReads: reads1 - reads0 - 1}
 	for _, l := range lat {
 		res.latencies = append(res.latencies, l...)
 	}
@@ -190,6 +212,7 @@ type result struct {
 	n, errors  int64
 	elapsed    time.Duration
 	cpu        time.Duration
+	syscalls   int64 // read and write system calls of the proxy process
 	redisCmds  int64
 	redisReads int64
 	latencies  []time.Duration
@@ -200,6 +223,7 @@ func (r *result) rps() float64 { return float64(r.n) / r.elapsed.Seconds() }
 func (r *result) cpuPerReq() float64 {
 	return float64(r.cpu) / float64(time.Microsecond) / float64(max(r.n, 1))
 }
+func (r *result) syscallsPerReq() float64 { return float64(r.syscalls) / float64(max(r.n, 1)) }
 func (r *result) redisPerReq() float64 { return float64(r.redisCmds) / float64(max(r.n, 1)) }
 func (r *result) tripsPerReq() float64 { return float64(r.redisReads) / float64(max(r.n, 1)) }
 func (r *result) add(o *result) {
@@ -207,6 +231,7 @@ func (r *result) add(o *result) {
 	r.errors += o.errors
 	r.elapsed += o.elapsed
 	r.cpu += o.cpu
+	r.syscalls += o.syscalls
 	r.redisCmds += o.redisCmds
 	r.redisReads += o.redisReads
 	r.latencies = append(r.latencies, o.latencies...)
@@ -221,6 +246,52 @@ func (r *result) pct(p float64) time.Duration {
 		r.sortedOnce = true
 	}
 	return r.latencies[min(int(float64(len(r.latencies))*p), len(r.latencies)-1)]
+}
+
+// fetchProfile saves a CPU profile of the process whose metrics listener is at addr, over the
+// warm-up and the measurement that start now (d), to path.
+func fetchProfile(addr string, d time.Duration, path string) error {
+	secs := int((d + *warmup).Seconds())
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(secs, 1)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		return fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// syscalls returns how many read and write system calls the process has made (/proc/<pid>/io
+// syscr and syscw): a forwarded request costs a few of each, and a proxy that writes in more
+// pieces than another pays for it in kernel time.
+func syscalls(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for line := range strings.Lines(string(b)) {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ": ")
+		if k == "syscr" || k == "syscw" {
+			x, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/io %s: %w", pid, k, err)
+			}
+			n += x
+		}
+	}
+	return n, nil
 }
 
 // cpu returns the process's user+system CPU time (/proc/<pid>/stat utime and stime).

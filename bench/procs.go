@@ -107,9 +107,10 @@ func findRedis() (string, error) {
 }
 
 type proxyProc struct {
-	name string
-	base string // scheme://addr
-	pid  int
+	name    string
+	base    string // scheme://addr
+	pid     int
+	metrics string // the metrics listener (with /debug/pprof/), when -pprof asks for it
 }
 
 // bed is everything run starts besides the store it seeds with: redis-server, the upstream, the
@@ -251,10 +252,15 @@ func (b *bed) startPortcullis(bin, ca, plain, nocache string) error {
 		{"portcullis-tls", b.tlsL, "self_signed", "https", true},
 		{"portcullis-http-nocache", nocache, "off", "http", false},
 	} {
+		metrics := "off"
+		if *pprofOf != "" {
+			metrics = freeAddr()
+		}
 		cfg := fmt.Sprintf(`server:
   listen: %[1]s
   public_url: https://%[10]s
-  metrics_listen: "off"
+  metrics_listen: %[11]q
+  pprof: %[12]v
   trusted_proxies: [127.0.0.1/32]
 forward_auth:
   enabled: true
@@ -292,7 +298,7 @@ routes:
     upstream: %[8]s
     org: {from: path, path_segment: 2}
     step_up: {acr: ["urn:portcullis:acr:mfa"], amr: [otp], max_age: 10m, elevation: 10m}
-`, p.addr, p.mode, b.redisAddr, p.caches, b.issuer, secret, ca, b.up.URL, *accessLg, b.tlsL)
+`, p.addr, p.mode, b.redisAddr, p.caches, b.issuer, secret, ca, b.up.URL, *accessLg, b.tlsL, metrics, metrics != "off")
 		path := filepath.Join(b.dir, p.name+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			return err
@@ -301,7 +307,11 @@ routes:
 		if err != nil {
 			return err
 		}
-		b.procs = append(b.procs, &proxyProc{name: p.name, base: p.scheme + "://" + p.addr, pid: c.cmd.Process.Pid})
+		pp := &proxyProc{name: p.name, base: p.scheme + "://" + p.addr, pid: c.cmd.Process.Pid}
+		if metrics != "off" {
+			pp.metrics = metrics
+		}
+		b.procs = append(b.procs, pp)
 	}
 	return nil
 }
@@ -315,6 +325,8 @@ type target struct {
 	question         http.Header // a forward-auth question's headers: the answer has no body
 	// key: the request carries the machine's API key instead of the session cookie.
 	key bool
+	// metrics is the process's metrics listener, where -pprof fetches profiles ("": none).
+	metrics string
 }
 
 // headers are the request headers of a target: the cookie or the API key, and the question.
@@ -341,23 +353,31 @@ func forwardAuthQuestion(host, uri string) http.Header {
 // targets lists what is measured, in the order of each round and of the table.
 func (b *bed) targets() []target {
 	procs := b.procs
-	return []target{
-		{"bare http", "http://" + b.bareHTTP, "/x", b.bare.cmd.Process.Pid, false, "", nil, false},
-		{"bare http (no buffer pool)", "http://" + b.defHTTP, "/x", b.bareDef.cmd.Process.Pid, false, "bare http", nil, false},
-		{"public http", procs[0].base, "/public/x", procs[0].pid, false, "bare http", nil, false},
-		{"authz warm http", procs[0].base, "/orgs/acme/x", procs[0].pid, true, "bare http", nil, false},
+	ts := []target{
+		{"bare http", "http://" + b.bareHTTP, "/x", b.bare.cmd.Process.Pid, false, "", nil, false, ""},
+		{"bare http (no buffer pool)", "http://" + b.defHTTP, "/x", b.bareDef.cmd.Process.Pid, false, "bare http", nil, false, ""},
+		{"public http", procs[0].base, "/public/x", procs[0].pid, false, "bare http", nil, false, ""},
+		{"authz warm http", procs[0].base, "/orgs/acme/x", procs[0].pid, true, "bare http", nil, false, ""},
 		// A machine identity's API key on the same kind of route: it should cost what the
 		// cookie does.
-		{"api key warm http", procs[0].base, "/api/acme/x", procs[0].pid, true, "bare http", nil, true},
-		{"step-up warm http", procs[0].base, "/admin/acme/x", procs[0].pid, true, "bare http", nil, false},
-		{"authz cold http (caches off)", procs[2].base, "/orgs/acme/x", procs[2].pid, true, "bare http", nil, false},
+		{"api key warm http", procs[0].base, "/api/acme/x", procs[0].pid, true, "bare http", nil, true, ""},
+		{"step-up warm http", procs[0].base, "/admin/acme/x", procs[0].pid, true, "bare http", nil, false, ""},
+		{"authz cold http (caches off)", procs[2].base, "/orgs/acme/x", procs[2].pid, true, "bare http", nil, false, ""},
 		// The key's index entry, then the machine's and its sponsor's memberships at once.
-		{"api key cold (caches off)", procs[2].base, "/api/acme/x", procs[2].pid, true, "bare http", nil, true},
+		{"api key cold (caches off)", procs[2].base, "/api/acme/x", procs[2].pid, true, "bare http", nil, true, ""},
 		// The same decision asked by an ingress: no upstream hop, so its ratio is to the bare
 		// proxy's whole request, and beside "authz warm http" the cost of the decision alone.
-		{"forward-auth warm http", procs[0].base, "/.portcullis/auth", procs[0].pid, true, "bare http", forwardAuthQuestion(b.tlsL, "/orgs/acme/x"), false},
-		{"bare tls", "https://" + b.bareTLS, "/x", b.bare.cmd.Process.Pid, false, "", nil, false},
-		{"public tls", procs[1].base, "/public/x", procs[1].pid, false, "bare tls", nil, false},
-		{"authz warm tls", procs[1].base, "/orgs/acme/x", procs[1].pid, true, "bare tls", nil, false},
+		{"forward-auth warm http", procs[0].base, "/.portcullis/auth", procs[0].pid, true, "bare http", forwardAuthQuestion(b.tlsL, "/orgs/acme/x"), false, ""},
+		{"bare tls", "https://" + b.bareTLS, "/x", b.bare.cmd.Process.Pid, false, "", nil, false, ""},
+		{"public tls", procs[1].base, "/public/x", procs[1].pid, false, "bare tls", nil, false, ""},
+		{"authz warm tls", procs[1].base, "/orgs/acme/x", procs[1].pid, true, "bare tls", nil, false, ""},
 	}
+	for i := range ts {
+		for _, p := range procs {
+			if p.pid == ts[i].pid {
+				ts[i].metrics = p.metrics
+			}
+		}
+	}
+	return ts
 }
