@@ -224,8 +224,8 @@ func (r *result) cpuPerReq() float64 {
 	return float64(r.cpu) / float64(time.Microsecond) / float64(max(r.n, 1))
 }
 func (r *result) syscallsPerReq() float64 { return float64(r.syscalls) / float64(max(r.n, 1)) }
-func (r *result) redisPerReq() float64 { return float64(r.redisCmds) / float64(max(r.n, 1)) }
-func (r *result) tripsPerReq() float64 { return float64(r.redisReads) / float64(max(r.n, 1)) }
+func (r *result) redisPerReq() float64    { return float64(r.redisCmds) / float64(max(r.n, 1)) }
+func (r *result) tripsPerReq() float64    { return float64(r.redisReads) / float64(max(r.n, 1)) }
 func (r *result) add(o *result) {
 	r.n += o.n
 	r.errors += o.errors

@@ -210,6 +210,7 @@ func (v *validator) identity(c *Config) {
 	if c.Identity.AssertionKeyFile != "" {
 		v.fileExists("identity.assertion_key_file", c.Identity.AssertionKeyFile)
 	}
+	v.oneOf("identity.forward", c.Identity.Forward, ForwardModes...)
 	v.nonNegative("identity.assertion_lifetime", c.Identity.AssertionLifetime)
 	if c.Identity.AssertionLifetime.D() > 10*time.Minute {
 		v.errorf("identity.assertion_lifetime", "must be at most 10m: an assertion is for one request")
@@ -334,6 +335,9 @@ func (v *validator) policy(p string, r *Route) {
 	v.recoveryGuard(p, r)
 	if r.IdentityHeaders != nil {
 		v.identityHeaders(p+".identity_headers", r.IdentityHeaders)
+	}
+	if r.IdentityForward != "" && v.oneOf(p+".identity_forward", r.IdentityForward, ForwardModes...) && r.Public {
+		v.errorf(p+".identity_forward", "a public route forwards no identity: it has no signed-in user")
 	}
 	if q := r.Require; q != nil {
 		qp := p + ".require"

@@ -248,3 +248,43 @@ routes: [{name: a, upstream: "http://10.0.0.5"}]
 		})
 	}
 }
+
+// TestIdentityForward: identity.forward and a route's identity_forward take one of the modes,
+// the route's wins, and a public route (no one signed in) may not name one.
+func TestIdentityForward(t *testing.T) {
+	const head = `
+server: {public_url: "https://portal.example.com"}
+tls: {mode: self_signed}
+redis: {address: "127.0.0.1:6379"}
+`
+	c := mustParse(t, head+`identity: {forward: headers}
+routes:
+  - {name: a, upstream: "http://10.0.0.5"}
+  - {name: b, path: /b, upstream: "http://10.0.0.5", identity_forward: assertion}
+`)
+	if c.Identity.Forward != ForwardHeaders || c.Routes[0].IdentityForward != "" || c.Routes[1].IdentityForward != ForwardAssertion {
+		t.Errorf("forward %q, routes %q %q", c.Identity.Forward, c.Routes[0].IdentityForward, c.Routes[1].IdentityForward)
+	}
+	if d := mustParse(t, head+`routes: [{name: a, upstream: "http://10.0.0.5"}]`); d.Identity.Forward != ForwardFull {
+		t.Errorf("default forward %q", d.Identity.Forward)
+	}
+	for _, tc := range []struct{ name, yaml, key, msg string }{
+		{"unknown mode", "identity: {forward: minimal}\nroutes: [{name: a, upstream: \"http://10.0.0.5\"}]", "identity.forward", "must be one of full, headers, assertion, none"},
+		{"unknown route mode", "routes: [{name: a, upstream: \"http://10.0.0.5\", identity_forward: all}]", "routes[0].identity_forward", "must be one of"},
+		{"public route", "routes: [{name: a, upstream: \"http://10.0.0.5\", public: true, identity_forward: none}]", "routes[0].identity_forward", "a public route forwards no identity"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := parse(t, head+tc.yaml+"\n")
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("err = %v", err)
+			}
+			for _, e := range errs {
+				if e.Key == tc.key && strings.Contains(e.Message, tc.msg) && e.Line > 0 {
+					return
+				}
+			}
+			t.Errorf("no %s error %q in %v", tc.key, tc.msg, errs)
+		})
+	}
+}

@@ -264,7 +264,26 @@ type Identity struct {
 	AssertionKeyFile string `yaml:"assertion_key_file"`
 	// AssertionLifetime is how long an assertion is valid. Default 60s.
 	AssertionLifetime Duration `yaml:"assertion_lifetime"`
+	// Forward is what a portal is told about an admitted request on routes that do not say
+	// (identity_forward): "full", every identity header and the signed assertion; "headers",
+	// the headers without the assertion (a portal that trusts its network path and reads
+	// headers, such as Django's RemoteUserMiddleware); "assertion", the assertion alone (a
+	// portal that verifies it finds every claim there, once); "none", nothing (an upstream
+	// that only needs the gate, such as static files). Client-sent identity headers are
+	// removed whatever it says. Default "full".
+	Forward string `yaml:"forward"`
 }
+
+// The values of identity.forward and a route's identity_forward.
+const (
+	ForwardFull      = "full"
+	ForwardHeaders   = "headers"
+	ForwardAssertion = "assertion"
+	ForwardNone      = "none"
+)
+
+// ForwardModes lists the values of identity.forward, in the order documented.
+var ForwardModes = []string{ForwardFull, ForwardHeaders, ForwardAssertion, ForwardNone}
 
 // IdentityHeaders names the headers set on forwarded requests. A route may override any of
 // them; an empty name at route level keeps the global one. The global defaults are
@@ -680,6 +699,9 @@ type Route struct {
 	// IdentityHeaders overrides identity.headers names for this route; a name left empty
 	// keeps the global one.
 	IdentityHeaders *IdentityHeaders `yaml:"identity_headers"`
+	// IdentityForward overrides identity.forward for this route: what its portal is told of
+	// an admitted request (full, headers, assertion or none). Empty: identity.forward.
+	IdentityForward string `yaml:"identity_forward"`
 	// StepUp demands a recent strong authentication (and grants a time-boxed elevation).
 	StepUp *StepUp `yaml:"step_up"`
 	// Auth lists how requests may authenticate: session (a person's browser session),

@@ -29,6 +29,10 @@ type routePolicy struct {
 	resolver       authz.OrgResolver
 	stepUp         *authz.StepUp
 	headers        config.IdentityHeaders
+	// names are headers' names in canonical form, and forward what the route tells its
+	// portal (identity.go).
+	names   headerNames
+	forward forwardMode
 }
 
 // compilePolicies prepares every route's policy and the CGI names of every identity header
@@ -50,7 +54,9 @@ func compilePolicies(set Settings, lifecycle *authz.Policy, trust *authz.Trust) 
 	addCGI(set.Headers)
 	for i := range set.Routes {
 		r := &set.Routes[i]
-		p := routePolicy{headers: mergeHeaders(set.Headers, r.IdentityHeaders), stepUp: authz.CompileStepUp(r.StepUp)}
+		p := routePolicy{headers: mergeHeaders(set.Headers, r.IdentityHeaders), stepUp: authz.CompileStepUp(r.StepUp),
+			forward: forwardModeOf(set.Forward, r.IdentityForward)}
+		p.names = canonicalNames(p.headers)
 		addCGI(p.headers)
 		if g := r.RecoveryGuard; g != nil {
 			if g.Spec == nil {
@@ -106,7 +112,6 @@ type identity struct {
 	// request is admitted under, for the assertion and, if configured, headers.
 	grantReason string
 	grantEnd    time.Time
-	assertion   string
 	// elevationsAfter: step-up elevations granted before it do not count (a role change).
 	elevationsAfter time.Time
 	// machine: admitted on an API key (admitMachine), whose sponsor is sponsor's user key.
@@ -178,27 +183,18 @@ func (ex *exchange) admit() error {
 	return ex.finishAdmit()
 }
 
-// finishAdmit signs the assertion of an admitted request (a person's or a machine's) and
-// marks it admitted.
+// finishAdmit renders what the portal is told of an admitted request (a person's or a
+// machine's): its identity headers and assertion, as its route's identity.forward says.
 func (ex *exchange) finishAdmit() error {
-	s, route := ex.s, ex.route
-	if s.opts.Signer != nil {
-		id := &ex.id
-		tok, err := s.opts.Signer.Reused(assertion.Claims{
-			Subject: id.user, Email: id.email, Org: id.org, Roles: id.roles, Purpose: id.purpose,
-			PurposeReason: id.grantReason, PurposeExpiry: id.grantExpiry(),
-			Kind: id.kind, Sponsor: id.sponsor, ACR: id.acr, Audience: route.Name, RequestID: ex.requestID,
-		}, s.now())
-		switch {
-		case errors.Is(err, assertion.ErrNoKey):
-			// The key lives in Redis, which has not answered since start: not ready.
-			return problem.Outage(reason.StoreUnavailable, "assertion key not loaded yet; refusing (fail closed)", "", err)
-		case err != nil:
-			return internalError("sign assertion", err)
-		}
-		id.assertion = tok
+	told, err := ex.st.rendered.render(ex.pol, &ex.id, ex.route.Name, ex.s.opts.Signer, ex.s.now())
+	switch {
+	case errors.Is(err, assertion.ErrNoKey):
+		// The key lives in Redis, which has not answered since start: not ready.
+		return problem.Outage(reason.StoreUnavailable, "assertion key not loaded yet; refusing (fail closed)", "", err)
+	case err != nil:
+		return internalError("sign assertion", err)
 	}
-	ex.admitted = true
+	ex.told, ex.admitted = told, true
 	return nil
 }
 
@@ -351,35 +347,6 @@ func headerText(v string) string {
 		}
 	}
 	return b.String()
-}
-
-// setIdentity writes the identity headers of an admitted request on the outbound request.
-func setIdentity(h http.Header, names config.IdentityHeaders, id *identity) {
-	// One backing array for every value: this runs on every admitted request.
-	var vals []string
-	set := func(name, v string) {
-		if name != "" && v != "" {
-			if vals == nil {
-				vals = make([]string, 0, 10)
-			}
-			vals = append(vals, v)
-			h[http.CanonicalHeaderKey(name)] = vals[len(vals)-1 : len(vals) : len(vals)]
-		}
-	}
-	set(names.User, id.user)
-	set(names.Email, id.email)
-	set(names.Org, id.org)
-	set(names.Roles, strings.Join(id.roles, ","))
-	set(names.Purpose, id.purpose)
-	if id.purpose != "" {
-		set(names.PurposeReason, headerText(id.grantReason))
-		if !id.grantEnd.IsZero() {
-			set(names.PurposeExpires, id.grantEnd.UTC().Format(time.RFC3339))
-		}
-	}
-	set(names.Kind, id.kind)
-	set(names.Sponsor, id.sponsor)
-	set(names.Assertion, id.assertion)
 }
 
 // headerValues is the values of the header name, or none when a header of another spelling

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -259,6 +260,21 @@ routes:
     upstream: %[5]s
     org: {from: path, path_segment: 2}
     identity_headers: {user: X-Remote-Person, org: X-Tenant}
+  - name: hdrs
+    path: /hdrs
+    upstream: %[5]s
+    org: {from: path, path_segment: 2}
+    identity_forward: headers
+  - name: asrt
+    path: /asrt
+    upstream: %[5]s
+    org: {from: path, path_segment: 2}
+    identity_forward: assertion
+  - name: nada
+    path: /nada
+    upstream: %[5]s
+    org: {from: path, path_segment: 2}
+    identity_forward: none
   - name: tenant
     path: /t
     upstream: %[5]s
@@ -857,6 +873,41 @@ func accIdentityHeaders(t *testing.T, b *accBed) {
 	check("custom", map[string]string{"X-Remote-Person": alice, "X-Tenant": "acme", "X-Portcullis-User": "",
 		"X-Portcullis-Org": "", "X-Portcullis-Email": "alice@acme.example", "X-Portcullis-Purpose": "",
 		"X-Portcullis-Purpose-Reason": "", "X-Portcullis-Purpose-Expires": ""})
+
+	// identity_forward: the headers without the assertion; the assertion alone; nothing. The
+	// client's spoofed identity is stripped in each.
+	none := map[string]string{"X-Portcullis-User": "", "X-Portcullis-Email": "", "X-Portcullis-Org": "", "X-Portcullis-Roles": "",
+		"X-Portcullis-Kind": "", "X-Portcullis-Purpose": "", "X-Portcullis-Assertion": "", "X-Remote-Person": "", "X-Tenant": ""}
+	if r := accDo(t, b.cli, "GET", b.base+"/hdrs/acme/x", nil, spoof); r.StatusCode != 200 {
+		t.Fatalf("headers route: %d %s", r.StatusCode, r.body)
+	}
+	check("hdrs", map[string]string{"X-Portcullis-User": alice, "X-Portcullis-Email": "alice@acme.example",
+		"X-Portcullis-Org": "acme", "X-Portcullis-Roles": "admin,user", "X-Portcullis-Kind": "employee",
+		"X-Portcullis-Assertion": "", "X-Remote-Person": "", "X-Tenant": ""})
+	if r := accDo(t, b.cli, "GET", b.base+"/asrt/acme/x", nil, spoof); r.StatusCode != 200 {
+		t.Fatalf("assertion route: %d %s", r.StatusCode, r.body)
+	}
+	only := maps.Clone(none)
+	delete(only, "X-Portcullis-Assertion")
+	h = check("asrt", only)
+	if toks := cgiVals(h, "X-Portcullis-Assertion"); len(toks) != 1 {
+		t.Errorf("assertion route: assertions %q", toks)
+	} else if tok, err := jwt.ParseSigned(toks[0], []jose.SignatureAlgorithm{jose.ES256}); err != nil {
+		t.Error(err)
+	} else {
+		var std jwt.Claims
+		var own assertion.Claims
+		if err := tok.Claims(set.Keys[0].Key, &std, &own); err != nil {
+			t.Error(err)
+		} else if std.Subject != alice || own.Email != "alice@acme.example" || own.Org != "acme" || strings.Join(own.Roles, ",") != "admin,user" ||
+			own.Kind != "employee" || len(std.Audience) != 1 || std.Audience[0] != "asrt" {
+			t.Errorf("assertion route: claims %+v %+v", std, own)
+		}
+	}
+	if r := accDo(t, b.cli, "GET", b.base+"/nada/acme/x", nil, spoof); r.StatusCode != 200 {
+		t.Fatalf("none route: %d %s", r.StatusCode, r.body)
+	}
+	check("nada", none)
 
 	// Session only: who, but no org, roles, kind or purpose.
 	if r := accDo(t, b.cli, "GET", b.base+"/authn/x", nil, spoof); r.StatusCode != 200 {

@@ -61,8 +61,10 @@ type exchange struct {
 	cred   credential
 	// tokenExpiry is a client token's exp (admitClient): a WebSocket tunnel ends with it.
 	tokenExpiry time.Time
-	// id is what the portal is told, once admit has admitted the request (admitted).
+	// id is who the request was admitted as (admitted), and told what the portal is told of
+	// them (identity.go).
 	id       identity
+	told     *rendered
 	admitted bool
 
 	// audited: the refusal was recorded as an event of its own (not counted, refusals.go).

@@ -75,7 +75,7 @@ func newTransport(rt config.Route) (*http.Transport, error) {
 	return t, nil
 }
 
-func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, identityCGI []string, names config.IdentityHeaders) *upstream {
+func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, identityCGI []string) *upstream {
 	u := &upstream{
 		target:    rt.UpstreamURL,
 		basePath:  strings.TrimSuffix(rt.UpstreamURL.Path, "/"),
@@ -121,7 +121,7 @@ func newUpstream(rt config.Route, tr *http.Transport, s *Server, hstsOn bool, id
 					// The API key is Portcullis's credential, not the portal's.
 					delete(out.Header, "Authorization")
 				}
-				setIdentity(out.Header, names, &fi.id)
+				fi.told.set(out.Header)
 			}
 			// One backing array for the four values (capacity-limited slices, so appending to
 			// one never writes into the next).

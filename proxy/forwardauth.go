@@ -296,7 +296,7 @@ func (ex *exchange) allow() {
 		}
 	}
 	if ex.admitted {
-		setIdentity(h, names, &ex.id)
+		ex.told.set(h)
 	}
 	if ex.st.clientIPHeader != "" && ex.client.IsValid() {
 		h[ex.st.clientIPHeader] = []string{ex.client.String()}

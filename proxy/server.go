@@ -133,7 +133,10 @@ type Settings struct {
 	TLS       config.TLS
 	AccessLog bool
 	Headers   config.IdentityHeaders
-	Routes    []config.Route
+	// Forward is identity.forward: what portals are told of admitted requests on routes that
+	// do not say (config.ForwardModes; "" is full).
+	Forward string
+	Routes  []config.Route
 	// Lifecycle is the access lifecycle policy every decision applies.
 	Lifecycle config.Lifecycle
 	// AdminListen is the administration API's address; "" for none.
@@ -149,7 +152,7 @@ type Settings struct {
 // SettingsOf is the part of c a Server uses. c must come from config.Load.
 func SettingsOf(c *config.Config) Settings {
 	s := Settings{File: c.File, Server: c.Server, TLS: c.TLS, AccessLog: c.Log.AccessLog == nil || *c.Log.AccessLog,
-		Headers: c.Identity.Headers, Routes: c.Routes, Lifecycle: c.Lifecycle, ForwardAuth: c.ForwardAuth,
+		Headers: c.Identity.Headers, Forward: c.Identity.Forward, Routes: c.Routes, Lifecycle: c.Lifecycle, ForwardAuth: c.ForwardAuth,
 		Providers: c.OIDC.All}
 	if c.AdminAPI.Enabled() {
 		s.AdminListen = c.AdminAPI.Listen
@@ -192,6 +195,8 @@ type state struct {
 	identityCGI []string
 	// clientIPHeader is server.client_ip_header, canonical ("" for none).
 	clientIPHeader string
+	// rendered are the identities told to portals under this configuration (identity.go).
+	rendered renderCache
 }
 
 // New builds a Server for the settings of a loaded configuration.
@@ -272,7 +277,7 @@ func (s *Server) build(set Settings) (*state, error) {
 			pools[k] = tr
 			st.transports = append(st.transports, tr)
 		}
-		st.upstreams = append(st.upstreams, newUpstream(r, tr, s, st.hsts != "", st.identityCGI, st.policies[len(st.upstreams)].headers))
+		st.upstreams = append(st.upstreams, newUpstream(r, tr, s, st.hsts != "", st.identityCGI))
 	}
 	return st, nil
 }

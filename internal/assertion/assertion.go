@@ -16,9 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,9 +54,6 @@ type Signer struct {
 	issuer   string
 	lifetime time.Duration
 	key      atomic.Pointer[signingKey]
-
-	mu     sync.RWMutex
-	reused map[string]reusable
 }
 
 // signingKey is the key a Signer signs with, and what it publishes of it.
@@ -73,18 +67,11 @@ type signingKey struct {
 // Redis, which has not answered since the process started.
 var ErrNoKey = errors.New("assertion key not loaded yet")
 
-type reusable struct {
-	token string
-	at    time.Time
-}
-
-// ReuseFor is how long Reused hands out the same assertion for the same person, organisation
-// and route. An ECDSA signature per request was a third of a warm request's CPU; reusing one
-// for a quarter of its lifetime leaves every token forwarded at least 45 s of validity.
+// ReuseFor is the longest a caller may hand out one assertion again for the same claims
+// (ReuseWindow). An ECDSA signature per request was a third of a warm request's CPU;
+// reusing one for a quarter of its lifetime leaves every token forwarded at least three
+// quarters of it.
 const ReuseFor = 15 * time.Second
-
-// maxReused bounds the reuse table; it is emptied when full, which only costs signatures.
-const maxReused = 10000
 
 // Lifetime of an assertion unless configured otherwise: long enough for one request to reach
 // the portal, short enough that a leaked one is soon worthless.
@@ -129,9 +116,6 @@ func (s *Signer) SetKey(key *ecdsa.PrivateKey) error {
 		return err
 	}
 	s.key.Store(&signingKey{signer: sig, jwks: jwks, kid: kid})
-	s.mu.Lock()
-	s.reused = nil // nothing signed with another key is handed out again
-	s.mu.Unlock()
 	return nil
 }
 
@@ -163,37 +147,11 @@ func (s *Signer) Sign(c Claims, now time.Time) (string, error) {
 	return jwt.Signed(k.signer).Claims(std).Claims(c).Serialize()
 }
 
-// Reused returns an assertion for c, signing a new one only when none for the same claims
-// was signed in the last ReuseFor. Reused assertions carry no request id (jti): the request
-// id travels in X-Request-Id.
-func (s *Signer) Reused(c Claims, now time.Time) (string, error) {
-	c.RequestID = ""
-	key := reuseKey(c)
-	s.mu.RLock()
-	r, ok := s.reused[key]
-	s.mu.RUnlock()
-	if ok && now.Sub(r.at) < ReuseFor && !now.Before(r.at) {
-		return r.token, nil
-	}
-	tok, err := s.Sign(c, now)
-	if err != nil {
-		return "", err
-	}
-	s.mu.Lock()
-	if s.reused == nil || len(s.reused) >= maxReused {
-		s.reused = make(map[string]reusable)
-	}
-	s.reused[key] = reusable{token: tok, at: now}
-	s.mu.Unlock()
-	return tok, nil
-}
-
-// reuseKey joins every signed claim with a separator no claim can contain unescaped (NUL is
-// refused in header values and identifiers alike).
-func reuseKey(c Claims) string {
-	return strings.Join([]string{c.Audience, c.Subject, c.Email, c.Org, strings.Join(c.Roles, "\x01"), c.Purpose,
-		c.PurposeReason, strconv.FormatInt(c.PurposeExpiry, 10), c.Kind, c.ACR, c.Sponsor}, "\x00")
-}
+// ReuseWindow is how long an assertion may be handed out again for the same claims after it
+// was signed: ReuseFor, or a quarter of the lifetime when that is shorter, so a reused
+// assertion always has three quarters of its lifetime left. A caller that reuses must also
+// check KeyID: nothing signed with a replaced key may be handed out again.
+func (s *Signer) ReuseWindow() time.Duration { return min(ReuseFor, s.lifetime/4) }
 
 // JWKS is the public key set, as served at /.portcullis/jwks.json (empty without a key).
 func (s *Signer) JWKS() []byte {

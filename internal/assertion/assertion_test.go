@@ -125,56 +125,31 @@ func TestParseKeyRefusesOtherKeys(t *testing.T) {
 	}
 }
 
-func TestReusedAssertions(t *testing.T) {
+// TestReuseWindow: an assertion is reused for at most ReuseFor, and never for more than a
+// quarter of its lifetime (a 10 s lifetime with a 15 s reuse would hand out expired tokens).
+func TestReuseWindow(t *testing.T) {
 	key, _, err := GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(key, "https://portal.example.com", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
-	c := Claims{Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "billing", RequestID: "r1"}
-	a, _ := s.Reused(c, now)
-	c.RequestID = "r2"
-	b, _ := s.Reused(c, now.Add(ReuseFor-time.Second))
-	if a != b {
-		t.Error("same claims within ReuseFor: a new signature")
-	}
-	if d, _ := s.Reused(c, now.Add(ReuseFor)); d == a {
-		t.Error("an assertion was reused after ReuseFor")
-	}
-	for name, other := range map[string]Claims{
-		"route":        {Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "admin"},
-		"org":          {Subject: "iss|alice", Org: "beta", Roles: []string{"admin"}, Audience: "billing"},
-		"roles":        {Subject: "iss|alice", Org: "acme", Roles: []string{"viewer"}, Audience: "billing"},
-		"person":       {Subject: "iss|bob", Org: "acme", Roles: []string{"admin"}, Audience: "billing"},
-		"acr":          {Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "billing", ACR: "mfa"},
-		"grant reason": {Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "billing", PurposeReason: "INC-2"},
-		"grant end":    {Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "billing", PurposeExpiry: now.Unix() + 60},
-	} {
-		if tok, _ := s.Reused(other, now.Add(time.Second)); tok == a {
-			t.Errorf("different %s got the same assertion", name)
+	for lifetime, want := range map[time.Duration]time.Duration{0: ReuseFor, 10 * time.Minute: ReuseFor, 20 * time.Second: 5 * time.Second, time.Second: 250 * time.Millisecond} {
+		s, err := New(key, "https://portal.example.com", lifetime)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	parsed, err := jwt.ParseSigned(a, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var std jwt.Claims
-	if err := parsed.Claims(&key.PublicKey, &std); err != nil || std.ID != "" {
-		t.Errorf("reused assertion: %v, jti %q (want none)", err, std.ID)
+		if got := s.ReuseWindow(); got != want {
+			t.Errorf("lifetime %v: reuse window %v, want %v", lifetime, got, want)
+		}
 	}
 }
 
 // TestPendingSigner: a signer whose key is not known yet signs nothing and publishes no key;
-// once given one, it signs with it, and hands out nothing signed before.
+// once given one, it signs with it; another key has another id.
 func TestPendingSigner(t *testing.T) {
 	s := NewPending("https://portal.example.com", 0)
 	now := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
 	c := Claims{Subject: "iss|alice", Audience: "billing"}
-	if _, err := s.Reused(c, now); err != ErrNoKey || s.Ready() || s.KeyID() != "" || string(s.JWKS()) != `{"keys":[]}` {
+	if _, err := s.Sign(c, now); err != ErrNoKey || s.Ready() || s.KeyID() != "" || string(s.JWKS()) != `{"keys":[]}` {
 		t.Fatalf("pending: %v ready %v kid %q jwks %s", err, s.Ready(), s.KeyID(), s.JWKS())
 	}
 	key, _, err := GenerateKey()
@@ -184,7 +159,7 @@ func TestPendingSigner(t *testing.T) {
 	if err := s.SetKey(key); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := s.Reused(c, now)
+	tok, err := s.Sign(c, now)
 	if err != nil || !s.Ready() || s.KeyID() == "" {
 		t.Fatalf("after SetKey: %v", err)
 	}
@@ -197,8 +172,9 @@ func TestPendingSigner(t *testing.T) {
 		t.Errorf("not signed with the key given: %v", err)
 	}
 	other, _, _ := GenerateKey()
+	kid := s.KeyID()
 	_ = s.SetKey(other)
-	if again, _ := s.Reused(c, now); again == tok {
-		t.Error("an assertion signed with the old key was reused")
+	if s.KeyID() == kid {
+		t.Error("a new key kept the old key's id: reusers could not tell its assertions apart")
 	}
 }

@@ -1,0 +1,206 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/portcullis-proxy/portcullis/config"
+	"github.com/portcullis-proxy/portcullis/internal/assertion"
+)
+
+func testPolicy(mode string) *routePolicy {
+	h := config.IdentityHeaders{User: "X-Portcullis-User", Email: "x-portcullis-email", Org: "X-Portcullis-Org", Roles: "X-Portcullis-Roles",
+		Purpose: "X-Portcullis-Purpose", Kind: "X-Portcullis-Kind", Assertion: "X-Portcullis-Assertion", Sponsor: "X-Portcullis-Sponsor"}
+	return &routePolicy{headers: h, names: canonicalNames(h), forward: forwardModeOf(config.ForwardFull, mode)}
+}
+
+func assertionOf(r *rendered) string {
+	h := http.Header{}
+	r.set(h)
+	return h.Get("X-Portcullis-Assertion")
+}
+
+// TestRenderReuse: a rendering, and the assertion in it, is reused for the same identity on
+// the same route within the signer's reuse window, and for nothing else: not another person,
+// organisation, route, role set, step-up level or grant, not after the window, not after
+// the key changed.
+func TestRenderReuse(t *testing.T) {
+	key, _, err := assertion.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := assertion.New(key, "https://portal.example.com", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c renderCache
+	pol, other := testPolicy(""), testPolicy("")
+	now := time.Date(2026, 12, 8, 10, 0, 0, 0, time.UTC)
+	id := identity{user: "iss|alice", email: "alice@acme.example", org: "acme", roles: []string{"admin", "user"}, kind: "employee"}
+	first, err := c.render(pol, &id, "billing", sig, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := assertionOf(first)
+	if tok == "" {
+		t.Fatal("no assertion")
+	}
+	roles := []string{"admin", "user"} // equal, another slice
+	same := id
+	same.roles = roles
+	if again, _ := c.render(pol, &same, "billing", sig, now.Add(sig.ReuseWindow()-time.Second)); again != first {
+		t.Error("the same identity within the window was rendered again")
+	}
+	if later, _ := c.render(pol, &id, "billing", sig, now.Add(sig.ReuseWindow())); assertionOf(later) == tok {
+		t.Error("an assertion was reused after the window")
+	}
+	if earlier, _ := c.render(pol, &id, "billing", sig, now.Add(-time.Second)); assertionOf(earlier) == tok {
+		t.Error("an assertion was reused before it was signed (clock stepped back)")
+	}
+	for name, change := range map[string]func(*identity){
+		"person":       func(i *identity) { i.user = "iss|bob" },
+		"email":        func(i *identity) { i.email = "alice@other.example" },
+		"org":          func(i *identity) { i.org = "beta" },
+		"roles":        func(i *identity) { i.roles = []string{"admin"} },
+		"role order":   func(i *identity) { i.roles = []string{"user", "admin"} },
+		"kind":         func(i *identity) { i.kind = "partner" },
+		"acr":          func(i *identity) { i.acr = "mfa" },
+		"purpose":      func(i *identity) { i.purpose = "audit" },
+		"grant reason": func(i *identity) { i.purpose, i.grantReason = "audit", "INC-2" },
+		"grant end":    func(i *identity) { i.purpose, i.grantEnd = "audit", now.Add(time.Hour) },
+		"sponsor":      func(i *identity) { i.sponsor = "iss|carol" },
+	} {
+		o := id
+		o.roles = []string{"admin", "user"}
+		change(&o)
+		if r, _ := c.render(pol, &o, "billing", sig, now.Add(time.Second)); assertionOf(r) == tok {
+			t.Errorf("another %s got the same assertion", name)
+		}
+	}
+	if r, _ := c.render(pol, &id, "admin", sig, now.Add(time.Second)); assertionOf(r) == tok {
+		t.Error("another route name got the same assertion")
+	}
+	if r, _ := c.render(other, &id, "billing", sig, now.Add(time.Second)); assertionOf(r) == tok {
+		t.Error("another route's policy got the same assertion")
+	}
+	// The roles it was rendered for are its own: a caller changing its slice later changes
+	// nothing rendered.
+	mine := []string{"admin", "user"}
+	o := id
+	o.roles = mine
+	r1, _ := c.render(testPolicy(""), &o, "billing", sig, now)
+	mine[0] = "root"
+	if r1.roles[0] != "admin" {
+		t.Error("the rendering shares the caller's roles")
+	}
+
+	k2, _, _ := assertion.GenerateKey()
+	if err := sig.SetKey(k2); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := c.render(pol, &id, "billing", sig, now.Add(time.Second)); assertionOf(r) == tok {
+		t.Error("an assertion signed with the replaced key was reused")
+	}
+}
+
+// TestRenderModes: each identity_forward mode sends what it says, and only the modes that
+// send an assertion need the signing key.
+func TestRenderModes(t *testing.T) {
+	pending := assertion.NewPending("https://portal.example.com", time.Minute)
+	id := identity{user: "iss|alice", email: "alice@acme.example", org: "acme", roles: []string{"admin", "user"}, kind: "employee",
+		purpose: "audit", grantReason: "INC-1\r\nX: y", grantEnd: time.Date(2026, 12, 8, 11, 0, 0, 0, time.UTC)}
+	now := time.Date(2026, 12, 8, 10, 0, 0, 0, time.UTC)
+	var c renderCache
+	for mode, want := range map[string][]string{
+		config.ForwardHeaders: {"X-Portcullis-User", "X-Portcullis-Email", "X-Portcullis-Org", "X-Portcullis-Roles", "X-Portcullis-Purpose", "X-Portcullis-Kind"},
+		config.ForwardNone:    nil,
+	} {
+		r, err := c.render(testPolicy(mode), &id, "billing", pending, now)
+		if err != nil {
+			t.Fatalf("%s without a key: %v", mode, err)
+		}
+		h := http.Header{}
+		r.set(h)
+		if len(h) != len(want) {
+			t.Errorf("%s: %v, want %v", mode, h, want)
+		}
+		for _, n := range want {
+			if len(h[n]) != 1 {
+				t.Errorf("%s: %s = %q", mode, n, h[n])
+			}
+		}
+		if mode == config.ForwardHeaders && (h.Get("X-Portcullis-Roles") != "admin,user" || h.Get("X-Portcullis-Email") != "alice@acme.example") {
+			t.Errorf("headers: %v", h)
+		}
+	}
+	for _, mode := range []string{config.ForwardFull, config.ForwardAssertion} {
+		if _, err := c.render(testPolicy(mode), &id, "billing", pending, now); !errors.Is(err, assertion.ErrNoKey) {
+			t.Errorf("%s without a key: %v, want ErrNoKey", mode, err)
+		}
+	}
+	key, _, _ := assertion.GenerateKey()
+	if err := pending.SetKey(key); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.render(testPolicy(config.ForwardAssertion), &id, "billing", pending, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	r.set(h)
+	if len(h) != 1 || h.Get("X-Portcullis-Assertion") == "" {
+		t.Errorf("assertion only: %v", h)
+	}
+	// Without a signer (none configured) full sends the headers and no assertion.
+	r, err = c.render(testPolicy(config.ForwardFull), &id, "billing", nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = http.Header{}
+	r.set(h)
+	if h.Get("X-Portcullis-Assertion") != "" || h.Get("X-Portcullis-User") != "iss|alice" {
+		t.Errorf("full without a signer: %v", h)
+	}
+}
+
+// TestRenderedHeadersAreNotShared: a request's header map holds the rendering's values in
+// capacity-limited slices, so adding a value to one request's header (an append) cannot
+// write into the rendering, nor into another request's header.
+func TestRenderedHeadersAreNotShared(t *testing.T) {
+	var c renderCache
+	id := identity{user: "iss|alice", email: "alice@acme.example", org: "acme"}
+	r, err := c.render(testPolicy(config.ForwardHeaders), &id, "billing", nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := http.Header{}, http.Header{}
+	r.set(a)
+	r.set(b)
+	a.Add("X-Portcullis-User", "mallory")
+	if got := b.Values("X-Portcullis-User"); len(got) != 1 || got[0] != "iss|alice" {
+		t.Errorf("another request's header: %q", got)
+	}
+	if got := a.Values("X-Portcullis-Email"); len(got) != 1 {
+		t.Errorf("email: %q", got)
+	}
+}
+
+func BenchmarkRender(b *testing.B) {
+	key, _, _ := assertion.GenerateKey()
+	sig, _ := assertion.New(key, "https://portal.example.com", time.Minute)
+	var c renderCache
+	pol := testPolicy("")
+	id := identity{user: "iss|alice", email: "alice@acme.example", org: "acme", roles: []string{"admin", "user"}, kind: "employee"}
+	now := time.Now()
+	h := http.Header{}
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := c.render(pol, &id, "billing", sig, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.set(h)
+	}
+}
