@@ -124,11 +124,11 @@ func run() error {
 		return err
 	}
 	per := *duration
-	results, byRound, err := measureRounds(targets, cookie, b, per)
+	results, byRound, paired, err := measureRounds(targets, cookie, b, per)
 	if err != nil {
 		return err
 	}
-	printTable(targets, results, byRound, per)
+	printTable(targets, results, byRound, paired, per)
 	if *revokes <= 0 {
 		return nil
 	}

@@ -49,9 +49,16 @@ func checkTargets(targets []target, cookie, apiKey string) error {
 // measureRounds measures every target (those -only selects, and the bare ones) once per round,
 // per long each, with cookie on the authenticated ones; -perf profiles one in the last round.
 // It returns each target's results over all rounds and, under byRound, each round's summary.
-func measureRounds(targets []target, cookie string, b *bed, per time.Duration) (map[string]*result, map[string][]*result, error) {
+func measureRounds(targets []target, cookie string, b *bed, per time.Duration) (map[string]*result, map[string][]*result, map[string][]*result, error) {
 	results := map[string]*result{}
 	byRound := map[string][]*result{} // each round's result, for the per-round ratios
+	// paired: for a target compared with a bare proxy, the bare proxy's result in the slices
+	// interleaved with the target's in the same cell.
+	paired := map[string][]*result{}
+	byName := map[string]target{}
+	for _, tg := range targets {
+		byName[tg.name] = tg
+	}
 	log.Printf("%d rounds × %d targets × %v, %d connections", *rounds, len(targets), per, *conns)
 	for r := range *rounds {
 		for _, tg := range targets {
@@ -65,7 +72,7 @@ func measureRounds(targets []target, cookie string, b *bed, per time.Duration) (
 					"--", "sleep", strconv.FormatFloat((per+*warmup).Seconds(), 'f', 1, 64))
 				prof.Stdout, prof.Stderr = b.logs, b.logs
 				if err := prof.Start(); err != nil {
-					return nil, nil, fmt.Errorf("perf: %w", err)
+					return nil, nil, nil, fmt.Errorf("perf: %w", err)
 				}
 			}
 			var gprof chan error
@@ -73,10 +80,19 @@ func measureRounds(targets []target, cookie string, b *bed, per time.Duration) (
 				gprof = make(chan error, 1)
 				go func() { gprof <- fetchProfile(tg.metrics, per, filepath.Join(b.dir, "cpu.pprof")) }()
 			}
-			res, err := measure(tg.base+tg.path, hdr, tg.pid, b.redisAddr, per)
+			tm := &meter{url: tg.base + tg.path, hdr: hdr, pid: tg.pid, redisAddr: b.redisAddr}
+			var res, ref *result
+			var err error
+			if tg.bareRef == "" {
+				res, err = tm.measure(per)
+			} else {
+				bare := byName[tg.bareRef]
+				bm := &meter{url: bare.base + bare.path, hdr: bare.headers(cookie, b.apiKey), pid: bare.pid, redisAddr: b.redisAddr}
+				res, ref, err = measurePaired(tm, bm, per)
+			}
 			if gprof != nil {
 				if err := <-gprof; err != nil {
-					return nil, nil, fmt.Errorf("pprof %s: %w", tg.name, err)
+					return nil, nil, nil, fmt.Errorf("pprof %s: %w", tg.name, err)
 				}
 				out, _ := exec.Command("go", "tool", "pprof", "-top", "-nodecount", "45", filepath.Join(b.dir, "cpu.pprof")).CombinedOutput()
 				fmt.Printf("Go CPU profile of %s (flat: in the function itself; cum: with its callees):\n%s", tg.name, out)
@@ -96,10 +112,15 @@ func measureRounds(targets []target, cookie string, b *bed, per time.Duration) (
 				}
 			}
 			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", tg.name, err)
+				return nil, nil, nil, fmt.Errorf("%s: %w", tg.name, err)
 			}
-			log.Printf("round %d %-28s %8.0f req/s  %6.1f µs CPU/req  %.2f redis round trips/req  %.2f cmds/req  errors %d",
-				r+1, tg.name, res.rps(), res.cpuPerReq(), res.tripsPerReq(), res.redisPerReq(), res.errors)
+			vs := ""
+			if ref != nil {
+				vs = fmt.Sprintf("  (%s beside it: %.0f req/s, %.1f µs)", tg.bareRef, ref.rps(), ref.cpuPerReq())
+				paired[tg.name] = append(paired[tg.name], ref.summary())
+			}
+			log.Printf("round %d %-28s %8.0f req/s  %6.1f µs CPU/req  %.2f redis round trips/req  %.2f cmds/req  errors %d%s",
+				r+1, tg.name, res.rps(), res.cpuPerReq(), res.tripsPerReq(), res.redisPerReq(), res.errors, vs)
 			byRound[tg.name] = append(byRound[tg.name], res.summary())
 			if prev := results[tg.name]; prev != nil {
 				prev.add(res)
@@ -109,24 +130,88 @@ func measureRounds(targets []target, cookie string, b *bed, per time.Duration) (
 		}
 	}
 
-	return results, byRound, nil
+	return results, byRound, paired, nil
 }
 
-// measure runs *conns keep-alive clients against u for d (after a warm-up), bounded by
-// *maxReq requests, and reads the proxy's CPU time and Redis's command count around it.
-func measure(u string, hdr http.Header, pid int, redisAddr string, d time.Duration) (*result, error) {
-	c := newClient(*conns)
-	defer c.CloseIdleConnections()
+// sliceLen is how long one slice of a paired measurement lasts: short enough that the
+// machine's speed, which drifts over tens of seconds on a shared VM, is the same for the target
+// and its reference, long enough that the slices' edges (a connection idle for a moment) do
+// not count.
+const sliceLen = time.Second
+
+// measurePaired measures t and its reference ref in alternating slices of the cell of length
+// d (half of it each, in the order ref t t ref ref t …, so neither is always first), and
+// returns both results: the ratio of two results measured seconds apart on a small VM moves by
+// more than what is measured.
+func measurePaired(t, ref *meter, d time.Duration) (*result, *result, error) {
+	t.open()
+	ref.open()
+	defer t.close()
+	defer ref.close()
+	if _, err := t.run(*warmup, false); err != nil {
+		return nil, nil, err
+	}
+	if _, err := ref.run(*warmup, false); err != nil {
+		return nil, nil, err
+	}
+	n := max(int(d/(2*sliceLen)), 1)
+	slice := d / time.Duration(2*n)
+	var tr, rr *result
+	for i := range 2 * n {
+		m, acc := t, &tr
+		if i%4 == 0 || i%4 == 3 {
+			m, acc = ref, &rr
+		}
+		res, err := m.run(slice, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		if *acc == nil {
+			*acc = res
+		} else {
+			(*acc).add(res)
+		}
+	}
+	return tr, rr, nil
+}
+
+// meter measures one URL with *conns keep-alive clients: the proxy's CPU time and system
+// calls, and Redis's commands, around each run.
+type meter struct {
+	url       string
+	hdr       http.Header
+	pid       int
+	redisAddr string
+	c         *http.Client
+}
+
+func (m *meter) open() { m.c = newClient(*conns) }
+
+func (m *meter) close() { m.c.CloseIdleConnections() }
+
+// measure warms the connections up and measures one run of d.
+func (m *meter) measure(d time.Duration) (*result, error) {
+	m.open()
+	defer m.close()
+	if _, err := m.run(*warmup, false); err != nil {
+		return nil, err
+	}
+	return m.run(d, true)
+}
+
+// run loads the URL for d, bounded by *maxReq requests, and returns what it measured (with
+// the latencies when record).
+func (m *meter) run(d time.Duration, record bool) (*result, error) {
 	loop := func(until time.Time, count *atomic.Int64, lat [][]time.Duration) int64 {
 		var errs atomic.Int64
 		var wg sync.WaitGroup
 		for w := range *conns {
 			wg.Go(func() {
-				req, _ := http.NewRequest("GET", u, nil)
-				req.Header = hdr
+				req, _ := http.NewRequest("GET", m.url, nil)
+				req.Header = m.hdr
 				for time.Now().Before(until) && count.Add(1) <= int64(*maxReq) {
 					t0 := time.Now()
-					resp, err := c.Do(req)
+					resp, err := m.c.Do(req)
 					if err != nil {
 						errs.Add(1)
 						continue
@@ -146,22 +231,24 @@ func measure(u string, hdr http.Header, pid int, redisAddr string, d time.Durati
 		wg.Wait()
 		return errs.Load()
 	}
-	var warm atomic.Int64
-	loop(time.Now().Add(*warmup), &warm, nil)
-
+	if !record {
+		var n atomic.Int64
+		loop(time.Now().Add(d), &n, nil)
+		return nil, nil
+	}
 	lat := make([][]time.Duration, *conns)
 	for i := range lat {
 		lat[i] = make([]time.Duration, 0, 4096)
 	}
-	cmd0, reads0, err := redisStats(redisAddr)
+	cmd0, reads0, err := redisStats(m.redisAddr)
 	if err != nil {
 		return nil, err
 	}
-	cpu0, err := cpu(pid)
+	cpu0, err := cpu(m.pid)
 	if err != nil {
 		return nil, err
 	}
-	sys0, err := syscalls(pid)
+	sys0, err := syscalls(m.pid)
 	if err != nil {
 		return nil, err
 	}
@@ -169,15 +256,15 @@ func measure(u string, hdr http.Header, pid int, redisAddr string, d time.Durati
 	t0 := time.Now()
 	errs := loop(t0.Add(d), &count, lat)
 	elapsed := time.Since(t0)
-	cpu1, err := cpu(pid)
+	cpu1, err := cpu(m.pid)
 	if err != nil {
 		return nil, err
 	}
-	sys1, err := syscalls(pid)
+	sys1, err := syscalls(m.pid)
 	if err != nil {
 		return nil, err
 	}
-	cmd1, reads1, err := redisStats(redisAddr)
+	cmd1, reads1, err := redisStats(m.redisAddr)
 	if err != nil {
 		return nil, err
 	}

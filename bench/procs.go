@@ -288,6 +288,16 @@ routes:
     path: /orgs
     upstream: %[8]s
     org: {from: path, path_segment: 2}
+  - name: orgs-headers
+    path: /headers
+    upstream: %[8]s
+    org: {from: path, path_segment: 2}
+    identity_forward: headers
+  - name: orgs-assertion
+    path: /assertion
+    upstream: %[8]s
+    org: {from: path, path_segment: 2}
+    identity_forward: assertion
   - name: api
     path: /api
     upstream: %[8]s
@@ -358,6 +368,10 @@ func (b *bed) targets() []target {
 		{"bare http (no buffer pool)", "http://" + b.defHTTP, "/x", b.bareDef.cmd.Process.Pid, false, "bare http", nil, false, ""},
 		{"public http", procs[0].base, "/public/x", procs[0].pid, false, "bare http", nil, false, ""},
 		{"authz warm http", procs[0].base, "/orgs/acme/x", procs[0].pid, true, "bare http", nil, false, ""},
+		// The same with identity_forward: what a portal that reads only headers, or only
+		// verifies the assertion, needs.
+		{"authz warm http, headers", procs[0].base, "/headers/acme/x", procs[0].pid, true, "bare http", nil, false, ""},
+		{"authz warm http, assertion", procs[0].base, "/assertion/acme/x", procs[0].pid, true, "bare http", nil, false, ""},
 		// A machine identity's API key on the same kind of route: it should cost what the
 		// cookie does.
 		{"api key warm http", procs[0].base, "/api/acme/x", procs[0].pid, true, "bare http", nil, true, ""},
@@ -371,6 +385,7 @@ func (b *bed) targets() []target {
 		{"bare tls", "https://" + b.bareTLS, "/x", b.bare.cmd.Process.Pid, false, "", nil, false, ""},
 		{"public tls", procs[1].base, "/public/x", procs[1].pid, false, "bare tls", nil, false, ""},
 		{"authz warm tls", procs[1].base, "/orgs/acme/x", procs[1].pid, true, "bare tls", nil, false, ""},
+		{"authz warm tls, headers", procs[1].base, "/headers/acme/x", procs[1].pid, true, "bare tls", nil, false, ""},
 	}
 	for i := range ts {
 		for _, p := range procs {

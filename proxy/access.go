@@ -160,7 +160,7 @@ func (ex *exchange) admit() error {
 		return errAnswered
 	}
 	ex.r = r
-	sess, ok := session.FromContext(r.Context())
+	sess, ok := session.Admitted(r.Context()) // read only: nothing here changes it
 	if !ok {
 		// A gate that admits without a session is a wiring mistake; refuse rather than guess.
 		return internalError("gate admitted a request without a session", nil)

@@ -129,6 +129,17 @@ func admissionOf(ctx context.Context) (*admission, bool) {
 	return a, ok
 }
 
+// Admitted returns the session Admit put in ctx, not a copy: the caller must not modify it or
+// anything it refers to (its AMR and elevations are the session cache's). It is for the
+// proxy's request path, which reads it on every request; FromContext returns a copy.
+func Admitted(ctx context.Context) (*Session, bool) {
+	a, ok := admissionOf(ctx)
+	if !ok {
+		return nil, false
+	}
+	return &a.view, true
+}
+
 // FromContext returns a copy of the session Admit put in ctx.
 func FromContext(ctx context.Context) (*Session, bool) {
 	a, ok := admissionOf(ctx)
