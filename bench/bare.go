@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"sync"
 	"time"
@@ -39,7 +40,13 @@ func runBare() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	if *bareProf != "" {
+		// Its own mux: the profiles must not be reachable through the proxy.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		go func() { errc <- http.ListenAndServe(*bareProf, mux) }()
+	}
 	go func() { errc <- http.ListenAndServe(*listen, rp) }()
 	go func() {
 		ln, err := tls.Listen("tcp", *tlsAddr, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})

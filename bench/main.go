@@ -54,6 +54,7 @@ var (
 	tlsAddr  = flag.String("tls-listen", "", "internal: bare proxy TLS listener")
 	upstream = flag.String("upstream", "", "internal: bare proxy upstream")
 	bufPool  = flag.Bool("buffer-pool", true, "internal: the bare proxy pools its copy buffers")
+	bareProf = flag.String("pprof-listen", "", "internal: where the bare proxy serves /debug/pprof/")
 )
 
 func main() {

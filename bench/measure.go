@@ -76,9 +76,19 @@ func measureRounds(targets []target, cookie string, b *bed, per time.Duration) (
 				}
 			}
 			var gprof chan error
-			if *pprofOf == tg.name && r == *rounds-1 && tg.metrics != "" {
-				gprof = make(chan error, 1)
+			profiled := *pprofOf == tg.name && r == *rounds-1 && tg.metrics != ""
+			bareProfile := ""
+			if profiled {
+				gprof = make(chan error, 2)
 				go func() { gprof <- fetchProfile(tg.metrics, per, filepath.Join(b.dir, "cpu.pprof")) }()
+				if ref := byName[tg.bareRef]; ref.metrics != "" {
+					// The bare proxy's profile over the same cell (its slices interleave with the
+					// target's): the difference is what the target adds.
+					bareProfile = filepath.Join(b.dir, "bare.pprof")
+					go func() { gprof <- fetchProfile(ref.metrics, per, bareProfile) }()
+				} else {
+					gprof <- nil
+				}
 			}
 			tm := &meter{url: tg.base + tg.path, hdr: hdr, pid: tg.pid, redisAddr: b.redisAddr}
 			var res, ref *result
@@ -91,13 +101,17 @@ func measureRounds(targets []target, cookie string, b *bed, per time.Duration) (
 				res, ref, err = measurePaired(tm, bm, per)
 			}
 			if gprof != nil {
-				if err := <-gprof; err != nil {
+				if err := errors.Join(<-gprof, <-gprof); err != nil {
 					return nil, nil, nil, fmt.Errorf("pprof %s: %w", tg.name, err)
 				}
 				out, _ := exec.Command("go", "tool", "pprof", "-top", "-nodecount", "45", filepath.Join(b.dir, "cpu.pprof")).CombinedOutput()
 				fmt.Printf("Go CPU profile of %s (flat: in the function itself; cum: with its callees):\n%s", tg.name, out)
 				out, _ = exec.Command("go", "tool", "pprof", "-top", "-cum", "-focus", "portcullis", "-nodecount", "45", filepath.Join(b.dir, "cpu.pprof")).CombinedOutput()
 				fmt.Printf("the same, portcullis's own functions and what they call, by cum:\n%s", out)
+				if bareProfile != "" {
+					out, _ = exec.Command("go", "tool", "pprof", "-top", "-nodecount", "45", "-diff_base", bareProfile, filepath.Join(b.dir, "cpu.pprof")).CombinedOutput()
+					fmt.Printf("what it costs beyond %s (the same cell's profiles of both, the bare one subtracted; both served about as many requests):\n%s", tg.bareRef, out)
+				}
 			}
 			if prof != nil {
 				_ = prof.Wait()

@@ -130,7 +130,9 @@ type bed struct {
 	issuer string
 
 	procs []*proxyProc // portcullis-http, portcullis-tls, portcullis-http-nocache
-	tlsL  string       // address of portcullis-tls, the public_url of every instance
+	// barePprof is where the bare proxy serves its profiles, when -pprof asks for them.
+	barePprof string
+	tlsL      string // address of portcullis-tls, the public_url of every instance
 	// apiKey is the API key of acme's machine identity (seedMachine), sent by the targets
 	// with key set.
 	apiKey string
@@ -183,7 +185,12 @@ func (b *bed) start() error {
 	if err != nil {
 		return err
 	}
-	b.bare, err = start("bare", exec.Command(self, "-role", "bare", "-listen", b.bareHTTP, "-tls-listen", b.bareTLS, "-upstream", b.up.URL), b.logs)
+	args := []string{"-role", "bare", "-listen", b.bareHTTP, "-tls-listen", b.bareTLS, "-upstream", b.up.URL}
+	if *pprofOf != "" {
+		b.barePprof = freeAddr()
+		args = append(args, "-pprof-listen", b.barePprof)
+	}
+	b.bare, err = start("bare", exec.Command(self, args...), b.logs)
 	if err != nil {
 		return err
 	}
@@ -392,6 +399,9 @@ func (b *bed) targets() []target {
 			if p.pid == ts[i].pid {
 				ts[i].metrics = p.metrics
 			}
+		}
+		if ts[i].pid == b.bare.cmd.Process.Pid {
+			ts[i].metrics = b.barePprof
 		}
 	}
 	return ts

@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/textproto"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/portcullis-proxy/portcullis/audit"
@@ -215,14 +217,55 @@ var errAmbiguousCookie = errors.New("several different session cookies")
 // sessionCookie returns the one value of the exact cookie name, "" when absent. Only the exact
 // name counts: __host-portcullis or portcullis are other cookies.
 func sessionCookie(r *http.Request, name string) (string, error) {
+	// What net/http's CookiesNamed finds, read in place: it allocates every cookie of the
+	// header, on every request. name is a token, so comparing it is the token check.
+	lines := r.Header["Cookie"]
+	n := 0
+	for _, line := range lines {
+		n += strings.Count(line, ";") + 1
+	}
+	if n > maxCookies {
+		return "", nil // net/http reads none then
+	}
 	v := ""
-	for _, c := range r.CookiesNamed(name) {
-		if v != "" && c.Value != v {
-			return "", errAmbiguousCookie
+	for _, line := range lines {
+		line = textproto.TrimString(line)
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			k, val, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(k) != name {
+				continue
+			}
+			val, ok := cookieValue(val)
+			if !ok {
+				continue
+			}
+			if v != "" && val != v {
+				return "", errAmbiguousCookie
+			}
+			v = val
 		}
-		v = c.Value
 	}
 	return v, nil
+}
+
+// maxCookies is net/http's bound on the cookies of a request (its default; GODEBUG
+// httpcookiemaxnum is not read here): past it, it reads none.
+const maxCookies = 3000
+
+// cookieValue is a cookie-value as net/http reads it (RFC 6265): quotes stripped, and only
+// the bytes it accepts.
+func cookieValue(raw string) (string, bool) {
+	if len(raw) > 1 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		raw = raw[1 : len(raw)-1]
+	}
+	for i := 0; i < len(raw); i++ {
+		if b := raw[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return "", false
+		}
+	}
+	return raw, true
 }
 
 // loaded is a session read from storage for one request. secret is the cookie it was loaded
