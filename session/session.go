@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis-proxy/portcullis/audit"
 	"github.com/portcullis-proxy/portcullis/authz"
 	"github.com/portcullis-proxy/portcullis/internal/invalcache"
+	"github.com/portcullis-proxy/portcullis/internal/records"
 	"github.com/portcullis-proxy/portcullis/store"
 )
 
@@ -310,7 +311,7 @@ func (m *Manager) load(ctx context.Context, r *http.Request, touch bool) (*loade
 		return nil, err
 	}
 	rec := new(record)
-	if err := json.Unmarshal(b, rec); err != nil {
+	if err := records.Decode(b, rec); err != nil {
 		m.log.Error("unreadable session record; ending it", slog.String("session", logID(h)), slog.String("error", err.Error()))
 		_ = m.st.DeleteSession(ctx, h, "", "", "")
 		return nil, errNoSession

@@ -15,7 +15,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/portcullis-proxy/portcullis/internal/records"
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
@@ -189,7 +189,7 @@ func (s *Store) getOrg(ctx context.Context, c redis.Cmdable, id string) (*Org, s
 		return nil, "", s.unavailable("get org", err)
 	}
 	var o Org
-	if err := json.Unmarshal([]byte(raw), &o); err != nil {
+	if err := records.Decode([]byte(raw), &o); err != nil {
 		return nil, "", fmt.Errorf("decode org: %w", err)
 	}
 	return &o, raw, nil
@@ -205,7 +205,7 @@ func (s *Store) getMembership(ctx context.Context, c redis.Cmdable, org, user st
 		return nil, "", s.unavailable("get membership", err)
 	}
 	var m Membership
-	if err := json.Unmarshal([]byte(raw), &m); err != nil {
+	if err := records.Decode([]byte(raw), &m); err != nil {
 		return nil, "", fmt.Errorf("decode membership: %w", err)
 	}
 	return &m, raw, nil
@@ -221,7 +221,7 @@ func decodeValue[T any](v any, dst **T) error {
 		return fmt.Errorf("unexpected reply %T", v)
 	}
 	var t T
-	if err := json.Unmarshal([]byte(str), &t); err != nil {
+	if err := records.Decode([]byte(str), &t); err != nil {
 		return fmt.Errorf("decode: %w", err)
 	}
 	*dst = &t

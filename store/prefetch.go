@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -11,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/portcullis-proxy/portcullis/internal/invalcache"
+	"github.com/portcullis-proxy/portcullis/internal/records"
 	"github.com/portcullis-proxy/portcullis/internal/syntax"
 )
 
@@ -201,13 +201,13 @@ func (s *Store) fillPrefetch(r *prefetched, p *prefetch, vals []any) error {
 	}
 	if present[0] == '1' {
 		r.o = new(Org)
-		if err := json.Unmarshal([]byte(str[7]), r.o); err != nil {
+		if err := records.Decode([]byte(str[7]), r.o); err != nil {
 			return fmt.Errorf("prefetch org %s: decode: %w", org, err)
 		}
 	}
 	if present[1] == '1' {
 		r.m = new(Membership)
-		if err := json.Unmarshal([]byte(str[8]), r.m); err != nil {
+		if err := records.Decode([]byte(str[8]), r.m); err != nil {
 			return fmt.Errorf("prefetch membership %s/%s: decode: %w", org, user, err)
 		}
 	}
