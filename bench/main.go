@@ -47,6 +47,7 @@ var (
 	keep     = flag.Bool("keep", false, "print the working directory and keep it")
 	revokes  = flag.Int("revocations", 30, "revocation-delay trials after the load (membership, then session); 0 skips them")
 	perfOf   = flag.String("perf", "", "record a `perf` profile of the proxy process during the (last round's) measurement of this target and print its top functions")
+	idle     = flag.Int("idle", 0, "after the load, open this many idle keep-alive TLS connections to the bare proxy and to portcullis and print the memory each takes; 0 skips it")
 	pprofOf  = flag.String("pprof", "", "fetch a Go CPU profile of the portcullis process (its /debug/pprof/ on a loopback metrics listener) during the (last round's) measurement of this `target` and print its top functions")
 
 	role     = flag.String("role", "", "internal: bare runs the bare reverse proxy")
@@ -129,7 +130,14 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	printTable(targets, results, byRound, paired, per)
+	if *rounds > 0 {
+		printTable(targets, results, byRound, paired, per)
+	}
+	if *idle > 0 {
+		if err := measureIdle(targets, cookie, *idle); err != nil {
+			return err
+		}
+	}
 	if *revokes <= 0 {
 		return nil
 	}
