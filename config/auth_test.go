@@ -250,7 +250,8 @@ routes: [{name: a, upstream: "http://10.0.0.5"}]
 }
 
 // TestIdentityForward: identity.forward and a route's identity_forward take one of the modes,
-// the route's wins, and a public route (no one signed in) may not name one.
+// the route's wins, and a public route (no one signed in) may not name one; the assertion's
+// algorithm is one of three, and HS256 comes with its secret, of a sound length.
 func TestIdentityForward(t *testing.T) {
 	const head = `
 server: {public_url: "https://portal.example.com"}
@@ -272,6 +273,10 @@ routes:
 		{"unknown mode", "identity: {forward: minimal}\nroutes: [{name: a, upstream: \"http://10.0.0.5\"}]", "identity.forward", "must be one of full, headers, assertion, none"},
 		{"unknown route mode", "routes: [{name: a, upstream: \"http://10.0.0.5\", identity_forward: all}]", "routes[0].identity_forward", "must be one of"},
 		{"public route", "routes: [{name: a, upstream: \"http://10.0.0.5\", public: true, identity_forward: none}]", "routes[0].identity_forward", "a public route forwards no identity"},
+		{"unknown alg", "identity: {assertion_alg: RS256}\nroutes: [{name: a, upstream: \"http://10.0.0.5\"}]", "identity.assertion_alg", "must be one of ES256, EdDSA, HS256"},
+		{"HS256 without a secret", "identity: {assertion_alg: HS256}\nroutes: [{name: a, upstream: \"http://10.0.0.5\"}]", "identity.assertion_alg", "needs identity.assertion_secret"},
+		{"short secret", "identity: {assertion_alg: HS256, assertion_secret: too-short}\nroutes: [{name: a, upstream: \"http://10.0.0.5\"}]", "identity.assertion_secret", "at least 32 bytes"},
+		{"secret without HS256", "identity: {assertion_secret: 0123456789abcdef0123456789abcdef}\nroutes: [{name: a, upstream: \"http://10.0.0.5\"}]", "identity.assertion_secret", "HS256 only"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := parse(t, head+tc.yaml+"\n")

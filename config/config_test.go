@@ -82,7 +82,7 @@ func TestDefaults(t *testing.T) {
 		Identity: Identity{Headers: IdentityHeaders{
 			User: "X-Portcullis-User", Email: "X-Portcullis-Email", Org: "X-Portcullis-Org", Roles: "X-Portcullis-Roles",
 			Purpose: "X-Portcullis-Purpose", Kind: "X-Portcullis-Kind", Assertion: "X-Portcullis-Assertion", Sponsor: "X-Portcullis-Sponsor",
-		}, AssertionLifetime: Duration(60 * time.Second), Forward: ForwardFull},
+		}, AssertionLifetime: Duration(60 * time.Second), AssertionAlg: "ES256", Forward: ForwardFull},
 		Authz: Authz{Cache: &yes, CacheTTL: Duration(2 * time.Second)},
 		Audit: Audit{MaxLen: 100000, Retention: Duration(24 * time.Hour), Refusals: "counted", RefusalInterval: Duration(time.Minute)},
 		Pages: Pages{ProductName: "Portcullis"},

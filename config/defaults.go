@@ -121,6 +121,7 @@ var defaultRules = []defaultRule{
 	{Default{"identity.headers.assertion", `"X-Portcullis-Assertion"`}, func(c *Config) { setString(&c.Identity.Headers.Assertion, "X-Portcullis-Assertion") }},
 	{Default{"identity.headers.sponsor", `"X-Portcullis-Sponsor"`}, func(c *Config) { setString(&c.Identity.Headers.Sponsor, "X-Portcullis-Sponsor") }},
 	{Default{"identity.assertion_lifetime", "60s"}, func(c *Config) { setDuration(&c.Identity.AssertionLifetime, 60*time.Second) }},
+	{Default{"identity.assertion_alg", `"ES256"`}, func(c *Config) { setString(&c.Identity.AssertionAlg, "ES256") }},
 	{Default{"identity.forward", `"full"`}, func(c *Config) { setString(&c.Identity.Forward, ForwardFull) }},
 	{Default{"authz.cache", "true"}, func(c *Config) { setBool(&c.Authz.Cache, true) }},
 	{Default{"authz.cache_ttl", "2s"}, func(c *Config) { setDuration(&c.Authz.CacheTTL, 2*time.Second) }},

@@ -259,9 +259,18 @@ type Identity struct {
 	// Headers are the names of the identity headers. Every client-sent header with one of
 	// these names (in any case or _/- spelling) is removed before forwarding.
 	Headers IdentityHeaders `yaml:"headers"`
-	// AssertionKeyFile is a PEM EC P-256 private key signing the per-request JWT. Empty: a
-	// key is generated and kept in Redis (development; every replica shares it).
+	// AssertionAlg is the assertion's signature algorithm: "ES256" (ECDSA P-256), "EdDSA"
+	// (Ed25519: a smaller key, faster to verify) or "HS256" (HMAC with assertion_secret,
+	// which the portal holds too: nothing is published, and a portal that can verify an
+	// assertion can also make one). Default "ES256".
+	AssertionAlg string `yaml:"assertion_alg"`
+	// AssertionKeyFile is a PEM private key signing the per-request JWT: EC P-256 for ES256,
+	// Ed25519 for EdDSA. Empty: a key is generated and kept in Redis (development; every
+	// replica shares it).
 	AssertionKeyFile string `yaml:"assertion_key_file"`
+	// AssertionSecret is the HS256 key shared with the portal (at least 32 bytes; may be
+	// given as assertion_secret_file). Only with assertion_alg HS256, which requires it.
+	AssertionSecret Secret `yaml:"assertion_secret"`
 	// AssertionLifetime is how long an assertion is valid. Default 60s.
 	AssertionLifetime Duration `yaml:"assertion_lifetime"`
 	// Forward is what a portal is told about an admitted request on routes that do not say

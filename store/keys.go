@@ -236,7 +236,12 @@ func (k keys) tokens() string { return k.prefix + "tokens" }
 func (k keys) tokensUsed() string { return k.prefix + "tokens:used" }
 
 // assertionKey is the development signing key for request assertions, shared by replicas.
-func (k keys) assertionKey() string { return k.prefix + "assertion-key" }
+func (k keys) assertionKey(alg string) string {
+	if alg == "" || alg == "ES256" {
+		return k.prefix + "assertion-key" // as it always was
+	}
+	return k.prefix + "assertion-key:" + alg
+}
 
 // Recovery guard keys (store/recovery.go). Addresses, usernames and client addresses are
 // hashed (see recoveryHash) before they become keys: a key listing then reveals neither who

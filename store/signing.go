@@ -7,11 +7,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// AssertionKey returns the development assertion signing key kept in Redis, creating it with
-// generate the first time. Every replica gets the same key: the first writer wins (SET NX)
-// and the others read its key. Production setups use identity.assertion_key_file instead.
-func (s *Store) AssertionKey(ctx context.Context, generate func() ([]byte, error)) ([]byte, error) {
-	k := s.keys.assertionKey()
+// AssertionKey returns the development assertion signing key for alg ("ES256" or "EdDSA")
+// kept in Redis, creating it with generate the first time. Every replica gets the same key:
+// the first writer wins (SET NX) and the others read its key. Production setups use
+// identity.assertion_key_file instead.
+func (s *Store) AssertionKey(ctx context.Context, alg string, generate func() ([]byte, error)) ([]byte, error) {
+	k := s.keys.assertionKey(alg)
 	b, err := s.rdb.Get(ctx, k).Bytes()
 	if err == nil {
 		return b, nil

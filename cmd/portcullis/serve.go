@@ -328,8 +328,9 @@ func wireRedis(ctx context.Context, cfg *config.Config, log *slog.Logger, opts *
 	return closeAll, api, nil
 }
 
-// newSigner loads the assertion key from identity.assertion_key_file, or, for development,
-// shares one generated key through Redis. A key in Redis that cannot be read at start (Redis
+// newSigner loads the assertion key from identity.assertion_key_file (or takes
+// identity.assertion_secret for HS256), or, for development, shares one generated key per
+// algorithm through Redis. A key in Redis that cannot be read at start (Redis
 // down during a rolling restart) is read in the background until Redis answers: until then
 // the signer has no key, /.portcullis/readyz says not ready, and requests that need an
 // assertion are refused 503 (fail closed).
@@ -338,10 +339,24 @@ func newSigner(ctx context.Context, cfg *config.Config, st *store.Store, log *sl
 	if cfg.Server.PublicBase != nil {
 		issuer = cfg.Server.PublicBase.String()
 	}
+	alg := cfg.Identity.AssertionAlg
+	if alg == "" {
+		alg = assertion.ES256
+	}
+	if alg == assertion.HS256 {
+		s := assertion.NewPending(issuer, cfg.Identity.AssertionLifetime.D())
+		if err := s.SetSecret([]byte(cfg.Identity.AssertionSecret.Reveal())); err != nil {
+			return nil, fmt.Errorf("identity.assertion_secret: %w", err)
+		}
+		return s, nil
+	}
 	if f := cfg.Identity.AssertionKeyFile; f != "" {
 		key, err := assertion.LoadKey(f)
 		if err != nil {
-			return nil, fmt.Errorf("assertion key: %w", err)
+			return nil, fmt.Errorf("identity.assertion_key_file: %w", err)
+		}
+		if got := assertion.AlgOf(key); got != alg {
+			return nil, fmt.Errorf("identity.assertion_key_file %s holds a key for %s; identity.assertion_alg is %s", f, got, alg)
 		}
 		return assertion.New(key, issuer, cfg.Identity.AssertionLifetime.D())
 	}
@@ -351,7 +366,11 @@ func newSigner(ctx context.Context, cfg *config.Config, st *store.Store, log *sl
 		// start long enough for a liveness probe to give up on the process.
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		pemBytes, err := st.AssertionKey(lctx, func() ([]byte, error) {
+		pemBytes, err := st.AssertionKey(lctx, alg, func() ([]byte, error) {
+			if alg == assertion.EdDSA {
+				_, p, err := assertion.GenerateEdDSAKey()
+				return p, err
+			}
 			_, p, err := assertion.GenerateKey()
 			return p, err
 		})
@@ -361,6 +380,9 @@ func newSigner(ctx context.Context, cfg *config.Config, st *store.Store, log *sl
 		key, err := assertion.ParseKey(pemBytes)
 		if err != nil {
 			return err
+		}
+		if got := assertion.AlgOf(key); got != alg {
+			return fmt.Errorf("the development key in Redis is for %s, not %s", got, alg)
 		}
 		return s.SetKey(key)
 	}

@@ -1,14 +1,16 @@
 // Package assertion signs the short-lived JWT Portcullis hands to a portal with every
 // authorised request, so a portal that can verify it need not trust bare headers. Tokens are
-// ES256, carry a kid, and the public keys are published as a JWKS.
+// ES256 (the default), EdDSA (Ed25519) or HS256 (a secret shared with the portal); they carry
+// a kid, and the public keys (none for HS256) are published as a JWKS.
 package assertion
 
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	_ "crypto/sha256" // registers SHA-256 for crypto.SHA256
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -16,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +64,7 @@ type signingKey struct {
 	signer jose.Signer
 	jwks   []byte
 	kid    string
+	alg    string
 }
 
 // ErrNoKey is returned by a Signer whose key is not known yet (NewPending): the key lives in
@@ -77,8 +81,9 @@ const ReuseFor = 15 * time.Second
 // the portal, short enough that a leaked one is soon worthless.
 const Lifetime = 60 * time.Second
 
-// New returns a signer for key (P-256). issuer is the iss claim (the public URL).
-func New(key *ecdsa.PrivateKey, issuer string, lifetime time.Duration) (*Signer, error) {
+// New returns a signer for key (ECDSA P-256 or Ed25519; see SetKey). issuer is the iss claim
+// (the public URL).
+func New(key crypto.Signer, issuer string, lifetime time.Duration) (*Signer, error) {
 	s := NewPending(issuer, lifetime)
 	if err := s.SetKey(key); err != nil {
 		return nil, err
@@ -94,29 +99,82 @@ func NewPending(issuer string, lifetime time.Duration) *Signer {
 	return &Signer{issuer: issuer, lifetime: lifetime}
 }
 
-// SetKey makes key (P-256) the one s signs with and publishes.
-func (s *Signer) SetKey(key *ecdsa.PrivateKey) error {
-	if key == nil || key.Curve != elliptic.P256() {
-		return errors.New("assertion key must be an ECDSA P-256 key")
+// The algorithms a Signer signs with (identity.assertion_alg).
+const (
+	ES256 = "ES256"
+	EdDSA = "EdDSA"
+	HS256 = "HS256"
+)
+
+// MinSecret is the shortest HS256 secret accepted: as long as the hash (RFC 7518 3.2).
+const MinSecret = 32
+
+// SetKey makes key the one s signs with and publishes: an ECDSA P-256 key (ES256) or an
+// Ed25519 key (EdDSA).
+func (s *Signer) SetKey(key crypto.Signer) error {
+	var alg jose.SignatureAlgorithm
+	var pub crypto.PublicKey
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		if k == nil || k.Curve != elliptic.P256() {
+			return errors.New("assertion key must be an ECDSA P-256 key or an Ed25519 key")
+		}
+		alg, pub = jose.ES256, &k.PublicKey
+	case ed25519.PrivateKey:
+		if len(k) != ed25519.PrivateKeySize {
+			return errors.New("assertion key: malformed Ed25519 key")
+		}
+		alg, pub = jose.EdDSA, k.Public()
+	default:
+		return errors.New("assertion key must be an ECDSA P-256 key or an Ed25519 key")
 	}
-	pub := jose.JSONWebKey{Key: &key.PublicKey, Algorithm: string(jose.ES256), Use: "sig"}
-	tp, err := pub.Thumbprint(crypto.SHA256)
+	jwk := jose.JSONWebKey{Key: pub, Algorithm: string(alg), Use: "sig"}
+	tp, err := jwk.Thumbprint(crypto.SHA256)
 	if err != nil {
 		return fmt.Errorf("assertion key thumbprint: %w", err)
 	}
 	kid := base64.RawURLEncoding.EncodeToString(tp)[:16]
-	pub.KeyID = kid
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
-		(&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		return fmt.Errorf("assertion signer: %w", err)
-	}
-	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}})
+	jwk.KeyID = kid
+	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}})
 	if err != nil {
 		return err
 	}
-	s.key.Store(&signingKey{signer: sig, jwks: jwks, kid: kid})
+	return s.use(alg, key, kid, jwks)
+}
+
+// SetSecret makes s sign HS256 with secret, which the portal holds too (at least MinSecret
+// bytes). Nothing is published: a portal that can verify an HS256 assertion could also make
+// one, so it fits only a portal that is trusted as much as Portcullis.
+func (s *Signer) SetSecret(secret []byte) error {
+	if len(secret) < MinSecret {
+		return fmt.Errorf("assertion secret must be at least %d bytes", MinSecret)
+	}
+	// A kid that names the secret without revealing it, so a portal can tell a rotation.
+	sum := sha256.Sum256(append([]byte("portcullis assertion kid\x00"), secret...))
+	return s.use(jose.HS256, slices.Clone(secret), base64.RawURLEncoding.EncodeToString(sum[:])[:16], []byte(`{"keys":[]}`))
+}
+
+func (s *Signer) use(alg jose.SignatureAlgorithm, key any, kid string, jwks []byte) error {
+	opts := (&jose.SignerOptions{}).WithType("JWT")
+	var sk any = jose.JSONWebKey{Key: key, KeyID: kid}
+	if alg == jose.HS256 {
+		// go-jose writes no kid for a symmetric JSONWebKey; name it in the header.
+		sk, opts = key, opts.WithHeader("kid", kid)
+	}
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: sk}, opts)
+	if err != nil {
+		return fmt.Errorf("assertion signer: %w", err)
+	}
+	s.key.Store(&signingKey{signer: sig, jwks: jwks, kid: kid, alg: string(alg)})
 	return nil
+}
+
+// Alg is the algorithm s signs with ("" without a key).
+func (s *Signer) Alg() string {
+	if k := s.key.Load(); k != nil {
+		return k.alg
+	}
+	return ""
 }
 
 // Ready reports whether s has its key.
@@ -169,8 +227,9 @@ func (s *Signer) KeyID() string {
 	return ""
 }
 
-// LoadKey reads a PEM file holding an EC P-256 private key (SEC 1 or PKCS #8).
-func LoadKey(path string) (*ecdsa.PrivateKey, error) {
+// LoadKey reads a PEM file holding an EC P-256 private key (SEC 1 or PKCS #8) or an Ed25519
+// private key (PKCS #8).
+func LoadKey(path string) (crypto.Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read assertion key: %w", err)
@@ -178,8 +237,8 @@ func LoadKey(path string) (*ecdsa.PrivateKey, error) {
 	return ParseKey(b)
 }
 
-// ParseKey parses a PEM EC P-256 private key.
-func ParseKey(b []byte) (*ecdsa.PrivateKey, error) {
+// ParseKey parses a PEM EC P-256 or Ed25519 private key.
+func ParseKey(b []byte) (crypto.Signer, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil {
 		return nil, errors.New("assertion key: no PEM block")
@@ -197,11 +256,37 @@ func ParseKey(b []byte) (*ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("assertion key: %w", err)
 	}
-	ec, ok := key.(*ecdsa.PrivateKey)
-	if !ok || ec.Curve != elliptic.P256() {
-		return nil, errors.New("assertion key must be an ECDSA P-256 key")
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		if k.Curve == elliptic.P256() {
+			return k, nil
+		}
+	case ed25519.PrivateKey:
+		return k, nil
 	}
-	return ec, nil
+	return nil, errors.New("assertion key must be an ECDSA P-256 key or an Ed25519 key")
+}
+
+// AlgOf is the algorithm key signs with: ES256 or EdDSA.
+func AlgOf(key crypto.Signer) string {
+	if _, ok := key.(ed25519.PrivateKey); ok {
+		return EdDSA
+	}
+	return ES256
+}
+
+// GenerateEdDSAKey makes a new Ed25519 key and returns it with its PEM (PKCS #8) form, for
+// development setups that keep the key in Redis.
+func GenerateEdDSAKey() (ed25519.PrivateKey, []byte, error) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 // GenerateKey makes a new P-256 key and returns it with its PEM (PKCS #8) form, for

@@ -178,3 +178,91 @@ func TestPendingSigner(t *testing.T) {
 		t.Error("a new key kept the old key's id: reusers could not tell its assertions apart")
 	}
 }
+
+// TestAlgorithms: each algorithm signs assertions that verify with what it publishes (the
+// JWKS; the shared secret for HS256), and with nothing else: not as another algorithm, not
+// with another key or secret.
+func TestAlgorithms(t *testing.T) {
+	now := time.Now()
+	c := Claims{Subject: "iss|alice", Org: "acme", Roles: []string{"admin"}, Audience: "billing"}
+	ec, _, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed, edPEM, err := GenerateEdDSAKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := ParseKey(edPEM); err != nil || AlgOf(k) != EdDSA {
+		t.Fatalf("Ed25519 PEM: %v %v", k, err)
+	}
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	hs := NewPending("https://portal.example.com", time.Minute)
+	if err := hs.SetSecret(secret); err != nil {
+		t.Fatal(err)
+	}
+	if err := NewPending("x", 0).SetSecret(secret[:31]); err == nil {
+		t.Error("a 31-byte secret was accepted")
+	}
+	for _, tc := range []struct {
+		alg    string
+		signer func() *Signer
+		verify any
+		wrong  any
+	}{
+		{ES256, func() *Signer { s, _ := New(ec, "https://portal.example.com", time.Minute); return s }, &ec.PublicKey, ed.Public()},
+		{EdDSA, func() *Signer { s, _ := New(ed, "https://portal.example.com", time.Minute); return s }, ed.Public(), &ec.PublicKey},
+		{HS256, func() *Signer { return hs }, secret, []byte("another secret, 32 bytes or more")},
+	} {
+		t.Run(tc.alg, func(t *testing.T) {
+			s := tc.signer()
+			if s.Alg() != tc.alg {
+				t.Fatalf("Alg %q", s.Alg())
+			}
+			tok, err := s.Sign(c, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all := []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.HS256}
+			p, err := jwt.ParseSigned(tok, all)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h := p.Headers[0]; h.Algorithm != tc.alg || h.KeyID != s.KeyID() || s.KeyID() == "" {
+				t.Errorf("header alg %q kid %q (signer's %q)", h.Algorithm, h.KeyID, s.KeyID())
+			}
+			var std jwt.Claims
+			var own Claims
+			if err := p.Claims(tc.verify, &std, &own); err != nil || std.Subject != "iss|alice" || own.Org != "acme" {
+				t.Errorf("verify: %v %+v %+v", err, std, own)
+			}
+			if err := p.Claims(tc.wrong, &std); err == nil {
+				t.Error("verified with another key")
+			}
+			var set jose.JSONWebKeySet
+			if err := json.Unmarshal(s.JWKS(), &set); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.alg == HS256 && len(set.Keys) != 0:
+				t.Errorf("HS256 published %s", s.JWKS())
+			case tc.alg != HS256 && (len(set.Keys) != 1 || set.Keys[0].Algorithm != tc.alg || !set.Keys[0].IsPublic() || set.Keys[0].KeyID != s.KeyID()):
+				t.Errorf("JWKS %s", s.JWKS())
+			case tc.alg != HS256:
+				if err := p.Claims(set.Keys[0].Key, &std); err != nil {
+					t.Errorf("not verifiable with the published key: %v", err)
+				}
+			}
+			// Only the algorithm a portal expects: a verifier accepting just another one
+			// refuses the token.
+			for _, other := range all {
+				if string(other) == tc.alg {
+					continue
+				}
+				if _, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{other}); err == nil {
+					t.Errorf("parsed as %s", other)
+				}
+			}
+		})
+	}
+}
