@@ -314,7 +314,9 @@ routes:
     path: /admin
     upstream: %[8]s
     org: {from: path, path_segment: 2}
-    step_up: {acr: ["urn:portcullis:acr:mfa"], amr: [otp], max_age: 10m, elevation: 10m}
+    # Longer than a run (5 rounds of 15 cells of 10 s take a quarter of an hour): the warm
+    # step-up is measured, not its expiry.
+    step_up: {acr: ["urn:portcullis:acr:mfa"], amr: [otp], max_age: 3h, elevation: 3h}
 `, p.addr, p.mode, b.redisAddr, p.caches, b.issuer, secret, ca, b.up.URL, *accessLg, b.tlsL, metrics, metrics != "off")
 		path := filepath.Join(b.dir, p.name+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
