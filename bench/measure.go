@@ -80,12 +80,16 @@ func measureRounds(targets []target, cookie string, b *bed, per time.Duration) (
 			bareProfile := ""
 			if profiled {
 				gprof = make(chan error, 2)
-				go func() { gprof <- fetchProfile(tg.metrics, per, filepath.Join(b.dir, "cpu.pprof")) }()
+				span := per
+				if tg.bareRef != "" {
+					span += *warmup // a paired cell warms both up
+				}
+				go func() { gprof <- fetchProfile(tg.metrics, span, filepath.Join(b.dir, "cpu.pprof")) }()
 				if ref := byName[tg.bareRef]; ref.metrics != "" {
 					// The bare proxy's profile over the same cell (its slices interleave with the
 					// target's): the difference is what the target adds.
 					bareProfile = filepath.Join(b.dir, "bare.pprof")
-					go func() { gprof <- fetchProfile(ref.metrics, per, bareProfile) }()
+					go func() { gprof <- fetchProfile(ref.metrics, span, bareProfile) }()
 				} else {
 					gprof <- nil
 				}

@@ -211,12 +211,12 @@ func (v *validator) identity(c *Config) {
 		v.fileExists("identity.assertion_key_file", c.Identity.AssertionKeyFile)
 	}
 	id := &c.Identity
-	if v.oneOf("identity.assertion_alg", id.AssertionAlg, "ES256", "EdDSA", "HS256") {
+	if v.oneOf("identity.assertion_alg", id.AssertionAlg, AssertionAlgs...) {
 		switch {
 		case id.AssertionAlg == "HS256" && id.AssertionSecret == "":
 			v.errorf("identity.assertion_alg", "HS256 needs identity.assertion_secret (or assertion_secret_file), the key the portal verifies with")
-		case id.AssertionAlg == "HS256" && len(id.AssertionSecret.Reveal()) < 32:
-			v.errorf("identity.assertion_secret", "must be at least 32 bytes")
+		case id.AssertionAlg == "HS256" && len(id.AssertionSecret.Reveal()) < MinAssertionSecret:
+			v.errorf("identity.assertion_secret", "must be at least %d bytes", MinAssertionSecret)
 		case id.AssertionAlg == "HS256" && id.AssertionKeyFile != "":
 			v.errorf("identity.assertion_key_file", "is for ES256 and EdDSA; HS256 signs with identity.assertion_secret")
 		case id.AssertionAlg != "HS256" && id.AssertionSecret != "":

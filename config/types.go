@@ -283,6 +283,13 @@ type Identity struct {
 	Forward string `yaml:"forward"`
 }
 
+// AssertionAlgs are the values of identity.assertion_alg, and MinAssertionSecret the shortest
+// assertion_secret (package assertion's algorithms and MinSecret; a test keeps them equal).
+var AssertionAlgs = []string{"ES256", "EdDSA", "HS256"}
+
+// MinAssertionSecret is the shortest identity.assertion_secret, in bytes.
+const MinAssertionSecret = 32
+
 // The values of identity.forward and a route's identity_forward.
 const (
 	ForwardFull      = "full"

@@ -82,6 +82,31 @@ func accForwardAuth(t *testing.T, b *accBed) {
 		if r.StatusCode != 200 || r.Header.Get("X-Remote-Person") != alice || r.Header.Get("X-Tenant") != "acme" {
 			t.Errorf("custom names: %d %v", r.StatusCode, r.Header)
 		}
+		// identity_forward: the ingress is answered what the portal would be told, and every
+		// name the mode does not send still comes back empty, so copying it replaces what the
+		// client sent.
+		names := []string{"X-Portcullis-User", "X-Portcullis-Email", "X-Portcullis-Org", "X-Portcullis-Roles", "X-Portcullis-Kind", "X-Portcullis-Assertion"}
+		for uri, sent := range map[string][]string{
+			"/nada/acme/x": nil,
+			"/asrt/acme/x": {"X-Portcullis-Assertion"},
+			"/hdrs/acme/x": {"X-Portcullis-User", "X-Portcullis-Email", "X-Portcullis-Org", "X-Portcullis-Roles", "X-Portcullis-Kind"},
+		} {
+			r := ask(b.cli, traefik, "GET", uri, accAPI)
+			if r.StatusCode != 200 {
+				t.Fatalf("%s: %d %s", uri, r.StatusCode, r.body)
+			}
+			for _, n := range names {
+				vs, present := r.Header[n]
+				switch {
+				case !present || len(vs) != 1:
+					t.Errorf("%s: %s answered %q, want one value (empty if not sent)", uri, n, vs)
+				case slices.Contains(sent, n) && vs[0] == "":
+					t.Errorf("%s: %s empty, want it sent", uri, n)
+				case !slices.Contains(sent, n) && vs[0] != "":
+					t.Errorf("%s: %s = %q, want it empty (identity_forward)", uri, n, vs[0])
+				}
+			}
+		}
 	})
 
 	t.Run("refusals are the proxy's, folded to 401 and 403 for nginx", func(t *testing.T) {

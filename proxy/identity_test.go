@@ -24,8 +24,10 @@ func assertionOf(r *rendered) string {
 
 // TestRenderReuse: a rendering, and the assertion in it, is reused for the same identity on
 // the same route within the signer's reuse window, and for nothing else: not another person,
-// organisation, route, role set, step-up level or grant, not after the window, not after
-// the key changed.
+// address, organisation, role set, kind, step-up level, purpose, grant or sponsor, not another
+// route, not after the window (nor before its signing), not after the key changed. Each case
+// renders the base identity into a cache of its own first, so it is the variant alone that
+// must miss.
 func TestRenderReuse(t *testing.T) {
 	key, _, err := assertion.GenerateKey()
 	if err != nil {
@@ -35,29 +37,40 @@ func TestRenderReuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c renderCache
-	pol, other := testPolicy(""), testPolicy("")
 	now := time.Date(2026, 12, 8, 10, 0, 0, 0, time.UTC)
-	id := identity{user: "iss|alice", email: "alice@acme.example", org: "acme", roles: []string{"admin", "user"}, kind: "employee"}
-	first, err := c.render(pol, &id, "billing", sig, now)
-	if err != nil {
-		t.Fatal(err)
+	pol := testPolicy("")
+	base := func() identity {
+		return identity{user: "iss|alice", email: "alice@acme.example", org: "acme", roles: []string{"admin", "user"}, kind: "employee",
+			acr: "pwd", purpose: "audit", grantReason: "INC-1", grantEnd: now.Add(time.Hour), sponsor: ""}
 	}
-	tok := assertionOf(first)
-	if tok == "" {
-		t.Fatal("no assertion")
+	// primed is a cache holding base's rendering on pol for route "billing", and it.
+	primed := func(t *testing.T) (*renderCache, *rendered) {
+		t.Helper()
+		c := &renderCache{}
+		id := base()
+		r, err := c.render(pol, &id, "billing", sig, now)
+		if err != nil || assertionOf(r) == "" {
+			t.Fatalf("render: %v", err)
+		}
+		return c, r
 	}
-	roles := []string{"admin", "user"} // equal, another slice
-	same := id
-	same.roles = roles
-	if again, _ := c.render(pol, &same, "billing", sig, now.Add(sig.ReuseWindow()-time.Second)); again != first {
-		t.Error("the same identity within the window was rendered again")
-	}
-	if later, _ := c.render(pol, &id, "billing", sig, now.Add(sig.ReuseWindow())); assertionOf(later) == tok {
-		t.Error("an assertion was reused after the window")
-	}
-	if earlier, _ := c.render(pol, &id, "billing", sig, now.Add(-time.Second)); assertionOf(earlier) == tok {
-		t.Error("an assertion was reused before it was signed (clock stepped back)")
+
+	t.Run("same identity within the window", func(t *testing.T) {
+		c, first := primed(t)
+		id := base()
+		id.roles = []string{"admin", "user"} // equal, another slice
+		if again, _ := c.render(pol, &id, "billing", sig, now.Add(sig.ReuseWindow()-time.Nanosecond)); again != first {
+			t.Error("rendered again")
+		}
+	})
+	for name, at := range map[string]time.Time{"at the window's end": now.Add(sig.ReuseWindow()), "before its signing": now.Add(-time.Second)} {
+		t.Run(name, func(t *testing.T) {
+			c, first := primed(t)
+			id := base()
+			if r, _ := c.render(pol, &id, "billing", sig, at); r == first || assertionOf(r) == assertionOf(first) {
+				t.Error("reused")
+			}
+		})
 	}
 	for name, change := range map[string]func(*identity){
 		"person":       func(i *identity) { i.user = "iss|bob" },
@@ -65,44 +78,69 @@ func TestRenderReuse(t *testing.T) {
 		"org":          func(i *identity) { i.org = "beta" },
 		"roles":        func(i *identity) { i.roles = []string{"admin"} },
 		"role order":   func(i *identity) { i.roles = []string{"user", "admin"} },
+		"no roles":     func(i *identity) { i.roles = nil },
 		"kind":         func(i *identity) { i.kind = "partner" },
 		"acr":          func(i *identity) { i.acr = "mfa" },
-		"purpose":      func(i *identity) { i.purpose = "audit" },
-		"grant reason": func(i *identity) { i.purpose, i.grantReason = "audit", "INC-2" },
-		"grant end":    func(i *identity) { i.purpose, i.grantEnd = "audit", now.Add(time.Hour) },
+		"purpose":      func(i *identity) { i.purpose = "billing" },
+		"grant reason": func(i *identity) { i.grantReason = "INC-2" },
+		"grant end":    func(i *identity) { i.grantEnd = i.grantEnd.Add(time.Minute) },
+		"no grant end": func(i *identity) { i.grantEnd = time.Time{} },
 		"sponsor":      func(i *identity) { i.sponsor = "iss|carol" },
 	} {
-		o := id
-		o.roles = []string{"admin", "user"}
-		change(&o)
-		if r, _ := c.render(pol, &o, "billing", sig, now.Add(time.Second)); assertionOf(r) == tok {
-			t.Errorf("another %s got the same assertion", name)
+		t.Run(name, func(t *testing.T) {
+			c, first := primed(t)
+			id := base()
+			change(&id)
+			if r, _ := c.render(pol, &id, "billing", sig, now.Add(time.Second)); r == first || assertionOf(r) == assertionOf(first) {
+				t.Error("got the base identity's rendering")
+			}
+		})
+	}
+	t.Run("another route name", func(t *testing.T) {
+		c, first := primed(t)
+		id := base()
+		if r, _ := c.render(pol, &id, "admin", sig, now.Add(time.Second)); r == first {
+			t.Error("reused")
 		}
-	}
-	if r, _ := c.render(pol, &id, "admin", sig, now.Add(time.Second)); assertionOf(r) == tok {
-		t.Error("another route name got the same assertion")
-	}
-	if r, _ := c.render(other, &id, "billing", sig, now.Add(time.Second)); assertionOf(r) == tok {
-		t.Error("another route's policy got the same assertion")
-	}
-	// The roles it was rendered for are its own: a caller changing its slice later changes
-	// nothing rendered.
-	mine := []string{"admin", "user"}
-	o := id
-	o.roles = mine
-	r1, _ := c.render(testPolicy(""), &o, "billing", sig, now)
-	mine[0] = "root"
-	if r1.roles[0] != "admin" {
-		t.Error("the rendering shares the caller's roles")
-	}
-
-	k2, _, _ := assertion.GenerateKey()
-	if err := sig.SetKey(k2); err != nil {
-		t.Fatal(err)
-	}
-	if r, _ := c.render(pol, &id, "billing", sig, now.Add(time.Second)); assertionOf(r) == tok {
-		t.Error("an assertion signed with the replaced key was reused")
-	}
+	})
+	t.Run("another route's policy", func(t *testing.T) {
+		c, first := primed(t)
+		id := base()
+		if r, _ := c.render(testPolicy(""), &id, "billing", sig, now.Add(time.Second)); r == first {
+			t.Error("reused")
+		}
+	})
+	t.Run("the caller's roles are not shared", func(t *testing.T) {
+		c := &renderCache{}
+		id := base()
+		mine := []string{"admin", "user"}
+		id.roles = mine
+		r, _ := c.render(pol, &id, "billing", sig, now)
+		mine[0] = "root"
+		if r.roles[0] != "admin" {
+			t.Error("the rendering shares the caller's roles")
+		}
+		id.roles = []string{"admin", "user"}
+		if again, _ := c.render(pol, &id, "billing", sig, now); again != r {
+			t.Error("not reused after the caller changed its slice")
+		}
+	})
+	t.Run("after the key changed", func(t *testing.T) {
+		other, err := assertion.New(key, "https://portal.example.com", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &renderCache{}
+		id := base()
+		first, _ := c.render(pol, &id, "billing", other, now)
+		k2, _, _ := assertion.GenerateKey()
+		if err := other.SetKey(k2); err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := c.render(pol, &id, "billing", other, now.Add(time.Second)); r == first || assertionOf(r) == assertionOf(first) {
+			t.Error("an assertion signed with the replaced key was reused")
+		}
+	})
 }
 
 // TestRenderModes: each identity_forward mode sends what it says, and only the modes that
@@ -202,5 +240,31 @@ func BenchmarkRender(b *testing.B) {
 			b.Fatal(err)
 		}
 		r.set(h)
+	}
+}
+
+// TestForwardModeReloads: identity.forward comes from the configuration through SettingsOf,
+// a route's own mode wins, and a reload applies a changed one.
+func TestForwardModeReloads(t *testing.T) {
+	c := &config.Config{Identity: config.Identity{Forward: config.ForwardHeaders}, Routes: []config.Route{
+		{Name: "a", Path: "/a", UpstreamURL: mustURL(t, "http://127.0.0.1:9")},
+		{Name: "b", Path: "/b", UpstreamURL: mustURL(t, "http://127.0.0.1:9"), IdentityForward: config.ForwardNone},
+	}}
+	set := SettingsOf(c)
+	s, err := New(set, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.state.Load()
+	if st.policies[0].forward != forwardHeaders || st.policies[1].forward != forwardNone {
+		t.Fatalf("modes %v %v", st.policies[0].forward, st.policies[1].forward)
+	}
+	set.Forward = config.ForwardAssertion
+	if err := s.Reload(set); err != nil {
+		t.Fatal(err)
+	}
+	st = s.state.Load()
+	if st.policies[0].forward != forwardAssertion || st.policies[1].forward != forwardNone {
+		t.Errorf("after reload: modes %v %v", st.policies[0].forward, st.policies[1].forward)
 	}
 }

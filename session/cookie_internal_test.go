@@ -52,8 +52,9 @@ var cookieCases = [][]string{
 }
 
 // TestSessionCookieMatchesNetHTTP: the session cookie is read exactly as net/http reads
-// cookies (trimming, quotes, invalid bytes, duplicates, the cap on their number), so no
-// spelling makes Portcullis and a portal behind it disagree on which session a request has.
+// cookies (trimming, quotes, invalid bytes, duplicates, the cap on their number at its default:
+// GODEBUG httpcookiemaxnum is not followed), so no spelling makes the session reader and the
+// rest of Portcullis, which uses net/http's, disagree on which session a request has.
 func TestSessionCookieMatchesNetHTTP(t *testing.T) {
 	for _, lines := range cookieCases {
 		r := &http.Request{Header: http.Header{}}

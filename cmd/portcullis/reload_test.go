@@ -39,6 +39,10 @@ session: {idle_timeout: ` + idle + `}
 		{"forward-auth listeners", withTrusted(reloadBase(up, "")) + oidc("s1", "1h") +
 			"forward_auth: {enabled: true, listen: 127.0.0.1:9091, envoy_listen: 127.0.0.1:9001}\n",
 			[]string{"forward_auth.listen", "forward_auth.envoy_listen"}},
+		{"what portals are told applies at once", reloadBase(up, "") + oidc("s1", "1h") + "identity: {forward: headers}\n", nil},
+		{"the assertion's signing", reloadBase(up, "") + oidc("s1", "1h") +
+			"identity: {assertion_alg: HS256, assertion_secret: 0123456789abcdef0123456789abcdef, assertion_lifetime: 30s}\n",
+			[]string{"identity.assertion_alg", "identity.assertion_secret", "identity.assertion_lifetime"}},
 	} {
 		got := restartKeys(base, reloadConfig(t, tc.yaml))
 		if !slices.Equal(got, tc.want) {

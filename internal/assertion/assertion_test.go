@@ -2,12 +2,14 @@ package assertion
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/portcullis-proxy/portcullis/config"
 )
 
 func TestSignVerifiesAgainstJWKS(t *testing.T) {
@@ -176,6 +178,13 @@ func TestPendingSigner(t *testing.T) {
 	_ = s.SetKey(other)
 	if s.KeyID() == kid {
 		t.Error("a new key kept the old key's id: reusers could not tell its assertions apart")
+	}
+}
+
+// TestConfigAgrees: the configuration accepts exactly the algorithms and secrets a Signer does.
+func TestConfigAgrees(t *testing.T) {
+	if !slices.Equal(config.AssertionAlgs, []string{ES256, EdDSA, HS256}) || config.MinAssertionSecret != MinSecret {
+		t.Errorf("config: %v, %d; assertion: %v, %d", config.AssertionAlgs, config.MinAssertionSecret, []string{ES256, EdDSA, HS256}, MinSecret)
 	}
 }
 
