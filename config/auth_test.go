@@ -233,19 +233,7 @@ routes: [{name: a, upstream: "http://10.0.0.5"}]
 			"scim", "never provisioned"},
 		{"a group twice", "admin_api: {listen: \"127.0.0.1:9443\"}\nscim: {enabled: true, group_roles: {Admins: admin, admins: user}}", "scim.group_roles", "twice"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := parse(t, head+tc.yaml+"\n")
-			var errs Errors
-			if !errors.As(err, &errs) {
-				t.Fatalf("err = %v", err)
-			}
-			for _, e := range errs {
-				if e.Key == tc.key && strings.Contains(e.Message, tc.msg) {
-					return
-				}
-			}
-			t.Errorf("want %s: …%s…, got %v", tc.key, tc.msg, err)
-		})
+		t.Run(tc.name, func(t *testing.T) { wantError(t, head+tc.yaml+"\n", tc.key, tc.msg) })
 	}
 }
 
@@ -278,18 +266,23 @@ routes:
 		{"short secret", "identity: {assertion_alg: HS256, assertion_secret: too-short}\nroutes: [{name: a, upstream: \"http://10.0.0.5\"}]", "identity.assertion_secret", "at least 32 bytes"},
 		{"secret without HS256", "identity: {assertion_secret: 0123456789abcdef0123456789abcdef}\nroutes: [{name: a, upstream: \"http://10.0.0.5\"}]", "identity.assertion_secret", "HS256 only"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, _, err := parse(t, head+tc.yaml+"\n")
-			var errs Errors
-			if !errors.As(err, &errs) {
-				t.Fatalf("err = %v", err)
-			}
-			for _, e := range errs {
-				if e.Key == tc.key && strings.Contains(e.Message, tc.msg) && e.Line > 0 {
-					return
-				}
-			}
-			t.Errorf("no %s error %q in %v", tc.key, tc.msg, errs)
-		})
+		t.Run(tc.name, func(t *testing.T) { wantError(t, head+tc.yaml+"\n", tc.key, tc.msg) })
 	}
+}
+
+// wantError parses yaml and checks that it fails with an error on key, at a line, whose
+// message contains msg.
+func wantError(t *testing.T, yaml, key, msg string) {
+	t.Helper()
+	_, _, err := parse(t, yaml)
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, e := range errs {
+		if e.Key == key && strings.Contains(e.Message, msg) && e.Line > 0 {
+			return
+		}
+	}
+	t.Errorf("no %s error %q in %v", key, msg, errs)
 }

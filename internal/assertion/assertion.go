@@ -282,11 +282,17 @@ func GenerateEdDSAKey() (ed25519.PrivateKey, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	p, err := pkcs8PEM(key)
+	return key, p, err
+}
+
+// pkcs8PEM is key's PEM (PKCS #8) form.
+func pkcs8PEM(key any) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 // GenerateKey makes a new P-256 key and returns it with its PEM (PKCS #8) form, for
@@ -296,9 +302,6 @@ func GenerateKey() (*ecdsa.PrivateKey, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+	p, err := pkcs8PEM(key)
+	return key, p, err
 }
