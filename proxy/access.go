@@ -28,9 +28,8 @@ type routePolicy struct {
 	require        authz.Requirement
 	resolver       authz.OrgResolver
 	stepUp         *authz.StepUp
-	headers        config.IdentityHeaders
-	// names are headers' names in canonical form, and forward what the route tells its
-	// portal (identity.go).
+	// names are the route's identity header names (identity.headers with its own
+	// identity_headers) in canonical form, and forward what it tells its portal (identity.go).
 	names   headerNames
 	forward forwardMode
 }
@@ -54,10 +53,10 @@ func compilePolicies(set Settings, lifecycle *authz.Policy, trust *authz.Trust) 
 	addCGI(set.Headers)
 	for i := range set.Routes {
 		r := &set.Routes[i]
-		p := routePolicy{headers: mergeHeaders(set.Headers, r.IdentityHeaders), stepUp: authz.CompileStepUp(r.StepUp),
+		headers := mergeHeaders(set.Headers, r.IdentityHeaders)
+		p := routePolicy{names: canonicalNames(headers), stepUp: authz.CompileStepUp(r.StepUp),
 			forward: forwardModeOf(set.Forward, r.IdentityForward)}
-		p.names = canonicalNames(p.headers)
-		addCGI(p.headers)
+		addCGI(headers)
 		if g := r.RecoveryGuard; g != nil {
 			if g.Spec == nil {
 				return nil, nil, fmt.Errorf("route %s: recovery_guard was not compiled: the configuration must come from config.Load", r.Name)

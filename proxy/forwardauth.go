@@ -281,18 +281,24 @@ func mayCarryFields(h http.Header) bool {
 	return len(ct) != 1 || inspectedMedia(ct[0])
 }
 
+// noValue is an answered header without a value, shared read-only by every answer (it has no
+// room to append into).
+var noValue = []string{""}
+
 // allow answers an allowed question: 200 with the route's identity headers, every one of
 // them present (empty when it has no value) so that an ingress copying them replaces what
 // the client sent, and the Cookie header the portal should get.
 func (ex *exchange) allow() {
 	h := ex.w.Header()
-	names := ex.st.set.Headers
+	var names headerNames
 	if ex.pol != nil {
-		names = ex.pol.headers
+		names = ex.pol.names // canonical already (compilePolicies)
+	} else {
+		names = canonicalNames(ex.st.set.Headers)
 	}
-	for _, n := range identityNames(names) {
+	for _, n := range names {
 		if n != "" {
-			h[http.CanonicalHeaderKey(n)] = []string{""}
+			h[n] = noValue
 		}
 	}
 	if ex.admitted {

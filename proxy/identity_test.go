@@ -13,7 +13,7 @@ import (
 func testPolicy(mode string) *routePolicy {
 	h := config.IdentityHeaders{User: "X-Portcullis-User", Email: "x-portcullis-email", Org: "X-Portcullis-Org", Roles: "X-Portcullis-Roles",
 		Purpose: "X-Portcullis-Purpose", Kind: "X-Portcullis-Kind", Assertion: "X-Portcullis-Assertion", Sponsor: "X-Portcullis-Sponsor"}
-	return &routePolicy{headers: h, names: canonicalNames(h), forward: forwardModeOf(config.ForwardFull, mode)}
+	return &routePolicy{names: canonicalNames(h), forward: forwardModeOf(config.ForwardFull, mode)}
 }
 
 func assertionOf(r *rendered) string {
